@@ -1,0 +1,5 @@
+import type { RegisterCommand } from '../context.js';
+import { registerServe } from './serve.js';
+
+/** Every command, in the order `--help` lists them. */
+export const COMMANDS: readonly RegisterCommand[] = [registerServe];

@@ -1,0 +1,8 @@
+const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** Milliseconds of a duration string such as `500ms`, `30s`, `10m`, `2h`, `7d`. */
+export function parseDuration(text: string): number {
+  const m = /^(\d+)(ms|s|m|h|d)$/.exec(text);
+  if (!m) throw new TypeError(`not a duration: ${text}`);
+  return Number(m[1]) * UNITS[m[2]!]!;
+}

@@ -1,0 +1,111 @@
+import { z } from 'zod';
+
+/** Connection names appear in URLs and CLI arguments. */
+const connectionName = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'must be lower-case letters, digits, ".", "_" or "-" (at most 63)');
+
+const url = z.url({ message: 'must be a URL' });
+const httpUrl = z.url({ protocol: /^https?$/, message: 'must be an http:// or https:// URL' });
+
+const duration = z
+  .string()
+  .regex(/^\d+(ms|s|m|h|d)$/, 'must be a duration such as 500ms, 30s, 10m, 2h or 7d');
+
+const hostPort = z
+  .string()
+  .regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, 'must be host:port, e.g. 127.0.0.1:7443');
+
+const tcpTarget = z.string().regex(/^tcp:\/\/[^\s/]+:\d{1,5}\/?$/, 'must be tcp://host:port');
+
+const recordSettings = z
+  .strictObject({
+    request_body: z.enum(['masked', 'raw', 'none']).default('masked'),
+    response_body: z.enum(['masked', 'raw', 'none']).default('masked'),
+    raw: z.boolean().default(false),
+  })
+  .default({ request_body: 'masked', response_body: 'masked', raw: false });
+
+const connectionCommon = {
+  name: connectionName,
+  description: z.string().max(500).optional(),
+  labels: z.record(z.string(), z.string()).default({}),
+  allow_groups: z.array(z.string().min(1)).min(1, 'must name at least one group'),
+  masking: z.array(z.string()).default([]),
+  record: recordSettings,
+};
+
+const httpConnection = z.strictObject({
+  ...connectionCommon,
+  type: z.literal('http'),
+  upstream: httpUrl,
+  headers: z.record(z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'must be a header name'), z.string()).default({}),
+  max_body: z.number().int().positive().default(32 * 1024 * 1024),
+  connect_timeout: duration.default('10s'),
+  response_timeout: duration.default('300s'),
+});
+
+const tcpConnection = z.strictObject({
+  ...connectionCommon,
+  type: z.literal('tcp'),
+  upstream: tcpTarget,
+  connect_timeout: duration.default('10s'),
+});
+
+export const connectionSchema = z.discriminatedUnion('type', [httpConnection, tcpConnection]);
+
+export const configSchema = z
+  .strictObject({
+    listen: hostPort.default('127.0.0.1:7443'),
+    public_url: url.optional(),
+    tls: z.strictObject({ cert: z.string().min(1), key: z.string().min(1) }).optional(),
+    identity: z.strictObject({
+      issuer: url,
+      audience: z.string().min(1),
+      cli_client_id: z.string().min(1),
+      groups_claim: z.string().min(1).default('groups'),
+      algorithms: z
+        .array(z.enum(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA']))
+        .min(1)
+        .default(['RS256', 'PS256', 'ES256', 'EdDSA']),
+      clock_tolerance: duration.default('30s'),
+    }),
+    roles: z
+      .strictObject({
+        admin: z.array(z.string()).default([]),
+        auditor: z.array(z.string()).default([]),
+        reviewer: z.array(z.string()).default([]),
+      })
+      .default({ admin: [], auditor: [], reviewer: [] }),
+    storage: z
+      .strictObject({
+        dir: z.string().min(1).default('./data'),
+        master_key: z.string().optional(),
+      })
+      .default({ dir: './data' }),
+    tunnel: z
+      .strictObject({
+        max_streams: z.number().int().positive().default(256),
+        max_frame: z.number().int().min(1024).default(1024 * 1024),
+        window: z.number().int().min(1024).default(256 * 1024),
+        ping_interval: duration.default('30s'),
+      })
+      .default({ max_streams: 256, max_frame: 1024 * 1024, window: 256 * 1024, ping_interval: '30s' }),
+    connections: z.array(connectionSchema).default([]),
+  })
+  .superRefine((cfg, ctx) => {
+    const seen = new Set<string>();
+    cfg.connections.forEach((c, i) => {
+      if (seen.has(c.name)) {
+        ctx.addIssue({ code: 'custom', path: ['connections', i, 'name'], message: `duplicate connection name "${c.name}"` });
+      }
+      seen.add(c.name);
+    });
+  });
+
+export type ConfigInput = z.input<typeof configSchema>;
+export type Config = z.output<typeof configSchema>;
+export type ConnectionConfig = Config['connections'][number];
+export type HttpConnectionConfig = Extract<ConnectionConfig, { type: 'http' }>;
+export type TcpConnectionConfig = Extract<ConnectionConfig, { type: 'tcp' }>;
+export type Role = keyof Config['roles'];

@@ -1,0 +1,145 @@
+import * as jose from 'jose';
+import { SluiceError, type ErrorCode } from '../../shared/errors.js';
+import type { Config } from '../config/schema.js';
+import { parseDuration } from '../config/duration.js';
+import { rolesFor, type Principal } from './principal.js';
+
+export interface TokenVerifierOptions {
+  identity: Config['identity'];
+  roles: Config['roles'];
+  /** Minimum time between JWKS refetches triggered by an unknown `kid`. */
+  jwksCooldownMs?: number;
+  /** How long a fetched JWKS is trusted before it is fetched again. */
+  jwksMaxAgeMs?: number;
+  /** Time budget for discovery and JWKS requests. */
+  timeoutMs?: number;
+}
+
+export interface TokenVerifier {
+  verify(token: string): Promise<Principal>;
+  /** Resolves once the issuer's discovery document and keys could be fetched. */
+  ready(): Promise<void>;
+}
+
+/**
+ * Verifies bearer JWTs against the issuer's published keys: signature, issuer, audience, expiry (with a
+ * small leeway) and an allow-list of asymmetric algorithms. Every failure is a SluiceError with its own code.
+ */
+export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifier {
+  const { identity } = options;
+  const timeoutMs = options.timeoutMs ?? 5000;
+  const algorithms = [...identity.algorithms];
+  const clockTolerance = Math.round(parseDuration(identity.clock_tolerance) / 1000);
+  let jwks: Promise<ReturnType<typeof jose.createRemoteJWKSet>> | undefined;
+
+  function keys(): Promise<ReturnType<typeof jose.createRemoteJWKSet>> {
+    jwks ??= discoverJwksUri(identity.issuer, timeoutMs).then((uri) =>
+      jose.createRemoteJWKSet(new URL(uri), {
+        cooldownDuration: options.jwksCooldownMs ?? 30_000,
+        cacheMaxAge: options.jwksMaxAgeMs ?? 10 * 60_000,
+        timeoutDuration: timeoutMs,
+      }),
+    );
+    // A failed discovery is retried on the next request rather than cached forever.
+    jwks.catch(() => (jwks = undefined));
+    return jwks;
+  }
+
+  return {
+    async ready() {
+      const set = await keys();
+      // Fetch the key set itself so readiness means tokens can be verified now.
+      await set.reload();
+    },
+    async verify(token) {
+      let header: jose.ProtectedHeaderParameters;
+      try {
+        header = jose.decodeProtectedHeader(token);
+        jose.decodeJwt(token);
+      } catch (cause) {
+        throw new SluiceError('ERR_TOKEN_MALFORMED', { cause });
+      }
+      if (typeof header.alg !== 'string' || !algorithms.includes(header.alg as never)) {
+        throw new SluiceError('ERR_TOKEN_ALGORITHM', {
+          message: `The token is signed with ${JSON.stringify(header.alg ?? null)}; accepted: ${algorithms.join(', ')}`,
+        });
+      }
+      let getKey: ReturnType<typeof jose.createRemoteJWKSet>;
+      try {
+        getKey = await keys();
+      } catch (cause) {
+        throw new SluiceError('ERR_IDP_UNAVAILABLE', { cause });
+      }
+      let payload: jose.JWTPayload;
+      try {
+        ({ payload } = await jose.jwtVerify(token, getKey, {
+          issuer: identity.issuer,
+          audience: identity.audience,
+          algorithms,
+          clockTolerance,
+          requiredClaims: ['sub', 'exp'],
+        }));
+      } catch (cause) {
+        throw mapJoseError(cause);
+      }
+      const groupsClaim = payload[identity.groups_claim];
+      const groups = Array.isArray(groupsClaim) ? groupsClaim.filter((g): g is string => typeof g === 'string') : [];
+      return {
+        sub: payload.sub!,
+        email: typeof payload.email === 'string' ? payload.email : undefined,
+        name: typeof payload.name === 'string' ? payload.name : undefined,
+        groups,
+        roles: rolesFor(groups, options.roles),
+        clientId: typeof payload.client_id === 'string' ? payload.client_id : typeof payload.azp === 'string' ? payload.azp : undefined,
+        expiresAt: payload.exp!,
+        issuer: payload.iss!,
+      };
+    },
+  };
+}
+
+async function discoverJwksUri(issuer: string, timeoutMs: number): Promise<string> {
+  const url = `${issuer.replace(/\/$/, '')}/.well-known/openid-configuration`;
+  const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), headers: { accept: 'application/json' } });
+  if (!res.ok) throw new Error(`discovery at ${url} answered ${res.status}`);
+  const doc = (await res.json()) as { issuer?: string; jwks_uri?: string };
+  if (doc.issuer !== issuer) throw new Error(`discovery at ${url} names issuer ${doc.issuer}, expected ${issuer}`);
+  if (typeof doc.jwks_uri !== 'string') throw new Error(`discovery at ${url} has no jwks_uri`);
+  return doc.jwks_uri;
+}
+
+function mapJoseError(err: unknown): SluiceError {
+  const code = (err as { code?: string }).code;
+  const claim = (err as { claim?: string }).claim;
+  let ours: ErrorCode;
+  switch (code) {
+    case 'ERR_JWT_EXPIRED':
+      ours = 'ERR_TOKEN_EXPIRED';
+      break;
+    case 'ERR_JWT_CLAIM_VALIDATION_FAILED':
+      ours = claim === 'iss' ? 'ERR_TOKEN_ISSUER' : claim === 'aud' ? 'ERR_TOKEN_AUDIENCE' : 'ERR_TOKEN_CLAIMS';
+      break;
+    case 'ERR_JWKS_NO_MATCHING_KEY':
+    case 'ERR_JWKS_MULTIPLE_MATCHING_KEYS':
+      ours = 'ERR_TOKEN_KEY_UNKNOWN';
+      break;
+    case 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED':
+      ours = 'ERR_TOKEN_SIGNATURE';
+      break;
+    case 'ERR_JOSE_ALG_NOT_ALLOWED':
+      ours = 'ERR_TOKEN_ALGORITHM';
+      break;
+    case 'ERR_JWS_INVALID':
+    case 'ERR_JWT_INVALID':
+      ours = 'ERR_TOKEN_MALFORMED';
+      break;
+    case 'ERR_JWKS_TIMEOUT':
+    case 'ERR_JWKS_INVALID':
+      ours = 'ERR_IDP_UNAVAILABLE';
+      break;
+    default:
+      ours = err instanceof TypeError || (err as Error)?.name === 'AbortError' ? 'ERR_IDP_UNAVAILABLE' : 'ERR_TOKEN_CLAIMS';
+  }
+  const detail = ours === 'ERR_TOKEN_CLAIMS' && claim ? { message: `The token claim "${claim}" is invalid` } : {};
+  return new SluiceError(ours, { ...detail, cause: err });
+}
