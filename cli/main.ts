@@ -14,9 +14,8 @@ export interface MainOptions {
 export function buildProgram(ctx: CliContext, commands: readonly RegisterCommand[] = COMMANDS): Command {
   const program = new Command('sluice')
     .description(
-      'sluice — the gateway every inference call goes through.\n' +
-        'Log in once, then open a local port to a model server; the gateway checks who you are,\n' +
-        'applies policy, masks sensitive data and records every exchange.',
+      'sluice — the gateway every inference call goes through. Log in once, then open a local port to a ' +
+        'model server; the gateway checks who you are, applies policy, masks sensitive data and records every exchange.',
     )
     .version(VERSION, '-V, --version')
     .addOption(new Option('--profile <name>', 'which saved profile (gateway and login) to use').env('SLUICE_PROFILE'))

@@ -17,14 +17,20 @@ export function printResult(out: Output, json: boolean, data: unknown, plain: ()
 export function reportError(out: Output, err: unknown, json: boolean): number {
   if (isSluiceError(err)) {
     if (json) out.stderr.write(`${JSON.stringify(err.toJSON())}\n`);
-    else out.stderr.write(`sluice: ${err.message} (${err.code})\n`);
+    else out.stderr.write(humanLine(err));
     return err.exitCode;
   }
   const e = err as { code?: string; exitCode?: number; message?: string };
   if (typeof e?.code === 'string' && e.code.startsWith('commander.')) return e.exitCode === 0 ? EXIT.ok : EXIT.usage;
   const wrapped = new SluiceError('ERR_INTERNAL', { message: `Internal error: ${e?.message ?? String(err)}`, cause: err });
   if (json) out.stderr.write(`${JSON.stringify(wrapped.toJSON())}\n`);
-  else out.stderr.write(`sluice: ${wrapped.message} (${wrapped.code})\n`);
+  else out.stderr.write(humanLine(wrapped));
   if (process.env.SLUICE_DEBUG) out.stderr.write(`${(err as Error)?.stack ?? ''}\n`);
   return ERRORS.ERR_INTERNAL.exit;
+}
+
+/** `sluice: first line (ERR_CODE)` followed by any further lines of the message. */
+function humanLine(err: SluiceError): string {
+  const [first, ...rest] = err.message.split('\n');
+  return [`sluice: ${first} (${err.code})`, ...rest].join('\n') + '\n';
 }

@@ -1,5 +1,43 @@
+import { Option } from 'commander';
 import type { RegisterCommand } from '../context.js';
+import { waitForSignal } from '../signals.js';
 
-export const registerServe: RegisterCommand = (program) => {
-  program.command('serve').description('run the gateway (placeholder)');
+export const registerServe: RegisterCommand = (program, ctx) => {
+  program
+    .command('serve')
+    .summary('run the gateway')
+    .description(
+      'Run the gateway: verify callers, apply policy, forward to upstreams and record every exchange. ' +
+        'The config file is validated before anything starts; each problem is listed with its path.',
+    )
+    .addOption(new Option('-c, --config <file>', 'gateway configuration (YAML)').env('SLUICE_CONFIG').default('sluice.yaml'))
+    .option('--listen <host:port>', 'override the listen address of the config file')
+    .option('--insecure', 'allow a non-loopback listen address without TLS (tokens then travel in clear text)', false)
+    .option('--check', 'validate the config file and exit', false)
+    .option('--log-level <level>', 'trace, debug, info, warn, error or fatal', 'info')
+    .addHelpText(
+      'after',
+      '\nEnvironment:\n  SLUICE_CONFIG   default for --config\n  Values written ${env:NAME} in the config file are read from the environment.\n\n' +
+        'Exit codes: 0 stopped cleanly, 2 invalid configuration or listen address.',
+    )
+    .action(async (opts: { config: string; listen?: string; insecure: boolean; check: boolean; logLevel: string }) => {
+      // Loaded on use so that client commands start fast.
+      const { loadConfigFile } = await import('../../server/config/load.js');
+      const { startGateway } = await import('../../server/start-gateway.js');
+      const config = await loadConfigFile(opts.config, { env: ctx.env });
+      if (opts.check) {
+        ctx.out.stdout.write(`${opts.config}: valid (${config.connections.length} connection${config.connections.length === 1 ? '' : 's'})\n`);
+        return;
+      }
+      const gateway = await startGateway({
+        config,
+        listen: opts.listen,
+        insecure: opts.insecure,
+        logger: { level: opts.logLevel },
+      });
+      gateway.app.log.info({ url: gateway.url }, 'sluice gateway ready');
+      const signal = await waitForSignal(['SIGINT', 'SIGTERM']);
+      gateway.app.log.info({ signal }, 'shutting down');
+      await gateway.close();
+    });
 };

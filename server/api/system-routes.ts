@@ -1,0 +1,22 @@
+import type { FastifyInstance } from 'fastify';
+import { VERSION } from '../../shared/version.js';
+import type { GatewayDeps } from '../gateway-deps.js';
+
+/** `GET /v1/info` (public discovery for `sluice login`), `/healthz` and `/readyz`. */
+export function registerSystemRoutes(app: FastifyInstance, deps: GatewayDeps): void {
+  app.get('/v1/info', async () => ({
+    name: 'sluice',
+    version: VERSION,
+    issuer: deps.config.identity.issuer,
+    cli_client_id: deps.config.identity.cli_client_id,
+    audience: deps.config.identity.audience,
+  }));
+
+  app.get('/healthz', async () => ({ status: 'ok' }));
+
+  app.get('/readyz', async (_req, reply) => {
+    const checks = await deps.readiness.check();
+    const ready = Object.values(checks).every((c) => c.ok);
+    return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'unready', checks });
+  });
+}

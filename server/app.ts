@@ -1,0 +1,85 @@
+import { randomBytes } from 'node:crypto';
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import { SluiceError, isSluiceError } from '../shared/errors.js';
+import type { Config } from './config/schema.js';
+import { createAuthenticate } from './identity/authenticate.js';
+import { createTokenVerifier, type TokenVerifier } from './identity/token-verifier.js';
+import { createReadiness } from './readiness.js';
+import type { GatewayDeps } from './gateway-deps.js';
+import { registerSystemRoutes } from './api/system-routes.js';
+import { registerMeRoutes } from './api/me-routes.js';
+
+export interface BuildAppOptions {
+  config: Config;
+  /** pino options, or false for no logs (tests). Default: info level JSON to stdout. */
+  logger?: FastifyServerOptions['logger'];
+  /** Replaces the JWKS-backed verifier; for tests that inject faults. */
+  verifier?: TokenVerifier;
+  https?: { cert: Buffer; key: Buffer };
+}
+
+/** Paths a log line must never carry: credentials in any header. */
+export const LOG_REDACT = [
+  'req.headers.authorization',
+  'req.headers.cookie',
+  'req.headers["proxy-authorization"]',
+  'res.headers["set-cookie"]',
+];
+
+/** Build the gateway: plugins and routes registered, never listening (callers `listen` or `inject`). */
+export async function buildApp(options: BuildAppOptions): Promise<FastifyInstance> {
+  const { config } = options;
+  const logger: FastifyServerOptions['logger'] =
+    options.logger === undefined ? { level: 'info', redact: LOG_REDACT } : options.logger;
+  const app = Fastify({
+    logger: typeof logger === 'object' && logger !== null ? { redact: LOG_REDACT, ...logger } : logger,
+    genReqId: () => `req_${randomBytes(9).toString('base64url')}`,
+    requestIdHeader: false,
+    requestIdLogLabel: 'request_id',
+    disableRequestLogging: false,
+    bodyLimit: 1024 * 1024,
+    forceCloseConnections: true,
+    ...(options.https ? { https: options.https } : {}),
+  }) as unknown as FastifyInstance;
+
+  const verifier = options.verifier ?? createTokenVerifier({ identity: config.identity, roles: config.roles });
+  const deps: GatewayDeps = {
+    config,
+    verifier,
+    authenticate: createAuthenticate(verifier),
+    readiness: createReadiness({ verifier }),
+  };
+
+  app.addHook('onSend', async (req, reply) => {
+    reply.header('x-request-id', req.id);
+  });
+
+  app.setErrorHandler((err, req, reply) => {
+    let error: SluiceError;
+    if (isSluiceError(err)) error = err;
+    else if ((err as { validation?: unknown }).validation || (err as { statusCode?: number }).statusCode === 400) {
+      error = new SluiceError('ERR_BAD_REQUEST', { message: (err as Error).message });
+    } else if ((err as { statusCode?: number }).statusCode === 413) {
+      error = new SluiceError('ERR_BODY_TOO_LARGE');
+    } else {
+      req.log.error({ err }, 'unhandled error');
+      error = new SluiceError('ERR_INTERNAL');
+    }
+    if (error.status === 401) {
+      reply.header('www-authenticate', `Bearer realm="sluice", error="invalid_token", error_description="${error.code}"`);
+    }
+    if (error.status >= 500) req.log.warn({ code: error.code, cause: (error.cause as Error)?.message }, error.message);
+    else req.log.info({ code: error.code }, error.message);
+    return reply.code(error.status).send(error.toJSON());
+  });
+
+  app.setNotFoundHandler((req, reply) => {
+    const error = new SluiceError('ERR_NOT_FOUND', { message: `No route ${req.method} ${req.url.split('?')[0]}` });
+    return reply.code(404).send(error.toJSON());
+  });
+
+  registerSystemRoutes(app, deps);
+  registerMeRoutes(app, deps);
+
+  return app;
+}

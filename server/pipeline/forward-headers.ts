@@ -1,0 +1,101 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import type { UpstreamTarget } from './upstream-target.js';
+
+/**
+ * Request headers the upstream never sees from the caller: hop-by-hop headers (RFC 9110 7.6.1), the
+ * caller's credentials (the connection injects its own), and forwarding headers the gateway sets itself
+ * (a caller could otherwise spoof its address or request id).
+ */
+const DROPPED_REQUEST_HEADERS: ReadonlySet<string> = new Set([
+  'connection',
+  'keep-alive',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'expect',
+  'host',
+  'authorization',
+  'cookie',
+  'forwarded',
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+  'x-request-id',
+]);
+
+/** Hop-by-hop response headers; Node's ServerResponse frames the body itself. */
+const DROPPED_RESPONSE_HEADERS: ReadonlySet<string> = new Set([
+  'connection',
+  'keep-alive',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'x-request-id',
+]);
+
+/** What the gateway adds to every forwarded request. */
+export interface ForwardingFacts {
+  readonly requestId: string;
+  readonly clientAddress: string;
+  readonly proto: 'http' | 'https';
+}
+
+/** The headers sent upstream, as a flat [name, value, ...] list (undici takes it without copying). */
+export function upstreamRequestHeaders(headers: IncomingHttpHeaders, target: UpstreamTarget, facts: ForwardingFacts): string[] {
+  const out: string[] = [];
+  const named = headers.connection === undefined ? undefined : connectionTokens(headers.connection);
+  for (const name in headers) {
+    if (
+      DROPPED_REQUEST_HEADERS.has(name) ||
+      name.startsWith('proxy-') ||
+      target.injectedNames.has(name) ||
+      (named !== undefined && named.has(name))
+    ) {
+      continue;
+    }
+    pushHeader(out, name, headers[name]);
+  }
+  out.push('host', target.host, 'x-forwarded-for', facts.clientAddress, 'x-forwarded-proto', facts.proto, 'x-request-id', facts.requestId);
+  if (headers.host !== undefined) out.push('x-forwarded-host', headers.host);
+  for (let i = 0; i < target.injected.length; i++) out.push(target.injected[i]!);
+  return out;
+}
+
+/**
+ * The headers returned to the caller, flat, with the gateway's X-Request-Id; the upstream's own request
+ * id is kept as X-Upstream-Request-Id. `keepLength` is false when masking may change the body's length.
+ */
+export function callerResponseHeaders(headers: IncomingHttpHeaders, requestId: string, keepLength: boolean): string[] {
+  const out: string[] = [];
+  const named = headers.connection === undefined ? undefined : connectionTokens(headers.connection);
+  for (const name in headers) {
+    if (DROPPED_RESPONSE_HEADERS.has(name) || name.startsWith('proxy-') || (named !== undefined && named.has(name))) continue;
+    if (!keepLength && name === 'content-length') continue;
+    pushHeader(out, name, headers[name]);
+  }
+  const upstreamId = headers['x-request-id'];
+  if (typeof upstreamId === 'string') out.push('x-upstream-request-id', upstreamId);
+  out.push('x-request-id', requestId);
+  return out;
+}
+
+function pushHeader(out: string[], name: string, value: string | string[] | undefined): void {
+  if (value === undefined) return;
+  if (typeof value === 'string') {
+    out.push(name, value);
+  } else {
+    for (const v of value) out.push(name, v);
+  }
+}
+
+/** Header names listed in a Connection header, which are hop-by-hop for this message only. */
+function connectionTokens(value: string | string[]): Set<string> {
+  const set = new Set<string>();
+  for (const part of (Array.isArray(value) ? value.join(',') : value).split(',')) {
+    const token = part.trim().toLowerCase();
+    if (token !== '') set.add(token);
+  }
+  return set;
+}

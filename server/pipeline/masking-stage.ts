@@ -1,0 +1,23 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Transform } from 'node:stream';
+import type { Exchange } from './exchange.js';
+
+/** The upstream's response head, as the masking stage sees it before the body flows. */
+export interface ResponseHead {
+  readonly status: number;
+  readonly headers: IncomingHttpHeaders;
+}
+
+/** Masking stage: a Transform per response body, or null when the body passes unchanged. */
+export interface MaskingStage {
+  /**
+   * Null rather than an identity Transform for "nothing to mask", so unmasked connections pay for no
+   * extra stream per response. A Transform that changes the length must expect Content-Length to be dropped.
+   */
+  responseTransform(exchange: Exchange, head: ResponseHead): Transform | null;
+}
+
+/** The default masking stage: response bodies pass unchanged. */
+export const noMasking: MaskingStage = Object.freeze({
+  responseTransform: () => null,
+});

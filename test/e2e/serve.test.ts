@@ -1,0 +1,101 @@
+import { spawn } from 'node:child_process';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { runCli, spawnCli } from '../helpers/cli-process.js';
+
+async function configFile(text: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'sluice-serve-'));
+  const file = join(dir, 'sluice.yaml');
+  await writeFile(file, text);
+  return file;
+}
+
+const identity = `identity:
+  issuer: https://idp.example.com
+  audience: sluice
+  cli_client_id: sluice-cli
+`;
+
+describe('sluice serve', () => {
+  it('lists every problem of an invalid config with its path and exits 2', async () => {
+    const file = await configFile(`${identity}connections:
+  - name: llm
+    type: http
+    upstream: http://127.0.0.1:8000
+    allow_groups: [ml-eng]
+  - name: broken
+    type: http
+    upstream: nope
+    allow_groups: [ml-eng]
+    max_body: -1
+`);
+    const r = await runCli(['serve', '--config', file]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('connections[1].upstream: must be an http:// or https:// URL');
+    expect(r.stderr).toContain('connections[1].max_body:');
+    expect(r.stderr).toContain('ERR_CONFIG_INVALID');
+  });
+
+  it('names a missing environment variable, never a secret value, and exits 2', async () => {
+    const file = await configFile(`${identity}connections:
+  - name: llm
+    type: http
+    upstream: http://127.0.0.1:8000
+    headers: { authorization: "Bearer \${env:SLUICE_TEST_UPSTREAM_KEY}", x-other: "\${env:SLUICE_TEST_SECRET_SET}" }
+    allow_groups: [ml-eng]
+`);
+    const r = await runCli(['serve', '--config', file], { env: { SLUICE_TEST_SECRET_SET: 'sk-VERY-SECRET' } });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('SLUICE_TEST_UPSTREAM_KEY');
+    expect(r.stderr).toContain('ERR_CONFIG_ENV_MISSING');
+    expect(r.stderr + r.stdout).not.toContain('sk-VERY-SECRET');
+  });
+
+  it('says which file it could not read', async () => {
+    const r = await runCli(['serve', '--config', '/nonexistent/sluice.yaml']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('Cannot read /nonexistent/sluice.yaml: ENOENT');
+  });
+
+  it('refuses a non-loopback address without TLS unless --insecure is given', async () => {
+    const file = await configFile(`listen: 0.0.0.0:0\n${identity}`);
+    const refused = await runCli(['serve', '--config', file]);
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain('ERR_INSECURE_LISTEN');
+
+    const child = spawnCli(['serve', '--config', file, '--insecure']);
+    onTestFinished(() => child.kill('SIGKILL'));
+    const logs = await child.waitForOutput(/sluice gateway ready/);
+    expect(logs).toMatch(/without TLS/);
+    child.kill('SIGTERM');
+    expect(await child.exited).toBe(0);
+  });
+
+  it('validates without starting when --check is given', async () => {
+    const r = await runCli(['serve', '--config', await configFile(identity), '--check']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/valid \(0 connections\)/);
+  });
+
+  it('serves /v1/info over TLS from cert and key files', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'sluice-tls-'));
+    const key = join(dir, 'key.pem');
+    const cert = join(dir, 'cert.pem');
+    const openssl = spawn('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1']);
+    expect(await new Promise((r) => openssl.on('exit', r))).toBe(0);
+    const file = await configFile(`listen: 127.0.0.1:0\ntls: { cert: ${cert}, key: ${key} }\n${identity}`);
+    const child = spawnCli(['serve', '--config', file]);
+    onTestFinished(() => child.kill('SIGKILL'));
+    const logs = await child.waitForOutput(/sluice gateway ready/);
+    const url = /"url":"(https:\/\/[^"]+)"/.exec(logs)![1]!;
+    const curl = spawn('curl', ['-sS', '--cacert', cert, `${url}/v1/info`]);
+    let body = '';
+    curl.stdout.on('data', (d) => (body += d));
+    expect(await new Promise((r) => curl.on('exit', r))).toBe(0);
+    expect(JSON.parse(body)).toMatchObject({ issuer: 'https://idp.example.com', audience: 'sluice' });
+    child.kill('SIGTERM');
+    await child.exited;
+  });
+});

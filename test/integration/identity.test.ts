@@ -1,0 +1,142 @@
+import { createPublicKey, generateKeyPairSync } from 'node:crypto';
+import * as jose from 'jose';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { FastifyInstance } from 'fastify';
+import { buildApp } from '../../server/app.js';
+import { validateConfig } from '../../server/config/load.js';
+import { clientCredentialsToken, signToken, startTestIdp, type TestIdp } from '../helpers/oidc.js';
+
+let idp: TestIdp;
+let app: FastifyInstance;
+
+function gatewayConfig(issuer: string, audience: string) {
+  return validateConfig({
+    identity: { issuer, audience, cli_client_id: 'sluice-cli', clock_tolerance: '5s' },
+    roles: { admin: ['platform'], auditor: ['security'], reviewer: ['ml-leads'] },
+  });
+}
+
+beforeAll(async () => {
+  idp = await startTestIdp();
+  app = await buildApp({ config: gatewayConfig(idp.issuer, idp.audience), logger: false });
+});
+
+afterAll(async () => {
+  await app?.close();
+  await idp?.close();
+});
+
+const now = () => Math.floor(Date.now() / 1000);
+
+function claims(overrides: Record<string, unknown> = {}) {
+  return { iss: idp.issuer, aud: idp.audience, sub: 'alice', groups: ['ml-eng', 'security'], iat: now(), exp: now() + 300, ...overrides };
+}
+
+async function me(token?: string) {
+  const res = await app.inject({ method: 'GET', url: '/v1/me', headers: token === undefined ? {} : { authorization: `Bearer ${token}` } });
+  return { status: res.statusCode, body: res.json() as { error?: { code: string; message: string } } & Record<string, unknown>, headers: res.headers };
+}
+
+const b64 = (v: unknown) => Buffer.from(typeof v === 'string' ? v : JSON.stringify(v)).toString('base64url');
+
+describe('identity', () => {
+  it('serves public discovery at /v1/info', async () => {
+    const res = await app.inject({ method: 'GET', url: '/v1/info' });
+    expect(res.statusCode).toBe(200);
+    expect(res.json()).toMatchObject({ issuer: idp.issuer, cli_client_id: 'sluice-cli', audience: idp.audience, name: 'sluice' });
+    expect(res.headers['x-request-id']).toMatch(/^req_/);
+  });
+
+  it('accepts a token the provider issued and maps groups to roles', async () => {
+    const token = await clientCredentialsToken({ issuer: idp.issuer, clientId: 'ci-bot', clientSecret: idp.ciSecret, audience: idp.audience });
+    const { status, body } = await me(token);
+    expect(status).toBe(200);
+    expect(body).toMatchObject({ sub: 'ci-bot', groups: ['ml-eng', 'ci'], roles: [], issuer: idp.issuer });
+  });
+
+  it('maps configured groups to roles on a well-signed token', async () => {
+    const { status, body } = await me(await signToken(idp.signingKey, claims()));
+    expect(status).toBe(200);
+    expect(body.roles).toEqual(['auditor']);
+  });
+
+  it('answers 401 ERR_AUTH_REQUIRED without a token, with a WWW-Authenticate header', async () => {
+    const r = await me();
+    expect(r.status).toBe(401);
+    expect(r.body.error?.code).toBe('ERR_AUTH_REQUIRED');
+    expect(r.headers['www-authenticate']).toMatch(/^Bearer /);
+    expect((await me('')).body.error?.code).toBe('ERR_AUTH_REQUIRED');
+  });
+
+  const cases: Array<[string, () => Promise<string>, string]> = [
+    ['garbage', async () => 'not-a-jwt', 'ERR_TOKEN_MALFORMED'],
+    ['three garbage segments', async () => 'a.b.c', 'ERR_TOKEN_MALFORMED'],
+    ['expired', () => signToken(idp.signingKey, claims({ exp: now() - 120, iat: now() - 600 })), 'ERR_TOKEN_EXPIRED'],
+    ['wrong issuer', () => signToken(idp.signingKey, claims({ iss: 'https://evil.example.com' })), 'ERR_TOKEN_ISSUER'],
+    ['wrong audience', () => signToken(idp.signingKey, claims({ aud: 'urn:other:service' })), 'ERR_TOKEN_AUDIENCE'],
+    ['alg none', async () => `${b64({ alg: 'none', typ: 'JWT' })}.${b64(claims())}.`, 'ERR_TOKEN_ALGORITHM'],
+    [
+      'HS256 signed with the public key',
+      async () => {
+        const pub = createPublicKey({ key: idp.signingKey as jose.JWK, format: 'jwk' } as never).export({ format: 'pem', type: 'spki' });
+        return new jose.SignJWT(claims()).setProtectedHeader({ alg: 'HS256', kid: idp.signingKey.kid }).sign(Buffer.from(pub));
+      },
+      'ERR_TOKEN_ALGORITHM',
+    ],
+    [
+      'unknown kid',
+      async () => {
+        const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+        return new jose.SignJWT(claims()).setProtectedHeader({ alg: 'RS256', kid: 'not-published' }).sign(privateKey);
+      },
+      'ERR_TOKEN_KEY_UNKNOWN',
+    ],
+    [
+      'forged signature under a published kid',
+      async () => {
+        const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+        return new jose.SignJWT(claims()).setProtectedHeader({ alg: 'RS256', kid: idp.signingKey.kid }).sign(privateKey);
+      },
+      'ERR_TOKEN_SIGNATURE',
+    ],
+    [
+      'claims tampered after signing',
+      async () => {
+        const [h, , s] = (await signToken(idp.signingKey, claims())).split('.');
+        return `${h}.${b64(claims({ groups: ['platform'] }))}.${s}`;
+      },
+      'ERR_TOKEN_SIGNATURE',
+    ],
+    ['no subject', () => signToken(idp.signingKey, claims({ sub: undefined })), 'ERR_TOKEN_CLAIMS'],
+  ];
+
+  it.each(cases)('rejects a %s token with 401 and its own code', async (_name, make, code) => {
+    const r = await me(await make());
+    expect(r.status).toBe(401);
+    expect(r.body.error?.code).toBe(code);
+    expect(r.body.error?.message).toBeTruthy();
+  });
+
+  it('gives every kind of bad token a distinct code', () => {
+    const codes = cases.map(([, , c]) => c);
+    expect(new Set(codes).size).toBeGreaterThanOrEqual(8);
+  });
+
+  it('is ready when the provider keys are reachable, and unready when they are not', async () => {
+    const ok = await app.inject({ method: 'GET', url: '/readyz' });
+    expect(ok.statusCode).toBe(200);
+    const lost = await buildApp({ config: gatewayConfig('http://127.0.0.1:1', idp.audience), logger: false });
+    try {
+      const res = await lost.inject({ method: 'GET', url: '/readyz' });
+      expect(res.statusCode).toBe(503);
+      expect(res.json()).toMatchObject({ status: 'unready', checks: { identity: { ok: false } } });
+      const token = await signToken(idp.signingKey, claims({ iss: 'http://127.0.0.1:1' }));
+      const r = await lost.inject({ method: 'GET', url: '/v1/me', headers: { authorization: `Bearer ${token}` } });
+      expect(r.statusCode).toBe(503);
+      expect(r.json().error.code).toBe('ERR_IDP_UNAVAILABLE');
+      expect((await lost.inject({ method: 'GET', url: '/healthz' })).statusCode).toBe(200);
+    } finally {
+      await lost.close();
+    }
+  });
+});
