@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { SluiceError, isSluiceError } from '../shared/errors.js';
 import type { Config } from './config/schema.js';
 import { createAuthenticate } from './identity/authenticate.js';
@@ -8,6 +8,7 @@ import { createReadiness } from './readiness.js';
 import type { GatewayDeps } from './gateway-deps.js';
 import { registerSystemRoutes } from './api/system-routes.js';
 import { registerMeRoutes } from './api/me-routes.js';
+import { registerConnectionsRoutes } from './api/connections-routes.js';
 
 export interface BuildAppOptions {
   config: Config;
@@ -35,8 +36,7 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
     logger: typeof logger === 'object' && logger !== null ? { redact: LOG_REDACT, ...logger } : logger,
     genReqId: () => `req_${randomBytes(9).toString('base64url')}`,
     requestIdHeader: false,
-    requestIdLogLabel: 'request_id',
-    disableRequestLogging: false,
+    logController: new LogController({ requestIdLogLabel: 'request_id' }),
     bodyLimit: 1024 * 1024,
     forceCloseConnections: true,
     ...(options.https ? { https: options.https } : {}),
@@ -80,6 +80,7 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
 
   registerSystemRoutes(app, deps);
   registerMeRoutes(app, deps);
+  registerConnectionsRoutes(app, deps);
 
   return app;
 }

@@ -179,8 +179,8 @@ export async function startIdp(options: IdpOptions): Promise<RunningIdp> {
       devInteractions: { enabled: false },
       deviceFlow: {
         enabled: true,
-        userCodeInputSource: (ctx, form, _out, err) => {
-          ctx.body = page(title, 'Connect a device', userCodeInputBody(form, err));
+        userCodeInputSource: (ctx, form, out, err) => {
+          ctx.body = page(title, 'Connect a device', userCodeInputBody(form, err, out?.error));
         },
         userCodeConfirmSource: (ctx, form, client, _deviceInfo, userCode) => {
           ctx.body = page(title, 'Confirm the code', userCodeConfirmBody(form, client.clientName ?? client.clientId, userCode));
@@ -250,7 +250,14 @@ export async function startIdp(options: IdpOptions): Promise<RunningIdp> {
     },
   };
 
-  provider = new Provider(issuer, configuration);
+  try {
+    provider = new Provider(issuer, configuration);
+  } catch (err) {
+    // The port is already taken and the provider rejected its configuration: do not leak the listener.
+    server.close();
+    server.closeAllConnections();
+    throw err;
+  }
   providerCallback = provider.callback() as (req: IncomingMessage, res: ServerResponse) => void;
 
   async function handleInteraction(op: ProviderType, req: IncomingMessage, res: ServerResponse, path: string) {
@@ -260,12 +267,13 @@ export async function startIdp(options: IdpOptions): Promise<RunningIdp> {
       throw new errors.InvalidRequest('the sign-in page does not match this browser session; start again from the device page');
     }
     const clientId = String(details.params.client_id ?? '');
+    const clientName = (await op.Client.find(clientId))?.clientName ?? clientId;
 
     if (req.method === 'POST' && action === 'login') {
       const form = await readForm(req);
       const accountId = form.get('accountId') ?? '';
       if (details.prompt.name !== 'login' || !users.has(accountId)) {
-        sendHtml(res, 400, page(title, 'Pick a user', loginBody(uid, clientId, [...users.values()], 'Pick one of the listed users.')));
+        sendHtml(res, 400, page(title, 'Pick a user', loginBody(uid, clientName, [...users.values()], 'Pick one of the listed users.')));
         return;
       }
       await op.interactionFinished(req, res, { login: { accountId } }, { mergeWithLastSubmission: false });
@@ -285,7 +293,7 @@ export async function startIdp(options: IdpOptions): Promise<RunningIdp> {
       return;
     }
     if (details.prompt.name === 'login') {
-      sendHtml(res, 200, page(title, 'Sign in', loginBody(uid, clientId, [...users.values()])));
+      sendHtml(res, 200, page(title, 'Sign in', loginBody(uid, clientName, [...users.values()])));
       return;
     }
     if (details.prompt.name === 'consent') {
@@ -514,21 +522,22 @@ ${body}
 </html>`;
 }
 
-function userCodeInputBody(form: string, err: Error | undefined): string {
+function userCodeInputBody(form: string, err: Error | undefined, code: string | undefined): string {
   let message = '<p>Enter the code shown in your terminal.</p>';
   if (err) {
     const name = err.name;
-    const text =
-      name === 'NoCodeError' || name === 'NotFoundError'
+    // Cancelling on the code page and on the login page arrive as different errors; a person sees one outcome.
+    const cancelled = name === 'AbortedError' || code === 'access_denied';
+    const text = cancelled
+      ? 'Sign-in cancelled. The device was not connected.'
+      : name === 'NoCodeError' || name === 'NotFoundError'
         ? 'That code is not valid. Check it and try again.'
         : name === 'ExpiredError'
           ? 'That code has expired. Run the sign-in command again for a new one.'
           : name === 'AlreadyUsedError'
             ? 'That code has already been used.'
-            : name === 'AbortedError'
-              ? 'Sign-in cancelled. The device was not connected.'
-              : 'Something went wrong with that code. Try again.';
-    message = `<p class="error" id="sluice-error" data-error="${escapeHtml(name)}">${escapeHtml(text)}</p>`;
+            : 'Something went wrong with that code. Try again.';
+    message = `<p class="error" id="sluice-error" data-error="${cancelled ? 'cancelled' : escapeHtml(name)}">${escapeHtml(text)}</p>`;
   }
   return `${message}
 ${form}
@@ -543,7 +552,7 @@ ${form}
 <button class="link" type="submit" form="op.deviceConfirmForm" name="abort" value="yes">Cancel, this is not my code</button>`;
 }
 
-function loginBody(uid: string, clientId: string, users: DemoUser[], error?: string): string {
+function loginBody(uid: string, clientName: string, users: DemoUser[], error?: string): string {
   const action = `/interaction/${encodeURIComponent(uid)}`;
   const buttons = users
     .map(
@@ -556,7 +565,7 @@ function loginBody(uid: string, clientId: string, users: DemoUser[], error?: str
     )
     .join('\n');
   return `${error ? `<p class="error" id="sluice-error">${escapeHtml(error)}</p>` : ''}
-<p>Signing in to <strong>${escapeHtml(clientId)}</strong>. This is a demo identity provider: pick who you are, no password.</p>
+<p><strong>${escapeHtml(clientName)}</strong> is asking you to sign in. This is a demo identity provider: pick who you are, no password.</p>
 ${buttons}
 <form method="post" action="${action}/abort"><button class="link" type="submit">Cancel sign-in</button></form>`;
 }

@@ -2,6 +2,12 @@ import type { IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
 import { SluiceError } from '../../shared/errors.js';
 
+/** Whether a request carries a body (RFC 9112 6.3: chunked, or a non-zero Content-Length). */
+export function hasRequestBody(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
+
 /**
  * The request body as undici reads it, counted against the connection's `max_body`.
  *

@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import { SluiceError, toSluiceError, type ErrorCode } from '../../shared/errors.js';
+import { hasRequestBody } from './bounded-body.js';
 
 /** OpenAI's error `type` for an HTTP status, so SDKs classify gateway errors the way they classify the API's. */
 function openAiErrorType(status: number): string {
@@ -49,7 +50,7 @@ export function sendErrorResponse(res: ServerResponse, error: unknown, requestId
   const headers: string[] = ['content-type', 'application/json', 'content-length', String(Buffer.byteLength(body))];
   if (requestId !== undefined) headers.push('x-request-id', requestId);
   const req = res.req as typeof res.req | undefined;
-  if (req !== undefined && !req.complete) {
+  if (req !== undefined && !req.complete && hasRequestBody(req)) {
     headers.push('connection', 'close');
     // Discard what is still arriving so the caller can finish sending and read this answer.
     req.resume();

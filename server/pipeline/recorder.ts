@@ -24,11 +24,15 @@ export interface ExchangeResponseEvent {
   readonly headers: IncomingHttpHeaders;
 }
 
-/** Emitted when the response body is complete, before the caller gets the end. */
+/**
+ * Emitted when the response body is complete, before the caller gets the end (`complete: true`), or
+ * when the caller went away before that (`complete: false`; nothing then waits for the recorder).
+ */
 export interface ExchangeEndEvent {
   readonly type: 'exchange.end';
   readonly exchange: Exchange;
   readonly status: number;
+  readonly complete: boolean;
   readonly requestBytes: number;
   readonly responseBytes: number;
   readonly durationMs: number;

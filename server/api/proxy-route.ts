@@ -1,0 +1,85 @@
+import { randomUUID } from 'node:crypto';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { SluiceError } from '../../shared/errors.js';
+import type { ConnectionConfig } from '../config/schema.js';
+import type { Principal } from '../identity/principal.js';
+import { sendErrorResponse } from '../pipeline/error-response.js';
+import type { ExchangeSession } from '../pipeline/exchange.js';
+import type { ExchangeHandler } from '../pipeline/run-exchange.js';
+
+/** What the direct-proxy route needs from the gateway. */
+export interface ProxyRouteDeps {
+  /** The configured connections, read per request so a reload takes effect. */
+  readonly connections: () => readonly ConnectionConfig[];
+  /** Verifies the caller's bearer token; throws a SluiceError when it is missing or invalid. */
+  readonly authenticate: (req: FastifyRequest) => Promise<Principal>;
+  /** The same exchange handler the tunnel's HTTP protocol uses. */
+  readonly exchange: ExchangeHandler;
+  /** The recording session of a call; by default every call is a session of its own. */
+  readonly sessionFor?: (principal: Principal, req: FastifyRequest) => ExchangeSession;
+}
+
+const PREFIX = '/v1/proxy/';
+
+const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];
+
+/** The upstream path and query of a proxy URL: everything after `/v1/proxy/<connection>`. */
+export function upstreamPathOf(url: string): string {
+  const rest = url.slice(PREFIX.length);
+  let i = 0;
+  while (i < rest.length && rest[i] !== '/' && rest[i] !== '?') i++;
+  if (i === rest.length) return '/';
+  return rest[i] === '/' ? rest.slice(i) : `/${rest.slice(i)}`;
+}
+
+/**
+ * Registers `ANY /v1/proxy/:connection/*`: automated agents call a connection's upstream with their bearer
+ * token and go through the same pipeline as the tunnel. The route takes over the raw request in `onRequest`,
+ * so fastify never reads or parses the body: it streams to the upstream as it arrives.
+ */
+export function registerProxyRoutes(app: FastifyInstance, deps: ProxyRouteDeps): void {
+  const sessionFor = deps.sessionFor ?? (() => ({ id: `ses_${randomUUID().replaceAll('-', '')}` }));
+
+  const takeOver = async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    reply.hijack();
+    const res = reply.raw;
+    try {
+      const principal = await deps.authenticate(req);
+      const name = (req.params as { connection: string }).connection;
+      const connection = deps.connections().find((c) => c.name === name);
+      if (connection === undefined) {
+        throw new SluiceError('ERR_CONNECTION_UNKNOWN', {
+          message: `No connection is named "${name}"`,
+          details: { connection: name },
+        });
+      }
+      if (connection.type !== 'http') {
+        throw new SluiceError('ERR_BAD_REQUEST', {
+          message: `Connection "${name}" is a ${connection.type} connection; the proxy route carries HTTP only (use \`sluice connect ${name}\`)`,
+          details: { connection: name },
+        });
+      }
+      deps.exchange.handle(req.raw, res, {
+        principal,
+        connection,
+        session: sessionFor(principal, req),
+        clientAddress: req.ip,
+        via: 'proxy',
+        path: upstreamPathOf(req.raw.url ?? req.url),
+      });
+    } catch (error) {
+      if (error instanceof SluiceError && error.status === 401) {
+        res.setHeader('www-authenticate', `Bearer realm="sluice", error="invalid_token", error_description="${error.code}"`);
+      }
+      sendErrorResponse(res, error, req.id);
+    }
+  };
+
+  app.route({
+    method: METHODS,
+    url: `${PREFIX}:connection/*`,
+    onRequest: takeOver,
+    // Never reached: onRequest hijacks every request, before fastify would read the body.
+    handler: async () => undefined,
+  });
+}

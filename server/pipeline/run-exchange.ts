@@ -1,0 +1,116 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { TLSSocket } from 'node:tls';
+import { SluiceError, toSluiceError } from '../../shared/errors.js';
+import { checkAccess } from './access.js';
+import { refuseReviews, type ApprovalStage } from './approval-stage.js';
+import { sendErrorResponse } from './error-response.js';
+import { newRequestId, type Exchange, type ExchangeContext } from './exchange.js';
+import { noMasking, type MaskingStage } from './masking-stage.js';
+import { allowAllPolicy, type PolicyStage } from './policy-stage.js';
+import { discardRecorder, type Recorder } from './recorder.js';
+import { callUpstream } from './upstream-call.js';
+import { createUpstreamPools, type UpstreamPoolOptions, type UpstreamPools } from './upstream-pools.js';
+
+/** The stages of the pipeline; each defaults to its pass-through (policy allows, masking changes nothing, recorder keeps nothing). */
+export interface ExchangeHandlerOptions {
+  readonly policy?: PolicyStage;
+  readonly approval?: ApprovalStage;
+  readonly masking?: MaskingStage;
+  readonly recorder?: Recorder;
+  /** Pools to upstreams; by default the handler creates and owns them. */
+  readonly pools?: UpstreamPools;
+  readonly poolOptions?: UpstreamPoolOptions;
+}
+
+/** Runs HTTP exchanges through the pipeline; the one path shared by the tunnel's HTTP protocol and the proxy route. */
+export interface ExchangeHandler {
+  /** Takes over `res`: it is always settled (answered, ended or aborted), and nothing is thrown. */
+  handle(req: IncomingMessage, res: ServerResponse, context: ExchangeContext): void;
+  /** Closes the upstream pools it owns, aborting calls still in flight. */
+  close(): Promise<void>;
+}
+
+/** Creates the exchange handler: the pipeline's stages, in data-path order, live in `run` below. */
+export function createExchangeHandler(options: ExchangeHandlerOptions = {}): ExchangeHandler {
+  const policy = options.policy ?? allowAllPolicy;
+  const approval = options.approval ?? refuseReviews;
+  const masking = options.masking ?? noMasking;
+  const recorder = options.recorder ?? discardRecorder;
+  const ownsPools = options.pools === undefined;
+  const pools = options.pools ?? createUpstreamPools(options.poolOptions);
+
+  async function run(req: IncomingMessage, res: ServerResponse, ctx: ExchangeContext, exchange: Exchange): Promise<void> {
+    const { connection } = ctx;
+
+    // 1. identity: established by the caller of the pipeline (tunnel auth or the proxy route's bearer token).
+    // 2. access: the principal must be in one of the connection's groups.
+    checkAccess(exchange);
+
+    // A declared body over the limit is refused before anyone reads it (chunked bodies are counted as they flow).
+    const declared = req.headers['content-length'];
+    if (declared !== undefined && Number(declared) > connection.max_body) {
+      throw new SluiceError('ERR_BODY_TOO_LARGE', {
+        message: `The request body (${declared} bytes) exceeds the limit of ${connection.max_body} bytes of connection "${connection.name}"`,
+        details: { connection: connection.name, limit: connection.max_body },
+      });
+    }
+
+    // 3. policy.
+    const decision = await policy.decide(exchange);
+    if (decision.action === 'deny') {
+      throw new SluiceError('ERR_FORBIDDEN', {
+        message: decision.reason ?? `Policy${decision.rule === undefined ? '' : ` "${decision.rule}"`} denies this request on connection "${connection.name}"`,
+        details: { connection: connection.name, ...(decision.rule === undefined ? {} : { rule: decision.rule }) },
+      });
+    }
+
+    // 4. approval: a held exchange waits here until a reviewer decides.
+    if (decision.action === 'review') await approval.hold(exchange, decision);
+
+    // 5. recorder: nothing is forwarded unless the request was recorded.
+    await recorder.emit({ type: 'exchange.request', exchange, decision });
+
+    if (res.destroyed) return;
+    // The caller holds its body until told to send it, so refused requests never upload anything.
+    if (ctx.awaitingContinue === true) res.writeContinue();
+
+    // 6. upstream, 7. masking (per response), 8. recorder (response head and end): see upstream-call.ts.
+    callUpstream({
+      exchange,
+      req,
+      res,
+      route: pools.routeFor(connection),
+      masking,
+      recorder,
+      maxBody: connection.max_body,
+      proto: (req.socket as Partial<TLSSocket>).encrypted === true ? 'https' : 'http',
+    });
+  }
+
+  return {
+    handle(req, res, ctx) {
+      const exchange: Exchange = {
+        id: newRequestId(),
+        principal: ctx.principal,
+        connection: ctx.connection,
+        session: ctx.session,
+        clientAddress: ctx.clientAddress,
+        via: ctx.via,
+        method: req.method ?? 'GET',
+        path: ctx.path,
+        headers: req.headers,
+        startedAt: Date.now(),
+      };
+      run(req, res, ctx, exchange).catch((error: unknown) => {
+        const err = toSluiceError(error);
+        recorder
+          .emit({ type: 'exchange.error', exchange, code: err.code, message: err.message, afterResponseHead: res.headersSent })
+          .catch(() => undefined);
+        sendErrorResponse(res, err, exchange.id);
+      });
+    },
+    async close() {
+      if (ownsPools) await pools.close();
+    },
+  };
+}

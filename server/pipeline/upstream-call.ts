@@ -1,0 +1,197 @@
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import type { Transform, Writable } from 'node:stream';
+import type { Dispatcher } from 'undici';
+import { toSluiceError } from '../../shared/errors.js';
+import { BoundedBody, hasRequestBody } from './bounded-body.js';
+import { sendErrorResponse, upstreamError } from './error-response.js';
+import type { Exchange } from './exchange.js';
+import { callerResponseHeaders, upstreamRequestHeaders } from './forward-headers.js';
+import type { MaskingStage } from './masking-stage.js';
+import type { Recorder } from './recorder.js';
+import type { UpstreamRoute } from './upstream-pools.js';
+
+/** What one upstream call needs; built by the exchange handler once the exchange may be forwarded. */
+export interface UpstreamCallOptions {
+  readonly exchange: Exchange;
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly route: UpstreamRoute;
+  readonly masking: MaskingStage;
+  readonly recorder: Recorder;
+  readonly maxBody: number;
+  readonly proto: 'http' | 'https';
+}
+
+/** Forwards the exchange upstream and streams the response back; settles the caller's response in every case. */
+export function callUpstream(options: UpstreamCallOptions): void {
+  new UpstreamCall(options).start();
+}
+
+/**
+ * One request through undici's low-level `dispatch`: the response body goes from the upstream socket
+ * straight to the caller's response with no intermediate stream, and the upstream is paused whenever
+ * the caller's side is full (`write()` returned false) until it drains.
+ */
+class UpstreamCall implements Dispatcher.DispatchHandler {
+  readonly #o: UpstreamCallOptions;
+  readonly #body: BoundedBody | null;
+  #controller: Dispatcher.DispatchController | null = null;
+  #sink: Writable | null = null;
+  #transform: Transform | null = null;
+  #status = 0;
+  #responseBytes = 0;
+  /** The upstream ended before the head reached the caller (bodiless responses). */
+  #endPending = false;
+  /** Set once the caller's response is settled (ended, answered with an error, or aborted). */
+  #settled = false;
+
+  readonly #onDrain = (): void => {
+    this.#controller?.resume();
+  };
+  readonly #onCallerClose = (): void => {
+    if (this.#settled || this.#o.res.writableFinished) return;
+    this.#settled = true;
+    this.#controller?.abort(new Error('The caller closed the connection'));
+    this.#transform?.destroy();
+    this.#o.recorder.emit(this.#endEvent(false)).catch(() => undefined);
+  };
+
+  constructor(options: UpstreamCallOptions) {
+    this.#o = options;
+    this.#body = hasRequestBody(options.req) ? new BoundedBody(options.req, options.maxBody) : null;
+  }
+
+  start(): void {
+    const { exchange, req, res, route, proto } = this.#o;
+    res.on('close', this.#onCallerClose);
+    const timeout = route.target.responseTimeoutMs;
+    route.pool.dispatch(
+      {
+        origin: route.target.origin,
+        path: route.target.basePath + exchange.path,
+        method: exchange.method as Dispatcher.HttpMethod,
+        headers: upstreamRequestHeaders(req.headers, route.target, {
+          requestId: exchange.id,
+          clientAddress: exchange.clientAddress,
+          proto,
+        }),
+        body: this.#body,
+        headersTimeout: timeout,
+        // Between two body chunks: a model that goes silent mid-stream for this long is treated as gone.
+        bodyTimeout: timeout,
+      },
+      this,
+    );
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.#controller = controller;
+    if (this.#settled) controller.abort(new Error('The caller closed the connection'));
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, status: number, headers: IncomingHttpHeaders): void {
+    // Informational answers (100 Continue to undici's own request) are not the response.
+    if (status < 200 || this.#settled) return;
+    this.#status = status;
+    // The head is recorded before the caller sees it; the upstream waits meanwhile.
+    controller.pause();
+    this.#o.recorder.emit({ type: 'exchange.response', exchange: this.#o.exchange, status, headers }).then(
+      () => this.#writeHead(controller, status, headers),
+      (err: unknown) => this.#fail(err),
+    );
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.#responseBytes += chunk.length;
+    if (this.#sink !== null && !this.#sink.write(chunk)) controller.pause();
+  }
+
+  onResponseEnd(): void {
+    if (this.#settled) return;
+    if (this.#sink === null) {
+      this.#endPending = true;
+    } else if (this.#transform !== null) {
+      this.#transform.end();
+    } else {
+      this.#finish();
+    }
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+    this.#fail(upstreamError(error, this.#o.exchange.connection.name));
+  }
+
+  #writeHead(controller: Dispatcher.DispatchController, status: number, headers: IncomingHttpHeaders): void {
+    if (this.#settled) return;
+    const { exchange, res, masking } = this.#o;
+    try {
+      const transform = masking.responseTransform(exchange, { status, headers });
+      res.writeHead(status, callerResponseHeaders(headers, exchange.id, transform === null));
+      // A streamed body (SSE, chunked) must reach the caller's SDK at once; a sized one carries the head
+      // in its first write, one packet fewer.
+      if (transform !== null || headers['content-length'] === undefined) res.flushHeaders();
+      if (transform === null) {
+        this.#sink = res;
+      } else {
+        this.#transform = transform;
+        this.#sink = transform;
+        this.#pipeTransform(transform);
+      }
+      this.#sink.on('drain', this.#onDrain);
+    } catch (err) {
+      this.#fail(err);
+      return;
+    }
+    if (this.#endPending) this.onResponseEnd();
+    else controller.resume();
+  }
+
+  /** Masked output goes to the caller with the same backpressure; its end is the response's end. */
+  #pipeTransform(transform: Transform): void {
+    const { res } = this.#o;
+    transform.on('data', (chunk: Buffer) => {
+      if (!res.write(chunk)) transform.pause();
+    });
+    res.on('drain', () => transform.resume());
+    transform.on('end', () => this.#finish());
+    transform.on('error', (err) => this.#fail(err));
+  }
+
+  #finish(): void {
+    if (this.#settled) return;
+    this.#o.recorder.emit(this.#endEvent(true)).then(
+      () => {
+        if (this.#settled) return;
+        this.#settled = true;
+        this.#o.res.end();
+      },
+      (err: unknown) => this.#fail(err),
+    );
+  }
+
+  #fail(error: unknown): void {
+    if (this.#settled) return;
+    this.#settled = true;
+    const { exchange, res, recorder } = this.#o;
+    const err = toSluiceError(error);
+    this.#controller?.abort(err);
+    this.#body?.destroy();
+    this.#transform?.destroy();
+    recorder
+      .emit({ type: 'exchange.error', exchange, code: err.code, message: err.message, afterResponseHead: res.headersSent })
+      .catch(() => undefined);
+    sendErrorResponse(res, err, exchange.id);
+  }
+
+  #endEvent(complete: boolean) {
+    return {
+      type: 'exchange.end',
+      exchange: this.#o.exchange,
+      status: this.#status,
+      complete,
+      requestBytes: this.#body?.bytes ?? 0,
+      responseBytes: this.#responseBytes,
+      durationMs: Date.now() - this.#o.exchange.startedAt,
+    } as const;
+  }
+}

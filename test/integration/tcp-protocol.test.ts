@@ -1,0 +1,135 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { connectionSchema, type TcpConnectionConfig } from '../../server/config/schema.js';
+import type { Principal } from '../../server/identity/principal.js';
+import type { RecordEvent } from '../../server/pipeline/recorder.js';
+import { createTcpProtocol } from '../../server/protocols/tcp.js';
+
+const alice: Principal = { sub: 'alice', groups: ['ops'], roles: [], expiresAt: 4_000_000_000, issuer: 'https://idp.test' };
+
+function tcpConnection(upstream: string): TcpConnectionConfig {
+  return connectionSchema.parse({ name: 'db', type: 'tcp', upstream, allow_groups: ['ops'], connect_timeout: '2s' }) as TcpConnectionConfig;
+}
+
+async function listen(server: Server): Promise<number> {
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  onTestFinished(() => new Promise<void>((r) => server.close(() => r())));
+  return (server.address() as AddressInfo).port;
+}
+
+/** The tunnel's stand-in: each accepted local socket is a stream handed to the TCP protocol. */
+async function startGateway(upstreamPort: number, principal: Principal = alice): Promise<{ port: number; events: RecordEvent[] }> {
+  const events: RecordEvent[] = [];
+  const protocol = createTcpProtocol({ recorder: { emit: async (e) => void events.push(e) } });
+  const connection = tcpConnection(`tcp://127.0.0.1:${upstreamPort}`);
+  const server = createServer({ allowHalfOpen: true }, (socket) =>
+    protocol.handle(socket, { principal, connection, session: { id: 'ses_test' }, clientAddress: '127.0.0.1' }),
+  );
+  onTestFinished(() => protocol.close());
+  return { port: await listen(server), events };
+}
+
+async function dial(port: number): Promise<Socket> {
+  const socket = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+  await once(socket, 'connect');
+  onTestFinished(() => void socket.destroy());
+  return socket;
+}
+
+/** Dials and waits for the gateway to drop the stream; true when it was a reset rather than a clean end. */
+async function dialUntilClosed(port: number): Promise<{ reset: boolean; bytesRead: number }> {
+  const socket = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+  let reset = false;
+  socket.on('error', (err: NodeJS.ErrnoException) => (reset = err.code === 'ECONNRESET'));
+  socket.resume();
+  await new Promise((resolve) => socket.on('close', resolve));
+  return { reset, bytesRead: socket.bytesRead };
+}
+
+function collect(socket: Socket): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  socket.on('data', (c: Buffer) => chunks.push(c));
+  return once(socket, 'end').then(() => Buffer.concat(chunks));
+}
+
+describe('tcp protocol', () => {
+  it('echoes bytes both ways', async () => {
+    const upstreamPort = await listen(createServer((s) => s.pipe(s)));
+    const gw = await startGateway(upstreamPort);
+    const socket = await dial(gw.port);
+
+    socket.write('hello');
+    const [echo] = (await once(socket, 'data')) as [Buffer];
+
+    expect(echo.toString()).toBe('hello');
+  });
+
+  it('carries 64 MiB each way byte-exact', async () => {
+    const upstreamPort = await listen(createServer({ allowHalfOpen: true }, (s) => s.pipe(s)));
+    const gw = await startGateway(upstreamPort);
+    const socket = await dial(gw.port);
+    const block = randomBytes(1024 * 1024);
+    const sent = createHash('sha256');
+    const received = createHash('sha256');
+    let receivedBytes = 0;
+    socket.on('data', (c: Buffer) => {
+      received.update(c);
+      receivedBytes += c.length;
+    });
+    const ended = once(socket, 'end');
+
+    for (let i = 0; i < 64; i++) {
+      const chunk = Buffer.from(block);
+      chunk.writeUInt32BE(i, 0);
+      sent.update(chunk);
+      if (!socket.write(chunk)) await once(socket, 'drain');
+    }
+    socket.end();
+    await ended;
+
+    expect(receivedBytes).toBe(64 * 1024 * 1024);
+    expect(received.digest('hex')).toBe(sent.digest('hex'));
+    const end = gw.events.find((e) => e.type === 'exchange.end');
+    expect(end).toMatchObject({ requestBytes: 64 * 1024 * 1024, responseBytes: 64 * 1024 * 1024 });
+  });
+
+  it('honours half-close: the caller ends its side and still reads the answer', async () => {
+    const upstreamPort = await listen(
+      createServer({ allowHalfOpen: true }, (s) => {
+        let n = 0;
+        s.on('data', (c: Buffer) => (n += c.length));
+        s.on('end', () => setTimeout(() => s.end(`got ${n} bytes after your FIN`), 50));
+      }),
+    );
+    const gw = await startGateway(upstreamPort);
+    const socket = await dial(gw.port);
+    const answer = collect(socket);
+
+    socket.end('twelve bytes');
+
+    expect((await answer).toString()).toBe('got 12 bytes after your FIN');
+  });
+
+  it('resets the stream when the upstream is down', async () => {
+    const closed = createServer();
+    const port = await listen(closed);
+    await new Promise((r) => closed.close(r));
+    const gw = await startGateway(port);
+
+    expect(await dialUntilClosed(gw.port)).toEqual({ reset: true, bytesRead: 0 });
+    expect(gw.events).toMatchObject([{ type: 'exchange.request' }, { type: 'exchange.error', code: 'ERR_UPSTREAM_UNAVAILABLE' }]);
+  });
+
+  it('refuses a caller outside the allowed groups before connecting upstream', async () => {
+    let upstreamAccepted = 0;
+    const upstreamPort = await listen(createServer((s) => (upstreamAccepted++, s.end())));
+    const gw = await startGateway(upstreamPort, { ...alice, groups: ['sales'] });
+
+    expect(await dialUntilClosed(gw.port)).toEqual({ reset: true, bytesRead: 0 });
+    expect(upstreamAccepted).toBe(0);
+    expect(gw.events).toMatchObject([{ type: 'exchange.error', code: 'ERR_CONNECTION_FORBIDDEN' }]);
+  });
+});
