@@ -96,7 +96,7 @@ export function createHttpProtocol(options: HttpProtocolOptions): HttpProtocol {
   });
   // Node starts the checker that enforces headersTimeout and requestTimeout on 'listening'; this server
   // never listens, so the event is what turns those limits on for the streams it is fed.
-  // removed
+  server.emit('listening');
 
   return {
     handle(stream, context) {

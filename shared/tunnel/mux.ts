@@ -207,6 +207,7 @@ export class TunnelStream extends Duplex {
   private endSent = false;
   private endReceived = false;
   private resetReceived = false;
+  private creditScheduled = false;
 
   /** Created by {@link TunnelMux}; not for direct use. */
   constructor(link: StreamLink, id: number, meta: OpenMetadata) {
@@ -252,7 +253,15 @@ export class TunnelStream extends Duplex {
   }
 
   override _read(): void {
-    if (this.endReceived || this.link.isClosed()) return;
+    // Readable.read() calls _read before it takes the bytes out of the buffer: count them after
+    if (this.creditScheduled || this.endReceived) return;
+    this.creditScheduled = true;
+    queueMicrotask(this.returnCredit);
+  }
+
+  private readonly returnCredit = (): void => {
+    this.creditScheduled = false;
+    if (this.endReceived || this.destroyed || this.link.isClosed()) return;
     const consumed = this.bytesRead - this.readableLength;
     const increment = consumed - this.granted;
     // while the peer still holds more than half a window it is not waiting on us: batch the credit
@@ -261,7 +270,7 @@ export class TunnelStream extends Duplex {
       this.recvCredit += increment;
       this.link.sendFrame({ type: 'window', streamId: this.id, increment });
     }
-  }
+  };
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
     this.pending = [chunk];

@@ -1,0 +1,52 @@
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { runCli, spawnCli } from '../helpers/cli-process.js';
+import { approveDevice } from '../helpers/oidc.js';
+
+const COMPLETE_URL = /(http:\/\/127\.0\.0\.1:\d+\/\S*user_code=\S+)/;
+
+describe('sluice demo', () => {
+  it('is ready in under 10 s, and login plus whoami work against it from other processes', async () => {
+    const data = await mkdtemp(join(tmpdir(), 'sluice-demo-data-'));
+    const started = Date.now();
+    const demo = spawnCli(['demo', '--listen', '127.0.0.1:0', '--data', data, '--json']);
+    onTestFinished(() => demo.kill('SIGKILL'));
+    await demo.waitForOutput(/"gateway":/);
+    const readyMs = Date.now() - started;
+    expect(readyMs).toBeLessThan(10_000);
+    const info = JSON.parse(demo.stdout().trim().split('\n').at(-1)!) as { gateway: string; data_dir: string; ci_client: { clientId: string; clientSecret: string } };
+    expect(info.data_dir).toBe(data);
+
+    const config = await mkdtemp(join(tmpdir(), 'sluice-demo-cli-'));
+    const env = { XDG_CONFIG_HOME: config, SLUICE_TOKEN_STORE: 'file', SLUICE_DEVICE_POLL_INTERVAL: '0.2' };
+    const login = spawnCli(['login', '--gateway', info.gateway, '--no-browser'], { env });
+    onTestFinished(() => login.kill('SIGKILL'));
+    await login.waitForOutput(COMPLETE_URL);
+    await approveDevice({ verificationUriComplete: COMPLETE_URL.exec(login.stderr())![1]!, accountId: 'bob' });
+    expect(await login.exited).toBe(0);
+
+    const whoami = await runCli(['whoami', '--json'], { env });
+    expect(whoami.code).toBe(0);
+    expect(JSON.parse(whoami.stdout)).toMatchObject({ sub: 'bob', groups: ['ml-eng', 'ml-leads'], roles: ['reviewer'] });
+
+    const ci = await runCli(['login', '--client-credentials', '--gateway', info.gateway, '--json'], {
+      env: { ...env, XDG_CONFIG_HOME: await mkdtemp(join(tmpdir(), 'sluice-demo-ci-')), SLUICE_CLIENT_ID: info.ci_client.clientId, SLUICE_CLIENT_SECRET: info.ci_client.clientSecret },
+    });
+    expect(ci.code).toBe(0);
+
+    demo.kill('SIGINT');
+    expect(await demo.exited).toBe(0);
+  });
+
+  it('prints the commands to try next and where its data lives', async () => {
+    const demo = spawnCli(['demo', '--listen', '127.0.0.1:0']);
+    onTestFinished(() => demo.kill('SIGKILL'));
+    const out = await demo.waitForOutput(/Ctrl-C stops the demo/);
+    expect(out).toMatch(/npx sluice login --gateway http:\/\/127\.0\.0\.1:\d+/);
+    expect(out).toMatch(/data\s+\S*sluice-demo-/);
+    demo.kill('SIGTERM');
+    expect(await demo.exited).toBe(0);
+  });
+});
