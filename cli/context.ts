@@ -9,6 +9,8 @@ export interface CliContext {
   profile(): string;
   /** Whether `--json` was given to the running command. */
   json(): boolean;
+  /** Set by a command whose exit code is not its own (`sluice run` exits with its child's). */
+  exitCode?: number;
 }
 
 /** A command module registers itself on the program. */

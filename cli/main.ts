@@ -34,7 +34,7 @@ export function buildProgram(ctx: CliContext, commands: readonly RegisterCommand
 export async function main(argv: string[], options: MainOptions = {}): Promise<number> {
   const out = options.out ?? processOutput;
   const env = options.env ?? process.env;
-  let jsonRequested = argv.includes('--json');
+  const jsonRequested = argv.includes('--json');
   let program: Command | undefined;
   const ctx: CliContext = {
     out,
@@ -45,7 +45,7 @@ export async function main(argv: string[], options: MainOptions = {}): Promise<n
   program = buildProgram(ctx);
   try {
     await program.parseAsync(argv);
-    return 0;
+    return ctx.exitCode ?? 0;
   } catch (err) {
     if ((err as { code?: string }).code === 'commander.helpDisplayed' || (err as { code?: string }).code === 'commander.version') return 0;
     if ((err as { code?: string }).code?.startsWith('commander.')) {

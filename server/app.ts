@@ -9,6 +9,11 @@ import type { GatewayDeps } from './gateway-deps.js';
 import { registerSystemRoutes } from './api/system-routes.js';
 import { registerMeRoutes } from './api/me-routes.js';
 import { registerConnectionsRoutes } from './api/connections-routes.js';
+import { registerProxyRoutes } from './api/proxy-route.js';
+import { createExchangeHandler } from './pipeline/run-exchange.js';
+import { createHttpProtocol } from './protocols/http.js';
+import { createTcpProtocol } from './protocols/tcp.js';
+import { registerTunnelRoute } from './tunnel/tunnel-route.js';
 
 export interface BuildAppOptions {
   config: Config;
@@ -81,6 +86,21 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
   registerSystemRoutes(app, deps);
   registerMeRoutes(app, deps);
   registerConnectionsRoutes(app, deps);
+
+  // The data path: one exchange handler behind both the tunnel's HTTP protocol and the direct proxy.
+  const exchange = createExchangeHandler();
+  const http = createHttpProtocol({ exchange });
+  const tcp = createTcpProtocol();
+  app.addHook('onClose', async () => {
+    await Promise.all([http.close(), tcp.close()]);
+    await exchange.close();
+  });
+  registerProxyRoutes(app, {
+    connections: () => config.connections,
+    authenticate: (req) => deps.authenticate(req.headers),
+    exchange,
+  });
+  await registerTunnelRoute(app, { ...deps, http, tcp });
 
   return app;
 }

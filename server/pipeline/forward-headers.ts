@@ -91,7 +91,12 @@ function pushHeader(out: string[], name: string, value: string | string[] | unde
 }
 
 /** Header names listed in a Connection header, which are hop-by-hop for this message only. */
-function connectionTokens(value: string | string[]): Set<string> {
+function connectionTokens(value: string | string[]): Set<string> | undefined {
+  // Nearly every client sends just one of these two, which name no other header.
+  if (typeof value === 'string' && (value.length === 10 || value.length === 5)) {
+    const lower = value.toLowerCase();
+    if (lower === 'keep-alive' || lower === 'close') return undefined;
+  }
   const set = new Set<string>();
   for (const part of (Array.isArray(value) ? value.join(',') : value).split(',')) {
     const token = part.trim().toLowerCase();

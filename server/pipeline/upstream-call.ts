@@ -28,13 +28,31 @@ export function callUpstream(options: UpstreamCallOptions): void {
 }
 
 /**
+ * The body to send upstream. A small body with a Content-Length (the common chat request) has usually
+ * arrived whole by the time the pipeline's stages have run: it is then sent as one Buffer, which undici
+ * writes together with the head in one syscall and without a stream. Anything else streams, counted.
+ */
+function requestBody(req: IncomingMessage, maxBody: number): BoundedBody | Buffer {
+  const declared = req.headers['content-length'];
+  if (declared !== undefined && req.headers['transfer-encoding'] === undefined && req.readableLength === Number(declared)) {
+    const whole = req.read(req.readableLength) as Buffer | null;
+    if (whole !== null) {
+      // Let the (now empty) request reach its end so the next request on the connection is read.
+      req.resume();
+      return whole;
+    }
+  }
+  return new BoundedBody(req, maxBody);
+}
+
+/**
  * One request through undici's low-level `dispatch`: the response body goes from the upstream socket
  * straight to the caller's response with no intermediate stream, and the upstream is paused whenever
  * the caller's side is full (`write()` returned false) until it drains.
  */
 class UpstreamCall implements Dispatcher.DispatchHandler {
   readonly #o: UpstreamCallOptions;
-  readonly #body: BoundedBody | null;
+  readonly #body: BoundedBody | Buffer | null;
   #controller: Dispatcher.DispatchController | null = null;
   #sink: Writable | null = null;
   #transform: Transform | null = null;
@@ -58,7 +76,7 @@ class UpstreamCall implements Dispatcher.DispatchHandler {
 
   constructor(options: UpstreamCallOptions) {
     this.#o = options;
-    this.#body = hasRequestBody(options.req) ? new BoundedBody(options.req, options.maxBody) : null;
+    this.#body = hasRequestBody(options.req) ? requestBody(options.req, options.maxBody) : null;
   }
 
   start(): void {
@@ -175,7 +193,7 @@ class UpstreamCall implements Dispatcher.DispatchHandler {
     const { exchange, res, recorder } = this.#o;
     const err = toSluiceError(error);
     this.#controller?.abort(err);
-    this.#body?.destroy();
+    if (this.#body instanceof BoundedBody) this.#body.destroy();
     this.#transform?.destroy();
     recorder
       .emit({ type: 'exchange.error', exchange, code: err.code, message: err.message, afterResponseHead: res.headersSent })
@@ -189,7 +207,7 @@ class UpstreamCall implements Dispatcher.DispatchHandler {
       exchange: this.#o.exchange,
       status: this.#status,
       complete,
-      requestBytes: this.#body?.bytes ?? 0,
+      requestBytes: this.#body === null ? 0 : Buffer.isBuffer(this.#body) ? this.#body.length : this.#body.bytes,
       responseBytes: this.#responseBytes,
       durationMs: Date.now() - this.#o.exchange.startedAt,
     } as const;

@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { HttpConnectionConfig } from '../config/schema.js';
 import type { ExchangeHandler } from '../pipeline/run-exchange.js';
@@ -104,6 +105,10 @@ export function createHttpProtocol(options: HttpProtocolOptions): HttpProtocol {
         stream.destroy();
         return;
       }
+      // Node's HTTP server disables Nagle on sockets it accepts itself; streams fed to it are ours to set.
+      // A tunnel stream has a no-op setNoDelay; a local socket handed over directly needs it, or a response
+      // head written ahead of its body waits for the client's delayed ACK.
+      (stream as Partial<Socket>).setNoDelay?.(true);
       contexts.set(stream, context);
       streams.add(stream);
       stream.once('close', () => streams.delete(stream));

@@ -1,0 +1,159 @@
+// Child-process bookkeeping for the bench: fork with IPC, wait for a message with a deadline, stop
+// everything on exit (also on failure or a signal), and read per-process CPU time from /proc.
+import { execFileSync, fork } from 'node:child_process';
+import { openSync, readFileSync } from 'node:fs';
+
+/** @typedef {{ name: string, child: import('node:child_process').ChildProcess, extraPids: Set<number>, exited: boolean }} Managed */
+
+/** @type {Set<Managed>} */
+const managed = new Set();
+
+export function log(message) {
+  process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
+}
+
+/**
+ * Forks `modulePath` with an IPC channel. stdout and stderr go to `logFile` (appended) when given,
+ * else to /dev/null, so a chatty child never blocks on a full pipe and never writes to our stdout.
+ */
+export function forkChild(name, modulePath, args = [], { logFile, execArgv = [], env = process.env } = {}) {
+  const out = logFile ? openSync(logFile, 'a') : 'ignore';
+  const child = fork(modulePath, args, { stdio: ['ignore', out, out, 'ipc'], execArgv, env });
+  const entry = { name, child, extraPids: new Set(), exited: false };
+  managed.add(entry);
+  child.on('exit', () => {
+    entry.exited = true;
+  });
+  return entry;
+}
+
+/** Resolves with the first IPC message that `match` accepts; rejects on timeout or if the child exits first. */
+export function waitForMessage(entry, match, timeoutMs, what) {
+  return new Promise((resolve, reject) => {
+    const { child } = entry;
+    const done = (fn, value) => {
+      clearTimeout(timer);
+      child.off('message', onMessage);
+      child.off('exit', onExit);
+      fn(value);
+    };
+    const onMessage = (msg) => {
+      try {
+        if (match(msg)) done(resolve, msg);
+      } catch (err) {
+        done(reject, err);
+      }
+    };
+    const onExit = (code, signal) =>
+      done(reject, new Error(`${entry.name} exited (code ${code}, signal ${signal}) while waiting for ${what}`));
+    const timer = setTimeout(() => done(reject, new Error(`${entry.name}: no ${what} within ${timeoutMs} ms`)), timeoutMs);
+    child.on('message', onMessage);
+    child.once('exit', onExit);
+    if (entry.exited) onExit(child.exitCode, child.signalCode);
+  });
+}
+
+/** Asks a child to shut down; SIGKILLs it (and the pids it reported) after `graceMs`. */
+export async function stopChild(entry, graceMs = 4000) {
+  if (!managed.has(entry)) return;
+  const { child } = entry;
+  if (!entry.exited) {
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    try {
+      if (child.connected) child.send({ type: 'shutdown' });
+      else child.kill('SIGTERM');
+    } catch {
+      child.kill('SIGTERM');
+    }
+    let timer;
+    const timedOut = new Promise((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), graceMs);
+    });
+    const outcome = await Promise.race([exited, timedOut]);
+    clearTimeout(timer);
+    if (outcome === 'timeout') {
+      log(`${entry.name} did not stop within ${graceMs} ms: SIGKILL`);
+      killHard(entry);
+      await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 1000))]);
+    }
+  }
+  for (const pid of entry.extraPids) {
+    if (isAlive(pid)) safeKill(pid, 'SIGKILL');
+  }
+  managed.delete(entry);
+}
+
+export async function stopAll() {
+  await Promise.allSettled([...managed].map((entry) => stopChild(entry)));
+}
+
+/** Last resort, synchronous (for process 'exit'): SIGKILL whatever is still running. */
+export function killAllHard() {
+  for (const entry of managed) killHard(entry);
+}
+
+function killHard(entry) {
+  for (const pid of entry.extraPids) safeKill(pid, 'SIGKILL');
+  if (!entry.exited) entry.child.kill('SIGKILL');
+}
+
+function safeKill(pid, signal) {
+  try {
+    process.kill(pid, signal);
+  } catch {
+    // already gone
+  }
+}
+
+function isAlive(pid) {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+let clockTicks;
+function ticksPerSecond() {
+  if (clockTicks === undefined) {
+    try {
+      clockTicks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8', timeout: 2000 }).trim()) || 100;
+    } catch {
+      clockTicks = 100;
+    }
+  }
+  return clockTicks;
+}
+
+/** CPU time (user + system) of a process in microseconds, from /proc; undefined if it cannot be read. */
+export function cpuMicros(pid) {
+  if (pid === process.pid) {
+    const { user, system } = process.cpuUsage();
+    return user + system;
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may contain spaces) start at field 3; utime/stime are 14/15.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ticks = Number(fields[11]) + Number(fields[12]);
+    return (ticks * 1e6) / ticksPerSecond();
+  } catch {
+    return undefined;
+  }
+}
+
+/** Snapshot of CPU time for named pids; `cpuDelta(a, b)` turns two snapshots into microseconds per name. */
+export function cpuSnapshot(pids) {
+  const snap = {};
+  for (const [name, pid] of Object.entries(pids)) if (pid !== undefined) snap[name] = cpuMicros(pid);
+  return snap;
+}
+
+export function cpuDelta(before, after) {
+  const out = {};
+  for (const name of Object.keys(after)) {
+    if (before[name] !== undefined && after[name] !== undefined) out[name] = after[name] - before[name];
+  }
+  return out;
+}

@@ -1,0 +1,105 @@
+import { randomUUID } from 'node:crypto';
+import websocket from '@fastify/websocket';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { SluiceError } from '../../shared/errors.js';
+import { MAX_CONTROL_BYTES } from '../../shared/tunnel/control.js';
+import { FRAME_HEADER_SIZE } from '../../shared/tunnel/frames.js';
+import type { ConnectionConfig } from '../config/schema.js';
+import type { GatewayDeps } from '../gateway-deps.js';
+import { inAnyGroup, type Principal } from '../identity/principal.js';
+import type { HttpProtocol } from '../protocols/http.js';
+import type { TcpProtocol } from '../protocols/tcp.js';
+import { TunnelSession } from './tunnel-session.js';
+
+export interface TunnelRouteDeps extends GatewayDeps {
+  http: HttpProtocol;
+  tcp: TcpProtocol;
+}
+
+interface Admitted {
+  principal: Principal;
+  connection: ConnectionConfig;
+  reason?: string;
+}
+
+/** A new, globally unique session id. */
+export function newSessionId(): string {
+  return `ses_${randomUUID().replaceAll('-', '')}`;
+}
+
+const MAX_REASON = 500;
+
+/**
+ * `GET /v1/tunnel?connection=NAME[&reason=TEXT]`: the WebSocket of one `sluice connect`. The bearer token,
+ * the connection and the caller's groups are checked before the upgrade, so a refused caller gets a
+ * plain HTTP error (401/403/404) and never a socket.
+ */
+export async function registerTunnelRoute(app: FastifyInstance, deps: TunnelRouteDeps): Promise<void> {
+  const { tunnel } = deps.config;
+  const sessions = new Set<TunnelSession>();
+  const admitted = new WeakMap<FastifyRequest, Admitted>();
+
+  await app.register(websocket, {
+    options: {
+      maxPayload: Math.max(tunnel.max_frame + FRAME_HEADER_SIZE, MAX_CONTROL_BYTES),
+      perMessageDeflate: false,
+    },
+    // Replaces the plugin's default so each CLI learns why its tunnel closed (and reconnects elsewhere).
+    preClose(done) {
+      const closing = new SluiceError('ERR_SHUTTING_DOWN');
+      for (const s of sessions) s.fail(closing);
+      app.websocketServer.close(() => done());
+    },
+  });
+
+  app.get(
+    '/v1/tunnel',
+    {
+      websocket: true,
+      preValidation: async (req) => {
+        const principal = await deps.authenticate(req.headers);
+        const query = req.query as Record<string, unknown>;
+        const name = typeof query.connection === 'string' ? query.connection : '';
+        if (!name) throw new SluiceError('ERR_BAD_REQUEST', { message: 'The tunnel needs ?connection=NAME' });
+        const connection = deps.config.connections.find((c) => c.name === name);
+        if (!connection) {
+          throw new SluiceError('ERR_CONNECTION_UNKNOWN', { message: `No connection is named "${name}"`, details: { connection: name } });
+        }
+        if (!inAnyGroup(principal, connection.allow_groups)) {
+          throw new SluiceError('ERR_CONNECTION_FORBIDDEN', {
+            message: `You are not allowed to use connection "${name}"`,
+            details: { connection: name },
+          });
+        }
+        const reason = typeof query.reason === 'string' ? query.reason.slice(0, MAX_REASON) : undefined;
+        admitted.set(req, { principal, connection, reason });
+      },
+    },
+    (socket, req) => {
+      const grant = admitted.get(req);
+      if (!grant) {
+        socket.close(1011, 'ERR_INTERNAL');
+        return;
+      }
+      const session = new TunnelSession({
+        ws: socket,
+        principal: grant.principal,
+        connection: grant.connection,
+        session: { id: newSessionId(), reason: grant.reason },
+        clientAddress: req.ip,
+        tunnel,
+        verifier: deps.verifier,
+        http: deps.http,
+        tcp: deps.tcp,
+        log: req.log,
+      });
+      sessions.add(session);
+      session.mux.on('close', () => sessions.delete(session));
+      req.log.info(
+        { session: session.id, sub: grant.principal.sub, connection: grant.connection.name },
+        'tunnel opened',
+      );
+      session.start();
+    },
+  );
+}

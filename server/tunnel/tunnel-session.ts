@@ -1,0 +1,147 @@
+import type { FastifyBaseLogger } from 'fastify';
+import type { WebSocket } from 'ws';
+import { SluiceError, toSluiceError } from '../../shared/errors.js';
+import { encodeControl, type ControlMessage } from '../../shared/tunnel/control.js';
+import { TUNNEL_PROTOCOL_VERSION } from '../../shared/tunnel/frames.js';
+import { TunnelMux } from '../../shared/tunnel/mux.js';
+import type { Config, ConnectionConfig } from '../config/schema.js';
+import { parseDuration } from '../config/duration.js';
+import { inAnyGroup, type Principal } from '../identity/principal.js';
+import type { TokenVerifier } from '../identity/token-verifier.js';
+import type { ExchangeSession } from '../pipeline/exchange.js';
+import type { HttpProtocol } from '../protocols/http.js';
+import type { TcpProtocol } from '../protocols/tcp.js';
+
+/** setTimeout's largest delay; later expiries are re-armed. */
+const MAX_TIMER_MS = 2_147_483_647;
+
+export interface TunnelSessionOptions {
+  ws: WebSocket;
+  principal: Principal;
+  connection: ConnectionConfig;
+  session: ExchangeSession;
+  clientAddress: string;
+  tunnel: Config['tunnel'];
+  verifier: TokenVerifier;
+  http: HttpProtocol;
+  tcp: TcpProtocol;
+  log: FastifyBaseLogger;
+}
+
+/**
+ * One `sluice connect`: a WebSocket carrying streams of one connection for one principal. It lives
+ * while the caller's token does: a fresh token arrives in band (`reauth`), an expired one closes it.
+ */
+export class TunnelSession {
+  readonly mux: TunnelMux;
+  private principal: Principal;
+  private expiryTimer?: NodeJS.Timeout;
+  private pingTimer?: NodeJS.Timeout;
+  private alive = true;
+
+  constructor(private readonly options: TunnelSessionOptions) {
+    this.principal = options.principal;
+    const { tunnel } = options;
+    this.mux = new TunnelMux(options.ws, {
+      role: 'server',
+      window: tunnel.window,
+      maxFrame: tunnel.max_frame,
+      maxStreams: tunnel.max_streams,
+    });
+  }
+
+  get id(): string {
+    return this.options.session.id;
+  }
+
+  /** Say hello, then accept streams and control messages until the tunnel closes. */
+  start(): void {
+    const { connection, session, tunnel, ws, log } = this.options;
+    this.mux.on('error', (err) => log.info({ session: session.id, err: err.message }, 'tunnel error'));
+    this.mux.on('close', (code, reason) => {
+      this.stopTimers();
+      log.info({ session: session.id, code, reason }, 'tunnel closed');
+    });
+    this.mux.on('control', (msg) => void this.onControl(msg));
+    this.mux.on('stream', (stream) => {
+      // The principal as of now: a reauth applies to streams opened after it.
+      const context = { principal: this.principal, session, clientAddress: this.options.clientAddress };
+      if (connection.type === 'http') this.options.http.handle(stream, { ...context, connection });
+      else this.options.tcp.handle(stream, { ...context, connection });
+    });
+    ws.on('pong', () => (this.alive = true));
+    const pingMs = parseDuration(tunnel.ping_interval);
+    this.pingTimer = setInterval(() => {
+      if (!this.alive) {
+        log.info({ session: session.id }, 'tunnel missed a keepalive pong; closing');
+        ws.terminate();
+        return;
+      }
+      this.alive = false;
+      ws.ping();
+    }, pingMs);
+    this.pingTimer.unref();
+    this.send({
+      type: 'hello',
+      version: TUNNEL_PROTOCOL_VERSION,
+      session_id: session.id,
+      connection: { name: connection.name, type: connection.type },
+      window: tunnel.window,
+      max_frame: tunnel.max_frame,
+      max_streams: tunnel.max_streams,
+    });
+    this.armExpiry();
+  }
+
+  /** Tell the CLI why, then close with the error's close code. */
+  fail(error: SluiceError): void {
+    if (this.mux.isClosed) return;
+    this.send({ type: 'error', code: error.code, message: error.message });
+    this.mux.close(error.closeCode, error.code);
+  }
+
+  private send(msg: ControlMessage): void {
+    this.mux.sendControl(msg);
+  }
+
+  private async onControl(msg: ControlMessage): Promise<void> {
+    if (msg.type !== 'reauth') {
+      this.fail(new SluiceError('ERR_TUNNEL_PROTOCOL', { message: `The gateway does not accept "${msg.type}" from a client` }));
+      return;
+    }
+    let next: Principal;
+    try {
+      next = await this.options.verifier.verify(msg.token);
+    } catch (err) {
+      this.fail(toSluiceError(err));
+      return;
+    }
+    if (next.sub !== this.principal.sub || next.issuer !== this.principal.issuer) {
+      this.fail(new SluiceError('ERR_FORBIDDEN', { message: 'A tunnel can only be re-authenticated by the same subject' }));
+      return;
+    }
+    if (!inAnyGroup(next, this.options.connection.allow_groups)) {
+      this.fail(new SluiceError('ERR_CONNECTION_FORBIDDEN', { message: `You are no longer allowed to use connection "${this.options.connection.name}"` }));
+      return;
+    }
+    this.principal = next;
+    this.armExpiry();
+    this.send({ type: 'reauth_ok', expires_at: next.expiresAt });
+  }
+
+  private armExpiry(): void {
+    clearTimeout(this.expiryTimer);
+    const ms = this.principal.expiresAt * 1000 - Date.now();
+    if (ms <= 0) {
+      this.fail(new SluiceError('ERR_TOKEN_EXPIRED', { message: 'The token of this tunnel expired; reconnect with a fresh login' }));
+      return;
+    }
+    this.expiryTimer = setTimeout(() => this.armExpiry(), Math.min(ms, MAX_TIMER_MS));
+    this.expiryTimer.unref();
+  }
+
+  private stopTimers(): void {
+    clearTimeout(this.expiryTimer);
+    clearInterval(this.pingTimer);
+  }
+}
