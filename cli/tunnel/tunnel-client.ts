@@ -146,14 +146,21 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
     });
     this.ws = ws;
     const hello = await new Promise<HelloMessage>((resolve, reject) => {
+      let refused = false;
       ws.once('unexpected-response', (_req, res) => {
-        refusal(res).then(reject, reject);
-        ws.terminate();
+        // The refusal's body carries the gateway's error code; terminating first would lose it.
+        refused = true;
+        refusal(res)
+          .then(reject, reject)
+          .finally(() => ws.terminate());
       });
-      ws.once('error', (err) =>
-        reject(new SluiceError('ERR_GATEWAY_UNREACHABLE', { message: `Cannot reach the gateway at ${this.options.gateway}: ${(err as NodeJS.ErrnoException).code ?? err.message}`, cause: err })),
-      );
-      ws.once('close', (code, reason) => reject(closeError(code, reason.toString())));
+      ws.once('error', (err) => {
+        if (refused) return;
+        reject(new SluiceError('ERR_GATEWAY_UNREACHABLE', { message: `Cannot reach the gateway at ${this.options.gateway}: ${(err as NodeJS.ErrnoException).code ?? err.message}`, cause: err }));
+      });
+      ws.once('close', (code, reason) => {
+        if (!refused) reject(closeError(code, reason.toString()));
+      });
       ws.once('message', (data, isBinary) => {
         try {
           if (isBinary) throw new SluiceError('ERR_TUNNEL_PROTOCOL', { message: 'The gateway sent data before hello' });

@@ -1,0 +1,461 @@
+// `npm run bench`: through-the-gateway vs direct, in one run. JSON result on stdout, progress on stderr.
+//
+// Process layout (the machine has 2 cores; every hop that the numbers are about gets its own process,
+// so no component's event loop is shared with the thing that loads it):
+//
+//   this process (run.js) ── load generator (autocannon for plain requests, a node:http client for SSE)
+//                            + the test IdP (oidc-provider; only used at start-up: discovery, JWKS,
+//                            one client-credentials token; idle while measuring)
+//   child "upstream"      ── bench/upstream.js: a minimal fixed-answer OpenAI-shaped server (non-
+//                            streaming figures) and the demo model server (100-chunk SSE answers)
+//   child "gateway"       ── bench/gateway.js: startGateway() as `sluice serve` runs it, info logging
+//                            to a file
+//   child "cli"           ── `node bin/sluice.js connect <conn> --port N` (through bench/cli-guard.js,
+//                            which kills it if this process dies), only while tunnel figures are taken
+//
+// With 2 cores and up to 4 busy processes on the tunnel path, part of what the tunnel and proxy lose
+// against direct is CPU contention, not latency in the gateway's code: the per-process CPU time per
+// request (`cpu_us_per_req`) is reported next to every figure so the two can be told apart.
+//
+// Env: BENCH_SECONDS (5) per measurement, BENCH_WARMUP_SECONDS (2) before each, BENCH_PATHS
+// (direct,proxy,tunnel), BENCH_CHUNKS (100), BENCH_CHUNK_DELAY_MS (0), BENCH_GATEWAY_LOG_LEVEL (info),
+// BENCH_CONNECT_TIMEOUT_SECONDS (30), BENCH_PROFILE=1 (CPU profiles of gateway and CLI, summarised in
+// the output), BENCH_STRICT=1 (exit 1 when a target is missed).
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { httpLoad, round, streamLoad } from './load.js';
+import { summarizeProfile } from './profile-top.js';
+import { cpuDelta, cpuSnapshot, forkChild, killAllHard, log, stopAll, stopChild, waitForMessage } from './procs.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const BENCH = fileURLToPath(new URL('.', import.meta.url));
+const CLI = join(ROOT, 'bin', 'sluice.js');
+
+function envNumber(name, fallback, { min = 0, max = Infinity } = {}) {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value < min || value > max) throw new Error(`${name} must be a number in [${min}, ${max}], got ${raw}`);
+  return value;
+}
+
+const settings = {
+  seconds: envNumber('BENCH_SECONDS', 5, { min: 1, max: 300 }),
+  warmupSeconds: envNumber('BENCH_WARMUP_SECONDS', 2, { min: 0, max: 60 }),
+  paths: (process.env.BENCH_PATHS ?? 'direct,proxy,tunnel').split(',').map((p) => p.trim()).filter(Boolean),
+  chunks: envNumber('BENCH_CHUNKS', 100, { min: 1, max: 10_000 }),
+  chunkDelayMs: envNumber('BENCH_CHUNK_DELAY_MS', 0, { min: 0, max: 1000 }),
+  gatewayLogLevel: process.env.BENCH_GATEWAY_LOG_LEVEL ?? 'info',
+  connectTimeoutS: envNumber('BENCH_CONNECT_TIMEOUT_SECONDS', 30, { min: 1, max: 600 }),
+  profile: process.env.BENCH_PROFILE === '1',
+  strict: process.env.BENCH_STRICT === '1',
+  connections: { latency: 1, throughput: 32, stream: 8 },
+};
+for (const p of settings.paths) if (!['direct', 'proxy', 'tunnel'].includes(p)) throw new Error(`unknown path in BENCH_PATHS: ${p}`);
+if (!settings.paths.includes('direct')) settings.paths.unshift('direct'); // every ratio needs it
+
+const TARGETS = { added_p50_ms_max: 1, throughput_ratio_min: 0.4 };
+const AUDIENCE = 'urn:sluice:gateway';
+const CHAT_BODY = JSON.stringify({ model: 'bench', messages: [{ role: 'user', content: 'Say hello.' }], stream: false });
+const STREAM_BODY = JSON.stringify({ model: 'demo-echo', messages: [{ role: 'user', content: 'Say hello.' }], stream: true });
+// What an OpenAI SDK pointed at the local port sends; the gateway drops it and injects the connection's key.
+const LOCAL_SDK_AUTH = 'Bearer sk-local-placeholder';
+
+let tmp;
+let idp;
+let keepTmp = settings.profile;
+let finished = false;
+
+process.on('exit', () => {
+  killAllHard();
+  if (tmp && !keepTmp) rmSync(tmp, { recursive: true, force: true });
+});
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.on(signal, () => {
+    log(`${signal}: stopping child processes`);
+    void stopAll().finally(() => process.exit(130));
+  });
+}
+
+/** Client-credentials grant against the test IdP (same few lines as test/helpers/oidc.ts). */
+async function clientCredentialsToken({ issuer, clientId, clientSecret, audience }) {
+  const discovery = await fetch(new URL('/.well-known/openid-configuration', issuer), { signal: AbortSignal.timeout(10_000) });
+  if (!discovery.ok) throw new Error(`discovery at ${issuer} answered HTTP ${discovery.status}`);
+  const { token_endpoint: tokenEndpoint } = await discovery.json();
+  const response = await fetch(tokenEndpoint, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ grant_type: 'client_credentials', client_id: clientId, client_secret: clientSecret, resource: audience }),
+    signal: AbortSignal.timeout(10_000),
+  });
+  const body = await response.json();
+  if (!response.ok || !body.access_token) throw new Error(`client_credentials failed: HTTP ${response.status} ${body.error ?? ''} ${body.error_description ?? ''}`);
+  return body.access_token;
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function runNode(args, timeoutMs) {
+  return new Promise((resolve) => {
+    execFile(process.execPath, args, { timeout: timeoutMs, cwd: ROOT, env: { ...process.env, NO_COLOR: '1' } }, (err, stdout, stderr) =>
+      resolve({ code: err ? (err.code ?? 1) : 0, output: `${stdout}${stderr}` }),
+    );
+  });
+}
+
+/** One request with a deadline; throws with what came back unless it is a 200 with the expected body. */
+async function sanity(label, url, headers, body, expect) {
+  const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body, signal: AbortSignal.timeout(15_000) });
+  const text = await res.text();
+  if (res.status !== 200) throw new Error(`${label}: HTTP ${res.status} ${text.slice(0, 300)}`);
+  if (typeof expect === 'string' && text !== expect) throw new Error(`${label}: unexpected body ${text.slice(0, 300)}`);
+  if (typeof expect === 'function' && !expect(text)) throw new Error(`${label}: unexpected body ${text.slice(0, 300)}`);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The tunnel: `sluice connect`, started on demand.
+
+async function connectCommandAvailable() {
+  const { output } = await runNode([CLI, 'connect', '--help'], 20_000);
+  if (/Usage: sluice connect/.test(output)) return { ok: true };
+  return { ok: false, error: `\`sluice connect\` is not available in this build (\`node bin/sluice.js connect --help\` printed: ${output.split('\n')[0]?.slice(0, 120)} ...)` };
+}
+
+async function startTunnel(connection, env) {
+  const port = await freePort();
+  const nodeArgs = settings.profile ? ['--cpu-prof', `--cpu-prof-dir=${join(tmp, 'profiles', `cli-${connection}`)}`] : [];
+  const entry = forkChild(`cli(${connection})`, join(BENCH, 'cli-guard.js'), [CLI, connection, String(port), ...nodeArgs], {
+    logFile: join(tmp, `cli-${connection}.log`),
+    env,
+  });
+  const lines = [];
+  let cliPid;
+  entry.child.on('message', (msg) => {
+    if (msg?.type === 'line') {
+      lines.push(`${msg.stream}: ${msg.line}`);
+      if (lines.length > 40) lines.shift();
+    }
+    if (msg?.type === 'spawned') {
+      cliPid = msg.pid;
+      entry.extraPids.add(msg.pid);
+    }
+  });
+  try {
+    const ready = await waitForMessage(
+      entry,
+      (msg) => {
+        if (msg?.type === 'exit') throw new Error(`sluice connect exited (code ${msg.code}, signal ${msg.signal}) before it was ready`);
+        if (msg?.type === 'spawn-error') throw new Error(`cannot start sluice connect: ${msg.message}`);
+        return msg?.type === 'line' && /http:\/\/127\.0\.0\.1:\d+/.test(msg.line);
+      },
+      settings.connectTimeoutS * 1000,
+      `a "http://127.0.0.1:${port}" line from sluice connect`,
+    );
+    const printedPort = Number(/http:\/\/127\.0\.0\.1:(\d+)/.exec(ready.line)[1]);
+    if (printedPort !== port) log(`sluice connect printed port ${printedPort} (asked for ${port})`);
+    entry.child.on('message', (msg) => {
+      if (msg?.type === 'exit') log(`sluice connect ${connection} exited (code ${msg.code}, signal ${msg.signal}); last output:\n  ${lines.join('\n  ')}`);
+    });
+    return { url: `http://127.0.0.1:${printedPort}`, entry, pid: cliPid, lines };
+  } catch (err) {
+    await stopChild(entry);
+    const tail = lines.length ? ` -- its output: ${lines.slice(-12).join(' | ')}` : '';
+    throw new Error(`${err.message}${tail}`);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+
+function cpuPerRequest(delta, count, durationS) {
+  const out = {};
+  for (const [name, us] of Object.entries(delta)) {
+    out[name] = { us_per_req: count ? round(us / count, 1) : null, util_pct: round((100 * us) / (durationS * 1e6), 1) };
+  }
+  return out;
+}
+
+async function measure(label, pids, run, countOf) {
+  if (settings.warmupSeconds > 0) {
+    log(`${label}: warm-up ${settings.warmupSeconds}s`);
+    await run(settings.warmupSeconds);
+  }
+  log(`${label}: measuring ${settings.seconds}s`);
+  const before = cpuSnapshot(pids);
+  const result = await run(settings.seconds);
+  const cpu = cpuPerRequest(cpuDelta(before, cpuSnapshot(pids)), countOf(result), result.duration_s);
+  const errs = result.errors.total;
+  log(`${label}: ${summaryLine(result)}${errs ? `  ERRORS ${JSON.stringify(result.errors)}` : ''}`);
+  return { ...result, cpu };
+}
+
+function summaryLine(r) {
+  if (r.answers !== undefined) return `${r.answers_per_s} answers/s, ttfb p50 ${r.ttfb.p50} ms, complete p50 ${r.complete.p50} ms`;
+  return `${r.rps} req/s, p50 ${r.p50} ms, p99 ${r.p99} ms`;
+}
+
+async function main() {
+  const t0 = Date.now();
+  tmp = mkdtempSync(join(tmpdir(), 'sluice-bench-'));
+  mkdirSync(join(tmp, 'data'), { mode: 0o700 });
+  mkdirSync(join(tmp, 'home'), { mode: 0o700 });
+  log(`work dir ${tmp}; ${settings.seconds}s per measurement after ${settings.warmupSeconds}s warm-up; paths ${settings.paths.join(', ')}`);
+
+  // Identity provider (in this process) and a client-credentials token for the `ci-bot` robot.
+  const { startIdp } = await import('../dist/server/demo/idp.js');
+  const ci = { clientId: 'bench-bot', clientSecret: randomBytes(18).toString('base64url'), groups: ['ml-eng'] };
+  idp = await startIdp({
+    audience: AUDIENCE,
+    users: [{ id: 'bench', email: 'bench@example.com', name: 'Bench', groups: ['ml-eng'] }],
+    cliClientId: 'sluice-cli',
+    ciClients: [ci],
+  });
+  const token = await clientCredentialsToken({ issuer: idp.issuer, clientId: ci.clientId, clientSecret: ci.clientSecret, audience: AUDIENCE });
+  log(`idp at ${idp.issuer}, token obtained (${token.length} bytes)`);
+
+  // Upstreams.
+  const upstream = forkChild('upstream', join(BENCH, 'upstream.js'), [], {
+    logFile: join(tmp, 'upstream.log'),
+    env: { ...process.env, BENCH_CHUNKS: String(settings.chunks), BENCH_CHUNK_DELAY_MS: String(settings.chunkDelayMs) },
+  });
+  const up = await waitForMessage(upstream, (m) => m?.type === 'ready', 20_000, 'upstream ready');
+  log(`upstreams: fast ${up.fastUrl}, model ${up.modelUrl}`);
+
+  // Gateway.
+  const gatewayConfig = {
+    listen: '127.0.0.1:0',
+    identity: { issuer: idp.issuer, audience: AUDIENCE, cli_client_id: 'sluice-cli', groups_claim: 'groups' },
+    storage: { dir: join(tmp, 'data') },
+    connections: [
+      { name: 'llm', type: 'http', upstream: up.fastUrl, headers: { authorization: `Bearer ${up.fastKey}` }, allow_groups: ['ml-eng'] },
+      { name: 'llm-stream', type: 'http', upstream: up.modelUrl, headers: { authorization: `Bearer ${up.modelKey}` }, allow_groups: ['ml-eng'] },
+    ],
+  };
+  const gatewayLog = join(tmp, 'gateway.log');
+  const gateway = forkChild('gateway', join(BENCH, 'gateway.js'), [JSON.stringify(gatewayConfig)], {
+    logFile: gatewayLog,
+    execArgv: settings.profile ? ['--cpu-prof', `--cpu-prof-dir=${join(tmp, 'profiles', 'gateway')}`] : [],
+    env: { ...process.env, BENCH_GATEWAY_LOG_LEVEL: settings.gatewayLogLevel },
+  });
+  const gw = await waitForMessage(
+    gateway,
+    (m) => {
+      if (m?.type === 'error') throw new Error(`gateway failed to start: ${m.message}`);
+      return m?.type === 'ready';
+    },
+    30_000,
+    'gateway ready',
+  );
+  for (let i = 0; i < 50; i += 1) {
+    const res = await fetch(`${gw.url}/readyz`, { signal: AbortSignal.timeout(5000) }).catch(() => undefined);
+    if (res?.status === 200) break;
+    if (i === 49) throw new Error(`gateway ${gw.url}/readyz never answered 200 (last: ${res?.status})`);
+    await sleep(200);
+  }
+  log(`gateway at ${gw.url} (log ${gatewayLog})`);
+
+  const basePids = { loadgen: process.pid, upstream: upstream.child.pid, gateway: gateway.child.pid };
+  const cliEnv = {
+    ...process.env,
+    SLUICE_TOKEN: token,
+    SLUICE_GATEWAY: gw.url,
+    HOME: join(tmp, 'home'),
+    XDG_CONFIG_HOME: join(tmp, 'home', '.config'),
+    NO_COLOR: '1',
+  };
+
+  const targets = {
+    plain: {
+      direct: { url: `${up.fastUrl}/v1/chat/completions`, headers: { authorization: `Bearer ${up.fastKey}` } },
+      proxy: { url: `${gw.url}/v1/proxy/llm/v1/chat/completions`, headers: { authorization: `Bearer ${token}` } },
+      tunnel: null, // filled once `sluice connect llm` is up
+    },
+    stream: {
+      direct: { url: `${up.modelUrl}/v1/chat/completions`, headers: { authorization: `Bearer ${up.modelKey}` } },
+      proxy: { url: `${gw.url}/v1/proxy/llm-stream/v1/chat/completions`, headers: { authorization: `Bearer ${token}` } },
+      tunnel: null,
+    },
+  };
+  const isSse = (text) => text.trimEnd().endsWith('data: [DONE]');
+  await sanity('direct', targets.plain.direct.url, targets.plain.direct.headers, CHAT_BODY, up.answer);
+  if (settings.paths.includes('proxy')) await sanity('proxy', targets.plain.proxy.url, targets.plain.proxy.headers, CHAT_BODY, up.answer);
+  await sanity('direct stream', targets.stream.direct.url, targets.stream.direct.headers, STREAM_BODY, isSse);
+  if (settings.paths.includes('proxy')) await sanity('proxy stream', targets.stream.proxy.url, targets.stream.proxy.headers, STREAM_BODY, isSse);
+  log('sanity requests: ok');
+
+  let tunnelError = null;
+  if (settings.paths.includes('tunnel')) {
+    const available = await connectCommandAvailable();
+    if (!available.ok) {
+      tunnelError = available.error;
+      log(`tunnel path skipped: ${tunnelError}`);
+    }
+  }
+
+  const results = { latency_c1: {}, throughput_c32: {}, stream_c8: {} };
+
+  async function withTunnel(connection, kind, body, check, fn) {
+    let tunnel = null;
+    let error = tunnelError;
+    if (settings.paths.includes('tunnel') && error === null) {
+      try {
+        log(`starting sluice connect ${connection}`);
+        tunnel = await startTunnel(connection, cliEnv);
+        targets[kind].tunnel = { url: `${tunnel.url}/v1/chat/completions`, headers: { authorization: LOCAL_SDK_AUTH } };
+        await sanity(`tunnel ${connection}`, targets[kind].tunnel.url, targets[kind].tunnel.headers, body, check);
+        log(`tunnel ${connection} at ${tunnel.url}: ok`);
+      } catch (err) {
+        error = `tunnel (sluice connect ${connection}): ${err.message}`;
+        log(error);
+        if (tunnel) await stopChild(tunnel.entry);
+        tunnel = null;
+      }
+    }
+    try {
+      await fn(tunnel, error);
+    } finally {
+      if (tunnel) {
+        await stopChild(tunnel.entry);
+        targets[kind].tunnel = null;
+      }
+    }
+  }
+
+  async function eachPath(section, kind, tunnel, tunnelErr, label, runOne, countOf) {
+    for (const path of settings.paths) {
+      if (path === 'tunnel' && !tunnel) {
+        results[section][path] = { error: tunnelErr ?? 'tunnel not started' };
+        continue;
+      }
+      const target = targets[kind][path];
+      const pids = path === 'tunnel' ? { ...basePids, cli: tunnel.pid } : basePids;
+      try {
+        results[section][path] = await measure(`${label} ${path}`, pids, (seconds) => runOne(target, seconds), countOf);
+      } catch (err) {
+        log(`${label} ${path} failed: ${err.stack ?? err}`);
+        results[section][path] = { error: String(err.message ?? err) };
+      }
+    }
+  }
+
+  // 1 + 2: plain requests (fast upstream).
+  await withTunnel('llm', 'plain', CHAT_BODY, up.answer, async (tunnel, err) => {
+    const plain = (connections) => (target, seconds) =>
+      httpLoad({ url: target.url, headers: { 'content-type': 'application/json', ...target.headers }, body: CHAT_BODY, connections, seconds, expectBody: up.answer });
+    await eachPath('latency_c1', 'plain', tunnel, err, 'latency c1', plain(settings.connections.latency), (r) => r.requests);
+    await eachPath('throughput_c32', 'plain', tunnel, err, 'throughput c32', plain(settings.connections.throughput), (r) => r.requests);
+  });
+
+  // 3: streamed answers (demo model).
+  await withTunnel('llm-stream', 'stream', STREAM_BODY, isSse, async (tunnel, err) => {
+    const streamed = (target, seconds) =>
+      streamLoad({ url: target.url, headers: target.headers, body: STREAM_BODY, connections: settings.connections.stream, seconds, minEvents: settings.chunks + 2 });
+    await eachPath('stream_c8', 'stream', tunnel, err, 'stream c8', streamed, (r) => r.answers);
+  });
+
+  // Derived figures.
+  const lat = results.latency_c1;
+  const thr = results.throughput_c32;
+  const str = results.stream_c8;
+  const ok = (r) => r && r.error === undefined;
+  for (const path of settings.paths.filter((p) => p !== 'direct')) {
+    if (ok(lat[path]) && ok(lat.direct)) lat[path].added_p50_ms = round(lat[path].p50 - lat.direct.p50);
+    if (ok(thr[path]) && ok(thr.direct)) thr[path].ratio_to_direct = round(thr.direct.rps ? thr[path].rps / thr.direct.rps : null);
+    if (ok(str[path]) && ok(str.direct)) {
+      str[path].ratio_to_direct = round(str.direct.answers_per_s ? str[path].answers_per_s / str.direct.answers_per_s : null);
+      str[path].added_ttfb_p50_ms = round(str[path].ttfb.p50 - str.direct.ttfb.p50);
+    }
+  }
+
+  const pass = {};
+  let totalErrors = 0;
+  for (const section of Object.values(results)) for (const r of Object.values(section)) totalErrors += r?.errors?.total ?? 0;
+  for (const path of settings.paths.filter((p) => p !== 'direct')) {
+    pass[`${path}_added_p50`] = ok(lat[path]) ? lat[path].added_p50_ms <= TARGETS.added_p50_ms_max : null;
+    pass[`${path}_throughput_ratio`] = ok(thr[path]) ? thr[path].ratio_to_direct >= TARGETS.throughput_ratio_min : null;
+    pass[`${path}_stream_ratio`] = ok(str[path]) ? str[path].ratio_to_direct >= TARGETS.throughput_ratio_min : null;
+  }
+  pass.no_errors = totalErrors === 0;
+  pass.all = Object.values(pass).every((v) => v === true);
+
+  let profiles;
+  if (settings.profile) {
+    await stopChild(gateway); // writes its profile on exit
+    profiles = {};
+    for (const dir of ['gateway', 'cli-llm', 'cli-llm-stream']) {
+      let files = [];
+      try {
+        files = readdirSync(join(tmp, 'profiles', dir)).filter((f) => f.endsWith('.cpuprofile'));
+      } catch {
+        continue;
+      }
+      profiles[dir] = files.map((f) => summarizeProfile(join(tmp, 'profiles', dir, f), 15));
+    }
+    log(`profiles kept in ${join(tmp, 'profiles')}`);
+  }
+
+  const output = {
+    machine: {
+      cpus: cpus().length,
+      cpu_model: cpus()[0]?.model,
+      node: process.version,
+      platform: `${process.platform}-${process.arch}`,
+      loadavg_1m_at_start: round(loadavg()[0], 2),
+    },
+    config: {
+      seconds: settings.seconds,
+      warmup_seconds: settings.warmupSeconds,
+      paths: settings.paths,
+      connections: settings.connections,
+      request: { method: 'POST', path: '/v1/chat/completions', body_bytes: Buffer.byteLength(CHAT_BODY), answer_bytes: Buffer.byteLength(up.answer) },
+      stream: { chunks: settings.chunks, chunk_delay_ms: settings.chunkDelayMs, upstream: 'demo model server (startModelServer)' },
+      gateway: { log_level: settings.gatewayLogLevel, logs_to: 'file', masking: 'none', recorder: 'default (discard)' },
+      processes: {
+        loadgen_and_idp: 'bench process (autocannon / node:http client; IdP idle while measuring)',
+        upstream: 'child process (fixed-answer server + demo model server)',
+        gateway: 'child process (startGateway)',
+        cli: 'child process (node bin/sluice.js connect), tunnel path only',
+      },
+    },
+    results,
+    targets: TARGETS,
+    pass,
+    ...(tunnelError ? { tunnel_error: tunnelError } : {}),
+    ...(profiles ? { profiles } : {}),
+    elapsed_s: round((Date.now() - t0) / 1000, 1),
+  };
+  process.stdout.write(`${JSON.stringify(output, null, 2)}\n`);
+  finished = true;
+  return settings.strict && !pass.all ? 1 : 0;
+}
+
+let exitCode = 1;
+try {
+  exitCode = await main();
+} catch (err) {
+  log(`failed: ${err?.stack ?? err}`);
+  if (tmp) log(`logs in ${tmp} (kept)`);
+  keepTmp = true; // for the logs
+} finally {
+  await stopAll();
+  await idp?.close().catch(() => undefined);
+  if (!finished) exitCode = 1;
+}
+process.exit(exitCode);
