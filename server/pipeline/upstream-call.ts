@@ -58,6 +58,10 @@ class UpstreamCall implements Dispatcher.DispatchHandler {
   #transform: Transform | null = null;
   #status = 0;
   #responseBytes = 0;
+  /** The upstream's Content-Length when the caller gets it too; -1 otherwise. */
+  #declaredLength = -1;
+  /** The last chunk of a sized body, held so the caller's response completes only after the end is recorded. */
+  #lastChunk: Buffer | undefined = undefined;
   /** The upstream ended before the head reached the caller (bodiless responses). */
   #endPending = false;
   /** Set once the caller's response is settled (ended, answered with an error, or aborted). */
@@ -121,6 +125,11 @@ class UpstreamCall implements Dispatcher.DispatchHandler {
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     this.#responseBytes += chunk.length;
+    if (this.#responseBytes === this.#declaredLength) {
+      // With a Content-Length, the last byte is the end as far as the caller can tell.
+      this.#lastChunk = chunk;
+      return;
+    }
     if (this.#sink !== null && !this.#sink.write(chunk)) controller.pause();
   }
 
@@ -150,6 +159,8 @@ class UpstreamCall implements Dispatcher.DispatchHandler {
       if (transform !== null || headers['content-length'] === undefined) res.flushHeaders();
       if (transform === null) {
         this.#sink = res;
+        const length = headers['content-length'];
+        if (length !== undefined && exchange.method !== 'HEAD') this.#declaredLength = Number(length);
       } else {
         this.#transform = transform;
         this.#sink = transform;
@@ -181,7 +192,7 @@ class UpstreamCall implements Dispatcher.DispatchHandler {
       () => {
         if (this.#settled) return;
         this.#settled = true;
-        this.#o.res.end();
+        this.#o.res.end(this.#lastChunk);
       },
       (err: unknown) => this.#fail(err),
     );
