@@ -43,7 +43,7 @@ export function summarizeProfile(file, topN = 15) {
     const short = url ? `${url.replace(/^.*\/(node_modules|dist)\//, '$1/').replace(/^file:\/\//, '')}:${lineNumber + 1}` : '';
     const key = `${name} ${short}`.trim();
     fns.set(key, (fns.get(key) ?? 0) + us);
-    const group = name.startsWith('(') ? name : groupOf(url);
+    const group = url ? groupOf(url) : name;
     groups.set(group, (groups.get(group) ?? 0) + us);
   }
   const busyUs = totalUs - idleUs;

@@ -52,12 +52,14 @@ const settings = {
   chunkDelayMs: envNumber('BENCH_CHUNK_DELAY_MS', 0, { min: 0, max: 1000 }),
   gatewayLogLevel: process.env.BENCH_GATEWAY_LOG_LEVEL ?? 'info',
   connectTimeoutS: envNumber('BENCH_CONNECT_TIMEOUT_SECONDS', 30, { min: 1, max: 600 }),
+  measures: (process.env.BENCH_MEASURES ?? 'latency_c1,throughput_c32,stream_c8').split(',').map((m) => m.trim()).filter(Boolean),
   profile: process.env.BENCH_PROFILE === '1',
   strict: process.env.BENCH_STRICT === '1',
   connections: { latency: 1, throughput: 32, stream: 8 },
 };
 for (const p of settings.paths) if (!['direct', 'proxy', 'tunnel'].includes(p)) throw new Error(`unknown path in BENCH_PATHS: ${p}`);
 if (!settings.paths.includes('direct')) settings.paths.unshift('direct'); // every ratio needs it
+for (const m of settings.measures) if (!['latency_c1', 'throughput_c32', 'stream_c8'].includes(m)) throw new Error(`unknown measurement in BENCH_MEASURES: ${m}`);
 
 const TARGETS = { added_p50_ms_max: 1, throughput_ratio_min: 0.4 };
 const AUDIENCE = 'urn:sluice:gateway';
@@ -192,18 +194,30 @@ function cpuPerRequest(delta, count, durationS) {
   return out;
 }
 
-async function measure(label, pids, run, countOf) {
+/**
+ * Warm-up, then one measurement, with the CPU time each process spent during it and what the upstream
+ * saw (`probe`: counters read over IPC before and after, outside the timed window).
+ */
+async function measure(label, pids, run, countOf, probe) {
   if (settings.warmupSeconds > 0) {
     log(`${label}: warm-up ${settings.warmupSeconds}s`);
     await run(settings.warmupSeconds);
   }
   log(`${label}: measuring ${settings.seconds}s`);
+  const seen = await probe();
   const before = cpuSnapshot(pids);
   const result = await run(settings.seconds);
   const cpu = cpuPerRequest(cpuDelta(before, cpuSnapshot(pids)), countOf(result), result.duration_s);
+  const upstreamSaw = diffCounters(seen, await probe());
   const errs = result.errors.total;
   log(`${label}: ${summaryLine(result)}${errs ? `  ERRORS ${JSON.stringify(result.errors)}` : ''}`);
-  return { ...result, cpu };
+  return { ...result, cpu, upstream_saw: upstreamSaw };
+}
+
+function diffCounters(before, after) {
+  const out = {};
+  for (const [key, value] of Object.entries(after)) out[key] = value - (before[key] ?? 0);
+  return out;
 }
 
 function summaryLine(r) {
@@ -270,6 +284,22 @@ async function main() {
     await sleep(200);
   }
   log(`gateway at ${gw.url} (log ${gatewayLog})`);
+
+  let statsSeq = 0;
+  const upstreamStats = async () => {
+    statsSeq += 1;
+    const id = statsSeq;
+    const reply = waitForMessage(upstream, (m) => m?.type === 'stats' && m.id === id, 5000, 'upstream stats');
+    upstream.child.send({ type: 'stats', id });
+    return reply;
+  };
+  const probes = {
+    plain: async () => {
+      const { fast } = await upstreamStats();
+      return { requests: fast.requests, new_connections: fast.connections };
+    },
+    stream: async () => (await upstreamStats()).model,
+  };
 
   const basePids = { loadgen: process.pid, upstream: upstream.child.pid, gateway: gateway.child.pid };
   const cliEnv = {
@@ -339,6 +369,7 @@ async function main() {
   }
 
   async function eachPath(section, kind, tunnel, tunnelErr, label, runOne, countOf) {
+    if (!settings.measures.includes(section)) return;
     for (const path of settings.paths) {
       if (path === 'tunnel' && !tunnel) {
         results[section][path] = { error: tunnelErr ?? 'tunnel not started' };
@@ -347,7 +378,7 @@ async function main() {
       const target = targets[kind][path];
       const pids = path === 'tunnel' ? { ...basePids, cli: tunnel.pid } : basePids;
       try {
-        results[section][path] = await measure(`${label} ${path}`, pids, (seconds) => runOne(target, seconds), countOf);
+        results[section][path] = await measure(`${label} ${path}`, pids, (seconds) => runOne(target, seconds), countOf, probes[kind]);
       } catch (err) {
         log(`${label} ${path} failed: ${err.stack ?? err}`);
         results[section][path] = { error: String(err.message ?? err) };
@@ -356,7 +387,8 @@ async function main() {
   }
 
   // 1 + 2: plain requests (fast upstream).
-  await withTunnel('llm', 'plain', CHAT_BODY, up.answer, async (tunnel, err) => {
+  const wants = (...sections) => sections.some((section) => settings.measures.includes(section));
+  if (wants('latency_c1', 'throughput_c32')) await withTunnel('llm', 'plain', CHAT_BODY, up.answer, async (tunnel, err) => {
     const plain = (connections) => (target, seconds) =>
       httpLoad({ url: target.url, headers: { 'content-type': 'application/json', ...target.headers }, body: CHAT_BODY, connections, seconds, expectBody: up.answer });
     await eachPath('latency_c1', 'plain', tunnel, err, 'latency c1', plain(settings.connections.latency), (r) => r.requests);
@@ -364,7 +396,7 @@ async function main() {
   });
 
   // 3: streamed answers (demo model).
-  await withTunnel('llm-stream', 'stream', STREAM_BODY, isSse, async (tunnel, err) => {
+  if (wants('stream_c8')) await withTunnel('llm-stream', 'stream', STREAM_BODY, isSse, async (tunnel, err) => {
     const streamed = (target, seconds) =>
       streamLoad({ url: target.url, headers: target.headers, body: STREAM_BODY, connections: settings.connections.stream, seconds, minEvents: settings.chunks + 2 });
     await eachPath('stream_c8', 'stream', tunnel, err, 'stream c8', streamed, (r) => r.answers);
@@ -423,6 +455,7 @@ async function main() {
       seconds: settings.seconds,
       warmup_seconds: settings.warmupSeconds,
       paths: settings.paths,
+      measures: settings.measures,
       connections: settings.connections,
       request: { method: 'POST', path: '/v1/chat/completions', body_bytes: Buffer.byteLength(CHAT_BODY), answer_bytes: Buffer.byteLength(up.answer) },
       stream: { chunks: settings.chunks, chunk_delay_ms: settings.chunkDelayMs, upstream: 'demo model server (startModelServer)' },

@@ -37,6 +37,7 @@ const UNAUTHORIZED = JSON.stringify({ error: { message: 'bad api key', type: 'in
 
 function startFast() {
   let requests = 0;
+  let connections = 0;
   const server = createServer((req, res) => {
     requests += 1;
     // Drain the request body without buffering it; answer once it is all in (as a real server would).
@@ -56,6 +57,9 @@ function startFast() {
       res.end();
     });
   });
+  server.on('connection', () => {
+    connections += 1;
+  });
   // Keep idle sockets (the gateway's pool, autocannon's connections) open between measurements.
   server.keepAliveTimeout = 120_000;
   server.headersTimeout = 130_000;
@@ -66,6 +70,7 @@ function startFast() {
       resolve({
         url: `http://127.0.0.1:${port}`,
         requests: () => requests,
+        connections: () => connections,
         close: () =>
           new Promise((done) => {
             server.close(() => done());
@@ -78,6 +83,14 @@ function startFast() {
 
 const fast = await startFast();
 const model = await startModelServer({ chunks: CHUNKS, chunkDelayMs: CHUNK_DELAY_MS, apiKey: MODEL_KEY });
+let modelRequests = 0;
+let modelAborted = 0;
+model.events.on('request', () => {
+  modelRequests += 1;
+});
+model.events.on('stream-end', (event) => {
+  if (event.aborted) modelAborted += 1;
+});
 // The demo model keeps every request in `requests`; trim it so a long run does not grow this process.
 const trim = setInterval(() => {
   if (model.requests.length > 1000) model.requests.length = 0;
@@ -96,7 +109,14 @@ async function shutdown(code) {
 
 process.on('message', (msg) => {
   if (msg?.type === 'shutdown') void shutdown(0);
-  if (msg?.type === 'stats') process.send?.({ type: 'stats', fastRequests: fast.requests() });
+  if (msg?.type === 'stats') {
+    process.send?.({
+      type: 'stats',
+      id: msg.id,
+      fast: { requests: fast.requests(), connections: fast.connections() },
+      model: { requests: modelRequests, aborted_streams: modelAborted },
+    });
+  }
 });
 // The parent went away (crashed or killed): never outlive it.
 process.on('disconnect', () => void shutdown(0));

@@ -70,7 +70,11 @@ export function createExchangeHandler(options: ExchangeHandlerOptions = {}): Exc
     // 5. recorder: nothing is forwarded unless the request was recorded.
     await recorder.emit({ type: 'exchange.request', exchange, decision });
 
-    if (res.destroyed) return;
+    if (res.destroyed) {
+      // The caller left while the exchange was held; the recording still needs its end.
+      await recorder.emit({ type: 'exchange.end', exchange, status: 0, complete: false, requestBytes: 0, responseBytes: 0, durationMs: Date.now() - exchange.startedAt });
+      return;
+    }
     // The caller holds its body until told to send it, so refused requests never upload anything.
     if (ctx.awaitingContinue === true) res.writeContinue();
 

@@ -60,6 +60,8 @@ class UpstreamCall implements Dispatcher.DispatchHandler {
   #responseBytes = 0;
   /** The upstream's Content-Length when the caller gets it too; -1 otherwise. */
   #declaredLength = -1;
+  /** Body chunks that arrived before the head reached the caller (undici should hold them; never drop them). */
+  #early: Buffer[] | null = null;
   /** The last chunk of a sized body, held so the caller's response completes only after the end is recorded. */
   #lastChunk: Buffer | undefined = undefined;
   /** The upstream ended before the head reached the caller (bodiless responses). */
@@ -124,13 +126,18 @@ class UpstreamCall implements Dispatcher.DispatchHandler {
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.#sink === null) {
+      (this.#early ??= []).push(chunk);
+      controller.pause();
+      return;
+    }
     this.#responseBytes += chunk.length;
     if (this.#responseBytes === this.#declaredLength) {
       // With a Content-Length, the last byte is the end as far as the caller can tell.
       this.#lastChunk = chunk;
       return;
     }
-    if (this.#sink !== null && !this.#sink.write(chunk)) controller.pause();
+    if (!this.#sink.write(chunk)) controller.pause();
   }
 
   onResponseEnd(): void {
@@ -167,12 +174,17 @@ class UpstreamCall implements Dispatcher.DispatchHandler {
         this.#pipeTransform(transform);
       }
       this.#sink.on('drain', this.#onDrain);
+      if (this.#early !== null) {
+        for (const chunk of this.#early) this.onResponseData(controller, chunk);
+        this.#early = null;
+      }
     } catch (err) {
       this.#fail(err);
       return;
     }
     if (this.#endPending) this.onResponseEnd();
-    else controller.resume();
+    // A full sink resumes the upstream from its 'drain' handler instead.
+    else if (this.#sink?.writableNeedDrain !== true) controller.resume();
   }
 
   /** Masked output goes to the caller with the same backpressure; its end is the response's end. */
