@@ -157,3 +157,18 @@ export function cpuDelta(before, after) {
   }
   return out;
 }
+
+/** Busy CPU time of the whole machine (all cores, all processes) in microseconds, from /proc/stat. */
+export function machineBusyMicros() {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0];
+    const [, ...fields] = line.trim().split(/\s+/);
+    const [user, nice, system, idle, iowait, irq, softirq, steal] = fields.map(Number);
+    const busy = user + nice + system + irq + softirq + (steal || 0);
+    void idle;
+    void iowait;
+    return (busy * 1e6) / ticksPerSecond();
+  } catch {
+    return undefined;
+  }
+}

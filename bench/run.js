@@ -30,7 +30,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { httpLoad, round, streamLoad } from './load.js';
 import { summarizeProfile } from './profile-top.js';
-import { cpuDelta, cpuSnapshot, forkChild, killAllHard, log, stopAll, stopChild, waitForMessage } from './procs.js';
+import { cpuDelta, cpuSnapshot, forkChild, killAllHard, log, machineBusyMicros, stopAll, stopChild, waitForMessage } from './procs.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BENCH = fileURLToPath(new URL('.', import.meta.url));
@@ -166,17 +166,20 @@ async function startTunnel(connection, env) {
       (msg) => {
         if (msg?.type === 'exit') throw new Error(`sluice connect exited (code ${msg.code}, signal ${msg.signal}) before it was ready`);
         if (msg?.type === 'spawn-error') throw new Error(`cannot start sluice connect: ${msg.message}`);
-        return msg?.type === 'line' && /http:\/\/127\.0\.0\.1:\d+/.test(msg.line);
+        // The first lines may name the gateway's URL (also on 127.0.0.1): wait for the port we asked for.
+        return msg?.type === 'line' && new RegExp(`http://127\\.0\\.0\\.1:${port}(?!\\d)`).test(msg.line);
       },
       settings.connectTimeoutS * 1000,
       `a "http://127.0.0.1:${port}" line from sluice connect`,
     );
-    const printedPort = Number(/http:\/\/127\.0\.0\.1:(\d+)/.exec(ready.line)[1]);
-    if (printedPort !== port) log(`sluice connect printed port ${printedPort} (asked for ${port})`);
+    log(`sluice connect ${connection} ready: ${ready.line.trim()}`);
+    const tunnel = { url: `http://127.0.0.1:${port}`, entry, pid: cliPid, lines, stopping: false, exit: null };
     entry.child.on('message', (msg) => {
-      if (msg?.type === 'exit') log(`sluice connect ${connection} exited (code ${msg.code}, signal ${msg.signal}); last output:\n  ${lines.join('\n  ')}`);
+      if (msg?.type !== 'exit' || tunnel.stopping) return;
+      tunnel.exit = `sluice connect ${connection} exited on its own (code ${msg.code}, signal ${msg.signal})`;
+      log(`${tunnel.exit}; last output:\n  ${lines.join('\n  ')}`);
     });
-    return { url: `http://127.0.0.1:${printedPort}`, entry, pid: cliPid, lines };
+    return tunnel;
   } catch (err) {
     await stopChild(entry);
     const tail = lines.length ? ` -- its output: ${lines.slice(-12).join(' | ')}` : '';
@@ -206,8 +209,17 @@ async function measure(label, pids, run, countOf, probe) {
   log(`${label}: measuring ${settings.seconds}s`);
   const seen = await probe();
   const before = cpuSnapshot(pids);
+  const machineBefore = machineBusyMicros();
   const result = await run(settings.seconds);
-  const cpu = cpuPerRequest(cpuDelta(before, cpuSnapshot(pids)), countOf(result), result.duration_s);
+  const machineAfter = machineBusyMicros();
+  const delta = cpuDelta(before, cpuSnapshot(pids));
+  const cpu = cpuPerRequest(delta, countOf(result), result.duration_s);
+  if (machineBefore !== undefined && machineAfter !== undefined) {
+    // CPU used by processes that are not part of this bench (other jobs on the machine): noise.
+    const ours = Object.values(delta).reduce((sum, us) => sum + us, 0);
+    cpu.other_processes = { util_pct: round(Math.max(0, (100 * (machineAfter - machineBefore - ours)) / (result.duration_s * 1e6)), 1) };
+    if (cpu.other_processes.util_pct > 20) log(`${label}: other processes used ${cpu.other_processes.util_pct}% of a core meanwhile: figures are noisy`);
+  }
   const upstreamSaw = diffCounters(seen, await probe());
   const errs = result.errors.total;
   log(`${label}: ${summaryLine(result)}${errs ? `  ERRORS ${JSON.stringify(result.errors)}` : ''}`);
@@ -227,6 +239,7 @@ function summaryLine(r) {
 
 async function main() {
   const t0 = Date.now();
+  const loadavgAtStart = round(loadavg()[0], 2);
   tmp = mkdtempSync(join(tmpdir(), 'sluice-bench-'));
   mkdirSync(join(tmp, 'data'), { mode: 0o700 });
   mkdirSync(join(tmp, 'home'), { mode: 0o700 });
@@ -354,7 +367,10 @@ async function main() {
       } catch (err) {
         error = `tunnel (sluice connect ${connection}): ${err.message}`;
         log(error);
-        if (tunnel) await stopChild(tunnel.entry);
+        if (tunnel) {
+          tunnel.stopping = true;
+          await stopChild(tunnel.entry);
+        }
         tunnel = null;
       }
     }
@@ -362,6 +378,7 @@ async function main() {
       await fn(tunnel, error);
     } finally {
       if (tunnel) {
+        tunnel.stopping = true;
         await stopChild(tunnel.entry);
         targets[kind].tunnel = null;
       }
@@ -371,14 +388,15 @@ async function main() {
   async function eachPath(section, kind, tunnel, tunnelErr, label, runOne, countOf) {
     if (!settings.measures.includes(section)) return;
     for (const path of settings.paths) {
-      if (path === 'tunnel' && !tunnel) {
-        results[section][path] = { error: tunnelErr ?? 'tunnel not started' };
+      if (path === 'tunnel' && (!tunnel || tunnel.exit)) {
+        results[section][path] = { error: tunnel?.exit ?? tunnelErr ?? 'tunnel not started' };
         continue;
       }
       const target = targets[kind][path];
       const pids = path === 'tunnel' ? { ...basePids, cli: tunnel.pid } : basePids;
       try {
         results[section][path] = await measure(`${label} ${path}`, pids, (seconds) => runOne(target, seconds), countOf, probes[kind]);
+        if (path === 'tunnel' && tunnel.exit) results[section][path].error = `${tunnel.exit} during the measurement`;
       } catch (err) {
         log(`${label} ${path} failed: ${err.stack ?? err}`);
         results[section][path] = { error: String(err.message ?? err) };
@@ -449,7 +467,8 @@ async function main() {
       cpu_model: cpus()[0]?.model,
       node: process.version,
       platform: `${process.platform}-${process.arch}`,
-      loadavg_1m_at_start: round(loadavg()[0], 2),
+      loadavg_1m_at_start: loadavgAtStart,
+      loadavg_1m_at_end: round(loadavg()[0], 2),
     },
     config: {
       seconds: settings.seconds,

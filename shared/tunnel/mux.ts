@@ -169,6 +169,11 @@ function protocolError(message: string): SluiceError {
   return new SluiceError('ERR_TUNNEL_PROTOCOL', { message });
 }
 
+// the codecs throw only ERR_TUNNEL_PROTOCOL; anything else would be a codec bug, still the peer's input
+function asProtocolError(err: unknown): SluiceError {
+  return err instanceof SluiceError ? err : new SluiceError('ERR_TUNNEL_PROTOCOL', { cause: err });
+}
+
 /**
  * One stream of a tunnel: a Duplex (half-open allowed) that also looks enough like a net.Socket for
  * Node's http client and server to run over it.
@@ -533,7 +538,7 @@ export class TunnelMux extends EventEmitter<TunnelMuxEvents> {
       try {
         message = parseControl(buf);
       } catch (err) {
-        return this.fail(err as SluiceError);
+        return this.fail(asProtocolError(err));
       }
       this.emit('control', message);
       return;
@@ -542,7 +547,7 @@ export class TunnelMux extends EventEmitter<TunnelMuxEvents> {
     try {
       frame = decodeFrame(buf, this.limits);
     } catch (err) {
-      return this.fail(err as SluiceError);
+      return this.fail(asProtocolError(err));
     }
     if (frame.type === 'open') return this.receiveOpen(frame.streamId, frame.meta);
     const stream = this.streams.get(frame.streamId);

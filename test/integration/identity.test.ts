@@ -3,8 +3,9 @@ import * as jose from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../server/app.js';
+import { createTokenVerifier } from '../../server/identity/token-verifier.js';
 import { validateConfig } from '../../server/config/load.js';
-import { clientCredentialsToken, signToken, startTestIdp, type TestIdp } from '../helpers/oidc.js';
+import { clientCredentialsToken, generateSigningKey, signToken, startTestIdp, type TestIdp } from '../helpers/oidc.js';
 
 let idp: TestIdp;
 let app: FastifyInstance;
@@ -137,6 +138,40 @@ describe('identity', () => {
       expect((await lost.inject({ method: 'GET', url: '/healthz' })).statusCode).toBe(200);
     } finally {
       await lost.close();
+    }
+  });
+});
+
+describe('key rotation at the provider', () => {
+  it('refetches the JWKS for an unknown kid, so a rotated key is accepted without a restart', async () => {
+    const first = await startTestIdp();
+    const port = Number(new URL(first.issuer).port);
+    const config = gatewayConfig(first.issuer, first.audience);
+    // A short cooldown so the test need not wait out the default 30 s between JWKS fetches.
+    const verifier = createTokenVerifier({ identity: config.identity, roles: config.roles, jwksCooldownMs: 2000 });
+    const gw = await buildApp({ config, logger: false, verifier });
+    let second: TestIdp | undefined;
+    try {
+      const c = () => ({ iss: first.issuer, aud: first.audience, sub: 'alice', groups: ['ml-eng'] });
+      const call = async (t: string) => {
+        const r = await gw.inject({ method: 'GET', url: '/v1/me', headers: { authorization: `Bearer ${t}` } });
+        return { status: r.statusCode, code: (r.json() as { error?: { code: string } }).error?.code };
+      };
+      expect((await call(await signToken(first.signingKey, c()))).status).toBe(200);
+      // The provider restarts on the same address with a new key first and the old one still published.
+      await first.close();
+      const rotated = await generateSigningKey();
+      second = await startTestIdp({ port, signingKeys: [rotated, first.signingKey] });
+      expect(second.issuer).toBe(first.issuer);
+      const rotatedToken = await signToken(rotated, c());
+      // Within the cooldown the key set is not fetched again: the new kid is unknown for now.
+      expect(await call(rotatedToken)).toEqual({ status: 401, code: 'ERR_TOKEN_KEY_UNKNOWN' });
+      await new Promise((r) => setTimeout(r, 2100));
+      expect((await call(rotatedToken)).status).toBe(200);
+      expect((await call(await signToken(first.signingKey, c()))).status).toBe(200);
+    } finally {
+      await gw.close();
+      await second?.close();
     }
   });
 });
