@@ -98,4 +98,23 @@ describe('sluice serve', () => {
     child.kill('SIGTERM');
     await child.exited;
   });
+
+  it('logs JSON lines with a request id and never the bearer token', async () => {
+    const file = await configFile(`listen: 127.0.0.1:0\n${identity}`);
+    const child = spawnCli(['serve', '--config', file]);
+    onTestFinished(() => child.kill('SIGKILL'));
+    const logs = await child.waitForOutput(/sluice gateway ready/);
+    const url = /"url":"(http:\/\/[^"]+)"/.exec(logs)![1]!;
+    const res = await fetch(`${url}/v1/me`, { headers: { authorization: 'Bearer sk-secret-token-value-123', cookie: 'session=cookie-secret-456' } });
+    expect(res.status).toBe(401);
+    const requestId = res.headers.get('x-request-id')!;
+    expect(requestId).toMatch(/^req_/);
+    await child.waitForOutput(new RegExp(`"request_id":"${requestId}".*"statusCode":401`));
+    child.kill('SIGTERM');
+    await child.exited;
+    const out = child.stdout() + child.stderr();
+    expect(out).not.toContain('sk-secret-token-value-123');
+    expect(out).not.toContain('cookie-secret-456');
+    for (const line of child.stdout().trim().split('\n')) expect(() => JSON.parse(line)).not.toThrow();
+  });
 });

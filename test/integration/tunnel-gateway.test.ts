@@ -542,7 +542,7 @@ describe('tunnel max_streams', () => {
     const stillFirst = await echoOnce(first, 'first still echoes');
     const stillSecond = await echoOnce(second, 'second still echoes');
     first.destroy();
-    await until(() => gw.app.server !== undefined && tunnel.mux.stats.streamsOpen === 1, 'the first stream to be released');
+    await until(() => tunnel.mux.stats.streamsOpen === 1, 'the first stream to be released');
     const fourth = tunnel.mux.openStream();
     const fourthEcho = await echoOnce(fourth, 'a freed slot is usable');
 
@@ -570,6 +570,8 @@ describe('tunnel max_streams', () => {
     await until(() => client.stats.streamsOpen === 2, 'two streams in flight');
     const beyond = await localRequest(listener.port, '/v1/models');
     const [a, b] = await Promise.all(slow);
+    // a stream is counted until both ends have closed it, a moment after the HTTP answer ended
+    await until(() => client.stats.streamsOpen === 0, 'the finished streams to close');
     const later = await localRequest(listener.port, '/v1/models');
 
     // the CLI knows the limit from hello and refuses locally: the caller's connection is reset, no HTTP answer

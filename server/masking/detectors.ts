@@ -1,0 +1,165 @@
+import { isIPv6 } from 'node:net';
+import { parsePhoneNumberFromString, type CountryCode } from 'libphonenumber-js/max';
+import { ibanValid, luhnValid, ssnValid } from './checksums.js';
+import { patternRule, type TextRule } from './text-rule.js';
+
+/** Names of the built-in detectors, as a profile's `detectors` lists them. */
+export const DETECTOR_NAMES = ['email', 'phone', 'credit_card', 'ssn', 'iban', 'ip_address', 'secret'] as const;
+
+/** A built-in detector's name. */
+export type DetectorName = (typeof DETECTOR_NAMES)[number];
+
+/** What detectors need from the profile. */
+export interface DetectorOptions {
+  /** Regions tried, in order, for numbers written without a country code (ISO 3166 alpha-2). */
+  readonly phoneRegions: readonly string[];
+}
+
+/** The TextRules of one built-in detector (a detector may have several shapes, as `secret` does). */
+export function detectorRules(name: DetectorName, options: DetectorOptions): TextRule[] {
+  const common = { entity: name, rule: `detector:${name}`, label: name.toUpperCase() };
+  switch (name) {
+    case 'email':
+      return [
+        patternRule({
+          ...common,
+          // Local part ≤ 64, labels ≤ 63 (RFC 5321); the domain's dot-separated labels keep matching linear.
+          pattern:
+            /(?<![A-Za-z0-9._%+-])[A-Za-z0-9](?:[A-Za-z0-9._%+-]{0,62}[A-Za-z0-9_%+-])?@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24}(?![A-Za-z0-9-]|\.[A-Za-z0-9])/g,
+          maxLength: 64 + 1 + 8 * 64 + 24,
+          chars: /[A-Za-z0-9._%+@-]/,
+        }),
+      ];
+    case 'phone':
+      return [
+        patternRule({
+          ...common,
+          pattern: /(?<![\w+.-])(?:\+|\(\+?)?\d[\d ().-]{5,22}\d(?!\d)/g,
+          maxLength: 26,
+          chars: /[\d ().+-]/,
+          validate: (m) => phoneValid(m[0], options.phoneRegions),
+        }),
+      ];
+    case 'credit_card':
+      return [
+        patternRule({
+          ...common,
+          pattern: /(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d])/g,
+          maxLength: 19 + 18,
+          chars: /[\d -]/,
+          validate: (m) => {
+            const digits = m[0].replace(/[ -]/g, '');
+            // All-same digits (0000 0000 0000 0000) pass Luhn but are placeholders, not cards.
+            return luhnValid(digits) && !/^(\d)\1+$/.test(digits);
+          },
+        }),
+      ];
+    case 'ssn':
+      return [
+        patternRule({
+          ...common,
+          pattern: /(?<![\d-])(\d{3})([- ])(\d{2})\2(\d{4})(?![\d-])/g,
+          maxLength: 11,
+          chars: /[\d -]/,
+          validate: (m) => ssnValid(m[1]!, m[3]!, m[4]!),
+        }),
+      ];
+    case 'iban':
+      return [
+        patternRule({
+          ...common,
+          pattern: /(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0-9])/g,
+          maxLength: 4 + 60,
+          chars: /[A-Z0-9 ]/,
+          validate: (m) => ibanValid(m[0]),
+        }),
+      ];
+    case 'ip_address':
+      return [
+        patternRule({
+          ...common,
+          pattern: /(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?!\d|\.\d)/g,
+          maxLength: 15,
+          chars: /[\d.]/,
+        }),
+        patternRule({
+          ...common,
+          pattern: /(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?(?![\w:])/g,
+          maxLength: 45,
+          chars: /[0-9A-Fa-f:.]/,
+          // The candidate shape also fits times (12:30:45); the address grammar decides.
+          validate: (m) => isIPv6(m[0]),
+        }),
+      ];
+    case 'secret':
+      return secretRules(common);
+  }
+}
+
+/** Whether a candidate is a valid number: international with "+", or national in one of the regions. */
+function phoneValid(candidate: string, regions: readonly string[]): boolean {
+  const digits = candidate.replace(/\D/g, '');
+  if (digits.length < 7 || digits.length > 15) return false;
+  if (candidate.startsWith('+') || candidate.startsWith('(+')) {
+    return parsePhoneNumberFromString(candidate)?.isValid() ?? false;
+  }
+  return regions.some((r) => parsePhoneNumberFromString(candidate, r as CountryCode)?.isValid() ?? false);
+}
+
+const PEM_HEADER = '-----BEGIN ';
+
+/** Well-known credential shapes. Each is anchored on a vendor prefix so ordinary words never match. */
+function secretRules(common: { entity: string; rule: string; label: string }): TextRule[] {
+  const token = /[A-Za-z0-9_-]/;
+  return [
+    // OpenAI (sk-, sk-proj-), Anthropic (sk-ant-) and the many services that copied the sk- prefix.
+    patternRule({ ...common, pattern: /(?<![\w-])sk-[A-Za-z0-9_-]{20,200}(?![\w-])/g, maxLength: 203, chars: token }),
+    // Stripe live and test keys.
+    patternRule({ ...common, pattern: /(?<![\w-])[rsp]k_(?:live|test)_[A-Za-z0-9]{16,200}(?![\w-])/g, maxLength: 208, chars: token }),
+    // GitHub classic and fine-grained tokens.
+    patternRule({ ...common, pattern: /(?<![\w-])(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})(?![\w-])/g, maxLength: 266, chars: token }),
+    // Slack tokens.
+    patternRule({ ...common, pattern: /(?<![\w-])xox[abposr]-[A-Za-z0-9-]{10,200}(?![\w-])/g, maxLength: 205, chars: token }),
+    // Google API keys.
+    patternRule({ ...common, pattern: /(?<![\w-])AIza[0-9A-Za-z_-]{35}(?![\w-])/g, maxLength: 39, chars: token }),
+    // AWS access key ids.
+    patternRule({ ...common, pattern: /(?<![A-Za-z0-9])(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}(?![A-Za-z0-9])/g, maxLength: 20, chars: /[A-Z0-9]/ }),
+    // AWS secret access keys: 40 base64 characters are too common alone, so only after their usual name.
+    patternRule({
+      ...common,
+      pattern: /(?<=aws_?secret_?(?:access_?)?key["']?\s{0,3}[:=]\s{0,3}["']?)[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+])/gi,
+      maxLength: 40,
+      chars: /[A-Za-z0-9/+]/,
+    }),
+    // JWTs: a JSON header and payload (both start "eyJ") and a signature.
+    patternRule({
+      ...common,
+      pattern: /(?<![\w-])eyJ[A-Za-z0-9_-]{5,4096}\.eyJ[A-Za-z0-9_-]{5,8192}\.[A-Za-z0-9_-]{0,1024}(?![\w-])/g,
+      maxLength: 3 + 4096 + 4 + 8192 + 1 + 1024,
+      chars: /[A-Za-z0-9_.-]/,
+    }),
+    // PEM private keys: the whole block, or, if no END line follows within 16 KiB, everything after BEGIN
+    // up to that bound, so an unterminated key is never sent.
+    patternRule({
+      ...common,
+      pattern:
+        /-----BEGIN (?:[A-Z0-9]{1,20} ){0,3}PRIVATE KEY-----(?:[\s\S]{0,16384}?-----END (?:[A-Z0-9]{1,20} ){0,3}PRIVATE KEY-----|[\s\S]{0,16384})/g,
+      maxLength: 70 + 16384 + 70,
+      partial: pemPartial(),
+    }),
+  ];
+}
+
+/**
+ * Where an unfinished PEM private key could begin: a prefix of "-----BEGIN " at the very end, or a BEGIN
+ * line (complete or not) not yet followed by its END line.
+ */
+function pemPartial(): RegExp {
+  const prefixes: string[] = [];
+  for (let n = 1; n < PEM_HEADER.length; n++) prefixes.push(PEM_HEADER.slice(0, n));
+  const headerPrefix = prefixes.map((p) => p.replace(/-/g, '\\-')).join('|');
+  return new RegExp(
+    `(?:${headerPrefix})$|-----BEGIN (?:[A-Z0-9 ]{0,60}$|(?:[A-Z0-9]{1,20} ){0,3}PRIVATE(?: K?E?Y?-{0,5})?$|(?:[A-Z0-9]{1,20} ){0,3}PRIVATE KEY-----(?![\\s\\S]*-----END (?:[A-Z0-9]{1,20} ){0,3}PRIVATE KEY-----)[\\s\\S]*$)`,
+    'g',
+  );
+}
