@@ -76,11 +76,13 @@ export function httpLoad({ url, method = 'POST', headers, body, connections, sec
         };
         // autocannon counts timeouts inside `errors` as well; don't count them twice.
         errors.total = errors.non2xx + errors.socket + errors.mismatches;
+        // A 2xx with the wrong body is counted as 2xx by autocannon: it is an error here, not throughput.
+        const good = Math.max(0, ok - errors.mismatches);
         resolve({
           ...summarize(durations),
-          requests: ok,
+          requests: good,
           duration_s: round(result.duration ?? elapsedS, 2),
-          rps: round(ok / (result.duration || elapsedS), 1),
+          rps: round(good / (result.duration || elapsedS), 1),
           errors,
           status_counts: statusCounts,
         });
@@ -198,8 +200,8 @@ export async function streamLoad({ url, headers, body, connections, seconds, min
     duration_s: round(elapsedS, 2),
     answers_per_s: round(answers / elapsedS, 1),
     events_per_answer: round(answers ? events / answers : null, 1),
-    // How many socket reads an answer arrived in: shows how much the chunks were coalesced on the way.
-    reads_per_answer: round(answers ? reads / (answers + errors.incomplete + errors.non2xx) : null, 1),
+    // HTTP body chunks ('data' events) per answer: each SSE event should still be a chunk of its own.
+    http_chunks_per_answer: round(answers ? reads / (answers + errors.incomplete + errors.non2xx) : null, 1),
     bytes_per_answer: round(answers ? bytes / answers : null, 0),
     errors,
     status_counts: statusCounts,

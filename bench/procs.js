@@ -1,7 +1,7 @@
 // Child-process bookkeeping for the bench: fork with IPC, wait for a message with a deadline, stop
 // everything on exit (also on failure or a signal), and read per-process CPU time from /proc.
 import { execFileSync, fork } from 'node:child_process';
-import { openSync, readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 
 /** @typedef {{ name: string, child: import('node:child_process').ChildProcess, extraPids: Set<number>, exited: boolean }} Managed */
 
@@ -19,6 +19,7 @@ export function log(message) {
 export function forkChild(name, modulePath, args = [], { logFile, execArgv = [], env = process.env } = {}) {
   const out = logFile ? openSync(logFile, 'a') : 'ignore';
   const child = fork(modulePath, args, { stdio: ['ignore', out, out, 'ipc'], execArgv, env });
+  if (typeof out === 'number') closeSync(out); // the child has its own copy
   const entry = { name, child, extraPids: new Set(), exited: false };
   managed.add(entry);
   child.on('exit', () => {

@@ -15,15 +15,19 @@
 //
 // With 2 cores and up to 4 busy processes on the tunnel path, part of what the tunnel and proxy lose
 // against direct is CPU contention, not latency in the gateway's code: the per-process CPU time per
-// request (`cpu_us_per_req`) is reported next to every figure so the two can be told apart.
+// request (`cpu.<process>.us_per_req`) is reported next to every figure so the two can be told apart.
 //
 // Env: BENCH_SECONDS (5) per measurement, BENCH_WARMUP_SECONDS (2) before each, BENCH_PATHS
-// (direct,proxy,tunnel), BENCH_CHUNKS (100), BENCH_CHUNK_DELAY_MS (0), BENCH_GATEWAY_LOG_LEVEL (info),
-// BENCH_CONNECT_TIMEOUT_SECONDS (30), BENCH_PROFILE=1 (CPU profiles of gateway and CLI, summarised in
-// the output), BENCH_STRICT=1 (exit 1 when a target is missed).
+// (direct,proxy,tunnel), BENCH_MEASURES (latency_c1,throughput_c32,stream_c8), BENCH_CHUNKS (100),
+// BENCH_CHUNK_DELAY_MS (0), BENCH_GATEWAY_LOG_LEVEL (info), BENCH_CONNECT_TIMEOUT_SECONDS (30),
+// BENCH_NOISY_RETRIES (1), BENCH_MAX_SECONDS (900, hard stop), BENCH_PROFILE=1 (CPU profiles of gateway
+// and CLI, summarised in the output), BENCH_STRICT=1 (exit 1 when a target is missed),
+// BENCH_WHATIF_TOKEN_CACHE=1, BENCH_WHATIF_SYNC_RECORD_WRITES=1 (experiments, see gateway.js; they
+// change what is measured, and the output says so),
+// BENCH_OUT=file (also write the JSON there).
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -53,6 +57,8 @@ const settings = {
   gatewayLogLevel: process.env.BENCH_GATEWAY_LOG_LEVEL ?? 'info',
   connectTimeoutS: envNumber('BENCH_CONNECT_TIMEOUT_SECONDS', 30, { min: 1, max: 600 }),
   measures: (process.env.BENCH_MEASURES ?? 'latency_c1,throughput_c32,stream_c8').split(',').map((m) => m.trim()).filter(Boolean),
+  maxSeconds: envNumber('BENCH_MAX_SECONDS', 900, { min: 10, max: 7200 }),
+  noisyRetries: envNumber('BENCH_NOISY_RETRIES', 1, { min: 0, max: 5 }),
   profile: process.env.BENCH_PROFILE === '1',
   strict: process.env.BENCH_STRICT === '1',
   connections: { latency: 1, throughput: 32, stream: 8 },
@@ -71,6 +77,7 @@ const LOCAL_SDK_AUTH = 'Bearer sk-local-placeholder';
 let tmp;
 let idp;
 let keepTmp = settings.profile;
+let shuttingDown = false;
 let finished = false;
 
 process.on('exit', () => {
@@ -79,6 +86,7 @@ process.on('exit', () => {
 });
 for (const signal of ['SIGINT', 'SIGTERM']) {
   process.on(signal, () => {
+    shuttingDown = true;
     log(`${signal}: stopping child processes`);
     void stopAll().finally(() => process.exit(130));
   });
@@ -175,7 +183,7 @@ async function startTunnel(connection, env) {
     log(`sluice connect ${connection} ready: ${ready.line.trim()}`);
     const tunnel = { url: `http://127.0.0.1:${port}`, entry, pid: cliPid, lines, stopping: false, exit: null };
     entry.child.on('message', (msg) => {
-      if (msg?.type !== 'exit' || tunnel.stopping) return;
+      if (msg?.type !== 'exit' || tunnel.stopping || shuttingDown) return;
       tunnel.exit = `sluice connect ${connection} exited on its own (code ${msg.code}, signal ${msg.signal})`;
       log(`${tunnel.exit}; last output:\n  ${lines.join('\n  ')}`);
     });
@@ -197,15 +205,49 @@ function cpuPerRequest(delta, count, durationS) {
   return out;
 }
 
+/** Above this much CPU (percent of one core) used by other processes, a measurement is called noisy. */
+const NOISY_PCT = 25;
+
 /**
  * Warm-up, then one measurement, with the CPU time each process spent during it and what the upstream
- * saw (`probe`: counters read over IPC before and after, outside the timed window).
+ * saw (`probe`: counters read over IPC before and after, outside the timed window). A noisy measurement
+ * (other jobs on the machine) is repeated up to BENCH_NOISY_RETRIES times and the quietest is kept; the
+ * others are listed in `discarded_attempts` with their errors, which still count.
  */
 async function measure(label, pids, run, countOf, probe) {
   if (settings.warmupSeconds > 0) {
     log(`${label}: warm-up ${settings.warmupSeconds}s`);
     await run(settings.warmupSeconds);
   }
+  const noise = (r) => r.cpu.other_processes?.util_pct ?? 0;
+  let best;
+  const discarded = [];
+  let attempts = 0;
+  for (let attempt = 1; attempt <= 1 + settings.noisyRetries; attempt += 1) {
+    attempts = attempt;
+    const r = await measureOnce(label, pids, run, countOf, probe);
+    if (best === undefined) best = r;
+    else if (noise(r) < noise(best)) {
+      discarded.push(best);
+      best = r;
+    } else discarded.push(r);
+    if (noise(best) <= NOISY_PCT) break;
+    if (attempt <= settings.noisyRetries) log(`${label}: other processes used ${noise(r)}% of a core: measuring again`);
+  }
+  best.attempts = attempts;
+  best.noisy = noise(best) > NOISY_PCT;
+  if (best.noisy) log(`${label}: figures are noisy (other processes used ${noise(best)}% of a core)`);
+  if (discarded.length > 0) {
+    best.discarded_attempts = discarded.map((d) => ({
+      other_util_pct: noise(d),
+      ...(d.rps !== undefined ? { rps: d.rps, p50: d.p50 } : { answers_per_s: d.answers_per_s }),
+      errors: d.errors,
+    }));
+  }
+  return best;
+}
+
+async function measureOnce(label, pids, run, countOf, probe) {
   log(`${label}: measuring ${settings.seconds}s`);
   const seen = await probe();
   const before = cpuSnapshot(pids);
@@ -218,7 +260,6 @@ async function measure(label, pids, run, countOf, probe) {
     // CPU used by processes that are not part of this bench (other jobs on the machine): noise.
     const ours = Object.values(delta).reduce((sum, us) => sum + us, 0);
     cpu.other_processes = { util_pct: round(Math.max(0, (100 * (machineAfter - machineBefore - ours)) / (result.duration_s * 1e6)), 1) };
-    if (cpu.other_processes.util_pct > 20) log(`${label}: other processes used ${cpu.other_processes.util_pct}% of a core meanwhile: figures are noisy`);
   }
   const upstreamSaw = diffCounters(seen, await probe());
   const errs = result.errors.total;
@@ -269,18 +310,20 @@ async function main() {
   const gatewayConfig = {
     listen: '127.0.0.1:0',
     identity: { issuer: idp.issuer, audience: AUDIENCE, cli_client_id: 'sluice-cli', groups_claim: 'groups' },
-    storage: { dir: join(tmp, 'data') },
+    // Recording is always on (fail-closed, encrypted): a fresh master key and data dir per run.
+    storage: { dir: join(tmp, 'data'), master_key: randomBytes(32).toString('base64') },
     connections: [
       { name: 'llm', type: 'http', upstream: up.fastUrl, headers: { authorization: `Bearer ${up.fastKey}` }, allow_groups: ['ml-eng'] },
       { name: 'llm-stream', type: 'http', upstream: up.modelUrl, headers: { authorization: `Bearer ${up.modelKey}` }, allow_groups: ['ml-eng'] },
     ],
   };
   const gatewayLog = join(tmp, 'gateway.log');
-  const gateway = forkChild('gateway', join(BENCH, 'gateway.js'), [JSON.stringify(gatewayConfig)], {
+  const gateway = forkChild('gateway', join(BENCH, 'gateway.js'), [], {
     logFile: gatewayLog,
     execArgv: settings.profile ? ['--cpu-prof', `--cpu-prof-dir=${join(tmp, 'profiles', 'gateway')}`] : [],
     env: { ...process.env, BENCH_GATEWAY_LOG_LEVEL: settings.gatewayLogLevel },
   });
+  gateway.child.send({ type: 'config', config: gatewayConfig });
   const gw = await waitForMessage(
     gateway,
     (m) => {
@@ -337,11 +380,24 @@ async function main() {
     },
   };
   const isSse = (text) => text.trimEnd().endsWith('data: [DONE]');
+  // Direct must work (every ratio needs it); a proxy that fails its first request is reported, not fatal.
   await sanity('direct', targets.plain.direct.url, targets.plain.direct.headers, CHAT_BODY, up.answer);
-  if (settings.paths.includes('proxy')) await sanity('proxy', targets.plain.proxy.url, targets.plain.proxy.headers, CHAT_BODY, up.answer);
   await sanity('direct stream', targets.stream.direct.url, targets.stream.direct.headers, STREAM_BODY, isSse);
-  if (settings.paths.includes('proxy')) await sanity('proxy stream', targets.stream.proxy.url, targets.stream.proxy.headers, STREAM_BODY, isSse);
-  log('sanity requests: ok');
+  const pathErrors = { plain: {}, stream: {} };
+  if (settings.paths.includes('proxy')) {
+    for (const [kind, body, check] of [
+      ['plain', CHAT_BODY, up.answer],
+      ['stream', STREAM_BODY, isSse],
+    ]) {
+      try {
+        await sanity(`proxy ${kind}`, targets[kind].proxy.url, targets[kind].proxy.headers, body, check);
+      } catch (err) {
+        pathErrors[kind].proxy = `first request failed: ${err.message}`;
+        log(pathErrors[kind].proxy);
+      }
+    }
+  }
+  log('sanity requests: done');
 
   let tunnelError = null;
   if (settings.paths.includes('tunnel')) {
@@ -392,6 +448,10 @@ async function main() {
         results[section][path] = { error: tunnel?.exit ?? tunnelErr ?? 'tunnel not started' };
         continue;
       }
+      if (pathErrors[kind][path] !== undefined) {
+        results[section][path] = { error: pathErrors[kind][path] };
+        continue;
+      }
       const target = targets[kind][path];
       const pids = path === 'tunnel' ? { ...basePids, cli: tunnel.pid } : basePids;
       try {
@@ -436,11 +496,23 @@ async function main() {
 
   const pass = {};
   let totalErrors = 0;
-  for (const section of Object.values(results)) for (const r of Object.values(section)) totalErrors += r?.errors?.total ?? 0;
+  for (const section of Object.values(results)) {
+    for (const r of Object.values(section)) {
+      totalErrors += r?.errors?.total ?? 0;
+      for (const d of r?.discarded_attempts ?? []) totalErrors += d.errors?.total ?? 0;
+    }
+  }
   for (const path of settings.paths.filter((p) => p !== 'direct')) {
-    pass[`${path}_added_p50`] = ok(lat[path]) ? lat[path].added_p50_ms <= TARGETS.added_p50_ms_max : null;
-    pass[`${path}_throughput_ratio`] = ok(thr[path]) ? thr[path].ratio_to_direct >= TARGETS.throughput_ratio_min : null;
-    pass[`${path}_stream_ratio`] = ok(str[path]) ? str[path].ratio_to_direct >= TARGETS.throughput_ratio_min : null;
+    // null: the path was to be measured here but has no figure (it failed; its `error` says why).
+    if (settings.measures.includes('latency_c1')) {
+      pass[`${path}_added_p50`] = ok(lat[path]) ? lat[path].added_p50_ms <= TARGETS.added_p50_ms_max : null;
+    }
+    if (settings.measures.includes('throughput_c32')) {
+      pass[`${path}_throughput_ratio`] = ok(thr[path]) ? thr[path].ratio_to_direct >= TARGETS.throughput_ratio_min : null;
+    }
+    if (settings.measures.includes('stream_c8')) {
+      pass[`${path}_stream_ratio`] = ok(str[path]) ? str[path].ratio_to_direct >= TARGETS.throughput_ratio_min : null;
+    }
   }
   pass.no_errors = totalErrors === 0;
   pass.all = Object.values(pass).every((v) => v === true);
@@ -473,12 +545,21 @@ async function main() {
     config: {
       seconds: settings.seconds,
       warmup_seconds: settings.warmupSeconds,
+      noisy_retries: settings.noisyRetries,
+      noisy_threshold_pct_of_core: NOISY_PCT,
       paths: settings.paths,
       measures: settings.measures,
       connections: settings.connections,
       request: { method: 'POST', path: '/v1/chat/completions', body_bytes: Buffer.byteLength(CHAT_BODY), answer_bytes: Buffer.byteLength(up.answer) },
       stream: { chunks: settings.chunks, chunk_delay_ms: settings.chunkDelayMs, upstream: 'demo model server (startModelServer)' },
-      gateway: { log_level: settings.gatewayLogLevel, logs_to: 'file', masking: 'none', recorder: 'default (discard)' },
+      gateway: {
+        log_level: settings.gatewayLogLevel,
+        logs_to: 'file',
+        masking: 'none (no masking profiles on the connections)',
+        recording: 'on, schema defaults (storage.fsync batch, request/response bodies recorded masked)',
+        ...(process.env.BENCH_WHATIF_TOKEN_CACHE === '1' ? { whatif_token_cache: true } : {}),
+        ...(process.env.BENCH_WHATIF_SYNC_RECORD_WRITES === '1' ? { whatif_sync_record_writes: true } : {}),
+      },
       processes: {
         loadgen_and_idp: 'bench process (autocannon / node:http client; IdP idle while measuring)',
         upstream: 'child process (fixed-answer server + demo model server)',
@@ -493,10 +574,23 @@ async function main() {
     ...(profiles ? { profiles } : {}),
     elapsed_s: round((Date.now() - t0) / 1000, 1),
   };
-  process.stdout.write(`${JSON.stringify(output, null, 2)}\n`);
+  const text = `${JSON.stringify(output, null, 2)}\n`;
+  if (process.env.BENCH_OUT) {
+    writeFileSync(process.env.BENCH_OUT, text);
+    log(`result written to ${process.env.BENCH_OUT}`);
+  }
+  process.stdout.write(text);
   finished = true;
   return settings.strict && !pass.all ? 1 : 0;
 }
+
+// Whatever happens, the run ends: past BENCH_MAX_SECONDS everything is stopped and the bench fails.
+const watchdog = setTimeout(() => {
+  log(`still running after ${settings.maxSeconds}s (BENCH_MAX_SECONDS): giving up`);
+  keepTmp = true;
+  void stopAll().finally(() => process.exit(1));
+}, settings.maxSeconds * 1000);
+watchdog.unref();
 
 let exitCode = 1;
 try {

@@ -13,7 +13,12 @@ import { registerProxyRoutes } from './api/proxy-route.js';
 import { createExchangeHandler } from './pipeline/run-exchange.js';
 import { createHttpProtocol } from './protocols/http.js';
 import { createTcpProtocol } from './protocols/tcp.js';
-import { registerTunnelRoute } from './tunnel/tunnel-route.js';
+import { newSessionId, registerTunnelRoute } from './tunnel/tunnel-route.js';
+import { registerAuditRoutes } from './api/audit-routes.js';
+import { parseDuration } from './config/duration.js';
+import type { RecordingIo } from './recording/file-io.js';
+import { openStorage } from './recording/open-storage.js';
+import { ProxySessions } from './recording/proxy-sessions.js';
 
 export interface BuildAppOptions {
   config: Config;
@@ -22,6 +27,8 @@ export interface BuildAppOptions {
   /** Replaces the JWKS-backed verifier; for tests that inject faults. */
   verifier?: TokenVerifier;
   https?: { cert: Buffer; key: Buffer };
+  /** Replaces the recording's file operations; for tests that inject storage faults. */
+  recordingIo?: RecordingIo;
 }
 
 /** Paths a log line must never carry: credentials in any header. */
@@ -48,11 +55,15 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
   }) as unknown as FastifyInstance;
 
   const verifier = options.verifier ?? createTokenVerifier({ identity: config.identity, roles: config.roles });
+  // Index and session files; refuses to start with connections but no master key.
+  const storage = await openStorage({ config, io: options.recordingIo, log: app.log });
   const deps: GatewayDeps = {
     config,
     verifier,
     authenticate: createAuthenticate(verifier),
-    readiness: createReadiness({ verifier }),
+    readiness: createReadiness({ verifier, recording: storage?.recording }),
+    store: storage?.store,
+    recording: storage?.recording,
   };
 
   app.addHook('onSend', async (req, reply) => {
@@ -86,19 +97,36 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
   registerSystemRoutes(app, deps);
   registerMeRoutes(app, deps);
   registerConnectionsRoutes(app, deps);
+  registerAuditRoutes(app, deps);
 
   // The data path: one exchange handler behind both the tunnel's HTTP protocol and the direct proxy.
-  const exchange = createExchangeHandler();
+  const recorder = storage?.recording.recorder;
+  const exchange = createExchangeHandler(recorder === undefined ? {} : { recorder });
   const http = createHttpProtocol({ exchange });
-  const tcp = createTcpProtocol();
+  const tcp = createTcpProtocol(recorder === undefined ? {} : { recorder });
+  const proxySessions =
+    storage === undefined ? undefined : new ProxySessions({ recording: storage.recording, idleMs: parseDuration(config.storage.proxy_session_idle), newId: newSessionId });
   app.addHook('onClose', async () => {
     await Promise.all([http.close(), tcp.close()]);
     await exchange.close();
+    proxySessions?.close();
+    // Last: every session still open is sealed once its exchanges have ended.
+    await storage?.close();
   });
   registerProxyRoutes(app, {
     connections: () => config.connections,
     authenticate: (req) => deps.authenticate(req.headers),
     exchange,
+    ...(proxySessions === undefined
+      ? {}
+      : {
+          sessionFor: (principal, req) => {
+            const name = (req.params as { connection: string }).connection;
+            // The route resolved this name to a connection just before asking.
+            const connection = config.connections.find((c) => c.name === name)!;
+            return proxySessions.sessionFor(principal, connection, req.ip);
+          },
+        }),
   });
   await registerTunnelRoute(app, { ...deps, http, tcp });
 

@@ -9,8 +9,8 @@ export interface Readiness {
   check(): Promise<Record<string, ReadinessCheck>>;
 }
 
-/** Readiness from the identity provider's keys; results are cached briefly so probes stay cheap. */
-export function createReadiness(options: { verifier: TokenVerifier; cacheMs?: number }): Readiness {
+/** Readiness from the identity provider's keys (cached briefly so probes stay cheap) and, when configured, the recording storage. */
+export function createReadiness(options: { verifier: TokenVerifier; cacheMs?: number; recording?: { health(): Promise<ReadinessCheck> } }): Readiness {
   const cacheMs = options.cacheMs ?? 5000;
   let cached: { at: number; value: ReadinessCheck } | undefined;
   return {
@@ -25,7 +25,10 @@ export function createReadiness(options: { verifier: TokenVerifier; cacheMs?: nu
         }
         cached = { at: Date.now(), value };
       }
-      return { identity: cached.value };
+      // Not cached: a refused exchange must turn the gateway unready at once, and a recovered disk ready again.
+      const checks: Record<string, ReadinessCheck> = { identity: cached.value };
+      if (options.recording !== undefined) checks.recording = await options.recording.health();
+      return checks;
     },
   };
 }

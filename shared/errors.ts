@@ -68,6 +68,19 @@ export const ERRORS = {
   ERR_UPSTREAM_TIMEOUT: { message: 'The upstream of this connection did not answer in time', status: 504, exit: EXIT.upstream },
   ERR_SHUTTING_DOWN: { message: 'The gateway is shutting down', status: 503, exit: EXIT.unavailable, close: 1001 },
 
+  ERR_RECORDING_UNAVAILABLE: { message: 'The recording cannot be written, so the exchange was refused', status: 503, exit: EXIT.unavailable, close: 1011 },
+  ERR_POLICY_DENIED: { message: 'A policy denies this request', status: 403, exit: EXIT.forbidden },
+  ERR_POLICY_ERROR: { message: 'The request could not be checked against a policy rule', status: 403, exit: EXIT.forbidden },
+  ERR_REVIEW_REJECTED: { message: 'A reviewer rejected this request', status: 403, exit: EXIT.forbidden },
+  ERR_REVIEW_EXPIRED: { message: 'review expired', status: 403, exit: EXIT.forbidden },
+  ERR_REVIEW_ABANDONED: { message: 'The caller left before the review was decided', status: 409, exit: EXIT.failure },
+  ERR_REVIEW_LIMIT: { message: 'Too many requests are waiting for review', status: 429, exit: EXIT.failure },
+  ERR_REVIEW_CONFLICT: { message: 'The review is already decided, or you already approved it', status: 409, exit: EXIT.failure },
+  ERR_SELF_APPROVAL: { message: 'You cannot review your own request', status: 403, exit: EXIT.forbidden },
+  ERR_NOT_REVIEWER: { message: 'You are not in the reviewer groups of this review', status: 403, exit: EXIT.forbidden },
+  ERR_GRANT_REQUIRED: { message: 'This connection needs an approved access grant', status: 403, exit: EXIT.forbidden, close: 4403 },
+  ERR_GRANT_EXPIRED: { message: 'The access grant of this tunnel ended', status: 403, exit: EXIT.forbidden, close: 4403 },
+  ERR_MASKING_BLOCKED: { message: 'The response cannot be masked, so it is not sent (binary or undecodable body, unknown stream shape, or over a masking limit)', status: 502, exit: EXIT.upstream },
   ERR_INTERNAL: { message: 'Internal error', status: 500, exit: EXIT.internal, close: 1011 },
 } as const satisfies Record<string, ErrorSpec>;
 

@@ -1,9 +1,12 @@
 import type { RegisterCommand } from '../context.js';
+import { registerAccess } from './access.js';
 import { registerConnect } from './connect.js';
 import { registerConnections } from './connections.js';
 import { registerDemo } from './demo.js';
 import { registerLogin } from './login.js';
 import { registerLogout } from './logout.js';
+import { registerMask } from './mask.js';
+import { registerReview } from './review.js';
 import { registerRun } from './run.js';
 import { registerServe } from './serve.js';
 import { registerWhoami } from './whoami.js';
@@ -16,6 +19,9 @@ export const COMMANDS: readonly RegisterCommand[] = [
   registerConnections,
   registerConnect,
   registerRun,
+  registerReview,
+  registerAccess,
   registerServe,
   registerDemo,
+  registerMask,
 ];

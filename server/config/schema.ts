@@ -1,4 +1,7 @@
 import { z } from 'zod';
+import { approvalSchema, connectionGrantSchema, grantConfigProblems } from '../approval/approval-config.js';
+import { policiesSchema, policyConfigProblems, policyDefaultSchema } from '../policy/policy-config.js';
+import { maskingConfigProblems, maskingProfileName, maskingProfileSchema, maskingSettingsSchema } from '../masking/profile-schema.js';
 
 /** Connection names appear in URLs and CLI arguments. */
 const connectionName = z
@@ -15,6 +18,11 @@ const duration = z
 const hostPort = z
   .string()
   .regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, 'must be host:port, e.g. 127.0.0.1:7443');
+
+/** A base64 master key of 32 bytes (AES-256); the message never echoes the value. */
+const masterKey = z
+  .string()
+  .refine((v) => /^[A-Za-z0-9+/_-]+={0,2}$/.test(v.trim()) && Buffer.from(v.trim(), 'base64').length === 32, 'must be base64 of 32 bytes (openssl rand -base64 32)');
 
 const tcpTarget = z.string().regex(/^tcp:\/\/[^\s/]+:\d{1,5}\/?$/, 'must be tcp://host:port');
 
@@ -33,6 +41,9 @@ const connectionCommon = {
   allow_groups: z.array(z.string().min(1)).min(1, 'must name at least one group'),
   masking: z.array(z.string()).default([]),
   record: recordSettings,
+  /** Tunnels need an approved, unexpired grant (`sluice access request`). */
+  requires_grant: z.boolean().default(false),
+  grant: connectionGrantSchema,
 };
 
 const httpConnection = z.strictObject({
@@ -80,9 +91,22 @@ export const configSchema = z
     storage: z
       .strictObject({
         dir: z.string().min(1).default('./data'),
-        master_key: z.string().optional(),
+        master_key: masterKey.optional(),
+        master_keys: z
+          .array(z.strictObject({ id: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'must be 1-64 letters, digits, ".", "_" or "-"'), key: masterKey }))
+          .min(1)
+          .refine((keys) => new Set(keys.map((k) => k.id)).size === keys.length, 'key ids must be unique')
+          .optional(),
+        fsync: z.enum(['always', 'batch', 'never']).default('batch'),
+        fsync_interval: duration.default('200ms'),
+        retention_days: z.number().int().positive().optional(),
+        proxy_session_idle: duration.default('15m'),
       })
-      .default({ dir: './data' }),
+      .refine((s) => s.master_key === undefined || s.master_keys === undefined, {
+        message: 'set either master_key or master_keys, not both',
+        path: ['master_keys'],
+      })
+      .default({ dir: './data', fsync: 'batch', fsync_interval: '200ms', proxy_session_idle: '15m' }),
     tunnel: z
       .strictObject({
         max_streams: z.number().int().positive().default(256),
@@ -92,8 +116,15 @@ export const configSchema = z
       })
       .default({ max_streams: 256, max_frame: 1024 * 1024, window: 256 * 1024, ping_interval: '30s' }),
     connections: z.array(connectionSchema).default([]),
+    masking: maskingSettingsSchema,
+    masking_profiles: z.record(maskingProfileName, maskingProfileSchema).default({}),
+    policies: policiesSchema,
+    policy_default: policyDefaultSchema,
+    approval: approvalSchema,
   })
   .superRefine((cfg, ctx) => {
+    for (const p of maskingConfigProblems(cfg)) ctx.addIssue({ code: 'custom', path: p.path, message: p.message });
+    for (const p of [...policyConfigProblems(cfg), ...grantConfigProblems(cfg)]) ctx.addIssue({ code: 'custom', path: p.path, message: p.message });
     const seen = new Set<string>();
     cfg.connections.forEach((c, i) => {
       if (seen.has(c.name)) {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, mkdir } from 'node:fs/promises';
+import { mkdtemp, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { FastifyServerOptions } from 'fastify';
@@ -27,6 +27,19 @@ export interface RunningDemo {
   close(): Promise<void>;
 }
 
+/** The demo's master key: `<data>/master.key` (0600), made on first run and reused, so a kept data dir stays readable. */
+async function demoMasterKey(dataDir: string): Promise<string> {
+  const file = join(dataDir, 'master.key');
+  try {
+    return (await readFile(file, 'utf8')).trim();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  const key = randomBytes(32).toString('base64');
+  await writeFile(file, `${key}\n`, { mode: 0o600, flag: 'wx' });
+  return key;
+}
+
 /** Start the identity provider, the demo upstreams and the gateway, all on loopback. */
 export async function startDemo(options: DemoOptions = {}): Promise<RunningDemo> {
   const dataDir = options.dataDir ? resolve(options.dataDir) : await mkdtemp(join(tmpdir(), 'sluice-demo-'));
@@ -52,6 +65,7 @@ export async function startDemo(options: DemoOptions = {}): Promise<RunningDemo>
       modelUrl: model.url,
       echoAddress: echo.address,
       dataDir,
+      masterKey: await demoMasterKey(dataDir),
     });
     const gateway = await startGateway({ config, logger: options.logger ?? false });
     closers.push(() => gateway.close());

@@ -37,7 +37,7 @@ export function detectorRules(name: DetectorName, options: DetectorOptions): Tex
           pattern: /(?<![\w+.-])(?:\+|\(\+?)?\d[\d ().-]{5,22}\d(?!\d)/g,
           maxLength: 26,
           chars: /[\d ().+-]/,
-          validate: (m) => phoneValid(m[0], options.phoneRegions),
+          validate: (m) => longestPrefix(m[0], /[ ().-]/, (c) => phoneValid(c, options.phoneRegions)),
         }),
       ];
     case 'credit_card':
@@ -47,11 +47,7 @@ export function detectorRules(name: DetectorName, options: DetectorOptions): Tex
           pattern: /(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d])/g,
           maxLength: 19 + 18,
           chars: /[\d -]/,
-          validate: (m) => {
-            const digits = m[0].replace(/[ -]/g, '');
-            // All-same digits (0000 0000 0000 0000) pass Luhn but are placeholders, not cards.
-            return luhnValid(digits) && !/^(\d)\1+$/.test(digits);
-          },
+          validate: (m) => longestPrefix(m[0], /[ -]/, cardValid),
         }),
       ];
     case 'ssn':
@@ -96,10 +92,34 @@ export function detectorRules(name: DetectorName, options: DetectorOptions): Tex
   }
 }
 
+/**
+ * The length of the longest prefix of `candidate` ending before a separator (or at its end) that `valid`
+ * accepts; 0 when none does. A greedy candidate can swallow a neighbouring number ("415-555-2671 2").
+ */
+function longestPrefix(candidate: string, separator: RegExp, valid: (c: string) => boolean): number {
+  if (valid(candidate)) return candidate.length;
+  for (let end = candidate.length - 1; end > 0; end--) {
+    if (separator.test(candidate[end]!) && !separator.test(candidate[end - 1]!)) {
+      const prefix = candidate.slice(0, end);
+      if (valid(prefix)) return prefix.length;
+    }
+  }
+  return 0;
+}
+
+function cardValid(candidate: string): boolean {
+  const digits = candidate.replace(/[ -]/g, '');
+  // All-same digits (0000 0000 0000 0000) pass Luhn but are placeholders, not cards.
+  return digits.length >= 13 && digits.length <= 19 && luhnValid(digits) && !/^(\d)\1+$/.test(digits);
+}
+
+/** Dates and date-times ("2024-01-15 10") are the commonest digit runs that a phone grammar accepts. */
+const DATE_LIKE = /^(?:\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4})(?!\d)/;
+
 /** Whether a candidate is a valid number: international with "+", or national in one of the regions. */
 function phoneValid(candidate: string, regions: readonly string[]): boolean {
   const digits = candidate.replace(/\D/g, '');
-  if (digits.length < 7 || digits.length > 15) return false;
+  if (digits.length < 7 || digits.length > 15 || DATE_LIKE.test(candidate)) return false;
   if (candidate.startsWith('+') || candidate.startsWith('(+')) {
     return parsePhoneNumberFromString(candidate)?.isValid() ?? false;
   }

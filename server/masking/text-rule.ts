@@ -3,6 +3,8 @@ export interface RuleMatch {
   readonly start: number;
   readonly end: number;
   readonly value: string;
+  /** Where the whole match starts, when only part of it is masked (a JSON key's value); default `start`. */
+  readonly anchor?: number;
 }
 
 /**
@@ -53,8 +55,11 @@ export interface PatternRuleOptions {
   readonly chars?: RegExp;
   /** An anchored-at-end pattern finding where an unfinished match could begin (instead of `chars`). */
   readonly partial?: RegExp;
-  /** Rejects candidates failing a checksum or a library's validation. */
-  readonly validate?: (match: RegExpExecArray) => boolean;
+  /**
+   * Checks a candidate (checksum, a library's validation): true keeps it, false rejects it, a positive
+   * number keeps only that many leading characters ("4111 1111 1111 1111 2" keeps the card).
+   */
+  readonly validate?: (match: RegExpExecArray) => boolean | number;
   /** Named group whose span is the masked part (the value of a JSON key); default the whole match. */
   readonly group?: string;
 }
@@ -76,17 +81,21 @@ export function patternRule(options: PatternRuleOptions): TextRule {
           pattern.lastIndex = m.index + 1;
           continue;
         }
-        if (validate !== undefined && !validate(m)) {
+        const verdict = validate === undefined ? true : validate(m);
+        if (verdict === false || verdict === 0) {
           // A failed candidate may hide a valid one starting inside it ("0 4111 1111 1111 1111").
           pattern.lastIndex = m.index + 1;
           continue;
         }
-        if (group === undefined) {
+        if (verdict !== true) {
+          onMatch({ start: m.index, end: m.index + verdict, value: m[0].slice(0, verdict) });
+          pattern.lastIndex = m.index + verdict;
+        } else if (group === undefined) {
           onMatch({ start: m.index, end: m.index + m[0].length, value: m[0] });
         } else {
           const span = m.indices?.groups?.[group];
           const value = m.groups?.[group];
-          if (span !== undefined && value !== undefined && value !== '') onMatch({ start: span[0], end: span[1], value });
+          if (span !== undefined && value !== undefined && value !== '') onMatch({ start: span[0], end: span[1], value, anchor: m.index });
         }
       }
     },

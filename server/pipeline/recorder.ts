@@ -4,7 +4,18 @@ import type { Exchange } from './exchange.js';
 import type { Decision } from './policy-stage.js';
 
 /** Stable event type codes; auditors' queries depend on these, never on free text. */
-export const RECORD_EVENT_TYPES = ['exchange.request', 'exchange.response', 'exchange.end', 'exchange.error'] as const;
+export const RECORD_EVENT_TYPES = [
+  'exchange.request',
+  'exchange.response',
+  'exchange.end',
+  'exchange.error',
+  'policy.decision',
+  'review.requested',
+  'review.approved',
+  'review.rejected',
+  'review.expired',
+  'masking.summary',
+] as const;
 
 /** Stable code of one recorded event. */
 export type RecordEventType = (typeof RECORD_EVENT_TYPES)[number];
@@ -14,6 +25,8 @@ export interface ExchangeRequestEvent {
   readonly type: 'exchange.request';
   readonly exchange: Exchange;
   readonly decision: Decision;
+  /** The whole request body, when it had fully arrived before forwarding; otherwise it streams through `BodyTap.up`. */
+  readonly body?: Buffer;
 }
 
 /** Emitted when the upstream's response head arrives, before the caller gets it. */
@@ -48,8 +61,49 @@ export interface ExchangeErrorEvent {
   readonly afterResponseHead: boolean;
 }
 
+/** Emitted for a decision that refuses the exchange, before it is refused (allow and review decisions ride on `exchange.request`). */
+export interface PolicyDecisionEvent {
+  readonly type: 'policy.decision';
+  readonly exchange: Exchange;
+  readonly decision: Decision;
+}
+
+/** Emitted by the approval stage as a held exchange's review progresses. */
+export interface ReviewEvent {
+  readonly type: 'review.requested' | 'review.approved' | 'review.rejected' | 'review.expired';
+  readonly exchange: Exchange;
+  readonly reviewId: string;
+  readonly by?: string;
+  readonly note?: string;
+}
+
+/** Emitted by the masking stage when a body is done: what was masked, never the values. */
+export interface MaskingSummaryEvent {
+  readonly type: 'masking.summary';
+  readonly exchange: Exchange;
+  readonly findings: readonly { readonly entity: string; readonly rule: string; readonly count: number }[];
+}
+
 /** One recorded event of an exchange. */
-export type RecordEvent = ExchangeRequestEvent | ExchangeResponseEvent | ExchangeEndEvent | ExchangeErrorEvent;
+export type RecordEvent =
+  | ExchangeRequestEvent
+  | ExchangeResponseEvent
+  | ExchangeEndEvent
+  | ExchangeErrorEvent
+  | PolicyDecisionEvent
+  | ReviewEvent
+  | MaskingSummaryEvent;
+
+/**
+ * Receives an exchange's body bytes as they flow, on the hot path: it must return at once. A chunk that
+ * cannot be recorded fails the exchange at its awaited `exchange.end` (HTTP) or through `onFailure` (TCP).
+ */
+export interface BodyTap {
+  /** Bytes going caller → upstream (a request body that streams; TCP). */
+  up(chunk: Buffer): void;
+  /** Bytes going upstream → caller, as the caller receives them. */
+  down(chunk: Buffer): void;
+}
 
 /**
  * Recorder stage. The pipeline awaits `emit` for `exchange.request` before forwarding and for
@@ -57,6 +111,12 @@ export type RecordEvent = ExchangeRequestEvent | ExchangeResponseEvent | Exchang
  */
 export interface Recorder {
   emit(event: RecordEvent): Promise<void>;
+  /**
+   * The body tap of one exchange, asked once after `exchange.request` was recorded; absent or null means
+   * no bytes are wanted, and the data path then pays nothing per chunk. `onFailure` is called (once) when
+   * a tapped chunk cannot be recorded, so a stream with no awaited end (TCP) can be cut at once.
+   */
+  tap?(exchange: Exchange, onFailure?: (error: Error) => void): BodyTap | null;
 }
 
 const DONE = Promise.resolve();

@@ -8,7 +8,7 @@ import { newRequestId, type Exchange, type ExchangeContext } from './exchange.js
 import { noMasking, type MaskingStage } from './masking-stage.js';
 import { allowAllPolicy, type PolicyStage } from './policy-stage.js';
 import { discardRecorder, type Recorder } from './recorder.js';
-import { callUpstream } from './upstream-call.js';
+import { callUpstream, takeWholeBody } from './upstream-call.js';
 import { createUpstreamPools, type UpstreamPoolOptions, type UpstreamPools } from './upstream-pools.js';
 
 /** The stages of the pipeline; each defaults to its pass-through (policy allows, masking changes nothing, recorder keeps nothing). */
@@ -58,6 +58,8 @@ export function createExchangeHandler(options: ExchangeHandlerOptions = {}): Exc
     // 3. policy.
     const decision = await policy.decide(exchange);
     if (decision.action === 'deny') {
+      // The refusal is part of the record: written before it is answered, like everything else.
+      await recorder.emit({ type: 'policy.decision', exchange, decision });
       throw new SluiceError('ERR_FORBIDDEN', {
         message: decision.reason ?? `Policy${decision.rule === undefined ? '' : ` "${decision.rule}"`} denies this request on connection "${connection.name}"`,
         details: { connection: connection.name, ...(decision.rule === undefined ? {} : { rule: decision.rule }) },
@@ -67,8 +69,9 @@ export function createExchangeHandler(options: ExchangeHandlerOptions = {}): Exc
     // 4. approval: a held exchange waits here until a reviewer decides.
     if (decision.action === 'review') await approval.hold(exchange, decision);
 
-    // 5. recorder: nothing is forwarded unless the request was recorded.
-    await recorder.emit({ type: 'exchange.request', exchange, decision });
+    // 5. recorder: nothing is forwarded unless the request was recorded (with its body, when it arrived whole).
+    const body = takeWholeBody(req);
+    await recorder.emit(body === undefined ? { type: 'exchange.request', exchange, decision } : { type: 'exchange.request', exchange, decision, body });
 
     if (res.destroyed) {
       // The caller left while the exchange was held; the recording still needs its end.
@@ -86,6 +89,7 @@ export function createExchangeHandler(options: ExchangeHandlerOptions = {}): Exc
       route: pools.routeFor(connection),
       masking,
       recorder,
+      body,
       maxBody: connection.max_body,
       proto: (req.socket as Partial<TLSSocket>).encrypted === true ? 'https' : 'http',
     });

@@ -7,7 +7,7 @@ import { sendErrorResponse, upstreamError } from './error-response.js';
 import type { Exchange } from './exchange.js';
 import { callerResponseHeaders, upstreamRequestHeaders } from './forward-headers.js';
 import type { MaskingStage } from './masking-stage.js';
-import type { Recorder } from './recorder.js';
+import type { BodyTap, Recorder } from './recorder.js';
 import type { UpstreamRoute } from './upstream-pools.js';
 
 /** What one upstream call needs; built by the exchange handler once the exchange may be forwarded. */
@@ -18,6 +18,8 @@ export interface UpstreamCallOptions {
   readonly route: UpstreamRoute;
   readonly masking: MaskingStage;
   readonly recorder: Recorder;
+  /** The whole request body, when `takeWholeBody` took it before the request was recorded. */
+  readonly body?: Buffer;
   readonly maxBody: number;
   readonly proto: 'http' | 'https';
 }
@@ -28,11 +30,13 @@ export function callUpstream(options: UpstreamCallOptions): void {
 }
 
 /**
- * The body to send upstream. A small body with a Content-Length (the common chat request) has usually
- * arrived whole by the time the pipeline's stages have run: it is then sent as one Buffer, which undici
- * writes together with the head in one syscall and without a stream. Anything else streams, counted.
+ * The request body, if it has arrived whole. A small body with a Content-Length (the common chat request)
+ * has usually arrived by the time the pipeline's stages have run: it is then recorded with the request and
+ * sent as one Buffer, which undici writes together with the head in one syscall and without a stream.
+ * Anything else streams, counted (undefined here).
  */
-function requestBody(req: IncomingMessage, maxBody: number): BoundedBody | Buffer {
+export function takeWholeBody(req: IncomingMessage): Buffer | undefined {
+  if (!hasRequestBody(req)) return undefined;
   const declared = req.headers['content-length'];
   if (declared !== undefined && req.headers['transfer-encoding'] === undefined && req.readableLength === Number(declared)) {
     const whole = req.read(req.readableLength) as Buffer | null;
@@ -42,7 +46,7 @@ function requestBody(req: IncomingMessage, maxBody: number): BoundedBody | Buffe
       return whole;
     }
   }
-  return new BoundedBody(req, maxBody);
+  return undefined;
 }
 
 /**
@@ -54,6 +58,8 @@ class UpstreamCall implements Dispatcher.DispatchHandler {
   readonly #o: UpstreamCallOptions;
   readonly #body: BoundedBody | Buffer | null;
   #controller: Dispatcher.DispatchController | null = null;
+  /** The recorder's view of the bytes; null when it wants none. */
+  readonly #tap: BodyTap | null;
   #sink: Writable | null = null;
   #transform: Transform | null = null;
   #status = 0;
@@ -82,7 +88,24 @@ class UpstreamCall implements Dispatcher.DispatchHandler {
 
   constructor(options: UpstreamCallOptions) {
     this.#o = options;
-    this.#body = hasRequestBody(options.req) ? requestBody(options.req, options.maxBody) : null;
+    const { req } = options;
+    this.#tap = options.recorder.tap?.(options.exchange) ?? null;
+    if (options.body !== undefined) {
+      this.#body = options.body;
+    } else if (hasRequestBody(req)) {
+      const body = new BoundedBody(req, options.maxBody);
+      this.#body = body;
+      // A second listener sees the same chunks BoundedBody forwards; BoundedBody keeps the request paused until undici reads.
+      const tap = this.#tap;
+      if (tap !== null) {
+        const up = (chunk: Buffer): void => tap.up(chunk);
+        req.on('data', up);
+        req.once('end', () => req.off('data', up));
+        req.once('close', () => req.off('data', up));
+      }
+    } else {
+      this.#body = null;
+    }
   }
 
   start(): void {
@@ -132,6 +155,8 @@ class UpstreamCall implements Dispatcher.DispatchHandler {
       return;
     }
     this.#responseBytes += chunk.length;
+    // With a masking transform the tap sees its output instead: what the caller receives.
+    if (this.#transform === null) this.#tap?.down(chunk);
     if (this.#responseBytes === this.#declaredLength) {
       // With a Content-Length, the last byte is the end as far as the caller can tell.
       this.#lastChunk = chunk;
@@ -191,6 +216,7 @@ class UpstreamCall implements Dispatcher.DispatchHandler {
   #pipeTransform(transform: Transform): void {
     const { res } = this.#o;
     transform.on('data', (chunk: Buffer) => {
+      this.#tap?.down(chunk);
       if (!res.write(chunk)) transform.pause();
     });
     res.on('drain', () => transform.resume());

@@ -43,7 +43,8 @@ export function tcpTargetOf(upstream: string): { host: string; port: number } {
 
 /**
  * Creates the TCP protocol. One stream is one exchange of method CONNECT: recorded before connecting,
- * and at the end with byte counts (the bytes themselves are opaque and not recorded here).
+ * its bytes each way through the recorder's tap (a chunk that cannot be recorded resets the stream),
+ * and at the end with byte counts.
  */
 export function createTcpProtocol(options: TcpProtocolOptions = {}): TcpProtocol {
   const recorder = options.recorder ?? discardRecorder;
@@ -116,6 +117,12 @@ export function createTcpProtocol(options: TcpProtocolOptions = {}): TcpProtocol
     };
     pipeline(stream, upstream, done);
     pipeline(upstream, stream, done);
+    // Listening after pipeline() is set up: the extra listeners see the same chunks and change no flow.
+    const tap = recorder.tap?.(exchange, fail) ?? null;
+    if (tap !== null) {
+      stream.on('data', (chunk: Buffer) => tap.up(chunk));
+      upstream.on('data', (chunk: Buffer) => tap.down(chunk));
+    }
   }
 
   return {

@@ -92,6 +92,8 @@ export async function registerTunnelRoute(app: FastifyInstance, deps: TunnelRout
         http: deps.http,
         tcp: deps.tcp,
         log: req.log,
+        recording: deps.recording,
+        userAgent: req.headers['user-agent'],
       });
       sessions.add(session);
       session.mux.on('close', () => sessions.delete(session));

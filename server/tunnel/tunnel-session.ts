@@ -11,6 +11,7 @@ import type { TokenVerifier } from '../identity/token-verifier.js';
 import type { ExchangeSession } from '../pipeline/exchange.js';
 import type { HttpProtocol } from '../protocols/http.js';
 import type { TcpProtocol } from '../protocols/tcp.js';
+import type { Recording } from '../recording/recording.js';
 
 /** setTimeout's largest delay; later expiries are re-armed. */
 const MAX_TIMER_MS = 2_147_483_647;
@@ -26,6 +27,10 @@ export interface TunnelSessionOptions {
   http: HttpProtocol;
   tcp: TcpProtocol;
   log: FastifyBaseLogger;
+  /** Where the session is recorded; without one nothing is. */
+  recording?: Recording;
+  /** The CLI's User-Agent (`sluice-cli/VERSION`), for the recording. */
+  userAgent?: string;
 }
 
 /**
@@ -61,6 +66,7 @@ export class TunnelSession {
     this.mux.on('close', (code, reason) => {
       this.stopTimers();
       log.info({ session: session.id, code, reason }, 'tunnel closed');
+      this.options.recording?.closeSession(session.id, `tunnel closed (${code}${reason ? ` ${reason}` : ''})`).catch(() => undefined);
     });
     this.mux.on('control', (msg) => void this.onControl(msg));
     this.mux.on('stream', (stream) => {
@@ -81,6 +87,33 @@ export class TunnelSession {
       ws.ping();
     }, pingMs);
     this.pingTimer.unref();
+    const { recording } = this.options;
+    if (recording === undefined) {
+      this.hello();
+      return;
+    }
+    // The session's recording exists before the CLI is told it may send anything.
+    const cliVersion = /sluice-cli\/([\w.+-]+)/.exec(this.options.userAgent ?? '')?.[1];
+    recording
+      .openSession({
+        id: session.id,
+        principal: this.principal,
+        connection,
+        via: 'tunnel',
+        reason: session.reason,
+        clientAddress: this.options.clientAddress,
+        ...(cliVersion === undefined ? {} : { cliVersion }),
+      })
+      .then(
+        () => {
+          if (!this.mux.isClosed) this.hello();
+        },
+        (err: unknown) => this.fail(toSluiceError(err)),
+      );
+  }
+
+  private hello(): void {
+    const { connection, session, tunnel } = this.options;
     this.send({
       type: 'hello',
       version: TUNNEL_PROTOCOL_VERSION,

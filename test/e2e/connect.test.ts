@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { writeFile, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,6 +25,8 @@ beforeAll(async () => {
   model = await startModelServer({ apiKey: UPSTREAM_KEY, chunks: 30, chunkDelayMs: 40 });
   const config = validateConfig({
     identity: { issuer: idp.issuer, audience: idp.audience, cli_client_id: 'sluice-cli' },
+    // Recordings are always encrypted: a gateway with connections needs a storage dir and a master key.
+    storage: { dir: await mkdtemp(join(tmpdir(), 'sluice-e2e-data-')), master_key: randomBytes(32).toString('base64') },
     connections: [
       { name: 'llm', type: 'http', upstream: model.url, headers: { authorization: `Bearer ${UPSTREAM_KEY}` }, allow_groups: ['ml-eng'] },
     ],

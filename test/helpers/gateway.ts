@@ -4,9 +4,13 @@
  * talk to the tunnel endpoint the way the CLI does (a raw WebSocket, a TunnelMux on it) or the way an
  * attacker would (anything at all).
  */
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
@@ -104,8 +108,13 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
     const sink = await startSink();
     closers.push(() => sink.close());
 
+    // recordings are always encrypted, so a gateway with connections needs a storage dir and a master key
+    const storageDir = await mkdtemp(join(tmpdir(), 'sluice-gw-'));
+    closers.push(() => rm(storageDir, { recursive: true, force: true }));
+
     const config = validateConfig({
       identity: { issuer: idp.issuer, audience: idp.audience, cli_client_id: idp.cliClientId },
+      storage: { dir: storageDir, master_key: randomBytes(32).toString('base64') },
       roles: { admin: ['platform'], auditor: ['security'], reviewer: ['ml-leads'] },
       tunnel: options.tunnel ?? {},
       connections: [

@@ -1,19 +1,26 @@
 /**
  * The tunnel endpoint of a real gateway (`buildApp`, listening on 127.0.0.1) with the real IdP, the demo
- * model server and a TCP echo server behind it: who may open a tunnel, how long it lives (token expiry,
- * in-band re-auth), what hostile input does to it, and its stream limit.
+ * model server and TCP upstreams behind it: who may open a tunnel, how long it lives (token expiry, in-band
+ * re-auth), what hostile input does to it, its stream limit, and a gateway restart under `sluice connect`.
+ *
+ * The restart and expired-token tests spawn bin/sluice, which runs dist/: `npm run build` first (`npm test` does).
  */
 import { once } from 'node:events';
-import type { IncomingMessage } from 'node:http';
-import http from 'node:http';
+import { mkdtemp, rm } from 'node:fs/promises';
+import http, { type IncomingMessage } from 'node:http';
+import { connect as netConnect, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { SluiceError } from '../../shared/errors.js';
-import type { Duplex } from 'node:stream';
-import { decodeFrame, FRAME_TYPE, MAX_WINDOW } from '../../shared/tunnel/frames.js';
+import { WebSocketServer } from 'ws';
 import { startLocalListener } from '../../cli/tunnel/local-listener.js';
 import { TunnelClient } from '../../cli/tunnel/tunnel-client.js';
+import { SluiceError } from '../../shared/errors.js';
+import { decodeFrame, FRAME_TYPE, MAX_WINDOW } from '../../shared/tunnel/frames.js';
 import type { TunnelMux, TunnelStream } from '../../shared/tunnel/mux.js';
+import { runCli, spawnCli } from '../helpers/cli-process.js';
 import {
   chatBody,
   httpOver,
@@ -73,8 +80,7 @@ async function startSse(mux: TunnelMux, text: string): Promise<SseCall> {
   res.on('error', () => undefined);
   const done = new Promise<{ ended: boolean; error?: Error }>((resolve) => {
     res.once('end', () => resolve({ ended: true }));
-    streamError.then((error) => resolve({ ended: false, error }));
-    res.once('aborted', () => void streamError.then((error) => resolve({ ended: false, error })));
+    void streamError.then((error) => resolve({ ended: false, error }));
   });
   return {
     stream,
@@ -258,6 +264,70 @@ describe('tunnel lifetime: token expiry and in-band re-auth', () => {
   });
 });
 
+describe('tunnel lifetime: a token that is already expired', () => {
+  // Product bug: the verifier allows 30 s of clock tolerance, the tunnel session none. A token that expired
+  // less than 30 s ago passes the upgrade check, gets a hello, and is closed 4401 in the same breath, so
+  // the route's promise ("a refused caller gets a plain HTTP error and never a socket") does not hold.
+  it('refuses the upgrade with 401 ERR_TOKEN_EXPIRED instead of opening a tunnel it closes at once', async () => {
+    const gw = await startTestGateway();
+    const expired = await gw.token('alice', { iat: unixNow() - 600, exp: unixNow() - 5 });
+
+    const refused = await refusedUpgrade(gw.tunnelUrl('llm'), { authorization: `Bearer ${expired}` });
+
+    expect(refused.status).toBe(401);
+    expect(refused.body.error?.code).toBe('ERR_TOKEN_EXPIRED');
+  });
+
+  // What the bug above does to a user: `sluice connect` prints "ready", then flaps between connected,
+  // 4401 and "The gateway cannot be reached" until the token leaves the tolerance window.
+  it('sluice connect with a token that expired seconds ago exits 3 with ERR_TOKEN_EXPIRED and never reports ready', async () => {
+    const gw = await startTestGateway();
+    const home = await mkdtemp(join(tmpdir(), 'sluice-expired-'));
+    onTestFinished(() => rm(home, { recursive: true, force: true }));
+    const expired = await gw.token('alice', { iat: unixNow() - 600, exp: unixNow() - 5 });
+
+    const r = await runCli(['connect', 'llm', '--json'], {
+      env: { SLUICE_TOKEN: expired, SLUICE_GATEWAY: gw.url, XDG_CONFIG_HOME: home, SLUICE_TOKEN_STORE: 'file' },
+      timeoutMs: 8000,
+    });
+
+    const output = `--- stdout\n${r.stdout}--- stderr\n${r.stderr}`;
+    expect(r.code, output).toBe(3);
+    expect(r.stdout, output).toBe('');
+    expect(JSON.parse(r.stderr.trim().split('\n').at(-1)!)).toMatchObject({ error: { code: 'ERR_TOKEN_EXPIRED' } });
+  });
+});
+
+describe('tunnel lifetime through sluice connect, with a token that cannot be renewed', () => {
+  // Product bugs, seen together: with SLUICE_TOKEN, TunnelClient.reauth() gets the same token back and sends
+  // it anyway; reauth_ok then re-arms the timer at max(1 s, exp - 60 s), so in the last minute the CLI prints
+  // "login renewed" every second although nothing was renewed. At expiry the tunnel closes 4401 and the CLI
+  // reconnects with the same token, which the gateway admits again for the verifier's 30 s clock tolerance
+  // (see above): connected / 4401 / "cannot be reached" flapping instead of ending with ERR_TOKEN_EXPIRED.
+  it('ends at the expiry with exit 3 ERR_TOKEN_EXPIRED and never reports the login renewed', { timeout: 20_000 }, async () => {
+    const gw = await startTestGateway();
+    const home = await mkdtemp(join(tmpdir(), 'sluice-expiring-'));
+    onTestFinished(() => rm(home, { recursive: true, force: true }));
+    const exp = unixNow() + 4;
+    const token = await gw.token('alice', { exp });
+
+    const r = await runCli(['connect', 'llm', '--json'], {
+      env: { SLUICE_TOKEN: token, SLUICE_GATEWAY: gw.url, XDG_CONFIG_HOME: home, SLUICE_TOKEN_STORE: 'file' },
+      timeoutMs: 12_000,
+    });
+
+    const output = `--- stdout\n${r.stdout}--- stderr\n${r.stderr}`;
+    const events = r.stdout
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => (JSON.parse(l) as { event: string }).event);
+    expect(events[0], output).toBe('ready');
+    expect(events, output).not.toContain('reauthenticated');
+    expect(r.code, output).toBe(3);
+    expect(JSON.parse(r.stderr.trim().split('\n').at(-1)!), output).toMatchObject({ error: { code: 'ERR_TOKEN_EXPIRED' } });
+  });
+});
+
 /** mulberry32: a small seeded PRNG, so a failing fuzz run can be replayed with FUZZ_SEED. */
 function prng(seed: number): () => number {
   let a = seed >>> 0;
@@ -416,7 +486,7 @@ async function runFuzzCase(gw: TestGateway, token: string, fuzz: FuzzCase): Prom
   const tunnel = openRawTunnel(gw.tunnelUrl(fuzz.connection), token);
   await tunnel.opened;
   if (!fuzz.beforeHello) await tunnel.hello;
-  if (fuzz.socketBytes) (tunnel.ws as unknown as { _socket: import('node:net').Socket })._socket.write(fuzz.socketBytes);
+  if (fuzz.socketBytes) (tunnel.ws as unknown as { _socket: Socket })._socket.write(fuzz.socketBytes);
   for (const m of fuzz.messages) if (tunnel.ws.readyState === tunnel.ws.OPEN) tunnel.ws.send(m, { binary: typeof m !== 'string' });
   const closed = await Promise.race([
     tunnel.closed,
@@ -429,7 +499,7 @@ async function runFuzzCase(gw: TestGateway, token: string, fuzz: FuzzCase): Prom
 }
 
 describe('tunnel fuzz', () => {
-  it('closes every hostile tunnel (4400 + error for tunnel garbage, ws close codes for WebSocket garbage) while a good tunnel keeps working', async () => {
+  it('closes every hostile tunnel (4400 + error for tunnel garbage, ws close codes for WebSocket garbage) while a good tunnel keeps working', { timeout: 60_000 }, async () => {
     const seed = Number(process.env.FUZZ_SEED ?? Math.floor(Math.random() * 2 ** 31));
     const rnd = prng(seed);
     const gw = await startTestGateway({ tunnel: FUZZ_LIMITS, model: { chunks: 60, chunkDelayMs: 50 } });
@@ -459,7 +529,9 @@ describe('tunnel fuzz', () => {
             if (closed.code !== fuzz.expect.code) problems.push(`closed with ${closed.code} ${closed.reason}, expected ${fuzz.expect.code}`);
             if (!('wsLevel' in fuzz.expect)) {
               if (closed.reason !== 'ERR_TUNNEL_PROTOCOL') problems.push(`close reason ${JSON.stringify(closed.reason)}`);
-              if (types.join(',') !== 'hello,error') problems.push(`control messages ${types.join(',')}`);
+              // hello waits for the session's recording to open, so input sent before it may be refused first
+              const expected = fuzz.beforeHello ? ['hello,error', 'error'] : ['hello,error'];
+              if (!expected.includes(types.join(','))) problems.push(`control messages ${types.join(',')}`);
               if ((error as { code?: string }).code !== 'ERR_TUNNEL_PROTOCOL') problems.push(`error message ${JSON.stringify(error)}`);
             }
             if (problems.length > 0) failures.push(`${fuzz.name}: ${problems.join('; ')}`);
@@ -564,7 +636,10 @@ describe('tunnel max_streams', () => {
     const client = new TunnelClient({ gateway: gw.url, connection: 'llm', getToken: async () => ({ token }), pendingTimeoutMs: 2000 });
     await client.start();
     const listener = await startLocalListener({ bind: '127.0.0.1', port: 0, openStream: (meta) => client.openStream(meta) });
-    onTestFinishedClose(client, listener);
+    onTestFinished(async () => {
+      client.close();
+      await listener.close();
+    });
 
     const slow = [0, 1].map(() => localRequest(listener.port, '/v1/models', { 'x-demo-delay-ms': '1500' }));
     await until(() => client.stats.streamsOpen === 2, 'two streams in flight');
@@ -584,9 +659,109 @@ describe('tunnel max_streams', () => {
   });
 });
 
-function onTestFinishedClose(client: TunnelClient, listener: { close(): Promise<void> }): void {
-  onTestFinished(async () => {
-    client.close();
-    await listener.close();
+/** A raw HTTP/1.1 request on a new TCP connection to a local port: resolves with everything read until the end. */
+function rawGet(port: number, path: string, onConnect?: () => void): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = netConnect({ host: '127.0.0.1', port });
+    let text = '';
+    socket.on('connect', () => {
+      onConnect?.();
+      socket.write(`GET ${path} HTTP/1.1\r\nHost: llm\r\nConnection: close\r\n\r\n`);
+    });
+    socket.on('data', (c: Buffer) => (text += c.toString('utf8')));
+    socket.on('end', () => resolve(text));
+    socket.on('error', reject);
   });
 }
+
+describe('tunnel across a gateway restart', () => {
+  // spawns bin/sluice, which runs dist/: `npm run build` first (`npm test` does)
+  it('sluice connect keeps its local port open, reconnects with backoff, and a request made during the outage completes after the restart', async () => {
+    const gw = await startTestGateway();
+    const home = await mkdtemp(join(tmpdir(), 'sluice-restart-'));
+    onTestFinished(() => rm(home, { recursive: true, force: true }));
+    const cli = spawnCli(['connect', 'llm', '--port', '0', '--json'], {
+      env: { SLUICE_TOKEN: await gw.token('alice'), SLUICE_GATEWAY: gw.url, XDG_CONFIG_HOME: home, SLUICE_TOKEN_STORE: 'file' },
+    });
+    onTestFinished(() => cli.kill('SIGKILL'));
+    await cli.waitForOutput(/"event":"ready"/);
+    const ready = JSON.parse(cli.stdout().split('\n').find((l) => l.includes('"ready"'))!) as { local_url: string };
+    const localPort = Number(ready.local_url.split(':').at(-1));
+
+    const before = await rawGet(localPort, '/v1/models');
+    await gw.stopApp();
+    await cli.waitForOutput(/"event":"disconnected"/);
+    let acceptedDuringOutage = false;
+    const duringOutage = rawGet(localPort, '/v1/models', () => (acceptedDuringOutage = true));
+    // long enough for reconnect attempts to fail against the closed port
+    await sleep(1200);
+    const upstreamCallsBeforeRestart = gw.model.requests.length;
+    await gw.startApp();
+    await cli.waitForOutput(/"event":"connected"[^\n]*"reconnect":true/, 20_000);
+    const pending = await duringOutage;
+    const after = await rawGet(localPort, '/v1/models');
+    cli.kill('SIGTERM');
+    const exitCode = await cli.exited;
+
+    expect(before).toMatch(/^HTTP\/1\.1 200 /);
+    const events = cli
+      .stdout()
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as { event: string; code?: number; reason?: string; retryInMs?: number });
+    // the first drop is the gateway's shutdown (1001); then failed attempts back off
+    expect(events.find((e) => e.event === 'disconnected')).toMatchObject({ code: 1001, reason: 'ERR_SHUTTING_DOWN' });
+    const delays = events.filter((e) => e.event === 'disconnected').map((e) => e.retryInMs!);
+    expect(delays.length).toBeGreaterThanOrEqual(2);
+    // jittered exponential backoff: attempt n waits between half and all of 250 ms * 2^n, so never less than before
+    for (let i = 1; i < delays.length; i++) expect(delays[i]!).toBeGreaterThanOrEqual(delays[i - 1]!);
+    expect(delays.at(-1)!).toBeGreaterThan(250);
+    expect(acceptedDuringOutage).toBe(true);
+    // the request made during the outage waited in the CLI: nothing reached the model until the restart
+    expect(upstreamCallsBeforeRestart).toBe(1);
+    expect(pending).toMatch(/^HTTP\/1\.1 200 /);
+    expect(pending).toContain('"demo-echo"');
+    expect(after).toMatch(/^HTTP\/1\.1 200 /);
+    expect(gw.model.requests).toHaveLength(3);
+    expect(exitCode).toBe(0);
+  });
+});
+
+/** A server WebSocket frame (unmasked), built by hand so several can go out in one TCP write. */
+function serverFrame(opcode: number, payload: Buffer): Buffer {
+  const head = payload.length < 126 ? Buffer.from([0x80 | opcode, payload.length]) : Buffer.from([0x80 | opcode, 126, payload.length >> 8, payload.length & 0xff]);
+  return Buffer.concat([head, payload]);
+}
+
+describe('CLI tunnel client when the gateway closes right after hello', () => {
+  // Product bug in cli/tunnel/tunnel-client.ts connect(): when hello, the error message and the close frame
+  // arrive in one read, the socket is already CLOSING once the hello promise resumes, `new TunnelMux(ws)`
+  // throws TypeError('TunnelMux needs an open WebSocket'), and the gateway's reason is lost: `sluice connect`
+  // exits 10 "Internal error", reconnects report "The gateway cannot be reached". The real gateway does
+  // send exactly these three frames back to back (TunnelSession.start → armExpiry → fail); this peer sends
+  // them in one TCP write so the test is deterministic.
+  it('start() rejects with the gateway error code, not a TypeError', async () => {
+    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
+    await once(wss, 'listening');
+    onTestFinished(() => new Promise<void>((resolve) => wss.close(() => resolve())));
+    wss.on('connection', (ws) => {
+      const hello = { type: 'hello', version: 1, session_id: 'ses_test', connection: { name: 'llm', type: 'http' }, window: 262_144, max_frame: 1_048_576, max_streams: 256 };
+      const error = { type: 'error', code: 'ERR_TOKEN_EXPIRED', message: 'The token of this tunnel expired; reconnect with a fresh login' };
+      const close = Buffer.concat([Buffer.from([0x11, 0x31]), Buffer.from('ERR_TOKEN_EXPIRED')]); // 4401
+      (ws as unknown as { _socket: Socket })._socket.write(
+        Buffer.concat([serverFrame(1, Buffer.from(JSON.stringify(hello))), serverFrame(1, Buffer.from(JSON.stringify(error))), serverFrame(8, close)]),
+      );
+    });
+    const { port } = wss.address() as { port: number };
+    const client = new TunnelClient({ gateway: `http://127.0.0.1:${port}`, connection: 'llm', getToken: async () => ({ token: 'any' }) });
+    onTestFinished(() => client.close());
+
+    const outcome = await client.start().then(
+      () => 'started',
+      (err: unknown) => err,
+    );
+
+    expect(outcome).toBeInstanceOf(SluiceError);
+    expect(outcome).toMatchObject({ code: 'ERR_TOKEN_EXPIRED' });
+  });
+});

@@ -1,0 +1,147 @@
+/**
+ * The view model of recorded sessions: what the TUI views and the plain renderers read. It is built
+ * from the gateway's event stream by `fromEvents` (see `from-events.ts`), so the views never depend
+ * on the recording format. Times are milliseconds; "offsets" are relative to the start of the
+ * exchange (or, for tcp timelines and session-level times, of the session).
+ */
+
+/** Lifecycle of a recorded session, as the gateway's index reports it. */
+export type SessionStatus = 'open' | 'closed' | 'interrupted';
+
+/** The kind of connection a session went through. */
+export type ConnectionType = 'http' | 'tcp';
+
+/** How much of a body the recording holds: as sent, after masking, or nothing. */
+export type BodyRecorded = 'raw' | 'masked' | 'none';
+
+/** Who made the calls of a session. */
+export interface SessionUser {
+  readonly sub: string;
+  readonly email?: string;
+}
+
+/** Input and output tokens summed over a session or counted for one exchange. */
+export interface TokenCounts {
+  readonly in: number;
+  readonly out: number;
+}
+
+/** One row of the session list. */
+export interface SessionSummary {
+  readonly id: string;
+  /** Milliseconds since the epoch. */
+  readonly startedAt: number;
+  readonly user: SessionUser;
+  readonly connection: string;
+  readonly connectionType: ConnectionType;
+  readonly requests: number;
+  /** Models named by the answers, in order of first use; the list shows the first and a count. */
+  readonly models: readonly string[];
+  readonly tokens: TokenCounts;
+  readonly denied: number;
+  readonly held: number;
+  readonly masked: number;
+  readonly status: SessionStatus;
+  /** Set on a session created by re-sending an exchange of another session. */
+  readonly resendOf?: string;
+}
+
+/** A body as recorded: parsed JSON, text, or absent (not recorded, or empty). */
+export type BodyView =
+  | { readonly kind: 'json'; readonly value: unknown }
+  | { readonly kind: 'text'; readonly text: string }
+  | { readonly kind: 'none' };
+
+/** One side (request or response) of an exchange. */
+export interface MessageView {
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: BodyView;
+  readonly recorded: BodyRecorded;
+}
+
+/** One replacement count of the masking summary; the value itself is never recorded. */
+export interface MaskingCount {
+  readonly entity: string;
+  readonly rule: string;
+  readonly count: number;
+}
+
+/** A piece of a streamed answer, `t` ms after the exchange started. */
+export interface AnswerChunk {
+  readonly t: number;
+  readonly text: string;
+}
+
+/** Why the exchange stood still: a human review, or the upstream's first token. */
+export type WaitKind = 'review' | 'first_token';
+
+/** A stretch of an exchange spent waiting, as offsets from its start. */
+export interface Wait {
+  readonly from: number;
+  readonly to: number;
+  readonly kind: WaitKind;
+}
+
+/** The policy verdict recorded for an exchange. */
+export interface DecisionView {
+  readonly action: 'allow' | 'deny' | 'review';
+  readonly policy?: string;
+}
+
+/** The review an exchange was held for, if any. */
+export interface ReviewView {
+  readonly id: string;
+  readonly outcome: 'pending' | 'approved' | 'rejected';
+  readonly by?: string;
+}
+
+/** One recorded request/response, everything the exchange and playback views show. */
+export interface ExchangeDetail {
+  /** Position in the session, from 0. */
+  readonly index: number;
+  readonly id: string;
+  /** Offset from the session's start. */
+  readonly startedAt: number;
+  readonly method: string;
+  readonly path: string;
+  /** HTTP status; 0 when no response came (denied, failed, still running). */
+  readonly status: number;
+  readonly latencyMs?: number;
+  readonly ttfbMs?: number;
+  readonly model?: string;
+  readonly usage?: TokenCounts;
+  readonly finishReason?: string;
+  readonly error?: { readonly code: string; readonly message: string };
+  readonly decision?: DecisionView;
+  readonly review?: ReviewView;
+  readonly request: MessageView;
+  readonly response: MessageView;
+  readonly masking: readonly MaskingCount[];
+  /** True when the answer came as a stream (SSE); `chunks` then hold its pieces. */
+  readonly streamed: boolean;
+  /** The answer's text at its recorded offsets; a non-streamed answer is one chunk. */
+  readonly chunks: readonly AnswerChunk[];
+  readonly waits: readonly Wait[];
+}
+
+/** One read or write of a tcp session, `t` ms after the session started. */
+export interface TcpTimelineEntry {
+  readonly t: number;
+  /** `in`: caller → upstream; `out`: upstream → caller. */
+  readonly direction: 'in' | 'out';
+  readonly bytes: number;
+  /** Printable rendering of the first bytes; control bytes shown as "·". */
+  readonly preview: string;
+}
+
+/** A session with its exchanges, and for tcp sessions the byte timeline. */
+export interface SessionDetail {
+  readonly summary: SessionSummary;
+  readonly exchanges: readonly ExchangeDetail[];
+  readonly timeline: readonly TcpTimelineEntry[];
+}
+
+/** How many values were masked in one exchange, request and response together. */
+export function maskedTotal(exchange: ExchangeDetail): number {
+  return exchange.masking.reduce((n, m) => n + m.count, 0);
+}

@@ -1,0 +1,116 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
+import { SluiceError, toSluiceError } from '../../shared/errors.js';
+import type { ApprovalService } from '../approval/approval-service.js';
+import type { ReviewEvent } from '../approval/review-feed.js';
+import { grantJson, reviewEventJson, reviewJson } from '../approval/review-json.js';
+import type { Principal } from '../identity/principal.js';
+
+/** What the reviews routes need. */
+export interface ReviewsRouteDeps {
+  readonly authenticate: (headers: IncomingHttpHeaders) => Promise<Principal>;
+  readonly approvals: ApprovalService;
+  /** Comment lines that keep an idle watch alive through proxies. Default 15 s. */
+  readonly watchHeartbeatMs?: number;
+  /** A watcher that reads slower than events arrive is cut off past this many buffered bytes. Default 1 MiB. */
+  readonly watchMaxBuffer?: number;
+}
+
+const listQuery = z.strictObject({
+  status: z.enum(['pending', 'approved', 'rejected', 'expired', 'abandoned', 'all']).default('pending'),
+  kind: z.enum(['request', 'grant']).optional(),
+  connection: z.string().min(1).optional(),
+  limit: z.coerce.number().int().min(1).max(500).default(100),
+});
+
+const decisionBody = z.strictObject({ reason: z.string().max(1000).optional() }).default({});
+
+function parse<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
+  const parsed = schema.safeParse(value ?? undefined);
+  if (!parsed.success) throw new SluiceError('ERR_BAD_REQUEST', { message: `Invalid ${what}: ${z.prettifyError(parsed.error).replace(/\n/g, '; ')}` });
+  return parsed.data;
+}
+
+/**
+ * `GET /v1/reviews`, `GET /v1/reviews/:id`, `POST /v1/reviews/:id/approve|reject` and `GET /v1/reviews/watch`
+ * (server-sent events: `review.pending` for each open review first, then every change as it happens).
+ */
+export function registerReviewsRoutes(app: FastifyInstance, deps: ReviewsRouteDeps): void {
+  const { approvals } = deps;
+  const heartbeatMs = deps.watchHeartbeatMs ?? 15_000;
+  const maxBuffer = deps.watchMaxBuffer ?? 1024 * 1024;
+
+  app.get('/v1/reviews', async (req) => {
+    const principal = await deps.authenticate(req.headers);
+    const q = parse(listQuery, req.query, 'query');
+    const reviews = await approvals.list(principal, {
+      status: q.status === 'all' ? undefined : q.status,
+      kind: q.kind,
+      connection: q.connection,
+      limit: q.limit,
+    });
+    return { reviews: reviews.map(reviewJson) };
+  });
+
+  app.get('/v1/reviews/watch', async (req, reply) => {
+    const principal = await deps.authenticate(req.headers);
+    reply.hijack();
+    const res = reply.raw;
+    res.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache, no-transform',
+      'x-accel-buffering': 'no',
+      'x-request-id': req.id,
+    });
+    const send = (type: string, data: unknown): void => {
+      if (res.destroyed) return;
+      if (res.writableLength > maxBuffer) {
+        res.destroy();
+        return;
+      }
+      res.write(`event: ${type}\ndata: ${JSON.stringify(data)}\n\n`);
+    };
+    // Subscribe before reading the open reviews, so nothing created in between is missed.
+    const unsubscribe = approvals.store.feed.subscribe((event: ReviewEvent) => {
+      if (approvals.canSee(principal, event.review)) send(event.type, reviewEventJson(event));
+    });
+    const heartbeat = setInterval(() => {
+      if (!res.destroyed) res.write(': keepalive\n\n');
+    }, heartbeatMs);
+    heartbeat.unref();
+    res.on('close', () => {
+      clearInterval(heartbeat);
+      unsubscribe();
+    });
+    res.write(': sluice review watch\n\n');
+    try {
+      const open = await approvals.list(principal, { status: 'pending', limit: 500 });
+      for (const review of open.reverse()) send('review.pending', reviewEventJson({ type: 'review.created', review, at: review.createdAt }));
+    } catch (err) {
+      const error = toSluiceError(err);
+      send('error', error.toJSON());
+      res.end();
+    }
+  });
+
+  app.get('/v1/reviews/:id', async (req) => {
+    const principal = await deps.authenticate(req.headers);
+    const review = await approvals.get(principal, (req.params as { id: string }).id);
+    return reviewJson(review);
+  });
+
+  app.post('/v1/reviews/:id/approve', async (req) => {
+    const principal = await deps.authenticate(req.headers);
+    const body = parse(decisionBody, req.body, 'body');
+    const { review, grant } = await approvals.approve({ id: (req.params as { id: string }).id, principal, reason: body.reason });
+    return { review: reviewJson(review), grant: grant === undefined ? null : grantJson(grant, Date.now()) };
+  });
+
+  app.post('/v1/reviews/:id/reject', async (req) => {
+    const principal = await deps.authenticate(req.headers);
+    const body = parse(decisionBody, req.body, 'body');
+    const review = await approvals.reject({ id: (req.params as { id: string }).id, principal, reason: body.reason });
+    return reviewJson(review);
+  });
+}

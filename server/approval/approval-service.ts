@@ -1,0 +1,220 @@
+import { SluiceError } from '../../shared/errors.js';
+import { hasRole, inAnyGroup, type Principal } from '../identity/principal.js';
+import type { ReviewEvent } from './review-feed.js';
+import type { ApprovalOutcome, ReviewFilter, ReviewLimits, ReviewStore } from './review-store.js';
+import { newReviewId, type GrantSummary, type RequestSummary, type Review, type ReviewPerson } from './review.js';
+
+/** Told of every review change this replica makes (webhooks); must not throw or block. */
+export type ReviewNotify = (event: ReviewEvent) => void;
+
+/** Options of {@link createApprovalService}. */
+export interface ApprovalServiceOptions {
+  readonly store: ReviewStore;
+  /** Read per review, so a reload takes effect. */
+  readonly limits: () => ReviewLimits;
+  /** Webhooks; called once per change, on the replica that made it. */
+  readonly notify?: ReviewNotify;
+  /** Milliseconds since the epoch; tests may pin it. */
+  readonly clock?: () => number;
+}
+
+/** A held request to be reviewed. */
+export interface RequestReviewInput {
+  readonly principal: Principal;
+  readonly connection: string;
+  readonly rule: string;
+  readonly reviewers: readonly string[];
+  readonly minApprovals: number;
+  readonly timeoutMs: number;
+  readonly summary: RequestSummary;
+  readonly reason?: string;
+  readonly note?: string;
+  readonly sessionId: string;
+  readonly requestId: string;
+}
+
+/** An access request for a connection. */
+export interface GrantRequestInput {
+  readonly principal: Principal;
+  readonly connection: string;
+  readonly durationMs: number;
+  readonly reason?: string;
+  readonly reviewers: readonly string[];
+  readonly minApprovals: number;
+  readonly timeoutMs: number;
+}
+
+/** A reviewer's decision on a review. */
+export interface ReviewDecisionInput {
+  readonly id: string;
+  readonly principal: Principal;
+  readonly reason?: string;
+}
+
+/** The rules of reviewing: who may see and decide what, on top of the store's atomic state changes. */
+export interface ApprovalService {
+  readonly store: ReviewStore;
+  openRequestReview(input: RequestReviewInput): Promise<Review>;
+  requestGrant(input: GrantRequestInput): Promise<Review>;
+  /** Requesters never approve their own; only members of the reviewer groups; distinct reviewers count. */
+  approve(input: ReviewDecisionInput): Promise<ApprovalOutcome>;
+  reject(input: ReviewDecisionInput): Promise<Review>;
+  /** Marks a pending review expired; undefined when it was decided first. */
+  expire(id: string): Promise<Review | undefined>;
+  /** Marks a pending review abandoned (its caller left); undefined when it was decided first. */
+  abandon(id: string, reason: string): Promise<Review | undefined>;
+  /** A review the principal may see, or ERR_NOT_FOUND (never revealing that it exists). */
+  get(principal: Principal, id: string): Promise<Review>;
+  /** Reviews the principal may see. */
+  list(principal: Principal, filter?: ReviewFilter): Promise<Review[]>;
+  /** Whether the principal may see the review: its requester, its reviewers, admins and auditors. */
+  canSee(principal: Principal, review: Review): boolean;
+}
+
+function person(p: Principal): ReviewPerson {
+  return { sub: p.sub, email: p.email, groups: p.groups };
+}
+
+/** Creates the approval service over a store. */
+export function createApprovalService(options: ApprovalServiceOptions): ApprovalService {
+  const { store } = options;
+  const clock = options.clock ?? Date.now;
+  const notify = (event: ReviewEvent): void => {
+    try {
+      options.notify?.(event);
+    } catch {
+      // Notifications never decide anything.
+    }
+  };
+
+  const canSee = (principal: Principal, review: Review): boolean =>
+    review.requester.sub === principal.sub || inAnyGroup(principal, review.reviewers) || hasRole(principal, 'admin', 'auditor');
+
+  async function load(principal: Principal, id: string): Promise<Review> {
+    const review = await store.get(id);
+    if (review === undefined || !canSee(principal, review)) {
+      throw new SluiceError('ERR_NOT_FOUND', { message: `No review is named "${id}"`, details: { review: id } });
+    }
+    return review;
+  }
+
+  function mayDecide(principal: Principal, review: Review): void {
+    if (review.requester.sub === principal.sub) {
+      throw new SluiceError('ERR_SELF_APPROVAL', {
+        message: `You cannot review ${review.id}: it is your own request`,
+        details: { review: review.id },
+      });
+    }
+    if (!inAnyGroup(principal, review.reviewers)) {
+      throw new SluiceError('ERR_NOT_REVIEWER', {
+        message: `Only members of ${review.reviewers.join(', ')} can review ${review.id}`,
+        details: { review: review.id, reviewers: review.reviewers },
+      });
+    }
+  }
+
+  async function expire(id: string): Promise<Review | undefined> {
+    const at = clock();
+    const review = await store.resolve(id, { status: 'expired', at });
+    if (review !== undefined) notify({ type: 'review.expired', review, at });
+    return review;
+  }
+
+  async function create(review: Parameters<ReviewStore['create']>[0]): Promise<Review> {
+    const created = await store.create(review, options.limits());
+    notify({ type: 'review.created', review: created, at: created.createdAt });
+    return created;
+  }
+
+  return {
+    store,
+    canSee,
+    openRequestReview(input) {
+      const now = clock();
+      return create({
+        id: newReviewId(),
+        kind: 'request',
+        requester: person(input.principal),
+        connection: input.connection,
+        rule: input.rule,
+        reason: input.reason,
+        note: input.note,
+        summary: input.summary,
+        reviewers: input.reviewers,
+        minApprovals: input.minApprovals,
+        createdAt: now,
+        expiresAt: now + input.timeoutMs,
+        sessionId: input.sessionId,
+        requestId: input.requestId,
+      });
+    },
+    requestGrant(input) {
+      const now = clock();
+      const summary: GrantSummary = { durationMs: input.durationMs };
+      return create({
+        id: newReviewId(),
+        kind: 'grant',
+        requester: person(input.principal),
+        connection: input.connection,
+        rule: 'grant',
+        reason: input.reason,
+        summary,
+        reviewers: input.reviewers,
+        minApprovals: input.minApprovals,
+        createdAt: now,
+        expiresAt: now + input.timeoutMs,
+      });
+    },
+    async approve(input) {
+      const review = await load(input.principal, input.id);
+      mayDecide(input.principal, review);
+      const at = clock();
+      try {
+        const outcome = await store.approve(input.id, { sub: input.principal.sub, email: input.principal.email, at, reason: input.reason });
+        const actor = person(input.principal);
+        const type = outcome.review.status === 'approved' ? 'review.approved' : 'review.approval';
+        notify({ type, review: outcome.review, actor, at });
+        return outcome;
+      } catch (err) {
+        if (err instanceof SluiceError && err.code === 'ERR_REVIEW_EXPIRED') {
+          const expired = await store.get(input.id);
+          if (expired !== undefined) notify({ type: 'review.expired', review: expired, at });
+        }
+        throw err;
+      }
+    },
+    async reject(input) {
+      const review = await load(input.principal, input.id);
+      mayDecide(input.principal, review);
+      const at = clock();
+      if (review.status === 'pending' && review.expiresAt <= at) {
+        await expire(review.id);
+        throw new SluiceError('ERR_REVIEW_EXPIRED', { message: `Review ${review.id} expired before it was decided`, details: { review: review.id } });
+      }
+      const rejected = await store.resolve(input.id, { status: 'rejected', at, by: person(input.principal), reason: input.reason });
+      if (rejected === undefined) {
+        const now = (await store.get(input.id)) ?? review;
+        throw new SluiceError(now.status === 'expired' ? 'ERR_REVIEW_EXPIRED' : 'ERR_REVIEW_CONFLICT', {
+          message: now.status === 'expired' ? `Review ${now.id} expired before it was decided` : `Review ${now.id} is already ${now.status}`,
+          details: { review: now.id, status: now.status },
+        });
+      }
+      notify({ type: 'review.rejected', review: rejected, actor: person(input.principal), at });
+      return rejected;
+    },
+    expire,
+    async abandon(id, reason) {
+      const at = clock();
+      const review = await store.resolve(id, { status: 'abandoned', at, reason });
+      if (review !== undefined) notify({ type: 'review.abandoned', review, at });
+      return review;
+    },
+    get: load,
+    async list(principal, filter = {}) {
+      // Filtering after the query keeps the store's interface small; `limit` is applied to what is visible.
+      const limit = filter.limit ?? 100;
+      const rows = await store.list({ ...filter, limit: hasRole(principal, 'admin', 'auditor') ? limit : Math.max(limit * 5, 500) });
+      return rows.filter((r) => canSee(principal, r)).slice(0, limit);
+    },
+  };
+}

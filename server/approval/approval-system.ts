@@ -1,0 +1,74 @@
+import { join } from 'node:path';
+import { parseDuration } from '../config/duration.js';
+import type { Config } from '../config/schema.js';
+import { createApprovalService, type ApprovalService } from './approval-service.js';
+import { createGrantGate, type GrantGate } from './grant-gate.js';
+import { createHeldRequests, type HeldRequests, type HeldRequestsOptions } from './held-requests.js';
+import type { ReviewStore } from './review-store.js';
+import { createSessionNotices, type SessionNotices } from './session-notices.js';
+import { openSqliteReviewStore } from './sqlite-review-store.js';
+import { createWebhookNotifier, type WebhookLog, type WebhookNotifier } from './webhook-notifier.js';
+
+/** Options of {@link createApprovalSystem}. */
+export interface ApprovalSystemOptions {
+  /** The current configuration (read per use, so a reload takes effect). */
+  readonly config: () => Config;
+  /** Default: SQLite at `<storage.dir>/reviews.db`. */
+  readonly store?: ReviewStore;
+  /** Records review events into the held exchange's session (fail-closed). */
+  readonly record?: HeldRequestsOptions['record'];
+  readonly log?: WebhookLog;
+  readonly clock?: () => number;
+}
+
+/** Reviews, grants and their notifications, wired together once per gateway. */
+export interface ApprovalSystem {
+  readonly store: ReviewStore;
+  readonly service: ApprovalService;
+  readonly held: HeldRequests;
+  readonly grants: GrantGate;
+  readonly notices: SessionNotices;
+  readonly webhooks: WebhookNotifier;
+  /** Withdraws held requests, stops webhook retries, closes the store. */
+  close(): Promise<void>;
+}
+
+/** The review database's file for a storage directory. */
+export function reviewsDbFile(storageDir: string): string {
+  return join(storageDir, 'reviews.db');
+}
+
+/** Creates the approval system of one gateway process. */
+export function createApprovalSystem(options: ApprovalSystemOptions): ApprovalSystem {
+  const { config } = options;
+  const store = options.store ?? openSqliteReviewStore({ file: reviewsDbFile(config().storage.dir) });
+  const webhooks = createWebhookNotifier({ webhooks: () => config().approval.webhooks, log: options.log });
+  const service = createApprovalService({
+    store,
+    limits: () => ({ perUser: config().approval.max_held_per_user, total: config().approval.max_held_total }),
+    notify: (event) => webhooks.notify(event),
+    clock: options.clock,
+  });
+  const notices = createSessionNotices();
+  const held = createHeldRequests({
+    service,
+    defaultTimeoutMs: () => parseDuration(config().approval.default_timeout),
+    notifySession: (id, notice) => notices.notify(id, notice),
+    record: options.record,
+    clock: options.clock,
+  });
+  const grants = createGrantGate({ store, clock: options.clock });
+  return {
+    store,
+    service,
+    held,
+    grants,
+    notices,
+    webhooks,
+    async close() {
+      await held.close();
+      await webhooks.close();
+      await store.close();
+    },
+  };
+}

@@ -1,0 +1,47 @@
+import type { ReviewEventType } from './approval-config.js';
+import type { ReviewPerson, Review } from './review.js';
+
+/** A change to a review, as every replica hears of it. */
+export interface ReviewEvent {
+  readonly type: ReviewEventType;
+  /** The review after the change. */
+  readonly review: Review;
+  /** Who caused it (a reviewer); absent for expiry and abandonment. */
+  readonly actor?: ReviewPerson;
+  readonly at: number;
+}
+
+/** Receives review events; must not throw (the feed ignores what it does). */
+export type ReviewListener = (event: ReviewEvent) => void;
+
+/**
+ * Announces review changes to every replica: a held request is released on the replica that holds it
+ * when a reviewer approves through another, and watchers anywhere see new reviews. The store publishes
+ * after it commits. In-process here; a Postgres feed would `NOTIFY sluice_reviews, '<id>:<type>'` in the
+ * committing transaction and, on `LISTEN`, re-read the review before calling listeners.
+ */
+export interface ReviewFeed {
+  publish(event: ReviewEvent): Promise<void>;
+  /** Returns the function that unsubscribes. */
+  subscribe(listener: ReviewListener): () => void;
+}
+
+/** The feed of a single gateway process (the SQLite deployment). */
+export function createLocalReviewFeed(): ReviewFeed {
+  const listeners = new Set<ReviewListener>();
+  return {
+    async publish(event) {
+      for (const listener of [...listeners]) {
+        try {
+          listener(event);
+        } catch {
+          // One broken watcher must not keep a held request from hearing its resolution.
+        }
+      }
+    },
+    subscribe(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+  };
+}

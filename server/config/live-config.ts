@@ -1,0 +1,55 @@
+import { isDeepStrictEqual } from 'node:util';
+import type { Config } from './schema.js';
+
+/** Sections a running gateway cannot change: sockets, keys and storage are set up once at start. */
+export const RESTART_SECTIONS = ['listen', 'public_url', 'tls', 'identity', 'storage', 'tunnel'] as const satisfies readonly (keyof Config)[];
+
+/** What a reload did. */
+export interface ReloadReport {
+  /** Top-level keys whose new value is in effect. */
+  readonly applied: string[];
+  /** Top-level keys that changed but keep their running value until a restart. */
+  readonly restartRequired: string[];
+}
+
+/** The gateway's current configuration; readers call `get()` per request so a reload takes effect. */
+export interface LiveConfig {
+  get(): Config;
+  /** Swaps in an already validated config, keeping the running value of every restart-only section. */
+  apply(next: Config): ReloadReport;
+  /** Returns the function that unsubscribes. */
+  onChange(listener: (config: Config) => void): () => void;
+}
+
+/** Creates the holder with the config the gateway started with. */
+export function createLiveConfig(initial: Config): LiveConfig {
+  let current = initial;
+  const listeners = new Set<(config: Config) => void>();
+  return {
+    get: () => current,
+    apply(next) {
+      const merged: Record<string, unknown> = { ...next };
+      const applied: string[] = [];
+      const restartRequired: string[] = [];
+      const keys = new Set([...Object.keys(current), ...Object.keys(next)]);
+      for (const key of keys) {
+        const before = (current as Record<string, unknown>)[key];
+        const after = (next as Record<string, unknown>)[key];
+        if (isDeepStrictEqual(before, after)) continue;
+        if ((RESTART_SECTIONS as readonly string[]).includes(key)) {
+          restartRequired.push(key);
+          merged[key] = before;
+        } else {
+          applied.push(key);
+        }
+      }
+      current = Object.freeze(merged) as Config;
+      for (const listener of [...listeners]) listener(current);
+      return { applied: applied.sort(), restartRequired: restartRequired.sort() };
+    },
+    onChange(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+  };
+}

@@ -1,0 +1,95 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Transform } from 'node:stream';
+import { SluiceError } from '../../shared/errors.js';
+import type { BodyMasker } from './body-masker.js';
+import type { CompiledProfile } from './compiled-profile.js';
+import { contentKind, type ContentKind } from './content-kind.js';
+import { bodyEncoding, ChainedTransform, decoderFor, encoderFor } from './decoded-transform.js';
+import { JsonBodyMasker } from './json-body-masker.js';
+import { MaskingCounter, type MaskingSummaryEntry } from './masking-summary.js';
+import { MaskingTransform } from './masking-transform.js';
+import { SseMasker } from './sse-masker.js';
+import { TextBodyMasker } from './text-body-masker.js';
+
+/** What masking one response needs to know besides its profile. */
+export interface ResponseMaskingOptions {
+  readonly method: string;
+  readonly status: number;
+  readonly headers: IncomingHttpHeaders;
+  /**
+   * True (the default) compresses the masked body again in its original Content-Encoding, so the
+   * upstream's headers stay true. False leaves it decoded: the caller must then send `headers(...)`.
+   */
+  readonly reencode?: boolean;
+  /** Called once with the summary when the body has ended (`complete`) or the stream was destroyed. */
+  readonly onSummary?: (summary: MaskingSummaryEntry[], complete: boolean) => void;
+}
+
+/** How one response is masked. */
+export interface ResponseMaskingPlan {
+  readonly kind: ContentKind;
+  readonly transform: Transform;
+  /** The response headers the caller must get: without Content-Length, and without Content-Encoding when decoded. */
+  headers(upstream: IncomingHttpHeaders): IncomingHttpHeaders;
+  /** Replacements so far (entity, rule, count; never a value). */
+  summary(): MaskingSummaryEntry[];
+}
+
+/** The body masker for a content kind; what `sluice mask test` and benchmarks drive directly. */
+export function createBodyMasker(kind: Exclude<ContentKind, 'binary'>, profile: CompiledProfile, counter: MaskingCounter): BodyMasker {
+  if (kind === 'sse') return new SseMasker(profile, counter);
+  if (kind === 'json') return new JsonBodyMasker(profile, counter);
+  return new TextBodyMasker(profile, counter);
+}
+
+/**
+ * Plans masking of one response: null when its body passes unchanged (no body, or binary allowed by
+ * the profile). Throws ERR_MASKING_BLOCKED, before any byte reaches the caller, for binary bodies and
+ * encodings masking cannot read.
+ */
+export function planResponseMasking(profile: CompiledProfile, options: ResponseMaskingOptions): ResponseMaskingPlan | null {
+  const { method, status, headers } = options;
+  if (method === 'HEAD' || status === 204 || status === 304 || headers['content-length'] === '0') return null;
+  const contentType = headers['content-type'];
+  const kind = contentKind(contentType);
+  if (kind === 'binary') {
+    if (profile.binary === 'allow') return null;
+    throw new SluiceError('ERR_MASKING_BLOCKED', {
+      message: `The response has a binary content type (${contentType}) that masking cannot inspect; the profile allows it only with binary: allow`,
+      details: { content_type: contentType },
+    });
+  }
+  const encoding = bodyEncoding(headers['content-encoding']);
+  if (encoding === null) {
+    throw new SluiceError('ERR_MASKING_BLOCKED', {
+      message: `The response is compressed with an encoding masking cannot decode (${String(headers['content-encoding'])})`,
+      details: { content_encoding: headers['content-encoding'] },
+    });
+  }
+  const declared = Number(headers['content-length'] ?? NaN);
+  if (kind === 'json' && declared > profile.maxJsonBody && encoding === 'identity' && (profile.jsonPaths.length > 0 || profile.selectors.length > 0)) {
+    throw new SluiceError('ERR_MASKING_BLOCKED', {
+      message: `The JSON response (${declared} bytes) exceeds max_json_body (${profile.maxJsonBody} bytes) and the masking profile needs it parsed (json_paths or selectors)`,
+    });
+  }
+  const counter = new MaskingCounter();
+  const masking = new MaskingTransform(createBodyMasker(kind, profile, counter), {
+    onDone: (complete) => options.onSummary?.(counter.entries(), complete),
+  });
+  const reencode = options.reencode ?? true;
+  let transform: Transform = masking;
+  if (encoding !== 'identity') {
+    transform = new ChainedTransform(reencode ? [decoderFor(encoding), masking, encoderFor(encoding)] : [decoderFor(encoding), masking]);
+  }
+  return {
+    kind,
+    transform,
+    headers(upstream) {
+      const out: IncomingHttpHeaders = { ...upstream };
+      delete out['content-length'];
+      if (!reencode) delete out['content-encoding'];
+      return out;
+    },
+    summary: () => counter.entries(),
+  };
+}

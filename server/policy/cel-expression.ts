@@ -1,0 +1,124 @@
+import { Environment, EvaluationError, ParseError } from '@marcbachmann/cel-js';
+
+/** The variables a policy's `when` sees; every other name is an error at load. */
+export const POLICY_VARIABLES = ['identity', 'connection', 'request', 'session', 'now'] as const;
+
+/** What a `when` expression is evaluated against; built per request by `policyInput`. */
+export interface PolicyActivation {
+  readonly identity: Readonly<Record<string, unknown>>;
+  readonly connection: Readonly<Record<string, unknown>>;
+  readonly request: Readonly<Record<string, unknown>>;
+  readonly session: Readonly<Record<string, unknown>>;
+  readonly now: Date;
+}
+
+/** A compiled `when` expression: evaluate it per request, never parse it again. */
+export interface CelPredicate {
+  readonly source: string;
+  /** The expression's value; throws the library's EvaluationError when it fails. */
+  evaluate(activation: PolicyActivation): unknown;
+}
+
+/** Why an expression did not compile, with its 1-based position in the source. */
+export interface CelCompileProblem {
+  readonly message: string;
+  readonly line: number;
+  readonly column: number;
+}
+
+/** Builds the environment once per compile run; creating one is the expensive part. */
+export function createPolicyEnvironment(): Environment {
+  return new Environment({
+    // A rule may write ["a", 1]: JSON bodies are heterogeneous, rules about them are too.
+    homogeneousAggregateLiterals: false,
+    enableOptionalTypes: true,
+    // Rules are written by operators, but bound them anyway so a typo cannot make a pathological AST.
+    limits: { maxAstNodes: 10_000, maxDepth: 100, maxListElements: 1000, maxMapEntries: 1000, maxCallArguments: 32 },
+  })
+    .registerVariable('identity', 'map')
+    .registerVariable('connection', 'map')
+    .registerVariable('request', 'map')
+    .registerVariable('session', 'map')
+    .registerVariable('now', 'google.protobuf.Timestamp');
+}
+
+/** 1-based line and column of a character offset. */
+function positionOf(source: string, offset: number): { line: number; column: number } {
+  const before = source.slice(0, Math.max(0, offset));
+  const lines = before.split('\n');
+  return { line: lines.length, column: (lines.at(-1)?.length ?? 0) + 1 };
+}
+
+function firstLine(message: string): string {
+  return message.split('\n')[0] ?? message;
+}
+
+/**
+ * Parses and type-checks `source` as a boolean CEL expression. Returns the predicate, or the problem with
+ * its position (the config loader reports it as `policies[2].when: … at line 1, column 31`).
+ */
+export function compileCel(env: Environment, source: string): CelPredicate | CelCompileProblem {
+  let parsed: ReturnType<Environment['parse']>;
+  try {
+    parsed = env.parse(source);
+  } catch (err) {
+    return problemOf(source, err);
+  }
+  const checked = parsed.check();
+  if (!checked.valid) return problemOf(source, checked.error);
+  // `dyn` is allowed: `request.json.stream` is a bool at run time; its type is only known then.
+  if (checked.type !== 'bool' && checked.type !== 'dyn') {
+    return { message: `must be a boolean expression, but it is of type ${checked.type}`, line: 1, column: 1 };
+  }
+  return { source, evaluate: (activation) => parsed(activation as unknown as Record<string, unknown>) };
+}
+
+const HEAD_FIELD = /^\s*\.\s*\??\s*(method|path|query|headers)\b/;
+
+/**
+ * Whether an expression may look at the request body (`request.json`, `request.size`, or `request` as a
+ * whole). Conservative: any use of `request` other than its head fields counts, so a body is read ahead
+ * for policy only when some rule needs it and streams untouched otherwise.
+ */
+export function readsRequestBody(source: string): boolean {
+  for (const m of source.matchAll(/\brequest\b/g)) {
+    if (!HEAD_FIELD.test(source.slice(m.index + m[0].length))) return true;
+  }
+  return false;
+}
+
+function problemOf(source: string, err: unknown): CelCompileProblem {
+  const e = err as { message?: string; summary?: string; range?: { start: number } } | undefined;
+  const message = e?.summary ?? firstLine(e?.message ?? String(err));
+  const { line, column } = positionOf(source, e?.range?.start ?? 0);
+  return { message, line, column };
+}
+
+/** Whether `compileCel` failed. */
+export function isCompileProblem(result: CelPredicate | CelCompileProblem): result is CelCompileProblem {
+  return (result as CelCompileProblem).message !== undefined && (result as CelPredicate).evaluate === undefined;
+}
+
+/** `Unexpected token: EOF at line 1, column 31`: one line for the config loader. */
+export function describeCompileProblem(problem: CelCompileProblem): string {
+  return `${problem.message} at line ${problem.line}, column ${problem.column}`;
+}
+
+/**
+ * A field the request does not have (`request.json.model` of a GET, a missing header or label) makes a
+ * rule not match, as `has()` would say false. Other failures (a string compared with a number) are not
+ * a "no": the caller of the predicate refuses the request.
+ */
+export function isMissingField(err: unknown): boolean {
+  return err instanceof EvaluationError && (err as { code?: string }).code === 'no_such_key';
+}
+
+/** Where and why an evaluation failed, in one line. */
+export function describeEvaluationError(source: string, err: unknown): string {
+  if (err instanceof EvaluationError || err instanceof ParseError) {
+    const e = err as { summary?: string; range?: { start: number } };
+    const { line, column } = positionOf(source, e.range?.start ?? 0);
+    return `${e.summary ?? firstLine(err.message)} at line ${line}, column ${column}`;
+  }
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,63 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Principal } from '../identity/principal.js';
+import type { PolicyActivation } from './cel-expression.js';
+
+/** What policy knows of the request body: the parsed JSON (or null) and its size in bytes. */
+export interface PolicyBody {
+  /** The parsed body when it is JSON and fit in the read-ahead; null otherwise. */
+  readonly json: unknown;
+  /** Body bytes: Content-Length, or counted; a lower bound when a chunked body outgrew the read-ahead. */
+  readonly size: number;
+}
+
+/** The exchange as policy sees it; a structural subset of the pipeline's `Exchange`. */
+export interface PolicySubject {
+  readonly principal: Principal;
+  readonly connection: { readonly name: string; readonly type: string; readonly labels: Readonly<Record<string, string>> };
+  readonly session: { readonly id: string; readonly reason?: string };
+  readonly method: string;
+  readonly path: string;
+  readonly headers: IncomingHttpHeaders;
+}
+
+/** Credentials are the gateway's business, never a rule's: a failing rule's message must not echo them. */
+const HIDDEN_HEADERS = new Set(['authorization', 'proxy-authorization', 'cookie']);
+
+function headerMap(headers: IncomingHttpHeaders): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined || HIDDEN_HEADERS.has(name)) continue;
+    out[name] = Array.isArray(value) ? value.join(', ') : value;
+  }
+  return out;
+}
+
+function splitPath(path: string): { path: string; query: Record<string, string> } {
+  const q = path.indexOf('?');
+  if (q === -1) return { path, query: {} };
+  const query: Record<string, string> = {};
+  // The first value of a repeated parameter, like most web frameworks.
+  for (const [k, v] of new URLSearchParams(path.slice(q + 1))) if (!Object.hasOwn(query, k)) query[k] = v;
+  return { path: path.slice(0, q), query };
+}
+
+/** Builds the CEL activation of one request: identity, connection, request, session, now. */
+export function policyInput(subject: PolicySubject, body: PolicyBody, now: Date): PolicyActivation {
+  const p = subject.principal;
+  const { path, query } = splitPath(subject.path);
+  return {
+    identity: {
+      sub: p.sub,
+      email: p.email ?? null,
+      name: p.name ?? null,
+      groups: p.groups,
+      roles: p.roles,
+      client_id: p.clientId ?? null,
+      issuer: p.issuer,
+    },
+    connection: { name: subject.connection.name, type: subject.connection.type, labels: subject.connection.labels },
+    request: { method: subject.method, path, query, headers: headerMap(subject.headers), json: body.json, size: body.size },
+    session: { id: subject.session.id, reason: subject.session.reason ?? null },
+    now,
+  };
+}

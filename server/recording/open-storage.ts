@@ -1,0 +1,77 @@
+import { mkdir } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { SluiceError } from '../../shared/errors.js';
+import { parseDuration } from '../config/duration.js';
+import type { Config } from '../config/schema.js';
+import { SqliteStore } from '../store/sqlite-store.js';
+import type { Store } from '../store/store.js';
+import type { RecordingIo } from './file-io.js';
+import { keyRingFromSettings } from './key-ring.js';
+import { Recording, type RecordingLog } from './recording.js';
+import { loadOrCreateSigningKey } from './signing-key.js';
+
+/** File name of the SQLite index under `storage.dir`. */
+export const INDEX_FILE = 'index.sqlite';
+
+/** What `openStorage` needs besides the config. */
+export interface OpenStorageOptions {
+  readonly config: Config;
+  /** File operations of the recording; tests inject faults here. */
+  readonly io?: RecordingIo;
+  readonly log?: RecordingLog;
+}
+
+/** The gateway's storage: the index and the recording on top of it. */
+export interface GatewayStorage {
+  readonly store: Store;
+  readonly recording: Recording;
+  /** Seals open sessions, then closes the index. */
+  close(): Promise<void>;
+}
+
+/**
+ * Opens the index and the recording under `storage.dir` when a master key is configured. Without one,
+ * a gateway with connections refuses to start (nothing may flow unrecorded, and recordings are always
+ * encrypted); a gateway with no connections runs without storage.
+ */
+export async function openStorage(options: OpenStorageOptions): Promise<GatewayStorage | undefined> {
+  const { config } = options;
+  const { storage } = config;
+  const keyRing = keyRingFromSettings(storage);
+  if (keyRing === undefined) {
+    if (config.connections.length === 0) return undefined;
+    const problem = 'storage.master_key: is required when connections are configured (recordings are encrypted); generate one with `openssl rand -base64 32`';
+    throw new SluiceError('ERR_CONFIG_INVALID', { message: `config has 1 problem:\n  ${problem}`, details: { problems: [problem] } });
+  }
+  const dir = resolve(storage.dir);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const signingKey = await loadOrCreateSigningKey(dir);
+  const store = new SqliteStore({ file: join(dir, INDEX_FILE) });
+  try {
+    const recording = await Recording.open({
+      dir,
+      keyRing,
+      signingKey,
+      store,
+      io: options.io,
+      fsync: storage.fsync,
+      fsyncIntervalMs: parseDuration(storage.fsync_interval),
+      retentionDays: storage.retention_days,
+      log: options.log,
+    });
+    return {
+      store,
+      recording,
+      close: async () => {
+        try {
+          await recording.close();
+        } finally {
+          await store.close();
+        }
+      },
+    };
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+}

@@ -1,0 +1,85 @@
+import type { ConnectionConfig } from '../config/schema.js';
+import type { Principal } from '../identity/principal.js';
+import type { ExchangeSession } from '../pipeline/exchange.js';
+import type { Recording } from './recording.js';
+
+/** Options of the direct proxy's session grouping. */
+export interface ProxySessionsOptions {
+  readonly recording: Recording;
+  /** A session ends after this long without an exchange starting or running. */
+  readonly idleMs: number;
+  /** New session ids (globally unique). */
+  readonly newId: () => string;
+}
+
+interface Entry {
+  readonly id: string;
+  lastUsed: number;
+  timer: NodeJS.Timeout | undefined;
+}
+
+/**
+ * Groups an agent's direct-proxy calls into sessions: one per identity (issuer and subject) and
+ * connection, opened on the first call and sealed once idle for `idleMs` (never while an exchange of it
+ * is still running).
+ */
+export class ProxySessions {
+  readonly #o: ProxySessionsOptions;
+  readonly #entries = new Map<string, Entry>();
+
+  constructor(options: ProxySessionsOptions) {
+    this.#o = options;
+  }
+
+  /** The session of this call, opening one if needed; its recording opens in the background and the recorder waits for it. */
+  sessionFor(principal: Principal, connection: ConnectionConfig, clientAddress: string): ExchangeSession {
+    const key = `${principal.issuer}\0${principal.sub}\0${connection.name}`;
+    let entry = this.#entries.get(key);
+    if (entry === undefined) {
+      const created: Entry = { id: this.#o.newId(), lastUsed: Date.now(), timer: undefined };
+      entry = created;
+      this.#entries.set(key, created);
+      this.#o.recording
+        .openSession({ id: created.id, principal, connection, via: 'proxy', clientAddress })
+        .catch(() => {
+          // A session that could not open is forgotten, so the next call tries a fresh one.
+          if (this.#entries.get(key) === created) {
+            clearTimeout(created.timer);
+            this.#entries.delete(key);
+          }
+        });
+    }
+    entry.lastUsed = Date.now();
+    this.#arm(key, entry);
+    return { id: entry.id };
+  }
+
+  /** Stops the idle timers; sessions are sealed by `Recording.close`. */
+  close(): void {
+    for (const e of this.#entries.values()) clearTimeout(e.timer);
+    this.#entries.clear();
+  }
+
+  #arm(key: string, entry: Entry): void {
+    clearTimeout(entry.timer);
+    entry.timer = setTimeout(() => void this.#expire(key, entry), this.#o.idleMs);
+    entry.timer.unref();
+  }
+
+  async #expire(key: string, entry: Entry): Promise<void> {
+    if (this.#entries.get(key) !== entry) return;
+    const idleFor = Date.now() - entry.lastUsed;
+    if (idleFor < this.#o.idleMs || (await this.#o.recording.isBusy(entry.id))) {
+      this.#arm(key, entry);
+      return;
+    }
+    // A call may have arrived while isBusy was awaited; from here to the delete nothing else runs.
+    if (this.#entries.get(key) !== entry) return;
+    if (Date.now() - entry.lastUsed < this.#o.idleMs) {
+      this.#arm(key, entry);
+      return;
+    }
+    this.#entries.delete(key);
+    await this.#o.recording.closeSession(entry.id, 'idle').catch(() => undefined);
+  }
+}

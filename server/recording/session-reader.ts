@@ -1,0 +1,72 @@
+import type { EventType, RecordedEvent } from './event-types.js';
+import type { KeyRing } from './key-ring.js';
+import { decodeRecord, sessionAad, sha256, type SessionHeader } from './record-format.js';
+import { scanSessionFile } from './session-file-scanner.js';
+
+/** A session file that cannot be read past a point: altered, reordered, or its key is unavailable. */
+export class SessionReadError extends Error {
+  readonly code = 'SESSION_UNREADABLE';
+  /** 0-based record position (-1 for the header) and byte offset of the problem. */
+  readonly index: number;
+  readonly offset: number;
+  constructor(message: string, index: number, offset: number, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'SessionReadError';
+    this.index = index;
+    this.offset = offset;
+  }
+}
+
+/** Options of `readSession`. */
+export interface ReadSessionOptions {
+  /** Called with the header before the first event (for the session id and start time). */
+  readonly onHeader?: (header: SessionHeader) => void;
+}
+
+/**
+ * Streams a session file's decrypted events in order, offline (no gateway, no index): only the file and
+ * the key ring. Each record's authenticity, position and chain are checked as it is read; an altered or
+ * reordered record throws SessionReadError with its position. A file cut inside its last record (a
+ * crash mid-write) simply ends after the last whole record: use `verifySession` to tell a sealed session
+ * from an interrupted one.
+ */
+export async function* readSession(file: string, keyRing: KeyRing, options: ReadSessionOptions = {}): AsyncGenerator<RecordedEvent> {
+  let dataKey: Buffer | undefined;
+  let aad: Buffer = Buffer.alloc(0);
+  let prev: Buffer = Buffer.alloc(0);
+  for await (const item of scanSessionFile(file)) {
+    switch (item.kind) {
+      case 'header': {
+        const { header } = item;
+        try {
+          dataKey = keyRing.unwrap(header.wrappedKey, header.session);
+        } catch (cause) {
+          throw new SessionReadError(`Session ${header.session}: ${(cause as Error).message}`, -1, 0, { cause });
+        }
+        aad = sessionAad(header.session);
+        prev = sha256(item.bytes);
+        options.onHeader?.(header);
+        break;
+      }
+      case 'truncated':
+        return;
+      case 'bad-length':
+        throw new SessionReadError(`Record ${item.index} at byte ${item.offset} has an impossible length`, item.index, item.offset);
+      case 'record': {
+        let record;
+        try {
+          record = decodeRecord(item.frame, dataKey!, aad);
+        } catch (cause) {
+          throw new SessionReadError(`Record ${item.index} at byte ${item.offset} does not authenticate`, item.index, item.offset, { cause });
+        }
+        if (record.meta.seq !== item.index || !record.prev.equals(prev)) {
+          throw new SessionReadError(`Record ${item.index} at byte ${item.offset} is out of order or does not chain`, item.index, item.offset);
+        }
+        prev = sha256(item.frame);
+        const { seq, t, type, ...fields } = record.meta;
+        yield { seq, t, type: type as EventType, fields: fields as never, offset: item.offset, ...(record.payload ? { payload: record.payload } : {}) };
+        break;
+      }
+    }
+  }
+}

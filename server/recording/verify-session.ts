@@ -1,0 +1,193 @@
+import { createPublicKey, type KeyObject } from 'node:crypto';
+import type { KeyRing } from './key-ring.js';
+import { checkpointMessage, decodeRecord, HeaderError, sessionAad, sha256, type DecodedRecord } from './record-format.js';
+import { scanSessionFile } from './session-file-scanner.js';
+import { publicKeyFingerprint, verifyCheckpoint } from './signing-key.js';
+
+/** Kinds of problem, each with the record position it was found at. */
+export type VerifyProblemKind =
+  | 'header' // not a session file, unsupported version, or unreadable header
+  | 'key' // the data key does not unwrap (unknown master key id, wrong key, altered header)
+  | 'length' // a record length no record can have: nothing past it can be framed
+  | 'truncated' // the file ends inside a record (a crash mid-write, or a cut file)
+  | 'decrypt' // the record does not authenticate: its bytes were altered
+  | 'sequence' // the record is not at the position it was written at (dropped, inserted or reordered records)
+  | 'chain' // the record does not chain to the one before it
+  | 'checkpoint' // the checkpoint's count, hash or session does not match the file
+  | 'signature' // the checkpoint's signature does not verify under the public key
+  | 'trailing' // records after the checkpoint
+  | 'interrupted' // no checkpoint: the session was never sealed
+  | 'mismatch'; // the file disagrees with what the index says about the sealed session
+
+/** One problem, with where it is. */
+export interface VerifyProblem {
+  readonly kind: VerifyProblemKind;
+  /** 0-based position of the record in the file (the `seq` it should have); -1 for the header. */
+  readonly index: number;
+  /** Byte offset in the file. */
+  readonly offset: number;
+  readonly message: string;
+}
+
+/** The verdict on one session file. */
+export interface VerifyResult {
+  /** True only for an intact, sealed session whose signature verifies. */
+  readonly ok: boolean;
+  /** `intact`; `interrupted` (ends early, every record present is good); `broken` (altered, reordered, or unreadable). */
+  readonly status: 'intact' | 'interrupted' | 'broken';
+  readonly session?: string;
+  readonly keyId?: string;
+  /** Whole records found in the file. */
+  readonly records: number;
+  /** The last `seq` up to which every record is present, authentic and in order; -1 if none. */
+  readonly lastGoodSeq: number;
+  /** Byte offset just past the last good record. */
+  readonly lastGoodOffset: number;
+  readonly problems: readonly VerifyProblem[];
+}
+
+/** What `verifySession` needs; `expect` adds what the index knows about a sealed session. */
+export interface VerifyOptions {
+  readonly keyRing: KeyRing;
+  /** The checkpoint signing key: a KeyObject or SPKI PEM. */
+  readonly publicKey: KeyObject | string;
+  readonly expect?: { readonly sessionId?: string; readonly records?: number; readonly finalHash?: string };
+}
+
+/**
+ * Checks a session file offline: header, key, every record's authenticity, position and chain, and the
+ * signed checkpoint. Reports every problem with its record position and byte offset; never throws for
+ * a damaged file (only for an unreadable path).
+ */
+export async function verifySession(file: string, options: VerifyOptions): Promise<VerifyResult> {
+  const publicKey = typeof options.publicKey === 'string' ? createPublicKey(options.publicKey) : options.publicKey;
+  const fingerprint = publicKeyFingerprint(publicKey);
+  const problems: VerifyProblem[] = [];
+  const problem = (kind: VerifyProblemKind, index: number, offset: number, message: string): void => {
+    problems.push({ kind, index, offset, message });
+  };
+  let session: string | undefined;
+  let keyId: string | undefined;
+  let dataKey: Buffer | undefined;
+  let aad: Buffer = Buffer.alloc(0);
+  let prev: Buffer = Buffer.alloc(0);
+  let records = 0;
+  let lastGoodSeq = -1;
+  let lastGoodOffset = 0;
+  let intactSoFar = true;
+  let checkpointAt = -1;
+  let endOffset = 0;
+  let lastCheckpointHash: string | undefined;
+
+  try {
+    for await (const item of scanSessionFile(file)) {
+      if (item.kind === 'header') {
+        session = item.header.session;
+        keyId = item.header.wrappedKey.keyId;
+        aad = sessionAad(session);
+        prev = sha256(item.bytes);
+        lastGoodOffset = endOffset = item.bytes.length;
+        if (options.expect?.sessionId !== undefined && options.expect.sessionId !== session) {
+          problem('header', -1, 0, `The header names session ${session}, not ${options.expect.sessionId}`);
+          intactSoFar = false;
+        }
+        try {
+          dataKey = options.keyRing.unwrap(item.header.wrappedKey, session);
+        } catch (err) {
+          problem('key', -1, 0, (err as Error).message);
+          return result();
+        }
+        continue;
+      }
+      if (item.kind === 'truncated') {
+        problem('truncated', item.index, item.offset, `The file ends inside record ${item.index} at byte ${item.offset} (${item.have} of ${item.need} bytes present)`);
+        intactSoFar = false;
+        endOffset = item.offset + item.have;
+        break;
+      }
+      if (item.kind === 'bad-length') {
+        problem('length', item.index, item.offset, `Record ${item.index} at byte ${item.offset} has an impossible length (${item.length}); nothing after it can be read`);
+        intactSoFar = false;
+        break;
+      }
+      const { index, offset, frame } = item;
+      records++;
+      endOffset = offset + frame.length;
+      const expectedPrev = prev;
+      prev = sha256(frame);
+      if (checkpointAt >= 0) {
+        problem('trailing', index, offset, `Record ${index} at byte ${offset} follows the checkpoint`);
+        intactSoFar = false;
+      }
+      let record: DecodedRecord;
+      try {
+        record = decodeRecord(frame, dataKey!, aad);
+      } catch {
+        problem('decrypt', index, offset, `Record ${index} at byte ${offset} does not authenticate: its bytes were altered`);
+        intactSoFar = false;
+        continue;
+      }
+      let good = true;
+      if (record.meta.seq !== index) {
+        problem('sequence', index, offset, `Record ${index} at byte ${offset} carries seq ${record.meta.seq}: records were dropped, inserted or reordered`);
+        good = false;
+      }
+      if (!record.prev.equals(expectedPrev)) {
+        problem('chain', index, offset, `Record ${index} at byte ${offset} does not chain to the record before it`);
+        good = false;
+      }
+      if (record.meta.type === 'session.checkpoint') {
+        checkpointAt = index;
+        good = checkCheckpoint(record, index, offset, expectedPrev) && good;
+      }
+      if (!good) intactSoFar = false;
+      if (intactSoFar) {
+        lastGoodSeq = index;
+        lastGoodOffset = offset + frame.length;
+      }
+    }
+  } catch (err) {
+    if (!(err instanceof HeaderError)) throw err;
+    problem('header', -1, 0, err.message);
+    return result();
+  }
+
+  if (checkpointAt < 0 && dataKey !== undefined) {
+    problem('interrupted', records, endOffset, `The session has no checkpoint: it was never sealed; ${lastGoodSeq < 0 ? 'no record is intact' : `records 0–${lastGoodSeq} are intact, ending at byte ${lastGoodOffset}`}`);
+  }
+  const { expect } = options;
+  if (expect?.records !== undefined && expect.records !== records) {
+    problem('mismatch', records, endOffset, `The index says the sealed session has ${expect.records} records; the file has ${records}`);
+  }
+  if (expect?.finalHash !== undefined && checkpointAt >= 0 && lastGoodSeq === checkpointAt && lastCheckpointHash !== expect.finalHash) {
+    problem('mismatch', checkpointAt, endOffset, 'The checkpoint signs a different final hash than the index holds');
+  }
+  return result();
+
+  // Hoisted helpers below share the state above.
+  function checkCheckpoint(record: DecodedRecord, index: number, offset: number, expectedPrev: Buffer): boolean {
+    const f = record.meta as unknown as { session?: unknown; records?: unknown; final_hash?: unknown; signature?: unknown; public_key?: unknown };
+    let good = true;
+    if (f.session !== session || f.records !== index || f.final_hash !== expectedPrev.toString('hex')) {
+      problem('checkpoint', index, offset, `The checkpoint (record ${index}) does not match the file: it covers ${String(f.records)} records ending in ${String(f.final_hash).slice(0, 16)}…`);
+      good = false;
+    }
+    lastCheckpointHash = typeof f.final_hash === 'string' ? f.final_hash : undefined;
+    if (typeof f.public_key === 'string' && f.public_key !== fingerprint) {
+      problem('signature', index, offset, `The checkpoint was signed by another key (fingerprint ${f.public_key.slice(0, 16)}…)`);
+      return false;
+    }
+    const signature = typeof f.signature === 'string' ? Buffer.from(f.signature, 'base64') : Buffer.alloc(0);
+    if (!verifyCheckpoint(publicKey, checkpointMessage(session!, index, expectedPrev), signature)) {
+      problem('signature', index, offset, `The checkpoint's signature (record ${index}) does not verify`);
+      good = false;
+    }
+    return good;
+  }
+
+  function result(): VerifyResult {
+    const broken = problems.some((p) => p.kind !== 'interrupted' && p.kind !== 'truncated');
+    const status = broken ? 'broken' : problems.length > 0 ? 'interrupted' : 'intact';
+    return { ok: status === 'intact', status, session, keyId, records, lastGoodSeq, lastGoodOffset, problems };
+  }
+}

@@ -1,0 +1,78 @@
+/**
+ * Schema of the SQLite store, one entry per version. A migration is applied once, in a transaction,
+ * and recorded in `schema_version`; released entries are never edited, only appended to.
+ */
+export const SQLITE_MIGRATIONS: readonly string[] = [
+  // 1: session index, models per session, reviews, grants.
+  `
+  CREATE TABLE sessions (
+    id TEXT PRIMARY KEY,
+    user TEXT NOT NULL,
+    email TEXT,
+    groups TEXT NOT NULL,
+    client_id TEXT,
+    connection TEXT NOT NULL,
+    via TEXT NOT NULL,
+    reason TEXT,
+    client_address TEXT NOT NULL,
+    cli_version TEXT,
+    started_at INTEGER NOT NULL,
+    ended_at INTEGER,
+    file TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    replica TEXT NOT NULL,
+    status TEXT NOT NULL,
+    records INTEGER,
+    final_hash TEXT,
+    requests INTEGER NOT NULL DEFAULT 0,
+    errors INTEGER NOT NULL DEFAULT 0,
+    bytes_up INTEGER NOT NULL DEFAULT 0,
+    bytes_down INTEGER NOT NULL DEFAULT 0,
+    denied INTEGER NOT NULL DEFAULT 0,
+    held INTEGER NOT NULL DEFAULT 0,
+    masked INTEGER NOT NULL DEFAULT 0,
+    tokens_prompt INTEGER NOT NULL DEFAULT 0,
+    tokens_completion INTEGER NOT NULL DEFAULT 0,
+    tokens_total INTEGER NOT NULL DEFAULT 0,
+    last_status INTEGER NOT NULL DEFAULT 0
+  );
+  CREATE INDEX sessions_by_start ON sessions (started_at DESC, id DESC);
+  CREATE INDEX sessions_by_user ON sessions (user, started_at DESC);
+  CREATE INDEX sessions_by_connection ON sessions (connection, started_at DESC);
+  CREATE INDEX sessions_by_status ON sessions (status, replica);
+  CREATE TABLE session_models (
+    session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
+    model TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    PRIMARY KEY (session_id, model)
+  );
+  CREATE INDEX session_models_by_model ON session_models (model);
+  CREATE TABLE reviews (
+    id TEXT PRIMARY KEY,
+    session_id TEXT NOT NULL,
+    exchange_id TEXT NOT NULL,
+    requester TEXT NOT NULL,
+    connection TEXT NOT NULL,
+    rule TEXT NOT NULL,
+    reviewers TEXT NOT NULL,
+    status TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER,
+    decided_by TEXT,
+    decided_at INTEGER,
+    note TEXT,
+    summary TEXT
+  );
+  CREATE INDEX reviews_by_status ON reviews (status, created_at DESC);
+  CREATE TABLE grants (
+    id TEXT PRIMARY KEY,
+    user TEXT NOT NULL,
+    connection TEXT NOT NULL,
+    rule TEXT,
+    granted_by TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+  );
+  CREATE INDEX grants_by_user ON grants (user, connection, expires_at);
+  `,
+];

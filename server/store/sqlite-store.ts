@@ -1,0 +1,438 @@
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import { SQLITE_MIGRATIONS } from './sqlite-migrations.js';
+import type {
+  GrantRecord,
+  NewSession,
+  ReviewRecord,
+  ReviewResolution,
+  ReviewStatus,
+  SessionFilter,
+  SessionInfo,
+  SessionPage,
+  SessionProgress,
+  SessionSeal,
+  SessionStatus,
+  SessionVia,
+  Store,
+  StoreAnnouncement,
+  Unsubscribe,
+} from './store.js';
+
+/** Options of the SQLite store. */
+export interface SqliteStoreOptions {
+  /** The database file (created with its directory); `:memory:` for a throwaway store. */
+  readonly file: string;
+  /** Milliseconds a writer waits for another connection's lock; default 5000. */
+  readonly busyTimeoutMs?: number;
+}
+
+const DEFAULT_PAGE = 50;
+const MAX_PAGE = 500;
+
+interface SessionRow {
+  id: string;
+  user: string;
+  email: string | null;
+  groups: string;
+  client_id: string | null;
+  connection: string;
+  via: string;
+  reason: string | null;
+  client_address: string;
+  cli_version: string | null;
+  started_at: number;
+  ended_at: number | null;
+  file: string;
+  key_id: string;
+  replica: string;
+  status: string;
+  records: number | null;
+  final_hash: string | null;
+  requests: number;
+  errors: number;
+  bytes_up: number;
+  bytes_down: number;
+  denied: number;
+  held: number;
+  masked: number;
+  tokens_prompt: number;
+  tokens_completion: number;
+  tokens_total: number;
+  last_status: number;
+  models: string | null;
+}
+
+interface ReviewRow {
+  id: string;
+  session_id: string;
+  exchange_id: string;
+  requester: string;
+  connection: string;
+  rule: string;
+  reviewers: string;
+  status: string;
+  created_at: number;
+  expires_at: number | null;
+  decided_by: string | null;
+  decided_at: number | null;
+  note: string | null;
+  summary: string | null;
+}
+
+interface GrantRow {
+  id: string;
+  user: string;
+  connection: string;
+  rule: string | null;
+  granted_by: string;
+  created_at: number;
+  expires_at: number;
+}
+
+/** Columns of a session row plus its models, in order of first use, as one JSON array. */
+const SESSION_SELECT = `SELECT s.*, (SELECT json_group_array(model) FROM (SELECT model FROM session_models m WHERE m.session_id = s.id ORDER BY position)) AS models FROM sessions s`;
+
+function optional<T>(value: T | null): T | undefined {
+  return value === null ? undefined : value;
+}
+
+function toSession(row: SessionRow): SessionInfo {
+  return {
+    id: row.id,
+    user: row.user,
+    email: optional(row.email),
+    groups: JSON.parse(row.groups) as string[],
+    clientId: optional(row.client_id),
+    connection: row.connection,
+    via: row.via as SessionVia,
+    reason: optional(row.reason),
+    clientAddress: row.client_address,
+    cliVersion: optional(row.cli_version),
+    startedAt: row.started_at,
+    endedAt: optional(row.ended_at),
+    file: row.file,
+    keyId: row.key_id,
+    replica: row.replica,
+    status: row.status as SessionStatus,
+    records: optional(row.records),
+    finalHash: optional(row.final_hash),
+    models: row.models === null ? [] : (JSON.parse(row.models) as string[]),
+    tokens: { prompt: row.tokens_prompt, completion: row.tokens_completion, total: row.tokens_total },
+    counters: {
+      requests: row.requests,
+      errors: row.errors,
+      bytesUp: row.bytes_up,
+      bytesDown: row.bytes_down,
+      denied: row.denied,
+      held: row.held,
+      masked: row.masked,
+    },
+    lastStatus: row.last_status,
+  };
+}
+
+function toReview(row: ReviewRow): ReviewRecord {
+  return {
+    id: row.id,
+    sessionId: row.session_id,
+    exchangeId: row.exchange_id,
+    requester: row.requester,
+    connection: row.connection,
+    rule: row.rule,
+    reviewers: JSON.parse(row.reviewers) as string[],
+    status: row.status as ReviewStatus,
+    createdAt: row.created_at,
+    expiresAt: optional(row.expires_at),
+    decidedBy: optional(row.decided_by),
+    decidedAt: optional(row.decided_at),
+    note: optional(row.note),
+    summary: row.summary === null ? undefined : (JSON.parse(row.summary) as Record<string, unknown>),
+  };
+}
+
+function toGrant(row: GrantRow): GrantRecord {
+  return {
+    id: row.id,
+    user: row.user,
+    connection: row.connection,
+    rule: optional(row.rule),
+    grantedBy: row.granted_by,
+    createdAt: row.created_at,
+    expiresAt: row.expires_at,
+  };
+}
+
+function encodeCursor(row: SessionInfo): string {
+  return Buffer.from(JSON.stringify([row.startedAt, row.id])).toString('base64url');
+}
+
+function decodeCursor(cursor: string): [number, string] {
+  try {
+    const value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown;
+    if (Array.isArray(value) && typeof value[0] === 'number' && typeof value[1] === 'string') return [value[0], value[1]];
+  } catch {
+    // Falls through to the error below.
+  }
+  throw new RangeError('The paging cursor is malformed');
+}
+
+/**
+ * The embedded store: one SQLite file in WAL mode (readers never block the writer), schema versions
+ * applied at open. better-sqlite3 is synchronous; statements are prepared once and each call is short.
+ */
+export class SqliteStore implements Store {
+  readonly #db: Database.Database;
+  readonly #listeners = new Set<(announcement: StoreAnnouncement) => void>();
+  readonly #insertSession: Database.Statement;
+  readonly #progress: Database.Statement;
+  readonly #addModel: Database.Statement;
+  readonly #seal: Database.Statement;
+
+  /** Opens (creating if needed) and migrates the database. */
+  constructor(options: SqliteStoreOptions) {
+    if (options.file !== ':memory:') mkdirSync(dirname(options.file), { recursive: true, mode: 0o700 });
+    this.#db = new Database(options.file);
+    this.#db.pragma('journal_mode = WAL');
+    // With WAL, NORMAL loses at most the last commits on power loss, never consistency; the session files are the record.
+    this.#db.pragma('synchronous = NORMAL');
+    this.#db.pragma('foreign_keys = ON');
+    this.#db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
+    migrate(this.#db);
+    this.#insertSession = this.#db.prepare(
+      `INSERT INTO sessions (id, user, email, groups, client_id, connection, via, reason, client_address, cli_version,
+        started_at, file, key_id, replica, status)
+       VALUES (@id, @user, @email, @groups, @client_id, @connection, @via, @reason, @client_address, @cli_version,
+        @started_at, @file, @key_id, @replica, 'open')`,
+    );
+    this.#progress = this.#db.prepare(
+      `UPDATE sessions SET requests = requests + @requests, errors = errors + @errors, bytes_up = bytes_up + @bytes_up,
+        bytes_down = bytes_down + @bytes_down, denied = denied + @denied, held = held + @held, masked = masked + @masked,
+        tokens_prompt = tokens_prompt + @prompt, tokens_completion = tokens_completion + @completion,
+        tokens_total = tokens_total + @total, last_status = coalesce(@last_status, last_status)
+       WHERE id = @id`,
+    );
+    this.#addModel = this.#db.prepare(
+      `INSERT OR IGNORE INTO session_models (session_id, model, position)
+       SELECT @id, @model, (SELECT count(*) FROM session_models WHERE session_id = @id) WHERE EXISTS (SELECT 1 FROM sessions WHERE id = @id)`,
+    );
+    this.#seal = this.#db.prepare(
+      `UPDATE sessions SET status = @status, ended_at = @ended_at, records = coalesce(@records, records),
+        final_hash = coalesce(@final_hash, final_hash) WHERE id = @id`,
+    );
+  }
+
+  /** The schema version the database is at. */
+  get schemaVersion(): number {
+    return currentVersion(this.#db);
+  }
+
+  async createSession(s: NewSession): Promise<void> {
+    this.#insertSession.run({
+      id: s.id,
+      user: s.user,
+      email: s.email ?? null,
+      groups: JSON.stringify(s.groups),
+      client_id: s.clientId ?? null,
+      connection: s.connection,
+      via: s.via,
+      reason: s.reason ?? null,
+      client_address: s.clientAddress,
+      cli_version: s.cliVersion ?? null,
+      started_at: s.startedAt,
+      file: s.file,
+      key_id: s.keyId,
+      replica: s.replica,
+    });
+  }
+
+  async updateSession(id: string, p: SessionProgress): Promise<void> {
+    const c = p.counters ?? {};
+    const t = p.tokens ?? {};
+    this.#db.transaction(() => {
+      this.#progress.run({
+        id,
+        requests: c.requests ?? 0,
+        errors: c.errors ?? 0,
+        bytes_up: c.bytesUp ?? 0,
+        bytes_down: c.bytesDown ?? 0,
+        denied: c.denied ?? 0,
+        held: c.held ?? 0,
+        masked: c.masked ?? 0,
+        prompt: t.prompt ?? 0,
+        completion: t.completion ?? 0,
+        total: t.total ?? 0,
+        last_status: p.lastStatus ?? null,
+      });
+      for (const model of p.models ?? []) this.#addModel.run({ id, model });
+    })();
+  }
+
+  async closeSession(id: string, seal: SessionSeal): Promise<void> {
+    this.#seal.run({ id, status: seal.status, ended_at: seal.endedAt, records: seal.records ?? null, final_hash: seal.finalHash ?? null });
+  }
+
+  async getSession(id: string): Promise<SessionInfo | undefined> {
+    const row = this.#db.prepare(`${SESSION_SELECT} WHERE s.id = ?`).get(id) as SessionRow | undefined;
+    return row === undefined ? undefined : toSession(row);
+  }
+
+  async listSessions(filter: SessionFilter = {}): Promise<SessionPage> {
+    const where: string[] = [];
+    const params: Record<string, unknown> = {};
+    if (filter.user !== undefined) (where.push('s.user = @user'), (params.user = filter.user));
+    if (filter.connection !== undefined) (where.push('s.connection = @connection'), (params.connection = filter.connection));
+    if (filter.since !== undefined) (where.push('s.started_at >= @since'), (params.since = filter.since));
+    if (filter.until !== undefined) (where.push('s.started_at < @until'), (params.until = filter.until));
+    if (filter.status !== undefined) (where.push('s.status = @status'), (params.status = filter.status));
+    if (filter.model !== undefined) {
+      where.push('EXISTS (SELECT 1 FROM session_models m WHERE m.session_id = s.id AND m.model = @model)');
+      params.model = filter.model;
+    }
+    if (filter.cursor !== undefined) {
+      const [at, id] = decodeCursor(filter.cursor);
+      where.push('(s.started_at < @c_at OR (s.started_at = @c_at AND s.id < @c_id))');
+      params.c_at = at;
+      params.c_id = id;
+    }
+    const limit = Math.min(Math.max(1, Math.trunc(filter.limit ?? DEFAULT_PAGE)), MAX_PAGE);
+    params.limit = limit + 1;
+    const sql = `${SESSION_SELECT}${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY s.started_at DESC, s.id DESC LIMIT @limit`;
+    const rows = (this.#db.prepare(sql).all(params) as SessionRow[]).map(toSession);
+    const sessions = rows.slice(0, limit);
+    return rows.length > limit ? { sessions, next: encodeCursor(sessions[sessions.length - 1]!) } : { sessions };
+  }
+
+  async interruptOpenSessions(replica: string, endedAt: number): Promise<string[]> {
+    return this.#db.transaction(() => {
+      const ids = (this.#db.prepare(`SELECT id FROM sessions WHERE status = 'open' AND replica = ?`).all(replica) as { id: string }[]).map((r) => r.id);
+      this.#db.prepare(`UPDATE sessions SET status = 'interrupted', ended_at = ? WHERE status = 'open' AND replica = ?`).run(endedAt, replica);
+      return ids;
+    })();
+  }
+
+  async expiredSessions(before: number, limit: number): Promise<SessionInfo[]> {
+    const rows = this.#db
+      .prepare(`${SESSION_SELECT} WHERE s.started_at < ? AND s.status != 'open' ORDER BY s.started_at, s.id LIMIT ?`)
+      .all(before, limit) as SessionRow[];
+    return rows.map(toSession);
+  }
+
+  async deleteSession(id: string): Promise<void> {
+    this.#db.prepare('DELETE FROM sessions WHERE id = ?').run(id);
+  }
+
+  async createReview(r: ReviewRecord): Promise<void> {
+    this.#db
+      .prepare(
+        `INSERT INTO reviews (id, session_id, exchange_id, requester, connection, rule, reviewers, status, created_at,
+          expires_at, decided_by, decided_at, note, summary)
+         VALUES (@id, @session_id, @exchange_id, @requester, @connection, @rule, @reviewers, @status, @created_at,
+          @expires_at, @decided_by, @decided_at, @note, @summary)`,
+      )
+      .run({
+        id: r.id,
+        session_id: r.sessionId,
+        exchange_id: r.exchangeId,
+        requester: r.requester,
+        connection: r.connection,
+        rule: r.rule,
+        reviewers: JSON.stringify(r.reviewers),
+        status: r.status,
+        created_at: r.createdAt,
+        expires_at: r.expiresAt ?? null,
+        decided_by: r.decidedBy ?? null,
+        decided_at: r.decidedAt ?? null,
+        note: r.note ?? null,
+        summary: r.summary === undefined ? null : JSON.stringify(r.summary),
+      });
+  }
+
+  async getReview(id: string): Promise<ReviewRecord | undefined> {
+    const row = this.#db.prepare('SELECT * FROM reviews WHERE id = ?').get(id) as ReviewRow | undefined;
+    return row === undefined ? undefined : toReview(row);
+  }
+
+  async listReviews(filter: { status?: ReviewStatus; limit?: number } = {}): Promise<ReviewRecord[]> {
+    const limit = Math.min(Math.max(1, Math.trunc(filter.limit ?? DEFAULT_PAGE)), MAX_PAGE);
+    const rows =
+      filter.status === undefined
+        ? this.#db.prepare('SELECT * FROM reviews ORDER BY created_at DESC, id DESC LIMIT ?').all(limit)
+        : this.#db.prepare('SELECT * FROM reviews WHERE status = ? ORDER BY created_at DESC, id DESC LIMIT ?').all(filter.status, limit);
+    return (rows as ReviewRow[]).map(toReview);
+  }
+
+  async resolveReview(id: string, resolution: ReviewResolution): Promise<ReviewRecord | undefined> {
+    // Compare-and-set: only a pending review changes, so two replicas racing see exactly one winner.
+    const changed = this.#db
+      .prepare(`UPDATE reviews SET status = ?, decided_by = ?, decided_at = ?, note = ? WHERE id = ? AND status = 'pending'`)
+      .run(resolution.status, resolution.decidedBy ?? null, resolution.decidedAt, resolution.note ?? null, id).changes;
+    if (changed === 0) return undefined;
+    await this.announce({ kind: 'review.resolved', reviewId: id, status: resolution.status });
+    return this.getReview(id);
+  }
+
+  async createGrant(g: GrantRecord): Promise<void> {
+    this.#db
+      .prepare(
+        `INSERT INTO grants (id, user, connection, rule, granted_by, created_at, expires_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      )
+      .run(g.id, g.user, g.connection, g.rule ?? null, g.grantedBy, g.createdAt, g.expiresAt);
+  }
+
+  async activeGrants(user: string, connection: string, at: number): Promise<GrantRecord[]> {
+    const rows = this.#db
+      .prepare('SELECT * FROM grants WHERE user = ? AND connection = ? AND created_at <= ? AND expires_at > ? ORDER BY created_at')
+      .all(user, connection, at, at) as GrantRow[];
+    return rows.map(toGrant);
+  }
+
+  async revokeGrant(id: string): Promise<boolean> {
+    return this.#db.prepare('DELETE FROM grants WHERE id = ?').run(id).changes > 0;
+  }
+
+  subscribe(listener: (announcement: StoreAnnouncement) => void): Unsubscribe {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  async announce(announcement: StoreAnnouncement): Promise<void> {
+    // One process is every replica of an embedded store; a listener's failure is its own.
+    for (const listener of [...this.#listeners]) {
+      queueMicrotask(() => {
+        try {
+          listener(announcement);
+        } catch {
+          // A subscriber must not break the announcer or the other subscribers.
+        }
+      });
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#listeners.clear();
+    if (this.#db.open) this.#db.close();
+  }
+}
+
+function currentVersion(db: Database.Database): number {
+  const row = db.prepare('SELECT max(version) AS v FROM schema_version').get() as { v: number | null };
+  return row.v ?? 0;
+}
+
+/** Applies every migration newer than the database, each in its own transaction. */
+function migrate(db: Database.Database): void {
+  db.exec('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');
+  const from = currentVersion(db);
+  if (from > SQLITE_MIGRATIONS.length) {
+    throw new Error(`The index database is at schema version ${from}, newer than this gateway knows (${SQLITE_MIGRATIONS.length})`);
+  }
+  for (let v = from + 1; v <= SQLITE_MIGRATIONS.length; v++) {
+    db.transaction(() => {
+      db.exec(SQLITE_MIGRATIONS[v - 1]!);
+      db.prepare('INSERT INTO schema_version (version, applied_at) VALUES (?, ?)').run(v, Date.now());
+    })();
+  }
+}

@@ -1,0 +1,82 @@
+/**
+ * JSON shapes of the reviews and grants API, shared by the gateway (which produces them) and the CLI
+ * (which validates what it receives). Times are ISO 8601 strings.
+ */
+import { z } from 'zod';
+
+const person = z.object({
+  sub: z.string(),
+  email: z.string().nullable(),
+});
+
+/** What reviewers see of a held request, or of an access request. */
+export const reviewSummarySchema = z.object({
+  method: z.string().optional(),
+  path: z.string().optional(),
+  model: z.string().nullable().optional(),
+  size: z.number().optional(),
+  duration_ms: z.number().optional(),
+});
+
+/** One review. */
+export const reviewSchema = z.object({
+  id: z.string(),
+  kind: z.enum(['request', 'grant']),
+  status: z.enum(['pending', 'approved', 'rejected', 'expired', 'abandoned']),
+  requester: person,
+  connection: z.string(),
+  rule: z.string(),
+  reason: z.string().nullable(),
+  note: z.string().nullable(),
+  summary: reviewSummarySchema,
+  reviewers: z.array(z.string()),
+  min_approvals: z.number().int(),
+  approvals: z.array(z.object({ sub: z.string(), email: z.string().nullable(), at: z.string(), reason: z.string().nullable() })),
+  created_at: z.string(),
+  expires_at: z.string(),
+  resolved_at: z.string().nullable(),
+  resolved_by: person.nullable(),
+  resolution: z.string().nullable(),
+  session_id: z.string().nullable(),
+  request_id: z.string().nullable(),
+});
+
+/** A review as the API returns it. */
+export type ReviewJson = z.infer<typeof reviewSchema>;
+
+/** `GET /v1/reviews`. */
+export const reviewListSchema = z.object({ reviews: z.array(reviewSchema) });
+
+/** One time-boxed access grant. */
+export const grantSchema = z.object({
+  id: z.string(),
+  review_id: z.string(),
+  sub: z.string(),
+  email: z.string().nullable(),
+  connection: z.string(),
+  reason: z.string().nullable(),
+  approved_by: z.array(z.string()),
+  created_at: z.string(),
+  expires_at: z.string(),
+  active: z.boolean(),
+});
+
+/** A grant as the API returns it. */
+export type GrantJson = z.infer<typeof grantSchema>;
+
+/** `GET /v1/grants`: the caller's grants and access requests. */
+export const grantListSchema = z.object({ grants: z.array(grantSchema), requests: z.array(reviewSchema) });
+
+/** `POST /v1/reviews/:id/approve`: the review, and the grant an approved access request created. */
+export const approveResultSchema = z.object({ review: reviewSchema, grant: grantSchema.nullable() });
+
+/** One event of `GET /v1/reviews/watch` (the SSE `data:` line; the SSE `event:` is `type`). */
+export const reviewWatchEventSchema = z.object({
+  type: z.string(),
+  at: z.string(),
+  review: reviewSchema,
+  actor: person.nullable(),
+});
+
+/** A review watch event as the API sends it. */
+export type ReviewWatchEventJson = z.infer<typeof reviewWatchEventSchema>;

@@ -1,0 +1,170 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import OpenAI from 'openai';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
+import { buildApp } from '../../server/app.js';
+import { validateConfig } from '../../server/config/load.js';
+import { startModelServer, type RunningModelServer } from '../../server/demo/model-server.js';
+import type { ReviewJson } from '../../shared/reviews-api.js';
+import { runCli, spawnCli } from '../helpers/cli-process.js';
+import { signToken, startTestIdp, type TestIdp } from '../helpers/oidc.js';
+
+const UPSTREAM_KEY = 'sk-upstream-only-the-gateway-knows';
+
+let idp: TestIdp;
+let model: RunningModelServer;
+let app: FastifyInstance;
+let gateway: string;
+let dir: string;
+const tokens: Record<string, string> = {};
+
+beforeAll(async () => {
+  idp = await startTestIdp();
+  model = await startModelServer({ apiKey: UPSTREAM_KEY, chunkDelayMs: 0 });
+  dir = await mkdtemp(join(tmpdir(), 'sluice-e2e-review-'));
+  const config = validateConfig({
+    identity: { issuer: idp.issuer, audience: idp.audience, cli_client_id: 'sluice-cli' },
+    roles: { reviewer: ['ml-leads'], auditor: ['security'] },
+    storage: { dir: join(dir, 'data'), master_key: randomBytes(32).toString('base64') },
+    connections: [
+      { name: 'llm', type: 'http', upstream: model.url, headers: { authorization: `Bearer ${UPSTREAM_KEY}` }, allow_groups: ['ml-eng'] },
+      { name: 'vault', type: 'http', upstream: model.url, headers: { authorization: `Bearer ${UPSTREAM_KEY}` }, allow_groups: ['ml-eng'], requires_grant: true },
+    ],
+    policies: [
+      { name: 'quick-review', when: 'request.json.model == "gpt-5-quick"', action: 'review', reviewers: ['ml-leads'], timeout: '1s' },
+      { name: 'frontier-models-need-review', when: 'connection.name == "llm" && request.json.model.startsWith("gpt-5")', action: 'review', reviewers: ['ml-leads'], timeout: '10m' },
+    ],
+  });
+  app = await buildApp({ config, logger: false });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  gateway = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
+  for (const user of ['alice', 'bob', 'carol'] as const) tokens[user] = await signToken(idp.signingKey, idp.claimsFor(user));
+});
+
+afterAll(async () => {
+  await app?.close();
+  await model?.close();
+  await idp?.close();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+function env(user: string) {
+  return { SLUICE_TOKEN: tokens[user]!, SLUICE_GATEWAY: gateway, XDG_CONFIG_HOME: join(tmpdir(), 'sluice-e2e-none') };
+}
+
+/** alice's `sluice connect NAME`, and an openai SDK pointed at its local port. */
+async function connect(name = 'llm') {
+  const cli = spawnCli(['connect', name], { env: env('alice') });
+  onTestFinished(() => cli.kill('SIGKILL'));
+  await cli.waitForOutput(/OpenAI base URL\s+(\S+)/);
+  const baseURL = /OpenAI base URL\s+(\S+)/.exec(cli.stdout())![1]!;
+  return { cli, client: new OpenAI({ baseURL, apiKey: 'sk-placeholder', maxRetries: 0, timeout: 60_000 }) };
+}
+
+/** bob's `sluice review list --json` until alice's review shows up. */
+async function pendingReviewId(rule = 'frontier-models-need-review'): Promise<string> {
+  let id: string | undefined;
+  await vi.waitFor(
+    async () => {
+      const r = await runCli(['review', 'list', '--json'], { env: env('bob') });
+      expect(r.code).toBe(0);
+      const reviews = (JSON.parse(r.stdout) as { reviews: ReviewJson[] }).reviews.filter((x) => x.rule === rule);
+      expect(reviews).toHaveLength(1);
+      id = reviews[0]!.id;
+    },
+    { timeout: 15_000, interval: 100 },
+  );
+  return id!;
+}
+
+describe('a call that needs review, through `sluice connect`', () => {
+  it('is held; alice and carol cannot approve; bob approves with the CLI and alice gets the model\'s answer', async () => {
+    const { cli, client } = await connect();
+    const before = model.requests.length;
+    const call = client.chat.completions.create({ model: 'gpt-5', messages: [{ role: 'user', content: 'please review me' }] });
+    const id = await pendingReviewId();
+    await cli.waitForOutput(new RegExp(`waiting for approval ${id} \\(reviewers: ml-leads\\)`));
+    expect(model.requests.length).toBe(before);
+
+    const shown = await runCli(['review', 'show', id], { env: env('bob') });
+    expect(shown.code).toBe(0);
+    expect(shown.stdout).toContain('requester:   alice@example.com');
+    expect(shown.stdout).toContain('request:     POST /v1/chat/completions model=gpt-5');
+
+    const self = await runCli(['review', 'approve', id], { env: env('alice') });
+    expect(self.code).toBe(4);
+    expect(self.stderr).toContain('ERR_SELF_APPROVAL');
+    const carol = await runCli(['review', 'approve', id], { env: env('carol') });
+    expect(carol.code).toBe(4);
+    expect(carol.stderr).toContain('ERR_NOT_REVIEWER');
+
+    const approved = await runCli(['review', 'approve', id, '--reason', 'fine for the eval'], { env: env('bob') });
+    expect(approved.code).toBe(0);
+    expect(approved.stdout).toContain(`Approved ${id}`);
+    const completion = await call;
+    expect(completion.choices[0]?.message.content).toContain('please review me');
+    await cli.waitForOutput(new RegExp(`${id} approved by bob@example.com`));
+  });
+
+  it('fails with the reviewer\'s reason when bob rejects', async () => {
+    const { client } = await connect();
+    const call = client.chat.completions.create({ model: 'gpt-5', messages: [{ role: 'user', content: 'no' }] }).catch((e: unknown) => e);
+    const id = await pendingReviewId();
+    const rejected = await runCli(['review', 'reject', id, '--reason', 'use the demo model'], { env: env('bob') });
+    expect(rejected.code).toBe(0);
+    const err = (await call) as InstanceType<typeof OpenAI.APIError>;
+    expect(err).toBeInstanceOf(OpenAI.PermissionDeniedError);
+    expect(err.status).toBe(403);
+    expect(err.code).toBe('ERR_REVIEW_REJECTED');
+    expect(err.message).toContain('rejected by bob@example.com: use the demo model');
+  });
+
+  it('fails with 403 "review expired" when nobody decides', async () => {
+    const { client } = await connect();
+    const err = (await client.chat.completions.create({ model: 'gpt-5-quick', messages: [{ role: 'user', content: 'quick' }] }).catch((e: unknown) => e)) as InstanceType<typeof OpenAI.APIError>;
+    expect(err).toBeInstanceOf(OpenAI.PermissionDeniedError);
+    expect(err.code).toBe('ERR_REVIEW_EXPIRED');
+    expect(err.message).toContain('review expired');
+  });
+
+  it('shows new reviews to `sluice review watch` as plain lines', async () => {
+    const watch = spawnCli(['review', 'watch'], { env: env('bob') });
+    onTestFinished(() => watch.kill('SIGKILL'));
+    await watch.waitForOutput(/watching reviews/);
+    const { client } = await connect();
+    const call = client.chat.completions.create({ model: 'gpt-5', messages: [{ role: 'user', content: 'watch me' }] });
+    await watch.waitForOutput(/^created\s+r_\S+\s+llm\s+alice@example\.com\s+POST \/v1\/chat\/completions model=gpt-5/m);
+    const id = /^created\s+(r_\S+)/m.exec(watch.stdout())![1]!;
+    expect((await runCli(['review', 'approve', id], { env: env('bob') })).code).toBe(0);
+    await call;
+    await watch.waitForOutput(new RegExp(`^approved\\s+${id}`, 'm'));
+    watch.kill('SIGINT');
+    expect(await watch.exited).toBe(0);
+  });
+});
+
+describe('time-boxed access with `sluice access`', () => {
+  it('refuses the tunnel without a grant, opens it once bob approves, and closes it when the grant ends', async () => {
+    const refused = await runCli(['connect', 'vault'], { env: env('alice') });
+    expect(refused.code).toBe(4);
+    expect(refused.stderr).toContain('ERR_GRANT_REQUIRED');
+
+    const requested = await runCli(['access', 'request', 'vault', '--for', '4s', '--reason', 'incident 7', '--json'], { env: env('alice') });
+    expect(requested.code).toBe(0);
+    const review = JSON.parse(requested.stdout) as ReviewJson;
+    expect(review).toMatchObject({ kind: 'grant', status: 'pending', connection: 'vault' });
+    expect((await runCli(['review', 'approve', review.id], { env: env('bob') })).stdout).toMatch(/may use vault until/);
+
+    const listed = await runCli(['access', 'list'], { env: env('alice') });
+    expect(listed.stdout).toMatch(/vault\s+active\s+until/);
+
+    const { cli, client } = await connect('vault');
+    const models = await client.models.list();
+    expect(models.data.length).toBeGreaterThan(0);
+    expect(await cli.exited).toBe(4);
+    expect(cli.stderr()).toContain('ERR_GRANT_EXPIRED');
+  });
+});

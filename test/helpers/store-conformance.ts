@@ -1,0 +1,229 @@
+/**
+ * The one conformance suite of the `Store` interface. A backend's test file calls
+ * `describeStoreConformance(name, factory)`; the factory returns a fresh, empty store per test and
+ * whatever cleans it up. The suite asserts only what the interface promises.
+ */
+import { describe, expect, it, onTestFinished } from 'vitest';
+import type { NewSession, ReviewRecord, Store, StoreAnnouncement } from '../../server/store/store.js';
+
+/** A fresh, empty store and how to dispose of it. */
+export interface StoreUnderTest {
+  readonly store: Store;
+  readonly dispose?: () => Promise<void>;
+}
+
+let counter = 0;
+
+function session(fields: Partial<NewSession> = {}): NewSession {
+  counter++;
+  return {
+    id: `ses_${counter.toString(16).padStart(32, '0')}`,
+    user: 'alice',
+    email: 'alice@example.com',
+    groups: ['ml-eng'],
+    connection: 'llm',
+    via: 'tunnel',
+    clientAddress: '127.0.0.1',
+    startedAt: 1_700_000_000_000 + counter,
+    file: `sessions/2023/11/14/ses_${counter}.rec`,
+    keyId: 'default',
+    replica: 'r1',
+    ...fields,
+  };
+}
+
+function review(fields: Partial<ReviewRecord> = {}): ReviewRecord {
+  counter++;
+  return {
+    id: `rev_${counter}`,
+    sessionId: 'ses_x',
+    exchangeId: `req_${counter}`,
+    requester: 'alice',
+    connection: 'llm',
+    rule: 'frontier-models-need-review',
+    reviewers: ['ml-leads'],
+    status: 'pending',
+    createdAt: 1_700_000_000_000 + counter,
+    ...fields,
+  };
+}
+
+/** Registers the conformance suite for one backend. */
+export function describeStoreConformance(name: string, factory: () => Promise<StoreUnderTest>): void {
+  async function open(): Promise<Store> {
+    const { store, dispose } = await factory();
+    onTestFinished(async () => {
+      await store.close();
+      await dispose?.();
+    });
+    return store;
+  }
+
+  describe(`Store conformance: ${name}`, () => {
+    it('creates a session open with zeroed counters and reads it back', async () => {
+      const store = await open();
+      const s = session({ reason: 'debugging', clientId: 'sluice-cli', cliVersion: '0.1.0' });
+      await store.createSession(s);
+      const got = await store.getSession(s.id);
+      expect(got).toMatchObject({ ...s, groups: ['ml-eng'], status: 'open', models: [], lastStatus: 0 });
+      expect(got?.counters).toEqual({ requests: 0, errors: 0, bytesUp: 0, bytesDown: 0, denied: 0, held: 0, masked: 0 });
+      expect(got?.tokens).toEqual({ prompt: 0, completion: 0, total: 0 });
+      expect(got?.endedAt).toBeUndefined();
+      expect(await store.getSession('ses_unknown')).toBeUndefined();
+    });
+
+    it('refuses a second session with the same id', async () => {
+      const store = await open();
+      const s = session();
+      await store.createSession(s);
+      await expect(store.createSession(s)).rejects.toThrow();
+    });
+
+    it('adds counters and tokens, merges models in order of first use, keeps the last status', async () => {
+      const store = await open();
+      const s = session();
+      await store.createSession(s);
+      await store.updateSession(s.id, { counters: { requests: 1, bytesUp: 100, bytesDown: 1000 }, tokens: { prompt: 5, completion: 7, total: 12 }, models: ['gpt-b'], lastStatus: 200 });
+      await store.updateSession(s.id, { counters: { requests: 1, errors: 1, denied: 1, held: 2, masked: 3 }, models: ['gpt-a', 'gpt-b'], lastStatus: 502 });
+      await store.updateSession(s.id, { counters: { requests: 1 } });
+      await store.updateSession('ses_unknown', { counters: { requests: 1 }, models: ['x'] });
+      const got = await store.getSession(s.id);
+      expect(got?.counters).toEqual({ requests: 3, errors: 1, bytesUp: 100, bytesDown: 1000, denied: 1, held: 2, masked: 3 });
+      expect(got?.tokens).toEqual({ prompt: 5, completion: 7, total: 12 });
+      expect(got?.models).toEqual(['gpt-b', 'gpt-a']);
+      expect(got?.lastStatus).toBe(502);
+    });
+
+    it('seals a session with its record count and final hash', async () => {
+      const store = await open();
+      const s = session();
+      await store.createSession(s);
+      await store.closeSession(s.id, { status: 'closed', endedAt: s.startedAt + 5000, records: 12, finalHash: 'ab'.repeat(32) });
+      expect(await store.getSession(s.id)).toMatchObject({ status: 'closed', endedAt: s.startedAt + 5000, records: 12, finalHash: 'ab'.repeat(32) });
+    });
+
+    it('lists newest first with every filter, combined', async () => {
+      const store = await open();
+      const a = session({ user: 'alice', connection: 'llm' });
+      const b = session({ user: 'bob', connection: 'llm' });
+      const c = session({ user: 'alice', connection: 'echo', via: 'proxy' });
+      for (const s of [a, b, c]) await store.createSession(s);
+      await store.updateSession(a.id, { models: ['gpt-4o'] });
+      await store.updateSession(b.id, { models: ['llama'] });
+      await store.closeSession(b.id, { status: 'closed', endedAt: b.startedAt + 1 });
+
+      const ids = async (f: Parameters<Store['listSessions']>[0]) => (await store.listSessions(f)).sessions.map((s) => s.id);
+      expect(await ids({})).toEqual([c.id, b.id, a.id]);
+      expect(await ids({ user: 'alice' })).toEqual([c.id, a.id]);
+      expect(await ids({ connection: 'llm' })).toEqual([b.id, a.id]);
+      expect(await ids({ user: 'alice', connection: 'llm' })).toEqual([a.id]);
+      expect(await ids({ model: 'llama' })).toEqual([b.id]);
+      expect(await ids({ status: 'open' })).toEqual([c.id, a.id]);
+      expect(await ids({ status: 'closed' })).toEqual([b.id]);
+      expect(await ids({ since: b.startedAt })).toEqual([c.id, b.id]);
+      expect(await ids({ until: b.startedAt })).toEqual([a.id]);
+      expect(await ids({ since: a.startedAt, until: c.startedAt })).toEqual([b.id, a.id]);
+      expect(await ids({ user: 'carol' })).toEqual([]);
+    });
+
+    it('pages with a cursor, never repeating or skipping a session, even with equal start times', async () => {
+      const store = await open();
+      const created: NewSession[] = [];
+      for (let i = 0; i < 7; i++) created.push(session({ startedAt: 1_800_000_000_000 + Math.floor(i / 3) }));
+      for (const s of created) await store.createSession(s);
+      const seen: string[] = [];
+      let cursor: string | undefined;
+      let pages = 0;
+      do {
+        const page = await store.listSessions({ limit: 3, cursor });
+        expect(page.sessions.length).toBeLessThanOrEqual(3);
+        seen.push(...page.sessions.map((s) => s.id));
+        cursor = page.next;
+        pages++;
+      } while (cursor !== undefined);
+      expect(pages).toBe(3);
+      expect(new Set(seen).size).toBe(7);
+      expect(seen.sort()).toEqual(created.map((s) => s.id).sort());
+    });
+
+    it('marks only the open sessions of one replica interrupted', async () => {
+      const store = await open();
+      const mine = session({ replica: 'r1' });
+      const sealed = session({ replica: 'r1' });
+      const theirs = session({ replica: 'r2' });
+      for (const s of [mine, sealed, theirs]) await store.createSession(s);
+      await store.closeSession(sealed.id, { status: 'closed', endedAt: 1 });
+      expect(await store.interruptOpenSessions('r1', 42)).toEqual([mine.id]);
+      expect(await store.getSession(mine.id)).toMatchObject({ status: 'interrupted', endedAt: 42 });
+      expect((await store.getSession(sealed.id))?.status).toBe('closed');
+      expect((await store.getSession(theirs.id))?.status).toBe('open');
+    });
+
+    it('finds sealed sessions past retention, oldest first, and deletes them', async () => {
+      const store = await open();
+      const old = session({ startedAt: 1000 });
+      const older = session({ startedAt: 500 });
+      const openOld = session({ startedAt: 700 });
+      const recent = session({ startedAt: 5000 });
+      for (const s of [old, older, openOld, recent]) await store.createSession(s);
+      for (const s of [old, older, recent]) await store.closeSession(s.id, { status: 'closed', endedAt: s.startedAt + 1 });
+      await store.updateSession(old.id, { models: ['m'] });
+      expect((await store.expiredSessions(2000, 10)).map((s) => s.id)).toEqual([older.id, old.id]);
+      expect((await store.expiredSessions(2000, 1)).map((s) => s.id)).toEqual([older.id]);
+      await store.deleteSession(old.id);
+      expect(await store.getSession(old.id)).toBeUndefined();
+      expect((await store.listSessions({ model: 'm' })).sessions).toEqual([]);
+    });
+
+    it('resolves a pending review once, announces it, and refuses a second resolution', async () => {
+      const store = await open();
+      const heard: StoreAnnouncement[] = [];
+      const unsubscribe = store.subscribe((a) => heard.push(a));
+      const r = review({ expiresAt: 1_700_000_600_000, summary: { model: 'gpt-5' } });
+      await store.createReview(r);
+      expect(await store.getReview(r.id)).toEqual(r);
+      expect((await store.listReviews({ status: 'pending' })).map((x) => x.id)).toContain(r.id);
+
+      const resolved = await store.resolveReview(r.id, { status: 'approved', decidedBy: 'bob', decidedAt: 1_700_000_100_000, note: 'ok' });
+      expect(resolved).toMatchObject({ status: 'approved', decidedBy: 'bob', decidedAt: 1_700_000_100_000, note: 'ok' });
+      expect(await store.resolveReview(r.id, { status: 'rejected', decidedAt: 1 })).toBeUndefined();
+      expect(await store.resolveReview('rev_unknown', { status: 'rejected', decidedAt: 1 })).toBeUndefined();
+      await new Promise((r) => setTimeout(r, 20));
+      expect(heard).toEqual([{ kind: 'review.resolved', reviewId: r.id, status: 'approved' }]);
+      expect((await store.listReviews({ status: 'pending' })).map((x) => x.id)).not.toContain(r.id);
+
+      unsubscribe();
+      const r2 = review();
+      await store.createReview(r2);
+      await store.resolveReview(r2.id, { status: 'expired', decidedAt: 2 });
+      await new Promise((r) => setTimeout(r, 20));
+      expect(heard).toHaveLength(1);
+    });
+
+    it('delivers announcements to every subscriber even when one throws', async () => {
+      const store = await open();
+      const heard: string[] = [];
+      store.subscribe(() => {
+        throw new Error('a broken subscriber');
+      });
+      store.subscribe((a) => heard.push(a.reviewId));
+      await store.announce({ kind: 'review.resolved', reviewId: 'rev_1', status: 'rejected' });
+      await new Promise((r) => setTimeout(r, 20));
+      expect(heard).toEqual(['rev_1']);
+    });
+
+    it('returns the grants in force and revokes one', async () => {
+      const store = await open();
+      const base = { user: 'alice', connection: 'llm', grantedBy: 'bob', createdAt: 1000 };
+      await store.createGrant({ ...base, id: 'g1', expiresAt: 2000, rule: 'frontier' });
+      await store.createGrant({ ...base, id: 'g2', expiresAt: 5000 });
+      await store.createGrant({ ...base, id: 'g3', connection: 'echo', expiresAt: 5000 });
+      expect((await store.activeGrants('alice', 'llm', 1500)).map((g) => g.id)).toEqual(['g1', 'g2']);
+      expect((await store.activeGrants('alice', 'llm', 2000)).map((g) => g.id)).toEqual(['g2']);
+      expect((await store.activeGrants('alice', 'llm', 500)).map((g) => g.id)).toEqual([]);
+      expect(await store.revokeGrant('g2')).toBe(true);
+      expect(await store.revokeGrant('g2')).toBe(false);
+      expect(await store.activeGrants('alice', 'llm', 1500)).toEqual([expect.objectContaining({ id: 'g1', rule: 'frontier', grantedBy: 'bob' })]);
+    });
+  });
+}

@@ -1,0 +1,175 @@
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { createApprovalService, type ApprovalService } from '../../server/approval/approval-service.js';
+import type { ReviewEvent } from '../../server/approval/review-feed.js';
+import type { ReviewStore } from '../../server/approval/review-store.js';
+import { openSqliteReviewStore } from '../../server/approval/sqlite-review-store.js';
+import type { Principal } from '../../server/identity/principal.js';
+import { SluiceError } from '../../shared/errors.js';
+
+function person(sub: string, groups: string[], roles: Principal['roles'] = []): Principal {
+  return { sub, email: `${sub}@example.com`, groups, roles, expiresAt: 0, issuer: 'https://idp' };
+}
+const alice = person('alice', ['ml-eng']);
+const bob = person('bob', ['ml-leads']);
+const erin = person('erin', ['ml-leads']);
+const carol = person('carol', ['security'], ['auditor']);
+const dave = person('dave', ['interns']);
+
+interface Setup {
+  store: ReviewStore;
+  service: ApprovalService;
+  events: ReviewEvent[];
+  notified: ReviewEvent[];
+  now: { t: number };
+  file: string;
+}
+
+function setup(limits = { perUser: 3, total: 5 }, file?: string): Setup {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-reviews-'));
+  const dbFile = file ?? join(dir, 'data', 'reviews.db');
+  const store = openSqliteReviewStore({ file: dbFile });
+  onTestFinished(() => store.close());
+  const now = { t: 1_700_000_000_000 };
+  const events: ReviewEvent[] = [];
+  const notified: ReviewEvent[] = [];
+  store.feed.subscribe((e) => events.push(e));
+  const service = createApprovalService({ store, limits: () => limits, notify: (e) => notified.push(e), clock: () => now.t });
+  return { store, service, events, notified, now, file: dbFile };
+}
+
+function held(service: ApprovalService, who: Principal = alice, over: Partial<Parameters<ApprovalService['openRequestReview']>[0]> = {}) {
+  return service.openRequestReview({
+    principal: who,
+    connection: 'llm',
+    rule: 'frontier-models-need-review',
+    reviewers: ['ml-leads'],
+    minApprovals: 1,
+    timeoutMs: 600_000,
+    summary: { method: 'POST', path: '/v1/chat/completions', model: 'gpt-5', size: 120 },
+    sessionId: 'ses_1',
+    requestId: 'req_1',
+    ...over,
+  });
+}
+
+async function codeOf(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (err) {
+    return (err as SluiceError).code;
+  }
+  return 'resolved';
+}
+
+describe('the SQLite review store and the rules of reviewing', () => {
+  it('keeps reviews in <dir>/reviews.db (WAL), announces them, and survives a reopen', async () => {
+    const s = setup();
+    const review = await held(s.service);
+    expect(review.id).toMatch(/^r_[0-9a-f]{24}$/);
+    expect(review).toMatchObject({ status: 'pending', kind: 'request', requester: { sub: 'alice' }, expiresAt: s.now.t + 600_000 });
+    expect(s.events.map((e) => e.type)).toEqual(['review.created']);
+    expect(s.notified.map((e) => e.type)).toEqual(['review.created']);
+    expect(existsSync(s.file)).toBe(true);
+    expect(existsSync(`${s.file}-wal`)).toBe(true);
+    await s.store.close();
+    const again = openSqliteReviewStore({ file: s.file });
+    onTestFinished(() => again.close());
+    expect(await again.get(review.id)).toEqual(review);
+  });
+
+  it('lets a reviewer of the rule\'s groups approve, but never the requester or someone outside the groups', async () => {
+    const s = setup();
+    const review = await held(s.service);
+    expect(await codeOf(s.service.approve({ id: review.id, principal: alice }))).toBe('ERR_SELF_APPROVAL');
+    expect(await codeOf(s.service.approve({ id: review.id, principal: carol }))).toBe('ERR_NOT_REVIEWER');
+    expect(await codeOf(s.service.reject({ id: review.id, principal: carol }))).toBe('ERR_NOT_REVIEWER');
+    // Someone who may not even see the review learns nothing about it.
+    expect(await codeOf(s.service.approve({ id: review.id, principal: dave }))).toBe('ERR_NOT_FOUND');
+    const { review: approved } = await s.service.approve({ id: review.id, principal: bob, reason: 'fine' });
+    expect(approved).toMatchObject({ status: 'approved', resolvedBy: { sub: 'bob' }, approvals: [{ sub: 'bob', reason: 'fine' }] });
+    expect(s.events.map((e) => e.type)).toEqual(['review.created', 'review.approved']);
+    expect(await codeOf(s.service.reject({ id: review.id, principal: erin }))).toBe('ERR_REVIEW_CONFLICT');
+  });
+
+  it('counts distinct reviewers toward min_approvals', async () => {
+    const s = setup();
+    const review = await held(s.service, alice, { minApprovals: 2 });
+    const first = await s.service.approve({ id: review.id, principal: bob });
+    expect(first.review).toMatchObject({ status: 'pending', approvals: [{ sub: 'bob' }] });
+    expect(await codeOf(s.service.approve({ id: review.id, principal: bob }))).toBe('ERR_REVIEW_CONFLICT');
+    const second = await s.service.approve({ id: review.id, principal: erin });
+    expect(second.review.status).toBe('approved');
+    expect(s.events.map((e) => e.type)).toEqual(['review.created', 'review.approval', 'review.approved']);
+  });
+
+  it('records the rejecting reviewer and reason', async () => {
+    const s = setup();
+    const review = await held(s.service);
+    const rejected = await s.service.reject({ id: review.id, principal: bob, reason: 'use the small model' });
+    expect(rejected).toMatchObject({ status: 'rejected', resolvedBy: { sub: 'bob' }, resolution: 'use the small model' });
+    expect(s.notified.at(-1)).toMatchObject({ type: 'review.rejected', actor: { sub: 'bob' } });
+    expect(await codeOf(s.service.approve({ id: review.id, principal: erin }))).toBe('ERR_REVIEW_CONFLICT');
+  });
+
+  it('refuses decisions past the expiry and marks the review expired', async () => {
+    const s = setup();
+    const review = await held(s.service);
+    s.now.t += 600_001;
+    expect(await codeOf(s.service.approve({ id: review.id, principal: bob }))).toBe('ERR_REVIEW_EXPIRED');
+    expect((await s.store.get(review.id))?.status).toBe('expired');
+    expect(s.events.map((e) => e.type)).toEqual(['review.created', 'review.expired']);
+    const other = await held(s.service);
+    s.now.t += 600_001;
+    expect(await codeOf(s.service.reject({ id: other.id, principal: bob }))).toBe('ERR_REVIEW_EXPIRED');
+    expect((await s.store.get(other.id))?.status).toBe('expired');
+  });
+
+  it('bounds pending reviews per user and in total (ERR_REVIEW_LIMIT, 429); expired ones do not count', async () => {
+    const s = setup({ perUser: 2, total: 3 });
+    await held(s.service);
+    await held(s.service);
+    const err = await held(s.service).catch((e: unknown) => e as SluiceError);
+    expect(err).toBeInstanceOf(SluiceError);
+    expect((err as SluiceError).code).toBe('ERR_REVIEW_LIMIT');
+    expect((err as SluiceError).status).toBe(429);
+    await held(s.service, dave);
+    expect(await codeOf(held(s.service, erin))).toBe('ERR_REVIEW_LIMIT');
+    s.now.t += 600_001;
+    await held(s.service);
+  });
+
+  it('creates a grant when an access request is approved, and finds it until it ends', async () => {
+    const s = setup();
+    const request = await s.service.requestGrant({ principal: alice, connection: 'prod-db', durationMs: 2 * 3_600_000, reason: 'incident 7', reviewers: ['ml-leads'], minApprovals: 1, timeoutMs: 3_600_000 });
+    expect(request).toMatchObject({ kind: 'grant', rule: 'grant', summary: { durationMs: 7_200_000 } });
+    expect(await s.store.activeGrant('alice', 'prod-db', s.now.t)).toBeUndefined();
+    const { grant } = await s.service.approve({ id: request.id, principal: bob });
+    expect(grant).toMatchObject({ sub: 'alice', connection: 'prod-db', reviewId: request.id, approvedBy: ['bob'], expiresAt: s.now.t + 7_200_000 });
+    expect(await s.store.activeGrant('alice', 'prod-db', s.now.t + 7_199_999)).toEqual(grant);
+    expect(await s.store.activeGrant('alice', 'prod-db', s.now.t + 7_200_000)).toBeUndefined();
+    expect(await s.store.activeGrant('bob', 'prod-db', s.now.t)).toBeUndefined();
+  });
+
+  it('shows reviews to requesters, reviewers, admins and auditors only', async () => {
+    const s = setup();
+    const review = await held(s.service);
+    expect((await s.service.list(alice)).map((r) => r.id)).toEqual([review.id]);
+    expect((await s.service.list(bob)).map((r) => r.id)).toEqual([review.id]);
+    expect((await s.service.list(carol)).map((r) => r.id)).toEqual([review.id]);
+    expect(await s.service.list(dave)).toEqual([]);
+    expect(await codeOf(s.service.get(dave, review.id))).toBe('ERR_NOT_FOUND');
+  });
+
+  it('decides a race between two reviewers once: one wins, the other gets ERR_REVIEW_CONFLICT', async () => {
+    const s = setup();
+    const review = await held(s.service);
+    const results = await Promise.allSettled([s.service.approve({ id: review.id, principal: bob }), s.service.reject({ id: review.id, principal: erin })]);
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    const failed = results.find((r) => r.status === 'rejected') as PromiseRejectedResult;
+    expect((failed.reason as SluiceError).code).toBe('ERR_REVIEW_CONFLICT');
+    expect(s.events.filter((e) => e.type !== 'review.created')).toHaveLength(1);
+  });
+});

@@ -1,0 +1,240 @@
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { nodeRecordingIo } from '../../server/recording/file-io.js';
+import { KeyRing } from '../../server/recording/key-ring.js';
+import { HEADER_PREFIX, LENGTH_BYTES } from '../../server/recording/record-format.js';
+import { readSession, SessionReadError } from '../../server/recording/session-reader.js';
+import { SessionWriter } from '../../server/recording/session-writer.js';
+import { loadOrCreateSigningKey, signingKeyFrom, type SigningKey } from '../../server/recording/signing-key.js';
+import { verifySession } from '../../server/recording/verify-session.js';
+
+const SESSION = 'ses_0123456789abcdef0123456789abcdef';
+const SECRET_PROMPT = 'the launch code is ALPHA-7-TANGO';
+
+let dir: string;
+let signing: SigningKey;
+const ring = new KeyRing([{ id: 'k1', key: randomBytes(32) }]);
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'sluice-format-'));
+  signing = await loadOrCreateSigningKey(dir);
+  return () => rm(dir, { recursive: true, force: true });
+});
+
+/** Writes a sealed session of `n` chunk records after a start and a request; returns the path and record offsets. */
+async function writeSession(options: { n?: number; seal?: boolean; keyRing?: KeyRing; id?: string } = {}): Promise<{ path: string; offsets: number[] }> {
+  const path = join(dir, `${options.id ?? SESSION}-${randomBytes(4).toString('hex')}.rec`);
+  const writer = await SessionWriter.create({
+    io: nodeRecordingIo,
+    path,
+    sessionId: options.id ?? SESSION,
+    created: Date.now(),
+    keyRing: options.keyRing ?? ring,
+    fsync: 'never',
+    fsyncIntervalMs: 1000,
+  });
+  await writer.append('session.start', {
+    session: options.id ?? SESSION,
+    started_at: writer.created,
+    user: { sub: 'alice', groups: ['ml-eng'], issuer: 'https://idp' },
+    connection: { name: 'llm', type: 'http' },
+    via: 'tunnel',
+    client_address: '127.0.0.1',
+    record: { request_body: 'raw', response_body: 'raw', raw: false },
+  });
+  await writer.append('exchange.request', { exchange: 'req_1', method: 'POST', path: '/v1/chat/completions', headers: {}, decision: { action: 'allow' }, body: { capture: 'raw', bytes: SECRET_PROMPT.length } }, Buffer.from(SECRET_PROMPT));
+  // Appended in one tick: they are written together, in order.
+  await Promise.all(
+    Array.from({ length: options.n ?? 5 }, (_, i) => writer.append('exchange.chunk', { exchange: 'req_1', dir: 'down', bytes: 6 }, Buffer.from(`chunk${i}`), 10 + i)),
+  );
+  if (options.seal ?? true) await writer.seal(signing);
+  else await writer.close();
+  const bytes = await readFile(path);
+  const offsets: number[] = [];
+  let at = HEADER_PREFIX + bytes.readUInt32BE(HEADER_PREFIX - 4);
+  while (at < bytes.length) {
+    offsets.push(at);
+    at += LENGTH_BYTES + bytes.readUInt32BE(at);
+  }
+  return { path, offsets };
+}
+
+async function writeSessionSignedBy(key: SigningKey): Promise<string> {
+  const path = join(dir, `forged-${randomBytes(4).toString('hex')}.rec`);
+  const writer = await SessionWriter.create({ io: nodeRecordingIo, path, sessionId: SESSION, created: Date.now(), keyRing: ring, fsync: 'never', fsyncIntervalMs: 1000 });
+  await writer.append('exchange.chunk', { exchange: 'req_1', dir: 'down', bytes: 1 });
+  await writer.append('session.end', { reason: 'closed', exchanges: 1 });
+  await writer.seal(key);
+  return path;
+}
+
+async function readAll(path: string, keyRing = ring) {
+  const events = [];
+  for await (const e of readSession(path, keyRing)) events.push(e);
+  return events;
+}
+
+describe('session file: record, read, verify', () => {
+  it('round-trips every event in order, with payloads, and holds no plaintext', async () => {
+    const { path, offsets } = await writeSession();
+    const events = await readAll(path);
+    expect(events.map((e) => e.type)).toEqual(['session.start', 'exchange.request', ...Array(5).fill('exchange.chunk'), 'session.checkpoint']);
+    expect(events.map((e) => e.seq)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    expect(events.map((e) => e.offset)).toEqual(offsets);
+    expect(events[1]!.payload?.toString()).toBe(SECRET_PROMPT);
+    expect(events[1]!.fields).toMatchObject({ exchange: 'req_1', method: 'POST', path: '/v1/chat/completions' });
+    expect(events.slice(2, 7).map((e) => [e.t, e.payload?.toString()])).toEqual([0, 1, 2, 3, 4].map((i) => [10 + i, `chunk${i}`]));
+
+    const bytes = await readFile(path);
+    expect(bytes.includes(Buffer.from(SECRET_PROMPT))).toBe(false);
+    expect(bytes.includes(Buffer.from('chunk0'))).toBe(false);
+    expect(bytes.includes(Buffer.from('alice'))).toBe(false);
+
+    expect(await verifySession(path, { keyRing: ring, publicKey: signing.publicKeyPem })).toEqual({
+      ok: true,
+      status: 'intact',
+      session: SESSION,
+      keyId: 'k1',
+      records: 8,
+      lastGoodSeq: 7,
+      lastGoodOffset: bytes.length,
+      problems: [],
+    });
+  });
+
+  it('reports a flipped byte with the record it is in', async () => {
+    const { path, offsets } = await writeSession();
+    const bytes = await readFile(path);
+    bytes[offsets[3]! + 20]! ^= 0x01;
+    await writeFile(path, bytes);
+    const result = await verifySession(path, { keyRing: ring, publicKey: signing.publicKey });
+    expect(result.ok).toBe(false);
+    expect(result.status).toBe('broken');
+    expect(result.lastGoodSeq).toBe(2);
+    expect(result.problems[0]).toMatchObject({ kind: 'decrypt', index: 3, offset: offsets[3] });
+    // The next record no longer chains to the altered bytes either.
+    expect(result.problems[1]).toMatchObject({ kind: 'chain', index: 4, offset: offsets[4] });
+    await expect(readAll(path)).rejects.toMatchObject({ name: 'SessionReadError', index: 3, offset: offsets[3] });
+  });
+
+  it('reports a dropped record where the gap is', async () => {
+    const { path, offsets } = await writeSession();
+    const bytes = await readFile(path);
+    await writeFile(path, Buffer.concat([bytes.subarray(0, offsets[4]), bytes.subarray(offsets[5])]));
+    const result = await verifySession(path, { keyRing: ring, publicKey: signing.publicKey });
+    expect(result.status).toBe('broken');
+    expect(result.lastGoodSeq).toBe(3);
+    expect(result.problems[0]).toMatchObject({ kind: 'sequence', index: 4, offset: offsets[4] });
+    expect(result.problems[1]).toMatchObject({ kind: 'chain', index: 4 });
+    expect(result.problems.some((p) => p.kind === 'checkpoint')).toBe(true);
+  });
+
+  it('reports two swapped records at the first of them', async () => {
+    const { path, offsets } = await writeSession();
+    const bytes = await readFile(path);
+    const a = bytes.subarray(offsets[3], offsets[4]);
+    const b = bytes.subarray(offsets[4], offsets[5]);
+    await writeFile(path, Buffer.concat([bytes.subarray(0, offsets[3]), b, a, bytes.subarray(offsets[5])]));
+    const result = await verifySession(path, { keyRing: ring, publicKey: signing.publicKey });
+    expect(result.status).toBe('broken');
+    expect(result.lastGoodSeq).toBe(2);
+    expect(result.problems.filter((p) => p.kind === 'sequence').map((p) => p.index)).toEqual([3, 4]);
+    await expect(readAll(path)).rejects.toBeInstanceOf(SessionReadError);
+  });
+
+  it('reads a file cut inside a record up to its last whole record, and says where it ends', async () => {
+    const { path, offsets } = await writeSession({ seal: false });
+    await truncate(path, offsets[5]! + 7);
+    const events = await readAll(path);
+    expect(events.map((e) => e.seq)).toEqual([0, 1, 2, 3, 4]);
+    const result = await verifySession(path, { keyRing: ring, publicKey: signing.publicKey });
+    expect(result).toMatchObject({ ok: false, status: 'interrupted', records: 5, lastGoodSeq: 4, lastGoodOffset: offsets[5] });
+    expect(result.problems.map((p) => [p.kind, p.index, p.offset])).toEqual([
+      ['truncated', 5, offsets[5]],
+      ['interrupted', 5, offsets[5]! + 7],
+    ]);
+  });
+
+  it('calls a sealed session cut short broken when the index knows its length', async () => {
+    const { path, offsets } = await writeSession();
+    const records = offsets.length;
+    await truncate(path, offsets[records - 1]!);
+    const alone = await verifySession(path, { keyRing: ring, publicKey: signing.publicKey });
+    expect(alone.status).toBe('interrupted');
+    const withIndex = await verifySession(path, { keyRing: ring, publicKey: signing.publicKey, expect: { records } });
+    expect(withIndex.status).toBe('broken');
+    expect(withIndex.problems.find((p) => p.kind === 'mismatch')?.message).toContain(`has ${records} records; the file has ${records - 1}`);
+  });
+
+  it('refuses a checkpoint signed by another key, or with its signature replaced', async () => {
+    const { path } = await writeSession();
+    const other = signingKeyFrom(generateKeyPairSync('ed25519').privateKey);
+    const result = await verifySession(path, { keyRing: ring, publicKey: other.publicKey });
+    expect(result.status).toBe('broken');
+    expect(result.problems).toEqual([expect.objectContaining({ kind: 'signature', index: 7 })]);
+    expect(result.lastGoodSeq).toBe(6);
+
+    // A checkpoint re-made by someone holding the data key but not the signing key: the fingerprint claims ours.
+    const forged = await writeSessionSignedBy({ ...other, fingerprint: signing.fingerprint });
+    const forgedResult = await verifySession(forged, { keyRing: ring, publicKey: signing.publicKey });
+    expect(forgedResult.status).toBe('broken');
+    expect(forgedResult.problems).toEqual([expect.objectContaining({ kind: 'signature', index: 2, message: expect.stringContaining('does not verify') })]);
+  });
+
+  it('names a session with no checkpoint interrupted, every record still good', async () => {
+    const { path } = await writeSession({ seal: false });
+    const result = await verifySession(path, { keyRing: ring, publicKey: signing.publicKey });
+    expect(result).toMatchObject({ ok: false, status: 'interrupted', records: 7, lastGoodSeq: 6 });
+    expect(result.problems).toEqual([expect.objectContaining({ kind: 'interrupted', index: 7 })]);
+  });
+
+  it('rejects an altered header: the first record no longer chains to it', async () => {
+    const { path } = await writeSession();
+    const bytes = await readFile(path);
+    const text = bytes.toString('latin1').replace('"created":', '"created":1');
+    await writeFile(path, Buffer.from(text, 'latin1'));
+    // The header's length prefix now disagrees with its JSON, or the chain breaks: either way, not intact.
+    const result = await verifySession(path, { keyRing: ring, publicKey: signing.publicKey });
+    expect(result.ok).toBe(false);
+    expect(result.status).toBe('broken');
+  });
+
+  it('names the key problem when the master key is not in the ring', async () => {
+    const { path } = await writeSession();
+    const stranger = new KeyRing([{ id: 'k9', key: randomBytes(32) }]);
+    const result = await verifySession(path, { keyRing: stranger, publicKey: signing.publicKey });
+    expect(result.problems).toEqual([expect.objectContaining({ kind: 'key', index: -1, message: expect.stringContaining('"k1"') })]);
+    await expect(readAll(path, stranger)).rejects.toThrow(/No master key with id "k1"/);
+    const wrongKey = new KeyRing([{ id: 'k1', key: randomBytes(32) }]);
+    expect((await verifySession(path, { keyRing: wrongKey, publicKey: signing.publicKey })).problems[0]?.kind).toBe('key');
+  });
+
+  it('still decrypts sessions under an old master key after a new one is added to the ring', async () => {
+    const oldKey = { id: 'k1', key: randomBytes(32) };
+    const before = new KeyRing([oldKey]);
+    const { path: oldSession } = await writeSession({ keyRing: before });
+
+    const rotated = new KeyRing([{ id: 'k2', key: randomBytes(32) }, oldKey]);
+    expect(rotated.currentId).toBe('k2');
+    const { path: newSession } = await writeSession({ keyRing: rotated });
+
+    expect((await readAll(oldSession, rotated)).at(1)?.payload?.toString()).toBe(SECRET_PROMPT);
+    expect(await verifySession(oldSession, { keyRing: rotated, publicKey: signing.publicKey })).toMatchObject({ ok: true, keyId: 'k1' });
+    expect(await verifySession(newSession, { keyRing: rotated, publicKey: signing.publicKey })).toMatchObject({ ok: true, keyId: 'k2' });
+    // The old ring cannot read what the new key wrapped.
+    expect((await verifySession(newSession, { keyRing: before, publicKey: signing.publicKey })).problems[0]?.kind).toBe('key');
+  });
+
+  it('keeps the signing key in a 0600 file and reuses it', async () => {
+    const again = await loadOrCreateSigningKey(dir);
+    expect(again.publicKeyPem).toBe(signing.publicKeyPem);
+    const { stat } = await import('node:fs/promises');
+    expect((await stat(join(dir, 'signing-key.pem'))).mode & 0o777).toBe(0o600);
+    const other = await mkdtemp(join(tmpdir(), 'sluice-format-'));
+    onTestFinished(() => rm(other, { recursive: true, force: true }));
+    expect((await loadOrCreateSigningKey(other)).publicKeyPem).not.toBe(signing.publicKeyPem);
+  });
+});
