@@ -56,11 +56,14 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
   private hello?: HelloMessage;
   private stopped = false;
   private attempt = 0;
-  private connectedOnce = false;
   private reauthTimer?: NodeJS.Timeout;
   private retryTimer?: NodeJS.Timeout;
   private pingTimer?: NodeJS.Timeout;
   private lastError?: SluiceError;
+  /** The token the current tunnel was opened or last re-authenticated with. */
+  private token?: string;
+  /** True while `connect` waits for hello; a close then is its failure, not a drop to recover from. */
+  private connecting = false;
   private readonly waiters = new Set<() => void>();
   private readonly totals = { bytesIn: 0, bytesOut: 0, streamsOpened: 0 };
 
@@ -137,54 +140,80 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
   }
 
   private async connect(reconnect: boolean): Promise<HelloMessage> {
-    const { token } = await this.options.getToken(false);
+    const access = await this.options.getToken(false);
+    this.token = access.token;
     const ws = new WebSocket(this.tunnelUrl(), {
-      headers: { authorization: `Bearer ${token}`, 'user-agent': this.options.userAgent ?? 'sluice-cli' },
+      headers: { authorization: `Bearer ${access.token}`, 'user-agent': this.options.userAgent ?? 'sluice-cli' },
       perMessageDeflate: false,
       maxPayload: 64 * 1024 * 1024 + FRAME_HEADER_SIZE,
       handshakeTimeout: 15_000,
     });
     this.ws = ws;
-    const hello = await new Promise<HelloMessage>((resolve, reject) => {
-      let refused = false;
-      ws.once('unexpected-response', (_req, res) => {
-        // The refusal's body carries the gateway's error code; terminating first would lose it.
-        refused = true;
-        refusal(res)
-          .then(reject, reject)
-          .finally(() => ws.terminate());
+    this.connecting = true;
+    let mux: TunnelMux;
+    let hello: HelloMessage;
+    try {
+      [hello, mux] = await new Promise<[HelloMessage, TunnelMux]>((resolve, reject) => {
+        let refused = false;
+        ws.once('unexpected-response', (_req, res) => {
+          // The refusal's body carries the gateway's error code; terminating first would lose it.
+          refused = true;
+          refusal(res)
+            .then(reject, reject)
+            .finally(() => ws.terminate());
+        });
+        ws.once('error', (err) => {
+          if (refused) return;
+          reject(new SluiceError('ERR_GATEWAY_UNREACHABLE', { message: `Cannot reach the gateway at ${this.options.gateway}: ${(err as NodeJS.ErrnoException).code ?? err.message}`, cause: err }));
+        });
+        ws.once('close', (code, reason) => {
+          if (!refused) reject(closeError(code, reason.toString()));
+        });
+        ws.once('message', (data, isBinary) => {
+          try {
+            if (isBinary) throw new SluiceError('ERR_TUNNEL_PROTOCOL', { message: 'The gateway sent data before hello' });
+            const text = data.toString();
+            if (text.length > MAX_CONTROL_BYTES) throw new SluiceError('ERR_TUNNEL_PROTOCOL', { message: 'hello is too large' });
+            const msg = parseControl(text);
+            if (msg.type === 'error') throw closeError(4000, msg.code, msg.message);
+            if (msg.type !== 'hello') throw new SluiceError('ERR_TUNNEL_PROTOCOL', { message: `Expected hello, got ${msg.type}` });
+            ws.removeAllListeners('unexpected-response');
+            ws.removeAllListeners('error');
+            ws.removeAllListeners('close');
+            ws.on('error', () => undefined);
+            // Built before this handler returns: frames that came in the same read as hello (an error and a
+            // close, say) are emitted synchronously after it and must reach the mux, not be lost.
+            resolve([msg, this.attach(ws, msg)]);
+          } catch (err) {
+            ws.terminate();
+            reject(err);
+          }
+        });
       });
-      ws.once('error', (err) => {
-        if (refused) return;
-        reject(new SluiceError('ERR_GATEWAY_UNREACHABLE', { message: `Cannot reach the gateway at ${this.options.gateway}: ${(err as NodeJS.ErrnoException).code ?? err.message}`, cause: err }));
-      });
-      ws.once('close', (code, reason) => {
-        if (!refused) reject(closeError(code, reason.toString()));
-      });
-      ws.once('message', (data, isBinary) => {
-        try {
-          if (isBinary) throw new SluiceError('ERR_TUNNEL_PROTOCOL', { message: 'The gateway sent data before hello' });
-          const text = data.toString();
-          if (text.length > MAX_CONTROL_BYTES) throw new SluiceError('ERR_TUNNEL_PROTOCOL', { message: 'hello is too large' });
-          const msg = parseControl(text);
-          if (msg.type === 'error') throw closeError(4000, msg.code, msg.message);
-          if (msg.type !== 'hello') throw new SluiceError('ERR_TUNNEL_PROTOCOL', { message: `Expected hello, got ${msg.type}` });
-          resolve(msg);
-        } catch (err) {
-          ws.terminate();
-          reject(err);
-        }
-      });
-    });
-    ws.removeAllListeners('unexpected-response');
-    ws.removeAllListeners('error');
-    ws.removeAllListeners('close');
-    ws.on('error', () => undefined);
+    } finally {
+      this.connecting = false;
+    }
+    if (mux.isClosed || ws.readyState !== WebSocket.OPEN) {
+      // The gateway said hello and closed straight away: report its reason, as a refusal would.
+      const error = this.lastError ?? new SluiceError('ERR_GATEWAY_UNREACHABLE', { message: 'The tunnel closed right after it opened' });
+      this.mux = undefined;
+      ws.terminate();
+      throw error;
+    }
+    this.attempt = 0;
+    this.lastError = undefined;
+    this.startPing(ws);
+    this.scheduleReauth(access.expiresAt);
+    this.emit('event', { kind: 'connected', hello, reconnect });
+    this.wake();
+    return hello;
+  }
+
+  /** The mux of a tunnel that said hello, with its control messages and close handled. */
+  private attach(ws: WebSocket, hello: HelloMessage): TunnelMux {
     this.hello = hello;
     const mux = new TunnelMux(ws, { role: 'client', ...muxOptionsFromHello(hello) });
     this.mux = mux;
-    this.attempt = 0;
-    this.lastError = undefined;
     mux.on('error', () => undefined);
     mux.on('control', (msg) => {
       if (msg.type === 'notice') this.emit('event', { kind: 'notice', level: msg.level, message: msg.message, code: msg.code });
@@ -195,13 +224,7 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
       }
     });
     mux.on('close', (code, reason) => this.onClosed(mux, code, reason));
-    this.startPing(ws);
-    const first = await this.options.getToken(false);
-    this.scheduleReauth(first.expiresAt);
-    this.connectedOnce = true;
-    this.emit('event', { kind: 'connected', hello, reconnect });
-    this.wake();
-    return hello;
+    return mux;
   }
 
   private startPing(ws: WebSocket): void {
@@ -233,6 +256,17 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
     if (!mux || mux.isClosed || this.stopped) return;
     try {
       const fresh = await this.options.getToken(true);
+      if (fresh.token === this.token) {
+        // A fixed token (SLUICE_TOKEN) cannot be renewed: say so once, and let the gateway close at expiry.
+        this.emit('event', {
+          kind: 'notice',
+          level: 'warn',
+          message: 'The login cannot be renewed (a fixed token); the tunnel closes when the token expires',
+          code: 'ERR_REFRESH_FAILED',
+        });
+        return;
+      }
+      this.token = fresh.token;
       mux.sendControl({ type: 'reauth', token: fresh.token });
     } catch (err) {
       // Without a fresh token the gateway closes the tunnel at expiry; say why now.
@@ -242,13 +276,15 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
   }
 
   private onClosed(mux: TunnelMux, code: number, reason: string): void {
+    // A tunnel that failed while opening was already reported by connect().
+    if (this.mux !== mux) return;
     this.stopTimers();
     const s = mux.stats;
     this.totals.bytesIn += s.bytesIn;
     this.totals.bytesOut += s.bytesOut;
     this.totals.streamsOpened += s.streamsOpened;
     this.mux = undefined;
-    if (this.stopped) return;
+    if (this.stopped || this.connecting) return;
     const error = this.lastError ?? closeError(code, reason);
     this.lastError = error;
     if (FATAL_CLOSE.has(code)) {

@@ -3,29 +3,29 @@ import { parseDuration } from '../config/duration.js';
 import type { Config } from '../config/schema.js';
 import { createApprovalService, type ApprovalService } from './approval-service.js';
 import { createGrantGate, type GrantGate } from './grant-gate.js';
-import { createHeldRequests, type HeldRequests, type HeldRequestsOptions } from './held-requests.js';
+import { createHeldRequests, type HeldExchange, type HeldRequests, type HeldRequestsOptions } from './held-requests.js';
 import type { ReviewStore } from './review-store.js';
 import { createSessionNotices, type SessionNotices } from './session-notices.js';
 import { openSqliteReviewStore } from './sqlite-review-store.js';
 import { createWebhookNotifier, type WebhookLog, type WebhookNotifier } from './webhook-notifier.js';
 
 /** Options of {@link createApprovalSystem}. */
-export interface ApprovalSystemOptions {
+export interface ApprovalSystemOptions<X extends HeldExchange = HeldExchange> {
   /** The current configuration (read per use, so a reload takes effect). */
   readonly config: () => Config;
   /** Default: SQLite at `<storage.dir>/reviews.db`. */
   readonly store?: ReviewStore;
   /** Records review events into the held exchange's session (fail-closed). */
-  readonly record?: HeldRequestsOptions['record'];
+  readonly record?: HeldRequestsOptions<X>['record'];
   readonly log?: WebhookLog;
   readonly clock?: () => number;
 }
 
 /** Reviews, grants and their notifications, wired together once per gateway. */
-export interface ApprovalSystem {
+export interface ApprovalSystem<X extends HeldExchange = HeldExchange> {
   readonly store: ReviewStore;
   readonly service: ApprovalService;
-  readonly held: HeldRequests;
+  readonly held: HeldRequests<X>;
   readonly grants: GrantGate;
   readonly notices: SessionNotices;
   readonly webhooks: WebhookNotifier;
@@ -39,7 +39,7 @@ export function reviewsDbFile(storageDir: string): string {
 }
 
 /** Creates the approval system of one gateway process. */
-export function createApprovalSystem(options: ApprovalSystemOptions): ApprovalSystem {
+export function createApprovalSystem<X extends HeldExchange = HeldExchange>(options: ApprovalSystemOptions<X>): ApprovalSystem<X> {
   const { config } = options;
   const store = options.store ?? openSqliteReviewStore({ file: reviewsDbFile(config().storage.dir) });
   const webhooks = createWebhookNotifier({ webhooks: () => config().approval.webhooks, log: options.log });
@@ -50,7 +50,7 @@ export function createApprovalSystem(options: ApprovalSystemOptions): ApprovalSy
     clock: options.clock,
   });
   const notices = createSessionNotices();
-  const held = createHeldRequests({
+  const held = createHeldRequests<X>({
     service,
     defaultTimeoutMs: () => parseDuration(config().approval.default_timeout),
     notifySession: (id, notice) => notices.notify(id, notice),

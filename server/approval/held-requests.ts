@@ -33,7 +33,7 @@ export interface SessionNotice {
 }
 
 /** Options of {@link createHeldRequests}. */
-export interface HeldRequestsOptions {
+export interface HeldRequestsOptions<X extends HeldExchange = HeldExchange> {
   readonly service: ApprovalService;
   /** Hold time when the decision names none. */
   readonly defaultTimeoutMs: () => number;
@@ -43,13 +43,13 @@ export interface HeldRequestsOptions {
    * Records a review event in the exchange's session. Awaited: when it fails, the held request is
    * refused (recording is fail-closed), never forwarded.
    */
-  readonly record?: (exchange: HeldExchange, event: ReviewEvent) => Promise<void>;
+  readonly record?: (exchange: X, event: ReviewEvent) => Promise<void>;
   readonly clock?: () => number;
 }
 
 /** One hold of an exchange. */
-export interface HoldInput {
-  readonly exchange: HeldExchange;
+export interface HoldInput<X extends HeldExchange = HeldExchange> {
+  readonly exchange: X;
   readonly decision: HoldDecision;
   readonly summary: RequestSummary;
   /** Aborts when the caller goes away: the review is then marked abandoned. */
@@ -57,9 +57,9 @@ export interface HoldInput {
 }
 
 /** Holds exchanges until their review is decided. */
-export interface HeldRequests {
+export interface HeldRequests<X extends HeldExchange = HeldExchange> {
   /** Resolves with the approved review; rejects with ERR_REVIEW_REJECTED, ERR_REVIEW_EXPIRED, ERR_REVIEW_ABANDONED or ERR_REVIEW_LIMIT. */
-  hold(input: HoldInput): Promise<Review>;
+  hold(input: HoldInput<X>): Promise<Review>;
   /** Exchanges held on this replica now. */
   readonly size: number;
   /** Withdraws every held exchange (shutdown): their reviews are marked abandoned, their callers get ERR_SHUTTING_DOWN. */
@@ -90,7 +90,7 @@ export function refusalOf(review: Review): SluiceError {
 }
 
 /** Creates the holder of exchanges waiting for review on this replica. */
-export function createHeldRequests(options: HeldRequestsOptions): HeldRequests {
+export function createHeldRequests<X extends HeldExchange = HeldExchange>(options: HeldRequestsOptions<X>): HeldRequests<X> {
   const { service } = options;
   const clock = options.clock ?? Date.now;
   const held = new Map<string, () => void>();
@@ -102,7 +102,7 @@ export function createHeldRequests(options: HeldRequestsOptions): HeldRequests {
     }
   };
 
-  async function hold(input: HoldInput): Promise<Review> {
+  async function hold(input: HoldInput<X>): Promise<Review> {
     const { exchange, decision, signal } = input;
     if (signal?.aborted) throw new SluiceError('ERR_REVIEW_ABANDONED', { message: 'The caller left before the request was held' });
     const review = await service.openRequestReview({
@@ -132,7 +132,7 @@ export function createHeldRequests(options: HeldRequestsOptions): HeldRequests {
     return wait(input, review);
   }
 
-  function wait(input: HoldInput, created: Review): Promise<Review> {
+  function wait(input: HoldInput<X>, created: Review): Promise<Review> {
     const { exchange, signal } = input;
     const id = created.id;
     return new Promise<Review>((resolve, reject) => {

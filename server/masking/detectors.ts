@@ -28,6 +28,7 @@ export function detectorRules(name: DetectorName, options: DetectorOptions): Tex
             /(?<![A-Za-z0-9._%+-])[A-Za-z0-9](?:[A-Za-z0-9._%+-]{0,62}[A-Za-z0-9_%+-])?@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.){1,8}[A-Za-z]{2,24}(?![A-Za-z0-9-]|\.[A-Za-z0-9])/g,
           maxLength: 64 + 1 + 8 * 64 + 24,
           chars: /[A-Za-z0-9._%+@-]/,
+          starts: /[A-Za-z0-9]/,
         }),
       ];
     case 'phone':
@@ -37,6 +38,7 @@ export function detectorRules(name: DetectorName, options: DetectorOptions): Tex
           pattern: /(?<![\w+.-])(?:\+|\(\+?)?\d[\d ().-]{5,22}\d(?!\d)/g,
           maxLength: 26,
           chars: /[\d ().+-]/,
+          starts: /[\d+(]/,
           validate: (m) => longestPrefix(m[0], /[ ().-]/, (c) => phoneValid(c, options.phoneRegions)),
         }),
       ];
@@ -47,6 +49,7 @@ export function detectorRules(name: DetectorName, options: DetectorOptions): Tex
           pattern: /(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d])/g,
           maxLength: 19 + 18,
           chars: /[\d -]/,
+          starts: /\d/,
           validate: (m) => longestPrefix(m[0], /[ -]/, cardValid),
         }),
       ];
@@ -57,6 +60,7 @@ export function detectorRules(name: DetectorName, options: DetectorOptions): Tex
           pattern: /(?<![\d-])(\d{3})([- ])(\d{2})\2(\d{4})(?![\d-])/g,
           maxLength: 11,
           chars: /[\d -]/,
+          starts: /\d/,
           validate: (m) => ssnValid(m[1]!, m[3]!, m[4]!),
         }),
       ];
@@ -67,6 +71,7 @@ export function detectorRules(name: DetectorName, options: DetectorOptions): Tex
           pattern: /(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0-9])/g,
           maxLength: 4 + 60,
           chars: /[A-Z0-9 ]/,
+          starts: /[A-Z]/,
           validate: (m) => ibanValid(m[0]),
         }),
       ];
@@ -77,12 +82,14 @@ export function detectorRules(name: DetectorName, options: DetectorOptions): Tex
           pattern: /(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?!\d|\.\d)/g,
           maxLength: 15,
           chars: /[\d.]/,
+          starts: /\d/,
         }),
         patternRule({
           ...common,
           pattern: /(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?(?![\w:])/g,
           maxLength: 45,
           chars: /[0-9A-Fa-f:.]/,
+          starts: /[0-9A-Fa-f:]/,
           // The candidate shape also fits times (12:30:45); the address grammar decides.
           validate: (m) => isIPv6(m[0]),
         }),

@@ -53,6 +53,8 @@ export interface PatternRuleOptions {
    * (a match cannot cross any other character). Without it, the hold-back is the whole `maxLength` window.
    */
   readonly chars?: RegExp;
+  /** The characters a match can start with; a held run begins at its first such character. */
+  readonly starts?: RegExp;
   /** An anchored-at-end pattern finding where an unfinished match could begin (instead of `chars`). */
   readonly partial?: RegExp;
   /**
@@ -66,7 +68,7 @@ export interface PatternRuleOptions {
 
 /** A TextRule from a regular expression, with checksum validation and a bounded, character-aware hold-back. */
 export function patternRule(options: PatternRuleOptions): TextRule {
-  const { pattern, maxLength, chars, partial, validate, group } = options;
+  const { pattern, maxLength, chars, starts, partial, validate, group } = options;
   if (!pattern.global) throw new TypeError(`pattern of ${options.rule} must be global`);
   return {
     entity: options.entity,
@@ -109,6 +111,7 @@ export function patternRule(options: PatternRuleOptions): TextRule {
       if (chars === undefined) return floor;
       let i = text.length;
       while (i > floor && chars.test(text[i - 1]!)) i--;
+      if (starts !== undefined) while (i < text.length && !starts.test(text[i]!)) i++;
       return i;
     },
   };

@@ -58,6 +58,9 @@ export async function registerTunnelRoute(app: FastifyInstance, deps: TunnelRout
       websocket: true,
       preValidation: async (req) => {
         const principal = await deps.authenticate(req.headers);
+        // The verifier allows clock leeway; a tunnel lives only until the token's own expiry, so a
+        // token already past it is refused here rather than given a socket that closes at once.
+        if (principal.expiresAt * 1000 <= Date.now()) throw new SluiceError('ERR_TOKEN_EXPIRED');
         const query = req.query as Record<string, unknown>;
         const name = typeof query.connection === 'string' ? query.connection : '';
         if (!name) throw new SluiceError('ERR_BAD_REQUEST', { message: 'The tunnel needs ?connection=NAME' });

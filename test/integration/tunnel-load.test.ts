@@ -361,8 +361,12 @@ describe('backpressure on one tunnel', () => {
     // the writer was held back: it got only a bounded amount ahead of the reader (kernel buffers, windows)
     expect(accepted - read).toBeLessThan(64 * MiB);
     expect(echoErrors).toBe(0);
+    // Prompt, not stalled: typically ~1 ms, a few tens at worst on an idle machine. The bounds are loose
+    // because the whole suite shares two cores (a 300 ms outlier was seen there); a neighbour stuck behind
+    // the firehose would wait on the slow reader, for seconds, and fail both.
     expect(latencies.length).toBeGreaterThanOrEqual(100);
-    expect(report.maxms).toBeLessThan(200);
+    expect(report.p50ms).toBeLessThan(50);
+    expect(report.maxms).toBeLessThan(1000);
     expect(peak.gateway! - baseline.gateway).toBeLessThan(128 * MiB);
     expect(peak.cli! - baseline.cli).toBeLessThan(128 * MiB);
     // and the tunnel is still fine for the neighbour

@@ -1,0 +1,58 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { main } from '../../cli/main.js';
+import { openAiChatStream, streamedText } from '../fixtures/masking/sse-streams.js';
+
+const configPath = fileURLToPath(new URL('../fixtures/masking/sluice.yaml', import.meta.url));
+
+async function sluice(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const stdout = new PassThrough();
+  const stderr = new PassThrough();
+  let out = '';
+  let err = '';
+  stdout.on('data', (d: Buffer) => (out += d.toString()));
+  stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const code = await main(['node', 'sluice', ...args], { out: { stdout, stderr } });
+  return { code, stdout: out, stderr: err };
+}
+
+function inputFile(name: string, content: string): string {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-mask-'));
+  const path = join(dir, name);
+  writeFileSync(path, content);
+  return path;
+}
+
+describe('sluice mask test', () => {
+  it('masks a text file and prints counts per rule on stderr, never the values', async () => {
+    const file = inputFile('a.txt', 'Mail ann@example.org or support@example.com, SSN 123-45-6789.\n');
+    const r = await sluice(['mask', 'test', '--profile', 'pii', '--config', configPath, file]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toBe('Mail [EMAIL] or support@example.com, SSN [SSN].\n');
+    expect(r.stderr).toBe('text: 2 replaced\nemail\tdetector:email\t1\nssn\tdetector:ssn\t1\n');
+  });
+
+  it('reads SSE and prints JSON with --json', async () => {
+    const file = inputFile('s.sse', openAiChatStream(['call +1 415 ', '555 2671 now']));
+    const r = await sluice(['mask', 'test', '--profile', 'pii', '--config', configPath, '--json', file]);
+    expect(r.code).toBe(0);
+    const result = JSON.parse(r.stdout) as { format: string; output: string; summary: unknown };
+    expect(result.format).toBe('sse');
+    expect(streamedText(result.output)).toBe('call [PHONE] now');
+    expect(result.summary).toEqual([{ entity: 'phone', rule: 'detector:phone', count: 1 }]);
+  });
+
+  it('exits 2 for an unknown profile and 7 when the profile would refuse the input', async () => {
+    const file = inputFile('s.sse', 'data: {"kind":"mystery"}\n\n');
+    const unknown = await sluice(['mask', 'test', '--profile', 'nope', '--config', configPath, file]);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toMatch(/No masking profile named "nope".*\(ERR_USAGE\)/s);
+    const blocked = await sluice(['mask', 'test', '--config', configPath, '--profile', 'strict', file]);
+    expect(blocked.code).toBe(7);
+    expect(blocked.stderr).toMatch(/\(unknown_stream: block\) \(ERR_MASKING_BLOCKED\)/);
+  });
+});

@@ -1,0 +1,108 @@
+/**
+ * Crash safety: a child process records a streamed answer through the durable recorder and is killed
+ * with SIGKILL mid-stream. The next start marks the session interrupted; the file reads up to its last
+ * whole record and verify says exactly where it ends.
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { KeyRing } from '../../server/recording/key-ring.js';
+import { Recording } from '../../server/recording/recording.js';
+import { readSession } from '../../server/recording/session-reader.js';
+import { loadOrCreateSigningKey } from '../../server/recording/signing-key.js';
+import { verifySession } from '../../server/recording/verify-session.js';
+import { SqliteStore } from '../../server/store/sqlite-store.js';
+
+const root = new URL('../../', import.meta.url).pathname;
+const SESSION = `ses_${randomBytes(16).toString('hex')}`;
+
+/** The child: opens the recording like the gateway does and streams chunks until it is killed. */
+const CHILD = `
+import { connectionSchema } from '${root}server/config/schema.ts';
+import { KeyRing } from '${root}server/recording/key-ring.ts';
+import { Recording } from '${root}server/recording/recording.ts';
+import { loadOrCreateSigningKey } from '${root}server/recording/signing-key.ts';
+import { SqliteStore } from '${root}server/store/sqlite-store.ts';
+const dir = process.env.DIR;
+const store = new SqliteStore({ file: dir + '/index.sqlite' });
+const recording = await Recording.open({
+  dir, store, replica: 'crash-test', fsync: 'batch', fsyncIntervalMs: 5,
+  keyRing: new KeyRing([{ id: 'default', key: Buffer.from(process.env.KEY, 'base64') }]),
+  signingKey: await loadOrCreateSigningKey(dir),
+});
+const principal = { sub: 'alice', groups: ['ml-eng'], roles: [], expiresAt: 4e9, issuer: 'https://idp.test' };
+const connection = connectionSchema.parse({ name: 'llm', type: 'http', upstream: 'http://127.0.0.1:1', allow_groups: ['ml-eng'], record: { response_body: 'raw' } });
+await recording.openSession({ id: process.env.SESSION, principal, connection, via: 'tunnel', clientAddress: '127.0.0.1' });
+const exchange = { id: 'req_1', principal, connection, session: { id: process.env.SESSION }, clientAddress: '127.0.0.1', via: 'tunnel',
+  method: 'POST', path: '/v1/chat/completions', headers: {}, startedAt: Date.now() };
+await recording.recorder.emit({ type: 'exchange.request', exchange, decision: { action: 'allow' } });
+await recording.recorder.emit({ type: 'exchange.response', exchange, status: 200, headers: { 'content-type': 'text/event-stream' } });
+const tap = recording.recorder.tap(exchange);
+let n = 0;
+setInterval(() => {
+  // Bigger than a run, so each chunk becomes a record of its own at once.
+  tap.down(Buffer.alloc(20000, 0x61 + (n % 26)));
+  if (++n === 40) process.stdout.write('streaming\\n');
+}, 1);
+`;
+
+describe('crash safety', () => {
+  it('after SIGKILL mid-stream the next start marks the session interrupted, and the file verifies up to its last whole record', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'sluice-crash-'));
+    onTestFinished(() => rm(dir, { recursive: true, force: true }));
+    const key = randomBytes(32);
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', CHILD], {
+      env: { ...process.env, DIR: dir, KEY: key.toString('base64'), SESSION },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.on('data', (d: Buffer) => {
+        if (d.toString().includes('streaming')) resolve();
+      });
+      child.on('exit', (code) => reject(new Error(`the child exited (${code}) before streaming: ${stderr}`)));
+    });
+    await new Promise((r) => setTimeout(r, 30));
+    child.kill('SIGKILL');
+    await new Promise((r) => child.on('exit', r));
+
+    const store = new SqliteStore({ file: join(dir, 'index.sqlite') });
+    onTestFinished(() => store.close());
+    expect((await store.getSession(SESSION))?.status).toBe('open');
+    const keyRing = new KeyRing([{ id: 'default', key }]);
+    const signingKey = await loadOrCreateSigningKey(dir);
+    const recording = await Recording.open({ dir, store, keyRing, signingKey, replica: 'crash-test' });
+    onTestFinished(() => recording.close());
+
+    const session = (await store.getSession(SESSION))!;
+    expect(session.status).toBe('interrupted');
+    expect(session.endedAt).toBeGreaterThan(session.startedAt);
+
+    const path = join(dir, session.file);
+    const size = (await stat(path)).size;
+    const verdict = await verifySession(path, { keyRing, publicKey: signingKey.publicKey });
+    expect(verdict.status).toBe('interrupted');
+    expect(verdict.ok).toBe(false);
+    // session.start, exchange.request, exchange.response, then at least the 40 chunks written before "streaming".
+    expect(verdict.lastGoodSeq).toBeGreaterThanOrEqual(42);
+    expect(verdict.records).toBe(verdict.lastGoodSeq + 1);
+    const last = verdict.problems.at(-1)!;
+    expect(last.kind).toBe('interrupted');
+    expect(last.message).toContain(`records 0–${verdict.lastGoodSeq} are intact, ending at byte ${verdict.lastGoodOffset}`);
+    // Either the kill fell between records, or the file ends inside one that verify names.
+    const truncated = verdict.problems.find((p) => p.kind === 'truncated');
+    if (truncated === undefined) expect(verdict.lastGoodOffset).toBe(size);
+    else expect(truncated).toMatchObject({ index: verdict.lastGoodSeq + 1, offset: verdict.lastGoodOffset });
+    expect(verdict.problems.filter((p) => p.kind !== 'truncated' && p.kind !== 'interrupted')).toEqual([]);
+
+    const events = [];
+    for await (const e of readSession(path, keyRing)) events.push(e);
+    expect(events).toHaveLength(verdict.lastGoodSeq + 1);
+    expect(events.slice(0, 3).map((e) => e.type)).toEqual(['session.start', 'exchange.request', 'exchange.response']);
+    expect(events.slice(3).every((e) => e.type === 'exchange.chunk' && e.payload?.length === 20000)).toBe(true);
+  });
+});

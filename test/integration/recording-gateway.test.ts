@@ -1,0 +1,347 @@
+/**
+ * Recording through the real gateway (`buildApp`, listening on 127.0.0.1) with the real test IdP and the
+ * demo model server: the openai SDK calls the direct proxy, and the test reads what landed on disk.
+ * Storage faults are injected into the recording's file operations (the tests run as root, so a
+ * read-only directory would not stop a write).
+ */
+import { createPublicKey, randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import OpenAI from 'openai';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { buildApp } from '../../server/app.js';
+import { validateConfig } from '../../server/config/load.js';
+import { startModelServer, type RunningModelServer } from '../../server/demo/model-server.js';
+import type { RecordedEvent } from '../../server/recording/event-types.js';
+import { nodeRecordingIo, type RecordingFile, type RecordingIo } from '../../server/recording/file-io.js';
+import { keyRingFromSettings } from '../../server/recording/key-ring.js';
+import { INDEX_FILE } from '../../server/recording/open-storage.js';
+import { readSession } from '../../server/recording/session-reader.js';
+import { verifySession } from '../../server/recording/verify-session.js';
+import { SqliteStore } from '../../server/store/sqlite-store.js';
+import type { SessionInfo } from '../../server/store/store.js';
+import { signToken, startTestIdp, type TestIdp } from '../helpers/oidc.js';
+
+const UPSTREAM_KEY = 'sk-upstream-only-the-gateway-knows';
+const PROMPT = 'Summarise the quarterly numbers for ACME-314159';
+
+let idp: TestIdp;
+let model: RunningModelServer;
+let aliceToken: string;
+
+beforeAll(async () => {
+  idp = await startTestIdp();
+  model = await startModelServer({ apiKey: UPSTREAM_KEY, chunks: 6, chunkDelayMs: 15 });
+  aliceToken = await signToken(idp.signingKey, idp.claimsFor('alice'));
+});
+
+afterAll(async () => {
+  await model?.close();
+  await idp?.close();
+});
+
+/** A fault the injected file operations raise, by errno code; null lets everything through. */
+interface FaultSwitch {
+  code: string | null;
+  /** With a fault set, write this many bytes of the next writev before failing (a torn write). */
+  tornBytes?: number;
+}
+
+function errno(code: string): NodeJS.ErrnoException {
+  return Object.assign(new Error(`${code}: injected fault`), { code });
+}
+
+/** Node's fs with a switch: while `code` is set, creating, writing and syncing fail with it. */
+function faultyIo(fault: FaultSwitch): RecordingIo {
+  const wrapFile = (file: RecordingFile): RecordingFile => ({
+    writev: async (buffers) => {
+      if (fault.code === null) return file.writev(buffers);
+      if (fault.tornBytes !== undefined && fault.tornBytes > 0) {
+        const torn = Buffer.concat(buffers).subarray(0, fault.tornBytes);
+        fault.tornBytes = 0;
+        await file.writev([torn]);
+      }
+      throw errno(fault.code);
+    },
+    sync: async () => {
+      if (fault.code !== null) throw errno(fault.code);
+      return file.sync();
+    },
+    truncate: async (length) => {
+      if (fault.code !== null) throw errno(fault.code);
+      return file.truncate(length);
+    },
+    writeAt: (buffer, position) => file.writeAt(buffer, position),
+    close: () => file.close(),
+  });
+  return {
+    mkdir: (path) => nodeRecordingIo.mkdir(path),
+    create: async (path) => {
+      if (fault.code !== null) throw errno(fault.code);
+      return wrapFile(await nodeRecordingIo.create(path));
+    },
+    openExisting: async (path) => wrapFile(await nodeRecordingIo.openExisting(path)),
+    remove: (path) => nodeRecordingIo.remove(path),
+  };
+}
+
+interface Gateway {
+  url: string;
+  app: FastifyInstance;
+  dir: string;
+  masterKey: string;
+}
+
+async function startGateway(options: { record?: Record<string, unknown>; io?: RecordingIo } = {}): Promise<Gateway> {
+  const dir = await mkdtemp(join(tmpdir(), 'sluice-rec-gw-'));
+  const masterKey = randomBytes(32).toString('base64');
+  const config = validateConfig({
+    identity: { issuer: idp.issuer, audience: idp.audience, cli_client_id: idp.cliClientId },
+    roles: { auditor: ['security'] },
+    storage: { dir, master_key: masterKey, fsync: 'batch', fsync_interval: '50ms' },
+    connections: [
+      {
+        name: 'llm',
+        type: 'http',
+        upstream: model.url,
+        allow_groups: ['ml-eng'],
+        headers: { authorization: `Bearer ${UPSTREAM_KEY}` },
+        ...(options.record === undefined ? {} : { record: options.record }),
+      },
+    ],
+  });
+  const app = await buildApp({ config, logger: false, ...(options.io === undefined ? {} : { recordingIo: options.io }) });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  onTestFinished(async () => {
+    await app.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+  return { url: `http://127.0.0.1:${(app.server.address() as { port: number }).port}`, app, dir, masterKey };
+}
+
+function openai(gw: Gateway): OpenAI {
+  return new OpenAI({ baseURL: `${gw.url}/v1/proxy/llm/v1`, apiKey: aliceToken, maxRetries: 0 });
+}
+
+async function sessionsOf(dir: string): Promise<SessionInfo[]> {
+  const store = new SqliteStore({ file: join(dir, INDEX_FILE) });
+  try {
+    return (await store.listSessions()).sessions;
+  } finally {
+    await store.close();
+  }
+}
+
+async function eventsOf(gw: Gateway, file: string): Promise<RecordedEvent[]> {
+  const ring = keyRingFromSettings({ master_key: gw.masterKey })!;
+  const out: RecordedEvent[] = [];
+  for await (const e of readSession(join(gw.dir, file), ring)) out.push(e);
+  return out;
+}
+
+describe('recording through the direct proxy', () => {
+  it('records a non-streamed and a streamed call in one session: request, response, timed chunks, end with model and usage; sealed and signed', async () => {
+    const gw = await startGateway({ record: { request_body: 'raw', response_body: 'raw' } });
+    const client = openai(gw);
+
+    const completion = await client.chat.completions.create({ model: 'demo-small', messages: [{ role: 'user', content: PROMPT }] });
+    const answer = completion.choices[0]!.message.content!;
+    let streamed = '';
+    const stream = await client.chat.completions.create({
+      model: 'demo-large',
+      stream: true,
+      stream_options: { include_usage: true },
+      messages: [{ role: 'user', content: PROMPT }],
+    });
+    for await (const chunk of stream) streamed += chunk.choices[0]?.delta?.content ?? '';
+    expect(streamed.length).toBeGreaterThan(0);
+
+    const publicKey = (await gw.app.inject({ method: 'GET', url: '/v1/audit/public-key' })).json() as { algorithm: string; public_key_pem: string };
+    expect(publicKey.algorithm).toBe('Ed25519');
+    await gw.app.close(); // seals the proxy session
+
+    const [session, ...others] = await sessionsOf(gw.dir);
+    expect(others).toEqual([]);
+    expect(session).toMatchObject({
+      user: 'alice',
+      connection: 'llm',
+      via: 'proxy',
+      status: 'closed',
+      models: ['demo-small', 'demo-large'],
+      lastStatus: 200,
+      counters: { requests: 2, errors: 0, denied: 0 },
+    });
+    expect(session!.tokens.total).toBeGreaterThan(0);
+    expect(session!.tokens.total).toBe(session!.tokens.prompt + session!.tokens.completion);
+    expect(session!.file).toMatch(/^sessions\/\d{4}\/\d{2}\/\d{2}\/ses_[0-9a-f]{32}\.rec$/);
+
+    const events = await eventsOf(gw, session!.file);
+    const types = events.map((e) => e.type);
+    expect(types[0]).toBe('session.start');
+    expect(types.slice(-2)).toEqual(['session.end', 'session.checkpoint']);
+    expect(events[0]!.fields).toMatchObject({ user: { sub: 'alice', groups: ['ml-eng'] }, connection: { name: 'llm', type: 'http' }, via: 'proxy' });
+
+    const requests = events.filter((e): e is RecordedEvent<'exchange.request'> => e.type === 'exchange.request');
+    expect(requests).toHaveLength(2);
+    expect(requests[0]!.fields).toMatchObject({ method: 'POST', path: '/v1/chat/completions', body: { capture: 'raw' } });
+    // The agent's own token is recorded as present, never with its value.
+    expect(requests[0]!.fields.headers.authorization).toBe('[removed]');
+    expect(JSON.parse(requests[0]!.payload!.toString())).toMatchObject({ model: 'demo-small', messages: [{ content: PROMPT }] });
+
+    const [plainEnd, streamEnd] = events.filter((e): e is RecordedEvent<'exchange.end'> => e.type === 'exchange.end');
+    expect(plainEnd!.fields).toMatchObject({ status: 200, complete: true, model: 'demo-small', finish_reason: 'stop' });
+    expect(plainEnd!.fields.usage?.total_tokens).toBe(completion.usage?.total_tokens);
+    expect(streamEnd!.fields).toMatchObject({ status: 200, complete: true, model: 'demo-large', finish_reason: 'stop' });
+    expect(streamEnd!.fields.usage?.completion_tokens).toBeGreaterThan(0);
+    expect(streamEnd!.fields.ttfb_ms).toBeGreaterThanOrEqual(0);
+    expect(streamEnd!.fields.first_chunk_ms).toBeGreaterThanOrEqual(streamEnd!.fields.ttfb_ms!);
+
+    // The streamed answer's chunks: bytes that concatenate to what the SDK parsed, at increasing offsets.
+    const streamX = streamEnd!.fields.exchange;
+    const chunks = events.filter((e): e is RecordedEvent<'exchange.chunk'> => e.type === 'exchange.chunk' && e.fields.exchange === streamX);
+    expect(chunks.length).toBeGreaterThan(0);
+    const offsets = chunks.flatMap((c) => (c.fields.parts ?? [[0, c.fields.bytes]]).map(([dt]) => c.t + dt));
+    expect(offsets.length).toBeGreaterThanOrEqual(6);
+    for (let i = 1; i < offsets.length; i++) expect(offsets[i]!).toBeGreaterThanOrEqual(offsets[i - 1]!);
+    expect(offsets.at(-1)! - offsets[0]!).toBeGreaterThanOrEqual(5 * 15 - 10);
+    const sse = Buffer.concat(chunks.map((c) => c.payload!)).toString();
+    const text = sse
+      .split('\n')
+      .filter((l) => l.startsWith('data: {'))
+      .map((l) => (JSON.parse(l.slice(6)) as { choices: { delta?: { content?: string } }[] }).choices[0]?.delta?.content ?? '')
+      .join('');
+    expect(text).toBe(streamed);
+
+    // No plaintext on disk: neither the prompt nor either answer.
+    const bytes = await readFile(join(gw.dir, session!.file));
+    expect(bytes.includes(Buffer.from(PROMPT))).toBe(false);
+    expect(bytes.includes(Buffer.from(answer.slice(0, 24)))).toBe(false);
+    expect(bytes.includes(Buffer.from(streamed.slice(0, 24)))).toBe(false);
+
+    const ring = keyRingFromSettings({ master_key: gw.masterKey })!;
+    const verdict = await verifySession(join(gw.dir, session!.file), { keyRing: ring, publicKey: publicKey.public_key_pem, expect: { records: session!.records!, finalHash: session!.finalHash! } });
+    expect(verdict).toMatchObject({ ok: true, status: 'intact', records: events.length, problems: [] });
+  });
+
+  it('keeps only sizes, times and a SHA-256 of bodies under the default `masked` setting (until masking reports)', async () => {
+    const gw = await startGateway();
+    const client = openai(gw);
+    const stream = await client.chat.completions.create({ model: 'demo', stream: true, messages: [{ role: 'user', content: PROMPT }] });
+    for await (const _ of stream) void _;
+    await gw.app.close();
+
+    const [session] = await sessionsOf(gw.dir);
+    const events = await eventsOf(gw, session!.file);
+    const request = events.find((e): e is RecordedEvent<'exchange.request'> => e.type === 'exchange.request')!;
+    expect(request.payload).toBeUndefined();
+    expect(request.fields.body).toMatchObject({ capture: 'digest', sha256: expect.stringMatching(/^[0-9a-f]{64}$/) });
+    const chunks = events.filter((e) => e.type === 'exchange.chunk');
+    expect(chunks.length).toBeGreaterThan(0);
+    expect(chunks.every((c) => c.payload === undefined)).toBe(true);
+    const end = events.find((e): e is RecordedEvent<'exchange.end'> => e.type === 'exchange.end')!;
+    expect(end.fields.response_body).toEqual({ bytes: end.fields.bytes_down, sha256: expect.stringMatching(/^[0-9a-f]{64}$/) });
+    expect(end.fields.model).toBe('demo');
+  });
+
+  it('groups calls per identity and connection; another user gets a session of their own, with a refusal recorded', async () => {
+    const gw = await startGateway();
+    await openai(gw).models.list();
+    await openai(gw).models.list();
+    // bob is not in ml-eng: his call is refused, and the refusal is on record.
+    const bob = await signToken(idp.signingKey, idp.claimsFor('bob'));
+    const refused = await fetch(`${gw.url}/v1/proxy/llm/v1/models?api_key=leaked`, { headers: { authorization: `Bearer ${bob}` } });
+    expect(refused.status).toBe(403);
+    await gw.app.close();
+    const sessions = await sessionsOf(gw.dir);
+    expect(sessions.map((s) => [s.user, s.counters.requests, s.counters.denied]).sort()).toEqual([
+      ['alice', 2, 0],
+      ['bob', 1, 1],
+    ]);
+    const bobs = await eventsOf(gw, sessions.find((s) => s.user === 'bob')!.file);
+    const error = bobs.find((e): e is RecordedEvent<'exchange.error'> => e.type === 'exchange.error')!;
+    expect(error.fields).toMatchObject({ code: 'ERR_CONNECTION_FORBIDDEN', request: { method: 'GET', path: '/v1/models' } });
+  });
+});
+
+describe('recording is fail-closed', () => {
+  it('refuses with 503 naming the cause, forwards nothing, turns /readyz unready, and recovers by itself', async () => {
+    const fault: FaultSwitch = { code: null };
+    const gw = await startGateway({ io: faultyIo(fault), record: { request_body: 'raw', response_body: 'raw' } });
+    const client = openai(gw);
+    await client.chat.completions.create({ model: 'demo', messages: [{ role: 'user', content: 'first' }] });
+    expect((await gw.app.inject({ method: 'GET', url: '/readyz' })).statusCode).toBe(200);
+    const before = model.requests.length;
+
+    // The disk fills up mid-session, and the next write tears half a record onto the disk before failing.
+    fault.code = 'ENOSPC';
+    fault.tornBytes = 40;
+    const refused = await fetch(`${gw.url}/v1/proxy/llm/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${aliceToken}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'demo', messages: [{ role: 'user', content: 'second' }] }),
+    });
+    expect(refused.status).toBe(503);
+    const error = ((await refused.json()) as { error: { code: string; message: string; cause: string } }).error;
+    expect(error.code).toBe('ERR_RECORDING_UNAVAILABLE');
+    expect(error.message).toContain('disk full (ENOSPC)');
+    expect(model.requests.length).toBe(before);
+
+    const unready = await gw.app.inject({ method: 'GET', url: '/readyz' });
+    expect(unready.statusCode).toBe(503);
+    expect(unready.json().checks.recording).toMatchObject({ ok: false, message: expect.stringContaining('ENOSPC') });
+
+    // Storage recovers: readiness probes find it writable, and calls flow and are recorded again.
+    fault.code = null;
+    const ready = await gw.app.inject({ method: 'GET', url: '/readyz' });
+    expect(ready.statusCode).toBe(200);
+    const third = await client.chat.completions.create({ model: 'demo', messages: [{ role: 'user', content: 'third' }] });
+    expect(third.choices[0]!.message.content).toBeTruthy();
+    expect(model.requests.length).toBe(before + 1);
+    await gw.app.close();
+
+    // The torn bytes were cut before the next record: the file is whole, chained and sealed.
+    const [session] = await sessionsOf(gw.dir);
+    const events = await eventsOf(gw, session!.file);
+    const bodies = events.filter((e) => e.type === 'exchange.request').map((e) => JSON.parse(e.payload!.toString()).messages[0].content);
+    expect(bodies).toEqual(['first', 'third']);
+    const publicKey = createPublicKey(await readFile(join(gw.dir, 'signing-key.pem')));
+    const verdict = await verifySession(join(gw.dir, session!.file), { keyRing: keyRingFromSettings({ master_key: gw.masterKey })!, publicKey });
+    expect(verdict.problems).toEqual([]);
+  });
+
+  it('refuses a new session when its file cannot be created (I/O error), then opens one once the disk is back', async () => {
+    const fault: FaultSwitch = { code: 'EIO' };
+    const gw = await startGateway({ io: faultyIo(fault) });
+    const before = model.requests.length;
+    const refused = await fetch(`${gw.url}/v1/proxy/llm/v1/models`, { headers: { authorization: `Bearer ${aliceToken}` } });
+    expect(refused.status).toBe(503);
+    expect(((await refused.json()) as { error: { message: string } }).error.message).toContain('I/O error (EIO)');
+    expect(model.requests.length).toBe(before);
+    expect((await gw.app.inject({ method: 'GET', url: '/readyz' })).statusCode).toBe(503);
+
+    fault.code = null;
+    const ok = await fetch(`${gw.url}/v1/proxy/llm/v1/models`, { headers: { authorization: `Bearer ${aliceToken}` } });
+    expect(ok.status).toBe(200);
+    expect((await gw.app.inject({ method: 'GET', url: '/readyz' })).statusCode).toBe(200);
+    await gw.app.close();
+    const sessions = await sessionsOf(gw.dir);
+    expect(sessions.map((s) => [s.status, s.counters.requests])).toEqual([['closed', 1]]);
+    // No stray file from the refused attempt.
+    const files = await readdir(join(gw.dir, 'sessions'), { recursive: true });
+    expect(files.filter((f) => f.endsWith('.rec'))).toHaveLength(1);
+  });
+
+  it('refuses to start with connections but no master key, naming the setting', async () => {
+    const config = validateConfig({
+      identity: { issuer: idp.issuer, audience: idp.audience, cli_client_id: idp.cliClientId },
+      storage: { dir: join(tmpdir(), 'sluice-never-created') },
+      connections: [{ name: 'llm', type: 'http', upstream: model.url, allow_groups: ['ml-eng'] }],
+    });
+    await expect(buildApp({ config, logger: false })).rejects.toMatchObject({
+      code: 'ERR_CONFIG_INVALID',
+      details: { problems: [expect.stringMatching(/^storage\.master_key: is required when connections are configured/)] },
+    });
+  });
+});

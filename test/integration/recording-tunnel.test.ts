@@ -1,0 +1,79 @@
+/**
+ * Recording of tunnels on the real gateway: one session per tunnel, opened before the hello and sealed
+ * when the tunnel closes; HTTP exchanges and TCP bytes each way with their timing.
+ */
+import { createPublicKey } from 'node:crypto';
+import { once } from 'node:events';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import type { RecordedEvent } from '../../server/recording/event-types.js';
+import { keyRingFromSettings } from '../../server/recording/key-ring.js';
+import { readSession } from '../../server/recording/session-reader.js';
+import { verifySession } from '../../server/recording/verify-session.js';
+import { SqliteStore } from '../../server/store/sqlite-store.js';
+import { chatBody, httpOver, openClientMux, startTestGateway, until, type TestGateway } from '../helpers/gateway.js';
+
+async function sessionEvents(gw: TestGateway, id: string): Promise<{ events: RecordedEvent[]; ok: boolean }> {
+  const dir = gw.config.storage.dir;
+  const index = new SqliteStore({ file: join(dir, 'index.sqlite') });
+  const session = await index.getSession(id);
+  await index.close();
+  expect(session, `session ${id} is indexed`).toBeDefined();
+  const keyRing = keyRingFromSettings(gw.config.storage)!;
+  const events: RecordedEvent[] = [];
+  for await (const e of readSession(join(dir, session!.file), keyRing)) events.push(e);
+  const verdict = await verifySession(join(dir, session!.file), { keyRing, publicKey: createPublicKey(await readFile(join(dir, 'signing-key.pem'))) });
+  return { events, ok: verdict.ok };
+}
+
+describe('recording of tunnels', () => {
+  it('records an HTTP tunnel as one session with the CLI version, sealed when the tunnel closes', async () => {
+    const gw = await startTestGateway();
+    const token = await gw.token('alice');
+    const tunnel = await openClientMux(`${gw.tunnelUrl('llm')}&reason=${encodeURIComponent('ticket 42')}`, token);
+    const id = tunnel.helloMessage.session_id;
+    const answer = await httpOver(() => tunnel.mux.openStream(), { method: 'POST', path: '/v1/chat/completions', headers: { 'content-type': 'application/json' }, body: chatBody('hello there') });
+    expect(answer.status).toBe(200);
+    tunnel.mux.close(1000, 'done');
+    await gw.stopApp();
+
+    const { events, ok } = await sessionEvents(gw, id);
+    expect(ok).toBe(true);
+    expect(events[0]).toMatchObject({ type: 'session.start', fields: { session: id, via: 'tunnel', reason: 'ticket 42', user: { sub: 'alice' }, connection: { name: 'llm', type: 'http' } } });
+    expect(events.map((e) => e.type)).toEqual(expect.arrayContaining(['exchange.request', 'exchange.response', 'exchange.end', 'session.end', 'session.checkpoint']));
+    const end = events.find((e): e is RecordedEvent<'exchange.end'> => e.type === 'exchange.end')!;
+    expect(end.fields).toMatchObject({ status: 200, complete: true, model: 'demo-echo' });
+    expect((events.find((e) => e.type === 'session.end')!.fields as { reason: string }).reason).toMatch(/^tunnel closed \(1000/);
+  });
+
+  it('records TCP bytes each way with timing, the sizes only unless record.raw', async () => {
+    const gw = await startTestGateway();
+    const tunnel = await openClientMux(gw.tunnelUrl('echo'), await gw.token('alice'));
+    const id = tunnel.helloMessage.session_id;
+    const stream = tunnel.mux.openStream();
+    const received: Buffer[] = [];
+    stream.on('data', (c: Buffer) => received.push(c));
+    stream.write('PING 1\n');
+    await until(() => Buffer.concat(received).length >= 7, 'the first echo');
+    await new Promise((r) => setTimeout(r, 40));
+    stream.end('PING 2\n');
+    await once(stream, 'end');
+    await new Promise((r) => setTimeout(r, 50));
+    tunnel.mux.close(1000, 'done');
+    await gw.stopApp();
+
+    const { events, ok } = await sessionEvents(gw, id);
+    expect(ok).toBe(true);
+    const chunks = events.filter((e): e is RecordedEvent<'tcp.chunk'> => e.type === 'tcp.chunk');
+    const up = chunks.filter((c) => c.fields.dir === 'up');
+    const down = chunks.filter((c) => c.fields.dir === 'down');
+    expect(up.reduce((n, c) => n + c.fields.bytes, 0)).toBe(14);
+    expect(down.reduce((n, c) => n + c.fields.bytes, 0)).toBe(14);
+    expect(chunks.every((c) => c.payload === undefined)).toBe(true);
+    // The second ping went up at least 40 ms after the first.
+    expect(up.at(-1)!.t - up[0]!.t).toBeGreaterThanOrEqual(40);
+    const end = events.find((e): e is RecordedEvent<'exchange.end'> => e.type === 'exchange.end')!;
+    expect(end.fields).toMatchObject({ bytes_up: 14, bytes_down: 14, complete: true });
+  });
+});
