@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { SluiceError, isSluiceError } from '../shared/errors.js';
 import type { Config } from './config/schema.js';
@@ -46,7 +46,8 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
     options.logger === undefined ? { level: 'info', redact: LOG_REDACT } : options.logger;
   const app = Fastify({
     logger: typeof logger === 'object' && logger !== null ? { redact: LOG_REDACT, ...logger } : logger,
-    genReqId: () => `req_${randomBytes(9).toString('base64url')}`,
+    // randomUUID draws from a cached pool: no syscall per request, unlike randomBytes.
+    genReqId: () => `req_${randomUUID().replaceAll('-', '')}`,
     requestIdHeader: false,
     logController: new LogController({ requestIdLogLabel: 'request_id' }),
     bodyLimit: 1024 * 1024,

@@ -1,3 +1,4 @@
+import { STATUS_CODES } from 'node:http';
 import { createServer, type Server, type Socket } from 'node:net';
 import { SluiceError } from '../../shared/errors.js';
 import type { TunnelStream } from '../../shared/tunnel/mux.js';
@@ -8,7 +9,8 @@ export interface LocalListenerOptions {
   port: number;
   /** A stream of the tunnel for one local connection. */
   openStream(meta: OpenMetadata): Promise<TunnelStream>;
-  onError?(err: Error): void;
+  /** Answer a local connection the tunnel could not take (an HTTP error for http connections); default: reset it. */
+  refuse?(socket: Socket, err: Error): void;
 }
 
 export interface LocalListener {
@@ -38,8 +40,8 @@ export async function startLocalListener(options: LocalListenerOptions): Promise
       .openStream({ client: `${socket.remoteAddress}:${socket.remotePort}` })
       .then((stream) => join(socket, stream))
       .catch((err: Error) => {
-        options.onError?.(err);
-        socket.destroy();
+        if (options.refuse) options.refuse(socket, err);
+        else socket.destroy();
       });
   });
   await new Promise<void>((resolve, reject) => {
@@ -84,4 +86,19 @@ function join(socket: Socket, stream: TunnelStream): void {
   stream.on('close', () => {
     if (!socket.destroyed && !socket.writableFinished) socket.destroy();
   });
+}
+
+/**
+ * Answer an HTTP client whose connection the tunnel could not take with an OpenAI-style error (429 when the
+ * tunnel carries its maximum of streams, 502 while the gateway is unreachable), so SDKs show why.
+ */
+export function refuseHttp(socket: Socket, err: Error): void {
+  const error = err instanceof SluiceError ? err : new SluiceError('ERR_GATEWAY_UNREACHABLE', { message: err.message });
+  const type = error.status === 429 ? 'rate_limit_error' : error.status === 401 ? 'authentication_error' : error.status === 403 ? 'permission_error' : 'server_error';
+  const body = JSON.stringify({ error: { type, code: error.code, message: `sluice: ${error.message}` } });
+  socket.end(
+    `HTTP/1.1 ${error.status} ${STATUS_CODES[error.status] ?? 'Error'}\r\n` +
+      `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+  );
+  socket.resume();
 }

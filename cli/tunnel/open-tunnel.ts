@@ -3,7 +3,7 @@ import { openLocalState } from '../auth/local-state.js';
 import type { CliContext } from '../context.js';
 import { VERSION } from '../../shared/version.js';
 import type { HelloMessage } from '../../shared/tunnel/control.js';
-import { startLocalListener, type LocalListener } from './local-listener.js';
+import { refuseHttp, startLocalListener, type LocalListener } from './local-listener.js';
 import { TunnelClient } from './tunnel-client.js';
 
 export interface OpenTunnelOptions {
@@ -55,6 +55,10 @@ export async function openTunnel(ctx: CliContext, options: OpenTunnelOptions): P
       bind: options.bind,
       port: options.port,
       openStream: (meta) => client.openStream(meta),
+      refuse: hello.connection.type === 'http' ? (socket, err) => {
+        client.emit('event', { kind: 'notice', level: 'warn', message: `a local connection was refused: ${err.message}` });
+        refuseHttp(socket, err);
+      } : undefined,
     });
   } catch (err) {
     client.close();

@@ -13,6 +13,10 @@ export interface TokenVerifierOptions {
   jwksMaxAgeMs?: number;
   /** Time budget for discovery and JWKS requests. */
   timeoutMs?: number;
+  /** Verified tokens remembered (until their expiry, at most `cacheMaxAgeMs`) so repeat calls skip the signature check. Default 10 000; 0 disables. */
+  cacheSize?: number;
+  /** Longest time a verified token is remembered. Default 60 s. */
+  cacheMaxAgeMs?: number;
 }
 
 export interface TokenVerifier {
@@ -45,6 +49,8 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
     return jwks;
   }
 
+  const cache = new VerifiedTokenCache(options.cacheSize ?? 10_000, options.cacheMaxAgeMs ?? 60_000);
+
   return {
     async ready() {
       const set = await keys();
@@ -52,6 +58,8 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
       await set.reload();
     },
     async verify(token) {
+      const known = cache.get(token);
+      if (known) return known;
       let header: jose.ProtectedHeaderParameters;
       try {
         header = jose.decodeProtectedHeader(token);
@@ -84,7 +92,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
       }
       const groupsClaim = payload[identity.groups_claim];
       const groups = Array.isArray(groupsClaim) ? groupsClaim.filter((g): g is string => typeof g === 'string') : [];
-      return {
+      const principal: Principal = {
         sub: payload.sub!,
         email: typeof payload.email === 'string' ? payload.email : undefined,
         name: typeof payload.name === 'string' ? payload.name : undefined,
@@ -94,8 +102,42 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
         expiresAt: payload.exp!,
         issuer: payload.iss!,
       };
+      cache.set(token, principal);
+      return principal;
     },
   };
+}
+
+/**
+ * Tokens whose signature and claims were checked, keyed by the token itself. A signature check costs far
+ * more than a request through the gateway; an entry never outlives the token's `exp` nor `maxAgeMs`
+ * (so a rotated-out key stops being trusted within that time), and the oldest entry goes first when full.
+ */
+class VerifiedTokenCache {
+  private readonly entries = new Map<string, { principal: Principal; until: number }>();
+
+  constructor(
+    private readonly size: number,
+    private readonly maxAgeMs: number,
+  ) {}
+
+  get(token: string): Principal | undefined {
+    const entry = this.entries.get(token);
+    if (!entry) return undefined;
+    if (Date.now() >= entry.until) {
+      this.entries.delete(token);
+      return undefined;
+    }
+    return entry.principal;
+  }
+
+  set(token: string, principal: Principal): void {
+    if (this.size <= 0) return;
+    const until = Math.min(principal.expiresAt * 1000, Date.now() + this.maxAgeMs);
+    if (until <= Date.now()) return;
+    if (this.entries.size >= this.size) this.entries.delete(this.entries.keys().next().value!);
+    this.entries.set(token, { principal, until });
+  }
 }
 
 async function discoverJwksUri(issuer: string, timeoutMs: number): Promise<string> {

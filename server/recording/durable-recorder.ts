@@ -126,9 +126,11 @@ export function createDurableRecorder(options: DurableRecorderOptions): Recorder
   async function sessionOf(exchange: Exchange): Promise<RecordingSession> {
     const opening = recording.session(exchange.session.id);
     if (opening === undefined) {
+      // A session whose file could not be created is forgotten at once; the storage failure is the reason.
+      const cause = recording.failureCause ?? 'session not open';
       throw new SluiceError('ERR_RECORDING_UNAVAILABLE', {
-        message: `Session ${exchange.session.id} has no open recording; the exchange was refused`,
-        details: { cause: 'session not open' },
+        message: `Session ${exchange.session.id} has no open recording (${cause}); the exchange was refused`,
+        details: { cause },
       });
     }
     return opening;

@@ -118,6 +118,11 @@ export class Recording {
     return recording;
   }
 
+  /** Why storage is failing (`disk full (ENOSPC)`), or undefined while it works. */
+  get failureCause(): string | undefined {
+    return this.#failure?.cause;
+  }
+
   /** PEM of the checkpoint signing key's public half. */
   get publicKeyPem(): string {
     return this.signingKey.publicKeyPem;

@@ -200,7 +200,7 @@ describe('recording through the direct proxy', () => {
 
     // The streamed answer's chunks: bytes that concatenate to what the SDK parsed, at increasing offsets.
     const streamX = streamEnd!.fields.exchange;
-    const chunks = events.filter((e): e is RecordedEvent<'exchange.chunk'> => e.type === 'exchange.chunk' && e.fields.exchange === streamX);
+    const chunks = events.filter((e): e is RecordedEvent<'exchange.chunk'> => e.type === 'exchange.chunk' && (e.fields as { exchange?: string }).exchange === streamX);
     expect(chunks.length).toBeGreaterThan(0);
     const offsets = chunks.flatMap((c) => (c.fields.parts ?? [[0, c.fields.bytes]]).map(([dt]) => c.t + dt));
     expect(offsets.length).toBeGreaterThanOrEqual(6);

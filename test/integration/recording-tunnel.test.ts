@@ -28,7 +28,7 @@ async function sessionEvents(gw: TestGateway, id: string): Promise<{ events: Rec
 }
 
 describe('recording of tunnels', () => {
-  it('records an HTTP tunnel as one session with the CLI version, sealed when the tunnel closes', async () => {
+  it('records an HTTP tunnel as one session with its reason, sealed when the tunnel closes', async () => {
     const gw = await startTestGateway();
     const token = await gw.token('alice');
     const tunnel = await openClientMux(`${gw.tunnelUrl('llm')}&reason=${encodeURIComponent('ticket 42')}`, token);

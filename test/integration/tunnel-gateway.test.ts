@@ -15,7 +15,7 @@ import type { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { WebSocketServer } from 'ws';
-import { startLocalListener } from '../../cli/tunnel/local-listener.js';
+import { refuseHttp, startLocalListener } from '../../cli/tunnel/local-listener.js';
 import { TunnelClient } from '../../cli/tunnel/tunnel-client.js';
 import { SluiceError } from '../../shared/errors.js';
 import { decodeFrame, FRAME_TYPE, MAX_WINDOW } from '../../shared/tunnel/frames.js';
@@ -631,12 +631,12 @@ describe('tunnel max_streams', () => {
     expect(tunnel.texts.map((t) => (t as { type: string }).type)).toEqual(['hello']);
   });
 
-  it('through the CLI tunnel client, a local connection beyond max_streams is dropped with a reset while the others complete', async () => {
+  it('through the CLI tunnel client, a local connection beyond max_streams gets a 429 the SDKs understand while the others complete', async () => {
     const gw = await startTestGateway({ tunnel: { max_streams: 2 } });
     const token = await gw.token('alice');
     const client = new TunnelClient({ gateway: gw.url, connection: 'llm', getToken: async () => ({ token }), pendingTimeoutMs: 2000 });
     await client.start();
-    const listener = await startLocalListener({ bind: '127.0.0.1', port: 0, openStream: (meta) => client.openStream(meta) });
+    const listener = await startLocalListener({ bind: '127.0.0.1', port: 0, openStream: (meta) => client.openStream(meta), refuse: refuseHttp });
     onTestFinished(async () => {
       client.close();
       await listener.close();
@@ -650,8 +650,8 @@ describe('tunnel max_streams', () => {
     await until(() => client.stats.streamsOpen === 0, 'the finished streams to close');
     const later = await localRequest(listener.port, '/v1/models');
 
-    // the CLI knows the limit from hello and refuses locally: the caller's connection is reset, no HTTP answer
-    expect(beyond).toEqual({ error: 'ECONNRESET' });
+    // the CLI knows the limit from hello and refuses locally with an OpenAI-style 429
+    expect(beyond).toMatchObject({ status: 429, body: expect.stringContaining('"code":"ERR_TUNNEL_LIMIT"') });
     expect(a).toMatchObject({ status: 200 });
     expect(b).toMatchObject({ status: 200 });
     expect(later).toMatchObject({ status: 200, body: expect.stringContaining('demo-echo') });
