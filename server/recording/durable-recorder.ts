@@ -102,7 +102,7 @@ class ExchangeRecording {
     if (this.#failure !== undefined) throw this.#failure;
   }
 
-  /** Drops pending runs' wait without failing (the exchange already failed). */
+  /** Flushes chunk runs without waiting for them (the exchange failed or the caller left). */
   drain(): void {
     this.#coalescer?.drain();
   }
