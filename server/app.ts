@@ -19,6 +19,16 @@ import { parseDuration } from './config/duration.js';
 import type { RecordingIo } from './recording/file-io.js';
 import { openStorage } from './recording/open-storage.js';
 import { ProxySessions } from './recording/proxy-sessions.js';
+import { join, resolve } from 'node:path';
+import { registerAdminRoutes } from './api/admin-routes.js';
+import { registerGrantsRoutes } from './api/grants-routes.js';
+import { registerReviewsRoutes } from './api/reviews-routes.js';
+import { createApprovalSystem } from './approval/approval-system.js';
+import { createApprovalStage, reviewRecorder } from './approval/pipeline-approval.js';
+import { createLiveConfig, type LiveConfig } from './config/live-config.js';
+import type { Exchange } from './pipeline/exchange.js';
+import { compilePolicies } from './policy/policy-engine.js';
+import { createRulePolicyStage } from './policy/rule-policy-stage.js';
 
 export interface BuildAppOptions {
   config: Config;
@@ -29,6 +39,10 @@ export interface BuildAppOptions {
   https?: { cert: Buffer; key: Buffer };
   /** Replaces the recording's file operations; for tests that inject storage faults. */
   recordingIo?: RecordingIo;
+  /** The config holder a reload swaps; default one made from `config` (startGateway passes its own, for SIGHUP). */
+  live?: LiveConfig;
+  /** Re-reads and validates the configuration for `POST /v1/admin/reload`; without it the route refuses. */
+  reloadConfig?: () => Promise<Config>;
 }
 
 /** Paths a log line must never carry: credentials in any header. */
@@ -58,8 +72,12 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
   const verifier = options.verifier ?? createTokenVerifier({ identity: config.identity, roles: config.roles });
   // Index and session files; refuses to start with connections but no master key.
   const storage = await openStorage({ config, io: options.recordingIo, log: app.log });
+  const live = options.live ?? createLiveConfig(config);
   const deps: GatewayDeps = {
-    config,
+    // Read per request by the routes, so a reload takes effect.
+    get config() {
+      return live.get();
+    },
     verifier,
     authenticate: createAuthenticate(verifier),
     readiness: createReadiness({ verifier, recording: storage?.recording }),
@@ -102,12 +120,28 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
 
   // The data path: one exchange handler behind both the tunnel's HTTP protocol and the direct proxy.
   const recorder = storage?.recording.recorder;
-  const exchange = createExchangeHandler(recorder === undefined ? {} : { recorder });
+  // Reviews and grants live next to the index; a gateway without storage has no connections, so nothing to hold.
+  const approvals = createApprovalSystem<Exchange>({
+    config: live.get,
+    ...(storage === undefined ? { file: ':memory:' } : { file: join(resolve(config.storage.dir), 'reviews.db') }),
+    ...(recorder === undefined ? {} : { record: reviewRecorder(recorder) }),
+    log: app.log,
+  });
+  const policyOf = (c: Config) => compilePolicies({ policies: c.policies, policyDefault: c.policy_default, defaultTimeoutMs: parseDuration(c.approval.default_timeout) });
+  let policies = policyOf(config);
+  live.onChange((next) => (policies = policyOf(next)));
+  const exchange = createExchangeHandler({
+    ...(recorder === undefined ? {} : { recorder }),
+    policy: createRulePolicyStage({ engine: () => policies, grants: approvals.grants }),
+    approval: createApprovalStage(approvals.held),
+  });
   const http = createHttpProtocol({ exchange });
   const tcp = createTcpProtocol(recorder === undefined ? {} : { recorder });
   const proxySessions =
     storage === undefined ? undefined : new ProxySessions({ recording: storage.recording, idleMs: parseDuration(config.storage.proxy_session_idle), newId: newSessionId });
   app.addHook('onClose', async () => {
+    // Held requests are withdrawn first, so their callers hear why and their reviews do not stay pending.
+    await approvals.close();
     await Promise.all([http.close(), tcp.close()]);
     await exchange.close();
     proxySessions?.close();
@@ -115,7 +149,7 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
     await storage?.close();
   });
   registerProxyRoutes(app, {
-    connections: () => config.connections,
+    connections: () => live.get().connections,
     authenticate: (req) => deps.authenticate(req.headers),
     exchange,
     ...(proxySessions === undefined
@@ -124,12 +158,30 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
           sessionFor: (principal, req) => {
             const name = (req.params as { connection: string }).connection;
             // The route resolved this name to a connection just before asking.
-            const connection = config.connections.find((c) => c.name === name)!;
+            const connection = live.get().connections.find((c) => c.name === name)!;
             return proxySessions.sessionFor(principal, connection, req.ip);
           },
         }),
   });
-  await registerTunnelRoute(app, { ...deps, http, tcp });
+  registerReviewsRoutes(app, { authenticate: deps.authenticate, approvals: approvals.service });
+  registerGrantsRoutes(app, { authenticate: deps.authenticate, approvals: approvals.service, config: live.get });
+  const { reloadConfig } = options;
+  registerAdminRoutes(app, { authenticate: deps.authenticate, ...(reloadConfig === undefined ? {} : { reload: async () => live.apply(await reloadConfig()) }) });
+  // Spelled out rather than spread: a spread would copy today's config and lose the reload getter.
+  await registerTunnelRoute(app, {
+    get config() {
+      return live.get();
+    },
+    verifier: deps.verifier,
+    authenticate: deps.authenticate,
+    readiness: deps.readiness,
+    store: deps.store,
+    recording: deps.recording,
+    http,
+    tcp,
+    grants: approvals.grants,
+    notices: approvals.notices,
+  });
 
   return app;
 }

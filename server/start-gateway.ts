@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import type { FastifyInstance, FastifyServerOptions } from 'fastify';
 import { SluiceError } from '../shared/errors.js';
 import { buildApp } from './app.js';
+import { createLiveConfig, type ReloadReport } from './config/live-config.js';
 import type { Config } from './config/schema.js';
 import { isLoopback, parseListen, urlHost } from './listen-address.js';
 
@@ -12,12 +13,19 @@ export interface StartGatewayOptions {
   /** Allow a non-loopback address without TLS. */
   insecure?: boolean;
   logger?: FastifyServerOptions['logger'];
+  /** Re-reads and validates the configuration (the file `serve` started from); enables reload. */
+  reloadConfig?: () => Promise<Config>;
 }
 
 export interface RunningGateway {
   app: FastifyInstance;
   url: string;
   close(): Promise<void>;
+  /**
+   * Re-reads the configuration and applies it (SIGHUP). Throws, changing nothing, when the new one is
+   * invalid or the gateway was started without `reloadConfig`.
+   */
+  reload(): Promise<ReloadReport>;
 }
 
 /** Build the app and listen: loopback by default, TLS when configured, refusing plaintext off loopback. */
@@ -41,7 +49,9 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
       });
     }
   }
-  const app = await buildApp({ config, logger: options.logger, https });
+  const live = createLiveConfig(config);
+  const { reloadConfig } = options;
+  const app = await buildApp({ config, logger: options.logger, https, live, reloadConfig });
   if (!tls && !isLoopback(address.host)) {
     app.log.warn({ listen: urlHost(address) }, 'listening on a non-loopback address without TLS (--insecure): tokens travel in clear text');
   }
@@ -49,5 +59,9 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
   const bound = app.server.address();
   const port = typeof bound === 'object' && bound ? bound.port : address.port;
   const url = `${tls ? 'https' : 'http'}://${urlHost({ host: address.host, port })}`;
-  return { app, url, close: () => app.close() };
+  const reload = async (): Promise<ReloadReport> => {
+    if (reloadConfig === undefined) throw new SluiceError('ERR_BAD_REQUEST', { message: 'This gateway was started without a configuration file to re-read' });
+    return live.apply(await reloadConfig());
+  };
+  return { app, url, close: () => app.close(), reload };
 }

@@ -18,6 +18,7 @@ export const registerServe: RegisterCommand = (program, ctx) => {
     .addHelpText(
       'after',
       '\nEnvironment:\n  SLUICE_CONFIG   default for --config\n  Values written ${env:NAME} in the config file are read from the environment.\n\n' +
+        'SIGHUP re-reads the config file (as POST /v1/admin/reload does); an invalid file is refused and logged.\n' +
         'Exit codes: 0 stopped cleanly, 2 invalid configuration or listen address.',
     )
     .action(async (opts: { config: string; listen?: string; insecure: boolean; check: boolean; logLevel: string }) => {
@@ -34,9 +35,19 @@ export const registerServe: RegisterCommand = (program, ctx) => {
         listen: opts.listen,
         insecure: opts.insecure,
         logger: { level: opts.logLevel },
+        reloadConfig: () => loadConfigFile(opts.config, { env: ctx.env }),
       });
       gateway.app.log.info({ url: gateway.url }, 'sluice gateway ready');
+      // SIGHUP re-reads the file; an invalid one is logged and refused, and the running config stays.
+      const onHangup = (): void => {
+        gateway.reload().then(
+          (report) => gateway.app.log.info({ applied: report.applied, restart_required: report.restartRequired }, 'configuration reloaded (SIGHUP)'),
+          (err: unknown) => gateway.app.log.error({ err: (err as Error).message, problems: (err as { details?: { problems?: unknown } }).details?.problems }, 'configuration reload refused; the running configuration stays'),
+        );
+      };
+      process.on('SIGHUP', onHangup);
       const signal = await waitForSignal(['SIGINT', 'SIGTERM']);
+      process.off('SIGHUP', onHangup);
       gateway.app.log.info({ signal }, 'shutting down');
       await gateway.close();
     });

@@ -13,8 +13,10 @@ import { createWebhookNotifier, type WebhookLog, type WebhookNotifier } from './
 export interface ApprovalSystemOptions<X extends HeldExchange = HeldExchange> {
   /** The current configuration (read per use, so a reload takes effect). */
   readonly config: () => Config;
-  /** Default: SQLite at `<storage.dir>/reviews.db`. */
+  /** Default: SQLite at `file`. */
   readonly store?: ReviewStore;
+  /** The SQLite file of the default store; default `<storage.dir>/reviews.db` (`:memory:` keeps nothing). */
+  readonly file?: string;
   /** Records review events into the held exchange's session (fail-closed). */
   readonly record?: HeldRequestsOptions<X>['record'];
   readonly log?: WebhookLog;
@@ -41,7 +43,7 @@ export function reviewsDbFile(storageDir: string): string {
 /** Creates the approval system of one gateway process. */
 export function createApprovalSystem<X extends HeldExchange = HeldExchange>(options: ApprovalSystemOptions<X>): ApprovalSystem<X> {
   const { config } = options;
-  const store = options.store ?? openSqliteReviewStore({ file: reviewsDbFile(config().storage.dir) });
+  const store = options.store ?? openSqliteReviewStore({ file: options.file ?? reviewsDbFile(config().storage.dir) });
   const webhooks = createWebhookNotifier({ webhooks: () => config().approval.webhooks, log: options.log });
   const service = createApprovalService({
     store,

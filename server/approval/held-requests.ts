@@ -93,7 +93,7 @@ export function refusalOf(review: Review): SluiceError {
 export function createHeldRequests<X extends HeldExchange = HeldExchange>(options: HeldRequestsOptions<X>): HeldRequests<X> {
   const { service } = options;
   const clock = options.clock ?? Date.now;
-  const held = new Map<string, () => void>();
+  const held = new Map<string, () => Promise<void>>();
   const notice = (sessionId: string, n: SessionNotice): void => {
     try {
       options.notifySession?.(sessionId, n);
@@ -212,12 +212,10 @@ export function createHeldRequests<X extends HeldExchange = HeldExchange>(option
           Math.min(Math.max(left, 0), MAX_TIMER_MS),
         );
       };
-      held.set(id, () => {
+      held.set(id, async () => {
         if (done) return;
-        service
-          .abandon(id, 'the gateway shut down')
-          .catch(() => undefined)
-          .finally(() => fail(new SluiceError('ERR_SHUTTING_DOWN', { message: `The gateway shut down while ${id} was waiting for review` })));
+        await service.abandon(id, 'the gateway shut down').catch(() => undefined);
+        fail(new SluiceError('ERR_SHUTTING_DOWN', { message: `The gateway shut down while ${id} was waiting for review` }));
       });
       signal?.addEventListener('abort', onAbort, { once: true });
       // The caller may have left while the review was being created.
@@ -233,7 +231,7 @@ export function createHeldRequests<X extends HeldExchange = HeldExchange>(option
       return held.size;
     },
     async close() {
-      for (const withdraw of [...held.values()]) withdraw();
+      await Promise.all([...held.values()].map((withdraw) => withdraw()));
     },
   };
 }

@@ -15,6 +15,11 @@ export interface MaskingStage {
    * extra stream per response. A Transform that changes the length must expect Content-Length to be dropped.
    */
   responseTransform(exchange: Exchange, head: ResponseHead): Transform | null;
+  /**
+   * Like `responseTransform`, with the response headers the caller must get to match the transform's
+   * output (a decoded body loses Content-Encoding and Content-Length). Preferred when present.
+   */
+  responsePlan?(exchange: Exchange, head: ResponseHead): { transform: Transform; headers(upstream: IncomingHttpHeaders): IncomingHttpHeaders } | null;
 }
 
 /** The default masking stage: response bodies pass unchanged. */

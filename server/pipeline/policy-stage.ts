@@ -2,13 +2,31 @@ import type { Exchange } from './exchange.js';
 
 /** What policy decided about one exchange; `rule` names the policy that matched, if any. */
 export type Decision =
-  | { readonly action: 'allow'; readonly rule?: string }
-  | { readonly action: 'deny'; readonly rule?: string; readonly reason?: string }
-  | { readonly action: 'review'; readonly rule: string; readonly reviewers: readonly string[]; readonly timeoutMs?: number };
+  | { readonly action: 'allow'; readonly rule?: string; readonly mask?: readonly string[] }
+  | { readonly action: 'deny'; readonly rule?: string; readonly reason?: string; readonly mask?: readonly string[] }
+  | {
+      readonly action: 'review';
+      readonly rule: string;
+      readonly reviewers: readonly string[];
+      readonly timeoutMs?: number;
+      /** Distinct reviewers needed; default 1. */
+      readonly minApprovals?: number;
+      /** The rule's message for reviewers. */
+      readonly note?: string;
+      readonly mask?: readonly string[];
+    };
+
+/** What policy sees of the request body: the parsed JSON (null when absent, not JSON or too long) and its size. */
+export interface DecisionBody {
+  readonly json: unknown;
+  readonly size: number;
+}
 
 /** Policy stage: decides allow, deny or review for each exchange before anything is forwarded. */
 export interface PolicyStage {
-  decide(exchange: Exchange): Promise<Decision>;
+  /** True when `decide` looks at the body: the pipeline then reads it ahead (bounded) and passes it. */
+  readonly readsBody?: boolean;
+  decide(exchange: Exchange, body?: DecisionBody): Promise<Decision>;
 }
 
 const ALLOW: Decision = Object.freeze({ action: 'allow' });

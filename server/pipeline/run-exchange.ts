@@ -1,12 +1,14 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { SluiceError, toSluiceError } from '../../shared/errors.js';
+import { DEFAULT_POLICY_READ_AHEAD, readBodyForPolicy } from '../policy/body-read-ahead.js';
 import { checkAccess } from './access.js';
 import { refuseReviews, type ApprovalStage } from './approval-stage.js';
+import { hasRequestBody } from './bounded-body.js';
 import { sendErrorResponse } from './error-response.js';
 import { newRequestId, type Exchange, type ExchangeContext } from './exchange.js';
 import { noMasking, type MaskingStage } from './masking-stage.js';
-import { allowAllPolicy, type PolicyStage } from './policy-stage.js';
+import { allowAllPolicy, type DecisionBody, type PolicyStage } from './policy-stage.js';
 import { discardRecorder, type Recorder } from './recorder.js';
 import { callUpstream, takeWholeBody } from './upstream-call.js';
 import { createUpstreamPools, type UpstreamPoolOptions, type UpstreamPools } from './upstream-pools.js';
@@ -20,6 +22,8 @@ export interface ExchangeHandlerOptions {
   /** Pools to upstreams; by default the handler creates and owns them. */
   readonly pools?: UpstreamPools;
   readonly poolOptions?: UpstreamPoolOptions;
+  /** Most body bytes read ahead when policy looks at the body; longer bodies get `json: null`. Default 1 MiB. */
+  readonly policyReadAhead?: number;
 }
 
 /** Runs HTTP exchanges through the pipeline; the one path shared by the tunnel's HTTP protocol and the proxy route. */
@@ -55,19 +59,38 @@ export function createExchangeHandler(options: ExchangeHandlerOptions = {}): Exc
       });
     }
 
-    // 3. policy.
-    const decision = await policy.decide(exchange);
+    // 3. policy, with the body read ahead (bounded, then put back) when a rule looks at it.
+    let continued = false;
+    let policyBody: DecisionBody | undefined;
+    if (policy.readsBody === true) {
+      // The body must arrive before policy can see it, so a caller waiting for 100 Continue is told to send it now.
+      if (ctx.awaitingContinue === true && hasRequestBody(req)) {
+        res.writeContinue();
+        continued = true;
+      }
+      policyBody = await readBodyForPolicy(req, { limit: options.policyReadAhead ?? DEFAULT_POLICY_READ_AHEAD });
+    }
+    const decision = await policy.decide(exchange, policyBody);
     if (decision.action === 'deny') {
       // The refusal is part of the record: written before it is answered, like everything else.
       await recorder.emit({ type: 'policy.decision', exchange, decision });
-      throw new SluiceError('ERR_FORBIDDEN', {
+      throw new SluiceError('ERR_POLICY_DENIED', {
         message: decision.reason ?? `Policy${decision.rule === undefined ? '' : ` "${decision.rule}"`} denies this request on connection "${connection.name}"`,
         details: { connection: connection.name, ...(decision.rule === undefined ? {} : { rule: decision.rule }) },
       });
     }
 
-    // 4. approval: a held exchange waits here until a reviewer decides.
-    if (decision.action === 'review') await approval.hold(exchange, decision);
+    // 4. approval: a held exchange waits here until a reviewer decides; a caller that leaves withdraws it.
+    if (decision.action === 'review') {
+      const gone = new AbortController();
+      const onClose = (): void => gone.abort();
+      res.once('close', onClose);
+      try {
+        await approval.hold(exchange, decision, { signal: gone.signal, body: policyBody });
+      } finally {
+        res.off('close', onClose);
+      }
+    }
 
     // 5. recorder: nothing is forwarded unless the request was recorded (with its body, when it arrived whole).
     const body = takeWholeBody(req);
@@ -79,7 +102,7 @@ export function createExchangeHandler(options: ExchangeHandlerOptions = {}): Exc
       return;
     }
     // The caller holds its body until told to send it, so refused requests never upload anything.
-    if (ctx.awaitingContinue === true) res.writeContinue();
+    if (ctx.awaitingContinue === true && !continued) res.writeContinue();
 
     // 6. upstream, 7. masking (per response), 8. recorder (response head and end): see upstream-call.ts.
     callUpstream({

@@ -184,8 +184,16 @@ class UpstreamCall implements Dispatcher.DispatchHandler {
     if (this.#settled) return;
     const { exchange, res, masking } = this.#o;
     try {
-      const transform = masking.responseTransform(exchange, { status, headers });
-      res.writeHead(status, callerResponseHeaders(headers, exchange.id, transform === null));
+      let transform: Transform | null;
+      let callerHeaders = headers;
+      if (masking.responsePlan !== undefined) {
+        const plan = masking.responsePlan(exchange, { status, headers });
+        transform = plan?.transform ?? null;
+        if (plan) callerHeaders = plan.headers(headers);
+      } else {
+        transform = masking.responseTransform(exchange, { status, headers });
+      }
+      res.writeHead(status, callerResponseHeaders(callerHeaders, exchange.id, transform === null));
       // A streamed body (SSE, chunked) must reach the caller's SDK at once; a sized one carries the head
       // in its first write, one packet fewer.
       if (transform !== null || headers['content-length'] === undefined) res.flushHeaders();

@@ -11,7 +11,7 @@
  * `checkpointMessage(session, records, finalHash)`, where `records` counts the records before it and
  * `finalHash` is the hash of the last of them.
  */
-import { createCipheriv, createDecipheriv, createHash, randomFillSync } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, randomBytes, randomFillSync } from 'node:crypto';
 import type { EventType } from './event-types.js';
 import type { WrappedKey } from './key-ring.js';
 
@@ -115,8 +115,25 @@ export function decodeHeader(bytes: Buffer): SessionHeader {
   return { version: FORMAT_VERSION, session, created, wrappedKey: { keyId: key_id, wrapped: Buffer.from(wrapped_key, 'base64') } };
 }
 
+/**
+ * GCM nonces for one session's data key: a random 4-byte prefix and a 64-bit counter (the deterministic
+ * construction of NIST SP 800-38D). The key is the session's own, so a nonce never repeats under it, and
+ * no random bytes are drawn per record.
+ */
+export class NonceSequence {
+  readonly #prefix = randomBytes(4);
+  #counter = 0n;
+
+  /** Write the next nonce into `into` (12 bytes). */
+  next(into: Buffer): void {
+    this.#prefix.copy(into, 0);
+    into.writeBigUInt64BE(this.#counter, 4);
+    this.#counter += 1n;
+  }
+}
+
 /** Encrypts one record; returns its bytes on disk (length prefix included). */
-export function encodeRecord(options: { dataKey: Buffer; sessionAad: Buffer; prev: Buffer; meta: RecordMeta; payload?: Buffer }): Buffer {
+export function encodeRecord(options: { dataKey: Buffer; sessionAad: Buffer; prev: Buffer; meta: RecordMeta; payload?: Buffer; nonces?: NonceSequence }): Buffer {
   const metaJson = Buffer.from(JSON.stringify(options.meta), 'utf8');
   const payloadLength = options.payload?.length ?? 0;
   const plainLength = HASH_BYTES + 4 + metaJson.length + payloadLength;
@@ -125,7 +142,8 @@ export function encodeRecord(options: { dataKey: Buffer; sessionAad: Buffer; pre
   const out = Buffer.allocUnsafe(LENGTH_BYTES + recordLength);
   out.writeUInt32BE(recordLength, 0);
   const nonce = out.subarray(LENGTH_BYTES, LENGTH_BYTES + NONCE_BYTES);
-  randomFillSync(nonce);
+  if (options.nonces) options.nonces.next(nonce);
+  else randomFillSync(nonce);
   const plain = Buffer.allocUnsafe(plainLength);
   options.prev.copy(plain, 0);
   plain.writeUInt32BE(metaJson.length, HASH_BYTES);

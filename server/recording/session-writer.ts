@@ -3,7 +3,7 @@ import { SluiceError } from '../../shared/errors.js';
 import type { EventFields, EventType } from './event-types.js';
 import type { RecordingFile, RecordingIo } from './file-io.js';
 import type { KeyRing } from './key-ring.js';
-import { checkpointMessage, encodeHeader, encodeRecord, FORMAT_VERSION, sessionAad, sha256 } from './record-format.js';
+import { checkpointMessage, encodeHeader, encodeRecord, FORMAT_VERSION, NonceSequence, sessionAad, sha256 } from './record-format.js';
 import { recordingUnavailable } from './recording-error.js';
 import { signCheckpoint, type SigningKey } from './signing-key.js';
 
@@ -54,6 +54,7 @@ export class SessionWriter {
   readonly #o: SessionWriterOptions;
   readonly #file: RecordingFile;
   readonly #dataKey: Buffer;
+  readonly #nonces = new NonceSequence();
   readonly #aad: Buffer;
   #queue: Pending[] = [];
   #queuedBytes = 0;
@@ -190,7 +191,7 @@ export class SessionWriter {
       try {
         for (const p of batch) {
           const fields = typeof p.fields === 'function' ? p.fields(seq, prev) : p.fields;
-          const frame = encodeRecord({ dataKey: this.#dataKey, sessionAad: this.#aad, prev, meta: { seq, t: p.t, type: p.type, ...fields }, payload: p.payload });
+          const frame = encodeRecord({ dataKey: this.#dataKey, sessionAad: this.#aad, prev, meta: { seq, t: p.t, type: p.type, ...fields }, payload: p.payload, nonces: this.#nonces });
           frames.push(frame);
           bytes += frame.length;
           prev = sha256(frame);

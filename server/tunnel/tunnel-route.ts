@@ -2,6 +2,9 @@ import { randomUUID } from 'node:crypto';
 import websocket from '@fastify/websocket';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { SluiceError } from '../../shared/errors.js';
+import type { GrantGate } from '../approval/grant-gate.js';
+import type { SessionNotices } from '../approval/session-notices.js';
+import type { Grant } from '../approval/review.js';
 import { MAX_CONTROL_BYTES } from '../../shared/tunnel/control.js';
 import { FRAME_HEADER_SIZE } from '../../shared/tunnel/frames.js';
 import type { ConnectionConfig } from '../config/schema.js';
@@ -14,12 +17,18 @@ import { TunnelSession } from './tunnel-session.js';
 export interface TunnelRouteDeps extends GatewayDeps {
   http: HttpProtocol;
   tcp: TcpProtocol;
+  /** Admits callers to connections with `requires_grant: true`, and ends their tunnels with the grant. */
+  grants?: GrantGate;
+  /** Where held requests find the tunnel to tell "waiting for approval r_…". */
+  notices?: SessionNotices;
 }
 
 interface Admitted {
   principal: Principal;
   connection: ConnectionConfig;
   reason?: string;
+  /** The access grant that let the caller in, when the connection requires one. */
+  accessGrant?: Grant;
 }
 
 /** A new, globally unique session id. */
@@ -74,8 +83,9 @@ export async function registerTunnelRoute(app: FastifyInstance, deps: TunnelRout
             details: { connection: name },
           });
         }
+        const accessGrant = await deps.grants?.check(principal, connection);
         const reason = typeof query.reason === 'string' ? query.reason.slice(0, MAX_REASON) : undefined;
-        admitted.set(req, { principal, connection, reason });
+        admitted.set(req, { principal, connection, reason, accessGrant });
       },
     },
     (socket, req) => {
@@ -100,6 +110,14 @@ export async function registerTunnelRoute(app: FastifyInstance, deps: TunnelRout
       });
       sessions.add(session);
       session.mux.on('close', () => sessions.delete(session));
+      const unregister = deps.notices?.register(session.id, (notice) => session.mux.sendControl({ type: 'notice', ...notice }));
+      const { accessGrant } = grant;
+      // When the grant ends (and no newer one extends it), the tunnel it allowed closes.
+      const unwatch = accessGrant === undefined ? undefined : deps.grants?.watch(grant.principal, grant.connection, accessGrant, (err) => session.fail(err));
+      session.mux.on('close', () => {
+        unregister?.();
+        unwatch?.();
+      });
       req.log.info(
         { session: session.id, sub: grant.principal.sub, connection: grant.connection.name },
         'tunnel opened',
