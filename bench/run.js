@@ -22,8 +22,6 @@
 // BENCH_CHUNK_DELAY_MS (0), BENCH_GATEWAY_LOG_LEVEL (info), BENCH_CONNECT_TIMEOUT_SECONDS (30),
 // BENCH_NOISY_RETRIES (1), BENCH_MAX_SECONDS (900, hard stop), BENCH_PROFILE=1 (CPU profiles of gateway
 // and CLI, summarised in the output), BENCH_STRICT=1 (exit 1 when a target is missed),
-// BENCH_WHATIF_TOKEN_CACHE=1, BENCH_WHATIF_SYNC_RECORD_WRITES=1 (experiments, see gateway.js; they
-// change what is measured, and the output says so),
 // BENCH_OUT=file (also write the JSON there).
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -557,8 +555,6 @@ async function main() {
         logs_to: 'file',
         masking: 'none (no masking profiles on the connections)',
         recording: 'on, schema defaults (storage.fsync batch, request/response bodies recorded masked)',
-        ...(process.env.BENCH_WHATIF_TOKEN_CACHE === '1' ? { whatif_token_cache: true } : {}),
-        ...(process.env.BENCH_WHATIF_SYNC_RECORD_WRITES === '1' ? { whatif_sync_record_writes: true } : {}),
       },
       processes: {
         loadgen_and_idp: 'bench process (autocannon / node:http client; IdP idle while measuring)',

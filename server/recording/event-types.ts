@@ -55,6 +55,8 @@ export interface EventFields {
     client_address: string;
     cli_version?: string;
     record: { request_body: string; response_body: string; raw: boolean };
+    /** `<session id>#<exchange number>` this session re-sends, as the caller's `x-sluice-resend-of` claimed. */
+    resend_of?: string;
   };
   /** The payload holds the request body when `body.capture` is `raw` and the body had fully arrived. */
   'exchange.request': {

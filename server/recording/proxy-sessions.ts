@@ -31,16 +31,21 @@ export class ProxySessions {
     this.#o = options;
   }
 
-  /** The session of this call, opening one if needed; its recording opens in the background and the recorder waits for it. */
-  sessionFor(principal: Principal, connection: ConnectionConfig, clientAddress: string): ExchangeSession {
-    const key = `${principal.issuer}\0${principal.sub}\0${connection.name}`;
+  /**
+   * The session of this call, opening one if needed; its recording opens in the background and the recorder
+   * waits for it. A re-send (`resendOf`) always gets a session of its own, sealed once idle like the others.
+   */
+  sessionFor(principal: Principal, connection: ConnectionConfig, clientAddress: string, options: { readonly resendOf?: string } = {}): ExchangeSession {
+    const { resendOf } = options;
+    // A fresh id never matches an entry, so no other call joins a re-send's session.
+    const key = resendOf === undefined ? `${principal.issuer}\0${principal.sub}\0${connection.name}` : `resend\0${this.#o.newId()}`;
     let entry = this.#entries.get(key);
     if (entry === undefined) {
       const created: Entry = { id: this.#o.newId(), lastUsed: Date.now(), timer: undefined };
       entry = created;
       this.#entries.set(key, created);
       this.#o.recording
-        .openSession({ id: created.id, principal, connection, via: 'proxy', clientAddress })
+        .openSession({ id: created.id, principal, connection, via: 'proxy', clientAddress, ...(resendOf === undefined ? {} : { resendOf }) })
         .catch(() => {
           // A session that could not open is forgotten, so the next call tries a fresh one.
           if (this.#entries.get(key) === created) {

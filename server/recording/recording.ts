@@ -58,6 +58,8 @@ export interface SessionStart {
   readonly reason?: string;
   readonly clientAddress: string;
   readonly cliVersion?: string;
+  /** Set on a session opened to re-send a recorded exchange: `<session id>#<exchange number>`. */
+  readonly resendOf?: string;
 }
 
 /** The session file's path relative to `storage.dir`: `sessions/YYYY/MM/DD/<id>.rec` by the UTC start date. */
@@ -296,6 +298,7 @@ export class Recording {
         client_address: start.clientAddress,
         ...(start.cliVersion === undefined ? {} : { cli_version: start.cliVersion }),
         record: { request_body: connection.record.request_body, response_body: connection.record.response_body, raw: connection.record.raw },
+        ...(start.resendOf === undefined ? {} : { resend_of: start.resendOf }),
       });
     } catch (err) {
       await writer.close().catch(() => undefined);

@@ -8,6 +8,11 @@ import { afterAll, beforeAll, describe, expect, it, onTestFinished, vi } from 'v
 import { buildApp } from '../../server/app.js';
 import { validateConfig } from '../../server/config/load.js';
 import { startModelServer, type RunningModelServer } from '../../server/demo/model-server.js';
+import type { RecordedEvent } from '../../server/recording/event-types.js';
+import { keyRingFromSettings } from '../../server/recording/key-ring.js';
+import { readSession } from '../../server/recording/session-reader.js';
+import { SqliteStore } from '../../server/store/sqlite-store.js';
+import type { Config } from '../../server/config/schema.js';
 import type { ReviewJson } from '../../shared/reviews-api.js';
 import { runCli, spawnCli } from '../helpers/cli-process.js';
 import { signToken, startTestIdp, type TestIdp } from '../helpers/oidc.js';
@@ -19,13 +24,14 @@ let model: RunningModelServer;
 let app: FastifyInstance;
 let gateway: string;
 let dir: string;
+let config: Config;
 const tokens: Record<string, string> = {};
 
 beforeAll(async () => {
   idp = await startTestIdp();
   model = await startModelServer({ apiKey: UPSTREAM_KEY, chunkDelayMs: 0 });
   dir = await mkdtemp(join(tmpdir(), 'sluice-e2e-review-'));
-  const config = validateConfig({
+  config = validateConfig({
     identity: { issuer: idp.issuer, audience: idp.audience, cli_client_id: 'sluice-cli' },
     roles: { reviewer: ['ml-leads'], auditor: ['security'] },
     storage: { dir: join(dir, 'data'), master_key: randomBytes(32).toString('base64') },
@@ -62,6 +68,21 @@ async function connect(name = 'llm') {
   await cli.waitForOutput(/OpenAI base URL\s+(\S+)/);
   const baseURL = /OpenAI base URL\s+(\S+)/.exec(cli.stdout())![1]!;
   return { cli, client: new OpenAI({ baseURL, apiKey: 'sk-placeholder', maxRetries: 0, timeout: 60_000 }) };
+}
+
+/** The decrypted events of a session once the gateway has sealed it. */
+async function recordedEvents(sessionId: string): Promise<RecordedEvent[]> {
+  const index = new SqliteStore({ file: join(config.storage.dir, 'index.sqlite') });
+  onTestFinished(() => index.close());
+  let file = '';
+  await vi.waitFor(async () => {
+    const session = await index.getSession(sessionId);
+    expect(session?.status).toBe('closed');
+    file = session!.file;
+  });
+  const events: RecordedEvent[] = [];
+  for await (const e of readSession(join(config.storage.dir, file), keyRingFromSettings(config.storage)!)) events.push(e);
+  return events;
 }
 
 /** bob's `sluice review list --json` until alice's review shows up. */
@@ -107,6 +128,18 @@ describe('a call that needs review, through `sluice connect`', () => {
     const completion = await call;
     expect(completion.choices[0]?.message.content).toContain('please review me');
     await cli.waitForOutput(new RegExp(`${id} approved by bob@example.com`));
+
+    // The recording tells the story in order: held, approved by bob, forwarded, answered.
+    const sessionId = /session (ses_[0-9a-f]{32})/.exec(cli.stdout())![1]!;
+    cli.kill('SIGINT');
+    await cli.exited;
+    const events = await recordedEvents(sessionId);
+    const story = events.filter((e) => ['review.requested', 'review.approved', 'exchange.request', 'exchange.response'].includes(e.type));
+    expect(story.map((e) => e.type)).toEqual(['review.requested', 'review.approved', 'exchange.request', 'exchange.response']);
+    expect(story[0]!.fields).toMatchObject({ review: id });
+    expect(story[1]!.fields).toMatchObject({ review: id, by: 'bob@example.com', note: 'fine for the eval' });
+    expect(story[2]!.fields).toMatchObject({ method: 'POST', path: '/v1/chat/completions', decision: { action: 'review', rule: 'frontier-models-need-review' } });
+    expect(story[3]!.fields).toMatchObject({ status: 200 });
   });
 
   it('fails with the reviewer\'s reason when bob rejects', async () => {

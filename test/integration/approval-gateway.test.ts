@@ -211,8 +211,8 @@ describe('held requests', () => {
   });
 
   it('answers 429 beyond the held requests allowed per user', async () => {
-    const first = sdk('alice').chat.completions.create({ model: 'gpt-5', messages: [{ role: 'user', content: '1' }] });
-    const second = sdk('alice').chat.completions.create({ model: 'gpt-5', messages: [{ role: 'user', content: '2' }] });
+    const first = sdkError(sdk('alice').chat.completions.create({ model: 'gpt-5', messages: [{ role: 'user', content: '1' }] }));
+    const second = sdkError(sdk('alice').chat.completions.create({ model: 'gpt-5', messages: [{ role: 'user', content: '2' }] }));
     await vi.waitFor(async () => {
       const { body } = await api<{ reviews: ReviewJson[] }>('bob', 'GET', '/v1/reviews?status=pending');
       expect(body.reviews).toHaveLength(2);
@@ -222,8 +222,8 @@ describe('held requests', () => {
     expect(err.code).toBe('ERR_REVIEW_LIMIT');
     const { body } = await api<{ reviews: ReviewJson[] }>('bob', 'GET', '/v1/reviews?status=pending');
     for (const r of body.reviews) await api('bob', 'POST', `/v1/reviews/${r.id}/reject`, { reason: 'cleanup' });
-    await expect(first).rejects.toBeInstanceOf(OpenAI.PermissionDeniedError);
-    await expect(second).rejects.toBeInstanceOf(OpenAI.PermissionDeniedError);
+    expect(await first).toBeInstanceOf(OpenAI.PermissionDeniedError);
+    expect(await second).toBeInstanceOf(OpenAI.PermissionDeniedError);
   });
 
   it('withdraws the review when the caller disconnects', async () => {

@@ -8,7 +8,7 @@ describe('record nonces', () => {
     const aad = sessionAad('ses_test');
     const nonces = new NonceSequence();
     const seen = new Set<string>();
-    let prev = Buffer.alloc(32);
+    let prev: Buffer = Buffer.alloc(32);
     for (let seq = 0; seq < 2000; seq++) {
       const frame = encodeRecord({ dataKey, sessionAad: aad, prev, meta: { seq, t: seq, type: 'exchange.chunk' }, payload: Buffer.from(`chunk ${seq}`), nonces });
       seen.add(frame.subarray(LENGTH_BYTES, LENGTH_BYTES + NONCE_BYTES).toString('hex'));
