@@ -15,6 +15,7 @@ import { createHttpProtocol } from './protocols/http.js';
 import { createTcpProtocol } from './protocols/tcp.js';
 import { newSessionId, registerTunnelRoute } from './tunnel/tunnel-route.js';
 import { registerAuditRoutes } from './api/audit-routes.js';
+import { registerSessionsRoutes } from './api/sessions-routes.js';
 import { parseDuration } from './config/duration.js';
 import type { RecordingIo } from './recording/file-io.js';
 import { openStorage } from './recording/open-storage.js';
@@ -117,6 +118,7 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
   registerMeRoutes(app, deps);
   registerConnectionsRoutes(app, deps);
   registerAuditRoutes(app, deps);
+  registerSessionsRoutes(app, deps);
 
   // The data path: one exchange handler behind both the tunnel's HTTP protocol and the direct proxy.
   const recorder = storage?.recording.recorder;
@@ -155,11 +157,11 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
     ...(proxySessions === undefined
       ? {}
       : {
-          sessionFor: (principal, req) => {
+          sessionFor: (principal, req, options) => {
             const name = (req.params as { connection: string }).connection;
             // The route resolved this name to a connection just before asking.
             const connection = live.get().connections.find((c) => c.name === name)!;
-            return proxySessions.sessionFor(principal, connection, req.ip);
+            return proxySessions.sessionFor(principal, connection, req.ip, options);
           },
         }),
   });

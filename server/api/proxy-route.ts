@@ -15,11 +15,32 @@ export interface ProxyRouteDeps {
   readonly authenticate: (req: FastifyRequest) => Promise<Principal>;
   /** The same exchange handler the tunnel's HTTP protocol uses. */
   readonly exchange: ExchangeHandler;
-  /** The recording session of a call; by default every call is a session of its own. */
-  readonly sessionFor?: (principal: Principal, req: FastifyRequest) => ExchangeSession;
+  /**
+   * The recording session of a call; by default every call is a session of its own. `resendOf` is set when
+   * the call re-sends a recorded exchange (`x-sluice-resend-of`): such a call gets a session of its own.
+   */
+  readonly sessionFor?: (principal: Principal, req: FastifyRequest, options: { readonly resendOf?: string }) => ExchangeSession;
 }
 
 const PREFIX = '/v1/proxy/';
+
+/** Request header naming the recorded exchange a call re-sends: `<session id>#<exchange number, from 1>`. */
+export const RESEND_OF_HEADER = 'x-sluice-resend-of';
+
+/** Response header telling the caller which recording session holds its call. */
+export const SESSION_HEADER = 'x-sluice-session';
+
+const RESEND_OF = /^ses_[0-9a-f]{32}#[1-9][0-9]{0,5}$/;
+
+/** The validated `x-sluice-resend-of` value, or undefined when the header is absent. */
+export function resendOfHeader(req: FastifyRequest): string | undefined {
+  const value = req.headers[RESEND_OF_HEADER];
+  if (value === undefined) return undefined;
+  if (typeof value !== 'string' || !RESEND_OF.test(value)) {
+    throw new SluiceError('ERR_BAD_REQUEST', { message: `${RESEND_OF_HEADER} must be "<session id>#<exchange number>", such as ses_…#1` });
+  }
+  return value;
+}
 
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];
 
@@ -59,10 +80,14 @@ export function registerProxyRoutes(app: FastifyInstance, deps: ProxyRouteDeps):
           details: { connection: name },
         });
       }
+      const resendOf = resendOfHeader(req);
+      const session = sessionFor(principal, req, resendOf === undefined ? {} : { resendOf });
+      // Set before the pipeline writes the head, which keeps headers set this way.
+      res.setHeader(SESSION_HEADER, session.id);
       deps.exchange.handle(req.raw, res, {
         principal,
         connection,
-        session: sessionFor(principal, req),
+        session,
         clientAddress: req.ip,
         via: 'proxy',
         path: upstreamPathOf(req.raw.url ?? req.url),

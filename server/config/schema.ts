@@ -115,6 +115,8 @@ export const configSchema = z
         ping_interval: duration.default('30s'),
       })
       .default({ max_streams: 256, max_frame: 1024 * 1024, window: 256 * 1024, ping_interval: '30s' }),
+    /** Who reads recordings: auditors and admins always; users their own contents only with `users_read_own`. */
+    audit: z.strictObject({ users_read_own: z.boolean().default(false) }).default({ users_read_own: false }),
     connections: z.array(connectionSchema).default([]),
     masking: maskingSettingsSchema,
     masking_profiles: z.record(maskingProfileName, maskingProfileSchema).default({}),

@@ -50,6 +50,8 @@ export function upstreamRequestHeaders(headers: IncomingHttpHeaders, target: Ups
     if (
       DROPPED_REQUEST_HEADERS.has(name) ||
       name.startsWith('proxy-') ||
+      // The gateway's own request headers (x-sluice-resend-of) are for the gateway, not the upstream.
+      name.startsWith('x-sluice-') ||
       target.injectedNames.has(name) ||
       (named !== undefined && named.has(name))
     ) {

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -199,5 +199,37 @@ describe('time-boxed access with `sluice access`', () => {
     expect(models.data.length).toBeGreaterThan(0);
     expect(await cli.exited).toBe(4);
     expect(cli.stderr()).toContain('ERR_GRANT_EXPIRED');
+  });
+});
+
+describe('reload on SIGHUP', () => {
+  it('applies a valid file and refuses an invalid one, keeping the running configuration', async () => {
+    const file = join(dir, 'sighup.yaml');
+    const text = (when: string) => `identity:
+  issuer: ${idp.issuer}
+  audience: ${idp.audience}
+  cli_client_id: sluice-cli
+policies:
+  - name: rule
+    when: ${JSON.stringify(when)}
+    action: deny
+`;
+    await writeFile(file, text('request.method == "DELETE"'));
+    const serve = spawnCli(['serve', '--config', file, '--listen', '127.0.0.1:0', '--log-level', 'info']);
+    onTestFinished(() => serve.kill('SIGKILL'));
+    await serve.waitForOutput(/sluice gateway ready/);
+
+    await writeFile(file, text('request.method =='));
+    serve.kill('SIGHUP');
+    await serve.waitForOutput(/configuration reload refused; the running configuration stays/);
+    expect(serve.stdout()).toContain('policies[0].when: ');
+
+    await writeFile(file, text('request.method == "PUT"'));
+    serve.kill('SIGHUP');
+    await serve.waitForOutput(/configuration reloaded \(SIGHUP\)/);
+    const line = serve.stdout().split('\n').find((l) => l.includes('configuration reloaded (SIGHUP)'))!;
+    expect(JSON.parse(line)).toMatchObject({ applied: ['policies'], restart_required: [] });
+    serve.kill('SIGTERM');
+    expect(await serve.exited).toBe(0);
   });
 });

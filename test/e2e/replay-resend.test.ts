@@ -1,0 +1,296 @@
+/**
+ * `sluice replay` end to end: a real gateway (`buildApp`, listening on 127.0.0.1) with the test IdP, the
+ * demo model server behind `llm` and a second model server that answers differently behind `other`.
+ * alice calls `llm` with the openai SDK through the direct proxy; the spawned CLI then plays her
+ * recorded session back and re-sends it as an auditor.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import OpenAI from 'openai';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { buildApp } from '../../server/app.js';
+import { validateConfig } from '../../server/config/load.js';
+import type { Config } from '../../server/config/schema.js';
+import { startModelServer, type RunningModelServer } from '../../server/demo/model-server.js';
+import { newRequestId } from '../../server/pipeline/exchange.js';
+import { openStorage } from '../../server/recording/open-storage.js';
+import { newSessionId } from '../../server/tunnel/tunnel-route.js';
+import { runCli, spawnCli } from '../helpers/cli-process.js';
+import { signToken, startTestIdp, type TestIdp } from '../helpers/oidc.js';
+import { startTestUpstream, type TestUpstream } from '../helpers/upstream.js';
+
+const UPSTREAM_KEY = 'sk-upstream-only-the-gateway-knows';
+const PROMPT = 'Name three rivers of Europe';
+/** A request body as the recorder will keep it once request masking writes masked bodies. */
+const MASKED_PROMPT = 'Write to [EMAIL] about card ****4242';
+
+let idp: TestIdp;
+let model: RunningModelServer;
+let other: TestUpstream;
+let app: FastifyInstance;
+let gateway: string;
+let dir: string;
+const tokens: Record<'alice' | 'auditor' | 'carol', string> = { alice: '', auditor: '', carol: '' };
+/** alice's streamed SDK call, as she received it. */
+const recorded = { session: '', answer: '' };
+/** alice's call on `llm-digest`, whose connection keeps only sizes and digests of bodies. */
+let digestSession = '';
+/** A session whose request body was recorded masked. */
+let maskedSession = '';
+
+const record = { request_body: 'raw', response_body: 'raw', raw: false } as const;
+
+/**
+ * Writes, with the gateway's own recording code, a session whose request body was kept masked: the
+ * pipeline does not mask request bodies yet, so no call through it can produce one today.
+ */
+async function recordMaskedSession(config: Config): Promise<string> {
+  const storage = await openStorage({ config });
+  if (storage === undefined) throw new Error('storage is not configured');
+  const connection = config.connections.find((c) => c.name === 'llm-masked')!;
+  const id = newSessionId();
+  const principal = { sub: 'alice', email: 'alice@example.com', groups: ['ml-eng'], roles: [], expiresAt: 0, issuer: idp.issuer };
+  const session = await storage.recording.openSession({ id, principal, connection, via: 'proxy', clientAddress: '127.0.0.1' });
+  const exchange = newRequestId();
+  const body = Buffer.from(JSON.stringify({ model: 'demo-echo', messages: [{ role: 'user', content: MASKED_PROMPT }] }));
+  await session.append(
+    'exchange.request',
+    { exchange, method: 'POST', path: '/v1/chat/completions', headers: { 'content-type': 'application/json' }, decision: { action: 'allow' }, body: { capture: 'raw', bytes: body.length } },
+    body,
+  );
+  const answer = Buffer.from(JSON.stringify({ model: 'demo-echo', choices: [{ index: 0, message: { role: 'assistant', content: 'masked answer' }, finish_reason: 'stop' }] }));
+  await session.append('exchange.response', { exchange, status: 200, headers: { 'content-type': 'application/json' } });
+  await session.append('exchange.chunk', { exchange, dir: 'down', bytes: answer.length }, answer);
+  await session.append('exchange.end', { exchange, status: 200, complete: true, duration_ms: 5, bytes_up: body.length, bytes_down: answer.length });
+  await storage.recording.closeSession(id, 'idle');
+  await storage.close();
+  return id;
+}
+
+function env(user: keyof typeof tokens) {
+  return { SLUICE_TOKEN: tokens[user], SLUICE_GATEWAY: gateway, XDG_CONFIG_HOME: join(dir, 'no-config') };
+}
+
+async function api(path: string, user: keyof typeof tokens = 'auditor'): Promise<Response> {
+  return fetch(`${gateway}${path}`, { headers: { authorization: `Bearer ${tokens[user]}` } });
+}
+
+/** The event lines of a session, as the sessions API streams them. */
+async function eventLines(id: string): Promise<Record<string, unknown>[]> {
+  const res = await api(`/v1/sessions/${id}/events`);
+  expect(res.status).toBe(200);
+  return (await res.text())
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+/** Waits until the gateway sealed a session (the proxy seals it once idle), so its recording is complete. */
+async function sealed(id: string): Promise<void> {
+  await vi.waitFor(
+    async () => {
+      const res = await api(`/v1/sessions/${id}`);
+      expect(res.status).toBe(200);
+      expect(((await res.json()) as { session: { status: string } }).session.status).toBe('closed');
+    },
+    { timeout: 15_000, interval: 100 },
+  );
+}
+
+/** An openai SDK client of a connection through the direct proxy, as alice. */
+function sdk(connection: string): OpenAI {
+  return new OpenAI({ baseURL: `${gateway}/v1/proxy/${connection}/v1`, apiKey: tokens.alice, maxRetries: 0 });
+}
+
+beforeAll(async () => {
+  idp = await startTestIdp();
+  // Paced chunks, so playback has a pace to keep.
+  model = await startModelServer({ apiKey: UPSTREAM_KEY, chunks: 8, chunkDelayMs: 60 });
+  other = await startTestUpstream();
+  dir = await mkdtemp(join(tmpdir(), 'sluice-e2e-replay-'));
+  const config = validateConfig({
+    identity: { issuer: idp.issuer, audience: idp.audience, cli_client_id: 'sluice-cli' },
+    roles: { auditor: ['security'] },
+    storage: { dir: join(dir, 'data'), master_key: randomBytes(32).toString('base64'), proxy_session_idle: '500ms' },
+    connections: [
+      { name: 'llm', type: 'http', upstream: model.url, headers: { authorization: `Bearer ${UPSTREAM_KEY}` }, allow_groups: ['ml-eng'], record },
+      { name: 'other', type: 'http', upstream: other.url, allow_groups: ['ml-eng'], record },
+      { name: 'llm-digest', type: 'http', upstream: model.url, headers: { authorization: `Bearer ${UPSTREAM_KEY}` }, allow_groups: ['ml-eng'], record: { request_body: 'none', response_body: 'none', raw: false } },
+      { name: 'llm-masked', type: 'http', upstream: model.url, headers: { authorization: `Bearer ${UPSTREAM_KEY}` }, allow_groups: ['ml-eng'] },
+    ],
+  });
+  tokens.alice = await signToken(idp.signingKey, idp.claimsFor('alice'));
+  // An auditor on the ML team: reads every session and may use the ML connections.
+  tokens.auditor = await signToken(idp.signingKey, idp.claimsFor('carol', { groups: ['security', 'ml-eng'] }));
+  tokens.carol = await signToken(idp.signingKey, idp.claimsFor('carol'));
+  maskedSession = await recordMaskedSession(config);
+  app = await buildApp({ config, logger: false });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  gateway = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
+
+  const { data: stream, response } = await sdk('llm')
+    .chat.completions.create({ model: 'demo-echo', messages: [{ role: 'user', content: PROMPT }], stream: true })
+    .withResponse();
+  for await (const chunk of stream) recorded.answer += chunk.choices[0]?.delta.content ?? '';
+  recorded.session = response.headers.get('x-sluice-session') ?? '';
+
+  const digest = await sdk('llm-digest').chat.completions.create({ model: 'demo-echo', messages: [{ role: 'user', content: 'kept as a digest' }] }).withResponse();
+  digestSession = digest.response.headers.get('x-sluice-session') ?? '';
+  await Promise.all([sealed(recorded.session), sealed(digestSession)]);
+}, 60_000);
+
+afterAll(async () => {
+  await app?.close();
+  await other?.close();
+  await model?.close();
+  await idp?.close();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+interface Side {
+  session: string;
+  exchange: number;
+  status: number;
+  model?: string;
+  text: string;
+}
+
+describe('sluice replay SESSION --resend', () => {
+  it('re-sends alice\'s recorded SDK exchange through another connection as the auditor and diffs the answers', async () => {
+    expect(recorded.session).toMatch(/^ses_[0-9a-f]{32}$/);
+    expect(recorded.answer).toContain(PROMPT);
+    const before = other.requests.length;
+
+    const r = await runCli(['replay', recorded.session, '--exchange', '1', '--resend', '--connection', 'other', '--json'], { env: env('auditor') });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout) as { old: Side; new: Side; diff: { op: string; text: string }[] };
+    expect(out.old).toMatchObject({ session: recorded.session, exchange: 0, status: 200, model: 'demo-echo', text: recorded.answer });
+    // The second model server streams "Hel" + "lo".
+    expect(out.new).toMatchObject({ exchange: 0, status: 200, text: 'Hello' });
+    expect(out.new.session).toMatch(/^ses_[0-9a-f]{32}$/);
+    expect(out.new.session).not.toBe(recorded.session);
+    expect(out.diff.filter((p) => p.op === 'insert').map((p) => p.text)).toEqual(['Hello']);
+    expect(out.diff.filter((p) => p.op === 'delete').map((p) => p.text).join('')).toContain(PROMPT);
+    expect(out.diff.filter((p) => p.op !== 'insert').map((p) => p.text).join('')).toBe(recorded.answer);
+
+    // The recorded request reached the other upstream, as sent by the SDK, without the gateway's header.
+    expect(other.requests.length).toBe(before + 1);
+    const sent = other.requests.at(-1)!;
+    expect(sent.url).toBe('/v1/chat/completions');
+    expect(JSON.parse(sent.body.toString('utf8'))).toMatchObject({ model: 'demo-echo', stream: true, messages: [{ role: 'user', content: PROMPT }] });
+    expect(sent.headers['x-sluice-resend-of']).toBeUndefined();
+    expect(sent.headers.authorization).toBeUndefined();
+
+    // The new session is the auditor's, and says which exchange it re-sends.
+    await sealed(out.new.session);
+    const start = (await eventLines(out.new.session))[0]!;
+    expect(start).toMatchObject({ type: 'session.start', resend_of: `${recorded.session}#1`, connection: { name: 'other' }, user: { sub: 'carol' } });
+  });
+
+  it('prints both answers and the word diff as plain lines off a terminal', async () => {
+    const r = await runCli(['replay', recorded.session, '--exchange', '1', '--resend', '--connection', 'other'], { env: env('auditor') });
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain(`Re-sending ${recorded.session}#1 through other as you`);
+    const lines = r.stdout.split('\n');
+    expect(lines[0]).toBe(`old: ${recorded.session} #1 · status 200 · demo-echo`);
+    expect(lines[1]).toMatch(/^new: ses_[0-9a-f]{32} #1 · status 200 · demo-echo$/);
+    expect(r.stdout).toContain('{+Hello+}');
+    expect(r.stdout).toContain(`[-${recorded.answer}-]`);
+  });
+
+  it('goes through the gateway as the current user: an auditor outside the connection\'s groups is refused', async () => {
+    const before = model.requests.length;
+    const r = await runCli(['replay', recorded.session, '--exchange', '1', '--resend'], { env: env('carol') });
+    expect(r.code).toBe(4);
+    expect(r.stderr).toContain('ERR_CONNECTION_FORBIDDEN');
+    expect(r.stdout).toBe('');
+    expect(model.requests.length).toBe(before);
+  });
+
+  it('refuses a request body recorded masked unless --masked-ok, then sends the placeholders', async () => {
+    const before = model.requests.length;
+    const refused = await runCli(['replay', maskedSession, '--exchange', '1', '--resend'], { env: env('auditor') });
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain('was recorded masked: re-sending sends the placeholders, not the original values');
+    expect(refused.stderr).toContain('Pass --masked-ok to send it anyway.');
+    expect(refused.stderr).toContain('ERR_USAGE');
+    expect(model.requests.length).toBe(before);
+
+    const sent = await runCli(['replay', maskedSession, '--exchange', '1', '--resend', '--masked-ok', '--connection', 'llm', '--json'], { env: env('auditor') });
+    expect(sent.stderr).toBe('');
+    expect(sent.code).toBe(0);
+    const out = JSON.parse(sent.stdout) as { old: Side; new: Side };
+    expect(out.old.text).toBe('masked answer');
+    // The demo model echoes the prompt: what went out is the placeholders.
+    expect(out.new.text).toContain(MASKED_PROMPT);
+    expect(model.requests.length).toBe(before + 1);
+    expect(model.requests.at(-1)!.body).toContain(MASKED_PROMPT);
+  });
+
+  it('cannot re-send a request whose body was not recorded', async () => {
+    const r = await runCli(['replay', digestSession, '--resend'], { env: env('auditor') });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`The request body of ${digestSession} #1 was not recorded`);
+    const masked = await runCli(['replay', digestSession, '--resend', '--masked-ok'], { env: env('auditor') });
+    expect(masked.code).toBe(2);
+    expect(masked.stderr).toContain('was not recorded');
+  });
+
+  it('the gateway refuses a malformed x-sluice-resend-of', async () => {
+    const res = await fetch(`${gateway}/v1/proxy/llm/v1/models`, { headers: { authorization: `Bearer ${tokens.alice}`, 'x-sluice-resend-of': 'anything' } });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe('ERR_BAD_REQUEST');
+  });
+});
+
+/** Runs `sluice replay …` and notes when each piece of stdout arrived. */
+async function timedReplay(args: string[]): Promise<{ code: number | null; text: string; arrivals: number[] }> {
+  const cli = spawnCli(['replay', ...args], { env: env('auditor') });
+  const arrivals: number[] = [];
+  cli.child.stdout!.on('data', () => arrivals.push(performance.now()));
+  const code = await cli.exited;
+  return { code, text: cli.stdout(), arrivals };
+}
+
+describe('sluice replay SESSION off a terminal', () => {
+  it('prints the exchange data with --json', async () => {
+    const r = await runCli(['replay', recorded.session, '--exchange', '1', '--json'], { env: env('auditor') });
+    expect(r.code).toBe(0);
+    const x = JSON.parse(r.stdout) as { index: number; method: string; path: string; status: number; streamed: boolean; chunks: { t: number; text: string }[] };
+    expect(x).toMatchObject({ index: 0, method: 'POST', path: '/v1/chat/completions', status: 200, streamed: true });
+    expect(x.chunks.map((c) => c.text).join('')).toBe(recorded.answer);
+  });
+
+  it('writes the streamed answer at its recorded pace, faster with --speed', async () => {
+    const json = await runCli(['replay', recorded.session, '--exchange', '1', '--json'], { env: env('auditor') });
+    const chunks = (JSON.parse(json.stdout) as { chunks: { t: number }[] }).chunks;
+    // The model server paused 60 ms between its 8 pieces.
+    expect(chunks.length).toBeGreaterThanOrEqual(8);
+    const recordedSpan = chunks.at(-1)!.t - chunks[0]!.t;
+    expect(recordedSpan).toBeGreaterThanOrEqual(7 * 50);
+
+    const normal = await timedReplay([recorded.session, '--exchange', '1']);
+    expect(normal.code).toBe(0);
+    expect(normal.text).toBe(`${recorded.answer}\n`);
+    const fast = await timedReplay([recorded.session, '--exchange', '1', '--speed', '4']);
+    expect(fast.code).toBe(0);
+    expect(fast.text).toBe(`${recorded.answer}\n`);
+
+    // Pieces arrive over time, not at once; timers never fire early, so these lower bounds hold on a slow machine.
+    const span = (a: number[]) => a.at(-1)! - a[0]!;
+    expect(normal.arrivals.length).toBeGreaterThanOrEqual(8);
+    expect(span(normal.arrivals)).toBeGreaterThanOrEqual(recordedSpan * 0.9);
+    expect(span(fast.arrivals)).toBeGreaterThanOrEqual((recordedSpan / 4) * 0.9);
+    expect(span(fast.arrivals)).toBeLessThan(span(normal.arrivals) * 0.6);
+  });
+
+  it('refuses an exchange number the session does not have', async () => {
+    const r = await runCli(['replay', recorded.session, '--exchange', '5'], { env: env('auditor') });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`${recorded.session} has one exchange (#1); --exchange 5 names none`);
+  });
+});
