@@ -20,6 +20,8 @@ export interface ApiStreamOptions {
 export class ApiStream {
   readonly gateway: string;
   readonly #o: ApiStreamOptions;
+  /** The listener each response put on the caller's signal, removed once its body is read. */
+  readonly #aborts = new WeakMap<Response, () => void>();
 
   constructor(options: ApiStreamOptions) {
     this.gateway = options.gateway.replace(/\/+$/, '');
@@ -29,19 +31,11 @@ export class ApiStream {
   /** Parsed lines of an NDJSON answer, as they arrive. */
   async *ndjson(path: string, query: Record<string, string | number | boolean | undefined> = {}, signal?: AbortSignal): AsyncGenerator<unknown> {
     const res = await this.#get(path, query, signal);
-    let rest = '';
-    const decoder = new TextDecoder();
-    for await (const chunk of Readable.fromWeb(res.body! as never) as AsyncIterable<Uint8Array>) {
-      rest += decoder.decode(chunk, { stream: true });
-      let nl: number;
-      while ((nl = rest.indexOf('\n')) >= 0) {
-        const line = rest.slice(0, nl);
-        rest = rest.slice(nl + 1);
-        if (line.trim() !== '') yield parseLine(line, path, this.gateway);
-      }
+    try {
+      yield* lines(res, path, this.gateway);
+    } finally {
+      signal?.removeEventListener('abort', this.#aborts.get(res)!);
     }
-    rest += decoder.decode();
-    if (rest.trim() !== '') yield parseLine(rest, path, this.gateway);
   }
 
   /**
@@ -93,10 +87,31 @@ export class ApiStream {
     } finally {
       head.removeEventListener('abort', abort);
     }
-    if (!res.ok) throw await errorOf(res, `GET ${url.pathname}`, this.gateway);
+    this.#aborts.set(res, abort);
+    if (!res.ok) {
+      signal?.removeEventListener('abort', abort);
+      throw await errorOf(res, `GET ${url.pathname}`, this.gateway);
+    }
     if (res.body === null) throw new SluiceError('ERR_GATEWAY_RESPONSE', { message: `The gateway at ${this.gateway} answered GET ${url.pathname} with no body` });
     return res;
   }
+}
+
+/** Parsed NDJSON lines of a response body, as they arrive. */
+async function* lines(res: Response, path: string, gateway: string): AsyncGenerator<unknown> {
+  const decoder = new TextDecoder();
+  let rest = '';
+  for await (const chunk of Readable.fromWeb(res.body! as never) as AsyncIterable<Uint8Array>) {
+    rest += decoder.decode(chunk, { stream: true });
+    let nl: number;
+    while ((nl = rest.indexOf('\n')) >= 0) {
+      const line = rest.slice(0, nl);
+      rest = rest.slice(nl + 1);
+      if (line.trim() !== '') yield parseLine(line, path, gateway);
+    }
+  }
+  rest += decoder.decode();
+  if (rest.trim() !== '') yield parseLine(rest, path, gateway);
 }
 
 function parseLine(line: string, path: string, gateway: string): unknown {

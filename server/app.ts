@@ -20,6 +20,8 @@ import { parseDuration } from './config/duration.js';
 import type { RecordingIo } from './recording/file-io.js';
 import { openStorage } from './recording/open-storage.js';
 import { ProxySessions } from './recording/proxy-sessions.js';
+import { loadMaskingProfiles } from './masking/load-profiles.js';
+import { createMaskingStage } from './masking/masking-stage.js';
 import { join, resolve } from 'node:path';
 import { registerAdminRoutes } from './api/admin-routes.js';
 import { registerGrantsRoutes } from './api/grants-routes.js';
@@ -40,6 +42,8 @@ export interface BuildAppOptions {
   https?: { cert: Buffer; key: Buffer };
   /** Replaces the recording's file operations; for tests that inject storage faults. */
   recordingIo?: RecordingIo;
+  /** Where the config file lives: masking selector modules are resolved from here. Default: the working directory. */
+  configDir?: string;
   /** The config holder a reload swaps; default one made from `config` (startGateway passes its own, for SIGHUP). */
   live?: LiveConfig;
   /** Re-reads and validates the configuration for `POST /v1/admin/reload`; without it the route refuses. */
@@ -132,8 +136,17 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
   const policyOf = (c: Config) => compilePolicies({ policies: c.policies, policyDefault: c.policy_default, defaultTimeoutMs: parseDuration(c.approval.default_timeout) });
   let policies = policyOf(config);
   live.onChange((next) => (policies = policyOf(next)));
+  const maskingProfiles = await loadMaskingProfiles(config, { baseDir: options.configDir });
+  const masking = createMaskingStage({
+    profiles: maskingProfiles,
+    // What was masked (entity, rule, count: never a value) joins the exchange's record.
+    onSummary: (masked, findings) => {
+      if (findings.length > 0) recorder?.emit({ type: 'masking.summary', exchange: masked, findings }).catch(() => undefined);
+    },
+  });
   const exchange = createExchangeHandler({
     ...(recorder === undefined ? {} : { recorder }),
+    masking,
     policy: createRulePolicyStage({ engine: () => policies, grants: approvals.grants }),
     approval: createApprovalStage(approvals.held),
   });

@@ -13,6 +13,8 @@ export interface StartGatewayOptions {
   /** Allow a non-loopback address without TLS. */
   insecure?: boolean;
   logger?: FastifyServerOptions['logger'];
+  /** Where the config file lives (masking selectors are resolved from there). */
+  configDir?: string;
   /** Re-reads and validates the configuration (the file `serve` started from); enables reload. */
   reloadConfig?: () => Promise<Config>;
 }
@@ -51,7 +53,7 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
   }
   const live = createLiveConfig(config);
   const { reloadConfig } = options;
-  const app = await buildApp({ config, logger: options.logger, https, live, reloadConfig });
+  const app = await buildApp({ config, logger: options.logger, https, live, reloadConfig, configDir: options.configDir });
   if (!tls && !isLoopback(address.host)) {
     app.log.warn({ listen: urlHost(address) }, 'listening on a non-loopback address without TLS (--insecure): tokens travel in clear text');
   }

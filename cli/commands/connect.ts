@@ -17,11 +17,11 @@ export function tunnelOptions(opts: { port?: string; bind: string; reason?: stri
 }
 
 /** Resolve when the tunnel fails for good (with its error) or a signal arrives (with nothing). */
-export function untilStopped(tunnel: { client: { once(e: 'fatal', l: (err: SluiceError) => void): unknown } }): Promise<SluiceError | undefined> {
-  return Promise.race([
-    new Promise<SluiceError>((resolve) => tunnel.client.once('fatal', resolve)),
-    waitForSignal(['SIGINT', 'SIGTERM']).then(() => undefined),
-  ]);
+export function untilStopped(
+  tunnel: { client: { once(e: 'fatal', l: (err: SluiceError) => void): unknown } },
+  signal: Promise<unknown>,
+): Promise<SluiceError | undefined> {
+  return Promise.race([new Promise<SluiceError>((resolve) => tunnel.client.once('fatal', resolve)), signal.then(() => undefined)]);
 }
 
 export const registerConnect: RegisterCommand = (program, ctx: CliContext) => {
@@ -45,6 +45,8 @@ export const registerConnect: RegisterCommand = (program, ctx: CliContext) => {
         'Example:\n  sluice connect llm --port 8080 --reason "eval run 42"\n  OPENAI_BASE_URL=http://127.0.0.1:8080/v1 python notebook.py',
     )
     .action(async (name: string, opts: { port?: string; bind: string; reason?: string; json: boolean }) => {
+      // Listening before the endpoints are printed: a caller may signal as soon as it reads them.
+      const signal = waitForSignal(['SIGINT', 'SIGTERM']);
       const tunnel = await openTunnel(ctx, { connection: name, ...tunnelOptions(opts) });
       const { hello } = tunnel;
       if (opts.json) {
@@ -61,7 +63,7 @@ export const registerConnect: RegisterCommand = (program, ctx: CliContext) => {
         ctx.out.stdout.write(`${lines.join('\n')}\n`);
       }
       const stopLive = reportTunnel(ctx.out, tunnel, opts.json);
-      const failure = await untilStopped(tunnel);
+      const failure = await untilStopped(tunnel, signal);
       stopLive();
       await tunnel.close();
       if (failure) throw failure;

@@ -15,6 +15,8 @@ export const registerDemo: RegisterCommand = (program, ctx) => {
     .option('--json', 'print the demo endpoints as JSON once ready', false)
     .action(async (opts: { data?: string; listen: string; verbose: boolean; json: boolean }) => {
       const started = Date.now();
+      // Listening before anything is printed: a caller may signal as soon as it reads the output.
+      const stop = waitForSignal(['SIGINT', 'SIGTERM']);
       // Loaded on use: the provider and gateway are heavy and other commands never need them.
       const { startDemo } = await import('../../server/demo/run-demo.js');
       const { DEMO_USERS } = await import('../../server/demo/demo-config.js');
@@ -59,7 +61,7 @@ export const registerDemo: RegisterCommand = (program, ctx) => {
           ].join('\n'),
         );
       }
-      await waitForSignal(['SIGINT', 'SIGTERM']);
+      await stop;
       await demo.close();
     });
 };

@@ -3,11 +3,11 @@ import { SluiceError } from '../../shared/errors.js';
 import { getAccessToken } from '../auth/access-token.js';
 import type { CliContext, RegisterCommand } from '../context.js';
 import { printResult } from '../output.js';
-import { tuiServices } from '../replay/open-tui.js';
+import { isInteractive } from '../replay/interactive.js';
 import { compareAnswers, sendAgain, type ResendResult } from '../replay/resend-client.js';
 import { planResend } from '../replay/resend-request.js';
 import { SessionApi } from '../replay/session-api.js';
-import { isInteractive, runApp, runDiff } from '../replay/tui-runner.js';
+import { tuiServices } from '../replay/tui-services.js';
 import { answerOf } from '../tui/exchange-lines.js';
 import type { ExchangeDetail, SessionDetail } from '../tui/model.js';
 import { renderDiff, renderTcpTimeline } from '../tui/plain-render.js';
@@ -19,8 +19,12 @@ const MAX_SPEED: number = SPEEDS[SPEEDS.length - 1] ?? 16;
 
 const replayFlags = z
   .object({
-    exchange: z.coerce.number().int().min(1).optional(),
-    speed: z.coerce.number().min(MIN_SPEED).max(MAX_SPEED).default(1),
+    exchange: z.coerce.number({ message: '--exchange must be a number' }).int().min(1, { message: '--exchange counts from 1' }).optional(),
+    speed: z.coerce
+      .number({ message: '--speed must be a number' })
+      .min(MIN_SPEED, { message: `--speed must be ${MIN_SPEED} to ${MAX_SPEED}` })
+      .max(MAX_SPEED, { message: `--speed must be ${MIN_SPEED} to ${MAX_SPEED}` })
+      .default(1),
     json: z.boolean().default(false),
     resend: z.boolean().default(false),
     connection: z.string().min(1).optional(),
@@ -97,6 +101,7 @@ async function resend(ctx: CliContext, api: SessionApi, detail: SessionDetail, f
   if (outcome.errorMessage !== undefined) notes.push(`the re-send was answered ${outcome.exchange.status}: ${outcome.errorMessage}`);
   const diff = compareAnswers(detail, exchange, outcome);
   if (!f.json && isInteractive(ctx)) {
+    const { runDiff } = await import('../replay/tui-runner.js');
     await runDiff(ctx, diff, notes.length === 0 ? undefined : notes.join(' · '));
     return;
   }
@@ -135,6 +140,8 @@ export const registerReplay: RegisterCommand = (program, ctx) => {
         return;
       }
       if (isInteractive(ctx)) {
+        // Loaded on demand: Ink and React are needed only on a terminal.
+        const { runApp } = await import('../replay/tui-runner.js');
         await runApp(ctx, {
           sessions: [detail.summary],
           ...tuiServices(api, [detail]),

@@ -1,3 +1,4 @@
+import { dirname, resolve } from 'node:path';
 import { Option } from 'commander';
 import type { RegisterCommand } from '../context.js';
 import { waitForSignal } from '../signals.js';
@@ -30,11 +31,14 @@ export const registerServe: RegisterCommand = (program, ctx) => {
         ctx.out.stdout.write(`${opts.config}: valid (${config.connections.length} connection${config.connections.length === 1 ? '' : 's'})\n`);
         return;
       }
+      // Listening before 'ready' is logged: a supervisor may signal as soon as it reads it.
+      const stop = waitForSignal(['SIGINT', 'SIGTERM']);
       const gateway = await startGateway({
         config,
         listen: opts.listen,
         insecure: opts.insecure,
         logger: { level: opts.logLevel },
+        configDir: dirname(resolve(opts.config)),
         reloadConfig: () => loadConfigFile(opts.config, { env: ctx.env }),
       });
       gateway.app.log.info({ url: gateway.url }, 'sluice gateway ready');
@@ -46,7 +50,7 @@ export const registerServe: RegisterCommand = (program, ctx) => {
         );
       };
       process.on('SIGHUP', onHangup);
-      const signal = await waitForSignal(['SIGINT', 'SIGTERM']);
+      const signal = await stop;
       process.off('SIGHUP', onHangup);
       gateway.app.log.info({ signal }, 'shutting down');
       await gateway.close();

@@ -285,6 +285,7 @@ async function tail(ctx: CliContext, raw: Record<string, unknown>): Promise<void
         }
         if (s.status !== 'open') finished.add(s.id);
       }
+      if (first) ctx.out.stderr.write(`following ${sessions.filter((s) => s.status === 'open').length} open session(s) for new events; Ctrl-C stops\n`);
       first = false;
       await sleep(intervalMs, stop.signal);
     }

@@ -89,7 +89,9 @@ export function App({ sessions, loadSession, resend, start, onExit, clock, speed
         const x = start?.session === id ? start.exchange : undefined;
         if (x !== undefined && detail.exchanges[x] !== undefined) {
           const at: Route = { ...session, selected: x };
-          setRoute(start?.play === true ? { name: 'playback', detail, index: x, back: at } : { name: 'exchange', detail, index: x, back: at });
+          // A tcp session plays as its byte timeline, as `p` does on it.
+          const play: Route = detail.summary.connectionType === 'tcp' ? { name: 'timeline', detail, back: at } : { name: 'playback', detail, index: x, back: at };
+          setRoute(start?.play === true ? play : { name: 'exchange', detail, index: x, back: at });
         } else setRoute(session);
       },
       (err: unknown) => {

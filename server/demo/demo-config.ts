@@ -43,6 +43,7 @@ export function demoConfig(options: DemoConfigOptions): Config {
         upstream: options.modelUrl,
         headers: { authorization: `Bearer ${DEMO_UPSTREAM_KEY}` },
         allow_groups: ['ml-eng', 'ml-leads', 'security'],
+        masking: ['pii'],
       },
       {
         name: 'echo',
@@ -50,6 +51,25 @@ export function demoConfig(options: DemoConfigOptions): Config {
         description: 'A TCP echo service',
         upstream: `tcp://${options.echoAddress}`,
         allow_groups: ['ml-eng'],
+      },
+    ],
+    masking_profiles: {
+      pii: { detectors: ['email', 'phone', 'credit_card', 'ssn', 'iban', 'ip_address', 'secret'], json_keys: ['password', 'api_key'] },
+    },
+    policies: [
+      {
+        name: 'big-answers-denied',
+        when: 'request.json != null && has(request.json.max_tokens) && request.json.max_tokens > 4096',
+        action: 'deny',
+        message: 'max_tokens above 4096 is not allowed on the demo model',
+      },
+      {
+        name: 'frontier-models-need-review',
+        when: 'request.json != null && has(request.json.model) && request.json.model.startsWith("gpt-5")',
+        action: 'review',
+        reviewers: ['ml-leads'],
+        timeout: '10m',
+        message: 'Frontier models need an ML lead to approve each call',
       },
     ],
   });

@@ -19,13 +19,14 @@ export interface ProfileMaskingStage extends MaskingStage {
    * Like `responseTransform`, but the body stays decoded (no re-compression); the caller sends
    * `plan.headers(upstreamHeaders)` (no Content-Encoding, no Content-Length) and can read `plan.summary()`.
    */
-  responsePlan(exchange: Exchange, head: ResponseHead): ResponseMaskingPlan | null;
+  responsePlan(exchange: Exchange, head: ResponseHead, extraProfiles?: readonly string[]): ResponseMaskingPlan | null;
 }
 
 /** The masking stage of the gateway: each connection's `masking` profiles applied to its responses. */
 export function createMaskingStage(options: ProfileMaskingStageOptions): ProfileMaskingStage {
-  const plan = (exchange: Exchange, head: ResponseHead, reencode: boolean): ResponseMaskingPlan | null => {
-    const profile = options.profiles.forNames(exchange.connection.masking);
+  const plan = (exchange: Exchange, head: ResponseHead, reencode: boolean, extra?: readonly string[]): ResponseMaskingPlan | null => {
+    const names = extra === undefined || extra.length === 0 ? exchange.connection.masking : [...exchange.connection.masking, ...extra];
+    const profile = options.profiles.forNames(names);
     if (profile === null) return null;
     return planResponseMasking(profile, {
       method: exchange.method,
@@ -36,7 +37,7 @@ export function createMaskingStage(options: ProfileMaskingStageOptions): Profile
     });
   };
   return {
-    responseTransform: (exchange, head): Transform | null => plan(exchange, head, true)?.transform ?? null,
-    responsePlan: (exchange, head) => plan(exchange, head, false),
+    responseTransform: (exchange, head, extra): Transform | null => plan(exchange, head, true, extra)?.transform ?? null,
+    responsePlan: (exchange, head, extra) => plan(exchange, head, false, extra),
   };
 }

@@ -8,18 +8,22 @@ export interface ResponseHead {
   readonly headers: IncomingHttpHeaders;
 }
 
-/** Masking stage: a Transform per response body, or null when the body passes unchanged. */
+/** Masking stage: a Transform per response body, or null when the body passes unchanged. `extraProfiles` come from the policy rule that matched (`mask:`). */
 export interface MaskingStage {
   /**
    * Null rather than an identity Transform for "nothing to mask", so unmasked connections pay for no
    * extra stream per response. A Transform that changes the length must expect Content-Length to be dropped.
    */
-  responseTransform(exchange: Exchange, head: ResponseHead): Transform | null;
+  responseTransform(exchange: Exchange, head: ResponseHead, extraProfiles?: readonly string[]): Transform | null;
   /**
    * Like `responseTransform`, with the response headers the caller must get to match the transform's
    * output (a decoded body loses Content-Encoding and Content-Length). Preferred when present.
    */
-  responsePlan?(exchange: Exchange, head: ResponseHead): { transform: Transform; headers(upstream: IncomingHttpHeaders): IncomingHttpHeaders } | null;
+  responsePlan?(
+    exchange: Exchange,
+    head: ResponseHead,
+    extraProfiles?: readonly string[],
+  ): { transform: Transform; headers(upstream: IncomingHttpHeaders): IncomingHttpHeaders } | null;
 }
 
 /** The default masking stage: response bodies pass unchanged. */

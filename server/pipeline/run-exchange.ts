@@ -107,6 +107,7 @@ export function createExchangeHandler(options: ExchangeHandlerOptions = {}): Exc
     // 6. upstream, 7. masking (per response), 8. recorder (response head and end): see upstream-call.ts.
     callUpstream({
       exchange,
+      extraMasking: decision.mask,
       req,
       res,
       route: pools.routeFor(connection),

@@ -22,6 +22,8 @@ export interface UpstreamCallOptions {
   readonly body?: Buffer;
   readonly maxBody: number;
   readonly proto: 'http' | 'https';
+  /** Masking profiles the matching policy rule adds to the connection's. */
+  readonly extraMasking?: readonly string[];
 }
 
 /** Forwards the exchange upstream and streams the response back; settles the caller's response in every case. */
@@ -187,11 +189,11 @@ class UpstreamCall implements Dispatcher.DispatchHandler {
       let transform: Transform | null;
       let callerHeaders = headers;
       if (masking.responsePlan !== undefined) {
-        const plan = masking.responsePlan(exchange, { status, headers });
+        const plan = masking.responsePlan(exchange, { status, headers }, this.#o.extraMasking);
         transform = plan?.transform ?? null;
         if (plan) callerHeaders = plan.headers(headers);
       } else {
-        transform = masking.responseTransform(exchange, { status, headers });
+        transform = masking.responseTransform(exchange, { status, headers }, this.#o.extraMasking);
       }
       res.writeHead(status, callerResponseHeaders(callerHeaders, exchange.id, transform === null));
       // A streamed body (SSE, chunked) must reach the caller's SDK at once; a sized one carries the head

@@ -25,7 +25,16 @@ function captureOf(setting: 'masked' | 'raw' | 'none'): Capture {
   return setting === 'raw' ? 'bytes' : setting === 'masked' ? 'shape' : 'digest';
 }
 
-const DENIALS = new Set(['ERR_FORBIDDEN', 'ERR_CONNECTION_FORBIDDEN']);
+/** Refusals by rule or reviewer: counted as denied in the session index, not as errors. */
+const DENIALS = new Set([
+  'ERR_FORBIDDEN',
+  'ERR_CONNECTION_FORBIDDEN',
+  'ERR_POLICY_DENIED',
+  'ERR_POLICY_ERROR',
+  'ERR_REVIEW_REJECTED',
+  'ERR_REVIEW_EXPIRED',
+  'ERR_GRANT_REQUIRED',
+]);
 
 /** One exchange while it is recorded: its chunk runs, digests and what the answer says about itself. */
 class ExchangeRecording {
@@ -187,7 +196,8 @@ export function createDurableRecorder(options: DurableRecorderOptions): Recorder
           throw err;
         }
         state.requestRecorded = true;
-        session.addProgress({ counters: { requests: 1, ...(decision.action === 'review' ? { held: 1 } : {}) } });
+        // A held request was counted when its review was requested.
+        session.addProgress({ counters: { requests: 1 } });
         recording.progressChanged();
         return;
       }
@@ -275,6 +285,11 @@ export function createDurableRecorder(options: DurableRecorderOptions): Recorder
       case 'review.rejected':
       case 'review.expired': {
         const session = await sessionOf(exchange);
+        if (event.type === 'review.requested') {
+          // Held requests are counted when held, whatever the reviewer then decides.
+          session.addProgress({ counters: { held: 1 } });
+          recording.progressChanged();
+        }
         await session.append(event.type, {
           exchange: x,
           review: event.reviewId,

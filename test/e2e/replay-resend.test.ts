@@ -5,15 +5,18 @@
  * recorded session back and re-sends it as an auditor.
  */
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import OpenAI from 'openai';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
 import { buildApp } from '../../server/app.js';
 import { validateConfig } from '../../server/config/load.js';
 import type { Config } from '../../server/config/schema.js';
+import { startEchoServer, type RunningEchoServer } from '../../server/demo/echo-server.js';
 import { startModelServer, type RunningModelServer } from '../../server/demo/model-server.js';
 import { newRequestId } from '../../server/pipeline/exchange.js';
 import { openStorage } from '../../server/recording/open-storage.js';
@@ -30,6 +33,7 @@ const MASKED_PROMPT = 'Write to [EMAIL] about card ****4242';
 let idp: TestIdp;
 let model: RunningModelServer;
 let other: TestUpstream;
+let echo: RunningEchoServer;
 let app: FastifyInstance;
 let gateway: string;
 let dir: string;
@@ -110,6 +114,7 @@ beforeAll(async () => {
   // Paced chunks, so playback has a pace to keep.
   model = await startModelServer({ apiKey: UPSTREAM_KEY, chunks: 8, chunkDelayMs: 60 });
   other = await startTestUpstream();
+  echo = await startEchoServer();
   dir = await mkdtemp(join(tmpdir(), 'sluice-e2e-replay-'));
   const config = validateConfig({
     identity: { issuer: idp.issuer, audience: idp.audience, cli_client_id: 'sluice-cli' },
@@ -120,6 +125,7 @@ beforeAll(async () => {
       { name: 'other', type: 'http', upstream: other.url, allow_groups: ['ml-eng'], record },
       { name: 'llm-digest', type: 'http', upstream: model.url, headers: { authorization: `Bearer ${UPSTREAM_KEY}` }, allow_groups: ['ml-eng'], record: { request_body: 'none', response_body: 'none', raw: false } },
       { name: 'llm-masked', type: 'http', upstream: model.url, headers: { authorization: `Bearer ${UPSTREAM_KEY}` }, allow_groups: ['ml-eng'] },
+      { name: 'echo', type: 'tcp', upstream: `tcp://${echo.address}`, allow_groups: ['ml-eng'], record: { request_body: 'masked', response_body: 'masked', raw: true } },
     ],
   });
   tokens.alice = await signToken(idp.signingKey, idp.claimsFor('alice'));
@@ -145,6 +151,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await app?.close();
   await other?.close();
+  await echo?.close();
   await model?.close();
   await idp?.close();
   if (dir) await rm(dir, { recursive: true, force: true });
@@ -292,5 +299,49 @@ describe('sluice replay SESSION off a terminal', () => {
     const r = await runCli(['replay', recorded.session, '--exchange', '5'], { env: env('auditor') });
     expect(r.code).toBe(2);
     expect(r.stderr).toContain(`${recorded.session} has one exchange (#1); --exchange 5 names none`);
+  });
+});
+
+/** alice types two lines into `sluice connect echo`, a pause between them, then closes the tunnel. */
+async function recordTcpSession(): Promise<string> {
+  const cli = spawnCli(['connect', 'echo', '--json'], { env: env('alice') });
+  onTestFinished(() => cli.kill('SIGKILL'));
+  await cli.waitForOutput(/"event":"ready"/);
+  const ready = JSON.parse(cli.stdout().split('\n')[0]!) as { session_id: string; local_url: string };
+  const port = Number(/:(\d+)\/?$/.exec(ready.local_url)![1]);
+  const socket = tcpConnect(port, '127.0.0.1');
+  await once(socket, 'connect');
+  let echoed = '';
+  socket.on('data', (d: Buffer) => (echoed += d.toString('utf8')));
+  socket.write('PING\r\n');
+  await vi.waitFor(() => expect(echoed).toBe('PING\r\n'));
+  await new Promise((r) => setTimeout(r, 300));
+  socket.write('QUIT\r\n');
+  await vi.waitFor(() => expect(echoed).toBe('PING\r\nQUIT\r\n'));
+  socket.end();
+  await once(socket, 'close');
+  cli.kill('SIGTERM');
+  await cli.exited;
+  await sealed(ready.session_id);
+  return ready.session_id;
+}
+
+describe('sluice replay of a tcp session off a terminal', () => {
+  it('writes the input/output timeline at its recorded pace, and refuses to re-send it', async () => {
+    const id = await recordTcpSession();
+    const played = await timedReplay([id]);
+    expect(played.code).toBe(0);
+    const lines = played.text.trimEnd().split('\n');
+    expect(lines).toHaveLength(4);
+    expect(lines[0]).toMatch(/→\s+6 B  PING↵$/);
+    expect(lines[1]).toMatch(/←\s+6 B  PING↵$/);
+    expect(lines[2]).toMatch(/→\s+6 B  QUIT↵$/);
+    expect(lines[3]).toMatch(/←\s+6 B  QUIT↵$/);
+    // alice paused 300 ms before QUIT: the replay keeps the pause (timers never fire early).
+    expect(played.arrivals.at(-1)! - played.arrivals[0]!).toBeGreaterThanOrEqual(250);
+
+    const r = await runCli(['replay', id, '--resend'], { env: env('auditor') });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`${id} #1 is a tcp exchange: only http requests can be re-sent`);
   });
 });

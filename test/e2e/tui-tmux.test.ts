@@ -55,7 +55,8 @@ beforeAll(async () => {
   app = await buildApp({ config, logger: false });
   await app.listen({ host: '127.0.0.1', port: 0 });
   gateway = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
-  auditorToken = await signToken(idp.signingKey, idp.claimsFor('carol'));
+  // An auditor on the ML team: reads every session, and may send through the ML connections (re-send).
+  auditorToken = await signToken(idp.signingKey, idp.claimsFor('carol', { groups: ['security', 'ml-eng'] }));
 
   // alice's calls, one session per connection, streamed like a chat UI would.
   const aliceToken = await signToken(idp.signingKey, idp.claimsFor('alice'));
@@ -86,8 +87,9 @@ afterAll(async () => {
 
 /** A tmux server of its own (so a developer's tmux is never touched) running one sluice command. */
 async function startTmux(args: string[]): Promise<{ keys(...keys: string[]): Promise<void>; type(text: string): Promise<void>; screen(): Promise<string> }> {
-  const socket = `sluice-test-${process.pid}-${randomBytes(3).toString('hex')}`;
-  const tmux = (...a: string[]) => run('tmux', ['-L', socket, ...a], { env });
+  // A socket in the test's own directory: removed with it, whatever happens to the server.
+  const socket = join(dir, `tmux-${randomBytes(3).toString('hex')}`);
+  const tmux = (...a: string[]) => run('tmux', ['-S', socket, ...a], { env });
   // Ink draws only its last frame when it thinks it runs in CI: the pane must not inherit that.
   const { CI: _ci, CONTINUOUS_INTEGRATION: _cont, ...rest } = process.env;
   const env = { ...rest, SLUICE_TOKEN: auditorToken, SLUICE_GATEWAY: gateway, XDG_CONFIG_HOME: join(dir, 'no-config'), TERM: 'xterm-256color' };
@@ -135,8 +137,8 @@ describe('the TUI in tmux', () => {
     expect(screen).not.toMatch(/alice@example\.com\s+llm\s/);
 
     await t.keys('Enter');
-    screen = await waitForScreen(t.screen, (s) => s.includes(visionSession), 'the session view');
-    expect(screen).toContain('alice@example.com · vision (http)');
+    screen = await waitForScreen(t.screen, (s) => s.includes('alice@example.com · vision (http)'), 'the session view');
+    expect(screen).toContain(visionSession);
     expect(screen).toMatch(/› #1\s+POST\s+\/v1\/chat\/completions\s+200/);
 
     await t.keys('Enter');
@@ -152,6 +154,21 @@ describe('the TUI in tmux', () => {
     screen = await waitForScreen(t.screen, (s) => s.includes('■ ended'), 'the end of playback');
     expect(screen.replace(/\s+/g, ' ')).toContain(`You said: "${PROMPT}".`);
     expect(screen.replace(/\s+/g, ' ')).toContain(LAST_WORDS);
+
+    // `r` sends the recorded request through the gateway again, as the auditor: the demo model echoes
+    // the same prompt, so the answers match.
+    await t.keys('Escape');
+    await waitForScreen(t.screen, (s) => s.includes('#1 POST /v1/chat/completions → 200'), 'back on the exchange');
+    const sentBefore = model.requests.length;
+    await t.keys('r');
+    screen = await waitForScreen(t.screen, (s) => s.includes('Re-send · '), 'the re-send diff');
+    expect(screen).toContain('Re-send · answers are identical');
+    expect(screen).toContain(`old: ${visionSession} #1`);
+    const newSession = /new: (ses_[0-9a-f]{32}) #1/.exec(screen)?.[1];
+    expect(newSession).toBeDefined();
+    expect(newSession).not.toBe(visionSession);
+    expect(model.requests.length).toBe(sentBefore + 1);
+    expect(model.requests.at(-1)!.body).toContain(PROMPT);
 
     // Esc walks back to the list, and Esc on the list (filter cleared first) quits.
     await t.keys('Escape');

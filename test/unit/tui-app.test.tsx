@@ -191,4 +191,16 @@ describe('App', () => {
     expect(lastFrame()).toContain(id);
     expect(selected(lastFrame())).toContain('#1');
   });
+
+  it('start with play on a tcp session opens its timeline (`sluice replay TCP_SESSION --exchange N`)', async () => {
+    const clock = new ManualClock();
+    const { loadSession } = loader();
+    const id = byName['tcp-redis'].summary.id;
+    const { lastFrame } = render(<App sessions={sessions} loadSession={loadSession} clock={clock} start={{ session: id, exchange: 0, play: true }} />);
+    await settle();
+    expect(lastFrame()).toContain('TCP timeline');
+    clock.advance(12);
+    await settle();
+    expect(lastFrame()).toContain('+PONG↵');
+  });
 });

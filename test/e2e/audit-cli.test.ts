@@ -1,0 +1,284 @@
+/**
+ * `sluice sessions`, `sluice audit verify` and `sluice admin rotate-key` as users run them: the real CLI
+ * binary against a real gateway whose sessions were recorded from openai SDK traffic through the
+ * direct proxy; `audit verify` then runs offline on copies of the storage directory, untouched and
+ * tampered with.
+ */
+import { randomBytes } from 'node:crypto';
+import { cp, mkdtemp, open, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import OpenAI from 'openai';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { buildApp } from '../../server/app.js';
+import { parseConfigText, validateConfig } from '../../server/config/load.js';
+import { startModelServer, type RunningModelServer } from '../../server/demo/model-server.js';
+import type { RecordedEvent } from '../../server/recording/event-types.js';
+import { keyRingFromSettings } from '../../server/recording/key-ring.js';
+import { readSession } from '../../server/recording/session-reader.js';
+import { ERRORS } from '../../shared/errors.js';
+import type { SessionDetailJson, SessionJson, SessionListJson } from '../../shared/sessions-api.js';
+import { runCli, spawnCli } from '../helpers/cli-process.js';
+import { signToken, startTestIdp, type TestIdp } from '../helpers/oidc.js';
+
+const UPSTREAM_KEY = 'sk-upstream-only-the-gateway-knows';
+
+let idp: TestIdp;
+let model: RunningModelServer;
+let app: FastifyInstance | undefined;
+let gateway: string;
+let root: string;
+let dataDir: string;
+let keyFile: string;
+let masterKey: string;
+let streamedAnswer = '';
+let session: SessionJson;
+const tokens: Record<string, string> = {};
+
+function env(user: string): NodeJS.ProcessEnv {
+  return { SLUICE_TOKEN: tokens[user]!, SLUICE_GATEWAY: gateway, XDG_CONFIG_HOME: join(root, 'xdg') };
+}
+
+/** Offline: no token, no gateway. */
+const offline: NodeJS.ProcessEnv = { SLUICE_TOKEN: '', SLUICE_GATEWAY: '', SLUICE_MASTER_KEY: '' };
+
+beforeAll(async () => {
+  idp = await startTestIdp();
+  model = await startModelServer({ apiKey: UPSTREAM_KEY, chunks: 5, chunkDelayMs: 10 });
+  root = await mkdtemp(join(tmpdir(), 'sluice-e2e-audit-'));
+  dataDir = join(root, 'data');
+  masterKey = randomBytes(32).toString('base64');
+  keyFile = join(root, 'master.key');
+  await writeFile(keyFile, `${masterKey}\n`, { mode: 0o600 });
+  const config = validateConfig({
+    identity: { issuer: idp.issuer, audience: idp.audience, cli_client_id: 'sluice-cli' },
+    roles: { auditor: ['security'] },
+    storage: { dir: dataDir, master_key: masterKey, proxy_session_idle: '500ms' },
+    connections: [
+      { name: 'llm', type: 'http', upstream: model.url, headers: { authorization: `Bearer ${UPSTREAM_KEY}` }, allow_groups: ['ml-eng'], record: { request_body: 'raw', response_body: 'raw' } },
+      { name: 'llm2', type: 'http', upstream: model.url, headers: { authorization: `Bearer ${UPSTREAM_KEY}` }, allow_groups: ['ml-eng'] },
+    ],
+  });
+  app = await buildApp({ config, logger: false });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  gateway = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
+  for (const user of ['alice', 'bob', 'carol'] as const) tokens[user] = await signToken(idp.signingKey, idp.claimsFor(user));
+
+  const client = new OpenAI({ baseURL: `${gateway}/v1/proxy/llm/v1`, apiKey: tokens.alice!, maxRetries: 0 });
+  await client.chat.completions.create({ model: 'demo-small', messages: [{ role: 'user', content: 'first question' }] });
+  const stream = await client.chat.completions.create({ model: 'demo-large', stream: true, messages: [{ role: 'user', content: 'second question' }] });
+  for await (const chunk of stream) streamedAnswer += chunk.choices[0]?.delta?.content ?? '';
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const res = await fetch(`${gateway}/v1/sessions?status=closed`, { headers: { authorization: `Bearer ${tokens.carol}` } });
+    const list = (await res.json()) as SessionListJson;
+    if (list.sessions.length === 1) {
+      session = list.sessions[0]!;
+      break;
+    }
+    if (Date.now() > deadline) throw new Error('the session was never sealed');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}, 60_000);
+
+afterAll(async () => {
+  await app?.close();
+  await model?.close();
+  await idp?.close();
+  if (root) await rm(root, { recursive: true, force: true });
+});
+
+describe('sluice sessions (against the gateway)', () => {
+  it('list --json gives auditors every session and users their own; the plain list is a table with ids', async () => {
+    const asCarol = await runCli(['sessions', 'list', '--json'], { env: env('carol') });
+    expect(asCarol.code, asCarol.stderr).toBe(0);
+    const carolList = JSON.parse(asCarol.stdout) as SessionListJson;
+    expect(carolList.sessions.map((s) => s.id)).toEqual([session.id]);
+    expect(carolList.sessions[0]).toMatchObject({ user: { sub: 'alice' }, connection: 'llm', status: 'closed', models: ['demo-small', 'demo-large'] });
+
+    const asBob = await runCli(['sessions', 'list', '--json'], { env: env('bob') });
+    expect(JSON.parse(asBob.stdout)).toEqual({ sessions: [], next: null });
+    const bobAsksAlice = await runCli(['sessions', 'list', '--user', 'alice'], { env: env('bob') });
+    expect(bobAsksAlice.code).toBe(ERRORS.ERR_FORBIDDEN.exit);
+    expect(bobAsksAlice.stderr).toMatch(/ERR_FORBIDDEN/);
+
+    const plain = await runCli(['sessions', 'list', '--model', 'demo-large', '--since', '1h'], { env: env('carol') });
+    expect(plain.code, plain.stderr).toBe(0);
+    const [header, row, ...rest] = plain.stdout.trimEnd().split('\n');
+    expect(header).toMatch(/^ID\s+TIME\s+USER\s+CONNECTION\s+REQ\s+MODEL\s+TOKENS\s+D\/H\/M\s+STATUS$/);
+    expect(row).toMatch(new RegExp(`^${session.id}\\s+\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d\\s+alice@example.com\\s+llm\\s+2\\s+demo-small \\+1\\s+\\S+\\s+0/0/0\\s+closed$`));
+    expect(rest).toEqual([]);
+    const none = await runCli(['sessions', 'list', '--model', 'nope'], { env: env('carol') });
+    expect(none.stdout).toBe('No sessions match.\n');
+  });
+
+  it('show prints the verdict and each exchange with its model and token usage', async () => {
+    const shown = await runCli(['sessions', 'show', session.id], { env: env('carol') });
+    expect(shown.code, shown.stderr).toBe(0);
+    expect(shown.stdout).toContain(`session:     ${session.id}`);
+    expect(shown.stdout).toMatch(/recording:\s+intact \(\d+ records, signed, key default\)/);
+    expect(shown.stdout).toMatch(/#1 {2}POST \/v1\/chat\/completions {2}200 {2}demo-small {2}\d+\/\d+ tokens/);
+    expect(shown.stdout).toMatch(/#2 {2}POST \/v1\/chat\/completions {2}200 {2}demo-large {2}stream/);
+    const json = JSON.parse((await runCli(['sessions', 'show', session.id, '--json'], { env: env('carol') })).stdout) as SessionDetailJson;
+    expect(json.exchanges?.map((x) => x.model)).toEqual(['demo-small', 'demo-large']);
+    const bad = await runCli(['sessions', 'show', 'nope'], { env: env('carol') });
+    expect(bad.code).toBe(ERRORS.ERR_USAGE.exit);
+  });
+
+  it('export writes a HAR file, and an asciicast of the streamed answer to stdout', async () => {
+    const file = join(root, 'session.har');
+    const har = await runCli(['sessions', 'export', session.id, '--format', 'har', '-o', file], { env: env('carol') });
+    expect(har.code, har.stderr).toBe(0);
+    expect(har.stderr).toBe(`wrote ${file} (har, recording intact)\n`);
+    const doc = JSON.parse(await readFile(file, 'utf8')) as { log: { version: string; entries: { request: { method: string }; response: { status: number } }[] } };
+    expect(doc.log.version).toBe('1.2');
+    expect(doc.log.entries.map((e) => [e.request.method, e.response.status])).toEqual([
+      ['POST', 200],
+      ['POST', 200],
+    ]);
+
+    const cast = await runCli(['sessions', 'export', session.id, '--format', 'asciicast'], { env: env('carol') });
+    expect(cast.code, cast.stderr).toBe(0);
+    const [header, ...events] = cast.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as unknown);
+    expect(header).toMatchObject({ version: 2 });
+    expect((events as [number, string, string][]).map((e) => e[2]).join('')).toBe(`${streamedAnswer.replace(/\n/g, '\r\n')}\r\n`);
+
+    const refused = await runCli(['sessions', 'export', session.id, '--format', 'har', '-o', join(root, 'bob.har')], { env: env('bob') });
+    expect(refused.code).toBe(ERRORS.ERR_FORBIDDEN.exit);
+  });
+
+  it('tail prints the events of a session as they are recorded, and stops on SIGINT', async () => {
+    const tail = spawnCli(['sessions', 'tail', '--interval', '100ms'], { env: env('carol') });
+    onTestFinished(() => tail.kill('SIGKILL'));
+    // Once the first poll is done, every session that starts is new to the tail.
+    await tail.waitForOutput(/following \d+ open session\(s\) for new events; Ctrl-C stops/);
+    const client = new OpenAI({ baseURL: `${gateway}/v1/proxy/llm2/v1`, apiKey: tokens.alice!, maxRetries: 0 });
+    await client.chat.completions.create({ model: 'demo-tail', messages: [{ role: 'user', content: 'tail me' }] });
+    const out = await tail.waitForOutput(/exchange\.end {2}200 demo-tail/);
+    const lines = out.split('\n').filter((l) => l.includes(' ses_'));
+    expect(lines[0]).toMatch(/^\d\d:\d\d:\d\d\.\d{3} {2}ses_[0-9a-f]{32} {2}alice@example\.com {2}llm2 {2}#0 session\.start {2}user=alice@example\.com connection=llm2 via=proxy$/);
+    expect(lines.some((l) => / #1 exchange\.request {2}POST \/v1\/chat\/completions$/.test(l))).toBe(true);
+    // Only the new session: the sealed one from before the tail is not replayed.
+    expect(out).not.toContain(session.id);
+    tail.kill('SIGINT');
+    expect(await tail.exited).toBe(0);
+  });
+});
+
+/** A copy of the storage directory, taken after the gateway closed. */
+async function copyOfData(): Promise<string> {
+  const copy = await mkdtemp(join(root, 'copy-'));
+  await cp(dataDir, copy, { recursive: true });
+  return copy;
+}
+
+async function eventsOf(dir: string, s: SessionJson): Promise<RecordedEvent[]> {
+  const out: RecordedEvent[] = [];
+  for await (const e of readSession(join(dir, s.file), keyRingFromSettings({ master_key: masterKey })!)) out.push(e);
+  return out;
+}
+
+describe('sluice audit verify (offline)', () => {
+  let sessions: SessionJson[];
+
+  beforeAll(async () => {
+    const res = await fetch(`${gateway}/v1/sessions`, { headers: { authorization: `Bearer ${tokens.carol}` } });
+    sessions = ((await res.json()) as SessionListJson).sessions;
+    await app!.close(); // seals the tail test's session; from here on nothing runs but the CLI
+    app = undefined;
+  });
+
+  it('passes an untouched directory: one intact line per session, exit 0', async () => {
+    const r = await runCli(['audit', 'verify', '--all', '--data-dir', dataDir, '--key-file', keyFile], { env: offline });
+    expect(r.code, r.stderr).toBe(0);
+    const lines = r.stdout.trimEnd().split('\n');
+    expect(lines).toHaveLength(2);
+    expect(lines).toContain(`${session.id}  intact (${session.records} records, signed)`);
+    const one = await runCli(['audit', 'verify', session.id, '--data-dir', dataDir], { env: { ...offline, SLUICE_MASTER_KEY: masterKey } });
+    expect(one.stdout).toBe(`${session.id}  intact (${session.records} records, signed)\n`);
+    const json = JSON.parse((await runCli(['audit', 'verify', '--all', '--json', '--data-dir', dataDir, '--key-file', keyFile], { env: offline })).stdout) as { ok: boolean; sessions: { status: string }[] };
+    expect(json.ok).toBe(true);
+    expect(json.sessions.map((s) => s.status)).toEqual(['intact', 'intact']);
+  });
+
+  it('names the session and record of a flipped byte and exits with ERR_RECORDING_TAMPERED', async () => {
+    const dir = await copyOfData();
+    const events = await eventsOf(dir, session);
+    const target = events.find((e) => e.type === 'exchange.end')!;
+    const handle = await open(join(dir, session.file), 'r+');
+    try {
+      const at = target.offset + 30;
+      const b = Buffer.alloc(1);
+      await handle.read(b, 0, 1, at);
+      b[0] = b[0]! ^ 0x80;
+      await handle.write(b, 0, 1, at);
+    } finally {
+      await handle.close();
+    }
+    const r = await runCli(['audit', 'verify', '--all', '--data-dir', dir, '--key-file', keyFile], { env: offline });
+    expect(r.code).toBe(ERRORS.ERR_RECORDING_TAMPERED.exit);
+    expect(r.code).not.toBe(0);
+    expect(r.stdout).toContain(`${session.id}  broken at record ${target.seq}: Record ${target.seq} at byte ${target.offset} does not authenticate`);
+    expect(r.stdout).toMatch(/ intact \(/); // the other session still passes
+    expect(r.stderr).toMatch(/1 session in .* failed verification \(ERR_RECORDING_TAMPERED\)/);
+  });
+
+  it('reports a cut file as interrupted at the record where it ends, and fails it when the index says it was sealed', async () => {
+    const dir = await copyOfData();
+    const events = await eventsOf(dir, session);
+    const cutAt = events[5]!;
+    await truncate(join(dir, session.file), cutAt.offset + 7);
+    const r = await runCli(['audit', 'verify', session.id, '--data-dir', dir, '--key-file', keyFile], { env: offline });
+    expect(r.code).toBe(ERRORS.ERR_RECORDING_TAMPERED.exit);
+    expect(r.stdout).toBe(
+      `${session.id}  broken at record 5: cut short, interrupted at record 5 byte ${cutAt.offset}, but the index says the sealed session has ${session.records} records; the file has 5\n`,
+    );
+
+    // Without the index nothing says the session was sealed: a file without a checkpoint is what a crash leaves.
+    await rm(join(dir, 'index.sqlite'));
+    const scan = await runCli(['audit', 'verify', '--all', '--data-dir', dir, '--key-file', keyFile], { env: offline });
+    expect(scan.code, scan.stderr).toBe(0);
+    expect(scan.stdout).toContain(`${session.id}  interrupted at record 5 byte ${cutAt.offset} (records 0–4 intact, no checkpoint)`);
+    const strict = await runCli(['audit', 'verify', '--all', '--strict', '--data-dir', dir, '--key-file', keyFile], { env: offline });
+    expect(strict.code).toBe(ERRORS.ERR_RECORDING_TAMPERED.exit);
+  });
+
+  it('refuses to run without a key, and says which key is missing for a session wrapped by another one', async () => {
+    const none = await runCli(['audit', 'verify', '--all', '--data-dir', dataDir], { env: offline });
+    expect(none.code).toBe(ERRORS.ERR_USAGE.exit);
+    expect(none.stderr).toMatch(/SLUICE_MASTER_KEY/);
+    const otherKeys = join(root, 'other-keys.yaml');
+    await writeFile(otherKeys, `- id: k2\n  key: ${randomBytes(32).toString('base64')}\n`);
+    const wrong = await runCli(['audit', 'verify', session.id, '--data-dir', dataDir, '--key-file', otherKeys], { env: offline });
+    expect(wrong.code).toBe(ERRORS.ERR_RECORDING_TAMPERED.exit);
+    expect(wrong.stdout).toBe(`${session.id}  broken at the header: No master key with id "default" is in the key ring\n`);
+  });
+});
+
+describe('sluice admin rotate-key', () => {
+  it('prints a new key and a master_keys snippet that, pasted into the config, keeps old sessions readable', async () => {
+    const r = await runCli(['admin', 'rotate-key', '--id', 'k2', '--json'], { env: offline });
+    expect(r.code, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as { id: string; key: string; env: string; snippet: string };
+    expect(out.id).toBe('k2');
+    expect(Buffer.from(out.key, 'base64')).toHaveLength(32);
+    expect(out.env).toBe('SLUICE_MASTER_KEY_K2');
+
+    const yaml = `identity:\n  issuer: ${idp.issuer}\n  audience: a\n  cli_client_id: c\n${out.snippet}\n`;
+    const config = parseConfigText(yaml, { env: { SLUICE_MASTER_KEY_K2: out.key, SLUICE_MASTER_KEY: masterKey } });
+    const ring = keyRingFromSettings(config.storage)!;
+    expect(ring.ids).toEqual(['k2', 'default']);
+
+    // The same ring as a key file: sessions wrapped by the old key still verify.
+    const ringFile = join(root, 'ring.json');
+    await writeFile(ringFile, JSON.stringify([{ id: 'k2', key: out.key }, { id: 'default', key: masterKey }]));
+    const v = await runCli(['audit', 'verify', session.id, '--data-dir', dataDir, '--key-file', ringFile], { env: offline });
+    expect(v.code, v.stderr).toBe(0);
+
+    const plain = await runCli(['admin', 'rotate-key'], { env: offline });
+    expect(plain.stdout).toMatch(/^New master key "k-\d{8}-\d{6}"/);
+    expect(plain.stdout).toMatch(/\n {2}SLUICE_MASTER_KEY_K_\d{8}_\d{6}=[A-Za-z0-9+/]{43}=\n/);
+    expect(plain.stdout).toContain('    - id: default\n      key: ${env:SLUICE_MASTER_KEY}');
+  });
+});
