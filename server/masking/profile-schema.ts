@@ -80,7 +80,6 @@ export function maskingConfigProblems(cfg: {
   readonly masking_profiles: Readonly<Record<string, MaskingProfileConfig>>;
   readonly masking: MaskingSettings;
   readonly connections: readonly { readonly masking: readonly string[] }[];
-  readonly policies?: readonly { readonly mask?: readonly string[] }[];
 }): { path: (string | number)[]; message: string }[] {
   const problems: { path: (string | number)[]; message: string }[] = [];
   const check = (names: readonly string[] | undefined, path: (string | number)[]) =>
@@ -88,7 +87,6 @@ export function maskingConfigProblems(cfg: {
       if (!Object.hasOwn(cfg.masking_profiles, name)) problems.push({ path: [...path, j], message: `unknown masking profile "${name}"` });
     });
   cfg.connections.forEach((c, i) => check(c.masking, ['connections', i, 'masking']));
-  cfg.policies?.forEach((p, i) => check(p.mask, ['policies', i, 'mask']));
   for (const [name, profile] of Object.entries(cfg.masking_profiles)) {
     if (profile.style === 'hash' && cfg.masking.hash_key === undefined) {
       problems.push({ path: ['masking_profiles', name, 'style'], message: 'the hash style needs masking.hash_key' });
