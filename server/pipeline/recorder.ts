@@ -103,6 +103,8 @@ export interface BodyTap {
   up(chunk: Buffer): void;
   /** Bytes going upstream → caller, as the caller receives them. */
   down(chunk: Buffer): void;
+  /** The response passes through the masking stage: `down` now sees masked bytes, which `masked` recording may keep. */
+  downMasked?(): void;
 }
 
 /**

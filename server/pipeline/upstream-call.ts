@@ -205,6 +205,7 @@ class UpstreamCall implements Dispatcher.DispatchHandler {
         if (length !== undefined && exchange.method !== 'HEAD') this.#declaredLength = Number(length);
       } else {
         this.#transform = transform;
+        this.#tap?.downMasked?.();
         this.#sink = transform;
         this.#pipeTransform(transform);
       }

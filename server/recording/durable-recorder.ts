@@ -15,9 +15,10 @@ export interface DurableRecorderOptions {
 }
 
 /**
- * How one direction's body is kept. Until the masking stage reports what it masked, `masked` keeps only
- * sizes, times and a SHA-256 (never bytes that might hold what masking would remove); `raw` keeps the
- * bytes; `none` keeps only the digest in `exchange.end`, with no per-chunk records at all.
+ * How one direction's body is kept. `masked` keeps the bytes only when they passed through the masking
+ * stage (a response on a connection with masking profiles); otherwise only sizes, times and a SHA-256,
+ * never bytes that might hold what masking would remove. `raw` keeps the bytes; `none` keeps only the
+ * digest in `exchange.end`, with no per-chunk records at all.
  */
 type Capture = 'bytes' | 'shape' | 'digest';
 
@@ -40,7 +41,7 @@ const DENIALS = new Set([
 class ExchangeRecording {
   readonly session: RecordingSession;
   readonly exchange: Exchange;
-  readonly capture: Record<Direction, Capture>;
+  capture: Record<Direction, Capture>;
   readonly #digest: Record<Direction, Hash | null>;
   readonly bytes: Record<Direction, number> = { up: 0, down: 0 };
   readonly #coalescer: ChunkCoalescer | null;
@@ -66,8 +67,21 @@ class ExchangeRecording {
     };
     const wantsRuns = this.capture.up !== 'digest' || this.capture.down !== 'digest';
     this.#coalescer = wantsRuns
-      ? new ChunkCoalescer({ keep: { up: this.capture.up === 'bytes', down: this.capture.down === 'bytes' }, now: () => session.writer.now(), flush: (run) => this.#write(run) })
+      ? new ChunkCoalescer({ keep: this.#keep, now: () => session.writer.now(), flush: (run) => this.#write(run) })
       : null;
+    this.#keep.up = this.capture.up === 'bytes';
+    this.#keep.down = this.capture.down === 'bytes';
+  }
+
+  /** Which directions' bytes the chunk runs carry; the coalescer reads it per chunk. */
+  readonly #keep: Record<Direction, boolean> = { up: false, down: false };
+
+  /** The response is masked before the caller (and this recording) sees it: `masked` may now keep its bytes. */
+  downMasked(): void {
+    if (this.exchange.connection.type === 'http' && this.exchange.connection.record.response_body === 'masked') {
+      this.capture = { ...this.capture, down: 'bytes' };
+      this.#keep.down = true;
+    }
   }
 
   tap(onFailure: ((error: Error) => void) | undefined): BodyTap {
@@ -75,6 +89,7 @@ class ExchangeRecording {
     return {
       up: (chunk) => this.#chunk('up', chunk),
       down: (chunk) => this.#chunk('down', chunk),
+      downMasked: () => this.downMasked(),
     };
   }
 
