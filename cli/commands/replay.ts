@@ -34,7 +34,7 @@ const replayFlags = z
 
 type ReplayFlags = z.infer<typeof replayFlags>;
 
-const sessionId = z.string().regex(/^ses_[0-9a-f]{6,64}$/, 'must be a session id such as ses_3f9a…');
+const sessionId = z.string().regex(/^ses_[0-9a-f]{32}$/, 'must be a session id such as ses_3f9a…');
 
 function parse<T>(schema: z.ZodType<T>, raw: unknown): T {
   const parsed = schema.safeParse(raw);
@@ -80,6 +80,19 @@ async function playPlain(ctx: CliContext, detail: SessionDetail, exchanges: read
   }
 }
 
+/**
+ * Scripts see exchanges numbered from 1, as `--exchange`, `resend_of` and `sessions show` number them;
+ * the TUI's model counts from 0.
+ */
+function exchangeJson(x: ExchangeDetail): ExchangeDetail {
+  return { ...x, index: x.index + 1 };
+}
+
+/** The `--json` of a re-send, exchanges numbered from 1. */
+export function resendJson(diff: ResendDiff): ResendDiff {
+  return { old: { ...diff.old, exchange: diff.old.exchange + 1 }, new: { ...diff.new, exchange: diff.new.exchange + 1 }, diff: diff.diff };
+}
+
 function sideLine(name: string, side: AnswerSide): string {
   return `${name}: ${side.session} #${side.exchange + 1} · status ${side.status}${side.model === undefined ? '' : ` · ${side.model}`}`;
 }
@@ -105,7 +118,7 @@ async function resend(ctx: CliContext, api: SessionApi, detail: SessionDetail, f
     await runDiff(ctx, diff, notes.length === 0 ? undefined : notes.join(' · '));
     return;
   }
-  printResult(ctx.out, f.json, diff, () => renderResendPlain(diff, notes));
+  printResult(ctx.out, f.json, resendJson(diff), () => renderResendPlain(diff, notes));
 }
 
 /** `sluice replay SESSION [--exchange N] [--speed X] [--json] [--resend [--connection NAME] [--masked-ok]]`. */
@@ -123,20 +136,22 @@ export const registerReplay: RegisterCommand = (program, ctx) => {
     .argument('<session>', 'session id (ses_…)')
     .option('--exchange <n>', 'the exchange, numbered from 1 as the TUI shows it')
     .option('--speed <x>', `playback speed, ${MIN_SPEED} to ${MAX_SPEED}`, '1')
-    .option('--json', 'print the exchange (or session) data; with --resend, {old, new, diff}', false)
+    .option('--json', 'print the exchange (or session) data, exchanges numbered from 1; with --resend, {old, new, diff}', false)
     .option('--resend', 'send the recorded request through the gateway again and compare the answers', false)
     .option('--connection <name>', 'with --resend: send it through this connection instead of the recorded one')
     .option('--masked-ok', 'with --resend: send a request body that was recorded masked (its placeholders, not the original values)', false)
     .action(async (id: string, raw: Record<string, unknown>) => {
       const f = parse(replayFlags, raw);
+      const sid = parse(sessionId, id);
       const access = await getAccessToken({ profile: ctx.profile(), env: ctx.env });
       const api = new SessionApi(access);
-      const detail = await api.load(parse(sessionId, id));
+      const detail = await api.load(sid);
       const exchange = f.exchange === undefined ? undefined : pickExchange(detail, f.exchange);
 
       if (f.resend) return resend(ctx, api, detail, f);
       if (f.json) {
-        printResult(ctx.out, true, exchange ?? detail, () => '');
+        const data = exchange === undefined ? { ...detail, exchanges: detail.exchanges.map(exchangeJson) } : exchangeJson(exchange);
+        printResult(ctx.out, true, data, () => '');
         return;
       }
       if (isInteractive(ctx)) {

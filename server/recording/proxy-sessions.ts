@@ -12,8 +12,13 @@ export interface ProxySessionsOptions {
   readonly newId: () => string;
 }
 
+/** A re-send's session holds one exchange: sealed soon after it ends, so it reads as complete at once. */
+const RESEND_IDLE_MS = 1000;
+
 interface Entry {
   readonly id: string;
+  /** How long the session may stay idle before it is sealed. */
+  readonly idleMs: number;
   lastUsed: number;
   timer: NodeJS.Timeout | undefined;
 }
@@ -41,7 +46,8 @@ export class ProxySessions {
     const key = resendOf === undefined ? `${principal.issuer}\0${principal.sub}\0${connection.name}` : `resend\0${this.#o.newId()}`;
     let entry = this.#entries.get(key);
     if (entry === undefined) {
-      const created: Entry = { id: this.#o.newId(), lastUsed: Date.now(), timer: undefined };
+      const idleMs = resendOf === undefined ? this.#o.idleMs : Math.min(this.#o.idleMs, RESEND_IDLE_MS);
+      const created: Entry = { id: this.#o.newId(), idleMs, lastUsed: Date.now(), timer: undefined };
       entry = created;
       this.#entries.set(key, created);
       this.#o.recording
@@ -67,20 +73,20 @@ export class ProxySessions {
 
   #arm(key: string, entry: Entry): void {
     clearTimeout(entry.timer);
-    entry.timer = setTimeout(() => void this.#expire(key, entry), this.#o.idleMs);
+    entry.timer = setTimeout(() => void this.#expire(key, entry), entry.idleMs);
     entry.timer.unref();
   }
 
   async #expire(key: string, entry: Entry): Promise<void> {
     if (this.#entries.get(key) !== entry) return;
     const idleFor = Date.now() - entry.lastUsed;
-    if (idleFor < this.#o.idleMs || (await this.#o.recording.isBusy(entry.id))) {
+    if (idleFor < entry.idleMs || (await this.#o.recording.isBusy(entry.id))) {
       this.#arm(key, entry);
       return;
     }
     // A call may have arrived while isBusy was awaited; from here to the delete nothing else runs.
     if (this.#entries.get(key) !== entry) return;
-    if (Date.now() - entry.lastUsed < this.#o.idleMs) {
+    if (Date.now() - entry.lastUsed < entry.idleMs) {
       this.#arm(key, entry);
       return;
     }

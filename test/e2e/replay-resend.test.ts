@@ -175,9 +175,9 @@ describe('sluice replay SESSION --resend', () => {
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const out = JSON.parse(r.stdout) as { old: Side; new: Side; diff: { op: string; text: string }[] };
-    expect(out.old).toMatchObject({ session: recorded.session, exchange: 0, status: 200, model: 'demo-echo', text: recorded.answer });
+    expect(out.old).toMatchObject({ session: recorded.session, exchange: 1, status: 200, model: 'demo-echo', text: recorded.answer });
     // The second model server streams "Hel" + "lo".
-    expect(out.new).toMatchObject({ exchange: 0, status: 200, text: 'Hello' });
+    expect(out.new).toMatchObject({ exchange: 1, status: 200, text: 'Hello' });
     expect(out.new.session).toMatch(/^ses_[0-9a-f]{32}$/);
     expect(out.new.session).not.toBe(recorded.session);
     expect(out.diff.filter((p) => p.op === 'insert').map((p) => p.text)).toEqual(['Hello']);
@@ -268,7 +268,7 @@ describe('sluice replay SESSION off a terminal', () => {
     const r = await runCli(['replay', recorded.session, '--exchange', '1', '--json'], { env: env('auditor') });
     expect(r.code).toBe(0);
     const x = JSON.parse(r.stdout) as { index: number; method: string; path: string; status: number; streamed: boolean; chunks: { t: number; text: string }[] };
-    expect(x).toMatchObject({ index: 0, method: 'POST', path: '/v1/chat/completions', status: 200, streamed: true });
+    expect(x).toMatchObject({ index: 1, method: 'POST', path: '/v1/chat/completions', status: 200, streamed: true });
     expect(x.chunks.map((c) => c.text).join('')).toBe(recorded.answer);
   });
 
