@@ -1,6 +1,6 @@
 import { SluiceError } from '../../shared/errors.js';
 import type { EventFields, RecordedEvent } from './event-types.js';
-import { jsonAnswerText, SseAnswerText } from './export-answer-text.js';
+import { jsonAnswerText, SseAnswerText } from '../../shared/answer-text.js';
 import { exchangeSelector, ExchangeTracker } from './export-exchanges.js';
 
 /** Options of the asciicast export. */

@@ -92,7 +92,19 @@ async function eventLines(id: string): Promise<Record<string, unknown>[]> {
     .map((l) => JSON.parse(l) as Record<string, unknown>);
 }
 
-/** Waits until the gateway sealed a session (the proxy seals it once idle), so its recording is complete. */
+/** Waits until the gateway recorded the end of a session's first exchange. */
+async function exchangeEnded(id: string): Promise<void> {
+  await vi.waitFor(
+    async () => {
+      const res = await api(`/v1/sessions/${id}`);
+      expect(res.status).toBe(200);
+      expect(((await res.json()) as { exchanges: { duration_ms: number | null }[] }).exchanges[0]?.duration_ms).toEqual(expect.any(Number));
+    },
+    { timeout: 15_000, interval: 100 },
+  );
+}
+
+/** Waits until the gateway sealed a session. */
 async function sealed(id: string): Promise<void> {
   await vi.waitFor(
     async () => {
@@ -119,7 +131,7 @@ beforeAll(async () => {
   const config = validateConfig({
     identity: { issuer: idp.issuer, audience: idp.audience, cli_client_id: 'sluice-cli' },
     roles: { auditor: ['security'] },
-    storage: { dir: join(dir, 'data'), master_key: randomBytes(32).toString('base64'), proxy_session_idle: '500ms' },
+    storage: { dir: join(dir, 'data'), master_key: randomBytes(32).toString('base64'), proxy_session_idle: '10m' },
     connections: [
       { name: 'llm', type: 'http', upstream: model.url, headers: { authorization: `Bearer ${UPSTREAM_KEY}` }, allow_groups: ['ml-eng'], record },
       { name: 'other', type: 'http', upstream: other.url, allow_groups: ['ml-eng'], record },
@@ -145,7 +157,7 @@ beforeAll(async () => {
 
   const digest = await sdk('llm-digest').chat.completions.create({ model: 'demo-echo', messages: [{ role: 'user', content: 'kept as a digest' }] }).withResponse();
   digestSession = digest.response.headers.get('x-sluice-session') ?? '';
-  await Promise.all([sealed(recorded.session), sealed(digestSession)]);
+  await Promise.all([exchangeEnded(recorded.session), exchangeEnded(digestSession)]);
 }, 60_000);
 
 afterAll(async () => {
@@ -192,7 +204,8 @@ describe('sluice replay SESSION --resend', () => {
     expect(sent.headers['x-sluice-resend-of']).toBeUndefined();
     expect(sent.headers.authorization).toBeUndefined();
 
-    // The new session is the auditor's, and says which exchange it re-sends.
+    // The new session is the auditor's, says which exchange it re-sends, and holds that one exchange:
+    // it is sealed at once, not after the proxy's usual idle time (10 minutes here).
     await sealed(out.new.session);
     const start = (await eventLines(out.new.session))[0]!;
     expect(start).toMatchObject({ type: 'session.start', resend_of: `${recorded.session}#1`, connection: { name: 'other' }, user: { sub: 'carol' } });

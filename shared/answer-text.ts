@@ -1,3 +1,7 @@
+/**
+ * The answer text of the inference APIs the gateway fronts, from streamed (SSE) and whole JSON bodies:
+ * for asciicast exports on the gateway and for playback and the re-send diff in the CLI.
+ */
 import { createParser, type EventSourceParser } from 'eventsource-parser';
 
 function isRecord(v: unknown): v is Record<string, unknown> {
@@ -49,16 +53,16 @@ export class SseAnswerText {
     });
   }
 
-  /** Feeds one chunk; returns the text of the events it completed. */
-  push(bytes: Uint8Array): string {
-    this.#parser.feed(this.#decoder.decode(bytes, { stream: true }));
+  /** Feeds one chunk (bytes, or text already decoded); returns the text of the events it completed. */
+  push(chunk: Uint8Array | string): string {
+    this.#parser.feed(typeof chunk === 'string' ? chunk : this.#decoder.decode(chunk, { stream: true }));
     const text = this.#pending;
     this.#pending = '';
     return text;
   }
 }
 
-/** The assistant's text in a whole (non-streamed) JSON answer, or undefined for other shapes. */
+/** The assistant's text in a whole (non-streamed) JSON answer's bytes, or undefined for other shapes. */
 export function jsonAnswerText(bytes: Buffer): string | undefined {
   let body: unknown;
   try {
@@ -66,6 +70,11 @@ export function jsonAnswerText(bytes: Buffer): string | undefined {
   } catch {
     return undefined;
   }
+  return parsedAnswerText(body);
+}
+
+/** The assistant's text in a parsed JSON answer: OpenAI chat completion, Anthropic message, OpenAI Responses. */
+export function parsedAnswerText(body: unknown): string | undefined {
   if (!isRecord(body)) return undefined;
   if (Array.isArray(body.choices)) {
     const parts = body.choices.flatMap((c: unknown) =>
