@@ -6,6 +6,8 @@ import type { ExchangeDetail, SessionDetail } from '../tui/model.js';
 import { resendDiff, type ResendDiff } from '../tui/word-diff.js';
 import type { ResendPlan } from './resend-request.js';
 
+// The gateway's own names (server/api/proxy-route.ts), repeated so the CLI loads no server code.
+
 /** Request header the gateway reads to open the re-send's own session with `resend_of`. */
 export const RESEND_OF_HEADER = 'x-sluice-resend-of';
 
@@ -18,8 +20,6 @@ export interface ResendTarget {
   readonly gateway: string;
   /** The current user's bearer token: the re-send goes through policy, review and masking as them. */
   readonly token: string;
-  /** Wall clock in ms; tests may pin it. */
-  readonly now?: () => number;
 }
 
 /** A re-send's outcome plus what the upstream said when its answer is an error. */
@@ -42,7 +42,7 @@ function errorOf(exchange: ExchangeDetail): { code?: string; message: string } |
  * exchange of the new session the gateway opened for it.
  */
 export async function sendAgain(target: ResendTarget, plan: ResendPlan): Promise<ResendResult> {
-  const now = target.now ?? Date.now;
+  const now = Date.now;
   const url = `${target.gateway}/v1/proxy/${encodeURIComponent(plan.connection)}${plan.path}`;
   const startedAt = now();
   let res: Response;
