@@ -24,6 +24,8 @@ export interface MaskingStage {
     head: ResponseHead,
     extraProfiles?: readonly string[],
   ): { transform: Transform; headers(upstream: IncomingHttpHeaders): IncomingHttpHeaders } | null;
+  /** A whole request body masked for the recording; null when no profile applies or the body is not text. */
+  maskRequestBody?(exchange: Exchange, body: Buffer, extraProfiles?: readonly string[]): Buffer | null;
 }
 
 /** The default masking stage: response bodies pass unchanged. */

@@ -27,6 +27,8 @@ export interface ExchangeRequestEvent {
   readonly decision: Decision;
   /** The whole request body, when it had fully arrived before forwarding; otherwise it streams through `BodyTap.up`. */
   readonly body?: Buffer;
+  /** That body as the masking profiles leave it, when the connection records request bodies `masked`. */
+  readonly maskedBody?: Buffer;
 }
 
 /** Emitted when the upstream's response head arrives, before the caller gets it. */

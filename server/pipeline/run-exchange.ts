@@ -94,7 +94,11 @@ export function createExchangeHandler(options: ExchangeHandlerOptions = {}): Exc
 
     // 5. recorder: nothing is forwarded unless the request was recorded (with its body, when it arrived whole).
     const body = takeWholeBody(req);
-    await recorder.emit(body === undefined ? { type: 'exchange.request', exchange, decision } : { type: 'exchange.request', exchange, decision, body });
+    const maskedBody =
+      body !== undefined && connection.record.request_body === 'masked' ? (masking.maskRequestBody?.(exchange, body, decision.mask) ?? undefined) : undefined;
+    await recorder.emit(
+      body === undefined ? { type: 'exchange.request', exchange, decision } : { type: 'exchange.request', exchange, decision, body, ...(maskedBody ? { maskedBody } : {}) },
+    );
 
     if (res.destroyed) {
       // The caller left while the exchange was held; the recording still needs its end.

@@ -184,6 +184,10 @@ export function createDurableRecorder(options: DurableRecorderOptions): Recorder
           if (state.capture.up === 'bytes') {
             bodyFields = { capture: 'raw', bytes: body.length };
             payload = body;
+          } else if (event.maskedBody !== undefined) {
+            // Kept as masking left it: what a reviewer or a re-send may see, never the removed values.
+            bodyFields = { capture: 'masked', bytes: body.length, sha256: createHash('sha256').update(body).digest('hex') };
+            payload = event.maskedBody;
           } else {
             bodyFields = { capture: 'digest', bytes: body.length, sha256: createHash('sha256').update(body).digest('hex') };
           }

@@ -28,7 +28,7 @@ export type EventType = (typeof EVENT_TYPES)[number];
 export type Direction = 'up' | 'down';
 
 /** How a body was kept: its bytes (`raw`), or only its size and SHA-256 (`digest`). */
-export type BodyCapture = 'raw' | 'digest';
+export type BodyCapture = 'raw' | 'masked' | 'digest';
 
 /** Size and SHA-256 of a body that was not kept. */
 export interface BodyDigest {

@@ -49,7 +49,7 @@ describe('masking through the gateway', () => {
     const alice = await signToken(idp.signingKey, idp.claimsFor('alice'));
     const client = new OpenAI({ baseURL: `${gateway}/v1/proxy/llm/v1`, apiKey: alice, maxRetries: 0 });
 
-    const completion = await client.chat.completions.create({ model: 'demo', messages: [{ role: 'user', content: 'customer record' }] });
+    const completion = await client.chat.completions.create({ model: 'demo', messages: [{ role: 'user', content: 'customer record for bob@corp.example' }] });
     const whole = completion.choices[0]!.message.content!;
     withoutPii(whole);
     expect(whole).toContain('[EMAIL]');
@@ -74,7 +74,13 @@ describe('masking through the gateway', () => {
     const list = (await (await fetch(`${gateway}/v1/sessions?user=alice`, { headers: auth })).json()) as { sessions: { id: string; counters: { masked: number } }[] };
     expect(list.sessions).toHaveLength(1);
     const ndjson = await (await fetch(`${gateway}/v1/sessions/${list.sessions[0]!.id}/events`, { headers: auth })).text();
-    const events = ndjson.trim().split('\n').map((l) => JSON.parse(l) as { type: string; payload?: string; findings?: { entity: string; count: number }[] });
+    const events = ndjson.trim().split('\n').map((l) => JSON.parse(l) as { type: string; payload?: string; body?: { capture: string }; findings?: { entity: string; count: number }[] });
+    // The request body is kept as masking left it: the prompt's address is gone, its shape is not.
+    const request = events.find((e) => e.type === 'exchange.request')!;
+    expect(request.body?.capture).toBe('masked');
+    const recordedPrompt = Buffer.from(request.payload!, 'base64').toString('utf8');
+    expect(recordedPrompt).not.toContain('bob@corp.example');
+    expect(JSON.parse(recordedPrompt).messages[0].content).toBe('customer record for [EMAIL]');
     const recorded = events.filter((e) => e.payload !== undefined).map((e) => Buffer.from(e.payload!, 'base64').toString('utf8')).join('');
     withoutPii(recorded);
     expect(recorded).toContain('[EMAIL]');
