@@ -65,7 +65,9 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
   /** True while `connect` waits for hello; a close then is its failure, not a drop to recover from. */
   private connecting = false;
   private readonly waiters = new Set<() => void>();
-  private readonly totals = { bytesIn: 0, bytesOut: 0, streamsOpened: 0 };
+  private readonly totals = { bytesIn: 0, bytesOut: 0, streamsOpened: 0, requests: 0, errors: 0 };
+  /** The gateway's latest `stats` for the current tunnel. */
+  private exchanges = { requests: 0, active: 0, errors: 0 };
 
   constructor(private readonly options: TunnelClientOptions) {
     super();
@@ -79,6 +81,15 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
   /** The current session's hello, when connected. */
   get session(): HelloMessage | undefined {
     return this.mux && !this.mux.isClosed ? this.hello : undefined;
+  }
+
+  /** HTTP exchanges the gateway counted over the tunnel's whole life, reconnects included. */
+  get exchangeStats(): { requests: number; active: number; errors: number } {
+    return {
+      requests: this.totals.requests + this.exchanges.requests,
+      active: this.mux && !this.mux.isClosed ? this.exchanges.active : 0,
+      errors: this.totals.errors + this.exchanges.errors,
+    };
   }
 
   /** Counters over the tunnel's whole life, reconnects included. */
@@ -218,6 +229,7 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
     mux.on('control', (msg) => {
       if (msg.type === 'notice') this.emit('event', { kind: 'notice', level: msg.level, message: msg.message, code: msg.code });
       else if (msg.type === 'error') this.lastError = closeError(4000, msg.code, msg.message);
+      else if (msg.type === 'stats') this.exchanges = { requests: msg.requests, active: msg.active, errors: msg.errors };
       else if (msg.type === 'reauth_ok') {
         this.scheduleReauth(msg.expires_at);
         this.emit('event', { kind: 'reauthenticated', expiresAt: msg.expires_at });
@@ -283,6 +295,9 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
     this.totals.bytesIn += s.bytesIn;
     this.totals.bytesOut += s.bytesOut;
     this.totals.streamsOpened += s.streamsOpened;
+    this.totals.requests += this.exchanges.requests;
+    this.totals.errors += this.exchanges.errors;
+    this.exchanges = { requests: 0, active: 0, errors: 0 };
     this.mux = undefined;
     if (this.stopped || this.connecting) return;
     const error = this.lastError ?? closeError(code, reason);

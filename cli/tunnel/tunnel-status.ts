@@ -33,6 +33,15 @@ export function describeEvent(event: TunnelEvent, json: boolean): string {
   }
 }
 
+/** The live counts: connections, requests (http connections), bytes each way. */
+export function liveLine(tunnel: Pick<OpenTunnel, 'client' | 'listener' | 'hello'>): string {
+  const s = tunnel.client.stats;
+  const c = tunnel.listener.connections;
+  const x = tunnel.client.exchangeStats;
+  const requests = tunnel.hello.connection.type === 'http' ? ` · requests ${x.requests}${x.errors > 0 ? ` (${x.errors} failed)` : ''}` : '';
+  return `${tunnel.client.session ? '●' : '○'} connections ${c.open} open / ${c.total} total${requests} · sent ${formatBytes(s.bytesOut)} · received ${formatBytes(s.bytesIn)}`;
+}
+
 /**
  * Report tunnel events as lines, and on a TTY keep a live counter line (connections, bytes) on stderr.
  * Returns a function that stops the live line.
@@ -45,11 +54,7 @@ export function reportTunnel(out: Output, tunnel: OpenTunnel, json: boolean): ()
     drawn = false;
   };
   const draw = () => {
-    const s = tunnel.client.stats;
-    const c = tunnel.listener.connections;
-    out.stderr.write(
-      `\r\x1b[2K${tunnel.client.session ? '●' : '○'} connections ${c.open} open / ${c.total} total · sent ${formatBytes(s.bytesOut)} · received ${formatBytes(s.bytesIn)}`,
-    );
+    out.stderr.write(`\r\x1b[2K${liveLine(tunnel)}`);
     drawn = true;
   };
   tunnel.client.on('event', (event) => {

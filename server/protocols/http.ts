@@ -72,6 +72,10 @@ export function createHttpProtocol(options: HttpProtocolOptions): HttpProtocol {
       res.destroy();
       return;
     }
+    if (ctx.onExchange) {
+      ctx.onExchange('start');
+      res.once('close', () => ctx.onExchange!('end', res.headersSent ? res.statusCode : 0));
+    }
     exchange.handle(req, res, {
       principal: ctx.principal,
       connection: ctx.connection,

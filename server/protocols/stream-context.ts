@@ -10,4 +10,6 @@ export interface StreamContext<C extends ConnectionConfig = ConnectionConfig> {
   readonly session: ExchangeSession;
   /** The address of the tunnel's client (the CLI's machine as the gateway sees it). */
   readonly clientAddress: string;
+  /** Told of each request parsed from the stream and how it ended (status 0: no answer), for the CLI's live counts. */
+  readonly onExchange?: (phase: 'start' | 'end', status?: number) => void;
 }

@@ -43,6 +43,21 @@ export class TunnelSession {
   private expiryTimer?: NodeJS.Timeout;
   private pingTimer?: NodeJS.Timeout;
   private alive = true;
+  private readonly exchanges = { requests: 0, active: 0, errors: 0 };
+  private statsTimer?: NodeJS.Timeout;
+  private statsSentAt = 0;
+
+  /** Counts the tunnel's HTTP exchanges for the CLI's live display. */
+  private readonly onExchange = (phase: 'start' | 'end', status?: number): void => {
+    if (phase === 'start') {
+      this.exchanges.requests++;
+      this.exchanges.active++;
+    } else {
+      this.exchanges.active--;
+      if (status === 0 || (status ?? 0) >= 400) this.exchanges.errors++;
+    }
+    this.scheduleStats();
+  };
 
   constructor(private readonly options: TunnelSessionOptions) {
     this.principal = options.principal;
@@ -72,7 +87,7 @@ export class TunnelSession {
     this.mux.on('stream', (stream) => {
       // The principal as of now: a reauth applies to streams opened after it.
       const context = { principal: this.principal, session, clientAddress: this.options.clientAddress };
-      if (connection.type === 'http') this.options.http.handle(stream, { ...context, connection });
+      if (connection.type === 'http') this.options.http.handle(stream, { ...context, connection, onExchange: this.onExchange });
       else this.options.tcp.handle(stream, { ...context, connection });
     });
     ws.on('pong', () => (this.alive = true));
@@ -173,7 +188,20 @@ export class TunnelSession {
     this.expiryTimer.unref();
   }
 
+  /** At most one `stats` message a second: the counts as they are when it leaves. */
+  private scheduleStats(): void {
+    if (this.statsTimer !== undefined || this.mux.isClosed) return;
+    const wait = Math.max(0, this.statsSentAt + 1000 - Date.now());
+    this.statsTimer = setTimeout(() => {
+      this.statsTimer = undefined;
+      this.statsSentAt = Date.now();
+      this.send({ type: 'stats', ...this.exchanges });
+    }, wait);
+    this.statsTimer.unref();
+  }
+
   private stopTimers(): void {
+    clearTimeout(this.statsTimer);
     clearTimeout(this.expiryTimer);
     clearInterval(this.pingTimer);
   }

@@ -52,8 +52,16 @@ export const errorSchema = z.object({
   message: text,
 });
 
+/** Gateway → CLI, at most about once a second while it changes: the exchanges this tunnel carried. */
+export const statsSchema = z.object({
+  type: z.literal('stats'),
+  requests: z.number().int().min(0),
+  active: z.number().int().min(0),
+  errors: z.number().int().min(0),
+});
+
 /** Any control message. */
-export const controlSchema = z.discriminatedUnion('type', [helloSchema, noticeSchema, reauthSchema, reauthOkSchema, errorSchema]);
+export const controlSchema = z.discriminatedUnion('type', [helloSchema, noticeSchema, reauthSchema, reauthOkSchema, errorSchema, statsSchema]);
 
 /** A validated control message. */
 export type ControlMessage = z.infer<typeof controlSchema>;
