@@ -142,12 +142,10 @@ class UpstreamCall implements Dispatcher.DispatchHandler {
     // Informational answers (100 Continue to undici's own request) are not the response.
     if (status < 200 || this.#settled) return;
     this.#status = status;
-    // The head is recorded before the caller sees it; the upstream waits meanwhile.
-    controller.pause();
-    this.#o.recorder.emit({ type: 'exchange.response', exchange: this.#o.exchange, status, headers }).then(
-      () => this.#writeHead(controller, status, headers),
-      (err: unknown) => this.#fail(err),
-    );
+    // The head's record is queued ahead of the body's and need not be on disk before the caller sees the
+    // head: the end is, and a failed write of anything before it aborts the response instead of ending it.
+    this.#o.recorder.emit({ type: 'exchange.response', exchange: this.#o.exchange, status, headers }).catch((err: unknown) => this.#fail(err));
+    this.#writeHead(controller, status, headers);
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
