@@ -144,14 +144,15 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
       if (findings.length > 0) recorder?.emit({ type: 'masking.summary', exchange: masked, findings }).catch(() => undefined);
     },
   });
+  const policy = createRulePolicyStage({ engine: () => policies, grants: approvals.grants });
   const exchange = createExchangeHandler({
     ...(recorder === undefined ? {} : { recorder }),
     masking,
-    policy: createRulePolicyStage({ engine: () => policies, grants: approvals.grants }),
+    policy,
     approval: createApprovalStage(approvals.held),
   });
   const http = createHttpProtocol({ exchange });
-  const tcp = createTcpProtocol(recorder === undefined ? {} : { recorder });
+  const tcp = createTcpProtocol({ policy, ...(recorder === undefined ? {} : { recorder }) });
   const proxySessions =
     storage === undefined ? undefined : new ProxySessions({ recording: storage.recording, idleMs: parseDuration(config.storage.proxy_session_idle), newId: newSessionId });
   app.addHook('onClose', async () => {

@@ -41,6 +41,8 @@ export const registerServe: RegisterCommand = (program, ctx) => {
         configDir: dirname(resolve(opts.config)),
         reloadConfig: () => loadConfigFile(opts.config, { env: ctx.env }),
       });
+      // One remote input must never take down every caller's tunnel: log the fault, keep serving.
+      process.on('unhandledRejection', (err) => gateway.app.log.error({ err }, 'unhandled rejection'));
       gateway.app.log.info({ url: gateway.url }, 'sluice gateway ready');
       // SIGHUP re-reads the file; an invalid one is logged and refused, and the running config stays.
       const onHangup = (): void => {

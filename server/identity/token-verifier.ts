@@ -69,7 +69,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
       }
       if (typeof header.alg !== 'string' || !algorithms.includes(header.alg as never)) {
         throw new SluiceError('ERR_TOKEN_ALGORITHM', {
-          message: `The token is signed with ${JSON.stringify(header.alg ?? null)}; accepted: ${algorithms.join(', ')}`,
+          message: `The token is signed with ${JSON.stringify(header.alg ?? null).slice(0, 40)}; accepted: ${algorithms.join(', ')}`,
         });
       }
       let getKey: ReturnType<typeof jose.createRemoteJWKSet>;

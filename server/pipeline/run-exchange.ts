@@ -3,6 +3,7 @@ import type { TLSSocket } from 'node:tls';
 import { SluiceError, toSluiceError } from '../../shared/errors.js';
 import { DEFAULT_POLICY_READ_AHEAD, readBodyForPolicy } from '../policy/body-read-ahead.js';
 import { checkAccess } from './access.js';
+import { checkRequestPath } from './request-path.js';
 import { refuseReviews, type ApprovalStage } from './approval-stage.js';
 import { hasRequestBody } from './bounded-body.js';
 import { sendErrorResponse } from './error-response.js';
@@ -49,6 +50,7 @@ export function createExchangeHandler(options: ExchangeHandlerOptions = {}): Exc
     // 1. identity: established by the caller of the pipeline (tunnel auth or the proxy route's bearer token).
     // 2. access: the principal must be in one of the connection's groups.
     checkAccess(exchange);
+    checkRequestPath(ctx.path);
 
     // A declared body over the limit is refused before anyone reads it (chunked bodies are counted as they flow).
     const declared = req.headers['content-length'];
@@ -68,7 +70,16 @@ export function createExchangeHandler(options: ExchangeHandlerOptions = {}): Exc
         res.writeContinue();
         continued = true;
       }
-      policyBody = await readBodyForPolicy(req, { limit: options.policyReadAhead ?? DEFAULT_POLICY_READ_AHEAD });
+      const readAhead = options.policyReadAhead ?? DEFAULT_POLICY_READ_AHEAD;
+      policyBody = await readBodyForPolicy(req, { limit: readAhead });
+      // A rule that reads the body cannot judge one it was not shown: refuse rather than let padding past
+      // the read-ahead turn `request.json` into null and slip by a rule about the model.
+      if (policyBody.json === null && policyBody.size > readAhead) {
+        throw new SluiceError('ERR_BODY_TOO_LARGE', {
+          message: `The request body (${policyBody.size} bytes) is larger than the ${readAhead} bytes the policies of connection "${connection.name}" can inspect`,
+          details: { connection: connection.name, limit: readAhead },
+        });
+      }
     }
     const decision = await policy.decide(exchange, policyBody);
     if (decision.action === 'deny') {

@@ -91,7 +91,8 @@ class UpstreamCall implements Dispatcher.DispatchHandler {
   constructor(options: UpstreamCallOptions) {
     this.#o = options;
     const { req } = options;
-    this.#tap = options.recorder.tap?.(options.exchange) ?? null;
+    // A chunk that cannot be recorded stops the exchange at once, in both directions.
+    this.#tap = options.recorder.tap?.(options.exchange, (err) => this.#fail(err)) ?? null;
     if (options.body !== undefined) {
       this.#body = options.body;
     } else if (hasRequestBody(req)) {

@@ -6,12 +6,15 @@ import type { TcpConnectionConfig } from '../config/schema.js';
 import { parseDuration } from '../config/duration.js';
 import { checkAccess } from '../pipeline/access.js';
 import { newRequestId, type Exchange } from '../pipeline/exchange.js';
+import { allowAllPolicy, type PolicyStage } from '../pipeline/policy-stage.js';
 import { discardRecorder, type Recorder } from '../pipeline/recorder.js';
 import type { StreamContext } from './stream-context.js';
 
 /** What the TCP protocol needs; the recorder defaults to one that keeps nothing. */
 export interface TcpProtocolOptions {
   readonly recorder?: Recorder;
+  /** Rules over identity, connection and session; a TCP stream has no request body to show them. */
+  readonly policy?: PolicyStage;
 }
 
 /** Context of a stream that carries opaque TCP bytes. */
@@ -48,13 +51,30 @@ export function tcpTargetOf(upstream: string): { host: string; port: number } {
  */
 export function createTcpProtocol(options: TcpProtocolOptions = {}): TcpProtocol {
   const recorder = options.recorder ?? discardRecorder;
+  const policy = options.policy ?? allowAllPolicy;
   const open = new Set<Duplex>();
   let closed = false;
 
   async function start(stream: Duplex, ctx: TcpStreamContext, exchange: Exchange): Promise<void> {
     checkAccess(exchange);
-    await recorder.emit({ type: 'exchange.request', exchange, decision: { action: 'allow' } });
-    if (stream.destroyed) return;
+    const decision = await policy.decide(exchange, { json: null, size: 0 });
+    if (decision.action !== 'allow') {
+      await recorder.emit({ type: 'policy.decision', exchange, decision });
+      // No reviewer can be asked to hold a raw byte stream: a review rule refuses it, as a deny does.
+      throw new SluiceError('ERR_POLICY_DENIED', {
+        message:
+          decision.action === 'deny'
+            ? (decision.reason ?? `Policy "${decision.rule ?? 'default'}" denies connection "${ctx.connection.name}"`)
+            : `Policy "${decision.rule}" requires a review, which tcp connection "${ctx.connection.name}" cannot wait for`,
+        details: { connection: ctx.connection.name },
+      });
+    }
+    await recorder.emit({ type: 'exchange.request', exchange, decision });
+    if (stream.destroyed) {
+      // The caller left while the request was recorded: the record still needs its end.
+      await recorder.emit({ type: 'exchange.end', exchange, status: 0, complete: false, requestBytes: 0, responseBytes: 0, durationMs: Date.now() - exchange.startedAt });
+      return;
+    }
 
     const target = tcpTargetOf(ctx.connection.upstream);
     // Half-close travels both ways: the end of one direction must not end the other.

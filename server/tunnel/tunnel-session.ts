@@ -83,7 +83,13 @@ export class TunnelSession {
       log.info({ session: session.id, code, reason }, 'tunnel closed');
       this.options.recording?.closeSession(session.id, `tunnel closed (${code}${reason ? ` ${reason}` : ''})`).catch(() => undefined);
     });
-    this.mux.on('control', (msg) => void this.onControl(msg));
+    this.mux.on('control', (msg) => {
+      // Whatever a client sends, a failure here closes its tunnel, never the gateway.
+      this.onControl(msg).catch((err: unknown) => {
+        log.warn({ session: session.id, err: (err as Error).message }, 'tunnel control message failed');
+        this.mux.close(1011, 'ERR_INTERNAL');
+      });
+    });
     this.mux.on('stream', (stream) => {
       // The principal as of now: a reauth applies to streams opened after it.
       const context = { principal: this.principal, session, clientAddress: this.options.clientAddress };
@@ -144,7 +150,8 @@ export class TunnelSession {
   /** Tell the CLI why, then close with the error's close code. */
   fail(error: SluiceError): void {
     if (this.mux.isClosed) return;
-    this.send({ type: 'error', code: error.code, message: error.message });
+    // A control message carries at most 4096 characters; the reason may quote remote input.
+    this.send({ type: 'error', code: error.code, message: error.message.slice(0, 1000) });
     this.mux.close(error.closeCode, error.code);
   }
 

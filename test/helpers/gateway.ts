@@ -43,6 +43,8 @@ export interface TestGatewayOptions {
    * (from `afterAll` when one gateway serves a whole file).
    */
   teardown?: 'test' | 'manual';
+  /** More top-level config (policies, policy_default, masking_profiles…), merged over the defaults. */
+  config?: Record<string, unknown>;
 }
 
 /**
@@ -128,6 +130,7 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
         { name: 'echo', type: 'tcp', upstream: `tcp://${echo.address}`, allow_groups: ['ml-eng'] },
         { name: 'sink', type: 'tcp', upstream: `tcp://${sink.address}`, allow_groups: ['ml-eng'] },
       ],
+      ...options.config,
     });
 
     let app: FastifyInstance | undefined;

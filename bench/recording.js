@@ -1,0 +1,365 @@
+// `node bench/recording.js`: what recording costs, in one run. JSON result on stdout, progress on stderr.
+//
+// Three gateways on the same upstreams, each in its own child process, measured one after the other:
+//
+//   off        this file run with --gateway-off: the proxy route (fastify, same bearer-token check, same
+//              policy and masking stages, createExchangeHandler) WITHOUT the durable recorder (the
+//              pipeline's `discardRecorder`). The real gateway has no recording-off switch: buildApp
+//              refuses connections without storage.master_key, and `record: none` still writes
+//              request/end records. So "off" is the pipeline without the recorder, nothing more.
+//   on_masked  bench/gateway.js (startGateway), default `record: {request_body: masked, response_body: masked}`
+//   on_raw     bench/gateway.js, `record: {request_body: raw, response_body: raw}` (worst case for disk)
+//
+// Figures: latency of a non-streamed POST /v1/chat/completions at concurrency 1 through
+// /v1/proxy/<conn>/..., and complete time of a streamed (100-chunk SSE) answer at concurrency 1; then the
+// bytes the ON gateways added under <storage.dir>/sessions/** during the measured exchanges, per byte of
+// traffic counted at the client (request body + response body; HTTP headers NOT counted).
+//
+// Env: BENCH_SECONDS (4) per measurement, BENCH_WARMUP_SECONDS (1), BENCH_CHUNKS (100),
+// BENCH_GATEWAY_LOG_LEVEL (info), BENCH_MAX_SECONDS (300, hard stop), BENCH_OUT=file.
+import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const BENCH = fileURLToPath(new URL('.', import.meta.url));
+const SELF = fileURLToPath(import.meta.url);
+
+// ---------------------------------------------------------------------------------------------------
+// Child mode: the "off" gateway.
+
+async function runOffGateway() {
+  const { default: Fastify } = await import('fastify');
+  const { validateConfig } = await import('../dist/server/config/load.js');
+  const { createTokenVerifier } = await import('../dist/server/identity/token-verifier.js');
+  const { createAuthenticate } = await import('../dist/server/identity/authenticate.js');
+  const { registerProxyRoutes } = await import('../dist/server/api/proxy-route.js');
+  const { createExchangeHandler } = await import('../dist/server/pipeline/run-exchange.js');
+  const { discardRecorder } = await import('../dist/server/pipeline/recorder.js');
+  const { compilePolicies } = await import('../dist/server/policy/policy-engine.js');
+  const { createRulePolicyStage } = await import('../dist/server/policy/rule-policy-stage.js');
+  const { loadMaskingProfiles } = await import('../dist/server/masking/load-profiles.js');
+  const { createMaskingStage } = await import('../dist/server/masking/masking-stage.js');
+  const { parseDuration } = await import('../dist/server/config/duration.js');
+
+  let app;
+  let closing = false;
+  const shutdown = async (code) => {
+    if (closing) return;
+    closing = true;
+    setTimeout(() => process.exit(code), 3000).unref();
+    await app?.close().catch(() => undefined);
+    process.exit(code);
+  };
+  const configMessage = new Promise((resolve) => {
+    process.on('message', (msg) => {
+      if (msg?.type === 'shutdown') void shutdown(0);
+      if (msg?.type === 'config') resolve(msg.config);
+    });
+  });
+  process.on('disconnect', () => void shutdown(0));
+  process.on('SIGTERM', () => void shutdown(0));
+  process.on('SIGINT', () => void shutdown(0));
+  try {
+    const raw = await Promise.race([
+      configMessage,
+      new Promise((_, reject) => setTimeout(() => reject(new Error('no config within 10 s')), 10_000).unref()),
+    ]);
+    const config = validateConfig(raw, { source: 'bench' });
+    const level = process.env.BENCH_GATEWAY_LOG_LEVEL ?? 'info';
+    // As buildApp sets fastify up (logging to stdout, which the parent sends to a file).
+    app = Fastify({
+      logger: level === 'silent' ? false : { level },
+      genReqId: () => `req_${randomUUID().replaceAll('-', '')}`,
+      requestIdHeader: false,
+      bodyLimit: 1024 * 1024,
+      forceCloseConnections: true,
+    });
+    app.addHook('onSend', async (req, reply) => {
+      reply.header('x-request-id', req.id);
+    });
+    const authenticate = createAuthenticate(createTokenVerifier({ identity: config.identity, roles: config.roles }));
+    const policies = compilePolicies({ policies: config.policies, policyDefault: config.policy_default, defaultTimeoutMs: parseDuration(config.approval.default_timeout) });
+    const exchange = createExchangeHandler({
+      recorder: discardRecorder,
+      masking: createMaskingStage({ profiles: await loadMaskingProfiles(config), onSummary: () => undefined }),
+      policy: createRulePolicyStage({ engine: () => policies }),
+    });
+    app.addHook('onClose', async () => exchange.close());
+    registerProxyRoutes(app, { connections: () => config.connections, authenticate: (req) => authenticate(req.headers), exchange });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    process.send?.({ type: 'ready', url: `http://127.0.0.1:${app.server.address().port}` });
+  } catch (err) {
+    process.send?.({ type: 'error', message: String(err?.stack ?? err) });
+    await shutdown(1);
+  }
+}
+
+if (process.argv[2] === '--gateway-off') {
+  await runOffGateway();
+} else {
+  await runBench();
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Parent mode: the bench.
+
+async function runBench() {
+  const { httpLoad, round, streamLoad } = await import('./load.js');
+  const { forkChild, killAllHard, log, stopAll, stopChild, waitForMessage } = await import('./procs.js');
+
+  const num = (name, fallback, min, max) => {
+    const raw = process.env[name];
+    if (raw === undefined || raw === '') return fallback;
+    const v = Number(raw);
+    if (!Number.isFinite(v) || v < min || v > max) throw new Error(`${name} must be a number in [${min}, ${max}], got ${raw}`);
+    return v;
+  };
+  const settings = {
+    seconds: num('BENCH_SECONDS', 4, 1, 120),
+    warmupSeconds: num('BENCH_WARMUP_SECONDS', 1, 0, 30),
+    chunks: num('BENCH_CHUNKS', 100, 1, 10_000),
+    maxSeconds: num('BENCH_MAX_SECONDS', 300, 10, 3600),
+    logLevel: process.env.BENCH_GATEWAY_LOG_LEVEL ?? 'info',
+  };
+  const AUDIENCE = 'urn:sluice:gateway';
+  const DISK_RATIO_MAX = 1.3;
+  const CHAT_BODY = JSON.stringify({ model: 'bench', messages: [{ role: 'user', content: 'Say hello.' }], stream: false });
+  const STREAM_BODY = JSON.stringify({ model: 'demo-echo', messages: [{ role: 'user', content: 'Say hello.' }], stream: true });
+  const VARIANTS = ['off', 'on_masked', 'on_raw'];
+
+  let tmp;
+  let keepTmp = false;
+  let idp;
+  process.on('exit', () => {
+    killAllHard();
+    if (tmp && !keepTmp) rmSync(tmp, { recursive: true, force: true });
+  });
+  for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => void stopAll().finally(() => process.exit(130)));
+  setTimeout(() => {
+    log(`still running after ${settings.maxSeconds}s (BENCH_MAX_SECONDS): giving up`);
+    keepTmp = true;
+    void stopAll().finally(() => process.exit(1));
+  }, settings.maxSeconds * 1000).unref();
+
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+  /** Bytes of every file under dir (recursive, bounded depth); 0 when it does not exist. */
+  function dirBytes(dir, depth = 0) {
+    let total = 0;
+    let entries = [];
+    try {
+      entries = readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return 0;
+    }
+    for (const e of entries) {
+      const p = join(dir, e.name);
+      if (e.isDirectory() && depth < 8) total += dirBytes(p, depth + 1);
+      else if (e.isFile()) total += statSync(p).size;
+    }
+    return total;
+  }
+
+  async function token(issuer, clientId, clientSecret) {
+    const disc = await (await fetch(new URL('/.well-known/openid-configuration', issuer), { signal: AbortSignal.timeout(10_000) })).json();
+    const res = await fetch(disc.token_endpoint, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ grant_type: 'client_credentials', client_id: clientId, client_secret: clientSecret, resource: AUDIENCE }),
+      signal: AbortSignal.timeout(10_000),
+    });
+    const body = await res.json();
+    if (!res.ok || !body.access_token) throw new Error(`client_credentials failed: HTTP ${res.status} ${body.error ?? ''}`);
+    return body.access_token;
+  }
+
+  async function sanity(label, url, headers, body, check) {
+    const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body, signal: AbortSignal.timeout(15_000) });
+    const text = await res.text();
+    if (res.status !== 200 || !check(text)) throw new Error(`${label}: HTTP ${res.status} ${text.slice(0, 300)}`);
+  }
+
+  async function main() {
+    const t0 = Date.now();
+    tmp = mkdtempSync(join(tmpdir(), 'sluice-bench-rec-'));
+    log(`work dir ${tmp}; ${settings.seconds}s per measurement after ${settings.warmupSeconds}s warm-up`);
+
+    const { startIdp } = await import('../dist/server/demo/idp.js');
+    const ci = { clientId: 'bench-bot', clientSecret: randomBytes(18).toString('base64url'), groups: ['ml-eng'] };
+    idp = await startIdp({
+      audience: AUDIENCE,
+      users: [{ id: 'bench', email: 'bench@example.com', name: 'Bench', groups: ['ml-eng'] }],
+      cliClientId: 'sluice-cli',
+      ciClients: [ci],
+    });
+    const bearer = await token(idp.issuer, ci.clientId, ci.clientSecret);
+
+    const upstream = forkChild('upstream', join(BENCH, 'upstream.js'), [], {
+      logFile: join(tmp, 'upstream.log'),
+      env: { ...process.env, BENCH_CHUNKS: String(settings.chunks), BENCH_CHUNK_DELAY_MS: '0' },
+    });
+    const up = await waitForMessage(upstream, (m) => m?.type === 'ready', 20_000, 'upstream ready');
+
+    const gatewayConfig = (dir, record) => ({
+      listen: '127.0.0.1:0',
+      identity: { issuer: idp.issuer, audience: AUDIENCE, cli_client_id: 'sluice-cli', groups_claim: 'groups' },
+      storage: { dir, master_key: randomBytes(32).toString('base64') },
+      connections: [
+        { name: 'llm', type: 'http', upstream: up.fastUrl, headers: { authorization: `Bearer ${up.fastKey}` }, allow_groups: ['ml-eng'], ...(record ? { record } : {}) },
+        { name: 'llm-stream', type: 'http', upstream: up.modelUrl, headers: { authorization: `Bearer ${up.modelKey}` }, allow_groups: ['ml-eng'], ...(record ? { record } : {}) },
+      ],
+    });
+    const dirs = { off: join(tmp, 'data-off'), on_masked: join(tmp, 'data-masked'), on_raw: join(tmp, 'data-raw') };
+    for (const d of Object.values(dirs)) mkdirSync(d, { mode: 0o700 });
+    const specs = {
+      off: { module: SELF, args: ['--gateway-off'], config: gatewayConfig(dirs.off) },
+      on_masked: { module: join(BENCH, 'gateway.js'), args: [], config: gatewayConfig(dirs.on_masked) },
+      on_raw: { module: join(BENCH, 'gateway.js'), args: [], config: gatewayConfig(dirs.on_raw, { request_body: 'raw', response_body: 'raw' }) },
+    };
+    const gateways = {};
+    for (const v of VARIANTS) {
+      const entry = forkChild(`gateway-${v}`, specs[v].module, specs[v].args, {
+        logFile: join(tmp, `gateway-${v}.log`),
+        env: { ...process.env, BENCH_GATEWAY_LOG_LEVEL: settings.logLevel },
+      });
+      entry.child.send({ type: 'config', config: specs[v].config });
+      const ready = await waitForMessage(
+        entry,
+        (m) => {
+          if (m?.type === 'error') throw new Error(`gateway ${v} failed to start: ${m.message}`);
+          return m?.type === 'ready';
+        },
+        30_000,
+        `gateway ${v} ready`,
+      );
+      gateways[v] = { entry, url: ready.url };
+      log(`gateway ${v} at ${ready.url}`);
+    }
+
+    const auth = { authorization: `Bearer ${bearer}` };
+    const isSse = (text) => text.trimEnd().endsWith('data: [DONE]');
+    const plainUrl = (v) => `${gateways[v].url}/v1/proxy/llm/v1/chat/completions`;
+    const streamUrl = (v) => `${gateways[v].url}/v1/proxy/llm-stream/v1/chat/completions`;
+    const plainRun = (v, seconds) =>
+      httpLoad({ url: plainUrl(v), headers: { 'content-type': 'application/json', ...auth }, body: CHAT_BODY, connections: 1, seconds, expectBody: up.answer });
+    const streamRun = (v, seconds) => streamLoad({ url: streamUrl(v), headers: auth, body: STREAM_BODY, connections: 1, seconds, minEvents: settings.chunks + 2 });
+
+    for (const v of VARIANTS) {
+      await sanity(`${v} plain`, plainUrl(v), auth, CHAT_BODY, (t) => t === up.answer);
+      await sanity(`${v} stream`, streamUrl(v), auth, STREAM_BODY, isSse);
+    }
+    if (settings.warmupSeconds > 0) {
+      for (const v of VARIANTS) {
+        log(`warm-up ${v}`);
+        await plainRun(v, settings.warmupSeconds);
+        await streamRun(v, settings.warmupSeconds);
+      }
+    }
+    await sleep(500); // past storage.fsync_interval (200ms): queued records of the warm-up are written
+    const diskBefore = { on_masked: dirBytes(join(dirs.on_masked, 'sessions')), on_raw: dirBytes(join(dirs.on_raw, 'sessions')) };
+
+    const latency = {};
+    const stream = {};
+    for (const v of VARIANTS) {
+      log(`latency c1 ${v}: measuring ${settings.seconds}s`);
+      latency[v] = await plainRun(v, settings.seconds);
+      log(`latency c1 ${v}: p50 ${latency[v].p50} ms, p99 ${latency[v].p99} ms, ${latency[v].requests} requests`);
+    }
+    await sleep(500);
+    const diskMid = { on_masked: dirBytes(join(dirs.on_masked, 'sessions')), on_raw: dirBytes(join(dirs.on_raw, 'sessions')) };
+    for (const v of VARIANTS) {
+      log(`stream c1 ${v}: measuring ${settings.seconds}s`);
+      stream[v] = await streamRun(v, settings.seconds);
+      log(`stream c1 ${v}: complete p50 ${stream[v].complete.p50} ms, ${stream[v].answers} answers`);
+    }
+
+    // Stop the recording gateways: every open session is sealed (checkpoint record) before they exit.
+    for (const v of ['on_masked', 'on_raw']) await stopChild(gateways[v].entry, 10_000);
+    const reqBytes = Buffer.byteLength(CHAT_BODY);
+    const ansBytes = Buffer.byteLength(up.answer);
+    const streamReqBytes = Buffer.byteLength(STREAM_BODY);
+    const disk = {};
+    for (const [key, v] of [
+      ['raw', 'on_raw'],
+      ['masked', 'on_masked'],
+    ]) {
+      const after = dirBytes(join(dirs[v], 'sessions'));
+      const l = latency[v];
+      const s = stream[v];
+      // Only exchanges that completed whole are counted as traffic; failed ones (reported in errors) are left out.
+      const plainTraffic = l.requests * (reqBytes + ansBytes);
+      const streamTraffic = s.answers * streamReqBytes + Math.round(s.answers * s.bytes_per_answer);
+      const traffic = plainTraffic + streamTraffic;
+      const added = after - diskBefore[v];
+      const plainDisk = diskMid[v] - diskBefore[v];
+      disk[key] = {
+        record: v === 'on_raw' ? { request_body: 'raw', response_body: 'raw' } : { request_body: 'masked', response_body: 'masked' },
+        disk_bytes: added,
+        traffic_bytes: traffic,
+        ratio: round(traffic ? added / traffic : null),
+        exchanges: { plain: l.requests, streamed: s.answers },
+        // The plain phase ends (for every gateway) before the streamed one starts: disk is split at that point.
+        plain: { disk_bytes: plainDisk, traffic_bytes: plainTraffic, ratio: round(plainTraffic ? plainDisk / plainTraffic : null) },
+        streamed: { disk_bytes: after - diskMid[v], traffic_bytes: streamTraffic, ratio: round(streamTraffic ? (after - diskMid[v]) / streamTraffic : null) },
+        sessions_dir_bytes_total_after: after,
+      };
+    }
+
+    const pick = (r) => ({ p50: r.p50, p99: r.p99, mean: r.mean, requests: r.requests, errors: r.errors });
+    const latencyOut = {};
+    const streamOut = {};
+    for (const v of VARIANTS) {
+      latencyOut[v] = pick(latency[v]);
+      streamOut[v] = { complete: stream[v].complete, ttfb: stream[v].ttfb, answers: stream[v].answers, bytes_per_answer: stream[v].bytes_per_answer, errors: stream[v].errors };
+      if (v !== 'off') {
+        latencyOut[v].added_p50_ms = round(latency[v].p50 - latency.off.p50);
+        latencyOut[v].added_p99_ms = round(latency[v].p99 - latency.off.p99);
+        streamOut[v].added_complete_p50_ms = round(stream[v].complete.p50 - stream.off.complete.p50);
+      }
+    }
+    const errorTotal = VARIANTS.reduce((n, v) => n + latency[v].errors.total + stream[v].errors.total, 0);
+    const output = {
+      machine: { cpus: cpus().length, cpu_model: cpus()[0]?.model, node: process.version, loadavg_1m_at_end: round(loadavg()[0], 2) },
+      config: {
+        seconds: settings.seconds,
+        warmup_seconds: settings.warmupSeconds,
+        route: 'POST /v1/proxy/<conn>/v1/chat/completions, bearer JWT, concurrency 1',
+        request: { body_bytes: reqBytes, answer_bytes: ansBytes },
+        stream: { chunks: settings.chunks, chunk_delay_ms: 0, request_body_bytes: streamReqBytes, upstream: 'demo model server (startModelServer)' },
+        off: 'pipeline without the durable recorder: fastify + registerProxyRoutes + createExchangeHandler with discardRecorder (same token check, policy and masking stages); the real gateway cannot run connections unrecorded',
+        on: 'startGateway (as `sluice serve`), recording on, storage.fsync batch; on_masked = record defaults (masked; with no masking profiles configured, `masked` keeps only sizes, times and SHA-256 of bodies, never their bytes), on_raw = record raw/raw (bodies kept)',
+        traffic_bytes: 'counted at the client: request body + response body bytes of the measured, completed exchanges (plain + streamed); HTTP headers not counted',
+        disk_bytes: 'growth of <storage.dir>/sessions/** from after the warm-up to after the gateway stopped (sessions sealed)',
+        gateway_log_level: settings.logLevel,
+        processes: 'bench (load + idle IdP), upstream, and the three gateways each in their own process; only one gateway is loaded at a time',
+      },
+      results: { latency_c1: latencyOut, stream_c1: streamOut, disk },
+      targets: { disk_ratio_max: DISK_RATIO_MAX },
+      pass: {
+        disk_ratio_raw: disk.raw.ratio !== null && disk.raw.ratio <= DISK_RATIO_MAX,
+        disk_ratio_masked: disk.masked.ratio !== null && disk.masked.ratio <= DISK_RATIO_MAX,
+        no_errors: errorTotal === 0,
+      },
+      elapsed_s: round((Date.now() - t0) / 1000, 1),
+    };
+    const text = `${JSON.stringify(output, null, 2)}\n`;
+    if (process.env.BENCH_OUT) writeFileSync(process.env.BENCH_OUT, text);
+    process.stdout.write(text);
+  }
+
+  let code = 1;
+  try {
+    await main();
+    code = 0;
+  } catch (err) {
+    log(`failed: ${err?.stack ?? err}`);
+    if (tmp) log(`logs in ${tmp} (kept)`);
+    keepTmp = true;
+  } finally {
+    await stopAll();
+    await idp?.close().catch(() => undefined);
+  }
+  process.exit(code);
+}

@@ -1,0 +1,85 @@
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { checkRequestPath } from '../../server/pipeline/request-path.js';
+import { TunnelClient } from '../../cli/tunnel/tunnel-client.js';
+import { chatBody, httpOver, openRawTunnel, startTestGateway } from '../helpers/gateway.js';
+
+describe('request targets', () => {
+  it.each(['http://evil/v1/files', '*', 'v1/models', '/v1/../admin', '/v1/%2E%2E/admin', '/./v1/models', '/v1/%2e/x'])('refuses %s', (path) => {
+    expect(() => checkRequestPath(path)).toThrow(expect.objectContaining({ code: 'ERR_BAD_REQUEST' }));
+  });
+
+  it.each(['/v1/models', '/v1/chat/completions?x=../y', '/v1/a..b/c', '/'])('accepts %s', (path) => {
+    expect(() => checkRequestPath(path)).not.toThrow();
+  });
+
+  it('answers an absolute-form or dot-segment target through the tunnel with 400 and forwards nothing', async () => {
+    const gw = await startTestGateway();
+    const token = await gw.token('alice');
+    const client = new TunnelClient({ gateway: gw.url, connection: 'llm', getToken: async () => ({ token }) });
+    await client.start();
+    onTestFinished(() => client.close());
+    const before = gw.model.requests.length;
+    for (const path of ['http://evil/v1/models', '/v1/%2e%2e/admin']) {
+      const stream = await client.openStream({});
+      const answer = await httpOver(() => stream, { path });
+      expect(answer.status).toBe(400);
+      expect(JSON.parse(answer.body.toString()).error.code).toBe('ERR_BAD_REQUEST');
+    }
+    expect(gw.model.requests.length).toBe(before);
+    const good = await client.openStream({});
+    expect((await httpOver(() => good, { path: '/v1/models' })).status).toBe(200);
+  });
+});
+
+describe('policies that read the body', () => {
+  it('refuse a body padded past the read-ahead instead of letting it slip by the rule', async () => {
+    const gw = await startTestGateway({
+      config: { policies: [{ name: 'no-gpt5', when: 'request.json.model.startsWith("gpt-5")', action: 'deny', message: 'no frontier models' }] },
+    });
+    const auth = { authorization: `Bearer ${await gw.token('alice')}`, 'content-type': 'application/json' };
+    const denied = await fetch(`${gw.url}/v1/proxy/llm/v1/chat/completions`, { method: 'POST', headers: auth, body: JSON.stringify({ model: 'gpt-5', messages: [] }) });
+    expect(denied.status).toBe(403);
+    const padded = `{"model":"gpt-5",${' '.repeat(1024 * 1024 + 10)}"messages":[]}`;
+    const before = gw.model.requests.length;
+    const res = await fetch(`${gw.url}/v1/proxy/llm/v1/chat/completions`, { method: 'POST', headers: auth, body: padded });
+    expect(res.status).toBe(413);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe('ERR_BODY_TOO_LARGE');
+    expect(gw.model.requests.length).toBe(before);
+    const ok = await fetch(`${gw.url}/v1/proxy/llm/v1/chat/completions`, { method: 'POST', headers: auth, body: chatBody('hi') });
+    expect(ok.status).toBe(200);
+  });
+});
+
+describe('tcp connections and policy', () => {
+  it('a deny rule refuses a tcp stream: the caller is reset and the upstream never sees it', async () => {
+    const gw = await startTestGateway({ config: { policies: [{ name: 'no-echo', when: 'connection.name == "echo"', action: 'deny', message: 'echo is closed' }] } });
+    const token = await gw.token('alice');
+    const client = new TunnelClient({ gateway: gw.url, connection: 'echo', getToken: async () => ({ token }) });
+    await client.start();
+    const stream = await client.openStream({});
+    const outcome = await new Promise<string>((resolve) => {
+      stream.on('data', () => resolve('data'));
+      stream.on('error', (err: Error & { code?: string }) => resolve(`error:${err.code}`));
+      stream.on('end', () => resolve('end'));
+      stream.write('hello?');
+    });
+    client.close();
+    expect(outcome).toBe('error:ERR_POLICY_DENIED');
+  });
+});
+
+describe('re-authentication input', () => {
+  it('a reauth token with a huge algorithm name closes that tunnel and the gateway carries on', async () => {
+    const gw = await startTestGateway();
+    const token = await gw.token('alice');
+    const wsUrl = `${gw.url.replace('http', 'ws')}/v1/tunnel?connection=llm`;
+    const tunnel = openRawTunnel(wsUrl, token);
+    await tunnel.hello;
+    const header = Buffer.from(JSON.stringify({ alg: 'A'.repeat(5000), typ: 'JWT' })).toString('base64url');
+    const body = Buffer.from(JSON.stringify({ sub: 'alice' })).toString('base64url');
+    tunnel.ws.send(JSON.stringify({ type: 'reauth', token: `${header}.${body}.sig` }));
+    const closed = await tunnel.closed;
+    expect(closed.code).toBe(4401);
+    expect((await fetch(`${gw.url}/healthz`)).status).toBe(200);
+  });
+});
