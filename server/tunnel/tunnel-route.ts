@@ -98,6 +98,7 @@ export async function registerTunnelRoute(app: FastifyInstance, deps: TunnelRout
         ws: socket,
         principal: grant.principal,
         connection: grant.connection,
+        currentConnection: () => deps.config.connections.find((c) => c.name === grant.connection.name),
         session: { id: newSessionId(), reason: grant.reason },
         clientAddress: req.ip,
         tunnel,

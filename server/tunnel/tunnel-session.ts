@@ -20,6 +20,8 @@ export interface TunnelSessionOptions {
   ws: WebSocket;
   principal: Principal;
   connection: ConnectionConfig;
+  /** The connection as the running configuration has it now (a reload may change or remove it). */
+  currentConnection?: () => ConnectionConfig | undefined;
   session: ExchangeSession;
   clientAddress: string;
   tunnel: Config['tunnel'];
@@ -91,10 +93,20 @@ export class TunnelSession {
       });
     });
     this.mux.on('stream', (stream) => {
+      // A stream reset by the peer or by closing the tunnel fails with an error; the protocols report
+      // their own, and a stream refused below must not become an unhandled 'error' in the gateway.
+      stream.on('error', () => undefined);
+      // The connection as the configuration has it now: a reload that removed the caller's access (or the
+      // connection) closes the tunnel at its next stream instead of letting it carry on as admitted.
+      const current = this.admittedConnection();
+      if (current === undefined) {
+        stream.destroy();
+        return;
+      }
       // The principal as of now: a reauth applies to streams opened after it.
       const context = { principal: this.principal, session, clientAddress: this.options.clientAddress };
-      if (connection.type === 'http') this.options.http.handle(stream, { ...context, connection, onExchange: this.onExchange });
-      else this.options.tcp.handle(stream, { ...context, connection });
+      if (current.type === 'http') this.options.http.handle(stream, { ...context, connection: current, onExchange: this.onExchange });
+      else this.options.tcp.handle(stream, { ...context, connection: current });
     });
     ws.on('pong', () => (this.alive = true));
     const pingMs = parseDuration(tunnel.ping_interval);
@@ -147,6 +159,20 @@ export class TunnelSession {
     this.armExpiry();
   }
 
+  /** The connection if this tunnel's principal may still use it as configured now; otherwise fails the tunnel. */
+  private admittedConnection(): ConnectionConfig | undefined {
+    const current = this.options.currentConnection ? this.options.currentConnection() : this.options.connection;
+    if (current === undefined || current.type !== this.options.connection.type) {
+      this.fail(new SluiceError('ERR_CONNECTION_UNKNOWN', { message: `Connection "${this.options.connection.name}" is no longer configured` }));
+      return undefined;
+    }
+    if (!inAnyGroup(this.principal, current.allow_groups)) {
+      this.fail(new SluiceError('ERR_CONNECTION_FORBIDDEN', { message: `You are no longer allowed to use connection "${current.name}"` }));
+      return undefined;
+    }
+    return current;
+  }
+
   /** Tell the CLI why, then close with the error's close code. */
   fail(error: SluiceError): void {
     if (this.mux.isClosed) return;
@@ -175,7 +201,8 @@ export class TunnelSession {
       this.fail(new SluiceError('ERR_FORBIDDEN', { message: 'A tunnel can only be re-authenticated by the same subject' }));
       return;
     }
-    if (!inAnyGroup(next, this.options.connection.allow_groups)) {
+    const current = this.options.currentConnection ? this.options.currentConnection() : this.options.connection;
+    if (current === undefined || !inAnyGroup(next, current.allow_groups)) {
       this.fail(new SluiceError('ERR_CONNECTION_FORBIDDEN', { message: `You are no longer allowed to use connection "${this.options.connection.name}"` }));
       return;
     }

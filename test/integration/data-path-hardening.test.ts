@@ -1,4 +1,11 @@
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
+import { buildApp } from '../../server/app.js';
+import { loadConfigFile } from '../../server/config/load.js';
+import { startModelServer } from '../../server/demo/model-server.js';
+import { signToken, startTestIdp } from '../helpers/oidc.js';
 import { checkRequestPath } from '../../server/pipeline/request-path.js';
 import { TunnelClient } from '../../cli/tunnel/tunnel-client.js';
 import { chatBody, httpOver, openRawTunnel, startTestGateway } from '../helpers/gateway.js';
@@ -81,5 +88,48 @@ describe('re-authentication input', () => {
     const closed = await tunnel.closed;
     expect(closed.code).toBe(4401);
     expect((await fetch(`${gw.url}/healthz`)).status).toBe(200);
+  });
+});
+
+describe('a reload that takes access away', () => {
+  it('closes an open tunnel at its next stream with ERR_CONNECTION_FORBIDDEN', async () => {
+    const idp = await startTestIdp();
+    onTestFinished(() => idp.close());
+    const model = await startModelServer({ chunkDelayMs: 0 });
+    onTestFinished(() => model.close());
+    const dir = await mkdtemp(join(tmpdir(), 'sluice-reload-'));
+    const file = join(dir, 'sluice.yaml');
+    const configFor = (groups: string[]) => ({
+      identity: { issuer: idp.issuer, audience: idp.audience, cli_client_id: 'sluice-cli' },
+      roles: { admin: ['platform'] },
+      storage: { dir, master_key: Buffer.alloc(32, 7).toString('base64') },
+      connections: [{ name: 'llm', type: 'http', upstream: model.url, allow_groups: groups }],
+    });
+    await writeFile(file, JSON.stringify(configFor(['ml-eng'])));
+    const app = await buildApp({ config: await loadConfigFile(file), logger: false, reloadConfig: () => loadConfigFile(file) });
+    onTestFinished(() => app.close());
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    const url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
+
+    const alice = await signToken(idp.signingKey, idp.claimsFor('alice'));
+    const client = new TunnelClient({ gateway: url, connection: 'llm', getToken: async () => ({ token: alice }) });
+    await client.start();
+    onTestFinished(() => client.close());
+    const fatal = new Promise<{ code: string }>((resolve) => client.once('fatal', resolve));
+    const first = await client.openStream({});
+    first.on('error', () => undefined);
+    expect((await httpOver(() => first, { path: '/v1/models' })).status).toBe(200);
+
+    await writeFile(file, JSON.stringify(configFor(['ml-leads'])));
+    const admin = await signToken(idp.signingKey, { ...idp.claimsFor('bob'), groups: ['platform'] });
+    const reload = await fetch(`${url}/v1/admin/reload`, { method: 'POST', headers: { authorization: `Bearer ${admin}` } });
+    expect(reload.status).toBe(200);
+
+    const before = model.requests.length;
+    const second = await client.openStream({});
+    second.on('error', () => undefined);
+    await httpOver(() => second, { path: '/v1/models' }).catch(() => undefined);
+    expect((await fatal).code).toBe('ERR_CONNECTION_FORBIDDEN');
+    expect(model.requests.length).toBe(before);
   });
 });
