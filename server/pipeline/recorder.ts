@@ -3,23 +3,6 @@ import type { ErrorCode } from '../../shared/errors.js';
 import type { Exchange } from './exchange.js';
 import type { Decision } from './policy-stage.js';
 
-/** Stable event type codes; auditors' queries depend on these, never on free text. */
-export const RECORD_EVENT_TYPES = [
-  'exchange.request',
-  'exchange.response',
-  'exchange.end',
-  'exchange.error',
-  'policy.decision',
-  'review.requested',
-  'review.approved',
-  'review.rejected',
-  'review.expired',
-  'masking.summary',
-] as const;
-
-/** Stable code of one recorded event. */
-export type RecordEventType = (typeof RECORD_EVENT_TYPES)[number];
-
 /** Emitted after policy and approval, before a single byte goes upstream. */
 export interface ExchangeRequestEvent {
   readonly type: 'exchange.request';
@@ -85,6 +68,9 @@ export interface MaskingSummaryEvent {
   readonly exchange: Exchange;
   readonly findings: readonly { readonly entity: string; readonly rule: string; readonly count: number }[];
 }
+
+/** Stable code of an event the pipeline emits (a subset of the recording's event types). */
+export type RecordEventType = RecordEvent['type'];
 
 /** One recorded event of an exchange. */
 export type RecordEvent =
