@@ -28,6 +28,8 @@ export const registerServe: RegisterCommand = (program, ctx) => {
       const { startGateway } = await import('../../server/start-gateway.js');
       const config = await loadConfigFile(opts.config, { env: ctx.env });
       if (opts.check) {
+        const { checkRecordingKey } = await import('../../server/recording/open-storage.js');
+        checkRecordingKey(config);
         ctx.out.stdout.write(`${opts.config}: valid (${config.connections.length} connection${config.connections.length === 1 ? '' : 's'})\n`);
         return;
       }

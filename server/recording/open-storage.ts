@@ -34,15 +34,19 @@ export interface GatewayStorage {
  * a gateway with connections refuses to start (nothing may flow unrecorded, and recordings are always
  * encrypted); a gateway with no connections runs without storage.
  */
+/** ERR_CONFIG_INVALID when connections are configured without a master key to encrypt their recordings. */
+export function checkRecordingKey(config: Config): void {
+  if (keyRingFromSettings(config.storage) !== undefined || config.connections.length === 0) return;
+  const problem = 'storage.master_key: is required when connections are configured (recordings are encrypted); generate one with `openssl rand -base64 32`';
+  throw new SluiceError('ERR_CONFIG_INVALID', { message: `config has 1 problem:\n  ${problem}`, details: { problems: [problem] } });
+}
+
 export async function openStorage(options: OpenStorageOptions): Promise<GatewayStorage | undefined> {
   const { config } = options;
   const { storage } = config;
+  checkRecordingKey(config);
   const keyRing = keyRingFromSettings(storage);
-  if (keyRing === undefined) {
-    if (config.connections.length === 0) return undefined;
-    const problem = 'storage.master_key: is required when connections are configured (recordings are encrypted); generate one with `openssl rand -base64 32`';
-    throw new SluiceError('ERR_CONFIG_INVALID', { message: `config has 1 problem:\n  ${problem}`, details: { problems: [problem] } });
-  }
+  if (keyRing === undefined) return undefined;
   const dir = resolve(storage.dir);
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const signingKey = await loadOrCreateSigningKey(dir);

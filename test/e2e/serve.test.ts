@@ -77,6 +77,10 @@ describe('sluice serve', () => {
     const r = await runCli(['serve', '--config', await configFile(identity), '--check']);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/valid \(0 connections\)/);
+    const conn = `connections:\n  - {name: llm, type: http, upstream: "http://127.0.0.1:9", allow_groups: [a]}\n`;
+    const noKey = await runCli(['serve', '--config', await configFile(`${identity}${conn}`), '--check']);
+    expect(noKey.code).toBe(2);
+    expect(noKey.stderr).toContain('storage.master_key: is required when connections are configured');
   });
 
   it('serves /v1/info over TLS from cert and key files', async () => {
