@@ -150,6 +150,7 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
     masking,
     policy,
     approval: createApprovalStage(approvals.held),
+    policyReadAhead: config.policy_read_ahead,
   });
   const http = createHttpProtocol({ exchange });
   const tcp = createTcpProtocol({ policy, ...(recorder === undefined ? {} : { recorder }) });

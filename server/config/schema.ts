@@ -122,6 +122,8 @@ export const configSchema = z
     masking_profiles: z.record(maskingProfileName, maskingProfileSchema).default({}),
     policies: policiesSchema,
     policy_default: policyDefaultSchema,
+    // Bytes of a request body policy may read before judging it; a rule about the body refuses longer ones.
+    policy_read_ahead: z.number().int().min(1024).max(64 * 1024 * 1024).default(1024 * 1024),
     approval: approvalSchema,
   })
   .superRefine((cfg, ctx) => {

@@ -55,6 +55,26 @@ describe('policies that read the body', () => {
     const ok = await fetch(`${gw.url}/v1/proxy/llm/v1/chat/completions`, { method: 'POST', headers: auth, body: chatBody('hi') });
     expect(ok.status).toBe(200);
   });
+
+  it('read as far as policy_read_ahead allows, so large bodies can be judged where the operator wants', async () => {
+    const gw = await startTestGateway({
+      model: { maxBodyBytes: 8 * 1024 * 1024 },
+      config: {
+        policy_read_ahead: 4 * 1024 * 1024,
+        policies: [{ name: 'no-gpt5', when: 'request.json.model.startsWith("gpt-5")', action: 'deny', message: 'no frontier models' }],
+      },
+    });
+    const auth = { authorization: `Bearer ${await gw.token('alice')}`, 'content-type': 'application/json' };
+    const pad = ' '.repeat(2 * 1024 * 1024);
+    const denied = await fetch(`${gw.url}/v1/proxy/llm/v1/chat/completions`, { method: 'POST', headers: auth, body: `{"model":"gpt-5",${pad}"messages":[]}` });
+    expect(denied.status).toBe(403);
+    const allowed = await fetch(`${gw.url}/v1/proxy/llm/v1/chat/completions`, {
+      method: 'POST',
+      headers: auth,
+      body: `{"model":"demo",${pad}"messages":[{"role":"user","content":"hi"}]}`,
+    });
+    expect(allowed.status).toBe(200);
+  });
 });
 
 describe('tcp connections and policy', () => {
