@@ -1,3 +1,4 @@
+import type { ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { SluiceError } from '../../shared/errors.js';
@@ -19,7 +20,11 @@ export interface ProxyRouteDeps {
    * The recording session of a call; by default every call is a session of its own. `resendOf` is set when
    * the call re-sends a recorded exchange (`x-sluice-resend-of`): such a call gets a session of its own.
    */
-  readonly sessionFor?: (principal: Principal, req: FastifyRequest, options: { readonly resendOf?: string }) => ExchangeSession;
+  readonly sessionFor?: (
+    principal: Principal,
+    req: FastifyRequest,
+    options: { readonly resendOf?: string; readonly response?: ServerResponse },
+  ) => ExchangeSession;
 }
 
 const PREFIX = '/v1/proxy/';
@@ -81,7 +86,7 @@ export function registerProxyRoutes(app: FastifyInstance, deps: ProxyRouteDeps):
         });
       }
       const resendOf = resendOfHeader(req);
-      const session = sessionFor(principal, req, resendOf === undefined ? {} : { resendOf });
+      const session = sessionFor(principal, req, { response: res, ...(resendOf === undefined ? {} : { resendOf }) });
       // Set before the pipeline writes the head, which keeps headers set this way.
       res.setHeader(SESSION_HEADER, session.id);
       deps.exchange.handle(req.raw, res, {

@@ -21,6 +21,8 @@ interface Entry {
   readonly idleMs: number;
   lastUsed: number;
   timer: NodeJS.Timeout | undefined;
+  /** Calls whose response has not closed yet, a request held for review among them. */
+  calls: number;
 }
 
 /**
@@ -40,14 +42,19 @@ export class ProxySessions {
    * The session of this call, opening one if needed; its recording opens in the background and the recorder
    * waits for it. A re-send (`resendOf`) always gets a session of its own, sealed once idle like the others.
    */
-  sessionFor(principal: Principal, connection: ConnectionConfig, clientAddress: string, options: { readonly resendOf?: string } = {}): ExchangeSession {
+  sessionFor(
+    principal: Principal,
+    connection: ConnectionConfig,
+    clientAddress: string,
+    options: { readonly resendOf?: string; readonly response?: { once(event: 'close', listener: () => void): unknown } } = {},
+  ): ExchangeSession {
     const { resendOf } = options;
     // A fresh id never matches an entry, so no other call joins a re-send's session.
     const key = resendOf === undefined ? `${principal.issuer}\0${principal.sub}\0${connection.name}` : `resend\0${this.#o.newId()}`;
     let entry = this.#entries.get(key);
     if (entry === undefined) {
       const idleMs = resendOf === undefined ? this.#o.idleMs : Math.min(this.#o.idleMs, RESEND_IDLE_MS);
-      const created: Entry = { id: this.#o.newId(), idleMs, lastUsed: Date.now(), timer: undefined };
+      const created: Entry = { id: this.#o.newId(), idleMs, lastUsed: Date.now(), timer: undefined, calls: 0 };
       entry = created;
       this.#entries.set(key, created);
       this.#o.recording
@@ -62,6 +69,15 @@ export class ProxySessions {
     }
     entry.lastUsed = Date.now();
     this.#arm(key, entry);
+    if (options.response) {
+      // A call held for a reviewer records nothing until it is decided: the session must outlive the wait.
+      const held = entry;
+      held.calls++;
+      options.response.once('close', () => {
+        held.calls--;
+        held.lastUsed = Date.now();
+      });
+    }
     return { id: entry.id };
   }
 
@@ -80,13 +96,13 @@ export class ProxySessions {
   async #expire(key: string, entry: Entry): Promise<void> {
     if (this.#entries.get(key) !== entry) return;
     const idleFor = Date.now() - entry.lastUsed;
-    if (idleFor < entry.idleMs || (await this.#o.recording.isBusy(entry.id))) {
+    if (idleFor < entry.idleMs || entry.calls > 0 || (await this.#o.recording.isBusy(entry.id))) {
       this.#arm(key, entry);
       return;
     }
     // A call may have arrived while isBusy was awaited; from here to the delete nothing else runs.
     if (this.#entries.get(key) !== entry) return;
-    if (Date.now() - entry.lastUsed < entry.idleMs) {
+    if (Date.now() - entry.lastUsed < entry.idleMs || entry.calls > 0) {
       this.#arm(key, entry);
       return;
     }

@@ -153,3 +153,35 @@ describe('a reload that takes access away', () => {
     expect(model.requests.length).toBe(before);
   });
 });
+
+describe('a request held longer than the proxy session idle time', () => {
+  it('keeps its session open while held, and completes once approved', async () => {
+    const gw = await startTestGateway({
+      config: {
+        storage: { dir: await mkdtemp(join(tmpdir(), 'sluice-held-')), master_key: Buffer.alloc(32, 3).toString('base64'), proxy_session_idle: '300ms' },
+        policies: [{ name: 'hold-all', when: 'request.method == "POST"', action: 'review', reviewers: ['ml-leads'], timeout: '30s' }],
+      },
+    });
+    const alice = await gw.token('alice');
+    const bob = await gw.token('bob');
+    const call = fetch(`${gw.url}/v1/proxy/llm/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${alice}`, 'content-type': 'application/json' },
+      body: chatBody('held'),
+    });
+    let reviewId: string | undefined;
+    for (let i = 0; i < 100 && reviewId === undefined; i++) {
+      const list = (await (await fetch(`${gw.url}/v1/reviews?status=pending`, { headers: { authorization: `Bearer ${bob}` } })).json()) as { reviews: { id: string }[] };
+      reviewId = list.reviews[0]?.id;
+      if (reviewId === undefined) await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(reviewId).toBeDefined();
+    // Well past the idle time: the session must still be there when the request goes on.
+    await new Promise((r) => setTimeout(r, 1200));
+    const approved = await fetch(`${gw.url}/v1/reviews/${reviewId}/approve`, { method: 'POST', headers: { authorization: `Bearer ${bob}`, 'content-type': 'application/json' }, body: '{}' });
+    expect(approved.status).toBe(200);
+    const res = await call;
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { choices: { message: { content: string } }[] }).choices[0]!.message.content).toContain('held');
+  });
+});
