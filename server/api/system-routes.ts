@@ -10,6 +10,8 @@ export function registerSystemRoutes(app: FastifyInstance, deps: GatewayDeps): v
     issuer: deps.config.identity.issuer,
     cli_client_id: deps.config.identity.cli_client_id,
     audience: deps.config.identity.audience,
+    // The address clients should use, when it differs from the one the gateway listens on (a load balancer).
+    public_url: deps.config.public_url ?? null,
   }));
 
   app.get('/healthz', async () => ({ status: 'ok' }));

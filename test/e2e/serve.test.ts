@@ -89,7 +89,7 @@ describe('sluice serve', () => {
     const cert = join(dir, 'cert.pem');
     const openssl = spawn('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1']);
     expect(await new Promise((r) => openssl.on('exit', r))).toBe(0);
-    const file = await configFile(`listen: 127.0.0.1:0\ntls: { cert: ${cert}, key: ${key} }\n${identity}`);
+    const file = await configFile(`listen: 127.0.0.1:0\npublic_url: https://sluice.example.com\ntls: { cert: ${cert}, key: ${key} }\n${identity}`);
     const child = spawnCli(['serve', '--config', file]);
     onTestFinished(() => child.kill('SIGKILL'));
     const logs = await child.waitForOutput(/sluice gateway ready/);
@@ -98,7 +98,7 @@ describe('sluice serve', () => {
     let body = '';
     curl.stdout.on('data', (d) => (body += d));
     expect(await new Promise((r) => curl.on('exit', r))).toBe(0);
-    expect(JSON.parse(body)).toMatchObject({ issuer: 'https://idp.example.com', audience: 'sluice' });
+    expect(JSON.parse(body)).toMatchObject({ issuer: 'https://idp.example.com', audience: 'sluice', public_url: 'https://sluice.example.com' });
     child.kill('SIGTERM');
     await child.exited;
   });

@@ -44,7 +44,7 @@ describe('identity', () => {
   it('serves public discovery at /v1/info', async () => {
     const res = await app.inject({ method: 'GET', url: '/v1/info' });
     expect(res.statusCode).toBe(200);
-    expect(res.json()).toMatchObject({ issuer: idp.issuer, cli_client_id: 'sluice-cli', audience: idp.audience, name: 'sluice' });
+    expect(res.json()).toMatchObject({ issuer: idp.issuer, cli_client_id: 'sluice-cli', audience: idp.audience, name: 'sluice', public_url: null });
     expect(res.headers['x-request-id']).toMatch(/^req_/);
   });
 
