@@ -8,6 +8,52 @@ import { closeSync, openSync, readFileSync } from 'node:fs';
 /** @type {Set<Managed>} */
 const managed = new Set();
 
+/** A number from the environment, checked against [min, max]; `fallback` when unset. */
+export function envNumber(name, fallback, { min = 0, max = Infinity } = {}) {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value < min || value > max) throw new Error(`${name} must be a number in [${min}, ${max}], got ${raw}`);
+  return value;
+}
+
+/**
+ * The child side of a gateway under test: waits (10 s at most) for its config over IPC, calls
+ * `start(config)` (which resolves to `{ url, close }`), reports `ready` or `error`, and exits through
+ * `close` on "shutdown", a lost parent or a signal — process.exit() is when --cpu-prof writes its profile.
+ */
+export async function serveFromParent(start) {
+  let running;
+  let closing = false;
+  const shutdown = async (code) => {
+    if (closing) return;
+    closing = true;
+    setTimeout(() => process.exit(code), 3000).unref();
+    await running?.close().catch(() => undefined);
+    process.exit(code);
+  };
+  const configMessage = new Promise((resolve) => {
+    process.on('message', (msg) => {
+      if (msg?.type === 'shutdown') void shutdown(0);
+      if (msg?.type === 'config') resolve(msg.config);
+    });
+  });
+  process.on('disconnect', () => void shutdown(0));
+  process.on('SIGTERM', () => void shutdown(0));
+  process.on('SIGINT', () => void shutdown(0));
+  try {
+    const config = await Promise.race([
+      configMessage,
+      new Promise((_, reject) => setTimeout(() => reject(new Error('no config from the bench within 10 s')), 10_000).unref()),
+    ]);
+    running = await start(config);
+    process.send?.({ type: 'ready', url: running.url });
+  } catch (err) {
+    process.send?.({ type: 'error', message: String(err?.stack ?? err) });
+    await shutdown(1);
+  }
+}
+
 export function log(message) {
   process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${message}\n`);
 }

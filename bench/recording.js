@@ -43,33 +43,12 @@ async function runOffGateway() {
   const { createMaskingStage } = await import('../dist/server/masking/masking-stage.js');
   const { parseDuration } = await import('../dist/server/config/duration.js');
 
-  let app;
-  let closing = false;
-  const shutdown = async (code) => {
-    if (closing) return;
-    closing = true;
-    setTimeout(() => process.exit(code), 3000).unref();
-    await app?.close().catch(() => undefined);
-    process.exit(code);
-  };
-  const configMessage = new Promise((resolve) => {
-    process.on('message', (msg) => {
-      if (msg?.type === 'shutdown') void shutdown(0);
-      if (msg?.type === 'config') resolve(msg.config);
-    });
-  });
-  process.on('disconnect', () => void shutdown(0));
-  process.on('SIGTERM', () => void shutdown(0));
-  process.on('SIGINT', () => void shutdown(0));
-  try {
-    const raw = await Promise.race([
-      configMessage,
-      new Promise((_, reject) => setTimeout(() => reject(new Error('no config within 10 s')), 10_000).unref()),
-    ]);
+  const { serveFromParent } = await import('./procs.js');
+  await serveFromParent(async (raw) => {
     const config = validateConfig(raw, { source: 'bench' });
     const level = process.env.BENCH_GATEWAY_LOG_LEVEL ?? 'info';
     // As buildApp sets fastify up (logging to stdout, which the parent sends to a file).
-    app = Fastify({
+    const app = Fastify({
       logger: level === 'silent' ? false : { level },
       genReqId: () => `req_${randomUUID().replaceAll('-', '')}`,
       requestIdHeader: false,
@@ -89,11 +68,8 @@ async function runOffGateway() {
     app.addHook('onClose', async () => exchange.close());
     registerProxyRoutes(app, { connections: () => config.connections, authenticate: (req) => authenticate(req.headers), exchange });
     await app.listen({ host: '127.0.0.1', port: 0 });
-    process.send?.({ type: 'ready', url: `http://127.0.0.1:${app.server.address().port}` });
-  } catch (err) {
-    process.send?.({ type: 'error', message: String(err?.stack ?? err) });
-    await shutdown(1);
-  }
+    return { url: `http://127.0.0.1:${app.server.address().port}`, close: () => app.close() };
+  });
 }
 
 if (process.argv[2] === '--gateway-off') {
@@ -107,23 +83,16 @@ if (process.argv[2] === '--gateway-off') {
 
 async function runBench() {
   const { httpLoad, round, streamLoad } = await import('./load.js');
-  const { forkChild, killAllHard, log, stopAll, stopChild, waitForMessage } = await import('./procs.js');
+  const { envNumber, forkChild, killAllHard, log, stopAll, stopChild, waitForMessage } = await import('./procs.js');
 
-  const num = (name, fallback, min, max) => {
-    const raw = process.env[name];
-    if (raw === undefined || raw === '') return fallback;
-    const v = Number(raw);
-    if (!Number.isFinite(v) || v < min || v > max) throw new Error(`${name} must be a number in [${min}, ${max}], got ${raw}`);
-    return v;
-  };
   const settings = {
-    seconds: num('BENCH_SECONDS', 4, 1, 120),
-    warmupSeconds: num('BENCH_WARMUP_SECONDS', 1, 0, 30),
-    chunks: num('BENCH_CHUNKS', 100, 1, 10_000),
-    maxSeconds: num('BENCH_MAX_SECONDS', 300, 10, 3600),
+    seconds: envNumber('BENCH_SECONDS', 4, { min: 1, max: 120 }),
+    warmupSeconds: envNumber('BENCH_WARMUP_SECONDS', 1, { min: 0, max: 30 }),
+    chunks: envNumber('BENCH_CHUNKS', 100, { min: 1, max: 10_000 }),
+    maxSeconds: envNumber('BENCH_MAX_SECONDS', 300, { min: 10, max: 3600 }),
     logLevel: process.env.BENCH_GATEWAY_LOG_LEVEL ?? 'info',
   };
-  const AUDIENCE = 'urn:sluice:gateway';
+  const { AUDIENCE } = await import('./identity.js');
   const DISK_RATIO_MAX = 1.3;
   const CHAT_BODY = JSON.stringify({ model: 'bench', messages: [{ role: 'user', content: 'Say hello.' }], stream: false });
   const STREAM_BODY = JSON.stringify({ model: 'demo-echo', messages: [{ role: 'user', content: 'Say hello.' }], stream: true });
@@ -162,19 +131,6 @@ async function runBench() {
     return total;
   }
 
-  async function token(issuer, clientId, clientSecret) {
-    const disc = await (await fetch(new URL('/.well-known/openid-configuration', issuer), { signal: AbortSignal.timeout(10_000) })).json();
-    const res = await fetch(disc.token_endpoint, {
-      method: 'POST',
-      headers: { 'content-type': 'application/x-www-form-urlencoded' },
-      body: new URLSearchParams({ grant_type: 'client_credentials', client_id: clientId, client_secret: clientSecret, resource: AUDIENCE }),
-      signal: AbortSignal.timeout(10_000),
-    });
-    const body = await res.json();
-    if (!res.ok || !body.access_token) throw new Error(`client_credentials failed: HTTP ${res.status} ${body.error ?? ''}`);
-    return body.access_token;
-  }
-
   async function sanity(label, url, headers, body, check) {
     const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body, signal: AbortSignal.timeout(15_000) });
     const text = await res.text();
@@ -186,15 +142,9 @@ async function runBench() {
     tmp = mkdtempSync(join(tmpdir(), 'sluice-bench-rec-'));
     log(`work dir ${tmp}; ${settings.seconds}s per measurement after ${settings.warmupSeconds}s warm-up`);
 
-    const { startIdp } = await import('../dist/server/demo/idp.js');
-    const ci = { clientId: 'bench-bot', clientSecret: randomBytes(18).toString('base64url'), groups: ['ml-eng'] };
-    idp = await startIdp({
-      audience: AUDIENCE,
-      users: [{ id: 'bench', email: 'bench@example.com', name: 'Bench', groups: ['ml-eng'] }],
-      cliClientId: 'sluice-cli',
-      ciClients: [ci],
-    });
-    const bearer = await token(idp.issuer, ci.clientId, ci.clientSecret);
+    const { startBenchIdentity } = await import('./identity.js');
+    let bearer;
+    ({ idp, token: bearer } = await startBenchIdentity());
 
     const upstream = forkChild('upstream', join(BENCH, 'upstream.js'), [], {
       logFile: join(tmp, 'upstream.log'),

@@ -32,19 +32,13 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { httpLoad, round, streamLoad } from './load.js';
 import { summarizeProfile } from './profile-top.js';
-import { cpuDelta, cpuSnapshot, forkChild, killAllHard, log, machineBusyMicros, stopAll, stopChild, waitForMessage } from './procs.js';
+import { AUDIENCE, startBenchIdentity } from './identity.js';
+import { cpuDelta, cpuSnapshot, envNumber, forkChild, killAllHard, log, machineBusyMicros, stopAll, stopChild, waitForMessage } from './procs.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BENCH = fileURLToPath(new URL('.', import.meta.url));
 const CLI = join(ROOT, 'bin', 'sluice.js');
 
-function envNumber(name, fallback, { min = 0, max = Infinity } = {}) {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isFinite(value) || value < min || value > max) throw new Error(`${name} must be a number in [${min}, ${max}], got ${raw}`);
-  return value;
-}
 
 const settings = {
   seconds: envNumber('BENCH_SECONDS', 5, { min: 1, max: 300 }),
@@ -66,7 +60,6 @@ if (!settings.paths.includes('direct')) settings.paths.unshift('direct'); // eve
 for (const m of settings.measures) if (!['latency_c1', 'throughput_c32', 'stream_c8'].includes(m)) throw new Error(`unknown measurement in BENCH_MEASURES: ${m}`);
 
 const TARGETS = { added_p50_ms_max: 1, throughput_ratio_min: 0.4 };
-const AUDIENCE = 'urn:sluice:gateway';
 const CHAT_BODY = JSON.stringify({ model: 'bench', messages: [{ role: 'user', content: 'Say hello.' }], stream: false });
 const STREAM_BODY = JSON.stringify({ model: 'demo-echo', messages: [{ role: 'user', content: 'Say hello.' }], stream: true });
 // What an OpenAI SDK pointed at the local port sends; the gateway drops it and injects the connection's key.
@@ -91,21 +84,6 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
 }
 
 /** Client-credentials grant against the test IdP (same few lines as test/helpers/oidc.ts). */
-async function clientCredentialsToken({ issuer, clientId, clientSecret, audience }) {
-  const discovery = await fetch(new URL('/.well-known/openid-configuration', issuer), { signal: AbortSignal.timeout(10_000) });
-  if (!discovery.ok) throw new Error(`discovery at ${issuer} answered HTTP ${discovery.status}`);
-  const { token_endpoint: tokenEndpoint } = await discovery.json();
-  const response = await fetch(tokenEndpoint, {
-    method: 'POST',
-    headers: { 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ grant_type: 'client_credentials', client_id: clientId, client_secret: clientSecret, resource: audience }),
-    signal: AbortSignal.timeout(10_000),
-  });
-  const body = await response.json();
-  if (!response.ok || !body.access_token) throw new Error(`client_credentials failed: HTTP ${response.status} ${body.error ?? ''} ${body.error_description ?? ''}`);
-  return body.access_token;
-}
-
 function freePort() {
   return new Promise((resolve, reject) => {
     const server = createServer();
@@ -284,16 +262,9 @@ async function main() {
   mkdirSync(join(tmp, 'home'), { mode: 0o700 });
   log(`work dir ${tmp}; ${settings.seconds}s per measurement after ${settings.warmupSeconds}s warm-up; paths ${settings.paths.join(', ')}`);
 
-  // Identity provider (in this process) and a client-credentials token for the `ci-bot` robot.
-  const { startIdp } = await import('../dist/server/demo/idp.js');
-  const ci = { clientId: 'bench-bot', clientSecret: randomBytes(18).toString('base64url'), groups: ['ml-eng'] };
-  idp = await startIdp({
-    audience: AUDIENCE,
-    users: [{ id: 'bench', email: 'bench@example.com', name: 'Bench', groups: ['ml-eng'] }],
-    cliClientId: 'sluice-cli',
-    ciClients: [ci],
-  });
-  const token = await clientCredentialsToken({ issuer: idp.issuer, clientId: ci.clientId, clientSecret: ci.clientSecret, audience: AUDIENCE });
+  // Identity provider (in this process) and a client-credentials token for the bench robot.
+  let token;
+  ({ idp, token } = await startBenchIdentity());
   log(`idp at ${idp.issuer}, token obtained (${token.length} bytes)`);
 
   // Upstreams.

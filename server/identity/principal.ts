@@ -25,3 +25,16 @@ export function hasRole(principal: Principal, ...wanted: Role[]): boolean {
 export function inAnyGroup(principal: Principal, groups: readonly string[]): boolean {
   return groups.some((g) => principal.groups.includes(g));
 }
+
+/** The principal as JSON for callers and policy rules: snake_case, absent claims as null. */
+export function principalJson(p: Principal) {
+  return {
+    sub: p.sub,
+    email: p.email ?? null,
+    name: p.name ?? null,
+    groups: p.groups,
+    roles: p.roles,
+    client_id: p.clientId ?? null,
+    issuer: p.issuer,
+  };
+}

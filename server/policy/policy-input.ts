@@ -1,5 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
-import type { Principal } from '../identity/principal.js';
+import { principalJson, type Principal } from '../identity/principal.js';
 import type { PolicyActivation } from './cel-expression.js';
 
 /** What policy knows of the request body: the parsed JSON (or null) and its size in bytes. */
@@ -46,15 +46,7 @@ export function policyInput(subject: PolicySubject, body: PolicyBody, now: Date)
   const p = subject.principal;
   const { path, query } = splitPath(subject.path);
   return {
-    identity: {
-      sub: p.sub,
-      email: p.email ?? null,
-      name: p.name ?? null,
-      groups: p.groups,
-      roles: p.roles,
-      client_id: p.clientId ?? null,
-      issuer: p.issuer,
-    },
+    identity: principalJson(p),
     connection: { name: subject.connection.name, type: subject.connection.type, labels: subject.connection.labels },
     request: { method: subject.method, path, query, headers: headerMap(subject.headers), json: body.json, size: body.size },
     session: { id: subject.session.id, reason: subject.session.reason ?? null },
