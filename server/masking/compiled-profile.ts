@@ -1,8 +1,8 @@
-import { detectorRules } from './detectors.js';
+import { byPrecedence, detectorRules } from './detectors.js';
 import type { MaskingProfileConfig, MaskingSettings } from './profile-schema.js';
 import type { ReplacementOptions } from './replacement.js';
 import { TextMasker, type MaskEntry } from './text-masker.js';
-import { patternRule, type TextRule } from './text-rule.js';
+import { escapeRegExp, patternRule, type TextRule } from './text-rule.js';
 
 /** A custom selector: a replacement for a JSON string value, or undefined to leave it to the other rules. */
 export type MaskingSelector = (value: string, path: string) => string | undefined;
@@ -43,7 +43,7 @@ export function compileProfile(
 ): CompiledProfile {
   const replacement: ReplacementOptions = { style: config.style, hashKey: settings.hash_key };
   const rules: TextRule[] = [];
-  for (const d of config.detectors) rules.push(...detectorRules(d, { phoneRegions: config.phone_regions }));
+  for (const d of byPrecedence(config.detectors)) rules.push(...detectorRules(d, { phoneRegions: config.phone_regions }));
   for (const r of config.regex) rules.push(userRegexRule(r));
   for (const k of config.json_keys) rules.push(jsonKeyTextRule(k));
   const entries = rules.map((rule) => ({ rule, replacement }));
@@ -132,6 +132,7 @@ function jsonKeyTextRule(key: string): TextRule {
     label: labelOf(key),
     pattern: new RegExp(`"${k}"\\s{0,8}:\\s{0,8}"(?<v>(?:[^"\\\\]|\\\\.){1,1024})`, 'gid'),
     group: 'v',
+    contains: { pattern: new RegExp(escapeRegExp(`"${key}"`), 'gi'), before: 0 },
     maxLength: key.length + 2 + 8 + 1 + 8 + 1 + 2048,
     partial: new RegExp(
       `"(?:${prefixes.join('|')})$|"${k}"\\s{0,8}(?::\\s{0,8}(?:"(?:[^"\\\\]|\\\\.){0,1023}\\\\?)?)?$`,
@@ -143,8 +144,4 @@ function jsonKeyTextRule(key: string): TextRule {
 /** `api_key` → `API_KEY`: the label of a replacement. */
 export function labelOf(name: string): string {
   return name.toUpperCase().replace(/[^A-Z0-9]/g, '_');
-}
-
-function escapeRegExp(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }

@@ -41,7 +41,7 @@ export class JsonBodyMasker implements BodyMasker {
 
   end(): string | Buffer {
     if (this.#asText !== null) return this.#asText.end();
-    const body = Buffer.concat(this.#chunks);
+    const body = this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks);
     this.#chunks = [];
     const text = body.toString('utf8');
     let parsed: unknown;

@@ -11,12 +11,30 @@ export interface JsonMaskResult {
   readonly changed: boolean;
 }
 
+/** Strings at most this long are remembered as clean. */
+const CLEAN_MAX_LENGTH = 256;
+/** At most this many clean strings are remembered. */
+const CLEAN_MAX_ENTRIES = 1024;
+
+/** Options of `maskJson`. */
+export interface MaskJsonOptions {
+  /**
+   * Strings the text rules are known to leave alone, filled as they are found: a stream repeats its ids,
+   * model and object names in every event. Ignored when the profile has selectors (they see the path).
+   */
+  readonly clean?: Set<string>;
+}
+
 /**
  * Masks a parsed JSON document in place: `json_paths` matches, then `json_keys` values (any type), then
  * every other string through the selectors and the text rules.
  */
-export function maskJson(root: unknown, profile: CompiledProfile, counter: MaskingCounter): JsonMaskResult {
+export function maskJson(root: unknown, profile: CompiledProfile, counter: MaskingCounter, options: MaskJsonOptions = {}): JsonMaskResult {
   const pathHits = profile.jsonPaths.length === 0 ? null : jsonPathHits(root, profile);
+  // Pointers serve json_paths and paths serve selectors: neither is built when nothing reads it.
+  const wantPointer = pathHits !== null;
+  const wantPath = profile.selectors.length > 0;
+  const clean = wantPath ? undefined : options.clean;
   let changed = false;
 
   const visit = (value: unknown, pointer: string, path: string, key: string | undefined): unknown => {
@@ -26,24 +44,30 @@ export function maskJson(root: unknown, profile: CompiledProfile, counter: Maski
       counter.add('json_path', `json_path:${byPath.name}`);
       return replacementFor(asText(value), 'JSON_PATH', byPath.replacement);
     }
-    const byKey = key === undefined ? undefined : profile.jsonKeys.get(key.toLowerCase());
+    const byKey = key === undefined || profile.jsonKeys.size === 0 ? undefined : profile.jsonKeys.get(key.toLowerCase());
     if (byKey !== undefined) {
       changed = true;
       counter.add(byKey.name, `json_key:${byKey.name}`);
       return replacementFor(asText(value), labelOf(byKey.name), byKey.replacement);
     }
     if (typeof value === 'string') {
+      if (clean?.has(value)) return value;
       const masked = maskString(value, path, profile, counter);
       if (masked !== value) changed = true;
+      else if (clean !== undefined && value.length <= CLEAN_MAX_LENGTH && clean.size < CLEAN_MAX_ENTRIES) clean.add(value);
       return masked;
     }
     if (Array.isArray(value)) {
-      for (let i = 0; i < value.length; i++) value[i] = visit(value[i], `${pointer}/${i}`, `${path}[${i}]`, undefined);
+      for (let i = 0; i < value.length; i++) {
+        value[i] = visit(value[i], wantPointer ? `${pointer}/${i}` : '', wantPath ? `${path}[${i}]` : '', undefined);
+      }
       return value;
     }
     if (value !== null && typeof value === 'object') {
       const obj = value as Record<string, unknown>;
-      for (const k of Object.keys(obj)) obj[k] = visit(obj[k], `${pointer}/${escapePointer(k)}`, `${path}${pathSegment(k)}`, k);
+      for (const k of Object.keys(obj)) {
+        obj[k] = visit(obj[k], wantPointer ? `${pointer}/${escapePointer(k)}` : '', wantPath ? `${path}${pathSegment(k)}` : '', k);
+      }
       return obj;
     }
     return value;

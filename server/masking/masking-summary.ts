@@ -7,25 +7,34 @@ export interface MaskingSummaryEntry {
 
 /** Counts replacements for one exchange (or one `mask test` run); the recorder stores `entries()`. */
 export class MaskingCounter {
-  readonly #counts = new Map<string, { entity: string; rule: string; count: number }>();
+  /** rule → entity → count: no key string is built per replacement. */
+  readonly #counts = new Map<string, Map<string, { entity: string; rule: string; count: number }>>();
 
   add(entity: string, rule: string): void {
-    const key = `${entity}\u0000${rule}`;
-    const hit = this.#counts.get(key);
-    if (hit === undefined) this.#counts.set(key, { entity, rule, count: 1 });
+    let byEntity = this.#counts.get(rule);
+    if (byEntity === undefined) {
+      byEntity = new Map();
+      this.#counts.set(rule, byEntity);
+    }
+    const hit = byEntity.get(entity);
+    if (hit === undefined) byEntity.set(entity, { entity, rule, count: 1 });
     else hit.count++;
   }
 
   /** Total replacements so far. */
   get total(): number {
     let n = 0;
-    for (const e of this.#counts.values()) n += e.count;
+    for (const e of this.#all()) n += e.count;
     return n;
+  }
+
+  *#all(): Iterable<{ entity: string; rule: string; count: number }> {
+    for (const byEntity of this.#counts.values()) yield* byEntity.values();
   }
 
   /** The summary, sorted by entity then rule so it reads (and diffs) the same every time. */
   entries(): MaskingSummaryEntry[] {
-    return [...this.#counts.values()]
+    return [...this.#all()]
       .map((e) => ({ ...e }))
       .sort((a, b) => (a.entity === b.entity ? a.rule.localeCompare(b.rule) : a.entity.localeCompare(b.entity)));
   }

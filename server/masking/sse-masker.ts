@@ -2,6 +2,7 @@ import { StringDecoder } from 'node:string_decoder';
 import { SluiceError } from '../../shared/errors.js';
 import type { BodyMasker } from './body-masker.js';
 import type { CompiledProfile } from './compiled-profile.js';
+import { DeltaTemplate } from './delta-template.js';
 import { maskJson } from './json-masker.js';
 import type { MaskingCounter } from './masking-summary.js';
 import { newEvent, SseFramer, withData, type SseEvent } from './sse-framer.js';
@@ -28,6 +29,10 @@ export class SseMasker implements BodyMasker {
   readonly #decoder = new StringDecoder('utf8');
   readonly #framer: SseFramer;
   readonly #channels = new Map<string, OpenChannel>();
+  /** Strings of this stream's events the text rules left alone (ids, model, object names). */
+  readonly #clean = new Set<string>();
+  /** The frame of the last plain delta event: the next ones usually differ only in their delta. */
+  #template: DeltaTemplate | null = null;
   /** Events inserted so far: later `sequence_number`s (OpenAI Responses) move up by as many. */
   #inserted = 0;
   #lastSequence: number | undefined;
@@ -56,6 +61,13 @@ export class SseMasker implements BodyMasker {
   #event(ev: SseEvent): string {
     if (ev.data === undefined) return ev.raw;
     this.#eol = ev.eol;
+    const template = this.#template;
+    const delta = template?.match(ev.data);
+    if (template && delta !== undefined) {
+      const out = this.#channel(template.slot.key, template.slot.flush).channel.push(delta);
+      return out === delta ? ev.raw : withData(ev, template.render(out));
+    }
+    this.#template = null;
     if (ev.data.trim() === '[DONE]') return this.#flushWhere(() => true, undefined) + ev.raw;
     let obj: unknown;
     try {
@@ -75,7 +87,8 @@ export class SseMasker implements BodyMasker {
     // Deltas are masked by their channel; blank them so the generic pass below leaves them alone.
     const texts = reading.slots.map((s) => s.text);
     for (const s of reading.slots) s.set('');
-    let changed = maskJson(obj, this.#profile, this.#counter).changed;
+    const framed = maskJson(obj, this.#profile, this.#counter, { clean: this.#clean }).changed;
+    let changed = framed;
     reading.slots.forEach((s, i) => {
       let out = this.#channel(s.key, s.flush).channel.push(texts[i]!);
       if (reading.ends(s.key)) {
@@ -92,7 +105,20 @@ export class SseMasker implements BodyMasker {
         changed = true;
       }
     }
-    return before + (changed ? withData(ev, JSON.stringify(obj)) : ev.raw);
+    const out = before + (changed ? withData(ev, JSON.stringify(obj)) : ev.raw);
+    const only = reading.slots.length === 1 ? reading.slots[0]! : undefined;
+    if (only && !framed && before === '' && sequence === undefined && this.#templates && !reading.ends(only.key)) {
+      this.#template = DeltaTemplate.learn(ev.data, obj, only, texts[0]!);
+    }
+    return out;
+  }
+
+  /**
+   * Whether events may be matched against a frame: not when json_paths (their filters may read the
+   * delta) or selectors (code sluice cannot reason about) could treat the same frame differently.
+   */
+  get #templates(): boolean {
+    return this.#profile.jsonPaths.length === 0 && this.#profile.selectors.length === 0;
   }
 
   #channel(key: string, flush: OpenChannel['flush']): OpenChannel {

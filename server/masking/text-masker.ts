@@ -1,6 +1,6 @@
 import type { MaskingCounter } from './masking-summary.js';
 import { replacementFor, type ReplacementOptions } from './replacement.js';
-import { CONTEXT_CHARS, type RuleMatch, type TextRule } from './text-rule.js';
+import { CONTEXT_CHARS, type RuleCandidate, type RuleCursor, type TextRule } from './text-rule.js';
 
 /** A text rule with the style its profile writes replacements in. */
 export interface MaskEntry {
@@ -14,18 +14,20 @@ export interface MaskStep {
   readonly next: number;
 }
 
-interface Candidate extends RuleMatch {
-  readonly order: number;
-}
-
 /** Applies a profile's text rules; stateless, so one instance serves every exchange. */
 export class TextMasker {
   readonly #entries: readonly MaskEntry[];
   readonly #allow: ReadonlySet<string>;
+  /** One search per distance of needles, when every rule has one; null when some rule has none. */
+  readonly #needles: readonly { readonly pattern: RegExp; readonly before: number }[] | null;
+  /** Each rule's own needle (null: none), so a rule whose needle is absent is not run at all. */
+  readonly #ownNeedles: readonly (RegExp | null)[];
 
   constructor(entries: readonly MaskEntry[], allow: ReadonlySet<string>) {
     this.#entries = entries;
     this.#allow = allow;
+    this.#needles = needleSearches(entries.map((e) => e.rule));
+    this.#ownNeedles = entries.map(({ rule }) => rule.contains?.pattern ?? null);
   }
 
   /** Whether any rule is configured (a profile of JSON rules only has none). */
@@ -51,35 +53,83 @@ export class TextMasker {
       }
     }
     if (cut <= from) return { output: '', next: from };
-    const candidates: Candidate[] = [];
+    if (!this.#mayMatch(text, from)) return { output: text.slice(from, cut), next: cut };
+    // Rules with a match still to come, in the order they are listed.
+    const live: { order: number; cursor: RuleCursor }[] = [];
     this.#entries.forEach((e, order) => {
-      e.rule.scan(text, from, (m) => {
-        // Decided by where the whole match starts: a JSON key's value is decided once its key is.
-        if ((m.anchor ?? m.start) < cut) candidates.push({ ...m, order });
-      });
+      const needle = this.#ownNeedles[order];
+      if (needle) {
+        needle.lastIndex = Math.max(0, from - e.rule.contains!.before);
+        if (!needle.test(text)) return;
+      }
+      live.push({ order, cursor: e.rule.cursor(text, from) });
     });
-    if (candidates.length === 0) return { output: text.slice(from, cut), next: cut };
-    // Leftmost wins, then the longest, then the rule listed first; overlapped candidates are dropped.
-    candidates.sort((a, b) => a.start - b.start || b.end - a.end || a.order - b.order);
     let out = '';
     let pos = from;
-    for (const c of candidates) {
-      if (c.start < pos) continue;
-      out += text.slice(pos, c.start);
-      if (this.#allow.has(c.value.toLowerCase())) {
+    for (;;) {
+      // Leftmost wins, then the longest, then the rule listed first; a candidate is checked only when it
+      // would win, and competes again with what its check left of it.
+      let best: RuleCandidate | null = null;
+      let winner: (typeof live)[number] | undefined;
+      let kept = 0;
+      for (const rule of live) {
+        const c = rule.cursor.next(pos);
+        // Decided by where the whole match starts: a JSON key's value is decided once its key is. A
+        // cursor out of matches, or past the cut, stays so: it leaves the live list.
+        if (c === null || c.anchor >= cut) continue;
+        live[kept++] = rule;
+        if (best === null || c.start < best.start || (c.start === best.start && c.end > best.end)) {
+          best = c;
+          winner = rule;
+        }
+      }
+      live.length = kept;
+      if (best === null || winner === undefined) break;
+      if (!best.checked) {
+        winner.cursor.check();
+        continue;
+      }
+      out += text.slice(pos, best.start);
+      if (this.#allow.has(best.value.toLowerCase())) {
         // An allowed value shields its span from every other rule too.
-        out += c.value;
+        out += best.value;
       } else {
-        const { rule, replacement } = this.#entries[c.order]!;
-        out += replacement.style === 'redact' && rule.fixed !== undefined ? rule.fixed : replacementFor(c.value, rule.label, replacement);
+        const { rule, replacement } = this.#entries[winner.order]!;
+        out += replacement.style === 'redact' && rule.fixed !== undefined ? rule.fixed : replacementFor(best.value, rule.label, replacement);
         counter.add(rule.entity, rule.rule);
       }
-      pos = c.end;
+      pos = best.end;
     }
     const next = Math.max(pos, cut);
     out += text.slice(pos, next);
     return { output: out, next };
   }
+
+  /** False when no rule's needle is in `text` from `from`: no rule can match there. */
+  #mayMatch(text: string, from: number): boolean {
+    if (this.#needles === null) return true;
+    for (const { pattern, before } of this.#needles) {
+      pattern.lastIndex = Math.max(0, from - before);
+      if (pattern.test(text)) return true;
+    }
+    return false;
+  }
+}
+
+/** The rules' needles as one search per look-behind distance; null when a rule has no needle. */
+function needleSearches(rules: readonly TextRule[]): { pattern: RegExp; before: number }[] | null {
+  const byDistance = new Map<number, RegExp[]>();
+  for (const rule of rules) {
+    if (rule.contains === undefined) return null;
+    const patterns = byDistance.get(rule.contains.before) ?? [];
+    patterns.push(rule.contains.pattern);
+    byDistance.set(rule.contains.before, patterns);
+  }
+  return [...byDistance].map(([before, patterns]) => {
+    const sources = [...new Set(patterns.map((p) => `(?:${p.source})`))].join('|');
+    // One case-insensitive needle makes the whole search so: it then finds a superset, never less.
+    return { pattern: new RegExp(sources, patterns.some((p) => p.ignoreCase) ? 'gi' : 'g'), before };
+  });
 }
 
 /**

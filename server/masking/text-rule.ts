@@ -8,6 +8,29 @@ export interface RuleMatch {
 }
 
 /**
+ * A match a rule may report, before its check: `[start, end)` is the longest span it can cover; the
+ * check (a checksum, a library's validation) may refute it or keep a shorter span.
+ */
+export interface RuleCandidate extends RuleMatch {
+  /** Where the whole match starts (a JSON key's value is decided once its key is). */
+  readonly anchor: number;
+  /** False until the rule's check has passed; a rule without a check reports checked candidates. */
+  readonly checked: boolean;
+}
+
+/**
+ * A rule's matches in one text, in order of start, produced on demand: a masker asks for the next one at
+ * or after a position and checks a candidate only when it would win there, so a costly check (phone
+ * validation) is never spent on a span another rule has already taken.
+ */
+export interface RuleCursor {
+  /** The next candidate whose start is at or after `at`, or null when there is none. */
+  next(at: number): RuleCandidate | null;
+  /** Checks the candidate `next` returned last: afterwards `next` gives it checked, or what follows it. */
+  check(): void;
+}
+
+/**
  * One rule that finds sensitive spans in text (a detector, a regex rule, the text form of `json_keys`).
  * Rules look back at most CONTEXT_CHARS before `from`, so a stream can drop what it has already sent.
  */
@@ -20,13 +43,23 @@ export interface TextRule {
   readonly label: string;
   /** A fixed replacement (a regex rule's `replace`) used by the redact style instead of `[LABEL]`. */
   readonly fixed?: string;
-  /** Calls `onMatch` for every match starting at or after `from`, in order of start. */
-  scan(text: string, from: number, onMatch: (m: RuleMatch) => void): void;
+  /** What every match contains: text without it has no match, and a masker passes it over at once. */
+  readonly contains?: Needle;
+  /** The matches starting at or after `from`. */
+  cursor(text: string, from: number): RuleCursor;
   /**
    * The earliest index at which a match could start that more text might still change (extend,
    * complete or refute); `text.length` when every match is already decided.
    */
   holdFrom(text: string, from: number): number;
+}
+
+/** A pattern every match of a rule contains, at most `before` characters before the match's start. */
+export interface Needle {
+  /** What to search for; global, and case-insensitive only where the rule is. */
+  readonly pattern: RegExp;
+  /** 0 when the needle is inside the match; more when it sits in a look-behind. */
+  readonly before: number;
 }
 
 /** Characters of left context a stream keeps so look-behinds and boundaries see what came before. */
@@ -64,43 +97,31 @@ export interface PatternRuleOptions {
   readonly validate?: (match: RegExpExecArray) => boolean | number;
   /** Named group whose span is the masked part (the value of a JSON key); default the whole match. */
   readonly group?: string;
+  /**
+   * The first index at or after `at` where a match could start, or -1: the pattern is then tried at
+   * those indices only (a needle such as the `@` of an email finds them far faster than the pattern).
+   * It must never skip an index where the pattern matches.
+   */
+  readonly nextStart?: (text: string, at: number) => number;
+  /** What every match contains (see TextRule.contains). */
+  readonly contains?: Needle;
 }
 
 /** A TextRule from a regular expression, with checksum validation and a bounded, character-aware hold-back. */
 export function patternRule(options: PatternRuleOptions): TextRule {
-  const { pattern, maxLength, chars, starts, partial, validate, group } = options;
+  const { pattern, maxLength, chars, starts, partial } = options;
   if (!pattern.global) throw new TypeError(`pattern of ${options.rule} must be global`);
+  if (options.group !== undefined && options.validate !== undefined) throw new TypeError(`${options.rule}: a group rule has no check`);
+  const inRun = chars === undefined ? undefined : charTest(chars);
+  const canStart = starts === undefined ? undefined : charTest(starts);
+  const sticky = options.nextStart === undefined ? null : new RegExp(pattern.source, `${pattern.flags.replace('g', '')}y`);
   return {
     entity: options.entity,
     rule: options.rule,
     label: options.label,
     fixed: options.fixed,
-    scan(text, from, onMatch) {
-      pattern.lastIndex = from;
-      let m: RegExpExecArray | null;
-      while ((m = pattern.exec(text)) !== null) {
-        if (m[0] === '') {
-          pattern.lastIndex = m.index + 1;
-          continue;
-        }
-        const verdict = validate === undefined ? true : validate(m);
-        if (verdict === false || verdict === 0) {
-          // A failed candidate may hide a valid one starting inside it ("0 4111 1111 1111 1111").
-          pattern.lastIndex = m.index + 1;
-          continue;
-        }
-        if (verdict !== true) {
-          onMatch({ start: m.index, end: m.index + verdict, value: m[0].slice(0, verdict) });
-          pattern.lastIndex = m.index + verdict;
-        } else if (group === undefined) {
-          onMatch({ start: m.index, end: m.index + m[0].length, value: m[0] });
-        } else {
-          const span = m.indices?.groups?.[group];
-          const value = m.groups?.[group];
-          if (span !== undefined && value !== undefined && value !== '') onMatch({ start: span[0], end: span[1], value, anchor: m.index });
-        }
-      }
-    },
+    contains: options.contains,
+    cursor: (text, from) => new PatternCursor(options, sticky, text, from),
     holdFrom(text, from) {
       const floor = Math.max(from, text.length - maxLength - LOOKAHEAD_SLACK);
       if (partial !== undefined) {
@@ -108,11 +129,119 @@ export function patternRule(options: PatternRuleOptions): TextRule {
         const m = partial.exec(text);
         return m === null ? text.length : m.index;
       }
-      if (chars === undefined) return floor;
+      if (inRun === undefined) return floor;
       let i = text.length;
-      while (i > floor && chars.test(text[i - 1]!)) i--;
-      if (starts !== undefined) while (i < text.length && !starts.test(text[i]!)) i++;
+      while (i > floor && inRun(text.charCodeAt(i - 1))) i--;
+      if (canStart !== undefined) while (i < text.length && !canStart(text.charCodeAt(i))) i++;
       return i;
     },
   };
+}
+
+/**
+ * A one-character class as a test on a UTF-16 code unit: a table for ASCII, the expression beyond it.
+ * Hold-backs test every trailing character of every delta, so this is on the hot path of a stream.
+ */
+function charTest(cls: RegExp): (code: number) => boolean {
+  const ascii = new Uint8Array(128);
+  for (let c = 0; c < 128; c++) ascii[c] = cls.test(String.fromCharCode(c)) ? 1 : 0;
+  return (code) => (code < 128 ? ascii[code] === 1 : cls.test(String.fromCharCode(code)));
+}
+
+/** A candidate with the regex match behind it and where the search resumes if it is passed over or taken. */
+interface Pending {
+  readonly candidate: RuleCandidate;
+  readonly match: RegExpExecArray;
+  readonly resumeAt: number;
+}
+
+/** One pattern rule's matches in one text, found as the masker asks for them. */
+class PatternCursor implements RuleCursor {
+  readonly #options: PatternRuleOptions;
+  readonly #sticky: RegExp | null;
+  readonly #text: string;
+  #resumeAt: number;
+  /** undefined: not searched yet; null: no more matches. */
+  #pending: Pending | null | undefined;
+
+  constructor(options: PatternRuleOptions, sticky: RegExp | null, text: string, from: number) {
+    this.#options = options;
+    this.#sticky = sticky;
+    this.#text = text;
+    this.#resumeAt = from;
+  }
+
+  next(at: number): RuleCandidate | null {
+    for (;;) {
+      if (this.#pending === undefined) this.#pending = this.#search();
+      if (this.#pending === null) return null;
+      if (this.#pending.candidate.start >= at) return this.#pending.candidate;
+      this.#resumeAt = this.#pending.resumeAt;
+      this.#pending = undefined;
+    }
+  }
+
+  check(): void {
+    const pending = this.#pending;
+    const validate = this.#options.validate;
+    if (pending === undefined || pending === null || pending.candidate.checked || validate === undefined) return;
+    const { match } = pending;
+    const verdict = validate(match);
+    if (verdict === false || verdict === 0) {
+      // A failed candidate may hide a valid one starting inside it ("0 4111 1111 1111 1111").
+      this.#resumeAt = match.index + 1;
+      this.#pending = undefined;
+    } else if (verdict === true) {
+      this.#pending = { ...pending, candidate: { ...pending.candidate, checked: true } };
+    } else {
+      const end = match.index + verdict;
+      this.#pending = { match, resumeAt: end, candidate: { start: match.index, end, value: match[0].slice(0, verdict), anchor: match.index, checked: true } };
+    }
+  }
+
+  #search(): Pending | null {
+    const { group, validate } = this.#options;
+    for (;;) {
+      const match = this.#find(this.#resumeAt);
+      if (match === null) return null;
+      const matchEnd = match.index + match[0].length;
+      if (match[0] === '') {
+        this.#resumeAt = match.index + 1;
+        continue;
+      }
+      if (group === undefined) {
+        // Never checked, it is passed over by resuming just after its start, as a refuted candidate would be.
+        const resumeAt = validate === undefined ? matchEnd : match.index + 1;
+        return { match, resumeAt, candidate: { start: match.index, end: matchEnd, value: match[0], anchor: match.index, checked: validate === undefined } };
+      }
+      const span = match.indices?.groups?.[group];
+      const value = match.groups?.[group];
+      if (span === undefined || value === undefined || value === '') {
+        this.#resumeAt = matchEnd;
+        continue;
+      }
+      return { match, resumeAt: matchEnd, candidate: { start: span[0], end: span[1], value, anchor: match.index, checked: true } };
+    }
+  }
+
+  #find(at: number): RegExpExecArray | null {
+    const text = this.#text;
+    const nextStart = this.#options.nextStart;
+    if (this.#sticky === null || nextStart === undefined) {
+      const { pattern } = this.#options;
+      pattern.lastIndex = at;
+      return pattern.exec(text);
+    }
+    for (let start = nextStart(text, at); start !== -1; start = nextStart(text, start + 1)) {
+      this.#sticky.lastIndex = start;
+      const match = this.#sticky.exec(text);
+      if (match !== null) return match;
+    }
+    return null;
+  }
+}
+
+/** `s` as a regular expression matching it literally. */
+export function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }

@@ -87,6 +87,33 @@ describe('detectors', () => {
     expect(masker('secret')(`checksum ${key}`).out).toBe(`checksum ${key}`);
   });
 
+  it('finds emails by their @ whatever surrounds it', () => {
+    const mask = masker('email');
+    expect(mask(`${'x'.repeat(64)}@example.com`).out).toBe('[EMAIL]');
+    expect(mask(`${'x'.repeat(65)}@example.com`).count).toBe(0);
+    expect(mask('a@b.co,c@d.io and @bob@example.com').out).toBe('[EMAIL],[EMAIL] and @[EMAIL]');
+    expect(mask('bob@@example.com, .bob@example.com').out).toBe('bob@@example.com, .bob@example.com');
+  });
+
+  it('finds IPv6 addresses by their first colon, and no address inside a longer word', () => {
+    const mask = masker('ip_address');
+    expect(mask('(::1) and x fe80::1 y').out).toBe('([IP_ADDRESS]) and x [IP_ADDRESS] y');
+    expect(mask('abcde::1 and deadbeef:1:2').count).toBe(0);
+  });
+
+  it('finds AWS secret keys after any spelling of their name, the last of two names included', () => {
+    const key = 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY';
+    expect(masker('secret')(`AWS_SECRET_ACCESS_KEY="${key}"`).out).toBe('AWS_SECRET_ACCESS_KEY="[SECRET]"');
+    expect(masker('secret')(`aws_secret_key=aws_secret_key: ${key}`).out).toBe('aws_secret_key=aws_secret_key: [SECRET]');
+  });
+
+  it('names a span two detectors find alike after the stronger evidence, whatever the listed order', () => {
+    const p = compileProfile('t', maskingProfileSchema.parse({ detectors: ['phone', 'ssn', 'ip_address'] }), {});
+    const counter = new MaskingCounter();
+    expect(p.entries.map((e) => e.rule.rule)).toEqual(['detector:ssn', 'detector:ip_address', 'detector:ip_address', 'detector:phone']);
+    expect(p.text.mask('ssn 123-45-6789', counter)).toBe('ssn [SSN]');
+  });
+
   it('masks an unterminated PEM private key from its header on', () => {
     expect(masker('secret')('key:\n-----BEGIN RSA PRIVATE KEY-----\nMIIBOgIBAAJBAKj34Gkx').out).toBe('key:\n[SECRET]');
   });

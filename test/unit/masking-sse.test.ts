@@ -95,6 +95,37 @@ describe('SSE masking', () => {
   });
 });
 
+describe('SSE masking of events that repeat the previous frame', () => {
+  const frame = (model: string, content: string) =>
+    `{"id":"chatcmpl-x","object":"chat.completion.chunk","created":1,"model":"${model}","choices":[{"index":0,"delta":{"content":${JSON.stringify(content)}},"finish_reason":null}]}`;
+  const stream = (...datas: string[]) => datas.map((d) => `data: ${d}\n\n`).join('') + 'data: [DONE]\n\n';
+
+  it('masks PII outside the delta of an event that otherwise repeats the frame', () => {
+    const { out } = run(stream(frame('m', 'Hello. '), frame('bob@example.com', 'Again. '), frame('m', 'Done. ')), 1_000_000);
+    expect(out).not.toContain('bob@example.com');
+    expect(parseSse(out).filter((e) => e.data !== '[DONE]').map((e) => JSON.parse(e.data).model)).toEqual(['m', '[EMAIL]', 'm']);
+    expect(streamedText(out)).toBe('Hello. Again. Done. ');
+  });
+
+  it('masks fields smuggled between the delta and the rest of the frame', () => {
+    const first = frame('m', 'Hello. ');
+    const smuggled = first.replace('"Hello. "}', '"Hi. ","refusal":"call +1 415 555 0134","x":"y"}');
+    expect(smuggled).not.toBe(first);
+    const { out } = run(stream(first, smuggled, frame('m', 'Bye. ')), 1_000_000);
+    expect(out).not.toContain('415 555 0134');
+    expect(streamedText(out)).toBe('Hello. Hi. Bye. ');
+  });
+
+  it('masks deltas split across events whatever the JSON spacing or escaping', () => {
+    const spaced = (content: string) => `{"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": ${JSON.stringify(content)}}}]}`;
+    const escaped = (content: string) => frame('m', content).replace(/@/g, '\\u0040');
+    for (const shape of [spaced, escaped]) {
+      const { out } = run(stream(shape('mail bob'), shape('@exam'), shape('ple.com now. ')), 1_000_000);
+      expect(streamedText(out)).toBe('mail [EMAIL] now. ');
+    }
+  });
+});
+
 describe('firstTokenTiming', () => {
   it('finds the chunk that releases the first token: the same one, unless the hold-back keeps it', async () => {
     const { firstTokenTiming } = await import('../../server/masking/first-token.js');
