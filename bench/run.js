@@ -18,7 +18,8 @@
 // request (`cpu.<process>.us_per_req`) is reported next to every figure so the two can be told apart.
 //
 // Env: BENCH_SECONDS (5) per measurement, BENCH_WARMUP_SECONDS (2) before each, BENCH_PATHS
-// (direct,proxy,tunnel), BENCH_MEASURES (latency_c1,throughput_c32,stream_c8), BENCH_CHUNKS (100),
+// (direct,bare,proxy,tunnel; bare = a minimal Node proxy, bench/bare-proxy.js, no target applies to it),
+// BENCH_MEASURES (latency_c1,throughput_c32,stream_c8), BENCH_CHUNKS (100),
 // BENCH_CHUNK_DELAY_MS (0), BENCH_GATEWAY_LOG_LEVEL (info), BENCH_CONNECT_TIMEOUT_SECONDS (30),
 // BENCH_NOISY_RETRIES (1), BENCH_MAX_SECONDS (900, hard stop), BENCH_PROFILE=1 (CPU profiles of gateway
 // and CLI, summarised in the output), BENCH_STRICT=1 (exit 1 when a target is missed),
@@ -43,7 +44,7 @@ const CLI = join(ROOT, 'bin', 'sluice.js');
 const settings = {
   seconds: envNumber('BENCH_SECONDS', 5, { min: 1, max: 300 }),
   warmupSeconds: envNumber('BENCH_WARMUP_SECONDS', 2, { min: 0, max: 60 }),
-  paths: (process.env.BENCH_PATHS ?? 'direct,proxy,tunnel').split(',').map((p) => p.trim()).filter(Boolean),
+  paths: (process.env.BENCH_PATHS ?? 'direct,bare,proxy,tunnel').split(',').map((p) => p.trim()).filter(Boolean),
   chunks: envNumber('BENCH_CHUNKS', 100, { min: 1, max: 10_000 }),
   chunkDelayMs: envNumber('BENCH_CHUNK_DELAY_MS', 0, { min: 0, max: 1000 }),
   gatewayLogLevel: process.env.BENCH_GATEWAY_LOG_LEVEL ?? 'info',
@@ -55,7 +56,7 @@ const settings = {
   strict: process.env.BENCH_STRICT === '1',
   connections: { latency: 1, throughput: 32, stream: 8 },
 };
-for (const p of settings.paths) if (!['direct', 'proxy', 'tunnel'].includes(p)) throw new Error(`unknown path in BENCH_PATHS: ${p}`);
+for (const p of settings.paths) if (!['direct', 'bare', 'proxy', 'tunnel'].includes(p)) throw new Error(`unknown path in BENCH_PATHS: ${p}`);
 if (!settings.paths.includes('direct')) settings.paths.unshift('direct'); // every ratio needs it
 for (const m of settings.measures) if (!['latency_c1', 'throughput_c32', 'stream_c8'].includes(m)) throw new Error(`unknown measurement in BENCH_MEASURES: ${m}`);
 
@@ -280,7 +281,7 @@ async function main() {
     listen: '127.0.0.1:0',
     identity: { issuer: idp.issuer, audience: AUDIENCE, cli_client_id: 'sluice-cli', groups_claim: 'groups' },
     // Recording is always on (fail-closed, encrypted): a fresh master key and data dir per run.
-    storage: { dir: join(tmp, 'data'), master_key: randomBytes(32).toString('base64') },
+    storage: { dir: join(tmp, 'data'), master_key: randomBytes(32).toString('base64'), ...(process.env.BENCH_FSYNC ? { fsync: process.env.BENCH_FSYNC } : {}) },
     connections: [
       { name: 'llm', type: 'http', upstream: up.fastUrl, headers: { authorization: `Bearer ${up.fastKey}` }, allow_groups: ['ml-eng'] },
       { name: 'llm-stream', type: 'http', upstream: up.modelUrl, headers: { authorization: `Bearer ${up.modelKey}` }, allow_groups: ['ml-eng'] },
@@ -309,6 +310,17 @@ async function main() {
     await sleep(200);
   }
   log(`gateway at ${gw.url} (log ${gatewayLog})`);
+
+  // The floor: a minimal Node reverse proxy to the same upstreams (only when the bare path is measured).
+  let bare = null;
+  if (settings.paths.includes('bare')) {
+    const entry = forkChild('bare', join(BENCH, 'bare-proxy.js'), [], { logFile: join(tmp, 'bare.log') });
+    entry.child.send({ type: 'config', config: { upstreams: { plain: up.fastUrl, stream: up.modelUrl } } });
+    const ready = await waitForMessage(entry, (m) => m?.type === 'ready' || m?.type === 'error', 20_000, 'bare proxy ready');
+    if (ready.type === 'error') throw new Error(`bare proxy failed to start: ${ready.message}`);
+    bare = { entry, url: ready.url };
+    log(`bare proxy at ${bare.url}`);
+  }
 
   let statsSeq = 0;
   const upstreamStats = async () => {
@@ -340,11 +352,13 @@ async function main() {
     plain: {
       direct: { url: `${up.fastUrl}/v1/chat/completions`, headers: { authorization: `Bearer ${up.fastKey}` } },
       proxy: { url: `${gw.url}/v1/proxy/llm/v1/chat/completions`, headers: { authorization: `Bearer ${token}` } },
+      bare: bare && { url: `${bare.url}/plain/v1/chat/completions`, headers: { authorization: `Bearer ${up.fastKey}` } },
       tunnel: null, // filled once `sluice connect llm` is up
     },
     stream: {
       direct: { url: `${up.modelUrl}/v1/chat/completions`, headers: { authorization: `Bearer ${up.modelKey}` } },
       proxy: { url: `${gw.url}/v1/proxy/llm-stream/v1/chat/completions`, headers: { authorization: `Bearer ${token}` } },
+      bare: bare && { url: `${bare.url}/stream/v1/chat/completions`, headers: { authorization: `Bearer ${up.modelKey}` } },
       tunnel: null,
     },
   };
@@ -422,7 +436,7 @@ async function main() {
         continue;
       }
       const target = targets[kind][path];
-      const pids = path === 'tunnel' ? { ...basePids, cli: tunnel.pid } : basePids;
+      const pids = path === 'tunnel' ? { ...basePids, cli: tunnel.pid } : path === 'bare' ? { ...basePids, bare: bare.entry.child.pid } : basePids;
       try {
         results[section][path] = await measure(`${label} ${path}`, pids, (seconds) => runOne(target, seconds), countOf, probes[kind]);
         if (path === 'tunnel' && tunnel.exit) results[section][path].error = `${tunnel.exit} during the measurement`;
@@ -457,6 +471,7 @@ async function main() {
   for (const path of settings.paths.filter((p) => p !== 'direct')) {
     if (ok(lat[path]) && ok(lat.direct)) lat[path].added_p50_ms = round(lat[path].p50 - lat.direct.p50);
     if (ok(thr[path]) && ok(thr.direct)) thr[path].ratio_to_direct = round(thr.direct.rps ? thr[path].rps / thr.direct.rps : null);
+    if (path !== 'bare' && ok(thr[path]) && ok(thr.bare)) thr[path].ratio_to_bare = round(thr.bare.rps ? thr[path].rps / thr.bare.rps : null);
     if (ok(str[path]) && ok(str.direct)) {
       str[path].ratio_to_direct = round(str.direct.answers_per_s ? str[path].answers_per_s / str.direct.answers_per_s : null);
       str[path].added_ttfb_p50_ms = round(str[path].ttfb.p50 - str.direct.ttfb.p50);
@@ -471,7 +486,8 @@ async function main() {
       for (const d of r?.discarded_attempts ?? []) totalErrors += d.errors?.total ?? 0;
     }
   }
-  for (const path of settings.paths.filter((p) => p !== 'direct')) {
+  // The bare proxy is a reference, not a product path: no target applies to it.
+  for (const path of settings.paths.filter((p) => p !== 'direct' && p !== 'bare')) {
     // null: the path was to be measured here but has no figure (it failed; its `error` says why).
     if (settings.measures.includes('latency_c1')) {
       pass[`${path}_added_p50`] = ok(lat[path]) ? lat[path].added_p50_ms <= TARGETS.added_p50_ms_max : null;
@@ -532,6 +548,7 @@ async function main() {
         upstream: 'child process (fixed-answer server + demo model server)',
         gateway: 'child process (startGateway)',
         cli: 'child process (node bin/sluice.js connect), tunnel path only',
+        bare: 'child process (bench/bare-proxy.js: node:http + undici pool, nothing else), bare path only',
       },
     },
     results,

@@ -66,40 +66,60 @@ export class TextMasker {
     });
     let out = '';
     let pos = from;
+    // Every span a rule finds is masked; spans that overlap are masked as one, named after the first.
+    let group: { start: number; end: number; order: number; allowed: boolean } | null = null;
+    const emit = (g: NonNullable<typeof group>): void => {
+      out += text.slice(pos, g.start);
+      const value = text.slice(g.start, g.end);
+      if (g.allowed) {
+        out += value;
+      } else {
+        const { rule, replacement } = this.#entries[g.order]!;
+        out += replacement.style === 'redact' && rule.fixed !== undefined ? rule.fixed : replacementFor(value, rule.label, replacement);
+        counter.add(rule.entity, rule.rule);
+      }
+      pos = g.end;
+    };
     for (;;) {
-      // Leftmost wins, then the longest, then the rule listed first; a candidate is checked only when it
-      // would win, and competes again with what its check left of it.
+      // The front candidate of all rules: leftmost, then longest, then the rule listed first.
       let best: RuleCandidate | null = null;
-      let winner: (typeof live)[number] | undefined;
+      let owner: (typeof live)[number] | undefined;
       let kept = 0;
       for (const rule of live) {
-        const c = rule.cursor.next(pos);
+        const c = rule.cursor.peek();
         // Decided by where the whole match starts: a JSON key's value is decided once its key is. A
         // cursor out of matches, or past the cut, stays so: it leaves the live list.
         if (c === null || c.anchor >= cut) continue;
         live[kept++] = rule;
         if (best === null || c.start < best.start || (c.start === best.start && c.end > best.end)) {
           best = c;
-          winner = rule;
+          owner = rule;
         }
       }
       live.length = kept;
-      if (best === null || winner === undefined) break;
-      if (!best.checked) {
-        winner.cursor.check();
+      if (best === null || owner === undefined) break;
+      const inGroup = group !== null && best.start < group.end;
+      if (inGroup && best.end <= group!.end) {
+        // Already masked whatever it is: no check needed.
+        owner.cursor.skip();
         continue;
       }
-      out += text.slice(pos, best.start);
-      if (this.#allow.has(best.value.toLowerCase())) {
-        // An allowed value shields its span from every other rule too.
-        out += best.value;
-      } else {
-        const { rule, replacement } = this.#entries[winner.order]!;
-        out += replacement.style === 'redact' && rule.fixed !== undefined ? rule.fixed : replacementFor(best.value, rule.label, replacement);
-        counter.add(rule.entity, rule.rule);
+      if (!best.checked) {
+        owner.cursor.check();
+        continue;
       }
-      pos = best.end;
+      owner.cursor.skip();
+      const allowed = this.#allow.has(best.value.toLowerCase());
+      if (inGroup) {
+        // Reaches past the group: the group grows, and is left alone only if both are allowed values.
+        group!.end = best.end;
+        group!.allowed &&= allowed;
+      } else {
+        if (group !== null) emit(group);
+        group = { start: best.start, end: best.end, order: owner.order, allowed };
+      }
     }
+    if (group !== null) emit(group);
     const next = Math.max(pos, cut);
     out += text.slice(pos, next);
     return { output: out, next };

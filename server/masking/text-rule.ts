@@ -19,15 +19,20 @@ export interface RuleCandidate extends RuleMatch {
 }
 
 /**
- * A rule's matches in one text, in order of start, produced on demand: a masker asks for the next one at
- * or after a position and checks a candidate only when it would win there, so a costly check (phone
- * validation) is never spent on a span another rule has already taken.
+ * A rule's matches in one text, in order of start, produced on demand: a masker looks at the front one,
+ * checks it only when the check can change what is masked, and passes over it. A costly check (phone
+ * validation) is never spent on a span already masked by another rule.
  */
 export interface RuleCursor {
-  /** The next candidate whose start is at or after `at`, or null when there is none. */
-  next(at: number): RuleCandidate | null;
-  /** Checks the candidate `next` returned last: afterwards `next` gives it checked, or what follows it. */
+  /** The front candidate, or null when the rule has no more. */
+  peek(): RuleCandidate | null;
+  /** Checks the front candidate: afterwards it is at the front checked (maybe shorter), or gone. */
   check(): void;
+  /**
+   * Passes over the front candidate. A checked one is passed over whole; one never checked only up to
+   * just after its start, as a refuted one would be, so no match it might hide is lost.
+   */
+  skip(): void;
 }
 
 /**
@@ -171,14 +176,15 @@ class PatternCursor implements RuleCursor {
     this.#resumeAt = from;
   }
 
-  next(at: number): RuleCandidate | null {
-    for (;;) {
-      if (this.#pending === undefined) this.#pending = this.#search();
-      if (this.#pending === null) return null;
-      if (this.#pending.candidate.start >= at) return this.#pending.candidate;
-      this.#resumeAt = this.#pending.resumeAt;
-      this.#pending = undefined;
-    }
+  peek(): RuleCandidate | null {
+    if (this.#pending === undefined) this.#pending = this.#search();
+    return this.#pending?.candidate ?? null;
+  }
+
+  skip(): void {
+    if (this.#pending === undefined || this.#pending === null) return;
+    this.#resumeAt = this.#pending.resumeAt;
+    this.#pending = undefined;
   }
 
   check(): void {
@@ -192,7 +198,7 @@ class PatternCursor implements RuleCursor {
       this.#resumeAt = match.index + 1;
       this.#pending = undefined;
     } else if (verdict === true) {
-      this.#pending = { ...pending, candidate: { ...pending.candidate, checked: true } };
+      this.#pending = { match, resumeAt: match.index + match[0].length, candidate: { ...pending.candidate, checked: true } };
     } else {
       const end = match.index + verdict;
       this.#pending = { match, resumeAt: end, candidate: { start: match.index, end, value: match[0].slice(0, verdict), anchor: match.index, checked: true } };
@@ -210,7 +216,7 @@ class PatternCursor implements RuleCursor {
         continue;
       }
       if (group === undefined) {
-        // Never checked, it is passed over by resuming just after its start, as a refuted candidate would be.
+        // Passed over unchecked, the search resumes just after its start, as after a refuted candidate.
         const resumeAt = validate === undefined ? matchEnd : match.index + 1;
         return { match, resumeAt, candidate: { start: match.index, end: matchEnd, value: match[0], anchor: match.index, checked: validate === undefined } };
       }

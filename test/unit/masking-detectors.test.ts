@@ -107,6 +107,23 @@ describe('detectors', () => {
     expect(masker('secret')(`aws_secret_key=aws_secret_key: ${key}`).out).toBe('aws_secret_key=aws_secret_key: [SECRET]');
   });
 
+  it('masks every span any rule finds, overlapping spans as one', () => {
+    const mask = (detectors: string[], text: string, regex: unknown[] = []) =>
+      compileProfile('t', maskingProfileSchema.parse({ detectors, regex }), {}).text.mask(text, new MaskingCounter());
+    const cases: [string[], string, string[], unknown[]?][] = [
+      [['ip_address', 'phone'], '::1 415-555-2671:2001:db8::1', ['2671', '2001', 'db8']],
+      [['ip_address', 'phone', 'email'], '::1 415 555 2671@example.com', ['2671', 'example.com']],
+      [['ip_address', 'phone'], '::1 (415) 555-2671', ['555-2671']],
+      [['credit_card', 'email'], '6 f4111 1111 1111 1111078-05-1120415-555-26713Zfoo+bar@mail.co.uk', ['1111 1111', 'foo+bar', 'mail.co'], [{ name: 'r1', pattern: '[a-f]\\d' }]],
+    ];
+    for (const [detectors, text, fragments, regex] of cases) {
+      const out = mask(detectors, text, regex);
+      for (const f of fragments) expect(out, `${text} → ${out}`).not.toContain(f);
+    }
+    // A span inside another is masked with it: the card's digits are never also read as a phone number.
+    expect(mask(['phone', 'credit_card'], 'card 4111 1111 1111 1111 ok')).toBe('card [CREDIT_CARD] ok');
+  });
+
   it('names a span two detectors find alike after the stronger evidence, whatever the listed order', () => {
     const p = compileProfile('t', maskingProfileSchema.parse({ detectors: ['phone', 'ssn', 'ip_address'] }), {});
     const counter = new MaskingCounter();

@@ -116,6 +116,16 @@ describe('SSE masking of events that repeat the previous frame', () => {
     expect(streamedText(out)).toBe('Hello. Hi. Bye. ');
   });
 
+  it('frames events whose line ends change from LF to CR or CRLF mid-stream, split anywhere', () => {
+    const ev = (content: string, eol: string) => `data: ${frame('m', content)}${eol}${eol}`;
+    const sse = ev('Hello. ', '\n') + ev('mail bob@', '\n') + ev('example.com ', '\r') + ev('now. ', '\r\n') + 'data: [DONE]\r\n\r\n';
+    for (const size of [1, 2, 3, 7, 1_000_000]) {
+      const { out } = run(sse, size);
+      expect(out.endsWith('data: [DONE]\r\n\r\n')).toBe(true);
+      expect(streamedText(out)).toBe('Hello. mail [EMAIL] now. ');
+    }
+  });
+
   it('masks deltas split across events whatever the JSON spacing or escaping', () => {
     const spaced = (content: string) => `{"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": ${JSON.stringify(content)}}}]}`;
     const escaped = (content: string) => frame('m', content).replace(/@/g, '\\u0040');
