@@ -1,6 +1,5 @@
 import { readFile } from 'node:fs/promises';
 import type { FastifyInstance, FastifyServerOptions } from 'fastify';
-import { pino } from 'pino';
 import { SluiceError } from '../shared/errors.js';
 import { buildApp } from './app.js';
 import { createLiveConfig, type ReloadReport } from './config/live-config.js';
@@ -31,16 +30,6 @@ export interface RunningGateway {
   reload(): Promise<ReloadReport>;
 }
 
-/**
- * Logger options writing to stdout through a buffer: lines leave in batches rather than one write each
- * (under load a synchronous write per line cost as much as the rest of the request). What is still
- * buffered is written when the process exits. Options that name their own stream are left alone.
- */
-function bufferedStdout(logger: FastifyServerOptions['logger']): FastifyServerOptions['logger'] {
-  if (typeof logger !== 'object' || logger === null || 'stream' in logger) return logger;
-  return { ...logger, stream: pino.destination({ dest: 1, sync: false }) };
-}
-
 /** Build the app and listen: loopback by default, TLS when configured, refusing plaintext off loopback. */
 export async function startGateway(options: StartGatewayOptions): Promise<RunningGateway> {
   const { config } = options;
@@ -64,7 +53,7 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
   }
   const live = createLiveConfig(config);
   const { reloadConfig } = options;
-  const app = await buildApp({ config, logger: bufferedStdout(options.logger), https, live, reloadConfig, configDir: options.configDir });
+  const app = await buildApp({ config, logger: options.logger, https, live, reloadConfig, configDir: options.configDir });
   if (!tls && !isLoopback(address.host)) {
     app.log.warn({ listen: urlHost(address) }, 'listening on a non-loopback address without TLS (--insecure): tokens travel in clear text');
   }

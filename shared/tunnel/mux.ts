@@ -432,7 +432,7 @@ export class TunnelMux extends EventEmitter<TunnelMuxEvents> {
   private highestId = 0;
   private closed = false;
   private pumping = false;
-  /** The socket is corked until the end of this tick (see `send`). */
+  /** The socket is corked until the end of this turn of the event loop (see `send`). */
   private corked = false;
   // DATA frames handed to ws whose send callback has not run; each callback is a chance to resume
   private inflight = 0;
@@ -608,16 +608,17 @@ export class TunnelMux extends EventEmitter<TunnelMuxEvents> {
   }
 
   /**
-   * Every WebSocket message of one tick leaves in one write: the socket is corked at the first and
-   * uncorked once the tick's work is done. A busy tunnel sends many small frames per tick (DATA,
-   * WINDOW, END of many streams); one system call for all of them instead of one each.
+   * The WebSocket messages of one turn of the event loop leave in one write: the socket is corked at the
+   * first and uncorked once the turn's I/O callbacks have run. A busy tunnel sends many small frames per
+   * turn (DATA, WINDOW, END of many streams, each answered in its own callback); one system call for all
+   * of them instead of one each. An idle loop turns at once, so a lone frame is not held back.
    */
   private send(data: Buffer | string, options: typeof SEND_BINARY | typeof SEND_TEXT, cb?: (err?: Error) => void): void {
     const socket = (this.ws as unknown as { _socket?: Duplex })._socket;
     if (!this.corked && socket !== undefined) {
       this.corked = true;
       socket.cork();
-      process.nextTick(() => {
+      setImmediate(() => {
         this.corked = false;
         socket.uncork();
       });
