@@ -9,18 +9,30 @@ export function hasRequestBody(req: IncomingMessage): boolean {
 }
 
 /**
- * The request body as undici reads it, counted against the connection's `max_body`.
+ * Holds a chunk until it may go upstream: resolves once its record is durable, rejects when it cannot
+ * be recorded. (The recorder's `BodyTap.upRecorded`.)
+ */
+export type ChunkGate = (chunk: Buffer) => Promise<void>;
+
+/**
+ * The request body as undici reads it, counted against the connection's `max_body`, each chunk let
+ * through only once its gate (the recording) has passed it: no byte reaches the upstream unrecorded.
  *
  * undici destroys a body stream it stops reading; handed the IncomingMessage itself, that would
  * destroy the caller's socket before the gateway could answer 413 or 502. This wrapper takes the
- * destruction instead, and backpressure still reaches the caller: the request is paused whenever
- * undici's buffer is full and resumed when it reads again.
+ * destruction instead, and backpressure still reaches the caller: the request is paused while a chunk
+ * waits for its gate and whenever undici's buffer is full, and resumed when it reads again.
  */
 export class BoundedBody extends Readable {
   /** Bytes of the request body seen so far. */
   bytes = 0;
   readonly #req: IncomingMessage;
   readonly #limit: number;
+  readonly #gate: ChunkGate | undefined;
+  /** A chunk is waiting for its gate; the request stays paused until it has been pushed. */
+  #gating = false;
+  /** The request ended while a chunk waited: the end follows that chunk. */
+  #endAfterGate = false;
   readonly #onData = (chunk: Buffer): void => {
     this.bytes += chunk.length;
     if (this.bytes > this.#limit) {
@@ -33,21 +45,42 @@ export class BoundedBody extends Readable {
       );
       return;
     }
-    if (!this.push(chunk)) this.#req.pause();
+    if (this.#gate === undefined) {
+      if (!this.push(chunk)) this.#req.pause();
+      return;
+    }
+    this.#req.pause();
+    this.#gating = true;
+    this.#gate(chunk).then(
+      () => {
+        this.#gating = false;
+        if (this.destroyed) return;
+        const more = this.push(chunk);
+        if (this.#endAfterGate) this.push(null);
+        else if (more) this.#req.resume();
+      },
+      (err: unknown) => {
+        this.#gating = false;
+        this.#detach();
+        this.destroy(err as Error);
+      },
+    );
   };
   readonly #onEnd = (): void => {
     this.#detach();
-    this.push(null);
+    if (this.#gating) this.#endAfterGate = true;
+    else this.push(null);
   };
   readonly #onAborted = (): void => {
     this.#detach();
     this.destroy(new Error('The caller aborted the request body'));
   };
 
-  constructor(req: IncomingMessage, limit: number) {
+  constructor(req: IncomingMessage, limit: number, gate?: ChunkGate) {
     super({ highWaterMark: 64 * 1024 });
     this.#req = req;
     this.#limit = limit;
+    this.#gate = gate;
     req.on('data', this.#onData);
     req.on('end', this.#onEnd);
     req.on('error', this.#onAborted);
@@ -57,7 +90,7 @@ export class BoundedBody extends Readable {
   }
 
   override _read(): void {
-    this.#req.resume();
+    if (!this.#gating) this.#req.resume();
   }
 
   override _destroy(err: Error | null, cb: (error?: Error | null) => void): void {

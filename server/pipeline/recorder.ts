@@ -87,8 +87,12 @@ export type RecordEvent =
  * cannot be recorded fails the exchange at its awaited `exchange.end` (HTTP) or through `onFailure` (TCP).
  */
 export interface BodyTap {
-  /** Bytes going caller → upstream (a request body that streams; TCP). */
-  up(chunk: Buffer): void;
+  /**
+   * Bytes going caller → upstream (a streamed request body; TCP): resolves once they are recorded (on
+   * disk, unless the connection keeps only a digest of request bodies), rejects when they cannot be. The
+   * bytes go upstream only then.
+   */
+  upRecorded(chunk: Buffer): Promise<void>;
   /** Bytes going upstream → caller, as the caller receives them. */
   down(chunk: Buffer): void;
   /** The response passes through the masking stage: `down` now sees masked bytes, which `masked` recording may keep. */

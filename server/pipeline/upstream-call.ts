@@ -96,16 +96,9 @@ class UpstreamCall implements Dispatcher.DispatchHandler {
     if (options.body !== undefined) {
       this.#body = options.body;
     } else if (hasRequestBody(req)) {
-      const body = new BoundedBody(req, options.maxBody);
-      this.#body = body;
-      // A second listener sees the same chunks BoundedBody forwards; BoundedBody keeps the request paused until undici reads.
+      // Each chunk goes upstream once the recording holds it.
       const tap = this.#tap;
-      if (tap !== null) {
-        const up = (chunk: Buffer): void => tap.up(chunk);
-        req.on('data', up);
-        req.once('end', () => req.off('data', up));
-        req.once('close', () => req.off('data', up));
-      }
+      this.#body = new BoundedBody(req, options.maxBody, tap === null ? undefined : (chunk) => tap.upRecorded(chunk));
     } else {
       this.#body = null;
     }

@@ -1,6 +1,6 @@
 import { connect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { pipeline } from 'node:stream';
+import { pipeline, Transform } from 'node:stream';
 import { SluiceError, toSluiceError } from '../../shared/errors.js';
 import type { TcpConnectionConfig } from '../config/schema.js';
 import { parseDuration } from '../config/duration.js';
@@ -135,14 +135,22 @@ export function createTcpProtocol(options: TcpProtocolOptions = {}): TcpProtocol
       if (err) fail(err);
       else if (--pending === 0) finish();
     };
-    pipeline(stream, upstream, done);
-    pipeline(upstream, stream, done);
-    // Listening after pipeline() is set up: the extra listeners see the same chunks and change no flow.
     const tap = recorder.tap?.(exchange, fail) ?? null;
-    if (tap !== null) {
-      stream.on('data', (chunk: Buffer) => tap.up(chunk));
-      upstream.on('data', (chunk: Buffer) => tap.down(chunk));
+    if (tap === null) {
+      pipeline(stream, upstream, done);
+    } else {
+      // The caller's bytes go upstream only once the recording holds them.
+      const recorded = new Transform({
+        transform(chunk: Buffer, _encoding, callback) {
+          tap.upRecorded(chunk).then(() => callback(null, chunk), callback);
+        },
+      });
+      recorded.on('error', fail);
+      pipeline(stream, recorded, upstream, done);
     }
+    pipeline(upstream, stream, done);
+    // Listening after pipeline() is set up: the extra listener sees the same chunks and changes no flow.
+    if (tap !== null) upstream.on('data', (chunk: Buffer) => tap.down(chunk));
   }
 
   return {

@@ -46,6 +46,8 @@ class ExchangeRecording {
   readonly bytes: Record<Direction, number> = { up: 0, down: 0 };
   readonly #coalescer: ChunkCoalescer | null;
   readonly #writes = new Set<Promise<void>>();
+  /** The write of the last run flushed. */
+  #lastWrite: Promise<void> | undefined;
   #failure: Error | undefined;
   #onFailure: ((error: Error) => void) | undefined;
   sniffer: UsageSniffer | undefined;
@@ -87,7 +89,13 @@ class ExchangeRecording {
   tap(onFailure: ((error: Error) => void) | undefined): BodyTap {
     this.#onFailure = onFailure;
     return {
-      up: (chunk) => this.#chunk('up', chunk),
+      upRecorded: (chunk) => {
+        this.#chunk('up', chunk);
+        if (this.#coalescer === null || this.capture.up === 'digest') return this.#failure === undefined ? Promise.resolve() : Promise.reject(this.#failure);
+        // The run holding this chunk is written now, alone: the chunk waits for it.
+        this.#coalescer.drain();
+        return this.#lastWrite ?? Promise.resolve();
+      },
       down: (chunk) => this.#chunk('down', chunk),
       downMasked: () => this.downMasked(),
     };
@@ -107,6 +115,7 @@ class ExchangeRecording {
     const type = this.exchange.connection.type === 'tcp' ? 'tcp.chunk' : 'exchange.chunk';
     const fields: EventFields['exchange.chunk'] = { exchange: this.exchange.id, dir: run.dir, bytes: run.bytes, ...(run.parts.length > 1 ? { parts: run.parts } : {}) };
     const write = this.session.append(type, fields, run.payload, run.t);
+    this.#lastWrite = write;
     this.#writes.add(write);
     write.then(
       () => this.#writes.delete(write),

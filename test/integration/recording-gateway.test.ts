@@ -5,6 +5,7 @@
  * read-only directory would not stop a write).
  */
 import { createPublicKey, randomBytes } from 'node:crypto';
+import { createServer, request } from 'node:http';
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -94,7 +95,7 @@ interface Gateway {
   masterKey: string;
 }
 
-async function startGateway(options: { record?: Record<string, unknown>; io?: RecordingIo } = {}): Promise<Gateway> {
+async function startGateway(options: { record?: Record<string, unknown>; io?: RecordingIo; upstream?: string } = {}): Promise<Gateway> {
   const dir = await mkdtemp(join(tmpdir(), 'sluice-rec-gw-'));
   const masterKey = randomBytes(32).toString('base64');
   const config = validateConfig({
@@ -105,7 +106,7 @@ async function startGateway(options: { record?: Record<string, unknown>; io?: Re
       {
         name: 'llm',
         type: 'http',
-        upstream: model.url,
+        upstream: options.upstream ?? model.url,
         allow_groups: ['ml-eng'],
         headers: { authorization: `Bearer ${UPSTREAM_KEY}` },
         ...(options.record === undefined ? {} : { record: options.record }),
@@ -309,6 +310,38 @@ describe('recording is fail-closed', () => {
     const publicKey = createPublicKey(await readFile(join(gw.dir, 'signing-key.pem')));
     const verdict = await verifySession(join(gw.dir, session!.file), { keyRing: keyRingFromSettings({ master_key: gw.masterKey })!, publicKey });
     expect(verdict.problems).toEqual([]);
+  });
+
+  it('sends a streamed request body upstream chunk by chunk, each only once it is recorded', async () => {
+    // An upstream that keeps every body byte it is sent, even of a request that never completes.
+    let received = '';
+    const upstream = createServer((req, res) => {
+      req.on('data', (chunk: Buffer) => (received += chunk.toString()));
+      req.on('end', () => res.end('{}'));
+    });
+    await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+    onTestFinished(() => new Promise<void>((resolve) => upstream.close(() => resolve())));
+    const fault: FaultSwitch = { code: null };
+    const gw = await startGateway({ io: faultyIo(fault), record: { request_body: 'raw' }, upstream: `http://127.0.0.1:${(upstream.address() as { port: number }).port}` });
+
+    const { port } = new URL(gw.url);
+    const req = request({ host: '127.0.0.1', port, method: 'POST', path: '/v1/proxy/llm/v1/upload', headers: { authorization: `Bearer ${aliceToken}`, 'transfer-encoding': 'chunked' } });
+    const answered = new Promise<number>((resolve) => {
+      req.on('response', (res) => {
+        res.resume();
+        resolve(res.statusCode ?? 0);
+      });
+      req.on('error', () => resolve(-1));
+    });
+    req.write('first-chunk;');
+    await expect.poll(() => received, { timeout: 5000 }).toBe('first-chunk;');
+    // The disk fails: the next chunk cannot be recorded, so it must never reach the upstream.
+    fault.code = 'ENOSPC';
+    req.write('second-chunk-unrecorded;');
+    req.end();
+    expect(await answered).not.toBe(200);
+    await new Promise((r) => setTimeout(r, 200));
+    expect(received).toBe('first-chunk;');
   });
 
   it('refuses a new session when its file cannot be created (I/O error), then opens one once the disk is back', async () => {

@@ -56,6 +56,42 @@ function collect(socket: Socket): Promise<Buffer> {
 }
 
 describe('tcp protocol', () => {
+  it("sends the caller's bytes upstream only once the recording holds them, and none it could not record", async () => {
+    let received = '';
+    const upstreamPort = await listen(createServer((s) => s.on('data', (c: Buffer) => (received += c.toString())).on('error', () => undefined)));
+    // A recording the test drives: each chunk waits until the test records it, or fails it.
+    const waiting: { chunk: string; record: () => void; fail: (err: Error) => void }[] = [];
+    const protocol = createTcpProtocol({
+      recorder: {
+        emit: async () => undefined,
+        tap: () => ({
+          upRecorded: (chunk) => new Promise<void>((record, fail) => waiting.push({ chunk: chunk.toString(), record, fail })),
+          down: () => undefined,
+        }),
+      },
+    });
+    onTestFinished(() => protocol.close());
+    const server = createServer({ allowHalfOpen: true }, (socket) =>
+      protocol.handle(socket, { principal: alice, connection: tcpConnection(`tcp://127.0.0.1:${upstreamPort}`), session: { id: 'ses_test' }, clientAddress: '127.0.0.1' }),
+    );
+    const socket = await dial(await listen(server));
+    socket.on('error', () => undefined);
+
+    socket.write('recorded;');
+    await expect.poll(() => waiting.length).toBe(1);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(received).toBe('');
+    waiting[0]!.record();
+    await expect.poll(() => received).toBe('recorded;');
+
+    socket.write('unrecorded;');
+    await expect.poll(() => waiting.length).toBe(2);
+    const closed = new Promise((resolve) => socket.on('close', resolve));
+    waiting[1]!.fail(new Error('disk full'));
+    await closed;
+    expect(received).toBe('recorded;');
+  });
+
   it('echoes bytes both ways', async () => {
     const upstreamPort = await listen(createServer((s) => s.pipe(s)));
     const gw = await startGateway(upstreamPort);
