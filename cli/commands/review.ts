@@ -215,8 +215,11 @@ export async function watchReviews(ctx: CliContext, options: WatchReviewsOptions
     }
     if (!announced && !options.json) ctx.out.stderr.write(`watching reviews on ${access.gateway} (Ctrl-C to stop)\n`);
     announced = true;
+    // The gateway ends a watch when its token expires: the next one goes out at once with a fresh token.
+    let tokenExpired = false;
     const parser = createParser({
       onEvent(message) {
+        if (message.event === 'error') tokenExpired ||= message.data.includes('"ERR_TOKEN_EXPIRED"');
         if (message.event === undefined || message.event === 'error') return;
         const parsed = reviewWatchEventSchema.safeParse(JSON.parse(message.data));
         if (!parsed.success) return;
@@ -232,6 +235,7 @@ export async function watchReviews(ctx: CliContext, options: WatchReviewsOptions
       // A dropped stream is retried below; Ctrl-C ends the loop.
     }
     if (options.signal.aborted) return;
+    if (tokenExpired) continue;
     ctx.out.stderr.write(`watch dropped; reconnecting in ${retryMs / 1000} s\n`);
     await sleep(retryMs, options.signal);
   }

@@ -2,6 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { SluiceError, toSluiceError } from '../../shared/errors.js';
+import { atTime } from '../../shared/timers.js';
 import type { ApprovalService } from '../approval/approval-service.js';
 import type { ReviewEvent } from '../approval/review-feed.js';
 import { grantJson, reviewEventJson, reviewJson } from '../approval/review-json.js';
@@ -79,8 +80,14 @@ export function registerReviewsRoutes(app: FastifyInstance, deps: ReviewsRouteDe
       if (!res.destroyed) res.write(': keepalive\n\n');
     }, heartbeatMs);
     heartbeat.unref();
+    // The watch lasts as long as the token it was opened with: then the watcher reconnects with a fresh one.
+    const expiry = atTime(principal.expiresAt * 1000, () => {
+      send('error', new SluiceError('ERR_TOKEN_EXPIRED', { message: 'The token this watch was opened with has expired; reconnect with a fresh one' }).toJSON());
+      res.end();
+    });
     res.on('close', () => {
       clearInterval(heartbeat);
+      expiry.cancel();
       unsubscribe();
     });
     res.write(': sluice review watch\n\n');
@@ -114,3 +121,4 @@ export function registerReviewsRoutes(app: FastifyInstance, deps: ReviewsRouteDe
     return reviewJson(review);
   });
 }
+

@@ -1,10 +1,8 @@
 import { SluiceError } from '../../shared/errors.js';
+import { MAX_TIMER_MS } from '../../shared/timers.js';
 import type { Principal } from '../identity/principal.js';
 import type { ReviewStore } from './review-store.js';
 import type { Grant } from './review.js';
-
-/** setTimeout's largest delay; later ends re-arm. */
-const MAX_TIMER_MS = 2_147_483_647;
 
 /** The parts of a connection the gate reads. */
 export interface GrantedConnection {

@@ -1,12 +1,10 @@
 import { SluiceError } from '../../shared/errors.js';
+import { MAX_TIMER_MS } from '../../shared/timers.js';
 import type { Principal } from '../identity/principal.js';
 import type { ApprovalService } from './approval-service.js';
 import type { ReviewEvent } from './review-feed.js';
 import { formatDuration } from './review-json.js';
 import type { RequestSummary, Review } from './review.js';
-
-/** setTimeout's largest delay; longer holds re-arm. */
-const MAX_TIMER_MS = 2_147_483_647;
 
 /** The exchange being held, as far as reviews care. */
 export interface HeldExchange {

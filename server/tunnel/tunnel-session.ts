@@ -1,6 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { WebSocket } from 'ws';
 import { SluiceError, toSluiceError } from '../../shared/errors.js';
+import { atTime, type TimedCall } from '../../shared/timers.js';
 import { encodeControl, type ControlMessage } from '../../shared/tunnel/control.js';
 import { TUNNEL_PROTOCOL_VERSION } from '../../shared/tunnel/frames.js';
 import { TunnelMux } from '../../shared/tunnel/mux.js';
@@ -14,7 +15,6 @@ import type { TcpProtocol } from '../protocols/tcp.js';
 import type { Recording } from '../recording/recording.js';
 
 /** setTimeout's largest delay; later expiries are re-armed. */
-const MAX_TIMER_MS = 2_147_483_647;
 
 export interface TunnelSessionOptions {
   ws: WebSocket;
@@ -42,7 +42,7 @@ export interface TunnelSessionOptions {
 export class TunnelSession {
   readonly mux: TunnelMux;
   private principal: Principal;
-  private expiryTimer?: NodeJS.Timeout;
+  private expiry?: TimedCall;
   private pingTimer?: NodeJS.Timeout;
   private alive = true;
   private readonly exchanges = { requests: 0, active: 0, errors: 0 };
@@ -212,14 +212,10 @@ export class TunnelSession {
   }
 
   private armExpiry(): void {
-    clearTimeout(this.expiryTimer);
-    const ms = this.principal.expiresAt * 1000 - Date.now();
-    if (ms <= 0) {
-      this.fail(new SluiceError('ERR_TOKEN_EXPIRED', { message: 'The token of this tunnel expired; reconnect with a fresh login' }));
-      return;
-    }
-    this.expiryTimer = setTimeout(() => this.armExpiry(), Math.min(ms, MAX_TIMER_MS));
-    this.expiryTimer.unref();
+    this.expiry?.cancel();
+    this.expiry = atTime(this.principal.expiresAt * 1000, () =>
+      this.fail(new SluiceError('ERR_TOKEN_EXPIRED', { message: 'The token of this tunnel expired; reconnect with a fresh login' })),
+    );
   }
 
   /** At most one `stats` message a second: the counts as they are when it leaves. */
@@ -236,7 +232,7 @@ export class TunnelSession {
 
   private stopTimers(): void {
     clearTimeout(this.statsTimer);
-    clearTimeout(this.expiryTimer);
+    this.expiry?.cancel();
     clearInterval(this.pingTimer);
   }
 }

@@ -281,6 +281,18 @@ describe('held requests', () => {
   });
 });
 
+describe('a review watch', () => {
+  it('ends when the token it was opened with expires, saying so', async () => {
+    const shortLived = await signToken(idp.signingKey, idp.claimsFor('bob', { exp: Math.floor(Date.now() / 1000) + 2 }));
+    const started = Date.now();
+    const res = await fetch(`${gateway}/v1/reviews/watch`, { headers: { authorization: `Bearer ${shortLived}` }, signal: AbortSignal.timeout(15_000) });
+    expect(res.status).toBe(200);
+    const text = await res.text();
+    expect(text).toMatch(/event: error\ndata: \{"error":\{"code":"ERR_TOKEN_EXPIRED"/);
+    expect(Date.now() - started).toBeGreaterThan(900);
+  });
+});
+
 describe('time-boxed grants', () => {
   function tunnelUrl(): string {
     return `${gateway.replace('http', 'ws')}/v1/tunnel?connection=vault`;
