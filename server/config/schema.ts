@@ -113,8 +113,9 @@ export const configSchema = z
         max_frame: z.number().int().min(1024).default(1024 * 1024),
         window: z.number().int().min(1024).default(256 * 1024),
         ping_interval: duration.default('30s'),
+        max_per_user: z.number().int().positive().default(32),
       })
-      .default({ max_streams: 256, max_frame: 1024 * 1024, window: 256 * 1024, ping_interval: '30s' }),
+      .default({ max_streams: 256, max_frame: 1024 * 1024, window: 256 * 1024, ping_interval: '30s', max_per_user: 32 }),
     /** Who reads recordings: auditors and admins always; users their own contents only with `users_read_own`. */
     audit: z.strictObject({ users_read_own: z.boolean().default(false) }).default({ users_read_own: false }),
     connections: z.array(connectionSchema).default([]),

@@ -46,6 +46,8 @@ const MAX_REASON = 500;
 export async function registerTunnelRoute(app: FastifyInstance, deps: TunnelRouteDeps): Promise<void> {
   const { tunnel } = deps.config;
   const sessions = new Set<TunnelSession>();
+  /** Open tunnels per caller (`sub`), held to `tunnel.max_per_user`. */
+  const perUser = new Map<string, number>();
   const admitted = new WeakMap<FastifyRequest, Admitted>();
 
   await app.register(websocket, {
@@ -83,6 +85,13 @@ export async function registerTunnelRoute(app: FastifyInstance, deps: TunnelRout
             details: { connection: name },
           });
         }
+        const open = perUser.get(principal.sub) ?? 0;
+        if (open >= deps.config.tunnel.max_per_user) {
+          throw new SluiceError('ERR_TUNNEL_LIMIT', {
+            message: `You already have ${open} tunnels open, the most one user may (tunnel.max_per_user); close one first`,
+            details: { limit: deps.config.tunnel.max_per_user },
+          });
+        }
         const accessGrant = await deps.grants?.check(principal, connection);
         const reason = typeof query.reason === 'string' ? query.reason.slice(0, MAX_REASON) : undefined;
         admitted.set(req, { principal, connection, reason, accessGrant });
@@ -110,7 +119,14 @@ export async function registerTunnelRoute(app: FastifyInstance, deps: TunnelRout
         userAgent: req.headers['user-agent'],
       });
       sessions.add(session);
-      session.mux.on('close', () => sessions.delete(session));
+      const sub = grant.principal.sub;
+      perUser.set(sub, (perUser.get(sub) ?? 0) + 1);
+      session.mux.on('close', () => {
+        sessions.delete(session);
+        const left = (perUser.get(sub) ?? 1) - 1;
+        if (left > 0) perUser.set(sub, left);
+        else perUser.delete(sub);
+      });
       const unregister = deps.notices?.register(session.id, (notice) => session.mux.sendControl({ type: 'notice', ...notice }));
       const { accessGrant } = grant;
       // When the grant ends (and no newer one extends it), the tunnel it allowed closes.

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { describe, expect, it, onTestFinished } from 'vitest';
+import { describe, expect, it, onTestFinished, vi } from 'vitest';
 import { WebSocketServer } from 'ws';
 import { refuseHttp, startLocalListener } from '../../cli/tunnel/local-listener.js';
 import { TunnelClient } from '../../cli/tunnel/tunnel-client.js';
@@ -120,6 +120,32 @@ function unixNow(): number {
 }
 
 describe('tunnel access', () => {
+  it('holds each caller to tunnel.max_per_user open tunnels: one more is 429 ERR_TUNNEL_LIMIT, others are not affected', async () => {
+    const gw = await startTestGateway({ tunnel: { max_per_user: 2 } });
+    const alice = await gw.token('alice');
+    const erin = await gw.token('alice', { sub: 'erin', email: 'erin@example.com' });
+    const first = openRawTunnel(gw.tunnelUrl('llm'), alice);
+    const second = openRawTunnel(gw.tunnelUrl('echo'), alice);
+    await Promise.all([first.hello, second.hello]);
+
+    const third = await refusedUpgrade(gw.tunnelUrl('llm'), { authorization: `Bearer ${alice}` });
+    expect(third.status).toBe(429);
+    expect(third.body.error).toMatchObject({ code: 'ERR_TUNNEL_LIMIT', limit: 2 });
+    expect(third.body.error?.message).toMatch(/already have 2 tunnels open/);
+    const erins = openRawTunnel(gw.tunnelUrl('llm'), erin);
+    await erins.hello;
+
+    // A closed tunnel frees its place.
+    first.ws.close();
+    await first.closed;
+    await vi.waitFor(async () => {
+      const again = openRawTunnel(gw.tunnelUrl('llm'), alice);
+      await again.hello;
+      again.ws.close();
+    });
+    for (const t of [second, erins]) t.ws.close();
+  });
+
   it('refuses a user outside allow_groups with 403 ERR_CONNECTION_FORBIDDEN, on the upgrade and on the proxy route', async () => {
     const gw = await startTestGateway();
     const dave = await gw.token('dave');
