@@ -24,9 +24,8 @@ export interface DecisionBody {
 
 /** Policy stage: decides allow, deny or review for each exchange before anything is forwarded. */
 export interface PolicyStage {
-  /** True when `decide` looks at the body: the pipeline then reads it ahead (bounded) and passes it. */
-  readonly readsBody?: boolean;
-  decide(exchange: Exchange, body?: DecisionBody): Promise<Decision>;
+  /** `readBody` reads the body ahead (bounded); the stage calls it only when the decision depends on the body. */
+  decide(exchange: Exchange, readBody?: () => Promise<DecisionBody>): Promise<Decision>;
 }
 
 const ALLOW: Decision = Object.freeze({ action: 'allow' });

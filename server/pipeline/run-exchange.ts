@@ -61,10 +61,10 @@ export function createExchangeHandler(options: ExchangeHandlerOptions = {}): Exc
       });
     }
 
-    // 3. policy, with the body read ahead (bounded, then put back) when a rule looks at it.
+    // 3. policy, with the body read ahead (bounded, then put back) when a rule's outcome depends on it.
     let continued = false;
     let policyBody: DecisionBody | undefined;
-    if (policy.readsBody === true) {
+    const decision = await policy.decide(exchange, async () => {
       // The body must arrive before policy can see it, so a caller waiting for 100 Continue is told to send it now.
       if (ctx.awaitingContinue === true && hasRequestBody(req)) {
         res.writeContinue();
@@ -80,8 +80,8 @@ export function createExchangeHandler(options: ExchangeHandlerOptions = {}): Exc
           details: { connection: connection.name, limit: readAhead },
         });
       }
-    }
-    const decision = await policy.decide(exchange, policyBody);
+      return policyBody;
+    });
     if (decision.action === 'deny') {
       // The refusal is part of the record: written before it is answered, like everything else.
       await recorder.emit({ type: 'policy.decision', exchange, decision });

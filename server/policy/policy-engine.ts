@@ -9,6 +9,7 @@ import {
   isMissingField,
   readsRequestBody,
   type CelPredicate,
+  type PolicyActivation,
 } from './cel-expression.js';
 import type { PolicyRule } from './policy-config.js';
 import { policyInput, type PolicyBody, type PolicySubject } from './policy-input.js';
@@ -39,19 +40,37 @@ export interface PolicyEngineOptions {
   readonly clock?: () => Date;
 }
 
+/** The rules could not decide without the body: rule `from` (0-based) is the first whose outcome depends on it. */
+export interface BodyNeeded {
+  readonly needsBody: true;
+  readonly from: number;
+}
+
 /** Compiled rules, evaluated per request with no parsing. */
 export interface PolicyEngine {
-  /** Whether some rule may look at the body, so the pipeline must read it ahead (bounded) before deciding. */
+  /** Whether some rule may look at the body at all. */
   readonly readsBody: boolean;
   readonly ruleCount: number;
-  /** First matching rule wins; throws ERR_POLICY_ERROR when a rule fails on this request (fail closed). */
-  evaluate(subject: PolicySubject, body: PolicyBody): PolicyDecision;
+  /**
+   * First matching rule wins; throws ERR_POLICY_ERROR when a rule fails on this request (fail closed).
+   * `from` skips rules already known not to match.
+   */
+  evaluate(subject: PolicySubject, body: PolicyBody, from?: number): PolicyDecision;
+  /**
+   * The decision if no rule before the decisive one needs the body, else where the body is first needed.
+   * CEL's logical operators decide without an operand they do not need (`connection.name == "x" &&
+   * request.json.model == "y"` is false on another connection whatever the body), so a body is read only
+   * for a request whose outcome depends on it.
+   */
+  evaluateWithoutBody(subject: PolicySubject): PolicyDecision | BodyNeeded;
 }
 
 interface CompiledRule {
   readonly rule: PolicyRule;
   readonly predicate: CelPredicate;
   readonly decision: PolicyDecision;
+  /** Whether the rule's source mentions the body at all (only such a rule can need it). */
+  readonly readsBody: boolean;
 }
 
 const DEFAULT_TIMEOUT_MS = 10 * 60_000;
@@ -86,40 +105,74 @@ export function compilePolicies(options: PolicyEngineOptions): PolicyEngine {
     if (isCompileProblem(predicate)) {
       throw new SluiceError('ERR_CONFIG_INVALID', { message: `policies[${i}].when: ${describeCompileProblem(predicate)}` });
     }
-    return { rule, predicate, decision: decisionOf(rule, defaultTimeoutMs) };
+    return { rule, predicate, decision: decisionOf(rule, defaultTimeoutMs), readsBody: readsRequestBody(rule.when) };
   });
   const fallback: PolicyDecision =
     options.policyDefault === 'deny'
       ? Object.freeze({ action: 'deny', reason: 'No policy allows this request (policy_default: deny)' })
       : Object.freeze({ action: 'allow' });
 
-  return {
-    readsBody: options.policies.some((r) => readsRequestBody(r.when)),
-    ruleCount: rules.length,
-    evaluate(subject, body) {
-      if (rules.length === 0) return fallback;
-      const activation = policyInput(subject, body, clock());
-      for (const { rule, predicate, decision } of rules) {
-        let value: unknown;
-        try {
-          value = predicate.evaluate(activation);
-        } catch (err) {
-          if (isMissingField(err)) continue;
-          throw new SluiceError('ERR_POLICY_ERROR', {
-            message: `Policy "${rule.name}" could not be evaluated on this request: ${describeEvaluationError(rule.when, err)}`,
-            details: { rule: rule.name, connection: subject.connection.name },
-            cause: err,
-          });
-        }
-        if (value === true) return decision;
-        if (value !== false) {
-          throw new SluiceError('ERR_POLICY_ERROR', {
-            message: `Policy "${rule.name}" gave ${typeof value} instead of a boolean on this request`,
-            details: { rule: rule.name, connection: subject.connection.name },
-          });
-        }
+  const run = (activation: PolicyActivation, subject: PolicySubject, from: number, bodyRead: boolean): PolicyDecision | BodyNeeded => {
+    for (let i = from; i < rules.length; i++) {
+      const { rule, predicate, decision, readsBody } = rules[i]!;
+      let value: unknown;
+      try {
+        value = predicate.evaluate(activation);
+      } catch (err) {
+        // Without the body, a rule that reads it and fails in any way (`request.size > 1 || labels.x == "y"`
+        // may report the missing label, not the unread size) might have matched with it.
+        if (err instanceof BodyUnread || (!bodyRead && readsBody)) return { needsBody: true, from: i };
+        if (isMissingField(err)) continue;
+        throw new SluiceError('ERR_POLICY_ERROR', {
+          message: `Policy "${rule.name}" could not be evaluated on this request: ${describeEvaluationError(rule.when, err)}`,
+          details: { rule: rule.name, connection: subject.connection.name },
+          cause: err,
+        });
       }
-      return fallback;
+      if (value === true) return decision;
+      if (value !== false) {
+        throw new SluiceError('ERR_POLICY_ERROR', {
+          message: `Policy "${rule.name}" gave ${typeof value} instead of a boolean on this request`,
+          details: { rule: rule.name, connection: subject.connection.name },
+        });
+      }
+    }
+    return fallback;
+  };
+
+  return {
+    readsBody: rules.some((r) => r.readsBody),
+    ruleCount: rules.length,
+    evaluate(subject, body, from = 0) {
+      if (rules.length === 0) return fallback;
+      const decision = run(policyInput(subject, body, clock()), subject, from, true);
+      // With the body given, nothing can ask for it.
+      if ('needsBody' in decision) throw new Error('a rule asked for the body it was given');
+      return decision;
+    },
+    evaluateWithoutBody(subject) {
+      if (rules.length === 0) return fallback;
+      return run(unreadBody(policyInput(subject, { json: null, size: 0 }, clock())), subject, 0, false);
     },
   };
+}
+
+/** Thrown by the activation of `evaluateWithoutBody` when a rule reaches for the body. */
+class BodyUnread extends Error {
+  constructor() {
+    super('The request body has not been read');
+  }
+}
+
+/** The activation with `request.json` and `request.size` that throw BodyUnread when read. */
+function unreadBody(activation: PolicyActivation): PolicyActivation {
+  const unread = (): never => {
+    throw new BodyUnread();
+  };
+  const request = { ...activation.request };
+  delete request.json;
+  delete request.size;
+  Object.defineProperty(request, 'json', { get: unread, enumerable: true });
+  Object.defineProperty(request, 'size', { get: unread, enumerable: true });
+  return { ...activation, request };
 }

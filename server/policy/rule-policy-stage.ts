@@ -17,9 +17,8 @@ export interface RulePolicyStageOptions {
 
 /** The pipeline's policy stage backed by configured rules. */
 export interface RulePolicyStage {
-  /** Whether the current rules read the body (the pipeline then reads it ahead, bounded, before `decide`). */
-  readonly readsBody: boolean;
-  decide(exchange: PolicyExchange, body?: PolicyBody): Promise<PolicyDecision>;
+  /** Reads the body (through `readBody`) only when a rule's outcome depends on it. */
+  decide(exchange: PolicyExchange, readBody?: () => Promise<PolicyBody>): Promise<PolicyDecision>;
 }
 
 const NO_BODY: PolicyBody = Object.freeze({ json: null, size: 0 });
@@ -27,14 +26,14 @@ const NO_BODY: PolicyBody = Object.freeze({ json: null, size: 0 });
 /** Creates the stage: grant check first, then the first matching rule. */
 export function createRulePolicyStage(options: RulePolicyStageOptions): RulePolicyStage {
   return {
-    get readsBody() {
-      return options.engine().readsBody;
-    },
-    async decide(exchange, body = NO_BODY) {
+    async decide(exchange, readBody) {
       if (options.grants !== undefined && exchange.connection.requires_grant === true) {
         await options.grants.check(exchange.principal, { name: exchange.connection.name, requires_grant: true });
       }
-      return options.engine().evaluate(exchange, body);
+      const engine = options.engine();
+      const early = engine.evaluateWithoutBody(exchange);
+      if (!('needsBody' in early)) return early;
+      return engine.evaluate(exchange, readBody === undefined ? NO_BODY : await readBody(), early.from);
     },
   };
 }

@@ -57,7 +57,7 @@ export function createTcpProtocol(options: TcpProtocolOptions = {}): TcpProtocol
 
   async function start(stream: Duplex, ctx: TcpStreamContext, exchange: Exchange): Promise<void> {
     checkAccess(exchange);
-    const decision = await policy.decide(exchange, { json: null, size: 0 });
+    const decision = await policy.decide(exchange);
     if (decision.action !== 'allow') {
       await recorder.emit({ type: 'policy.decision', exchange, decision });
       // No reviewer can be asked to hold a raw byte stream: a review rule refuses it, as a deny does.

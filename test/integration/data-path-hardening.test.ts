@@ -56,6 +56,22 @@ describe('policies that read the body', () => {
     expect(ok.status).toBe(200);
   });
 
+  it('leave alone a large body whose request no body rule applies to', async () => {
+    const gw = await startTestGateway({
+      config: { policies: [{ name: 'chat-models', when: 'request.path.startsWith("/v1/chat") && request.json.model == "gpt-5"', action: 'deny' }] },
+      model: { maxBodyBytes: 8 * 1024 * 1024 },
+    });
+    const auth = { authorization: `Bearer ${await gw.token('alice')}`, 'content-type': 'application/json' };
+    const big = JSON.stringify({ model: 'text-embedding', input: 'x'.repeat(2 * 1024 * 1024) });
+    const before = gw.model.requests.length;
+    const embeddings = await fetch(`${gw.url}/v1/proxy/llm/v1/embeddings`, { method: 'POST', headers: auth, body: big });
+    expect(embeddings.status).not.toBe(413);
+    expect(gw.model.requests.length).toBe(before + 1);
+    const chat = await fetch(`${gw.url}/v1/proxy/llm/v1/chat/completions`, { method: 'POST', headers: auth, body: big });
+    expect(chat.status).toBe(413);
+    expect(gw.model.requests.length).toBe(before + 1);
+  });
+
   it('read as far as policy_read_ahead allows, so large bodies can be judged where the operator wants', async () => {
     const gw = await startTestGateway({
       model: { maxBodyBytes: 8 * 1024 * 1024 },

@@ -103,6 +103,24 @@ describe('policy engine', () => {
     expect(strict.evaluate(subject(), body({ model: 'other' }))).toMatchObject({ action: 'deny', reason: 'No policy allows this request (policy_default: deny)' });
   });
 
+  it('decides without the body when no rule needs it for this request, and says which rule does', () => {
+    const scoped = engineOf([
+      { name: 'head-first', when: 'request.method == "DELETE"', action: 'deny' },
+      { name: 'llm-models', when: 'connection.name == "llm" && request.json.model == "gpt-5"', action: 'deny' },
+      { name: 'big-or-prod', when: 'request.size > 1000000 || connection.labels.tier == "prod"', action: 'review', reviewers: ['ml-leads'] },
+    ]);
+    // Another connection, not prod: the body could change nothing.
+    expect(scoped.evaluateWithoutBody(subject({ connection: { name: 'files', type: 'http', labels: {} } }))).toMatchObject({ needsBody: true, from: 2 });
+    expect(scoped.evaluateWithoutBody(subject({ connection: { name: 'files', type: 'http', labels: { tier: 'prod' } } }))).toMatchObject({ action: 'review', rule: 'big-or-prod' });
+    // A head-only rule decides first.
+    expect(scoped.evaluateWithoutBody(subject({ method: 'DELETE' }))).toMatchObject({ action: 'deny', rule: 'head-first' });
+    // On llm the model rule needs the body; evaluated with it from there, it decides.
+    const needed = scoped.evaluateWithoutBody(subject());
+    expect(needed).toEqual({ needsBody: true, from: 1 });
+    expect(scoped.evaluate(subject(), body({ model: 'gpt-5' }), 1)).toMatchObject({ action: 'deny', rule: 'llm-models' });
+    expect(engineOf([{ name: 'x', when: 'connection.name == "other" && request.json.model == "x"', action: 'deny' }]).evaluateWithoutBody(subject())).toEqual({ action: 'allow' });
+  });
+
   it('knows whether any rule reads the body, so bodies are read ahead only then', () => {
     expect(engine.readsBody).toBe(true);
     expect(engineOf([{ name: 'head-only', when: 'request.method == "DELETE" || request.headers["x-a"] == "1" || request.path.startsWith("/admin")', action: 'deny' }]).readsBody).toBe(false);
