@@ -7,6 +7,14 @@ import { z } from 'zod';
 
 const SESSION_STATUSES = ['open', 'closed', 'interrupted'] as const;
 
+/** A recorded exchange: `<session id>#<exchange number, from 1>` (what a re-send names). */
+export const EXCHANGE_REF = /^ses_[0-9a-f]{32}#[1-9][0-9]{0,5}$/;
+
+/** What `resend_of` filters by: an exchange, or a session (every exchange of it). */
+export const resendOfFilter = z
+  .string()
+  .regex(/^ses_[0-9a-f]{32}(#[1-9][0-9]{0,5})?$/, 'must be a session id, or a session id and an exchange number (ses_…#2)');
+
 /** One row of the session index. */
 export const sessionSchema = z.object({
   id: z.string(),
@@ -20,6 +28,8 @@ export const sessionSchema = z.object({
   reason: z.string().nullable(),
   client_address: z.string(),
   cli_version: z.string().nullable(),
+  /** The recorded exchange this session re-sends (`<session id>#<exchange number>`); null for others. */
+  resend_of: z.string().nullable(),
   started_at: z.string(),
   ended_at: z.string().nullable(),
   status: z.enum(SESSION_STATUSES),

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { SluiceError } from '../../shared/errors.js';
 import {
   eventLineSchema,
+  resendOfFilter,
   sessionDetailSchema,
   sessionListSchema,
   STREAM_ERROR_TYPE,
@@ -37,6 +38,7 @@ const listFlags = z.object({
   until: z.string().min(1).optional(),
   model: z.string().min(1).optional(),
   status: z.enum(['open', 'closed', 'interrupted']).optional(),
+  resendOf: resendOfFilter.optional(),
   limit: z.coerce.number().int().min(1).max(10_000).default(50),
   cursor: z.string().min(1).optional(),
   json: z.boolean().default(false),
@@ -94,6 +96,7 @@ export async function fetchSessions(api: ApiClient, f: Omit<SessionsListFlags, '
         until: f.until === undefined ? undefined : timeFlag(f.until, nowMs),
         model: f.model,
         status: f.status,
+        resend_of: f.resendOf,
         limit: Math.min(500, f.limit - sessions.length),
         cursor,
       },
@@ -141,6 +144,7 @@ export function renderSessionDetail(d: SessionDetailJson): string {
     `session:     ${s.id}`,
     `user:        ${s.user.email === null ? s.user.sub : `${s.user.email} (${s.user.sub})`}${s.client_id ? ` client ${s.client_id}` : ''}`,
     `connection:  ${s.connection} via ${s.via}${s.reason ? ` — ${s.reason}` : ''}`,
+    ...(s.resend_of === null ? [] : [`re-sends:    ${s.resend_of}`]),
     `started:     ${formatTime(Date.parse(s.started_at))} UTC${s.ended_at ? `, ended ${formatTime(Date.parse(s.ended_at))} UTC` : ''} (${s.status})`,
     `requests:    ${c.requests} (${c.errors} errors, ${c.denied} denied, ${c.held} held, ${c.masked} masked)`,
     `models:      ${s.models.join(', ') || '–'}`,
@@ -326,6 +330,7 @@ export const registerSessions: RegisterCommand = (program, ctx) => {
     .option('--until <time>', 'started before (same forms as --since)')
     .option('--model <model>', 'only sessions in which this model answered')
     .option('--status <status>', 'open, closed or interrupted')
+    .option('--resend-of <id>', 're-sends of this exchange (ses_…#2), or of any exchange of this session (ses_…)')
     .option('--limit <n>', 'at most this many', '50')
     .option('--cursor <cursor>', 'continue after a previous listing')
     .option('--json', 'print JSON', false)

@@ -2,6 +2,7 @@ import type { ServerResponse } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { SluiceError } from '../../shared/errors.js';
+import { EXCHANGE_REF } from '../../shared/sessions-api.js';
 import type { ConnectionConfig } from '../config/schema.js';
 import type { Principal } from '../identity/principal.js';
 import { sendErrorResponse } from '../pipeline/error-response.js';
@@ -35,13 +36,12 @@ export const RESEND_OF_HEADER = 'x-sluice-resend-of';
 /** Response header telling the caller which recording session holds its call. */
 export const SESSION_HEADER = 'x-sluice-session';
 
-const RESEND_OF = /^ses_[0-9a-f]{32}#[1-9][0-9]{0,5}$/;
 
 /** The validated `x-sluice-resend-of` value, or undefined when the header is absent. */
 export function resendOfHeader(req: FastifyRequest): string | undefined {
   const value = req.headers[RESEND_OF_HEADER];
   if (value === undefined) return undefined;
-  if (typeof value !== 'string' || !RESEND_OF.test(value)) {
+  if (typeof value !== 'string' || !EXCHANGE_REF.test(value)) {
     throw new SluiceError('ERR_BAD_REQUEST', { message: `${RESEND_OF_HEADER} must be "<session id>#<exchange number>", such as ses_…#1` });
   }
   return value;

@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { z } from 'zod';
 import { SluiceError } from '../../shared/errors.js';
-import type { SessionJson, VerifySummaryJson } from '../../shared/sessions-api.js';
+import { resendOfFilter, type SessionJson, type VerifySummaryJson } from '../../shared/sessions-api.js';
 import { VERSION } from '../../shared/version.js';
 import type { Config } from '../config/schema.js';
 import type { GatewayDeps } from '../gateway-deps.js';
@@ -43,6 +43,7 @@ const listQuery = z.strictObject({
   until: instant.optional(),
   model: z.string().min(1).optional(),
   status: z.enum(['open', 'closed', 'interrupted']).optional(),
+  resend_of: resendOfFilter.optional(),
   limit: z.coerce.number().int().min(1).max(500).default(50),
   cursor: z.string().min(1).optional(),
 });
@@ -80,6 +81,7 @@ export function sessionJson(s: SessionInfo, config: Config): SessionJson {
     reason: s.reason ?? null,
     client_address: s.clientAddress,
     cli_version: s.cliVersion ?? null,
+    resend_of: s.resendOf ?? null,
     started_at: new Date(s.startedAt).toISOString(),
     ended_at: iso(s.endedAt),
     status: s.status,
@@ -172,7 +174,8 @@ export function registerSessionsRoutes(app: FastifyInstance, deps: GatewayDeps):
     const user = listingUser(principal, q.user);
     let page;
     try {
-      page = await storage().store.listSessions({ ...q, user });
+      const { resend_of: resendOf, ...filter } = q;
+      page = await storage().store.listSessions({ ...filter, ...(resendOf === undefined ? {} : { resendOf }), user });
     } catch (err) {
       if (err instanceof RangeError) throw new SluiceError('ERR_BAD_REQUEST', { message: `Invalid query: cursor: ${err.message}` });
       throw err;

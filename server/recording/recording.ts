@@ -269,6 +269,7 @@ export class Recording {
         reason: start.reason,
         clientAddress: start.clientAddress,
         cliVersion: start.cliVersion,
+        resendOf: start.resendOf,
         startedAt,
         file,
         keyId: writer.keyId,

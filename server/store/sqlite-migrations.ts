@@ -75,4 +75,9 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX grants_by_user ON grants (user, connection, expires_at);
   `,
+  // 2: the recorded exchange a session re-sends.
+  `
+  ALTER TABLE sessions ADD COLUMN resend_of TEXT;
+  CREATE INDEX sessions_by_resend_of ON sessions (resend_of);
+  `,
 ];

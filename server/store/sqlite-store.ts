@@ -42,6 +42,7 @@ interface SessionRow {
   reason: string | null;
   client_address: string;
   cli_version: string | null;
+  resend_of: string | null;
   started_at: number;
   ended_at: number | null;
   file: string;
@@ -110,6 +111,7 @@ function toSession(row: SessionRow): SessionInfo {
     reason: optional(row.reason),
     clientAddress: row.client_address,
     cliVersion: optional(row.cli_version),
+    resendOf: optional(row.resend_of),
     startedAt: row.started_at,
     endedAt: optional(row.ended_at),
     file: row.file,
@@ -202,9 +204,9 @@ export class SqliteStore implements Store {
     migrate(this.#db);
     this.#insertSession = this.#db.prepare(
       `INSERT INTO sessions (id, user, email, groups, client_id, connection, via, reason, client_address, cli_version,
-        started_at, file, key_id, replica, status)
+        resend_of, started_at, file, key_id, replica, status)
        VALUES (@id, @user, @email, @groups, @client_id, @connection, @via, @reason, @client_address, @cli_version,
-        @started_at, @file, @key_id, @replica, 'open')`,
+        @resend_of, @started_at, @file, @key_id, @replica, 'open')`,
     );
     this.#progress = this.#db.prepare(
       `UPDATE sessions SET requests = requests + @requests, errors = errors + @errors, bytes_up = bytes_up + @bytes_up,
@@ -240,6 +242,7 @@ export class SqliteStore implements Store {
       reason: s.reason ?? null,
       client_address: s.clientAddress,
       cli_version: s.cliVersion ?? null,
+      resend_of: s.resendOf ?? null,
       started_at: s.startedAt,
       file: s.file,
       key_id: s.keyId,
@@ -286,6 +289,17 @@ export class SqliteStore implements Store {
     if (filter.since !== undefined) (where.push('s.started_at >= @since'), (params.since = filter.since));
     if (filter.until !== undefined) (where.push('s.started_at < @until'), (params.until = filter.until));
     if (filter.status !== undefined) (where.push('s.status = @status'), (params.status = filter.status));
+    if (filter.resendOf !== undefined) {
+      // An exchange (`ses_…#3`) exactly; a session (`ses_…`) by every `ses_…#n` ('$' sorts right after '#').
+      if (filter.resendOf.includes('#')) {
+        where.push('s.resend_of = @resend_of');
+        params.resend_of = filter.resendOf;
+      } else {
+        where.push('s.resend_of >= @resend_lo AND s.resend_of < @resend_hi');
+        params.resend_lo = `${filter.resendOf}#`;
+        params.resend_hi = `${filter.resendOf}$`;
+      }
+    }
     if (filter.model !== undefined) {
       where.push('EXISTS (SELECT 1 FROM session_models m WHERE m.session_id = s.id AND m.model = @model)');
       params.model = filter.model;

@@ -43,6 +43,8 @@ export interface NewSession {
   readonly reason?: string;
   readonly clientAddress: string;
   readonly cliVersion?: string;
+  /** The recorded exchange this session re-sends (`<session id>#<exchange number>`), for a re-send. */
+  readonly resendOf?: string;
   readonly startedAt: number;
   /** The session file, relative to `storage.dir`. */
   readonly file: string;
@@ -95,6 +97,8 @@ export interface SessionFilter {
   /** Sessions in which this model answered. */
   readonly model?: string;
   readonly status?: SessionStatus;
+  /** Re-sends of this exchange (`<session id>#<n>`), or of any exchange of this session (`<session id>`). */
+  readonly resendOf?: string;
   /** Page size; default 50, at most 500. */
   readonly limit?: number;
   /** The `next` of the previous page. */

@@ -209,6 +209,14 @@ describe('sluice replay SESSION --resend', () => {
     await sealed(out.new.session);
     const start = (await eventLines(out.new.session))[0]!;
     expect(start).toMatchObject({ type: 'session.start', resend_of: `${recorded.session}#1`, connection: { name: 'other' }, user: { sub: 'carol' } });
+    // The index knows it too: the re-sends of a session are one query away.
+    const listed = await runCli(['sessions', 'list', '--resend-of', recorded.session, '--json'], { env: env('auditor') });
+    expect(listed.code).toBe(0);
+    const rows = (JSON.parse(listed.stdout) as { sessions: { id: string; resend_of: string | null }[] }).sessions;
+    expect(rows.map((r) => [r.id, r.resend_of])).toContainEqual([out.new.session, `${recorded.session}#1`]);
+    expect(rows.every((r) => r.resend_of?.startsWith(`${recorded.session}#`))).toBe(true);
+    const shown = await runCli(['sessions', 'show', out.new.session], { env: env('auditor') });
+    expect(shown.stdout).toContain(`re-sends:    ${recorded.session}#1`);
   });
 
   it('prints both answers and the word diff as plain lines off a terminal', async () => {

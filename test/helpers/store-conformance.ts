@@ -126,6 +126,23 @@ export function describeStoreConformance(name: string, factory: () => Promise<St
       expect(await ids({ user: 'carol' })).toEqual([]);
     });
 
+    it('keeps which exchange a re-send re-sends, and finds the re-sends of an exchange or of a whole session', async () => {
+      const store = await open();
+      const original = session();
+      const again1 = session({ resendOf: `${original.id}#1`, via: 'proxy' });
+      const again2 = session({ resendOf: `${original.id}#2`, via: 'proxy' });
+      const again12 = session({ resendOf: `${original.id}#12`, via: 'proxy' });
+      const other = session({ resendOf: `${again1.id}#1`, via: 'proxy' });
+      for (const s of [original, again1, again2, again12, other]) await store.createSession(s);
+      expect((await store.getSession(again2.id))?.resendOf).toBe(`${original.id}#2`);
+      expect((await store.getSession(original.id))?.resendOf).toBeUndefined();
+      const ids = async (resendOf: string) => (await store.listSessions({ resendOf })).sessions.map((s) => s.id);
+      expect(await ids(`${original.id}#1`)).toEqual([again1.id]);
+      expect(await ids(original.id)).toEqual([again12.id, again2.id, again1.id]);
+      expect(await ids(again1.id)).toEqual([other.id]);
+      expect(await ids(`${other.id}#1`)).toEqual([]);
+    });
+
     it('pages with a cursor, never repeating or skipping a session, even with equal start times', async () => {
       const store = await open();
       const created: NewSession[] = [];
