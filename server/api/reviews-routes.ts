@@ -56,6 +56,9 @@ export function registerReviewsRoutes(app: FastifyInstance, deps: ReviewsRouteDe
 
   app.get('/v1/reviews/watch', async (req, reply) => {
     const principal = await deps.authenticate(req.headers);
+    // The verifier allows clock leeway; a watch lasts only until the token's own expiry, so a token
+    // already past it is refused rather than given a stream that ends at once.
+    if (principal.expiresAt * 1000 <= Date.now()) throw new SluiceError('ERR_TOKEN_EXPIRED');
     reply.hijack();
     const res = reply.raw;
     res.writeHead(200, {
@@ -64,40 +67,44 @@ export function registerReviewsRoutes(app: FastifyInstance, deps: ReviewsRouteDe
       'x-accel-buffering': 'no',
       'x-request-id': req.id,
     });
+    // A watcher that goes away mid-write must not take the gateway with it.
+    res.on('error', () => undefined);
+    const open = (): boolean => !res.destroyed && !res.writableEnded;
     const send = (type: string, data: unknown): void => {
-      if (res.destroyed) return;
+      if (!open()) return;
       if (res.writableLength > maxBuffer) {
         res.destroy();
         return;
       }
       res.write(`event: ${type}\ndata: ${JSON.stringify(data)}\n\n`);
     };
+    const finish = (type: string, error: SluiceError): void => {
+      send(type, error.toJSON());
+      if (open()) res.end();
+    };
+    res.write(': sluice review watch\n\n');
     // Subscribe before reading the open reviews, so nothing created in between is missed.
     const unsubscribe = approvals.store.feed.subscribe((event: ReviewEvent) => {
       if (approvals.canSee(principal, event.review)) send(event.type, reviewEventJson(event));
     });
     const heartbeat = setInterval(() => {
-      if (!res.destroyed) res.write(': keepalive\n\n');
+      if (open()) res.write(': keepalive\n\n');
     }, heartbeatMs);
     heartbeat.unref();
     // The watch lasts as long as the token it was opened with: then the watcher reconnects with a fresh one.
-    const expiry = atTime(principal.expiresAt * 1000, () => {
-      send('error', new SluiceError('ERR_TOKEN_EXPIRED', { message: 'The token this watch was opened with has expired; reconnect with a fresh one' }).toJSON());
-      res.end();
-    });
+    const expiry = atTime(principal.expiresAt * 1000, () =>
+      finish('error', new SluiceError('ERR_TOKEN_EXPIRED', { message: 'The token this watch was opened with has expired; reconnect with a fresh one' })),
+    );
     res.on('close', () => {
       clearInterval(heartbeat);
       expiry.cancel();
       unsubscribe();
     });
-    res.write(': sluice review watch\n\n');
     try {
-      const open = await approvals.list(principal, { status: 'pending', limit: 500 });
-      for (const review of open.reverse()) send('review.pending', reviewEventJson({ type: 'review.created', review, at: review.createdAt }));
+      const pending = await approvals.list(principal, { status: 'pending', limit: 500 });
+      for (const review of pending.reverse()) send('review.pending', reviewEventJson({ type: 'review.created', review, at: review.createdAt }));
     } catch (err) {
-      const error = toSluiceError(err);
-      send('error', error.toJSON());
-      res.end();
+      finish('error', toSluiceError(err));
     }
   });
 

@@ -62,25 +62,29 @@ export function createExchangeHandler(options: ExchangeHandlerOptions = {}): Exc
     }
 
     // 3. policy, with the body read ahead (bounded, then put back) when a rule's outcome depends on it.
+    const readAhead = options.policyReadAhead ?? DEFAULT_POLICY_READ_AHEAD;
     let continued = false;
     let policyBody: DecisionBody | undefined;
-    const decision = await policy.decide(exchange, async () => {
-      // The body must arrive before policy can see it, so a caller waiting for 100 Continue is told to send it now.
+    const readBodyAhead = async (): Promise<DecisionBody> => {
+      // The body must arrive before it can be seen, so a caller waiting for 100 Continue is told to send it now.
       if (ctx.awaitingContinue === true && hasRequestBody(req)) {
         res.writeContinue();
         continued = true;
       }
-      const readAhead = options.policyReadAhead ?? DEFAULT_POLICY_READ_AHEAD;
-      policyBody = await readBodyForPolicy(req, { limit: readAhead });
+      policyBody ??= await readBodyForPolicy(req, { limit: readAhead });
+      return policyBody;
+    };
+    const decision = await policy.decide(exchange, async () => {
+      const body = await readBodyAhead();
       // A rule that reads the body cannot judge one it was not shown: refuse rather than let padding past
       // the read-ahead turn `request.json` into null and slip by a rule about the model.
-      if (policyBody.json === null && policyBody.size > readAhead) {
+      if (body.json === null && body.size > readAhead) {
         throw new SluiceError('ERR_BODY_TOO_LARGE', {
-          message: `The request body (${policyBody.size} bytes) is larger than the ${readAhead} bytes the policies of connection "${connection.name}" can inspect`,
+          message: `The request body (${body.size} bytes) is larger than the ${readAhead} bytes the policies of connection "${connection.name}" can inspect`,
           details: { connection: connection.name, limit: readAhead },
         });
       }
-      return policyBody;
+      return body;
     });
     if (decision.action === 'deny') {
       // The refusal is part of the record: written before it is answered, like everything else.
@@ -93,6 +97,9 @@ export function createExchangeHandler(options: ExchangeHandlerOptions = {}): Exc
 
     // 4. approval: a held exchange waits here until a reviewer decides; a caller that leaves withdraws it.
     if (decision.action === 'review') {
+      // Reviewers see what is asked (model, size) as far as the read-ahead goes; a caller waiting for
+      // 100 Continue uploads nothing before the decision.
+      if (ctx.awaitingContinue !== true) await readBodyAhead();
       const gone = new AbortController();
       const onClose = (): void => gone.abort();
       res.once('close', onClose);

@@ -29,6 +29,8 @@ interface Admitted {
   reason?: string;
   /** The access grant that let the caller in, when the connection requires one. */
   accessGrant?: Grant;
+  /** Gives back the caller's place under `tunnel.max_per_user`. */
+  givePlace: () => void;
 }
 
 /** A new, globally unique session id. */
@@ -46,8 +48,20 @@ const MAX_REASON = 500;
 export async function registerTunnelRoute(app: FastifyInstance, deps: TunnelRouteDeps): Promise<void> {
   const { tunnel } = deps.config;
   const sessions = new Set<TunnelSession>();
-  /** Open tunnels per caller (`sub`), held to `tunnel.max_per_user`. */
+  /** Tunnels per caller (`sub`), open or being opened, held to `tunnel.max_per_user`. */
   const perUser = new Map<string, number>();
+  /** Takes one of `sub`'s places; the function returned gives it back (once, however often it is called). */
+  const takePlace = (sub: string): (() => void) => {
+    perUser.set(sub, (perUser.get(sub) ?? 0) + 1);
+    let given = false;
+    return () => {
+      if (given) return;
+      given = true;
+      const left = (perUser.get(sub) ?? 1) - 1;
+      if (left > 0) perUser.set(sub, left);
+      else perUser.delete(sub);
+    };
+  };
   const admitted = new WeakMap<FastifyRequest, Admitted>();
 
   await app.register(websocket, {
@@ -92,9 +106,18 @@ export async function registerTunnelRoute(app: FastifyInstance, deps: TunnelRout
             details: { limit: deps.config.tunnel.max_per_user },
           });
         }
-        const accessGrant = await deps.grants?.check(principal, connection);
-        const reason = typeof query.reason === 'string' ? query.reason.slice(0, MAX_REASON) : undefined;
-        admitted.set(req, { principal, connection, reason, accessGrant });
+        // Taken before anything is awaited, so parallel upgrades cannot all pass the count; given back when
+        // the upgrade fails, or when the connection ends (the tunnel closed, or it never opened).
+        const givePlace = takePlace(principal.sub);
+        req.raw.socket.once('close', givePlace);
+        try {
+          const accessGrant = await deps.grants?.check(principal, connection);
+          const reason = typeof query.reason === 'string' ? query.reason.slice(0, MAX_REASON) : undefined;
+          admitted.set(req, { principal, connection, reason, accessGrant, givePlace });
+        } catch (err) {
+          givePlace();
+          throw err;
+        }
       },
     },
     (socket, req) => {
@@ -119,13 +142,9 @@ export async function registerTunnelRoute(app: FastifyInstance, deps: TunnelRout
         userAgent: req.headers['user-agent'],
       });
       sessions.add(session);
-      const sub = grant.principal.sub;
-      perUser.set(sub, (perUser.get(sub) ?? 0) + 1);
       session.mux.on('close', () => {
         sessions.delete(session);
-        const left = (perUser.get(sub) ?? 1) - 1;
-        if (left > 0) perUser.set(sub, left);
-        else perUser.delete(sub);
+        grant.givePlace();
       });
       const unregister = deps.notices?.register(session.id, (notice) => session.mux.sendControl({ type: 'notice', ...notice }));
       const { accessGrant } = grant;

@@ -14,8 +14,6 @@ import type { HttpProtocol } from '../protocols/http.js';
 import type { TcpProtocol } from '../protocols/tcp.js';
 import type { Recording } from '../recording/recording.js';
 
-/** setTimeout's largest delay; later expiries are re-armed. */
-
 export interface TunnelSessionOptions {
   ws: WebSocket;
   principal: Principal;

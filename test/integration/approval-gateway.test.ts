@@ -55,6 +55,11 @@ connections:
     grant: { reviewers: [ml-leads], max_duration: 8h }
 policies:
 ${extraPolicies}
+  - name: header-review
+    when: request.headers["x-review-me"] == "yes"
+    action: review
+    reviewers: [ml-leads]
+    timeout: 10m
   - name: models-allow-list
     when: request.method == "POST" && !(request.json.model in ["demo", "gpt-5", "gpt-5-slow"])
     action: deny
@@ -281,6 +286,20 @@ describe('held requests', () => {
   });
 });
 
+describe('a review decided without the body', () => {
+  it('still shows reviewers the model and size of the held request', async () => {
+    const call = new OpenAI({ baseURL: `${gateway}/v1/proxy/llm/v1`, apiKey: tokens.alice!, maxRetries: 0, timeout: 30_000, defaultHeaders: { 'x-review-me': 'yes' } }).chat.completions.create({
+      model: 'demo',
+      messages: [{ role: 'user', content: 'look at me' }],
+    });
+    const review = await pendingReview('header-review');
+    expect(review.summary).toMatchObject({ method: 'POST', path: '/v1/chat/completions', model: 'demo' });
+    expect((review.summary as { size: number }).size).toBeGreaterThan(0);
+    await api('bob', 'POST', `/v1/reviews/${review.id}/approve`, {});
+    await call;
+  });
+});
+
 describe('a review watch', () => {
   it('ends when the token it was opened with expires, saying so', async () => {
     const shortLived = await signToken(idp.signingKey, idp.claimsFor('bob', { exp: Math.floor(Date.now() / 1000) + 2 }));
@@ -290,6 +309,15 @@ describe('a review watch', () => {
     const text = await res.text();
     expect(text).toMatch(/event: error\ndata: \{"error":\{"code":"ERR_TOKEN_EXPIRED"/);
     expect(Date.now() - started).toBeGreaterThan(900);
+  });
+
+  it('refuses a token already past its expiry (within the clock leeway) with 401, and the gateway carries on', async () => {
+    const expired = await signToken(idp.signingKey, idp.claimsFor('bob', { exp: Math.floor(Date.now() / 1000) - 5 }));
+    const res = await fetch(`${gateway}/v1/reviews/watch`, { headers: { authorization: `Bearer ${expired}` }, signal: AbortSignal.timeout(5000) });
+    expect(res.status).toBe(401);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe('ERR_TOKEN_EXPIRED');
+    const { status } = await api('bob', 'GET', '/v1/reviews');
+    expect(status).toBe(200);
   });
 });
 

@@ -121,6 +121,100 @@ describe('policy engine', () => {
     expect(engineOf([{ name: 'x', when: 'connection.name == "other" && request.json.model == "x"', action: 'deny' }]).evaluateWithoutBody(subject())).toEqual({ action: 'allow' });
   });
 
+  it('never decides without the body what the body could change (CEL edge cases)', () => {
+    const tricky = [
+      'has(request.json)',
+      'has(request.size)',
+      'has(request.json.model)',
+      '!has(request.json.model)',
+      'has(request.json.tools)',
+      'request.?json.?model.orValue("none") == "none"',
+      'request.?json.?model.hasValue()',
+      '!request.?json.?model.hasValue()',
+      'request.?json.hasValue()',
+      'request[?"json"].hasValue()',
+      'request.?size.orValue(0) > 1000',
+      'size(request) == 6',
+      '"json" in request',
+      'request.exists(k, k == "json")',
+      'request.all(k, k != "size")',
+      'request.exists(k, request[k] == "gpt-5")',
+      'request.exists(k, request[k] == "POST")',
+      'request.all(k, request[k] != "x")',
+      'request.map(k, k).size() == 6',
+      'request.filter(k, k == "json").size() == 1',
+      'request == {"method": "POST"}',
+      'request != {"method": "POST"}',
+      'request.json == null',
+      'request.json != null',
+      'type(request.json) == map',
+      'dyn(request).json.model == "gpt-5"',
+      '[request].exists(r, has(r.json.model))',
+      '[request.json].size() == 1',
+      'request.json.model == "gpt-5" ? true : false',
+      'connection.name == "llm" ? false : request.json.model == "gpt-5"',
+      'connection.name == "llm" || request.json.model == "x"',
+      'connection.name == "x" && request.json.model == "x"',
+      'request.json.model == "gpt-5" || true',
+      'has(request.json.model) || false',
+      'string(request.size) == "0"',
+      'request.size == 0',
+      'request.json.exists(k, k == "model")',
+      'optional.of(request.json).hasValue()',
+      'request.?json.?tools.hasValue() || request.method == "GET"',
+      '{"a": request.json}.size() == 1',
+      '[1].exists(x, has(request.json.model))',
+      'has(request.json.model) == false',
+      'request.?json.hasValue() && request.?json.value() == null',
+      'request == {"method": "POST", "path": "/v1/chat/completions", "query": {"x": "1"}, "headers": {"content-type": "application/json", "x-team": "search"}, "json": null, "size": 0}',
+      'request != {"method": "POST", "path": "/v1/chat/completions", "query": {"x": "1"}, "headers": {"content-type": "application/json", "x-team": "search"}, "json": null, "size": 0}',
+      'request.exists_one(k, k == "json")',
+      'request.exists_one(k, request[k] == "POST")',
+      'request.all(k, k == "json" || request[k] != null)',
+      'request.exists(k, k != "method" && request[k] == "POST")',
+      '[request.json, 1].exists(x, x == 1)',
+      '[1, request.json].exists(x, x == 1)',
+      '1 in [request.json, 1]',
+      'request.headers.exists(k, k == "x-team") || request.json.model == "x"',
+      '!(request.json.model == "x") || connection.name == "llm"',
+      'request.json.model.startsWith("gpt") && false',
+      '(request.json.model == "gpt-5") == (connection.name == "x")',
+      '[request.json.model == "gpt-5", true].exists(x, x)',
+      '[request.json.model == "gpt-5", true].all(x, x)',
+      'request.map(k, k == "json").exists(x, x)',
+      '[request].map(r, r.method).exists(x, x == "POST")',
+      'request.size > 1 || request.size <= 1',
+      'request.json == request.json',
+      'size(request.json) >= 0 || true',
+      'request.?json.orValue(null) == null || true',
+      'int(request.size) > 5 || connection.name == "llm"',
+    ];
+    const bodies = [
+      body(null),
+      { json: { model: 'gpt-5', tools: [1] }, size: 30 },
+      { json: { model: 'demo' }, size: 2_000_000 },
+      { json: [], size: 2 },
+      { json: 'str', size: 5 },
+      { json: 5, size: 1 },
+      { json: { model: 'GET' }, size: 10 },
+      { json: {}, size: 2 },
+      { json: { json: 1 }, size: 3 },
+    ];
+    const outcome = (run: () => unknown): string => {
+      try {
+        return JSON.stringify(run());
+      } catch (err) {
+        return `throws ${(err as SluiceError).code ?? 'error'}`;
+      }
+    };
+    for (const when of tricky) {
+      const rules = engineOf([{ name: 'r', when, action: 'deny' }]);
+      const early = outcome(() => rules.evaluateWithoutBody(subject()));
+      if (early.includes('needsBody')) continue;
+      for (const b of bodies) expect(outcome(() => rules.evaluate(subject(), b)), `${when} with ${JSON.stringify(b.json)}`).toBe(early);
+    }
+  });
+
   it('knows whether any rule reads the body, so bodies are read ahead only then', () => {
     expect(engine.readsBody).toBe(true);
     expect(engineOf([{ name: 'head-only', when: 'request.method == "DELETE" || request.headers["x-a"] == "1" || request.path.startsWith("/admin")', action: 'deny' }]).readsBody).toBe(false);
