@@ -20,6 +20,7 @@ import { parseDuration } from './config/duration.js';
 import type { RecordingIo } from './recording/file-io.js';
 import { openStorage } from './recording/open-storage.js';
 import { ProxySessions } from './recording/proxy-sessions.js';
+import { assertCanRead } from './recording/session-access.js';
 import { loadMaskingProfiles } from './masking/load-profiles.js';
 import { createMaskingStage } from './masking/masking-stage.js';
 import { join, resolve } from 'node:path';
@@ -177,6 +178,17 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
             // The route resolved this name to a connection just before asking.
             const connection = live.get().connections.find((c) => c.name === name)!;
             return proxySessions.sessionFor(principal, connection, req.ip, options);
+          },
+        }),
+    ...(storage === undefined
+      ? {}
+      : {
+          checkResendOf: async (principal, exchangeRef) => {
+            const id = exchangeRef.slice(0, exchangeRef.indexOf('#'));
+            const session = await storage.store.getSession(id);
+            if (session === undefined) throw new SluiceError('ERR_NOT_FOUND', { message: `No session ${id} to re-send from` });
+            // A re-send sends what only a reader of the recording could have fetched.
+            assertCanRead(principal, session, live.get().audit);
           },
         }),
   });

@@ -26,6 +26,11 @@ export interface ProxyRouteDeps {
     req: FastifyRequest,
     options: { readonly resendOf?: string; readonly response?: ServerResponse },
   ) => ExchangeSession;
+  /**
+   * Throws unless the caller may read the recorded exchange a re-send names (ERR_NOT_FOUND,
+   * ERR_FORBIDDEN): a re-send is labelled in the index, and a label nobody checked would be a forgery.
+   */
+  readonly checkResendOf?: (principal: Principal, exchangeRef: string) => Promise<void>;
 }
 
 const PREFIX = '/v1/proxy/';
@@ -86,6 +91,7 @@ export function registerProxyRoutes(app: FastifyInstance, deps: ProxyRouteDeps):
         });
       }
       const resendOf = resendOfHeader(req);
+      if (resendOf !== undefined) await deps.checkResendOf?.(principal, resendOf);
       const session = sessionFor(principal, req, { response: res, ...(resendOf === undefined ? {} : { resendOf }) });
       // Set before the pipeline writes the head, which keeps headers set this way.
       res.setHeader(SESSION_HEADER, session.id);

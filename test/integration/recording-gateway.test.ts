@@ -266,6 +266,40 @@ describe('recording through the direct proxy', () => {
   });
 });
 
+describe('re-sends', () => {
+  it('are labelled only by callers who may read the recording they re-send from', async () => {
+    const gw = await startGateway();
+    await openai(gw).chat.completions.create({ model: 'demo', messages: [{ role: 'user', content: 'original' }] });
+    const [original] = await sessionsOf(gw.dir);
+    const erin = await signToken(idp.signingKey, { ...idp.claimsFor('alice'), sub: 'erin', email: 'erin@example.com' });
+    const carol = await signToken(idp.signingKey, { ...idp.claimsFor('carol'), groups: ['security', 'ml-eng'] });
+    const resend = (token: string, ref: string) =>
+      fetch(`${gw.url}/v1/proxy/llm/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'x-sluice-resend-of': ref },
+        body: JSON.stringify({ model: 'demo', messages: [{ role: 'user', content: 'again' }] }),
+      });
+    const before = model.requests.length;
+
+    // Another user, and the owner herself (users do not read recorded contents unless audit.users_read_own).
+    for (const token of [erin, aliceToken]) {
+      const refused = await resend(token, `${original!.id}#1`);
+      expect(refused.status).toBe(403);
+      expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('ERR_FORBIDDEN');
+    }
+    const unknown = await resend(carol, `ses_${'0'.repeat(32)}#1`);
+    expect(unknown.status).toBe(404);
+    expect(model.requests.length).toBe(before);
+
+    // An auditor may: the call goes through, in a session labelled with what it re-sends.
+    expect((await resend(carol, `${original!.id}#1`)).status).toBe(200);
+    expect(model.requests.length).toBe(before + 1);
+    await gw.app.close();
+    const labelled = (await sessionsOf(gw.dir)).filter((s) => s.resendOf !== undefined);
+    expect(labelled.map((s) => [s.user, s.resendOf])).toEqual([['carol', `${original!.id}#1`]]);
+  });
+});
+
 describe('recording is fail-closed', () => {
   it('refuses with 503 naming the cause, forwards nothing, turns /readyz unready, and recovers by itself', async () => {
     const fault: FaultSwitch = { code: null };
