@@ -21,9 +21,11 @@ async function listen(server: Server): Promise<number> {
 }
 
 /** The tunnel's stand-in: each accepted local socket is a stream handed to the TCP protocol. */
-async function startGateway(upstreamPort: number, principal: Principal = alice): Promise<{ port: number; events: RecordEvent[] }> {
+async function startGateway(upstreamPort: number, principal: Principal = alice, options: { tap?: boolean } = {}): Promise<{ port: number; events: RecordEvent[] }> {
   const events: RecordEvent[] = [];
-  const protocol = createTcpProtocol({ recorder: { emit: async (e) => void events.push(e) } });
+  // With `tap`, a recorder that takes every chunk at once, so bytes pass through the recording gate.
+  const tap = options.tap === true ? () => ({ upRecorded: async () => undefined, down: () => undefined }) : undefined;
+  const protocol = createTcpProtocol({ recorder: { emit: async (e) => void events.push(e), ...(tap === undefined ? {} : { tap }) } });
   const connection = tcpConnection(`tcp://127.0.0.1:${upstreamPort}`);
   const server = createServer({ allowHalfOpen: true }, (socket) =>
     protocol.handle(socket, { principal, connection, session: { id: 'ses_test' }, clientAddress: '127.0.0.1' }),
@@ -132,7 +134,7 @@ describe('tcp protocol', () => {
     expect(end).toMatchObject({ requestBytes: 64 * 1024 * 1024, responseBytes: 64 * 1024 * 1024 });
   });
 
-  it('honours half-close: the caller ends its side and still reads the answer', async () => {
+  it.each([false, true])('honours half-close: the caller ends its side and still reads the answer (recorded: %s)', async (tap) => {
     const upstreamPort = await listen(
       createServer({ allowHalfOpen: true }, (s) => {
         let n = 0;
@@ -140,7 +142,7 @@ describe('tcp protocol', () => {
         s.on('end', () => setTimeout(() => s.end(`got ${n} bytes after your FIN`), 50));
       }),
     );
-    const gw = await startGateway(upstreamPort);
+    const gw = await startGateway(upstreamPort, alice, { tap });
     const socket = await dial(gw.port);
     const answer = collect(socket);
 
