@@ -44,6 +44,8 @@ export interface PolicyEngineOptions {
 export interface BodyNeeded {
   readonly needsBody: true;
   readonly from: number;
+  /** Goes on from rule `from` with the body, on the same activation. */
+  withBody(body: PolicyBody): PolicyDecision;
 }
 
 /** Compiled rules, evaluated per request with no parsing. */
@@ -112,7 +114,7 @@ export function compilePolicies(options: PolicyEngineOptions): PolicyEngine {
       ? Object.freeze({ action: 'deny', reason: 'No policy allows this request (policy_default: deny)' })
       : Object.freeze({ action: 'allow' });
 
-  const run = (activation: PolicyActivation, subject: PolicySubject, from: number, bodyRead: boolean): PolicyDecision | BodyNeeded => {
+  const run = (activation: PolicyActivation, subject: PolicySubject, from: number, bodyRead: boolean): PolicyDecision | { needsBody: true; from: number } => {
     for (let i = from; i < rules.length; i++) {
       const { rule, predicate, decision, readsBody } = rules[i]!;
       let value: unknown;
@@ -121,7 +123,7 @@ export function compilePolicies(options: PolicyEngineOptions): PolicyEngine {
       } catch (err) {
         // Without the body, a rule that reads it and fails in any way (`request.size > 1 || labels.x == "y"`
         // may report the missing label, not the unread size) might have matched with it.
-        if (err instanceof BodyUnread || (!bodyRead && readsBody)) return { needsBody: true, from: i };
+        if (err === BODY_UNREAD || (!bodyRead && readsBody)) return { needsBody: true, from: i };
         if (isMissingField(err)) continue;
         throw new SluiceError('ERR_POLICY_ERROR', {
           message: `Policy "${rule.name}" could not be evaluated on this request: ${describeEvaluationError(rule.when, err)}`,
@@ -152,27 +154,34 @@ export function compilePolicies(options: PolicyEngineOptions): PolicyEngine {
     },
     evaluateWithoutBody(subject) {
       if (rules.length === 0) return fallback;
-      return run(unreadBody(policyInput(subject, { json: null, size: 0 }, clock())), subject, 0, false);
+      let given: PolicyBody | undefined;
+      const activation = policyInput(
+        subject,
+        () => {
+          if (given === undefined) throw BODY_UNREAD;
+          return given;
+        },
+        clock(),
+      );
+      const early = run(activation, subject, 0, false);
+      if (!('needsBody' in early)) return early;
+      return {
+        needsBody: true,
+        from: early.from,
+        withBody: (body) => {
+          given = body;
+          const decision = run(activation, subject, early.from, true);
+          if ('needsBody' in decision) throw new Error('a rule asked for the body it was given');
+          return decision;
+        },
+      };
     },
   };
 }
 
-/** Thrown by the activation of `evaluateWithoutBody` when a rule reaches for the body. */
-class BodyUnread extends Error {
-  constructor() {
-    super('The request body has not been read');
-  }
-}
+/**
+ * Thrown by the activation of `evaluateWithoutBody` when a rule reaches for the body before it is read.
+ * One instance, made once: a stack trace per throw would cost more than the rule.
+ */
+const BODY_UNREAD = new Error('The request body has not been read');
 
-/** The activation with `request.json` and `request.size` that throw BodyUnread when read. */
-function unreadBody(activation: PolicyActivation): PolicyActivation {
-  const unread = (): never => {
-    throw new BodyUnread();
-  };
-  const request = { ...activation.request };
-  delete request.json;
-  delete request.size;
-  Object.defineProperty(request, 'json', { get: unread, enumerable: true });
-  Object.defineProperty(request, 'size', { get: unread, enumerable: true });
-  return { ...activation, request };
-}

@@ -41,14 +41,34 @@ function splitPath(path: string): { path: string; query: Record<string, string> 
   return { path: path.slice(0, q), query };
 }
 
-/** Builds the CEL activation of one request: identity, connection, request, session, now. */
-export function policyInput(subject: PolicySubject, body: PolicyBody, now: Date): PolicyActivation {
+/**
+ * Builds the CEL activation of one request: identity, connection, request, session, now. `body` may be a
+ * function, called each time a rule reads `request.json` or `request.size` (it may throw: the body is
+ * not read yet).
+ */
+export function policyInput(subject: PolicySubject, body: PolicyBody | (() => PolicyBody), now: Date): PolicyActivation {
   const p = subject.principal;
   const { path, query } = splitPath(subject.path);
+  const headers = headerMap(subject.headers);
+  const request =
+    typeof body === 'function'
+      ? {
+          method: subject.method,
+          path,
+          query,
+          headers,
+          get json(): unknown {
+            return body().json;
+          },
+          get size(): number {
+            return body().size;
+          },
+        }
+      : { method: subject.method, path, query, headers, json: body.json, size: body.size };
   return {
     identity: principalJson(p),
     connection: { name: subject.connection.name, type: subject.connection.type, labels: subject.connection.labels },
-    request: { method: subject.method, path, query, headers: headerMap(subject.headers), json: body.json, size: body.size },
+    request,
     session: { id: subject.session.id, reason: subject.session.reason ?? null },
     now,
   };

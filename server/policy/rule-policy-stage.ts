@@ -33,7 +33,7 @@ export function createRulePolicyStage(options: RulePolicyStageOptions): RulePoli
       const engine = options.engine();
       const early = engine.evaluateWithoutBody(exchange);
       if (!('needsBody' in early)) return early;
-      return engine.evaluate(exchange, readBody === undefined ? NO_BODY : await readBody(), early.from);
+      return early.withBody(readBody === undefined ? NO_BODY : await readBody());
     },
   };
 }

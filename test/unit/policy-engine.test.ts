@@ -116,7 +116,9 @@ describe('policy engine', () => {
     expect(scoped.evaluateWithoutBody(subject({ method: 'DELETE' }))).toMatchObject({ action: 'deny', rule: 'head-first' });
     // On llm the model rule needs the body; evaluated with it from there, it decides.
     const needed = scoped.evaluateWithoutBody(subject());
-    expect(needed).toEqual({ needsBody: true, from: 1 });
+    expect(needed).toMatchObject({ needsBody: true, from: 1 });
+    if (!('needsBody' in needed)) throw new Error('expected the body to be needed');
+    expect(needed.withBody(body({ model: 'gpt-5' }))).toMatchObject({ action: 'deny', rule: 'llm-models' });
     expect(scoped.evaluate(subject(), body({ model: 'gpt-5' }), 1)).toMatchObject({ action: 'deny', rule: 'llm-models' });
     expect(engineOf([{ name: 'x', when: 'connection.name == "other" && request.json.model == "x"', action: 'deny' }]).evaluateWithoutBody(subject())).toEqual({ action: 'allow' });
   });
