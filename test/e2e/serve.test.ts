@@ -120,5 +120,11 @@ describe('sluice serve', () => {
     expect(out).not.toContain('sk-secret-token-value-123');
     expect(out).not.toContain('cookie-secret-456');
     for (const line of child.stdout().trim().split('\n')) expect(() => JSON.parse(line)).not.toThrow();
+    // One access line per request: what was asked, the answer and how long it took.
+    const lines = child.stdout().trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+    const access = lines.filter((l) => l.request_id === requestId && (l.msg === 'incoming request' || l.msg === 'request completed'));
+    expect(access).toHaveLength(1);
+    expect(access[0]).toMatchObject({ msg: 'request completed', req: { method: 'GET', url: '/v1/me' }, res: { statusCode: 401 } });
+    expect(access[0]!.responseTime).toEqual(expect.any(Number));
   });
 });
