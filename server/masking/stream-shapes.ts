@@ -74,16 +74,25 @@ function chunkTemplate(o: Json): Json {
   return t;
 }
 
-function openAiChat(o: Json): ShapeReading {
-  const slots: DeltaSlot[] = [];
-  const ending: string[] = [];
+/** The object choices of an OpenAI chunk, each with its index and whether it finishes with this chunk. */
+function choicesOf(o: Json): { choice: Json; idx: number; finished: boolean }[] {
+  const out: { choice: Json; idx: number; finished: boolean }[] = [];
   (o.choices as unknown[]).forEach((c, ci) => {
     if (c === null || typeof c !== 'object') return;
     const choice = c as Json;
     const idx = typeof choice.index === 'number' ? choice.index : ci;
-    if (choice.finish_reason !== null && choice.finish_reason !== undefined) ending.push(`chat:${idx}:`);
+    out.push({ choice, idx, finished: choice.finish_reason !== null && choice.finish_reason !== undefined });
+  });
+  return out;
+}
+
+function openAiChat(o: Json): ShapeReading {
+  const slots: DeltaSlot[] = [];
+  const ending: string[] = [];
+  for (const { choice, idx, finished } of choicesOf(o)) {
+    if (finished) ending.push(`chat:${idx}:`);
     const delta = choice.delta;
-    if (delta === null || typeof delta !== 'object') return;
+    if (delta === null || typeof delta !== 'object') continue;
     const d = delta as Json;
     for (const field of CHAT_TEXT_FIELDS) {
       if (typeof d[field] !== 'string') continue;
@@ -118,20 +127,17 @@ function openAiChat(o: Json): ShapeReading {
         });
       });
     }
-  });
+  }
   return { kind: 'openai_chat', slots, ends: (key) => ending.some((p) => key.startsWith(p)) };
 }
 
 function openAiCompletion(o: Json): ShapeReading {
   const slots: DeltaSlot[] = [];
   const ending: string[] = [];
-  (o.choices as unknown[]).forEach((c, ci) => {
-    if (c === null || typeof c !== 'object') return;
-    const choice = c as Json;
-    const idx = typeof choice.index === 'number' ? choice.index : ci;
+  for (const { choice, idx, finished } of choicesOf(o)) {
     const key = `cmpl:${idx}`;
-    if (choice.finish_reason !== null && choice.finish_reason !== undefined) ending.push(key);
-    if (typeof choice.text !== 'string') return;
+    if (finished) ending.push(key);
+    if (typeof choice.text !== 'string') continue;
     slots.push({
       key,
       text: choice.text,
@@ -140,7 +146,7 @@ function openAiCompletion(o: Json): ShapeReading {
       },
       flush: (t) => ({ data: { ...chunkTemplate(o), choices: [{ index: idx, text: t, finish_reason: null }] } }),
     });
-  });
+  }
   return { kind: 'openai_completion', slots, ends: (key) => ending.includes(key) };
 }
 

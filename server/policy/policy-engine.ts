@@ -147,10 +147,7 @@ export function compilePolicies(options: PolicyEngineOptions): PolicyEngine {
     ruleCount: rules.length,
     evaluate(subject, body, from = 0) {
       if (rules.length === 0) return fallback;
-      const decision = run(policyInput(subject, body, clock()), subject, from, true);
-      // With the body given, nothing can ask for it.
-      if ('needsBody' in decision) throw new Error('a rule asked for the body it was given');
-      return decision;
+      return decided(run(policyInput(subject, body, clock()), subject, from, true));
     },
     evaluateWithoutBody(subject) {
       if (rules.length === 0) return fallback;
@@ -170,13 +167,17 @@ export function compilePolicies(options: PolicyEngineOptions): PolicyEngine {
         from: early.from,
         withBody: (body) => {
           given = body;
-          const decision = run(activation, subject, early.from, true);
-          if ('needsBody' in decision) throw new Error('a rule asked for the body it was given');
-          return decision;
+          return decided(run(activation, subject, early.from, true));
         },
       };
     },
   };
+}
+
+/** A run given the body: nothing in it can ask for the body again. */
+function decided(outcome: PolicyDecision | { needsBody: true; from: number }): PolicyDecision {
+  if ('needsBody' in outcome) throw new Error('a rule asked for the body it was given');
+  return outcome;
 }
 
 /**
