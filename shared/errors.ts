@@ -64,6 +64,8 @@ export const ERRORS = {
   ERR_TUNNEL_PROTOCOL: { message: 'The tunnel received a malformed frame', status: 400, exit: EXIT.failure, close: 4400 },
   ERR_TUNNEL_LIMIT: { message: 'The tunnel exceeded a limit', status: 429, exit: EXIT.failure, close: 4429 },
   ERR_BODY_TOO_LARGE: { message: 'The request body exceeds the limit', status: 413, exit: EXIT.failure },
+  ERR_BODY_UNREADABLE: { message: 'The request body cannot be read as JSON, so policy cannot judge it', status: 400, exit: EXIT.failure },
+  ERR_PATH_REFUSED: { message: 'The request path is not allowed', status: 400, exit: EXIT.failure },
   ERR_UPSTREAM_UNAVAILABLE: { message: 'The upstream of this connection cannot be reached', status: 502, exit: EXIT.upstream },
   ERR_UPSTREAM_TIMEOUT: { message: 'The upstream of this connection did not answer in time', status: 504, exit: EXIT.upstream },
   ERR_SHUTTING_DOWN: { message: 'The gateway is shutting down', status: 503, exit: EXIT.unavailable, close: 1001 },

@@ -7,6 +7,7 @@ import type { ConnectionConfig } from '../config/schema.js';
 import type { Principal } from '../identity/principal.js';
 import { sendErrorResponse } from '../pipeline/error-response.js';
 import type { ExchangeSession } from '../pipeline/exchange.js';
+import { requestPathFor } from '../pipeline/request-path.js';
 import type { ExchangeHandler } from '../pipeline/run-exchange.js';
 
 /** What the direct-proxy route needs from the gateway. */
@@ -54,13 +55,19 @@ export function resendOfHeader(req: FastifyRequest): string | undefined {
 
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];
 
-/** The upstream path and query of a proxy URL: everything after `/v1/proxy/<connection>`. */
-export function upstreamPathOf(url: string): string {
+/** A proxy URL cut in two: `/v1/proxy/<connection>` as sent, and the upstream path and query after it. */
+function splitProxyUrl(url: string): { readonly route: string; readonly path: string } {
   const rest = url.slice(PREFIX.length);
   let i = 0;
   while (i < rest.length && rest[i] !== '/' && rest[i] !== '?') i++;
-  if (i === rest.length) return '/';
-  return rest[i] === '/' ? rest.slice(i) : `/${rest.slice(i)}`;
+  const route = url.slice(0, PREFIX.length + i);
+  if (i === rest.length) return { route, path: '/' };
+  return { route, path: rest[i] === '/' ? rest.slice(i) : `/${rest.slice(i)}` };
+}
+
+/** The upstream path and query of a proxy URL: everything after `/v1/proxy/<connection>`. */
+export function upstreamPathOf(url: string): string {
+  return splitProxyUrl(url).path;
 }
 
 /**
@@ -90,6 +97,11 @@ export function registerProxyRoutes(app: FastifyInstance, deps: ProxyRouteDeps):
           details: { connection: name },
         });
       }
+      const url = splitProxyUrl(req.raw.url ?? req.url);
+      const path = requestPathFor(url.path, connection);
+      // fastify's access line reads the URL once the response is done: it names the path that was judged
+      // and forwarded, as the recording does, not the spelling the caller chose.
+      req.raw.url = url.route + path;
       const resendOf = resendOfHeader(req);
       if (resendOf !== undefined) await deps.checkResendOf?.(principal, resendOf);
       const session = sessionFor(principal, req, { response: res, ...(resendOf === undefined ? {} : { resendOf }) });
@@ -101,7 +113,7 @@ export function registerProxyRoutes(app: FastifyInstance, deps: ProxyRouteDeps):
         session,
         clientAddress: req.ip,
         via: 'proxy',
-        path: upstreamPathOf(req.raw.url ?? req.url),
+        path,
       });
     } catch (error) {
       if (error instanceof SluiceError && error.status === 401) {

@@ -54,6 +54,11 @@ const httpConnection = z.strictObject({
   max_body: z.number().int().positive().default(32 * 1024 * 1024),
   connect_timeout: duration.default('10s'),
   response_timeout: duration.default('300s'),
+  /**
+   * Keeps `%2F` in a path segment (encoded, as sent) instead of refusing it, for APIs whose identifiers
+   * hold slashes; off by default because an upstream that decodes it sees a path policy never judged.
+   */
+  allow_encoded_slashes: z.boolean().default(false),
 });
 
 const tcpConnection = z.strictObject({

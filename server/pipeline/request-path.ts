@@ -1,20 +1,20 @@
-import { SluiceError } from '../../shared/errors.js';
+import type { HttpConnectionConfig } from '../config/schema.js';
+import { normaliseRequestTarget, pathRefused } from './normalise-path.js';
 
 /**
- * Refuses request targets that policy and the upstream could read differently: anything but an
- * origin-form path (`http://host/…` absolute-form, `*`), and paths with `.` or `..` segments, raw or
- * percent-encoded, which upstreams resolve after policy has judged the unresolved string.
+ * The request target of a call on `connection`, in normal form under the connection's path hygiene: what
+ * policy judges, the recording keeps and the upstream receives. The tunnel's HTTP protocol and the proxy
+ * route call it before the exchange starts; throws ERR_PATH_REFUSED.
+ */
+export function requestPathFor(target: string, connection: Pick<HttpConnectionConfig, 'allow_encoded_slashes'>): string {
+  return normaliseRequestTarget(target, { allowEncodedSlashes: connection.allow_encoded_slashes });
+}
+
+/**
+ * Refuses a path that is not already in normal form, so a caller of the pipeline that forgot
+ * `requestPathFor` fails closed instead of letting policy judge one string and the upstream read another.
+ * Encoded slashes pass: whether the connection allows them was the caller's decision.
  */
 export function checkRequestPath(path: string): void {
-  if (!path.startsWith('/')) {
-    throw new SluiceError('ERR_BAD_REQUEST', { message: 'The request target must be a path starting with "/"' });
-  }
-  const end = path.search(/[?#]/);
-  const pathname = end === -1 ? path : path.slice(0, end);
-  for (const segment of pathname.split('/')) {
-    const s = segment.toLowerCase().replaceAll('%2e', '.');
-    if (s === '.' || s === '..') {
-      throw new SluiceError('ERR_BAD_REQUEST', { message: 'The request path must not contain "." or ".." segments' });
-    }
-  }
+  if (normaliseRequestTarget(path, { allowEncodedSlashes: true }) !== path) throw pathRefused('not-normalised');
 }

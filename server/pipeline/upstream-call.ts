@@ -9,6 +9,7 @@ import { callerResponseHeaders, upstreamRequestHeaders } from './forward-headers
 import type { MaskingStage } from './masking-stage.js';
 import type { BodyTap, Recorder } from './recorder.js';
 import type { UpstreamRoute } from './upstream-pools.js';
+import { forwardedPath } from './upstream-target.js';
 
 /** What one upstream call needs; built by the exchange handler once the exchange may be forwarded. */
 export interface UpstreamCallOptions {
@@ -106,12 +107,19 @@ class UpstreamCall implements Dispatcher.DispatchHandler {
 
   start(): void {
     const { exchange, req, res, route, proto } = this.#o;
+    let path: string;
+    try {
+      path = forwardedPath(route.target, exchange.path);
+    } catch (err) {
+      this.#fail(err);
+      return;
+    }
     res.on('close', this.#onCallerClose);
     const timeout = route.target.responseTimeoutMs;
     route.pool.dispatch(
       {
         origin: route.target.origin,
-        path: route.target.basePath + exchange.path,
+        path,
         method: exchange.method as Dispatcher.HttpMethod,
         headers: upstreamRequestHeaders(req.headers, route.target, {
           requestId: exchange.id,

@@ -1,5 +1,6 @@
 import type { HttpConnectionConfig } from '../config/schema.js';
 import { parseDuration } from '../config/duration.js';
+import { lenientSegments, pathnameOf, pathRefused } from './normalise-path.js';
 
 /** Everything about a connection's upstream that is derived once, not per request. */
 export interface UpstreamTarget {
@@ -30,4 +31,19 @@ export function upstreamTargetOf(connection: HttpConnectionConfig): UpstreamTarg
     connectTimeoutMs: parseDuration(connection.connect_timeout),
     responseTimeoutMs: parseDuration(connection.response_timeout),
   };
+}
+
+/**
+ * The path and query the upstream receives: the base path, then the request's normalised path. Checked
+ * here, where it is built, rather than trusted to every caller: read as leniently as any upstream might
+ * (`%2F`, `%5C` and a backslash as "/", `%2E` as "."), it must still lie under the base path, or it is refused.
+ */
+export function forwardedPath(target: UpstreamTarget, path: string): string {
+  const full = target.basePath + path;
+  const base = lenientSegments(target.basePath) ?? [];
+  const resolved = path.startsWith('/') ? lenientSegments(pathnameOf(full)) : null;
+  if (resolved === null || resolved.length < base.length || base.some((segment, i) => resolved[i] !== segment)) {
+    throw pathRefused('outside-base', `The forwarded path would leave the base path "${target.basePath || '/'}" of the upstream`);
+  }
+  return full;
 }
