@@ -11,6 +11,8 @@ import { registerMeRoutes } from './api/me-routes.js';
 import { registerConnectionsRoutes } from './api/connections-routes.js';
 import { registerProxyRoutes } from './api/proxy-route.js';
 import { createExchangeHandler } from './pipeline/run-exchange.js';
+import { openAiErrorBody } from './pipeline/error-response.js';
+import { undecodableUrlRefusal } from './pipeline/request-path.js';
 import { createHttpProtocol } from './protocols/http.js';
 import { createTcpProtocol } from './protocols/tcp.js';
 import { newSessionId, registerTunnelRoute } from './tunnel/tunnel-route.js';
@@ -89,6 +91,17 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
     logController: new AccessLog({ requestIdLogLabel: 'request_id' }),
     bodyLimit: 1024 * 1024,
     forceCloseConnections: true,
+    // A URL the router cannot percent-decode is refused before any route runs: answer it in the house shape.
+    frameworkErrors: (err, req, reply) => {
+      if (err.code !== 'FST_ERR_BAD_URL') {
+        void reply.code(err.statusCode ?? 400).send(new SluiceError('ERR_BAD_REQUEST', { message: err.message }).toJSON());
+        return;
+      }
+      const refused = undecodableUrlRefusal(req.raw.url ?? '/');
+      if (req.raw.url?.startsWith('/v1/proxy/') === true) {
+        void reply.code(refused.status).type('application/json').send(openAiErrorBody(refused, req.id));
+      } else void reply.code(refused.status).send(refused.toJSON());
+    },
     ...(options.https ? { https: options.https } : {}),
   }) as unknown as FastifyInstance;
 

@@ -1,3 +1,4 @@
+import { isSluiceError, type SluiceError } from '../../shared/errors.js';
 import type { HttpConnectionConfig } from '../config/schema.js';
 import { normaliseRequestTarget, pathRefused } from './normalise-path.js';
 
@@ -17,4 +18,17 @@ export function requestPathFor(target: string, connection: Pick<HttpConnectionCo
  */
 export function checkRequestPath(path: string): void {
   if (normaliseRequestTarget(path, { allowEncodedSlashes: true }) !== path) throw pathRefused('not-normalised');
+}
+
+/**
+ * The refusal of a URL the gateway's router could not percent-decode: the path rule it breaks when the
+ * path itself is at fault (malformed escapes, bytes that are not UTF-8), else a malformed escape elsewhere.
+ */
+export function undecodableUrlRefusal(url: string): SluiceError {
+  try {
+    normaliseRequestTarget(url);
+  } catch (err) {
+    if (isSluiceError(err)) return err;
+  }
+  return pathRefused('malformed-escape');
 }
