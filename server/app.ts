@@ -5,6 +5,7 @@ import type { Config } from './config/schema.js';
 import { createAuthenticate } from './identity/authenticate.js';
 import { createTokenVerifier, type TokenVerifier } from './identity/token-verifier.js';
 import { createReadiness } from './readiness.js';
+import { loggedRequest } from './access-log-request.js';
 import type { GatewayDeps } from './gateway-deps.js';
 import { registerSystemRoutes } from './api/system-routes.js';
 import { registerMeRoutes } from './api/me-routes.js';
@@ -84,7 +85,8 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
   const logger: FastifyServerOptions['logger'] =
     options.logger === undefined ? { level: 'info', redact: LOG_REDACT } : options.logger;
   const app = Fastify({
-    logger: typeof logger === 'object' && logger !== null ? { redact: LOG_REDACT, ...logger } : logger,
+    // The request serializer is ours even over a caller's: no logger may print a credential from a query string.
+    logger: typeof logger === 'object' && logger !== null ? { redact: LOG_REDACT, ...logger, serializers: { ...logger.serializers, req: loggedRequest } } : logger,
     // randomUUID draws from a cached pool: no syscall per request, unlike randomBytes.
     genReqId: () => `req_${randomUUID().replaceAll('-', '')}`,
     requestIdHeader: false,

@@ -1,6 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import { VERSION } from '../../shared/version.js';
 import type { GatewayDeps } from '../gateway-deps.js';
+import type { ReadinessCheck } from '../readiness.js';
+import { keyCanaryHealth } from '../recording/key-canary.js';
 
 /** `GET /v1/info` (public discovery for `sluice login`), `/healthz` and `/readyz`. */
 export function registerSystemRoutes(app: FastifyInstance, deps: GatewayDeps): void {
@@ -17,7 +19,9 @@ export function registerSystemRoutes(app: FastifyInstance, deps: GatewayDeps): v
   app.get('/healthz', async () => ({ status: 'ok' }));
 
   app.get('/readyz', async (_req, reply) => {
-    const checks = await deps.readiness.check();
+    const checks: Record<string, ReadinessCheck> = await deps.readiness.check();
+    // The key canary on disk, read per probe: a gateway running on a data directory its keys no longer fit is not ready.
+    if (deps.recording !== undefined) checks.master_key = await keyCanaryHealth(deps.recording.dir, deps.recording.keyRing);
     const ready = Object.values(checks).every((c) => c.ok);
     return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'unready', checks });
   });

@@ -1,7 +1,6 @@
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { SluiceError } from '../../shared/errors.js';
+import { openPrivateDatabase } from '../store/private-database.js';
 import { createLocalReviewFeed, type ReviewEvent, type ReviewFeed } from './review-feed.js';
 import { isGrantSummary, newGrantId, type Grant, type NewReview, type Review, type ReviewPerson } from './review.js';
 import type { ApprovalOutcome, GrantFilter, ReviewFilter, ReviewLimits, ReviewResolution, ReviewStore } from './review-store.js';
@@ -46,8 +45,8 @@ interface ReviewRow {
 
 /** Opens (creating if needed) the review database: WAL, one writer, readers never blocked. */
 export function openSqliteReviewStore(options: SqliteReviewStoreOptions): ReviewStore {
-  if (options.file !== ':memory:') mkdirSync(dirname(options.file), { recursive: true });
-  return new SqliteReviewStore(new Database(options.file), options.feed ?? createLocalReviewFeed());
+  // 0600 for the database and its WAL files: held requests carry who asked for what.
+  return new SqliteReviewStore(openPrivateDatabase(options.file), options.feed ?? createLocalReviewFeed());
 }
 
 class SqliteReviewStore implements ReviewStore {
@@ -65,7 +64,6 @@ class SqliteReviewStore implements ReviewStore {
   constructor(db: Database.Database, feed: ReviewFeed) {
     this.#db = db;
     this.feed = feed;
-    db.pragma('journal_mode = WAL');
     db.pragma('busy_timeout = 5000');
     db.pragma('synchronous = NORMAL');
     db.exec(SCHEMA);

@@ -3,8 +3,10 @@ import type { UpstreamTarget } from './upstream-target.js';
 
 /**
  * Request headers the upstream never sees from the caller: hop-by-hop headers (RFC 9110 7.6.1), the
- * caller's credentials (the connection injects its own), and forwarding headers the gateway sets itself
- * (a caller could otherwise spoof its address or request id).
+ * caller's credentials (the connection injects its own), and every header an upstream or the proxy in
+ * front of it might take for the client's address, scheme or host. The gateway sets the ones it vouches
+ * for (X-Forwarded-For/-Proto/-Host, X-Real-IP) and drops the rest: a caller could otherwise pass for
+ * another address, past an allow-list or into someone else's rate limit, or spoof the request id.
  */
 const DROPPED_REQUEST_HEADERS: ReadonlySet<string> = new Set([
   'connection',
@@ -21,6 +23,25 @@ const DROPPED_REQUEST_HEADERS: ReadonlySet<string> = new Set([
   'x-forwarded-for',
   'x-forwarded-proto',
   'x-forwarded-host',
+  'x-forwarded-port',
+  'x-forwarded-server',
+  'x-forwarded-scheme',
+  'x-forwarded-ssl',
+  'x-forwarded-prefix',
+  'x-forwarded',
+  'forwarded-for',
+  'x-original-forwarded-for',
+  'x-real-ip',
+  'x-client-ip',
+  'true-client-ip',
+  'cf-connecting-ip',
+  'fastly-client-ip',
+  'x-cluster-client-ip',
+  'x-envoy-external-address',
+  'x-original-host',
+  'x-host',
+  'x-url-scheme',
+  'front-end-https',
   'x-request-id',
 ]);
 
@@ -59,7 +80,7 @@ export function upstreamRequestHeaders(headers: IncomingHttpHeaders, target: Ups
     }
     pushHeader(out, name, headers[name]);
   }
-  out.push('host', target.host, 'x-forwarded-for', facts.clientAddress, 'x-forwarded-proto', facts.proto, 'x-request-id', facts.requestId);
+  out.push('host', target.host, 'x-forwarded-for', facts.clientAddress, 'x-real-ip', facts.clientAddress, 'x-forwarded-proto', facts.proto, 'x-request-id', facts.requestId);
   if (headers.host !== undefined) out.push('x-forwarded-host', headers.host);
   for (let i = 0; i < target.injected.length; i++) out.push(target.injected[i]!);
   return out;

@@ -79,11 +79,7 @@ export class KeyRing {
   /** Wraps a data key under the current master key. */
   wrap(dataKey: Buffer, sessionId: string): WrappedKey {
     const { id, key } = this.#keys[0]!;
-    const nonce = randomBytes(NONCE);
-    const cipher = createCipheriv('aes-256-gcm', key, nonce);
-    cipher.setAAD(wrapContext(sessionId, id));
-    const body = Buffer.concat([cipher.update(dataKey), cipher.final()]);
-    return { keyId: id, wrapped: Buffer.concat([nonce, body, cipher.getAuthTag()]) };
+    return { keyId: id, wrapped: seal(key, dataKey, wrapContext(sessionId, id)) };
   }
 
   /** Unwraps a session's data key; throws when the key id is unknown or the wrap was altered. */
@@ -93,14 +89,49 @@ export class KeyRing {
     const w = wrapped.wrapped;
     if (w.length !== NONCE + KEY_BYTES + TAG) throw new KeyUnavailableError('The wrapped data key has the wrong length');
     try {
-      const decipher = createDecipheriv('aes-256-gcm', key, w.subarray(0, NONCE));
-      decipher.setAAD(wrapContext(sessionId, wrapped.keyId));
-      decipher.setAuthTag(w.subarray(NONCE + KEY_BYTES));
-      return Buffer.concat([decipher.update(w.subarray(NONCE, NONCE + KEY_BYTES)), decipher.final()]);
+      return open(key, w, wrapContext(sessionId, wrapped.keyId));
     } catch (cause) {
       throw new KeyUnavailableError(`The data key does not unwrap under master key "${wrapped.keyId}" (wrong key, or the header was altered)`, { cause });
     }
   }
+
+  /**
+   * Seals `plaintext` under the master key `keyId` with `context` as associated data: for values that
+   * prove which key a directory was written with (the key canary), never for session data.
+   */
+  sealUnder(keyId: string, plaintext: Buffer, context: Buffer): Buffer {
+    const key = this.#byId.get(keyId);
+    if (key === undefined) throw new KeyUnavailableError(`No master key with id "${keyId}" is in the key ring`);
+    return seal(key, plaintext, context);
+  }
+
+  /** Opens what `sealUnder` sealed; undefined when the key with that id does not open it (another key, or altered bytes). */
+  openUnder(keyId: string, sealed: Buffer, context: Buffer): Buffer | undefined {
+    const key = this.#byId.get(keyId);
+    if (key === undefined || sealed.length < NONCE + TAG) return undefined;
+    try {
+      return open(key, sealed, context);
+    } catch {
+      return undefined;
+    }
+  }
+}
+
+/** AES-256-GCM: nonce ‖ ciphertext ‖ tag. */
+function seal(key: Buffer, plaintext: Buffer, aad: Buffer): Buffer {
+  const nonce = randomBytes(NONCE);
+  const cipher = createCipheriv('aes-256-gcm', key, nonce);
+  cipher.setAAD(aad);
+  const body = Buffer.concat([cipher.update(plaintext), cipher.final()]);
+  return Buffer.concat([nonce, body, cipher.getAuthTag()]);
+}
+
+/** Opens what `seal` sealed; throws when the key or the associated data differ, or the bytes were altered. */
+function open(key: Buffer, sealed: Buffer, aad: Buffer): Buffer {
+  const decipher = createDecipheriv('aes-256-gcm', key, sealed.subarray(0, NONCE));
+  decipher.setAAD(aad);
+  decipher.setAuthTag(sealed.subarray(sealed.length - TAG));
+  return Buffer.concat([decipher.update(sealed.subarray(NONCE, sealed.length - TAG)), decipher.final()]);
 }
 
 /** A session's data key cannot be recovered: unknown master key id, wrong key, or an altered header. */

@@ -1,6 +1,5 @@
-import { mkdirSync } from 'node:fs';
-import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
+import { openPrivateDatabase } from './private-database.js';
 import { SQLITE_MIGRATIONS } from './sqlite-migrations.js';
 import type {
   GrantRecord,
@@ -194,9 +193,8 @@ export class SqliteStore implements Store {
 
   /** Opens (creating if needed) and migrates the database. */
   constructor(options: SqliteStoreOptions) {
-    if (options.file !== ':memory:') mkdirSync(dirname(options.file), { recursive: true, mode: 0o700 });
-    this.#db = new Database(options.file);
-    this.#db.pragma('journal_mode = WAL');
+    // 0600 for the database and its WAL files: the index names every user, connection and session.
+    this.#db = openPrivateDatabase(options.file);
     // With WAL, NORMAL loses at most the last commits on power loss, never consistency; the session files are the record.
     this.#db.pragma('synchronous = NORMAL');
     this.#db.pragma('foreign_keys = ON');

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
@@ -126,5 +127,33 @@ describe('sluice serve', () => {
     expect(access).toHaveLength(1);
     expect(access[0]).toMatchObject({ msg: 'request completed', req: { method: 'GET', url: '/v1/me' }, res: { statusCode: 401 } });
     expect(access[0]!.responseTime).toEqual(expect.any(Number));
+  });
+
+  it('exits 2 naming the key id when restarted with another master key, and starts with a rotated ring that keeps the old one', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'sluice-keys-'));
+    onTestFinished(() => rm(dir, { recursive: true, force: true }));
+    const first = randomBytes(32).toString('base64');
+    const storage = (keys: string): string => `listen: 127.0.0.1:0\n${identity}storage:\n  dir: ${join(dir, 'data')}\n${keys}`;
+    const single = await configFile(storage('  master_key: ${env:SLUICE_MASTER_KEY}\n'));
+
+    const original = spawnCli(['serve', '--config', single], { env: { SLUICE_MASTER_KEY: first } });
+    onTestFinished(() => original.kill('SIGKILL'));
+    await original.waitForOutput(/sluice gateway ready/);
+    original.kill('SIGTERM');
+    expect(await original.exited).toBe(0);
+
+    const wrong = await runCli(['serve', '--config', single], { env: { SLUICE_MASTER_KEY: randomBytes(32).toString('base64') } });
+    expect(wrong.code).toBe(2);
+    expect(wrong.stderr).toContain('Master key "default" does not match');
+    expect(wrong.stderr).toContain('ERR_MASTER_KEY_MISMATCH');
+
+    const rotated = await configFile(storage('  master_keys:\n    - { id: k2, key: "${env:SLUICE_NEW_KEY}" }\n    - { id: default, key: "${env:SLUICE_MASTER_KEY}" }\n'));
+    const child = spawnCli(['serve', '--config', rotated], { env: { SLUICE_MASTER_KEY: first, SLUICE_NEW_KEY: randomBytes(32).toString('base64') } });
+    onTestFinished(() => child.kill('SIGKILL'));
+    await child.waitForOutput(/sluice gateway ready/);
+    child.kill('SIGTERM');
+    expect(await child.exited).toBe(0);
+    const canary = JSON.parse(await readFile(join(dir, 'data', 'key-canary.json'), 'utf8')) as { keys: Record<string, string> };
+    expect(Object.keys(canary.keys).sort()).toEqual(['default', 'k2']);
   });
 });

@@ -1,0 +1,27 @@
+import type { FastifyRequest } from 'fastify';
+import { recordableTarget } from './recording/credential-redaction.js';
+
+/** The `req` of an access log line (a type, not an interface: pino's serializer type wants an index signature). */
+export type LoggedRequest = {
+  method: string;
+  url: string;
+  host: string | undefined;
+  remoteAddress: string;
+  remotePort: number | undefined;
+};
+
+/**
+ * The request as log lines show it: fastify's fields, with credential-like query values (`?api_key=`,
+ * `?access_token=`…) replaced by `[removed]`. Logs are copied to places recordings never go (log
+ * shippers, terminals, support tickets), so they follow the recording's rule, and its one list of names.
+ */
+export function loggedRequest(req: FastifyRequest): LoggedRequest {
+  const { path, query } = recordableTarget(req.url);
+  return {
+    method: req.method,
+    url: query === undefined ? path : `${path}?${query}`,
+    host: req.host,
+    remoteAddress: req.ip,
+    remotePort: req.socket?.remotePort,
+  };
+}
