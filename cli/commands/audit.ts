@@ -1,12 +1,17 @@
+import { createPublicKey, type KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { SluiceError } from '../../shared/errors.js';
 import { decodeMasterKey, DEFAULT_KEY_ID, KeyRing } from '../../server/recording/key-ring.js';
+import { sealCheckpointSchema, type SealCheckpoint } from '../../server/recording/seal-log-format.js';
 import { SIGNING_KEY_FILE } from '../../server/recording/signing-key.js';
-import { verdictText, verifyStorageDir } from '../../server/recording/verify-storage-dir.js';
-import type { RegisterCommand } from '../context.js';
+import { parseExportedCheckpoints, readSealLog } from '../../server/recording/verify-seal-log.js';
+import { sealLogVerdictText, verdictText, verifyStorageDir } from '../../server/recording/verify-storage-dir.js';
+import { ApiClient } from '../api-client.js';
+import { getAccessToken } from '../auth/access-token.js';
+import type { CliContext, RegisterCommand } from '../context.js';
 
 const verifyFlags = z.object({
   all: z.boolean().default(false),
@@ -14,9 +19,62 @@ const verifyFlags = z.object({
   keyFile: z.string().min(1).optional(),
   keyId: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/).default(DEFAULT_KEY_ID),
   publicKey: z.string().min(1).optional(),
+  checkpoints: z.string().min(1).optional(),
   strict: z.boolean().default(false),
   json: z.boolean().default(false),
 });
+
+const checkpointsFlags = z.object({
+  since: z.coerce.number().int().min(-1).default(-1),
+  json: z.boolean().default(false),
+});
+
+const checkpointsPage = z.object({ log: z.string(), checkpoints: z.array(sealCheckpointSchema), next_since: z.number().int().nullable() });
+
+/**
+ * The public key that checks checkpoints: `--public-key` (the PEM of `GET /v1/audit/public-key`, or the
+ * signing key file itself), else `DIR/signing-key.pem` of an install that keeps it there, with a warning:
+ * a key read from the directory under test vouches for nothing its writer could not also forge.
+ */
+async function loadPublicKey(file: string | undefined, dir: string, ctx: CliContext): Promise<KeyObject> {
+  const path = file ?? join(dir, SIGNING_KEY_FILE);
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? String(err);
+    if (file === undefined && code === 'ENOENT') {
+      throw new SluiceError('ERR_USAGE', {
+        message: `No public key: ${path} does not exist (the signing key is kept outside the data directory, storage.signing_key); pass --public-key FILE with the PEM of GET /v1/audit/public-key`,
+      });
+    }
+    throw new SluiceError('ERR_USAGE', { message: `Cannot read the public key ${path} (${code}); pass --public-key FILE` });
+  }
+  let key: KeyObject;
+  try {
+    key = createPublicKey(text);
+  } catch {
+    throw new SluiceError('ERR_USAGE', { message: `${path} is not a PEM key` });
+  }
+  if (file === undefined) {
+    ctx.out.stderr.write(
+      `warning: the public key is read from the directory being verified (${path}); whoever could rewrite the recordings could replace it too. Pass --public-key with a copy kept elsewhere.\n`,
+    );
+  }
+  return key;
+}
+
+async function loadExportedCheckpoints(file: string): Promise<SealCheckpoint[]> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new SluiceError('ERR_USAGE', { message: `Cannot read the checkpoints file ${file} (${(err as NodeJS.ErrnoException).code ?? String(err)})` });
+  }
+  const parsed = parseExportedCheckpoints(text);
+  if (typeof parsed === 'string') throw new SluiceError('ERR_USAGE', { message: `${file} is not exported checkpoints: ${parsed}` });
+  return parsed;
+}
 
 const keyList = z.array(z.object({ id: z.string().min(1), key: z.string().min(1) })).min(1);
 
@@ -61,24 +119,30 @@ export async function loadKeyRing(keyFile: string | undefined, env: NodeJS.Proce
   }
 }
 
-/** `sluice audit verify`: checks session files offline, with no gateway. */
+/** `sluice audit verify`: checks session files offline, with no gateway; `sluice audit checkpoints` exports the seal log's checkpoints. */
 export const registerAudit: RegisterCommand = (program, ctx) => {
-  const audit = program.command('audit').summary('check recordings offline').description('Audit tools that work on a copy of the storage directory, with no gateway running.');
+  const audit = program
+    .command('audit')
+    .summary('check recordings offline')
+    .description('Audit tools: verify works on a copy of the storage directory with no gateway running; checkpoints exports what pins it from outside.');
 
   audit
     .command('verify')
     .description(
       'Verify session files: every record authenticates and chains to the one before, the checkpoint signature ' +
-        'verifies, and, where index.sqlite exists, each sealed session holds what the index says. Prints one line ' +
-        'per session and exits with ERR_RECORDING_TAMPERED when any is broken.',
+        'verifies, and, where index.sqlite exists, each sealed session holds what the index says. The seal log ' +
+        '(seals.log) must chain and match its signed checkpoints, and every session it lists must be present and ' +
+        'hold exactly what its entry pins. Prints one line per session (and, with --all, one for the seal log) and ' +
+        'exits with ERR_RECORDING_TAMPERED when any is broken.',
     )
     .argument('[id]', 'one session id (ses_…)')
     .option('--all', 'every session of the directory', false)
     .option('--data-dir <dir>', 'the storage directory (storage.dir)', './data')
     .option('--key-file <file>', 'master key(s): one base64 key, or YAML/JSON [{id, key}]; default $SLUICE_MASTER_KEY')
     .option('--key-id <id>', 'the id of a lone master key', DEFAULT_KEY_ID)
-    .option('--public-key <file>', `checkpoint public key PEM (GET /v1/audit/public-key); default DIR/${SIGNING_KEY_FILE}`)
-    .option('--strict', 'count interrupted sessions (no checkpoint) as failures too', false)
+    .option('--public-key <file>', `checkpoint public key PEM (GET /v1/audit/public-key) or the signing key; default DIR/${SIGNING_KEY_FILE} where an install keeps it there`)
+    .option('--checkpoints <file>', 'seal log checkpoints exported earlier (sluice audit checkpoints --json): the log must reach and match each one')
+    .option('--strict', 'count interrupted or open sessions (no checkpoint) as failures too', false)
     .option('--json', 'print JSON', false)
     .action(async (id: string | undefined, raw: Record<string, unknown>) => {
       const f = verifyFlags.parse(raw);
@@ -86,18 +150,15 @@ export const registerAudit: RegisterCommand = (program, ctx) => {
       if (id !== undefined && !/^ses_[0-9a-f]{32}$/.test(id)) throw new SluiceError('ERR_USAGE', { message: `"${id}" is not a session id (ses_…)` });
       const dir = resolve(f.dataDir);
       const keyRing = await loadKeyRing(f.keyFile, ctx.env, f.keyId);
-      const keyPath = f.publicKey ?? join(dir, SIGNING_KEY_FILE);
-      let publicKey: string;
-      try {
-        publicKey = await readFile(keyPath, 'utf8');
-      } catch (err) {
-        throw new SluiceError('ERR_USAGE', { message: `Cannot read the public key ${keyPath} (${(err as NodeJS.ErrnoException).code ?? String(err)}); pass --public-key FILE` });
-      }
+      const exported = f.checkpoints === undefined ? undefined : await loadExportedCheckpoints(f.checkpoints);
+      const publicKey = await loadPublicKey(f.publicKey, dir, ctx);
+      const sealLog = await readSealLog({ dir, publicKey, ...(exported === undefined ? {} : { exported }) });
+      const logVerdict = sealLogVerdictText(sealLog);
 
       const results = [];
       let failed = 0;
       let seen = 0;
-      for await (const v of verifyStorageDir({ dir, keyRing, publicKey, ...(id === undefined ? {} : { only: id }) })) {
+      for await (const v of verifyStorageDir({ dir, keyRing, publicKey, sealLog, ...(id === undefined ? {} : { only: id }) })) {
         const verdict = verdictText(v, f.strict);
         seen++;
         if (verdict.failed) failed++;
@@ -109,6 +170,7 @@ export const registerAudit: RegisterCommand = (program, ctx) => {
             failed: verdict.failed,
             verdict: verdict.text,
             index_status: v.indexStatus ?? null,
+            seal_log_entry: v.seal?.entry ?? null,
             records: v.result?.records ?? 0,
             last_good_seq: v.result?.lastGoodSeq ?? -1,
             last_good_offset: v.result?.lastGoodOffset ?? 0,
@@ -118,12 +180,58 @@ export const registerAudit: RegisterCommand = (program, ctx) => {
           ctx.out.stdout.write(`${v.id}  ${verdict.text}\n`);
         }
       }
-      if (f.json) ctx.out.stdout.write(`${JSON.stringify({ ok: failed === 0, sessions: results }, null, 2)}\n`);
-      if (id !== undefined && seen === 0) {
+      if (f.json) {
+        const log = {
+          status: logVerdict.status,
+          failed: logVerdict.failed,
+          verdict: logVerdict.text,
+          log: sealLog.logId ?? null,
+          entries: sealLog.entries,
+          signed_through: sealLog.signedThrough,
+          pinned_through: sealLog.pinnedThrough,
+          problems: sealLog.problems.map((p) => ({ kind: p.kind, entry: p.entry, message: p.message })),
+        };
+        ctx.out.stdout.write(`${JSON.stringify({ ok: failed === 0 && !logVerdict.failed, sessions: results, seal_log: log }, null, 2)}\n`);
+      } else if (id === undefined || logVerdict.failed) {
+        ctx.out.stdout.write(`seal log  ${logVerdict.text}\n`);
+      }
+      if (id !== undefined && seen === 0 && !logVerdict.failed) {
         throw new SluiceError('ERR_NOT_FOUND', { message: `No session ${id} in ${dir}` });
       }
-      if (failed > 0) {
-        throw new SluiceError('ERR_RECORDING_TAMPERED', { message: `${failed} session${failed === 1 ? '' : 's'} in ${dir} failed verification` });
+      if (failed > 0 || logVerdict.failed) {
+        const what = [...(failed > 0 ? [`${failed} session${failed === 1 ? '' : 's'}`] : []), ...(logVerdict.failed ? ['the seal log'] : [])].join(' and ');
+        throw new SluiceError('ERR_RECORDING_TAMPERED', { message: `${what} in ${dir} failed verification` });
       }
+    });
+
+  audit
+    .command('checkpoints')
+    .description(
+      'Print the signed checkpoints of the gateway\'s seal log (GET /v1/audit/checkpoints; auditors and admins). ' +
+        'Keep the --json output where the gateway cannot reach it: `sluice audit verify --checkpoints FILE` then ' +
+        'detects a seal log that was rewritten or cut back before the last checkpoint kept.',
+    )
+    .option('--since <seq>', 'only checkpoints of entries after this one', '-1')
+    .option('--json', 'print one JSON checkpoint per line (the format --checkpoints reads)', false)
+    .action(async (raw: Record<string, unknown>) => {
+      const parsed = checkpointsFlags.safeParse(raw);
+      if (!parsed.success) throw new SluiceError('ERR_USAGE', { message: '--since must be an entry number (0 or more)' });
+      const f = parsed.data;
+      const access = await getAccessToken({ profile: ctx.profile(), env: ctx.env });
+      const api = new ApiClient({ gateway: access.gateway, token: access.token });
+      let since = f.since;
+      let log: string | undefined;
+      let count = 0;
+      for (;;) {
+        const page = await api.request({ path: '/v1/audit/checkpoints', query: { since }, schema: checkpointsPage });
+        log = page.log;
+        for (const cp of page.checkpoints) {
+          count++;
+          ctx.out.stdout.write(f.json ? `${JSON.stringify(cp)}\n` : `${String(cp.seq).padStart(8)}  ${cp.head}  ${new Date(cp.signed_at).toISOString()}\n`);
+        }
+        if (page.next_since === null) break;
+        since = page.next_since;
+      }
+      if (!f.json && count === 0) ctx.out.stdout.write(`No checkpoints of seal log ${log} yet.\n`);
     });
 };

@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import type { RegisterCommand } from '../context.js';
 import { waitForSignal } from '../signals.js';
 
@@ -28,7 +29,7 @@ export const registerDemo: RegisterCommand = (program, ctx) => {
       const gw = demo.gateway.url;
       if (opts.json) {
         ctx.out.stdout.write(
-          `${JSON.stringify({ gateway: gw, issuer: demo.issuer, model: demo.modelUrl, echo: demo.echoAddress, data_dir: demo.dataDir, ci_client: demo.ciClient, users: DEMO_USERS })}\n`,
+          `${JSON.stringify({ gateway: gw, issuer: demo.issuer, model: demo.modelUrl, echo: demo.echoAddress, data_dir: demo.dataDir, signing_key: demo.signingKeyFile, ci_client: demo.ciClient, users: DEMO_USERS })}\n`,
         );
       } else {
         const users = DEMO_USERS.map((u) => `    ${u.id.padEnd(6)} ${u.groups.join(', ')}`).join('\n');
@@ -40,6 +41,7 @@ export const registerDemo: RegisterCommand = (program, ctx) => {
             `  sign-in     ${demo.issuer}   (an OpenID provider with demo users)`,
             `  model       ${demo.modelUrl}   (reached only through the gateway)`,
             `  data        ${demo.dataDir}`,
+            `  signing key ${demo.signingKeyFile}   (outside the data directory; verify with --public-key)`,
             '',
             '  demo users (pick one on the sign-in page):',
             users,
@@ -55,6 +57,9 @@ export const registerDemo: RegisterCommand = (program, ctx) => {
             'As a CI job (client credentials):',
             `  SLUICE_CLIENT_ID=${demo.ciClient.clientId} SLUICE_CLIENT_SECRET=${demo.ciClient.clientSecret} \\`,
             `    npx sluice login --client-credentials --gateway ${gw}`,
+            '',
+            'Verify the recordings offline (the signing key vouches for them from outside the data directory):',
+            `  npx sluice audit verify --all --data-dir ${demo.dataDir} --key-file ${join(demo.dataDir, 'master.key')} --public-key ${demo.signingKeyFile}`,
             '',
             'Ctrl-C stops the demo.',
             '',

@@ -106,12 +106,18 @@ export const configSchema = z
         fsync_interval: duration.default('200ms'),
         retention_days: z.number().int().positive().optional(),
         proxy_session_idle: duration.default('15m'),
+        /** The checkpoint signing key (Ed25519 PEM); outside `dir`, so who can rewrite recordings cannot re-sign them. Default `dir/signing-key.pem`. */
+        signing_key: z.string().min(1).optional(),
+        /** The seal log signs its head once this many entries are unsigned... */
+        seal_checkpoint_every: z.number().int().min(1).max(100_000).default(32),
+        /** ...and at least this often while any is. */
+        seal_checkpoint_interval: duration.default('1m'),
       })
       .refine((s) => s.master_key === undefined || s.master_keys === undefined, {
         message: 'set either master_key or master_keys, not both',
         path: ['master_keys'],
       })
-      .default({ dir: './data', fsync: 'batch', fsync_interval: '200ms', proxy_session_idle: '15m' }),
+      .default({ dir: './data', fsync: 'batch', fsync_interval: '200ms', proxy_session_idle: '15m', seal_checkpoint_every: 32, seal_checkpoint_interval: '1m' }),
     tunnel: z
       .strictObject({
         max_streams: z.number().int().positive().default(256),

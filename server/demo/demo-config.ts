@@ -26,6 +26,8 @@ export interface DemoConfigOptions {
   dataDir: string;
   /** Base64 master key of the demo's recordings. */
   masterKey: string;
+  /** The checkpoint signing key, outside `dataDir`. */
+  signingKeyFile: string;
 }
 
 /** The gateway config that joins the demo identity provider and the demo upstreams. */
@@ -34,7 +36,7 @@ export function demoConfig(options: DemoConfigOptions): Config {
     listen: options.listen,
     identity: { issuer: options.issuer, audience: DEMO_AUDIENCE, cli_client_id: DEMO_CLI_CLIENT, groups_claim: 'groups' },
     roles: { admin: ['platform'], auditor: ['security'], reviewer: ['ml-leads'] },
-    storage: { dir: options.dataDir, master_key: options.masterKey },
+    storage: { dir: options.dataDir, master_key: options.masterKey, signing_key: options.signingKeyFile },
     connections: [
       {
         name: 'llm',

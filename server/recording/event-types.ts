@@ -57,6 +57,11 @@ export interface EventFields {
     record: { request_body: string; response_body: string; raw: boolean };
     /** `<session id>#<exchange number>` this session re-sends, as the caller's `x-sluice-resend-of` claimed. */
     resend_of?: string;
+    /**
+     * The seal log (`sl_…`) this session's seal is appended to. Once the session is sealed the signature
+     * covers it, so a verifier knows the session must be in that log, and that the log must exist.
+     */
+    seal_log?: string;
   };
   /** The payload holds the request body when `body.capture` is `raw` and the body had fully arrived. */
   'exchange.request': {

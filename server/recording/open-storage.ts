@@ -6,9 +6,11 @@ import type { Config } from '../config/schema.js';
 import { SqliteStore } from '../store/sqlite-store.js';
 import type { Store } from '../store/store.js';
 import type { RecordingIo } from './file-io.js';
+import { checkKeyCanary } from './key-canary.js';
 import { keyRingFromSettings } from './key-ring.js';
 import { Recording, type RecordingLog } from './recording.js';
-import { loadOrCreateSigningKey } from './signing-key.js';
+import { loadOrCreateSigningKeyFile, signingKeyLocation, signingKeyWarning } from './signing-key.js';
+import { warnIfStorageDirShared } from './storage-dir-mode.js';
 
 /** File name of the SQLite index under `storage.dir`. */
 export const INDEX_FILE = 'index.sqlite';
@@ -49,9 +51,15 @@ export async function openStorage(options: OpenStorageOptions): Promise<GatewayS
   if (keyRing === undefined) return undefined;
   const dir = resolve(storage.dir);
   await mkdir(dir, { recursive: true, mode: 0o700 });
-  const signingKey = await loadOrCreateSigningKey(dir);
+  await warnIfStorageDirShared(dir, options.log);
+  const keyLocation = signingKeyLocation(storage);
+  const keyWarning = signingKeyWarning(keyLocation);
+  if (keyWarning !== undefined) options.log?.warn({ signing_key: keyLocation.file }, keyWarning);
+  const signingKey = await loadOrCreateSigningKeyFile(keyLocation.file);
   const store = new SqliteStore({ file: join(dir, INDEX_FILE) });
   try {
+    // Before anything is written with the ring: a wrong key must stop the start, not surface when a session is read.
+    await checkKeyCanary({ dir, keyRing, store });
     const recording = await Recording.open({
       dir,
       keyRing,
@@ -61,6 +69,8 @@ export async function openStorage(options: OpenStorageOptions): Promise<GatewayS
       fsync: storage.fsync,
       fsyncIntervalMs: parseDuration(storage.fsync_interval),
       retentionDays: storage.retention_days,
+      sealCheckpointEvery: storage.seal_checkpoint_every,
+      sealCheckpointIntervalMs: parseDuration(storage.seal_checkpoint_interval),
       log: options.log,
     });
     return {

@@ -14,6 +14,8 @@ export interface SessionClosed {
   readonly endedAt: number;
   readonly records?: number;
   readonly finalHash?: string;
+  /** Hex SHA-256 of the file's last record (the checkpoint itself), what the seal log pins; set when sealed. */
+  readonly headHash?: string;
 }
 
 /**
@@ -115,7 +117,7 @@ export class RecordingSession {
     try {
       await this.writer.append('session.end', { reason, exchanges: this.#exchanges });
       const { records, finalHash } = await this.writer.seal(signingKey);
-      return { status: 'closed', endedAt: Date.now(), records, finalHash };
+      return { status: 'closed', endedAt: Date.now(), records, finalHash, headHash: this.writer.lastHash.toString('hex') };
     } catch {
       // The file keeps every whole record it has; without a checkpoint it reads as interrupted.
       await this.writer.close().catch(() => undefined);

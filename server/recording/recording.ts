@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import type { ConnectionConfig } from '../config/schema.js';
 import type { Principal } from '../identity/principal.js';
 import type { Recorder } from '../pipeline/recorder.js';
@@ -11,7 +11,9 @@ import { nodeRecordingIo, type RecordingIo } from './file-io.js';
 import type { KeyRing } from './key-ring.js';
 import { HEADER_PREFIX, SESSION_FILE_SUFFIX } from './record-format.js';
 import { describeStorageFailure, recordingUnavailable } from './recording-error.js';
-import { RecordingSession } from './recording-session.js';
+import { RecordingSession, type SessionClosed } from './recording-session.js';
+import { SealLog } from './seal-log.js';
+import { sessionFileHead } from './session-file-scanner.js';
 import { SessionWriter, type FsyncMode } from './session-writer.js';
 import type { SigningKey } from './signing-key.js';
 
@@ -46,6 +48,10 @@ export interface RecordingOptions {
   readonly progressIntervalMs?: number;
   /** This gateway's id among replicas sharing a store; default the host name. */
   readonly replica?: string;
+  /** The seal log signs a checkpoint once this many entries are unsigned; default 32. */
+  readonly sealCheckpointEvery?: number;
+  /** ...and at least this often while any is; default 60 s. */
+  readonly sealCheckpointIntervalMs?: number;
   readonly log?: RecordingLog;
 }
 
@@ -88,6 +94,7 @@ export class Recording {
   readonly #log: RecordingLog;
   readonly #sessions = new Map<string, Promise<RecordingSession>>();
   #failure: { cause: string; since: number } | undefined;
+  #sealLog!: SealLog;
   #progressTimer: NodeJS.Timeout | undefined;
   #sweepTimer: NodeJS.Timeout | undefined;
   #closed = false;
@@ -104,11 +111,32 @@ export class Recording {
     this.recorder = createDurableRecorder({ recording: this });
   }
 
-  /** Opens the recording: marks sessions this replica left open (a crash) interrupted, starts the sweep. */
+  /**
+   * Opens the recording: opens (or starts) the seal log, marks sessions this replica left open (a crash)
+   * interrupted and pins what their files hold in the seal log, starts the sweep.
+   */
   static async open(options: RecordingOptions): Promise<Recording> {
     const recording = new Recording(options);
-    const interrupted = await options.store.interruptOpenSessions(recording.replica, Date.now());
-    if (interrupted.length > 0) recording.#log.warn({ sessions: interrupted }, 'sessions left open by a previous run are marked interrupted');
+    recording.#sealLog = await SealLog.open({
+      dir: recording.dir,
+      signingKey: options.signingKey,
+      checkpointEvery: options.sealCheckpointEvery,
+      checkpointIntervalMs: options.sealCheckpointIntervalMs,
+      log: recording.#log,
+      onOutcome: (err) => recording.reportOutcome(err),
+    });
+    try {
+      const endedAt = Date.now();
+      const interrupted = await options.store.interruptOpenSessions(recording.replica, endedAt);
+      if (interrupted.length > 0) recording.#log.warn({ sessions: interrupted }, 'sessions left open by a previous run are marked interrupted');
+      for (const id of interrupted) {
+        const s = await options.store.getSession(id);
+        if (s !== undefined) await recording.#sealInterrupted(id, s.file, endedAt);
+      }
+    } catch (err) {
+      await recording.#sealLog.close().catch(() => undefined);
+      throw err;
+    }
     if (options.retentionDays !== undefined) {
       const run = (): void => {
         recording.sweep().catch((err: unknown) => recording.#log.warn({ err: describeStorageFailure(err) }, 'retention sweep failed'));
@@ -123,6 +151,11 @@ export class Recording {
   /** Why storage is failing (`disk full (ENOSPC)`), or undefined while it works. */
   get failureCause(): string | undefined {
     return this.#failure?.cause;
+  }
+
+  /** The gateway-wide chain of session seals. */
+  get sealLog(): SealLog {
+    return this.#sealLog;
   }
 
   /** PEM of the checkpoint signing key's public half. */
@@ -166,6 +199,8 @@ export class Recording {
     }
     const closed = await session.close(reason, this.signingKey);
     if (closed.status === 'interrupted') this.reportOutcome(new Error('the session could not be sealed'));
+    // Into the seal log before the index: an index row may be deleted or edited, the chained entry may not.
+    await this.#sealIntoLog(session, closed);
     await this.#flushProgress(session);
     try {
       await this.store.closeSession(id, closed);
@@ -224,15 +259,19 @@ export class Recording {
       const batch = await this.store.expiredSessions(before, 100);
       if (batch.length === 0) return destroyed;
       for (const s of batch) {
+        // Logged first: a session that vanishes with no entry saying so reads as tampered with.
+        await this.#sealLog.append({ type: 'destroyed', session: s.id, at: Date.now() });
         await this.#destroyFile(join(this.dir, s.file));
         await this.store.deleteSession(s.id);
         destroyed++;
       }
+      // Signed at once: a verifier trusts a `destroyed` entry only when a checkpoint covers it.
+      await this.#sealLog.checkpoint();
       this.#log.info({ sessions: batch.map((s) => s.id) }, 'expired sessions destroyed');
     }
   }
 
-  /** Seals every open session and stops timers; the store stays open (its owner closes it). */
+  /** Seals every open session, signs the seal log's head, and stops timers; the store stays open (its owner closes it). */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
@@ -241,6 +280,7 @@ export class Recording {
     clearTimeout(this.#progressTimer);
     this.#progressTimer = undefined;
     await this.#flushAllProgress();
+    await this.#sealLog.close().catch((err: unknown) => this.#log.warn({ err: describeStorageFailure(err) }, 'the seal log could not be signed at shutdown'));
   }
 
   async #open(start: SessionStart): Promise<RecordingSession> {
@@ -300,13 +340,49 @@ export class Recording {
         ...(start.cliVersion === undefined ? {} : { cli_version: start.cliVersion }),
         record: { request_body: connection.record.request_body, response_body: connection.record.response_body, raw: connection.record.raw },
         ...(start.resendOf === undefined ? {} : { resend_of: start.resendOf }),
+        seal_log: this.#sealLog.id,
       });
     } catch (err) {
       await writer.close().catch(() => undefined);
-      await this.store.closeSession(start.id, { status: 'interrupted', endedAt: Date.now() }).catch(() => undefined);
+      const endedAt = Date.now();
+      await this.#sealInterrupted(start.id, file, endedAt);
+      await this.store.closeSession(start.id, { status: 'interrupted', endedAt }).catch(() => undefined);
       throw err;
     }
     return session;
+  }
+
+  /** Appends a closed session's seal to the seal log; a failure makes the gateway unready and is retried with the next entry. */
+  async #sealIntoLog(session: RecordingSession, closed: SessionClosed): Promise<void> {
+    const file = relative(this.dir, session.writer.path);
+    if (closed.status === 'interrupted' || closed.records === undefined || closed.headHash === undefined) {
+      await this.#sealInterrupted(session.id, file, closed.endedAt);
+      return;
+    }
+    try {
+      await this.#sealLog.append({ type: 'seal', session: session.id, file, status: 'closed', records: closed.records, finalHash: closed.headHash, sealedAt: closed.endedAt });
+    } catch (err) {
+      this.#log.warn({ session: session.id, err: describeStorageFailure(err) }, 'the seal log could not record a sealed session; it is retried with the next entry');
+    }
+  }
+
+  /**
+   * Pins what an unsealed session's file holds (whole records, last hash) in the seal log, so cutting it
+   * further later is seen. Best effort: a file that cannot be read has nothing to pin.
+   */
+  async #sealInterrupted(id: string, file: string, endedAt: number): Promise<void> {
+    let head: { records: number; head: string };
+    try {
+      head = await sessionFileHead(join(this.dir, file));
+    } catch (err) {
+      this.#log.warn({ session: id, err: describeStorageFailure(err) }, 'an interrupted session file cannot be read, so the seal log cannot pin it');
+      return;
+    }
+    try {
+      await this.#sealLog.append({ type: 'seal', session: id, file, status: 'interrupted', records: head.records, finalHash: head.head, sealedAt: endedAt });
+    } catch (err) {
+      this.#log.warn({ session: id, err: describeStorageFailure(err) }, 'the seal log could not record an interrupted session; it is retried with the next entry');
+    }
   }
 
   async #flushAllProgress(): Promise<void> {

@@ -1,5 +1,5 @@
 import { open } from 'node:fs/promises';
-import { decodeHeader, headerLength, HEADER_PREFIX, LENGTH_BYTES, MAX_RECORD_BYTES, NONCE_BYTES, TAG_BYTES, type SessionHeader } from './record-format.js';
+import { decodeHeader, headerLength, HEADER_PREFIX, LENGTH_BYTES, MAX_RECORD_BYTES, NONCE_BYTES, sha256, TAG_BYTES, type SessionHeader } from './record-format.js';
 
 /** What the scanner finds, in file order; it stops after `truncated` or `bad-length`. */
 export type ScanItem =
@@ -65,4 +65,22 @@ export async function* scanSessionFile(path: string): AsyncGenerator<ScanItem> {
   } finally {
     await handle.close();
   }
+}
+
+/**
+ * What a session file holds without decrypting it: its whole records and the SHA-256 of the last one
+ * (of the header when there is none), as the seal log pins an interrupted session. A torn last record
+ * is not counted, as verify does not count it.
+ */
+export async function sessionFileHead(path: string): Promise<{ records: number; head: string }> {
+  let records = 0;
+  let head = '';
+  for await (const item of scanSessionFile(path)) {
+    if (item.kind === 'header') head = sha256(item.bytes).toString('hex');
+    else if (item.kind === 'record') {
+      records++;
+      head = sha256(item.frame).toString('hex');
+    }
+  }
+  return { records, head };
 }

@@ -1,6 +1,7 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
+import { SluiceError } from '../../shared/errors.js';
 import { sha256 } from './record-format.js';
 
 /** File name of the checkpoint signing key under `storage.dir`. */
@@ -33,11 +34,19 @@ export function publicKeyFingerprint(publicKey: KeyObject): string {
 }
 
 /** Loads `<dir>/signing-key.pem`, creating it (mode 0600) on first start; concurrent starters agree on one key. */
-export async function loadOrCreateSigningKey(dir: string): Promise<SigningKey> {
-  const file = join(dir, SIGNING_KEY_FILE);
-  await mkdir(dir, { recursive: true, mode: 0o700 });
+export function loadOrCreateSigningKey(dir: string): Promise<SigningKey> {
+  return loadOrCreateSigningKeyFile(join(dir, SIGNING_KEY_FILE));
+}
+
+/**
+ * Loads the signing key at `file`, creating it (mode 0600, its directory 0700) when absent; concurrent
+ * starters agree on one key. Refuses (ERR_CONFIG_INVALID) a key that group or others may read or write:
+ * whoever can read it can sign a rewritten recording.
+ */
+export async function loadOrCreateSigningKeyFile(file: string): Promise<SigningKey> {
+  await mkdir(dirname(file), { recursive: true, mode: 0o700 });
   try {
-    return signingKeyFrom(createPrivateKey(await readFile(file)));
+    return await readSigningKey(file);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
@@ -50,7 +59,46 @@ export async function loadOrCreateSigningKey(dir: string): Promise<SigningKey> {
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
   }
+  return readSigningKey(file);
+}
+
+async function readSigningKey(file: string): Promise<SigningKey> {
+  const info = await stat(file);
+  // POSIX modes mean nothing on Windows, where access is governed by ACLs.
+  if (process.platform !== 'win32' && (info.mode & 0o077) !== 0) {
+    const mode = (info.mode & 0o777).toString(8).padStart(4, '0');
+    const problem = `storage.signing_key: ${file} has mode ${mode}; the signing key must be readable by its owner only: chmod 600 it`;
+    throw new SluiceError('ERR_CONFIG_INVALID', { message: `config has 1 problem:\n  ${problem}`, details: { problems: [problem] } });
+  }
   return signingKeyFrom(createPrivateKey(await readFile(file)));
+}
+
+/** Where the signing key is, and whether it sits where the recordings it protects sit. */
+export interface SigningKeyLocation {
+  /** Absolute path of the private key. */
+  readonly file: string;
+  /** `storage.signing_key` was not set: the key is `storage.dir/signing-key.pem`, as before it existed. */
+  readonly legacy: boolean;
+  /** The key is inside `storage.dir`, so whoever can rewrite a recording can also re-sign it. */
+  readonly insideDataDir: boolean;
+}
+
+/** The signing key's location for a storage section (`dir` and optional `signing_key`). */
+export function signingKeyLocation(storage: { readonly dir: string; readonly signing_key?: string }): SigningKeyLocation {
+  const dir = resolve(storage.dir);
+  const file = storage.signing_key === undefined ? join(dir, SIGNING_KEY_FILE) : resolve(storage.signing_key);
+  const rel = relative(dir, file);
+  return { file, legacy: storage.signing_key === undefined, insideDataDir: rel === '' || (!rel.startsWith('..') && !isAbsolute(rel)) };
+}
+
+/** The warning a gateway logs at start when its signing key is inside its data directory; undefined when it is not. */
+export function signingKeyWarning(location: SigningKeyLocation): string | undefined {
+  if (!location.insideDataDir) return undefined;
+  const where = location.legacy ? `storage.signing_key is not set, so the checkpoint signing key is ${location.file}` : `storage.signing_key (${location.file}) is inside storage.dir`;
+  return (
+    `${where}: whoever can rewrite a recording there can also re-sign it. Move the key outside the data directory ` +
+    '(e.g. /etc/sluice/signing-key.pem, mode 0600, readable by the gateway only) and set storage.signing_key to it'
+  );
 }
 
 /** Signs a checkpoint message. */

@@ -43,6 +43,10 @@ export interface VerifyResult {
   readonly lastGoodSeq: number;
   /** Byte offset just past the last good record. */
   readonly lastGoodOffset: number;
+  /** Hex SHA-256 of the last whole record (of the header when there is none): what the seal log pins. */
+  readonly headHash?: string;
+  /** The seal log `session.start` names (`sl_…`); vouched for by the signature only when `ok`. */
+  readonly sealLog?: string;
   readonly problems: readonly VerifyProblem[];
 }
 
@@ -78,6 +82,7 @@ export async function verifySession(file: string, options: VerifyOptions): Promi
   let checkpointAt = -1;
   let endOffset = 0;
   let lastCheckpointHash: string | undefined;
+  let sealLog: string | undefined;
 
   try {
     for await (const item of scanSessionFile(file)) {
@@ -136,6 +141,7 @@ export async function verifySession(file: string, options: VerifyOptions): Promi
         problem('chain', index, offset, `Record ${index} at byte ${offset} does not chain to the record before it`);
         good = false;
       }
+      if (index === 0 && record.meta.type === 'session.start' && typeof record.meta.seal_log === 'string') sealLog = record.meta.seal_log;
       if (record.meta.type === 'session.checkpoint') {
         checkpointAt = index;
         good = checkCheckpoint(record, index, offset, expectedPrev) && good;
@@ -188,6 +194,17 @@ export async function verifySession(file: string, options: VerifyOptions): Promi
   function result(): VerifyResult {
     const broken = problems.some((p) => p.kind !== 'interrupted' && p.kind !== 'truncated');
     const status = broken ? 'broken' : problems.length > 0 ? 'interrupted' : 'intact';
-    return { ok: status === 'intact', status, session, keyId, records, lastGoodSeq, lastGoodOffset, problems };
+    return {
+      ok: status === 'intact',
+      status,
+      session,
+      keyId,
+      records,
+      lastGoodSeq,
+      lastGoodOffset,
+      ...(session === undefined ? {} : { headHash: prev.toString('hex') }),
+      ...(sealLog === undefined ? {} : { sealLog }),
+      problems,
+    };
   }
 }

@@ -1,13 +1,14 @@
 /**
- * `sluice sessions`, `sluice audit verify` and `sluice admin rotate-key` as users run them: the real CLI
- * binary against a real gateway whose sessions were recorded from openai SDK traffic through the
- * direct proxy; `audit verify` then runs offline on copies of the storage directory, untouched and
- * tampered with.
+ * `sluice sessions`, `sluice audit verify`, `sluice audit checkpoints` and `sluice admin rotate-key` as
+ * users run them: the real CLI binary against a real gateway whose sessions were recorded from openai
+ * SDK traffic through the direct proxy, with its signing key outside the data directory; `audit verify`
+ * then runs offline on copies of the storage directory, untouched and tampered with.
  */
-import { randomBytes } from 'node:crypto';
-import { cp, mkdtemp, open, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { access, cp, mkdtemp, open, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import type { FastifyInstance } from 'fastify';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
@@ -16,7 +17,11 @@ import { parseConfigText, validateConfig } from '../../server/config/load.js';
 import { startModelServer, type RunningModelServer } from '../../server/demo/model-server.js';
 import type { RecordedEvent } from '../../server/recording/event-types.js';
 import { keyRingFromSettings } from '../../server/recording/key-ring.js';
+import { nodeRecordingIo } from '../../server/recording/file-io.js';
+import { SEAL_CHECKPOINTS_FILE, SEAL_LOG_FILE } from '../../server/recording/seal-log-format.js';
 import { readSession } from '../../server/recording/session-reader.js';
+import { SessionWriter } from '../../server/recording/session-writer.js';
+import { signingKeyFrom } from '../../server/recording/signing-key.js';
 import { ERRORS } from '../../shared/errors.js';
 import type { SessionDetailJson, SessionJson, SessionListJson } from '../../shared/sessions-api.js';
 import { runCli, spawnCli } from '../helpers/cli-process.js';
@@ -32,6 +37,10 @@ let root: string;
 let dataDir: string;
 let keyFile: string;
 let masterKey: string;
+/** The PEM of GET /v1/audit/public-key, kept outside the data directory. */
+let publicKeyFile: string;
+/** `sluice audit checkpoints --json`, taken while the gateway ran. */
+let checkpointsFile: string;
 let streamedAnswer = '';
 let session: SessionJson;
 const tokens: Record<string, string> = {};
@@ -54,7 +63,7 @@ beforeAll(async () => {
   const config = validateConfig({
     identity: { issuer: idp.issuer, audience: idp.audience, cli_client_id: 'sluice-cli' },
     roles: { auditor: ['security'] },
-    storage: { dir: dataDir, master_key: masterKey, proxy_session_idle: '500ms' },
+    storage: { dir: dataDir, master_key: masterKey, proxy_session_idle: '500ms', signing_key: join(root, 'keys', 'signing-key.pem'), seal_checkpoint_every: 1 },
     connections: [
       { name: 'llm', type: 'http', upstream: model.url, headers: { authorization: `Bearer ${UPSTREAM_KEY}` }, allow_groups: ['ml-eng'], record: { request_body: 'raw', response_body: 'raw' } },
       { name: 'llm2', type: 'http', upstream: model.url, headers: { authorization: `Bearer ${UPSTREAM_KEY}` }, allow_groups: ['ml-eng'] },
@@ -64,6 +73,8 @@ beforeAll(async () => {
   await app.listen({ host: '127.0.0.1', port: 0 });
   gateway = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
   for (const user of ['alice', 'bob', 'carol'] as const) tokens[user] = await signToken(idp.signingKey, idp.claimsFor(user));
+  publicKeyFile = join(root, 'public.pem');
+  await writeFile(publicKeyFile, ((await (await fetch(`${gateway}/v1/audit/public-key`)).json()) as { public_key_pem: string }).public_key_pem);
 
   const client = new OpenAI({ baseURL: `${gateway}/v1/proxy/llm/v1`, apiKey: tokens.alice!, maxRetries: 0 });
   await client.chat.completions.create({ model: 'demo-small', messages: [{ role: 'user', content: 'first question' }] });
@@ -166,6 +177,23 @@ describe('sluice sessions (against the gateway)', () => {
   });
 });
 
+describe('sluice audit checkpoints (against the gateway)', () => {
+  it('prints the signed checkpoints of the seal log to auditors, as lines or JSON lines, and refuses others', async () => {
+    const plain = await runCli(['audit', 'checkpoints'], { env: env('carol') });
+    expect(plain.code, plain.stderr).toBe(0);
+    const rows = plain.stdout.trimEnd().split('\n');
+    expect(rows[0]).toMatch(/^ {7}1 {2}[0-9a-f]{64} {2}\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+    const json = await runCli(['audit', 'checkpoints', '--json', '--since', '0'], { env: env('carol') });
+    const cps = json.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as { log: string; seq: number; head: string; key: string; signature: string });
+    expect(cps[0]).toMatchObject({ log: expect.stringMatching(/^sl_[0-9a-f]{32}$/), seq: 1, head: rows[0]!.split(/\s+/)[2] });
+    const later = await runCli(['audit', 'checkpoints', '--since', String(cps.at(-1)!.seq)], { env: env('carol') });
+    expect(later.stdout).toMatch(/^No checkpoints of seal log sl_[0-9a-f]{32} yet\.$/m);
+    const bob = await runCli(['audit', 'checkpoints'], { env: env('bob') });
+    expect(bob.code).toBe(ERRORS.ERR_FORBIDDEN.exit);
+    expect(bob.stderr).toMatch(/ERR_FORBIDDEN/);
+  });
+});
+
 /** A copy of the storage directory, taken after the gateway closed. */
 async function copyOfData(): Promise<string> {
   const copy = await mkdtemp(join(root, 'copy-'));
@@ -179,27 +207,71 @@ async function eventsOf(dir: string, s: SessionJson): Promise<RecordedEvent[]> {
   return out;
 }
 
+/** `sluice audit verify --all` on a directory, with the public key kept outside it. */
+function verifyAll(dir: string, ...more: string[]): ReturnType<typeof runCli> {
+  return runCli(['audit', 'verify', '--all', '--public-key', publicKeyFile, '--data-dir', dir, '--key-file', keyFile, ...more], { env: offline });
+}
+
+function editIndex(dir: string, sql: string, id: string): void {
+  const db = new Database(join(dir, 'index.sqlite'));
+  try {
+    db.prepare('DELETE FROM session_models WHERE session_id = ?').run(id);
+    db.prepare(sql).run(id);
+  } finally {
+    db.close();
+  }
+}
+
+async function sealLogLines(dir: string): Promise<string[]> {
+  return (await readFile(join(dir, SEAL_LOG_FILE), 'utf8')).trimEnd().split('\n');
+}
+
 describe('sluice audit verify (offline)', () => {
   let sessions: SessionJson[];
 
   beforeAll(async () => {
     const res = await fetch(`${gateway}/v1/sessions`, { headers: { authorization: `Bearer ${tokens.carol}` } });
     sessions = ((await res.json()) as SessionListJson).sessions;
+    // An auditor keeps the checkpoints where the gateway cannot reach them.
+    const exported = await runCli(['audit', 'checkpoints', '--json'], { env: env('carol') });
+    expect(exported.code, exported.stderr).toBe(0);
+    checkpointsFile = join(root, 'checkpoints.jsonl');
+    await writeFile(checkpointsFile, exported.stdout);
     await app!.close(); // seals the tail test's session; from here on nothing runs but the CLI
     app = undefined;
   });
 
-  it('passes an untouched directory: one intact line per session, exit 0', async () => {
-    const r = await runCli(['audit', 'verify', '--all', '--data-dir', dataDir, '--key-file', keyFile], { env: offline });
+  it('passes an untouched directory: one intact line per session and one for the seal log, exit 0', async () => {
+    const r = await verifyAll(dataDir);
     expect(r.code, r.stderr).toBe(0);
     const lines = r.stdout.trimEnd().split('\n');
-    expect(lines).toHaveLength(2);
+    expect(lines).toHaveLength(3);
     expect(lines).toContain(`${session.id}  intact (${session.records} records, signed)`);
-    const one = await runCli(['audit', 'verify', session.id, '--data-dir', dataDir], { env: { ...offline, SLUICE_MASTER_KEY: masterKey } });
+    expect(lines.at(-1)).toBe('seal log  intact (3 entries; signed through entry 2)');
+    const one = await runCli(['audit', 'verify', '--public-key', publicKeyFile, session.id, '--data-dir', dataDir], { env: { ...offline, SLUICE_MASTER_KEY: masterKey } });
     expect(one.stdout).toBe(`${session.id}  intact (${session.records} records, signed)\n`);
-    const json = JSON.parse((await runCli(['audit', 'verify', '--all', '--json', '--data-dir', dataDir, '--key-file', keyFile], { env: offline })).stdout) as { ok: boolean; sessions: { status: string }[] };
+    const json = JSON.parse((await verifyAll(dataDir, '--json', '--checkpoints', checkpointsFile)).stdout) as {
+      ok: boolean;
+      sessions: { status: string }[];
+      seal_log: { status: string; entries: number; signed_through: number; pinned_through: number };
+    };
     expect(json.ok).toBe(true);
     expect(json.sessions.map((s) => s.status)).toEqual(['intact', 'intact']);
+    expect(json.seal_log).toMatchObject({ status: 'intact', entries: 3, signed_through: 2, pinned_through: expect.any(Number) });
+    expect(json.seal_log.pinned_through).toBeGreaterThanOrEqual(1);
+  });
+
+  it('keeps no signing key in the data directory: the public key comes from outside, or verify says where to get it', async () => {
+    await expect(access(join(dataDir, 'signing-key.pem'))).rejects.toMatchObject({ code: 'ENOENT' });
+    const none = await runCli(['audit', 'verify', '--all', '--data-dir', dataDir, '--key-file', keyFile], { env: offline });
+    expect(none.code).toBe(ERRORS.ERR_USAGE.exit);
+    expect(none.stderr).toMatch(/No public key: .*signing-key\.pem does not exist .*pass --public-key FILE with the PEM of GET \/v1\/audit\/public-key/);
+    // An install that keeps its key in the directory still verifies, with a warning that it proves little.
+    const legacy = await copyOfData();
+    await cp(publicKeyFile, join(legacy, 'signing-key.pem'));
+    const r = await runCli(['audit', 'verify', '--all', '--data-dir', legacy, '--key-file', keyFile], { env: offline });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/^warning: the public key is read from the directory being verified/);
   });
 
   it('names the session and record of a flipped byte and exits with ERR_RECORDING_TAMPERED', async () => {
@@ -216,7 +288,7 @@ describe('sluice audit verify (offline)', () => {
     } finally {
       await handle.close();
     }
-    const r = await runCli(['audit', 'verify', '--all', '--data-dir', dir, '--key-file', keyFile], { env: offline });
+    const r = await verifyAll(dir);
     expect(r.code).toBe(ERRORS.ERR_RECORDING_TAMPERED.exit);
     expect(r.code).not.toBe(0);
     expect(r.stdout).toContain(`${session.id}  broken at record ${target.seq}: Record ${target.seq} at byte ${target.offset} does not authenticate`);
@@ -224,35 +296,105 @@ describe('sluice audit verify (offline)', () => {
     expect(r.stderr).toMatch(/1 session in .* failed verification \(ERR_RECORDING_TAMPERED\)/);
   });
 
-  it('reports a cut file as interrupted at the record where it ends, and fails it when the index says it was sealed', async () => {
+  it('fails a cut file the index or the seal log says was sealed; only with neither is it what a crash leaves', async () => {
     const dir = await copyOfData();
     const events = await eventsOf(dir, session);
     const cutAt = events[5]!;
     await truncate(join(dir, session.file), cutAt.offset + 7);
-    const r = await runCli(['audit', 'verify', session.id, '--data-dir', dir, '--key-file', keyFile], { env: offline });
+    const r = await runCli(['audit', 'verify', '--public-key', publicKeyFile, session.id, '--data-dir', dir, '--key-file', keyFile], { env: offline });
     expect(r.code).toBe(ERRORS.ERR_RECORDING_TAMPERED.exit);
-    expect(r.stdout).toBe(
-      `${session.id}  broken at record 5: cut short, interrupted at record 5 byte ${cutAt.offset}, but the index says the sealed session has ${session.records} records; the file has 5\n`,
-    );
+    expect(r.stdout).toMatch(new RegExp(`^${session.id} {2}broken at record 5: cut or rewritten: the seal log \\(entry 1\\) says the sealed session holds ${session.records} records ending in [0-9a-f]{16}…; the file has 5\\n$`));
 
-    // Without the index nothing says the session was sealed: a file without a checkpoint is what a crash leaves.
+    // Without the index, the seal log still says the session was sealed.
     await rm(join(dir, 'index.sqlite'));
-    const scan = await runCli(['audit', 'verify', '--all', '--data-dir', dir, '--key-file', keyFile], { env: offline });
-    expect(scan.code, scan.stderr).toBe(0);
-    expect(scan.stdout).toContain(`${session.id}  interrupted at record 5 byte ${cutAt.offset} (records 0–4 intact, no checkpoint)`);
-    const strict = await runCli(['audit', 'verify', '--all', '--strict', '--data-dir', dir, '--key-file', keyFile], { env: offline });
-    expect(strict.code).toBe(ERRORS.ERR_RECORDING_TAMPERED.exit);
+    const noIndex = await verifyAll(dir);
+    expect(noIndex.code).toBe(ERRORS.ERR_RECORDING_TAMPERED.exit);
+    expect(noIndex.stdout).toContain(`${session.id}  broken at record 5: cut or rewritten`);
+
+    // Without the seal log too, the cut file reads as interrupted; the other session, sealed into that log, says it is gone.
+    await rm(join(dir, SEAL_LOG_FILE));
+    const neither = await verifyAll(dir);
+    expect(neither.code).toBe(ERRORS.ERR_RECORDING_TAMPERED.exit);
+    expect(neither.stdout).toContain(`${session.id}  interrupted at record 5 byte ${cutAt.offset} (records 0–4 intact, no checkpoint)`);
+    expect(neither.stdout).toMatch(/ses_[0-9a-f]{32} {2}broken: the session is sealed into seal log sl_[0-9a-f]{32}, but the directory has no seals\.log: it was removed/);
   });
 
-  it('refuses to run without a key, and says which key is missing for a session wrapped by another one', async () => {
-    const none = await runCli(['audit', 'verify', '--all', '--data-dir', dataDir], { env: offline });
-    expect(none.code).toBe(ERRORS.ERR_USAGE.exit);
-    expect(none.stderr).toMatch(/SLUICE_MASTER_KEY/);
-    const otherKeys = join(root, 'other-keys.yaml');
-    await writeFile(otherKeys, `- id: k2\n  key: ${randomBytes(32).toString('base64')}\n`);
-    const wrong = await runCli(['audit', 'verify', session.id, '--data-dir', dataDir, '--key-file', otherKeys], { env: offline });
-    expect(wrong.code).toBe(ERRORS.ERR_RECORDING_TAMPERED.exit);
-    expect(wrong.stdout).toBe(`${session.id}  broken at the header: No master key with id "default" is in the key ring\n`);
+  it('fails a sealed session cut to 10 records whose index row was deleted, or set to interrupted, naming it', async () => {
+    expect(session.records).toBeGreaterThan(10);
+    for (const edit of ['DELETE FROM sessions WHERE id = ?', `UPDATE sessions SET status = 'interrupted', records = NULL, final_hash = NULL WHERE id = ?`]) {
+      const dir = await copyOfData();
+      const events = await eventsOf(dir, session);
+      await truncate(join(dir, session.file), events[10]!.offset);
+      editIndex(dir, edit, session.id);
+      const r = await verifyAll(dir);
+      expect(r.code, edit).toBe(1);
+      expect(r.code).toBe(ERRORS.ERR_RECORDING_TAMPERED.exit);
+      expect(r.stdout).toMatch(new RegExp(`${session.id} {2}broken at record 10: cut or rewritten: the seal log \\(entry 1\\) says the sealed session holds ${session.records} records`));
+      expect(r.stderr).toMatch(/1 session in .* failed verification/);
+    }
+  });
+
+  it('fails --all when a session file was deleted together with its index row', async () => {
+    const dir = await copyOfData();
+    await rm(join(dir, session.file));
+    editIndex(dir, 'DELETE FROM sessions WHERE id = ?', session.id);
+    const r = await verifyAll(dir);
+    expect(r.code).toBe(ERRORS.ERR_RECORDING_TAMPERED.exit);
+    expect(r.stdout).toContain(`${session.id}  broken: the session file ${session.file} is missing, but the seal log (entry 1) says it was sealed with ${session.records} records (not in the index)`);
+  });
+
+  it('fails a session rewritten and re-signed with another key (the real one is not in the directory to steal)', async () => {
+    const dir = await copyOfData();
+    const original = await eventsOf(dir, session);
+    const attacker = signingKeyFrom(generateKeyPairSync('ed25519').privateKey);
+    await rm(join(dir, session.file));
+    const keyRing = keyRingFromSettings({ master_key: masterKey })!;
+    const writer = await SessionWriter.create({ io: nodeRecordingIo, path: join(dir, session.file), sessionId: session.id, created: Date.now(), keyRing, fsync: 'never', fsyncIntervalMs: 0 });
+    for (const e of original.slice(0, 4)) await writer.append(e.type, e.fields as never, e.payload);
+    await writer.append('session.end', { reason: 'idle', exchanges: 1 });
+    await writer.seal(attacker);
+    const r = await verifyAll(dir);
+    expect(r.code).toBe(ERRORS.ERR_RECORDING_TAMPERED.exit);
+    expect(r.stdout).toMatch(new RegExp(`${session.id} {2}broken`));
+    // Planting the attacker's public key as the directory's own does not help: the seal log's checkpoints refuse it.
+    await writeFile(join(dir, 'signing-key.pem'), attacker.publicKeyPem);
+    const planted = await runCli(['audit', 'verify', '--all', '--data-dir', dir, '--key-file', keyFile], { env: offline });
+    expect(planted.code).toBe(ERRORS.ERR_RECORDING_TAMPERED.exit);
+    expect(planted.stdout).toMatch(/^seal log {2}broken at entry 1: The checkpoint of entry 1 \(line 1 of seals\.checkpoints\) was signed by another key/m);
+  });
+
+  it('fails a seal log with an entry removed or altered', async () => {
+    const removed = await copyOfData();
+    const lines = await sealLogLines(removed);
+    await writeFile(join(removed, SEAL_LOG_FILE), `${[lines[0], ...lines.slice(2)].join('\n')}\n`);
+    const r = await verifyAll(removed);
+    expect(r.code).toBe(ERRORS.ERR_RECORDING_TAMPERED.exit);
+    expect(r.stdout).toMatch(/^seal log {2}broken at entry 1: Entry 1 of the seal log carries seq 2: entries were dropped, inserted or reordered/m);
+    expect(r.stderr).toMatch(/and the seal log in .* failed verification/);
+
+    const altered = await copyOfData();
+    const entry = JSON.parse(lines[2]!) as { sealed_at: number };
+    await writeFile(join(altered, SEAL_LOG_FILE), `${[...lines.slice(0, 2), JSON.stringify({ ...entry, sealed_at: entry.sealed_at + 1 })].join('\n')}\n`);
+    const a = await verifyAll(altered);
+    expect(a.code).toBe(ERRORS.ERR_RECORDING_TAMPERED.exit);
+    expect(a.stdout).toMatch(/^seal log {2}broken at entry 2: The checkpoint of entry 2 does not match the entry: the seal log was rewritten up to there/m);
+  });
+
+  it('catches a tail cut back with its checkpoints and sessions only against checkpoints exported earlier', async () => {
+    const dir = await copyOfData();
+    const lines = await sealLogLines(dir);
+    await writeFile(join(dir, SEAL_LOG_FILE), `${lines[0]}\n`);
+    await writeFile(join(dir, SEAL_CHECKPOINTS_FILE), '');
+    for (const s of sessions) {
+      await rm(join(dir, s.file));
+      editIndex(dir, 'DELETE FROM sessions WHERE id = ?', s.id);
+    }
+    const local = await verifyAll(dir);
+    expect(local.code, local.stdout).toBe(0);
+    expect(local.stdout).toBe('seal log  intact (1 entry; no checkpoint yet; 1 entry after the last checkpoint, where a cut shows only against an exported checkpoint)\n');
+    const pinned = await verifyAll(dir, '--checkpoints', checkpointsFile);
+    expect(pinned.code).toBe(ERRORS.ERR_RECORDING_TAMPERED.exit);
+    expect(pinned.stdout).toMatch(/^seal log {2}broken at entry \d+: The exported checkpoint covers entries up to \d+, but the seal log ends at entry 0: entries 1–\d+ were cut/m);
   });
 });
 
@@ -273,7 +415,7 @@ describe('sluice admin rotate-key', () => {
     // The same ring as a key file: sessions wrapped by the old key still verify.
     const ringFile = join(root, 'ring.json');
     await writeFile(ringFile, JSON.stringify([{ id: 'k2', key: out.key }, { id: 'default', key: masterKey }]));
-    const v = await runCli(['audit', 'verify', session.id, '--data-dir', dataDir, '--key-file', ringFile], { env: offline });
+    const v = await runCli(['audit', 'verify', '--public-key', publicKeyFile, session.id, '--data-dir', dataDir, '--key-file', ringFile], { env: offline });
     expect(v.code, v.stderr).toBe(0);
 
     const plain = await runCli(['admin', 'rotate-key'], { env: offline });

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { nodeRecordingIo } from '../../server/recording/file-io.js';
 import { KeyRing } from '../../server/recording/key-ring.js';
-import { HEADER_PREFIX, LENGTH_BYTES } from '../../server/recording/record-format.js';
+import { HEADER_PREFIX, LENGTH_BYTES, sha256 } from '../../server/recording/record-format.js';
 import { readSession, SessionReadError } from '../../server/recording/session-reader.js';
 import { SessionWriter } from '../../server/recording/session-writer.js';
 import { loadOrCreateSigningKey, signingKeyFrom, type SigningKey } from '../../server/recording/signing-key.js';
@@ -101,6 +101,8 @@ describe('session file: record, read, verify', () => {
       records: 8,
       lastGoodSeq: 7,
       lastGoodOffset: bytes.length,
+      // The checkpoint is the last record: the seal log pins its hash.
+      headHash: sha256(bytes.subarray(offsets[7]!)).toString('hex'),
       problems: [],
     });
   });
