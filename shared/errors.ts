@@ -59,6 +59,7 @@ export const ERRORS = {
   ERR_TOKEN_STORE: { message: 'The token store cannot be used', status: 500, exit: EXIT.failure },
   ERR_GATEWAY_UNREACHABLE: { message: 'The gateway cannot be reached', status: 502, exit: EXIT.unavailable },
   ERR_GATEWAY_RESPONSE: { message: 'The gateway answered in an unexpected way', status: 502, exit: EXIT.unavailable },
+  ERR_LOCAL_AUTH: { message: 'The request to the local port lacks the local token of `sluice connect`', status: 401, exit: EXIT.auth },
 
   // the data path
   ERR_TUNNEL_PROTOCOL: { message: 'The tunnel received a malformed frame', status: 400, exit: EXIT.failure, close: 4400 },

@@ -8,12 +8,14 @@ import { reportTunnel } from '../tunnel/tunnel-status.js';
 
 const portSchema = z.coerce.number().int().min(0).max(65535);
 
-/** Flags shared by `connect` and `run`. */
-export function tunnelOptions(opts: { port?: string; bind: string; reason?: string }) {
+/** Flags shared by `connect` and `run`; the local token is on unless `localAuth` is false (`--no-local-auth`). */
+export function tunnelOptions(opts: { port?: string; bind: string; reason?: string; socket?: string; localAuth?: boolean }) {
   const port = portSchema.safeParse(opts.port ?? '0');
   if (!port.success) throw new SluiceError('ERR_USAGE', { message: `--port must be a number from 0 to 65535, got "${opts.port}"` });
   if (opts.reason !== undefined && opts.reason.length > 500) throw new SluiceError('ERR_USAGE', { message: '--reason is limited to 500 characters' });
-  return { port: port.data, bind: opts.bind, reason: opts.reason };
+  if (opts.socket !== undefined && opts.socket.trim() === '') throw new SluiceError('ERR_USAGE', { message: '--socket needs a path' });
+  if (opts.socket !== undefined && opts.port !== undefined) throw new SluiceError('ERR_USAGE', { message: '--socket and --port exclude each other' });
+  return { port: port.data, bind: opts.bind, reason: opts.reason, socket: opts.socket, localAuth: opts.localAuth !== false };
 }
 
 /** Resolve when the tunnel fails for good (with its error) or a signal arrives (with nothing). */
@@ -36,31 +38,40 @@ export const registerConnect: RegisterCommand = (program, ctx: CliContext) => {
     )
     .argument('<name>', 'the connection (see `sluice connections`)')
     .option('-p, --port <n>', 'local port (default: any free port)')
-    .option('--bind <address>', 'local address to listen on', '127.0.0.1')
+    .option('--bind <address>', 'local address to listen on; anything but loopback is reachable from other machines', '127.0.0.1')
+    .option('--socket <path>', 'listen on a Unix socket only you can open (mode 0600) instead of a port')
+    .option('--no-local-auth', 'serve http requests without the local token (any local user can then call as you)')
     .option('--reason <text>', 'why you connect; recorded with the session and shown to reviewers')
     .addOption(new Option('--json', 'print the endpoints and events as JSON lines').default(false))
     .addHelpText(
       'after',
-      '\nEnvironment:\n  SLUICE_TOKEN, SLUICE_GATEWAY   use this token and gateway instead of the saved login\n\n' +
-        'Example:\n  sluice connect llm --port 8080 --reason "eval run 42"\n  OPENAI_BASE_URL=http://127.0.0.1:8080/v1 python notebook.py',
+      '\nEvery request to the local port of an http connection must carry the printed local token, as\n' +
+        '"Authorization: Bearer <token>" (the OpenAI SDKs send their api key so) or "X-Api-Key: <token>".\n\n' +
+        'Environment:\n  SLUICE_TOKEN, SLUICE_GATEWAY   use this token and gateway instead of the saved login\n\n' +
+        'Example:\n  sluice connect llm --port 8080 --reason "eval run 42"\n' +
+        '  OPENAI_BASE_URL=http://127.0.0.1:8080/v1 OPENAI_API_KEY=<local token> python notebook.py',
     )
-    .action(async (name: string, opts: { port?: string; bind: string; reason?: string; json: boolean }) => {
+    .action(async (name: string, opts: { port?: string; bind: string; socket?: string; localAuth: boolean; reason?: string; json: boolean }) => {
       // Listening before the endpoints are printed: a caller may signal as soon as it reads them.
       const signal = waitForSignal(['SIGINT', 'SIGTERM']);
       const tunnel = await openTunnel(ctx, { connection: name, ...tunnelOptions(opts) });
       const { hello } = tunnel;
+      for (const warning of tunnel.warnings) ctx.out.stderr.write(`sluice: warning: ${warning}\n`);
       if (opts.json) {
-        ctx.out.stdout.write(
-          `${JSON.stringify({ event: 'ready', connection: hello.connection, session_id: hello.session_id, gateway: tunnel.gateway, local_url: tunnel.localUrl, openai_base_url: tunnel.openAiBaseUrl ?? null })}\n`,
-        );
+        const ready = {
+          event: 'ready',
+          connection: hello.connection,
+          session_id: hello.session_id,
+          gateway: tunnel.gateway,
+          local_url: tunnel.localUrl ?? null,
+          local_socket: tunnel.localSocket ?? null,
+          openai_base_url: tunnel.openAiBaseUrl ?? null,
+          local_token: tunnel.localToken,
+          ...(tunnel.warnings.length > 0 ? { warning: tunnel.warnings.join('; ') } : {}),
+        };
+        ctx.out.stdout.write(`${JSON.stringify(ready)}\n`);
       } else {
-        const lines = [
-          `Connected to ${hello.connection.name} (${hello.connection.type}) through ${tunnel.gateway} — session ${hello.session_id}`,
-          `  ${(hello.connection.type === 'http' ? 'local URL' : 'local address').padEnd(16)} ${tunnel.localUrl}`,
-        ];
-        if (tunnel.openAiBaseUrl) lines.push(`  ${'OpenAI base URL'.padEnd(16)} ${tunnel.openAiBaseUrl}`);
-        lines.push('Ctrl-C closes the tunnel.');
-        ctx.out.stdout.write(`${lines.join('\n')}\n`);
+        ctx.out.stdout.write(`${readyLines(tunnel).join('\n')}\n`);
       }
       const stopLive = reportTunnel(ctx.out, tunnel, opts.json);
       const failure = await untilStopped(tunnel, signal);
@@ -70,3 +81,17 @@ export const registerConnect: RegisterCommand = (program, ctx: CliContext) => {
       if (!opts.json) ctx.out.stderr.write('tunnel closed\n');
     });
 };
+
+/** The text `connect` prints once the tunnel is up. */
+function readyLines(tunnel: Awaited<ReturnType<typeof openTunnel>>): string[] {
+  const { hello } = tunnel;
+  const row = (label: string, value: string) => `  ${label.padEnd(16)} ${value}`;
+  const isHttp = hello.connection.type === 'http';
+  const lines = [`Connected to ${hello.connection.name} (${hello.connection.type}) through ${tunnel.gateway} — session ${hello.session_id}`];
+  if (tunnel.localSocket) lines.push(row('local socket', `${tunnel.localSocket} (mode 0600: only you can connect)`));
+  else lines.push(row(isHttp ? 'local URL' : 'local address', tunnel.localUrl!));
+  if (tunnel.openAiBaseUrl) lines.push(row('OpenAI base URL', tunnel.openAiBaseUrl));
+  if (tunnel.localToken) lines.push(row('local token', tunnel.localToken), row('', 'send it as "Authorization: Bearer <token>" (the SDK api key) or "X-Api-Key"'));
+  lines.push('Ctrl-C closes the tunnel.');
+  return lines;
+}

@@ -7,15 +7,38 @@ import { tunnelOptions } from './connect.js';
 
 const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
 
+/**
+ * Credentials sluice reads from its environment: the child talks to the local port with the local token and
+ * has no use for them, and a command run "through the gateway" must not be able to go around it.
+ * SLUICE_CLIENT_ID and SLUICE_GATEWAY stay: they name things, they open nothing.
+ */
+const SECRET_ENV = /^(SLUICE_TOKEN|SLUICE_CLIENT_SECRET|SLUICE_MASTER_KEY(_.+)?)$/;
+
+/** The child's environment: the parent's without sluice's credentials, plus the tunnel's endpoints. */
+export function childEnv(parent: NodeJS.ProcessEnv, tunnel: { localUrl?: string; openAiBaseUrl?: string; localToken: string | null; sessionId: string }): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(parent)) if (!SECRET_ENV.test(k)) env[k] = v;
+  env.SLUICE_URL = tunnel.localUrl;
+  env.SLUICE_SESSION_ID = tunnel.sessionId;
+  if (tunnel.openAiBaseUrl) env.OPENAI_BASE_URL = tunnel.openAiBaseUrl;
+  if (tunnel.localToken) {
+    // The OpenAI SDKs send their api key as a bearer token: exactly what the local port requires.
+    env.OPENAI_API_KEY = tunnel.localToken;
+    env.SLUICE_LOCAL_TOKEN = tunnel.localToken;
+  }
+  return env;
+}
+
 export const registerRun: RegisterCommand = (program, ctx) => {
   program
     .command('run')
     .summary('run a command with a tunnel to a connection')
     .description(
       'Open a tunnel to the connection NAME on an ephemeral local port, run COMMAND with SLUICE_URL set to ' +
-        'it (and, for http connections, OPENAI_BASE_URL to its /v1 base and OPENAI_API_KEY to a placeholder ' +
-        'when unset: the gateway holds the real credential), forward signals to it, close the tunnel when it ' +
-        'ends and exit with its exit code. For CI jobs and notebook launchers.',
+        'it (and, for http connections, OPENAI_BASE_URL to its /v1 base and OPENAI_API_KEY and SLUICE_LOCAL_TOKEN ' +
+        'to the local token every request must carry: the gateway holds the real credential), forward signals ' +
+        'to it, close the tunnel when it ends and exit with its exit code. COMMAND does not see SLUICE_TOKEN, ' +
+        'SLUICE_CLIENT_SECRET or SLUICE_MASTER_KEY*. For CI jobs and notebook launchers.',
     )
     .argument('<name>', 'the connection (see `sluice connections`)')
     .argument('<command...>', 'the command and its arguments, after --')
@@ -28,11 +51,8 @@ export const registerRun: RegisterCommand = (program, ctx) => {
       tunnel.client.on('event', (event) => {
         if (event.kind !== 'connected' || event.reconnect) ctx.out.stderr.write(`sluice: ${describeEvent(event, false)}\n`);
       });
-      const env: NodeJS.ProcessEnv = { ...ctx.env, SLUICE_URL: tunnel.localUrl, SLUICE_SESSION_ID: tunnel.hello.session_id };
-      if (tunnel.openAiBaseUrl) {
-        env.OPENAI_BASE_URL = tunnel.openAiBaseUrl;
-        env.OPENAI_API_KEY ??= 'sluice-managed';
-      }
+      for (const warning of tunnel.warnings) ctx.out.stderr.write(`sluice: warning: ${warning}\n`);
+      const env = childEnv(ctx.env, { ...tunnel, sessionId: tunnel.hello.session_id });
       const [file, ...args] = command as [string, ...string[]];
       const child = spawn(file, args, { env, stdio: 'inherit' });
       const forward = (signal: NodeJS.Signals) => () => child.kill(signal);

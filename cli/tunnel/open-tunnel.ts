@@ -4,12 +4,18 @@ import type { CliContext } from '../context.js';
 import { VERSION } from '../../shared/version.js';
 import type { HelloMessage } from '../../shared/tunnel/control.js';
 import { refuseHttp, startLocalListener, type LocalListener } from './local-listener.js';
+import { newLocalToken } from './local-token.js';
+import { isLoopbackHost } from './loopback.js';
 import { TunnelClient } from './tunnel-client.js';
 
 export interface OpenTunnelOptions {
   connection: string;
   port: number;
   bind: string;
+  /** Listen on this Unix socket (mode 0600) instead of `bind` and `port`. */
+  socket?: string;
+  /** Require the local token on every request of an http connection; false only for `--no-local-auth`. */
+  localAuth: boolean;
   reason?: string;
 }
 
@@ -18,10 +24,16 @@ export interface OpenTunnel {
   client: TunnelClient;
   listener: LocalListener;
   hello: HelloMessage;
-  /** `http://127.0.0.1:PORT` for http connections, `127.0.0.1:PORT` for tcp. */
-  localUrl: string;
-  /** The base URL OpenAI-style clients take (`…/v1`), for http connections. */
+  /** `http://127.0.0.1:PORT` for http connections, `127.0.0.1:PORT` for tcp; none on a Unix socket. */
+  localUrl?: string;
+  /** The Unix socket path, with `--socket`. */
+  localSocket?: string;
+  /** The base URL OpenAI-style clients take (`…/v1`), for http connections on a TCP port. */
   openAiBaseUrl?: string;
+  /** The secret every request to the local port must carry; null for tcp connections and `--no-local-auth`. */
+  localToken: string | null;
+  /** What the user must hear about this setup (a non-loopback bind, the local token turned off). */
+  warnings: string[];
   close(): Promise<void>;
 }
 
@@ -49,11 +61,16 @@ export async function openTunnel(ctx: CliContext, options: OpenTunnelOptions): P
     userAgent: `sluice-cli/${VERSION}`,
   });
   const hello = await client.start();
+  const isHttp = hello.connection.type === 'http';
+  // Made per tunnel and never stored: it lives as long as the local port it guards.
+  const localToken = isHttp && options.localAuth ? newLocalToken() : null;
   let listener: LocalListener;
   try {
     listener = await startLocalListener({
       bind: options.bind,
       port: options.port,
+      socket: options.socket,
+      traffic: isHttp ? { protocol: 'http', token: localToken } : { protocol: 'opaque' },
       openStream: (meta) => client.openStream(meta),
       refuse: hello.connection.type === 'http' ? (socket, err) => {
         client.emit('event', { kind: 'notice', level: 'warn', message: `a local connection was refused: ${err.message}` });
@@ -65,18 +82,35 @@ export async function openTunnel(ctx: CliContext, options: OpenTunnelOptions): P
     throw err;
   }
   const host = options.bind.includes(':') ? `[${options.bind}]` : options.bind;
-  const isHttp = hello.connection.type === 'http';
-  const localUrl = isHttp ? `http://${host}:${listener.port}` : `${host}:${listener.port}`;
+  const localUrl = options.socket ? undefined : isHttp ? `http://${host}:${listener.port}` : `${host}:${listener.port}`;
   return {
     gateway,
     client,
     listener,
     hello,
     localUrl,
-    openAiBaseUrl: isHttp ? `${localUrl}/v1` : undefined,
+    localSocket: options.socket,
+    openAiBaseUrl: isHttp && localUrl ? `${localUrl}/v1` : undefined,
+    localToken,
+    warnings: tunnelWarnings(options, isHttp),
     async close() {
       client.close();
       await listener.close();
     },
   };
+}
+
+/** Warnings about a local endpoint that others may reach. */
+function tunnelWarnings(options: OpenTunnelOptions, isHttp: boolean): string[] {
+  const warnings: string[] = [];
+  if (!options.socket && !isLoopbackHost(options.bind)) {
+    warnings.push(
+      `--bind ${options.bind} is not a loopback address: the local port can be reached from other machines` +
+        (isHttp && options.localAuth ? ', guarded only by the local token' : ', and whoever reaches it uses the connection as you'),
+    );
+  }
+  if (isHttp && !options.localAuth) {
+    warnings.push('--no-local-auth: any local user can call this connection through the local port, recorded as you');
+  }
+  return warnings;
 }

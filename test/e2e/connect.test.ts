@@ -47,12 +47,12 @@ function tokenEnv(token = aliceToken) {
   return { SLUICE_TOKEN: token, SLUICE_GATEWAY: gateway, XDG_CONFIG_HOME: join(tmpdir(), 'sluice-e2e-none') };
 }
 
-async function connect(name = 'llm'): Promise<{ baseURL: string; sessionId: string }> {
+async function connect(name = 'llm'): Promise<{ baseURL: string; sessionId: string; localToken: string }> {
   const cli = spawnCli(['connect', name, '--json'], { env: tokenEnv() });
   onTestFinished(() => cli.kill('SIGKILL'));
   await cli.waitForOutput(/"event":"ready"/);
-  const ready = JSON.parse(cli.stdout().split('\n')[0]!) as { openai_base_url: string; session_id: string };
-  return { baseURL: ready.openai_base_url, sessionId: ready.session_id };
+  const ready = JSON.parse(cli.stdout().split('\n')[0]!) as { openai_base_url: string; session_id: string; local_token: string };
+  return { baseURL: ready.openai_base_url, sessionId: ready.session_id, localToken: ready.local_token };
 }
 
 /** Stream a chat completion and note when the first delta arrived and when the upstream sent its last chunk. */
@@ -82,8 +82,9 @@ async function streamOnce(client: OpenAI) {
 
 describe('through `sluice connect`', () => {
   it('serves the openai SDK, streaming and not, with the upstream credential injected and the caller\'s dropped', async () => {
-    const { baseURL } = await connect();
-    const client = new OpenAI({ baseURL, apiKey: 'sk-caller-key-must-not-reach-upstream', maxRetries: 0 });
+    const { baseURL, localToken } = await connect();
+    // the SDK's api key is the local token: the local port requires it and never forwards it
+    const client = new OpenAI({ baseURL, apiKey: localToken, maxRetries: 0 });
     const before = model.requests.length;
     const completion = await client.chat.completions.create({ model: 'demo', messages: [{ role: 'user', content: 'hello gateway' }] });
     expect(completion.choices[0]?.message.content).toContain('hello gateway');
@@ -99,8 +100,8 @@ describe('through `sluice connect`', () => {
   });
 
   it('serves curl', async () => {
-    const { baseURL } = await connect();
-    const curl = spawn('curl', ['-sS', '-i', `${baseURL}/models`]);
+    const { baseURL, localToken } = await connect();
+    const curl = spawn('curl', ['-sS', '-i', '-H', `Authorization: Bearer ${localToken}`, `${baseURL}/models`]);
     let out = '';
     curl.stdout.on('data', (d) => (out += d));
     expect(await new Promise((r) => curl.on('exit', r))).toBe(0);
@@ -144,7 +145,7 @@ describe('sluice run', () => {
     const script = join(dir, 'script.mjs');
     await writeFile(
       script,
-      `const r = await fetch(process.env.OPENAI_BASE_URL + '/models');
+      `const r = await fetch(process.env.OPENAI_BASE_URL + '/models', { headers: { authorization: 'Bearer ' + process.env.OPENAI_API_KEY } });
 const body = await r.json();
 console.log('models:' + body.data.map((m) => m.id).join(','));
 console.log('session:' + process.env.SLUICE_SESSION_ID);

@@ -100,8 +100,8 @@ describe('masking through the tunnel', () => {
     const cli = spawnCli(['connect', 'tools', '--json'], { env: { SLUICE_TOKEN: alice, SLUICE_GATEWAY: gateway } });
     onTestFinished(() => cli.kill('SIGKILL'));
     await cli.waitForOutput(/"event":"ready"/);
-    const { openai_base_url: baseURL } = JSON.parse(cli.stdout().split('\n')[0]!) as { openai_base_url: string };
-    const client = new OpenAI({ baseURL, apiKey: 'unused', maxRetries: 0 });
+    const { openai_base_url: baseURL, local_token: apiKey } = JSON.parse(cli.stdout().split('\n')[0]!) as { openai_base_url: string; local_token: string };
+    const client = new OpenAI({ baseURL, apiKey, maxRetries: 0 });
 
     const whole = await client.chat.completions.create({ model: 'tool-model', messages: [{ role: 'user', content: 'look up' }] });
     const message = whole.choices[0]!.message;

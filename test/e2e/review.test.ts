@@ -40,8 +40,8 @@ beforeAll(async () => {
       { name: 'vault', type: 'http', upstream: model.url, headers: { authorization: `Bearer ${UPSTREAM_KEY}` }, allow_groups: ['ml-eng'], requires_grant: true },
     ],
     policies: [
-      { name: 'quick-review', when: 'request.json.model == "gpt-5-quick"', action: 'review', reviewers: ['ml-leads'], timeout: '1s' },
-      { name: 'frontier-models-need-review', when: 'connection.name == "llm" && request.json.model.startsWith("gpt-5")', action: 'review', reviewers: ['ml-leads'], timeout: '10m' },
+      { name: 'quick-review', when: 'request.json.?model.orValue("") == "gpt-5-quick"', action: 'review', reviewers: ['ml-leads'], timeout: '1s' },
+      { name: 'frontier-models-need-review', when: 'connection.name == "llm" && has(request.json.model) && request.json.model.startsWith("gpt-5")', action: 'review', reviewers: ['ml-leads'], timeout: '10m' },
     ],
   });
   app = await buildApp({ config, logger: false });
@@ -65,9 +65,10 @@ function env(user: string) {
 async function connect(name = 'llm') {
   const cli = spawnCli(['connect', name], { env: env('alice') });
   onTestFinished(() => cli.kill('SIGKILL'));
-  await cli.waitForOutput(/OpenAI base URL\s+(\S+)/);
+  await cli.waitForOutput(/local token\s+(\S+)/);
   const baseURL = /OpenAI base URL\s+(\S+)/.exec(cli.stdout())![1]!;
-  return { cli, client: new OpenAI({ baseURL, apiKey: 'sk-placeholder', maxRetries: 0, timeout: 60_000 }) };
+  const apiKey = /local token\s+(\S+)/.exec(cli.stdout())![1]!;
+  return { cli, client: new OpenAI({ baseURL, apiKey, maxRetries: 0, timeout: 60_000 }) };
 }
 
 /** The decrypted events of a session once the gateway has sealed it. */

@@ -664,19 +664,21 @@ describe('tunnel max_streams', () => {
     const token = await gw.token('alice');
     const client = new TunnelClient({ gateway: gw.url, connection: 'llm', getToken: async () => ({ token }), pendingTimeoutMs: 2000 });
     await client.start();
-    const listener = await startLocalListener({ bind: '127.0.0.1', port: 0, openStream: (meta) => client.openStream(meta), refuse: refuseHttp });
+    const localToken = 'sl_local_tunnel-gateway-test';
+    const auth = { authorization: `Bearer ${localToken}` };
+    const listener = await startLocalListener({ bind: '127.0.0.1', port: 0, traffic: { protocol: 'http', token: localToken }, openStream: (meta) => client.openStream(meta), refuse: refuseHttp });
     onTestFinished(async () => {
       client.close();
       await listener.close();
     });
 
-    const slow = [0, 1].map(() => localRequest(listener.port, '/v1/models', { 'x-demo-delay-ms': '1500' }));
+    const slow = [0, 1].map(() => localRequest(listener.port, '/v1/models', { ...auth, 'x-demo-delay-ms': '1500' }));
     await until(() => client.stats.streamsOpen === 2, 'two streams in flight');
-    const beyond = await localRequest(listener.port, '/v1/models');
+    const beyond = await localRequest(listener.port, '/v1/models', auth);
     const [a, b] = await Promise.all(slow);
     // a stream is counted until both ends have closed it, a moment after the HTTP answer ended
     await until(() => client.stats.streamsOpen === 0, 'the finished streams to close');
-    const later = await localRequest(listener.port, '/v1/models');
+    const later = await localRequest(listener.port, '/v1/models', auth);
 
     // the CLI knows the limit from hello and refuses locally with an OpenAI-style 429
     expect(beyond).toMatchObject({ status: 429, body: expect.stringContaining('"code":"ERR_TUNNEL_LIMIT"') });
@@ -689,13 +691,13 @@ describe('tunnel max_streams', () => {
 });
 
 /** A raw HTTP/1.1 request on a new TCP connection to a local port: resolves with everything read until the end. */
-function rawGet(port: number, path: string, onConnect?: () => void): Promise<string> {
+function rawGet(port: number, path: string, localToken: string, onConnect?: () => void): Promise<string> {
   return new Promise((resolve, reject) => {
     const socket = netConnect({ host: '127.0.0.1', port });
     let text = '';
     socket.on('connect', () => {
       onConnect?.();
-      socket.write(`GET ${path} HTTP/1.1\r\nHost: llm\r\nConnection: close\r\n\r\n`);
+      socket.write(`GET ${path} HTTP/1.1\r\nHost: llm\r\nAuthorization: Bearer ${localToken}\r\nConnection: close\r\n\r\n`);
     });
     socket.on('data', (c: Buffer) => (text += c.toString('utf8')));
     socket.on('end', () => resolve(text));
@@ -714,21 +716,21 @@ describe('tunnel across a gateway restart', () => {
     });
     onTestFinished(() => cli.kill('SIGKILL'));
     await cli.waitForOutput(/"event":"ready"/);
-    const ready = JSON.parse(cli.stdout().split('\n').find((l) => l.includes('"ready"'))!) as { local_url: string };
+    const ready = JSON.parse(cli.stdout().split('\n').find((l) => l.includes('"ready"'))!) as { local_url: string; local_token: string };
     const localPort = Number(ready.local_url.split(':').at(-1));
 
-    const before = await rawGet(localPort, '/v1/models');
+    const before = await rawGet(localPort, '/v1/models', ready.local_token);
     await gw.stopApp();
     await cli.waitForOutput(/"event":"disconnected"/);
     let acceptedDuringOutage = false;
-    const duringOutage = rawGet(localPort, '/v1/models', () => (acceptedDuringOutage = true));
+    const duringOutage = rawGet(localPort, '/v1/models', ready.local_token, () => (acceptedDuringOutage = true));
     // long enough for reconnect attempts to fail against the closed port
     await sleep(1200);
     const upstreamCallsBeforeRestart = gw.model.requests.length;
     await gw.startApp();
     await cli.waitForOutput(/"event":"connected"[^\n]*"reconnect":true/, 20_000);
     const pending = await duringOutage;
-    const after = await rawGet(localPort, '/v1/models');
+    const after = await rawGet(localPort, '/v1/models', ready.local_token);
     cli.kill('SIGTERM');
     const exitCode = await cli.exited;
 

@@ -18,15 +18,17 @@ describe('live counts of a tunnel', () => {
     const token = await gw.token('alice');
     const client = new TunnelClient({ gateway: gw.url, connection: 'llm', getToken: async () => ({ token }) });
     const hello = await client.start();
-    const listener = await startLocalListener({ bind: '127.0.0.1', port: 0, openStream: (meta) => client.openStream(meta), refuse: refuseHttp });
+    const localToken = 'sl_local_tunnel-stats-test';
+    const listener = await startLocalListener({ bind: '127.0.0.1', port: 0, traffic: { protocol: 'http', token: localToken }, openStream: (meta) => client.openStream(meta), refuse: refuseHttp });
     onTestFinished(async () => {
       client.close();
       await listener.close();
     });
     const base = `http://127.0.0.1:${listener.port}`;
-    expect((await fetch(`${base}/v1/models`)).status).toBe(200);
-    expect((await fetch(`${base}/v1/models`)).status).toBe(200);
-    expect((await fetch(`${base}/v1/no-such-route`)).status).toBe(404);
+    const headers = { authorization: `Bearer ${localToken}` };
+    expect((await fetch(`${base}/v1/models`, { headers })).status).toBe(200);
+    expect((await fetch(`${base}/v1/models`, { headers })).status).toBe(200);
+    expect((await fetch(`${base}/v1/no-such-route`, { headers })).status).toBe(404);
 
     await until(() => client.exchangeStats.requests === 3 && client.exchangeStats.active === 0, 'the stats message');
     expect(client.exchangeStats).toEqual({ requests: 3, active: 0, errors: 1 });
