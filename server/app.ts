@@ -177,7 +177,7 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
       if (findings.length > 0) recorder?.emit({ type: 'masking.summary', exchange: masked, findings }).catch(() => undefined);
     },
   });
-  const policy = createRulePolicyStage({ engine: () => policies, grants: approvals.grants });
+  const policy = createRulePolicyStage({ engine: () => policies, grants: approvals.grants, log: app.log });
   const exchange = createExchangeHandler({
     ...(recorder === undefined ? {} : { recorder }),
     masking,

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
-import { SluiceError, toSluiceError } from '../../shared/errors.js';
-import { DEFAULT_POLICY_READ_AHEAD, readBodyForPolicy } from '../policy/body-read-ahead.js';
+import { SluiceError, isSluiceError, toSluiceError } from '../../shared/errors.js';
+import { DEFAULT_POLICY_READ_AHEAD, readBodyForPolicy, type ReadAheadBody } from '../policy/body-read-ahead.js';
 import { checkAccess } from './access.js';
 import { checkRequestPath } from './request-path.js';
 import { refuseReviews, type ApprovalStage } from './approval-stage.js';
@@ -9,7 +9,7 @@ import { hasRequestBody } from './bounded-body.js';
 import { sendErrorResponse } from './error-response.js';
 import { newRequestId, type Exchange, type ExchangeContext } from './exchange.js';
 import { noMasking, type MaskingStage } from './masking-stage.js';
-import { allowAllPolicy, type DecisionBody, type PolicyStage } from './policy-stage.js';
+import { allowAllPolicy, type Decision, type DecisionBody, type PolicyStage } from './policy-stage.js';
 import { discardRecorder, type Recorder } from './recorder.js';
 import { callUpstream, takeWholeBody } from './upstream-call.js';
 import { createUpstreamPools, type UpstreamPoolOptions, type UpstreamPools } from './upstream-pools.js';
@@ -23,7 +23,7 @@ export interface ExchangeHandlerOptions {
   /** Pools to upstreams; by default the handler creates and owns them. */
   readonly pools?: UpstreamPools;
   readonly poolOptions?: UpstreamPoolOptions;
-  /** Most body bytes read ahead when policy looks at the body; longer bodies get `json: null`. Default 1 MiB. */
+  /** Most body bytes read ahead (as sent and decompressed) when policy looks at the body; a longer one is refused when a rule needs it. Default 1 MiB. */
   readonly policyReadAhead?: number;
 }
 
@@ -64,8 +64,8 @@ export function createExchangeHandler(options: ExchangeHandlerOptions = {}): Exc
     // 3. policy, with the body read ahead (bounded, then put back) when a rule's outcome depends on it.
     const readAhead = options.policyReadAhead ?? DEFAULT_POLICY_READ_AHEAD;
     let continued = false;
-    let policyBody: DecisionBody | undefined;
-    const readBodyAhead = async (): Promise<DecisionBody> => {
+    let policyBody: ReadAheadBody | undefined;
+    const readBodyAhead = async (): Promise<ReadAheadBody> => {
       // The body must arrive before it can be seen, so a caller waiting for 100 Continue is told to send it now.
       if (ctx.awaitingContinue === true && hasRequestBody(req)) {
         res.writeContinue();
@@ -74,18 +74,36 @@ export function createExchangeHandler(options: ExchangeHandlerOptions = {}): Exc
       policyBody ??= await readBodyForPolicy(req, { limit: readAhead });
       return policyBody;
     };
-    const decision = await policy.decide(exchange, async () => {
+    const judgeableBody = async (): Promise<DecisionBody> => {
       const body = await readBodyAhead();
-      // A rule that reads the body cannot judge one it was not shown: refuse rather than let padding past
-      // the read-ahead turn `request.json` into null and slip by a rule about the model.
-      if (body.json === null && body.size > readAhead) {
+      // A rule that reads the body cannot judge one it was not shown: refuse rather than let padding past the
+      // read-ahead, a zip bomb, or an encoding the upstream reads but sluice could not, turn `request.json`
+      // into null and slip by a rule about the model.
+      if (body.problem?.kind === 'too-large') {
         throw new SluiceError('ERR_BODY_TOO_LARGE', {
-          message: `The request body (${body.size} bytes) is larger than the ${readAhead} bytes the policies of connection "${connection.name}" can inspect`,
+          message: `The request body (${body.size} bytes) is too large for the policies of connection "${connection.name}" to inspect: ${body.problem.reason}`,
           details: { connection: connection.name, limit: readAhead },
         });
       }
+      if (body.problem?.kind === 'unreadable') {
+        throw new SluiceError('ERR_BODY_UNREADABLE', {
+          message: `The request body cannot be read as JSON, so the policies of connection "${connection.name}" cannot judge it: ${body.problem.reason}`,
+          details: { connection: connection.name },
+        });
+      }
       return body;
-    });
+    };
+    let decision: Decision;
+    try {
+      decision = await policy.decide(exchange, judgeableBody);
+    } catch (err) {
+      // A rule that failed refused the request: recorded as the decision it is, naming the rule.
+      if (isSluiceError(err) && err.code === 'ERR_POLICY_ERROR') {
+        const rule = typeof err.details?.rule === 'string' ? err.details.rule : undefined;
+        await recorder.emit({ type: 'policy.decision', exchange, decision: { action: 'deny', ...(rule === undefined ? {} : { rule }), reason: err.message } });
+      }
+      throw err;
+    }
     if (decision.action === 'deny') {
       // The refusal is part of the record: written before it is answered, like everything else.
       await recorder.emit({ type: 'policy.decision', exchange, decision });

@@ -6,7 +6,6 @@ import {
   describeCompileProblem,
   describeEvaluationError,
   isCompileProblem,
-  isMissingField,
   readsRequestBody,
   type CelPredicate,
   type PolicyActivation,
@@ -54,8 +53,8 @@ export interface PolicyEngine {
   readonly readsBody: boolean;
   readonly ruleCount: number;
   /**
-   * First matching rule wins; throws ERR_POLICY_ERROR when a rule fails on this request (fail closed).
-   * `from` skips rules already known not to match.
+   * First matching rule wins; throws ERR_POLICY_ERROR when a deny or review rule fails on this request
+   * (fail closed); an allow rule that fails does not match. `from` skips rules already known not to match.
    */
   evaluate(subject: PolicySubject, body: PolicyBody, from?: number): PolicyDecision;
   /**
@@ -124,19 +123,16 @@ export function compilePolicies(options: PolicyEngineOptions): PolicyEngine {
         // Without the body, a rule that reads it and fails in any way (`request.size > 1 || labels.x == "y"`
         // may report the missing label, not the unread size) might have matched with it.
         if (err === BODY_UNREAD || (!bodyRead && readsBody)) return { needsBody: true, from: i };
-        if (isMissingField(err)) continue;
-        throw new SluiceError('ERR_POLICY_ERROR', {
-          message: `Policy "${rule.name}" could not be evaluated on this request: ${describeEvaluationError(rule.when, err)}`,
-          details: { rule: rule.name, connection: subject.connection.name },
-          cause: err,
-        });
+        // Fail closed both ways: an allow rule that fails allows nothing, and a deny or review rule that fails
+        // refuses, a missing field included. A typo (`max_token`) must not open the gate it was written to close;
+        // a rule over an optional field says so with has() or `.?`.
+        if (rule.action === 'allow') continue;
+        throw ruleFailed(rule, subject, describeEvaluationError(rule.when, err), err);
       }
       if (value === true) return decision;
       if (value !== false) {
-        throw new SluiceError('ERR_POLICY_ERROR', {
-          message: `Policy "${rule.name}" gave ${typeof value} instead of a boolean on this request`,
-          details: { rule: rule.name, connection: subject.connection.name },
-        });
+        if (rule.action === 'allow') continue;
+        throw ruleFailed(rule, subject, `it gave ${typeof value} instead of a boolean`);
       }
     }
     return fallback;
@@ -172,6 +168,15 @@ export function compilePolicies(options: PolicyEngineOptions): PolicyEngine {
       };
     },
   };
+}
+
+/** The refusal of a request on which a deny or review rule failed; names the rule and what failed. */
+function ruleFailed(rule: PolicyRule, subject: PolicySubject, why: string, cause?: unknown): SluiceError {
+  return new SluiceError('ERR_POLICY_ERROR', {
+    message: `Policy "${rule.name}" could not be evaluated on this request: ${why}`,
+    details: { rule: rule.name, action: rule.action, connection: subject.connection.name },
+    cause,
+  });
 }
 
 /** A run given the body: nothing in it can ask for the body again. */

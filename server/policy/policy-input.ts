@@ -44,7 +44,7 @@ function splitPath(path: string): { path: string; query: Record<string, string> 
 /**
  * Builds the CEL activation of one request: identity, connection, request, session, now. `body` may be a
  * function, called each time a rule reads `request.json` or `request.size` (it may throw: the body is
- * not read yet).
+ * not read yet). `request.size` is a CEL int (a bigint), as the rules are type-checked to use it.
  */
 export function policyInput(subject: PolicySubject, body: PolicyBody | (() => PolicyBody), now: Date): PolicyActivation {
   const p = subject.principal;
@@ -60,11 +60,11 @@ export function policyInput(subject: PolicySubject, body: PolicyBody | (() => Po
           get json(): unknown {
             return body().json;
           },
-          get size(): number {
-            return body().size;
+          get size(): bigint {
+            return BigInt(body().size);
           },
         }
-      : { method: subject.method, path, query, headers, json: body.json, size: body.size };
+      : { method: subject.method, path, query, headers, json: body.json, size: BigInt(body.size) };
   return {
     identity: principalJson(p),
     connection: { name: subject.connection.name, type: subject.connection.type, labels: subject.connection.labels },

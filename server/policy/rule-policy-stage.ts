@@ -1,3 +1,4 @@
+import { isSluiceError } from '../../shared/errors.js';
 import type { GrantGate } from '../approval/grant-gate.js';
 import type { PolicyEngine, PolicyDecision } from './policy-engine.js';
 import type { PolicyBody, PolicySubject } from './policy-input.js';
@@ -13,6 +14,8 @@ export interface RulePolicyStageOptions {
   readonly engine: () => PolicyEngine;
   /** Connections with `requires_grant: true` need an active grant on every path (tunnel and proxy). */
   readonly grants?: GrantGate;
+  /** Where a rule that fails to evaluate is reported (a warning: the rule needs fixing). Default: nowhere. */
+  readonly log?: { warn(fields: Record<string, unknown>, message: string): void };
 }
 
 /** The pipeline's policy stage backed by configured rules. */
@@ -31,9 +34,17 @@ export function createRulePolicyStage(options: RulePolicyStageOptions): RulePoli
         await options.grants.check(exchange.principal, { name: exchange.connection.name, requires_grant: true });
       }
       const engine = options.engine();
-      const early = engine.evaluateWithoutBody(exchange);
-      if (!('needsBody' in early)) return early;
-      return early.withBody(readBody === undefined ? NO_BODY : await readBody());
+      try {
+        const early = engine.evaluateWithoutBody(exchange);
+        if (!('needsBody' in early)) return early;
+        return early.withBody(readBody === undefined ? NO_BODY : await readBody());
+      } catch (err) {
+        // Each such refusal is a rule that does not say what its author meant: operators must hear of it.
+        if (isSluiceError(err) && err.code === 'ERR_POLICY_ERROR') {
+          options.log?.warn({ code: err.code, ...err.details, error: err.message }, 'policy rule failed to evaluate; request refused');
+        }
+        throw err;
+      }
     },
   };
 }

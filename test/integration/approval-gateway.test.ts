@@ -56,25 +56,25 @@ connections:
 policies:
 ${extraPolicies}
   - name: header-review
-    when: request.headers["x-review-me"] == "yes"
+    when: request.headers[?"x-review-me"].orValue("") == "yes"
     action: review
     reviewers: [ml-leads]
     timeout: 10m
   - name: models-allow-list
-    when: request.method == "POST" && !(request.json.model in ["demo", "gpt-5", "gpt-5-slow"])
+    when: request.method == "POST" && has(request.json.model) && !(request.json.model in ["demo", "gpt-5", "gpt-5-slow"])
     action: deny
     message: Only the models demo and gpt-5 may be used on this gateway
   - name: max-tokens
-    when: request.json.max_tokens > 4096
+    when: request.json.?max_tokens.orValue(0) > 4096
     action: deny
     message: max_tokens is limited to 4096
   - name: slow-review
-    when: request.json.model == "gpt-5-slow"
+    when: request.json.?model.orValue("") == "gpt-5-slow"
     action: review
     reviewers: [ml-leads]
     timeout: 300ms
   - name: frontier-models-need-review
-    when: connection.name == "llm" && request.json.model.startsWith("gpt-5")
+    when: connection.name == "llm" && has(request.json.model) && request.json.model.startsWith("gpt-5")
     action: review
     reviewers: [ml-leads]
     timeout: 10m

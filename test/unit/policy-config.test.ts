@@ -110,7 +110,7 @@ policy_default: maybe
     expect(problems).toEqual(
       expect.arrayContaining([
         expect.stringMatching(/^policies\[0\]\.reviewers: /),
-        expect.stringMatching(/^policies\[1\]: .*reviewers/),
+        expect.stringMatching(/^policies\[1\](\.reviewers)?: .*reviewers/),
         expect.stringMatching(/^policies\[3\]\.action: /),
         expect.stringMatching(/^policy_default: /),
       ]),

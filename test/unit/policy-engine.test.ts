@@ -33,9 +33,9 @@ const ALLOWED_MODELS = '["demo", "gpt-4o-mini"]';
 
 describe('policy engine', () => {
   const engine = engineOf([
-    { name: 'models-allow-list', when: `!(request.json.model in ${ALLOWED_MODELS})`, action: 'deny', message: 'Only demo and gpt-4o-mini may be used here' },
-    { name: 'max-tokens', when: 'request.json.max_tokens > 4096', action: 'deny', message: 'max_tokens is limited to 4096' },
-    { name: 'big-needs-review', when: 'request.json.max_tokens > 1000', action: 'review', reviewers: ['ml-leads'], timeout: '5m', min_approvals: 2, message: 'large completion' },
+    { name: 'models-allow-list', when: `has(request.json.model) && !(request.json.model in ${ALLOWED_MODELS})`, action: 'deny', message: 'Only demo and gpt-4o-mini may be used here' },
+    { name: 'max-tokens', when: 'request.json.?max_tokens.orValue(0) > 4096', action: 'deny', message: 'max_tokens is limited to 4096' },
+    { name: 'big-needs-review', when: 'has(request.json.max_tokens) && request.json.max_tokens > 1000', action: 'review', reviewers: ['ml-leads'], timeout: '5m', min_approvals: 2, message: 'large completion' },
     { name: 'interns-read-only', when: '"interns" in identity.groups && request.method != "GET"', action: 'deny' },
   ]);
 
@@ -59,12 +59,61 @@ describe('policy engine', () => {
     });
   });
 
-  it('allows by default when nothing matches, and a missing field does not match', () => {
+  it('allows by default when nothing matches; has() and `.?` write rules over optional fields', () => {
     expect(engine.evaluate(subject(), body({ model: 'demo', max_tokens: 100 }))).toEqual({ action: 'allow' });
-    // No max_tokens at all: the max_tokens rules do not match (as has() would say), the model rule decides.
+    // No max_tokens at all: has() says false and `.?max_tokens.orValue(0)` gives 0, so those rules do not match.
     expect(engine.evaluate(subject(), body({ model: 'demo' }))).toEqual({ action: 'allow' });
-    // A GET has no JSON body: `request.json.model` is missing, so the allow list does not apply.
+    // A GET has no JSON body: has(request.json.model) is false, so the allow list does not apply.
     expect(engine.evaluate(subject({ method: 'GET', path: '/v1/models' }), body(null))).toEqual({ action: 'allow' });
+  });
+
+  it('refuses when a deny or review rule fails on the request, a missing field included, naming the rule and the field', () => {
+    const refusal = (rules: unknown[], b: PolicyBody, over: Partial<PolicySubject> = {}): SluiceError => {
+      try {
+        engineOf(rules).evaluate(subject(over), b);
+      } catch (err) {
+        if (err instanceof SluiceError) return err;
+        throw err;
+      }
+      throw new Error('the request was not refused');
+    };
+    // A typo: max_token for max_tokens. The request it was written to deny is refused, not allowed.
+    const typo = refusal([{ name: 'cap', when: 'request.json.max_token > 1000', action: 'deny' }], body({ model: 'gpt-5', max_tokens: 100000 }));
+    expect(typo.code).toBe('ERR_POLICY_ERROR');
+    expect(typo.message).toBe('Policy "cap" could not be evaluated on this request: No such key: max_token at line 1, column 14');
+    expect(typo.details).toEqual({ rule: 'cap', action: 'deny', connection: 'llm' });
+    // No body at all (a GET) is no excuse either.
+    expect(refusal([{ name: 'cap', when: 'request.json.max_tokens > 1000', action: 'deny' }], body(null), { method: 'GET' }).code).toBe('ERR_POLICY_ERROR');
+    // A missing header or label, for a review rule.
+    const review = refusal([{ name: 'hold', when: 'request.headers["x-hold"] == "yes"', action: 'review', reviewers: ['ml-leads'] }], body(null));
+    expect(review.message).toMatch(/^Policy "hold" could not be evaluated on this request: No such key: x-hold/);
+    expect(review.details).toMatchObject({ rule: 'hold', action: 'review' });
+    expect(refusal([{ name: 'lab', when: 'connection.labels.zone == "eu"', action: 'deny' }], body(null)).code).toBe('ERR_POLICY_ERROR');
+    // The same rules written for optional fields decide.
+    const optional = engineOf([
+      { name: 'cap', when: 'request.json.?max_tokens.orValue(0) > 1000', action: 'deny' },
+      { name: 'hold', when: 'request.headers[?"x-hold"].orValue("") == "yes"', action: 'review', reviewers: ['ml-leads'] },
+      { name: 'lab', when: 'has(connection.labels.zone) && connection.labels.zone == "eu"', action: 'deny' },
+    ]);
+    expect(optional.evaluate(subject(), body({ model: 'gpt-5', max_tokens: 100000 }))).toMatchObject({ action: 'deny', rule: 'cap' });
+    expect(optional.evaluate(subject({ method: 'GET' }), body(null))).toEqual({ action: 'allow' });
+    expect(optional.evaluate(subject({ headers: { 'x-hold': 'yes' } }), body({}))).toMatchObject({ action: 'review', rule: 'hold' });
+  });
+
+  it('never lets an allow rule that fails allow: it does not match, and later rules and the default decide', () => {
+    const strict = engineOf(
+      [
+        { name: 'demo-ok', when: 'request.json.model == "demo"', action: 'allow' },
+        { name: 'odd', when: 'request.json.model', action: 'allow' },
+        { name: 'no-gpt5', when: 'has(request.json.model) && request.json.model == "gpt-5"', action: 'deny' },
+      ],
+      { policy_default: 'deny' },
+    );
+    expect(strict.evaluate(subject(), body({ model: 'demo' }))).toMatchObject({ action: 'allow', rule: 'demo-ok' });
+    // No model: demo-ok fails on the missing field and does not match; the default denies.
+    expect(strict.evaluate(subject(), body({ messages: [] }))).toMatchObject({ action: 'deny', reason: 'No policy allows this request (policy_default: deny)' });
+    // A rule that gives a string, not a boolean, does not allow either; the deny rule after it still applies.
+    expect(strict.evaluate(subject(), body({ model: 'gpt-5' }))).toMatchObject({ action: 'deny', rule: 'no-gpt5' });
   });
 
   it('sees identity groups and the method', () => {
@@ -123,6 +172,12 @@ describe('policy engine', () => {
     expect(engineOf([{ name: 'x', when: 'connection.name == "other" && request.json.model == "x"', action: 'deny' }]).evaluateWithoutBody(subject())).toEqual({ action: 'allow' });
   });
 
+  it('refuses at load what uses `request` as a map rather than by its fields (a type error)', () => {
+    for (const when of ['size(request) == 6', '"json" in request', 'request.exists(k, k == "json")', 'request == {"method": "POST"}', 'request.jsn.model == "x"', 'request.size > "10"']) {
+      expect(() => engineOf([{ name: 'r', when, action: 'deny' }]), when).toThrow(/policies\[0\]\.when: /);
+    }
+  });
+
   it('never decides without the body what the body could change (CEL edge cases)', () => {
     const tricky = [
       'has(request.json)',
@@ -136,17 +191,17 @@ describe('policy engine', () => {
       'request.?json.hasValue()',
       'request[?"json"].hasValue()',
       'request.?size.orValue(0) > 1000',
-      'size(request) == 6',
-      '"json" in request',
-      'request.exists(k, k == "json")',
-      'request.all(k, k != "size")',
-      'request.exists(k, request[k] == "gpt-5")',
-      'request.exists(k, request[k] == "POST")',
-      'request.all(k, request[k] != "x")',
-      'request.map(k, k).size() == 6',
-      'request.filter(k, k == "json").size() == 1',
-      'request == {"method": "POST"}',
-      'request != {"method": "POST"}',
+      'size(dyn(request)) == 6',
+      '"json" in dyn(request)',
+      'dyn(request).exists(k, k == "json")',
+      'dyn(request).all(k, k != "size")',
+      'dyn(request).exists(k, dyn(request)[k] == "gpt-5")',
+      'dyn(request).exists(k, dyn(request)[k] == "POST")',
+      'dyn(request).all(k, dyn(request)[k] != "x")',
+      'dyn(request).map(k, k).size() == 6',
+      'dyn(request).filter(k, k == "json").size() == 1',
+      'dyn(request) == {"method": "POST"}',
+      'dyn(request) != {"method": "POST"}',
       'request.json == null',
       'request.json != null',
       'type(request.json) == map',
@@ -168,12 +223,12 @@ describe('policy engine', () => {
       '[1].exists(x, has(request.json.model))',
       'has(request.json.model) == false',
       'request.?json.hasValue() && request.?json.value() == null',
-      'request == {"method": "POST", "path": "/v1/chat/completions", "query": {"x": "1"}, "headers": {"content-type": "application/json", "x-team": "search"}, "json": null, "size": 0}',
-      'request != {"method": "POST", "path": "/v1/chat/completions", "query": {"x": "1"}, "headers": {"content-type": "application/json", "x-team": "search"}, "json": null, "size": 0}',
-      'request.exists_one(k, k == "json")',
-      'request.exists_one(k, request[k] == "POST")',
-      'request.all(k, k == "json" || request[k] != null)',
-      'request.exists(k, k != "method" && request[k] == "POST")',
+      'dyn(request) == {"method": "POST", "path": "/v1/chat/completions", "query": {"x": "1"}, "headers": {"content-type": "application/json", "x-team": "search"}, "json": null, "size": 0}',
+      'dyn(request) != {"method": "POST", "path": "/v1/chat/completions", "query": {"x": "1"}, "headers": {"content-type": "application/json", "x-team": "search"}, "json": null, "size": 0}',
+      'dyn(request).exists_one(k, k == "json")',
+      'dyn(request).exists_one(k, dyn(request)[k] == "POST")',
+      'dyn(request).all(k, k == "json" || dyn(request)[k] != null)',
+      'dyn(request).exists(k, k != "method" && dyn(request)[k] == "POST")',
       '[request.json, 1].exists(x, x == 1)',
       '[1, request.json].exists(x, x == 1)',
       '1 in [request.json, 1]',
@@ -183,7 +238,7 @@ describe('policy engine', () => {
       '(request.json.model == "gpt-5") == (connection.name == "x")',
       '[request.json.model == "gpt-5", true].exists(x, x)',
       '[request.json.model == "gpt-5", true].all(x, x)',
-      'request.map(k, k == "json").exists(x, x)',
+      'dyn(request).map(k, k == "json").exists(x, x)',
       '[request].map(r, r.method).exists(x, x == "POST")',
       'request.size > 1 || request.size <= 1',
       'request.json == request.json',
