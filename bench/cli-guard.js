@@ -1,14 +1,15 @@
-// Child process (forked by run.js): runs `node bin/sluice.js connect NAME --port N` and makes sure it
+// Child process (forked by run.js): runs `node bin/sluice.js connect NAME --port N --json` and makes sure it
 // never outlives the bench. If the bench process dies without cleaning up (even SIGKILL), the IPC
 // channel closes, this guard sees 'disconnect' and stops the CLI (SIGINT, then SIGKILL after 3 s).
-// Output lines of the CLI are relayed to the parent, which waits for `http://127.0.0.1:N`.
+// Output lines of the CLI are relayed to the parent, which waits for the ready line (`http://127.0.0.1:N`
+// and the tunnel's local token).
 //
 // argv: [cliPath, name, port, ...extraNodeArgs]
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 
 const [cliPath, name, port, ...nodeArgs] = process.argv.slice(2);
-const child = spawn(process.execPath, [...nodeArgs, cliPath, 'connect', name, '--port', port], {
+const child = spawn(process.execPath, [...nodeArgs, cliPath, 'connect', name, '--port', port, '--json'], {
   env: process.env,
   stdio: ['ignore', 'pipe', 'pipe'],
 });

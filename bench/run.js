@@ -63,8 +63,6 @@ for (const m of settings.measures) if (!['latency_c1', 'throughput_c32', 'stream
 const TARGETS = { added_p50_ms_max: 1, throughput_ratio_min: 0.4 };
 const CHAT_BODY = JSON.stringify({ model: 'bench', messages: [{ role: 'user', content: 'Say hello.' }], stream: false });
 const STREAM_BODY = JSON.stringify({ model: 'demo-echo', messages: [{ role: 'user', content: 'Say hello.' }], stream: true });
-// What an OpenAI SDK pointed at the local port sends; the gateway drops it and injects the connection's key.
-const LOCAL_SDK_AUTH = 'Bearer sk-local-placeholder';
 
 let tmp;
 let idp;
@@ -158,7 +156,9 @@ async function startTunnel(connection, env) {
       `a "http://127.0.0.1:${port}" line from sluice connect`,
     );
     log(`sluice connect ${connection} ready: ${ready.line.trim()}`);
-    const tunnel = { url: `http://127.0.0.1:${port}`, entry, pid: cliPid, lines, stopping: false, exit: null };
+    // The local port serves only callers holding the tunnel's local token, as an SDK would from OPENAI_API_KEY.
+    const { local_token: localToken } = JSON.parse(ready.line);
+    const tunnel = { url: `http://127.0.0.1:${port}`, auth: `Bearer ${localToken}`, entry, pid: cliPid, lines, stopping: false, exit: null };
     entry.child.on('message', (msg) => {
       if (msg?.type !== 'exit' || tunnel.stopping || shuttingDown) return;
       tunnel.exit = `sluice connect ${connection} exited on its own (code ${msg.code}, signal ${msg.signal})`;
@@ -400,7 +400,7 @@ async function main() {
       try {
         log(`starting sluice connect ${connection}`);
         tunnel = await startTunnel(connection, cliEnv);
-        targets[kind].tunnel = { url: `${tunnel.url}/v1/chat/completions`, headers: { authorization: LOCAL_SDK_AUTH } };
+        targets[kind].tunnel = { url: `${tunnel.url}/v1/chat/completions`, headers: { authorization: tunnel.auth } };
         await sanity(`tunnel ${connection}`, targets[kind].tunnel.url, targets[kind].tunnel.headers, body, check);
         log(`tunnel ${connection} at ${tunnel.url}: ok`);
       } catch (err) {

@@ -51,10 +51,14 @@ export async function probeKeyring(options: ProbeKeyringOptions): Promise<ProbeR
   const attempt = async (): Promise<void> => {
     const entry = new module.AsyncEntry(SERVICE, `probe-${process.pid}-${Date.now()}`);
     const value = `probe-${Math.random().toString(36).slice(2)}`;
-    await entry.setPassword(value, controller.signal);
-    const read = await entry.getPassword(controller.signal);
-    await entry.deletePassword(controller.signal);
-    if (read !== value) throw new Error('the keychain returned a different value than was written');
+    try {
+      await entry.setPassword(value, controller.signal);
+      const read = await entry.getPassword(controller.signal);
+      if (read !== value) throw new Error('the keychain returned a different value than was written');
+    } finally {
+      // Some keychains keep an entry whose write they refused: never leave a probe entry behind.
+      await entry.deletePassword().catch(() => undefined);
+    }
   };
   try {
     await Promise.race([attempt(), timeout]);
