@@ -1,6 +1,8 @@
 import { EventEmitter } from 'node:events';
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { embeddingBase64, embeddingFloats, embeddingOf, readEmbeddingsRequest } from './embedding-vectors.js';
+import { readResponsesRequest, responseObject, responsesEvents, type ResponsesAnswer } from './responses-shapes.js';
 
 export interface ModelServerOptions {
   /** Default 127.0.0.1. */
@@ -17,6 +19,8 @@ export interface ModelServerOptions {
   maxBodyBytes?: number;
   /** Model ids listed by `GET /v1/models`. Default `['demo-echo']`. */
   models?: string[];
+  /** Length of the vectors `POST /v1/embeddings` returns when the request names no `dimensions`. Default 256. */
+  embeddingDimensions?: number;
 }
 
 export interface RecordedRequest {
@@ -35,7 +39,7 @@ export interface StreamEvent {
 }
 
 export interface StreamEndEvent extends StreamEvent {
-  /** True when the client went away before `data: [DONE]` was written. */
+  /** True when the client went away before the stream's last event was written. */
   aborted: boolean;
 }
 
@@ -43,7 +47,7 @@ export interface ModelServerEvents {
   request: [RecordedRequest];
   /** A content delta was handed to the socket. */
   'stream-chunk': [StreamEvent];
-  /** The last byte of a stream was written (`data: [DONE]`), or the client left early. */
+  /** The last byte of a stream was written (`data: [DONE]`, `response.completed`), or the client left early. */
   'stream-end': [StreamEndEvent];
 }
 
@@ -72,12 +76,17 @@ export const DEMO_PII = {
 const CREATED = 1_700_000_000;
 const MAX_DELAY_MS = 60_000;
 
-/** Starts an OpenAI-compatible demo model whose answers echo the last user message and carry fake PII. */
+/**
+ * Starts an OpenAI-compatible demo model whose answers echo the last user message and carry fake PII:
+ * chat completions and Responses (streamed and not), embeddings and the model list.
+ */
 export async function startModelServer(options: ModelServerOptions = {}): Promise<RunningModelServer> {
   const chunkCount = Math.max(1, options.chunks ?? 40);
   const chunkDelayMs = Math.max(0, options.chunkDelayMs ?? 20);
   const maxBodyBytes = options.maxBodyBytes ?? 1024 * 1024;
   const models = options.models ?? ['demo-echo'];
+  const defaultModel = models[0] ?? 'demo-echo';
+  const embeddingDimensions = options.embeddingDimensions ?? 256;
   const requests: RecordedRequest[] = [];
   const events = new EventEmitter<ModelServerEvents>();
   // Aborted on close so no answer is still waiting on a timer after the server is gone.
@@ -114,14 +123,25 @@ export async function startModelServer(options: ModelServerOptions = {}): Promis
     }
 
     if (method === 'GET' && path === '/v1/models') {
-      sendJson(res, 200, {
-        object: 'list',
-        data: models.map((id) => ({ id, object: 'model', created: CREATED, owned_by: 'sluice-demo' })),
-      });
+      sendJson(res, 200, { object: 'list', data: models.map(modelObject) });
+      return;
+    }
+    if (method === 'GET' && path.startsWith('/v1/models/')) {
+      const id = decodeURIComponent(path.slice('/v1/models/'.length));
+      if (models.includes(id)) sendJson(res, 200, modelObject(id));
+      else sendError(res, 404, `The model '${id}' does not exist`, 'invalid_request_error', 'model_not_found');
       return;
     }
     if (method === 'POST' && path === '/v1/chat/completions') {
       await chatCompletion(recorded, res);
+      return;
+    }
+    if (method === 'POST' && path === '/v1/responses') {
+      await response(recorded, res);
+      return;
+    }
+    if (method === 'POST' && path === '/v1/embeddings') {
+      embeddings(recorded, res);
       return;
     }
     sendError(res, 404, `Unknown request URL: ${method} ${path}.`, 'invalid_request_error', 'unknown_url');
@@ -193,6 +213,70 @@ export async function startModelServer(options: ModelServerOptions = {}): Promis
     finish(false);
   }
 
+  /** `POST /v1/responses`: the same answer as chat, as a `Response` object or its stream of events. */
+  async function response(recorded: RecordedRequest, res: ServerResponse): Promise<void> {
+    const body = parseJson(recorded.body, res);
+    if (body === undefined) return;
+    const request = readResponsesRequest(body, defaultModel);
+    if ('error' in request) {
+      sendError(res, 400, request.error, 'invalid_request_error', request.code);
+      return;
+    }
+    const text = answerTo(request.question);
+    const answer: ResponsesAnswer = {
+      request,
+      id: `resp_demo_${recorded.id}`,
+      itemId: `msg_demo_${recorded.id}`,
+      createdAt: CREATED,
+      text,
+      inputTokens: countTokens(request.inputText),
+      outputTokens: countTokens(text),
+    };
+    if (!request.stream) {
+      sendJson(res, 200, responseObject(answer, true));
+      return;
+    }
+
+    res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive' });
+    const { before, deltas, after } = responsesEvents(answer, splitInto(text, chunkCount));
+    let written = 0;
+    const finish = (aborted: boolean): void => void events.emit('stream-end', { requestId: recorded.id, chunks: written, aborted });
+    // Named events, as OpenAI sends them; the stream ends with response.completed, never `data: [DONE]`.
+    const send = (event: { type: string }) => writeRaw(res, `event: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`);
+
+    for (const event of before) if (!(await send(event))) return finish(true);
+    for (const delta of deltas) {
+      if (!(await sleep(chunkDelayMs, res))) return finish(true);
+      if (!(await send(delta))) return finish(true);
+      written += 1;
+      events.emit('stream-chunk', { requestId: recorded.id, chunks: written });
+    }
+    for (const event of after) if (!(await send(event))) return finish(true);
+    res.end();
+    finish(false);
+  }
+
+  /** `POST /v1/embeddings`: one deterministic vector per input, as floats or base64 float32. */
+  function embeddings(recorded: RecordedRequest, res: ServerResponse): void {
+    const body = parseJson(recorded.body, res);
+    if (body === undefined) return;
+    const request = readEmbeddingsRequest(body, { model: defaultModel, dimensions: embeddingDimensions });
+    if ('error' in request) {
+      sendError(res, 400, request.error, 'invalid_request_error', request.code);
+      return;
+    }
+    const tokens = request.inputs.reduce((sum, input) => sum + (typeof input === 'string' ? countTokens(input) : input.length), 0);
+    sendJson(res, 200, {
+      object: 'list',
+      data: request.inputs.map((input, index) => {
+        const vector = embeddingOf(input, request.dimensions);
+        return { object: 'embedding', index, embedding: request.encoding === 'base64' ? embeddingBase64(vector) : embeddingFloats(vector) };
+      }),
+      model: request.model,
+      usage: { prompt_tokens: tokens, total_tokens: tokens },
+    });
+  }
+
   /** Resolves false when the client left or the server is closing, so callers stop writing. */
   function sleep(ms: number, res: ServerResponse): Promise<boolean> {
     if (ms <= 0) return Promise.resolve(!res.destroyed);
@@ -262,9 +346,13 @@ function readBody(req: IncomingMessage, limit: number): Promise<string | undefin
 
 function answerFor(messages: ChatMessage[]): string {
   const lastUser = [...messages].reverse().find((m) => m.role === 'user');
-  const question = lastUser ? textOf(lastUser.content).trim() : '';
+  return answerTo(lastUser ? textOf(lastUser.content) : '');
+}
+
+/** Every answer of the demo model, whatever the API: the question quoted, then the fake PII. */
+function answerTo(question: string): string {
   return (
-    `You said: "${question}". ` +
+    `You said: "${question.trim()}". ` +
     `Here is the customer record you asked about: Jane Doe, email ${DEMO_PII.email}, phone ${DEMO_PII.phone}, ` +
     `card ${DEMO_PII.card}, last seen from ${DEMO_PII.ip}. ` +
     'This answer comes from the sluice demo model.'
@@ -317,6 +405,20 @@ function writeRaw(res: ServerResponse, text: string): Promise<boolean> {
     res.once('drain', onDrain);
     res.once('close', onClose);
   });
+}
+
+function modelObject(id: string): object {
+  return { id, object: 'model', created: CREATED, owned_by: 'sluice-demo' };
+}
+
+/** The parsed body, or undefined once a 400 has been sent for a body that is not JSON. */
+function parseJson(body: string, res: ServerResponse): unknown {
+  try {
+    return JSON.parse(body) as unknown;
+  } catch {
+    sendError(res, 400, 'The request body is not valid JSON.', 'invalid_request_error', 'invalid_json');
+    return undefined;
+  }
 }
 
 function sendJson(res: ServerResponse, status: number, body: object): void {

@@ -313,7 +313,7 @@ describe('demo model server with the real openai SDK', () => {
     expect(error).toBeInstanceOf(OpenAI.AuthenticationError);
     expect(error).toMatchObject({ status: 401, code: 'invalid_api_key', type: 'invalid_request_error' });
 
-    const missing = await fetch(`${server.url}/v1/embeddings`, { method: 'POST', headers: { authorization: 'Bearer k-123' }, body: '{}' });
+    const missing = await fetch(`${server.url}/v1/audio/speech`, { method: 'POST', headers: { authorization: 'Bearer k-123' }, body: '{}' });
     expect(missing.status).toBe(404);
     expect(await missing.json()).toMatchObject({ error: { code: 'unknown_url', type: 'invalid_request_error', message: expect.any(String) } });
 
