@@ -27,8 +27,8 @@ export function firstTokenTiming(
   clock: () => bigint = process.hrtime.bigint,
 ): FirstTokenTiming | null {
   const masker = new SseMasker(profile, new MaskingCounter());
-  const inFramer = new SseFramer({ maxEvent: profile.maxJsonBody });
-  const outFramer = new SseFramer({ maxEvent: Number.MAX_SAFE_INTEGER });
+  const inFramer = new SseFramer({ maxEvent: profile.maxJsonBody, maxLine: profile.maxLine });
+  const outFramer = new SseFramer({ maxEvent: Number.MAX_SAFE_INTEGER, maxLine: Number.MAX_SAFE_INTEGER });
   const writeNs: number[] = [];
   let firstIn = -1;
   let firstOut = -1;

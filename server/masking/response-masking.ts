@@ -5,9 +5,10 @@ import type { BodyMasker } from './body-masker.js';
 import type { CompiledProfile } from './compiled-profile.js';
 import { contentKind, type ContentKind } from './content-kind.js';
 import { bodyEncoding, ChainedTransform, decoderFor, encoderFor } from './decoded-transform.js';
-import { JsonBodyMasker } from './json-body-masker.js';
+import { LogprobsJsonMasker } from './logprobs-json-masker.js';
 import { MaskingCounter, type MaskingSummaryEntry } from './masking-summary.js';
 import { MaskingTransform } from './masking-transform.js';
+import { NdjsonMasker } from './ndjson-masker.js';
 import { SseMasker } from './sse-masker.js';
 import { TextBodyMasker } from './text-body-masker.js';
 
@@ -38,7 +39,9 @@ export interface ResponseMaskingPlan {
 /** The body masker for a content kind; what `sluice mask test` and benchmarks drive directly. */
 export function createBodyMasker(kind: Exclude<ContentKind, 'binary'>, profile: CompiledProfile, counter: MaskingCounter): BodyMasker {
   if (kind === 'sse') return new SseMasker(profile, counter);
-  if (kind === 'json') return new JsonBodyMasker(profile, counter);
+  if (kind === 'ndjson') return new NdjsonMasker(profile, counter);
+  // Logprobs lists first (each masked as the text its tokens spell), then the body as any JSON.
+  if (kind === 'json') return new LogprobsJsonMasker(profile, counter);
   return new TextBodyMasker(profile, counter);
 }
 

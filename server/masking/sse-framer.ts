@@ -1,4 +1,5 @@
 import { SluiceError } from '../../shared/errors.js';
+import { LineScanner } from './line-scanner.js';
 
 /** One server-sent event exactly as received, with its fields parsed. */
 export interface SseEvent {
@@ -14,82 +15,79 @@ export interface SseEvent {
   readonly data?: string;
 }
 
+/** Bounds of an SseFramer. */
+export interface SseFramerOptions {
+  /** Longest event (all its lines); past it the stream is refused. */
+  readonly maxEvent: number;
+  /** Longest line; past it the stream is refused, before the rest of the line is even read. */
+  readonly maxLine: number;
+}
+
 /**
  * Splits an SSE text stream into events at blank lines (WHATWG HTML "server-sent events"), keeping the
  * exact bytes of each. eventsource-parser parses the same grammar but hands back fields, not the
- * original text, and framing must survive untouched.
+ * original text, and framing must survive untouched. Each character is looked at once, however the
+ * stream is cut, so a long line costs what it weighs.
  */
 export class SseFramer {
   readonly #maxEvent: number;
-  /** From the start of the unfinished event. */
-  #buf = '';
-  /** Where the unfinished line starts in #buf; everything before it is in #lines. */
-  #lineStart = 0;
-  #lines: string[] = [];
+  readonly #lines: LineScanner;
+  /** The unfinished event: its lines, its exact text so far and that text's length. */
+  #eventLines: string[] = [];
+  // Built by concatenation: V8 joins such strings lazily, so an event sent unchanged is copied once, on output.
+  #raw = '';
   #eol = '';
-  /** Whether a "\r" has been seen: until then lines end at "\n" only, found by the faster search. */
-  #sawCr = false;
 
-  constructor(options: { maxEvent: number }) {
+  constructor(options: SseFramerOptions) {
     this.#maxEvent = options.maxEvent;
+    this.#lines = new LineScanner({ maxLine: options.maxLine, terminators: 'any' });
   }
 
   /** The events completed by `text`. */
   push(text: string): SseEvent[] {
-    if (!this.#sawCr && text.includes('\r')) this.#sawCr = true;
-    const buf = this.#buf + text;
     const events: SseEvent[] = [];
-    let eventStart = 0;
-    let lineStart = this.#lineStart;
-    for (;;) {
-      const { at, length } = this.#lineEnd(buf, lineStart);
-      if (at === -1) break;
-      const line = buf.slice(lineStart, at);
-      const eol = buf.slice(at, at + length);
-      lineStart = at + length;
-      if (line === '') {
-        events.push(parseEvent(buf.slice(eventStart, lineStart), this.#lines, this.#eol || eol));
-        this.#lines = [];
-        this.#eol = '';
-        eventStart = lineStart;
-      } else {
-        this.#lines.push(line);
-        if (this.#eol === '') this.#eol = eol;
-      }
-    }
-    this.#buf = eventStart === 0 ? buf : buf.slice(eventStart);
-    this.#lineStart = lineStart - eventStart;
-    if (this.#buf.length > this.#maxEvent) {
-      throw new SluiceError('ERR_MASKING_BLOCKED', {
-        message: `A server-sent event exceeds the masking limit of ${this.#maxEvent} bytes (max_json_body)`,
-      });
-    }
+    this.#lines.push(text, (line, eol) => {
+      const ev = this.#line(line, eol);
+      if (ev !== null) events.push(ev);
+    });
     return events;
-  }
-
-  /** The next line terminator at or after `from`: its index and length; index -1 when there is none yet. */
-  #lineEnd(buf: string, from: number): { at: number; length: number } {
-    const lf = buf.indexOf('\n', from);
-    if (!this.#sawCr) return { at: lf, length: 1 };
-    const cr = buf.indexOf('\r', from);
-    if (cr === -1 || (lf !== -1 && lf < cr)) return { at: lf, length: 1 };
-    if (cr + 1 < buf.length) return { at: cr, length: buf[cr + 1] === '\n' ? 2 : 1 };
-    // A "\r" at the very end may be the first half of "\r\n": wait for the next chunk.
-    return { at: -1, length: 0 };
   }
 
   /** What remains at the end of the stream: an unterminated last event, or null. */
   end(): SseEvent | null {
-    const rest = this.#buf;
-    this.#buf = '';
-    this.#lineStart = 0;
-    this.#lines = [];
+    const completed: SseEvent[] = [];
+    this.#lines.end((line, eol) => {
+      const ev = this.#line(line, eol);
+      if (ev !== null) completed.push(ev);
+    });
+    // A last line "\r" only now known to end alone: it may complete the event.
+    if (this.#raw.length === 0) return completed[0] ?? null;
+    const ev = parseEvent(this.#raw, this.#eventLines, this.#eol || '\n');
+    this.#reset();
+    return ev;
+  }
+
+  #line(line: string, eol: string): SseEvent | null {
+    if (line === '' && eol !== '') {
+      const ev = parseEvent(this.#raw + eol, this.#eventLines, this.#eol || eol);
+      this.#reset();
+      return ev;
+    }
+    this.#eventLines.push(line);
+    this.#raw += line + eol;
+    if (this.#eol === '') this.#eol = eol;
+    if (this.#raw.length > this.#maxEvent) {
+      throw new SluiceError('ERR_MASKING_BLOCKED', {
+        message: `A server-sent event exceeds the masking limit of ${this.#maxEvent} characters (max_json_body)`,
+      });
+    }
+    return null;
+  }
+
+  #reset(): void {
+    this.#eventLines = [];
+    this.#raw = '';
     this.#eol = '';
-    if (rest === '') return null;
-    const lines = rest.split(/\r\n|\r|\n/);
-    if (lines[lines.length - 1] === '') lines.pop();
-    const eol = /\r\n|\r|\n/.exec(rest)?.[0] ?? '\n';
-    return parseEvent(rest, lines, eol);
   }
 }
 
@@ -97,15 +95,20 @@ function parseEvent(raw: string, lines: string[], eol: string): SseEvent {
   let event: string | undefined;
   let data: string | undefined;
   for (const line of lines) {
-    if (line.startsWith(':')) continue;
-    const colon = line.indexOf(':');
-    const field = colon === -1 ? line : line.slice(0, colon);
-    let value = colon === -1 ? '' : line.slice(colon + 1);
-    if (value.startsWith(' ')) value = value.slice(1);
+    const { field, value } = splitField(line);
     if (field === 'data') data = data === undefined ? value : `${data}\n${value}`;
     else if (field === 'event') event = value;
   }
   return { raw, lines, eol, event, data };
+}
+
+/** A line's field name and value as a client reads them; a comment line has the field name "". */
+export function splitField(line: string): { field: string; value: string } {
+  const colon = line.indexOf(':');
+  const field = colon === -1 ? line : line.slice(0, colon);
+  let value = colon === -1 ? '' : line.slice(colon + 1);
+  if (value.startsWith(' ')) value = value.slice(1);
+  return { field, value };
 }
 
 /** The event with its data fields replaced by `data` (other fields and comments kept in place). */
@@ -127,11 +130,16 @@ export function withData(ev: SseEvent, data: string): string {
   return out.join(ev.eol) + ev.eol + ev.eol;
 }
 
+/** The event with its lines replaced (same terminator style); its data is read again from them. */
+export function withLines(ev: SseEvent, lines: string[]): SseEvent {
+  return parseEvent(lines.join(ev.eol) + ev.eol + ev.eol, lines, ev.eol);
+}
+
 /** A new event (a flushed hold-back) in the stream's line-ending style. */
 export function newEvent(eventName: string | undefined, data: string, eol: string): string {
   return `${eventName === undefined ? '' : `event: ${eventName}${eol}`}data: ${data}${eol}${eol}`;
 }
 
-function isDataLine(line: string): boolean {
+export function isDataLine(line: string): boolean {
   return line === 'data' || line.startsWith('data:');
 }

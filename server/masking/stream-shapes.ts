@@ -1,3 +1,5 @@
+import { isLegacyLogprobs, legacyEntries, setLegacyEntries, tokenField } from './logprob-tokens.js';
+
 /** The event that carries a channel's flushed hold-back: its SSE event name and its JSON data. */
 export interface FlushEvent {
   readonly event?: string;
@@ -14,11 +16,27 @@ export interface DeltaSlot {
   flush(text: string): FlushEvent;
 }
 
+/**
+ * The tokens of a logprobs list streamed with a delta (`choices[].logprobs.content`, a legacy completion's
+ * `tokens`, a Responses delta's `logprobs`, Ollama's `logprobs`), as token objects.
+ */
+export interface TokenSlot {
+  /** The channel: the delta's channel with `:logprobs:` and the list's name. */
+  readonly key: string;
+  readonly entries: readonly Json[];
+  /** Puts token objects in the event in place of the ones read. */
+  set(entries: readonly Json[]): void;
+  /** Builds an event carrying `entries` on this channel, modelled on this event. */
+  flush(entries: readonly Json[]): FlushEvent;
+}
+
 /** What sluice understood of one event. */
 export interface ShapeReading {
-  /** `unknown`: masked as generic JSON, or refused with `unknown_stream: block`. */
-  readonly kind: 'openai_chat' | 'openai_completion' | 'openai_responses' | 'anthropic' | 'error' | 'unknown';
+  /** `unknown`: masked channel by channel as generic JSON, or refused with `unknown_stream: block`. */
+  readonly kind: 'openai_chat' | 'openai_completion' | 'openai_responses' | 'anthropic' | 'ollama' | 'error' | 'unknown';
   readonly slots: readonly DeltaSlot[];
+  /** Logprobs lists streamed beside the deltas; none when the event has none. */
+  readonly tokens: readonly TokenSlot[];
   /** Whether the channel `key` ends with this event (its hold-back is flushed before or within it). */
   ends(key: string): boolean;
 }
@@ -48,7 +66,27 @@ const ANTHROPIC_TEXT_FIELDS: Readonly<Record<string, string>> = {
 /** Text fields of an OpenAI chat delta: content, reasoning (two spellings in use) and refusal. */
 const CHAT_TEXT_FIELDS = ['content', 'reasoning_content', 'reasoning', 'refusal'] as const;
 
-/** Reads one parsed event of an OpenAI chat, OpenAI completion, OpenAI Responses or Anthropic stream. */
+/**
+ * Strings of a chat delta that name or identify rather than stream (an audio part's id and base64
+ * data, a function's name): masked each on its own. Every other string of a delta is streamed text
+ * (`function_call.arguments`, `audio.transcript`, fields yet to come) and gets a channel.
+ */
+const CHAT_DELTA_LABELS = new Set(['role', 'id', 'type', 'name', 'data', 'index', 'expires_at']);
+
+/** Fields of a chat delta read on their own (text fields, tool calls): not searched for other strings. */
+const CHAT_DELTA_KNOWN = new Set<string>([...CHAT_TEXT_FIELDS, 'tool_calls']);
+
+/** Text fields of an Ollama `/api/chat` message and of an `/api/generate` answer. */
+const OLLAMA_MESSAGE_FIELDS = ['content', 'thinking'] as const;
+const OLLAMA_ANSWER_FIELDS = ['response', 'thinking'] as const;
+
+/** How deep a chat delta is searched for streamed strings. */
+const MAX_DELTA_DEPTH = 8;
+
+/**
+ * Reads one parsed event (an SSE event's data, an NDJSON line) of an OpenAI chat, OpenAI completion,
+ * OpenAI Responses, Anthropic or Ollama stream.
+ */
 export function readShape(obj: unknown): ShapeReading {
   if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) return unknown();
   const o = obj as Json;
@@ -59,12 +97,24 @@ export function readShape(obj: unknown): ShapeReading {
     if (ANTHROPIC_TYPES.has(o.type)) return anthropic(o);
   }
   // An error object mid-stream ({"error": {...}} from OpenAI-compatible servers) is a known shape.
-  if (o.error !== undefined && Object.keys(o).length === 1) return { kind: 'error', slots: [], ends: NEVER };
+  if (o.error !== undefined && Object.keys(o).length === 1) return known('error', []);
+  if (typeof o.done === 'boolean' && typeof o.model === 'string') return ollama(o);
   return unknown();
 }
 
 function unknown(): ShapeReading {
-  return { kind: 'unknown', slots: [], ends: NEVER };
+  return known('unknown', []);
+}
+
+function known(kind: ShapeReading['kind'], slots: DeltaSlot[], tokens: TokenSlot[] = [], ends: (key: string) => boolean = NEVER): ShapeReading {
+  return { kind, slots, tokens, ends };
+}
+
+/** `{a: {b: value}}` for the path `[a, b]`. */
+function nested(path: readonly string[], value: unknown): Json {
+  let out: unknown = value;
+  for (let i = path.length - 1; i >= 0; i--) out = { [path[i]!]: out };
+  return out as Json;
 }
 
 /** Top-level fields a flushed chunk copies (id, model, created…), without the per-chunk payload. */
@@ -105,6 +155,16 @@ function openAiChat(o: Json): ShapeReading {
         flush: (t) => ({ data: { ...chunkTemplate(o), choices: [{ index: idx, delta: { [field]: t }, finish_reason: null }] } }),
       });
     }
+    deltaStrings(d, [], 0, (path, holder, field) => {
+      slots.push({
+        key: `chat:${idx}:delta.${path.join('.')}`,
+        text: holder[field] as string,
+        set: (t) => {
+          holder[field] = t;
+        },
+        flush: (t) => ({ data: { ...chunkTemplate(o), choices: [{ index: idx, delta: nested(path, t), finish_reason: null }] } }),
+      });
+    });
     if (Array.isArray(d.tool_calls)) {
       d.tool_calls.forEach((tc, j) => {
         if (tc === null || typeof tc !== 'object') return;
@@ -128,7 +188,41 @@ function openAiChat(o: Json): ShapeReading {
       });
     }
   }
-  return { kind: 'openai_chat', slots, ends: (key) => ending.some((p) => key.startsWith(p)) };
+  return known('openai_chat', slots, chatTokens(o), (key) => ending.some((p) => key.startsWith(p)));
+}
+
+/** Strings of a chat delta outside the known fields, each with the path to it (objects only). */
+function deltaStrings(d: Json, path: string[], depth: number, found: (path: string[], holder: Json, field: string) => void): void {
+  if (depth > MAX_DELTA_DEPTH) return;
+  for (const [k, v] of Object.entries(d)) {
+    if (CHAT_DELTA_LABELS.has(k) || (depth === 0 && CHAT_DELTA_KNOWN.has(k))) continue;
+    if (typeof v === 'string') found([...path, k], d, k);
+    else if (v !== null && typeof v === 'object' && !Array.isArray(v)) deltaStrings(v as Json, [...path, k], depth + 1, found);
+  }
+}
+
+/** `choices[].logprobs.content` and `.refusal` of a chat chunk. */
+function chatTokens(o: Json): TokenSlot[] {
+  const tokens: TokenSlot[] = [];
+  for (const { choice, idx } of choicesOf(o)) {
+    const lp = choice.logprobs;
+    if (lp === null || typeof lp !== 'object' || Array.isArray(lp)) continue;
+    const logprobs = lp as Json;
+    for (const list of ['content', 'refusal'] as const) {
+      if (tokenField(logprobs[list]) !== 'token') continue;
+      tokens.push({
+        key: `chat:${idx}:logprobs:${list}`,
+        entries: logprobs[list] as Json[],
+        set: (entries) => {
+          logprobs[list] = entries;
+        },
+        flush: (entries) => ({
+          data: { ...chunkTemplate(o), choices: [{ index: idx, delta: {}, logprobs: { [list]: entries }, finish_reason: null }] },
+        }),
+      });
+    }
+  }
+  return tokens;
 }
 
 function openAiCompletion(o: Json): ShapeReading {
@@ -147,7 +241,27 @@ function openAiCompletion(o: Json): ShapeReading {
       flush: (t) => ({ data: { ...chunkTemplate(o), choices: [{ index: idx, text: t, finish_reason: null }] } }),
     });
   }
-  return { kind: 'openai_completion', slots, ends: (key) => ending.includes(key) };
+  return known('openai_completion', slots, completionTokens(o), (key) => ending.some((p) => key === p || key.startsWith(`${p}:`)));
+}
+
+/** A legacy completion chunk's `logprobs` (`tokens` and the arrays beside them). */
+function completionTokens(o: Json): TokenSlot[] {
+  const tokens: TokenSlot[] = [];
+  for (const { choice, idx } of choicesOf(o)) {
+    const lp = choice.logprobs;
+    if (!isLegacyLogprobs(lp) || lp.tokens.length === 0) continue;
+    tokens.push({
+      key: `cmpl:${idx}:logprobs`,
+      entries: legacyEntries(lp),
+      set: (entries) => setLegacyEntries(lp, entries, undefined),
+      flush: (entries) => {
+        const logprobs: Json = { tokens: [], token_logprobs: [], top_logprobs: [], text_offset: [] };
+        setLegacyEntries(logprobs, entries, undefined);
+        return { data: { ...chunkTemplate(o), choices: [{ index: idx, text: '', logprobs, finish_reason: null }] } };
+      },
+    });
+  }
+  return tokens;
 }
 
 /** `response.output_text`, item, output index and part: one channel per content part. */
@@ -160,11 +274,30 @@ function openAiResponses(o: Json): ShapeReading {
   const type = o.type as string;
   if (type.endsWith('.delta') && typeof o.delta === 'string') {
     const family = type.slice(0, -'.delta'.length);
+    const key = responsesKey(family, o);
+    const tokens: TokenSlot[] = [];
+    if (tokenField(o.logprobs) === 'token') {
+      tokens.push({
+        key: `${key}:logprobs`,
+        entries: o.logprobs as Json[],
+        set: (entries) => {
+          o.logprobs = entries;
+        },
+        flush: (entries) => {
+          const data: Json = {};
+          for (const [k, v] of Object.entries(o)) if (k !== 'obfuscation') data[k] = v;
+          data.delta = '';
+          data.logprobs = entries;
+          return { event: type, data };
+        },
+      });
+    }
     return {
       kind: 'openai_responses',
+      tokens,
       slots: [
         {
-          key: responsesKey(family, o),
+          key,
           text: o.delta,
           set: (t) => {
             o.delta = t;
@@ -182,26 +315,25 @@ function openAiResponses(o: Json): ShapeReading {
   }
   if (type.endsWith('.done')) {
     const key = responsesKey(type.slice(0, -'.done'.length), o);
-    return { kind: 'openai_responses', slots: [], ends: (k) => k === key };
+    return known('openai_responses', [], [], (k) => k === key || k === `${key}:logprobs`);
   }
   if (type === 'response.completed' || type === 'response.incomplete' || type === 'response.failed') {
-    return { kind: 'openai_responses', slots: [], ends: (k) => k.startsWith('resp:') };
+    return known('openai_responses', [], [], (k) => k.startsWith('resp:'));
   }
-  return { kind: 'openai_responses', slots: [], ends: NEVER };
+  return known('openai_responses', []);
 }
 
 function anthropic(o: Json): ShapeReading {
   const key = `anth:${String(o.index)}`;
-  if (o.type === 'content_block_stop') return { kind: 'anthropic', slots: [], ends: (k) => k === key };
-  if (o.type === 'message_stop') return { kind: 'anthropic', slots: [], ends: (k) => k.startsWith('anth:') };
-  if (o.type !== 'content_block_delta' || o.delta === null || typeof o.delta !== 'object') {
-    return { kind: 'anthropic', slots: [], ends: NEVER };
-  }
+  if (o.type === 'content_block_stop') return known('anthropic', [], [], (k) => k === key);
+  if (o.type === 'message_stop') return known('anthropic', [], [], (k) => k.startsWith('anth:'));
+  if (o.type !== 'content_block_delta' || o.delta === null || typeof o.delta !== 'object') return known('anthropic', []);
   const delta = o.delta as Json;
   const field = typeof delta.type === 'string' ? ANTHROPIC_TEXT_FIELDS[delta.type] : undefined;
-  if (field === undefined || typeof delta[field] !== 'string') return { kind: 'anthropic', slots: [], ends: NEVER };
+  if (field === undefined || typeof delta[field] !== 'string') return known('anthropic', []);
   return {
     kind: 'anthropic',
+    tokens: [],
     slots: [
       {
         key,
@@ -217,4 +349,51 @@ function anthropic(o: Json): ShapeReading {
     ],
     ends: NEVER,
   };
+}
+
+/** An Ollama `/api/chat` or `/api/generate` line: `message.content` / `response` (and their `thinking`), `logprobs`. */
+function ollama(o: Json): ShapeReading {
+  const slots: DeltaSlot[] = [];
+  const frame = (): Json => ({ model: o.model, created_at: o.created_at, done: false });
+  const message = o.message;
+  if (message !== null && typeof message === 'object' && !Array.isArray(message)) {
+    const m = message as Json;
+    for (const field of OLLAMA_MESSAGE_FIELDS) {
+      if (typeof m[field] !== 'string') continue;
+      slots.push({
+        key: `ollama:message.${field}`,
+        text: m[field] as string,
+        set: (t) => {
+          m[field] = t;
+        },
+        flush: (t) => ({ data: { ...frame(), message: { role: m.role ?? 'assistant', content: '', [field]: t } } }),
+      });
+    }
+  }
+  for (const field of OLLAMA_ANSWER_FIELDS) {
+    if (typeof o[field] !== 'string') continue;
+    slots.push({
+      key: `ollama:${field}`,
+      text: o[field] as string,
+      set: (t) => {
+        o[field] = t;
+      },
+      flush: (t) => ({ data: { ...frame(), response: '', [field]: t } }),
+    });
+  }
+  const tokens: TokenSlot[] = [];
+  if (tokenField(o.logprobs) === 'token') {
+    const inMessage = message !== null && typeof message === 'object';
+    tokens.push({
+      key: 'ollama:logprobs',
+      entries: o.logprobs as Json[],
+      set: (entries) => {
+        o.logprobs = entries;
+      },
+      flush: (entries) => ({
+        data: { ...frame(), ...(inMessage ? { message: { role: 'assistant', content: '' } } : { response: '' }), logprobs: entries },
+      }),
+    });
+  }
+  return known('ollama', slots, tokens, o.done === true ? (k) => k.startsWith('ollama:') : NEVER);
 }

@@ -1,0 +1,86 @@
+import { SluiceError } from '../../shared/errors.js';
+import type { BodyMasker } from './body-masker.js';
+import type { CompiledProfile } from './compiled-profile.js';
+import { JsonBodyMasker } from './json-body-masker.js';
+import { maskLogprobLists, mayHoldLogprobs, stripLogprobs } from './logprob-tokens.js';
+import type { MaskingCounter } from './masking-summary.js';
+
+/** Bytes of the previous chunk kept when looking for logprobs in a body too large to parse. */
+const KEY_OVERLAP = 64;
+
+/**
+ * A JSON body whose token log-probabilities are dealt with first: each logprobs list masked as the text
+ * its tokens spell (or removed, `logprobs: strip`), so no token carries part of a value that masking
+ * each token alone would miss. Then the body goes through the JSON body masker as any other. Bodies
+ * without logprobs are handed over unparsed.
+ */
+export class LogprobsJsonMasker implements BodyMasker {
+  readonly #profile: CompiledProfile;
+  readonly #counter: MaskingCounter;
+  readonly #inner: JsonBodyMasker;
+  #chunks: Buffer[] = [];
+  #size = 0;
+  /** Past max_json_body: the inner masker streams the body as text. */
+  #passing = false;
+  #tail = '';
+
+  constructor(profile: CompiledProfile, counter: MaskingCounter) {
+    this.#profile = profile;
+    this.#counter = counter;
+    this.#inner = new JsonBodyMasker(profile, counter);
+  }
+
+  write(chunk: Buffer): string | Buffer {
+    if (this.#passing) {
+      this.#refuseLogprobs(chunk);
+      return this.#inner.write(chunk);
+    }
+    this.#chunks.push(chunk);
+    this.#size += chunk.length;
+    if (this.#size <= this.#profile.maxJsonBody) return '';
+    this.#passing = true;
+    const held = Buffer.concat(this.#chunks);
+    this.#chunks = [];
+    this.#refuseLogprobs(held);
+    return this.#inner.write(held);
+  }
+
+  end(): string | Buffer {
+    if (this.#passing) return this.#inner.end();
+    const body = this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks);
+    this.#chunks = [];
+    const text = body.toString('utf8');
+    let doc: unknown;
+    if (mayHoldLogprobs(text)) {
+      try {
+        doc = JSON.parse(text);
+      } catch {
+        // Not JSON: the inner masker masks it as text.
+      }
+    }
+    const changed =
+      doc !== undefined && (this.#profile.logprobs === 'strip' ? stripLogprobs(doc) : maskLogprobLists(doc, this.#profile.text, this.#counter));
+    const first = this.#inner.write(changed ? Buffer.from(JSON.stringify(doc), 'utf8') : body);
+    const last = this.#inner.end();
+    if (first.length === 0) return last;
+    return Buffer.concat([toBuffer(first), toBuffer(last)]);
+  }
+
+  /**
+   * Logprobs in a body too large to parse cannot be followed token by token, and text masking of the
+   * raw JSON sees each token apart: such a body is refused rather than sent with a value spelled out.
+   */
+  #refuseLogprobs(chunk: Buffer): void {
+    const text = this.#tail + chunk.toString('latin1');
+    this.#tail = text.slice(-KEY_OVERLAP);
+    if (mayHoldLogprobs(text)) {
+      throw new SluiceError('ERR_MASKING_BLOCKED', {
+        message: `The JSON response exceeds max_json_body (${this.#profile.maxJsonBody} bytes) and carries token logprobs, which masking must parse`,
+      });
+    }
+  }
+}
+
+function toBuffer(part: string | Buffer): Buffer {
+  return typeof part === 'string' ? Buffer.from(part, 'utf8') : part;
+}
