@@ -39,6 +39,14 @@ export const reviewSchema = z.object({
   resolution: z.string().nullable(),
   session_id: z.string().nullable(),
   request_id: z.string().nullable(),
+  /**
+   * A request answered at once (`Prefer: respond-async`): `until` when the approved request may be sent
+   * again (null until approved), and the re-send that used the approval. Null for held requests and grants.
+   */
+  resend: z
+    .object({ until: z.string().nullable(), resent_at: z.string().nullable(), resent_request_id: z.string().nullable() })
+    .nullable()
+    .optional(),
 });
 
 /** A review as the API returns it. */
@@ -80,3 +88,24 @@ export const reviewWatchEventSchema = z.object({
 
 /** A review watch event as the API sends it. */
 export type ReviewWatchEventJson = z.infer<typeof reviewWatchEventSchema>;
+
+/**
+ * The 202 answer to a request that needs review when the caller sent `Prefer: respond-async`: nothing was
+ * forwarded; `poll` is the review (`GET`, with `?wait=30s` to wait for the decision). Once approved, the same
+ * request sent again within `resend_window` is forwarded without a second hold.
+ */
+export const pendingReviewAnswerSchema = z.object({
+  review: z.object({
+    id: z.string(),
+    status: z.literal('pending'),
+    rule: z.string(),
+    reviewers: z.array(z.string()),
+    expires_at: z.string(),
+    poll: z.string(),
+    resend_window: z.string(),
+    message: z.string(),
+  }),
+});
+
+/** The 202 answer's body. */
+export type PendingReviewAnswerJson = z.infer<typeof pendingReviewAnswerSchema>;

@@ -74,6 +74,8 @@ export const verifySummarySchema = z.object({
 /** The verdict on a session file, as JSON. */
 export type VerifySummaryJson = z.infer<typeof verifySummarySchema>;
 
+const bodyDigestSchema = z.object({ bytes: z.number(), sha256: z.string() });
+
 /** One exchange of a session: what happened, never a body. `index` counts from 1, as `sessions show` numbers them. */
 export const exchangeSummarySchema = z.object({
   index: z.number(),
@@ -81,7 +83,7 @@ export const exchangeSummarySchema = z.object({
   t: z.number(),
   method: z.string(),
   path: z.string(),
-  /** HTTP status; 0 when no response came (refused, failed, or still running). */
+  /** HTTP status the caller was answered, the gateway's own for a refusal; 0 when none came (the caller left, or still running). */
   status: z.number(),
   streamed: z.boolean(),
   model: z.string().nullable(),
@@ -92,6 +94,12 @@ export const exchangeSummarySchema = z.object({
   first_chunk_ms: z.number().nullable(),
   bytes_up: z.number(),
   bytes_down: z.number(),
+  /** As `exchange.end` records it: false when the answer was cut off or never sent; null with no end on record. */
+  complete: z.boolean().nullable().default(null),
+  /** Size and SHA-256 of each body as `exchange.end` records them; null when it records none (no body, or kept raw). */
+  request_body: bodyDigestSchema.nullable().default(null),
+  response_body: bodyDigestSchema.nullable().default(null),
+  /** `action` is `allow`, `deny`, `review`, or `none` for an exchange refused before policy judged it. */
   decision: z.object({ action: z.string(), rule: z.string().optional() }).nullable(),
   error: z.object({ code: z.string(), message: z.string() }).nullable(),
 });

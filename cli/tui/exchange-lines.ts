@@ -17,9 +17,9 @@ export function answerOf(exchange: ExchangeDetail): string {
   return exchange.chunks.map((c) => c.text).join('');
 }
 
-/** The status shown for an exchange: the HTTP status, or the error code when none came. */
+/** The status shown for an exchange: the HTTP status (marked when the answer was cut off), or the error code when none came. */
 export function statusLabel(exchange: ExchangeDetail): string {
-  if (exchange.status !== 0) return String(exchange.status);
+  if (exchange.status !== 0) return exchange.complete === false ? `${exchange.status} incomplete` : String(exchange.status);
   if (exchange.decision?.action === 'deny') return 'denied';
   return exchange.error?.code ?? '–';
 }

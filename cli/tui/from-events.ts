@@ -1,6 +1,8 @@
+import { isDenial } from '../../shared/denial-codes.js';
 import { jsonAnswerText, SseTextExtractor } from './answer-text.js';
 import type {
   AnswerChunk,
+  BodyDigestView,
   BodyRecorded,
   BodyView,
   ConnectionType,
@@ -15,7 +17,7 @@ import type {
   TokenCounts,
   Wait,
 } from './model.js';
-import type { DataEncoding, RecordedHeaders, RecordedUsage } from './recorded-event.js';
+import type { DataEncoding, RecordedDigest, RecordedHeaders, RecordedUsage } from './recorded-event.js';
 import { normalizeEvents } from './recorder-event-shape.js';
 
 /** Longest tcp preview, in characters; enough to recognise a protocol line. */
@@ -43,6 +45,11 @@ interface ExchangeDraft {
   responseRecorded: BodyRecorded;
   chunks: RawChunk[];
   endT?: number;
+  complete?: boolean;
+  bytesUp?: number;
+  bytesDown?: number;
+  requestDigest?: BodyDigestView;
+  responseDigest?: BodyDigestView;
   durationMs?: number;
   ttfbMs?: number;
   model?: string;
@@ -133,6 +140,11 @@ export function fromEvents(events: readonly unknown[]): SessionDetail {
         const d = draft(e.exchange, e.t);
         d.endT = e.t;
         if (e.status !== 0 || d.status === 0) d.status = e.status;
+        d.complete = e.complete;
+        d.bytesUp = e.bytes_up;
+        d.bytesDown = e.bytes_down;
+        d.requestDigest = digestOf(e.request_body);
+        d.responseDigest = digestOf(e.response_body);
         d.durationMs = e.duration_ms;
         d.ttfbMs = e.ttfb_ms;
         d.model = e.model ?? d.model;
@@ -200,7 +212,8 @@ export function fromEvents(events: readonly unknown[]): SessionDetail {
       in: exchanges.reduce((n, x) => n + (x.usage?.in ?? 0), 0),
       out: exchanges.reduce((n, x) => n + (x.usage?.out ?? 0), 0),
     },
-    denied: exchanges.filter((x) => x.decision?.action === 'deny').length,
+    // Counted as the gateway's index counts them: refusals by access, policy, a reviewer or a grant.
+    denied: exchanges.filter((x) => x.error !== undefined && isDenial(x.error.code)).length,
     held: exchanges.filter((x) => x.review !== undefined).length,
     masked: exchanges.reduce((n, x) => n + x.masking.reduce((m, c) => m + c.count, 0), 0),
     status,
@@ -240,6 +253,9 @@ function buildExchange(d: ExchangeDraft, index: number): ExchangeDetail {
     method: d.method,
     path: d.path,
     status: d.status,
+    ...defined('complete', d.complete),
+    ...defined('bytesUp', d.bytesUp),
+    ...defined('bytesDown', d.bytesDown),
     ...defined('latencyMs', d.durationMs ?? (d.endT === undefined ? undefined : d.endT - start)),
     ...defined('ttfbMs', d.ttfbMs ?? (firstByteT === undefined ? undefined : firstByteT - start)),
     ...defined('model', d.model ?? modelOf(responseBody) ?? modelOf(requestBody)),
@@ -248,8 +264,8 @@ function buildExchange(d: ExchangeDraft, index: number): ExchangeDetail {
     ...defined('error', d.error),
     ...defined('decision', d.decision),
     ...defined('review', d.review),
-    request: message(d.requestHeaders, requestBody, d.requestRecorded),
-    response: message(d.responseHeaders, responseBody, responseRecorded),
+    request: message(d.requestHeaders, requestBody, d.requestRecorded, d.requestDigest),
+    response: message(d.responseHeaders, responseBody, responseRecorded, d.responseDigest),
     masking: d.masking,
     streamed,
     chunks,
@@ -262,8 +278,12 @@ function defined<K extends string, V>(key: K, value: V | undefined): { [P in K]?
   return (value === undefined ? {} : { [key]: value }) as { [P in K]?: V };
 }
 
-function message(headers: Record<string, string>, body: BodyView, recorded: BodyRecorded): MessageView {
-  return { headers, body, recorded };
+function message(headers: Record<string, string>, body: BodyView, recorded: BodyRecorded, digest: BodyDigestView | undefined): MessageView {
+  return digest === undefined ? { headers, body, recorded } : { headers, body, recorded, digest };
+}
+
+function digestOf(d: RecordedDigest | undefined): BodyDigestView | undefined {
+  return d === undefined || typeof d.bytes !== 'number' || typeof d.sha256 !== 'string' ? undefined : { bytes: d.bytes, sha256: d.sha256 };
 }
 
 function sseChunks(raw: readonly RawChunk[], start: number): AnswerChunk[] {

@@ -52,11 +52,19 @@ export type BodyView =
   | { readonly kind: 'text'; readonly text: string }
   | { readonly kind: 'none' };
 
+/** Size and SHA-256 of a body, as the recording's `exchange.end` gives them. */
+export interface BodyDigestView {
+  readonly bytes: number;
+  readonly sha256: string;
+}
+
 /** One side (request or response) of an exchange. */
 export interface MessageView {
   readonly headers: Readonly<Record<string, string>>;
   readonly body: BodyView;
   readonly recorded: BodyRecorded;
+  /** Recorded when the body was kept masked or as a digest (not for raw bodies, whose bytes are the record). */
+  readonly digest?: BodyDigestView;
 }
 
 /** One replacement count of the masking summary; the value itself is never recorded. */
@@ -104,8 +112,13 @@ export interface ExchangeDetail {
   readonly startedAt: number;
   readonly method: string;
   readonly path: string;
-  /** HTTP status; 0 when no response came (denied, failed, still running). */
+  /** HTTP status the caller was answered (the gateway's own for a refusal); 0 when none came (it left, still running). */
   readonly status: number;
+  /** False when the answer was cut off or never sent; absent while no end is recorded. */
+  readonly complete?: boolean;
+  /** Bytes each way, as the recording's end counts them. */
+  readonly bytesUp?: number;
+  readonly bytesDown?: number;
   readonly latencyMs?: number;
   readonly ttfbMs?: number;
   readonly model?: string;

@@ -72,11 +72,22 @@ export interface RecordedUsage {
   readonly output_tokens?: number;
 }
 
-/** The exchange completed. */
+/** Size and SHA-256 of a body kept masked or as a digest. */
+export interface RecordedDigest {
+  readonly bytes: number;
+  readonly sha256: string;
+}
+
+/** The exchange ended: answered in full, cut off, or refused (with the gateway's status). */
 export interface ExchangeEndEvent extends EventBase {
   readonly type: 'exchange.end';
   readonly exchange: string;
   readonly status: number;
+  readonly complete?: boolean;
+  readonly bytes_up?: number;
+  readonly bytes_down?: number;
+  readonly request_body?: RecordedDigest;
+  readonly response_body?: RecordedDigest;
   readonly duration_ms?: number;
   readonly ttfb_ms?: number;
   readonly model?: string;

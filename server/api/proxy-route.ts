@@ -98,10 +98,13 @@ export function registerProxyRoutes(app: FastifyInstance, deps: ProxyRouteDeps):
         });
       }
       const url = splitProxyUrl(req.raw.url ?? req.url);
-      const path = requestPathFor(url.path, connection);
-      // fastify's access line reads the URL once the response is done: it names the path that was judged
-      // and forwarded, as the recording does, not the spelling the caller chose.
-      req.raw.url = url.route + path;
+      try {
+        // fastify's access line reads the URL once the response is done: it names the path that was judged
+        // and forwarded, as the recording does, not the spelling the caller chose.
+        req.raw.url = url.route + requestPathFor(url.path, connection);
+      } catch {
+        // The pipeline refuses this target itself, so the refusal is recorded in the caller's session.
+      }
       const resendOf = resendOfHeader(req);
       if (resendOf !== undefined) await deps.checkResendOf?.(principal, resendOf);
       const session = sessionFor(principal, req, { response: res, ...(resendOf === undefined ? {} : { resendOf }) });
@@ -113,7 +116,7 @@ export function registerProxyRoutes(app: FastifyInstance, deps: ProxyRouteDeps):
         session,
         clientAddress: req.ip,
         via: 'proxy',
-        path,
+        path: url.path,
       });
     } catch (error) {
       if (error instanceof SluiceError && error.status === 401) {

@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { SluiceError, toSluiceError } from '../../shared/errors.js';
 import { atTime } from '../../shared/timers.js';
+import { parseDuration } from '../config/duration.js';
 import type { ApprovalService } from '../approval/approval-service.js';
 import type { ReviewEvent } from '../approval/review-feed.js';
 import { grantJson, reviewEventJson, reviewJson } from '../approval/review-json.js';
@@ -25,6 +26,19 @@ const listQuery = z.strictObject({
   limit: z.coerce.number().int().min(1).max(500).default(100),
 });
 
+/** Longest `?wait=` of a review read: proxies commonly cut a silent response after about a minute. */
+const MAX_WAIT_MS = 60_000;
+
+const showQuery = z.strictObject({
+  /** Long-poll: answer once the review is decided, or after this long with it still pending. */
+  wait: z
+    .string()
+    .regex(/^\d+(ms|s|m)$/, 'must be a duration such as 500ms, 30s or 1m')
+    .transform((v) => parseDuration(v))
+    .refine((ms) => ms <= MAX_WAIT_MS, `must be at most ${MAX_WAIT_MS / 1000}s`)
+    .default(0),
+});
+
 const decisionBody = z.strictObject({ reason: z.string().max(1000).optional() }).default({});
 
 function parse<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
@@ -34,7 +48,7 @@ function parse<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
 }
 
 /**
- * `GET /v1/reviews`, `GET /v1/reviews/:id`, `POST /v1/reviews/:id/approve|reject` and `GET /v1/reviews/watch`
+ * `GET /v1/reviews`, `GET /v1/reviews/:id[?wait=30s]`, `POST /v1/reviews/:id/approve|reject` and `GET /v1/reviews/watch`
  * (server-sent events: `review.pending` for each open review first, then every change as it happens).
  */
 export function registerReviewsRoutes(app: FastifyInstance, deps: ReviewsRouteDeps): void {
@@ -108,10 +122,19 @@ export function registerReviewsRoutes(app: FastifyInstance, deps: ReviewsRouteDe
     }
   });
 
-  app.get('/v1/reviews/:id', async (req) => {
+  app.get('/v1/reviews/:id', async (req, reply) => {
     const principal = await deps.authenticate(req.headers);
-    const review = await approvals.get(principal, (req.params as { id: string }).id);
-    return reviewJson(review);
+    const q = parse(showQuery, req.query, 'query');
+    // A requester who was answered at once polls here; `wait` ends when the caller goes away.
+    const gone = new AbortController();
+    const onClose = (): void => gone.abort();
+    reply.raw.once('close', onClose);
+    try {
+      const review = await approvals.awaitDecision(principal, (req.params as { id: string }).id, q.wait, gone.signal);
+      return reviewJson(review);
+    } finally {
+      reply.raw.off('close', onClose);
+    }
   });
 
   app.post('/v1/reviews/:id/approve', async (req) => {

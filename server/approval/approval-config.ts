@@ -35,6 +35,7 @@ const APPROVAL_DEFAULTS = {
   default_timeout: '10m',
   max_held_per_user: 5,
   max_held_total: 100,
+  resend_window: '10m',
   webhooks: [],
 } as const;
 
@@ -47,6 +48,11 @@ export const approvalSchema = z
     max_held_per_user: z.number().int().min(1).default(APPROVAL_DEFAULTS.max_held_per_user),
     /** Pending reviews on the gateway as a whole. */
     max_held_total: z.number().int().min(1).default(APPROVAL_DEFAULTS.max_held_total),
+    /**
+     * How long after approval a request answered at once (`Prefer: respond-async`) may be sent again to
+     * be forwarded; short, because the approval is a standing permission until it is used.
+     */
+    resend_window: duration.default(APPROVAL_DEFAULTS.resend_window),
     webhooks: z.array(webhookSchema).default([]),
   })
   .default({ ...APPROVAL_DEFAULTS, webhooks: [] });

@@ -1,8 +1,9 @@
 import { SluiceError } from '../../shared/errors.js';
+import { MAX_TIMER_MS } from '../../shared/timers.js';
 import { hasRole, inAnyGroup, type Principal } from '../identity/principal.js';
 import type { ReviewEvent } from './review-feed.js';
-import type { ApprovalOutcome, ReviewFilter, ReviewLimits, ReviewStore } from './review-store.js';
-import { newReviewId, type GrantSummary, type RequestSummary, type Review, type ReviewPerson } from './review.js';
+import type { ApprovalOutcome, ResendClaim, ReviewFilter, ReviewLimits, ReviewStore } from './review-store.js';
+import { newReviewId, resendDeadline, type GrantSummary, type RequestSummary, type ResendTerms, type Review, type ReviewPerson } from './review.js';
 
 /** Told of every review change this replica makes (webhooks); must not throw or block. */
 export type ReviewNotify = (event: ReviewEvent) => void;
@@ -31,6 +32,15 @@ export interface RequestReviewInput {
   readonly note?: string;
   readonly sessionId: string;
   readonly requestId: string;
+  /** Set when the caller is answered at once instead of held: what its re-send must match. */
+  readonly resend?: ResendTerms;
+}
+
+/** Where the requester's own requests are looked up: the request answered at once, or its approval. */
+export interface RequestLookup {
+  readonly principal: Principal;
+  readonly connection: string;
+  readonly rule: string;
 }
 
 /** An access request for a connection. */
@@ -67,6 +77,17 @@ export interface ApprovalService {
   get(principal: Principal, id: string): Promise<Review>;
   /** Reviews the principal may see. */
   list(principal: Principal, filter?: ReviewFilter): Promise<Review[]>;
+  /**
+   * Resolves with the review once it is decided, or as it stands after `waitMs` (or when `signal`
+   * aborts); a pending review past its deadline is marked expired first. ERR_NOT_FOUND as `get`.
+   */
+  awaitDecision(principal: Principal, id: string, waitMs: number, signal?: AbortSignal): Promise<Review>;
+  /** The requester's approved requests, answered at once under `rule`, that may still be sent again. */
+  resendable(lookup: RequestLookup): Promise<Review[]>;
+  /** The requester's pending review of a request answered at once with this binding, if any. */
+  pendingAnsweredAtOnce(lookup: RequestLookup, binding: string): Promise<Review | undefined>;
+  /** Uses an approval for a re-send: once, by its requester, for the same request (see ReviewStore.claimResend). */
+  claimResend(id: string, claim: ResendClaim): Promise<Review | undefined>;
   /** Whether the principal may see the review: its requester, its reviewers, admins and auditors. */
   canSee(principal: Principal, review: Review): boolean;
 }
@@ -146,6 +167,7 @@ export function createApprovalService(options: ApprovalServiceOptions): Approval
         expiresAt: now + input.timeoutMs,
         sessionId: input.sessionId,
         requestId: input.requestId,
+        ...(input.resend === undefined ? {} : { resend: input.resend }),
       });
     },
     requestGrant(input) {
@@ -215,6 +237,53 @@ export function createApprovalService(options: ApprovalServiceOptions): Approval
       const limit = filter.limit ?? 100;
       const rows = await store.list({ ...filter, limit: hasRole(principal, 'admin', 'auditor') ? limit : Math.max(limit * 5, 500) });
       return rows.filter((r) => canSee(principal, r)).slice(0, limit);
+    },
+    async awaitDecision(principal, id, waitMs, signal) {
+      let review = await load(principal, id);
+      // Nothing else may be watching a review whose caller was answered at once: its deadline is applied here too.
+      if (review.status === 'pending' && review.expiresAt <= clock()) review = (await expire(id)) ?? (await store.get(id)) ?? review;
+      if (review.status !== 'pending' || waitMs <= 0 || signal?.aborted === true) return review;
+      const pending = review;
+      return new Promise<Review>((resolve, reject) => {
+        let done = false;
+        const finish = (): void => {
+          if (done) return;
+          done = true;
+          clearTimeout(timer);
+          unsubscribe();
+          signal?.removeEventListener('abort', finish);
+          store.get(id).then((now) => resolve(now ?? pending), reject);
+        };
+        const unsubscribe = store.feed.subscribe((event) => {
+          if (event.review.id === id && event.review.status !== 'pending') finish();
+        });
+        const deadline = pending.expiresAt - clock();
+        const timer = setTimeout(
+          () => {
+            if (deadline <= waitMs) expire(id).then(finish, finish);
+            else finish();
+          },
+          Math.min(Math.max(Math.min(waitMs, deadline), 0), MAX_TIMER_MS),
+        );
+        signal?.addEventListener('abort', finish, { once: true });
+        // A decision made between the first read and the subscription.
+        store.get(id).then((now) => {
+          if (now !== undefined && now.status !== 'pending') finish();
+        }, finish);
+      });
+    },
+    async resendable(lookup) {
+      const at = clock();
+      const rows = await store.list({ requester: lookup.principal.sub, connection: lookup.connection, kind: 'request', status: 'approved', limit: 100 });
+      return rows.filter((r) => r.rule === lookup.rule && r.resent === undefined && (resendDeadline(r) ?? 0) > at);
+    },
+    async pendingAnsweredAtOnce(lookup, binding) {
+      const at = clock();
+      const rows = await store.list({ requester: lookup.principal.sub, connection: lookup.connection, kind: 'request', status: 'pending', binding, limit: 10 });
+      return rows.find((r) => r.rule === lookup.rule && r.expiresAt > at);
+    },
+    claimResend(id, claim) {
+      return store.claimResend(id, claim);
     },
   };
 }

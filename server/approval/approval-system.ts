@@ -57,6 +57,7 @@ export function createApprovalSystem<X extends HeldExchange = HeldExchange>(opti
     defaultTimeoutMs: () => parseDuration(config().approval.default_timeout),
     notifySession: (id, notice) => notices.notify(id, notice),
     record: options.record,
+    resendWindowMs: () => parseDuration(config().approval.resend_window),
     clock: options.clock,
   });
   const grants = createGrantGate({ store, clock: options.clock });

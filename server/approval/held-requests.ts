@@ -4,7 +4,7 @@ import type { Principal } from '../identity/principal.js';
 import type { ApprovalService } from './approval-service.js';
 import type { ReviewEvent } from './review-feed.js';
 import { formatDuration } from './review-json.js';
-import type { RequestSummary, Review } from './review.js';
+import { resendDeadline, type RequestSummary, type Review } from './review.js';
 
 /** The exchange being held, as far as reviews care. */
 export interface HeldExchange {
@@ -42,6 +42,8 @@ export interface HeldRequestsOptions<X extends HeldExchange = HeldExchange> {
    * refused (recording is fail-closed), never forwarded.
    */
   readonly record?: (exchange: X, event: ReviewEvent) => Promise<void>;
+  /** How long after approval a request answered at once may be sent again (`approval.resend_window`). */
+  readonly resendWindowMs?: () => number;
   readonly clock?: () => number;
 }
 
@@ -54,13 +56,38 @@ export interface HoldInput<X extends HeldExchange = HeldExchange> {
   readonly signal?: AbortSignal;
 }
 
+/** A request answered at once: its review outlives the caller's connection. */
+export interface DeferInput<X extends HeldExchange = HeldExchange> {
+  readonly exchange: X;
+  readonly decision: HoldDecision;
+  readonly summary: RequestSummary;
+  /** The request's binding (request-binding.ts): what a re-send must match. */
+  readonly binding: string;
+}
+
 /** Holds exchanges until their review is decided. */
 export interface HeldRequests<X extends HeldExchange = HeldExchange> {
   /** Resolves with the approved review; rejects with ERR_REVIEW_REJECTED, ERR_REVIEW_EXPIRED, ERR_REVIEW_ABANDONED or ERR_REVIEW_LIMIT. */
   hold(input: HoldInput<X>): Promise<Review>;
+  /**
+   * Opens the review of a request whose caller is answered at once (or finds the pending one of the same
+   * request, so asking again does not ask reviewers twice) and records it in the exchange's session. The
+   * requester's tunnel hears of the decision; the deadline is kept on this replica. ERR_REVIEW_LIMIT as `hold`.
+   */
+  defer(input: DeferInput<X>): Promise<Review>;
+  /** Whether the exchange's requester has an approved request under `rule` that may still be sent again. */
+  awaitsResend(exchange: X, rule: string): Promise<boolean>;
+  /**
+   * Uses an approval for this exchange when it is the approved request sent again (same binding, same
+   * requester, within the window, first use) and records it in the exchange's session; undefined otherwise.
+   */
+  claimResend(exchange: X, rule: string, binding: string): Promise<Review | undefined>;
   /** Exchanges held on this replica now. */
   readonly size: number;
-  /** Withdraws every held exchange (shutdown): their reviews are marked abandoned, their callers get ERR_SHUTTING_DOWN. */
+  /**
+   * Withdraws every held exchange (shutdown): their reviews are marked abandoned, their callers get
+   * ERR_SHUTTING_DOWN. Reviews of requests answered at once stay pending: their callers are not waiting.
+   */
   close(): Promise<void>;
 }
 
@@ -91,7 +118,11 @@ export function refusalOf(review: Review): SluiceError {
 export function createHeldRequests<X extends HeldExchange = HeldExchange>(options: HeldRequestsOptions<X>): HeldRequests<X> {
   const { service } = options;
   const clock = options.clock ?? Date.now;
+  const resendWindowMs = options.resendWindowMs ?? (() => 10 * 60_000);
   const held = new Map<string, () => Promise<void>>();
+  /** Reviews of requests answered at once on this replica: the session to tell, the deadline to keep. */
+  const deferred = new Map<string, { readonly sessionId: string; timer?: NodeJS.Timeout }>();
+  let stopWatchingDeferred: (() => void) | undefined;
   const notice = (sessionId: string, n: SessionNotice): void => {
     try {
       options.notifySession?.(sessionId, n);
@@ -223,12 +254,133 @@ export function createHeldRequests<X extends HeldExchange = HeldExchange>(option
     });
   }
 
+  function untrack(id: string): void {
+    const entry = deferred.get(id);
+    if (entry === undefined) return;
+    clearTimeout(entry.timer);
+    deferred.delete(id);
+    if (deferred.size === 0) {
+      stopWatchingDeferred?.();
+      stopWatchingDeferred = undefined;
+    }
+  }
+
+  /** Tells the requester's tunnel how a review of a request answered at once ends, and expires it on time. */
+  function track(review: Review): void {
+    if (deferred.has(review.id) || review.sessionId === undefined) return;
+    const entry: { sessionId: string; timer?: NodeJS.Timeout } = { sessionId: review.sessionId };
+    deferred.set(review.id, entry);
+    stopWatchingDeferred ??= service.store.feed.subscribe((event) => {
+      const tracked = deferred.get(event.review.id);
+      if (tracked === undefined) return;
+      const r = event.review;
+      if (r.status === 'pending') {
+        if (event.type === 'review.approval') notice(tracked.sessionId, { level: 'info', code: 'review.approval', message: `${r.id}: approved by ${who(event.actor)} (${r.approvals.length} of ${r.minApprovals} approvals)` });
+        return;
+      }
+      untrack(r.id);
+      if (r.status === 'approved') {
+        const until = resendDeadline(r);
+        notice(tracked.sessionId, {
+          level: 'info',
+          code: 'review.approved',
+          message: `${r.id} approved by ${who(r.resolvedBy)}; send the same request again${until === undefined ? '' : ` before ${new Date(until).toISOString()}`} and it is forwarded`,
+        });
+      } else {
+        const refusal = refusalOf(r);
+        notice(tracked.sessionId, { level: 'warn', code: refusal.code, message: refusal.message });
+      }
+    });
+    const arm = (): void => {
+      entry.timer = setTimeout(
+        () => {
+          if (!deferred.has(review.id)) return;
+          if (review.expiresAt - clock() > 0) return arm();
+          // The feed brings the expiry back to the listener above, which tells the tunnel.
+          service.expire(review.id).catch(() => undefined);
+        },
+        Math.min(Math.max(review.expiresAt - clock(), 0), MAX_TIMER_MS),
+      );
+      // Nobody waits on this timer: it must not keep a stopping gateway alive.
+      entry.timer.unref();
+    };
+    arm();
+  }
+
+  async function defer(input: DeferInput<X>): Promise<Review> {
+    const { exchange, decision } = input;
+    const lookup = { principal: exchange.principal, connection: exchange.connection.name, rule: decision.rule };
+    const existing = await service.pendingAnsweredAtOnce(lookup, input.binding);
+    const review =
+      existing ??
+      (await service.openRequestReview({
+        principal: exchange.principal,
+        connection: exchange.connection.name,
+        rule: decision.rule,
+        reviewers: decision.reviewers,
+        minApprovals: decision.minApprovals ?? 1,
+        timeoutMs: decision.timeoutMs ?? options.defaultTimeoutMs(),
+        summary: input.summary,
+        reason: exchange.session.reason,
+        note: decision.note,
+        sessionId: exchange.session.id,
+        requestId: exchange.id,
+        resend: { binding: input.binding, windowMs: resendWindowMs() },
+      }));
+    try {
+      await options.record?.(exchange, { type: 'review.created', review, at: clock() });
+    } catch (err) {
+      // A review nobody's recording mentions must not be approved: withdraw the one made for this exchange.
+      if (existing === undefined) await service.abandon(review.id, 'the recording failed').catch(() => undefined);
+      throw err;
+    }
+    track(review);
+    notice(exchange.session.id, {
+      level: 'info',
+      code: 'review.waiting',
+      message:
+        `waiting for approval ${review.id} (reviewers: ${review.reviewers.join(', ')}) — ${exchange.principal.email ?? exchange.principal.sub}'s request matched policy "${review.rule}"; ` +
+        'answered at once (Prefer: respond-async): send the same request again once it is approved',
+    });
+    return review;
+  }
+
+  async function claimResend(exchange: X, rule: string, binding: string): Promise<Review | undefined> {
+    const lookup = { principal: exchange.principal, connection: exchange.connection.name, rule };
+    for (const candidate of await service.resendable(lookup)) {
+      if (candidate.resend?.binding !== binding) continue;
+      const claimed = await service.claimResend(candidate.id, {
+        requester: exchange.principal.sub,
+        binding,
+        at: clock(),
+        requestId: exchange.id,
+        sessionId: exchange.session.id,
+      });
+      if (claimed === undefined) continue;
+      // Recorded before anything is forwarded (fail-closed); the approval is spent either way.
+      await options.record?.(exchange, { type: 'review.approved', review: claimed, actor: claimed.resolvedBy, at: clock() });
+      notice(exchange.session.id, {
+        level: 'info',
+        code: 'review.approved',
+        message: `${claimed.id}: the request approved by ${who(claimed.resolvedBy)} was sent again; forwarding it`,
+      });
+      return claimed;
+    }
+    return undefined;
+  }
+
   return {
     hold,
+    defer,
+    async awaitsResend(exchange, rule) {
+      return (await service.resendable({ principal: exchange.principal, connection: exchange.connection.name, rule })).length > 0;
+    },
+    claimResend,
     get size() {
       return held.size;
     },
     async close() {
+      for (const id of [...deferred.keys()]) untrack(id);
       await Promise.all([...held.values()].map((withdraw) => withdraw()));
     },
   };

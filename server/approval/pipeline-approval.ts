@@ -1,9 +1,12 @@
-import type { ApprovalStage, HoldContext } from '../pipeline/approval-stage.js';
+import { SluiceError } from '../../shared/errors.js';
+import type { ApprovalStage, HoldContext, HoldOutcome } from '../pipeline/approval-stage.js';
 import type { Exchange } from '../pipeline/exchange.js';
 import type { DecisionBody } from '../pipeline/policy-stage.js';
 import type { Recorder } from '../pipeline/recorder.js';
 import type { HeldRequests } from './held-requests.js';
+import { prefersRespondAsync, requestBinding } from './request-binding.js';
 import type { ReviewEvent } from './review-feed.js';
+import { pendingReviewAnswer, reviewPath } from './review-json.js';
 import type { RequestSummary } from './review.js';
 
 /**
@@ -24,14 +27,48 @@ export function requestSummary(exchange: Exchange, body: DecisionBody | undefine
   };
 }
 
-/** The pipeline's approval stage: holds the exchange on this replica until its review is decided. */
+/**
+ * The pipeline's approval stage. An exchange that is an approved request sent again (answered at once
+ * earlier) goes on without a second hold; one whose caller sent `Prefer: respond-async` is answered 202
+ * with its pending review; any other is held on this replica until its review is decided.
+ */
 export function createApprovalStage(held: HeldRequests<Exchange>): ApprovalStage {
   return {
-    async hold(exchange, decision, context: HoldContext = {}) {
-      await held.hold({ exchange, decision, summary: requestSummary(exchange, context.body), signal: context.signal });
+    async hold(exchange, decision, context: HoldContext = {}): Promise<HoldOutcome> {
+      const answerAtOnce = prefersRespondAsync(exchange.headers);
+      // The body is read (and, for a caller waiting for 100 Continue, asked for) only when an approval may hang on it.
+      const bound = answerAtOnce || (await held.awaitsResend(exchange, decision.rule));
+      const body = bound ? await context.wholeBody?.() : undefined;
+      const binding = body === undefined ? undefined : requestBinding(exchange, decision.rule, body);
+      if (binding !== undefined && (await held.claimResend(exchange, decision.rule, binding)) !== undefined) return FORWARD;
+      const summary = requestSummary(exchange, context.body);
+      if (!answerAtOnce) {
+        await held.hold({ exchange, decision, summary, signal: context.signal });
+        return FORWARD;
+      }
+      if (binding === undefined) {
+        // An approval must name the exact request it lets through, and only a body read whole can be named.
+        throw new SluiceError('ERR_BODY_TOO_LARGE', {
+          message:
+            `Policy "${decision.rule}" needs a review of this request, and a request answered at once (Prefer: respond-async) ` +
+            'can be sent again only when its body fits in policy_read_ahead; send it without that preference to wait for the review',
+          details: { connection: exchange.connection.name, rule: decision.rule },
+        });
+      }
+      const review = await held.defer({ exchange, decision, summary, binding });
+      return {
+        kind: 'answer',
+        answer: {
+          status: 202,
+          headers: { 'preference-applied': 'respond-async', location: reviewPath(review.id) },
+          body: JSON.stringify(pendingReviewAnswer(review)),
+        },
+      };
     },
   };
 }
+
+const FORWARD: HoldOutcome = Object.freeze({ kind: 'forward' });
 
 /**
  * Writes review events into the held exchange's session. Partial approvals and withdrawals have no
@@ -45,14 +82,18 @@ export function reviewRecorder(recorder: Recorder): (exchange: Exchange, event: 
     switch (event.type) {
       case 'review.created':
         return recorder.emit({ type: 'review.requested', exchange, reviewId: r.id, note: `rule ${r.rule}; reviewers ${r.reviewers.join(', ')}` });
-      case 'review.approved':
+      case 'review.approved': {
+        const approvers = r.approvals.length > 1 ? `approved by ${r.approvals.map((a) => a.email ?? a.sub).join(', ')}` : r.resolution;
+        // A re-send says which request was approved: the approval was given to that one, in its own session.
+        const resent = r.resent?.requestId === exchange.id ? `sent again; approved for ${r.requestId ?? 'an earlier request'} (session ${r.sessionId ?? '?'})` : undefined;
         return recorder.emit({
           type: 'review.approved',
           exchange,
           reviewId: r.id,
           by,
-          note: r.approvals.length > 1 ? `approved by ${r.approvals.map((a) => a.email ?? a.sub).join(', ')}` : r.resolution,
+          note: [resent, approvers].filter((n) => n !== undefined && n !== '').join('; ') || undefined,
         });
+      }
       case 'review.rejected':
         return recorder.emit({ type: 'review.rejected', exchange, reviewId: r.id, by, note: r.resolution });
       case 'review.expired':

@@ -1,6 +1,6 @@
-import type { GrantJson, ReviewJson, ReviewWatchEventJson } from '../../shared/reviews-api.js';
+import type { GrantJson, PendingReviewAnswerJson, ReviewJson, ReviewWatchEventJson } from '../../shared/reviews-api.js';
 import type { ReviewEvent } from './review-feed.js';
-import { isGrantSummary, type Grant, type Review, type ReviewPerson } from './review.js';
+import { isGrantSummary, resendDeadline, type Grant, type Review, type ReviewPerson } from './review.js';
 
 function iso(ms: number): string {
   return new Date(ms).toISOString();
@@ -33,6 +33,41 @@ export function reviewJson(review: Review): ReviewJson {
     resolution: review.resolution ?? null,
     session_id: review.sessionId ?? null,
     request_id: review.requestId ?? null,
+    resend: resendJson(review),
+  };
+}
+
+function resendJson(review: Review): ReviewJson['resend'] {
+  if (review.resend === undefined) return null;
+  const until = resendDeadline(review);
+  return {
+    until: until === undefined ? null : iso(until),
+    resent_at: review.resent === undefined ? null : iso(review.resent.at),
+    resent_request_id: review.resent?.requestId ?? null,
+  };
+}
+
+/** Where a review is read: its requester polls it there (`?wait=30s` waits for the decision). */
+export function reviewPath(id: string): string {
+  return `/v1/reviews/${id}`;
+}
+
+/** The body of the 202 that answers a request needing review when its caller asked not to be held. */
+export function pendingReviewAnswer(review: Review): PendingReviewAnswerJson {
+  const window = formatDuration(review.resend?.windowMs ?? 0);
+  return {
+    review: {
+      id: review.id,
+      status: 'pending',
+      rule: review.rule,
+      reviewers: [...review.reviewers],
+      expires_at: iso(review.expiresAt),
+      poll: reviewPath(review.id),
+      resend_window: window,
+      message:
+        `Policy "${review.rule}" needs a review of this request (${review.id}, reviewers: ${review.reviewers.join(', ')}); nothing was forwarded. ` +
+        `Once it is approved, send the same request again within ${window} and it is forwarded.`,
+    },
   };
 }
 

@@ -1,5 +1,5 @@
 import type { ReviewFeed } from './review-feed.js';
-import type { Grant, NewReview, Review, ReviewApproval, ReviewKind, ReviewPerson, ReviewStatus } from './review.js';
+import type { Grant, NewReview, Review, ReviewApproval, ReviewKind, ReviewPerson, ReviewStatus, ResendUse } from './review.js';
 
 /** Bounds on pending reviews, checked atomically with the insert. */
 export interface ReviewLimits {
@@ -15,8 +15,18 @@ export interface ReviewFilter {
   readonly kind?: ReviewKind;
   readonly requester?: string;
   readonly connection?: string;
+  /** Only reviews of requests answered at once with this binding. */
+  readonly binding?: string;
   /** Default 100. */
   readonly limit?: number;
+}
+
+/** A re-send claiming the approval of a request answered at once. */
+export interface ResendClaim extends ResendUse {
+  /** The requester's `sub`: only the requester may use the approval. */
+  readonly requester: string;
+  /** The re-sent request's binding: it must equal the approved one's. */
+  readonly binding: string;
 }
 
 /** Which grants to list; newest first. */
@@ -63,6 +73,12 @@ export interface ReviewStore {
   approve(id: string, approval: ReviewApproval): Promise<ApprovalOutcome>;
   /** Ends a pending review; undefined when it was not pending any more (someone else decided first). */
   resolve(id: string, resolution: ReviewResolution): Promise<Review | undefined>;
+  /**
+   * Marks an approved review's request as sent again, atomically and once: undefined unless the review
+   * is approved, was answered at once, belongs to `claim.requester`, has `claim.binding`, was approved
+   * no longer than its window before `claim.at`, and was not re-sent before.
+   */
+  claimResend(id: string, claim: ResendClaim): Promise<Review | undefined>;
   listGrants(filter?: GrantFilter): Promise<Grant[]>;
   /** The grant of `sub` on `connection` that lasts longest beyond `at`, if any. */
   activeGrant(sub: string, connection: string, at: number): Promise<Grant | undefined>;

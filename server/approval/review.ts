@@ -56,6 +56,25 @@ export interface NewReview {
   readonly expiresAt: number;
   readonly sessionId?: string;
   readonly requestId?: string;
+  /** Set when the caller was answered at once (`Prefer: respond-async`) instead of held. */
+  readonly resend?: ResendTerms;
+}
+
+/**
+ * What an approval of a request answered at once allows: its requester may send the exact same request
+ * again, once, within `windowMs` of the approval, and it is forwarded without a second hold.
+ */
+export interface ResendTerms {
+  /** The request's binding (see request-binding.ts): requester, connection, rule, method, path, body. */
+  readonly binding: string;
+  readonly windowMs: number;
+}
+
+/** The re-send that used an approval: approvals of requests answered at once are single use. */
+export interface ResendUse {
+  readonly at: number;
+  readonly requestId: string;
+  readonly sessionId: string;
 }
 
 /** A stored review. */
@@ -67,6 +86,14 @@ export interface Review extends NewReview {
   readonly resolvedBy?: ReviewPerson;
   /** The rejecting reviewer's reason, or why it was abandoned. */
   readonly resolution?: string;
+  /** Set once the approved request was sent again and forwarded. */
+  readonly resent?: ResendUse;
+}
+
+/** Until when an approved review's request may be sent again; undefined when it may not be. */
+export function resendDeadline(review: Review): number | undefined {
+  if (review.resend === undefined || review.status !== 'approved' || review.resolvedAt === undefined) return undefined;
+  return review.resolvedAt + review.resend.windowMs;
 }
 
 /** Time-boxed access to a connection, created when its access request is approved. */

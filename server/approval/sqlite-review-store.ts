@@ -2,8 +2,8 @@ import Database from 'better-sqlite3';
 import { SluiceError } from '../../shared/errors.js';
 import { openPrivateDatabase } from '../store/private-database.js';
 import { createLocalReviewFeed, type ReviewEvent, type ReviewFeed } from './review-feed.js';
-import { isGrantSummary, newGrantId, type Grant, type NewReview, type Review, type ReviewPerson } from './review.js';
-import type { ApprovalOutcome, GrantFilter, ReviewFilter, ReviewLimits, ReviewResolution, ReviewStore } from './review-store.js';
+import { isGrantSummary, newGrantId, resendDeadline, type Grant, type NewReview, type Review, type ReviewPerson } from './review.js';
+import type { ApprovalOutcome, GrantFilter, ResendClaim, ReviewFilter, ReviewLimits, ReviewResolution, ReviewStore } from './review-store.js';
 
 /** Options of {@link openSqliteReviewStore}. */
 export interface SqliteReviewStoreOptions {
@@ -136,6 +136,11 @@ class SqliteReviewStore implements ReviewStore {
       where.push('connection = @connection');
       params.connection = filter.connection;
     }
+    if (filter.binding !== undefined) {
+      // The document holds it; the requester index narrows the rows first.
+      where.push("json_extract(doc, '$.resend.binding') = @binding");
+      params.binding = filter.binding;
+    }
     const sql = `SELECT doc FROM reviews ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id LIMIT @limit`;
     return (this.#db.prepare(sql).all(params) as ReviewRow[]).map((r) => JSON.parse(r.doc) as Review);
   }
@@ -210,6 +215,17 @@ class SqliteReviewStore implements ReviewStore {
     })();
     if (resolved !== undefined) await this.#publish({ type: `review.${resolution.status}`, review: resolved, actor: resolution.by, at: resolution.at });
     return resolved;
+  }
+
+  async claimResend(id: string, claim: ResendClaim): Promise<Review | undefined> {
+    // Read and write in one transaction: two re-sends racing for one approval, one wins.
+    return this.#db.transaction((): Review | undefined => {
+      const review = this.#read(id);
+      if (review === undefined || review.resent !== undefined || review.requester.sub !== claim.requester) return undefined;
+      const deadline = resendDeadline(review);
+      if (deadline === undefined || deadline <= claim.at || review.resend?.binding !== claim.binding) return undefined;
+      return this.#write({ ...review, resent: { at: claim.at, requestId: claim.requestId, sessionId: claim.sessionId } });
+    })();
   }
 
   async listGrants(filter: GrantFilter = {}): Promise<Grant[]> {

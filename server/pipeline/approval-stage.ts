@@ -11,16 +11,31 @@ export interface HoldContext {
   readonly signal?: AbortSignal;
   /** The body as policy saw it, when policy read it (reviewers are shown the model and size). */
   readonly body?: DecisionBody;
+  /**
+   * The whole request body as sent, read ahead and put back (it still goes upstream as a stream); undefined
+   * when it is longer than the read-ahead. Asked for only when an approval may be bound to it.
+   */
+  readonly wholeBody?: () => Promise<Buffer | undefined>;
 }
 
-/** Approval stage: resolves when a reviewer approves the held exchange, rejects with a SluiceError otherwise. */
+/** An answer the approval stage gives in place of the upstream's. */
+export interface StageAnswer {
+  readonly status: number;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: string;
+}
+
+/** How an exchange that needed review goes on: forwarded (approved now, or earlier), or answered without forwarding. */
+export type HoldOutcome = { readonly kind: 'forward' } | { readonly kind: 'answer'; readonly answer: StageAnswer };
+
+/** Approval stage: resolves when the exchange may go on (or is answered), rejects with a SluiceError otherwise. */
 export interface ApprovalStage {
-  hold(exchange: Exchange, decision: ReviewDecision, context?: HoldContext): Promise<void>;
+  hold(exchange: Exchange, decision: ReviewDecision, context?: HoldContext): Promise<HoldOutcome>;
 }
 
 /** The default approval stage: with no reviewers wired up, an exchange that needs review is refused (fail closed). */
 export const refuseReviews: ApprovalStage = Object.freeze({
-  hold: async (exchange: Exchange, decision: ReviewDecision): Promise<void> => {
+  hold: async (exchange: Exchange, decision: ReviewDecision): Promise<HoldOutcome> => {
     throw new SluiceError('ERR_FORBIDDEN', {
       message: `Policy "${decision.rule}" requires a review for connection "${exchange.connection.name}", and no approval stage is configured`,
       details: { connection: exchange.connection.name, rule: decision.rule },

@@ -21,7 +21,10 @@ export interface ExchangeContext {
   /** The caller's address as the gateway saw it; becomes X-Forwarded-For. */
   readonly clientAddress: string;
   readonly via: ExchangeVia;
-  /** Path and query relative to the connection's upstream, starting with "/". */
+  /**
+   * The request target relative to the connection's upstream, as the caller sent it: the pipeline puts it in
+   * normal form under the connection's path hygiene, and refuses (and records) one it cannot.
+   */
   readonly path: string;
   /** True when the client sent `Expect: 100-continue` and no 100 has been written yet. */
   readonly awaitingContinue?: boolean;

@@ -24,8 +24,11 @@ export interface MaskingStage {
     head: ResponseHead,
     extraProfiles?: readonly string[],
   ): { transform: Transform; headers(upstream: IncomingHttpHeaders): IncomingHttpHeaders } | null;
-  /** A whole request body masked for the recording; null when no profile applies or the body is not text. */
-  maskRequestBody?(exchange: Exchange, body: Buffer, extraProfiles?: readonly string[]): Buffer | null;
+  /**
+   * A whole request body masked for the recording; null when no profile applies or the body is not text.
+   * Asynchronous: a large body is masked in slices, so it never holds the event loop.
+   */
+  maskRequestBody?(exchange: Exchange, body: Buffer, extraProfiles?: readonly string[]): Promise<Buffer | null>;
 }
 
 /** The default masking stage: response bodies pass unchanged. */

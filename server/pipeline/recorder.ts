@@ -3,15 +3,21 @@ import type { ErrorCode } from '../../shared/errors.js';
 import type { Exchange } from './exchange.js';
 import type { Decision } from './policy-stage.js';
 
-/** Emitted after policy and approval, before a single byte goes upstream. */
+/**
+ * Emitted after policy and approval, before a single byte goes upstream; and for a refused exchange, before
+ * it is answered, so a refusal is recorded like any other request.
+ */
 export interface ExchangeRequestEvent {
   readonly type: 'exchange.request';
   readonly exchange: Exchange;
-  readonly decision: Decision;
+  /** What policy decided; absent when the exchange was refused before policy judged it. */
+  readonly decision?: Decision;
   /** The whole request body, when it had fully arrived before forwarding; otherwise it streams through `BodyTap.up`. */
   readonly body?: Buffer;
   /** That body as the masking profiles leave it, when the connection records request bodies `masked`. */
   readonly maskedBody?: Buffer;
+  /** The exchange was refused before its body arrived: the body is never read, and only its declared size is known. */
+  readonly bodyUnread?: boolean;
 }
 
 /** Emitted when the upstream's response head arrives, before the caller gets it. */
@@ -44,7 +50,16 @@ export interface ExchangeErrorEvent {
   readonly message: string;
   /** Whether the caller had already received the response head (the response was then aborted). */
   readonly afterResponseHead: boolean;
+  /**
+   * How the HTTP exchange ends: what the caller is answered (the error's status, or the upstream's when the
+   * response was under way) and the bytes each way. Recorded as the exchange's `exchange.end` right after
+   * the error, so a refused or failed exchange tells its status like any other.
+   */
+  readonly end?: ExchangeEnding;
 }
+
+/** The facts of an `exchange.end`, as carried by an error that ends the exchange. */
+export type ExchangeEnding = Omit<ExchangeEndEvent, 'type' | 'exchange'>;
 
 /** Emitted for a decision that refuses the exchange, before it is refused (allow and review decisions ride on `exchange.request`). */
 export interface PolicyDecisionEvent {

@@ -3,14 +3,16 @@ import type { TLSSocket } from 'node:tls';
 import { SluiceError, isSluiceError, toSluiceError } from '../../shared/errors.js';
 import { DEFAULT_POLICY_READ_AHEAD, readBodyForPolicy, type ReadAheadBody } from '../policy/body-read-ahead.js';
 import { checkAccess } from './access.js';
-import { checkRequestPath } from './request-path.js';
-import { refuseReviews, type ApprovalStage } from './approval-stage.js';
+import { requestPathFor } from './request-path.js';
+import { refuseReviews, type ApprovalStage, type HoldOutcome } from './approval-stage.js';
 import { hasRequestBody } from './bounded-body.js';
 import { sendErrorResponse } from './error-response.js';
 import { newRequestId, type Exchange, type ExchangeContext } from './exchange.js';
 import { noMasking, type MaskingStage } from './masking-stage.js';
 import { allowAllPolicy, type Decision, type DecisionBody, type PolicyStage } from './policy-stage.js';
 import { discardRecorder, type Recorder } from './recorder.js';
+import { recordRefusal, requestEvent, type ExchangeProgress } from './refusal-record.js';
+import { peekArrivedBody, sendStageAnswer } from './stage-answer.js';
 import { callUpstream, takeWholeBody } from './upstream-call.js';
 import { createUpstreamPools, type UpstreamPoolOptions, type UpstreamPools } from './upstream-pools.js';
 
@@ -44,13 +46,21 @@ export function createExchangeHandler(options: ExchangeHandlerOptions = {}): Exc
   const ownsPools = options.pools === undefined;
   const pools = options.pools ?? createUpstreamPools(options.poolOptions);
 
-  async function run(req: IncomingMessage, res: ServerResponse, ctx: ExchangeContext, exchange: Exchange): Promise<void> {
+  async function run(
+    req: IncomingMessage,
+    res: ServerResponse,
+    ctx: ExchangeContext,
+    exchange: Exchange,
+    progress: ExchangeProgress,
+    pathRefusal: unknown,
+  ): Promise<void> {
     const { connection } = ctx;
 
     // 1. identity: established by the caller of the pipeline (tunnel auth or the proxy route's bearer token).
     // 2. access: the principal must be in one of the connection's groups.
     checkAccess(exchange);
-    checkRequestPath(ctx.path);
+    // A target that cannot be put in normal form is refused here, inside the pipeline, so it is recorded.
+    if (pathRefusal !== undefined) throw pathRefusal;
 
     // A declared body over the limit is refused before anyone reads it (chunked bodies are counted as they flow).
     const declared = req.headers['content-length'];
@@ -100,10 +110,12 @@ export function createExchangeHandler(options: ExchangeHandlerOptions = {}): Exc
       // A rule that failed refused the request: recorded as the decision it is, naming the rule.
       if (isSluiceError(err) && err.code === 'ERR_POLICY_ERROR') {
         const rule = typeof err.details?.rule === 'string' ? err.details.rule : undefined;
-        await recorder.emit({ type: 'policy.decision', exchange, decision: { action: 'deny', ...(rule === undefined ? {} : { rule }), reason: err.message } });
+        progress.decision = { action: 'deny', ...(rule === undefined ? {} : { rule }), reason: err.message };
+        await recorder.emit({ type: 'policy.decision', exchange, decision: progress.decision });
       }
       throw err;
     }
+    progress.decision = decision;
     if (decision.action === 'deny') {
       // The refusal is part of the record: written before it is answered, like everything else.
       await recorder.emit({ type: 'policy.decision', exchange, decision });
@@ -121,24 +133,35 @@ export function createExchangeHandler(options: ExchangeHandlerOptions = {}): Exc
       const gone = new AbortController();
       const onClose = (): void => gone.abort();
       res.once('close', onClose);
+      let outcome: HoldOutcome;
       try {
-        await approval.hold(exchange, decision, { signal: gone.signal, body: policyBody });
+        outcome = await approval.hold(exchange, decision, {
+          signal: gone.signal,
+          body: policyBody,
+          // An approval that outlives the caller's connection is bound to the exact body: read ahead, put back.
+          wholeBody: async () => {
+            await readBodyAhead();
+            return peekArrivedBody(req);
+          },
+        });
       } finally {
         res.off('close', onClose);
+      }
+      if (outcome.kind === 'answer') {
+        // The caller asked not to wait for its review: answered and recorded, never forwarded.
+        await sendStageAnswer({ req, res, exchange, decision, answer: outcome.answer, recorder, masking, progress });
+        return;
       }
     }
 
     // 5. recorder: nothing is forwarded unless the request was recorded (with its body, when it arrived whole).
     const body = takeWholeBody(req);
-    const maskedBody =
-      body !== undefined && connection.record.request_body === 'masked' ? (masking.maskRequestBody?.(exchange, body, decision.mask) ?? undefined) : undefined;
-    await recorder.emit(
-      body === undefined ? { type: 'exchange.request', exchange, decision } : { type: 'exchange.request', exchange, decision, body, ...(maskedBody ? { maskedBody } : {}) },
-    );
+    progress.requestRecorded = true;
+    await recorder.emit(await requestEvent(exchange, masking, decision, body));
 
     if (res.destroyed) {
       // The caller left while the exchange was held; the recording still needs its end.
-      await recorder.emit({ type: 'exchange.end', exchange, status: 0, complete: false, requestBytes: 0, responseBytes: 0, durationMs: Date.now() - exchange.startedAt });
+      await recorder.emit({ type: 'exchange.end', exchange, status: 0, complete: false, requestBytes: body?.length ?? 0, responseBytes: 0, durationMs: Date.now() - exchange.startedAt });
       return;
     }
     // The caller holds its body until told to send it, so refused requests never upload anything.
@@ -161,6 +184,15 @@ export function createExchangeHandler(options: ExchangeHandlerOptions = {}): Exc
 
   return {
     handle(req, res, ctx) {
+      // The one path policy judges, the recording keeps and the upstream receives. A target that cannot be
+      // normalised keeps its raw form here, for the record of its refusal; it never goes further.
+      let path = ctx.path;
+      let pathRefusal: unknown;
+      try {
+        path = requestPathFor(ctx.path, ctx.connection);
+      } catch (err) {
+        pathRefusal = err;
+      }
       const exchange: Exchange = {
         id: newRequestId(),
         principal: ctx.principal,
@@ -169,15 +201,15 @@ export function createExchangeHandler(options: ExchangeHandlerOptions = {}): Exc
         clientAddress: ctx.clientAddress,
         via: ctx.via,
         method: req.method ?? 'GET',
-        path: ctx.path,
+        path,
         headers: req.headers,
         startedAt: Date.now(),
       };
-      run(req, res, ctx, exchange).catch((error: unknown) => {
+      const progress: ExchangeProgress = { requestRecorded: false };
+      run(req, res, ctx, exchange, progress, pathRefusal).catch(async (error: unknown) => {
         const err = toSluiceError(error);
-        recorder
-          .emit({ type: 'exchange.error', exchange, code: err.code, message: err.message, afterResponseHead: res.headersSent })
-          .catch(() => undefined);
+        // Recorded before it is answered, like everything else; a refusal that cannot be recorded is still answered.
+        await recordRefusal({ recorder, masking, exchange, req, res, progress, error: err }).catch(() => undefined);
         sendErrorResponse(res, err, exchange.id);
       });
     },

@@ -3,11 +3,11 @@ import type { Transform, Writable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { toSluiceError } from '../../shared/errors.js';
 import { BoundedBody, hasRequestBody } from './bounded-body.js';
-import { sendErrorResponse, upstreamError } from './error-response.js';
+import { openAiErrorBody, sendErrorResponse, upstreamError } from './error-response.js';
 import type { Exchange } from './exchange.js';
 import { callerResponseHeaders, upstreamRequestHeaders } from './forward-headers.js';
 import type { MaskingStage } from './masking-stage.js';
-import type { BodyTap, Recorder } from './recorder.js';
+import type { BodyTap, ExchangeEndEvent, ExchangeEnding, Recorder } from './recorder.js';
 import type { UpstreamRoute } from './upstream-pools.js';
 import { forwardedPath } from './upstream-target.js';
 
@@ -255,21 +255,29 @@ class UpstreamCall implements Dispatcher.DispatchHandler {
     this.#controller?.abort(err);
     if (this.#body instanceof BoundedBody) this.#body.destroy();
     this.#transform?.destroy();
+    // The end says what the caller got: this error in full, or the upstream's status cut off mid-answer.
+    const answered = !res.headersSent && !res.destroyed;
+    const end: ExchangeEnding = answered
+      ? { ...this.#ending(true), status: err.status, responseBytes: Buffer.byteLength(openAiErrorBody(err, exchange.id)) }
+      : { ...this.#ending(false), status: res.headersSent ? this.#status : 0 };
+    // Recorded before it is answered, like a refusal in the pipeline; answered even when it cannot be recorded.
     recorder
-      .emit({ type: 'exchange.error', exchange, code: err.code, message: err.message, afterResponseHead: res.headersSent })
-      .catch(() => undefined);
-    sendErrorResponse(res, err, exchange.id);
+      .emit({ type: 'exchange.error', exchange, code: err.code, message: err.message, afterResponseHead: res.headersSent, end })
+      .catch(() => undefined)
+      .then(() => sendErrorResponse(res, err, exchange.id));
   }
 
-  #endEvent(complete: boolean) {
+  #ending(complete: boolean): ExchangeEnding {
     return {
-      type: 'exchange.end',
-      exchange: this.#o.exchange,
       status: this.#status,
       complete,
       requestBytes: this.#body === null ? 0 : Buffer.isBuffer(this.#body) ? this.#body.length : this.#body.bytes,
       responseBytes: this.#responseBytes,
       durationMs: Date.now() - this.#o.exchange.startedAt,
-    } as const;
+    };
+  }
+
+  #endEvent(complete: boolean): ExchangeEndEvent {
+    return { type: 'exchange.end', exchange: this.#o.exchange, ...this.#ending(complete) };
   }
 }

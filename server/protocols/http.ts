@@ -2,9 +2,6 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { HttpConnectionConfig } from '../config/schema.js';
-import { sendErrorResponse } from '../pipeline/error-response.js';
-import { newRequestId } from '../pipeline/exchange.js';
-import { requestPathFor } from '../pipeline/request-path.js';
 import type { ExchangeHandler } from '../pipeline/run-exchange.js';
 import type { StreamContext } from './stream-context.js';
 
@@ -79,15 +76,9 @@ export function createHttpProtocol(options: HttpProtocolOptions): HttpProtocol {
       ctx.onExchange('start');
       res.once('close', () => ctx.onExchange!('end', res.headersSent ? res.statusCode : 0));
     }
-    let path: string;
-    try {
-      // The one path policy judges, the recording keeps and the upstream receives. Absolute-form and "*"
-      // targets are refused: the upstream is the connection's, never a host the caller names.
-      path = requestPathFor(req.url ?? '', ctx.connection);
-    } catch (error) {
-      sendErrorResponse(res, error, newRequestId());
-      return;
-    }
+    // The pipeline normalises the target (and refuses, on the record, absolute-form and "*" targets: the
+    // upstream is the connection's, never a host the caller names).
+    const path = req.url ?? '';
     exchange.handle(req, res, {
       principal: ctx.principal,
       connection: ctx.connection,

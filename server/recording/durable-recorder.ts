@@ -1,7 +1,8 @@
 import { createHash, type Hash } from 'node:crypto';
+import { isDenial } from '../../shared/denial-codes.js';
 import { SluiceError } from '../../shared/errors.js';
 import type { Exchange } from '../pipeline/exchange.js';
-import type { BodyTap, Recorder, RecordEvent } from '../pipeline/recorder.js';
+import type { BodyTap, ExchangeEnding, Recorder, RecordEvent } from '../pipeline/recorder.js';
 import { ChunkCoalescer, type ChunkRun } from './chunk-coalescer.js';
 import { recordableHeaders, recordableTarget } from './credential-redaction.js';
 import type { BodyDigest, Direction, EventFields } from './event-types.js';
@@ -25,17 +26,6 @@ type Capture = 'bytes' | 'shape' | 'digest';
 function captureOf(setting: 'masked' | 'raw' | 'none'): Capture {
   return setting === 'raw' ? 'bytes' : setting === 'masked' ? 'shape' : 'digest';
 }
-
-/** Refusals by rule or reviewer: counted as denied in the session index, not as errors. */
-const DENIALS = new Set([
-  'ERR_FORBIDDEN',
-  'ERR_CONNECTION_FORBIDDEN',
-  'ERR_POLICY_DENIED',
-  'ERR_POLICY_ERROR',
-  'ERR_REVIEW_REJECTED',
-  'ERR_REVIEW_EXPIRED',
-  'ERR_GRANT_REQUIRED',
-]);
 
 /** One exchange while it is recorded: its chunk runs, digests and what the answer says about itself. */
 class ExchangeRecording {
@@ -99,6 +89,12 @@ class ExchangeRecording {
       down: (chunk) => this.#chunk('down', chunk),
       downMasked: () => this.downMasked(),
     };
+  }
+
+  /** A body that arrived whole and is recorded with its request: counted and digested like streamed bytes. */
+  wholeBody(dir: Direction, body: Buffer): void {
+    this.bytes[dir] += body.length;
+    this.#digest[dir]?.update(body);
   }
 
   #chunk(dir: Direction, chunk: Buffer): void {
@@ -176,6 +172,37 @@ export function createDurableRecorder(options: DurableRecorderOptions): Recorder
     }
   }
 
+  /** Writes an exchange's `exchange.end` (digests, timings and answer facts from its recording) and counts it. */
+  async function appendEnd(session: RecordingSession, state: ExchangeRecording | undefined, exchange: Exchange, end: ExchangeEnding): Promise<void> {
+    const facts = state?.sniffer?.result() ?? {};
+    const started = exchange.startedAt;
+    const reqDigest = state?.digest('up');
+    const resDigest = state?.digest('down');
+    await session.append('exchange.end', {
+      exchange: exchange.id,
+      status: end.status,
+      complete: end.complete,
+      duration_ms: end.durationMs,
+      ...(state?.headAt === undefined ? {} : { ttfb_ms: state.headAt - started }),
+      ...(state?.firstChunkAt === undefined ? {} : { first_chunk_ms: state.firstChunkAt - started }),
+      bytes_up: end.requestBytes,
+      bytes_down: end.responseBytes,
+      ...(reqDigest === undefined ? {} : { request_body: reqDigest }),
+      ...(resDigest === undefined ? {} : { response_body: resDigest }),
+      ...(facts.model === undefined ? {} : { model: facts.model }),
+      ...(facts.usage === undefined ? {} : { usage: facts.usage }),
+      ...(facts.finish_reason === undefined ? {} : { finish_reason: facts.finish_reason }),
+    });
+    const usage = facts.usage;
+    session.addProgress({
+      counters: { bytesUp: end.requestBytes, bytesDown: end.responseBytes },
+      ...(usage === undefined ? {} : { tokens: { prompt: usage.prompt_tokens ?? 0, completion: usage.completion_tokens ?? 0, total: usage.total_tokens ?? 0 } }),
+      ...(facts.model === undefined ? {} : { models: [facts.model] }),
+      ...(end.status > 0 ? { lastStatus: end.status } : {}),
+    });
+    recording.progressChanged();
+  }
+
   async function emit(event: RecordEvent): Promise<void> {
     const { exchange } = event;
     const x = exchange.id;
@@ -200,11 +227,16 @@ export function createDurableRecorder(options: DurableRecorderOptions): Recorder
           } else {
             bodyFields = { capture: 'digest', bytes: body.length, sha256: createHash('sha256').update(body).digest('hex') };
           }
-          state.bytes.up += body.length;
+          // The end's digest covers these bytes too, so both records name the same body.
+          state.wholeBody('up', body);
         } else if (exchange.connection.type === 'http' && (exchange.headers['transfer-encoding'] !== undefined || Number(exchange.headers['content-length'] ?? 0) > 0)) {
-          bodyFields = { capture: state.capture.up === 'bytes' ? 'raw' : 'digest', streamed: true };
+          const declared = Number(exchange.headers['content-length']);
+          bodyFields = event.bodyUnread
+            ? { capture: state.capture.up === 'bytes' ? 'raw' : 'digest', unread: true, ...(Number.isSafeInteger(declared) && declared >= 0 ? { bytes: declared } : {}) }
+            : { capture: state.capture.up === 'bytes' ? 'raw' : 'digest', streamed: true };
         }
-        const decision = event.decision;
+        // A refusal before policy judged the exchange (access, path, size) records that no decision was made.
+        const decision = event.decision ?? { action: 'none' as const, rule: undefined };
         try {
           await session.append(
             'exchange.request',
@@ -246,33 +278,7 @@ export function createDurableRecorder(options: DurableRecorderOptions): Recorder
         try {
           if (state !== undefined && event.complete) await state.settle();
           else state?.drain();
-          const facts = state?.sniffer?.result() ?? {};
-          const started = exchange.startedAt;
-          const reqDigest = state?.digest('up');
-          const resDigest = state?.digest('down');
-          await session.append('exchange.end', {
-            exchange: x,
-            status: event.status,
-            complete: event.complete,
-            duration_ms: event.durationMs,
-            ...(state?.headAt === undefined ? {} : { ttfb_ms: state.headAt - started }),
-            ...(state?.firstChunkAt === undefined ? {} : { first_chunk_ms: state.firstChunkAt - started }),
-            bytes_up: event.requestBytes,
-            bytes_down: event.responseBytes,
-            ...(reqDigest === undefined ? {} : { request_body: reqDigest }),
-            ...(resDigest === undefined ? {} : { response_body: resDigest }),
-            ...(facts.model === undefined ? {} : { model: facts.model }),
-            ...(facts.usage === undefined ? {} : { usage: facts.usage }),
-            ...(facts.finish_reason === undefined ? {} : { finish_reason: facts.finish_reason }),
-          });
-          const usage = facts.usage;
-          session.addProgress({
-            counters: { bytesUp: event.requestBytes, bytesDown: event.responseBytes },
-            ...(usage === undefined ? {} : { tokens: { prompt: usage.prompt_tokens ?? 0, completion: usage.completion_tokens ?? 0, total: usage.total_tokens ?? 0 } }),
-            ...(facts.model === undefined ? {} : { models: [facts.model] }),
-            ...(event.status > 0 ? { lastStatus: event.status } : {}),
-          });
-          recording.progressChanged();
+          await appendEnd(session, state, exchange, event);
         } finally {
           if (state !== undefined) finish(state);
         }
@@ -281,19 +287,24 @@ export function createDurableRecorder(options: DurableRecorderOptions): Recorder
       case 'exchange.error': {
         const state = exchanges.get(x);
         state?.drain();
-        if (state !== undefined) finish(state);
-        const session = state?.session ?? (await sessionOf(exchange));
-        const refusedEarly = state === undefined || !state.requestRecorded;
-        const denied = DENIALS.has(event.code);
-        session.addProgress({ counters: { ...(denied ? { denied: 1 } : { errors: 1 }), ...(refusedEarly && state === undefined ? { requests: 1 } : {}) } });
-        recording.progressChanged();
-        await session.append('exchange.error', {
-          exchange: x,
-          code: event.code,
-          message: event.message,
-          after_response_head: event.afterResponseHead,
-          ...(refusedEarly ? { request: { method: exchange.method, path: recordableTarget(exchange.path).path } } : {}),
-        });
+        try {
+          const session = state?.session ?? (await sessionOf(exchange));
+          const refusedEarly = state === undefined || !state.requestRecorded;
+          const denied = isDenial(event.code);
+          session.addProgress({ counters: { ...(denied ? { denied: 1 } : { errors: 1 }), ...(refusedEarly && state === undefined ? { requests: 1 } : {}) } });
+          recording.progressChanged();
+          await session.append('exchange.error', {
+            exchange: x,
+            code: event.code,
+            message: event.message,
+            after_response_head: event.afterResponseHead,
+            ...(refusedEarly ? { request: { method: exchange.method, path: recordableTarget(exchange.path).path } } : {}),
+          });
+          // An exchange whose request is on record ends like any other; one refused before it was has no end to pair.
+          if (event.end !== undefined && state !== undefined && state.requestRecorded) await appendEnd(session, state, exchange, event.end);
+        } finally {
+          if (state !== undefined) finish(state);
+        }
         return;
       }
       case 'policy.decision': {

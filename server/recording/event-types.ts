@@ -63,16 +63,24 @@ export interface EventFields {
      */
     seal_log?: string;
   };
-  /** The payload holds the request body when `body.capture` is `raw` and the body had fully arrived. */
+  /**
+   * The payload holds the request body when `body.capture` is `raw` (or `masked`: as masking left it) and the
+   * body had fully arrived. A refused exchange has one too, written before the refusal is answered.
+   */
   'exchange.request': {
     exchange: string;
     method: string;
+    /** As the upstream receives it; the target as sent when the exchange was refused for its path. */
     path: string;
     query?: string;
     headers: Record<string, string | string[]>;
+    /** `allow`, `deny` or `review`; `none` when the exchange was refused before policy judged it. */
     decision: { action: string; rule?: string };
-    /** Absent when there is no body; `streamed` when it follows as chunks (raw) or is summed up in `exchange.end`. */
-    body?: { capture: BodyCapture; bytes?: number; sha256?: string; streamed?: boolean };
+    /**
+     * Absent when there is no body; `streamed` when it follows as chunks (raw) or is summed up in `exchange.end`;
+     * `unread` when the exchange was refused before the body arrived (`bytes` is then its declared size, if any).
+     */
+    body?: { capture: BodyCapture; bytes?: number; sha256?: string; streamed?: boolean; unread?: boolean };
   };
   'exchange.response': { exchange: string; status: number; headers: Record<string, string | string[]> };
   /**
@@ -80,6 +88,10 @@ export interface EventFields {
    * more than one. The payload holds the bytes when the body is recorded raw; otherwise only sizes and times.
    */
   'exchange.chunk': { exchange: string; dir: Direction; bytes: number; parts?: [number, number][] };
+  /**
+   * How the exchange ended, refused ones included: `status` is what the caller was answered (the gateway's
+   * error status for a refusal; 0 when nothing was), `complete` false when the answer was cut off or never sent.
+   */
   'exchange.end': {
     exchange: string;
     status: number;

@@ -41,6 +41,9 @@ export class ExchangeTracker {
         x.first_chunk_ms = f.first_chunk_ms ?? null;
         x.bytes_up = f.bytes_up;
         x.bytes_down = f.bytes_down;
+        x.complete = f.complete;
+        x.request_body = f.request_body === undefined ? null : { ...f.request_body };
+        x.response_body = f.response_body === undefined ? null : { ...f.response_body };
         x.model = f.model ?? x.model;
         x.usage = f.usage === undefined ? x.usage : { ...f.usage };
         x.finish_reason = f.finish_reason ?? x.finish_reason;
@@ -94,6 +97,9 @@ export class ExchangeTracker {
         first_chunk_ms: null,
         bytes_up: 0,
         bytes_down: 0,
+        complete: null,
+        request_body: null,
+        response_body: null,
         decision: null,
         error: null,
       };

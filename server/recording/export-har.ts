@@ -69,7 +69,9 @@ function bodyText(bytes: Buffer): { text: string; encoding?: 'base64' } {
  * otherwise a comment says why they are absent. `request.url` is `http://<connection><path>`: the
  * connection name stands for the upstream, whose address the gateway keeps to itself. Timings the
  * gateway cannot know (dns, connect, ssl) are -1; `wait` is the time to the response head.
- * Fields starting with `_` are sluice's own (exchange id, model, usage, policy decision, error).
+ * Fields starting with `_` are sluice's own (exchange id, model, usage, policy decision, error, and the
+ * size and SHA-256 of bodies kept as digests). Every exchange has an entry, refused ones included, with the
+ * status the caller was answered; one whose answer was cut off or never sent says so in its `comment`.
  */
 export async function* harLines(events: AsyncIterable<RecordedEvent>, options: HarOptions): AsyncGenerator<string> {
   const maxBody = options.maxBodyBytes ?? 16 * 1024 * 1024;
@@ -107,14 +109,44 @@ export async function* harLines(events: AsyncIterable<RecordedEvent>, options: H
     const time = end?.duration_ms ?? (p.endT === undefined ? 0 : p.endT - p.firstT);
     const wait = Math.min(end?.ttfb_ms ?? time, time);
     const status = end?.status || p.response?.status || 0;
+    // A refusal (or an upstream failure before any head) is answered by the gateway itself: its JSON error.
+    const gatewayAnswer = p.response === undefined && p.error !== undefined && end !== undefined && end.status > 0;
     const reqType = header(req?.headers, 'content-type') ?? 'application/octet-stream';
-    const resType = header(p.response?.headers, 'content-type') ?? 'application/octet-stream';
-    const reqBytes = end?.bytes_up ?? req?.body?.bytes ?? p.up.bytes;
+    const resType = header(p.response?.headers, 'content-type') ?? (gatewayAnswer ? 'application/json' : 'application/octet-stream');
+    // A body refused before it arrived was never read: only its declared size is known.
+    const unread = req?.body?.unread === true ? { declared: req.body.bytes } : undefined;
+    const reqBytes = unread !== undefined ? (unread.declared ?? -1) : (end?.bytes_up ?? req?.body?.bytes ?? p.up.bytes);
     const resBytes = end?.bytes_down ?? p.down.bytes;
     const absent = (body: Body, setting: string): string =>
       body.dropped ? `body of ${body.bytes} bytes left out: over the export limit` : `body not recorded (record: ${setting})`;
     const upText = p.up.chunks.length > 0 ? bodyText(Buffer.concat(p.up.chunks)) : undefined;
     const downText = p.down.chunks.length > 0 ? bodyText(Buffer.concat(p.down.chunks)) : undefined;
+    const why = p.error === undefined ? 'the caller closed the connection' : p.error.code;
+    const unfinished =
+      end === undefined
+        ? 'the exchange did not finish in this recording'
+        : end.complete
+          ? undefined
+          : status === 0
+            ? `no answer reached the caller: ${why}`
+            : `the answer was cut off after ${resBytes} bytes: ${why}`;
+    const postData =
+      unread !== undefined
+        ? { mimeType: reqType, text: '', comment: `refused before the body arrived${unread.declared === undefined ? '' : ` (${unread.declared} bytes declared)`}: never read` }
+        : reqBytes > 0
+          ? {
+              mimeType: reqType,
+              ...(upText === undefined ? { text: '', comment: absent(p.up, recordSettings.request_body) } : upText.encoding === undefined ? { text: upText.text } : { text: upText.text, comment: 'base64' }),
+            }
+          : undefined;
+    const responseContent =
+      downText !== undefined
+        ? downText
+        : gatewayAnswer
+          ? { comment: `answered by the gateway: ${p.error!.code}` }
+          : resBytes > 0
+            ? { comment: absent(p.down, recordSettings.response_body) }
+            : {};
     const e = {
       startedDateTime: new Date(options.startedAt + p.firstT).toISOString(),
       time,
@@ -125,14 +157,7 @@ export async function* harLines(events: AsyncIterable<RecordedEvent>, options: H
         cookies: [],
         headers: harHeaders(req?.headers),
         queryString: [...new URLSearchParams(query)].map(([name, value]) => ({ name, value })),
-        ...(reqBytes > 0
-          ? {
-              postData: {
-                mimeType: reqType,
-                ...(upText === undefined ? { text: '', comment: absent(p.up, recordSettings.request_body) } : upText.encoding === undefined ? { text: upText.text } : { text: upText.text, comment: 'base64' }),
-              },
-            }
-          : {}),
+        ...(postData === undefined ? {} : { postData }),
         headersSize: -1,
         bodySize: reqBytes,
       },
@@ -142,14 +167,10 @@ export async function* harLines(events: AsyncIterable<RecordedEvent>, options: H
         httpVersion: 'HTTP/1.1',
         cookies: [],
         headers: harHeaders(p.response?.headers),
-        content: {
-          size: resBytes,
-          mimeType: resType,
-          ...(downText === undefined ? (resBytes > 0 ? { comment: absent(p.down, recordSettings.response_body) } : {}) : downText),
-        },
+        content: { size: resBytes, mimeType: resType, ...responseContent },
         redirectURL: header(p.response?.headers, 'location') ?? '',
         headersSize: -1,
-        bodySize: p.response === undefined ? -1 : resBytes,
+        bodySize: p.response === undefined && !gatewayAnswer ? -1 : resBytes,
       },
       cache: {},
       timings: { blocked: -1, dns: -1, connect: -1, ssl: -1, send: 0, wait, receive: Math.max(0, time - wait) },
@@ -159,7 +180,9 @@ export async function* harLines(events: AsyncIterable<RecordedEvent>, options: H
       ...(end?.finish_reason === undefined ? {} : { _finish_reason: end.finish_reason }),
       ...(p.decision === undefined && req === undefined ? {} : { _decision: p.decision ?? req?.decision }),
       ...(p.error === undefined ? {} : { _error: { code: p.error.code, message: p.error.message } }),
-      ...(end === undefined ? { comment: 'the exchange did not finish in this recording' } : {}),
+      ...(end?.request_body === undefined ? {} : { _request_body: end.request_body }),
+      ...(end?.response_body === undefined ? {} : { _response_body: end.response_body }),
+      ...(unfinished === undefined ? {} : { comment: unfinished }),
     };
     buffered -= p.up.chunks.reduce((n, c) => n + c.length, 0) + p.down.chunks.reduce((n, c) => n + c.length, 0);
     return JSON.stringify(e);

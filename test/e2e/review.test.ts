@@ -180,6 +180,45 @@ describe('a call that needs review, through `sluice connect`', () => {
   });
 });
 
+describe('a call that needs review, through `sluice run`', () => {
+  /** `sluice run llm -- node -e …`: the command calls the model through the tunnel and prints what it got. */
+  function runScript(content: string) {
+    const script = `(async () => {
+      console.error('child: calling the model');
+      const res = await fetch(process.env.OPENAI_BASE_URL + '/chat/completions', {
+        method: 'POST',
+        headers: { authorization: 'Bearer ' + process.env.OPENAI_API_KEY, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'gpt-5', messages: [{ role: 'user', content: ${JSON.stringify(content)} }] }),
+      });
+      console.log('child: status ' + res.status + ' ' + (await res.text()));
+    })()`;
+    const cli = spawnCli(['run', 'llm', '--', process.execPath, '-e', script], { env: env('alice') });
+    onTestFinished(() => cli.kill('SIGKILL'));
+    return cli;
+  }
+
+  it('prints the gateway\'s notices on the stderr it shares with the command: waiting (with reviewers), then approved', async () => {
+    const cli = runScript('run me');
+    const id = await pendingReviewId();
+    await cli.waitForOutput(new RegExp(`waiting for approval ${id} \\(reviewers: ml-leads\\)`));
+    expect(cli.stderr()).toContain('child: calling the model');
+    expect(cli.stderr()).toMatch(new RegExp(`^sluice: notice: waiting for approval ${id} \\(reviewers: ml-leads\\)`, 'm'));
+    expect((await runCli(['review', 'approve', id], { env: env('bob') })).code).toBe(0);
+    expect(await cli.exited).toBe(0);
+    expect(cli.stderr()).toMatch(new RegExp(`^sluice: notice: ${id} approved by bob@example\\.com; forwarding the request$`, 'm'));
+    expect(cli.stdout()).toMatch(/child: status 200 .*run me/);
+  });
+
+  it('prints the rejection and the reviewer\'s reason', async () => {
+    const cli = runScript('reject me');
+    const id = await pendingReviewId();
+    expect((await runCli(['review', 'reject', id, '--reason', 'use the demo model'], { env: env('bob') })).code).toBe(0);
+    expect(await cli.exited).toBe(0);
+    expect(cli.stderr()).toMatch(new RegExp(`^sluice: warning: Review ${id} was rejected by bob@example\\.com: use the demo model$`, 'm'));
+    expect(cli.stdout()).toContain('child: status 403');
+  });
+});
+
 describe('time-boxed access with `sluice access`', () => {
   it('refuses the tunnel without a grant, opens it once bob approves, and closes it when the grant ends', async () => {
     const refused = await runCli(['connect', 'vault'], { env: env('alice') });

@@ -261,8 +261,15 @@ describe('recording through the direct proxy', () => {
       ['bob', 1, 1],
     ]);
     const bobs = await eventsOf(gw, sessions.find((s) => s.user === 'bob')!.file);
+    // Recorded like any request (headers with the credential removed, the query's key too), then refused with its status.
+    const request = bobs.find((e): e is RecordedEvent<'exchange.request'> => e.type === 'exchange.request')!;
+    expect(request.fields).toMatchObject({ method: 'GET', path: '/v1/models', query: 'api_key=[removed]', decision: { action: 'none' } });
+    expect(request.fields.headers.authorization).toBe('[removed]');
     const error = bobs.find((e): e is RecordedEvent<'exchange.error'> => e.type === 'exchange.error')!;
-    expect(error.fields).toMatchObject({ code: 'ERR_CONNECTION_FORBIDDEN', request: { method: 'GET', path: '/v1/models' } });
+    expect(error.fields).toMatchObject({ code: 'ERR_CONNECTION_FORBIDDEN', exchange: request.fields.exchange });
+    const end = bobs.find((e): e is RecordedEvent<'exchange.end'> => e.type === 'exchange.end')!;
+    expect(end.fields).toMatchObject({ exchange: request.fields.exchange, status: 403, complete: true, bytes_up: 0 });
+    expect(end.seq).toBeGreaterThan(error.seq);
   });
 });
 

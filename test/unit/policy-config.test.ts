@@ -45,7 +45,7 @@ policies:
     expect(cfg.policies.map((p) => p.action)).toEqual(['deny', 'review', 'allow']);
     const review = cfg.policies[1]!;
     expect(review.action === 'review' && review.min_approvals).toBe(1);
-    expect(cfg.approval).toEqual({ default_timeout: '10m', max_held_per_user: 5, max_held_total: 100, webhooks: [] });
+    expect(cfg.approval).toEqual({ default_timeout: '10m', max_held_per_user: 5, max_held_total: 100, resend_window: '10m', webhooks: [] });
     expect(cfg.connections[0]!.requires_grant).toBe(false);
   });
 
