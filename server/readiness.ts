@@ -1,8 +1,12 @@
+import { isSluiceError } from '../shared/errors.js';
 import type { TokenVerifier } from './identity/token-verifier.js';
 
 export interface ReadinessCheck {
   ok: boolean;
+  /** What failed and what was tried: the URL or file, and the error. */
   message?: string;
+  /** The error code of the failure, when it has one. */
+  code?: string;
 }
 
 export interface Readiness {
@@ -21,7 +25,10 @@ export function createReadiness(options: { verifier: TokenVerifier; cacheMs?: nu
           await options.verifier.ready();
           value = { ok: true };
         } catch (err) {
-          value = { ok: false, message: `identity provider keys unavailable: ${(err as Error).message}` };
+          // The verifier's errors name the URL they tried; anything else is wrapped so the probe still says where.
+          value = isSluiceError(err)
+            ? { ok: false, code: err.code, message: err.message }
+            : { ok: false, code: 'ERR_IDP_UNAVAILABLE', message: `The identity provider check failed: ${(err as Error)?.message ?? String(err)}` };
         }
         cached = { at: Date.now(), value };
       }

@@ -4,7 +4,9 @@ import { SluiceError } from '../shared/errors.js';
 import { buildApp } from './app.js';
 import { createLiveConfig, type ReloadReport } from './config/live-config.js';
 import type { Config } from './config/schema.js';
+import { checkIdentityProvider } from './identity/provider-check.js';
 import { isLoopback, parseListen, urlHost } from './listen-address.js';
+import { listenFailure } from './listen-probe.js';
 
 export interface StartGatewayOptions {
   config: Config;
@@ -30,7 +32,13 @@ export interface RunningGateway {
   reload(): Promise<ReloadReport>;
 }
 
-/** Build the app and listen: loopback by default, TLS when configured, refusing plaintext off loopback. */
+/**
+ * Check the identity provider, build the app and listen: loopback by default, TLS when configured, refusing
+ * plaintext off loopback. A provider whose discovery or keys do not fit `identity` stops the start
+ * (ERR_IDP_MISMATCH: waiting will not fix it); one that cannot be reached is logged as a warning and the
+ * gateway starts unready, so a provider that is down for a minute does not take the gateway down with it.
+ * A failed listen (ERR_LISTEN_FAILED) closes everything built before it.
+ */
 export async function startGateway(options: StartGatewayOptions): Promise<RunningGateway> {
   const { config } = options;
   const address = parseListen(options.listen ?? config.listen);
@@ -51,13 +59,29 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
       });
     }
   }
+  let unreachable: SluiceError | undefined;
+  try {
+    await checkIdentityProvider({ issuer: config.identity.issuer, algorithms: config.identity.algorithms });
+  } catch (err) {
+    if (!(err instanceof SluiceError) || err.code !== 'ERR_IDP_UNAVAILABLE') throw err;
+    unreachable = err;
+  }
   const live = createLiveConfig(config);
   const { reloadConfig } = options;
   const app = await buildApp({ config, logger: options.logger, https, live, reloadConfig, configDir: options.configDir });
   if (!tls && !isLoopback(address.host)) {
     app.log.warn({ listen: urlHost(address) }, 'listening on a non-loopback address without TLS (--insecure): tokens travel in clear text');
   }
-  await app.listen({ host: address.host, port: address.port });
+  if (unreachable !== undefined) {
+    app.log.warn({ code: unreachable.code, idp_url: unreachable.details?.url }, `${unreachable.message}; tokens cannot be verified and /readyz stays unready until it answers`);
+  }
+  try {
+    await app.listen({ host: address.host, port: address.port });
+  } catch (err) {
+    // The store, the recording and their timers are open by now: a failed start must not leave them behind.
+    await app.close().catch(() => undefined);
+    throw listenFailure(address, err);
+  }
   const bound = app.server.address();
   const port = typeof bound === 'object' && bound ? bound.port : address.port;
   const url = `${tls ? 'https' : 'http'}://${urlHost({ host: address.host, port })}`;

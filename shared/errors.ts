@@ -30,6 +30,7 @@ export const ERRORS = {
   ERR_CONFIG_ENV_MISSING: { message: 'The configuration names an environment variable that is not set', status: 500, exit: EXIT.usage },
   ERR_CONFIG_UNREADABLE: { message: 'The configuration file cannot be read', status: 500, exit: EXIT.usage },
   ERR_INSECURE_LISTEN: { message: 'Refusing to listen on a non-loopback address without TLS (pass --insecure to override)', status: 500, exit: EXIT.usage },
+  ERR_LISTEN_FAILED: { message: 'The gateway cannot listen on its address', status: 500, exit: EXIT.usage },
   ERR_BAD_REQUEST: { message: 'The request is malformed', status: 400, exit: EXIT.usage },
 
   // identity: bearer tokens presented to the gateway
@@ -43,6 +44,7 @@ export const ERRORS = {
   ERR_TOKEN_AUDIENCE: { message: 'The token is not meant for this gateway (audience mismatch)', status: 401, exit: EXIT.auth, close: 4401 },
   ERR_TOKEN_CLAIMS: { message: 'The token claims are invalid', status: 401, exit: EXIT.auth, close: 4401 },
   ERR_IDP_UNAVAILABLE: { message: 'The identity provider cannot be reached', status: 503, exit: EXIT.unavailable, close: 1011 },
+  ERR_IDP_MISMATCH: { message: "The identity provider's discovery document or keys do not fit the gateway's identity settings", status: 503, exit: EXIT.usage, close: 1011 },
 
   // authorization
   ERR_FORBIDDEN: { message: 'You are not allowed to do this', status: 403, exit: EXIT.forbidden, close: 4403 },

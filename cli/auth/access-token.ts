@@ -44,8 +44,10 @@ export const DEFAULT_MIN_VALIDITY_SECONDS = 60;
 /**
  * A usable bearer token for the profile's gateway. `SLUICE_TOKEN` wins (with `SLUICE_GATEWAY` or the
  * profile's gateway); otherwise the stored token, refreshed (device logins) or renewed (client
- * credentials) when it is within `minValiditySeconds` of expiry, and saved again.
- * Throws ERR_NOT_LOGGED_IN without a login and ERR_REFRESH_FAILED when the IdP refuses the refresh.
+ * credentials) when it is within `minValiditySeconds` of expiry, and saved again. With a saved login,
+ * `SLUICE_GATEWAY` (which `--gateway` sets) must name the profile's gateway: its token is never sent elsewhere.
+ * Throws ERR_NOT_LOGGED_IN without a login and ERR_REFRESH_FAILED when the IdP refuses the refresh; both
+ * name the exact login command to run.
  */
 export async function getAccessToken(options: GetAccessTokenOptions): Promise<AccessToken> {
   const profile = checkProfileName(options.profile);
@@ -68,12 +70,23 @@ export async function getAccessToken(options: GetAccessTokenOptions): Promise<Ac
   const state = options.profiles && options.store ? { profiles: options.profiles, store: options.store } : await openLocalState({ env, dir: options.dir });
   const saved = state.profiles.get(profile);
   const tokens = await state.store.get(profile);
+  const asked = env.SLUICE_GATEWAY?.trim() ? normalizeGateway(env.SLUICE_GATEWAY, 'SLUICE_GATEWAY') : undefined;
   if (!saved || !tokens) {
+    // A saved profile remembers its gateway, so `login` alone does; a gateway asked for is named.
+    const command = loginCommand(profile, asked);
     throw new SluiceError('ERR_NOT_LOGGED_IN', {
-      message: profile === 'default' ? 'Not logged in: run `sluice login`' : `Not logged in with profile "${profile}": run \`sluice --profile ${profile} login\``,
+      message: profile === 'default' ? `Not logged in: run \`${command}\`` : `Not logged in with profile "${profile}": run \`${command}\``,
     });
   }
   const gateway = saved.gateway;
+  if (asked !== undefined && asked !== gateway) {
+    throw new SluiceError('ERR_USAGE', {
+      message:
+        `Profile "${profile}" is logged in to ${gateway}, not ${asked} (given by --gateway or SLUICE_GATEWAY); its token is not sent to another gateway. ` +
+        `Leave --gateway out, or log in there under a profile of its own: \`sluice --profile NAME login --gateway ${asked}\``,
+    });
+  }
+  const login = loginCommand(profile, gateway, tokens.grant === 'client_credentials');
   const minValidity = options.minValiditySeconds ?? DEFAULT_MIN_VALIDITY_SECONDS;
   const nowSeconds = Math.floor(nowMs() / 1000);
   const fresh = (t: StoredTokens): boolean => t.expiresAt === undefined || t.expiresAt - nowSeconds > minValidity;
@@ -83,7 +96,7 @@ export async function getAccessToken(options: GetAccessTokenOptions): Promise<Ac
 
   const stillValid = tokens.expiresAt !== undefined && tokens.expiresAt > nowSeconds;
   try {
-    const renewed = await renew({ profileName: profile, profile: saved, tokens, env, nowSeconds });
+    const renewed = await renew({ profileName: profile, profile: saved, tokens, env, nowSeconds, login });
     await state.store.set(profile, renewed.tokens);
     return { token: renewed.tokens.accessToken, gateway, expiresAt: renewed.tokens.expiresAt, source: renewed.source, profile };
   } catch (err) {
@@ -96,6 +109,10 @@ export async function getAccessToken(options: GetAccessTokenOptions): Promise<Ac
     if (err instanceof SluiceError && err.code === 'ERR_IDP_UNAVAILABLE' && stillValid) {
       return { token: tokens.accessToken, gateway, expiresAt: tokens.expiresAt, source: 'stored', profile };
     }
+    // The provider's refusal says to log in again; which profile and gateway is ours to say.
+    if (err instanceof SluiceError && err.code === 'ERR_REFRESH_FAILED' && !err.message.includes(login)) {
+      throw new SluiceError('ERR_REFRESH_FAILED', { message: `${err.message.replace(/:? run `sluice login` again$/, '')}: run \`${login}\` again`, details: err.details, cause: err });
+    }
     throw err;
   }
 }
@@ -106,13 +123,15 @@ interface RenewOptions {
   tokens: StoredTokens;
   env: NodeJS.ProcessEnv;
   nowSeconds: number;
+  /** The exact command that logs this profile in again. */
+  login: string;
 }
 
 async function renew(options: RenewOptions): Promise<{ tokens: StoredTokens; source: 'refreshed' | 'renewed' }> {
   const { profile, tokens, env } = options;
   if (!profile.issuer || !profile.audience) {
     throw new SluiceError('ERR_REFRESH_FAILED', {
-      message: `Profile "${options.profileName}" does not record its issuer and audience: run \`sluice login\` again`,
+      message: `Profile "${options.profileName}" does not record its issuer and audience: run \`${options.login}\` again`,
     });
   }
   if (tokens.grant === 'client_credentials') {
@@ -125,7 +144,7 @@ async function renew(options: RenewOptions): Promise<{ tokens: StoredTokens; sou
       throw new SluiceError('ERR_REFRESH_FAILED', {
         message:
           'The client-credentials token is about to expire and no client secret is available to renew it: ' +
-          'set SLUICE_CLIENT_SECRET or run `sluice login --client-credentials` again',
+          `set SLUICE_CLIENT_SECRET or run \`${options.login}\` again`,
       });
     }
     const config = await discoverIssuer({
@@ -136,7 +155,7 @@ async function renew(options: RenewOptions): Promise<{ tokens: StoredTokens; sou
     });
     const response = await clientCredentialsGrant({ config, audience: profile.audience }).catch((err: unknown) => {
       if (err instanceof SluiceError && err.code === 'ERR_LOGIN_FAILED') {
-        throw new SluiceError('ERR_REFRESH_FAILED', { message: `Renewing the client-credentials token failed: ${err.message}`, cause: err });
+        throw new SluiceError('ERR_REFRESH_FAILED', { message: `Renewing the client-credentials token failed: ${err.message}: run \`${options.login}\` again`, cause: err });
       }
       throw err;
     });
@@ -146,7 +165,7 @@ async function renew(options: RenewOptions): Promise<{ tokens: StoredTokens; sou
     };
   }
   if (!tokens.refreshToken) {
-    throw new SluiceError('ERR_REFRESH_FAILED', { message: 'The session has no refresh token: run `sluice login` again' });
+    throw new SluiceError('ERR_REFRESH_FAILED', { message: `The session has no refresh token: run \`${options.login}\` again` });
   }
   const config = await discoverIssuer({ issuer: profile.issuer, clientId: tokens.clientId });
   const response = await refreshGrant({ config, refreshToken: tokens.refreshToken, audience: profile.audience });
@@ -154,6 +173,14 @@ async function renew(options: RenewOptions): Promise<{ tokens: StoredTokens; sou
     tokens: toStoredTokens(response, { grant: tokens.grant, clientId: tokens.clientId, previous: tokens, now: options.nowSeconds }),
     source: 'refreshed',
   };
+}
+
+/**
+ * The command that logs a profile in: `sluice --profile bob login --gateway https://…` (no `--profile` for
+ * the default one, `--client-credentials` for a CI login), so an error can say exactly what to run.
+ */
+export function loginCommand(profile: string, gateway: string | undefined, clientCredentials = false): string {
+  return ['sluice', ...(profile === 'default' ? [] : ['--profile', profile]), 'login', ...(clientCredentials ? ['--client-credentials'] : []), ...(gateway === undefined ? [] : ['--gateway', gateway])].join(' ');
 }
 
 /** Parse and check a gateway URL (https, or http on loopback), without a trailing slash. */

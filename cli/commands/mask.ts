@@ -4,13 +4,14 @@ import { Option, type Command } from 'commander';
 import { z } from 'zod';
 import { SluiceError } from '../../shared/errors.js';
 import type { RegisterCommand } from '../context.js';
+import { usageError } from '../flag-errors.js';
 import { printResult } from '../output.js';
 
 /** Bound on what `mask test` reads: it holds its input in memory. */
 const MAX_INPUT = 64 * 1024 * 1024;
 
 const flagsSchema = z.object({
-  profile: z.string({ error: '--profile NAME is required' }).min(1),
+  maskProfile: z.string({ error: '--mask-profile NAME is required' }).min(1),
   config: z.string().min(1),
   format: z.enum(['auto', 'json', 'sse', 'text']).default('auto'),
   json: z.boolean().default(false),
@@ -38,7 +39,7 @@ export const registerMask: RegisterCommand = (program, ctx) => {
     .command('test')
     .description('apply a masking profile of the gateway config to JSON, SSE or text and print the result and counts')
     .argument('<file>', 'input file, or - for stdin')
-    .option('--profile <name>', 'the masking profile (masking_profiles.NAME in the config); required')
+    .option('--mask-profile <name>', 'the masking profile (masking_profiles.NAME in the config); required')
     .addOption(new Option('-c, --config <file>', 'gateway configuration (YAML)').env('SLUICE_CONFIG').default('sluice.yaml'))
     .addOption(new Option('--format <format>', 'how to read the input').choices(['auto', 'json', 'sse', 'text']).default('auto'))
     .option('--json', 'print {format, output, summary} as JSON on stdout')
@@ -48,30 +49,38 @@ export const registerMask: RegisterCommand = (program, ctx) => {
 Masks exactly as the gateway masks a response of that content type (SSE deltas through the same
 hold-back); prints the masked input on stdout and one "entity rule count" line per rule on stderr.
 Values are never printed in the counts. Selector modules are resolved against the config's directory.
+Only the masking and masking_profiles sections are read: \${env:NAME} elsewhere in the file need not be set.
+--profile stays the saved login profile, as for every command; the masking profile is --mask-profile.
 
 Exit codes: 0 done, 2 invalid usage or configuration, 7 the input would be refused (ERR_MASKING_BLOCKED).`,
     )
     .action(async (file: string, raw: Record<string, unknown>, command: Command) => {
-      // The root program owns --profile (the saved login profile) and takes it wherever it appears;
-      // here it names a masking profile, so it counts only when given on the command line.
-      const root = command.parent?.parent;
-      const fromRoot = root?.getOptionValueSource('profile') === 'cli' ? (root.opts().profile as string) : undefined;
-      const parsed = flagsSchema.safeParse({ ...raw, profile: raw.profile ?? fromRoot });
-      if (!parsed.success) throw new SluiceError('ERR_USAGE', { message: z.prettifyError(parsed.error) });
+      const parsed = flagsSchema.safeParse(raw);
+      if (!parsed.success) {
+        // The root program owns --profile (the saved login profile) wherever it appears: say so to whoever meant a masking profile.
+        const root = command.parent?.parent;
+        const loginProfile = root?.getOptionValueSource('profile') === 'cli' ? (root.opts().profile as string) : undefined;
+        if (raw.maskProfile === undefined && loginProfile !== undefined) {
+          throw new SluiceError('ERR_USAGE', {
+            message: `--mask-profile NAME is required: --profile ${loginProfile} selects the saved login profile; to test the masking profile, pass --mask-profile ${loginProfile}`,
+          });
+        }
+        throw usageError(parsed.error);
+      }
       const flags = parsed.data;
-      const { loadConfigFile } = await import('../../server/config/load.js');
+      const { loadMaskingConfigFile } = await import('../../server/config/load.js');
       const { loadMaskingProfiles } = await import('../../server/masking/load-profiles.js');
       const { maskBody } = await import('../../server/masking/mask-body.js');
-      const config = await loadConfigFile(flags.config, { env: ctx.env });
+      const config = await loadMaskingConfigFile(flags.config, { env: ctx.env });
       const profiles = await loadMaskingProfiles(config, { baseDir: dirname(resolve(flags.config)) });
-      if (!profiles.names().includes(flags.profile)) {
+      if (!profiles.names().includes(flags.maskProfile)) {
         throw new SluiceError('ERR_USAGE', {
-          message: `No masking profile named "${flags.profile}" in ${flags.config} (profiles: ${profiles.names().join(', ') || 'none'})`,
+          message: `No masking profile named "${flags.maskProfile}" in ${flags.config} (profiles: ${profiles.names().join(', ') || 'none'})`,
         });
       }
       const input = await readInput(file);
       const format = flags.format === 'auto' ? guessFormat(input.toString('utf8')) : flags.format;
-      const result = maskBody({ profile: profiles.forNames([flags.profile])!, format, body: input });
+      const result = maskBody({ profile: profiles.forNames([flags.maskProfile])!, format, body: input });
       if (flags.json) {
         printResult(ctx.out, true, { format, output: result.output.toString('utf8'), summary: result.summary }, () => '');
         return;

@@ -2,9 +2,11 @@ import { z } from 'zod';
 import { SluiceError } from '../../shared/errors.js';
 import { getAccessToken } from '../auth/access-token.js';
 import type { CliContext, RegisterCommand } from '../context.js';
+import { usageError } from '../flag-errors.js';
 import { printResult } from '../output.js';
 import { isInteractive } from '../replay/interactive.js';
 import { compareAnswers, sendAgain, type ResendResult } from '../replay/resend-client.js';
+import { exchangeJson, resendJson, sessionJson } from '../replay/replay-json.js';
 import { planResend } from '../replay/resend-request.js';
 import { SessionApi } from '../replay/session-api.js';
 import { tuiServices } from '../replay/tui-services.js';
@@ -36,9 +38,9 @@ type ReplayFlags = z.infer<typeof replayFlags>;
 
 const sessionId = z.string().regex(/^ses_[0-9a-f]{32}$/, 'must be a session id such as ses_3f9a…');
 
-function parse<T>(schema: z.ZodType<T>, raw: unknown): T {
+function parse<T>(schema: z.ZodType<T>, raw: unknown, subject?: string): T {
   const parsed = schema.safeParse(raw);
-  if (!parsed.success) throw new SluiceError('ERR_USAGE', { message: z.prettifyError(parsed.error).replace(/\n/g, '; ') });
+  if (!parsed.success) throw usageError(parsed.error, subject);
   return parsed.data;
 }
 
@@ -78,19 +80,6 @@ async function playPlain(ctx: CliContext, detail: SessionDetail, exchanges: read
     // Each answer ends its own line, so several read apart and a shell prompt starts fresh.
     if (text !== '' && !text.endsWith('\n')) out.write('\n');
   }
-}
-
-/**
- * Scripts see exchanges numbered from 1, as `--exchange`, `resend_of` and `sessions show` number them;
- * the TUI's model counts from 0.
- */
-function exchangeJson(x: ExchangeDetail): ExchangeDetail {
-  return { ...x, index: x.index + 1 };
-}
-
-/** The `--json` of a re-send, exchanges numbered from 1. */
-export function resendJson(diff: ResendDiff): ResendDiff {
-  return { old: { ...diff.old, exchange: diff.old.exchange + 1 }, new: { ...diff.new, exchange: diff.new.exchange + 1 }, diff: diff.diff };
 }
 
 function sideLine(name: string, side: AnswerSide): string {
@@ -136,13 +125,13 @@ export const registerReplay: RegisterCommand = (program, ctx) => {
     .argument('<session>', 'session id (ses_…)')
     .option('--exchange <n>', 'the exchange, numbered from 1 as the TUI shows it')
     .option('--speed <x>', `playback speed, ${MIN_SPEED} to ${MAX_SPEED}`, '1')
-    .option('--json', 'print the exchange (or session) data, exchanges numbered from 1; with --resend, {old, new, diff}', false)
+    .option('--json', 'print the exchange (or session) data, snake_case keys, exchanges numbered from 1; with --resend, {old, new, diff}', false)
     .option('--resend', 'send the recorded request through the gateway again and compare the answers', false)
     .option('--connection <name>', 'with --resend: send it through this connection instead of the recorded one')
     .option('--masked-ok', 'with --resend: send a request body that was recorded masked (its placeholders, not the original values)', false)
     .action(async (id: string, raw: Record<string, unknown>) => {
       const f = parse(replayFlags, raw);
-      const sid = parse(sessionId, id);
+      const sid = parse(sessionId, id, 'SESSION');
       const access = await getAccessToken({ profile: ctx.profile(), env: ctx.env });
       const api = new SessionApi(access);
       const detail = await api.load(sid);
@@ -150,7 +139,7 @@ export const registerReplay: RegisterCommand = (program, ctx) => {
 
       if (f.resend) return resend(ctx, api, detail, f);
       if (f.json) {
-        const data = exchange === undefined ? { ...detail, exchanges: detail.exchanges.map(exchangeJson) } : exchangeJson(exchange);
+        const data = exchange === undefined ? sessionJson(detail) : exchangeJson(exchange);
         printResult(ctx.out, true, data, () => '');
         return;
       }

@@ -1,7 +1,27 @@
+import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { Option } from 'commander';
 import type { RegisterCommand } from '../context.js';
 import { waitForSignal } from '../signals.js';
+import { SluiceError } from '../../shared/errors.js';
+
+function collect(value: string, previous: string[]): string[] {
+  return [...previous, value];
+}
+
+/** A `--sample` file: one JSON request body, read as the gateway reads bodies. */
+async function readSample(file: string): Promise<{ name: string; body: unknown }> {
+  const { parseJsonBody } = await import('../../server/codec/json-text.js');
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(file);
+  } catch (err) {
+    throw new SluiceError('ERR_USAGE', { message: `Cannot read --sample ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}` });
+  }
+  const parsed = parseJsonBody(bytes, 'application/json');
+  if (parsed.kind !== 'json') throw new SluiceError('ERR_USAGE', { message: `--sample ${file} is not a JSON document${parsed.kind === 'unreadable' ? `: ${parsed.reason}` : ''}` });
+  return { name: file, body: parsed.value };
+}
 
 export const registerServe: RegisterCommand = (program, ctx) => {
   program
@@ -14,22 +34,38 @@ export const registerServe: RegisterCommand = (program, ctx) => {
     .addOption(new Option('-c, --config <file>', 'gateway configuration (YAML)').env('SLUICE_CONFIG').default('sluice.yaml'))
     .option('--listen <host:port>', 'override the listen address of the config file')
     .option('--insecure', 'allow a non-loopback listen address without TLS (tokens then travel in clear text)', false)
-    .option('--check', 'validate the config file and exit', false)
+    .option('--check', 'validate the config file and exit; warns about rules reading request.json fields no sample request has', false)
+    .option('--sample <file>', 'with --check: a JSON request body to check rules against, besides the built-in samples (repeatable)', collect, [])
     .option('--log-level <level>', 'trace, debug, info, warn, error or fatal', 'info')
     .addHelpText(
       'after',
       '\nEnvironment:\n  SLUICE_CONFIG   default for --config\n  Values written ${env:NAME} in the config file are read from the environment.\n\n' +
         'SIGHUP re-reads the config file (as POST /v1/admin/reload does); an invalid file is refused and logged.\n' +
-        'Exit codes: 0 stopped cleanly, 2 invalid configuration or listen address.',
+        'Exit codes: 0 stopped cleanly, 2 invalid configuration or listen address, or a master key that does not\n' +
+        'match the one storage.dir was written with (ERR_MASTER_KEY_MISMATCH, naming the key id), an identity provider\n' +
+        'whose discovery document or keys do not fit identity (ERR_IDP_MISMATCH), or an address it cannot listen on\n' +
+        '(ERR_LISTEN_FAILED). A provider that cannot be reached is a warning: the gateway starts, unready until it answers.',
     )
-    .action(async (opts: { config: string; listen?: string; insecure: boolean; check: boolean; logLevel: string }) => {
+    .action(async (opts: { config: string; listen?: string; insecure: boolean; check: boolean; sample: string[]; logLevel: string }) => {
       // Loaded on use so that client commands start fast.
       const { loadConfigFile } = await import('../../server/config/load.js');
       const { startGateway } = await import('../../server/start-gateway.js');
+      if (opts.sample.length > 0 && !opts.check) throw new SluiceError('ERR_USAGE', { message: '--sample is used with --check' });
       const config = await loadConfigFile(opts.config, { env: ctx.env });
       if (opts.check) {
         const { checkRecordingKey } = await import('../../server/recording/open-storage.js');
         checkRecordingKey(config);
+        // Type errors failed the load above; what the type checker cannot see (fields of the caller's JSON) is checked against samples.
+        const { unknownJsonFields } = await import('../../server/policy/rule-field-check.js');
+        const { SAMPLE_REQUESTS } = await import('../../server/policy/sample-requests.js');
+        const samples = [...SAMPLE_REQUESTS, ...(await Promise.all(opts.sample.map(readSample)))];
+        for (const warning of unknownJsonFields(config.policies, samples)) ctx.out.stderr.write(`sluice: warning: ${warning.message}\n`);
+        // The provider as the start will find it: a mismatch fails the check as it fails the start; one that cannot be reached is a warning, as at start.
+        const { checkIdentityProvider } = await import('../../server/identity/provider-check.js');
+        await checkIdentityProvider({ issuer: config.identity.issuer, algorithms: config.identity.algorithms }).catch((err: unknown) => {
+          if ((err as SluiceError).code !== 'ERR_IDP_UNAVAILABLE') throw err;
+          ctx.out.stderr.write(`sluice: warning: ${(err as SluiceError).message}; the gateway would start unready\n`);
+        });
         ctx.out.stdout.write(`${opts.config}: valid (${config.connections.length} connection${config.connections.length === 1 ? '' : 's'})\n`);
         return;
       }

@@ -15,6 +15,7 @@ import { ApiClient } from '../api-client.js';
 import { ApiStream } from '../api-stream.js';
 import { getAccessToken } from '../auth/access-token.js';
 import type { CliContext, RegisterCommand } from '../context.js';
+import { usageError } from '../flag-errors.js';
 import { printResult } from '../output.js';
 import { formatCount, formatMs, formatTime, userLabel } from '../tui/display-format.js';
 import type { SessionSummary } from '../tui/model.js';
@@ -49,9 +50,9 @@ export type SessionsListFlags = z.infer<typeof listFlags>;
 
 const sessionId = z.string().regex(/^ses_[0-9a-f]{32}$/, 'must be a session id such as ses_3f9a…');
 
-function flags<T>(schema: z.ZodType<T>, raw: unknown): T {
+function flags<T>(schema: z.ZodType<T>, raw: unknown, subject?: string): T {
   const parsed = schema.safeParse(raw);
-  if (!parsed.success) throw new SluiceError('ERR_USAGE', { message: z.prettifyError(parsed.error).replace(/\n/g, '; ') });
+  if (!parsed.success) throw usageError(parsed.error, subject);
   return parsed.data;
 }
 
@@ -160,7 +161,9 @@ export function renderSessionDetail(d: SessionDetailJson): string {
       const usage = x.usage === null ? '' : `  ${x.usage.prompt_tokens ?? 0}/${x.usage.completion_tokens ?? 0} tokens`;
       const timing = x.duration_ms === null ? '' : `  ${formatMs(x.duration_ms)}${x.streamed && x.first_chunk_ms !== null ? ` (first chunk ${formatMs(x.first_chunk_ms)})` : ''}`;
       const error = x.error === null ? '' : `  ${x.error.code}`;
-      lines.push(`  #${x.index}  ${x.method} ${x.path}  ${x.status || '–'}  ${x.model ?? '–'}${x.streamed ? '  stream' : ''}${usage}${timing}${error}`);
+      // A status alone would read as a whole answer: one cut off or never sent says so.
+      const status = `${x.status || '–'}${x.complete === false ? ' incomplete' : ''}`;
+      lines.push(`  #${x.index}  ${x.method} ${x.path}  ${status}  ${x.model ?? '–'}${x.streamed ? '  stream' : ''}${usage}${timing}${error}`);
     }
   }
   return lines.join('\n');
@@ -216,6 +219,24 @@ export function describeEvent(e: EventLine): string {
   }
 }
 
+/**
+ * Numbers a session's exchanges from 1 in order of first appearance, as the gateway's exchange list
+ * (`sessions show`, the TUI, `--exchange`) numbers them: by the `exchange` id of each event, tcp chunks
+ * aside (they belong to an exchange already seen).
+ */
+export class ExchangeNumbers {
+  readonly #numbers = new Map<string, number>();
+
+  /** The number of the event's exchange; undefined for session-level events. */
+  of(e: EventLine): number | undefined {
+    const id = (e as { exchange?: unknown }).exchange;
+    if (typeof id !== 'string') return undefined;
+    let n = this.#numbers.get(id);
+    if (n === undefined && e.type !== 'tcp.chunk') this.#numbers.set(id, (n = this.#numbers.size + 1));
+    return n;
+  }
+}
+
 function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     const timer = setTimeout(done, ms);
@@ -251,11 +272,12 @@ async function tail(ctx: CliContext, raw: Record<string, unknown>): Promise<void
   const began = Date.now();
   const next = new Map<string, number>();
   const finished = new Set<string>();
-  const write = (s: SessionJson, e: EventLine): void => {
-    if (f.json) ctx.out.stdout.write(`${JSON.stringify({ session_id: s.id, ...e })}\n`);
+  const numbers = new Map<string, ExchangeNumbers>();
+  const write = (s: SessionJson, e: EventLine, exchange: number | undefined): void => {
+    if (f.json) ctx.out.stdout.write(`${JSON.stringify({ session_id: s.id, ...(exchange === undefined ? {} : { exchange_index: exchange }), ...e })}\n`);
     else {
       const at = new Date(Date.parse(s.started_at) + e.t).toISOString().slice(11, 23);
-      ctx.out.stdout.write(`${at}  ${s.id}  ${userLabel({ sub: s.user.sub, ...(s.user.email === null ? {} : { email: s.user.email }) })}  ${s.connection}  #${e.seq} ${e.type}  ${describeEvent(e)}`.trimEnd() + '\n');
+      ctx.out.stdout.write(`${at}  ${s.id}  ${userLabel({ sub: s.user.sub, ...(s.user.email === null ? {} : { email: s.user.email }) })}  ${s.connection}  ${exchange === undefined ? '' : `#${exchange} `}${e.type}  ${describeEvent(e)}`.trimEnd() + '\n');
     }
   };
   let first = true;
@@ -279,7 +301,11 @@ async function tail(ctx: CliContext, raw: Record<string, unknown>): Promise<void
               break;
             }
             next.set(s.id, line.event.seq + 1);
-            if (!catchUp) write(s, line.event);
+            // Numbered during a catch-up too, so a session followed from its middle counts as `sessions show` does.
+            let numbering = numbers.get(s.id);
+            if (numbering === undefined) numbers.set(s.id, (numbering = new ExchangeNumbers()));
+            const exchange = numbering.of(line.event);
+            if (!catchUp) write(s, line.event, exchange);
           }
         } catch (err) {
           if (stop.signal.aborted) break;
@@ -342,7 +368,7 @@ export const registerSessions: RegisterCommand = (program, ctx) => {
     .argument('<id>', 'session id (ses_…)')
     .option('--json', 'print JSON', false)
     .action(async (id: string, opts: { json: boolean }) => {
-      const sid = flags(sessionId, id);
+      const sid = flags(sessionId, id, 'ID');
       const { api } = await sessionClients(ctx);
       const data = await api.request({ path: `/v1/sessions/${sid}`, schema: sessionDetailSchema });
       printResult(ctx.out, opts.json, data, () => renderSessionDetail(data));
@@ -356,7 +382,7 @@ export const registerSessions: RegisterCommand = (program, ctx) => {
     .option('--exchange <n>', 'asciicast: which exchange (1-based, as `sessions show` numbers them, or its id); default the first streamed one')
     .option('-o, --output <file>', 'write to this file instead of stdout')
     .action(async (id: string, raw: Record<string, unknown>) => {
-      const sid = flags(sessionId, id);
+      const sid = flags(sessionId, id, 'ID');
       const f = flags(exportFlags, raw);
       const { stream } = await sessionClients(ctx);
       const query = { format: f.format, exchange: f.exchange };
@@ -376,6 +402,6 @@ export const registerSessions: RegisterCommand = (program, ctx) => {
     .option('--user <sub>', "only this user's sessions")
     .option('--connection <name>', 'only this connection')
     .option('--interval <duration>', 'how often to poll (500ms, 2s)', '1s')
-    .option('--json', 'print one JSON event a line, with its session_id', false)
+    .option('--json', 'print one JSON event a line, with its session_id (and exchange_index, numbered as `sessions show` numbers exchanges)', false)
     .action((raw: Record<string, unknown>) => tail(ctx, raw));
 };

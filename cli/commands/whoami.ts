@@ -1,8 +1,8 @@
 import { z } from 'zod';
-import { SluiceError } from '../../shared/errors.js';
 import { ApiClient } from '../api-client.js';
 import { getAccessToken } from '../auth/access-token.js';
 import type { RegisterCommand } from '../context.js';
+import { usageError } from '../flag-errors.js';
 import { printResult } from '../output.js';
 
 const flagsSchema = z.object({ json: z.boolean().default(false) });
@@ -31,7 +31,8 @@ A token within 60 s of expiry is refreshed first.
 
 Environment:
   SLUICE_TOKEN        use this bearer token instead of the saved login
-  SLUICE_GATEWAY      gateway for SLUICE_TOKEN (default: the profile's)
+  SLUICE_GATEWAY      the gateway, as --gateway: for SLUICE_TOKEN (default: the profile's);
+                      with a saved login it must be the profile's
   SLUICE_PROFILE      profile name (same as --profile; default "default")
   SLUICE_CLIENT_SECRET, SLUICE_CLIENT_ID  renew a client-credentials login
   SLUICE_TOKEN_STORE  keyring, file or auto (default auto)
@@ -39,7 +40,7 @@ Environment:
     )
     .action(async (raw: Record<string, unknown>) => {
       const parsed = flagsSchema.safeParse(raw);
-      if (!parsed.success) throw new SluiceError('ERR_USAGE', { message: z.prettifyError(parsed.error) });
+      if (!parsed.success) throw usageError(parsed.error);
       const access = await getAccessToken({ profile: ctx.profile(), env: ctx.env });
       const me = await new ApiClient({ gateway: access.gateway, token: access.token }).me();
       const expiresAt = me.expires_at ?? access.expiresAt ?? null;

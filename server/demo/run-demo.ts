@@ -1,8 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { access, mkdtemp, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import type { FastifyServerOptions } from 'fastify';
+import { SIGNING_KEY_FILE } from '../recording/signing-key.js';
+import { parseListen } from '../listen-address.js';
+import { probeListen } from '../listen-probe.js';
 import { startGateway, type RunningGateway } from '../start-gateway.js';
 import { DEMO_CLI_CLIENT, DEMO_UPSTREAM_KEY, DEMO_USERS, DEMO_AUDIENCE, demoCiClient, demoConfig } from './demo-config.js';
 import { startEchoServer } from './echo-server.js';
@@ -23,6 +26,8 @@ export interface RunningDemo {
   modelUrl: string;
   echoAddress: string;
   dataDir: string;
+  /** The checkpoint signing key: beside the data directory, never in it. */
+  signingKeyFile: string;
   ciClient: { clientId: string; clientSecret: string };
   close(): Promise<void>;
 }
@@ -40,10 +45,35 @@ async function demoMasterKey(dataDir: string): Promise<string> {
   return key;
 }
 
+async function exists(path: string): Promise<boolean> {
+  return access(path).then(
+    () => true,
+    () => false,
+  );
+}
+
+/**
+ * Where the demo keeps its signing key: `<data>-keys/signing-key.pem`, a sibling of the data directory,
+ * so copying or tampering with the data directory never carries the key that vouches for it. A data
+ * directory kept from before has its key moved there, so its sessions keep verifying.
+ */
+async function demoSigningKeyFile(dataDir: string): Promise<string> {
+  const keysDir = join(dirname(dataDir), `${basename(dataDir)}-keys`);
+  await mkdir(keysDir, { recursive: true, mode: 0o700 });
+  const file = join(keysDir, SIGNING_KEY_FILE);
+  const old = join(dataDir, SIGNING_KEY_FILE);
+  if (!(await exists(file)) && (await exists(old))) await rename(old, file);
+  return file;
+}
+
 /** Start the identity provider, the demo upstreams and the gateway, all on loopback. */
 export async function startDemo(options: DemoOptions = {}): Promise<RunningDemo> {
+  const listen = options.listen ?? '127.0.0.1:7443';
+  // The port first: a demo that cannot listen must fail before it writes a data directory and keys.
+  await probeListen(parseListen(listen));
   const dataDir = options.dataDir ? resolve(options.dataDir) : await mkdtemp(join(tmpdir(), 'sluice-demo-'));
   await mkdir(dataDir, { recursive: true, mode: 0o700 });
+  const signingKeyFile = await demoSigningKeyFile(dataDir);
   const ci = demoCiClient(randomBytes(18).toString('base64url'));
   const closers: Array<() => Promise<void>> = [];
   try {
@@ -61,11 +91,12 @@ export async function startDemo(options: DemoOptions = {}): Promise<RunningDemo>
     closers.push(() => echo.close());
     const config = demoConfig({
       issuer: idp.issuer,
-      listen: options.listen ?? '127.0.0.1:7443',
+      listen,
       modelUrl: model.url,
       echoAddress: echo.address,
       dataDir,
       masterKey: await demoMasterKey(dataDir),
+      signingKeyFile,
     });
     const gateway = await startGateway({ config, logger: options.logger ?? false });
     closers.push(() => gateway.close());
@@ -75,6 +106,7 @@ export async function startDemo(options: DemoOptions = {}): Promise<RunningDemo>
       modelUrl: model.url,
       echoAddress: echo.address,
       dataDir,
+      signingKeyFile,
       ciClient: { clientId: ci.clientId, clientSecret: ci.clientSecret },
       close: async () => {
         for (const close of closers.reverse()) await close().catch(() => undefined);

@@ -3,6 +3,7 @@ import { SluiceError, type ErrorCode } from '../../shared/errors.js';
 import type { Config } from '../config/schema.js';
 import { parseDuration } from '../config/duration.js';
 import { rolesFor, type Principal } from './principal.js';
+import { checkIdentityProvider, discoverJwksUri } from './provider-check.js';
 
 export interface TokenVerifierOptions {
   identity: Config['identity'];
@@ -21,7 +22,10 @@ export interface TokenVerifierOptions {
 
 export interface TokenVerifier {
   verify(token: string): Promise<Principal>;
-  /** Resolves once the issuer's discovery document and keys could be fetched. */
+  /**
+   * Resolves once the issuer's discovery document and keys could be fetched and fit the settings; rejects
+   * with ERR_IDP_UNAVAILABLE or ERR_IDP_MISMATCH, the message naming the URL tried and what went wrong.
+   */
   ready(): Promise<void>;
 }
 
@@ -34,16 +38,20 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
   const timeoutMs = options.timeoutMs ?? 5000;
   const algorithms = [...identity.algorithms];
   const clockTolerance = Math.round(parseDuration(identity.clock_tolerance) / 1000);
+  const provider = { issuer: identity.issuer, algorithms, timeoutMs };
   let jwks: Promise<ReturnType<typeof jose.createRemoteJWKSet>> | undefined;
+  /** The key set's URL once discovered, so a failed key fetch can say where it went. */
+  let jwksUri: string | undefined;
 
   function keys(): Promise<ReturnType<typeof jose.createRemoteJWKSet>> {
-    jwks ??= discoverJwksUri(identity.issuer, timeoutMs).then((uri) =>
-      jose.createRemoteJWKSet(new URL(uri), {
+    jwks ??= discoverJwksUri(provider).then((uri) => {
+      jwksUri = uri;
+      return jose.createRemoteJWKSet(new URL(uri), {
         cooldownDuration: options.jwksCooldownMs ?? 30_000,
         cacheMaxAge: options.jwksMaxAgeMs ?? 10 * 60_000,
         timeoutDuration: timeoutMs,
-      }),
-    );
+      });
+    });
     // A failed discovery is retried on the next request rather than cached forever.
     jwks.catch(() => (jwks = undefined));
     return jwks;
@@ -53,9 +61,8 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
 
   return {
     async ready() {
-      const set = await keys();
-      // Fetch the key set itself so readiness means tokens can be verified now.
-      await set.reload();
+      // Discovery and the key set itself, so readiness means tokens can be verified now.
+      await checkIdentityProvider(provider);
     },
     async verify(token) {
       const known = cache.get(token);
@@ -76,7 +83,8 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
       try {
         getKey = await keys();
       } catch (cause) {
-        throw new SluiceError('ERR_IDP_UNAVAILABLE', { cause });
+        // Discovery says why (unreachable, or another issuer); a caller then learns which, not just "unavailable".
+        throw cause instanceof SluiceError ? cause : new SluiceError('ERR_IDP_UNAVAILABLE', { cause });
       }
       let payload: jose.JWTPayload;
       try {
@@ -88,7 +96,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
           requiredClaims: ['sub', 'exp'],
         }));
       } catch (cause) {
-        throw mapJoseError(cause);
+        throw mapJoseError(cause, jwksUri);
       }
       const groupsClaim = payload[identity.groups_claim];
       const groups = Array.isArray(groupsClaim) ? groupsClaim.filter((g): g is string => typeof g === 'string') : [];
@@ -140,17 +148,7 @@ class VerifiedTokenCache {
   }
 }
 
-async function discoverJwksUri(issuer: string, timeoutMs: number): Promise<string> {
-  const url = `${issuer.replace(/\/$/, '')}/.well-known/openid-configuration`;
-  const res = await fetch(url, { signal: AbortSignal.timeout(timeoutMs), headers: { accept: 'application/json' } });
-  if (!res.ok) throw new Error(`discovery at ${url} answered ${res.status}`);
-  const doc = (await res.json()) as { issuer?: string; jwks_uri?: string };
-  if (doc.issuer !== issuer) throw new Error(`discovery at ${url} names issuer ${doc.issuer}, expected ${issuer}`);
-  if (typeof doc.jwks_uri !== 'string') throw new Error(`discovery at ${url} has no jwks_uri`);
-  return doc.jwks_uri;
-}
-
-function mapJoseError(err: unknown): SluiceError {
+function mapJoseError(err: unknown, jwksUri: string | undefined): SluiceError {
   const code = (err as { code?: string }).code;
   const claim = (err as { claim?: string }).claim;
   let ours: ErrorCode;
@@ -182,6 +180,11 @@ function mapJoseError(err: unknown): SluiceError {
     default:
       ours = err instanceof TypeError || (err as Error)?.name === 'AbortError' ? 'ERR_IDP_UNAVAILABLE' : 'ERR_TOKEN_CLAIMS';
   }
-  const detail = ours === 'ERR_TOKEN_CLAIMS' && claim ? { message: `The token claim "${claim}" is invalid` } : {};
+  const detail =
+    ours === 'ERR_TOKEN_CLAIMS' && claim
+      ? { message: `The token claim "${claim}" is invalid` }
+      : ours === 'ERR_IDP_UNAVAILABLE' && jwksUri !== undefined
+        ? { message: `The identity provider cannot be reached: the JWKS at ${jwksUri} cannot be fetched (${(err as Error)?.message ?? String(err)})` }
+        : {};
   return new SluiceError(ours, { ...detail, cause: err });
 }

@@ -166,10 +166,16 @@ describe('sluice sessions (against the gateway)', () => {
     await tail.waitForOutput(/following \d+ open session\(s\) for new events; Ctrl-C stops/);
     const client = new OpenAI({ baseURL: `${gateway}/v1/proxy/llm2/v1`, apiKey: tokens.alice!, maxRetries: 0 });
     await client.chat.completions.create({ model: 'demo-tail', messages: [{ role: 'user', content: 'tail me' }] });
-    const out = await tail.waitForOutput(/exchange\.end {2}200 demo-tail/);
+    await client.chat.completions.create({ model: 'demo-tail', messages: [{ role: 'user', content: 'and me' }] });
+    const out = await tail.waitForOutput(/#2 exchange\.end {2}200 demo-tail/);
     const lines = out.split('\n').filter((l) => l.includes(' ses_'));
-    expect(lines[0]).toMatch(/^\d\d:\d\d:\d\d\.\d{3} {2}ses_[0-9a-f]{32} {2}alice@example\.com {2}llm2 {2}#0 session\.start {2}user=alice@example\.com connection=llm2 via=proxy$/);
-    expect(lines.some((l) => / #1 exchange\.request {2}POST \/v1\/chat\/completions$/.test(l))).toBe(true);
+    expect(lines[0]).toMatch(/^\d\d:\d\d:\d\d\.\d{3} {2}ses_[0-9a-f]{32} {2}alice@example\.com {2}llm2 {2}session\.start {2}user=alice@example\.com connection=llm2 via=proxy$/);
+    // Exchanges are numbered as `sessions show` numbers them (#1, #2), not by record.
+    const numbered = lines.filter((l) => / #\d+ exchange\.(request|end) /.test(l)).map((l) => / (#\d+ exchange\.\w+)/.exec(l)![1]);
+    expect(numbered).toEqual(['#1 exchange.request', '#1 exchange.end', '#2 exchange.request', '#2 exchange.end']);
+    const id = /(ses_[0-9a-f]{32})/.exec(lines[0]!)![1]!;
+    const shown = await runCli(['sessions', 'show', id], { env: env('carol') });
+    expect(shown.stdout).toMatch(/ {2}#1 {2}POST \/v1\/chat\/completions[\s\S]* {2}#2 {2}POST \/v1\/chat\/completions/);
     // Only the new session: the sealed one from before the tail is not replayed.
     expect(out).not.toContain(session.id);
     tail.kill('SIGINT');

@@ -1,4 +1,6 @@
-import { mkdtemp } from 'node:fs/promises';
+import { once } from 'node:events';
+import { mkdtemp, readdir } from 'node:fs/promises';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
@@ -48,5 +50,19 @@ describe('sluice demo', () => {
     expect(out).toMatch(/data\s+\S*sluice-demo-/);
     demo.kill('SIGTERM');
     expect(await demo.exited).toBe(0);
+  });
+
+  it('fails on a port in use with ERR_LISTEN_FAILED (exit 2) before it writes a data directory or keys', async () => {
+    const holder = createServer();
+    holder.listen(0, '127.0.0.1');
+    await once(holder, 'listening');
+    onTestFinished(() => new Promise<void>((resolve) => holder.close(() => resolve())));
+    const { port } = holder.address() as AddressInfo;
+    const parent = await mkdtemp(join(tmpdir(), 'sluice-demo-busy-'));
+    const r = await runCli(['demo', '--listen', `127.0.0.1:${port}`, '--data', join(parent, 'data')]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe(`sluice: Cannot listen on 127.0.0.1:${port}: address in use: stop what holds it, or choose another address with --listen (EADDRINUSE) (ERR_LISTEN_FAILED)\n`);
+    // Neither the data directory, its master key, nor the signing key beside it.
+    expect(await readdir(parent)).toEqual([]);
   });
 });

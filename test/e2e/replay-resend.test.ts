@@ -284,6 +284,16 @@ async function timedReplay(args: string[]): Promise<{ code: number | null; text:
   return { code, text: cli.stdout(), arrivals };
 }
 
+/** Keys spelled camelCase anywhere in a --json answer, recorded headers and bodies (the caller's data) aside. */
+function camelCaseKeys(value: unknown, path = ''): string[] {
+  if (Array.isArray(value)) return value.flatMap((v, i) => camelCaseKeys(v, `${path}[${i}]`));
+  if (value === null || typeof value !== 'object') return [];
+  return Object.entries(value).flatMap(([k, v]) => [
+    ...(/[A-Z]/.test(k) ? [`${path}.${k}`] : []),
+    ...(k === 'headers' || k === 'body' ? [] : camelCaseKeys(v, `${path}.${k}`)),
+  ]);
+}
+
 describe('sluice replay SESSION off a terminal', () => {
   it('prints the exchange data with --json', async () => {
     const r = await runCli(['replay', recorded.session, '--exchange', '1', '--json'], { env: env('auditor') });
@@ -291,6 +301,15 @@ describe('sluice replay SESSION off a terminal', () => {
     const x = JSON.parse(r.stdout) as { index: number; method: string; path: string; status: number; streamed: boolean; chunks: { t: number; text: string }[] };
     expect(x).toMatchObject({ index: 1, method: 'POST', path: '/v1/chat/completions', status: 200, streamed: true });
     expect(x.chunks.map((c) => c.text).join('')).toBe(recorded.answer);
+    // snake_case, as every other --json and the API: duration_ms, not latencyMs.
+    expect(x).toMatchObject({ t: expect.any(Number), duration_ms: expect.any(Number) });
+    expect(Object.keys(x)).toEqual(expect.arrayContaining(['ttfb_ms', 'finish_reason', 'request', 'response', 'masking', 'waits']));
+    expect(camelCaseKeys(x)).toEqual([]);
+    const whole = await runCli(['replay', recorded.session, '--json'], { env: env('auditor') });
+    const session = JSON.parse(whole.stdout) as { session: { id: string; started_at: string; connection_type: string }; exchanges: { index: number }[] };
+    expect(session.session).toMatchObject({ id: recorded.session, started_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT/), connection_type: 'http' });
+    expect(session.exchanges.map((e) => e.index)).toEqual([1]);
+    expect(camelCaseKeys(session)).toEqual([]);
   });
 
   it('writes the streamed answer at its recorded pace, faster with --speed', async () => {

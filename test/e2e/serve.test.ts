@@ -1,10 +1,13 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { runCli, spawnCli } from '../helpers/cli-process.js';
+import { startTestIdp } from '../helpers/oidc.js';
 
 async function configFile(text: string): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'sluice-serve-'));
@@ -156,4 +159,76 @@ describe('sluice serve', () => {
     const canary = JSON.parse(await readFile(join(dir, 'data', 'key-canary.json'), 'utf8')) as { keys: Record<string, string> };
     expect(Object.keys(canary.keys).sort()).toEqual(['default', 'k2']);
   });
+
+  it('checks the identity provider: --check and the start refuse an issuer that discovery spells otherwise (exit 2)', async () => {
+    const idp = await startTestIdp();
+    onTestFinished(() => idp.close());
+    const slashed = await configFile(`listen: 127.0.0.1:0\nidentity:\n  issuer: ${idp.issuer}/\n  audience: ${idp.audience}\n  cli_client_id: sluice-cli\n`);
+    const said =
+      `identity.issuer is "${idp.issuer}/" but the discovery document at ${idp.issuer}/.well-known/openid-configuration names the issuer "${idp.issuer}" ` +
+      '(they differ by a trailing slash): tokens carry the provider\'s value in "iss", so set identity.issuer to it exactly (ERR_IDP_MISMATCH)\n';
+    const check = await runCli(['serve', '--config', slashed, '--check']);
+    expect({ code: check.code, stdout: check.stdout, stderr: check.stderr }).toEqual({ code: 2, stdout: '', stderr: `sluice: ${said}` });
+    const start = await runCli(['serve', '--config', slashed]);
+    expect(start.code).toBe(2);
+    expect(start.stderr).toBe(`sluice: ${said}`);
+    expect(start.stdout).not.toMatch(/gateway ready/);
+
+    const right = await configFile(`listen: 127.0.0.1:0\nidentity:\n  issuer: ${idp.issuer}\n  audience: ${idp.audience}\n  cli_client_id: sluice-cli\n`);
+    const ok = await runCli(['serve', '--config', right, '--check']);
+    expect({ code: ok.code, stderr: ok.stderr }).toEqual({ code: 0, stderr: '' });
+  });
+
+  it('--check warns, naming the URL, when the identity provider cannot be reached, and the gateway starts unready', async () => {
+    const port = await freePort();
+    const file = await configFile(`listen: 127.0.0.1:0\nidentity:\n  issuer: http://127.0.0.1:${port}\n  audience: sluice\n  cli_client_id: sluice-cli\n`);
+    const check = await runCli(['serve', '--config', file, '--check']);
+    expect(check.code).toBe(0);
+    expect(check.stderr).toBe(
+      `sluice: warning: The identity provider cannot be reached: the discovery document at http://127.0.0.1:${port}/.well-known/openid-configuration cannot be fetched (ECONNREFUSED); the gateway would start unready\n`,
+    );
+
+    const child = spawnCli(['serve', '--config', file]);
+    onTestFinished(() => child.kill('SIGKILL'));
+    const logs = await child.waitForOutput(/sluice gateway ready/);
+    const warning = logs.split('\n').map((l) => (l.startsWith('{') ? (JSON.parse(l) as Record<string, unknown>) : {})).find((l) => l.code === 'ERR_IDP_UNAVAILABLE');
+    expect(warning).toMatchObject({ level: 40, idp_url: `http://127.0.0.1:${port}/.well-known/openid-configuration`, msg: expect.stringContaining('/readyz stays unready until it answers') });
+    const url = /"url":"(http:\/\/127\.0\.0\.1:\d+)"/.exec(logs)![1]!;
+    const ready = await fetch(`${url}/readyz`);
+    expect(ready.status).toBe(503);
+    expect(((await ready.json()) as { checks: { identity: { message: string } } }).checks.identity.message).toContain(`http://127.0.0.1:${port}/.well-known/openid-configuration`);
+    child.kill('SIGTERM');
+    expect(await child.exited).toBe(0);
+  });
+
+  it('says which address is in use (ERR_LISTEN_FAILED, exit 2) and closes what it opened', async () => {
+    const holder = createServer();
+    holder.listen(0, '127.0.0.1');
+    await once(holder, 'listening');
+    onTestFinished(() => new Promise<void>((resolve) => holder.close(() => resolve())));
+    const { port } = holder.address() as AddressInfo;
+    const dir = await mkdtemp(join(tmpdir(), 'sluice-busy-'));
+    onTestFinished(() => rm(dir, { recursive: true, force: true }));
+    const file = await configFile(
+      `listen: 127.0.0.1:${port}\n${identity}storage:\n  dir: ${join(dir, 'data')}\n  master_key: ${randomBytes(32).toString('base64')}\n` +
+        'connections:\n  - {name: llm, type: http, upstream: "http://127.0.0.1:9", allow_groups: [a]}\n',
+    );
+    // The store, the recording and their timers were open when the listen failed: the process ends on its own only if they were closed.
+    const r = await runCli(['serve', '--config', file], { timeoutMs: 20_000 });
+    expect(r.signal).toBeNull();
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain(`sluice: Cannot listen on 127.0.0.1:${port}: address in use: stop what holds it, or choose another address with --listen (EADDRINUSE) (ERR_LISTEN_FAILED)\n`);
+    expect(r.stderr).not.toContain('ERR_INTERNAL');
+    // Closing the recording seals its log with a signed checkpoint; a start abandoned without closing leaves none.
+    expect((await readFile(join(dir, 'data', 'seals.checkpoints'))).length).toBeGreaterThan(0);
+  });
 });
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}

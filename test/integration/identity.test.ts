@@ -1,8 +1,15 @@
-import { createPublicKey, generateKeyPairSync } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import * as jose from 'jose';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../server/app.js';
+import { startGateway } from '../../server/start-gateway.js';
 import { createTokenVerifier } from '../../server/identity/token-verifier.js';
 import { validateConfig } from '../../server/config/load.js';
 import { clientCredentialsToken, generateSigningKey, signToken, startTestIdp, type TestIdp } from '../helpers/oidc.js';
@@ -10,10 +17,12 @@ import { clientCredentialsToken, generateSigningKey, signToken, startTestIdp, ty
 let idp: TestIdp;
 let app: FastifyInstance;
 
-function gatewayConfig(issuer: string, audience: string) {
+function gatewayConfig(issuer: string, audience: string, identity: Record<string, unknown> = {}, more: Record<string, unknown> = {}) {
   return validateConfig({
-    identity: { issuer, audience, cli_client_id: 'sluice-cli', clock_tolerance: '5s' },
+    listen: '127.0.0.1:0',
+    identity: { issuer, audience, cli_client_id: 'sluice-cli', clock_tolerance: '5s', ...identity },
     roles: { admin: ['platform'], auditor: ['security'], reviewer: ['ml-leads'] },
+    ...more,
   });
 }
 
@@ -130,11 +139,16 @@ describe('identity', () => {
     try {
       const res = await lost.inject({ method: 'GET', url: '/readyz' });
       expect(res.statusCode).toBe(503);
-      expect(res.json()).toMatchObject({ status: 'unready', checks: { identity: { ok: false } } });
+      expect(res.json()).toMatchObject({ status: 'unready', checks: { identity: { ok: false, code: 'ERR_IDP_UNAVAILABLE' } } });
+      // What was tried and what went wrong, not a bare "fetch failed".
+      expect(res.json().checks.identity.message).toBe(
+        'The identity provider cannot be reached: the discovery document at http://127.0.0.1:1/.well-known/openid-configuration cannot be fetched (bad port)',
+      );
       const token = await signToken(idp.signingKey, claims({ iss: 'http://127.0.0.1:1' }));
       const r = await lost.inject({ method: 'GET', url: '/v1/me', headers: { authorization: `Bearer ${token}` } });
       expect(r.statusCode).toBe(503);
       expect(r.json().error.code).toBe('ERR_IDP_UNAVAILABLE');
+      expect(r.json().error.message).toContain('http://127.0.0.1:1/.well-known/openid-configuration');
       expect((await lost.inject({ method: 'GET', url: '/healthz' })).statusCode).toBe(200);
     } finally {
       await lost.close();
@@ -173,5 +187,94 @@ describe('key rotation at the provider', () => {
       await gw.close();
       await second?.close();
     }
+  });
+});
+
+/** A provider that serves what the test says at discovery and JWKS, on a real port. */
+async function fakeProvider(answer: (path: string, base: string) => { status: number; body: unknown }): Promise<string> {
+  const server: Server = createServer((req, res) => {
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const { status, body } = answer(req.url ?? '/', base);
+    res.writeHead(status, { 'content-type': 'application/json' }).end(typeof body === 'string' ? body : JSON.stringify(body));
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  onTestFinished(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+async function startError(config: ReturnType<typeof gatewayConfig>): Promise<{ code?: string; message: string }> {
+  try {
+    const gw = await startGateway({ config, logger: false });
+    await gw.close();
+  } catch (err) {
+    return { code: (err as { code?: string }).code, message: (err as Error).message };
+  }
+  throw new Error('expected the start to be refused');
+}
+
+describe('the identity provider checked at start', () => {
+  it('refuses to start with an issuer that differs from discovery by a trailing slash, naming both', async () => {
+    const slashed = `${idp.issuer}/`;
+    const refused = await startError(gatewayConfig(slashed, idp.audience));
+    expect(refused.code).toBe('ERR_IDP_MISMATCH');
+    expect(refused.message).toBe(
+      `identity.issuer is "${slashed}" but the discovery document at ${idp.issuer}/.well-known/openid-configuration names the issuer "${idp.issuer}" ` +
+        '(they differ by a trailing slash): tokens carry the provider\'s value in "iss", so set identity.issuer to it exactly',
+    );
+  });
+
+  it('refuses a provider with no key for identity.algorithms, naming the keys it has', async () => {
+    const refused = await startError(gatewayConfig(idp.issuer, idp.audience, { algorithms: ['ES256', 'EdDSA'] }));
+    expect(refused.code).toBe('ERR_IDP_MISMATCH');
+    expect(refused.message).toMatch(/^The JWKS at http:\/\/127\.0\.0\.1:\d+\/\S+ has no signing key for identity\.algorithms \(ES256, EdDSA\); it publishes kid "[^"]+" \(RS256\)$/);
+  });
+
+  it('refuses an empty key set and a discovery document the provider does not serve', async () => {
+    const empty = await fakeProvider((path, base) =>
+      path === '/.well-known/openid-configuration' ? { status: 200, body: { issuer: base, jwks_uri: `${base}/jwks` } } : { status: 200, body: { keys: [] } },
+    );
+    expect(await startError(gatewayConfig(empty, 'a'))).toEqual({ code: 'ERR_IDP_MISMATCH', message: `The JWKS at ${empty}/jwks publishes no keys` });
+    const missing = await fakeProvider(() => ({ status: 404, body: { error: 'not found' } }));
+    expect(await startError(gatewayConfig(`${missing}/realms/ml`, 'a'))).toEqual({
+      code: 'ERR_IDP_MISMATCH',
+      message: `The discovery document at ${missing}/realms/ml/.well-known/openid-configuration answered HTTP 404 (is identity.issuer "${missing}/realms/ml" the provider's issuer URL?)`,
+    });
+  });
+
+  it('starts unready, naming the URL, when the provider cannot be reached, and turns ready once it answers', async () => {
+    let up = false;
+    const provider = await fakeProvider((path, base) => {
+      if (!up) return { status: 503, body: 'down for maintenance' };
+      return path === '/.well-known/openid-configuration' ? { status: 200, body: { issuer: base, jwks_uri: `${base}/jwks` } } : { status: 200, body: idp.idp.publicJwks() };
+    });
+    const dir = await mkdtemp(join(tmpdir(), 'sluice-idp-down-'));
+    onTestFinished(() => rm(dir, { recursive: true, force: true }));
+    const gw = await startGateway({ config: gatewayConfig(provider, 'a', {}, { storage: { dir, master_key: randomBytes(32).toString('base64') } }), logger: false });
+    onTestFinished(() => gw.close());
+    const unready = await fetch(`${gw.url}/readyz`);
+    expect(unready.status).toBe(503);
+    expect(((await unready.json()) as { checks: { identity: unknown } }).checks.identity).toEqual({
+      ok: false,
+      code: 'ERR_IDP_UNAVAILABLE',
+      message: `The identity provider cannot be reached: the discovery document at ${provider}/.well-known/openid-configuration answered HTTP 503`,
+    });
+    up = true;
+    // Readiness is cached briefly so probes stay cheap; a new probe after the cache sees the provider.
+    await new Promise((r) => setTimeout(r, 5100));
+    const ready = await fetch(`${gw.url}/readyz`);
+    expect(((await ready.json()) as { checks: { identity: unknown } }).checks.identity).toEqual({ ok: true });
+    expect(await readdir(dir)).not.toHaveLength(0);
+  });
+
+  it('answers a token with ERR_IDP_MISMATCH, not "cannot be reached", while discovery names another issuer', async () => {
+    const slashed = await buildApp({ config: gatewayConfig(`${idp.issuer}/`, idp.audience), logger: false });
+    onTestFinished(() => slashed.close());
+    const token = await signToken(idp.signingKey, claims({ iss: `${idp.issuer}/` }));
+    const r = await slashed.inject({ method: 'GET', url: '/v1/me', headers: { authorization: `Bearer ${token}` } });
+    expect(r.statusCode).toBe(503);
+    expect(r.json().error).toMatchObject({ code: 'ERR_IDP_MISMATCH', message: expect.stringContaining('differ by a trailing slash') });
+    const ready = await slashed.inject({ method: 'GET', url: '/readyz' });
+    expect(ready.json().checks.identity).toMatchObject({ ok: false, code: 'ERR_IDP_MISMATCH' });
   });
 });

@@ -98,9 +98,46 @@ connections:
     expect(message).not.toContain('SECRETVALUE');
   });
 
-  it('reports YAML syntax errors with a line', () => {
+  it('reports YAML syntax errors with a line, a column and the reason', () => {
     const { code, message } = problemsOf(() => parseConfigText('identity: [\n  issuer: x\n', { source: 'f.yaml' }));
     expect(code).toBe('ERR_CONFIG_INVALID');
-    expect(message).toMatch(/f\.yaml: not valid YAML at line \d+/);
+    expect(message).toMatch(/^f\.yaml: not valid YAML at line 3, column 1: Flow sequence in block collection must be sufficiently indented and end with a \]\n/);
+    // The lines around the error come with it, so the reader sees where without opening the file.
+    expect(message).toContain('issuer: x');
+    const nested = problemsOf(() => parseConfigText(`${base}listen: a: b\n`, { source: 'f.yaml' }));
+    expect(nested.message).toMatch(/^f\.yaml: not valid YAML at line 6, column 9: Nested mappings are not allowed in compact mappings/);
+  });
+
+  it('suggests the key a typo was meant to be, and gives the line and column of each problem', () => {
+    const text = `${base}lisen: 127.0.0.1:7443
+connections:
+  - name: llm
+    type: http
+    upstream: http://127.0.0.1:8000
+    allowed_groups: [ml-eng]
+    record: { request_body: maybe }
+`;
+    const { problems, message } = problemsOf(() => parseConfigText(text, { source: 'sluice.yaml' }));
+    expect(problems).toEqual(
+      expect.arrayContaining([
+        'lisen: unknown key (did you mean "listen"?)',
+        'connections[0].allowed_groups: unknown key (did you mean "allow_groups"?)',
+        'connections[0].allow_groups: is required',
+        'connections[0].record.request_body: must be one of masked, raw, none',
+      ]),
+    );
+    // file:line:column as compilers print them, in the order of the file.
+    expect(message.split('\n').slice(1)).toEqual([
+      '  sluice.yaml:6:1: lisen: unknown key (did you mean "listen"?)',
+      '  sluice.yaml:8:5: connections[0].allow_groups: is required',
+      '  sluice.yaml:11:5: connections[0].allowed_groups: unknown key (did you mean "allow_groups"?)',
+      '  sluice.yaml:12:15: connections[0].record.request_body: must be one of masked, raw, none',
+    ]);
+    expect(message).not.toMatch(/Invalid option|Unrecognized key|expected one of/);
+  });
+
+  it('lists the keys a section takes when an unknown key is like none of them', () => {
+    const { problems } = problemsOf(() => parseConfigText(`${base}  colour: blue\n`));
+    expect(problems).toEqual(['identity.colour: unknown key (this section takes: issuer, audience, cli_client_id, groups_claim, algorithms, clock_tolerance)']);
   });
 });
