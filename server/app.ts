@@ -94,7 +94,9 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
     bodyLimit: 1024 * 1024,
     forceCloseConnections: true,
     // A URL the router cannot percent-decode is refused before any route runs: answer it in the house shape.
-    frameworkErrors: (err, req, reply) => {
+    frameworkErrors: (err, req, res) => {
+      // The hook's reply is typed per route generic; this one answers before any route, in the house shape.
+      const reply = res as unknown as FastifyReply;
       if (err.code !== 'FST_ERR_BAD_URL') {
         void reply.code(err.statusCode ?? 400).send(new SluiceError('ERR_BAD_REQUEST', { message: err.message }).toJSON());
         return;
