@@ -4,22 +4,14 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { openLocalState } from '../../cli/auth/local-state.js';
-import { main } from '../../cli/main.js';
+import { runCliInProcess, type InProcessResult } from '../helpers/cli-in-process.js';
 import { ERRORS } from '../../shared/errors.js';
 import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
 
-async function sluice(args: string[], env: NodeJS.ProcessEnv): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (d: Buffer) => (out += d.toString()));
-  stderr.on('data', (d: Buffer) => (err += d.toString()));
-  const code = await main(['node', 'sluice', ...args], { out: { stdout, stderr }, env });
-  return { code, stdout: out, stderr: err };
+function sluice(args: string[], env: NodeJS.ProcessEnv): Promise<InProcessResult> {
+  return runCliInProcess(args, env);
 }
 
 async function configHome(): Promise<string> {

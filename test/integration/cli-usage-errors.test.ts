@@ -1,17 +1,9 @@
-import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { main } from '../../cli/main.js';
+import { runCliInProcess, type InProcessResult } from '../helpers/cli-in-process.js';
 
-async function sluice(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (d: Buffer) => (out += d.toString()));
-  stderr.on('data', (d: Buffer) => (err += d.toString()));
+function sluice(args: string[]): Promise<InProcessResult> {
   // No login and no gateway: each of these must be refused on its flags alone, before anything is fetched.
-  const code = await main(['node', 'sluice', ...args], { out: { stdout, stderr }, env: { XDG_CONFIG_HOME: '/nonexistent', SLUICE_TOKEN_STORE: 'file' } });
-  return { code, stdout: out, stderr: err };
+  return runCliInProcess(args, { XDG_CONFIG_HOME: '/nonexistent', SLUICE_TOKEN_STORE: 'file' });
 }
 
 const SESSION = `ses_${'a'.repeat(32)}`;

@@ -1,9 +1,8 @@
-import { PassThrough } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
-import { main } from '../../cli/main.js';
+import { runCliInProcess, type InProcessResult } from '../helpers/cli-in-process.js';
 import { TunnelClient, type TunnelEvent } from '../../cli/tunnel/tunnel-client.js';
 import { connectionListSchema, type ConnectionJson } from '../../shared/connections-api.js';
 import { pendingReviewAnswerSchema, reviewSchema, type ReviewJson } from '../../shared/reviews-api.js';
@@ -92,16 +91,8 @@ async function sessionEvents(sessionId: string): Promise<Record<string, unknown>
     .map((l) => JSON.parse(l) as Record<string, unknown>);
 }
 
-async function sluice(user: string, args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (d: Buffer) => (out += d.toString()));
-  stderr.on('data', (d: Buffer) => (err += d.toString()));
-  const env = { SLUICE_TOKEN: tokens[user]!, SLUICE_GATEWAY: gw.url, XDG_CONFIG_HOME: join(tmpdir(), 'sluice-held-visibility-none') };
-  const code = await main(['node', 'sluice', ...args], { out: { stdout, stderr }, env });
-  return { code, stdout: out, stderr: err };
+function sluice(user: string, args: string[]): Promise<InProcessResult> {
+  return runCliInProcess(args, { SLUICE_TOKEN: tokens[user]!, SLUICE_GATEWAY: gw.url, XDG_CONFIG_HOME: join(tmpdir(), 'sluice-held-visibility-none') });
 }
 
 describe('the rules that apply to the caller, listed before any call', () => {

@@ -1,23 +1,15 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { main } from '../../cli/main.js';
+import { runCliInProcess, type InProcessResult } from '../helpers/cli-in-process.js';
 import { openAiChatStream, streamedText } from '../fixtures/masking/sse-streams.js';
 
 const configPath = fileURLToPath(new URL('../fixtures/masking/sluice.yaml', import.meta.url));
 
-async function sluice(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (d: Buffer) => (out += d.toString()));
-  stderr.on('data', (d: Buffer) => (err += d.toString()));
-  const code = await main(['node', 'sluice', ...args], { out: { stdout, stderr } });
-  return { code, stdout: out, stderr: err };
+function sluice(args: string[]): Promise<InProcessResult> {
+  return runCliInProcess(args);
 }
 
 function inputFile(name: string, content: string): string {

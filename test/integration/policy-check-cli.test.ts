@@ -1,9 +1,8 @@
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { main } from '../../cli/main.js';
+import { runCliInProcess, type InProcessResult } from '../helpers/cli-in-process.js';
 
 /** The warnings `--check` gives about policies (it may warn about other things, such as an unreachable IdP). */
 function policyWarnings(stderr: string): string {
@@ -14,15 +13,8 @@ function policyWarnings(stderr: string): string {
     .join('');
 }
 
-async function sluice(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = new PassThrough();
-  const stderr = new PassThrough();
-  let out = '';
-  let err = '';
-  stdout.on('data', (d: Buffer) => (out += d.toString()));
-  stderr.on('data', (d: Buffer) => (err += d.toString()));
-  const code = await main(['node', 'sluice', ...args], { out: { stdout, stderr } });
-  return { code, stdout: out, stderr: err };
+function sluice(args: string[]): Promise<InProcessResult> {
+  return runCliInProcess(args);
 }
 
 async function files(entries: Record<string, string>): Promise<Record<string, string>> {
