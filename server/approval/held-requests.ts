@@ -1,7 +1,7 @@
 import { SluiceError } from '../../shared/errors.js';
 import { MAX_TIMER_MS } from '../../shared/timers.js';
 import type { Principal } from '../identity/principal.js';
-import type { ApprovalService } from './approval-service.js';
+import type { ApprovalService, RequestReviewInput } from './approval-service.js';
 import type { ReviewEvent } from './review-feed.js';
 import { formatDuration } from './review-json.js';
 import { resendDeadline, type RequestSummary, type Review } from './review.js';
@@ -119,6 +119,20 @@ export function createHeldRequests<X extends HeldExchange = HeldExchange>(option
   const { service } = options;
   const clock = options.clock ?? Date.now;
   const resendWindowMs = options.resendWindowMs ?? (() => 10 * 60_000);
+  /** The review a held or answered-at-once request opens. */
+  const reviewRequest = ({ exchange, decision, summary }: HoldInput<X> | DeferInput<X>): RequestReviewInput => ({
+    principal: exchange.principal,
+    connection: exchange.connection.name,
+    rule: decision.rule,
+    reviewers: decision.reviewers,
+    minApprovals: decision.minApprovals ?? 1,
+    timeoutMs: decision.timeoutMs ?? options.defaultTimeoutMs(),
+    summary,
+    reason: exchange.session.reason,
+    note: decision.note,
+    sessionId: exchange.session.id,
+    requestId: exchange.id,
+  });
   const held = new Map<string, () => Promise<void>>();
   /** Reviews of requests answered at once on this replica: the session to tell, the deadline to keep. */
   const deferred = new Map<string, { readonly sessionId: string; timer?: NodeJS.Timeout }>();
@@ -134,19 +148,7 @@ export function createHeldRequests<X extends HeldExchange = HeldExchange>(option
   async function hold(input: HoldInput<X>): Promise<Review> {
     const { exchange, decision, signal } = input;
     if (signal?.aborted) throw new SluiceError('ERR_REVIEW_ABANDONED', { message: 'The caller left before the request was held' });
-    const review = await service.openRequestReview({
-      principal: exchange.principal,
-      connection: exchange.connection.name,
-      rule: decision.rule,
-      reviewers: decision.reviewers,
-      minApprovals: decision.minApprovals ?? 1,
-      timeoutMs: decision.timeoutMs ?? options.defaultTimeoutMs(),
-      summary: input.summary,
-      reason: exchange.session.reason,
-      note: decision.note,
-      sessionId: exchange.session.id,
-      requestId: exchange.id,
-    });
+    const review = await service.openRequestReview(reviewRequest(input));
     try {
       await options.record?.(exchange, { type: 'review.created', review, at: review.createdAt });
     } catch (err) {
@@ -313,20 +315,7 @@ export function createHeldRequests<X extends HeldExchange = HeldExchange>(option
     const existing = await service.pendingAnsweredAtOnce(lookup, input.binding);
     const review =
       existing ??
-      (await service.openRequestReview({
-        principal: exchange.principal,
-        connection: exchange.connection.name,
-        rule: decision.rule,
-        reviewers: decision.reviewers,
-        minApprovals: decision.minApprovals ?? 1,
-        timeoutMs: decision.timeoutMs ?? options.defaultTimeoutMs(),
-        summary: input.summary,
-        reason: exchange.session.reason,
-        note: decision.note,
-        sessionId: exchange.session.id,
-        requestId: exchange.id,
-        resend: { binding: input.binding, windowMs: resendWindowMs() },
-      }));
+      (await service.openRequestReview({ ...reviewRequest(input), resend: { binding: input.binding, windowMs: resendWindowMs() } }));
     try {
       await options.record?.(exchange, { type: 'review.created', review, at: clock() });
     } catch (err) {
