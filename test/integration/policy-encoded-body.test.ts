@@ -2,6 +2,7 @@ import { brotliCompressSync, deflateRawSync, deflateSync, gzipSync } from 'node:
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TunnelClient } from '../../cli/tunnel/tunnel-client.js';
 import { httpOver, startTestGateway, type HttpAnswer, type TestGateway } from '../helpers/gateway.js';
+import { utf16be, utf32 } from '../helpers/text-encodings.js';
 
 /**
  * A request a rule denies must be denied however its body is encoded, as long as the upstream's JSON
@@ -11,17 +12,6 @@ import { httpOver, startTestGateway, type HttpAnswer, type TestGateway } from '.
 
 const DENIED = { model: 'gpt-5', max_tokens: 100000, messages: [{ role: 'user', content: 'hi' }] };
 const text = JSON.stringify(DENIED);
-
-function utf16be(s: string): Buffer {
-  return Buffer.from(s, 'utf16le').swap16();
-}
-
-function utf32(s: string, littleEndian: boolean): Buffer {
-  const points = [...s].map((c) => c.codePointAt(0)!);
-  const out = Buffer.alloc(points.length * 4);
-  points.forEach((p, i) => (littleEndian ? out.writeUInt32LE(p, i * 4) : out.writeUInt32BE(p, i * 4)));
-  return out;
-}
 
 let gw: TestGateway;
 let auth: string;

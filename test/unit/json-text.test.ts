@@ -1,19 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { charsetOf, decodeBodyText, detectJsonEncoding, isJsonContentType, parseJsonBody } from '../../server/codec/json-text.js';
+import { utf16be, utf32 } from '../helpers/text-encodings.js';
 
 const doc = { model: 'gpt-5', max_tokens: 100000, messages: [{ role: 'user', content: 'héllo 😀' }] };
 const text = JSON.stringify(doc);
-
-function utf16be(s: string): Buffer {
-  return Buffer.from(s, 'utf16le').swap16();
-}
-
-function utf32(s: string, littleEndian: boolean): Buffer {
-  const points = [...s].map((c) => c.codePointAt(0)!);
-  const out = Buffer.alloc(points.length * 4);
-  points.forEach((p, i) => (littleEndian ? out.writeUInt32LE(p, i * 4) : out.writeUInt32BE(p, i * 4)));
-  return out;
-}
 
 const BOM = {
   utf8: Buffer.from([0xef, 0xbb, 0xbf]),
