@@ -1,5 +1,5 @@
 /**
- * A synchronous masker of one response body: bytes in, masked text (or the original bytes) out.
+ * A masker of one response body: bytes in, masked text (or the original bytes) out.
  * The Node Transform wraps one; a benchmark or `sluice mask test` can drive one directly.
  */
 export interface BodyMasker {
@@ -7,4 +7,12 @@ export interface BodyMasker {
   write(chunk: Buffer): string | Buffer;
   /** The rest, at the end of the body. */
   end(): string | Buffer;
+  /**
+   * `write` with the same result, but long work (a large chunk) is cut into slices with a turn of the
+   * event loop between them, so one body never holds the loop for more than a few milliseconds. A
+   * Transform calls these when present, and never mixes them with the synchronous forms.
+   */
+  writeAsync?(chunk: Buffer): Promise<string | Buffer>;
+  /** `end`, sliced as `writeAsync` is (a whole JSON body is masked here). */
+  endAsync?(): Promise<string | Buffer>;
 }

@@ -1,5 +1,6 @@
 import { byPrecedence, detectorRules } from './detectors.js';
-import type { MaskingProfileConfig, MaskingSettings } from './profile-schema.js';
+import { DEFAULT_MAX_LINE, type MaskingProfileConfig, type MaskingSettings } from './profile-schema.js';
+import { linearRegExp } from './regex-safety.js';
 import type { ReplacementOptions } from './replacement.js';
 import { TextMasker, type MaskEntry } from './text-masker.js';
 import { escapeRegExp, patternRule, type TextRule } from './text-rule.js';
@@ -32,6 +33,10 @@ export interface CompiledProfile {
   readonly unknownStream: 'mask' | 'block';
   readonly binary: 'block' | 'allow';
   readonly maxJsonBody: number;
+  /** Token log-probabilities in answers: masked as the text they spell, or removed. */
+  readonly logprobs: 'mask' | 'strip';
+  /** Longest line of a masked stream (an SSE line, an NDJSON record). */
+  readonly maxLine: number;
 }
 
 /** Compiles one validated profile; `selectors` are the profile's modules, already loaded. */
@@ -59,6 +64,8 @@ export function compileProfile(
     unknownStream: config.unknown_stream,
     binary: config.binary,
     maxJsonBody: config.max_json_body,
+    logprobs: config.logprobs ?? settings.logprobs ?? 'mask',
+    maxLine: settings.max_line ?? DEFAULT_MAX_LINE,
   };
 }
 
@@ -92,12 +99,15 @@ export function mergeProfiles(profiles: readonly CompiledProfile[]): CompiledPro
     unknownStream: profiles.some((p) => p.unknownStream === 'block') ? 'block' : 'mask',
     binary: profiles.every((p) => p.binary === 'allow') ? 'allow' : 'block',
     maxJsonBody: Math.min(...profiles.map((p) => p.maxJsonBody)),
+    logprobs: profiles.some((p) => p.logprobs === 'strip') ? 'strip' : 'mask',
+    maxLine: Math.min(...profiles.map((p) => p.maxLine)),
   };
 }
 
 /**
- * A configured regex rule. A pattern that cannot match white space is held back in a stream only
- * while its trailing word is unfinished; any other pattern holds back its whole `max_length`.
+ * A configured regex rule, run on RE2 (linear time whatever the pattern; checked at load). A pattern
+ * that cannot match white space is held back in a stream only while its trailing word is unfinished;
+ * any other pattern holds back its whole `max_length`.
  */
 function userRegexRule(r: MaskingProfileConfig['regex'][number]): TextRule {
   return patternRule({
@@ -105,7 +115,7 @@ function userRegexRule(r: MaskingProfileConfig['regex'][number]): TextRule {
     rule: `regex:${r.name}`,
     label: labelOf(r.name),
     fixed: r.replace,
-    pattern: new RegExp(r.pattern, `${r.flags}g`),
+    pattern: linearRegExp(r.pattern, `${r.flags}g`),
     maxLength: r.max_length,
     chars: mayMatchWhitespace(r.pattern) ? undefined : /\S/,
   });
@@ -113,8 +123,10 @@ function userRegexRule(r: MaskingProfileConfig['regex'][number]): TextRule {
 
 /** Conservative: true unless the source plainly has no way to match a white-space character. */
 function mayMatchWhitespace(source: string): boolean {
-  // Any raw control or space character, any escape that can denote one, `.`, a negated class, \W, \D.
-  return /[\x00-\x20]|\\[sWDtnrvfxucp0P]|\.|\[\^/.test(source);
+  // Any raw white-space or control character; any escape of a letter or digit but the few that never
+  // denote one (RE2 also has octal escapes, \C, \Q…\E and \p classes); `.`; a negated class; a POSIX
+  // class ([[:space:]]).
+  return /[\x00-\x20\s]|\\[C-RT-Zace-vxy0-9]|\.|\[\^|\[:/.test(source);
 }
 
 /**

@@ -1,7 +1,7 @@
 import { isIPv6 } from 'node:net';
-import { parsePhoneNumberFromString, type CountryCode } from 'libphonenumber-js/max';
-import { ibanValid, luhnValid, ssnValid } from './checksums.js';
-import { escapeRegExp, patternRule, type Needle, type TextRule } from './text-rule.js';
+import { getCountries, getCountryCallingCode, Metadata, parsePhoneNumberFromString, type CountryCode } from 'libphonenumber-js/max';
+import { ibanValid, ssnValid } from './checksums.js';
+import { escapeRegExp, patternRule, type CheckBudget, type Needle, type TextRule } from './text-rule.js';
 
 /** Names of the built-in detectors, as a profile's `detectors` lists them. */
 export const DETECTOR_NAMES = ['email', 'phone', 'credit_card', 'ssn', 'iban', 'ip_address', 'secret'] as const;
@@ -44,7 +44,8 @@ export function detectorRules(name: DetectorName, options: DetectorOptions): Tex
           contains: { pattern: /@/g, before: 0 },
         }),
       ];
-    case 'phone':
+    case 'phone': {
+      const phone = phoneLength(options.phoneRegions);
       return [
         patternRule({
           ...common,
@@ -52,10 +53,11 @@ export function detectorRules(name: DetectorName, options: DetectorOptions): Tex
           maxLength: 26,
           chars: /[\d ().+-]/,
           starts: /[\d+(]/,
-          validate: (m) => longestPrefix(m[0], /[ ().-]/, (c) => phoneValid(c, options.phoneRegions)),
+          validate: (m, checks) => phone(m[0], checks),
           contains: DIGIT,
         }),
       ];
+    }
     case 'credit_card':
       return [
         patternRule({
@@ -64,7 +66,7 @@ export function detectorRules(name: DetectorName, options: DetectorOptions): Tex
           maxLength: 19 + 18,
           chars: /[\d -]/,
           starts: /\d/,
-          validate: (m) => longestPrefix(m[0], /[ -]/, cardValid),
+          validate: (m) => cardLength(m[0]),
           contains: DIGIT,
         }),
       ];
@@ -170,38 +172,169 @@ function awsSecretStart(text: string, at: number): number {
   return -1;
 }
 
+/** Luhn's doubled digit, by digit. */
+const LUHN_DOUBLE = [0, 2, 4, 6, 8, 1, 3, 5, 7, 9];
+
 /**
- * The length of the longest prefix of `candidate` ending before a separator (or at its end) that `valid`
- * accepts; 0 when none does. A greedy candidate can swallow a neighbouring number ("415-555-2671 2").
+ * The length of the longest card number that `candidate` begins with, ending at its end or before a
+ * separator; 0 when none. A greedy candidate can swallow a neighbouring number ("4111 … 1111 2"). One
+ * pass: the Luhn sums of every prefix, for both parities, are kept as the digits go by.
  */
-function longestPrefix(candidate: string, separator: RegExp, valid: (c: string) => boolean): number {
-  if (valid(candidate)) return candidate.length;
-  for (let end = candidate.length - 1; end > 0; end--) {
-    if (separator.test(candidate[end]!) && !separator.test(candidate[end - 1]!)) {
-      const prefix = candidate.slice(0, end);
-      if (valid(prefix)) return prefix.length;
+function cardLength(candidate: string): number {
+  let evenDoubled = 0;
+  let oddDoubled = 0;
+  let digits = 0;
+  let first = -1;
+  let allSame = true;
+  let best = 0;
+  for (let i = 0; i <= candidate.length; i++) {
+    const c = i < candidate.length ? candidate.charCodeAt(i) : -1;
+    const digit = c >= 0x30 && c <= 0x39;
+    if (!digit && i > 0 && isDigitCode(candidate.charCodeAt(i - 1))) {
+      // A prefix of k digits doubles the digits at indices of k's parity (counted from its right end).
+      const sum = digits % 2 === 0 ? evenDoubled : oddDoubled;
+      // All-same digits (0000 0000 0000 0000) pass Luhn but are placeholders, not cards.
+      if (digits >= 13 && digits <= 19 && sum % 10 === 0 && !allSame) best = i;
     }
+    if (!digit) continue;
+    const d = c - 0x30;
+    if (digits % 2 === 0) {
+      evenDoubled += LUHN_DOUBLE[d]!;
+      oddDoubled += d;
+    } else {
+      evenDoubled += d;
+      oddDoubled += LUHN_DOUBLE[d]!;
+    }
+    if (first === -1) first = d;
+    else if (d !== first) allSame = false;
+    digits++;
   }
-  return 0;
+  return best;
 }
 
-function cardValid(candidate: string): boolean {
-  const digits = candidate.replace(/[ -]/g, '');
-  // All-same digits (0000 0000 0000 0000) pass Luhn but are placeholders, not cards.
-  return digits.length >= 13 && digits.length <= 19 && luhnValid(digits) && !/^(\d)\1+$/.test(digits);
+function isDigitCode(c: number): boolean {
+  return c >= 0x30 && c <= 0x39;
 }
 
 /** Dates and date-times ("2024-01-15 10") are the commonest digit runs that a phone grammar accepts. */
 const DATE_LIKE = /^(?:\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4})(?!\d)/;
 
-/** Whether a candidate is a valid number: international with "+", or national in one of the regions. */
-function phoneValid(candidate: string, regions: readonly string[]): boolean {
-  const digits = candidate.replace(/\D/g, '');
-  if (digits.length < 7 || digits.length > 15 || DATE_LIKE.test(candidate)) return false;
-  if (candidate.startsWith('+') || candidate.startsWith('(+')) {
-    return parsePhoneNumberFromString(candidate, { extract: false })?.isValid() ?? false;
+/**
+ * Digits a national number may carry besides its national significant number: a national prefix with
+ * a carrier code (Colombia's "0444", China's five-digit carrier prefixes) or the country code written
+ * without "+".
+ */
+const NATIONAL_EXTRA_DIGITS = 5;
+
+/**
+ * What a region admits before the library is asked: the digit counts a national number of it can have
+ * (its national lengths and those of the regions sharing its country code, with room for prefixes), and
+ * its international dialling prefix, after which a number of any country may follow. Never refutes a
+ * number that the library would accept; lets through many it refutes.
+ */
+interface RegionFilter {
+  readonly region: CountryCode;
+  /** 1 at each digit count a national number may have. */
+  readonly counts: Uint8Array;
+  readonly idd: RegExp | null;
+}
+
+function regionFilter(region: string): RegionFilter {
+  const counts = new Uint8Array(16);
+  try {
+    const code = getCountryCallingCode(region as CountryCode);
+    for (const country of getCountries()) {
+      if (getCountryCallingCode(country) !== code) continue;
+      const metadata = new Metadata();
+      metadata.selectNumberingPlan(country);
+      for (const length of metadata.numberingPlan?.possibleLengths() ?? []) {
+        for (let extra = 0; extra <= NATIONAL_EXTRA_DIGITS; extra++) if (length + extra < counts.length) counts[length + extra] = 1;
+      }
+    }
+    const metadata = new Metadata();
+    metadata.selectNumberingPlan(region as CountryCode);
+    const prefix = metadata.numberingPlan?.IDDPrefix();
+    return { region: region as CountryCode, counts, idd: prefix ? new RegExp(`^(?:${prefix})`) : null };
+  } catch {
+    // A region the library does not know: every candidate goes to the library, which refutes it.
+    return { region: region as CountryCode, counts: counts.fill(1), idd: null };
   }
-  return regions.some((r) => parsePhoneNumberFromString(candidate, { defaultCountry: r as CountryCode, extract: false })?.isValid() ?? false);
+}
+
+/** Most prefix ends a phone candidate (at most 26 characters) can have. */
+const MAX_PHONE_ENDS = 16;
+
+/**
+ * The phone check: the length of the longest prefix of a candidate, ending at its end or before a
+ * separator, that is a valid number (international with "+", or national in one of `regions`); 0 when
+ * none. Cheap tests come first (digit count, national lengths, dates); the library's validation, which
+ * costs 10–50 µs, draws on the exchange's budget, and verdicts are remembered by candidate and by digits.
+ */
+function phoneLength(regions: readonly string[]): (candidate: string, checks: CheckBudget) => number {
+  const filters = regions.map(regionFilter);
+  // Scratch space of one call: checks run one at a time, to completion.
+  const ends = new Int32Array(MAX_PHONE_ENDS);
+  const counts = new Int32Array(MAX_PHONE_ENDS);
+  const iddSeen = new Int8Array(filters.length);
+  return (candidate, checks) => {
+    const candidateKey = `\u0000${candidate}`;
+    const known = checks.recall(candidateKey);
+    if (known !== undefined) return known;
+    let prefixes = 0;
+    let digitCount = 0;
+    for (let i = 0; i <= candidate.length && prefixes < MAX_PHONE_ENDS; i++) {
+      const c = i < candidate.length ? candidate.charCodeAt(i) : -1;
+      if (c === -1 || isPhoneSeparator(c)) {
+        if (i > 0 && !isPhoneSeparator(candidate.charCodeAt(i - 1))) {
+          ends[prefixes] = i;
+          counts[prefixes++] = digitCount;
+        }
+      } else if (isDigitCode(c)) {
+        digitCount++;
+      }
+    }
+    const international = candidate.startsWith('+') || candidate.startsWith('(+');
+    let digits: string | undefined;
+    let decided = true;
+    let found = 0;
+    iddSeen.fill(0);
+    for (let k = prefixes - 1; k >= 0 && found === 0; k--) {
+      const count = counts[k]!;
+      if (count < 7 || count > 15) continue;
+      const prefix = candidate.slice(0, ends[k]);
+      if (DATE_LIKE.test(prefix)) continue;
+      digits ??= candidate.replace(/\D/g, '');
+      const significant = digits.slice(0, count);
+      for (let r = international ? -1 : 0; r < (international ? 0 : filters.length) && found === 0; r++) {
+        const filter = r === -1 ? null : filters[r]!;
+        if (filter !== null && filter.counts[count] !== 1) {
+          if (filter.idd === null) continue;
+          if (iddSeen[r] === 0) iddSeen[r] = filter.idd.test(digits) ? 1 : -1;
+          if (iddSeen[r] === -1) continue;
+        }
+        const key = `${filter?.region ?? '+'}${significant}`;
+        let verdict = checks.recall(key);
+        if (verdict === undefined) {
+          if (!checks.spend()) {
+            // Budget spent: the shape alone decides, and it decides to mask.
+            decided = false;
+            verdict = 1;
+          } else {
+            const parsed = parsePhoneNumberFromString(prefix, filter === null ? { extract: false } : { defaultCountry: filter.region, extract: false });
+            verdict = parsed?.isValid() === true ? 1 : 0;
+            checks.remember(key, verdict);
+          }
+        }
+        if (verdict === 1) found = ends[k]!;
+      }
+    }
+    if (decided) checks.remember(candidateKey, found);
+    return found;
+  };
+}
+
+function isPhoneSeparator(c: number): boolean {
+  return c === 0x20 || c === 0x28 || c === 0x29 || c === 0x2e || c === 0x2d;
 }
 
 const PEM_HEADER = '-----BEGIN ';

@@ -31,22 +31,45 @@ export class LogprobsJsonMasker implements BodyMasker {
   }
 
   write(chunk: Buffer): string | Buffer {
-    if (this.#passing) {
-      this.#refuseLogprobs(chunk);
-      return this.#inner.write(chunk);
-    }
-    this.#chunks.push(chunk);
-    this.#size += chunk.length;
-    if (this.#size <= this.#profile.maxJsonBody) return '';
-    this.#passing = true;
-    const held = Buffer.concat(this.#chunks);
-    this.#chunks = [];
-    this.#refuseLogprobs(held);
-    return this.#inner.write(held);
+    const held = this.#take(chunk);
+    return held === undefined ? '' : this.#inner.write(held);
+  }
+
+  async writeAsync(chunk: Buffer): Promise<string | Buffer> {
+    const held = this.#take(chunk);
+    return held === undefined ? '' : this.#inner.writeAsync(held);
   }
 
   end(): string | Buffer {
     if (this.#passing) return this.#inner.end();
+    const first = this.#inner.write(this.#wholeBody());
+    return joined(first, this.#inner.end());
+  }
+
+  async endAsync(): Promise<string | Buffer> {
+    if (this.#passing) return this.#inner.endAsync();
+    const first = await this.#inner.writeAsync(this.#wholeBody());
+    return joined(first, await this.#inner.endAsync());
+  }
+
+  /** Holds a chunk while the body may still be parsed whole; past max_json_body, what the inner masker gets now. */
+  #take(chunk: Buffer): Buffer | undefined {
+    if (this.#passing) {
+      this.#refuseLogprobs(chunk);
+      return chunk;
+    }
+    this.#chunks.push(chunk);
+    this.#size += chunk.length;
+    if (this.#size <= this.#profile.maxJsonBody) return undefined;
+    this.#passing = true;
+    const held = Buffer.concat(this.#chunks);
+    this.#chunks = [];
+    this.#refuseLogprobs(held);
+    return held;
+  }
+
+  /** The whole body with its logprobs lists masked (or stripped); the bytes as received when it has none. */
+  #wholeBody(): Buffer {
     const body = this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks);
     this.#chunks = [];
     const text = body.toString('utf8');
@@ -60,10 +83,7 @@ export class LogprobsJsonMasker implements BodyMasker {
     }
     const changed =
       doc !== undefined && (this.#profile.logprobs === 'strip' ? stripLogprobs(doc) : maskLogprobLists(doc, this.#profile.text, this.#counter));
-    const first = this.#inner.write(changed ? Buffer.from(JSON.stringify(doc), 'utf8') : body);
-    const last = this.#inner.end();
-    if (first.length === 0) return last;
-    return Buffer.concat([toBuffer(first), toBuffer(last)]);
+    return changed ? Buffer.from(JSON.stringify(doc), 'utf8') : body;
   }
 
   /**
@@ -83,4 +103,8 @@ export class LogprobsJsonMasker implements BodyMasker {
 
 function toBuffer(part: string | Buffer): Buffer {
   return typeof part === 'string' ? Buffer.from(part, 'utf8') : part;
+}
+
+function joined(first: string | Buffer, last: string | Buffer): string | Buffer {
+  return first.length === 0 ? last : Buffer.concat([toBuffer(first), toBuffer(last)]);
 }

@@ -4,7 +4,7 @@ import type { Exchange } from '../pipeline/exchange.js';
 import type { MaskingStage, ResponseHead } from '../pipeline/masking-stage.js';
 import type { MaskingProfiles } from './load-profiles.js';
 import type { MaskingSummaryEntry } from './masking-summary.js';
-import { maskBody } from './mask-body.js';
+import { maskBodyAsync } from './mask-body.js';
 import { planResponseMasking, type ResponseMaskingPlan } from './response-masking.js';
 
 /** Options of the gateway's masking stage. */
@@ -40,7 +40,7 @@ export function createMaskingStage(options: ProfileMaskingStageOptions): Profile
   return {
     responseTransform: (exchange, head, extra): Transform | null => plan(exchange, head, true, extra)?.transform ?? null,
     responsePlan: (exchange, head, extra) => plan(exchange, head, false, extra),
-    maskRequestBody: (exchange, body, extra) => {
+    maskRequestBody: async (exchange, body, extra) => {
       const profile = options.profiles.forNames(extra === undefined || extra.length === 0 ? exchange.connection.masking : [...exchange.connection.masking, ...extra]);
       if (profile === null) return null;
       const type = String(exchange.headers['content-type'] ?? '').toLowerCase();
@@ -48,7 +48,7 @@ export function createMaskingStage(options: ProfileMaskingStageOptions): Profile
       // Compressed or binary request bodies are not masked here: the recording keeps their digest only.
       if (encoding !== undefined && encoding !== 'identity') return null;
       if (type !== '' && !/json|text|x-www-form-urlencoded|xml|event-stream/.test(type)) return null;
-      return maskBody({ profile, format: /json/.test(type) || type === '' ? 'json' : 'text', body }).output;
+      return (await maskBodyAsync({ profile, format: /json/.test(type) || type === '' ? 'json' : 'text', body })).output;
     },
   };
 }

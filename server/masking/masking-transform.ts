@@ -23,6 +23,13 @@ export class MaskingTransform extends Transform {
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    if (this.#masker.writeAsync !== undefined) {
+      this.#masker.writeAsync(chunk).then((out) => {
+        this.#pushOut(out);
+        callback();
+      }, callback);
+      return;
+    }
     try {
       this.#pushOut(this.#masker.write(chunk));
       callback();
@@ -32,6 +39,14 @@ export class MaskingTransform extends Transform {
   }
 
   override _flush(callback: TransformCallback): void {
+    if (this.#masker.endAsync !== undefined) {
+      this.#masker.endAsync().then((out) => {
+        this.#pushOut(out);
+        this.#finish(true);
+        callback();
+      }, callback);
+      return;
+    }
     try {
       this.#pushOut(this.#masker.end());
       this.#finish(true);

@@ -1,9 +1,15 @@
 import { z } from 'zod';
 import { DETECTOR_NAMES } from './detectors.js';
-import { backtrackingRisk } from './regex-safety.js';
+import { linearRegExpProblem } from './regex-safety.js';
 
 /** Default bound on a JSON body (and on one SSE event) parsed whole for masking: 8 MiB. */
 export const DEFAULT_MAX_JSON_BODY = 8 * 1024 * 1024;
+
+/** Default bound on one line of a masked stream (an SSE line, an NDJSON record): 1 MiB. */
+export const DEFAULT_MAX_LINE = 1024 * 1024;
+
+/** What masking does with token log-probabilities: mask their tokens as the text they spell, or remove them. */
+const logprobsSetting = z.enum(['mask', 'strip']);
 
 /** Profile names appear in connections' `masking` lists and in `sluice mask test --profile`. */
 export const maskingProfileName = z
@@ -13,6 +19,7 @@ export const maskingProfileName = z
 const regexRule = z
   .strictObject({
     name: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be lower-case letters, digits, "_" or "-"'),
+    /** RE2 syntax: matched in linear time, so no look-around and no back-references. */
     pattern: z.string().min(1).max(1000),
     /** Literal replacement in the redact style; `[NAME]` when absent. */
     replace: z.string().max(200).optional(),
@@ -21,14 +28,10 @@ const regexRule = z
     max_length: z.number().int().min(1).max(4096).default(128),
   })
   .superRefine((rule, ctx) => {
-    try {
-      new RegExp(rule.pattern, `${rule.flags}g`);
-    } catch (err) {
-      ctx.addIssue({ code: 'custom', path: ['pattern'], message: `is not a valid regular expression: ${(err as Error).message}` });
-      return;
+    const problem = linearRegExpProblem(rule.pattern, `${rule.flags}g`);
+    if (problem !== null) {
+      ctx.addIssue({ code: 'custom', path: ['pattern'], message: `of regex rule "${rule.name}" cannot run on RE2: ${problem}` });
     }
-    const risk = backtrackingRisk(rule.pattern);
-    if (risk !== null) ctx.addIssue({ code: 'custom', path: ['pattern'], message: `is refused: ${risk}` });
   });
 
 /** One entry of `masking_profiles`. */
@@ -59,6 +62,8 @@ export const maskingProfileSchema = z.strictObject({
   binary: z.enum(['block', 'allow']).default('block'),
   /** Bound on a JSON body (and on one SSE event) parsed whole; larger JSON is masked as text. */
   max_json_body: z.number().int().min(1024).default(DEFAULT_MAX_JSON_BODY),
+  /** Token log-probabilities in answers; unset: `masking.logprobs`. */
+  logprobs: logprobsSetting.optional(),
 });
 
 /** Top-level `masking` settings shared by every profile. */
@@ -66,6 +71,14 @@ export const maskingSettingsSchema = z
   .strictObject({
     /** HMAC key of the hash style; the same value gives the same token wherever this key is used. */
     hash_key: z.string().min(16, 'must be at least 16 characters').optional(),
+    /** Token log-probabilities in answers of every profile that does not set its own; default `mask`. */
+    logprobs: logprobsSetting.optional(),
+    /**
+     * Longest line of a masked stream. Framing is linear in the input, but a line must be held whole
+     * before it can be masked, so one without an end is cut off here rather than buffered without bound.
+     * Default DEFAULT_MAX_LINE.
+     */
+    max_line: z.number().int().min(1024).optional(),
   })
   .default({});
 

@@ -1,6 +1,42 @@
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { MaskingCounter } from './masking-summary.js';
 import { replacementFor, type ReplacementOptions } from './replacement.js';
-import { CONTEXT_CHARS, type RuleCandidate, type RuleCursor, type TextRule } from './text-rule.js';
+import { CheckBudget, CONTEXT_CHARS, type RuleCandidate, type RuleCursor, type TextRule } from './text-rule.js';
+
+/**
+ * How long asynchronous masking runs before it gives the event loop a turn. A concurrent request needs
+ * a dozen turns of the loop (socket, identity, recorder writes, upstream, answer) and waits this long at
+ * each, so it must be small; a turn costs microseconds.
+ */
+export const MASK_TURN_MS = 1;
+
+/**
+ * Characters masked between two looks at the clock: at the slowest adversarial rate the rules allow
+ * (a few MB/s) well under a millisecond, at the usual rate some tens of microseconds.
+ */
+export const MASK_STEP_CHARS = 1024;
+
+/** Tells a long masking task when it has run MASK_TURN_MS and should give the event loop a turn. */
+export class TurnClock {
+  readonly #ms: number;
+  #since = performance.now();
+
+  constructor(ms = MASK_TURN_MS) {
+    this.#ms = ms;
+  }
+
+  /** Whether the task has run its time since its last turn. */
+  get due(): boolean {
+    return performance.now() - this.#since >= this.#ms;
+  }
+
+  /** Gives the event loop a turn when one is due. */
+  async pause(): Promise<void> {
+    if (!this.due) return;
+    await nextTurn();
+    this.#since = performance.now();
+  }
+}
 
 /** A text rule with the style its profile writes replacements in. */
 export interface MaskEntry {
@@ -14,9 +50,13 @@ export interface MaskStep {
   readonly next: number;
 }
 
-/** Applies a profile's text rules; stateless, so one instance serves every exchange. */
+/**
+ * Applies a profile's text rules; one instance serves every exchange. Its only per-exchange state is
+ * the budget of costly checks, kept by the exchange's counter and dropped with it.
+ */
 export class TextMasker {
   readonly #entries: readonly MaskEntry[];
+  readonly #budgets = new WeakMap<MaskingCounter, CheckBudget>();
   readonly #allow: ReadonlySet<string>;
   /** One search per distance of needles, when every rule has one; null when some rule has none. */
   readonly #needles: readonly { readonly pattern: RegExp; readonly before: number }[] | null;
@@ -41,6 +81,23 @@ export class TextMasker {
   }
 
   /**
+   * Masks a complete text exactly as `mask` does, a step at a time, giving the event loop a turn
+   * whenever `clock` says one is due, so a large body never holds the loop.
+   */
+  async maskAsync(text: string, counter: MaskingCounter, clock = new TurnClock()): Promise<string> {
+    if (text.length <= MASK_STEP_CHARS) return this.mask(text, counter);
+    const channel = new TextChannel(this, counter);
+    let out = '';
+    for (let at = 0; at < text.length; ) {
+      const end = sliceEnd(text, at, MASK_STEP_CHARS);
+      out += channel.push(text.slice(at, end));
+      at = end;
+      await clock.pause();
+    }
+    return out + channel.end();
+  }
+
+  /**
    * Masks `text` from `from` up to the point where every match is decided (all of it when `final`).
    * Characters before `from` are context only (look-behinds); `next` is where the caller resumes.
    */
@@ -53,6 +110,8 @@ export class TextMasker {
       }
     }
     if (cut <= from) return { output: '', next: from };
+    const checks = this.#budgetOf(counter);
+    checks.credit(cut - from);
     if (!this.#mayMatch(text, from)) return { output: text.slice(from, cut), next: cut };
     // Rules with a match still to come, in the order they are listed.
     const live: { order: number; cursor: RuleCursor }[] = [];
@@ -62,7 +121,7 @@ export class TextMasker {
         needle.lastIndex = Math.max(0, from - e.rule.contains!.before);
         if (!needle.test(text)) return;
       }
-      live.push({ order, cursor: e.rule.cursor(text, from) });
+      live.push({ order, cursor: e.rule.cursor(text, from, cut, checks) });
     });
     let out = '';
     let pos = from;
@@ -125,6 +184,15 @@ export class TextMasker {
     return { output: out, next };
   }
 
+  #budgetOf(counter: MaskingCounter): CheckBudget {
+    let budget = this.#budgets.get(counter);
+    if (budget === undefined) {
+      budget = new CheckBudget();
+      this.#budgets.set(counter, budget);
+    }
+    return budget;
+  }
+
   /** False when no rule's needle is in `text` from `from`: no rule can match there. */
   #mayMatch(text: string, from: number): boolean {
     if (this.#needles === null) return true;
@@ -152,6 +220,22 @@ function needleSearches(rules: readonly TextRule[]): { pattern: RegExp; before: 
   });
 }
 
+/** The end of a slice of about `size` characters from `at`, never between the halves of a surrogate pair. */
+export function sliceEnd(text: string, at: number, size: number): number {
+  let end = Math.min(text.length, at + size);
+  const code = text.charCodeAt(end - 1);
+  if (end < text.length && code >= 0xd800 && code <= 0xdbff) end++;
+  return end;
+}
+
+/**
+ * A held-back tail at least this long is scanned again only once the text that arrived after it is a
+ * quarter of its length: each scan costs the whole tail, so tiny deltas behind a long unfinished match
+ * (a PEM block, a 13 KB token) would otherwise cost the tail's length per character.
+ */
+const RESCAN_HELD_MIN = 1024;
+const RESCAN_FRACTION = 4;
+
 /**
  * One streamed text (a choice's content, a tool call's arguments, a text body): each push returns what
  * may be sent now, holding back only the tail that could still begin a match; `end` flushes the rest.
@@ -162,6 +246,8 @@ export class TextChannel {
   /** Up to CONTEXT_CHARS already sent, then the held-back text. */
   #buf = '';
   #from = 0;
+  /** Characters pushed since the last scan. */
+  #unscanned = 0;
 
   constructor(masker: TextMasker, counter: MaskingCounter) {
     this.#masker = masker;
@@ -176,6 +262,10 @@ export class TextChannel {
   push(delta: string): string {
     if (delta === '') return '';
     this.#buf += delta;
+    this.#unscanned += delta.length;
+    const heldBefore = this.#buf.length - this.#from - this.#unscanned;
+    if (heldBefore >= RESCAN_HELD_MIN && this.#unscanned * RESCAN_FRACTION < heldBefore) return '';
+    this.#unscanned = 0;
     const { output, next } = this.#masker.maskFrom(this.#buf, this.#from, false, this.#counter);
     const keep = Math.max(0, next - CONTEXT_CHARS);
     this.#buf = this.#buf.slice(keep);
@@ -188,6 +278,7 @@ export class TextChannel {
     const { output } = this.#masker.maskFrom(this.#buf, this.#from, true, this.#counter);
     this.#buf = '';
     this.#from = 0;
+    this.#unscanned = 0;
     return output;
   }
 }

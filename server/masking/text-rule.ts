@@ -50,8 +50,11 @@ export interface TextRule {
   readonly fixed?: string;
   /** What every match contains: text without it has no match, and a masker passes it over at once. */
   readonly contains?: Needle;
-  /** The matches starting at or after `from`. */
-  cursor(text: string, from: number): RuleCursor;
+  /**
+   * The matches anchored in `[from, until)`; costly checks draw on the exchange's `checks`. A stream
+   * holds back the text from `until` on: searching it again on every delta would cost its length each time.
+   */
+  cursor(text: string, from: number, until: number, checks: CheckBudget): RuleCursor;
   /**
    * The earliest index at which a match could start that more text might still change (extend,
    * complete or refute); `text.length` when every match is already decided.
@@ -65,6 +68,47 @@ export interface Needle {
   readonly pattern: RegExp;
   /** 0 when the needle is inside the match; more when it sits in a look-behind. */
   readonly before: number;
+}
+
+/** Costly checks every exchange may run before its text earns more (see CheckBudget). */
+const COSTLY_CHECKS_BASE = 64;
+/** Characters of text scanned that earn one more costly check. */
+const CHARS_PER_COSTLY_CHECK = 256;
+/** Verdicts remembered per exchange. */
+const VERDICT_MEMO_MAX = 4096;
+
+/**
+ * The costly checks (a phone number's validation takes 10–50 µs) one exchange may run: a base, plus
+ * one per CHARS_PER_COSTLY_CHECK characters scanned, so their cost stays a small constant per character
+ * however densely a text packs candidates ("1 1 1 1 …"). Past the budget a candidate is decided by its
+ * shape alone, in the direction that masks it: an attacker who pads a text cannot make a value pass.
+ * Verdicts are remembered, so a repeated candidate costs one check.
+ */
+export class CheckBudget {
+  #left = COSTLY_CHECKS_BASE;
+  readonly #memo = new Map<string, number>();
+
+  /** Earns the allowance of `chars` more characters scanned. */
+  credit(chars: number): void {
+    this.#left += chars / CHARS_PER_COSTLY_CHECK;
+  }
+
+  /** Takes one costly check from the budget; false once it is spent. */
+  spend(): boolean {
+    if (this.#left < 1) return false;
+    this.#left--;
+    return true;
+  }
+
+  /** A verdict remembered for `key` (a check's own choice of key), or undefined. */
+  recall(key: string): number | undefined {
+    return this.#memo.get(key);
+  }
+
+  /** Remembers a verdict reached by checking, never one decided because the budget was spent. */
+  remember(key: string, verdict: number): void {
+    if (this.#memo.size < VERDICT_MEMO_MAX) this.#memo.set(key, verdict);
+  }
 }
 
 /** Characters of left context a stream keeps so look-behinds and boundaries see what came before. */
@@ -99,7 +143,7 @@ export interface PatternRuleOptions {
    * Checks a candidate (checksum, a library's validation): true keeps it, false rejects it, a positive
    * number keeps only that many leading characters ("4111 1111 1111 1111 2" keeps the card).
    */
-  readonly validate?: (match: RegExpExecArray) => boolean | number;
+  readonly validate?: (match: RegExpExecArray, checks: CheckBudget) => boolean | number;
   /** Named group whose span is the masked part (the value of a JSON key); default the whole match. */
   readonly group?: string;
   /**
@@ -126,7 +170,7 @@ export function patternRule(options: PatternRuleOptions): TextRule {
     label: options.label,
     fixed: options.fixed,
     contains: options.contains,
-    cursor: (text, from) => new PatternCursor(options, sticky, text, from),
+    cursor: (text, from, until, checks) => new PatternCursor(options, sticky, text, from, until, checks),
     holdFrom(text, from) {
       const floor = Math.max(from, text.length - maxLength - LOOKAHEAD_SLACK);
       if (partial !== undefined) {
@@ -165,14 +209,18 @@ class PatternCursor implements RuleCursor {
   readonly #options: PatternRuleOptions;
   readonly #sticky: RegExp | null;
   readonly #text: string;
+  readonly #until: number;
+  readonly #checks: CheckBudget;
   #resumeAt: number;
   /** undefined: not searched yet; null: no more matches. */
   #pending: Pending | null | undefined;
 
-  constructor(options: PatternRuleOptions, sticky: RegExp | null, text: string, from: number) {
+  constructor(options: PatternRuleOptions, sticky: RegExp | null, text: string, from: number, until: number, checks: CheckBudget) {
     this.#options = options;
     this.#sticky = sticky;
     this.#text = text;
+    this.#until = until;
+    this.#checks = checks;
     this.#resumeAt = from;
   }
 
@@ -192,7 +240,7 @@ class PatternCursor implements RuleCursor {
     const validate = this.#options.validate;
     if (pending === undefined || pending === null || pending.candidate.checked || validate === undefined) return;
     const { match } = pending;
-    const verdict = validate(match);
+    const verdict = validate(match, this.#checks);
     if (verdict === false || verdict === 0) {
       // A failed candidate may hide a valid one starting inside it ("0 4111 1111 1111 1111").
       this.#resumeAt = match.index + 1;
@@ -236,9 +284,10 @@ class PatternCursor implements RuleCursor {
     if (this.#sticky === null || nextStart === undefined) {
       const { pattern } = this.#options;
       pattern.lastIndex = at;
-      return pattern.exec(text);
+      const match = pattern.exec(text);
+      return match === null || match.index >= this.#until ? null : match;
     }
-    for (let start = nextStart(text, at); start !== -1; start = nextStart(text, start + 1)) {
+    for (let start = nextStart(text, at); start !== -1 && start < this.#until; start = nextStart(text, start + 1)) {
       this.#sticky.lastIndex = start;
       const match = this.#sticky.exec(text);
       if (match !== null) return match;

@@ -78,15 +78,15 @@ export function compileCel(env: Environment, source: string): CelPredicate | Cel
   } catch (err) {
     return problemOf(source, err);
   }
+  // `matches()` runs on RE2 (linear time); a literal pattern RE2 cannot run is refused here.
+  const regexProblem = useLinearMatches(parsed);
+  if (regexProblem !== null) return { message: regexProblem.message, ...positionOf(source, regexProblem.offset) };
   const checked = parsed.check();
   if (!checked.valid) return problemOf(source, checked.error);
   // `dyn` is allowed: `request.json.stream` is a bool at run time; its type is only known then.
   if (checked.type !== 'bool' && checked.type !== 'dyn') {
     return { message: `must be a boolean expression, but it is of type ${checked.type}`, line: 1, column: 1 };
   }
-  // `matches()` runs on RE2 (linear time); a literal pattern RE2 cannot run is refused here.
-  const regexProblem = useLinearMatches(parsed);
-  if (regexProblem !== null) return { message: regexProblem.message, ...positionOf(source, regexProblem.offset) };
   return { source, evaluate: (activation) => parsed(activation as unknown as Record<string, unknown>) };
 }
 

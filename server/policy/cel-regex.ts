@@ -6,9 +6,9 @@ import { linearRegExp, linearRegExpProblem } from '../masking/regex-safety.js';
  * engine, where `request.json.prompt.matches("a*a*a*a*b")` costs seconds on a few hundred characters of a
  * request body (and CEL specifies RE2 syntax anyway). The library lets a built-in overload be neither
  * replaced nor removed, so each parsed `matches` call is pointed at this overload, registered under
- * its own name, before the expression is checked for good.
+ * its own name, before the expression is type-checked (which binds each call to its overload).
  */
-const LINEAR_MATCHES = 'sluice_matches_re2';
+const LINEAR_MATCHES = 'matches_re2';
 
 /** The overload `createPolicyEnvironment` registers. */
 export const LINEAR_MATCHES_SIGNATURE = `string.${LINEAR_MATCHES}(string): bool`;
@@ -35,7 +35,7 @@ export function linearMatches(): (text: string, pattern: string) => boolean {
   };
 }
 
-/** The parts of a parsed expression this module reads (the library's AST nodes). */
+/** The parts of a parsed expression this module reads and writes (the library's AST nodes). */
 interface CelNode {
   op: string;
   args: unknown;
@@ -46,13 +46,12 @@ interface CelNode {
 /** What `Environment.parse` returns, as far as this module needs it. */
 interface ParsedCel {
   readonly ast: unknown;
-  check(): { valid: boolean; error?: unknown };
 }
 
 /**
- * Points every `matches` call of a parsed, checked expression at the RE2 overload, and refuses at load a
- * literal pattern RE2 cannot run (look-around, back-references). Returns the problem and its offset in
- * the source, or null.
+ * Points every `matches` call of a parsed expression, not yet checked, at the RE2 overload, and refuses
+ * at load a literal pattern RE2 cannot run (look-around, back-references). Returns the problem and its
+ * offset in the source, or null.
  */
 export function useLinearMatches(parsed: ParsedCel): { message: string; offset: number } | null {
   const calls = matchesCalls(parsed.ast);
@@ -66,8 +65,6 @@ export function useLinearMatches(parsed: ParsedCel): { message: string; offset: 
     }
   }
   for (const call of calls) (call.args as unknown[])[0] = LINEAR_MATCHES;
-  const checked = parsed.check();
-  if (!checked.valid) return { message: `matches(): ${String((checked.error as Error | undefined)?.message ?? 'cannot be checked')}`, offset: 0 };
   return null;
 }
 
