@@ -128,7 +128,7 @@ export function unknownJsonFields(policies: readonly PolicyRule[], samples: read
   policies.forEach((rule, index) => {
     let ast: ASTNode;
     try {
-      ast = env.parse(rule.when).ast;
+      ast = env.checking.parse(rule.when).ast;
     } catch {
       return;
     }
