@@ -4,6 +4,7 @@ import { grantListSchema, reviewSchema, type ReviewJson } from '../../shared/rev
 import { ApiClient } from '../api-client.js';
 import { getAccessToken } from '../auth/access-token.js';
 import type { CliContext, RegisterCommand } from '../context.js';
+import { usageError } from '../flag-errors.js';
 import { printResult } from '../output.js';
 import { untilText } from './review.js';
 
@@ -16,7 +17,7 @@ const requestFlags = z.object({
 
 function flags<T>(schema: z.ZodType<T>, raw: unknown): T {
   const parsed = schema.safeParse(raw);
-  if (!parsed.success) throw new SluiceError('ERR_USAGE', { message: parsed.error.issues.map((i) => i.message).join('; ') });
+  if (!parsed.success) throw usageError(parsed.error);
   return parsed.data;
 }
 

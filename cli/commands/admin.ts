@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { SluiceError } from '../../shared/errors.js';
 import { DEFAULT_KEY_ID } from '../../server/recording/key-ring.js';
 import type { RegisterCommand } from '../context.js';
+import { usageError } from '../flag-errors.js';
 
 const keyIdPattern = /^[A-Za-z0-9._-]{1,64}$/;
 
@@ -40,7 +41,7 @@ export const registerAdmin: RegisterCommand = (program, ctx) => {
     .option('--json', 'print JSON', false)
     .action((raw: Record<string, unknown>) => {
       const parsed = rotateFlags.safeParse(raw);
-      if (!parsed.success) throw new SluiceError('ERR_USAGE', { message: z.prettifyError(parsed.error).replace(/\n/g, '; ') });
+      if (!parsed.success) throw usageError(parsed.error);
       const f = parsed.data;
       const id = f.id ?? `k-${new Date().toISOString().slice(0, 19).replace(/[-:]/g, '').replace('T', '-')}`;
       if (f.current.includes(id)) throw new SluiceError('ERR_USAGE', { message: `The new key id "${id}" is already in use` });

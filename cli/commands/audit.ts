@@ -3,13 +3,14 @@ import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { SluiceError } from '../../shared/errors.js';
+import { EXIT, SluiceError } from '../../shared/errors.js';
 import { decodeMasterKey, DEFAULT_KEY_ID, KeyRing } from '../../server/recording/key-ring.js';
 import { sealCheckpointSchema, type SealCheckpoint } from '../../server/recording/seal-log-format.js';
 import { SIGNING_KEY_FILE } from '../../server/recording/signing-key.js';
 import { parseExportedCheckpoints, readSealLog } from '../../server/recording/verify-seal-log.js';
 import { sealLogVerdictText, verdictText, verifyStorageDir } from '../../server/recording/verify-storage-dir.js';
 import { ApiClient } from '../api-client.js';
+import { usageError } from '../flag-errors.js';
 import { getAccessToken } from '../auth/access-token.js';
 import type { CliContext, RegisterCommand } from '../context.js';
 
@@ -17,7 +18,7 @@ const verifyFlags = z.object({
   all: z.boolean().default(false),
   dataDir: z.string().min(1).default('./data'),
   keyFile: z.string().min(1).optional(),
-  keyId: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/).default(DEFAULT_KEY_ID),
+  keyId: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'must be 1-64 letters, digits, ".", "_" or "-"').default(DEFAULT_KEY_ID),
   publicKey: z.string().min(1).optional(),
   checkpoints: z.string().min(1).optional(),
   strict: z.boolean().default(false),
@@ -119,6 +120,20 @@ export async function loadKeyRing(keyFile: string | undefined, env: NodeJS.Proce
   }
 }
 
+/**
+ * The sessions --strict fails although nothing was done to them, in words: `1 session in DIR is not sealed
+ * yet (1 open, the gateway is still writing it)`. Never "tampered": the gateway is writing an open one, and
+ * a crash leaves an interrupted one behind.
+ */
+function unsealedText(counts: { open: number; interrupted: number }, where: string): string {
+  const n = counts.open + counts.interrupted;
+  const why = [
+    ...(counts.open > 0 ? [`${counts.open} open, the gateway is still writing ${counts.open === 1 ? 'it' : 'them'}`] : []),
+    ...(counts.interrupted > 0 ? [`${counts.interrupted} interrupted, with no checkpoint`] : []),
+  ].join('; ');
+  return `${n} session${n === 1 ? '' : 's'}${where} ${n === 1 ? 'is' : 'are'} not sealed yet (${why})`;
+}
+
 /** `sluice audit verify`: checks session files offline, with no gateway; `sluice audit checkpoints` exports the seal log's checkpoints. */
 export const registerAudit: RegisterCommand = (program, ctx) => {
   const audit = program
@@ -142,10 +157,12 @@ export const registerAudit: RegisterCommand = (program, ctx) => {
     .option('--key-id <id>', 'the id of a lone master key', DEFAULT_KEY_ID)
     .option('--public-key <file>', `checkpoint public key PEM (GET /v1/audit/public-key) or the signing key; default DIR/${SIGNING_KEY_FILE} where an install keeps it there`)
     .option('--checkpoints <file>', 'seal log checkpoints exported earlier (sluice audit checkpoints --json): the log must reach and match each one')
-    .option('--strict', 'count interrupted or open sessions (no checkpoint) as failures too', false)
+    .option('--strict', 'exit 1 for open or interrupted sessions too: not sealed yet (no checkpoint), though not tampered with', false)
     .option('--json', 'print JSON', false)
     .action(async (id: string | undefined, raw: Record<string, unknown>) => {
-      const f = verifyFlags.parse(raw);
+      const parsed = verifyFlags.safeParse(raw);
+      if (!parsed.success) throw usageError(parsed.error);
+      const f = parsed.data;
       if ((id === undefined) === !f.all) throw new SluiceError('ERR_USAGE', { message: 'Name one session id, or pass --all' });
       if (id !== undefined && !/^ses_[0-9a-f]{32}$/.test(id)) throw new SluiceError('ERR_USAGE', { message: `"${id}" is not a session id (ses_…)` });
       const dir = resolve(f.dataDir);
@@ -157,11 +174,14 @@ export const registerAudit: RegisterCommand = (program, ctx) => {
 
       const results = [];
       let failed = 0;
+      // Open and interrupted sessions fail only under --strict: they are not sealed, which is not tampering.
+      const unsealed = { open: 0, interrupted: 0 };
       let seen = 0;
       for await (const v of verifyStorageDir({ dir, keyRing, publicKey, sealLog, ...(id === undefined ? {} : { only: id }) })) {
         const verdict = verdictText(v, f.strict);
         seen++;
-        if (verdict.failed) failed++;
+        if (verdict.failed && (verdict.status === 'open' || verdict.status === 'interrupted')) unsealed[verdict.status]++;
+        else if (verdict.failed) failed++;
         if (f.json) {
           results.push({
             id: v.id,
@@ -191,7 +211,7 @@ export const registerAudit: RegisterCommand = (program, ctx) => {
           pinned_through: sealLog.pinnedThrough,
           problems: sealLog.problems.map((p) => ({ kind: p.kind, entry: p.entry, message: p.message })),
         };
-        ctx.out.stdout.write(`${JSON.stringify({ ok: failed === 0 && !logVerdict.failed, sessions: results, seal_log: log }, null, 2)}\n`);
+        ctx.out.stdout.write(`${JSON.stringify({ ok: failed === 0 && unsealed.open + unsealed.interrupted === 0 && !logVerdict.failed, sessions: results, seal_log: log }, null, 2)}\n`);
       } else if (id === undefined || logVerdict.failed) {
         ctx.out.stdout.write(`seal log  ${logVerdict.text}\n`);
       }
@@ -200,7 +220,12 @@ export const registerAudit: RegisterCommand = (program, ctx) => {
       }
       if (failed > 0 || logVerdict.failed) {
         const what = [...(failed > 0 ? [`${failed} session${failed === 1 ? '' : 's'}`] : []), ...(logVerdict.failed ? ['the seal log'] : [])].join(' and ');
-        throw new SluiceError('ERR_RECORDING_TAMPERED', { message: `${what} in ${dir} failed verification` });
+        throw new SluiceError('ERR_RECORDING_TAMPERED', { message: `${what} in ${dir} failed verification${unsealed.open + unsealed.interrupted > 0 ? `; also ${unsealedText(unsealed, '')}` : ''}` });
+      }
+      if (unsealed.open + unsealed.interrupted > 0) {
+        // Exit 1 as for any failure, but not ERR_RECORDING_TAMPERED: nothing here was altered.
+        if (!f.json) ctx.out.stderr.write(`sluice: --strict: ${unsealedText(unsealed, ` in ${dir}`)}\n`);
+        ctx.exitCode = EXIT.failure;
       }
     });
 

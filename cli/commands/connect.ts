@@ -52,9 +52,11 @@ export const registerConnect: RegisterCommand = (program, ctx: CliContext) => {
         '  OPENAI_BASE_URL=http://127.0.0.1:8080/v1 OPENAI_API_KEY=<local token> python notebook.py',
     )
     .action(async (name: string, opts: { port?: string; bind: string; socket?: string; localAuth: boolean; reason?: string; json: boolean }) => {
+      // Flags first: a usage error must not leave signal handlers behind.
+      const options = tunnelOptions(opts);
       // Listening before the endpoints are printed: a caller may signal as soon as it reads them.
       const signal = waitForSignal(['SIGINT', 'SIGTERM']);
-      const tunnel = await openTunnel(ctx, { connection: name, ...tunnelOptions(opts) });
+      const tunnel = await openTunnel(ctx, { connection: name, ...options });
       const { hello } = tunnel;
       for (const warning of tunnel.warnings) ctx.out.stderr.write(`sluice: warning: ${warning}\n`);
       if (opts.json) {

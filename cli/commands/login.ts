@@ -3,6 +3,7 @@ import { SluiceError } from '../../shared/errors.js';
 import { openLocalState } from '../auth/local-state.js';
 import { login } from '../auth/login-service.js';
 import type { RegisterCommand } from '../context.js';
+import { usageError } from '../flag-errors.js';
 import { printResult } from '../output.js';
 import { formatExpiry } from './whoami.js';
 
@@ -51,7 +52,7 @@ Examples:
     )
     .action(async (raw: Record<string, unknown>) => {
       const parsed = flagsSchema.safeParse(raw);
-      if (!parsed.success) throw new SluiceError('ERR_USAGE', { message: z.prettifyError(parsed.error) });
+      if (!parsed.success) throw usageError(parsed.error);
       const flags = parsed.data;
       if (!flags.clientCredentials && (flags.clientId || flags.clientSecretFile)) {
         throw new SluiceError('ERR_USAGE', { message: '--client-id and --client-secret-file are only used with --client-credentials' });

@@ -1,9 +1,9 @@
 import { z } from 'zod';
-import { SluiceError } from '../../shared/errors.js';
 import { logout } from '../auth/logout-service.js';
 import { openLocalState } from '../auth/local-state.js';
 import type { RevokeResult } from '../auth/oidc.js';
 import type { RegisterCommand } from '../context.js';
+import { usageError } from '../flag-errors.js';
 import { printResult } from '../output.js';
 import { formatExpiry } from './whoami.js';
 
@@ -34,7 +34,7 @@ Environment:
     )
     .action(async (raw: Record<string, unknown>) => {
       const parsed = flagsSchema.safeParse(raw);
-      if (!parsed.success) throw new SluiceError('ERR_USAGE', { message: z.prettifyError(parsed.error) });
+      if (!parsed.success) throw usageError(parsed.error);
       const profile = ctx.profile();
       const { profiles, store } = await openLocalState({ env: ctx.env });
       const result = await logout({ profile, profiles, store, env: ctx.env });

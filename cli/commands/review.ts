@@ -5,6 +5,7 @@ import { approveResultSchema, reviewListSchema, reviewSchema, reviewWatchEventSc
 import { ApiClient } from '../api-client.js';
 import { getAccessToken } from '../auth/access-token.js';
 import type { CliContext, RegisterCommand } from '../context.js';
+import { usageError } from '../flag-errors.js';
 import { printResult } from '../output.js';
 import { waitForSignal } from '../signals.js';
 
@@ -22,14 +23,14 @@ const reasonFlags = z.object({ reason: z.string().trim().min(1).max(1000).option
 
 const reviewId = z.string().regex(/^r_[0-9a-f]{6,64}$/, 'must be a review id such as r_3f9a…');
 
-function flags<T>(schema: z.ZodType<T>, raw: unknown): T {
+function flags<T>(schema: z.ZodType<T>, raw: unknown, subject?: string): T {
   const parsed = schema.safeParse(raw);
-  if (!parsed.success) throw new SluiceError('ERR_USAGE', { message: z.prettifyError(parsed.error).replace(/\n/g, '; ') });
+  if (!parsed.success) throw usageError(parsed.error, subject);
   return parsed.data;
 }
 
 function idArg(raw: string): string {
-  return flags(reviewId, raw);
+  return flags(reviewId, raw, 'ID');
 }
 
 async function client(ctx: CliContext): Promise<ApiClient> {
@@ -133,8 +134,9 @@ export const registerReview: RegisterCommand = (program, ctx) => {
     .option('--json', 'print JSON', false)
     .action(async (id: string, raw: Record<string, unknown>) => {
       const f = flags(z.object({ json: z.boolean().default(false) }), raw);
+      const rid = idArg(id);
       const api = await client(ctx);
-      const data = await api.request({ path: `/v1/reviews/${idArg(id)}`, schema: reviewSchema });
+      const data = await api.request({ path: `/v1/reviews/${rid}`, schema: reviewSchema });
       printResult(ctx.out, f.json, data, () => reviewDetails(data));
     });
 
@@ -146,8 +148,9 @@ export const registerReview: RegisterCommand = (program, ctx) => {
     .option('--json', 'print JSON', false)
     .action(async (id: string, raw: Record<string, unknown>) => {
       const f = flags(reasonFlags, raw);
+      const rid = idArg(id);
       const api = await client(ctx);
-      const data = await api.request({ method: 'POST', path: `/v1/reviews/${idArg(id)}/approve`, body: f.reason === undefined ? {} : { reason: f.reason }, schema: approveResultSchema });
+      const data = await api.request({ method: 'POST', path: `/v1/reviews/${rid}/approve`, body: f.reason === undefined ? {} : { reason: f.reason }, schema: approveResultSchema });
       printResult(ctx.out, f.json, data, () => {
         const r = data.review;
         if (r.status !== 'approved') return `Approved ${r.id}: ${r.approvals.length} of ${r.min_approvals} approvals; waiting for ${r.min_approvals - r.approvals.length} more.`;
@@ -164,8 +167,9 @@ export const registerReview: RegisterCommand = (program, ctx) => {
     .option('--json', 'print JSON', false)
     .action(async (id: string, raw: Record<string, unknown>) => {
       const f = flags(reasonFlags, raw);
+      const rid = idArg(id);
       const api = await client(ctx);
-      const data = await api.request({ method: 'POST', path: `/v1/reviews/${idArg(id)}/reject`, body: f.reason === undefined ? {} : { reason: f.reason }, schema: reviewSchema });
+      const data = await api.request({ method: 'POST', path: `/v1/reviews/${rid}/reject`, body: f.reason === undefined ? {} : { reason: f.reason }, schema: reviewSchema });
       printResult(ctx.out, f.json, data, () => `Rejected ${data.id}${data.resolution ? `: ${data.resolution}` : ''}.`);
     });
 

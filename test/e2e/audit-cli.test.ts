@@ -349,6 +349,40 @@ describe('sluice audit verify (offline)', () => {
     expect(r.stdout).toContain(`${session.id}  broken: the session file ${session.file} is missing, but the seal log (entry 1) says it was sealed with ${session.records} records (not in the index)`);
   });
 
+  it('calls a session the gateway is still writing open, not tampered: passes without --strict, fails with it as not sealed yet', async () => {
+    const dir = await copyOfData();
+    const original = await eventsOf(dir, session);
+    // A live session as a running gateway leaves it on disk: records written, no checkpoint, indexed as open.
+    const openId = `ses_${randomBytes(16).toString('hex')}`;
+    const file = session.file.replace(session.id, openId);
+    const keyRing = keyRingFromSettings({ master_key: masterKey })!;
+    const writer = await SessionWriter.create({ io: nodeRecordingIo, path: join(dir, file), sessionId: openId, created: Date.now(), keyRing, fsync: 'never', fsyncIntervalMs: 0 });
+    for (const e of original.slice(0, 4)) await writer.append(e.type, e.fields as never, e.payload);
+    await writer.close();
+    const db = new Database(join(dir, 'index.sqlite'));
+    try {
+      const row = db.prepare('SELECT * FROM sessions WHERE id = ?').get(session.id) as Record<string, unknown>;
+      const open = { ...row, id: openId, file, status: 'open', ended_at: null, records: null, final_hash: null };
+      const columns = Object.keys(open);
+      db.prepare(`INSERT INTO sessions (${columns.join(', ')}) VALUES (${columns.map((c) => `@${c}`).join(', ')})`).run(open);
+    } finally {
+      db.close();
+    }
+
+    const lenient = await verifyAll(dir);
+    expect(lenient.code, lenient.stderr).toBe(0);
+    expect(lenient.stdout).toMatch(new RegExp(`^${openId} {2}open: records 0–3 intact so far, ending at byte \\d+$`, 'm'));
+
+    const strict = await verifyAll(dir, '--strict');
+    expect(strict.code).toBe(1);
+    expect(strict.stdout).toMatch(new RegExp(`^${openId} {2}open: records 0–3 intact so far`, 'm'));
+    expect(strict.stderr).toBe(`sluice: --strict: 1 session in ${dir} is not sealed yet (1 open, the gateway is still writing it)\n`);
+    expect(`${strict.stdout}${strict.stderr}`).not.toMatch(/tamper|broken/i);
+    const json = JSON.parse((await verifyAll(dir, '--strict', '--json')).stdout) as { ok: boolean; sessions: { id: string; status: string; failed: boolean }[] };
+    expect(json.ok).toBe(false);
+    expect(json.sessions.find((s) => s.id === openId)).toMatchObject({ status: 'open', failed: true });
+  });
+
   it('fails a session rewritten and re-signed with another key (the real one is not in the directory to steal)', async () => {
     const dir = await copyOfData();
     const original = await eventsOf(dir, session);
