@@ -6,7 +6,8 @@ import type { UpstreamTarget } from './upstream-target.js';
  * caller's credentials (the connection injects its own), and every header an upstream or the proxy in
  * front of it might take for the client's address, scheme or host. The gateway sets the ones it vouches
  * for (X-Forwarded-For/-Proto/-Host, X-Real-IP) and drops the rest: a caller could otherwise pass for
- * another address, past an allow-list or into someone else's rate limit, or spoof the request id.
+ * another address, past an allow-list or into someone else's rate limit, or spoof the request id. And
+ * every header that overrides the request's path or method, which policy judged from the request line.
  */
 const DROPPED_REQUEST_HEADERS: ReadonlySet<string> = new Set([
   'connection',
@@ -43,6 +44,16 @@ const DROPPED_REQUEST_HEADERS: ReadonlySet<string> = new Set([
   'x-url-scheme',
   'front-end-https',
   'x-request-id',
+  // Headers some frameworks and rewrite modules route on instead of the request line (IIS URL Rewrite,
+  // Symfony, Zend, method-override middleware): the upstream must act on the path and method policy judged.
+  'x-original-url',
+  'x-rewrite-url',
+  'x-original-uri',
+  'x-forwarded-uri',
+  'x-http-method-override',
+  'x-http-method',
+  'x-method-override',
+  'x-original-method',
 ]);
 
 /** Hop-by-hop response headers; Node's ServerResponse frames the body itself. */

@@ -180,6 +180,26 @@ describe('headers an upstream might take for the client address', () => {
     }
     expect(JSON.stringify(seen)).not.toContain('6.6.6.6');
   });
+
+  it('never include one that overrides the path or method policy judged', async () => {
+    const gw = await start(configFor(await storageDir(), { master_key: newKey() }));
+    const overrides = {
+      'x-original-url': '/admin/delete-all',
+      'x-rewrite-url': '/admin/delete-all',
+      'x-original-uri': '/admin/delete-all',
+      'x-forwarded-uri': '/admin/delete-all',
+      'x-http-method-override': 'DELETE',
+      'x-http-method': 'DELETE',
+      'x-method-override': 'DELETE',
+      'x-original-method': 'DELETE',
+    };
+    const res = await fetch(`${gw.url}/v1/proxy/llm/describe`, { headers: { authorization: `Bearer ${await token('alice')}`, ...overrides } });
+    await res.arrayBuffer();
+    expect(res.status).toBe(200);
+    const seen = upstream.requests.at(-1)!;
+    for (const name of Object.keys(overrides)) expect(seen.headers, name).not.toHaveProperty(name);
+    expect(seen.method).toBe('GET');
+  });
 });
 
 describe('the master key', () => {
