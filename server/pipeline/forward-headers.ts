@@ -74,21 +74,23 @@ export interface ForwardingFacts {
   readonly proto: 'http' | 'https';
 }
 
+/** Whether a caller's request header is forwarded upstream (before the connection's own are injected). */
+export function isForwardedRequestHeader(name: string, connectionTokens?: ReadonlySet<string>): boolean {
+  return !(
+    DROPPED_REQUEST_HEADERS.has(name) ||
+    name.startsWith('proxy-') ||
+    // The gateway's own request headers (x-sluice-resend-of) are for the gateway, not the upstream.
+    name.startsWith('x-sluice-') ||
+    (connectionTokens !== undefined && connectionTokens.has(name))
+  );
+}
+
 /** The headers sent upstream, as a flat [name, value, ...] list (undici takes it without copying). */
 export function upstreamRequestHeaders(headers: IncomingHttpHeaders, target: UpstreamTarget, facts: ForwardingFacts): string[] {
   const out: string[] = [];
   const named = headers.connection === undefined ? undefined : connectionTokens(headers.connection);
   for (const name in headers) {
-    if (
-      DROPPED_REQUEST_HEADERS.has(name) ||
-      name.startsWith('proxy-') ||
-      // The gateway's own request headers (x-sluice-resend-of) are for the gateway, not the upstream.
-      name.startsWith('x-sluice-') ||
-      target.injectedNames.has(name) ||
-      (named !== undefined && named.has(name))
-    ) {
-      continue;
-    }
+    if (!isForwardedRequestHeader(name, named) || target.injectedNames.has(name)) continue;
     pushHeader(out, name, headers[name]);
   }
   out.push('host', target.host, 'x-forwarded-for', facts.clientAddress, 'x-real-ip', facts.clientAddress, 'x-forwarded-proto', facts.proto, 'x-request-id', facts.requestId);

@@ -257,6 +257,13 @@ describe('a call that needs review, answered at once (Prefer: respond-async)', (
       body: JSON.stringify(payload),
     });
     expect(await answeredAtOnce(otherPath)).not.toBe(id);
+    // A header that changes what the upstream does (an account, a beta) makes it another request too.
+    const otherAccount = await fetch(`${gw.url}/v1/proxy/llm/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${tokens.alice}`, 'content-type': 'application/json', 'openai-organization': 'org-other', ...ASYNC },
+      body: JSON.stringify(payload),
+    });
+    expect(await answeredAtOnce(otherAccount)).not.toBe(id);
     expect(gw.model.requests.length).toBe(before);
 
     // The approved request itself, through the openai SDK as a notebook sends it (the preference still set).
