@@ -14,11 +14,6 @@ export class HeadCollector {
 
   constructor(private readonly maxBytes: number) {}
 
-  /** True while part of a head has been received. */
-  get started(): boolean {
-    return this.size > 0;
-  }
-
   /**
    * Take bytes of `chunk` from `offset`: how many were taken and, once the blank line arrived, the whole
    * head. Empty lines before a head are skipped (RFC 9112 2.2: a client may send one after a body).

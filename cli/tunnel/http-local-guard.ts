@@ -181,9 +181,7 @@ export function serveGuardedHttp(socket: Socket, options: HttpGuardOptions): voi
       stream.unpipe(socket);
       stream.destroy();
     }
-    // The OpenAI API itself answers a bad key with this type; SDKs pick their exception class by the status.
-    const type = refusal.status < 500 ? 'invalid_request_error' : 'server_error';
-    answerLocally(socket, refusal.error, { status: refusal.status, type, headers: refusal.headers });
+    answerLocally(socket, refusal.error, { status: refusal.status, headers: refusal.headers });
   };
 
   gate.once('refused', (r: Refusal) => {

@@ -1,17 +1,10 @@
 import { STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { SluiceError } from '../../shared/errors.js';
+import { openAiErrorType } from '../../shared/openai-error-type.js';
 
 /** How long a local connection answered by sluice itself may keep sending before it is cut. */
 const DRAIN_MS = 5000;
-
-/** The OpenAI error `type` for a status, so SDKs raise the matching exception class. */
-function openAiErrorType(status: number): string {
-  if (status === 401) return 'authentication_error';
-  if (status === 403) return 'permission_error';
-  if (status === 429) return 'rate_limit_error';
-  return status < 500 ? 'invalid_request_error' : 'server_error';
-}
 
 /**
  * Answer a local HTTP client from the CLI itself, with an OpenAI-style error body, and close the connection.

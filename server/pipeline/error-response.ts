@@ -1,26 +1,7 @@
 import type { ServerResponse } from 'node:http';
 import { SluiceError, toSluiceError, type ErrorCode } from '../../shared/errors.js';
+import { openAiErrorType } from '../../shared/openai-error-type.js';
 import { hasRequestBody } from './bounded-body.js';
-
-/** OpenAI's error `type` for an HTTP status, so SDKs classify gateway errors the way they classify the API's. */
-function openAiErrorType(status: number): string {
-  switch (status) {
-    case 400:
-      return 'invalid_request_error';
-    case 401:
-      return 'authentication_error';
-    case 403:
-      return 'permission_error';
-    case 404:
-      return 'not_found_error';
-    case 413:
-      return 'request_too_large';
-    case 429:
-      return 'rate_limit_error';
-    default:
-      return status >= 500 ? 'server_error' : 'invalid_request_error';
-  }
-}
 
 /** The OpenAI-compatible error body of the data path: `{"error": {"type", "code", "message", ...}}`. */
 export function openAiErrorBody(err: SluiceError, requestId?: string): string {

@@ -9,6 +9,7 @@ import { callerResponseHeaders, upstreamRequestHeaders } from './forward-headers
 import type { MaskingStage } from './masking-stage.js';
 import type { BodyTap, ExchangeEndEvent, ExchangeEnding, Recorder } from './recorder.js';
 import type { UpstreamRoute } from './upstream-pools.js';
+import { checkRequestPath } from './request-path.js';
 import { forwardedPath } from './upstream-target.js';
 
 /** What one upstream call needs; built by the exchange handler once the exchange may be forwarded. */
@@ -109,6 +110,8 @@ class UpstreamCall implements Dispatcher.DispatchHandler {
     const { exchange, req, res, route, proto } = this.#o;
     let path: string;
     try {
+      // Whatever handed the pipeline its path, the upstream gets only a normalised one under its base path.
+      checkRequestPath(exchange.path);
       path = forwardedPath(route.target, exchange.path);
     } catch (err) {
       this.#fail(err);

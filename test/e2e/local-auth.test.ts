@@ -119,7 +119,7 @@ describe('the local token of sluice connect', () => {
       expect(refused.code).toBe(0);
       expect(refused.out).toMatch(/^HTTP\/1\.1 401 /);
       expect(refused.out).toMatch(/www-authenticate: Bearer/i);
-      expect(jsonBody(refused.out).error).toMatchObject({ type: 'invalid_request_error', code: 'ERR_LOCAL_AUTH' });
+      expect(jsonBody(refused.out).error).toMatchObject({ type: 'authentication_error', code: 'ERR_LOCAL_AUTH' });
     }
     expect(bearer.out).toMatch(/^HTTP\/1\.1 200 /);
     expect(bearer.out).toContain('"object":"list"');
