@@ -91,6 +91,15 @@ export interface HeldRequests<X extends HeldExchange = HeldExchange> {
   close(): Promise<void>;
 }
 
+/** First wait before a deadline whose expiry failed (the store unreachable) is tried again; doubles each time. */
+const EXPIRE_RETRY_FIRST_MS = 500;
+/** The longest wait between tries: the review is expired soon after the store is back. */
+const EXPIRE_RETRY_MAX_MS = 60_000;
+
+function retryDelay(retry: number): number {
+  return Math.min(EXPIRE_RETRY_FIRST_MS * 2 ** retry, EXPIRE_RETRY_MAX_MS);
+}
+
 function who(p: { sub: string; email?: string } | undefined): string {
   return p === undefined ? 'a reviewer' : (p.email ?? p.sub);
 }
@@ -267,6 +276,27 @@ export function createHeldRequests<X extends HeldExchange = HeldExchange>(option
     }
   }
 
+  /**
+   * Ends the tracking of a decided review and tells the requester's tunnel how it ended. Called from the feed
+   * and from the deadline, whichever hears first; the second finds nothing tracked and says nothing.
+   */
+  function ended(r: Review): void {
+    const tracked = deferred.get(r.id);
+    if (tracked === undefined || r.status === 'pending') return;
+    untrack(r.id);
+    if (r.status === 'approved') {
+      const until = resendDeadline(r);
+      notice(tracked.sessionId, {
+        level: 'info',
+        code: 'review.approved',
+        message: `${r.id} approved by ${who(r.resolvedBy)}; send the same request again${until === undefined ? '' : ` before ${new Date(until).toISOString()}`} and it is forwarded`,
+      });
+    } else {
+      const refusal = refusalOf(r);
+      notice(tracked.sessionId, { level: 'warn', code: refusal.code, message: refusal.message });
+    }
+  }
+
   /** Tells the requester's tunnel how a review of a request answered at once ends, and expires it on time. */
   function track(review: Review): void {
     if (deferred.has(review.id) || review.sessionId === undefined) return;
@@ -280,33 +310,30 @@ export function createHeldRequests<X extends HeldExchange = HeldExchange>(option
         if (event.type === 'review.approval') notice(tracked.sessionId, { level: 'info', code: 'review.approval', message: `${r.id}: approved by ${who(event.actor)} (${r.approvals.length} of ${r.minApprovals} approvals)` });
         return;
       }
-      untrack(r.id);
-      if (r.status === 'approved') {
-        const until = resendDeadline(r);
-        notice(tracked.sessionId, {
-          level: 'info',
-          code: 'review.approved',
-          message: `${r.id} approved by ${who(r.resolvedBy)}; send the same request again${until === undefined ? '' : ` before ${new Date(until).toISOString()}`} and it is forwarded`,
-        });
-      } else {
-        const refusal = refusalOf(r);
-        notice(tracked.sessionId, { level: 'warn', code: refusal.code, message: refusal.message });
-      }
+      ended(r);
     });
-    const arm = (): void => {
-      entry.timer = setTimeout(
-        () => {
-          if (!deferred.has(review.id)) return;
-          if (review.expiresAt - clock() > 0) return arm();
-          // The feed brings the expiry back to the listener above, which tells the tunnel.
-          service.expire(review.id).catch(() => undefined);
-        },
-        Math.min(Math.max(review.expiresAt - clock(), 0), MAX_TIMER_MS),
-      );
+    const arm = (delayMs: number, retry: number): void => {
+      if (!deferred.has(review.id)) return;
+      entry.timer = setTimeout(() => {
+        if (!deferred.has(review.id)) return;
+        if (review.expiresAt - clock() > 0) return arm(review.expiresAt - clock(), 0);
+        // The deadline does not wait for the feed: a review decided on another replica, or whose announcement
+        // was lost, leaves `expire` nothing to change and no event here, so the store says how it ended.
+        service
+          .expire(review.id)
+          .then(async (expired) => expired ?? (await service.store.get(review.id)))
+          .then((now) => {
+            if (now === undefined) untrack(review.id);
+            else if (now.status === 'pending') arm(retryDelay(retry), retry + 1);
+            else ended(now);
+          })
+          // An unreachable store must not leave the review pending with nobody to expire it.
+          .catch(() => arm(retryDelay(retry), retry + 1));
+      }, Math.min(Math.max(delayMs, 0), MAX_TIMER_MS));
       // Nobody waits on this timer: it must not keep a stopping gateway alive.
       entry.timer.unref();
     };
-    arm();
+    arm(review.expiresAt - clock(), 0);
   }
 
   async function defer(input: DeferInput<X>): Promise<Review> {

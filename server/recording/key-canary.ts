@@ -18,6 +18,12 @@ const CANARY_BYTES = 32;
 const MAX_CANARY_FILE = 64 * 1024;
 /** Sessions read per page while looking for the key ids the index needs. */
 const PAGE = 500;
+/**
+ * Sessions of one key id tried, newest first, when there is no canary. A crash can leave the newest
+ * files of a key headerless, so one is not enough; the bound keeps a start over a directory of damaged
+ * files from reading all of them.
+ */
+const MAX_PROOF_SESSIONS = 100;
 
 /** Bound into every seal, so a canary entry cannot be moved to another key id. */
 function canaryContext(keyId: string): Buffer {
@@ -43,7 +49,8 @@ export interface KeyCanaryOptions {
  * data keys of its sessions would not unwrap), and a key id that has an entry but left the ring may go only
  * when no session of the index is wrapped under it. A new key (rotation: newest first, older ones kept)
  * simply gets its entry. Without one (a new directory, or one written before canaries), the index stands
- * in: every key id its sessions use must be in the ring and open the newest such session's data key.
+ * in: every key id its sessions use must be in the ring and open the data key of one of its newest
+ * sessions whose header can be read; when none can, nothing proves the key, so no canary is sealed under it.
  * Throws ERR_MASTER_KEY_MISMATCH naming the key id.
  */
 export async function checkKeyCanary(options: KeyCanaryOptions): Promise<void> {
@@ -119,30 +126,59 @@ function lostKey(id: string, session: SessionInfo): SluiceError {
   });
 }
 
-/** No canary yet: the index says which keys its sessions need, and the newest session of each proves the bytes. */
+function unproven(id: string, tried: number, file: string): SluiceError {
+  return new SluiceError('ERR_MASTER_KEY_MISMATCH', {
+    message:
+      `No session could prove master key "${id}": of the ${tried} newest session${tried === 1 ? '' : 's'} wrapped under it, none has a file with a readable header (missing, truncated or cut short by a crash), ` +
+      `and there is no key canary ${file} to check it against. Restore ${KEY_CANARY_FILE} (or the session files) from a backup; ` +
+      '`sluice audit verify` names the damaged files. The gateway will not seal a canary under a key nothing proved',
+    details: { key_id: id },
+  });
+}
+
+/**
+ * No canary yet: the index says which keys its sessions need, and a session of each must prove the bytes.
+ * A file that is gone or has no readable header proves nothing either way, so older sessions of that key
+ * are tried; a key nothing proves is refused, since the canary sealed next would make it canonical.
+ */
 async function checkAgainstSessions(options: KeyCanaryOptions): Promise<void> {
   const { dir, keyRing } = options;
-  for (const [id, session] of await newestSessionPerKey(options.store)) {
-    if (!keyRing.has(id)) throw lostKey(id, session);
-    const header = await readHeader(join(dir, session.file));
-    // A file that is gone or has no readable header proves nothing either way; `sluice audit verify` reports it.
-    if (header === undefined || header.wrappedKey.keyId !== id) continue;
-    try {
-      keyRing.unwrap(header.wrappedKey, header.session);
-    } catch {
-      throw wrongKey(id, join(dir, session.file));
+  for (const [id, sessions] of await newestSessionsPerKey(options.store, MAX_PROOF_SESSIONS)) {
+    if (!keyRing.has(id)) throw lostKey(id, sessions[0]!);
+    let proved = false;
+    for (const session of sessions) {
+      const header = await readHeader(join(dir, session.file));
+      if (header === undefined || header.wrappedKey.keyId !== id) continue;
+      try {
+        keyRing.unwrap(header.wrappedKey, header.session);
+      } catch {
+        throw wrongKey(id, join(dir, session.file));
+      }
+      proved = true;
+      break;
     }
+    if (!proved) throw unproven(id, sessions.length, join(dir, KEY_CANARY_FILE));
   }
 }
 
 /** The newest session of each key id the index uses (only of `only`, when given): one pass over the index. */
 async function newestSessionPerKey(store: Store, only?: ReadonlySet<string>): Promise<Map<string, SessionInfo>> {
   const found = new Map<string, SessionInfo>();
+  for (const [id, sessions] of await newestSessionsPerKey(store, 1, only)) found.set(id, sessions[0]!);
+  return found;
+}
+
+/** Up to `perKey` sessions of each key id the index uses, newest first: one pass over the index. */
+async function newestSessionsPerKey(store: Store, perKey: number, only?: ReadonlySet<string>): Promise<Map<string, SessionInfo[]>> {
+  const found = new Map<string, SessionInfo[]>();
   let cursor: string | undefined;
   do {
     const page = await store.listSessions({ limit: PAGE, ...(cursor === undefined ? {} : { cursor }) });
     for (const s of page.sessions) {
-      if ((only === undefined || only.has(s.keyId)) && !found.has(s.keyId)) found.set(s.keyId, s);
+      if (only !== undefined && !only.has(s.keyId)) continue;
+      const list = found.get(s.keyId) ?? [];
+      if (list.length < perKey) list.push(s);
+      found.set(s.keyId, list);
     }
     cursor = page.next;
   } while (cursor !== undefined);

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { open, truncate, type FileHandle } from 'node:fs/promises';
-import { join } from 'node:path';
+import { link, open, truncate, unlink, type FileHandle } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { SluiceError } from '../../shared/errors.js';
 import { readFileLines, readLineFileEnds, type LineFileEnds } from './seal-log-lines.js';
 import {
@@ -63,7 +63,7 @@ class LineAppender {
     }
     const bytes = Buffer.from(`${line}\n`, 'utf8');
     try {
-      await this.#handle.write(bytes);
+      await writeFully(this.#handle, bytes);
       await this.#handle.datasync();
     } catch (err) {
       // Whether some bytes landed is unknowable after an error; cutting back to the last whole line is always safe.
@@ -78,8 +78,66 @@ class LineAppender {
   }
 }
 
-/** Reads a line file's ends, cutting a torn last line (a crash mid-append); undefined when the file is missing. */
-async function openEnds(path: string, log: SealLogLog | undefined): Promise<LineFileEnds | undefined> {
+/**
+ * Writes all of `bytes`: a write may report fewer bytes than asked without failing, and counting the
+ * whole line as written would chain the next entry onto a torn one. A write that makes no progress fails.
+ */
+async function writeFully(handle: FileHandle, bytes: Buffer): Promise<void> {
+  let offset = 0;
+  while (offset < bytes.length) {
+    const { bytesWritten } = await handle.write(bytes, offset, bytes.length - offset);
+    if (bytesWritten <= 0) throw new Error(`a write to the seal log made no progress (${offset} of ${bytes.length} bytes written)`);
+    offset += bytesWritten;
+  }
+}
+
+/**
+ * Creates `path` holding `line` as its one whole line, or fails if it exists. The line is written to a
+ * temporary file and linked into place, so a crash never leaves an empty or torn file under `path`: one
+ * that is found empty was emptied, and is refused.
+ */
+async function createWithLine(path: string, line: string): Promise<void> {
+  const temp = join(dirname(path), `.${SEAL_LOG_FILE}.${randomBytes(6).toString('hex')}.tmp`);
+  const file = await open(temp, 'wx', 0o600);
+  try {
+    await writeFully(file, Buffer.from(`${line}\n`, 'utf8'));
+    await file.sync();
+  } finally {
+    await file.close();
+  }
+  try {
+    await link(temp, path);
+  } finally {
+    await unlink(temp).catch(() => undefined);
+  }
+  const dir = await open(dirname(path), 'r');
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
+  }
+}
+
+/** The last whole checkpoint of seal log `id` in `path`, scanned in bounded memory; other logs' lines are skipped. */
+async function lastCheckpointOf(path: string, id: string): Promise<SealCheckpoint | undefined> {
+  let found: SealCheckpoint | undefined;
+  try {
+    for await (const line of readFileLines(path)) {
+      if (!line.complete || line.overlong) continue;
+      const cp = sealCheckpointSchema.safeParse(safeJson(line.text));
+      if (cp.success && cp.data.log === id) found = cp.data;
+    }
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  return found;
+}
+
+/**
+ * Reads a line file's ends, cutting a torn last line (a crash mid-append); undefined when the file is
+ * missing. With `keepTornOnly`, a file holding no whole line is left as found, for the caller to refuse.
+ */
+async function openEnds(path: string, log: SealLogLog | undefined, keepTornOnly = false): Promise<LineFileEnds | undefined> {
   let ends: LineFileEnds;
   try {
     ends = await readLineFileEnds(path);
@@ -87,7 +145,7 @@ async function openEnds(path: string, log: SealLogLog | undefined): Promise<Line
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
   }
-  if (ends.wholeLength < ends.size) {
+  if (ends.wholeLength < ends.size && !(keepTornOnly && ends.wholeLength === 0)) {
     log?.warn({ file: path, bytes: ends.size - ends.wholeLength }, 'a torn last line (a crash mid-append) is cut off');
     await truncate(path, ends.wholeLength);
     return { ...ends, size: ends.wholeLength };
@@ -105,7 +163,7 @@ function damaged(path: string, why: string): SluiceError {
  * The gateway-wide chain of session seals (format in seal-log-format.ts): every sealed, interrupted
  * or destroyed session is appended, synced, as one chained line, and the head is signed into
  * `seals.checkpoints` every `checkpointEvery` entries, every `checkpointIntervalMs` while entries are
- * unsigned, after a retention sweep, and at close. Writes are serialised; an entry whose write failed
+ * unsigned, after a retention sweep, and at close. Writes are serialised; a seal whose write failed
  * stays queued and goes first with the next write, so a passing disk fault loses no seal.
  * One process appends to one storage directory.
  */
@@ -120,7 +178,8 @@ export class SealLog {
   #seq: number;
   #head: string;
   #signedSeq: number;
-  #queue: SealLogBody[] = [];
+  /** Entries not yet written, oldest first; wrapped so each caller can find its own. */
+  #queue: { readonly body: SealLogBody }[] = [];
   #chain: Promise<unknown> = Promise.resolve();
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
@@ -143,28 +202,30 @@ export class SealLog {
   }
 
   /**
-   * Opens the seal log under `dir`, starting a new one (a new id) when there is none, and cutting a torn
-   * last line. A last line that is whole but not an entry is refused (ERR_RECORDING_TAMPERED): chaining
-   * onto it would hide what happened to the log.
+   * Opens the seal log under `dir`, starting a new one (a new id) only when neither it nor any checkpoint
+   * exists, and cutting a torn last line. Refused (ERR_RECORDING_TAMPERED), because chaining onto it
+   * would hide what happened to the log: a last line that is whole but not an entry; a log that exists
+   * but holds no whole line, or is missing while checkpoints exist (a new chain would replace one that
+   * was signed); and a log whose last checkpoint covers entries past its end, or signs another hash for
+   * its last entry (it was rolled back or rewritten).
    */
   static async open(options: SealLogOptions): Promise<SealLog> {
     const path = join(options.dir, SEAL_LOG_FILE);
-    let ends = await openEnds(path, options.log);
+    const checkpointsPath = join(options.dir, SEAL_CHECKPOINTS_FILE);
+    let ends = await openEnds(path, options.log, true);
+    const cpEnds = await openEnds(checkpointsPath, options.log);
     let id: string;
     let head: { seq: number; hash: string };
-    if (ends === undefined || ends.size === 0) {
+    if (ends === undefined) {
+      if (cpEnds?.last !== undefined) throw damaged(path, `it is missing, but ${checkpointsPath} signs entries of a seal log`);
       id = `sl_${randomBytes(16).toString('hex')}`;
       const line = encodeStartEntry(id, Date.now());
-      const file = await open(path, ends === undefined ? 'wx' : 'w', 0o600);
-      try {
-        await file.write(`${line}\n`);
-        await file.sync();
-      } finally {
-        await file.close();
-      }
+      await createWithLine(path, line);
       ends = { size: Buffer.byteLength(line) + 1, wholeLength: Buffer.byteLength(line) + 1, first: line, last: line };
       head = { seq: 0, hash: sealLineHash(line) };
     } else {
+      // A new log is created whole (createWithLine), so an empty one was emptied, not left by a crash.
+      if (ends.wholeLength === 0) throw damaged(path, 'it exists but holds no whole entry');
       const first = parseLine(ends.first);
       if (first?.type !== 'start') throw damaged(path, 'its first line is not the start of a seal log');
       id = first.log;
@@ -172,12 +233,12 @@ export class SealLog {
       if (last === undefined) throw damaged(path, 'its last line is not an entry');
       head = { seq: last.seq, hash: sealLineHash(ends.last!) };
     }
-    const checkpointsPath = join(options.dir, SEAL_CHECKPOINTS_FILE);
-    const cpEnds = await openEnds(checkpointsPath, options.log);
     let signedSeq = -1;
-    if (cpEnds?.last !== undefined) {
-      const cp = sealCheckpointSchema.safeParse(safeJson(cpEnds.last));
-      if (cp.success && cp.data.log === id) signedSeq = cp.data.seq;
+    const cp = cpEnds?.last === undefined ? undefined : await lastCheckpointOf(checkpointsPath, id);
+    if (cp !== undefined) {
+      if (cp.seq > head.seq) throw damaged(path, `its last checkpoint signs entry ${cp.seq}, but the log ends at entry ${head.seq}: it was cut back`);
+      if (cp.seq === head.seq && cp.head !== head.hash) throw damaged(path, `its last checkpoint signs another hash for entry ${cp.seq}: the entry was rewritten`);
+      signedSeq = cp.seq;
     }
     const entries = await LineAppender.open(path, ends.size);
     const checkpoints = await LineAppender.open(checkpointsPath, cpEnds?.size ?? 0);
@@ -189,13 +250,31 @@ export class SealLog {
     return { seq: this.#seq, hash: this.#head };
   }
 
-  /** Appends an entry (and signs a checkpoint when `checkpointEvery` entries are unsigned); resolves once it is synced. */
+  /**
+   * Appends an entry, resolving once it is synced, and signs a checkpoint when `checkpointEvery` entries
+   * are unsigned. The promise reports this entry only: a checkpoint that fails is reported to `onOutcome`
+   * and the log, and retried by the next write, the timer or `close`.
+   * A failed `seal` stays queued and goes first with the next write. A failed `destroyed` is taken off
+   * the queue: its caller keeps the session, so writing it later would log a destruction that did not
+   * happen (and the next sweep would log a second one).
+   */
   append(body: SealLogBody): Promise<void> {
     if (this.#closed) return Promise.reject(new Error('the seal log is closed'));
-    this.#queue.push(body);
+    const item = { body };
+    this.#queue.push(item);
     return this.#serial(async () => {
-      await this.#drain();
-      if (this.#seq - this.#signedSeq >= (this.#o.checkpointEvery ?? DEFAULT_CHECKPOINT_EVERY)) await this.#sign();
+      try {
+        await this.#drain();
+      } catch (err) {
+        const at = this.#queue.indexOf(item);
+        // Written before a later entry failed: that failure is the later caller's to report.
+        if (at < 0) return;
+        if (body.type === 'destroyed') this.#queue.splice(at, 1);
+        throw err;
+      }
+      if (this.#seq - this.#signedSeq >= (this.#o.checkpointEvery ?? DEFAULT_CHECKPOINT_EVERY)) {
+        await this.#sign().catch((err: unknown) => this.#o.log?.warn({ err: (err as Error).message }, 'the seal log checkpoint could not be written; it is retried'));
+      }
     });
   }
 
@@ -207,7 +286,7 @@ export class SealLog {
     });
   }
 
-  /** Checkpoints with a seq above `since`, oldest first, at most `limit`. */
+  /** This log's checkpoints with a seq above `since`, oldest first, at most `limit`. */
   async checkpointsAfter(since: number, limit: number): Promise<SealCheckpoint[]> {
     const out: SealCheckpoint[] = [];
     try {
@@ -215,7 +294,8 @@ export class SealLog {
         // A line being appended right now is not whole yet; it is served next time.
         if (!line.complete) break;
         const cp = sealCheckpointSchema.safeParse(safeJson(line.text));
-        if (!cp.success || cp.data.seq <= since) continue;
+        // The file may hold checkpoints of an earlier log of this directory; they are not this log's.
+        if (!cp.success || cp.data.log !== this.id || cp.data.seq <= since) continue;
         out.push(cp.data);
         if (out.length >= limit) break;
       }
@@ -247,7 +327,7 @@ export class SealLog {
   async #drain(): Promise<void> {
     while (this.#queue.length > 0) {
       const seq = this.#seq + 1;
-      const line = encodeSealEntry(this.#queue[0]!, seq, this.#head);
+      const line = encodeSealEntry(this.#queue[0]!.body, seq, this.#head);
       try {
         await this.#entries.append(line);
       } catch (err) {

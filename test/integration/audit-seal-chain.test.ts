@@ -5,12 +5,12 @@
  * and the offline verifier (what `sluice audit verify` runs) must name what was done.
  */
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { access, appendFile, chmod, cp, mkdtemp, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
+import { access, appendFile, chmod, cp, mkdtemp, open, readFile, rm, stat, truncate, writeFile, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import OpenAI from 'openai';
-import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
 import { connectionSchema } from '../../server/config/schema.js';
 import { validateConfig } from '../../server/config/load.js';
 import { startDemo } from '../../server/demo/run-demo.js';
@@ -20,7 +20,8 @@ import { nodeRecordingIo } from '../../server/recording/file-io.js';
 import { KeyRing, keyRingFromSettings } from '../../server/recording/key-ring.js';
 import { openStorage } from '../../server/recording/open-storage.js';
 import { Recording } from '../../server/recording/recording.js';
-import { SEAL_CHECKPOINTS_FILE, SEAL_LOG_FILE, sealLineHash, type SealCheckpoint } from '../../server/recording/seal-log-format.js';
+import { SealLog } from '../../server/recording/seal-log.js';
+import { SEAL_CHECKPOINTS_FILE, SEAL_LOG_FILE, sealLineHash, signSealCheckpoint, type SealCheckpoint, type SealLogBody } from '../../server/recording/seal-log-format.js';
 import { readSession } from '../../server/recording/session-reader.js';
 import { SessionWriter } from '../../server/recording/session-writer.js';
 import { loadOrCreateSigningKey, loadOrCreateSigningKeyFile, signingKeyFrom, type SigningKey } from '../../server/recording/signing-key.js';
@@ -431,5 +432,171 @@ describe('where the signing key lives', () => {
     expect(await exists(join(data, 'signing-key.pem'))).toBe(false);
     const served = (await (await fetch(`${demo.gateway.url}/v1/audit/public-key`)).json()) as { fingerprint: string };
     expect(served.fingerprint).toBe((await loadOrCreateSigningKeyFile(demo.signingKeyFile)).fingerprint);
+  });
+});
+
+/** A seal of session `n` for a seal log driven directly. */
+function sealOf(n: number): SealLogBody {
+  return { type: 'seal', session: `ses_${n}`, file: `sessions/ses_${n}.rec`, status: 'closed', records: n, finalHash: 'ab'.repeat(32), sealedAt: 1_700_000_000_000 + n };
+}
+
+/** The write method every FileHandle shares, to inject disk faults into the seal log's appends. */
+async function fileHandleWrite(): Promise<{ proto: FileHandle; original: FileHandle['write'] }> {
+  const handle = await open(keyFile, 'r');
+  const proto = Object.getPrototypeOf(handle) as FileHandle;
+  await handle.close();
+  return { proto, original: proto.write };
+}
+
+describe('the seal log refuses to continue a chain it cannot vouch for', () => {
+  it('refuses a log cut back behind its last checkpoint, or whose checkpointed head was rewritten', async () => {
+    const dir = await mkdtemp(join(root, 'rollback-'));
+    const first = await SealLog.open({ dir, signingKey: signing, checkpointEvery: 1 });
+    for (const n of [1, 2, 3]) await first.append(sealOf(n));
+    await first.close();
+    const lines = (await readFile(join(dir, SEAL_LOG_FILE), 'utf8')).trimEnd().split('\n');
+    const checkpoints = await readFile(join(dir, SEAL_CHECKPOINTS_FILE), 'utf8');
+
+    // Cut back to entry 1: the checkpoint of entry 3 outlives it.
+    await writeFile(join(dir, SEAL_LOG_FILE), `${lines.slice(0, 2).join('\n')}\n`);
+    await expect(SealLog.open({ dir, signingKey: signing, checkpointEvery: 1 })).rejects.toMatchObject({
+      code: 'ERR_RECORDING_TAMPERED',
+      message: expect.stringContaining('its last checkpoint signs entry 3, but the log ends at entry 1: it was cut back'),
+    });
+
+    // Entry 3 replaced by another, chained correctly: same seq, another hash than the one signed.
+    const rewritten = JSON.stringify({ ...(JSON.parse(lines[3]!) as object), records: 99 });
+    await writeFile(join(dir, SEAL_LOG_FILE), `${[...lines.slice(0, 3), rewritten].join('\n')}\n`);
+    await expect(SealLog.open({ dir, signingKey: signing })).rejects.toMatchObject({
+      code: 'ERR_RECORDING_TAMPERED',
+      message: expect.stringContaining('its last checkpoint signs another hash for entry 3: the entry was rewritten'),
+    });
+
+    // Restored, and with a later checkpoint of another log after this one's, it continues where it was.
+    await writeFile(join(dir, SEAL_LOG_FILE), `${lines.join('\n')}\n`);
+    await appendFile(join(dir, SEAL_CHECKPOINTS_FILE), `${JSON.stringify(signSealCheckpoint(signing, `sl_${'cd'.repeat(16)}`, 9, 'ef'.repeat(32), Date.now()))}\n`);
+    const again = await SealLog.open({ dir, signingKey: signing, checkpointEvery: 1 });
+    expect(again.head).toEqual({ seq: 3, hash: sealLineHash(lines[3]!) });
+    await again.append(sealOf(4));
+    await again.close();
+    const signed = (await readFile(join(dir, SEAL_CHECKPOINTS_FILE), 'utf8')).trimEnd().split('\n').map((l) => JSON.parse(l) as SealCheckpoint);
+    expect(signed.at(-1)).toMatchObject({ log: again.id, seq: 4 });
+    expect((await readFile(join(dir, SEAL_CHECKPOINTS_FILE), 'utf8')).startsWith(checkpoints)).toBe(true);
+  });
+
+  it('refuses to start a new chain over a log that existed: emptied, torn to nothing, or removed beside its checkpoints', async () => {
+    // First start: a log is created with its start entry, whole.
+    const fresh = await mkdtemp(join(root, 'fresh-'));
+    const log = await SealLog.open({ dir: fresh, signingKey: signing });
+    await log.close();
+    const start = await readFile(join(fresh, SEAL_LOG_FILE), 'utf8');
+    expect(start).toMatch(/^\{"seq":0,"type":"start","log":"sl_[0-9a-f]{32}",[^\n]*\}\n$/);
+
+    const emptied = await mkdtemp(join(root, 'emptied-'));
+    await writeFile(join(emptied, SEAL_LOG_FILE), '');
+    await expect(SealLog.open({ dir: emptied, signingKey: signing })).rejects.toMatchObject({ code: 'ERR_RECORDING_TAMPERED', message: expect.stringContaining('it exists but holds no whole entry') });
+    expect(await readFile(join(emptied, SEAL_LOG_FILE), 'utf8')).toBe('');
+
+    // Left as found, so the evidence survives the refusal.
+    const torn = await mkdtemp(join(root, 'torn-'));
+    await writeFile(join(torn, SEAL_LOG_FILE), start.slice(0, 20));
+    await expect(SealLog.open({ dir: torn, signingKey: signing })).rejects.toMatchObject({ code: 'ERR_RECORDING_TAMPERED' });
+    expect(await readFile(join(torn, SEAL_LOG_FILE), 'utf8')).toBe(start.slice(0, 20));
+
+    await rm(join(fresh, SEAL_LOG_FILE));
+    await expect(SealLog.open({ dir: fresh, signingKey: signing })).rejects.toMatchObject({ code: 'ERR_RECORDING_TAMPERED', message: expect.stringContaining('it is missing, but') });
+    expect(await exists(join(fresh, SEAL_LOG_FILE))).toBe(false);
+  });
+});
+
+describe('the seal log under disk faults', () => {
+  it('a short write is completed, never chained onto', async () => {
+    const dir = await mkdtemp(join(root, 'short-'));
+    const log = await SealLog.open({ dir, signingKey: signing });
+    const { proto, original } = await fileHandleWrite();
+    const spy = vi.spyOn(proto, 'write').mockImplementationOnce(function (this: FileHandle, buffer: unknown, offset?: unknown, length?: unknown) {
+      const buf = buffer as Buffer;
+      const from = (offset as number | undefined) ?? 0;
+      const len = (length as number | undefined) ?? buf.length - from;
+      // The kernel took only half of what was asked, and said so without failing.
+      return (original as (...args: unknown[]) => Promise<unknown>).call(this, buf, from, Math.floor(len / 2)) as never;
+    });
+    onTestFinished(() => spy.mockRestore());
+    await log.append(sealOf(1));
+    spy.mockRestore();
+    await log.append(sealOf(2));
+    await log.close();
+    const report = await readSealLog({ dir, publicKey: signing.publicKeyPem });
+    expect(sealLogVerdictText(report)).toMatchObject({ failed: false, text: 'intact (3 entries; signed through entry 2)' });
+  });
+
+  it('a write that makes no progress fails its append, and the next entry chains onto the last whole one', async () => {
+    const dir = await mkdtemp(join(root, 'stalled-'));
+    const log = await SealLog.open({ dir, signingKey: signing });
+    const { proto } = await fileHandleWrite();
+    const spy = vi.spyOn(proto, 'write').mockResolvedValueOnce({ bytesWritten: 0, buffer: Buffer.alloc(0) } as never);
+    onTestFinished(() => spy.mockRestore());
+    await expect(log.append({ type: 'destroyed', session: 'ses_1', at: 1 })).rejects.toThrow(/made no progress/);
+    spy.mockRestore();
+    await log.append(sealOf(2));
+    await log.close();
+    const entries = (await readFile(join(dir, SEAL_LOG_FILE), 'utf8')).trimEnd().split('\n').map((l) => JSON.parse(l) as { type: string; session?: string });
+    expect(entries.map((e) => e.session ?? e.type)).toEqual(['start', 'ses_2']);
+    expect(sealLogVerdictText(await readSealLog({ dir, publicKey: signing.publicKeyPem })).failed).toBe(false);
+  });
+
+  it('a retention sweep whose "destroyed" entry failed keeps the session and logs its destruction once, when it happens', async () => {
+    const dir = await mkdtemp(join(root, 'sweep-fault-'));
+    const store = new SqliteStore({ file: join(dir, 'index.sqlite') });
+    onTestFinished(() => store.close());
+    const key = await loadOrCreateSigningKeyFile(join(root, 'sweep-fault-keys', 'signing-key.pem'));
+    const recording = await Recording.open({ dir, store, keyRing, signingKey: key, retentionDays: 30 });
+    onTestFinished(() => recording.close());
+    await recording.openSession({ id: 'ses_old', principal: alice, connection, via: 'proxy', clientAddress: '127.0.0.1' });
+    await recording.closeSession('ses_old', 'idle');
+    const old = (await store.getSession('ses_old'))!;
+    const db = new Database(join(dir, 'index.sqlite'));
+    db.prepare('UPDATE sessions SET started_at = started_at - ? WHERE id = ?').run(40 * 86_400_000, 'ses_old');
+    db.close();
+
+    const { proto } = await fileHandleWrite();
+    const spy = vi.spyOn(proto, 'write').mockRejectedValueOnce(Object.assign(new Error('EIO: i/o error, write'), { code: 'EIO' }));
+    onTestFinished(() => spy.mockRestore());
+    await expect(recording.sweep()).rejects.toThrow(/EIO/);
+    spy.mockRestore();
+    expect(await exists(join(dir, old.file))).toBe(true);
+    const destroyedIn = async (): Promise<number> =>
+      (await readFile(join(dir, SEAL_LOG_FILE), 'utf8'))
+        .trimEnd()
+        .split('\n')
+        .filter((l) => (JSON.parse(l) as { type: string }).type === 'destroyed').length;
+    expect(await destroyedIn()).toBe(0);
+
+    expect(await recording.sweep()).toBe(1);
+    await recording.close();
+    expect(await exists(join(dir, old.file))).toBe(false);
+    expect(await destroyedIn()).toBe(1);
+    expect(sealLogVerdictText(await readSealLog({ dir, publicKey: key.publicKeyPem })).failed).toBe(false);
+  });
+});
+
+describe('the checkpoint export', () => {
+  it("serves only the current log's checkpoints when the file also holds another log's", async () => {
+    const dir = await copyOfData();
+    const own = (JSON.parse((await readFile(join(dir, SEAL_LOG_FILE), 'utf8')).split('\n')[0]!) as { log: string }).log;
+    const foreign = signSealCheckpoint(signing, `sl_${'cd'.repeat(16)}`, 7, 'ef'.repeat(32), Date.now());
+    const cps = await readFile(join(dir, SEAL_CHECKPOINTS_FILE), 'utf8');
+    await writeFile(join(dir, SEAL_CHECKPOINTS_FILE), `${JSON.stringify(foreign)}\n${cps}`);
+    const other = await startTestGateway({ config: { storage: { dir, master_key: masterKey, signing_key: keyFile } } });
+    const carol = { authorization: `Bearer ${await other.token('carol')}` };
+    const body = (await (await fetch(`${other.url}/v1/audit/checkpoints`, { headers: carol })).json()) as { log: string; checkpoints: SealCheckpoint[] };
+    expect(body.log).toBe(own);
+    expect(body.checkpoints.map((c) => [c.log, c.seq])).toEqual([
+      [own, 1],
+      [own, 3],
+      [own, 4],
+    ]);
+    const jsonl = await (await fetch(`${other.url}/v1/audit/checkpoints?format=jsonl&since=3`, { headers: carol })).text();
+    expect(jsonl.trim().split('\n').map((l) => (JSON.parse(l) as SealCheckpoint).seq)).toEqual([4]);
   });
 });

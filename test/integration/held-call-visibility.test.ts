@@ -7,6 +7,10 @@ import { TunnelClient, type TunnelEvent } from '../../cli/tunnel/tunnel-client.j
 import { connectionListSchema, type ConnectionJson } from '../../shared/connections-api.js';
 import { pendingReviewAnswerSchema, reviewSchema, type ReviewJson } from '../../shared/reviews-api.js';
 import { httpOver, startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { createApprovalService } from '../../server/approval/approval-service.js';
+import { createHeldRequests, type SessionNotice } from '../../server/approval/held-requests.js';
+import { openSqliteReviewStore } from '../../server/approval/sqlite-review-store.js';
+import type { Principal } from '../../server/identity/principal.js';
 
 let gw: TestGateway;
 const tokens: Record<string, string> = {};
@@ -349,5 +353,75 @@ describe('a call that needs review, answered at once (Prefer: respond-async)', (
     expect(second.status).toBe(200);
     expect(second.body.toString()).toContain('through the tunnel');
     await vi.waitFor(() => expect(notices).toContain(`${id}: the request approved by bob@example.com was sent again; forwarding it`));
+  });
+});
+
+describe('the deadline of a review answered at once', () => {
+  it('tells the requester\'s tunnel how a review decided on another replica ended, though this replica never heard of the decision', async () => {
+    const g = await startTestGateway({
+      config: { policies: [{ name: 'brief-review', when: 'request.json.?model.orValue("") == "gpt-5"', action: 'review', reviewers: ['ml-leads'], timeout: '1s' }] },
+    });
+    const alice = await g.token('alice');
+    const client = new TunnelClient({ gateway: g.url, connection: 'llm', getToken: async () => ({ token: alice }) });
+    const notices: string[] = [];
+    client.on('event', (e: TunnelEvent) => {
+      if (e.kind === 'notice') notices.push(e.message);
+    });
+    await client.start();
+    onTestFinished(() => client.close());
+    const body = JSON.stringify({ model: 'gpt-5', messages: [{ role: 'user', content: 'decided elsewhere' }] });
+    const send = async () =>
+      httpOver(await client.openStream({}).then((s) => () => s), {
+        method: 'POST',
+        path: '/v1/chat/completions',
+        headers: { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), ...ASYNC },
+        body,
+      });
+    const first = await send();
+    expect(first.status).toBe(202);
+    const id = pendingReviewAnswerSchema.parse(JSON.parse(first.body.toString())).review.id;
+
+    // Another replica over the same reviews database, whose announcements never reach this one.
+    const elsewhere = openSqliteReviewStore({ file: join(g.config.storage.dir, 'reviews.db') });
+    onTestFinished(() => elsewhere.close());
+    const bob: Principal = { sub: 'bob', email: 'bob@example.com', groups: ['ml-leads'], roles: ['reviewer'], expiresAt: Math.floor(Date.now() / 1000) + 600, issuer: g.idp.issuer };
+    const outcome = await createApprovalService({ store: elsewhere, limits: () => ({ perUser: 20, total: 100 }) }).approve({ id, principal: bob });
+    expect(outcome.review.status).toBe('approved');
+
+    // At the deadline this replica finds the review decided and says so.
+    await vi.waitFor(() => expect(notices.some((n) => n.startsWith(`${id} approved by bob@example.com; send the same request again before `))).toBe(true), { timeout: 10_000, interval: 50 });
+    const second = await send();
+    expect(second.status).toBe(200);
+    expect(second.body.toString()).toContain('decided elsewhere');
+  });
+
+  it('is kept when expiring the review fails: tried again until it is expired and the requester is told', async () => {
+    const store = openSqliteReviewStore({ file: ':memory:' });
+    onTestFinished(() => store.close());
+    const service = createApprovalService({ store, limits: () => ({ perUser: 20, total: 100 }) });
+    let failures = 2;
+    const flaky = {
+      ...service,
+      // The store unreachable for the first tries, as during a database failover.
+      expire: async (reviewId: string) => {
+        if (failures-- > 0) throw new Error('SQLITE_BUSY: database is locked');
+        return service.expire(reviewId);
+      },
+    };
+    const notices: SessionNotice[] = [];
+    const held = createHeldRequests({ service: flaky, defaultTimeoutMs: () => 50, notifySession: (_session, n) => void notices.push(n) });
+    onTestFinished(() => held.close());
+    const principal: Principal = { sub: 'alice', email: 'alice@example.com', groups: ['ml-eng'], roles: [], expiresAt: Math.floor(Date.now() / 1000) + 600, issuer: 'https://idp.test' };
+    const review = await held.defer({
+      exchange: { id: 'req_1', principal, connection: { name: 'llm' }, session: { id: 'ses_1' } },
+      decision: { rule: 'frontier-models-need-review', reviewers: ['ml-leads'] },
+      summary: { method: 'POST', path: '/v1/chat/completions', model: 'gpt-5', size: 10 },
+      binding: 'b1',
+    });
+
+    await vi.waitFor(() => expect(notices.map((n) => n.code)).toContain('ERR_REVIEW_EXPIRED'), { timeout: 10_000, interval: 50 });
+    expect(failures).toBeLessThan(0);
+    expect((await store.get(review.id))?.status).toBe('expired');
+    expect(notices.find((n) => n.code === 'ERR_REVIEW_EXPIRED')?.message).toContain(review.id);
   });
 });

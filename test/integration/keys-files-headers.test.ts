@@ -269,6 +269,55 @@ describe('the master key', () => {
     expect(JSON.parse(await readFile(join(dir, KEY_CANARY_FILE), 'utf8'))).toMatchObject({ keys: { default: expect.any(String) } });
   });
 
+  /** The sessions of `dir`, newest first, as the index holds them. */
+  async function sessionsOf(dir: string): Promise<{ id: string; file: string }[]> {
+    const store = new SqliteStore({ file: join(dir, 'index.sqlite') });
+    const { sessions } = await store.listSessions();
+    await store.close();
+    return sessions.map((s) => ({ id: s.id, file: join(dir, s.file) }));
+  }
+
+  it('without a canary, looks past a newest session a crash left without a header: a wrong key is refused and never sealed, the right one starts', async () => {
+    const key = newKey();
+    const { dir } = await dirWrittenWith({ master_key: key });
+    const again = await start(configFor(dir, { master_key: key }));
+    expect((await proxyCall(again)).status).toBe(200);
+    await again.app.close();
+    const [newest, older] = await sessionsOf(dir);
+    expect(older).toBeDefined();
+    // What a crash between creating the file and syncing its header leaves behind.
+    await writeFile(newest!.file, '');
+    // The gateway's own advice for a canary it cannot read.
+    await rm(join(dir, KEY_CANARY_FILE));
+
+    const err = await refusal(configFor(dir, { master_key: newKey() }));
+    expect(err.code).toBe('ERR_MASTER_KEY_MISMATCH');
+    expect(err.message).toContain('Master key "default" does not match');
+    expect(err.message).toContain(older!.id);
+    await expect(readFile(join(dir, KEY_CANARY_FILE))).rejects.toMatchObject({ code: 'ENOENT' });
+
+    const gw = await start(configFor(dir, { master_key: key }));
+    expect((await gw.app.inject({ method: 'GET', url: '/readyz' })).statusCode).toBe(200);
+    expect(JSON.parse(await readFile(join(dir, KEY_CANARY_FILE), 'utf8'))).toMatchObject({ keys: { default: expect.any(String) } });
+  });
+
+  it('without a canary, refuses a key no session can prove (every file of that key damaged or gone) and seals nothing under it', async () => {
+    const key = newKey();
+    const { dir } = await dirWrittenWith({ master_key: key });
+    const [only] = await sessionsOf(dir);
+    // A header cut short: the file exists but proves nothing.
+    await writeFile(only!.file, (await readFile(only!.file)).subarray(0, 7));
+    await rm(join(dir, KEY_CANARY_FILE));
+
+    for (const attempt of [newKey(), key]) {
+      const err = await refusal(configFor(dir, { master_key: attempt }));
+      expect(err.code).toBe('ERR_MASTER_KEY_MISMATCH');
+      expect(err.message).toContain('No session could prove master key "default"');
+      expect(err.message).toContain(KEY_CANARY_FILE);
+      await expect(readFile(join(dir, KEY_CANARY_FILE))).rejects.toMatchObject({ code: 'ENOENT' });
+    }
+  });
+
   it('refuses a canary that is not one instead of replacing it', async () => {
     const { dir } = await dirWrittenWith({ master_key: newKey() });
     await writeFile(join(dir, KEY_CANARY_FILE), '{"format":"sluice-key-canary-v1","keys":{}}');
