@@ -29,7 +29,7 @@ export const registerDemo: RegisterCommand = (program, ctx) => {
       const gw = demo.gateway.url;
       if (opts.json) {
         ctx.out.stdout.write(
-          `${JSON.stringify({ gateway: gw, issuer: demo.issuer, model: demo.modelUrl, echo: demo.echoAddress, data_dir: demo.dataDir, signing_key: demo.signingKeyFile, ci_client: demo.ciClient, users: DEMO_USERS })}\n`,
+          `${JSON.stringify({ gateway: gw, issuer: demo.issuer, model: demo.modelUrl, echo: demo.echoAddress, data_dir: demo.dataDir, signing_key: demo.signingKeyFile, config_file: demo.configFile, ci_client: demo.ciClient, users: DEMO_USERS })}\n`,
         );
       } else {
         const users = DEMO_USERS.map((u) => `    ${u.id.padEnd(6)} ${u.groups.join(', ')}`).join('\n');
@@ -42,6 +42,7 @@ export const registerDemo: RegisterCommand = (program, ctx) => {
             `  model       ${demo.modelUrl}   (reached only through the gateway)`,
             `  data        ${demo.dataDir}`,
             `  signing key ${demo.signingKeyFile}   (outside the data directory; verify with --public-key)`,
+            `  config      ${demo.configFile}   (what this demo runs, as a sluice.yaml)`,
             '',
             '  demo users (pick one on the sign-in page):',
             users,

@@ -32,7 +32,15 @@ export interface DemoConfigOptions {
 
 /** The gateway config that joins the demo identity provider and the demo upstreams. */
 export function demoConfig(options: DemoConfigOptions): Config {
-  return validateConfig({
+  return validateConfig(demoConfigDocument(options));
+}
+
+/**
+ * The demo's config as it would be written in sluice.yaml, the master key included: the demo writes it
+ * (with the key as `${env:SLUICE_MASTER_KEY}`) so what it runs can be read and run by `sluice serve`.
+ */
+export function demoConfigDocument(options: DemoConfigOptions): Record<string, unknown> {
+  return {
     listen: options.listen,
     identity: { issuer: options.issuer, audience: DEMO_AUDIENCE, cli_client_id: DEMO_CLI_CLIENT, groups_claim: 'groups' },
     roles: { admin: ['platform'], auditor: ['security'], reviewer: ['ml-leads'] },
@@ -74,5 +82,5 @@ export function demoConfig(options: DemoConfigOptions): Config {
         message: 'Frontier models need an ML lead to approve each call',
       },
     ],
-  });
+  };
 }

@@ -7,10 +7,11 @@ import { SIGNING_KEY_FILE } from '../recording/signing-key.js';
 import { parseListen } from '../listen-address.js';
 import { probeListen } from '../listen-probe.js';
 import { startGateway, type RunningGateway } from '../start-gateway.js';
-import { DEMO_CLI_CLIENT, DEMO_UPSTREAM_KEY, DEMO_USERS, DEMO_AUDIENCE, demoCiClient, demoConfig } from './demo-config.js';
+import { DEMO_CLI_CLIENT, DEMO_UPSTREAM_KEY, DEMO_USERS, DEMO_AUDIENCE, demoCiClient, demoConfig, demoConfigDocument, type DemoConfigOptions } from './demo-config.js';
 import { startEchoServer } from './echo-server.js';
 import { startIdp } from './idp.js';
 import { startModelServer } from './model-server.js';
+import { stringify as stringifyYaml } from 'yaml';
 
 export interface DemoOptions {
   /** Where recordings and keys go; a fresh temp dir when omitted. */
@@ -28,6 +29,8 @@ export interface RunningDemo {
   dataDir: string;
   /** The checkpoint signing key: beside the data directory, never in it. */
   signingKeyFile: string;
+  /** The config the demo's gateway runs, as a sluice.yaml (the master key as `${env:SLUICE_MASTER_KEY}`). */
+  configFile: string;
   ciClient: { clientId: string; clientSecret: string };
   close(): Promise<void>;
 }
@@ -66,6 +69,21 @@ async function demoSigningKeyFile(dataDir: string): Promise<string> {
   return file;
 }
 
+/**
+ * Writes the config the demo runs to `<data>/sluice.yaml` (0600), the master key left to the environment
+ * as a real deployment keeps it, so a reader sees exactly what joins the parts.
+ */
+async function writeDemoConfigFile(settings: DemoConfigOptions): Promise<string> {
+  const doc = demoConfigDocument({ ...settings, masterKey: '${env:SLUICE_MASTER_KEY}' });
+  const file = join(settings.dataDir, 'sluice.yaml');
+  const text =
+    '# The config this demo runs. Its identity provider and model live only while `sluice demo` runs.\n' +
+    `# SLUICE_MASTER_KEY="$(cat ${join(settings.dataDir, 'master.key')})" sluice serve --config ${file} --check\n` +
+    stringifyYaml(doc);
+  await writeFile(file, text, { mode: 0o600 });
+  return file;
+}
+
 /** Start the identity provider, the demo upstreams and the gateway, all on loopback. */
 export async function startDemo(options: DemoOptions = {}): Promise<RunningDemo> {
   const listen = options.listen ?? '127.0.0.1:7443';
@@ -89,7 +107,7 @@ export async function startDemo(options: DemoOptions = {}): Promise<RunningDemo>
     closers.push(() => model.close());
     const echo = await startEchoServer();
     closers.push(() => echo.close());
-    const config = demoConfig({
+    const settings: DemoConfigOptions = {
       issuer: idp.issuer,
       listen,
       modelUrl: model.url,
@@ -97,8 +115,10 @@ export async function startDemo(options: DemoOptions = {}): Promise<RunningDemo>
       dataDir,
       masterKey: await demoMasterKey(dataDir),
       signingKeyFile,
-    });
+    };
+    const config = demoConfig(settings);
     const gateway = await startGateway({ config, logger: options.logger ?? false });
+    const configFile = await writeDemoConfigFile(settings);
     closers.push(() => gateway.close());
     return {
       gateway,
@@ -107,6 +127,7 @@ export async function startDemo(options: DemoOptions = {}): Promise<RunningDemo>
       echoAddress: echo.address,
       dataDir,
       signingKeyFile,
+      configFile,
       ciClient: { clientId: ci.clientId, clientSecret: ci.clientSecret },
       close: async () => {
         for (const close of closers.reverse()) await close().catch(() => undefined);

@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { mkdtemp, readdir } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,8 +18,23 @@ describe('sluice demo', () => {
     await demo.waitForOutput(/"gateway":/);
     const readyMs = Date.now() - started;
     expect(readyMs).toBeLessThan(10_000);
-    const info = JSON.parse(demo.stdout().trim().split('\n').at(-1)!) as { gateway: string; data_dir: string; ci_client: { clientId: string; clientSecret: string } };
+    const info = JSON.parse(demo.stdout().trim().split('\n').at(-1)!) as {
+      gateway: string;
+      data_dir: string;
+      config_file: string;
+      ci_client: { clientId: string; clientSecret: string };
+    };
     expect(info.data_dir).toBe(data);
+
+    // The config it runs is written out, secrets left to the environment, and `serve --check` accepts it.
+    expect(info.config_file).toBe(join(data, 'sluice.yaml'));
+    const written = await readFile(info.config_file, 'utf8');
+    expect(written).toContain('master_key: ${env:SLUICE_MASTER_KEY}');
+    expect(written).toMatch(/name: frontier-models-need-review/);
+    const masterKey = (await readFile(join(data, 'master.key'), 'utf8')).trim();
+    expect(written).not.toContain(masterKey);
+    const check = await runCli(['serve', '--config', info.config_file, '--check'], { env: { SLUICE_MASTER_KEY: masterKey } });
+    expect(check.code, check.stderr).toBe(0);
 
     const config = await mkdtemp(join(tmpdir(), 'sluice-demo-cli-'));
     const env = { XDG_CONFIG_HOME: config, SLUICE_TOKEN_STORE: 'file', SLUICE_DEVICE_POLL_INTERVAL: '0.2' };
