@@ -13,12 +13,12 @@ const MAX_INPUT = 64 * 1024 * 1024;
 const flagsSchema = z.object({
   maskProfile: z.string({ error: '--mask-profile NAME is required' }).min(1),
   config: z.string().min(1),
-  format: z.enum(['auto', 'json', 'sse', 'text']).default('auto'),
+  format: z.enum(['auto', 'json', 'sse', 'ndjson', 'text']).default('auto'),
   json: z.boolean().default(false),
 });
 
-/** `json`, `sse` or `text`, guessed from the input when `--format auto`. */
-export function guessFormat(input: string): 'json' | 'sse' | 'text' {
+/** `json`, `sse`, `ndjson` or `text`, guessed from the input when `--format auto`. */
+export function guessFormat(input: string): 'json' | 'sse' | 'ndjson' | 'text' {
   const head = input.trimStart();
   if (/^(data|event|id|retry):/m.test(head.slice(0, 4096)) && /^data:/m.test(input)) return 'sse';
   if (head.startsWith('{') || head.startsWith('[')) {
@@ -26,10 +26,22 @@ export function guessFormat(input: string): 'json' | 'sse' | 'text' {
       JSON.parse(input);
       return 'json';
     } catch {
-      return 'text';
+      return isNdjson(input) ? 'ndjson' : 'text';
     }
   }
   return 'text';
+}
+
+/** Whether every non-empty line of `input` is a JSON document (one record a line). */
+function isNdjson(input: string): boolean {
+  const lines = input.split('\n').filter((l) => l.trim() !== '');
+  if (lines.length < 2) return false;
+  try {
+    for (const line of lines) JSON.parse(line);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** `sluice mask test`: apply a masking profile to a file or stdin and print the result and the counts. */
@@ -41,7 +53,7 @@ export const registerMask: RegisterCommand = (program, ctx) => {
     .argument('<file>', 'input file, or - for stdin')
     .option('--mask-profile <name>', 'the masking profile (masking_profiles.NAME in the config); required')
     .addOption(new Option('-c, --config <file>', 'gateway configuration (YAML)').env('SLUICE_CONFIG').default('sluice.yaml'))
-    .addOption(new Option('--format <format>', 'how to read the input').choices(['auto', 'json', 'sse', 'text']).default('auto'))
+    .addOption(new Option('--format <format>', 'how to read the input').choices(['auto', 'json', 'sse', 'ndjson', 'text']).default('auto'))
     .option('--json', 'print {format, output, summary} as JSON on stdout')
     .addHelpText(
       'after',

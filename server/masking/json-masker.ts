@@ -2,6 +2,7 @@ import { JSONPath } from 'jsonpath-plus';
 import type { CompiledProfile } from './compiled-profile.js';
 import { labelOf } from './compiled-profile.js';
 import type { MaskingCounter } from './masking-summary.js';
+import { maskJsonLikeText } from './json-token-masker.js';
 import { replacementFor } from './replacement.js';
 import { MASK_STEP_CHARS, TurnClock } from './text-masker.js';
 
@@ -178,14 +179,17 @@ export async function maskJsonAsync(
 export function maskString(value: string, path: string, profile: CompiledProfile, counter: MaskingCounter): string {
   const selected = selectorAnswer(value, path, profile, counter);
   if (selected !== undefined) return selected;
-  return profile.text.empty ? value : profile.text.mask(value, counter);
+  if (profile.text.empty) return value;
+  // A string holding JSON (tool-call arguments) has escapes of its own that its reader decodes.
+  return value.includes('\\u') ? maskJsonLikeText(value, profile, counter) : profile.text.mask(value, counter);
 }
 
 /** `maskString` for a long string: the text rules run in slices with turns of the event loop between. */
 async function maskStringAsync(value: string, path: string, profile: CompiledProfile, counter: MaskingCounter, clock: TurnClock): Promise<string> {
   const selected = selectorAnswer(value, path, profile, counter);
   if (selected !== undefined) return selected;
-  return profile.text.empty ? value : await profile.text.maskAsync(value, counter, clock);
+  if (profile.text.empty) return value;
+  return value.includes('\\u') ? maskJsonLikeText(value, profile, counter) : await profile.text.maskAsync(value, counter, clock);
 }
 
 /** The first selector's answer for a string value, or undefined when none answers. */

@@ -8,7 +8,7 @@ import { TextBodyMasker } from './text-body-masker.js';
 /** Options of `maskBody`. */
 export interface MaskBodyOptions {
   readonly profile: CompiledProfile;
-  readonly format: 'json' | 'sse' | 'text';
+  readonly format: 'json' | 'sse' | 'ndjson' | 'text';
   readonly body: Buffer;
 }
 

@@ -6,6 +6,24 @@ import type { MaskingProfiles } from './load-profiles.js';
 import type { MaskingSummaryEntry } from './masking-summary.js';
 import { maskBodyAsync } from './mask-body.js';
 import { planResponseMasking, type ResponseMaskingPlan } from './response-masking.js';
+import { injectedCredentials } from './credential-masker.js';
+import { maskResponseHeaders } from './header-masker.js';
+import { MaskingCounter } from './masking-summary.js';
+
+/** The credential literals of each connection, computed once per connection object. */
+const credentialCache = new WeakMap<object, string[]>();
+
+/** The credentials sluice injects upstream for the exchange's connection (its `headers`). */
+function credentialsOf(exchange: Exchange): string[] {
+  const connection = exchange.connection;
+  if (!('headers' in connection)) return [];
+  let found = credentialCache.get(connection);
+  if (found === undefined) {
+    found = injectedCredentials(connection.headers);
+    credentialCache.set(connection, found);
+  }
+  return found;
+}
 
 /** Options of the gateway's masking stage. */
 export interface ProfileMaskingStageOptions {
@@ -21,25 +39,38 @@ export interface ProfileMaskingStage extends MaskingStage {
    * `plan.headers(upstreamHeaders)` (no Content-Encoding, no Content-Length) and can read `plan.summary()`.
    */
   responsePlan(exchange: Exchange, head: ResponseHead, extraProfiles?: readonly string[]): ResponseMaskingPlan | null;
+  responseHeaders(exchange: Exchange, headers: IncomingHttpHeaders, extraProfiles?: readonly string[]): IncomingHttpHeaders;
 }
 
 /** The masking stage of the gateway: each connection's `masking` profiles applied to its responses. */
 export function createMaskingStage(options: ProfileMaskingStageOptions): ProfileMaskingStage {
+  // Per exchange, so the counts of its masked headers join its body's summary.
+  const counters = new WeakMap<Exchange, MaskingCounter>();
+  const profileOf = (exchange: Exchange, extra?: readonly string[]) =>
+    options.profiles.forNames(extra === undefined || extra.length === 0 ? exchange.connection.masking : [...exchange.connection.masking, ...extra]);
   const plan = (exchange: Exchange, head: ResponseHead, reencode: boolean, extra?: readonly string[]): ResponseMaskingPlan | null => {
-    const names = extra === undefined || extra.length === 0 ? exchange.connection.masking : [...exchange.connection.masking, ...extra];
-    const profile = options.profiles.forNames(names);
-    if (profile === null) return null;
+    const profile = profileOf(exchange, extra);
     return planResponseMasking(profile, {
       method: exchange.method,
       status: head.status,
       headers: head.headers as IncomingHttpHeaders,
       reencode,
+      credentials: credentialsOf(exchange),
+      counter: counters.get(exchange),
       onSummary: options.onSummary === undefined ? undefined : (summary, complete) => options.onSummary!(exchange, summary, complete),
     });
   };
   return {
     responseTransform: (exchange, head, extra): Transform | null => plan(exchange, head, true, extra)?.transform ?? null,
     responsePlan: (exchange, head, extra) => plan(exchange, head, false, extra),
+    responseHeaders: (exchange, headers, extra) => {
+      const profile = profileOf(exchange, extra);
+      const credentials = credentialsOf(exchange);
+      if (profile === null && credentials.length === 0) return headers;
+      const counter = new MaskingCounter();
+      counters.set(exchange, counter);
+      return maskResponseHeaders(headers, { profile, credentials, counter });
+    },
     maskRequestBody: async (exchange, body, extra) => {
       const profile = options.profiles.forNames(extra === undefined || extra.length === 0 ? exchange.connection.masking : [...exchange.connection.masking, ...extra]);
       if (profile === null) return null;

@@ -4,6 +4,8 @@ import { SluiceError } from '../../shared/errors.js';
 import type { BodyMasker } from './body-masker.js';
 import type { CompiledProfile } from './compiled-profile.js';
 import { contentKind, type ContentKind } from './content-kind.js';
+import { CredentialBodyMasker } from './credential-masker.js';
+import { DecodingBodyMasker, SniffingBodyMasker } from './decoding-body-masker.js';
 import { bodyEncoding, ChainedTransform, decoderFor, encoderFor } from './decoded-transform.js';
 import { LogprobsJsonMasker } from './logprobs-json-masker.js';
 import { MaskingCounter, type MaskingSummaryEntry } from './masking-summary.js';
@@ -22,6 +24,10 @@ export interface ResponseMaskingOptions {
    * upstream's headers stay true. False leaves it decoded: the caller must then send `headers(...)`.
    */
   readonly reencode?: boolean;
+  /** Literals of the credentials sluice injects upstream, masked in the body whether or not a profile applies. */
+  readonly credentials?: readonly string[];
+  /** The exchange's counter, when its headers were masked already (their counts join the body's). */
+  readonly counter?: MaskingCounter;
   /** Called once with the summary when the body has ended (`complete`) or the stream was destroyed. */
   readonly onSummary?: (summary: MaskingSummaryEntry[], complete: boolean) => void;
 }
@@ -34,15 +40,19 @@ export interface ResponseMaskingPlan {
   headers(upstream: IncomingHttpHeaders): IncomingHttpHeaders;
   /** Replacements so far (entity, rule, count; never a value). */
   summary(): MaskingSummaryEntry[];
+  /** True when no profile applies and only injected credentials are searched: the body is not masked content. */
+  readonly credentialsOnly?: boolean;
 }
 
 /** The body masker for a content kind; what `sluice mask test` and benchmarks drive directly. */
-export function createBodyMasker(kind: Exclude<ContentKind, 'binary'>, profile: CompiledProfile, counter: MaskingCounter): BodyMasker {
+export function createBodyMasker(kind: Exclude<ContentKind, 'binary'>, profile: CompiledProfile, counter: MaskingCounter, contentType?: string): BodyMasker {
   if (kind === 'sse') return new SseMasker(profile, counter);
   if (kind === 'ndjson') return new NdjsonMasker(profile, counter);
   // Logprobs lists first (each masked as the text its tokens spell), then the body as any JSON.
-  if (kind === 'json') return new LogprobsJsonMasker(profile, counter);
-  return new TextBodyMasker(profile, counter);
+  const json = () => new LogprobsJsonMasker(profile, counter);
+  // Bodies are masked in the encoding the client decodes them in, and text that is JSON as JSON.
+  const inner = kind === 'json' ? json() : new SniffingBodyMasker(json, () => new TextBodyMasker(profile, counter));
+  return new DecodingBodyMasker(inner, contentType, profile.maxJsonBody);
 }
 
 /**
@@ -50,9 +60,11 @@ export function createBodyMasker(kind: Exclude<ContentKind, 'binary'>, profile: 
  * the profile). Throws ERR_MASKING_BLOCKED, before any byte reaches the caller, for binary bodies and
  * encodings masking cannot read.
  */
-export function planResponseMasking(profile: CompiledProfile, options: ResponseMaskingOptions): ResponseMaskingPlan | null {
+export function planResponseMasking(profile: CompiledProfile | null, options: ResponseMaskingOptions): ResponseMaskingPlan | null {
   const { method, status, headers } = options;
   if (method === 'HEAD' || status === 204 || status === 304 || headers['content-length'] === '0') return null;
+  const credentials = options.credentials ?? [];
+  if (profile === null) return credentials.length === 0 ? null : planCredentialScan(credentials, options);
   const contentType = headers['content-type'];
   const kind = contentKind(contentType);
   if (kind === 'binary') {
@@ -75,8 +87,9 @@ export function planResponseMasking(profile: CompiledProfile, options: ResponseM
       message: `The JSON response (${declared} bytes) exceeds max_json_body (${profile.maxJsonBody} bytes) and the masking profile needs it parsed (json_paths or selectors)`,
     });
   }
-  const counter = new MaskingCounter();
-  const masking = new MaskingTransform(createBodyMasker(kind, profile, counter), {
+  const counter = options.counter ?? new MaskingCounter();
+  const masker = createBodyMasker(kind, profile, counter, contentType);
+  const masking = new MaskingTransform(credentials.length === 0 ? masker : new CredentialBodyMasker(masker, credentials, counter), {
     onDone: (complete) => options.onSummary?.(counter.entries(), complete),
   });
   const reencode = options.reencode ?? true;
@@ -90,6 +103,39 @@ export function planResponseMasking(profile: CompiledProfile, options: ResponseM
     headers(upstream) {
       const out: IncomingHttpHeaders = { ...upstream };
       delete out['content-length'];
+      if (!reencode) delete out['content-encoding'];
+      return out;
+    },
+    summary: () => counter.entries(),
+  };
+}
+
+/**
+ * A connection without masking still keeps the credentials it injects out of its answers: the body,
+ * decoded when compressed (else the search would see compressed bytes), passes a literal search. A body
+ * in an encoding sluice cannot decode passes as it is.
+ */
+function planCredentialScan(credentials: readonly string[], options: ResponseMaskingOptions): ResponseMaskingPlan | null {
+  const encoding = bodyEncoding(options.headers['content-encoding']);
+  if (encoding === null) return null;
+  const counter = options.counter ?? new MaskingCounter();
+  // A connection without masking has a summary only when an answer carried a credential.
+  const scan = new MaskingTransform(new CredentialBodyMasker(null, credentials, counter), {
+    onDone: (complete) => {
+      if (counter.total > 0) options.onSummary?.(counter.entries(), complete);
+    },
+  });
+  const reencode = options.reencode ?? true;
+  const transform: Transform =
+    encoding === 'identity' ? scan : new ChainedTransform(reencode ? [decoderFor(encoding), scan, encoderFor(encoding)] : [decoderFor(encoding), scan]);
+  return {
+    kind: contentKind(options.headers['content-type']),
+    credentialsOnly: true,
+    transform,
+    headers(upstream) {
+      const out: IncomingHttpHeaders = { ...upstream };
+      // Replacements are as long as the credentials: only a re-compressed body changes length.
+      if (encoding !== 'identity') delete out['content-length'];
       if (!reencode) delete out['content-encoding'];
       return out;
     },

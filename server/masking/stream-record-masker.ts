@@ -2,6 +2,7 @@ import { SluiceError } from '../../shared/errors.js';
 import type { CompiledProfile } from './compiled-profile.js';
 import { DeltaTemplate } from './delta-template.js';
 import { maskJson } from './json-masker.js';
+import { maskKeysAndNumbers } from './json-token-masker.js';
 import { maskLogprobLists, mayHoldLogprobs, stripLogprobs, TokenChannel } from './logprob-tokens.js';
 import type { MaskingCounter } from './masking-summary.js';
 import { collectFragments, MAX_HELD_RECORDS, PathChannels, type ChannelEvent, type FieldFragment } from './path-channels.js';
@@ -130,6 +131,8 @@ export class StreamRecordMasker<R> {
     // Whole lists (a `.done` event's, a final response's) are channels of their own, masked at once.
     if (this.#profile.logprobs === 'mask' && mayHoldLogprobs(data)) framed = maskLogprobLists(o, this.#profile.text, this.#counter) || framed;
     framed = maskJson(o, this.#profile, this.#counter, { clean: this.#clean }).changed || framed;
+    // Keys and numbers are read by the client too (a card as a number, an address as a key).
+    if (this.#profile.text.mayMatchIn(data)) framed = maskKeysAndNumbers(o, this.#profile, this.#counter) || framed;
     let changed = framed;
     reading.slots.forEach((s, i) => {
       const open = this.#text(s.key, s.flush);
@@ -173,9 +176,10 @@ export class StreamRecordMasker<R> {
     const { fragments, renamed } = collectFragments(holder, this.#profile.jsonKeys, (k) => this.#maskClean(k));
     const result = maskJson(holder.root, this.#profile, this.#counter, { clean: this.#clean });
     holder.root = result.value;
+    const keyed = maskKeysAndNumbers(holder.root, this.#profile, this.#counter);
     const event: ChannelEvent = {
       pending: 0,
-      changed: stripped || renamed || result.changed,
+      changed: stripped || renamed || result.changed || keyed,
       render: () => (event.changed ? this.#format.withData(rec, JSON.stringify(holder.root)) : this.#format.raw(rec)),
     };
     // A string a json_paths rule or a selector replaced meanwhile is decided already.

@@ -1,5 +1,6 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { MaskingCounter } from './masking-summary.js';
+import { applySpans, needsView, normalisedView, originOf, viewIndexOf, type ViewSpan } from './normalised-view.js';
 import { replacementFor, type ReplacementOptions } from './replacement.js';
 import { CheckBudget, CONTEXT_CHARS, type RuleCandidate, type RuleCursor, type TextRule } from './text-rule.js';
 
@@ -101,7 +102,9 @@ export class TextMasker {
    * Masks `text` from `from` up to the point where every match is decided (all of it when `final`).
    * Characters before `from` are context only (look-behinds); `next` is where the caller resumes.
    */
-  maskFrom(text: string, from: number, final: boolean, counter: MaskingCounter): MaskStep {
+  maskFrom(text: string, from: number, final: boolean, counter: MaskingCounter, spans?: ViewSpan[]): MaskStep {
+    // Rules read the normalised view (escapes, NFKC, invisible characters, look-alikes); ASCII skips it.
+    if (spans === undefined && needsView(text, final)) return this.#maskFromView(text, from, final, counter);
     let cut = text.length;
     if (!final) {
       for (const e of this.#entries) {
@@ -134,7 +137,9 @@ export class TextMasker {
         out += value;
       } else {
         const { rule, replacement } = this.#entries[g.order]!;
-        out += replacement.style === 'redact' && rule.fixed !== undefined ? rule.fixed : replacementFor(value, rule.label, replacement);
+        const replaced = replacement.style === 'redact' && rule.fixed !== undefined ? rule.fixed : replacementFor(value, rule.label, replacement);
+        out += replaced;
+        spans?.push({ start: g.start, end: g.end, replacement: replaced });
         counter.add(rule.entity, rule.rule);
       }
       pos = g.end;
@@ -184,6 +189,19 @@ export class TextMasker {
     return { output: out, next };
   }
 
+  /** `maskFrom` through the normalised view: found there, masked over the original characters. */
+  #maskFromView(text: string, from: number, final: boolean, counter: MaskingCounter): MaskStep {
+    // An escape cut by the end of a fragment (`jane\u00`) is held until it is whole.
+    const partial = final ? -1 : text.search(/\\(u[0-9a-fA-F]{0,3})?$/);
+    if (partial !== -1 && partial >= from) return this.maskFrom(text.slice(0, partial), from, false, counter);
+    const view = normalisedView(text);
+    const spans: ViewSpan[] = [];
+    const step = this.maskFrom(view.text, viewIndexOf(view, from), final, counter, spans);
+    // The hold-back is decided in view characters: it starts where its first one came from.
+    const next = Math.max(from, originOf(view, step.next, text.length));
+    return { output: applySpans(text, view, spans, from, next), next };
+  }
+
   #budgetOf(counter: MaskingCounter): CheckBudget {
     let budget = this.#budgets.get(counter);
     if (budget === undefined) {
@@ -191,6 +209,11 @@ export class TextMasker {
       this.#budgets.set(counter, budget);
     }
     return budget;
+  }
+
+  /** False when no rule can match anywhere in `text` (no rule's needle is in it): a cheap first look. */
+  mayMatchIn(text: string): boolean {
+    return this.#mayMatch(text, 0);
   }
 
   /** False when no rule's needle is in `text` from `from`: no rule can match there. */

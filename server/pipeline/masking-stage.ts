@@ -23,7 +23,12 @@ export interface MaskingStage {
     exchange: Exchange,
     head: ResponseHead,
     extraProfiles?: readonly string[],
-  ): { transform: Transform; headers(upstream: IncomingHttpHeaders): IncomingHttpHeaders } | null;
+  ): { transform: Transform; headers(upstream: IncomingHttpHeaders): IncomingHttpHeaders; credentialsOnly?: boolean } | null;
+  /**
+   * The upstream's response headers as the caller and the recording may see them (values masked,
+   * injected credentials removed); called before the body is planned. Absent: headers pass as they are.
+   */
+  responseHeaders?(exchange: Exchange, headers: IncomingHttpHeaders, extraProfiles?: readonly string[]): IncomingHttpHeaders;
   /**
    * A whole request body masked for the recording; null when no profile applies or the body is not text.
    * Asynchronous: a large body is masked in slices, so it never holds the event loop.

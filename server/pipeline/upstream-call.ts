@@ -143,10 +143,18 @@ class UpstreamCall implements Dispatcher.DispatchHandler {
     if (this.#settled) controller.abort(new Error('The caller closed the connection'));
   }
 
-  onResponseStart(controller: Dispatcher.DispatchController, status: number, headers: IncomingHttpHeaders): void {
+  onResponseStart(controller: Dispatcher.DispatchController, status: number, upstreamHeaders: IncomingHttpHeaders): void {
     // Informational answers (100 Continue to undici's own request) are not the response.
     if (status < 200 || this.#settled) return;
     this.#status = status;
+    // Masked before anything records or forwards them: the recording holds what the caller may see.
+    let headers: IncomingHttpHeaders;
+    try {
+      headers = this.#o.masking.responseHeaders?.(this.#o.exchange, upstreamHeaders, this.#o.extraMasking) ?? upstreamHeaders;
+    } catch (err) {
+      this.#fail(err);
+      return;
+    }
     // The head's record is queued ahead of the body's and need not be on disk before the caller sees the
     // head: the end is, and a failed write of anything before it aborts the response instead of ending it.
     this.#o.recorder.emit({ type: 'exchange.response', exchange: this.#o.exchange, status, headers }).catch((err: unknown) => this.#fail(err));
@@ -191,9 +199,11 @@ class UpstreamCall implements Dispatcher.DispatchHandler {
     try {
       let transform: Transform | null;
       let callerHeaders = headers;
+      let credentialsOnly = false;
       if (masking.responsePlan !== undefined) {
         const plan = masking.responsePlan(exchange, { status, headers }, this.#o.extraMasking);
         transform = plan?.transform ?? null;
+        credentialsOnly = plan?.credentialsOnly === true;
         if (plan) callerHeaders = plan.headers(headers);
       } else {
         transform = masking.responseTransform(exchange, { status, headers }, this.#o.extraMasking);
@@ -208,7 +218,8 @@ class UpstreamCall implements Dispatcher.DispatchHandler {
         if (length !== undefined && exchange.method !== 'HEAD') this.#declaredLength = Number(length);
       } else {
         this.#transform = transform;
-        this.#tap?.downMasked?.();
+        // A search for injected credentials only does not make the body masked content worth keeping.
+        if (!credentialsOnly) this.#tap?.downMasked?.();
         this.#sink = transform;
         this.#pipeTransform(transform);
       }

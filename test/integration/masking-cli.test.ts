@@ -38,6 +38,17 @@ describe('sluice mask test', () => {
     expect(result.summary).toEqual([{ entity: 'phone', rule: 'detector:phone', count: 1 }]);
   });
 
+  it('reads NDJSON, guessed or named with --format ndjson', async () => {
+    const file = inputFile('s.ndjson', '{"message":{"content":"mail ann@"}}\n{"message":{"content":"example.org now"}}\n');
+    for (const args of [[], ['--format', 'ndjson']]) {
+      const r = await sluice(['mask', 'test', '--mask-profile', 'pii', '--config', configPath, '--json', ...args, file]);
+      expect(r.code).toBe(0);
+      const result = JSON.parse(r.stdout) as { format: string; output: string };
+      expect(result.format).toBe('ndjson');
+      expect(result.output).not.toMatch(/ann@|example\.org/);
+    }
+  });
+
   it('exits 2 for an unknown profile and 7 when the profile would refuse the input', async () => {
     const file = inputFile('s.sse', 'data: {"kind":"mystery"}\n\n');
     const unknown = await sluice(['mask', 'test', '--mask-profile', 'nope', '--config', configPath, file]);

@@ -60,15 +60,15 @@ describe('JSON bodies', () => {
     expect(summary).toContainEqual({ entity: 'selector', rule: 'selector:./employee-id-selector.js', count: 1 });
   });
 
-  it('masks a JSON body over max_json_body as text while it streams', () => {
+  it('masks a JSON body over max_json_body token by token while it streams, keeping it valid JSON', () => {
     const profile = profiles.forNames(['hashed'])!;
     const small = { ...profile, maxJsonBody: 1024 };
     const masker = new JsonBodyMasker(small, new MaskingCounter());
     const filler = 'x'.repeat(2000);
     const first = masker.write(Buffer.from(`{"a":"${filler} to bob@example.com`));
     expect(first.length).toBeGreaterThan(1000); // released before the end: not buffered whole
-    const out = first + String(masker.end());
-    expect(out).toMatch(/^\{"a":"x+ to <EMAIL:[0-9a-f]{6}>$/);
+    const out = first + String(masker.write(Buffer.from('"}'))) + String(masker.end());
+    expect(out).toMatch(/^\{"a":"x+ to <EMAIL:[0-9a-f]{6}>"\}$/);
   });
 
   it('refuses a JSON body over max_json_body when json_paths need it parsed', () => {

@@ -1,0 +1,431 @@
+import { labelOf, type CompiledProfile, type JsonRuleEntry } from './compiled-profile.js';
+import type { MaskingCounter } from './masking-summary.js';
+import { replacementFor } from './replacement.js';
+import { TextChannel, type TurnClock } from './text-masker.js';
+
+/** What a token masker masks besides object keys and numbers (always masked). */
+export interface JsonTokenMaskerOptions {
+  /**
+   * True (the default) masks string values too. False leaves them to the caller, who has already
+   * masked them in the parsed document.
+   */
+  readonly values?: boolean;
+  /** The longest string held whole; a longer one streams through a text channel (default: the profile's max_json_body). */
+  readonly maxString?: number;
+}
+
+/** Why a token masker stopped reading: the text is not one JSON document. */
+export class InvalidJsonText extends Error {}
+
+const isWhitespace = (c: number): boolean => c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
+const isNumberChar = (c: number): boolean => (c >= 0x30 && c <= 0x39) || c === 0x2b || c === 0x2d || c === 0x2e || c === 0x65 || c === 0x45;
+const isLetter = (c: number): boolean => c >= 0x61 && c <= 0x7a;
+const LETTER = /[a-z]/;
+
+/**
+ * Keys and integers repeat across documents (every answer of an API has the same keys): those a
+ * profile's text rules leave alone are remembered with its text masker, a bounded set.
+ */
+const CLEAN_MAX_ENTRIES = 4096;
+const CLEAN_MAX_LENGTH = 64;
+const cleanTokens = new WeakMap<object, Set<string>>();
+
+function cleanSetOf(profile: CompiledProfile): Set<string> {
+  let set = cleanTokens.get(profile.text);
+  if (set === undefined) {
+    set = new Set();
+    cleanTokens.set(profile.text, set);
+  }
+  return set;
+}
+
+/**
+ * Masks JSON text token by token, as it streams, so a document too large to parse stays valid JSON:
+ * structure and whitespace pass as they are; object keys, string values and numbers are masked as the
+ * text a client's parser reads (escapes decoded). A masked value is written back as a JSON string; a
+ * number that holds a value (its integer digits: a card, a phone number) becomes a JSON string, never
+ * an unquoted label. Unchanged tokens keep their original bytes. Every value is masked, so a document
+ * with duplicate keys leaks none of its candidates whichever one the client keeps.
+ */
+export class JsonTokenMasker {
+  readonly #profile: CompiledProfile;
+  readonly #counter: MaskingCounter;
+  readonly #values: boolean;
+  readonly #maxString: number;
+  /** Unfinished token text carried to the next push: a string's raw text, a number or a literal. */
+  #pending = '';
+  #state: 'out' | 'string' | 'number' | 'literal' = 'out';
+  /** One entry per open container: true for an object. */
+  readonly #stack: boolean[] = [];
+  /** Per open object, the keys seen (duplicate detection). */
+  readonly #keys: Set<string>[] = [];
+  #expectKey = false;
+  #stringIsKey = false;
+  /** The key of the value being read, when it sits in an object. */
+  #key: string | undefined;
+  #sawDuplicate = false;
+  #seenRoot = false;
+  /** Keys and integers the text rules left alone (only short ones are kept). */
+  readonly #clean: Set<string>;
+  /** The string being streamed, when it grew past maxString. */
+  #stream: { channel: TextChannel; replaced: boolean } | null = null;
+  /** A `json_keys` rule whose value is a container, and the depth it opened at: every scalar inside is its. */
+  #forced: { rule: JsonRuleEntry; depth: number } | null = null;
+
+  constructor(profile: CompiledProfile, counter: MaskingCounter, options: JsonTokenMaskerOptions = {}) {
+    this.#profile = profile;
+    this.#counter = counter;
+    this.#values = options.values ?? true;
+    this.#maxString = options.maxString ?? profile.maxJsonBody;
+    this.#clean = cleanSetOf(profile);
+  }
+
+  /** Whether an object repeated a key (the reading of such a document depends on the parser). */
+  get sawDuplicateKey(): boolean {
+    return this.#sawDuplicate;
+  }
+
+  /** Masks what can be decided of `text`; holds back an unfinished token. Throws InvalidJsonText. */
+  push(text: string): string {
+    let out = '';
+    let i = 0;
+    const n = text.length;
+    while (i < n) {
+      if (this.#state === 'string') {
+        const close = closingQuote(text, i, this.#pending);
+        if (close === -1) {
+          this.#pending += text.slice(i);
+          if (this.#stream !== null || this.#pending.length > this.#maxString) out += this.#streamString(false);
+          return out;
+        }
+        const raw = this.#pending + text.slice(i, close);
+        this.#pending = '';
+        this.#state = 'out';
+        if (this.#stream !== null) {
+          this.#pending = raw;
+          out += this.#streamString(true);
+        } else {
+          out += this.#stringToken(raw);
+        }
+        i = close + 1;
+        continue;
+      }
+      if (this.#state === 'number' || this.#state === 'literal') {
+        const test = this.#state === 'number' ? isNumberChar : isLetter;
+        let j = i;
+        while (j < n && test(text.charCodeAt(j))) j++;
+        this.#pending += text.slice(i, j);
+        if (j === n) return out;
+        out += this.#finishScalar();
+        i = j;
+        continue;
+      }
+      // Between tokens: copy the run of structure and whitespace in one slice.
+      let j = i;
+      for (; j < n; j++) {
+        const code = text.charCodeAt(j);
+        if (isWhitespace(code)) continue;
+        const c = text[j]!;
+        if (c === '{' || c === '[') {
+          this.#beforeValue();
+          this.#openContainer();
+          this.#stack.push(c === '{');
+          if (c === '{') this.#keys.push(new Set());
+          this.#expectKey = c === '{';
+        } else if (c === '}' || c === ']') {
+          const wasObject = this.#stack.pop();
+          if (wasObject === undefined || wasObject !== (c === '}')) throw new InvalidJsonText(`unexpected ${c}`);
+          if (wasObject) this.#keys.pop();
+          if (this.#forced !== null && this.#stack.length < this.#forced.depth) this.#forced = null;
+          this.#expectKey = false;
+        } else if (c === ',') {
+          this.#expectKey = this.#stack[this.#stack.length - 1] === true;
+        } else if (c === ':') {
+          this.#expectKey = false;
+        } else {
+          break;
+        }
+      }
+      out += text.slice(i, j);
+      i = j;
+      if (i === n) break;
+      const c = text[i]!;
+      if (c === '"') {
+        this.#stringIsKey = this.#expectKey;
+        if (!this.#stringIsKey) this.#beforeValue();
+        this.#state = 'string';
+        i++;
+      } else if (c === '-' || (c >= '0' && c <= '9')) {
+        this.#beforeValue();
+        this.#state = 'number';
+      } else if (LETTER.test(c)) {
+        this.#beforeValue();
+        this.#state = 'literal';
+      } else {
+        throw new InvalidJsonText(`unexpected character at ${i}`);
+      }
+    }
+    return out;
+  }
+
+  /** The rest, at the end of the text. Throws InvalidJsonText when the document is unfinished. */
+  end(): string {
+    let out = '';
+    if (this.#state === 'number' || this.#state === 'literal') out = this.#finishScalar();
+    if (this.#state !== 'out' || this.#stack.length > 0 || !this.#seenRoot) throw new InvalidJsonText('unfinished JSON text');
+    return out;
+  }
+
+  /** A container opens: under a `json_keys` key, each scalar in it is replaced (the parsed path replaces it whole). */
+  #openContainer(): void {
+    const key = this.#key;
+    this.#key = undefined;
+    if (this.#forced !== null || key === undefined) return;
+    const rule = this.#profile.jsonKeys.get(key.toLowerCase());
+    if (rule !== undefined) this.#forced = { rule, depth: this.#stack.length + 1 };
+  }
+
+  /** A value starts; only one value may stand at the top level. */
+  #beforeValue(): void {
+    if (this.#stack.length === 0) {
+      if (this.#seenRoot) throw new InvalidJsonText('more than one JSON value');
+      this.#seenRoot = true;
+    }
+  }
+
+  #stringToken(raw: string): string {
+    let decoded: string;
+    try {
+      decoded = raw.includes('\\') ? (JSON.parse(`"${raw}"`) as string) : raw;
+    } catch {
+      throw new InvalidJsonText('invalid string escape');
+    }
+    if (this.#stringIsKey) {
+      this.#stringIsKey = false;
+      this.#expectKey = false;
+      const keys = this.#keys[this.#keys.length - 1];
+      if (keys !== undefined) {
+        if (keys.has(decoded)) this.#sawDuplicate = true;
+        else keys.add(decoded);
+      }
+      this.#key = decoded;
+      const masked = this.#maskText(decoded);
+      return masked === decoded ? `"${raw}"` : JSON.stringify(masked);
+    }
+    const byKey = this.#keyRule(decoded);
+    if (byKey !== undefined) return JSON.stringify(byKey);
+    if (!this.#values) return `"${raw}"`;
+    const masked = this.#maskText(decoded);
+    return masked === decoded ? `"${raw}"` : JSON.stringify(masked);
+  }
+
+  /**
+   * A string too long to hold: its decoded text streams through a text channel (holding back only what
+   * could still begin a match) and is written back JSON-escaped. `closing` ends it.
+   */
+  #streamString(closing: boolean): string {
+    let out = '';
+    if (this.#stream === null) {
+      const rule = this.#stringIsKey ? undefined : this.#keyRule('');
+      this.#stream = { channel: new TextChannel(this.#profile.text, this.#counter), replaced: rule !== undefined };
+      // A json_keys value is replaced whole: its replacement is written now, the rest of it never.
+      out = rule === undefined ? '"' : JSON.stringify(rule).slice(0, -1);
+      this.#stringIsKey = false;
+      this.#expectKey = false;
+    }
+    const cut = closing ? this.#pending.length : completeEscapes(this.#pending);
+    const raw = this.#pending.slice(0, cut);
+    this.#pending = this.#pending.slice(cut);
+    const { channel, replaced } = this.#stream;
+    if (!replaced) {
+      let decoded: string;
+      try {
+        decoded = raw.includes('\\') ? (JSON.parse(`"${raw}"`) as string) : raw;
+      } catch {
+        throw new InvalidJsonText('invalid string escape');
+      }
+      const masked = this.#profile.text.empty ? decoded : channel.push(decoded) + (closing ? channel.end() : '');
+      out += JSON.stringify(masked).slice(1, -1);
+    }
+    if (closing) {
+      this.#stream = null;
+      out += '"';
+    }
+    return out;
+  }
+
+  #finishScalar(): string {
+    const token = this.#pending;
+    const state = this.#state;
+    this.#pending = '';
+    this.#state = 'out';
+    if (state === 'literal') {
+      if (token !== 'true' && token !== 'false' && token !== 'null') throw new InvalidJsonText(`unexpected literal ${token.slice(0, 16)}`);
+      const byKey = this.#keyRule(token);
+      return byKey === undefined ? token : JSON.stringify(byKey);
+    }
+    if (!/^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$/.test(token)) throw new InvalidJsonText('invalid number');
+    const byKey = this.#keyRule(token);
+    if (byKey !== undefined) return JSON.stringify(byKey);
+    const replaced = this.#numberReplacement(token);
+    return replaced === undefined ? token : JSON.stringify(replaced);
+  }
+
+  #numberReplacement(token: string): string | undefined {
+    return numberReplacement(token, (text) => this.#maskText(text));
+  }
+
+  /** The replacement a `json_keys` rule gives the scalar of the current key, or undefined. */
+  #keyRule(value: string): string | undefined {
+    const key = this.#key;
+    this.#key = undefined;
+    // Without values, the parsed document's masking has applied json_keys already.
+    if (!this.#values) return undefined;
+    const { jsonKeys } = this.#profile;
+    const rule = this.#forced?.rule ?? (key === undefined || jsonKeys.size === 0 ? undefined : jsonKeys.get(key.toLowerCase()));
+    if (rule === undefined) return undefined;
+    this.#counter.add(rule.name, `json_key:${rule.name}`);
+    return replacementFor(value, labelOf(rule.name), rule.replacement);
+  }
+
+  #maskText(text: string): string {
+    return maskToken(text, this.#profile, this.#counter, this.#clean);
+  }
+}
+
+/** A key, string or integer through the text rules, remembering short clean ones in `clean`. */
+function maskToken(text: string, profile: CompiledProfile, counter: MaskingCounter, clean: Set<string>): string {
+  if (profile.text.empty || clean.has(text)) return text;
+  // A string holding JSON (tool-call arguments) has escapes of its own that its reader decodes.
+  const masked = text.includes('\\u') ? maskJsonLikeText(text, profile, counter) : profile.text.mask(text, counter);
+  if (masked === text && text.length <= CLEAN_MAX_LENGTH && clean.size < CLEAN_MAX_ENTRIES) clean.add(text);
+  return masked;
+}
+
+/**
+ * What a JSON number becomes when it holds a value, or undefined. A number's integer digits are what an
+ * identifier stored as a number is; the digits of a fraction (an embedding's 0.0000064336928) are not,
+ * and reading them as text would mask measurements.
+ */
+function numberReplacement(token: string, mask: (text: string) => string): string | undefined {
+  const integer = /^-?[0-9]+/.exec(token)?.[0];
+  if (integer === undefined) return undefined;
+  const masked = mask(integer);
+  return masked === integer ? undefined : masked + token.slice(integer.length);
+}
+
+/**
+ * Masks the object keys and numbers of a parsed document in place (string values are the caller's):
+ * a masked key renames its member, keeping the order; a number that holds a value becomes a string.
+ * Numbers are read as a client's parser gives them (`String(n)`). Returns whether anything changed.
+ */
+export function maskKeysAndNumbers(root: unknown, profile: CompiledProfile, counter: MaskingCounter): boolean {
+  if (profile.text.empty) return false;
+  const clean = cleanSetOf(profile);
+  const mask = (text: string): string => maskToken(text, profile, counter, clean);
+  let changed = false;
+  const stack: unknown[] = [root];
+  while (stack.length > 0) {
+    const node = stack.pop();
+    if (Array.isArray(node)) {
+      for (let i = 0; i < node.length; i++) {
+        const v: unknown = node[i];
+        if (typeof v === 'number') {
+          const replaced = numberReplacement(String(v), mask);
+          if (replaced !== undefined) {
+            node[i] = replaced;
+            changed = true;
+          }
+        } else if (v !== null && typeof v === 'object') stack.push(v);
+      }
+    } else if (node !== null && typeof node === 'object') {
+      const obj = node as Record<string, unknown>;
+      const keys = Object.keys(obj);
+      let renamed = false;
+      const entries: [string, unknown][] = [];
+      for (const k of keys) {
+        const key = mask(k);
+        if (key !== k) renamed = true;
+        let v = obj[k];
+        if (typeof v === 'number') {
+          const replaced = numberReplacement(String(v), mask);
+          if (replaced !== undefined) {
+            v = replaced;
+            obj[k] = v;
+            changed = true;
+          }
+        } else if (v !== null && typeof v === 'object') stack.push(v);
+        entries.push([key, v]);
+      }
+      if (renamed) {
+        for (const k of keys) delete obj[k];
+        for (const [k, v] of entries) obj[k] = v;
+        changed = true;
+      }
+    }
+  }
+  return changed;
+}
+
+/** The length of the longest prefix of a string's raw text that ends on no unfinished escape. */
+function completeEscapes(raw: string): number {
+  let at = raw.indexOf('\\');
+  let safe = at === -1 ? raw.length : at;
+  while (at !== -1) {
+    const size = raw[at + 1] === 'u' ? 6 : 2;
+    if (at + size > raw.length) return at;
+    safe = at + size;
+    at = raw.indexOf('\\', safe);
+    if (at === -1) safe = raw.length;
+    else safe = at;
+  }
+  return safe;
+}
+
+/** The index of the quote that closes a string whose raw text so far is `before`, from `at`; -1 when none. */
+function closingQuote(text: string, at: number, before: string): number {
+  let from = at;
+  for (;;) {
+    const q = text.indexOf('"', from);
+    if (q === -1) return -1;
+    let backslashes = 0;
+    for (let k = q - 1; k >= at && text[k] === '\\'; k--) backslashes++;
+    if (backslashes === q - at) for (let k = before.length - 1; k >= 0 && before[k] === '\\'; k--) backslashes++;
+    if (backslashes % 2 === 0) return q;
+    from = q + 1;
+  }
+}
+
+/**
+ * Masks text that should be JSON but is not one document (invalid JSON under a JSON type): a string
+ * literal with escapes is first rewritten as the text it decodes to (masked, as a JSON string), so no
+ * escape hides a value; then the whole text is masked as text, so rules that read a key with its value
+ * still see both.
+ */
+export function maskJsonLikeText(text: string, profile: CompiledProfile, counter: MaskingCounter): string {
+  if (profile.text.empty) return text;
+  return profile.text.mask(unescapedLiterals(text, profile, counter), counter);
+}
+
+/** `maskJsonLikeText` with the text rules run in slices, turns of the event loop between them. */
+export async function maskJsonLikeTextAsync(text: string, profile: CompiledProfile, counter: MaskingCounter, clock: TurnClock): Promise<string> {
+  if (profile.text.empty) return text;
+  return profile.text.maskAsync(unescapedLiterals(text, profile, counter), counter, clock);
+}
+
+/** `text` with each string literal that holds an escape rewritten as its masked decoded text. */
+function unescapedLiterals(text: string, profile: CompiledProfile, counter: MaskingCounter): string {
+  return text.includes('\\')
+    ? text.replace(/"((?:[^"\\]|\\.)*)"/gs, (literal: string, raw: string) => {
+        if (!raw.includes('\\')) return literal;
+        let decoded: string;
+        try {
+          decoded = JSON.parse(`"${raw}"`) as string;
+        } catch {
+          return literal;
+        }
+        const masked = profile.text.mask(decoded, counter);
+        return masked === decoded ? literal : JSON.stringify(masked);
+      })
+    : text;
+}
