@@ -1,6 +1,7 @@
 import { SluiceError } from '../../shared/errors.js';
 import { charsetOf, decodeBodyText, detectJsonEncoding, type TextEncodingName } from '../codec/json-text.js';
 import type { BodyMasker } from './body-masker.js';
+import { MASK_STEP_CHARS, sliceEnd, TurnClock } from './text-masker.js';
 
 /**
  * A body a client reads in another encoding than UTF-8 (a `charset=utf-16le`, a BOM, UTF-16/32 that
@@ -52,7 +53,9 @@ export class DecodingBodyMasker implements Required<BodyMasker> {
       const decoded = this.#decoded(bytes);
       if (decoded === null) return bytes;
       const first = await write(decoded.utf8);
-      return this.#settle(bytes, decoded, joined(first, await end()));
+      const masked = joined(first, await end());
+      if (masked.equals(decoded.utf8)) return bytes;
+      return encodeAsAsync(masked.toString('utf8'), decoded.encoding, decoded.bom, new TurnClock());
     }
     const rest = this.#release();
     return rest === null ? end() : joined(await write(rest), await end());
@@ -130,6 +133,23 @@ function hasBom(bytes: Buffer, encoding: TextEncodingName): boolean {
     default:
       return false;
   }
+}
+
+/**
+ * `encodeAs` with the same bytes; UTF-32, written a code point at a time here, is written a slice at a
+ * time with turns of the event loop between (the other encodings are native and linear).
+ */
+async function encodeAsAsync(text: string, encoding: TextEncodingName, bom: boolean, clock: TurnClock): Promise<Buffer> {
+  if (encoding !== 'utf-32le' && encoding !== 'utf-32be') return encodeAs(text, encoding, bom);
+  const parts: Buffer[] = [encodeAs(bom ? '\ufeff' : '', encoding, false)];
+  // A slice never ends between the halves of a surrogate pair, so each is whole code points.
+  for (let at = 0; at < text.length; ) {
+    const end = sliceEnd(text, at, MASK_STEP_CHARS * 16);
+    parts.push(encodeAs(text.slice(at, end), encoding, false));
+    at = end;
+    await clock.pause();
+  }
+  return Buffer.concat(parts);
 }
 
 /** `text` in `encoding`, with its BOM when the original had one. */

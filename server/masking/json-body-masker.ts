@@ -2,7 +2,15 @@ import { SluiceError } from '../../shared/errors.js';
 import type { BodyMasker } from './body-masker.js';
 import type { CompiledProfile } from './compiled-profile.js';
 import { maskJson, maskJsonAsync } from './json-masker.js';
-import { finishParsedJson, JsonTokenBodyMasker, maskEveryCandidate, scanJsonTokens } from './json-token-body-masker.js';
+import {
+  finishParsedJson,
+  finishParsedJsonAsync,
+  JsonTokenBodyMasker,
+  maskEveryCandidate,
+  maskEveryCandidateAsync,
+  scanJsonTokens,
+  scanJsonTokensAsync,
+} from './json-token-body-masker.js';
 import { maskJsonLikeText, maskJsonLikeTextAsync } from './json-token-masker.js';
 import type { MaskingCounter } from './masking-summary.js';
 import { TurnClock } from './text-masker.js';
@@ -69,12 +77,12 @@ export class JsonBodyMasker implements BodyMasker {
       const masked = await maskJsonLikeTextAsync(text, this.#profile, this.#counter, clock);
       return masked === text ? body : masked;
     }
-    const scan = scanJsonTokens(text, this.#profile);
-    if (scan.duplicateKey) return maskEveryCandidate(text, body, this.#profile, this.#counter);
     await clock.pause();
+    const scan = await scanJsonTokensAsync(text, this.#profile, clock);
+    if (scan.duplicateKey) return maskEveryCandidateAsync(text, body, this.#profile, this.#counter, clock);
     const result = await maskJsonAsync(parsed, this.#profile, this.#counter, {}, clock);
     await clock.pause();
-    return finishParsedJson(text, body, result, scan, this.#profile, this.#counter);
+    return finishParsedJsonAsync(text, body, result, scan, this.#profile, this.#counter, clock);
   }
 
   /** Keeps `chunk`; past the limit, switches to text masking and returns every byte held so far. */

@@ -2,7 +2,7 @@ import { JSONPath } from 'jsonpath-plus';
 import type { CompiledProfile } from './compiled-profile.js';
 import { labelOf } from './compiled-profile.js';
 import type { MaskingCounter } from './masking-summary.js';
-import { maskJsonLikeText } from './json-token-masker.js';
+import { maskJsonLikeText, maskJsonLikeTextAsync } from './json-token-masker.js';
 import { replacementFor } from './replacement.js';
 import { MASK_STEP_CHARS, TurnClock } from './text-masker.js';
 
@@ -189,7 +189,7 @@ async function maskStringAsync(value: string, path: string, profile: CompiledPro
   const selected = selectorAnswer(value, path, profile, counter);
   if (selected !== undefined) return selected;
   if (profile.text.empty) return value;
-  return value.includes('\\u') ? maskJsonLikeText(value, profile, counter) : await profile.text.maskAsync(value, counter, clock);
+  return value.includes('\\u') ? maskJsonLikeTextAsync(value, profile, counter, clock) : profile.text.maskAsync(value, counter, clock);
 }
 
 /** The first selector's answer for a string value, or undefined when none answers. */

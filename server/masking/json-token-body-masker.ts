@@ -7,9 +7,6 @@ import { InvalidJsonText, JsonTokenMasker } from './json-token-masker.js';
 import { MaskingCounter } from './masking-summary.js';
 import { TurnClock } from './text-masker.js';
 
-/** Characters tokenized between two looks at the clock: token masking runs at tens of MB/s. */
-const TOKEN_STEP_CHARS = 64 * 1024;
-
 /**
  * A JSON body too large to parse, masked token by token as it streams (see JsonTokenMasker): it stays
  * valid JSON, so a client's parser still reads it. Text that turns out not to be JSON is refused
@@ -32,36 +29,43 @@ export class JsonTokenBodyMasker implements Required<BodyMasker> {
   }
 
   async writeAsync(chunk: Buffer): Promise<string> {
-    return this.#pushSliced(this.#decoder.write(chunk));
+    return this.#pushAsync(this.#decoder.write(chunk));
   }
 
   async endAsync(): Promise<string> {
-    return (await this.#pushSliced(this.#decoder.end())) + this.#guard(() => this.#tokens.end());
+    const clock = new TurnClock();
+    return (await this.#pushAsync(this.#decoder.end(), clock)) + (await this.#guardAsync(() => this.#tokens.endAsync(clock)));
   }
 
   #push(text: string): string {
     return text === '' ? '' : this.#guard(() => this.#tokens.push(text));
   }
 
-  async #pushSliced(text: string): Promise<string> {
-    if (text.length <= TOKEN_STEP_CHARS) return this.#push(text);
-    const clock = new TurnClock();
-    let out = '';
-    for (let at = 0; at < text.length; at += TOKEN_STEP_CHARS) {
-      await clock.pause();
-      out += this.#push(text.slice(at, at + TOKEN_STEP_CHARS));
-    }
-    return out;
+  async #pushAsync(text: string, clock = new TurnClock()): Promise<string> {
+    return text === '' ? '' : this.#guardAsync(() => this.#tokens.pushAsync(text, clock));
   }
 
   #guard(step: () => string): string {
     try {
       return step();
     } catch (err) {
-      if (!(err instanceof InvalidJsonText)) throw err;
-      throw new SluiceError('ERR_MASKING_BLOCKED', { message: `The JSON response exceeds max_json_body and is not valid JSON (${err.message}): it cannot be masked as JSON` });
+      throw notJson(err);
     }
   }
+
+  async #guardAsync(step: () => Promise<string>): Promise<string> {
+    try {
+      return await step();
+    } catch (err) {
+      throw notJson(err);
+    }
+  }
+}
+
+/** An InvalidJsonText as the refusal a client sees; any other error as it is. */
+function notJson(err: unknown): unknown {
+  if (!(err instanceof InvalidJsonText)) return err;
+  return new SluiceError('ERR_MASKING_BLOCKED', { message: `The JSON response exceeds max_json_body and is not valid JSON (${err.message}): it cannot be masked as JSON` });
 }
 
 /** What a first token pass over a parsed body found: its keys and numbers masked, and whether a key repeats. */
@@ -81,20 +85,40 @@ export function scanJsonTokens(raw: string, profile: CompiledProfile): JsonToken
   return { duplicateKey: tokens.sawDuplicateKey, output, counts };
 }
 
+/** `scanJsonTokens` with the same result, giving the event loop a turn whenever `clock` says one is due. */
+export async function scanJsonTokensAsync(raw: string, profile: CompiledProfile, clock: TurnClock): Promise<JsonTokenScan> {
+  const counts = new MaskingCounter();
+  if (!profile.text.mayMatchIn(raw)) return { duplicateKey: false, output: raw, counts };
+  const tokens = new JsonTokenMasker(profile, counts, { values: false, maxString: Infinity });
+  const output = (await tokens.pushAsync(raw, clock)) + (await tokens.endAsync(clock));
+  return { duplicateKey: tokens.sawDuplicateKey, output, counts };
+}
+
 /**
  * A document that repeats a key is read differently by different parsers (first or last wins), so
  * every candidate value is masked from the original text. With json_paths or selectors, which need one
  * reading, it is refused.
  */
 export function maskEveryCandidate(raw: string, body: Buffer, profile: CompiledProfile, counter: MaskingCounter): string | Buffer {
+  const every = everyCandidateMasker(profile, counter);
+  const all = every.push(raw) + every.end();
+  return all === raw ? body : all;
+}
+
+/** `maskEveryCandidate` with the same result, giving the event loop a turn whenever `clock` says one is due. */
+export async function maskEveryCandidateAsync(raw: string, body: Buffer, profile: CompiledProfile, counter: MaskingCounter, clock: TurnClock): Promise<string | Buffer> {
+  const every = everyCandidateMasker(profile, counter);
+  const all = (await every.pushAsync(raw, clock)) + (await every.endAsync(clock));
+  return all === raw ? body : all;
+}
+
+function everyCandidateMasker(profile: CompiledProfile, counter: MaskingCounter): JsonTokenMasker {
   if (profile.jsonPaths.length > 0 || profile.selectors.length > 0) {
     throw new SluiceError('ERR_MASKING_BLOCKED', {
       message: 'The JSON response repeats an object key, so its reading depends on the parser, and the masking profile needs one reading (json_paths or selectors)',
     });
   }
-  const every = new JsonTokenMasker(profile, counter, { maxString: Infinity });
-  const all = every.push(raw) + every.end();
-  return all === raw ? body : all;
+  return new JsonTokenMasker(profile, counter, { maxString: Infinity });
 }
 
 /**
@@ -111,4 +135,23 @@ export function finishParsedJson(raw: string, body: Buffer, masked: JsonMaskResu
   if (!profile.text.mayMatchIn(text)) return text;
   const tokens = new JsonTokenMasker(profile, counter, { values: false, maxString: Infinity });
   return tokens.push(text) + tokens.end();
+}
+
+/** `finishParsedJson` with the same result, giving the event loop a turn whenever `clock` says one is due. */
+export async function finishParsedJsonAsync(
+  raw: string,
+  body: Buffer,
+  masked: JsonMaskResult,
+  scan: JsonTokenScan,
+  profile: CompiledProfile,
+  counter: MaskingCounter,
+  clock: TurnClock,
+): Promise<string | Buffer> {
+  if (!masked.changed) return finishParsedJson(raw, body, masked, scan, profile, counter);
+  // Native serializing is linear and fast, like the parsing before the walk; the token pass is sliced.
+  const text = JSON.stringify(masked.value);
+  if (!profile.text.mayMatchIn(text)) return text;
+  await clock.pause();
+  const tokens = new JsonTokenMasker(profile, counter, { values: false, maxString: Infinity });
+  return (await tokens.pushAsync(text, clock)) + (await tokens.endAsync(clock));
 }

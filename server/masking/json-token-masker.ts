@@ -1,7 +1,7 @@
 import { labelOf, type CompiledProfile, type JsonRuleEntry } from './compiled-profile.js';
 import type { MaskingCounter } from './masking-summary.js';
 import { replacementFor } from './replacement.js';
-import { TextChannel, type TurnClock } from './text-masker.js';
+import { MASK_STEP_CHARS, sliceEnd, TextChannel, type TurnClock } from './text-masker.js';
 
 /** What a token masker masks besides object keys and numbers (always masked). */
 export interface JsonTokenMaskerOptions {
@@ -16,6 +16,13 @@ export interface JsonTokenMaskerOptions {
 
 /** Why a token masker stopped reading: the text is not one JSON document. */
 export class InvalidJsonText extends Error {}
+
+/**
+ * The token walk of one push: it yields a token text too long to mask at once (and is sent back its
+ * masked text), or null after each token, where an asynchronous caller may give the event loop a turn.
+ * One walk serves both forms, so the asynchronous output is the synchronous output.
+ */
+type TokenWalk<T> = Generator<string | null, T, string | undefined>;
 
 const isWhitespace = (c: number): boolean => c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
 const isNumberChar = (c: number): boolean => (c >= 0x30 && c <= 0x39) || c === 0x2b || c === 0x2d || c === 0x2e || c === 0x65 || c === 0x45;
@@ -87,6 +94,55 @@ export class JsonTokenMasker {
 
   /** Masks what can be decided of `text`; holds back an unfinished token. Throws InvalidJsonText. */
   push(text: string): string {
+    return this.#drive(this.#walk(text));
+  }
+
+  /** The rest, at the end of the text. Throws InvalidJsonText when the document is unfinished. */
+  end(): string {
+    return this.#drive(this.#walkEnd());
+  }
+
+  /**
+   * `push` with the same output, a slice of `text` at a time, a long token masked in slices, and a turn
+   * of the event loop whenever `clock` says one is due, so a large document never holds the loop.
+   */
+  async pushAsync(text: string, clock: TurnClock): Promise<string> {
+    let out = '';
+    for (let at = 0; at < text.length; ) {
+      // Slices bound the runs of structure and the string scans between two looks at the clock.
+      const end = sliceEnd(text, at, MASK_STEP_CHARS);
+      out += await this.#driveAsync(this.#walk(text.slice(at, end)), clock);
+      at = end;
+      await clock.pause();
+    }
+    return out;
+  }
+
+  /** `end`, with a long final number masked in slices. */
+  async endAsync(clock: TurnClock): Promise<string> {
+    return this.#driveAsync(this.#walkEnd(), clock);
+  }
+
+  #drive(walk: TokenWalk<string>): string {
+    let step = walk.next();
+    while (!step.done) step = walk.next(step.value === null ? undefined : maskToken(step.value, this.#profile, this.#counter, this.#clean));
+    return step.value;
+  }
+
+  async #driveAsync(walk: TokenWalk<string>, clock: TurnClock): Promise<string> {
+    let step = walk.next();
+    while (!step.done) {
+      if (step.value === null) {
+        await clock.pause();
+        step = walk.next();
+      } else {
+        step = walk.next(await maskTokenAsync(step.value, this.#profile, this.#counter, clock));
+      }
+    }
+    return step.value;
+  }
+
+  *#walk(text: string): TokenWalk<string> {
     let out = '';
     let i = 0;
     const n = text.length;
@@ -105,8 +161,9 @@ export class JsonTokenMasker {
           this.#pending = raw;
           out += this.#streamString(true);
         } else {
-          out += this.#stringToken(raw);
+          out += yield* this.#stringToken(raw);
         }
+        yield null;
         i = close + 1;
         continue;
       }
@@ -116,7 +173,8 @@ export class JsonTokenMasker {
         while (j < n && test(text.charCodeAt(j))) j++;
         this.#pending += text.slice(i, j);
         if (j === n) return out;
-        out += this.#finishScalar();
+        out += yield* this.#finishScalar();
+        yield null;
         i = j;
         continue;
       }
@@ -168,10 +226,9 @@ export class JsonTokenMasker {
     return out;
   }
 
-  /** The rest, at the end of the text. Throws InvalidJsonText when the document is unfinished. */
-  end(): string {
+  *#walkEnd(): TokenWalk<string> {
     let out = '';
-    if (this.#state === 'number' || this.#state === 'literal') out = this.#finishScalar();
+    if (this.#state === 'number' || this.#state === 'literal') out = yield* this.#finishScalar();
     if (this.#state !== 'out' || this.#stack.length > 0 || !this.#seenRoot) throw new InvalidJsonText('unfinished JSON text');
     return out;
   }
@@ -193,7 +250,7 @@ export class JsonTokenMasker {
     }
   }
 
-  #stringToken(raw: string): string {
+  *#stringToken(raw: string): TokenWalk<string> {
     let decoded: string;
     try {
       decoded = raw.includes('\\') ? (JSON.parse(`"${raw}"`) as string) : raw;
@@ -209,13 +266,13 @@ export class JsonTokenMasker {
         else keys.add(decoded);
       }
       this.#key = decoded;
-      const masked = this.#maskText(decoded);
+      const masked = yield* this.#maskText(decoded);
       return masked === decoded ? `"${raw}"` : JSON.stringify(masked);
     }
     const byKey = this.#keyRule(decoded);
     if (byKey !== undefined) return JSON.stringify(byKey);
     if (!this.#values) return `"${raw}"`;
-    const masked = this.#maskText(decoded);
+    const masked = yield* this.#maskText(decoded);
     return masked === decoded ? `"${raw}"` : JSON.stringify(masked);
   }
 
@@ -254,7 +311,7 @@ export class JsonTokenMasker {
     return out;
   }
 
-  #finishScalar(): string {
+  *#finishScalar(): TokenWalk<string> {
     const token = this.#pending;
     const state = this.#state;
     this.#pending = '';
@@ -267,12 +324,10 @@ export class JsonTokenMasker {
     if (!/^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$/.test(token)) throw new InvalidJsonText('invalid number');
     const byKey = this.#keyRule(token);
     if (byKey !== undefined) return JSON.stringify(byKey);
-    const replaced = this.#numberReplacement(token);
-    return replaced === undefined ? token : JSON.stringify(replaced);
-  }
-
-  #numberReplacement(token: string): string | undefined {
-    return numberReplacement(token, (text) => this.#maskText(text));
+    const integer = integerPart(token);
+    if (integer === undefined) return token;
+    const masked = yield* this.#maskText(integer);
+    return masked === integer ? token : JSON.stringify(masked + token.slice(integer.length));
   }
 
   /** The replacement a `json_keys` rule gives the scalar of the current key, or undefined. */
@@ -288,8 +343,10 @@ export class JsonTokenMasker {
     return replacementFor(value, labelOf(rule.name), rule.replacement);
   }
 
-  #maskText(text: string): string {
-    return maskToken(text, this.#profile, this.#counter, this.#clean);
+  /** A key, string or integer through the text rules; a long one is handed to the walk's driver. */
+  *#maskText(text: string): TokenWalk<string> {
+    if (text.length <= MASK_STEP_CHARS) return maskToken(text, this.#profile, this.#counter, this.#clean);
+    return (yield text)!;
   }
 }
 
@@ -302,13 +359,25 @@ function maskToken(text: string, profile: CompiledProfile, counter: MaskingCount
   return masked;
 }
 
+/** `maskToken` for a long text: the text rules run in slices with turns of the event loop between. */
+async function maskTokenAsync(text: string, profile: CompiledProfile, counter: MaskingCounter, clock: TurnClock): Promise<string> {
+  // Too long to be remembered as clean (CLEAN_MAX_LENGTH), so the clean set is neither read nor filled.
+  if (profile.text.empty) return text;
+  return text.includes('\\u') ? maskJsonLikeTextAsync(text, profile, counter, clock) : profile.text.maskAsync(text, counter, clock);
+}
+
 /**
- * What a JSON number becomes when it holds a value, or undefined. A number's integer digits are what an
- * identifier stored as a number is; the digits of a fraction (an embedding's 0.0000064336928) are not,
- * and reading them as text would mask measurements.
+ * A JSON number's integer digits, or undefined. They are what an identifier stored as a number is; the
+ * digits of a fraction (an embedding's 0.0000064336928) are not, and reading them as text would mask
+ * measurements.
  */
+function integerPart(token: string): string | undefined {
+  return /^-?[0-9]+/.exec(token)?.[0];
+}
+
+/** What a JSON number becomes when its integer digits hold a value, or undefined. */
 function numberReplacement(token: string, mask: (text: string) => string): string | undefined {
-  const integer = /^-?[0-9]+/.exec(token)?.[0];
+  const integer = integerPart(token);
   if (integer === undefined) return undefined;
   const masked = mask(integer);
   return masked === integer ? undefined : masked + token.slice(integer.length);
@@ -410,22 +479,50 @@ export function maskJsonLikeText(text: string, profile: CompiledProfile, counter
 /** `maskJsonLikeText` with the text rules run in slices, turns of the event loop between them. */
 export async function maskJsonLikeTextAsync(text: string, profile: CompiledProfile, counter: MaskingCounter, clock: TurnClock): Promise<string> {
   if (profile.text.empty) return text;
-  return profile.text.maskAsync(unescapedLiterals(text, profile, counter), counter, clock);
+  return profile.text.maskAsync(await unescapedLiteralsAsync(text, profile, counter, clock), counter, clock);
 }
+
+/** A string literal of JSON-like text: its raw text in group 1. */
+const STRING_LITERAL = /"((?:[^"\\]|\\.)*)"/gs;
 
 /** `text` with each string literal that holds an escape rewritten as its masked decoded text. */
 function unescapedLiterals(text: string, profile: CompiledProfile, counter: MaskingCounter): string {
   return text.includes('\\')
-    ? text.replace(/"((?:[^"\\]|\\.)*)"/gs, (literal: string, raw: string) => {
-        if (!raw.includes('\\')) return literal;
-        let decoded: string;
-        try {
-          decoded = JSON.parse(`"${raw}"`) as string;
-        } catch {
-          return literal;
-        }
+    ? text.replace(STRING_LITERAL, (literal: string, raw: string) => {
+        const decoded = escapedLiteral(raw);
+        if (decoded === undefined) return literal;
         const masked = profile.text.mask(decoded, counter);
         return masked === decoded ? literal : JSON.stringify(masked);
       })
     : text;
+}
+
+/** `unescapedLiterals` a literal at a time, a long one masked in slices, with turns of the event loop between. */
+async function unescapedLiteralsAsync(text: string, profile: CompiledProfile, counter: MaskingCounter, clock: TurnClock): Promise<string> {
+  if (!text.includes('\\')) return text;
+  // A pattern of its own: the shared one's lastIndex would be moved by a synchronous call between turns.
+  const literals = new RegExp(STRING_LITERAL.source, STRING_LITERAL.flags);
+  let out = '';
+  let pos = 0;
+  for (let m = literals.exec(text); m !== null; m = literals.exec(text)) {
+    const decoded = escapedLiteral(m[1]!);
+    if (decoded === undefined) continue;
+    const masked = await profile.text.maskAsync(decoded, counter, clock);
+    if (masked !== decoded) {
+      out += text.slice(pos, m.index) + JSON.stringify(masked);
+      pos = m.index + m[0].length;
+    }
+    await clock.pause();
+  }
+  return pos === 0 ? text : out + text.slice(pos);
+}
+
+/** The decoded text of a string literal's raw text that holds an escape; undefined when it holds none or is invalid. */
+function escapedLiteral(raw: string): string | undefined {
+  if (!raw.includes('\\')) return undefined;
+  try {
+    return JSON.parse(`"${raw}"`) as string;
+  } catch {
+    return undefined;
+  }
 }
