@@ -4,6 +4,7 @@ import type { CompiledProfile } from './compiled-profile.js';
 import { LineScanner } from './line-scanner.js';
 import type { MaskingCounter } from './masking-summary.js';
 import { StreamRecordMasker } from './stream-record-masker.js';
+import { LeadingBom } from './stream-start.js';
 
 /** RFC 7464 (application/json-seq) opens each record with this. */
 const RECORD_SEPARATOR = '\u001e';
@@ -25,7 +26,7 @@ export class NdjsonMasker implements BodyMasker {
   readonly #decoder = new StringDecoder('utf8');
   readonly #lines: LineScanner;
   readonly #records: StreamRecordMasker<Line>;
-  #bomChecked = false;
+  readonly #bom = new LeadingBom();
   #eol = '\n';
   /** Whether records open with a record separator: flushed records must too. */
   #separated = false;
@@ -52,15 +53,9 @@ export class NdjsonMasker implements BodyMasker {
   }
 
   #text(text: string): string {
-    let out = '';
-    if (!this.#bomChecked && text.length > 0) {
-      this.#bomChecked = true;
-      // Kept for the caller, but not part of the first record's JSON.
-      if (text.charCodeAt(0) === 0xfeff) {
-        out = '\ufeff';
-        text = text.slice(1);
-      }
-    }
+    const { bom, rest } = this.#bom.take(text);
+    let out = bom;
+    text = rest;
     this.#lines.push(text, (line, eol) => {
       out += this.#line(line, eol);
     });

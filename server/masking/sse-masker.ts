@@ -5,7 +5,7 @@ import { LogprobsJsonMasker } from './logprobs-json-masker.js';
 import type { MaskingCounter } from './masking-summary.js';
 import { isDataLine, newEvent, SseFramer, withData, withLines, type SseEvent } from './sse-framer.js';
 import { StreamRecordMasker } from './stream-record-masker.js';
-import { bodyStart } from './stream-start.js';
+import { bodyStart, LeadingBom } from './stream-start.js';
 
 /**
  * Masks a text/event-stream body event by event: each event's data through the stream's channels
@@ -24,7 +24,7 @@ export class SseMasker implements BodyMasker {
   #json: BodyMasker | null = null;
   /** Bytes held until the first one that tells a stream from a JSON body; null once told. */
   #start: Buffer | null = Buffer.alloc(0);
-  #bomChecked = false;
+  readonly #bom = new LeadingBom();
   #eol = '\n';
 
   constructor(profile: CompiledProfile, counter: MaskingCounter) {
@@ -72,14 +72,9 @@ export class SseMasker implements BodyMasker {
   }
 
   #text(text: string): string {
-    let out = '';
-    if (!this.#bomChecked && text.length > 0) {
-      this.#bomChecked = true;
-      if (text.charCodeAt(0) === 0xfeff) {
-        out = '\ufeff';
-        text = text.slice(1);
-      }
-    }
+    const { bom, rest } = this.#bom.take(text);
+    let out = bom;
+    text = rest;
     for (const ev of this.#framer.push(text)) out += this.#event(ev);
     return out;
   }

@@ -16,3 +16,18 @@ export function bodyStart(bytes: Buffer): 'json' | 'stream' | 'undecided' {
   }
   return 'undecided';
 }
+
+/**
+ * A stream's leading byte-order mark, read past as clients read it: kept for the caller, but not part of
+ * the first line or record. `take` is given the stream's decoded text in order.
+ */
+export class LeadingBom {
+  #checked = false;
+
+  /** The BOM to send as it is ('' when there is none, or this is not the start), and the text after it. */
+  take(text: string): { bom: string; rest: string } {
+    if (this.#checked || text.length === 0) return { bom: '', rest: text };
+    this.#checked = true;
+    return text.charCodeAt(0) === 0xfeff ? { bom: '\ufeff', rest: text.slice(1) } : { bom: '', rest: text };
+  }
+}
