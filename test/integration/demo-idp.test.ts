@@ -201,16 +201,21 @@ describe('demo identity provider with the real openid-client', () => {
     const genuine = await signToken(idp.signingKey, idp.claimsFor('dave'));
     expect((await verifyAccessToken(idp, genuine)).payload).toMatchObject({ sub: 'dave', groups: ['interns'] });
 
-    const forged = [
-      unsignedToken(idp.claimsFor('dave')),
-      hs256WithPublicKey(published.keys[0]!, idp.claimsFor('dave')),
-      await signToken(idp.signingKey, idp.claimsFor('dave', { aud: 'urn:other' })),
-      await signToken(idp.signingKey, idp.claimsFor('dave', { exp: Math.floor(Date.now() / 1000) - 60 })),
-      await signToken((await jose.generateKeyPair('RS256', { extractable: true })).privateKey, idp.claimsFor('dave'), {
-        kid: idp.signingKey.kid,
-      }),
+    // Each refused for its own reason: a token refused for another (a network error, a typo in the test)
+    // would prove nothing about the one it was made to show.
+    const forged: [string, Record<string, unknown>][] = [
+      [unsignedToken(idp.claimsFor('dave')), { code: 'ERR_JOSE_ALG_NOT_ALLOWED' }],
+      [hs256WithPublicKey(published.keys[0]!, idp.claimsFor('dave')), { code: 'ERR_JOSE_ALG_NOT_ALLOWED' }],
+      [await signToken(idp.signingKey, idp.claimsFor('dave', { aud: 'urn:other' })), { code: 'ERR_JWT_CLAIM_VALIDATION_FAILED', claim: 'aud' }],
+      [await signToken(idp.signingKey, idp.claimsFor('dave', { exp: Math.floor(Date.now() / 1000) - 60 })), { code: 'ERR_JWT_EXPIRED' }],
+      [
+        await signToken((await jose.generateKeyPair('RS256', { extractable: true })).privateKey, idp.claimsFor('dave'), {
+          kid: idp.signingKey.kid,
+        }),
+        { code: 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED' },
+      ],
     ];
-    for (const token of forged) await expect(verifyAccessToken(idp, token)).rejects.toThrow();
+    for (const [token, why] of forged) await expect(verifyAccessToken(idp, token)).rejects.toMatchObject(why);
   });
 
   it('closes promptly while a client keeps a connection open', async () => {
