@@ -99,6 +99,29 @@ function sluice(user: string, args: string[]): Promise<InProcessResult> {
   return runCliInProcess(args, { SLUICE_TOKEN: tokens[user]!, SLUICE_GATEWAY: gw.url, XDG_CONFIG_HOME: join(tmpdir(), 'sluice-held-visibility-none') });
 }
 
+/**
+ * A tunnel as `sluice connect` opens it, collecting the gateway's notices, and a `send` of one gpt-5 chat
+ * carrying `content` with the preference to be answered at once.
+ */
+async function asyncChatTunnel(gateway: string, token: string, content: string) {
+  const client = new TunnelClient({ gateway, connection: 'llm', getToken: async () => ({ token }) });
+  const notices: string[] = [];
+  client.on('event', (e: TunnelEvent) => {
+    if (e.kind === 'notice') notices.push(e.message);
+  });
+  await client.start();
+  onTestFinished(() => client.close());
+  const body = JSON.stringify({ model: 'gpt-5', messages: [{ role: 'user', content }] });
+  const send = async () =>
+    httpOver(await client.openStream({}).then((s) => () => s), {
+      method: 'POST',
+      path: '/v1/chat/completions',
+      headers: { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), ...ASYNC },
+      body,
+    });
+  return { notices, send };
+}
+
 describe('the rules that apply to the caller, listed before any call', () => {
   async function llmFor(user: string): Promise<ConnectionJson> {
     const { status, body } = await api(user, 'GET', '/v1/connections');
@@ -328,21 +351,7 @@ describe('a call that needs review, answered at once (Prefer: respond-async)', (
   });
 
   it('tells the requester\'s tunnel of the review, its approval and the re-send', async () => {
-    const client = new TunnelClient({ gateway: gw.url, connection: 'llm', getToken: async () => ({ token: tokens.alice! }) });
-    const notices: string[] = [];
-    client.on('event', (e: TunnelEvent) => {
-      if (e.kind === 'notice') notices.push(e.message);
-    });
-    await client.start();
-    onTestFinished(() => client.close());
-    const body = JSON.stringify({ model: 'gpt-5', messages: [{ role: 'user', content: 'through the tunnel' }] });
-    const send = async () =>
-      httpOver(await client.openStream({}).then((s) => () => s), {
-        method: 'POST',
-        path: '/v1/chat/completions',
-        headers: { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), ...ASYNC },
-        body,
-      });
+    const { notices, send } = await asyncChatTunnel(gw.url, tokens.alice!, 'through the tunnel');
     const first = await send();
     expect(first.status).toBe(202);
     const id = pendingReviewAnswerSchema.parse(JSON.parse(first.body.toString())).review.id;
@@ -362,21 +371,7 @@ describe('the deadline of a review answered at once', () => {
       config: { policies: [{ name: 'brief-review', when: 'request.json.?model.orValue("") == "gpt-5"', action: 'review', reviewers: ['ml-leads'], timeout: '1s' }] },
     });
     const alice = await g.token('alice');
-    const client = new TunnelClient({ gateway: g.url, connection: 'llm', getToken: async () => ({ token: alice }) });
-    const notices: string[] = [];
-    client.on('event', (e: TunnelEvent) => {
-      if (e.kind === 'notice') notices.push(e.message);
-    });
-    await client.start();
-    onTestFinished(() => client.close());
-    const body = JSON.stringify({ model: 'gpt-5', messages: [{ role: 'user', content: 'decided elsewhere' }] });
-    const send = async () =>
-      httpOver(await client.openStream({}).then((s) => () => s), {
-        method: 'POST',
-        path: '/v1/chat/completions',
-        headers: { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), ...ASYNC },
-        body,
-      });
+    const { notices, send } = await asyncChatTunnel(g.url, alice, 'decided elsewhere');
     const first = await send();
     expect(first.status).toBe(202);
     const id = pendingReviewAnswerSchema.parse(JSON.parse(first.body.toString())).review.id;
