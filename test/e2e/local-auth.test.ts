@@ -6,7 +6,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { lstat, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { connect as netConnect, createServer } from 'node:net';
+import { connect as netConnect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createPublicKey } from 'node:crypto';
@@ -96,6 +96,16 @@ async function sealedSession(cli: SpawnedCli, sessionId: string): Promise<Record
   return events;
 }
 
+/** A raw TCP connection to a local port, closed with the test; `text` is all it has received so far. */
+async function rawLocalSocket(port: number): Promise<{ socket: Socket; text: () => string }> {
+  const socket = netConnect({ host: '127.0.0.1', port });
+  onTestFinished(() => void socket.destroy());
+  await once(socket, 'connect');
+  let received = '';
+  socket.on('data', (d: Buffer) => (received += d.toString('latin1')));
+  return { socket, text: () => received };
+}
+
 describe('the local token of sluice connect', () => {
   it('answers a request without it with a local 401 that never reaches the gateway, and serves the ones that carry it', async () => {
     const { cli, ready } = await connect('llm');
@@ -158,11 +168,7 @@ describe('the local token of sluice connect', () => {
     const { ready } = await connect('llm');
     const port = Number(ready.local_url!.split(':').at(-1));
     const before = gw.model.requests.length;
-    const socket = netConnect({ host: '127.0.0.1', port });
-    onTestFinished(() => void socket.destroy());
-    await once(socket, 'connect');
-    let received = '';
-    socket.on('data', (d: Buffer) => (received += d.toString('latin1')));
+    const { socket, text } = await rawLocalSocket(port);
     const body = JSON.stringify({ model: 'demo', messages: [{ role: 'user', content: 'first of two' }] });
     // both requests in one write: the second lacks the token and must not follow the first to the gateway
     socket.write(
@@ -170,6 +176,7 @@ describe('the local token of sluice connect', () => {
         'GET /v1/models HTTP/1.1\r\nHost: llm\r\n\r\n',
     );
     await once(socket, 'close');
+    const received = text();
 
     const statuses = [...received.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]));
     expect(statuses).toEqual([200, 401]);
@@ -181,13 +188,10 @@ describe('the local token of sluice connect', () => {
     const { ready } = await connect('llm');
     const port = Number(ready.local_url!.split(':').at(-1));
     const before = gw.model.requests.length;
-    const socket = netConnect({ host: '127.0.0.1', port });
-    onTestFinished(() => void socket.destroy());
-    await once(socket, 'connect');
-    let received = '';
-    socket.on('data', (d: Buffer) => (received += d.toString('latin1')));
+    const { socket, text } = await rawLocalSocket(port);
     socket.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: llm\r\nAuthorization: Bearer ${ready.local_token}\r\ncontent-length: 4\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n`);
     await once(socket, 'close');
+    const received = text();
     expect(received).toMatch(/^HTTP\/1\.1 400 /);
     // answered by the CLI, which names the ambiguity, not by the gateway's parser
     expect(received).toContain('"code":"ERR_BAD_REQUEST"');
