@@ -80,4 +80,21 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   ALTER TABLE sessions ADD COLUMN resend_of TEXT;
   CREATE INDEX sessions_by_resend_of ON sessions (resend_of);
   `,
+  // 3: wrapped data keys of sessions (recording format v2), replica heartbeats, leases for sweeps.
+  `
+  CREATE TABLE session_keys (
+    session_id TEXT PRIMARY KEY,
+    key_id TEXT NOT NULL,
+    wrapped BLOB NOT NULL
+  );
+  CREATE TABLE replicas (
+    id TEXT PRIMARY KEY,
+    seen_at INTEGER NOT NULL
+  );
+  CREATE TABLE leases (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+  );
+  `,
 ];

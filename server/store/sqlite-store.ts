@@ -17,6 +17,7 @@ import type {
   Store,
   StoreAnnouncement,
   Unsubscribe,
+  WrappedSessionKey,
 } from './store.js';
 
 /** Options of the SQLite store. */
@@ -403,6 +404,45 @@ export class SqliteStore implements Store {
 
   async revokeGrant(id: string): Promise<boolean> {
     return this.#db.prepare('DELETE FROM grants WHERE id = ?').run(id).changes > 0;
+  }
+
+  async putSessionKey(sessionId: string, key: WrappedSessionKey): Promise<void> {
+    this.#db.prepare('INSERT INTO session_keys (session_id, key_id, wrapped) VALUES (?, ?, ?)').run(sessionId, key.keyId, key.wrapped);
+  }
+
+  async getSessionKey(sessionId: string): Promise<WrappedSessionKey | undefined> {
+    const row = this.#db.prepare('SELECT key_id, wrapped FROM session_keys WHERE session_id = ?').get(sessionId) as
+      | { key_id: string; wrapped: Buffer }
+      | undefined;
+    return row === undefined ? undefined : { keyId: row.key_id, wrapped: row.wrapped };
+  }
+
+  async deleteSessionKey(sessionId: string): Promise<boolean> {
+    return this.#db.prepare('DELETE FROM session_keys WHERE session_id = ?').run(sessionId).changes > 0;
+  }
+
+  async heartbeat(replica: string, at: number): Promise<void> {
+    this.#db.prepare('INSERT INTO replicas (id, seen_at) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET seen_at = max(seen_at, excluded.seen_at)').run(replica, at);
+  }
+
+  async liveReplicas(since: number): Promise<string[]> {
+    return (this.#db.prepare('SELECT id FROM replicas WHERE seen_at >= ? ORDER BY id').all(since) as { id: string }[]).map((r) => r.id);
+  }
+
+  async acquireLease(name: string, holder: string, at: number, ttlMs: number): Promise<boolean> {
+    // One statement: inserted when free, taken over when expired, renewed by its holder; otherwise unchanged.
+    const changed = this.#db
+      .prepare(
+        `INSERT INTO leases (name, holder, expires_at) VALUES (@name, @holder, @until)
+         ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+         WHERE leases.holder = excluded.holder OR leases.expires_at <= @at`,
+      )
+      .run({ name, holder, until: at + ttlMs, at }).changes;
+    return changed > 0;
+  }
+
+  async releaseLease(name: string, holder: string): Promise<void> {
+    this.#db.prepare('DELETE FROM leases WHERE name = ? AND holder = ?').run(name, holder);
   }
 
   subscribe(listener: (announcement: StoreAnnouncement) => void): Unsubscribe {

@@ -158,6 +158,12 @@ export interface StoreAnnouncement {
   readonly status: Exclude<ReviewStatus, 'pending'>;
 }
 
+/** A session's data key, wrapped (AES-256-GCM) by the master key `keyId`; erasing it makes the session unreadable. */
+export interface WrappedSessionKey {
+  readonly keyId: string;
+  readonly wrapped: Buffer;
+}
+
 /** Stops a subscription. */
 export type Unsubscribe = () => void;
 
@@ -194,6 +200,24 @@ export interface Store {
   activeGrants(user: string, connection: string, at: number): Promise<GrantRecord[]>;
   /** Ends a grant now; resolves to whether it existed. */
   revokeGrant(id: string): Promise<boolean>;
+
+  /** Stores a session's wrapped data key once; rejects if the session already has one. */
+  putSessionKey(sessionId: string, key: WrappedSessionKey): Promise<void>;
+  getSessionKey(sessionId: string): Promise<WrappedSessionKey | undefined>;
+  /** Erasure: destroys the wrapped key (the recording stays, unreadable); resolves to whether it existed. */
+  deleteSessionKey(sessionId: string): Promise<boolean>;
+
+  /** Records that `replica` is alive at `at` (a heartbeat). */
+  heartbeat(replica: string, at: number): Promise<void>;
+  /** Replicas whose last heartbeat is at or after `since`, sorted by id. */
+  liveReplicas(since: number): Promise<string[]>;
+  /**
+   * Takes or renews the lease `name` for `holder` until `at + ttlMs`, atomically (one conditional update):
+   * true when the lease was free, expired at `at`, or already held by `holder`; false when another holder has it.
+   */
+  acquireLease(name: string, holder: string, at: number, ttlMs: number): Promise<boolean>;
+  /** Gives the lease up early; a no-op unless `holder` holds it. */
+  releaseLease(name: string, holder: string): Promise<void>;
 
   /** Receives announcements from every replica (in-process for SQLite; LISTEN/NOTIFY for Postgres). */
   subscribe(listener: (announcement: StoreAnnouncement) => void): Unsubscribe;

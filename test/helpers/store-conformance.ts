@@ -242,5 +242,46 @@ export function describeStoreConformance(name: string, factory: () => Promise<St
       expect(await store.revokeGrant('g2')).toBe(false);
       expect(await store.activeGrants('alice', 'llm', 1500)).toEqual([expect.objectContaining({ id: 'g1', rule: 'frontier', grantedBy: 'bob' })]);
     });
+
+    it('keeps a wrapped session key once and erases it', async () => {
+      const store = await open();
+      const key = { keyId: 'k1', wrapped: Buffer.from([1, 2, 3, 0, 255]) };
+      await store.putSessionKey('ses_1', key);
+      await expect(store.putSessionKey('ses_1', { keyId: 'k2', wrapped: Buffer.from([9]) })).rejects.toThrow();
+      const back = await store.getSessionKey('ses_1');
+      expect(back?.keyId).toBe('k1');
+      expect(Buffer.compare(Buffer.from(back!.wrapped), key.wrapped)).toBe(0);
+      expect(await store.deleteSessionKey('ses_1')).toBe(true);
+      expect(await store.getSessionKey('ses_1')).toBeUndefined();
+      expect(await store.deleteSessionKey('ses_1')).toBe(false);
+    });
+
+    it('lists the replicas seen since a time, never moving a heartbeat back', async () => {
+      const store = await open();
+      await store.heartbeat('r2', 1000);
+      await store.heartbeat('r1', 3000);
+      await store.heartbeat('r1', 2000);
+      expect(await store.liveReplicas(1000)).toEqual(['r1', 'r2']);
+      expect(await store.liveReplicas(2500)).toEqual(['r1']);
+    });
+
+    it('gives a lease to one holder at a time until it expires or is released', async () => {
+      const store = await open();
+      expect(await store.acquireLease('sweep', 'r1', 1000, 500)).toBe(true);
+      expect(await store.acquireLease('sweep', 'r2', 1200, 500)).toBe(false);
+      expect(await store.acquireLease('sweep', 'r1', 1400, 500)).toBe(true);
+      expect(await store.acquireLease('sweep', 'r2', 1800, 500)).toBe(false);
+      expect(await store.acquireLease('sweep', 'r2', 1900, 500)).toBe(true);
+      await store.releaseLease('sweep', 'r1');
+      expect(await store.acquireLease('sweep', 'r1', 2000, 500)).toBe(false);
+      await store.releaseLease('sweep', 'r2');
+      expect(await store.acquireLease('sweep', 'r1', 2000, 500)).toBe(true);
+    });
+
+    it('gives a contested lease to exactly one of several holders racing', async () => {
+      const store = await open();
+      const won = await Promise.all(['a', 'b', 'c', 'd', 'e'].map((h) => store.acquireLease('retention', h, 1000, 60_000)));
+      expect(won.filter(Boolean)).toHaveLength(1);
+    });
   });
 }
