@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net';
 import { Transform, type TransformCallback } from 'node:stream';
 import { SluiceError } from '../../shared/errors.js';
-import type { TunnelStream } from '../../shared/tunnel/mux.js';
+import type { TunnelStream } from '../../shared/tunnel/mux-stream.js';
 import { BodyFramer, FramingError } from './http-body-framer.js';
 import { HeadCollector } from './http-head-collector.js';
 import { HeadError, parseRequestHead, parseResponseHead, requestBodyLength, responseBodyLength, serializeRequestHead } from './http-head.js';

@@ -1,6 +1,6 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { SluiceError } from '../../shared/errors.js';
-import type { TunnelStream } from '../../shared/tunnel/mux.js';
+import type { TunnelStream } from '../../shared/tunnel/mux-stream.js';
 import type { OpenMetadata } from '../../shared/tunnel/frames.js';
 import { serveGuardedHttp } from './http-local-guard.js';
 import { answerLocally } from './local-http-answer.js';

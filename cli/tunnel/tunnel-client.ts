@@ -1,10 +1,12 @@
 import { EventEmitter } from 'node:events';
 import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import WebSocket from 'ws';
 import { ERRORS, SluiceError, type ErrorCode } from '../../shared/errors.js';
 import { MAX_CONTROL_BYTES, parseControl, type HelloMessage } from '../../shared/tunnel/control.js';
 import { FRAME_HEADER_SIZE } from '../../shared/tunnel/frames.js';
-import { TunnelMux, muxOptionsFromHello, type TunnelMuxStats, type TunnelStream } from '../../shared/tunnel/mux.js';
+import { TunnelMux, muxOptionsFromHello, type TunnelMuxStats } from '../../shared/tunnel/mux.js';
+import type { TunnelStream } from '../../shared/tunnel/mux-stream.js';
 import type { OpenMetadata } from '../../shared/tunnel/frames.js';
 
 /** A bearer token and when it expires (seconds since the epoch), from the login store or `SLUICE_TOKEN`. */
@@ -78,7 +80,10 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
     return this.connect(false);
   }
 
-  /** The current session's hello, when connected. */
+  /**
+   * The hello of the tunnel connected now, whose `session_id` names the recorded session its exchanges
+   * go to (each reconnect starts a new one); undefined while disconnected.
+   */
   get session(): HelloMessage | undefined {
     return this.mux && !this.mux.isClosed ? this.hello : undefined;
   }
@@ -160,6 +165,9 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
       handshakeTimeout: 15_000,
     });
     this.ws = ws;
+    // ws keeps its socket private; the upgrade response carries it, for the mux to batch its writes on
+    let upgradeSocket: Socket | undefined;
+    ws.once('upgrade', (res) => (upgradeSocket = res.socket));
     this.connecting = true;
     let mux: TunnelMux;
     let hello: HelloMessage;
@@ -194,7 +202,7 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
             ws.on('error', () => undefined);
             // Built before this handler returns: frames that came in the same read as hello (an error and a
             // close, say) are emitted synchronously after it and must reach the mux, not be lost.
-            resolve([msg, this.attach(ws, msg)]);
+            resolve([msg, this.attach(ws, upgradeSocket, msg)]);
           } catch (err) {
             ws.terminate();
             reject(err);
@@ -221,9 +229,9 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
   }
 
   /** The mux of a tunnel that said hello, with its control messages and close handled. */
-  private attach(ws: WebSocket, hello: HelloMessage): TunnelMux {
+  private attach(ws: WebSocket, upgradeSocket: Socket | undefined, hello: HelloMessage): TunnelMux {
     this.hello = hello;
-    const mux = new TunnelMux(ws, { role: 'client', ...muxOptionsFromHello(hello) });
+    const mux = new TunnelMux(ws, { role: 'client', upgradeSocket, ...muxOptionsFromHello(hello) });
     this.mux = mux;
     mux.on('error', () => undefined);
     mux.on('control', (msg) => {

@@ -128,6 +128,7 @@ export async function registerTunnelRoute(app: FastifyInstance, deps: TunnelRout
       }
       const session = new TunnelSession({
         ws: socket,
+        upgradeSocket: req.raw.socket,
         principal: grant.principal,
         connection: grant.connection,
         currentConnection: () => deps.config.connections.find((c) => c.name === grant.connection.name),

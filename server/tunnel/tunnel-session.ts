@@ -1,3 +1,4 @@
+import type { Duplex } from 'node:stream';
 import type { FastifyBaseLogger } from 'fastify';
 import type { WebSocket } from 'ws';
 import { SluiceError, toSluiceError } from '../../shared/errors.js';
@@ -16,6 +17,8 @@ import type { Recording } from '../recording/recording.js';
 
 export interface TunnelSessionOptions {
   ws: WebSocket;
+  /** The socket `ws` was upgraded on (the request's `req.raw.socket`); the mux batches its writes on it. */
+  upgradeSocket: Duplex;
   principal: Principal;
   connection: ConnectionConfig;
   /** The connection as the running configuration has it now (a reload may change or remove it). */
@@ -64,6 +67,7 @@ export class TunnelSession {
     const { tunnel } = options;
     this.mux = new TunnelMux(options.ws, {
       role: 'server',
+      upgradeSocket: options.upgradeSocket,
       window: tunnel.window,
       maxFrame: tunnel.max_frame,
       maxStreams: tunnel.max_streams,

@@ -17,6 +17,7 @@ const text = z.string().max(4096);
 export const helloSchema = z.object({
   type: z.literal('hello'),
   version: z.number().int().min(1),
+  // the recorded session this tunnel's exchanges go to (`sluice sessions show` takes it)
   session_id: shortText,
   connection: z.object({ name: shortText, type: z.enum(['http', 'tcp']) }),
   window: z.number().int().min(1).max(MAX_WINDOW),

@@ -19,7 +19,8 @@ import { refuseHttp, startLocalListener } from '../../cli/tunnel/local-listener.
 import { TunnelClient } from '../../cli/tunnel/tunnel-client.js';
 import { SluiceError } from '../../shared/errors.js';
 import { decodeFrame, FRAME_TYPE, MAX_WINDOW } from '../../shared/tunnel/frames.js';
-import type { TunnelMux, TunnelStream } from '../../shared/tunnel/mux.js';
+import type { TunnelMux } from '../../shared/tunnel/mux.js';
+import type { TunnelStream } from '../../shared/tunnel/mux-stream.js';
 import { runCli, spawnCli } from '../helpers/cli-process.js';
 import {
   chatBody,

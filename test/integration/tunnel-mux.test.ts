@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import http from 'node:http';
+import type { Socket } from 'node:net';
 import { Readable, type Duplex } from 'node:stream';
 import { pipeline } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -9,13 +10,16 @@ import { WebSocket, WebSocketServer } from 'ws';
 import { SluiceError } from '../../shared/errors.js';
 import type { ControlMessage } from '../../shared/tunnel/control.js';
 import { encodeFrame } from '../../shared/tunnel/frames.js';
-import { StreamResetError, TunnelMux, TunnelStream, type TunnelMuxOptions } from '../../shared/tunnel/mux.js';
+import { TunnelMux, type TunnelMuxOptions } from '../../shared/tunnel/mux.js';
+import { StreamResetError, TunnelStream } from '../../shared/tunnel/mux-stream.js';
 
 type MuxOptions = Omit<TunnelMuxOptions, 'role'>;
 
 interface Gateway {
   url: string;
   muxes: TunnelMux[];
+  /** The socket each connection was upgraded on, in the order of `muxes`. */
+  upgradeSockets: Socket[];
 }
 
 /** A real ws server on 127.0.0.1:0 whose every connection gets a server-side TunnelMux. */
@@ -23,9 +27,11 @@ async function startGateway(onStream: (stream: TunnelStream, mux: TunnelMux) => 
   const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
   await once(wss, 'listening');
   const muxes: TunnelMux[] = [];
-  wss.on('connection', (ws) => {
-    const mux = new TunnelMux(ws, { role: 'server', ...options });
+  const upgradeSockets: Socket[] = [];
+  wss.on('connection', (ws, req) => {
+    const mux = new TunnelMux(ws, { role: 'server', upgradeSocket: req.socket, ...options });
     muxes.push(mux);
+    upgradeSockets.push(req.socket);
     mux.on('stream', (stream) => {
       // a reset or a closed tunnel fails streams; tests that care listen for it themselves
       stream.on('error', () => {});
@@ -37,19 +43,20 @@ async function startGateway(onStream: (stream: TunnelStream, mux: TunnelMux) => 
     await new Promise((resolve) => wss.close(resolve));
   });
   const { port } = wss.address() as { port: number };
-  return { url: `ws://127.0.0.1:${port}`, muxes };
+  return { url: `ws://127.0.0.1:${port}`, muxes, upgradeSockets };
 }
 
-async function openSocket(url: string): Promise<WebSocket> {
+/** An open WebSocket and the socket it was upgraded on (ws keeps its own reference private). */
+async function openSocket(url: string): Promise<{ ws: WebSocket; upgradeSocket: Socket }> {
   const ws = new WebSocket(url);
   onTestFinished(() => ws.terminate());
-  await once(ws, 'open');
-  return ws;
+  const [response] = (await Promise.all([once(ws, 'upgrade'), once(ws, 'open')]))[0] as [http.IncomingMessage];
+  return { ws, upgradeSocket: response.socket };
 }
 
-async function connect(url: string, options: MuxOptions = {}): Promise<{ mux: TunnelMux; ws: WebSocket }> {
-  const ws = await openSocket(url);
-  return { mux: new TunnelMux(ws, { role: 'client', ...options }), ws };
+async function connect(url: string, options: MuxOptions = {}): Promise<{ mux: TunnelMux; ws: WebSocket; upgradeSocket: Socket }> {
+  const { ws, upgradeSocket } = await openSocket(url);
+  return { mux: new TunnelMux(ws, { role: 'client', upgradeSocket, ...options }), ws, upgradeSocket };
 }
 
 /** Opens a stream whose failure the test does not await (a closing tunnel fails its streams). */
@@ -71,6 +78,24 @@ function collect(stream: Duplex): Promise<Buffer> {
     stream.once('end', () => resolve(Buffer.concat(chunks)));
     stream.once('error', reject);
   });
+}
+
+/**
+ * Counts the writes a socket hands to the kernel: Writable calls `_write` for a lone chunk and `_writev`
+ * for what piled up while the socket was corked, once per write either way.
+ */
+function countWrites(socket: Socket): { writes: number } {
+  type Hook = (this: Socket, ...args: unknown[]) => void;
+  const hooks = socket as unknown as { _write: Hook; _writev: Hook };
+  const counter = { writes: 0 };
+  for (const name of ['_write', '_writev'] as const) {
+    const original = hooks[name];
+    hooks[name] = function (this: Socket, ...args: unknown[]) {
+      counter.writes++;
+      original.apply(this, args);
+    };
+  }
+  return counter;
 }
 
 function sha256(buf: Buffer): string {
@@ -119,6 +144,22 @@ describe('TunnelMux over a real WebSocket', () => {
     expect(mux.stats.streamsOpened).toBe(40);
     expect(mux.stats.bytesOut).toBe(mux.stats.bytesIn);
     await until(() => mux.stats.streamsOpen === 0 && gateway.muxes[0]!.stats.streamsOpen === 0, 'streams to close');
+  });
+
+  it('sends the frames of one turn of the event loop in one write to the socket it was given, on both ends', async () => {
+    const gateway = await startGateway(echo);
+    const { mux, upgradeSocket } = await connect(gateway.url);
+    const client = countWrites(upgradeSocket);
+    const server = countWrites(gateway.upgradeSockets[0]!);
+    const streams = Array.from({ length: 8 }, () => open(mux));
+    const echoed = Promise.all(streams.map(collect));
+    // one turn: 8 OPEN, 8 DATA and 8 END frames from the client; the gateway echoes 8 DATA and 8 END
+    streams.forEach((stream, i) => stream.end(`stream ${i}`));
+    expect((await echoed).map(String)).toEqual(streams.map((_, i) => `stream ${i}`));
+    expect(client.writes).toBe(1);
+    // the gateway answers in the turn that read the client's frames; a second read would mean a second turn
+    expect(server.writes).toBeGreaterThanOrEqual(1);
+    expect(server.writes).toBeLessThanOrEqual(2);
   });
 
   it('stays byte-exact when the WebSocket buffer bound holds streams back', async () => {
@@ -394,7 +435,7 @@ describe('TunnelMux over a real WebSocket', () => {
   ])('closes with 4400 on %s, fails its streams, and other tunnels carry on', async (_name, misbehave) => {
     const opened: TunnelStream[] = [];
     const gateway = await startGateway((stream) => (stream.meta.kind === 'echo' ? echo(stream) : opened.push(stream)), { window: 1024 });
-    const raw = await openSocket(gateway.url);
+    const { ws: raw } = await openSocket(gateway.url);
     const texts: string[] = [];
     raw.on('message', (data, isBinary) => {
       if (!isBinary) texts.push(String(data));
@@ -486,7 +527,7 @@ describe('TunnelMux over a real WebSocket', () => {
 
   it('rejects invalid options and stream metadata over the bound', async () => {
     const gateway = await startGateway(() => {});
-    const ws = await openSocket(gateway.url);
+    const { ws } = await openSocket(gateway.url);
     expect(() => new TunnelMux(ws, { role: 'client', window: 0 })).toThrow(RangeError);
     expect(() => new TunnelMux(ws, { role: 'client', maxFrame: 1.5 })).toThrow(RangeError);
     const mux = new TunnelMux(ws, { role: 'client', maxMetadata: 64 });
