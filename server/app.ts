@@ -26,7 +26,7 @@ import { ProxySessions } from './recording/proxy-sessions.js';
 import { assertCanRead } from './recording/session-access.js';
 import { loadMaskingProfiles } from './masking/load-profiles.js';
 import { createMaskingStage } from './masking/masking-stage.js';
-import { join, resolve } from 'node:path';
+import { hostname } from 'node:os';
 import { registerAdminRoutes } from './api/admin-routes.js';
 import { registerGrantsRoutes } from './api/grants-routes.js';
 import { registerReviewsRoutes } from './api/reviews-routes.js';
@@ -244,6 +244,10 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
     tcp,
     grants: approvals.grants,
     notices: approvals.notices,
+    // The approval system's store is the index, or its throwaway stand-in when there is no storage.
+    tunnelSlots: approvals.store,
+    replica: storage?.recording.replica ?? hostname(),
+    clock,
   });
 
   return app;

@@ -72,7 +72,7 @@ export function registerGrantsRoutes(app: FastifyInstance, deps: GrantsRouteDeps
     const now = clock();
     const [grants, requests] = await Promise.all([
       deps.approvals.store.listGrants({ sub: principal.sub, limit: 50 }),
-      deps.approvals.store.list({ requester: principal.sub, kind: 'grant', limit: 50 }),
+      deps.approvals.store.listReviews({ requester: principal.sub, kind: 'grant', limit: 50 }),
     ]);
     return { grants: grants.map((g) => grantJson(g, now)), requests: requests.map(reviewJson) };
   });

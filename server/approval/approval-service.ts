@@ -1,8 +1,9 @@
 import { SluiceError } from '../../shared/errors.js';
 import { MAX_TIMER_MS } from '../../shared/timers.js';
 import { hasRole, inAnyGroup, type Principal } from '../identity/principal.js';
+import { reviewDecided, reviewExpired, reviewNotFound } from '../store/review-errors.js';
+import type { ApprovalOutcome, ResendClaim, ReviewFilter, ReviewLimits, Store } from '../store/store.js';
 import type { ReviewEvent } from './review-feed.js';
-import type { ApprovalOutcome, ResendClaim, ReviewFilter, ReviewLimits, ReviewStore } from './review-store.js';
 import { newReviewId, resendDeadline, type GrantSummary, type RequestSummary, type ResendTerms, type Review, type ReviewPerson } from './review.js';
 
 /** Told of every review change this replica makes (webhooks); must not throw or block. */
@@ -10,7 +11,7 @@ export type ReviewNotify = (event: ReviewEvent) => void;
 
 /** Options of {@link createApprovalService}. */
 export interface ApprovalServiceOptions {
-  readonly store: ReviewStore;
+  readonly store: Store;
   /** Read per review, so a reload takes effect. */
   readonly limits: () => ReviewLimits;
   /** Webhooks; called once per change, on the replica that made it. */
@@ -63,7 +64,7 @@ export interface ReviewDecisionInput {
 
 /** The rules of reviewing: who may see and decide what, on top of the store's atomic state changes. */
 export interface ApprovalService {
-  readonly store: ReviewStore;
+  readonly store: Store;
   openRequestReview(input: RequestReviewInput): Promise<Review>;
   requestGrant(input: GrantRequestInput): Promise<Review>;
   /** Requesters never approve their own; only members of the reviewer groups; distinct reviewers count. */
@@ -86,7 +87,7 @@ export interface ApprovalService {
   resendable(lookup: RequestLookup): Promise<Review[]>;
   /** The requester's pending review of a request answered at once with this binding, if any. */
   pendingAnsweredAtOnce(lookup: RequestLookup, binding: string): Promise<Review | undefined>;
-  /** Uses an approval for a re-send: once, by its requester, for the same request (see ReviewStore.claimResend). */
+  /** Uses an approval for a re-send: once, by its requester, for the same request (see Store.claimResend). */
   claimResend(id: string, claim: ResendClaim): Promise<Review | undefined>;
   /** Whether the principal may see the review: its requester, its reviewers, admins and auditors. */
   canSee(principal: Principal, review: Review): boolean;
@@ -112,10 +113,8 @@ export function createApprovalService(options: ApprovalServiceOptions): Approval
     review.requester.sub === principal.sub || inAnyGroup(principal, review.reviewers) || hasRole(principal, 'admin', 'auditor');
 
   async function load(principal: Principal, id: string): Promise<Review> {
-    const review = await store.get(id);
-    if (review === undefined || !canSee(principal, review)) {
-      throw new SluiceError('ERR_NOT_FOUND', { message: `No review is named "${id}"`, details: { review: id } });
-    }
+    const review = await store.getReview(id);
+    if (review === undefined || !canSee(principal, review)) throw reviewNotFound(id);
     return review;
   }
 
@@ -136,13 +135,13 @@ export function createApprovalService(options: ApprovalServiceOptions): Approval
 
   async function expire(id: string): Promise<Review | undefined> {
     const at = clock();
-    const review = await store.resolve(id, { status: 'expired', at });
+    const review = await store.resolveReview(id, { status: 'expired', at });
     if (review !== undefined) notify({ type: 'review.expired', review, at });
     return review;
   }
 
-  async function create(review: Parameters<ReviewStore['create']>[0]): Promise<Review> {
-    const created = await store.create(review, options.limits());
+  async function create(review: Parameters<Store['createReview']>[0]): Promise<Review> {
+    const created = await store.createReview(review, options.limits());
     notify({ type: 'review.created', review: created, at: created.createdAt });
     return created;
   }
@@ -192,14 +191,14 @@ export function createApprovalService(options: ApprovalServiceOptions): Approval
       mayDecide(input.principal, review);
       const at = clock();
       try {
-        const outcome = await store.approve(input.id, { sub: input.principal.sub, email: input.principal.email, at, reason: input.reason });
+        const outcome = await store.approveReview(input.id, { sub: input.principal.sub, email: input.principal.email, at, reason: input.reason });
         const actor = person(input.principal);
         const type = outcome.review.status === 'approved' ? 'review.approved' : 'review.approval';
         notify({ type, review: outcome.review, actor, at });
         return outcome;
       } catch (err) {
         if (err instanceof SluiceError && err.code === 'ERR_REVIEW_EXPIRED') {
-          const expired = await store.get(input.id);
+          const expired = await store.getReview(input.id);
           if (expired !== undefined) notify({ type: 'review.expired', review: expired, at });
         }
         throw err;
@@ -211,23 +210,17 @@ export function createApprovalService(options: ApprovalServiceOptions): Approval
       const at = clock();
       if (review.status === 'pending' && review.expiresAt <= at) {
         await expire(review.id);
-        throw new SluiceError('ERR_REVIEW_EXPIRED', { message: `Review ${review.id} expired before it was decided`, details: { review: review.id } });
+        throw reviewExpired(review.id);
       }
-      const rejected = await store.resolve(input.id, { status: 'rejected', at, by: person(input.principal), reason: input.reason });
-      if (rejected === undefined) {
-        const now = (await store.get(input.id)) ?? review;
-        throw new SluiceError(now.status === 'expired' ? 'ERR_REVIEW_EXPIRED' : 'ERR_REVIEW_CONFLICT', {
-          message: now.status === 'expired' ? `Review ${now.id} expired before it was decided` : `Review ${now.id} is already ${now.status}`,
-          details: { review: now.id, status: now.status },
-        });
-      }
+      const rejected = await store.resolveReview(input.id, { status: 'rejected', at, by: person(input.principal), reason: input.reason });
+      if (rejected === undefined) throw reviewDecided((await store.getReview(input.id)) ?? review);
       notify({ type: 'review.rejected', review: rejected, actor: person(input.principal), at });
       return rejected;
     },
     expire,
     async abandon(id, reason) {
       const at = clock();
-      const review = await store.resolve(id, { status: 'abandoned', at, reason });
+      const review = await store.resolveReview(id, { status: 'abandoned', at, reason });
       if (review !== undefined) notify({ type: 'review.abandoned', review, at });
       return review;
     },
@@ -235,13 +228,13 @@ export function createApprovalService(options: ApprovalServiceOptions): Approval
     async list(principal, filter = {}) {
       // Filtering after the query keeps the store's interface small; `limit` is applied to what is visible.
       const limit = filter.limit ?? 100;
-      const rows = await store.list({ ...filter, limit: hasRole(principal, 'admin', 'auditor') ? limit : Math.max(limit * 5, 500) });
+      const rows = await store.listReviews({ ...filter, limit: hasRole(principal, 'admin', 'auditor') ? limit : Math.max(limit * 5, 500) });
       return rows.filter((r) => canSee(principal, r)).slice(0, limit);
     },
     async awaitDecision(principal, id, waitMs, signal) {
       let review = await load(principal, id);
       // Nothing else may be watching a review whose caller was answered at once: its deadline is applied here too.
-      if (review.status === 'pending' && review.expiresAt <= clock()) review = (await expire(id)) ?? (await store.get(id)) ?? review;
+      if (review.status === 'pending' && review.expiresAt <= clock()) review = (await expire(id)) ?? (await store.getReview(id)) ?? review;
       if (review.status !== 'pending' || waitMs <= 0 || signal?.aborted === true) return review;
       const pending = review;
       return new Promise<Review>((resolve, reject) => {
@@ -252,7 +245,7 @@ export function createApprovalService(options: ApprovalServiceOptions): Approval
           clearTimeout(timer);
           unsubscribe();
           signal?.removeEventListener('abort', finish);
-          store.get(id).then((now) => resolve(now ?? pending), reject);
+          store.getReview(id).then((now) => resolve(now ?? pending), reject);
         };
         const unsubscribe = store.feed.subscribe((event) => {
           if (event.review.id === id && event.review.status !== 'pending') finish();
@@ -267,19 +260,19 @@ export function createApprovalService(options: ApprovalServiceOptions): Approval
         );
         signal?.addEventListener('abort', finish, { once: true });
         // A decision made between the first read and the subscription.
-        store.get(id).then((now) => {
+        store.getReview(id).then((now) => {
           if (now !== undefined && now.status !== 'pending') finish();
         }, finish);
       });
     },
     async resendable(lookup) {
       const at = clock();
-      const rows = await store.list({ requester: lookup.principal.sub, connection: lookup.connection, kind: 'request', status: 'approved', limit: 100 });
+      const rows = await store.listReviews({ requester: lookup.principal.sub, connection: lookup.connection, kind: 'request', status: 'approved', limit: 100 });
       return rows.filter((r) => r.rule === lookup.rule && r.resent === undefined && (resendDeadline(r) ?? 0) > at);
     },
     async pendingAnsweredAtOnce(lookup, binding) {
       const at = clock();
-      const rows = await store.list({ requester: lookup.principal.sub, connection: lookup.connection, kind: 'request', status: 'pending', binding, limit: 10 });
+      const rows = await store.listReviews({ requester: lookup.principal.sub, connection: lookup.connection, kind: 'request', status: 'pending', binding, limit: 10 });
       return rows.find((r) => r.rule === lookup.rule && r.expiresAt > at);
     },
     claimResend(id, claim) {

@@ -1,22 +1,22 @@
-import { join } from 'node:path';
 import { parseDuration } from '../config/duration.js';
 import type { Config } from '../config/schema.js';
+import { SqliteStore } from '../store/sqlite-store.js';
+import type { Store } from '../store/store.js';
 import { createApprovalService, type ApprovalService } from './approval-service.js';
 import { createGrantGate, type GrantGate } from './grant-gate.js';
 import { createHeldRequests, type HeldExchange, type HeldRequests, type HeldRequestsOptions } from './held-requests.js';
-import type { ReviewStore } from './review-store.js';
 import { createSessionNotices, type SessionNotices } from './session-notices.js';
-import { openSqliteReviewStore } from './sqlite-review-store.js';
 import { createWebhookNotifier, type WebhookLog, type WebhookNotifier } from './webhook-notifier.js';
 
 /** Options of {@link createApprovalSystem}. */
 export interface ApprovalSystemOptions<X extends HeldExchange = HeldExchange> {
   /** The current configuration (read per use, so a reload takes effect). */
   readonly config: () => Config;
-  /** Default: SQLite at `file`. */
-  readonly store?: ReviewStore;
-  /** The SQLite file of the default store; default `<storage.dir>/reviews.db` (`:memory:` keeps nothing). */
-  readonly file?: string;
+  /**
+   * The gateway's store, where reviews and grants are kept; its owner closes it. Default: a throwaway
+   * in-memory store the system closes (a gateway without storage has no connections, so nothing is held).
+   */
+  readonly store?: Store;
   /** Records review events into the held exchange's session (fail-closed). */
   readonly record?: HeldRequestsOptions<X>['record'];
   readonly log?: WebhookLog;
@@ -25,25 +25,21 @@ export interface ApprovalSystemOptions<X extends HeldExchange = HeldExchange> {
 
 /** Reviews, grants and their notifications, wired together once per gateway. */
 export interface ApprovalSystem<X extends HeldExchange = HeldExchange> {
-  readonly store: ReviewStore;
+  readonly store: Store;
   readonly service: ApprovalService;
   readonly held: HeldRequests<X>;
   readonly grants: GrantGate;
   readonly notices: SessionNotices;
   readonly webhooks: WebhookNotifier;
-  /** Withdraws held requests, stops webhook retries, closes the store. */
+  /** Withdraws held requests, stops webhook retries, closes the store when the system opened it. */
   close(): Promise<void>;
-}
-
-/** The review database's file for a storage directory. */
-export function reviewsDbFile(storageDir: string): string {
-  return join(storageDir, 'reviews.db');
 }
 
 /** Creates the approval system of one gateway process. */
 export function createApprovalSystem<X extends HeldExchange = HeldExchange>(options: ApprovalSystemOptions<X>): ApprovalSystem<X> {
   const { config } = options;
-  const store = options.store ?? openSqliteReviewStore({ file: options.file ?? reviewsDbFile(config().storage.dir) });
+  const ownsStore = options.store === undefined;
+  const store = options.store ?? new SqliteStore({ file: ':memory:' });
   const webhooks = createWebhookNotifier({ webhooks: () => config().approval.webhooks, log: options.log });
   const service = createApprovalService({
     store,
@@ -71,7 +67,7 @@ export function createApprovalSystem<X extends HeldExchange = HeldExchange>(opti
     async close() {
       await held.close();
       await webhooks.close();
-      await store.close();
+      if (ownsStore) await store.close();
     },
   };
 }

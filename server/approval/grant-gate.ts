@@ -1,7 +1,7 @@
 import { SluiceError } from '../../shared/errors.js';
 import { MAX_TIMER_MS } from '../../shared/timers.js';
 import type { Principal } from '../identity/principal.js';
-import type { ReviewStore } from './review-store.js';
+import type { Store } from '../store/store.js';
 import type { Grant } from './review.js';
 
 /** The parts of a connection the gate reads. */
@@ -12,7 +12,7 @@ export interface GrantedConnection {
 
 /** Options of {@link createGrantGate}. */
 export interface GrantGateOptions {
-  readonly store: ReviewStore;
+  readonly store: Pick<Store, 'activeGrant'>;
   readonly clock?: () => number;
 }
 
@@ -27,7 +27,7 @@ export interface GrantGate {
   watch(principal: Principal, connection: GrantedConnection, grant: Grant, onEnd: (error: SluiceError) => void): () => void;
 }
 
-/** Creates the gate over the review store's grants. */
+/** Creates the gate over the store's grants. */
 export function createGrantGate(options: GrantGateOptions): GrantGate {
   const clock = options.clock ?? Date.now;
   const { store } = options;

@@ -228,7 +228,7 @@ export function createHeldRequests<X extends HeldExchange = HeldExchange>(option
       });
       const reconcile = async (): Promise<void> => {
         // Catches a decision announced before we subscribed, or one whose announcement was lost.
-        const now = await service.store.get(id);
+        const now = await service.store.getReview(id);
         if (now !== undefined && now.status !== 'pending') onEvent({ type: `review.${now.status}`, review: now, actor: now.resolvedBy, at: now.resolvedAt ?? clock() });
       };
       const onAbort = (): void => {
@@ -321,7 +321,7 @@ export function createHeldRequests<X extends HeldExchange = HeldExchange>(option
         // was lost, leaves `expire` nothing to change and no event here, so the store says how it ended.
         service
           .expire(review.id)
-          .then(async (expired) => expired ?? (await service.store.get(review.id)))
+          .then(async (expired) => expired ?? (await service.store.getReview(review.id)))
           .then((now) => {
             if (now === undefined) untrack(review.id);
             else if (now.status === 'pending') arm(retryDelay(retry), retry + 1);

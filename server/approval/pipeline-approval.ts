@@ -72,7 +72,7 @@ const FORWARD: HoldOutcome = Object.freeze({ kind: 'forward' });
 
 /**
  * Writes review events into the held exchange's session. Partial approvals and withdrawals have no
- * record type of their own: the review store keeps the former, and a withdrawn exchange ends with an
+ * record type of their own: the store keeps the former, and a withdrawn exchange ends with an
  * `exchange.error` (ERR_REVIEW_ABANDONED) that the pipeline records.
  */
 export function reviewRecorder(recorder: Recorder): (exchange: Exchange, event: ReviewEvent) => Promise<void> {

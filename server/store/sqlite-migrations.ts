@@ -97,4 +97,41 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
     expires_at INTEGER NOT NULL
   );
   `,
+  // 4: reviews, their approvals and grants as the gateway keeps them (until now in a database of their
+  // own, reviews.db), replacing version 1's tables that nothing wrote; per-user tunnel slots.
+  `
+  DROP TABLE reviews;
+  DROP TABLE grants;
+  CREATE TABLE reviews (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    status TEXT NOT NULL,
+    requester TEXT NOT NULL,
+    connection TEXT NOT NULL,
+    binding TEXT,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    doc TEXT NOT NULL
+  ) STRICT;
+  CREATE INDEX reviews_pending ON reviews (status, expires_at);
+  CREATE INDEX reviews_by_requester ON reviews (requester, status);
+  CREATE INDEX reviews_by_created ON reviews (created_at);
+  CREATE TABLE grants (
+    id TEXT PRIMARY KEY,
+    review_id TEXT NOT NULL UNIQUE,
+    sub TEXT NOT NULL,
+    connection TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    doc TEXT NOT NULL
+  ) STRICT;
+  CREATE INDEX grants_active ON grants (sub, connection, expires_at);
+  CREATE TABLE tunnel_slots (
+    id TEXT PRIMARY KEY,
+    sub TEXT NOT NULL,
+    replica TEXT NOT NULL
+  ) STRICT;
+  CREATE INDEX tunnel_slots_by_sub ON tunnel_slots (sub);
+  CREATE INDEX tunnel_slots_by_replica ON tunnel_slots (replica);
+  `,
 ];

@@ -1,12 +1,20 @@
+import { randomUUID } from 'node:crypto';
+import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
+import { createLocalReviewFeed, type ReviewFeed } from '../approval/review-feed.js';
+import type { Grant, NewReview, Review, ReviewApproval } from '../approval/review.js';
+import { importReviewsDb, LEGACY_REVIEWS_FILE } from './import-reviews-db.js';
 import { openPrivateDatabase } from './private-database.js';
 import { SQLITE_MIGRATIONS } from './sqlite-migrations.js';
+import { SqliteReviews } from './sqlite-reviews.js';
 import type {
-  GrantRecord,
+  ApprovalOutcome,
+  GrantFilter,
   NewSession,
-  ReviewRecord,
+  ResendClaim,
+  ReviewFilter,
+  ReviewLimits,
   ReviewResolution,
-  ReviewStatus,
   SessionFilter,
   SessionInfo,
   SessionPage,
@@ -15,8 +23,6 @@ import type {
   SessionStatus,
   SessionVia,
   Store,
-  StoreAnnouncement,
-  Unsubscribe,
   WrappedSessionKey,
 } from './store.js';
 
@@ -26,6 +32,13 @@ export interface SqliteStoreOptions {
   readonly file: string;
   /** Milliseconds a writer waits for another connection's lock; default 5000. */
   readonly busyTimeoutMs?: number;
+  /** Where review changes are announced; default an in-process feed (one process is every replica). */
+  readonly feed?: ReviewFeed;
+  /**
+   * A review database of an earlier version, imported once at open (see import-reviews-db.ts); default
+   * `reviews.db` beside `file`, none for `:memory:`; `false` imports nothing.
+   */
+  readonly legacyReviewsFile?: string | false;
 }
 
 const DEFAULT_PAGE = 50;
@@ -63,33 +76,6 @@ interface SessionRow {
   tokens_total: number;
   last_status: number;
   models: string | null;
-}
-
-interface ReviewRow {
-  id: string;
-  session_id: string;
-  exchange_id: string;
-  requester: string;
-  connection: string;
-  rule: string;
-  reviewers: string;
-  status: string;
-  created_at: number;
-  expires_at: number | null;
-  decided_by: string | null;
-  decided_at: number | null;
-  note: string | null;
-  summary: string | null;
-}
-
-interface GrantRow {
-  id: string;
-  user: string;
-  connection: string;
-  rule: string | null;
-  granted_by: string;
-  created_at: number;
-  expires_at: number;
 }
 
 /** Columns of a session row plus its models, in order of first use, as one JSON array. */
@@ -135,37 +121,6 @@ function toSession(row: SessionRow): SessionInfo {
   };
 }
 
-function toReview(row: ReviewRow): ReviewRecord {
-  return {
-    id: row.id,
-    sessionId: row.session_id,
-    exchangeId: row.exchange_id,
-    requester: row.requester,
-    connection: row.connection,
-    rule: row.rule,
-    reviewers: JSON.parse(row.reviewers) as string[],
-    status: row.status as ReviewStatus,
-    createdAt: row.created_at,
-    expiresAt: optional(row.expires_at),
-    decidedBy: optional(row.decided_by),
-    decidedAt: optional(row.decided_at),
-    note: optional(row.note),
-    summary: row.summary === null ? undefined : (JSON.parse(row.summary) as Record<string, unknown>),
-  };
-}
-
-function toGrant(row: GrantRow): GrantRecord {
-  return {
-    id: row.id,
-    user: row.user,
-    connection: row.connection,
-    rule: optional(row.rule),
-    grantedBy: row.granted_by,
-    createdAt: row.created_at,
-    expiresAt: row.expires_at,
-  };
-}
-
 function encodeCursor(row: SessionInfo): string {
   return Buffer.from(JSON.stringify([row.startedAt, row.id])).toString('base64url');
 }
@@ -185,8 +140,9 @@ function decodeCursor(cursor: string): [number, string] {
  * applied at open. better-sqlite3 is synchronous; statements are prepared once and each call is short.
  */
 export class SqliteStore implements Store {
+  readonly feed: ReviewFeed;
   readonly #db: Database.Database;
-  readonly #listeners = new Set<(announcement: StoreAnnouncement) => void>();
+  readonly #reviews: SqliteReviews;
   readonly #insertSession: Database.Statement;
   readonly #progress: Database.Statement;
   readonly #addModel: Database.Statement;
@@ -200,7 +156,16 @@ export class SqliteStore implements Store {
     this.#db.pragma('synchronous = NORMAL');
     this.#db.pragma('foreign_keys = ON');
     this.#db.pragma(`busy_timeout = ${options.busyTimeoutMs ?? 5000}`);
-    migrate(this.#db);
+    const legacy = options.legacyReviewsFile ?? (options.file === ':memory:' ? false : join(dirname(options.file), LEGACY_REVIEWS_FILE));
+    try {
+      migrate(this.#db);
+      if (legacy !== false) importReviewsDb(this.#db, legacy);
+    } catch (err) {
+      this.#db.close();
+      throw err;
+    }
+    this.feed = options.feed ?? createLocalReviewFeed();
+    this.#reviews = new SqliteReviews(this.#db, this.feed);
     this.#insertSession = this.#db.prepare(
       `INSERT INTO sessions (id, user, email, groups, client_id, connection, via, reason, client_address, cli_version,
         resend_of, started_at, file, key_id, replica, status)
@@ -336,74 +301,60 @@ export class SqliteStore implements Store {
     this.#db.prepare('DELETE FROM sessions WHERE id = ?').run(id);
   }
 
-  async createReview(r: ReviewRecord): Promise<void> {
-    this.#db
-      .prepare(
-        `INSERT INTO reviews (id, session_id, exchange_id, requester, connection, rule, reviewers, status, created_at,
-          expires_at, decided_by, decided_at, note, summary)
-         VALUES (@id, @session_id, @exchange_id, @requester, @connection, @rule, @reviewers, @status, @created_at,
-          @expires_at, @decided_by, @decided_at, @note, @summary)`,
-      )
-      .run({
-        id: r.id,
-        session_id: r.sessionId,
-        exchange_id: r.exchangeId,
-        requester: r.requester,
-        connection: r.connection,
-        rule: r.rule,
-        reviewers: JSON.stringify(r.reviewers),
-        status: r.status,
-        created_at: r.createdAt,
-        expires_at: r.expiresAt ?? null,
-        decided_by: r.decidedBy ?? null,
-        decided_at: r.decidedAt ?? null,
-        note: r.note ?? null,
-        summary: r.summary === undefined ? null : JSON.stringify(r.summary),
-      });
+  createReview(review: NewReview, limits: ReviewLimits): Promise<Review> {
+    return this.#reviews.create(review, limits);
   }
 
-  async getReview(id: string): Promise<ReviewRecord | undefined> {
-    const row = this.#db.prepare('SELECT * FROM reviews WHERE id = ?').get(id) as ReviewRow | undefined;
-    return row === undefined ? undefined : toReview(row);
+  getReview(id: string): Promise<Review | undefined> {
+    return this.#reviews.get(id);
   }
 
-  async listReviews(filter: { status?: ReviewStatus; limit?: number } = {}): Promise<ReviewRecord[]> {
-    const limit = Math.min(Math.max(1, Math.trunc(filter.limit ?? DEFAULT_PAGE)), MAX_PAGE);
-    const rows =
-      filter.status === undefined
-        ? this.#db.prepare('SELECT * FROM reviews ORDER BY created_at DESC, id DESC LIMIT ?').all(limit)
-        : this.#db.prepare('SELECT * FROM reviews WHERE status = ? ORDER BY created_at DESC, id DESC LIMIT ?').all(filter.status, limit);
-    return (rows as ReviewRow[]).map(toReview);
+  listReviews(filter?: ReviewFilter): Promise<Review[]> {
+    return this.#reviews.list(filter);
   }
 
-  async resolveReview(id: string, resolution: ReviewResolution): Promise<ReviewRecord | undefined> {
-    // Compare-and-set: only a pending review changes, so two replicas racing see exactly one winner.
+  approveReview(id: string, approval: ReviewApproval): Promise<ApprovalOutcome> {
+    return this.#reviews.approve(id, approval);
+  }
+
+  resolveReview(id: string, resolution: ReviewResolution): Promise<Review | undefined> {
+    return this.#reviews.resolve(id, resolution);
+  }
+
+  claimResend(id: string, claim: ResendClaim): Promise<Review | undefined> {
+    return this.#reviews.claimResend(id, claim);
+  }
+
+  listGrants(filter?: GrantFilter): Promise<Grant[]> {
+    return this.#reviews.listGrants(filter);
+  }
+
+  activeGrant(sub: string, connection: string, at: number): Promise<Grant | undefined> {
+    return this.#reviews.activeGrant(sub, connection, at);
+  }
+
+  revokeGrant(id: string, at: number): Promise<Grant | undefined> {
+    return this.#reviews.revokeGrant(id, at);
+  }
+
+  async acquireTunnelSlot(sub: string, replica: string, limit: number): Promise<string | undefined> {
+    const id = randomUUID();
+    // One statement counts and inserts: SQLite runs one writer at a time, so no two takes see the same count.
     const changed = this.#db
-      .prepare(`UPDATE reviews SET status = ?, decided_by = ?, decided_at = ?, note = ? WHERE id = ? AND status = 'pending'`)
-      .run(resolution.status, resolution.decidedBy ?? null, resolution.decidedAt, resolution.note ?? null, id).changes;
-    if (changed === 0) return undefined;
-    await this.announce({ kind: 'review.resolved', reviewId: id, status: resolution.status });
-    return this.getReview(id);
-  }
-
-  async createGrant(g: GrantRecord): Promise<void> {
-    this.#db
       .prepare(
-        `INSERT INTO grants (id, user, connection, rule, granted_by, created_at, expires_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO tunnel_slots (id, sub, replica)
+         SELECT @id, @sub, @replica WHERE (SELECT count(*) FROM tunnel_slots WHERE sub = @sub) < @limit`,
       )
-      .run(g.id, g.user, g.connection, g.rule ?? null, g.grantedBy, g.createdAt, g.expiresAt);
+      .run({ id, sub, replica, limit }).changes;
+    return changed > 0 ? id : undefined;
   }
 
-  async activeGrants(user: string, connection: string, at: number): Promise<GrantRecord[]> {
-    const rows = this.#db
-      .prepare('SELECT * FROM grants WHERE user = ? AND connection = ? AND created_at <= ? AND expires_at > ? ORDER BY created_at')
-      .all(user, connection, at, at) as GrantRow[];
-    return rows.map(toGrant);
+  async releaseTunnelSlot(slot: string): Promise<void> {
+    this.#db.prepare('DELETE FROM tunnel_slots WHERE id = ?').run(slot);
   }
 
-  async revokeGrant(id: string): Promise<boolean> {
-    return this.#db.prepare('DELETE FROM grants WHERE id = ?').run(id).changes > 0;
+  async clearTunnelSlots(replica: string): Promise<number> {
+    return this.#db.prepare('DELETE FROM tunnel_slots WHERE replica = ?').run(replica).changes;
   }
 
   async putSessionKey(sessionId: string, key: WrappedSessionKey): Promise<void> {
@@ -445,26 +396,7 @@ export class SqliteStore implements Store {
     this.#db.prepare('DELETE FROM leases WHERE name = ? AND holder = ?').run(name, holder);
   }
 
-  subscribe(listener: (announcement: StoreAnnouncement) => void): Unsubscribe {
-    this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
-  }
-
-  async announce(announcement: StoreAnnouncement): Promise<void> {
-    // One process is every replica of an embedded store; a listener's failure is its own.
-    for (const listener of [...this.#listeners]) {
-      queueMicrotask(() => {
-        try {
-          listener(announcement);
-        } catch {
-          // A subscriber must not break the announcer or the other subscribers.
-        }
-      });
-    }
-  }
-
   async close(): Promise<void> {
-    this.#listeners.clear();
     if (this.#db.open) this.#db.close();
   }
 }

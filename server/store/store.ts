@@ -1,9 +1,13 @@
 /**
- * The `Store`: the session index, reviews and grants. Every backend (SQLite embedded, Postgres for
- * scale-out) implements this interface and passes `test/helpers/store-conformance.ts`. Methods are
- * asynchronous even where SQLite is not, so a networked backend fits the same contract. Times are
+ * The `Store`: everything replicas share. The session index and wrapped session keys; reviews (held
+ * requests and access requests), their approvals and the grants they create; per-user tunnel slots;
+ * replica heartbeats and leases. Every backend (SQLite embedded, Postgres for scale-out) implements this
+ * interface and passes `test/helpers/store-conformance.ts`. Methods are asynchronous even where SQLite
+ * is not, so a networked backend fits the same contract; each says what it does atomically. Times are
  * milliseconds since the epoch.
  */
+import type { ReviewFeed } from '../approval/review-feed.js';
+import type { Grant, NewReview, Review, ReviewApproval, ReviewKind, ReviewPerson, ReviewStatus, ResendUse } from '../approval/review.js';
 
 /** Lifecycle of a recorded session: `interrupted` means the gateway stopped before the session was sealed. */
 export type SessionStatus = 'open' | 'closed' | 'interrupted';
@@ -111,51 +115,56 @@ export interface SessionPage {
   readonly next?: string;
 }
 
-/** State of a review: a held request waiting for a human. */
-export type ReviewStatus = 'pending' | 'approved' | 'rejected' | 'expired';
+/** Bounds on pending reviews, checked in the same transaction as the insert. */
+export interface ReviewLimits {
+  /** Pending reviews one requester may have. */
+  readonly perUser: number;
+  /** Pending reviews in total. */
+  readonly total: number;
+}
 
-/** A held request. The approval stage fills in what it needs; `summary` is free-form and never holds masked values. */
-export interface ReviewRecord {
-  readonly id: string;
-  readonly sessionId: string;
-  readonly exchangeId: string;
+/** Which reviews to list; all optional and combined with AND; newest first. */
+export interface ReviewFilter {
+  readonly status?: ReviewStatus;
+  readonly kind?: ReviewKind;
+  readonly requester?: string;
+  readonly connection?: string;
+  /** Only reviews of requests answered at once with this binding. */
+  readonly binding?: string;
+  /** Default 100. */
+  readonly limit?: number;
+}
+
+/** A re-send claiming the approval of a request answered at once. */
+export interface ResendClaim extends ResendUse {
+  /** The requester's `sub`: only the requester may use the approval. */
   readonly requester: string;
-  readonly connection: string;
-  readonly rule: string;
-  readonly reviewers: readonly string[];
-  readonly status: ReviewStatus;
-  readonly createdAt: number;
-  readonly expiresAt?: number;
-  readonly decidedBy?: string;
-  readonly decidedAt?: number;
-  readonly note?: string;
-  readonly summary?: Record<string, unknown>;
+  /** The re-sent request's binding: it must equal the approved one's. */
+  readonly binding: string;
 }
 
-/** What a reviewer decided. */
+/** Which grants to list; newest first. */
+export interface GrantFilter {
+  readonly sub?: string;
+  readonly connection?: string;
+  /** Only grants that have not ended at this time. */
+  readonly activeAt?: number;
+  /** Default 100. */
+  readonly limit?: number;
+}
+
+/** How a pending review ends other than by approval. */
 export interface ReviewResolution {
-  readonly status: Exclude<ReviewStatus, 'pending'>;
-  readonly decidedBy?: string;
-  readonly decidedAt: number;
-  readonly note?: string;
+  readonly status: 'rejected' | 'expired' | 'abandoned';
+  readonly at: number;
+  readonly by?: ReviewPerson;
+  readonly reason?: string;
 }
 
-/** A time-boxed permission that lets matching requests skip review. */
-export interface GrantRecord {
-  readonly id: string;
-  readonly user: string;
-  readonly connection: string;
-  readonly rule?: string;
-  readonly grantedBy: string;
-  readonly createdAt: number;
-  readonly expiresAt: number;
-}
-
-/** Something every replica must learn: today, a review was resolved (possibly by another replica). */
-export interface StoreAnnouncement {
-  readonly kind: 'review.resolved';
-  readonly reviewId: string;
-  readonly status: Exclude<ReviewStatus, 'pending'>;
+/** What an approval did: the review after it, and the grant it created (grant reviews that became approved). */
+export interface ApprovalOutcome {
+  readonly review: Review;
+  readonly grant?: Grant;
 }
 
 /** A session's data key, wrapped (AES-256-GCM) by the master key `keyId`; erasing it makes the session unreadable. */
@@ -164,42 +173,86 @@ export interface WrappedSessionKey {
   readonly wrapped: Buffer;
 }
 
-/** Stops a subscription. */
-export type Unsubscribe = () => void;
-
-/** The gateway's durable index; one implementation per backend, one conformance suite for all. */
+/** The gateway's shared, durable state; one implementation per backend, one conformance suite for all. */
 export interface Store {
   /** Adds an `open` session; rejects if the id exists. */
   createSession(session: NewSession): Promise<void>;
-  /** Adds counters and tokens, merges models; unknown ids are ignored. */
+  /** Adds counters and tokens, merges models, in one transaction; unknown ids are ignored. */
   updateSession(id: string, progress: SessionProgress): Promise<void>;
   /** Seals a session (closed or interrupted); unknown ids are ignored. */
   closeSession(id: string, seal: SessionSeal): Promise<void>;
   getSession(id: string): Promise<SessionInfo | undefined>;
   /** Newest first, filtered, paged. */
   listSessions(filter?: SessionFilter): Promise<SessionPage>;
-  /** Marks every `open` session of `replica` interrupted (after a crash); returns their ids. */
+  /** Marks every `open` session of `replica` interrupted (after a crash), in one transaction; returns their ids. */
   interruptOpenSessions(replica: string, endedAt: number): Promise<string[]>;
   /** Sealed sessions started before `before`, oldest first, at most `limit`. */
   expiredSessions(before: number, limit: number): Promise<SessionInfo[]>;
   /** Removes a session from the index. */
   deleteSession(id: string): Promise<void>;
 
-  createReview(review: ReviewRecord): Promise<void>;
-  getReview(id: string): Promise<ReviewRecord | undefined>;
-  /** Newest first. */
-  listReviews(filter?: { status?: ReviewStatus; limit?: number }): Promise<ReviewRecord[]>;
   /**
-   * Resolves a pending review and announces it; resolves to the updated review, or undefined when the
-   * review is unknown or no longer pending (another replica or the timeout won the race).
+   * Where every review change is announced after it commits, to every replica (in-process for SQLite;
+   * NOTIFY in the committing transaction plus a re-read on LISTEN for Postgres). Delivery is best effort:
+   * a listener that must not miss a decision re-reads the review (held requests do, at their deadline).
    */
-  resolveReview(id: string, resolution: ReviewResolution): Promise<ReviewRecord | undefined>;
+  readonly feed: ReviewFeed;
 
-  createGrant(grant: GrantRecord): Promise<void>;
-  /** Grants of `user` on `connection` in force at `at`. */
-  activeGrants(user: string, connection: string, at: number): Promise<GrantRecord[]>;
-  /** Ends a grant now; resolves to whether it existed. */
-  revokeGrant(id: string): Promise<boolean>;
+  /**
+   * Inserts a pending review (no approvals) and publishes `review.created`. A create at a limit: counting
+   * the requester's and the gateway's pending reviews (those whose `expiresAt` is after `createdAt`) and
+   * inserting are one transaction, so of N creates racing at a limit exactly as many as fit succeed; the
+   * others throw ERR_REVIEW_LIMIT (`details.scope` `user` or `gateway`). Rejects a duplicate id.
+   */
+  createReview(review: NewReview, limits: ReviewLimits): Promise<Review>;
+  getReview(id: string): Promise<Review | undefined>;
+  /** Newest first, filtered. */
+  listReviews(filter?: ReviewFilter): Promise<Review[]>;
+  /**
+   * Adds one reviewer's approval to a pending review, in one transaction with the read of the review:
+   * of approvals racing, each sees the ones committed before it, so exactly one reaches `minApprovals`
+   * distinct reviewers; that one approves the review and, for an access request, creates its one grant
+   * in the same transaction (a failure applies neither). Publishes `review.approval` (not yet enough) or
+   * `review.approved`. Throws ERR_NOT_FOUND; ERR_REVIEW_CONFLICT when this reviewer already approved or
+   * the review is no longer pending; ERR_REVIEW_EXPIRED when it expired, and past `expiresAt` a pending
+   * review is first marked expired (committed, `review.expired` published), so an approval racing the
+   * expiry either lands before it or finds the review expired.
+   */
+  approveReview(id: string, approval: ReviewApproval): Promise<ApprovalOutcome>;
+  /**
+   * Ends a pending review once: read and write are one transaction (only a pending review changes), so of
+   * resolutions and approvals racing exactly one decides; publishes `review.<status>`. Undefined when the review is
+   * unknown or no longer pending (someone else decided first).
+   */
+  resolveReview(id: string, resolution: ReviewResolution): Promise<Review | undefined>;
+  /**
+   * Marks an approved review's request as sent again: one transaction, so of claims racing exactly one
+   * wins. Undefined unless the review is approved, was answered at once, belongs to `claim.requester`, has
+   * `claim.binding`, was approved no longer than its window before `claim.at`, and was not re-sent before.
+   */
+  claimResend(id: string, claim: ResendClaim): Promise<Review | undefined>;
+  /** Newest first, filtered. */
+  listGrants(filter?: GrantFilter): Promise<Grant[]>;
+  /** The grant of `sub` on `connection` that lasts longest beyond `at`, if any. */
+  activeGrant(sub: string, connection: string, at: number): Promise<Grant | undefined>;
+  /**
+   * Ends a grant at `at` (its `expiresAt` becomes `at`) in one transaction: only a grant still in force at
+   * `at` changes. Resolves to the ended grant, or undefined when it is unknown or already over. Tunnels the
+   * grant let in learn of it at their next check of the grant (grant-gate.ts).
+   */
+  revokeGrant(id: string, at: number): Promise<Grant | undefined>;
+
+  /**
+   * Takes one of `sub`'s places under `tunnel.max_per_user` for a tunnel on `replica`: a create at a limit,
+   * counting `sub`'s slots on every replica and inserting in one statement (Postgres: one transaction
+   * serialized per `sub`), so of N takes racing exactly `limit` minus those held succeed. Resolves to the
+   * slot's id, or undefined when `sub` already holds `limit`.
+   */
+  acquireTunnelSlot(sub: string, replica: string, limit: number): Promise<string | undefined>;
+  /** Gives a slot back; a no-op when it is already gone. */
+  releaseTunnelSlot(slot: string): Promise<void>;
+  /** Removes every slot of `replica` (it stopped without closing its tunnels); resolves to how many. */
+  clearTunnelSlots(replica: string): Promise<number>;
 
   /** Stores a session's wrapped data key once; rejects if the session already has one. */
   putSessionKey(sessionId: string, key: WrappedSessionKey): Promise<void>;
@@ -218,11 +271,6 @@ export interface Store {
   acquireLease(name: string, holder: string, at: number, ttlMs: number): Promise<boolean>;
   /** Gives the lease up early; a no-op unless `holder` holds it. */
   releaseLease(name: string, holder: string): Promise<void>;
-
-  /** Receives announcements from every replica (in-process for SQLite; LISTEN/NOTIFY for Postgres). */
-  subscribe(listener: (announcement: StoreAnnouncement) => void): Unsubscribe;
-  /** Publishes an announcement to every subscriber, on every replica. */
-  announce(announcement: StoreAnnouncement): Promise<void>;
 
   close(): Promise<void>;
 }

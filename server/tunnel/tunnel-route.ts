@@ -21,6 +21,12 @@ export interface TunnelRouteDeps extends GatewayDeps {
   grants?: GrantGate;
   /** Where held requests find the tunnel to tell "waiting for approval r_…". */
   notices?: SessionNotices;
+  /** Where each caller's places under `tunnel.max_per_user` are counted: the store every replica shares. */
+  tunnelSlots: Pick<Store, 'acquireTunnelSlot' | 'releaseTunnelSlot' | 'clearTunnelSlots'>;
+  /** This gateway's replica id, owner of the slots its tunnels take. */
+  replica: string;
+  /** What token expiry is measured against. Default: the system clock. */
+  clock?: Clock;
 }
 
 interface Admitted {
@@ -48,18 +54,23 @@ const MAX_REASON = 500;
 export async function registerTunnelRoute(app: FastifyInstance, deps: TunnelRouteDeps): Promise<void> {
   const { tunnel } = deps.config;
   const sessions = new Set<TunnelSession>();
-  /** Tunnels per caller (`sub`), open or being opened, held to `tunnel.max_per_user`. */
-  const perUser = new Map<string, number>();
-  /** Takes one of `sub`'s places; the function returned gives it back (once, however often it is called). */
-  const takePlace = (sub: string): (() => void) => {
-    perUser.set(sub, (perUser.get(sub) ?? 0) + 1);
+  const { tunnelSlots, replica } = deps;
+  const clock = deps.clock ?? systemClock;
+  // Slots this replica held when it last stopped without closing its tunnels (a crash) belong to no tunnel now.
+  await tunnelSlots.clearTunnelSlots(replica);
+  /**
+   * Takes one of `sub`'s places under `tunnel.max_per_user`, counted in the store across replicas; the
+   * function returned gives it back (once, however often it is called). Undefined when `sub` has none left.
+   */
+  const takePlace = async (sub: string, log: FastifyRequest['log']): Promise<(() => void) | undefined> => {
+    const slot = await tunnelSlots.acquireTunnelSlot(sub, replica, deps.config.tunnel.max_per_user);
+    if (slot === undefined) return undefined;
     let given = false;
     return () => {
       if (given) return;
       given = true;
-      const left = (perUser.get(sub) ?? 1) - 1;
-      if (left > 0) perUser.set(sub, left);
-      else perUser.delete(sub);
+      // A slot the store failed to free is cleared when this replica starts again.
+      tunnelSlots.releaseTunnelSlot(slot).catch((err: unknown) => log.warn({ err, sub }, 'a tunnel slot could not be given back'));
     };
   };
   const admitted = new WeakMap<FastifyRequest, Admitted>();

@@ -1,15 +1,37 @@
 /**
  * The one conformance suite of the `Store` interface. A backend's test file calls
- * `describeStoreConformance(name, factory)`; the factory returns a fresh, empty store per test and
- * whatever cleans it up. The suite asserts only what the interface promises.
+ * `describeStoreConformance(name, factory)` (and `describeStoreFaults`, store-conformance-faults.ts); the
+ * factory returns a fresh, empty store per test and whatever cleans it up. The suite asserts only what
+ * the interface promises: sessions, keys, heartbeats and leases here, reviews, grants and tunnel slots in
+ * store-conformance-reviews.ts.
  */
 import { describe, expect, it, onTestFinished } from 'vitest';
-import type { NewSession, ReviewRecord, Store, StoreAnnouncement } from '../../server/store/store.js';
+import type { NewSession, Store } from '../../server/store/store.js';
+import { describeReviewConformance } from './store-conformance-reviews.js';
 
 /** A fresh, empty store and how to dispose of it. */
 export interface StoreUnderTest {
   readonly store: Store;
+  /** Another connection to the same database, as a second replica holds one; races run across both when given. */
+  readonly openPeer?: () => Promise<Store>;
   readonly dispose?: () => Promise<void>;
+}
+
+/** A fresh store and a second replica's view of it (the store itself when the backend offers none); closed after the test. */
+export type OpenStores = () => Promise<{ readonly store: Store; readonly peer: Store }>;
+
+/** Opens what `factory` makes and closes it when the test finishes. */
+export function storeOpener(factory: () => Promise<StoreUnderTest>): OpenStores {
+  return async () => {
+    const { store, openPeer, dispose } = await factory();
+    const peer = openPeer === undefined ? store : await openPeer();
+    onTestFinished(async () => {
+      if (peer !== store) await peer.close();
+      await store.close();
+      await dispose?.();
+    });
+    return { store, peer };
+  };
 }
 
 let counter = 0;
@@ -32,32 +54,10 @@ function session(fields: Partial<NewSession> = {}): NewSession {
   };
 }
 
-function review(fields: Partial<ReviewRecord> = {}): ReviewRecord {
-  counter++;
-  return {
-    id: `rev_${counter}`,
-    sessionId: 'ses_x',
-    exchangeId: `req_${counter}`,
-    requester: 'alice',
-    connection: 'llm',
-    rule: 'frontier-models-need-review',
-    reviewers: ['ml-leads'],
-    status: 'pending',
-    createdAt: 1_700_000_000_000 + counter,
-    ...fields,
-  };
-}
-
 /** Registers the conformance suite for one backend. */
 export function describeStoreConformance(name: string, factory: () => Promise<StoreUnderTest>): void {
-  async function open(): Promise<Store> {
-    const { store, dispose } = await factory();
-    onTestFinished(async () => {
-      await store.close();
-      await dispose?.();
-    });
-    return store;
-  }
+  const openStores = storeOpener(factory);
+  const open = async (): Promise<Store> => (await openStores()).store;
 
   describe(`Store conformance: ${name}`, () => {
     it('creates a session open with zeroed counters and reads it back', async () => {
@@ -192,57 +192,6 @@ export function describeStoreConformance(name: string, factory: () => Promise<St
       expect((await store.listSessions({ model: 'm' })).sessions).toEqual([]);
     });
 
-    it('resolves a pending review once, announces it, and refuses a second resolution', async () => {
-      const store = await open();
-      const heard: StoreAnnouncement[] = [];
-      const unsubscribe = store.subscribe((a) => heard.push(a));
-      const r = review({ expiresAt: 1_700_000_600_000, summary: { model: 'gpt-5' } });
-      await store.createReview(r);
-      expect(await store.getReview(r.id)).toEqual(r);
-      expect((await store.listReviews({ status: 'pending' })).map((x) => x.id)).toContain(r.id);
-
-      const resolved = await store.resolveReview(r.id, { status: 'approved', decidedBy: 'bob', decidedAt: 1_700_000_100_000, note: 'ok' });
-      expect(resolved).toMatchObject({ status: 'approved', decidedBy: 'bob', decidedAt: 1_700_000_100_000, note: 'ok' });
-      expect(await store.resolveReview(r.id, { status: 'rejected', decidedAt: 1 })).toBeUndefined();
-      expect(await store.resolveReview('rev_unknown', { status: 'rejected', decidedAt: 1 })).toBeUndefined();
-      await new Promise((r) => setTimeout(r, 20));
-      expect(heard).toEqual([{ kind: 'review.resolved', reviewId: r.id, status: 'approved' }]);
-      expect((await store.listReviews({ status: 'pending' })).map((x) => x.id)).not.toContain(r.id);
-
-      unsubscribe();
-      const r2 = review();
-      await store.createReview(r2);
-      await store.resolveReview(r2.id, { status: 'expired', decidedAt: 2 });
-      await new Promise((r) => setTimeout(r, 20));
-      expect(heard).toHaveLength(1);
-    });
-
-    it('delivers announcements to every subscriber even when one throws', async () => {
-      const store = await open();
-      const heard: string[] = [];
-      store.subscribe(() => {
-        throw new Error('a broken subscriber');
-      });
-      store.subscribe((a) => heard.push(a.reviewId));
-      await store.announce({ kind: 'review.resolved', reviewId: 'rev_1', status: 'rejected' });
-      await new Promise((r) => setTimeout(r, 20));
-      expect(heard).toEqual(['rev_1']);
-    });
-
-    it('returns the grants in force and revokes one', async () => {
-      const store = await open();
-      const base = { user: 'alice', connection: 'llm', grantedBy: 'bob', createdAt: 1000 };
-      await store.createGrant({ ...base, id: 'g1', expiresAt: 2000, rule: 'frontier' });
-      await store.createGrant({ ...base, id: 'g2', expiresAt: 5000 });
-      await store.createGrant({ ...base, id: 'g3', connection: 'echo', expiresAt: 5000 });
-      expect((await store.activeGrants('alice', 'llm', 1500)).map((g) => g.id)).toEqual(['g1', 'g2']);
-      expect((await store.activeGrants('alice', 'llm', 2000)).map((g) => g.id)).toEqual(['g2']);
-      expect((await store.activeGrants('alice', 'llm', 500)).map((g) => g.id)).toEqual([]);
-      expect(await store.revokeGrant('g2')).toBe(true);
-      expect(await store.revokeGrant('g2')).toBe(false);
-      expect(await store.activeGrants('alice', 'llm', 1500)).toEqual([expect.objectContaining({ id: 'g1', rule: 'frontier', grantedBy: 'bob' })]);
-    });
-
     it('keeps a wrapped session key once and erases it', async () => {
       const store = await open();
       const key = { keyId: 'k1', wrapped: Buffer.from([1, 2, 3, 0, 255]) };
@@ -283,5 +232,7 @@ export function describeStoreConformance(name: string, factory: () => Promise<St
       const won = await Promise.all(['a', 'b', 'c', 'd', 'e'].map((h) => store.acquireLease('retention', h, 1000, 60_000)));
       expect(won.filter(Boolean)).toHaveLength(1);
     });
+
+    describeReviewConformance(openStores);
   });
 }

@@ -2,7 +2,6 @@ import { describe, expect, it, onTestFinished, vi } from 'vitest';
 import { createApprovalSystem } from '../../server/approval/approval-system.js';
 import type { HeldExchange, SessionNotice } from '../../server/approval/held-requests.js';
 import type { ReviewEvent } from '../../server/approval/review-feed.js';
-import { openSqliteReviewStore } from '../../server/approval/sqlite-review-store.js';
 import { validateConfig } from '../../server/config/load.js';
 import type { Principal } from '../../server/identity/principal.js';
 import { SluiceError } from '../../shared/errors.js';
@@ -15,7 +14,7 @@ function setup(record?: (exchange: HeldExchange, event: ReviewEvent) => Promise<
     identity: { issuer: 'https://idp.example.com', audience: 'a', cli_client_id: 'c' },
     approval: { max_held_per_user: 2 },
   });
-  const system = createApprovalSystem({ config: () => config, store: openSqliteReviewStore({ file: ':memory:' }), record });
+  const system = createApprovalSystem({ config: () => config, record });
   onTestFinished(() => system.close());
   const notices: SessionNotice[] = [];
   system.notices.register('ses_1', (n) => notices.push(n));
@@ -86,7 +85,7 @@ describe('held requests', () => {
     const err = await refusal(hold(50));
     expect(err.code).toBe('ERR_REVIEW_EXPIRED');
     expect(err.message).toMatch(/^review expired/);
-    expect((await system.store.get(await created))?.status).toBe('expired');
+    expect((await system.store.getReview(await created))?.status).toBe('expired');
     expect(notices.at(-1)).toMatchObject({ level: 'warn', code: 'ERR_REVIEW_EXPIRED' });
   });
 
@@ -98,7 +97,7 @@ describe('held requests', () => {
     const id = await created;
     gone.abort();
     expect((await refusal(held)).code).toBe('ERR_REVIEW_ABANDONED');
-    expect(await system.store.get(id)).toMatchObject({ status: 'abandoned', resolution: 'the caller left' });
+    expect(await system.store.getReview(id)).toMatchObject({ status: 'abandoned', resolution: 'the caller left' });
     expect(system.held.size).toBe(0);
   });
 

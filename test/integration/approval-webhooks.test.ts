@@ -4,7 +4,6 @@ import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { createApprovalSystem } from '../../server/approval/approval-system.js';
-import { openSqliteReviewStore } from '../../server/approval/sqlite-review-store.js';
 import { validateConfig } from '../../server/config/load.js';
 import type { Principal } from '../../server/identity/principal.js';
 
@@ -54,7 +53,7 @@ function systemWith(webhooks: unknown[]) {
     identity: { issuer: 'https://idp.example.com', audience: 'a', cli_client_id: 'c' },
     approval: { webhooks },
   });
-  const system = createApprovalSystem({ config: () => config, store: openSqliteReviewStore({ file: ':memory:' }) });
+  const system = createApprovalSystem({ config: () => config });
   onTestFinished(() => system.close());
   return system;
 }

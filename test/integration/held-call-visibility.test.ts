@@ -9,7 +9,7 @@ import { pendingReviewAnswerSchema, reviewSchema, type ReviewJson } from '../../
 import { httpOver, startTestGateway, type TestGateway } from '../helpers/gateway.js';
 import { createApprovalService } from '../../server/approval/approval-service.js';
 import { createHeldRequests, type SessionNotice } from '../../server/approval/held-requests.js';
-import { openSqliteReviewStore } from '../../server/approval/sqlite-review-store.js';
+import { SqliteStore } from '../../server/store/sqlite-store.js';
 import type { Principal } from '../../server/identity/principal.js';
 
 let gw: TestGateway;
@@ -376,8 +376,8 @@ describe('the deadline of a review answered at once', () => {
     expect(first.status).toBe(202);
     const id = pendingReviewAnswerSchema.parse(JSON.parse(first.body.toString())).review.id;
 
-    // Another replica over the same reviews database, whose announcements never reach this one.
-    const elsewhere = openSqliteReviewStore({ file: join(g.config.storage.dir, 'reviews.db') });
+    // Another replica over the same index, whose announcements never reach this one.
+    const elsewhere = new SqliteStore({ file: join(g.config.storage.dir, 'index.sqlite') });
     onTestFinished(() => elsewhere.close());
     const bob: Principal = { sub: 'bob', email: 'bob@example.com', groups: ['ml-leads'], roles: ['reviewer'], expiresAt: Math.floor(Date.now() / 1000) + 600, issuer: g.idp.issuer };
     const outcome = await createApprovalService({ store: elsewhere, limits: () => ({ perUser: 20, total: 100 }) }).approve({ id, principal: bob });
@@ -391,7 +391,7 @@ describe('the deadline of a review answered at once', () => {
   });
 
   it('is kept when expiring the review fails: tried again until it is expired and the requester is told', async () => {
-    const store = openSqliteReviewStore({ file: ':memory:' });
+    const store = new SqliteStore({ file: ':memory:' });
     onTestFinished(() => store.close());
     const service = createApprovalService({ store, limits: () => ({ perUser: 20, total: 100 }) });
     let failures = 2;
@@ -416,7 +416,7 @@ describe('the deadline of a review answered at once', () => {
 
     await vi.waitFor(() => expect(notices.map((n) => n.code)).toContain('ERR_REVIEW_EXPIRED'), { timeout: 10_000, interval: 50 });
     expect(failures).toBeLessThan(0);
-    expect((await store.get(review.id))?.status).toBe('expired');
+    expect((await store.getReview(review.id))?.status).toBe('expired');
     expect(notices.find((n) => n.code === 'ERR_REVIEW_EXPIRED')?.message).toContain(review.id);
   });
 });

@@ -131,7 +131,7 @@ describe('files under storage.dir', () => {
     };
     await walk(dir);
     const names = files.map((f) => f.slice(dir.length + 1));
-    for (const db of ['index.sqlite', 'reviews.db']) for (const suffix of ['', '-wal', '-shm']) expect(names).toContain(`${db}${suffix}`);
+    for (const suffix of ['', '-wal', '-shm']) expect(names).toContain(`index.sqlite${suffix}`);
     expect(names).toContain(KEY_CANARY_FILE);
     expect(names.some((n) => n.startsWith('sessions/'))).toBe(true);
     const modes = Object.fromEntries(await Promise.all(files.map(async (f) => [f.slice(dir.length + 1), ((await stat(f)).mode & 0o777).toString(8)] as const)));

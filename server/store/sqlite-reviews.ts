@@ -1,0 +1,212 @@
+import type Database from 'better-sqlite3';
+import type { ReviewEvent, ReviewFeed } from '../approval/review-feed.js';
+import { isGrantSummary, newGrantId, resendDeadline, type Grant, type NewReview, type Review, type ReviewApproval, type ReviewPerson } from '../approval/review.js';
+import { alreadyApproved, reviewDecided, reviewExpired, reviewLimit, reviewNotFound } from './review-errors.js';
+import type { ApprovalOutcome, GrantFilter, ResendClaim, ReviewFilter, ReviewLimits, ReviewResolution } from './store.js';
+
+interface DocRow {
+  doc: string;
+}
+
+const DEFAULT_LIMIT = 100;
+
+/**
+ * The review half of the SQLite store: reviews, approvals and grants in the index database. A review is
+ * kept whole as JSON in `doc`, with the columns queries filter on beside it. Every read-then-write runs
+ * in an IMMEDIATE transaction: it takes the write lock before reading, so another connection (a second
+ * process on the file) cannot commit between the read and the write, and busy_timeout waits instead
+ * of failing the upgrade of a read lock.
+ */
+export class SqliteReviews {
+  readonly #db: Database.Database;
+  readonly #feed: ReviewFeed;
+  readonly #insert: Database.Statement;
+  readonly #update: Database.Statement;
+  readonly #get: Database.Statement<[string], DocRow>;
+  readonly #pendingOf: Database.Statement<[string, number], { n: number }>;
+  readonly #pendingAll: Database.Statement<[number], { n: number }>;
+  readonly #insertGrant: Database.Statement;
+  readonly #activeGrant: Database.Statement<[string, string, number], DocRow>;
+  readonly #grantInForce: Database.Statement<[string, number, number], DocRow>;
+  readonly #endGrant: Database.Statement;
+
+  constructor(db: Database.Database, feed: ReviewFeed) {
+    this.#db = db;
+    this.#feed = feed;
+    this.#insert = db.prepare(
+      `INSERT INTO reviews (id, kind, status, requester, connection, binding, created_at, expires_at, doc)
+       VALUES (@id, @kind, @status, @requester, @connection, @binding, @created_at, @expires_at, @doc)`,
+    );
+    this.#update = db.prepare('UPDATE reviews SET status = @status, doc = @doc WHERE id = @id');
+    this.#get = db.prepare('SELECT doc FROM reviews WHERE id = ?');
+    this.#pendingOf = db.prepare("SELECT count(*) AS n FROM reviews WHERE requester = ? AND status = 'pending' AND expires_at > ?");
+    this.#pendingAll = db.prepare("SELECT count(*) AS n FROM reviews WHERE status = 'pending' AND expires_at > ?");
+    this.#insertGrant = db.prepare(
+      `INSERT INTO grants (id, review_id, sub, connection, created_at, expires_at, doc)
+       VALUES (@id, @review_id, @sub, @connection, @created_at, @expires_at, @doc)`,
+    );
+    this.#activeGrant = db.prepare('SELECT doc FROM grants WHERE sub = ? AND connection = ? AND expires_at > ? ORDER BY expires_at DESC LIMIT 1');
+    this.#grantInForce = db.prepare('SELECT doc FROM grants WHERE id = ? AND created_at <= ? AND expires_at > ?');
+    this.#endGrant = db.prepare('UPDATE grants SET expires_at = @expires_at, doc = @doc WHERE id = @id');
+  }
+
+  async create(review: NewReview, limits: ReviewLimits): Promise<Review> {
+    const stored: Review = { ...review, status: 'pending', approvals: [] };
+    this.#db
+      .transaction(() => {
+        const mine = this.#pendingOf.get(review.requester.sub, review.createdAt)?.n ?? 0;
+        if (mine >= limits.perUser) throw reviewLimit('user', mine, limits.perUser);
+        const all = this.#pendingAll.get(review.createdAt)?.n ?? 0;
+        if (all >= limits.total) throw reviewLimit('gateway', all, limits.total);
+        this.#insert.run({
+          id: review.id,
+          kind: review.kind,
+          status: stored.status,
+          requester: review.requester.sub,
+          connection: review.connection,
+          binding: review.resend?.binding ?? null,
+          created_at: review.createdAt,
+          expires_at: review.expiresAt,
+          doc: JSON.stringify(stored),
+        });
+      })
+      .immediate();
+    await this.#publish({ type: 'review.created', review: stored, at: review.createdAt });
+    return stored;
+  }
+
+  async get(id: string): Promise<Review | undefined> {
+    return this.#read(id);
+  }
+
+  async list(filter: ReviewFilter = {}): Promise<Review[]> {
+    const where: string[] = [];
+    const params: Record<string, unknown> = { limit: filter.limit ?? DEFAULT_LIMIT };
+    for (const column of ['status', 'kind', 'requester', 'connection', 'binding'] as const) {
+      if (filter[column] === undefined) continue;
+      where.push(`${column} = @${column}`);
+      params[column] = filter[column];
+    }
+    const sql = `SELECT doc FROM reviews ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id LIMIT @limit`;
+    return (this.#db.prepare(sql).all(params) as DocRow[]).map((r) => JSON.parse(r.doc) as Review);
+  }
+
+  async approve(id: string, approval: ReviewApproval): Promise<ApprovalOutcome> {
+    const events: ReviewEvent[] = [];
+    const outcome = this.#db
+      .transaction((): ApprovalOutcome => {
+        const review = this.#read(id);
+        if (review === undefined) throw reviewNotFound(id);
+        if (review.status === 'pending' && review.expiresAt <= approval.at) {
+          // Committed although the approval fails: the deadline has passed whoever notices it first.
+          const expired = this.#write({ ...review, status: 'expired', resolvedAt: approval.at });
+          events.push({ type: 'review.expired', review: expired, at: approval.at });
+          return { review: expired };
+        }
+        if (review.status !== 'pending') return { review };
+        if (review.approvals.some((a) => a.sub === approval.sub)) throw alreadyApproved(review);
+        const approvals = [...review.approvals, approval];
+        const actor: ReviewPerson = { sub: approval.sub, email: approval.email };
+        if (approvals.length < review.minApprovals) {
+          const partial = this.#write({ ...review, approvals });
+          events.push({ type: 'review.approval', review: partial, actor, at: approval.at });
+          return { review: partial };
+        }
+        const approved = this.#write({ ...review, approvals, status: 'approved', resolvedAt: approval.at, resolvedBy: actor, resolution: approval.reason });
+        events.push({ type: 'review.approved', review: approved, actor, at: approval.at });
+        if (review.kind !== 'grant' || !isGrantSummary(review.summary)) return { review: approved };
+        const grant: Grant = {
+          id: newGrantId(),
+          reviewId: review.id,
+          sub: review.requester.sub,
+          email: review.requester.email,
+          connection: review.connection,
+          reason: review.reason,
+          approvedBy: approvals.map((a) => a.sub),
+          createdAt: approval.at,
+          expiresAt: approval.at + review.summary.durationMs,
+        };
+        this.#insertGrant.run({
+          id: grant.id,
+          review_id: grant.reviewId,
+          sub: grant.sub,
+          connection: grant.connection,
+          created_at: grant.createdAt,
+          expires_at: grant.expiresAt,
+          doc: JSON.stringify(grant),
+        });
+        return { review: approved, grant };
+      })
+      .immediate();
+    for (const event of events) await this.#publish(event);
+    if (events.length === 0) throw reviewDecided(outcome.review);
+    if (events[0]!.type === 'review.expired') throw reviewExpired(id);
+    return outcome;
+  }
+
+  async resolve(id: string, resolution: ReviewResolution): Promise<Review | undefined> {
+    const resolved = this.#db
+      .transaction((): Review | undefined => {
+        const review = this.#read(id);
+        if (review === undefined || review.status !== 'pending') return undefined;
+        return this.#write({ ...review, status: resolution.status, resolvedAt: resolution.at, resolvedBy: resolution.by, resolution: resolution.reason });
+      })
+      .immediate();
+    if (resolved !== undefined) await this.#publish({ type: `review.${resolution.status}`, review: resolved, actor: resolution.by, at: resolution.at });
+    return resolved;
+  }
+
+  async claimResend(id: string, claim: ResendClaim): Promise<Review | undefined> {
+    return this.#db
+      .transaction((): Review | undefined => {
+        const review = this.#read(id);
+        if (review === undefined || review.resent !== undefined || review.requester.sub !== claim.requester) return undefined;
+        const deadline = resendDeadline(review);
+        if (deadline === undefined || deadline <= claim.at || review.resend?.binding !== claim.binding) return undefined;
+        return this.#write({ ...review, resent: { at: claim.at, requestId: claim.requestId, sessionId: claim.sessionId } });
+      })
+      .immediate();
+  }
+
+  async listGrants(filter: GrantFilter = {}): Promise<Grant[]> {
+    const where: string[] = [];
+    const params: Record<string, unknown> = { limit: filter.limit ?? DEFAULT_LIMIT };
+    if (filter.sub !== undefined) (where.push('sub = @sub'), (params.sub = filter.sub));
+    if (filter.connection !== undefined) (where.push('connection = @connection'), (params.connection = filter.connection));
+    if (filter.activeAt !== undefined) (where.push('expires_at > @at'), (params.at = filter.activeAt));
+    const sql = `SELECT doc FROM grants ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id LIMIT @limit`;
+    return (this.#db.prepare(sql).all(params) as DocRow[]).map((r) => JSON.parse(r.doc) as Grant);
+  }
+
+  async activeGrant(sub: string, connection: string, at: number): Promise<Grant | undefined> {
+    const row = this.#activeGrant.get(sub, connection, at);
+    return row === undefined ? undefined : (JSON.parse(row.doc) as Grant);
+  }
+
+  async revokeGrant(id: string, at: number): Promise<Grant | undefined> {
+    return this.#db
+      .transaction((): Grant | undefined => {
+        const row = this.#grantInForce.get(id, at, at);
+        if (row === undefined) return undefined;
+        const ended: Grant = { ...(JSON.parse(row.doc) as Grant), expiresAt: at };
+        this.#endGrant.run({ id, expires_at: at, doc: JSON.stringify(ended) });
+        return ended;
+      })
+      .immediate();
+  }
+
+  #read(id: string): Review | undefined {
+    const row = this.#get.get(id);
+    return row === undefined ? undefined : (JSON.parse(row.doc) as Review);
+  }
+
+  #write(review: Review): Review {
+    this.#update.run({ id: review.id, status: review.status, doc: JSON.stringify(review) });
+    return review;
+  }
+
+  #publish(event: ReviewEvent): Promise<void> {
+    // Published after the commit; a feed that fails loses an announcement, never a decision.
+    return this.#feed.publish(event).catch(() => undefined);
+  }
+}
