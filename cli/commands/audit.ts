@@ -4,6 +4,8 @@ import { join, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { EXIT, SluiceError } from '../../shared/errors.js';
+import { FsArchive } from '../../server/recording/archive/fs-archive.js';
+import { openDirectoryIndex } from '../../server/recording/audit-index.js';
 import { decodeMasterKey, DEFAULT_KEY_ID, KeyRing } from '../../server/recording/key-ring.js';
 import { sealCheckpointSchema, type SealCheckpoint } from '../../server/recording/seal-log-format.js';
 import { SIGNING_KEY_FILE } from '../../server/recording/signing-key.js';
@@ -145,7 +147,8 @@ export const registerAudit: RegisterCommand = (program, ctx) => {
     .command('verify')
     .description(
       'Verify session files: every record authenticates and chains to the one before, the checkpoint signature ' +
-        'verifies, and, where index.sqlite exists, each sealed session holds what the index says. The seal log ' +
+        'verifies, and, where index.sqlite exists, each sealed session holds what the index says (the index also ' +
+        'holds the data keys of format 2 files; a session whose key was erased does not verify). The seal log ' +
         '(seals.log) must chain and match its signed checkpoints, and every session it lists must be present and ' +
         'hold exactly what its entry pins. Prints one line per session (and, with --all, one for the seal log) and ' +
         'exits with ERR_RECORDING_TAMPERED when any is broken.',
@@ -177,28 +180,35 @@ export const registerAudit: RegisterCommand = (program, ctx) => {
       // Open and interrupted sessions fail only under --strict: they are not sealed, which is not tampering.
       const unsealed = { open: 0, interrupted: 0 };
       let seen = 0;
-      for await (const v of verifyStorageDir({ dir, keyRing, publicKey, sealLog, ...(id === undefined ? {} : { only: id }) })) {
-        const verdict = verdictText(v, f.strict);
-        seen++;
-        if (verdict.failed && (verdict.status === 'open' || verdict.status === 'interrupted')) unsealed[verdict.status]++;
-        else if (verdict.failed) failed++;
-        if (f.json) {
-          results.push({
-            id: v.id,
-            file: v.file,
-            status: verdict.status,
-            failed: verdict.failed,
-            verdict: verdict.text,
-            index_status: v.indexStatus ?? null,
-            seal_log_entry: v.seal?.entry ?? null,
-            records: v.result?.records ?? 0,
-            last_good_seq: v.result?.lastGoodSeq ?? -1,
-            last_good_offset: v.result?.lastGoodOffset ?? 0,
-            problems: (v.result?.problems ?? []).map((p) => ({ kind: p.kind, record: p.index, offset: p.offset, message: p.message })),
-          });
-        } else {
-          ctx.out.stdout.write(`${v.id}  ${verdict.text}\n`);
+      // The directory as the gateway reads it: session files from its archive, sessions and their keys from its index.
+      const archive = new FsArchive({ root: dir });
+      const index = await openDirectoryIndex(dir);
+      try {
+        for await (const v of verifyStorageDir({ dir, archive, index, keyRing, publicKey, sealLog, ...(id === undefined ? {} : { only: id }) })) {
+          const verdict = verdictText(v, f.strict);
+          seen++;
+          if (verdict.failed && (verdict.status === 'open' || verdict.status === 'interrupted')) unsealed[verdict.status]++;
+          else if (verdict.failed) failed++;
+          if (f.json) {
+            results.push({
+              id: v.id,
+              file: v.file,
+              status: verdict.status,
+              failed: verdict.failed,
+              verdict: verdict.text,
+              index_status: v.indexStatus ?? null,
+              seal_log_entry: v.seal?.entry ?? null,
+              records: v.result?.records ?? 0,
+              last_good_seq: v.result?.lastGoodSeq ?? -1,
+              last_good_offset: v.result?.lastGoodOffset ?? 0,
+              problems: (v.result?.problems ?? []).map((p) => ({ kind: p.kind, record: p.index, offset: p.offset, message: p.message })),
+            });
+          } else {
+            ctx.out.stdout.write(`${v.id}  ${verdict.text}\n`);
+          }
         }
+      } finally {
+        await index?.close();
       }
       if (f.json) {
         const log = {

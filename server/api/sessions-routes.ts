@@ -1,4 +1,3 @@
-import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import { z } from 'zod';
@@ -8,6 +7,7 @@ import { VERSION } from '../../shared/version.js';
 import type { Config } from '../config/schema.js';
 import type { GatewayDeps } from '../gateway-deps.js';
 import type { Principal } from '../identity/principal.js';
+import { ArchiveError, isArchiveNotFound } from '../recording/archive/archive.js';
 import type { RecordedEvent } from '../recording/event-types.js';
 import { asciicastLines } from '../recording/export-asciicast.js';
 import { eventLine, siemLine, streamErrorLine } from '../recording/export-event-lines.js';
@@ -105,20 +105,21 @@ export function sessionJson(s: SessionInfo, config: Config): SessionJson {
 }
 
 /**
- * Verifies a session's file against what the index knows. A running session has no checkpoint yet:
- * when everything written so far is intact it is `open`, not `interrupted`.
+ * Verifies a session's file (from the archive, or the spool while it is open) against what the index
+ * knows. A running session has no checkpoint yet: when everything written so far is intact it is `open`,
+ * not `interrupted`.
  */
 export async function verifySummary(recording: Recording, s: SessionInfo): Promise<VerifySummaryJson> {
   const sealed = s.status === 'closed';
   let result;
   try {
-    result = await verifySession(join(recording.dir, s.file), {
-      keyRing: recording.keyRing,
+    result = await verifySession(recording.source, s.file, {
       publicKey: recording.signingKey.publicKey,
       expect: sealed ? { sessionId: s.id, records: s.records, finalHash: s.finalHash } : { sessionId: s.id },
     });
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    // A name no file can have (an edited index row) is a missing file too.
+    if (!isArchiveNotFound(err) && !(err instanceof ArchiveError && err.code === 'ARCHIVE_BAD_NAME')) throw err;
     return { status: 'broken', records: 0, last_good_seq: -1, last_good_offset: 0, problems: [{ kind: 'missing', record: -1, offset: 0, message: `The session file ${s.file} is missing` }] };
   }
   const status = s.status === 'open' && result.status === 'interrupted' ? 'open' : result.status;
@@ -194,7 +195,7 @@ export function registerSessionsRoutes(app: FastifyInstance, deps: GatewayDeps):
     if (readable && verify.records > 0) {
       const tracker = new ExchangeTracker();
       try {
-        for await (const e of await openSessionEvents(s.id, join(recording.dir, s.file), recording.keyRing)) tracker.observe(e);
+        for await (const e of await openSessionEvents(s.id, recording.source, s.file)) tracker.observe(e);
       } catch {
         // The verdict above already says where the file stops being readable; list what came before.
       }
@@ -209,7 +210,7 @@ export function registerSessionsRoutes(app: FastifyInstance, deps: GatewayDeps):
     const { recording } = storage();
     const s = await sessionFor(principal, (req.params as { id: string }).id);
     assertCanRead(principal, s, deps.config.audit);
-    const events = await openSessionEvents(s.id, join(recording.dir, s.file), recording.keyRing);
+    const events = await openSessionEvents(s.id, recording.source, s.file);
     const lines = async function* (): AsyncGenerator<string> {
       try {
         for await (const e of events) if (e.seq >= q.from_seq) yield eventLine(e, { payload: q.payload });
@@ -236,7 +237,7 @@ export function registerSessionsRoutes(app: FastifyInstance, deps: GatewayDeps):
         details: { session: s.id, record: p?.record ?? -1, offset: p?.offset ?? 0, problems: verify.problems },
       });
     }
-    const events: AsyncGenerator<RecordedEvent> = await openSessionEvents(s.id, join(recording.dir, s.file), recording.keyRing);
+    const events: AsyncGenerator<RecordedEvent> = await openSessionEvents(s.id, recording.source, s.file);
     const common = { 'x-sluice-verify': verify.status };
     switch (q.format) {
       case 'jsonl': {

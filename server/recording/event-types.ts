@@ -108,6 +108,8 @@ export interface EventFields {
     model?: string;
     usage?: Usage;
     finish_reason?: string;
+    /** The upstream's trailers (a chunked HTTP response's, a gRPC status), credentials redacted like headers. */
+    trailers?: Record<string, string | string[]>;
   };
   'exchange.error': {
     exchange: string;

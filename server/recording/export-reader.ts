@@ -1,8 +1,9 @@
 import { SluiceError } from '../../shared/errors.js';
+import { ArchiveError, isArchiveNotFound } from './archive/archive.js';
 import type { RecordedEvent } from './event-types.js';
-import type { KeyRing } from './key-ring.js';
 import { HeaderError } from './record-format.js';
 import { readSession, SessionReadError } from './session-reader.js';
+import type { SessionSource } from './session-source.js';
 
 /** A reading failure as the API reports it: ERR_RECORDING_TAMPERED with the record and byte where reading stopped. */
 export function readFailure(sessionId: string, err: unknown): SluiceError {
@@ -21,7 +22,11 @@ export function readFailure(sessionId: string, err: unknown): SluiceError {
       cause: err,
     });
   }
-  if ((err as NodeJS.ErrnoException)?.code === 'ENOENT') {
+  if (err instanceof ArchiveError && err.code === 'ARCHIVE_BAD_NAME') {
+    // Only an edited index names a file no session can have.
+    return new SluiceError('ERR_RECORDING_TAMPERED', { message: `The index names no valid file for session ${sessionId}`, details: { session: sessionId }, cause: err });
+  }
+  if (isArchiveNotFound(err)) {
     // The index says the session exists, so a missing file is lost evidence, not an unknown id.
     return new SluiceError('ERR_RECORDING_TAMPERED', { message: `The file of session ${sessionId} is missing`, details: { session: sessionId }, cause: err });
   }
@@ -34,8 +39,8 @@ export function readFailure(sessionId: string, err: unknown): SluiceError {
  * (ERR_RECORDING_TAMPERED) instead of a stream that ends at once; later failures are thrown by the
  * iterator, after the events before them.
  */
-export async function openSessionEvents(sessionId: string, file: string, keyRing: KeyRing): Promise<AsyncGenerator<RecordedEvent>> {
-  const events = readSession(file, keyRing);
+export async function openSessionEvents(sessionId: string, source: SessionSource, name: string): Promise<AsyncGenerator<RecordedEvent>> {
+  const events = readSession(source, name);
   let first: IteratorResult<RecordedEvent>;
   try {
     first = await events.next();

@@ -4,9 +4,10 @@ import { join } from 'node:path';
 import { SluiceError } from '../../shared/errors.js';
 import type { ReadinessCheck } from '../readiness.js';
 import type { SessionInfo, Store } from '../store/store.js';
-import type { KeyRing } from './key-ring.js';
-import type { SessionHeader } from './record-format.js';
-import { scanSessionFile } from './session-file-scanner.js';
+import type { ArchiveReader } from './archive/archive.js';
+import { FsArchive } from './archive/fs-archive.js';
+import type { KeyRing, WrappedKey } from './key-ring.js';
+import { readSessionHeader } from './session-file-scanner.js';
 
 /** File name of the key canary under `storage.dir`. */
 export const KEY_CANARY_FILE = 'key-canary.json';
@@ -33,12 +34,15 @@ function canaryContext(keyId: string): Buffer {
 /** The canary: per key id, random bytes sealed under that master key. */
 type Canary = Map<string, Buffer>;
 
-/** What `checkKeyCanary` needs: the directory, the running ring and the session index. */
+/** What `checkKeyCanary` needs: the directory, the running ring, the session index and where session files are. */
 export interface KeyCanaryOptions {
-  /** `storage.dir`, resolved. */
+  /** `storage.dir`, resolved: the canary's directory. */
   readonly dir: string;
   readonly keyRing: KeyRing;
+  /** The index: which sessions use which key, and (format 2) their wrapped data keys. */
   readonly store: Store;
+  /** Session files, by the index's names; default the directory archive over `dir`. */
+  readonly objects?: ArchiveReader;
 }
 
 /**
@@ -50,7 +54,8 @@ export interface KeyCanaryOptions {
  * when no session of the index is wrapped under it. A new key (rotation: newest first, older ones kept)
  * simply gets its entry. Without one (a new directory, or one written before canaries), the index stands
  * in: every key id its sessions use must be in the ring and open the data key of one of its newest
- * sessions whose header can be read; when none can, nothing proves the key, so no canary is sealed under it.
+ * sessions whose header can be read (the key itself from the header of a format 1 file, from the index
+ * for format 2); when none can, nothing proves the key, so no canary is sealed under it.
  * Throws ERR_MASTER_KEY_MISMATCH naming the key id.
  */
 export async function checkKeyCanary(options: KeyCanaryOptions): Promise<void> {
@@ -129,7 +134,7 @@ function lostKey(id: string, session: SessionInfo): SluiceError {
 function unproven(id: string, tried: number, file: string): SluiceError {
   return new SluiceError('ERR_MASTER_KEY_MISMATCH', {
     message:
-      `No session could prove master key "${id}": of the ${tried} newest session${tried === 1 ? '' : 's'} wrapped under it, none has a file with a readable header (missing, truncated or cut short by a crash), ` +
+      `No session could prove master key "${id}": of the ${tried} newest session${tried === 1 ? '' : 's'} wrapped under it, none has a file with a readable header (missing, truncated or cut short by a crash) and its data key, ` +
       `and there is no key canary ${file} to check it against. Restore ${KEY_CANARY_FILE} (or the session files) from a backup; ` +
       '`sluice audit verify` names the damaged files. The gateway will not seal a canary under a key nothing proved',
     details: { key_id: id },
@@ -142,15 +147,16 @@ function unproven(id: string, tried: number, file: string): SluiceError {
  * are tried; a key nothing proves is refused, since the canary sealed next would make it canonical.
  */
 async function checkAgainstSessions(options: KeyCanaryOptions): Promise<void> {
-  const { dir, keyRing } = options;
-  for (const [id, sessions] of await newestSessionsPerKey(options.store, MAX_PROOF_SESSIONS)) {
+  const { dir, keyRing, store } = options;
+  const objects = options.objects ?? new FsArchive({ root: dir });
+  for (const [id, sessions] of await newestSessionsPerKey(store, MAX_PROOF_SESSIONS)) {
     if (!keyRing.has(id)) throw lostKey(id, sessions[0]!);
     let proved = false;
     for (const session of sessions) {
-      const header = await readHeader(join(dir, session.file));
-      if (header === undefined || header.wrappedKey.keyId !== id) continue;
+      const wrapped = await wrappedKeyOf(objects, store, session);
+      if (wrapped === undefined || wrapped.keyId !== id) continue;
       try {
-        keyRing.unwrap(header.wrappedKey, header.session);
+        keyRing.unwrap(wrapped, session.id);
       } catch {
         throw wrongKey(id, join(dir, session.file));
       }
@@ -185,15 +191,22 @@ async function newestSessionsPerKey(store: Store, perKey: number, only?: Readonl
   return found;
 }
 
-async function readHeader(path: string): Promise<SessionHeader | undefined> {
+/**
+ * The wrapped data key a session proves its master key with, when its file's header can be read: from
+ * the header (format 1) or the index (format 2). A session whose file is gone or headerless proves
+ * nothing, whatever the index holds: a key is proved against a session that exists on both sides.
+ */
+async function wrappedKeyOf(objects: ArchiveReader, store: Store, session: SessionInfo): Promise<WrappedKey | undefined> {
+  let header;
   try {
-    for await (const item of scanSessionFile(path)) {
-      return item.kind === 'header' ? item.header : undefined;
-    }
+    header = await readSessionHeader(objects, session.file);
   } catch {
     return undefined;
   }
-  return undefined;
+  if (header.session !== session.id) return undefined;
+  if (header.wrappedKey !== undefined) return header.wrappedKey;
+  const stored = await store.getSessionKey(session.id);
+  return stored?.keyId === header.keyId ? stored : undefined;
 }
 
 /** The canary on disk, or undefined when there is none; a file that is not a canary is refused, never replaced. */

@@ -5,15 +5,18 @@ import { parseDuration } from '../config/duration.js';
 import type { Config } from '../config/schema.js';
 import { SqliteStore } from '../store/sqlite-store.js';
 import type { Store } from '../store/store.js';
+import { FsArchive } from './archive/fs-archive.js';
 import type { RecordingIo } from './file-io.js';
 import { checkKeyCanary } from './key-canary.js';
 import { keyRingFromSettings } from './key-ring.js';
-import { Recording, type RecordingLog } from './recording.js';
+import type { RecordingLog } from './recording-log.js';
+import { Recording } from './recording.js';
 import { loadOrCreateSigningKeyFile, signingKeyLocation, signingKeyWarning } from './signing-key.js';
 import { warnIfStorageDirShared } from './storage-dir-mode.js';
+import { INDEX_FILE } from './storage-layout.js';
 
-/** File name of the SQLite index under `storage.dir`. */
-export const INDEX_FILE = 'index.sqlite';
+/** The index's file name, defined with the other names under `storage.dir` (storage-layout.ts); exported here for callers that open storage. */
+export { INDEX_FILE };
 
 /** What `openStorage` needs besides the config. */
 export interface OpenStorageOptions {
@@ -57,11 +60,14 @@ export async function openStorage(options: OpenStorageOptions): Promise<GatewayS
   if (keyWarning !== undefined) options.log?.warn({ signing_key: keyLocation.file }, keyWarning);
   const signingKey = await loadOrCreateSigningKeyFile(keyLocation.file);
   const store = new SqliteStore({ file: join(dir, INDEX_FILE) });
+  // Sealed sessions stay under storage.dir, where the spool wrote them.
+  const archive = new FsArchive({ root: dir });
   try {
     // Before anything is written with the ring: a wrong key must stop the start, not surface when a session is read.
-    await checkKeyCanary({ dir, keyRing, store });
+    await checkKeyCanary({ dir, keyRing, store, objects: archive });
     const recording = await Recording.open({
       dir,
+      archive,
       keyRing,
       signingKey,
       store,

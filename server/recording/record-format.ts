@@ -1,7 +1,7 @@
 /**
- * The session file format, version 1 (all integers big-endian):
+ * The session file format, version 2 (all integers big-endian):
  *
- *   header  = "SLUICERC" (8) ‖ version (1) ‖ u32 length ‖ JSON {session, created, key_id, wrapped_key, …}
+ *   header  = "SLUICERC" (8) ‖ version (1) ‖ u32 length ‖ JSON {session, created, key_id, cipher, chain, signature}
  *   record  = u32 length ‖ nonce (12) ‖ AES-256-GCM ciphertext ‖ tag (16)     (length counts nonce..tag)
  *   plaintext of a record = prev (32) ‖ u32 meta length ‖ meta JSON {seq, t, type, …fields} ‖ payload bytes
  *
@@ -10,6 +10,11 @@
  * record of a sealed session is `session.checkpoint`: an Ed25519 signature over
  * `checkpointMessage(session, records, finalHash)`, where `records` counts the records before it and
  * `finalHash` is the hash of the last of them.
+ *
+ * The session's data key, wrapped under master key `key_id`, is kept in the index (`Store.putSessionKey`),
+ * not in the file: erasing a session deletes that one row, and the file, an immutable archive object,
+ * is never rewritten. Version 1 differs only in its header, which carries the wrapped key itself
+ * (`wrapped_key`); files of both versions are read and verified.
  */
 import { createCipheriv, createDecipheriv, createHash, randomBytes, randomFillSync } from 'node:crypto';
 import type { EventType } from './event-types.js';
@@ -17,8 +22,10 @@ import type { WrappedKey } from './key-ring.js';
 
 /** The first bytes of every session file. */
 export const FILE_MAGIC = Buffer.from('SLUICERC', 'ascii');
-/** The format version this code writes and reads. */
-export const FORMAT_VERSION = 1;
+/** The format version this code writes. */
+export const FORMAT_VERSION = 2;
+/** The version whose header carried the wrapped data key; still read and verified. */
+export const FORMAT_VERSION_KEY_IN_HEADER = 1;
 /** Fixed part of the header: magic, version, JSON length. */
 export const HEADER_PREFIX = FILE_MAGIC.length + 1 + 4;
 /** Bytes of a record's length prefix. */
@@ -35,11 +42,21 @@ export const SESSION_FILE_SUFFIX = '.rec';
 
 /** The header's fields. */
 export interface SessionHeader {
-  readonly version: number;
+  readonly version: typeof FORMAT_VERSION | typeof FORMAT_VERSION_KEY_IN_HEADER;
   readonly session: string;
   /** Milliseconds since the epoch; `t` of every record counts from here. */
   readonly created: number;
-  readonly wrappedKey: WrappedKey;
+  /** Id of the master key that wraps the session's data key. */
+  readonly keyId: string;
+  /** The wrapped data key, in a version 1 header only; version 2 keeps it in the index. */
+  readonly wrappedKey?: WrappedKey;
+}
+
+/** What a new (version 2) header says. */
+export interface NewSessionHeader {
+  readonly session: string;
+  readonly created: number;
+  readonly keyId: string;
 }
 
 /** The record fields every type carries, plus that type's own. */
@@ -57,14 +74,13 @@ export function sha256(...parts: Buffer[]): Buffer {
   return h.digest();
 }
 
-/** Encodes a header. */
-export function encodeHeader(header: SessionHeader): Buffer {
+/** Encodes a version 2 header: it names the master key, and holds no key. */
+export function encodeHeader(header: NewSessionHeader): Buffer {
   const json = Buffer.from(
     JSON.stringify({
       session: header.session,
       created: header.created,
-      key_id: header.wrappedKey.keyId,
-      wrapped_key: header.wrappedKey.wrapped.toString('base64'),
+      key_id: header.keyId,
       cipher: 'aes-256-gcm',
       chain: 'sha256',
       signature: 'ed25519',
@@ -73,7 +89,7 @@ export function encodeHeader(header: SessionHeader): Buffer {
   );
   const prefix = Buffer.alloc(HEADER_PREFIX);
   FILE_MAGIC.copy(prefix, 0);
-  prefix.writeUInt8(header.version, FILE_MAGIC.length);
+  prefix.writeUInt8(FORMAT_VERSION, FILE_MAGIC.length);
   prefix.writeUInt32BE(json.length, FILE_MAGIC.length + 1);
   return Buffer.concat([prefix, json]);
 }
@@ -92,7 +108,7 @@ export function headerLength(prefix: Buffer): number {
     throw new HeaderError('Not a sluice session file (bad magic)');
   }
   const version = prefix.readUInt8(FILE_MAGIC.length);
-  if (version !== FORMAT_VERSION) throw new HeaderError(`Unsupported session file format version ${version}`);
+  if (version !== FORMAT_VERSION && version !== FORMAT_VERSION_KEY_IN_HEADER) throw new HeaderError(`Unsupported session file format version ${version}`);
   const length = prefix.readUInt32BE(FILE_MAGIC.length + 1);
   if (length === 0 || length > MAX_HEADER_BYTES) throw new HeaderError(`Header length ${length} is out of range`);
   return HEADER_PREFIX + length;
@@ -109,10 +125,16 @@ export function decodeHeader(bytes: Buffer): SessionHeader {
     throw new HeaderError('The header is not valid JSON');
   }
   const { session, created, key_id, wrapped_key } = json;
-  if (typeof session !== 'string' || typeof created !== 'number' || typeof key_id !== 'string' || typeof wrapped_key !== 'string') {
-    throw new HeaderError('The header lacks session, created, key_id or wrapped_key');
+  if (typeof session !== 'string' || typeof created !== 'number' || typeof key_id !== 'string') {
+    throw new HeaderError('The header lacks session, created or key_id');
   }
-  return { version: FORMAT_VERSION, session, created, wrappedKey: { keyId: key_id, wrapped: Buffer.from(wrapped_key, 'base64') } };
+  if (bytes.readUInt8(FILE_MAGIC.length) === FORMAT_VERSION) {
+    // A key beside the data it opens would survive erasure, which deletes only the index's copy.
+    if (wrapped_key !== undefined) throw new HeaderError('A version 2 header carries no wrapped key, and this one does');
+    return { version: FORMAT_VERSION, session, created, keyId: key_id };
+  }
+  if (typeof wrapped_key !== 'string') throw new HeaderError('The version 1 header lacks wrapped_key');
+  return { version: FORMAT_VERSION_KEY_IN_HEADER, session, created, keyId: key_id, wrappedKey: { keyId: key_id, wrapped: Buffer.from(wrapped_key, 'base64') } };
 }
 
 /**

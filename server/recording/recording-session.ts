@@ -25,6 +25,8 @@ export interface SessionClosed {
  */
 export class RecordingSession {
   readonly id: string;
+  /** The session file's archive name (`sessions/…/<id>.rec`), which the index and the seal log record. */
+  readonly name: string;
   readonly writer: SessionWriter;
   #active = 0;
   #exchanges = 0;
@@ -36,8 +38,9 @@ export class RecordingSession {
   #lastStatus: number | undefined;
   #dirty = false;
 
-  constructor(id: string, writer: SessionWriter) {
+  constructor(id: string, name: string, writer: SessionWriter) {
     this.id = id;
+    this.name = name;
     this.writer = writer;
   }
 

@@ -1,30 +1,29 @@
-import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
-import { join, relative, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import type { ConnectionConfig } from '../config/schema.js';
 import type { Principal } from '../identity/principal.js';
 import type { Recorder } from '../pipeline/recorder.js';
 import type { ReadinessCheck } from '../readiness.js';
 import type { Store } from '../store/store.js';
+import type { RecordingArchive } from './archive/archive.js';
+import { FsArchive } from './archive/fs-archive.js';
 import { createDurableRecorder } from './durable-recorder.js';
 import { nodeRecordingIo, type RecordingIo } from './file-io.js';
 import type { KeyRing } from './key-ring.js';
-import { HEADER_PREFIX, SESSION_FILE_SUFFIX } from './record-format.js';
+import type { RecorderSessions } from './recorder-sessions.js';
 import { describeStorageFailure, recordingUnavailable } from './recording-error.js';
+import { noLog, type RecordingLog } from './recording-log.js';
 import { RecordingSession, type SessionClosed } from './recording-session.js';
+import { RetentionSweep } from './retention-sweep.js';
 import { SealLog } from './seal-log.js';
-import { sessionFileHead } from './session-file-scanner.js';
+import { sessionObjectHead } from './session-file-scanner.js';
+import { SessionIndexer } from './session-indexer.js';
+import type { SessionSource } from './session-source.js';
+import { SessionSpool } from './session-spool.js';
 import { SessionWriter, type FsyncMode } from './session-writer.js';
 import type { SigningKey } from './signing-key.js';
-
-/** Where session files live under `storage.dir`. */
-export const SESSIONS_DIR = 'sessions';
-
-/** The minimal logger recording reports to. */
-export interface RecordingLog {
-  info(obj: object, msg: string): void;
-  warn(obj: object, msg: string): void;
-}
+import { StorageHealth } from './storage-health.js';
+import { sessionObjectName } from './storage-layout.js';
 
 /** Options of `Recording.open`; defaults are resolved here and nowhere else. */
 export interface RecordingOptions {
@@ -32,9 +31,13 @@ export interface RecordingOptions {
   readonly dir: string;
   readonly keyRing: KeyRing;
   readonly signingKey: SigningKey;
-  /** The session index; owned (and closed) by the caller. */
+  /** The session index (and sessions' wrapped data keys); owned (and closed) by the caller. */
   readonly store: Store;
-  /** File operations; tests inject faults here. Default: Node's fs. */
+  /** Where sealed sessions are kept. Default: the directory archive over `dir`. */
+  readonly archive?: RecordingArchive;
+  /** Where open sessions are appended. Default: `dir`, where the directory archive keeps them once sealed. */
+  readonly spoolDir?: string;
+  /** Spool file operations; tests inject faults here. Default: Node's fs. */
   readonly io?: RecordingIo;
   /** Default `batch`. */
   readonly fsync?: FsyncMode;
@@ -68,35 +71,32 @@ export interface SessionStart {
   readonly resendOf?: string;
 }
 
-/** The session file's path relative to `storage.dir`: `sessions/YYYY/MM/DD/<id>.rec` by the UTC start date. */
-export function sessionFilePath(id: string, startedAt: number): string {
-  const d = new Date(startedAt);
-  const two = (n: number): string => String(n).padStart(2, '0');
-  return join(SESSIONS_DIR, String(d.getUTCFullYear()), two(d.getUTCMonth() + 1), two(d.getUTCDate()), `${id}${SESSION_FILE_SUFFIX}`);
-}
-
-const noLog: RecordingLog = { info: () => undefined, warn: () => undefined };
-
 /**
- * The gateway's recording: opens and seals session files, keeps the index in step, serves the pipeline's
- * durable recorder, reports readiness, and destroys expired sessions. One per gateway process.
+ * The gateway's recording, composed of named parts: the spool (open sessions are appended there), the
+ * archive (sealed sessions are handed to it), the indexer (keeps the store in step), the seal log, the
+ * storage health (readiness) and the retention sweep. It opens and seals sessions and serves the
+ * pipeline's durable recorder. One per gateway process.
  */
-export class Recording {
+export class Recording implements RecorderSessions {
   readonly dir: string;
   readonly keyRing: KeyRing;
   readonly signingKey: SigningKey;
   readonly store: Store;
+  readonly archive: RecordingArchive;
+  readonly spool: SessionSpool;
+  /** Where every reader finds a session: the archive (or this replica's spool, while it is open) and the index's keys. */
+  readonly source: SessionSource;
   /** The pipeline's recorder, writing into this recording's sessions. */
   readonly recorder: Recorder;
   readonly replica: string;
   readonly #o: RecordingOptions;
   readonly #io: RecordingIo;
   readonly #log: RecordingLog;
+  readonly #health: StorageHealth;
+  readonly #indexer: SessionIndexer;
   readonly #sessions = new Map<string, Promise<RecordingSession>>();
-  #failure: { cause: string; since: number } | undefined;
   #sealLog!: SealLog;
-  #progressTimer: NodeJS.Timeout | undefined;
-  #sweepTimer: NodeJS.Timeout | undefined;
+  #sweep: RetentionSweep | undefined;
   #closed = false;
 
   private constructor(options: RecordingOptions) {
@@ -108,12 +108,23 @@ export class Recording {
     this.#io = options.io ?? nodeRecordingIo;
     this.#log = options.log ?? noLog;
     this.replica = options.replica ?? hostname();
+    this.archive = options.archive ?? new FsArchive({ root: this.dir });
+    this.spool = new SessionSpool({ root: options.spoolDir ?? this.dir, io: this.#io, archive: this.archive });
+    this.source = { objects: this.spool.reader, keys: this.store, keyRing: this.keyRing };
+    this.#health = new StorageHealth({ probe: () => this.spool.probe(), log: this.#log });
+    this.#indexer = new SessionIndexer({
+      store: this.store,
+      progressIntervalMs: options.progressIntervalMs ?? 250,
+      openSessions: () => this.#sessions.values(),
+      onFailure: (err) => this.reportOutcome(err),
+      log: this.#log,
+    });
     this.recorder = createDurableRecorder({ recording: this });
   }
 
   /**
    * Opens the recording: opens (or starts) the seal log, marks sessions this replica left open (a crash)
-   * interrupted and pins what their files hold in the seal log, starts the sweep.
+   * interrupted, pins what their files hold in the seal log and hands them to the archive, starts the sweep.
    */
   static async open(options: RecordingOptions): Promise<Recording> {
     const recording = new Recording(options);
@@ -131,26 +142,31 @@ export class Recording {
       if (interrupted.length > 0) recording.#log.warn({ sessions: interrupted }, 'sessions left open by a previous run are marked interrupted');
       for (const id of interrupted) {
         const s = await options.store.getSession(id);
-        if (s !== undefined) await recording.#sealInterrupted(id, s.file, endedAt);
+        if (s === undefined) continue;
+        await recording.#sealInterrupted(id, s.file, endedAt);
+        await recording.#handOff(id, s.file);
       }
     } catch (err) {
       await recording.#sealLog.close().catch(() => undefined);
       throw err;
     }
     if (options.retentionDays !== undefined) {
-      const run = (): void => {
-        recording.sweep().catch((err: unknown) => recording.#log.warn({ err: describeStorageFailure(err) }, 'retention sweep failed'));
-      };
-      run();
-      recording.#sweepTimer = setInterval(run, options.sweepIntervalMs ?? 3_600_000);
-      recording.#sweepTimer.unref();
+      recording.#sweep = new RetentionSweep({
+        store: options.store,
+        archive: recording.archive,
+        sealLog: recording.#sealLog,
+        retentionDays: options.retentionDays,
+        intervalMs: options.sweepIntervalMs ?? 3_600_000,
+        log: recording.#log,
+      });
+      recording.#sweep.start();
     }
     return recording;
   }
 
   /** Why storage is failing (`disk full (ENOSPC)`), or undefined while it works. */
   get failureCause(): string | undefined {
-    return this.#failure?.cause;
+    return this.#health.failureCause;
   }
 
   /** The gateway-wide chain of session seals. */
@@ -163,7 +179,7 @@ export class Recording {
     return this.signingKey.publicKeyPem;
   }
 
-  /** Opens a session: creates its file, indexes it, writes `session.start`. Opening an open id returns it. */
+  /** Opens a session: creates its spool file, indexes it and its key, writes `session.start`. Opening an open id returns it. */
   openSession(start: SessionStart): Promise<RecordingSession> {
     const existing = this.#sessions.get(start.id);
     if (existing !== undefined) return existing;
@@ -187,7 +203,7 @@ export class Recording {
     return s?.busy ?? false;
   }
 
-  /** Ends a session (waits for exchanges in flight, seals, indexes); unknown ids are ignored. */
+  /** Ends a session (waits for exchanges in flight, seals, hands the file to the archive, indexes); unknown ids are ignored. */
   async closeSession(id: string, reason: string): Promise<void> {
     const opening = this.#sessions.get(id);
     if (opening === undefined) return;
@@ -201,94 +217,50 @@ export class Recording {
     if (closed.status === 'interrupted') this.reportOutcome(new Error('the session could not be sealed'));
     // Into the seal log before the index: an index row may be deleted or edited, the chained entry may not.
     await this.#sealIntoLog(session, closed);
-    await this.#flushProgress(session);
-    try {
-      await this.store.closeSession(id, closed);
-    } catch (err) {
-      this.reportOutcome(err);
-      this.#log.warn({ session: id, err: describeStorageFailure(err) }, 'the index could not record the end of a session');
-    }
+    await this.#handOff(id, session.name);
+    await this.#indexer.seal(session, closed);
     if (this.#sessions.get(id) === opening) this.#sessions.delete(id);
   }
 
   /** Records the outcome of a storage operation: a failure makes the gateway unready until one succeeds. */
   reportOutcome(error: unknown): void {
-    if (error === null || error === undefined) {
-      if (this.#failure !== undefined) this.#log.info({ was: this.#failure.cause }, 'recording storage is writable again');
-      this.#failure = undefined;
-    } else if (this.#failure === undefined) {
-      const cause = describeStorageFailure(error);
-      this.#failure = { cause, since: Date.now() };
-      this.#log.warn({ cause }, 'recording storage failed: exchanges are refused until it recovers');
-    }
+    this.#health.report(error);
   }
 
   /** Notes that a session has index progress to write; writes are batched. */
   progressChanged(): void {
-    if (this.#progressTimer !== undefined || this.#closed) return;
-    this.#progressTimer = setTimeout(() => {
-      this.#progressTimer = undefined;
-      void this.#flushAllProgress();
-    }, this.#o.progressIntervalMs ?? 250);
-    this.#progressTimer.unref();
+    if (!this.#closed) this.#indexer.changed();
   }
 
   /**
-   * The `recording` readiness check. While storage is failing it probes (write and sync a small file),
-   * so the gateway turns ready again by itself once the disk recovers, even with no traffic.
+   * The `recording` readiness check. While storage is failing it probes (write and sync a small file in
+   * the spool), so the gateway turns ready again by itself once the disk recovers, even with no traffic.
    */
-  async health(): Promise<ReadinessCheck> {
-    if (this.#failure !== undefined) {
-      try {
-        await this.#probe();
-        this.reportOutcome(null);
-      } catch (err) {
-        return { ok: false, message: `recording storage unwritable since ${new Date(this.#failure.since).toISOString()}: ${describeStorageFailure(err)}` };
-      }
-    }
-    return { ok: true };
+  health(): Promise<ReadinessCheck> {
+    return this.#health.check();
   }
 
-  /** Destroys sessions past retention: the wrapped key is overwritten, then the file and the index row go. */
-  async sweep(now = Date.now()): Promise<number> {
-    const days = this.#o.retentionDays;
-    if (days === undefined) return 0;
-    const before = now - days * 86_400_000;
-    let destroyed = 0;
-    for (;;) {
-      const batch = await this.store.expiredSessions(before, 100);
-      if (batch.length === 0) return destroyed;
-      for (const s of batch) {
-        // Logged first: a session that vanishes with no entry saying so reads as tampered with.
-        await this.#sealLog.append({ type: 'destroyed', session: s.id, at: Date.now() });
-        await this.#destroyFile(join(this.dir, s.file));
-        await this.store.deleteSession(s.id);
-        destroyed++;
-      }
-      // Signed at once: a verifier trusts a `destroyed` entry only when a checkpoint covers it.
-      await this.#sealLog.checkpoint();
-      this.#log.info({ sessions: batch.map((s) => s.id) }, 'expired sessions destroyed');
-    }
+  /** Destroys sessions past retention (see RetentionSweep); 0 when no retention is configured. */
+  sweep(now = Date.now()): Promise<number> {
+    return this.#sweep?.sweep(now) ?? Promise.resolve(0);
   }
 
   /** Seals every open session, signs the seal log's head, and stops timers; the store stays open (its owner closes it). */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    clearInterval(this.#sweepTimer);
+    this.#sweep?.stop();
     await Promise.all([...this.#sessions.keys()].map((id) => this.closeSession(id, 'gateway shutdown')));
-    clearTimeout(this.#progressTimer);
-    this.#progressTimer = undefined;
-    await this.#flushAllProgress();
+    await this.#indexer.close();
     await this.#sealLog.close().catch((err: unknown) => this.#log.warn({ err: describeStorageFailure(err) }, 'the seal log could not be signed at shutdown'));
   }
 
   async #open(start: SessionStart): Promise<RecordingSession> {
     const startedAt = Date.now();
-    const file = sessionFilePath(start.id, startedAt);
+    const name = sessionObjectName(start.id, startedAt);
     const writer = await SessionWriter.create({
       io: this.#io,
-      path: join(this.dir, file),
+      path: this.spool.pathOf(name),
       sessionId: start.id,
       created: startedAt,
       keyRing: this.keyRing,
@@ -298,30 +270,33 @@ export class Recording {
     });
     const { principal, connection } = start;
     try {
-      await this.store.createSession({
-        id: start.id,
-        user: principal.sub,
-        email: principal.email,
-        groups: principal.groups,
-        clientId: principal.clientId,
-        connection: connection.name,
-        via: start.via,
-        reason: start.reason,
-        clientAddress: start.clientAddress,
-        cliVersion: start.cliVersion,
-        resendOf: start.resendOf,
-        startedAt,
-        file,
-        keyId: writer.keyId,
-        replica: this.replica,
-      });
+      await this.#indexer.open(
+        {
+          id: start.id,
+          user: principal.sub,
+          email: principal.email,
+          groups: principal.groups,
+          clientId: principal.clientId,
+          connection: connection.name,
+          via: start.via,
+          reason: start.reason,
+          clientAddress: start.clientAddress,
+          cliVersion: start.cliVersion,
+          resendOf: start.resendOf,
+          startedAt,
+          file: name,
+          keyId: writer.keyId,
+          replica: this.replica,
+        },
+        writer.wrappedKey,
+      );
     } catch (err) {
       this.reportOutcome(err);
       await writer.close().catch(() => undefined);
-      await this.#io.remove(join(this.dir, file)).catch(() => undefined);
+      await this.spool.discard(name).catch(() => undefined);
       throw recordingUnavailable(err, 'the session index');
     }
-    const session = new RecordingSession(start.id, writer);
+    const session = new RecordingSession(start.id, name, writer);
     try {
       await session.append('session.start', {
         session: start.id,
@@ -345,7 +320,8 @@ export class Recording {
     } catch (err) {
       await writer.close().catch(() => undefined);
       const endedAt = Date.now();
-      await this.#sealInterrupted(start.id, file, endedAt);
+      await this.#sealInterrupted(start.id, name, endedAt);
+      await this.#handOff(start.id, name);
       await this.store.closeSession(start.id, { status: 'interrupted', endedAt }).catch(() => undefined);
       throw err;
     }
@@ -354,13 +330,12 @@ export class Recording {
 
   /** Appends a closed session's seal to the seal log; a failure makes the gateway unready and is retried with the next entry. */
   async #sealIntoLog(session: RecordingSession, closed: SessionClosed): Promise<void> {
-    const file = relative(this.dir, session.writer.path);
     if (closed.status === 'interrupted' || closed.records === undefined || closed.headHash === undefined) {
-      await this.#sealInterrupted(session.id, file, closed.endedAt);
+      await this.#sealInterrupted(session.id, session.name, closed.endedAt);
       return;
     }
     try {
-      await this.#sealLog.append({ type: 'seal', session: session.id, file, status: 'closed', records: closed.records, finalHash: closed.headHash, sealedAt: closed.endedAt });
+      await this.#sealLog.append({ type: 'seal', session: session.id, file: session.name, status: 'closed', records: closed.records, finalHash: closed.headHash, sealedAt: closed.endedAt });
     } catch (err) {
       this.#log.warn({ session: session.id, err: describeStorageFailure(err) }, 'the seal log could not record a sealed session; it is retried with the next entry');
     }
@@ -370,69 +345,28 @@ export class Recording {
    * Pins what an unsealed session's file holds (whole records, last hash) in the seal log, so cutting it
    * further later is seen. Best effort: a file that cannot be read has nothing to pin.
    */
-  async #sealInterrupted(id: string, file: string, endedAt: number): Promise<void> {
+  async #sealInterrupted(id: string, name: string, endedAt: number): Promise<void> {
     let head: { records: number; head: string };
     try {
-      head = await sessionFileHead(join(this.dir, file));
+      head = await sessionObjectHead(this.source.objects, name);
     } catch (err) {
       this.#log.warn({ session: id, err: describeStorageFailure(err) }, 'an interrupted session file cannot be read, so the seal log cannot pin it');
       return;
     }
     try {
-      await this.#sealLog.append({ type: 'seal', session: id, file, status: 'interrupted', records: head.records, finalHash: head.head, sealedAt: endedAt });
+      await this.#sealLog.append({ type: 'seal', session: id, file: name, status: 'interrupted', records: head.records, finalHash: head.head, sealedAt: endedAt });
     } catch (err) {
       this.#log.warn({ session: id, err: describeStorageFailure(err) }, 'the seal log could not record an interrupted session; it is retried with the next entry');
     }
   }
 
-  async #flushAllProgress(): Promise<void> {
-    for (const opening of [...this.#sessions.values()]) {
-      const session = await opening.catch(() => undefined);
-      if (session !== undefined) await this.#flushProgress(session);
-    }
-  }
-
-  async #flushProgress(session: RecordingSession): Promise<void> {
-    const progress = session.takeProgress();
-    if (progress === undefined) return;
+  /** Gives a finished session's file to the archive. On failure it stays in the spool, where readers still find it. */
+  async #handOff(id: string, name: string): Promise<void> {
     try {
-      await this.store.updateSession(session.id, progress);
+      await this.spool.handOff(name);
     } catch (err) {
-      session.restoreProgress(progress);
       this.reportOutcome(err);
-      this.progressChanged();
+      this.#log.warn({ session: id, err: describeStorageFailure(err) }, 'a finished session could not be handed to the archive; it stays in the spool');
     }
-  }
-
-  async #probe(): Promise<void> {
-    const path = join(this.dir, SESSIONS_DIR, `.probe-${randomBytes(6).toString('hex')}`);
-    await this.#io.mkdir(join(this.dir, SESSIONS_DIR));
-    const file = await this.#io.create(path);
-    try {
-      await file.writev([Buffer.from('probe')]);
-      await file.sync();
-    } finally {
-      await file.close().catch(() => undefined);
-      await this.#io.remove(path).catch(() => undefined);
-    }
-  }
-
-  /** Overwrites the header (which holds the wrapped data key) with zeros, then removes the file. */
-  async #destroyFile(path: string): Promise<void> {
-    let file;
-    try {
-      file = await this.#io.openExisting(path);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-      throw err;
-    }
-    try {
-      // The header is small; 4 KiB covers it and never reaches past what erasure needs.
-      await file.writeAt(Buffer.alloc(4096 + HEADER_PREFIX), 0);
-      await file.sync();
-    } finally {
-      await file.close();
-    }
-    await this.#io.remove(path);
   }
 }

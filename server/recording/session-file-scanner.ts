@@ -1,4 +1,4 @@
-import { open } from 'node:fs/promises';
+import type { ArchiveReader } from './archive/archive.js';
 import { decodeHeader, headerLength, HEADER_PREFIX, LENGTH_BYTES, MAX_RECORD_BYTES, NONCE_BYTES, sha256, TAG_BYTES, type SessionHeader } from './record-format.js';
 
 /** What the scanner finds, in file order; it stops after `truncated` or `bad-length`. */
@@ -10,25 +10,32 @@ export type ScanItem =
   /** A length prefix no record can have: the file cannot be framed past `offset`. */
   | { readonly kind: 'bad-length'; readonly index: number; readonly offset: number; readonly length: number };
 
-const READ_SIZE = 256 * 1024;
-
 /**
- * Splits a session file into its header and record frames without decrypting anything, reading it in
- * bounded pieces (memory stays at about one record plus one read). Throws HeaderError for a bad header.
+ * Splits a session file into its header and record frames without decrypting anything, streaming it from
+ * the archive (memory stays at about one record plus one chunk of the stream). Rejects with ArchiveError
+ * `ARCHIVE_NOT_FOUND` for a missing object and HeaderError for a bad header.
  */
-export async function* scanSessionFile(path: string): AsyncGenerator<ScanItem> {
-  const handle = await open(path, 'r');
+export async function* scanSessionObject(objects: ArchiveReader, name: string): AsyncGenerator<ScanItem> {
+  const stream = await objects.get(name);
+  const chunks = stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
   try {
     let buf: Buffer = Buffer.alloc(0);
     let fileOffset = 0; // file offset of buf[0]
     let eof = false;
     const fill = async (need: number): Promise<boolean> => {
-      while (buf.length < need && !eof) {
-        const chunk = Buffer.allocUnsafe(Math.max(READ_SIZE, need - buf.length));
-        const { bytesRead } = await handle.read(chunk, 0, chunk.length, fileOffset + buf.length);
-        if (bytesRead === 0) eof = true;
-        else buf = buf.length === 0 ? chunk.subarray(0, bytesRead) : Buffer.concat([buf, chunk.subarray(0, bytesRead)]);
+      if (buf.length >= need) return true;
+      // Gathered, then joined once: joining per chunk would copy a large record over and over.
+      const parts: Buffer[] = [buf];
+      let have = buf.length;
+      while (have < need && !eof) {
+        const next = await chunks.next();
+        if (next.done === true) eof = true;
+        else {
+          parts.push(next.value);
+          have += next.value.length;
+        }
       }
+      buf = parts.length === 1 ? buf : Buffer.concat(parts, have);
       return buf.length >= need;
     };
     const consume = (n: number): Buffer => {
@@ -63,7 +70,8 @@ export async function* scanSessionFile(path: string): AsyncGenerator<ScanItem> {
       yield { kind: 'record', index, offset, frame: Buffer.from(consume(need)) };
     }
   } finally {
-    await handle.close();
+    // A reader that stops early (a client gone, a header read) must still release the object.
+    stream.destroy();
   }
 }
 
@@ -72,10 +80,10 @@ export async function* scanSessionFile(path: string): AsyncGenerator<ScanItem> {
  * (of the header when there is none), as the seal log pins an interrupted session. A torn last record
  * is not counted, as verify does not count it.
  */
-export async function sessionFileHead(path: string): Promise<{ records: number; head: string }> {
+export async function sessionObjectHead(objects: ArchiveReader, name: string): Promise<{ records: number; head: string }> {
   let records = 0;
   let head = '';
-  for await (const item of scanSessionFile(path)) {
+  for await (const item of scanSessionObject(objects, name)) {
     if (item.kind === 'header') head = sha256(item.bytes).toString('hex');
     else if (item.kind === 'record') {
       records++;
@@ -83,4 +91,14 @@ export async function sessionFileHead(path: string): Promise<{ records: number; 
     }
   }
   return { records, head };
+}
+
+/**
+ * A session file's header alone, read as two ranges (its fixed prefix, then the rest) rather than a
+ * stream of the whole object. Rejects with ARCHIVE_NOT_FOUND or HeaderError.
+ */
+export async function readSessionHeader(objects: ArchiveReader, name: string): Promise<SessionHeader> {
+  const prefix = await objects.range(name, 0, HEADER_PREFIX);
+  const length = headerLength(prefix);
+  return decodeHeader(await objects.range(name, 0, length));
 }

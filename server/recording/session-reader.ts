@@ -1,7 +1,8 @@
 import type { EventType, RecordedEvent } from './event-types.js';
-import type { KeyRing } from './key-ring.js';
+import { KeyUnavailableError } from './key-ring.js';
 import { decodeRecord, sessionAad, sha256, type SessionHeader } from './record-format.js';
-import { scanSessionFile } from './session-file-scanner.js';
+import { scanSessionObject } from './session-file-scanner.js';
+import { sessionDataKey, type SessionSource } from './session-source.js';
 
 /** A session file that cannot be read past a point: altered, reordered, or its key is unavailable. */
 export class SessionReadError extends Error {
@@ -24,24 +25,25 @@ export interface ReadSessionOptions {
 }
 
 /**
- * Streams a session file's decrypted events in order, offline (no gateway, no index): only the file and
- * the key ring. Each record's authenticity, position and chain are checked as it is read; an altered or
+ * Streams a session file's decrypted events in order, with no gateway: the archive object, the key ring,
+ * and (for version 2 files) the index's copy of the wrapped data key. Each record's authenticity, position and chain are checked as it is read; an altered or
  * reordered record throws SessionReadError with its position. A file cut inside its last record (a
  * crash mid-write) simply ends after the last whole record: use `verifySession` to tell a sealed session
  * from an interrupted one.
  */
-export async function* readSession(file: string, keyRing: KeyRing, options: ReadSessionOptions = {}): AsyncGenerator<RecordedEvent> {
+export async function* readSession(source: SessionSource, name: string, options: ReadSessionOptions = {}): AsyncGenerator<RecordedEvent> {
   let dataKey: Buffer | undefined;
   let aad: Buffer = Buffer.alloc(0);
   let prev: Buffer = Buffer.alloc(0);
-  for await (const item of scanSessionFile(file)) {
+  for await (const item of scanSessionObject(source.objects, name)) {
     switch (item.kind) {
       case 'header': {
         const { header } = item;
         try {
-          dataKey = keyRing.unwrap(header.wrappedKey, header.session);
+          dataKey = await sessionDataKey(header, source);
         } catch (cause) {
-          throw new SessionReadError(`Session ${header.session}: ${(cause as Error).message}`, -1, 0, { cause });
+          if (!(cause instanceof KeyUnavailableError)) throw cause;
+          throw new SessionReadError(`Session ${header.session}: ${cause.message}`, -1, 0, { cause });
         }
         aad = sessionAad(header.session);
         prev = sha256(item.bytes);

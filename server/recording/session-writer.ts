@@ -2,8 +2,8 @@ import { dirname } from 'node:path';
 import { SluiceError } from '../../shared/errors.js';
 import type { EventFields, EventType } from './event-types.js';
 import type { RecordingFile, RecordingIo } from './file-io.js';
-import type { KeyRing } from './key-ring.js';
-import { checkpointMessage, encodeHeader, encodeRecord, FORMAT_VERSION, NonceSequence, sessionAad, sha256 } from './record-format.js';
+import type { KeyRing, WrappedKey } from './key-ring.js';
+import { checkpointMessage, encodeHeader, encodeRecord, NonceSequence, sessionAad, sha256 } from './record-format.js';
 import { recordingUnavailable } from './recording-error.js';
 import { signCheckpoint, type SigningKey } from './signing-key.js';
 
@@ -13,11 +13,12 @@ export type FsyncMode = 'always' | 'batch' | 'never';
 /** Options of one session file's writer. */
 export interface SessionWriterOptions {
   readonly io: RecordingIo;
-  /** Absolute path of the new file; its directory is created. */
+  /** Absolute path of the new spool file; its directory is created. */
   readonly path: string;
   readonly sessionId: string;
   /** Milliseconds since the epoch; every record's `t` counts from here. */
   readonly created: number;
+  /** Makes the session's data key, wrapped under the ring's current master key. */
   readonly keyRing: KeyRing;
   readonly fsync: FsyncMode;
   /** For `batch`: longest time a written record waits for fsync. */
@@ -51,6 +52,11 @@ export class SessionWriter {
   readonly sessionId: string;
   readonly created: number;
   readonly keyId: string;
+  /**
+   * The session's data key wrapped under master key `keyId`. The file names the key id only: the owner
+   * keeps this in the index (`Store.putSessionKey`), where erasing the session deletes it.
+   */
+  readonly wrappedKey: WrappedKey;
   readonly #o: SessionWriterOptions;
   readonly #file: RecordingFile;
   readonly #dataKey: Buffer;
@@ -69,12 +75,13 @@ export class SessionWriter {
   #sealed = false;
   #closed = false;
 
-  private constructor(options: SessionWriterOptions, file: RecordingFile, dataKey: Buffer, header: Buffer, keyId: string) {
+  private constructor(options: SessionWriterOptions, file: RecordingFile, dataKey: Buffer, header: Buffer, wrappedKey: WrappedKey) {
     this.#o = options;
     this.path = options.path;
     this.sessionId = options.sessionId;
     this.created = options.created;
-    this.keyId = keyId;
+    this.keyId = wrappedKey.keyId;
+    this.wrappedKey = wrappedKey;
     this.#file = file;
     this.#dataKey = dataKey;
     this.#aad = sessionAad(options.sessionId);
@@ -85,7 +92,7 @@ export class SessionWriter {
   /** Creates the file and writes its header (synced, so a session that exists on disk can always be read). */
   static async create(options: SessionWriterOptions): Promise<SessionWriter> {
     const { dataKey, wrapped } = options.keyRing.newDataKey(options.sessionId);
-    const header = encodeHeader({ version: FORMAT_VERSION, session: options.sessionId, created: options.created, wrappedKey: wrapped });
+    const header = encodeHeader({ session: options.sessionId, created: options.created, keyId: wrapped.keyId });
     let file: RecordingFile | undefined;
     try {
       await options.io.mkdir(dirname(options.path));
@@ -100,7 +107,7 @@ export class SessionWriter {
       throw recordingUnavailable(err, 'the session file');
     }
     options.onOutcome?.(null);
-    return new SessionWriter(options, file, dataKey, header, wrapped.keyId);
+    return new SessionWriter(options, file, dataKey, header, wrapped);
   }
 
   /** Records written so far (whole, on disk). */

@@ -1,5 +1,5 @@
 import { stat } from 'node:fs/promises';
-import type { RecordingLog } from './recording.js';
+import type { RecordingLog } from './recording-log.js';
 
 /**
  * Warns when `storage.dir` lets its group or others in. Every file the gateway writes there is 0600, but

@@ -1,13 +1,14 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
-import type { KeyRing } from './key-ring.js';
+import { KeyUnavailableError } from './key-ring.js';
 import { checkpointMessage, decodeRecord, HeaderError, sessionAad, sha256, type DecodedRecord } from './record-format.js';
-import { scanSessionFile } from './session-file-scanner.js';
+import { scanSessionObject } from './session-file-scanner.js';
+import { sessionDataKey, type SessionSource } from './session-source.js';
 import { publicKeyFingerprint, verifyCheckpoint } from './signing-key.js';
 
 /** Kinds of problem, each with the record position it was found at. */
 export type VerifyProblemKind =
   | 'header' // not a session file, unsupported version, or unreadable header
-  | 'key' // the data key does not unwrap (unknown master key id, wrong key, altered header)
+  | 'key' // the data key does not unwrap (unknown master key id, wrong key, altered header), or the index holds none (erased)
   | 'length' // a record length no record can have: nothing past it can be framed
   | 'truncated' // the file ends inside a record (a crash mid-write, or a cut file)
   | 'decrypt' // the record does not authenticate: its bytes were altered
@@ -50,20 +51,19 @@ export interface VerifyResult {
   readonly problems: readonly VerifyProblem[];
 }
 
-/** What `verifySession` needs; `expect` adds what the index knows about a sealed session. */
+/** What `verifySession` needs besides the session's source; `expect` adds what the index knows about a sealed session. */
 export interface VerifyOptions {
-  readonly keyRing: KeyRing;
   /** The checkpoint signing key: a KeyObject or SPKI PEM. */
   readonly publicKey: KeyObject | string;
   readonly expect?: { readonly sessionId?: string; readonly records?: number; readonly finalHash?: string };
 }
 
 /**
- * Checks a session file offline: header, key, every record's authenticity, position and chain, and the
- * signed checkpoint. Reports every problem with its record position and byte offset; never throws for
- * a damaged file (only for an unreadable path).
+ * Checks a session file with no gateway: header, key, every record's authenticity, position and chain,
+ * and the signed checkpoint. Reports every problem with its record position and byte offset; never
+ * throws for a damaged file (only for one that cannot be fetched: ARCHIVE_NOT_FOUND, or an I/O error).
  */
-export async function verifySession(file: string, options: VerifyOptions): Promise<VerifyResult> {
+export async function verifySession(source: SessionSource, name: string, options: VerifyOptions): Promise<VerifyResult> {
   const publicKey = typeof options.publicKey === 'string' ? createPublicKey(options.publicKey) : options.publicKey;
   const fingerprint = publicKeyFingerprint(publicKey);
   const problems: VerifyProblem[] = [];
@@ -73,6 +73,8 @@ export async function verifySession(file: string, options: VerifyOptions): Promi
   let session: string | undefined;
   let keyId: string | undefined;
   let dataKey: Buffer | undefined;
+  /** The key is not to be had: records are still framed and hashed, so their count and last hash can be checked against the seal log. */
+  let keyless = false;
   let aad: Buffer = Buffer.alloc(0);
   let prev: Buffer = Buffer.alloc(0);
   let records = 0;
@@ -85,10 +87,10 @@ export async function verifySession(file: string, options: VerifyOptions): Promi
   let sealLog: string | undefined;
 
   try {
-    for await (const item of scanSessionFile(file)) {
+    for await (const item of scanSessionObject(source.objects, name)) {
       if (item.kind === 'header') {
         session = item.header.session;
-        keyId = item.header.wrappedKey.keyId;
+        keyId = item.header.keyId;
         aad = sessionAad(session);
         prev = sha256(item.bytes);
         lastGoodOffset = endOffset = item.bytes.length;
@@ -97,10 +99,12 @@ export async function verifySession(file: string, options: VerifyOptions): Promi
           intactSoFar = false;
         }
         try {
-          dataKey = options.keyRing.unwrap(item.header.wrappedKey, session);
+          dataKey = await sessionDataKey(item.header, source);
         } catch (err) {
-          problem('key', -1, 0, (err as Error).message);
-          return result();
+          if (!(err instanceof KeyUnavailableError)) throw err;
+          problem('key', -1, 0, err.message);
+          keyless = true;
+          intactSoFar = false;
         }
         continue;
       }
@@ -120,6 +124,7 @@ export async function verifySession(file: string, options: VerifyOptions): Promi
       endOffset = offset + frame.length;
       const expectedPrev = prev;
       prev = sha256(frame);
+      if (keyless) continue;
       if (checkpointAt >= 0) {
         problem('trailing', index, offset, `Record ${index} at byte ${offset} follows the checkpoint`);
         intactSoFar = false;

@@ -1,35 +1,30 @@
-import { existsSync } from 'node:fs';
-import { readdir } from 'node:fs/promises';
-import { basename, join, relative } from 'node:path';
-import Database from 'better-sqlite3';
 import type { KeyObject } from 'node:crypto';
+import { basename } from 'node:path';
 import type { SessionStatus } from '../store/store.js';
+import { ArchiveError, isArchiveNotFound, listAll, type ArchiveReader, type RecordingArchive } from './archive/archive.js';
+import type { AuditedSession, AuditIndex } from './audit-index.js';
 import type { KeyRing } from './key-ring.js';
-import { INDEX_FILE } from './open-storage.js';
 import { SESSION_FILE_SUFFIX } from './record-format.js';
-import { SESSIONS_DIR } from './recording.js';
 import { SEAL_LOG_FILE } from './seal-log-format.js';
+import { NO_SESSION_KEYS, type SessionSource } from './session-source.js';
+import { SESSIONS_DIR } from './storage-layout.js';
 import { readSealLog, type SealedSession, type SealLogReport } from './verify-seal-log.js';
 import { verifySession, type VerifyResult } from './verify-session.js';
 
-/** What `verifyStorageDir` needs: a copy of `storage.dir` (or the live one), keys, and which sessions. */
+/** What `verifyStorageDir` needs: a copy of `storage.dir` (or the live one) as archive and index, keys, and which sessions. */
 export interface VerifyDirOptions {
+  /** The directory holding the seal log. */
   readonly dir: string;
+  /** The session files: read, and listed to find files the index does not name. */
+  readonly archive: ArchiveReader & Pick<RecordingArchive, 'list'>;
+  /** The session index (which sessions exist, their keys); undefined when the directory has none. */
+  readonly index?: AuditIndex;
   readonly keyRing: KeyRing;
   readonly publicKey: KeyObject | string;
   /** One session id; default every session. */
   readonly only?: string;
   /** The directory's seal log, read already (`readSealLog`); read here when absent. */
   readonly sealLog?: SealLogReport;
-}
-
-/** A session as the index knows it. */
-interface IndexedSession {
-  readonly id: string;
-  readonly file: string;
-  readonly status: SessionStatus;
-  readonly records: number | null;
-  readonly final_hash: string | null;
 }
 
 /** The verdict on one session of the directory. */
@@ -58,32 +53,16 @@ export interface VerdictText {
   readonly failed: boolean;
 }
 
-async function* recFiles(dir: string): AsyncGenerator<string> {
-  let entries;
-  try {
-    entries = await readdir(dir, { withFileTypes: true });
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw err;
-  }
-  entries.sort((a, b) => a.name.localeCompare(b.name));
-  for (const e of entries) {
-    const path = join(dir, e.name);
-    if (e.isDirectory()) yield* recFiles(path);
-    else if (e.isFile() && e.name.endsWith(SESSION_FILE_SUFFIX)) yield path;
-  }
-}
-
 /**
- * Verifies the sessions of a storage directory offline, one at a time. With `index.sqlite` present,
- * the index says which sessions exist and what a sealed one must hold (record count, final hash); files
- * the index does not list are verified too. The seal log (`seals.log`) says the same of every session
- * sealed since it began, where deleting or editing an index row does not reach: a session it lists
- * must be there and hold exactly what its entry pins, and one it does not list is yielded as missing.
- * The index is opened read-only: verifying evidence must never change it.
+ * Verifies the sessions of a storage directory with no gateway, one at a time, through the archive and
+ * the index. With an index, it says which sessions exist, what a sealed one must hold (record count,
+ * final hash), and holds the data keys of format 2 files; session files it does not list are verified
+ * too. The seal log (`seals.log`) says the same of every session sealed since it began, where deleting
+ * or editing an index row does not reach: a session it lists must be there and hold exactly what its
+ * entry pins, and one it does not list is yielded as missing.
  */
 export async function* verifyStorageDir(options: VerifyDirOptions): AsyncGenerator<SessionVerdict> {
-  const { dir } = options;
+  const { dir, archive, index } = options;
   const sealLog = options.sealLog ?? (await readSealLog({ dir, publicKey: options.publicKey }));
   const covered = Math.max(sealLog.signedThrough, sealLog.pinnedThrough);
   const sealOf = (id: string): Pick<SessionVerdict, 'seal' | 'sealLogId' | 'destroyedVouched'> => {
@@ -94,56 +73,49 @@ export async function* verifyStorageDir(options: VerifyDirOptions): AsyncGenerat
       destroyedVouched: seal?.destroyed !== undefined && seal.destroyed.entry <= covered,
     };
   };
+  const source: SessionSource = { objects: archive, keys: index ?? NO_SESSION_KEYS, keyRing: options.keyRing };
   const seen = new Set<string>();
-  const verify = (path: string, expect?: IndexedSession): Promise<VerifyResult> =>
-    verifySession(path, {
-      keyRing: options.keyRing,
-      publicKey: options.publicKey,
-      ...(expect === undefined
-        ? {}
-        : { expect: expect.status === 'closed' ? { sessionId: expect.id, records: expect.records ?? undefined, finalHash: expect.final_hash ?? undefined } : { sessionId: expect.id } }),
-    });
-  const indexPath = join(dir, INDEX_FILE);
-  const listed = new Set<string>();
-  const hasIndex = existsSync(indexPath);
-  if (hasIndex) {
-    const db = new Database(indexPath, { readonly: true, fileMustExist: true });
+  /** The verdict on one file; undefined when it is missing. */
+  const verify = async (name: string, expect?: AuditedSession): Promise<VerifyResult | undefined> => {
     try {
-      const sql = `SELECT id, file, status, records, final_hash FROM sessions${options.only === undefined ? '' : ' WHERE id = ?'} ORDER BY started_at, id`;
-      const rows = (options.only === undefined ? db.prepare(sql).all() : db.prepare(sql).all(options.only)) as IndexedSession[];
-      for (const row of rows) {
-        listed.add(row.file);
-        seen.add(row.id);
-        let result: VerifyResult | undefined;
-        try {
-          result = await verify(join(dir, row.file), row);
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-        }
-        yield { id: row.id, file: row.file, indexStatus: row.status, notInIndex: false, ...(result === undefined ? {} : { result }), ...sealOf(row.id) };
-      }
-    } finally {
-      db.close();
+      return await verifySession(source, name, {
+        publicKey: options.publicKey,
+        ...(expect === undefined
+          ? {}
+          : { expect: expect.status === 'closed' ? { sessionId: expect.id, records: expect.records, finalHash: expect.finalHash } : { sessionId: expect.id } }),
+      });
+    } catch (err) {
+      // A name no archive object can have (an index row or seal entry pointing outside) names no file either.
+      if (isArchiveNotFound(err) || (err instanceof ArchiveError && err.code === 'ARCHIVE_BAD_NAME')) return undefined;
+      throw err;
+    }
+  };
+  const listed = new Set<string>();
+  const hasIndex = index !== undefined;
+  if (index !== undefined) {
+    for await (const row of index.sessions(options.only)) {
+      listed.add(row.file);
+      seen.add(row.id);
+      const result = await verify(row.file, row);
+      yield { id: row.id, file: row.file, indexStatus: row.status, notInIndex: false, ...(result === undefined ? {} : { result }), ...sealOf(row.id) };
     }
   }
-  for await (const path of recFiles(join(dir, SESSIONS_DIR))) {
-    const file = relative(dir, path);
-    const id = basename(path, SESSION_FILE_SUFFIX);
+  for await (const object of listAll(archive, `${SESSIONS_DIR}/`)) {
+    const file = object.name;
+    if (!file.endsWith(SESSION_FILE_SUFFIX)) continue;
+    const id = basename(file, SESSION_FILE_SUFFIX);
     if (listed.has(file) || (options.only !== undefined && id !== options.only)) continue;
+    const result = await verify(file);
+    if (result === undefined) continue; // removed while listing
     seen.add(id);
-    yield { id, file, notInIndex: hasIndex, result: await verify(path), ...sealOf(id) };
+    yield { id, file, notInIndex: hasIndex, result, ...sealOf(id) };
   }
   // Sessions the seal log lists that neither the index nor the sessions directory holds.
   for (const seal of sealLog.sessions.values()) {
     if (seen.has(seal.session) || (options.only !== undefined && seal.session !== options.only)) continue;
     const verdict = sealOf(seal.session);
     if (verdict.destroyedVouched) continue;
-    let result: VerifyResult | undefined;
-    try {
-      result = await verify(join(dir, seal.file));
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    }
+    const result = await verify(seal.file);
     yield { id: seal.session, file: seal.file, notInIndex: hasIndex, ...(result === undefined ? {} : { result }), ...verdict };
   }
 }
@@ -169,8 +141,9 @@ export function verdictText(v: SessionVerdict, strict = false): VerdictText {
     }
     return { status: 'broken', text: `broken: the session file ${v.file} is missing`, failed: true };
   }
-  // A file whose header or key cannot be read says nothing about its records: that is the verdict.
-  const unreadable = r.problems.some((p) => p.kind === 'header' || p.kind === 'key');
+  // A file whose header cannot be read says nothing about its records: that is the verdict. One whose key
+  // is not to be had (erased, or no index) is still framed, so its record count and last hash are checked.
+  const unreadable = r.problems.some((p) => p.kind === 'header');
   if (seal !== undefined && !unreadable && (r.records !== seal.records || r.headHash !== seal.finalHash)) {
     const has = r.records === seal.records ? `${r.records} ending in another hash` : `${r.records}`;
     return {

@@ -19,13 +19,13 @@ import type { RecordedEvent } from '../../server/recording/event-types.js';
 import { keyRingFromSettings } from '../../server/recording/key-ring.js';
 import { nodeRecordingIo } from '../../server/recording/file-io.js';
 import { SEAL_CHECKPOINTS_FILE, SEAL_LOG_FILE } from '../../server/recording/seal-log-format.js';
-import { readSession } from '../../server/recording/session-reader.js';
 import { SessionWriter } from '../../server/recording/session-writer.js';
 import { signingKeyFrom } from '../../server/recording/signing-key.js';
 import { ERRORS } from '../../shared/errors.js';
 import type { SessionDetailJson, SessionJson, SessionListJson } from '../../shared/sessions-api.js';
 import { runCli, spawnCli } from '../helpers/cli-process.js';
 import { signToken, startTestIdp, type TestIdp } from '../helpers/oidc.js';
+import { readStoredSession } from '../helpers/stored-sessions.js';
 
 const UPSTREAM_KEY = 'sk-upstream-only-the-gateway-knows';
 
@@ -210,10 +210,8 @@ async function copyOfData(): Promise<string> {
   return copy;
 }
 
-async function eventsOf(dir: string, s: SessionJson): Promise<RecordedEvent[]> {
-  const out: RecordedEvent[] = [];
-  for await (const e of readSession(join(dir, s.file), keyRingFromSettings({ master_key: masterKey })!)) out.push(e);
-  return out;
+function eventsOf(dir: string, s: SessionJson): Promise<RecordedEvent[]> {
+  return readStoredSession(dir, s.file, keyRingFromSettings({ master_key: masterKey })!);
 }
 
 /** `sluice audit verify --all` on a directory, with the public key kept outside it. */
@@ -314,18 +312,38 @@ describe('sluice audit verify (offline)', () => {
     expect(r.code).toBe(ERRORS.ERR_RECORDING_TAMPERED.exit);
     expect(r.stdout).toMatch(new RegExp(`^${session.id} {2}broken at record 5: cut or rewritten: the seal log \\(entry 1\\) says the sealed session holds ${session.records} records ending in [0-9a-f]{16}…; the file has 5\\n$`));
 
-    // Without the index, the seal log still says the session was sealed.
+    // Without the index (and with it the sessions' data keys), the seal log still says the session was sealed:
+    // a file is framed and counted without its key.
     await rm(join(dir, 'index.sqlite'));
     const noIndex = await verifyAll(dir);
     expect(noIndex.code).toBe(ERRORS.ERR_RECORDING_TAMPERED.exit);
     expect(noIndex.stdout).toContain(`${session.id}  broken at record 5: cut or rewritten`);
 
-    // Without the seal log too, the cut file reads as interrupted; the other session, sealed into that log, says it is gone.
+    // Without the seal log too, nothing vouches for either file: their data keys were in the index.
     await rm(join(dir, SEAL_LOG_FILE));
     const neither = await verifyAll(dir);
     expect(neither.code).toBe(ERRORS.ERR_RECORDING_TAMPERED.exit);
-    expect(neither.stdout).toContain(`${session.id}  interrupted at record 5 byte ${cutAt.offset} (records 0–4 intact, no checkpoint)`);
-    expect(neither.stdout).toMatch(/ses_[0-9a-f]{32} {2}broken: the session is sealed into seal log sl_[0-9a-f]{32}, but the directory has no seals\.log: it was removed/);
+    expect(neither.stdout).toContain(`${session.id}  broken at the header: The index holds no data key for session ${session.id}`);
+    expect(neither.stdout.trimEnd().split('\n').filter((l) => /^ses_[0-9a-f]{32} {2}broken at the header: The index holds no data key/.test(l))).toHaveLength(2);
+  });
+
+  it('fails a session whose data key was erased from the index, naming it, while the file is untouched', async () => {
+    const dir = await copyOfData();
+    editIndex(dir, 'DELETE FROM session_keys WHERE session_id = ?', session.id);
+    const r = await verifyAll(dir);
+    expect(r.code).toBe(ERRORS.ERR_RECORDING_TAMPERED.exit);
+    expect(r.stdout).toContain(`${session.id}  broken at the header: The index holds no data key for session ${session.id}: it was erased, or this is not the index it was recorded with`);
+    expect(r.stdout).toMatch(/ intact \(/); // the other session keeps its key
+  });
+
+  it('verifies a directory written in format 1, every key in its session headers and no index', async () => {
+    const fixture = new URL('../fixtures/recording-v1/', import.meta.url).pathname;
+    const dir = await mkdtemp(join(root, 'v1-'));
+    await cp(fixture, dir, { recursive: true });
+    const row = JSON.parse(await readFile(join(dir, 'index-row.json'), 'utf8')) as { id: string; records: number };
+    const r = await runCli(['audit', 'verify', '--all', '--public-key', join(dir, 'public-key.pem'), '--data-dir', dir, '--key-file', join(dir, 'master-key.b64')], { env: offline });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toBe(`${row.id}  intact (${row.records} records, signed)\nseal log  intact (2 entries; signed through entry 1)\n`);
   });
 
   it('fails a sealed session cut to 10 records whose index row was deleted, or set to interrupted, naming it', async () => {
@@ -368,6 +386,8 @@ describe('sluice audit verify (offline)', () => {
       const open = { ...row, id: openId, file, status: 'open', ended_at: null, records: null, final_hash: null };
       const columns = Object.keys(open);
       db.prepare(`INSERT INTO sessions (${columns.join(', ')}) VALUES (${columns.map((c) => `@${c}`).join(', ')})`).run(open);
+      // The gateway keeps a session's wrapped data key in the index from the moment it opens.
+      db.prepare('INSERT INTO session_keys (session_id, key_id, wrapped) VALUES (?, ?, ?)').run(openId, writer.wrappedKey.keyId, writer.wrappedKey.wrapped);
     } finally {
       db.close();
     }

@@ -14,18 +14,19 @@ import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
 import type { RecordedEvent } from '../../server/recording/event-types.js';
 import { keyRingFromSettings } from '../../server/recording/key-ring.js';
-import { readSession } from '../../server/recording/session-reader.js';
-import { verifySession } from '../../server/recording/verify-session.js';
+import { readStoredSession, verifyStoredSession } from '../helpers/stored-sessions.js';
 import { SqliteStore } from '../../server/store/sqlite-store.js';
 import { runCli, spawnCli, type SpawnedCli } from '../helpers/cli-process.js';
-import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { gatewayFixture, type TestGateway } from '../helpers/gateway.js';
+
+const gateways = gatewayFixture();
 
 let gw: TestGateway;
 let home: string;
 let aliceToken: string;
 
 beforeAll(async () => {
-  gw = await startTestGateway({ teardown: 'manual' });
+  gw = await gateways.start();
   home = await mkdtemp(join(tmpdir(), 'sluice-local-auth-'));
   aliceToken = await gw.token('alice');
 });
@@ -86,9 +87,9 @@ async function sealedSession(cli: SpawnedCli, sessionId: string): Promise<Record
       await index.close();
       const keyRing = keyRingFromSettings(gw.config.storage)!;
       events = [];
-      for await (const e of readSession(join(dir, session!.file), keyRing)) events.push(e);
+      events.push(...(await readStoredSession(dir, session!.file, keyRing)));
       expect(events.map((e) => e.type)).toContain('session.checkpoint');
-      const verdict = await verifySession(join(dir, session!.file), { keyRing, publicKey: createPublicKey(await readFile(join(dir, 'signing-key.pem'))) });
+      const verdict = await verifyStoredSession(dir, session!.file, keyRing, { publicKey: createPublicKey(await readFile(join(dir, 'signing-key.pem'))) });
       expect(verdict.ok).toBe(true);
     },
     { timeout: 10_000, interval: 100 },

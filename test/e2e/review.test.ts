@@ -10,7 +10,7 @@ import { validateConfig } from '../../server/config/load.js';
 import { startModelServer, type RunningModelServer } from '../../server/demo/model-server.js';
 import type { RecordedEvent } from '../../server/recording/event-types.js';
 import { keyRingFromSettings } from '../../server/recording/key-ring.js';
-import { readSession } from '../../server/recording/session-reader.js';
+import { readStoredSession } from '../helpers/stored-sessions.js';
 import { SqliteStore } from '../../server/store/sqlite-store.js';
 import type { Config } from '../../server/config/schema.js';
 import type { ReviewJson } from '../../shared/reviews-api.js';
@@ -82,7 +82,7 @@ async function recordedEvents(sessionId: string): Promise<RecordedEvent[]> {
     file = session!.file;
   });
   const events: RecordedEvent[] = [];
-  for await (const e of readSession(join(config.storage.dir, file), keyRingFromSettings(config.storage)!)) events.push(e);
+  events.push(...(await readStoredSession(config.storage.dir, file, keyRingFromSettings(config.storage)!)));
   return events;
 }
 

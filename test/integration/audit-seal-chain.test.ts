@@ -22,13 +22,15 @@ import { openStorage } from '../../server/recording/open-storage.js';
 import { Recording } from '../../server/recording/recording.js';
 import { SealLog } from '../../server/recording/seal-log.js';
 import { SEAL_CHECKPOINTS_FILE, SEAL_LOG_FILE, sealLineHash, signSealCheckpoint, type SealCheckpoint, type SealLogBody } from '../../server/recording/seal-log-format.js';
-import { readSession } from '../../server/recording/session-reader.js';
 import { SessionWriter } from '../../server/recording/session-writer.js';
 import { loadOrCreateSigningKey, loadOrCreateSigningKeyFile, signingKeyFrom, type SigningKey } from '../../server/recording/signing-key.js';
 import { readSealLog } from '../../server/recording/verify-seal-log.js';
-import { sealLogVerdictText, verdictText, verifyStorageDir, type VerdictText } from '../../server/recording/verify-storage-dir.js';
+import { sealLogVerdictText, verdictText, type VerdictText } from '../../server/recording/verify-storage-dir.js';
 import { SqliteStore } from '../../server/store/sqlite-store.js';
-import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { gatewayFixture, type TestGateway } from '../helpers/gateway.js';
+import { readStoredSession, verifyDirectory } from '../helpers/stored-sessions.js';
+
+const gateways = gatewayFixture();
 
 let gw: TestGateway;
 let root: string;
@@ -53,7 +55,7 @@ async function verifyDir(dir: string, options: { exported?: SealCheckpoint[]; st
   const publicKey = options.publicKey ?? signing.publicKeyPem;
   const report = await readSealLog({ dir, publicKey, ...(options.exported === undefined ? {} : { exported: options.exported }) });
   const out: Record<string, VerdictText> = {};
-  for await (const v of verifyStorageDir({ dir, keyRing, publicKey, sealLog: report })) out[v.id] = verdictText(v, options.strict ?? false);
+  for await (const v of verifyDirectory({ dir, keyRing, publicKey, sealLog: report })) out[v.id] = verdictText(v, options.strict ?? false);
   const log = sealLogVerdictText(report);
   return { log, sessions: out, ok: !log.failed && Object.values(out).every((v) => !v.failed) };
 }
@@ -65,9 +67,7 @@ async function copyOfData(): Promise<string> {
 }
 
 async function eventsOf(dir: string, file: string): Promise<RecordedEvent[]> {
-  const out: RecordedEvent[] = [];
-  for await (const e of readSession(join(dir, file), keyRing)) out.push(e);
-  return out;
+  return readStoredSession(dir, file, keyRing);
 }
 
 function editIndex(dir: string, sql: string, ...params: unknown[]): void {
@@ -114,8 +114,7 @@ beforeAll(async () => {
   keyFile = join(root, 'keys', 'signing-key.pem');
   masterKey = randomBytes(32).toString('base64');
   keyRing = keyRingFromSettings({ master_key: masterKey })!;
-  gw = await startTestGateway({
-    teardown: 'manual',
+  gw = await gateways.start({
     model: { chunks: 4 },
     config: { storage: { dir: dataDir, master_key: masterKey, signing_key: keyFile, seal_checkpoint_every: 2, proxy_session_idle: '300ms' } },
   });
@@ -334,7 +333,7 @@ describe('sessions that end without a seal, and retention', () => {
 
     const check = async (d: string, strict = false): Promise<VerdictText> => {
       const report = await readSealLog({ dir: d, publicKey: key.publicKeyPem });
-      for await (const v of verifyStorageDir({ dir: d, keyRing, publicKey: key.publicKeyPem, sealLog: report })) if (v.id === 'ses_crashed') return verdictText(v, strict);
+      for await (const v of verifyDirectory({ dir: d, keyRing, publicKey: key.publicKeyPem, sealLog: report })) if (v.id === 'ses_crashed') return verdictText(v, strict);
       throw new Error('not verified');
     };
     expect(await check(dir)).toMatchObject({ status: 'interrupted', failed: false });
@@ -366,7 +365,7 @@ describe('sessions that end without a seal, and retention', () => {
       const report = await readSealLog({ dir: d, publicKey: key.publicKeyPem });
       expect(sealLogVerdictText(report).failed).toBe(false);
       const out: Record<string, VerdictText> = {};
-      for await (const v of verifyStorageDir({ dir: d, keyRing, publicKey: key.publicKeyPem, sealLog: report })) out[v.id] = verdictText(v);
+      for await (const v of verifyDirectory({ dir: d, keyRing, publicKey: key.publicKeyPem, sealLog: report })) out[v.id] = verdictText(v);
       return out;
     };
     expect(await verify(dir)).toEqual({ ses_kept: expect.objectContaining({ status: 'intact', failed: false }) });
@@ -587,7 +586,7 @@ describe('the checkpoint export', () => {
     const foreign = signSealCheckpoint(signing, `sl_${'cd'.repeat(16)}`, 7, 'ef'.repeat(32), Date.now());
     const cps = await readFile(join(dir, SEAL_CHECKPOINTS_FILE), 'utf8');
     await writeFile(join(dir, SEAL_CHECKPOINTS_FILE), `${JSON.stringify(foreign)}\n${cps}`);
-    const other = await startTestGateway({ config: { storage: { dir, master_key: masterKey, signing_key: keyFile } } });
+    const other = await gateways.start({ config: { storage: { dir, master_key: masterKey, signing_key: keyFile } } });
     const carol = { authorization: `Bearer ${await other.token('carol')}` };
     const body = (await (await fetch(`${other.url}/v1/audit/checkpoints`, { headers: carol })).json()) as { log: string; checkpoints: SealCheckpoint[] };
     expect(body.log).toBe(own);

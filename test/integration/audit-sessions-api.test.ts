@@ -17,9 +17,9 @@ import type { Config } from '../../server/config/schema.js';
 import { startModelServer, type RunningModelServer } from '../../server/demo/model-server.js';
 import { EVENT_TYPES, type RecordedEvent } from '../../server/recording/event-types.js';
 import { keyRingFromSettings } from '../../server/recording/key-ring.js';
-import { readSession } from '../../server/recording/session-reader.js';
 import type { SessionDetailJson, SessionJson, SessionListJson } from '../../shared/sessions-api.js';
 import { signToken, startTestIdp, type TestIdp } from '../helpers/oidc.js';
+import { readStoredSession } from '../helpers/stored-sessions.js';
 
 const UPSTREAM_KEY = 'sk-upstream-only-the-gateway-knows';
 const PROMPT = 'Summarise the quarterly numbers for ACME-314159';
@@ -62,9 +62,7 @@ function lines(text: string): unknown[] {
 }
 
 async function fileEvents(s: SessionJson): Promise<RecordedEvent[]> {
-  const out: RecordedEvent[] = [];
-  for await (const e of readSession(join(dir, s.file), keyRingFromSettings({ master_key: masterKey })!)) out.push(e);
-  return out;
+  return readStoredSession(dir, s.file, keyRingFromSettings({ master_key: masterKey })!);
 }
 
 /** Waits until the proxy's idle timer has sealed every session of the gateway. */

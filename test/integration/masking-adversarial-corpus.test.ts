@@ -9,13 +9,14 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import OpenAI from 'openai';
-import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
-import { startModelServer } from '../../server/demo/model-server.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RecordedEvent } from '../../server/recording/event-types.js';
 import { keyRingFromSettings } from '../../server/recording/key-ring.js';
-import { readSession } from '../../server/recording/session-reader.js';
+import { readStoredSession } from '../helpers/stored-sessions.js';
 import { SqliteStore } from '../../server/store/sqlite-store.js';
-import { httpOver, openClientMux, startTestGateway, type HttpAnswer, type TestGateway } from '../helpers/gateway.js';
+import { gatewayFixture, type HttpAnswer, httpOver, openClientMux, type TestGateway } from '../helpers/gateway.js';
+
+const gateways = gatewayFixture();
 
 const CREDENTIAL = 'sk-adversarial-injected-0123456789abcdef';
 const EMAIL = 'jane.doe@example.com';
@@ -258,8 +259,7 @@ beforeAll(async () => {
     headers: { authorization: `Bearer ${CREDENTIAL}` },
     masking,
   });
-  gw = await startTestGateway({
-    teardown: 'manual',
+  gw = await gateways.start({
     config: {
       connections: [connection('masked', ['pii']), connection('plain', [])],
       masking_profiles: { pii: { detectors: ['email', 'phone', 'credit_card', 'ssn'], max_json_body: MAX_JSON } },
@@ -297,7 +297,7 @@ async function recorded(session: string): Promise<{ head: string; text: string }
   const keyRing = keyRingFromSettings(gw.config.storage)!;
   let text = '';
   let head = '';
-  for await (const e of readSession(join(dir, info!.file), keyRing) as AsyncIterable<RecordedEvent>) {
+  for (const e of (await readStoredSession(dir, info!.file, keyRing)) as RecordedEvent[]) {
     if (e.type === 'exchange.response') head += JSON.stringify(e.fields);
     if (e.type === 'exchange.chunk' && e.payload) text += e.payload.toString('utf8');
   }
@@ -329,11 +329,10 @@ describe.each(['masked', 'plain'] as const)('an adversarial upstream on the %s c
 
 describe('a JSON answer over max_json_body from the demo model', () => {
   it('reaches the openai SDK as valid JSON: 500 embeddings of 1536 floats (about 9.6 MB) under the pii profile', async () => {
-    const model = await startModelServer({ chunkDelayMs: 0 });
-    onTestFinished(() => model.close());
-    const demo = await startTestGateway({
+    const demo = await gateways.start({
+      model: { apiKey: undefined },
+      connections: ({ model }) => [{ name: 'llm', type: 'http', upstream: model.url, allow_groups: ['ml-eng'], masking: ['pii'] }],
       config: {
-        connections: [{ name: 'llm', type: 'http', upstream: model.url, allow_groups: ['ml-eng'], masking: ['pii'] }],
         masking_profiles: { pii: { detectors: ['email', 'phone', 'credit_card', 'ssn', 'iban', 'ip_address', 'secret'] } },
       },
     });

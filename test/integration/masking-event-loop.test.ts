@@ -20,10 +20,12 @@ import { MaskingCounter } from '../../server/masking/masking-summary.js';
 import type { RecordedEvent } from '../../server/recording/event-types.js';
 import { keyRingFromSettings } from '../../server/recording/key-ring.js';
 import { INDEX_FILE } from '../../server/recording/open-storage.js';
-import { readSession } from '../../server/recording/session-reader.js';
+import { readStoredSession } from '../helpers/stored-sessions.js';
 import { SqliteStore } from '../../server/store/sqlite-store.js';
-import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { gatewayFixture, type TestGateway } from '../helpers/gateway.js';
 import { startTestUpstream } from '../helpers/upstream.js';
+
+const gateways = gatewayFixture();
 
 /** Values that must not come back, nor be on record, wherever the junk around them puts them. */
 const PII = ['jane.doe@example.com', '415-555-2671', '4111 1111 1111 1111', '2001:db8::8a2e:370:7334'];
@@ -136,7 +138,7 @@ async function recordedRequestBodies(gw: TestGateway): Promise<string[]> {
   const bodies: string[] = [];
   try {
     for (const session of (await store.listSessions()).sessions) {
-      for await (const e of readSession(join(dir, session.file), keyRingFromSettings({ master_key })!)) {
+      for (const e of await readStoredSession(dir, session.file, keyRingFromSettings({ master_key })!)) {
         if (e.type === 'exchange.request' && (e as RecordedEvent<'exchange.request'>).fields.body?.capture === 'masked') {
           bodies.push(Buffer.from(e.payload ?? Buffer.alloc(0)).toString('utf8'));
         }
@@ -152,7 +154,7 @@ describe('masking cost and the event loop', () => {
   it('masks a 1 MiB adversarial body, recorded and echoed as JSON and as text, while other callers wait < 50 ms', async () => {
     const upstream = await startTestUpstream();
     onTestFinished(() => upstream.close());
-    const gw = await startTestGateway({
+    const gw = await gateways.start({
       config: {
         connections: [
           {
@@ -288,7 +290,7 @@ describe('a large JSON answer is masked without holding the event loop', () => {
     });
     await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
     onTestFinished(() => new Promise<void>((resolve) => upstream.close(() => resolve())));
-    const gw = await startTestGateway({
+    const gw = await gateways.start({
       config: {
         connections: [{ name: 'api', type: 'http', upstream: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`, allow_groups: ['ml-eng'], masking: ['pii'] }],
         masking_profiles: {

@@ -1,6 +1,6 @@
 /**
- * Crash safety: a child process records a streamed answer through the durable recorder and is killed
- * with SIGKILL mid-stream. The next start marks the session interrupted; the file reads up to its last
+ * Crash safety: a child process records a streamed answer into a session of the recording (spooled,
+ * `fsync: batch`) and is killed with SIGKILL mid-stream. The next start marks the session interrupted; the file reads up to its last
  * whole record and verify says exactly where it ends.
  */
 import { spawn } from 'node:child_process';
@@ -35,16 +35,13 @@ const recording = await Recording.open({
 });
 const principal = { sub: 'alice', groups: ['ml-eng'], roles: [], expiresAt: 4e9, issuer: 'https://idp.test' };
 const connection = connectionSchema.parse({ name: 'llm', type: 'http', upstream: 'http://127.0.0.1:1', allow_groups: ['ml-eng'], record: { response_body: 'raw' } });
-await recording.openSession({ id: process.env.SESSION, principal, connection, via: 'tunnel', clientAddress: '127.0.0.1' });
-const exchange = { id: 'req_1', principal, connection, session: { id: process.env.SESSION }, clientAddress: '127.0.0.1', via: 'tunnel',
-  method: 'POST', path: '/v1/chat/completions', headers: {}, startedAt: Date.now() };
-await recording.recorder.emit({ type: 'exchange.request', exchange, decision: { action: 'allow' } });
-await recording.recorder.emit({ type: 'exchange.response', exchange, status: 200, headers: { 'content-type': 'text/event-stream' } });
-const tap = recording.recorder.tap(exchange);
+const session = await recording.openSession({ id: process.env.SESSION, principal, connection, via: 'tunnel', clientAddress: '127.0.0.1' });
+await session.append('exchange.request', { exchange: 'req_1', method: 'POST', path: '/v1/chat/completions', headers: {}, decision: { action: 'allow' } });
+await session.append('exchange.response', { exchange: 'req_1', status: 200, headers: { 'content-type': 'text/event-stream' } });
 let n = 0;
 setInterval(() => {
-  // Bigger than a run, so each chunk becomes a record of its own at once.
-  tap.down(Buffer.alloc(20000, 0x61 + (n % 26)));
+  // Not awaited, as the data path does not wait for answer chunks: each is a record of its own.
+  void session.append('exchange.chunk', { exchange: 'req_1', dir: 'down', bytes: 20000 }, Buffer.alloc(20000, 0x61 + (n % 26)));
   if (++n === 40) process.stdout.write('streaming\\n');
 }, 1);
 `;
@@ -84,7 +81,7 @@ describe('crash safety', () => {
 
     const path = join(dir, session.file);
     const size = (await stat(path)).size;
-    const verdict = await verifySession(path, { keyRing, publicKey: signingKey.publicKey });
+    const verdict = await verifySession(recording.source, session.file, { publicKey: signingKey.publicKey });
     expect(verdict.status).toBe('interrupted');
     expect(verdict.ok).toBe(false);
     // session.start, exchange.request, exchange.response, then at least the 40 chunks written before "streaming".
@@ -100,7 +97,7 @@ describe('crash safety', () => {
     expect(verdict.problems.filter((p) => p.kind !== 'truncated' && p.kind !== 'interrupted')).toEqual([]);
 
     const events = [];
-    for await (const e of readSession(path, keyRing)) events.push(e);
+    for await (const e of readSession(recording.source, session.file)) events.push(e);
     expect(events).toHaveLength(verdict.lastGoodSeq + 1);
     expect(events.slice(0, 3).map((e) => e.type)).toEqual(['session.start', 'exchange.request', 'exchange.response']);
     expect(events.slice(3).every((e) => e.type === 'exchange.chunk' && e.payload?.length === 20000)).toBe(true);

@@ -4,43 +4,33 @@
  * Storage faults are injected into the recording's file operations (the tests run as root, so a
  * read-only directory would not stop a write).
  */
-import { createPublicKey, randomBytes } from 'node:crypto';
+import { createPublicKey } from 'node:crypto';
 import { createServer, request } from 'node:http';
-import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { readFile, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import OpenAI from 'openai';
-import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { buildApp } from '../../server/app.js';
 import { validateConfig } from '../../server/config/load.js';
-import { startModelServer, type RunningModelServer } from '../../server/demo/model-server.js';
+import type { RunningModelServer } from '../../server/demo/model-server.js';
 import type { RecordedEvent } from '../../server/recording/event-types.js';
 import { nodeRecordingIo, type RecordingFile, type RecordingIo } from '../../server/recording/file-io.js';
 import { keyRingFromSettings } from '../../server/recording/key-ring.js';
-import { INDEX_FILE } from '../../server/recording/open-storage.js';
-import { readSession } from '../../server/recording/session-reader.js';
-import { verifySession } from '../../server/recording/verify-session.js';
-import { SqliteStore } from '../../server/store/sqlite-store.js';
-import type { SessionInfo } from '../../server/store/store.js';
-import { signToken, startTestIdp, type TestIdp } from '../helpers/oidc.js';
+import { gatewayFixture, UPSTREAM_API_KEY, type TestGateway } from '../helpers/gateway.js';
+import { signToken, type TestIdp } from '../helpers/oidc.js';
+import { readStoredSession, verifyStoredSession } from '../helpers/stored-sessions.js';
 
-const UPSTREAM_KEY = 'sk-upstream-only-the-gateway-knows';
 const PROMPT = 'Summarise the quarterly numbers for ACME-314159';
 
+const gateways = gatewayFixture({ model: { chunks: 6, chunkDelayMs: 15 } });
 let idp: TestIdp;
-let model: RunningModelServer;
 let aliceToken: string;
 
 beforeAll(async () => {
-  idp = await startTestIdp();
-  model = await startModelServer({ apiKey: UPSTREAM_KEY, chunks: 6, chunkDelayMs: 15 });
+  idp = gateways.idp;
   aliceToken = await signToken(idp.signingKey, idp.claimsFor('alice'));
-});
-
-afterAll(async () => {
-  await model?.close();
-  await idp?.close();
 });
 
 /** A fault the injected file operations raise, by errno code; null lets everything through. */
@@ -74,7 +64,6 @@ function faultyIo(fault: FaultSwitch): RecordingIo {
       if (fault.code !== null) throw errno(fault.code);
       return file.truncate(length);
     },
-    writeAt: (buffer, position) => file.writeAt(buffer, position),
     close: () => file.close(),
   });
   return {
@@ -83,7 +72,6 @@ function faultyIo(fault: FaultSwitch): RecordingIo {
       if (fault.code !== null) throw errno(fault.code);
       return wrapFile(await nodeRecordingIo.create(path));
     },
-    openExisting: async (path) => wrapFile(await nodeRecordingIo.openExisting(path)),
     remove: (path) => nodeRecordingIo.remove(path),
   };
 }
@@ -93,53 +81,35 @@ interface Gateway {
   app: FastifyInstance;
   dir: string;
   masterKey: string;
+  model: RunningModelServer;
+  sessions: TestGateway['sessions'];
 }
 
 async function startGateway(options: { record?: Record<string, unknown>; io?: RecordingIo; upstream?: string } = {}): Promise<Gateway> {
-  const dir = await mkdtemp(join(tmpdir(), 'sluice-rec-gw-'));
-  const masterKey = randomBytes(32).toString('base64');
-  const config = validateConfig({
-    identity: { issuer: idp.issuer, audience: idp.audience, cli_client_id: idp.cliClientId },
-    roles: { auditor: ['security'] },
-    storage: { dir, master_key: masterKey, fsync: 'batch', fsync_interval: '50ms' },
-    connections: [
+  const gw = await gateways.start({
+    connections: ({ model }) => [
       {
         name: 'llm',
         type: 'http',
         upstream: options.upstream ?? model.url,
         allow_groups: ['ml-eng'],
-        headers: { authorization: `Bearer ${UPSTREAM_KEY}` },
+        headers: { authorization: `Bearer ${UPSTREAM_API_KEY}` },
         ...(options.record === undefined ? {} : { record: options.record }),
       },
     ],
+    config: { roles: { auditor: ['security'] }, storage: { fsync: 'batch', fsync_interval: '50ms' } },
+    ...(options.io === undefined ? {} : { app: { recordingIo: options.io } }),
   });
-  const app = await buildApp({ config, logger: false, ...(options.io === undefined ? {} : { recordingIo: options.io }) });
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  onTestFinished(async () => {
-    await app.close();
-    await rm(dir, { recursive: true, force: true });
-  });
-  return { url: `http://127.0.0.1:${(app.server.address() as { port: number }).port}`, app, dir, masterKey };
+  return { url: gw.url, app: gw.app, dir: gw.storageDir, masterKey: gw.masterKey, model: gw.model, sessions: gw.sessions };
 }
 
 function openai(gw: Gateway): OpenAI {
   return new OpenAI({ baseURL: `${gw.url}/v1/proxy/llm/v1`, apiKey: aliceToken, maxRetries: 0 });
 }
 
-async function sessionsOf(dir: string): Promise<SessionInfo[]> {
-  const store = new SqliteStore({ file: join(dir, INDEX_FILE) });
-  try {
-    return (await store.listSessions()).sessions;
-  } finally {
-    await store.close();
-  }
-}
-
 async function eventsOf(gw: Gateway, file: string): Promise<RecordedEvent[]> {
   const ring = keyRingFromSettings({ master_key: gw.masterKey })!;
-  const out: RecordedEvent[] = [];
-  for await (const e of readSession(join(gw.dir, file), ring)) out.push(e);
-  return out;
+  return readStoredSession(gw.dir, file, ring);
 }
 
 describe('recording through the direct proxy', () => {
@@ -163,7 +133,7 @@ describe('recording through the direct proxy', () => {
     expect(publicKey.algorithm).toBe('Ed25519');
     await gw.app.close(); // seals the proxy session
 
-    const [session, ...others] = await sessionsOf(gw.dir);
+    const [session, ...others] = await gw.sessions();
     expect(others).toEqual([]);
     expect(session).toMatchObject({
       user: 'alice',
@@ -222,7 +192,7 @@ describe('recording through the direct proxy', () => {
     expect(bytes.includes(Buffer.from(streamed.slice(0, 24)))).toBe(false);
 
     const ring = keyRingFromSettings({ master_key: gw.masterKey })!;
-    const verdict = await verifySession(join(gw.dir, session!.file), { keyRing: ring, publicKey: publicKey.public_key_pem, expect: { records: session!.records!, finalHash: session!.finalHash! } });
+    const verdict = await verifyStoredSession(gw.dir, session!.file, ring, { publicKey: publicKey.public_key_pem, expect: { records: session!.records!, finalHash: session!.finalHash! } });
     expect(verdict).toMatchObject({ ok: true, status: 'intact', records: events.length, problems: [] });
   });
 
@@ -233,7 +203,7 @@ describe('recording through the direct proxy', () => {
     for await (const _ of stream) void _;
     await gw.app.close();
 
-    const [session] = await sessionsOf(gw.dir);
+    const [session] = await gw.sessions();
     const events = await eventsOf(gw, session!.file);
     const request = events.find((e): e is RecordedEvent<'exchange.request'> => e.type === 'exchange.request')!;
     expect(request.payload).toBeUndefined();
@@ -255,7 +225,7 @@ describe('recording through the direct proxy', () => {
     const refused = await fetch(`${gw.url}/v1/proxy/llm/v1/models?api_key=leaked`, { headers: { authorization: `Bearer ${bob}` } });
     expect(refused.status).toBe(403);
     await gw.app.close();
-    const sessions = await sessionsOf(gw.dir);
+    const sessions = await gw.sessions();
     expect(sessions.map((s) => [s.user, s.counters.requests, s.counters.denied]).sort()).toEqual([
       ['alice', 2, 0],
       ['bob', 1, 1],
@@ -277,7 +247,7 @@ describe('re-sends', () => {
   it('are labelled only by callers who may read the recording they re-send from', async () => {
     const gw = await startGateway();
     await openai(gw).chat.completions.create({ model: 'demo', messages: [{ role: 'user', content: 'original' }] });
-    const [original] = await sessionsOf(gw.dir);
+    const [original] = await gw.sessions();
     const erin = await signToken(idp.signingKey, { ...idp.claimsFor('alice'), sub: 'erin', email: 'erin@example.com' });
     const carol = await signToken(idp.signingKey, { ...idp.claimsFor('carol'), groups: ['security', 'ml-eng'] });
     const resend = (token: string, ref: string) =>
@@ -286,7 +256,7 @@ describe('re-sends', () => {
         headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json', 'x-sluice-resend-of': ref },
         body: JSON.stringify({ model: 'demo', messages: [{ role: 'user', content: 'again' }] }),
       });
-    const before = model.requests.length;
+    const before = gw.model.requests.length;
 
     // Another user, and the owner herself (users do not read recorded contents unless audit.users_read_own).
     for (const token of [erin, aliceToken]) {
@@ -296,13 +266,13 @@ describe('re-sends', () => {
     }
     const unknown = await resend(carol, `ses_${'0'.repeat(32)}#1`);
     expect(unknown.status).toBe(404);
-    expect(model.requests.length).toBe(before);
+    expect(gw.model.requests.length).toBe(before);
 
     // An auditor may: the call goes through, in a session labelled with what it re-sends.
     expect((await resend(carol, `${original!.id}#1`)).status).toBe(200);
-    expect(model.requests.length).toBe(before + 1);
+    expect(gw.model.requests.length).toBe(before + 1);
     await gw.app.close();
-    const labelled = (await sessionsOf(gw.dir)).filter((s) => s.resendOf !== undefined);
+    const labelled = (await gw.sessions()).filter((s) => s.resendOf !== undefined);
     expect(labelled.map((s) => [s.user, s.resendOf])).toEqual([['carol', `${original!.id}#1`]]);
   });
 });
@@ -314,7 +284,7 @@ describe('recording is fail-closed', () => {
     const client = openai(gw);
     await client.chat.completions.create({ model: 'demo', messages: [{ role: 'user', content: 'first' }] });
     expect((await gw.app.inject({ method: 'GET', url: '/readyz' })).statusCode).toBe(200);
-    const before = model.requests.length;
+    const before = gw.model.requests.length;
 
     // The disk fills up mid-session, and the next write tears half a record onto the disk before failing.
     fault.code = 'ENOSPC';
@@ -328,7 +298,7 @@ describe('recording is fail-closed', () => {
     const error = ((await refused.json()) as { error: { code: string; message: string; cause: string } }).error;
     expect(error.code).toBe('ERR_RECORDING_UNAVAILABLE');
     expect(error.message).toContain('disk full (ENOSPC)');
-    expect(model.requests.length).toBe(before);
+    expect(gw.model.requests.length).toBe(before);
 
     const unready = await gw.app.inject({ method: 'GET', url: '/readyz' });
     expect(unready.statusCode).toBe(503);
@@ -340,16 +310,16 @@ describe('recording is fail-closed', () => {
     expect(ready.statusCode).toBe(200);
     const third = await client.chat.completions.create({ model: 'demo', messages: [{ role: 'user', content: 'third' }] });
     expect(third.choices[0]!.message.content).toBeTruthy();
-    expect(model.requests.length).toBe(before + 1);
+    expect(gw.model.requests.length).toBe(before + 1);
     await gw.app.close();
 
     // The torn bytes were cut before the next record: the file is whole, chained and sealed.
-    const [session] = await sessionsOf(gw.dir);
+    const [session] = await gw.sessions();
     const events = await eventsOf(gw, session!.file);
     const bodies = events.filter((e) => e.type === 'exchange.request').map((e) => JSON.parse(e.payload!.toString()).messages[0].content);
     expect(bodies).toEqual(['first', 'third']);
     const publicKey = createPublicKey(await readFile(join(gw.dir, 'signing-key.pem')));
-    const verdict = await verifySession(join(gw.dir, session!.file), { keyRing: keyRingFromSettings({ master_key: gw.masterKey })!, publicKey });
+    const verdict = await verifyStoredSession(gw.dir, session!.file, keyRingFromSettings({ master_key: gw.masterKey })!, { publicKey });
     expect(verdict.problems).toEqual([]);
   });
 
@@ -388,11 +358,11 @@ describe('recording is fail-closed', () => {
   it('refuses a new session when its file cannot be created (I/O error), then opens one once the disk is back', async () => {
     const fault: FaultSwitch = { code: 'EIO' };
     const gw = await startGateway({ io: faultyIo(fault) });
-    const before = model.requests.length;
+    const before = gw.model.requests.length;
     const refused = await fetch(`${gw.url}/v1/proxy/llm/v1/models`, { headers: { authorization: `Bearer ${aliceToken}` } });
     expect(refused.status).toBe(503);
     expect(((await refused.json()) as { error: { message: string } }).error.message).toContain('I/O error (EIO)');
-    expect(model.requests.length).toBe(before);
+    expect(gw.model.requests.length).toBe(before);
     expect((await gw.app.inject({ method: 'GET', url: '/readyz' })).statusCode).toBe(503);
 
     fault.code = null;
@@ -400,7 +370,7 @@ describe('recording is fail-closed', () => {
     expect(ok.status).toBe(200);
     expect((await gw.app.inject({ method: 'GET', url: '/readyz' })).statusCode).toBe(200);
     await gw.app.close();
-    const sessions = await sessionsOf(gw.dir);
+    const sessions = await gw.sessions();
     expect(sessions.map((s) => [s.status, s.counters.requests])).toEqual([['closed', 1]]);
     // No stray file from the refused attempt.
     const files = await readdir(join(gw.dir, 'sessions'), { recursive: true });
@@ -411,7 +381,7 @@ describe('recording is fail-closed', () => {
     const config = validateConfig({
       identity: { issuer: idp.issuer, audience: idp.audience, cli_client_id: idp.cliClientId },
       storage: { dir: join(tmpdir(), 'sluice-never-created') },
-      connections: [{ name: 'llm', type: 'http', upstream: model.url, allow_groups: ['ml-eng'] }],
+      connections: [{ name: 'llm', type: 'http', upstream: 'http://127.0.0.1:9', allow_groups: ['ml-eng'] }],
     });
     await expect(buildApp({ config, logger: false })).rejects.toMatchObject({
       code: 'ERR_CONFIG_INVALID',

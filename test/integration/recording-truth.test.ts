@@ -14,10 +14,12 @@ import { SessionApi } from '../../cli/replay/session-api.js';
 import { TunnelClient } from '../../cli/tunnel/tunnel-client.js';
 import type { EventFields, RecordedEvent } from '../../server/recording/event-types.js';
 import { keyRingFromSettings } from '../../server/recording/key-ring.js';
-import { readSession } from '../../server/recording/session-reader.js';
 import { sessionDetailSchema, sessionListSchema, type SessionJson } from '../../shared/sessions-api.js';
-import { httpOver, startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { gatewayFixture, httpOver, type TestGateway } from '../helpers/gateway.js';
+import { readStoredSession } from '../helpers/stored-sessions.js';
 import { startTestUpstream, type TestUpstream } from '../helpers/upstream.js';
+
+const gateways = gatewayFixture();
 
 const sha256 = (text: string): string => createHash('sha256').update(text).digest('hex');
 const EMPTY_SHA256 = sha256('');
@@ -28,8 +30,7 @@ const tokens: Record<'alice' | 'bob' | 'carol', string> = { alice: '', bob: '', 
 
 beforeAll(async () => {
   upstream = await startTestUpstream();
-  gw = await startTestGateway({
-    teardown: 'manual',
+  gw = await gateways.start({
     config: {
       connections: [
         // Default recording (`masked`, no profile): bodies are kept as size and SHA-256, both ways.
@@ -148,9 +149,7 @@ async function requestsSoFar(connection: string): Promise<number> {
 /** The session's records, read from its file on disk with the master key. */
 async function recordsOf(session: SessionJson): Promise<RecordedEvent[]> {
   const ring = keyRingFromSettings({ master_key: gw.config.storage.master_key })!;
-  const out: RecordedEvent[] = [];
-  for await (const e of readSession(join(gw.config.storage.dir, session.file), ring)) out.push(e);
-  return out;
+  return readStoredSession(gw.config.storage.dir, session.file, ring);
 }
 
 /** What the records say of each exchange, in the order exchanges first appear. */

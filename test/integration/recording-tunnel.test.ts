@@ -9,10 +9,11 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { RecordedEvent } from '../../server/recording/event-types.js';
 import { keyRingFromSettings } from '../../server/recording/key-ring.js';
-import { readSession } from '../../server/recording/session-reader.js';
-import { verifySession } from '../../server/recording/verify-session.js';
 import { SqliteStore } from '../../server/store/sqlite-store.js';
-import { chatBody, httpOver, openClientMux, startTestGateway, until, type TestGateway } from '../helpers/gateway.js';
+import { chatBody, gatewayFixture, httpOver, openClientMux, type TestGateway, until } from '../helpers/gateway.js';
+import { readStoredSession, verifyStoredSession } from '../helpers/stored-sessions.js';
+
+const gateways = gatewayFixture();
 
 async function sessionEvents(gw: TestGateway, id: string): Promise<{ events: RecordedEvent[]; ok: boolean }> {
   const dir = gw.config.storage.dir;
@@ -21,15 +22,14 @@ async function sessionEvents(gw: TestGateway, id: string): Promise<{ events: Rec
   await index.close();
   expect(session, `session ${id} is indexed`).toBeDefined();
   const keyRing = keyRingFromSettings(gw.config.storage)!;
-  const events: RecordedEvent[] = [];
-  for await (const e of readSession(join(dir, session!.file), keyRing)) events.push(e);
-  const verdict = await verifySession(join(dir, session!.file), { keyRing, publicKey: createPublicKey(await readFile(join(dir, 'signing-key.pem'))) });
+  const events: RecordedEvent[] = await readStoredSession(dir, session!.file, keyRing);
+  const verdict = await verifyStoredSession(dir, session!.file, keyRing, { publicKey: createPublicKey(await readFile(join(dir, 'signing-key.pem'))) });
   return { events, ok: verdict.ok };
 }
 
 describe('recording of tunnels', () => {
   it('records an HTTP tunnel as one session with its reason, sealed when the tunnel closes', async () => {
-    const gw = await startTestGateway();
+    const gw = await gateways.start();
     const token = await gw.token('alice');
     const tunnel = await openClientMux(`${gw.tunnelUrl('llm')}&reason=${encodeURIComponent('ticket 42')}`, token);
     const id = tunnel.helloMessage.session_id;
@@ -48,7 +48,7 @@ describe('recording of tunnels', () => {
   });
 
   it('records TCP bytes each way with timing, the sizes only unless record.raw', async () => {
-    const gw = await startTestGateway();
+    const gw = await gateways.start();
     const tunnel = await openClientMux(gw.tunnelUrl('echo'), await gw.token('alice'));
     const id = tunnel.helloMessage.session_id;
     const stream = tunnel.mux.openStream();

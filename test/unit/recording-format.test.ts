@@ -1,15 +1,17 @@
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { nodeRecordingIo } from '../../server/recording/file-io.js';
 import { KeyRing } from '../../server/recording/key-ring.js';
-import { HEADER_PREFIX, LENGTH_BYTES, sha256 } from '../../server/recording/record-format.js';
+import { FILE_MAGIC, HEADER_PREFIX, LENGTH_BYTES, sha256 } from '../../server/recording/record-format.js';
 import { readSession, SessionReadError } from '../../server/recording/session-reader.js';
+import { NO_SESSION_KEYS, type SessionKeyLookup } from '../../server/recording/session-source.js';
 import { SessionWriter } from '../../server/recording/session-writer.js';
 import { loadOrCreateSigningKey, signingKeyFrom, type SigningKey } from '../../server/recording/signing-key.js';
 import { verifySession } from '../../server/recording/verify-session.js';
+import { dirSource, memoryKeys } from '../helpers/stored-sessions.js';
 
 const SESSION = 'ses_0123456789abcdef0123456789abcdef';
 const SECRET_PROMPT = 'the launch code is ALPHA-7-TANGO';
@@ -17,6 +19,8 @@ const SECRET_PROMPT = 'the launch code is ALPHA-7-TANGO';
 let dir: string;
 let signing: SigningKey;
 const ring = new KeyRing([{ id: 'k1', key: randomBytes(32) }]);
+/** The data key of each file written here, by file: what the index keeps by session id. */
+const keysByFile = new Map<string, SessionKeyLookup>();
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'sluice-format-'));
@@ -50,6 +54,7 @@ async function writeSession(options: { n?: number; seal?: boolean; keyRing?: Key
   await Promise.all(
     Array.from({ length: options.n ?? 5 }, (_, i) => writer.append('exchange.chunk', { exchange: 'req_1', dir: 'down', bytes: 6 }, Buffer.from(`chunk${i}`), 10 + i)),
   );
+  keysByFile.set(path, memoryKeys([[writer.sessionId, writer.wrappedKey]]));
   if (options.seal ?? true) await writer.seal(signing);
   else await writer.close();
   const bytes = await readFile(path);
@@ -68,13 +73,23 @@ async function writeSessionSignedBy(key: SigningKey): Promise<string> {
   await writer.append('exchange.chunk', { exchange: 'req_1', dir: 'down', bytes: 1 });
   await writer.append('session.end', { reason: 'closed', exchanges: 1 });
   await writer.seal(key);
+  keysByFile.set(path, memoryKeys([[writer.sessionId, writer.wrappedKey]]));
   return path;
+}
+
+/** The file at `path` as a reader sees it: its archive object, and the index's copy of its key. */
+function source(path: string, keyRing = ring) {
+  return dirSource(dir, keyRing, keysByFile.get(path));
 }
 
 async function readAll(path: string, keyRing = ring) {
   const events = [];
-  for await (const e of readSession(path, keyRing)) events.push(e);
+  for await (const e of readSession(source(path, keyRing), basename(path))) events.push(e);
   return events;
+}
+
+function verify(path: string, options: { keyRing?: KeyRing; publicKey: Parameters<typeof verifySession>[2]['publicKey']; expect?: { records?: number } }) {
+  return verifySession(source(path, options.keyRing), basename(path), { publicKey: options.publicKey, ...(options.expect === undefined ? {} : { expect: options.expect }) });
 }
 
 describe('session file: record, read, verify', () => {
@@ -93,7 +108,7 @@ describe('session file: record, read, verify', () => {
     expect(bytes.includes(Buffer.from('chunk0'))).toBe(false);
     expect(bytes.includes(Buffer.from('alice'))).toBe(false);
 
-    expect(await verifySession(path, { keyRing: ring, publicKey: signing.publicKeyPem })).toEqual({
+    expect(await verify(path, { publicKey: signing.publicKeyPem })).toEqual({
       ok: true,
       status: 'intact',
       session: SESSION,
@@ -112,7 +127,7 @@ describe('session file: record, read, verify', () => {
     const bytes = await readFile(path);
     bytes[offsets[3]! + 20]! ^= 0x01;
     await writeFile(path, bytes);
-    const result = await verifySession(path, { keyRing: ring, publicKey: signing.publicKey });
+    const result = await verify(path, { publicKey: signing.publicKey });
     expect(result.ok).toBe(false);
     expect(result.status).toBe('broken');
     expect(result.lastGoodSeq).toBe(2);
@@ -126,7 +141,7 @@ describe('session file: record, read, verify', () => {
     const { path, offsets } = await writeSession();
     const bytes = await readFile(path);
     await writeFile(path, Buffer.concat([bytes.subarray(0, offsets[4]), bytes.subarray(offsets[5])]));
-    const result = await verifySession(path, { keyRing: ring, publicKey: signing.publicKey });
+    const result = await verify(path, { publicKey: signing.publicKey });
     expect(result.status).toBe('broken');
     expect(result.lastGoodSeq).toBe(3);
     expect(result.problems[0]).toMatchObject({ kind: 'sequence', index: 4, offset: offsets[4] });
@@ -140,7 +155,7 @@ describe('session file: record, read, verify', () => {
     const a = bytes.subarray(offsets[3], offsets[4]);
     const b = bytes.subarray(offsets[4], offsets[5]);
     await writeFile(path, Buffer.concat([bytes.subarray(0, offsets[3]), b, a, bytes.subarray(offsets[5])]));
-    const result = await verifySession(path, { keyRing: ring, publicKey: signing.publicKey });
+    const result = await verify(path, { publicKey: signing.publicKey });
     expect(result.status).toBe('broken');
     expect(result.lastGoodSeq).toBe(2);
     expect(result.problems.filter((p) => p.kind === 'sequence').map((p) => p.index)).toEqual([3, 4]);
@@ -152,7 +167,7 @@ describe('session file: record, read, verify', () => {
     await truncate(path, offsets[5]! + 7);
     const events = await readAll(path);
     expect(events.map((e) => e.seq)).toEqual([0, 1, 2, 3, 4]);
-    const result = await verifySession(path, { keyRing: ring, publicKey: signing.publicKey });
+    const result = await verify(path, { publicKey: signing.publicKey });
     expect(result).toMatchObject({ ok: false, status: 'interrupted', records: 5, lastGoodSeq: 4, lastGoodOffset: offsets[5] });
     expect(result.problems.map((p) => [p.kind, p.index, p.offset])).toEqual([
       ['truncated', 5, offsets[5]],
@@ -164,9 +179,9 @@ describe('session file: record, read, verify', () => {
     const { path, offsets } = await writeSession();
     const records = offsets.length;
     await truncate(path, offsets[records - 1]!);
-    const alone = await verifySession(path, { keyRing: ring, publicKey: signing.publicKey });
+    const alone = await verify(path, { publicKey: signing.publicKey });
     expect(alone.status).toBe('interrupted');
-    const withIndex = await verifySession(path, { keyRing: ring, publicKey: signing.publicKey, expect: { records } });
+    const withIndex = await verify(path, { publicKey: signing.publicKey, expect: { records } });
     expect(withIndex.status).toBe('broken');
     expect(withIndex.problems.find((p) => p.kind === 'mismatch')?.message).toContain(`has ${records} records; the file has ${records - 1}`);
   });
@@ -174,21 +189,21 @@ describe('session file: record, read, verify', () => {
   it('refuses a checkpoint signed by another key, or with its signature replaced', async () => {
     const { path } = await writeSession();
     const other = signingKeyFrom(generateKeyPairSync('ed25519').privateKey);
-    const result = await verifySession(path, { keyRing: ring, publicKey: other.publicKey });
+    const result = await verify(path, { publicKey: other.publicKey });
     expect(result.status).toBe('broken');
     expect(result.problems).toEqual([expect.objectContaining({ kind: 'signature', index: 7 })]);
     expect(result.lastGoodSeq).toBe(6);
 
     // A checkpoint re-made by someone holding the data key but not the signing key: the fingerprint claims ours.
     const forged = await writeSessionSignedBy({ ...other, fingerprint: signing.fingerprint });
-    const forgedResult = await verifySession(forged, { keyRing: ring, publicKey: signing.publicKey });
+    const forgedResult = await verify(forged, { publicKey: signing.publicKey });
     expect(forgedResult.status).toBe('broken');
     expect(forgedResult.problems).toEqual([expect.objectContaining({ kind: 'signature', index: 2, message: expect.stringContaining('does not verify') })]);
   });
 
   it('names a session with no checkpoint interrupted, every record still good', async () => {
     const { path } = await writeSession({ seal: false });
-    const result = await verifySession(path, { keyRing: ring, publicKey: signing.publicKey });
+    const result = await verify(path, { publicKey: signing.publicKey });
     expect(result).toMatchObject({ ok: false, status: 'interrupted', records: 7, lastGoodSeq: 6 });
     expect(result.problems).toEqual([expect.objectContaining({ kind: 'interrupted', index: 7 })]);
   });
@@ -199,7 +214,7 @@ describe('session file: record, read, verify', () => {
     const text = bytes.toString('latin1').replace('"created":', '"created":1');
     await writeFile(path, Buffer.from(text, 'latin1'));
     // The header's length prefix now disagrees with its JSON, or the chain breaks: either way, not intact.
-    const result = await verifySession(path, { keyRing: ring, publicKey: signing.publicKey });
+    const result = await verify(path, { publicKey: signing.publicKey });
     expect(result.ok).toBe(false);
     expect(result.status).toBe('broken');
   });
@@ -207,11 +222,11 @@ describe('session file: record, read, verify', () => {
   it('names the key problem when the master key is not in the ring', async () => {
     const { path } = await writeSession();
     const stranger = new KeyRing([{ id: 'k9', key: randomBytes(32) }]);
-    const result = await verifySession(path, { keyRing: stranger, publicKey: signing.publicKey });
+    const result = await verify(path, { keyRing: stranger, publicKey: signing.publicKey });
     expect(result.problems).toEqual([expect.objectContaining({ kind: 'key', index: -1, message: expect.stringContaining('"k1"') })]);
     await expect(readAll(path, stranger)).rejects.toThrow(/No master key with id "k1"/);
     const wrongKey = new KeyRing([{ id: 'k1', key: randomBytes(32) }]);
-    expect((await verifySession(path, { keyRing: wrongKey, publicKey: signing.publicKey })).problems[0]?.kind).toBe('key');
+    expect((await verify(path, { keyRing: wrongKey, publicKey: signing.publicKey })).problems[0]?.kind).toBe('key');
   });
 
   it('still decrypts sessions under an old master key after a new one is added to the ring', async () => {
@@ -224,10 +239,10 @@ describe('session file: record, read, verify', () => {
     const { path: newSession } = await writeSession({ keyRing: rotated });
 
     expect((await readAll(oldSession, rotated)).at(1)?.payload?.toString()).toBe(SECRET_PROMPT);
-    expect(await verifySession(oldSession, { keyRing: rotated, publicKey: signing.publicKey })).toMatchObject({ ok: true, keyId: 'k1' });
-    expect(await verifySession(newSession, { keyRing: rotated, publicKey: signing.publicKey })).toMatchObject({ ok: true, keyId: 'k2' });
+    expect(await verify(oldSession, { keyRing: rotated, publicKey: signing.publicKey })).toMatchObject({ ok: true, keyId: 'k1' });
+    expect(await verify(newSession, { keyRing: rotated, publicKey: signing.publicKey })).toMatchObject({ ok: true, keyId: 'k2' });
     // The old ring cannot read what the new key wrapped.
-    expect((await verifySession(newSession, { keyRing: before, publicKey: signing.publicKey })).problems[0]?.kind).toBe('key');
+    expect((await verify(newSession, { keyRing: before, publicKey: signing.publicKey })).problems[0]?.kind).toBe('key');
   });
 
   it('keeps the signing key in a 0600 file and reuses it', async () => {
@@ -238,5 +253,78 @@ describe('session file: record, read, verify', () => {
     const other = await mkdtemp(join(tmpdir(), 'sluice-format-'));
     onTestFinished(() => rm(other, { recursive: true, force: true }));
     expect((await loadOrCreateSigningKey(other)).publicKeyPem).not.toBe(signing.publicKeyPem);
+  });
+});
+
+describe('format 2: the data key is kept in the index, not in the file', () => {
+  it('writes a version 2 header that names the master key and holds no wrapped key; without the index copy nothing opens', async () => {
+    const { path } = await writeSession();
+    const bytes = await readFile(path);
+    expect(bytes.subarray(0, FILE_MAGIC.length).equals(FILE_MAGIC)).toBe(true);
+    expect(bytes[FILE_MAGIC.length]).toBe(2);
+    const header = JSON.parse(bytes.subarray(HEADER_PREFIX, HEADER_PREFIX + bytes.readUInt32BE(HEADER_PREFIX - 4)).toString('utf8')) as Record<string, unknown>;
+    expect(header).toMatchObject({ session: SESSION, key_id: 'k1' });
+    expect(header).not.toHaveProperty('wrapped_key');
+    const wrapped = (await keysByFile.get(path)!.getSessionKey(SESSION))!.wrapped;
+    expect(bytes.includes(wrapped)).toBe(false);
+    expect(bytes.includes(Buffer.from(wrapped.toString('base64')))).toBe(false);
+
+    // What an erased session is: the file intact, its key row gone. It is still framed (8 records, its last
+    // hash), so a seal log can pin it, but nothing in it is vouched for.
+    const erased = dirSource(dir, ring, NO_SESSION_KEYS);
+    const result = await verifySession(erased, basename(path), { publicKey: signing.publicKey });
+    expect(result).toMatchObject({ ok: false, status: 'broken', session: SESSION, keyId: 'k1', records: 8, lastGoodSeq: -1 });
+    expect(result.headHash).toBe((await verify(path, { publicKey: signing.publicKey })).headHash);
+    expect(result.problems).toEqual([expect.objectContaining({ kind: 'key', index: -1, message: expect.stringContaining('holds no data key for session') })]);
+    const reading = (async () => {
+      for await (const e of readSession(erased, basename(path))) void e;
+    })();
+    await expect(reading).rejects.toMatchObject({ name: 'SessionReadError', index: -1 });
+  });
+
+  it("refuses an index key row filed under another master key id than the file names", async () => {
+    const { path } = await writeSession();
+    const other = new KeyRing([{ id: 'k2', key: randomBytes(32) }]);
+    const misfiled = memoryKeys([[SESSION, other.wrap(randomBytes(32), SESSION)]]);
+    const result = await verifySession(dirSource(dir, new KeyRing([{ id: 'k1', key: randomBytes(32) }, { id: 'k2', key: randomBytes(32) }]), misfiled), basename(path), { publicKey: signing.publicKey });
+    expect(result.problems).toEqual([expect.objectContaining({ kind: 'key', message: expect.stringContaining('under master key "k2", but its file names "k1"') })]);
+  });
+
+  it('refuses a version 2 header that carries a wrapped key: a key beside its data would survive erasure', async () => {
+    const { path } = await writeSession();
+    const bytes = await readFile(path);
+    const length = bytes.readUInt32BE(HEADER_PREFIX - 4);
+    const json = JSON.parse(bytes.subarray(HEADER_PREFIX, HEADER_PREFIX + length).toString('utf8')) as Record<string, unknown>;
+    const planted = Buffer.from(JSON.stringify({ ...json, wrapped_key: randomBytes(60).toString('base64') }));
+    const prefix = Buffer.from(bytes.subarray(0, HEADER_PREFIX));
+    prefix.writeUInt32BE(planted.length, HEADER_PREFIX - 4);
+    await writeFile(path, Buffer.concat([prefix, planted, bytes.subarray(HEADER_PREFIX + length)]));
+    const result = await verify(path, { publicKey: signing.publicKey });
+    expect(result.status).toBe('broken');
+    expect(result.problems).toEqual([expect.objectContaining({ kind: 'header', message: expect.stringContaining('carries no wrapped key') })]);
+  });
+});
+
+describe('format 1 files (the wrapped key in the header) still read and verify', () => {
+  const fixture = new URL('../fixtures/recording-v1/', import.meta.url).pathname;
+
+  it('verifies and reads the format 1 fixture with no index at all, its key from its own header', async () => {
+    const row = JSON.parse(await readFile(join(fixture, 'index-row.json'), 'utf8')) as { id: string; file: string; records: number; finalHash: string };
+    const bytes = await readFile(join(fixture, row.file));
+    expect(bytes[FILE_MAGIC.length]).toBe(1);
+    const keyRing = new KeyRing([{ id: 'default', key: Buffer.from((await readFile(join(fixture, 'master-key.b64'), 'utf8')).trim(), 'base64') }]);
+    const publicKey = createPublicKey(await readFile(join(fixture, 'public-key.pem')));
+    const fromDir = dirSource(fixture, keyRing, NO_SESSION_KEYS);
+    const result = await verifySession(fromDir, row.file, { publicKey, expect: { sessionId: row.id, records: row.records, finalHash: row.finalHash } });
+    expect(result).toMatchObject({ ok: true, status: 'intact', session: row.id, keyId: 'default', records: row.records, problems: [] });
+
+    const events = [];
+    for await (const e of readSession(fromDir, row.file)) events.push(e);
+    expect(events.map((e) => e.type)).toEqual(['session.start', 'exchange.request', 'exchange.response', 'exchange.chunk', 'exchange.end', 'session.end', 'session.checkpoint']);
+    expect(events[1]!.payload?.toString()).toContain('hello from a v1 file');
+
+    // The wrong master key: the header's wrapped key does not open.
+    const wrong = await verifySession(dirSource(fixture, new KeyRing([{ id: 'default', key: randomBytes(32) }])), row.file, { publicKey });
+    expect(wrong.problems[0]?.kind).toBe('key');
   });
 });

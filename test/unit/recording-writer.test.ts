@@ -1,13 +1,14 @@
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { nodeRecordingIo, type RecordingIo } from '../../server/recording/file-io.js';
 import { KeyRing } from '../../server/recording/key-ring.js';
 import { SessionWriter, type FsyncMode } from '../../server/recording/session-writer.js';
 import { loadOrCreateSigningKey, type SigningKey } from '../../server/recording/signing-key.js';
 import { verifySession } from '../../server/recording/verify-session.js';
+import { dirSource, memoryKeys } from '../helpers/stored-sessions.js';
 
 const ring = new KeyRing([{ id: 'k1', key: randomBytes(32) }]);
 let dir: string;
@@ -47,6 +48,11 @@ function countingIo() {
   return { io, counts };
 }
 
+/** The writer's file verified as a reader sees it, with the data key the index would hold. */
+function verifyWritten(w: SessionWriter) {
+  return verifySession(dirSource(dir, ring, memoryKeys([[w.sessionId, w.wrappedKey]])), basename(w.path), { publicKey: signing.publicKey });
+}
+
 async function writer(fsync: FsyncMode, io: RecordingIo): Promise<SessionWriter> {
   return SessionWriter.create({ io, path: join(dir, `${fsync}-${randomBytes(4).toString('hex')}.rec`), sessionId: 'ses_w', created: Date.now(), keyRing: ring, fsync, fsyncIntervalMs: 20 });
 }
@@ -60,7 +66,7 @@ describe('session writer', () => {
     expect(counts.writev - before).toBe(1);
     expect(w.records).toBe(50);
     await w.seal(signing);
-    expect((await verifySession(w.path, { keyRing: ring, publicKey: signing.publicKey })).ok).toBe(true);
+    expect((await verifyWritten(w)).ok).toBe(true);
   });
 
   it('syncs after every write with fsync: always, on a timer with batch, and not before close with never', async () => {
@@ -86,7 +92,7 @@ describe('session writer', () => {
     expect(w.records).toBe(1);
     await w.append('exchange.chunk', { exchange: 'x', dir: 'down', bytes: 4 });
     await w.seal(signing);
-    const verdict = await verifySession(w.path, { keyRing: ring, publicKey: signing.publicKey });
+    const verdict = await verifyWritten(w);
     expect(verdict).toMatchObject({ ok: true, records: 3 });
   });
 

@@ -1,0 +1,15 @@
+import type { RecordingSession } from './recording-session.js';
+
+/**
+ * What the pipeline's durable recorder needs of the recording: the open sessions it appends to, why
+ * storage fails (for the refusal it sends), and a nudge to batch index progress. Narrow, so the recorder
+ * does not depend on the whole recording (which creates it).
+ */
+export interface RecorderSessions {
+  /** The open session with this id (a promise while it opens), if any. */
+  session(id: string): Promise<RecordingSession> | undefined;
+  /** Why storage is failing, or undefined while it works. */
+  readonly failureCause: string | undefined;
+  /** Notes that a session has index progress to write; writes are batched. */
+  progressChanged(): void;
+}
