@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import Fastify, { LogController, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify';
 import { SluiceError, isSluiceError } from '../shared/errors.js';
+import { systemClock, type Clock } from './clock.js';
 import type { Config } from './config/schema.js';
 import { createAuthenticate } from './identity/authenticate.js';
 import { createTokenVerifier, type TokenVerifier } from './identity/token-verifier.js';
@@ -26,7 +27,8 @@ import { ProxySessions } from './recording/proxy-sessions.js';
 import { assertCanRead } from './recording/session-access.js';
 import { loadMaskingProfiles } from './masking/load-profiles.js';
 import { createMaskingStage } from './masking/masking-stage.js';
-import { hostname } from 'node:os';
+import { replicaIdOf } from './replica/replica-config.js';
+import { startReplicaRuntime } from './replica/replica-runtime.js';
 import { registerAdminRoutes } from './api/admin-routes.js';
 import { registerGrantsRoutes } from './api/grants-routes.js';
 import { registerReviewsRoutes } from './api/reviews-routes.js';
@@ -52,6 +54,10 @@ export interface BuildAppOptions {
   live?: LiveConfig;
   /** Re-reads and validates the configuration for `POST /v1/admin/reload`; without it the route refuses. */
   reloadConfig?: () => Promise<Config>;
+  /** What token expiry is judged against, by the verifier and the tunnels. Default: the system clock; tests move their own forward. */
+  clock?: Clock;
+  /** This process's worker number under `sluice serve --workers N`: part of the default replica id (`myhost/0`). Default 0. */
+  worker?: number;
 }
 
 /** Paths a log line must never carry: credentials in any header. */
@@ -109,9 +115,12 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
     ...(options.https ? { https: options.https } : {}),
   }) as unknown as FastifyInstance;
 
-  const verifier = options.verifier ?? createTokenVerifier({ identity: config.identity, roles: config.roles });
+  const clock = options.clock ?? systemClock;
+  const verifier = options.verifier ?? createTokenVerifier({ identity: config.identity, roles: config.roles, now: () => clock.now() });
   // Index and session files; refuses to start with connections but no master key.
-  const storage = await openStorage({ config, io: options.recordingIo, log: app.log });
+  // Owner of this process's sessions, held requests and tunnel slots among the replicas sharing the store.
+  const replicaId = replicaIdOf(config.replica.id, options.worker ?? 0);
+  const storage = await openStorage({ config, io: options.recordingIo, log: app.log, replica: replicaId, clock });
   const live = options.live ?? createLiveConfig(config);
   const deps: GatewayDeps = {
     // Read per request by the routes, so a reload takes effect.
@@ -159,14 +168,16 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
   registerAuditRoutes(app, deps);
   registerSessionsRoutes(app, deps);
 
-  // The data path: one exchange handler behind both the tunnel's HTTP protocol and the direct proxy.
-  const recorder = storage?.recording.recorder;
-  // Reviews and grants live next to the index; a gateway without storage has no connections, so nothing to hold.
+  // The data path: one exchange handler behind every connection type's protocol and the direct proxy.
+  // Reviews and grants live in the index. A gateway without storage has no connections (nor can a reload
+  // add any: live-config.ts), so nothing is ever held; its review and grant routes get a throwaway store.
+  const approvalStore = storage?.store ?? new SqliteStore({ file: ':memory:' });
   const approvals = createApprovalSystem<Exchange>({
     config: live.get,
-    ...(storage === undefined ? { file: ':memory:' } : { file: join(resolve(config.storage.dir), 'reviews.db') }),
-    ...(recorder === undefined ? {} : { record: reviewRecorder(recorder) }),
+    store: approvalStore,
+    record: reviewRecorder(),
     log: app.log,
+    replica: replicaId,
   });
   const policyOf = (c: Config) => compilePolicies({ policies: c.policies, policyDefault: c.policy_default, defaultTimeoutMs: parseDuration(c.approval.default_timeout) });
   let policies = policyOf(config);
@@ -187,18 +198,31 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
     approval: createApprovalStage(approvals.held),
     policyReadAhead: config.policy_read_ahead,
   });
-  const http = createHttpProtocol({ exchange });
-  const tcp = createTcpProtocol({ policy, ...(recorder === undefined ? {} : { recorder }) });
+  const protocols = createConnectionProtocols({ exchange });
   const proxySessions =
     storage === undefined ? undefined : new ProxySessions({ recording: storage.recording, idleMs: parseDuration(config.storage.proxy_session_idle), newId: newSessionId });
+  // First heartbeat before the gateway serves; then heartbeats and sweeps of dead replicas' state.
+  const replica = await startReplicaRuntime({
+    store: approvals.store,
+    id: replicaId,
+    config: config.replica,
+    clock,
+    ...(storage === undefined ? {} : { recording: storage.recording }),
+    abandonReview: (id, reason) => approvals.service.abandon(id, reason),
+    log: app.log,
+  });
+  app.decorate('replica', replica);
   app.addHook('onClose', async () => {
     // Held requests are withdrawn first, so their callers hear why and their reviews do not stay pending.
     await approvals.close();
-    await Promise.all([http.close(), tcp.close()]);
+    await protocols.close();
     await exchange.close();
     proxySessions?.close();
+    // Heartbeats stop once nothing new can start; the sealing right after is this replica's own, not a sweep's.
+    await replica.stop();
     // Last: every session still open is sealed once its exchanges have ended.
     await storage?.close();
+    if (storage === undefined) await approvalStore.close();
   });
   registerProxyRoutes(app, {
     connections: () => live.get().connections,
@@ -246,7 +270,7 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
     notices: approvals.notices,
     // The approval system's store is the index, or its throwaway stand-in when there is no storage.
     tunnelSlots: approvals.store,
-    replica: storage?.recording.replica ?? hostname(),
+    replica: replicaId,
     clock,
   });
 

@@ -19,6 +19,8 @@ export interface StartGatewayOptions {
   configDir?: string;
   /** Re-reads and validates the configuration (the file `serve` started from); enables reload. */
   reloadConfig?: () => Promise<Config>;
+  /** This process's worker number (`serve --workers N`), part of the default replica id. Default 0. */
+  worker?: number;
 }
 
 export interface RunningGateway {
@@ -68,7 +70,7 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
   }
   const live = createLiveConfig(config);
   const { reloadConfig } = options;
-  const app = await buildApp({ config, logger: options.logger, https, live, reloadConfig, configDir: options.configDir });
+  const app = await buildApp({ config, logger: options.logger, https, live, reloadConfig, configDir: options.configDir, worker: options.worker });
   if (!tls && !isLoopback(address.host)) {
     app.log.warn({ listen: urlHost(address) }, 'listening on a non-loopback address without TLS (--insecure): tokens travel in clear text');
   }

@@ -1,7 +1,7 @@
 import { SluiceError } from '../../shared/errors.js';
 import { MAX_TIMER_MS } from '../../shared/timers.js';
 import { hasRole, inAnyGroup, type Principal } from '../identity/principal.js';
-import { reviewDecided, reviewExpired, reviewNotFound } from '../store/review-errors.js';
+import { reviewDecided, reviewNotFound } from '../store/review-errors.js';
 import type { ApprovalOutcome, ResendClaim, ReviewFilter, ReviewLimits, Store } from '../store/store.js';
 import type { ReviewEvent } from './review-feed.js';
 import { newReviewId, resendDeadline, type GrantSummary, type RequestSummary, type ResendTerms, type Review, type ReviewPerson } from './review.js';
@@ -35,6 +35,8 @@ export interface RequestReviewInput {
   readonly requestId: string;
   /** Set when the caller is answered at once instead of held: what its re-send must match. */
   readonly resend?: ResendTerms;
+  /** The replica holding the caller, for a held request (see `NewReview.replica`). */
+  readonly replica?: string;
 }
 
 /** Where the requester's own requests are looked up: the request answered at once, or its approval. */
@@ -140,6 +142,16 @@ export function createApprovalService(options: ApprovalServiceOptions): Approval
     return review;
   }
 
+  /**
+   * A decision on a pending review past its deadline: the review is marked expired, announced once (by
+   * whoever marks it), and the decision refused as any decision on an expired review is.
+   */
+  async function refuseIfLate(review: Review, at: number): Promise<void> {
+    if (review.status !== 'pending' || review.expiresAt > at) return;
+    const expired = await expire(review.id);
+    throw reviewDecided(expired ?? (await store.getReview(review.id)) ?? review);
+  }
+
   async function create(review: Parameters<Store['createReview']>[0]): Promise<Review> {
     const created = await store.createReview(review, options.limits());
     notify({ type: 'review.created', review: created, at: created.createdAt });
@@ -167,6 +179,7 @@ export function createApprovalService(options: ApprovalServiceOptions): Approval
         sessionId: input.sessionId,
         requestId: input.requestId,
         ...(input.resend === undefined ? {} : { resend: input.resend }),
+        ...(input.replica === undefined ? {} : { replica: input.replica }),
       });
     },
     requestGrant(input) {
@@ -190,28 +203,20 @@ export function createApprovalService(options: ApprovalServiceOptions): Approval
       const review = await load(input.principal, input.id);
       mayDecide(input.principal, review);
       const at = clock();
-      try {
-        const outcome = await store.approveReview(input.id, { sub: input.principal.sub, email: input.principal.email, at, reason: input.reason });
-        const actor = person(input.principal);
-        const type = outcome.review.status === 'approved' ? 'review.approved' : 'review.approval';
-        notify({ type, review: outcome.review, actor, at });
-        return outcome;
-      } catch (err) {
-        if (err instanceof SluiceError && err.code === 'ERR_REVIEW_EXPIRED') {
-          const expired = await store.getReview(input.id);
-          if (expired !== undefined) notify({ type: 'review.expired', review: expired, at });
-        }
-        throw err;
-      }
+      await refuseIfLate(review, at);
+      // Past refuseIfLate, the store cannot be the one to expire it (same `at`, same deadline): a review
+      // that is expired already throws ERR_REVIEW_EXPIRED without a second announcement.
+      const outcome = await store.approveReview(input.id, { sub: input.principal.sub, email: input.principal.email, at, reason: input.reason });
+      const actor = person(input.principal);
+      const type = outcome.review.status === 'approved' ? 'review.approved' : 'review.approval';
+      notify({ type, review: outcome.review, actor, at });
+      return outcome;
     },
     async reject(input) {
       const review = await load(input.principal, input.id);
       mayDecide(input.principal, review);
       const at = clock();
-      if (review.status === 'pending' && review.expiresAt <= at) {
-        await expire(review.id);
-        throw reviewExpired(review.id);
-      }
+      await refuseIfLate(review, at);
       const rejected = await store.resolveReview(input.id, { status: 'rejected', at, by: person(input.principal), reason: input.reason });
       if (rejected === undefined) throw reviewDecided((await store.getReview(input.id)) ?? review);
       notify({ type: 'review.rejected', review: rejected, actor: person(input.principal), at });

@@ -1,6 +1,5 @@
 import { parseDuration } from '../config/duration.js';
 import type { Config } from '../config/schema.js';
-import { SqliteStore } from '../store/sqlite-store.js';
 import type { Store } from '../store/store.js';
 import { createApprovalService, type ApprovalService } from './approval-service.js';
 import { createGrantGate, type GrantGate } from './grant-gate.js';
@@ -13,13 +12,16 @@ export interface ApprovalSystemOptions<X extends HeldExchange = HeldExchange> {
   /** The current configuration (read per use, so a reload takes effect). */
   readonly config: () => Config;
   /**
-   * The gateway's store, where reviews and grants are kept; its owner closes it. Default: a throwaway
-   * in-memory store the system closes (a gateway without storage has no connections, so nothing is held).
+   * Where reviews and grants are kept: the gateway's index (shared by every replica); its owner closes it.
+   * Required, so that no caller gets a private in-memory store by omission: reviews kept there are seen by
+   * no other replica and lost at a restart.
    */
-  readonly store?: Store;
+  readonly store: Store;
   /** Records review events into the held exchange's session (fail-closed). */
   readonly record?: HeldRequestsOptions<X>['record'];
   readonly log?: WebhookLog;
+  /** This replica's id: reviews of the requests it holds name it (see HeldRequestsOptions.replica). */
+  readonly replica?: string;
   readonly clock?: () => number;
 }
 
@@ -31,15 +33,13 @@ export interface ApprovalSystem<X extends HeldExchange = HeldExchange> {
   readonly grants: GrantGate;
   readonly notices: SessionNotices;
   readonly webhooks: WebhookNotifier;
-  /** Withdraws held requests, stops webhook retries, closes the store when the system opened it. */
+  /** Withdraws held requests and stops webhook retries; the store stays open (its owner closes it). */
   close(): Promise<void>;
 }
 
 /** Creates the approval system of one gateway process. */
 export function createApprovalSystem<X extends HeldExchange = HeldExchange>(options: ApprovalSystemOptions<X>): ApprovalSystem<X> {
-  const { config } = options;
-  const ownsStore = options.store === undefined;
-  const store = options.store ?? new SqliteStore({ file: ':memory:' });
+  const { config, store } = options;
   const webhooks = createWebhookNotifier({ webhooks: () => config().approval.webhooks, log: options.log });
   const service = createApprovalService({
     store,
@@ -54,6 +54,7 @@ export function createApprovalSystem<X extends HeldExchange = HeldExchange>(opti
     notifySession: (id, notice) => notices.notify(id, notice),
     record: options.record,
     resendWindowMs: () => parseDuration(config().approval.resend_window),
+    replica: options.replica,
     clock: options.clock,
   });
   const grants = createGrantGate({ store, clock: options.clock });
@@ -67,7 +68,6 @@ export function createApprovalSystem<X extends HeldExchange = HeldExchange>(opti
     async close() {
       await held.close();
       await webhooks.close();
-      if (ownsStore) await store.close();
     },
   };
 }

@@ -44,6 +44,11 @@ export interface HeldRequestsOptions<X extends HeldExchange = HeldExchange> {
   readonly record?: (exchange: X, event: ReviewEvent) => Promise<void>;
   /** How long after approval a request answered at once may be sent again (`approval.resend_window`). */
   readonly resendWindowMs?: () => number;
+  /**
+   * This replica's id, named by the reviews of the requests it holds: if it dies, another replica abandons
+   * them (replica-sweeps.ts), since their callers were connected to it.
+   */
+  readonly replica?: string;
   readonly clock?: () => number;
 }
 
@@ -157,7 +162,7 @@ export function createHeldRequests<X extends HeldExchange = HeldExchange>(option
   async function hold(input: HoldInput<X>): Promise<Review> {
     const { exchange, decision, signal } = input;
     if (signal?.aborted) throw new SluiceError('ERR_REVIEW_ABANDONED', { message: 'The caller left before the request was held' });
-    const review = await service.openRequestReview(reviewRequest(input));
+    const review = await service.openRequestReview({ ...reviewRequest(input), ...(options.replica === undefined ? {} : { replica: options.replica }) });
     try {
       await options.record?.(exchange, { type: 'review.created', review, at: review.createdAt });
     } catch (err) {

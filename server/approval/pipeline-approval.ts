@@ -2,7 +2,6 @@ import { SluiceError } from '../../shared/errors.js';
 import type { ApprovalStage, HoldContext, HoldOutcome } from '../pipeline/approval-stage.js';
 import type { Exchange } from '../pipeline/exchange.js';
 import type { DecisionBody } from '../pipeline/policy-stage.js';
-import type { Recorder } from '../pipeline/recorder.js';
 import type { HeldRequests } from './held-requests.js';
 import { prefersRespondAsync, requestBinding } from './request-binding.js';
 import type { ReviewEvent } from './review-feed.js';
@@ -75,29 +74,28 @@ const FORWARD: HoldOutcome = Object.freeze({ kind: 'forward' });
  * record type of their own: the store keeps the former, and a withdrawn exchange ends with an
  * `exchange.error` (ERR_REVIEW_ABANDONED) that the pipeline records.
  */
-export function reviewRecorder(recorder: Recorder): (exchange: Exchange, event: ReviewEvent) => Promise<void> {
+export function reviewRecorder(): (exchange: Exchange, event: ReviewEvent) => Promise<void> {
   return async (exchange, event) => {
     const r = event.review;
     const by = r.resolvedBy === undefined ? undefined : (r.resolvedBy.email ?? r.resolvedBy.sub);
     switch (event.type) {
       case 'review.created':
-        return recorder.emit({ type: 'review.requested', exchange, reviewId: r.id, note: `rule ${r.rule}; reviewers ${r.reviewers.join(', ')}` });
+        return exchange.recording.recordReview({ type: 'review.requested', reviewId: r.id, note: `rule ${r.rule}; reviewers ${r.reviewers.join(', ')}` });
       case 'review.approved': {
         const approvers = r.approvals.length > 1 ? `approved by ${r.approvals.map((a) => a.email ?? a.sub).join(', ')}` : r.resolution;
         // A re-send says which request was approved: the approval was given to that one, in its own session.
         const resent = r.resent?.requestId === exchange.id ? `sent again; approved for ${r.requestId ?? 'an earlier request'} (session ${r.sessionId ?? '?'})` : undefined;
-        return recorder.emit({
+        return exchange.recording.recordReview({
           type: 'review.approved',
-          exchange,
           reviewId: r.id,
           by,
           note: [resent, approvers].filter((n) => n !== undefined && n !== '').join('; ') || undefined,
         });
       }
       case 'review.rejected':
-        return recorder.emit({ type: 'review.rejected', exchange, reviewId: r.id, by, note: r.resolution });
+        return exchange.recording.recordReview({ type: 'review.rejected', reviewId: r.id, by, note: r.resolution });
       case 'review.expired':
-        return recorder.emit({ type: 'review.expired', exchange, reviewId: r.id });
+        return exchange.recording.recordReview({ type: 'review.expired', reviewId: r.id });
       default:
         return;
     }

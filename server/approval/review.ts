@@ -58,6 +58,11 @@ export interface NewReview {
   readonly requestId?: string;
   /** Set when the caller was answered at once (`Prefer: respond-async`) instead of held. */
   readonly resend?: ResendTerms;
+  /**
+   * The replica holding the caller while the review is pending: when it dies, the review is abandoned (the
+   * caller went with it). Absent when no caller waits: access requests, requests answered at once.
+   */
+  readonly replica?: string;
 }
 
 /**

@@ -2,6 +2,9 @@ import { z } from 'zod';
 import { approvalSchema, connectionGrantSchema, grantConfigProblems } from '../approval/approval-config.js';
 import { policiesSchema, policyConfigProblems, policyDefaultSchema } from '../policy/policy-config.js';
 import { maskingConfigProblems, maskingProfileName, maskingProfileSchema, maskingSettingsSchema } from '../masking/profile-schema.js';
+import { HTTP_CONNECTION_FIELDS, TCP_CONNECTION_FIELDS } from '../protocols/connection-fields.js';
+import { replicaSchema } from '../replica/replica-config.js';
+import { durationSchema as duration } from './duration.js';
 
 /** Connection names appear in URLs and CLI arguments. */
 const connectionName = z
@@ -137,6 +140,8 @@ export const configSchema = z
     // Bytes of a request body policy may read before judging it; a rule about the body refuses longer ones.
     policy_read_ahead: z.number().int().min(1024).max(64 * 1024 * 1024).default(1024 * 1024),
     approval: approvalSchema,
+    /** Who this gateway is among replicas sharing a store, and how soon a silent one is swept (server/replica). */
+    replica: replicaSchema,
   })
   .superRefine((cfg, ctx) => {
     for (const p of maskingConfigProblems(cfg)) ctx.addIssue({ code: 'custom', path: p.path, message: p.message });

@@ -1,8 +1,10 @@
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { SluiceError } from '../../shared/errors.js';
+import type { Clock } from '../clock.js';
 import { parseDuration } from '../config/duration.js';
 import type { Config } from '../config/schema.js';
+import { replicaIdOf } from '../replica/replica-config.js';
 import { SqliteStore } from '../store/sqlite-store.js';
 import type { Store } from '../store/store.js';
 import { FsArchive } from './archive/fs-archive.js';
@@ -24,6 +26,10 @@ export interface OpenStorageOptions {
   /** File operations of the recording; tests inject faults here. */
   readonly io?: RecordingIo;
   readonly log?: RecordingLog;
+  /** This process's replica id, owner of the sessions it opens. Default: `replica.id` as worker 0 resolves it. */
+  readonly replica?: string;
+  /** What the retention sweep's lease is timed by. Default: the system clock. */
+  readonly clock?: Clock;
 }
 
 /** The gateway's storage: the index and the recording on top of it. */
@@ -75,6 +81,8 @@ export async function openStorage(options: OpenStorageOptions): Promise<GatewayS
       fsync: storage.fsync,
       fsyncIntervalMs: parseDuration(storage.fsync_interval),
       retentionDays: storage.retention_days,
+      replica: options.replica ?? replicaIdOf(config.replica.id),
+      clock: options.clock,
       sealCheckpointEvery: storage.seal_checkpoint_every,
       sealCheckpointIntervalMs: parseDuration(storage.seal_checkpoint_interval),
       log: options.log,

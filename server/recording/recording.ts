@@ -1,9 +1,10 @@
-import { hostname } from 'node:os';
 import { resolve } from 'node:path';
+import { systemClock, type Clock } from '../clock.js';
 import type { ConnectionConfig } from '../config/schema.js';
 import type { Principal } from '../identity/principal.js';
 import type { Recorder } from '../pipeline/recorder.js';
 import type { ReadinessCheck } from '../readiness.js';
+import { replicaIdOf } from '../replica/replica-config.js';
 import type { Store } from '../store/store.js';
 import type { RecordingArchive } from './archive/archive.js';
 import { FsArchive } from './archive/fs-archive.js';
@@ -49,8 +50,10 @@ export interface RecordingOptions {
   readonly sweepIntervalMs?: number;
   /** How often index progress is written to the store; default 250 ms. */
   readonly progressIntervalMs?: number;
-  /** This gateway's id among replicas sharing a store; default the host name. */
+  /** This gateway's id among replicas sharing a store (`replica.id`); default as `replica.id`'s, worker 0. */
   readonly replica?: string;
+  /** What the retention sweep's lease and cutoff are timed by. Default: the system clock. */
+  readonly clock?: Clock;
   /** The seal log signs a checkpoint once this many entries are unsigned; default 32. */
   readonly sealCheckpointEvery?: number;
   /** ...and at least this often while any is; default 60 s. */
@@ -107,7 +110,7 @@ export class Recording implements RecorderSessions {
     this.store = options.store;
     this.#io = options.io ?? nodeRecordingIo;
     this.#log = options.log ?? noLog;
-    this.replica = options.replica ?? hostname();
+    this.replica = options.replica ?? replicaIdOf(undefined);
     this.archive = options.archive ?? new FsArchive({ root: this.dir });
     this.spool = new SessionSpool({ root: options.spoolDir ?? this.dir, io: this.#io, archive: this.archive });
     this.source = { objects: this.spool.reader, keys: this.store, keyRing: this.keyRing };
@@ -137,15 +140,8 @@ export class Recording implements RecorderSessions {
       onOutcome: (err) => recording.reportOutcome(err),
     });
     try {
-      const endedAt = Date.now();
-      const interrupted = await options.store.interruptOpenSessions(recording.replica, endedAt);
+      const interrupted = await recording.interruptSessionsOf(recording.replica, Date.now());
       if (interrupted.length > 0) recording.#log.warn({ sessions: interrupted }, 'sessions left open by a previous run are marked interrupted');
-      for (const id of interrupted) {
-        const s = await options.store.getSession(id);
-        if (s === undefined) continue;
-        await recording.#sealInterrupted(id, s.file, endedAt);
-        await recording.#handOff(id, s.file);
-      }
     } catch (err) {
       await recording.#sealLog.close().catch(() => undefined);
       throw err;
@@ -157,6 +153,8 @@ export class Recording implements RecorderSessions {
         sealLog: recording.#sealLog,
         retentionDays: options.retentionDays,
         intervalMs: options.sweepIntervalMs ?? 3_600_000,
+        replica: recording.replica,
+        clock: options.clock ?? systemClock,
         log: recording.#log,
       });
       recording.#sweep.start();
@@ -240,9 +238,29 @@ export class Recording implements RecorderSessions {
     return this.#health.check();
   }
 
-  /** Destroys sessions past retention (see RetentionSweep); 0 when no retention is configured. */
-  sweep(now = Date.now()): Promise<number> {
+  /**
+   * Destroys sessions past retention (see RetentionSweep); 0 when no retention is configured, undefined
+   * when another replica holds the lease `retention` (and sweeps).
+   */
+  sweep(now?: number): Promise<number | undefined> {
     return this.#sweep?.sweep(now) ?? Promise.resolve(0);
+  }
+
+  /**
+   * Marks the `open` sessions of `replica` interrupted: this replica's own at start (left open by a crash),
+   * or a dead replica's (replica-sweeps.ts). What their files hold is pinned in the seal log and they are
+   * handed to the archive where this replica can read them; a dead replica's spool on another host it
+   * cannot, and that is logged. Resolves to their ids.
+   */
+  async interruptSessionsOf(replica: string, endedAt: number): Promise<string[]> {
+    const interrupted = await this.store.interruptOpenSessions(replica, endedAt);
+    for (const id of interrupted) {
+      const s = await this.store.getSession(id);
+      if (s === undefined) continue;
+      await this.#sealInterrupted(id, s.file, endedAt);
+      await this.#handOff(id, s.file);
+    }
+    return interrupted;
   }
 
   /** Seals every open session, signs the seal log's head, and stops timers; the store stays open (its owner closes it). */

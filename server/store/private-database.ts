@@ -12,7 +12,8 @@ function databaseFiles(file: string): string[] {
 
 /**
  * Opens a SQLite database in WAL mode whose three files (database, `-wal`, `-shm`) are readable by the
- * owner only, whatever the process umask and whatever mode the directory has.
+ * owner only, whatever the process umask and whatever mode the directory has, and whose deleted rows are
+ * zeroed (`secure_delete`).
  *
  * SQLite creates a new database 0644 minus the umask, and its `-wal` and `-shm` files lazily, copying the
  * database file's mode onto each with fchmod. So the database file is created here first and set 0600
@@ -26,6 +27,7 @@ export function openPrivateDatabase(file: string): Database.Database {
   if (file === ':memory:') {
     const db = new Database(file);
     db.pragma('journal_mode = WAL');
+    eraseDeletedContent(db);
     return db;
   }
   mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
@@ -42,6 +44,7 @@ export function openPrivateDatabase(file: string): Database.Database {
   const db = new Database(file);
   try {
     db.pragma('journal_mode = WAL');
+    eraseDeletedContent(db);
     db.prepare('SELECT count(*) FROM sqlite_master').get();
     restrict(file);
   } catch (err) {
@@ -49,6 +52,15 @@ export function openPrivateDatabase(file: string): Database.Database {
     throw err;
   }
   return db;
+}
+
+/**
+ * Deleted rows are overwritten with zeros, not merely unlinked from their page: erasing a session is the
+ * deletion of its wrapped data key, and without this the key's bytes stay readable in the page (and in
+ * pages freed later) for as long as nothing happens to reuse the space. The setting is per connection.
+ */
+function eraseDeletedContent(db: Database.Database): void {
+  db.pragma('secure_delete = ON');
 }
 
 function restrict(file: string): void {

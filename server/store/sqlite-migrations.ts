@@ -134,4 +134,9 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   CREATE INDEX tunnel_slots_by_sub ON tunnel_slots (sub);
   CREATE INDEX tunnel_slots_by_replica ON tunnel_slots (replica);
   `,
+  // 5: the replica holding a pending review's caller, so the review is abandoned when that replica dies.
+  `
+  ALTER TABLE reviews ADD COLUMN replica TEXT;
+  CREATE INDEX reviews_by_replica ON reviews (replica, status);
+  `,
 ];

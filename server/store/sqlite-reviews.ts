@@ -34,8 +34,8 @@ export class SqliteReviews {
     this.#db = db;
     this.#feed = feed;
     this.#insert = db.prepare(
-      `INSERT INTO reviews (id, kind, status, requester, connection, binding, created_at, expires_at, doc)
-       VALUES (@id, @kind, @status, @requester, @connection, @binding, @created_at, @expires_at, @doc)`,
+      `INSERT INTO reviews (id, kind, status, requester, connection, binding, created_at, expires_at, replica, doc)
+       VALUES (@id, @kind, @status, @requester, @connection, @binding, @created_at, @expires_at, @replica, @doc)`,
     );
     this.#update = db.prepare('UPDATE reviews SET status = @status, doc = @doc WHERE id = @id');
     this.#get = db.prepare('SELECT doc FROM reviews WHERE id = ?');
@@ -67,6 +67,7 @@ export class SqliteReviews {
           binding: review.resend?.binding ?? null,
           created_at: review.createdAt,
           expires_at: review.expiresAt,
+          replica: review.replica ?? null,
           doc: JSON.stringify(stored),
         });
       })
@@ -82,7 +83,7 @@ export class SqliteReviews {
   async list(filter: ReviewFilter = {}): Promise<Review[]> {
     const where: string[] = [];
     const params: Record<string, unknown> = { limit: filter.limit ?? DEFAULT_LIMIT };
-    for (const column of ['status', 'kind', 'requester', 'connection', 'binding'] as const) {
+    for (const column of ['status', 'kind', 'requester', 'connection', 'binding', 'replica'] as const) {
       if (filter[column] === undefined) continue;
       where.push(`${column} = @${column}`);
       params[column] = filter[column];

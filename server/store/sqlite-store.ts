@@ -137,7 +137,8 @@ function decodeCursor(cursor: string): [number, string] {
 
 /**
  * The embedded store: one SQLite file in WAL mode (readers never block the writer), schema versions
- * applied at open. better-sqlite3 is synchronous; statements are prepared once and each call is short.
+ * applied at open. better-sqlite3 is synchronous and each call is short; the statements a recording runs
+ * per session (its row, progress, seal) are prepared once, the rest per call.
  */
 export class SqliteStore implements Store {
   readonly feed: ReviewFeed;
@@ -357,6 +358,18 @@ export class SqliteStore implements Store {
     return this.#db.prepare('DELETE FROM tunnel_slots WHERE replica = ?').run(replica).changes;
   }
 
+  async replicasWithOpenState(): Promise<string[]> {
+    const rows = this.#db
+      .prepare(
+        `SELECT replica FROM sessions WHERE status = 'open'
+         UNION SELECT replica FROM reviews WHERE status = 'pending' AND replica IS NOT NULL
+         UNION SELECT replica FROM tunnel_slots
+         ORDER BY 1`,
+      )
+      .all() as { replica: string }[];
+    return rows.map((r) => r.replica);
+  }
+
   async putSessionKey(sessionId: string, key: WrappedSessionKey): Promise<void> {
     this.#db.prepare('INSERT INTO session_keys (session_id, key_id, wrapped) VALUES (?, ?, ?)').run(sessionId, key.keyId, key.wrapped);
   }
@@ -369,7 +382,15 @@ export class SqliteStore implements Store {
   }
 
   async deleteSessionKey(sessionId: string): Promise<boolean> {
-    return this.#db.prepare('DELETE FROM session_keys WHERE session_id = ?').run(sessionId).changes > 0;
+    const existed = this.#db.prepare('DELETE FROM session_keys WHERE session_id = ?').run(sessionId).changes > 0;
+    // secure_delete (private-database.ts) zeroes the row, but only in the page written to the WAL: the
+    // database file keeps the old page, and earlier WAL frames the key itself, until a checkpoint copies
+    // the zeroed page over and TRUNCATE empties the WAL. Run on a retry too, where a busy checkpoint failed.
+    const [result] = this.#db.pragma('wal_checkpoint(TRUNCATE)') as { busy: number }[];
+    if (result !== undefined && result.busy !== 0) {
+      throw new Error(`The key of session ${sessionId} is deleted, but the index's WAL could not be emptied (another connection is still reading it), so its bytes may remain there; retry the erasure`);
+    }
+    return existed;
   }
 
   async heartbeat(replica: string, at: number): Promise<void> {

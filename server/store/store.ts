@@ -50,7 +50,10 @@ export interface NewSession {
   /** The recorded exchange this session re-sends (`<session id>#<exchange number>`), for a re-send. */
   readonly resendOf?: string;
   readonly startedAt: number;
-  /** The session file, relative to `storage.dir`. */
+  /**
+   * The session file's archive object name (`sessions/YYYY/MM/DD/<id>.rec`): where the archive keeps it once
+   * sealed, and where the writing replica's spool appends it while it is open.
+   */
   readonly file: string;
   /** Id of the master key that wraps the session's data key. */
   readonly keyId: string;
@@ -131,6 +134,8 @@ export interface ReviewFilter {
   readonly connection?: string;
   /** Only reviews of requests answered at once with this binding. */
   readonly binding?: string;
+  /** Only reviews whose caller this replica holds (see `NewReview.replica`). */
+  readonly replica?: string;
   /** Default 100. */
   readonly limit?: number;
 }
@@ -167,9 +172,13 @@ export interface ApprovalOutcome {
   readonly grant?: Grant;
 }
 
-/** A session's data key, wrapped (AES-256-GCM) by the master key `keyId`; erasing it makes the session unreadable. */
+/**
+ * A session's data key, wrapped (AES-256-GCM, key-ring.ts) by the master key `keyId`: kept in the index
+ * for format 2 files, in the header of a format 1 file. Erasing it makes the session unreadable.
+ */
 export interface WrappedSessionKey {
   readonly keyId: string;
+  /** nonce (12) ‖ ciphertext (32) ‖ tag (16). */
   readonly wrapped: Buffer;
 }
 
@@ -254,10 +263,22 @@ export interface Store {
   /** Removes every slot of `replica` (it stopped without closing its tunnels); resolves to how many. */
   clearTunnelSlots(replica: string): Promise<number>;
 
+  /**
+   * The replicas that own open state, sorted by id: an `open` session, a pending review whose caller they
+   * hold (`NewReview.replica`), or a tunnel slot. What a replica that died leaves for the others to sweep.
+   */
+  replicasWithOpenState(): Promise<string[]>;
+
   /** Stores a session's wrapped data key once; rejects if the session already has one. */
   putSessionKey(sessionId: string, key: WrappedSessionKey): Promise<void>;
   getSessionKey(sessionId: string): Promise<WrappedSessionKey | undefined>;
-  /** Erasure: destroys the wrapped key (the recording stays, unreadable); resolves to whether it existed. */
+  /**
+   * Erasure: destroys the wrapped key (the recording stays, unreadable); resolves to whether it existed.
+   * Once it resolves, the key's bytes are in none of the files the backend keeps live, journals and
+   * write-ahead logs included (SQLite: deleted rows zeroed, the WAL checkpointed and emptied); it rejects
+   * when it cannot promise that, and a retry (the key already gone) finishes the job. Backups of the
+   * backend keep the key until they expire, and are the operator's to age out.
+   */
   deleteSessionKey(sessionId: string): Promise<boolean>;
 
   /** Records that `replica` is alive at `at` (a heartbeat). */

@@ -10,13 +10,14 @@ import { FRAME_HEADER_SIZE } from '../../shared/tunnel/frames.js';
 import type { ConnectionConfig } from '../config/schema.js';
 import type { GatewayDeps } from '../gateway-deps.js';
 import { inAnyGroup, type Principal } from '../identity/principal.js';
-import type { HttpProtocol } from '../protocols/http.js';
-import type { TcpProtocol } from '../protocols/tcp.js';
+import type { ConnectionProtocols } from '../protocols/connection-types.js';
+import type { Store } from '../store/store.js';
+import { systemClock, type Clock } from '../clock.js';
 import { TunnelSession } from './tunnel-session.js';
 
 export interface TunnelRouteDeps extends GatewayDeps {
-  http: HttpProtocol;
-  tcp: TcpProtocol;
+  /** Each connection type's protocol on tunnel streams. */
+  protocols: ConnectionProtocols;
   /** Admits callers to connections with `requires_grant: true`, and ends their tunnels with the grant. */
   grants?: GrantGate;
   /** Where held requests find the tunnel to tell "waiting for approval r_…". */
@@ -56,7 +57,8 @@ export async function registerTunnelRoute(app: FastifyInstance, deps: TunnelRout
   const sessions = new Set<TunnelSession>();
   const { tunnelSlots, replica } = deps;
   const clock = deps.clock ?? systemClock;
-  // Slots this replica held when it last stopped without closing its tunnels (a crash) belong to no tunnel now.
+  // Slots this replica held when it last stopped without closing its tunnels (a crash) belong to no tunnel now;
+  // had it stayed down for replica.dead_after, another replica's sweep would have freed them already.
   await tunnelSlots.clearTunnelSlots(replica);
   /**
    * Takes one of `sub`'s places under `tunnel.max_per_user`, counted in the store across replicas; the
@@ -69,7 +71,7 @@ export async function registerTunnelRoute(app: FastifyInstance, deps: TunnelRout
     return () => {
       if (given) return;
       given = true;
-      // A slot the store failed to free is cleared when this replica starts again.
+      // A slot the store failed to free is cleared when this replica starts again, or swept once it is gone for good.
       tunnelSlots.releaseTunnelSlot(slot).catch((err: unknown) => log.warn({ err, sub }, 'a tunnel slot could not be given back'));
     };
   };
@@ -96,7 +98,7 @@ export async function registerTunnelRoute(app: FastifyInstance, deps: TunnelRout
         const principal = await deps.authenticate(req.headers);
         // The verifier allows clock leeway; a tunnel lives only until the token's own expiry, so a
         // token already past it is refused here rather than given a socket that closes at once.
-        if (principal.expiresAt * 1000 <= Date.now()) throw new SluiceError('ERR_TOKEN_EXPIRED');
+        if (principal.expiresAt * 1000 <= clock.now()) throw new SluiceError('ERR_TOKEN_EXPIRED');
         const query = req.query as Record<string, unknown>;
         const name = typeof query.connection === 'string' ? query.connection : '';
         if (!name) throw new SluiceError('ERR_BAD_REQUEST', { message: 'The tunnel needs ?connection=NAME' });
@@ -110,17 +112,19 @@ export async function registerTunnelRoute(app: FastifyInstance, deps: TunnelRout
             details: { connection: name },
           });
         }
-        const open = perUser.get(principal.sub) ?? 0;
-        if (open >= deps.config.tunnel.max_per_user) {
+        // Counted and taken in one step of the store, so parallel upgrades cannot all pass the count; given
+        // back when the upgrade fails, or when the connection ends (the tunnel closed, or it never opened).
+        const givePlace = await takePlace(principal.sub, req.log);
+        if (givePlace === undefined) {
+          const limit = deps.config.tunnel.max_per_user;
           throw new SluiceError('ERR_TUNNEL_LIMIT', {
-            message: `You already have ${open} tunnels open, the most one user may (tunnel.max_per_user); close one first`,
-            details: { limit: deps.config.tunnel.max_per_user },
+            message: `You already have ${limit} tunnels open, the most one user may (tunnel.max_per_user); close one first`,
+            details: { limit },
           });
         }
-        // Taken before anything is awaited, so parallel upgrades cannot all pass the count; given back when
-        // the upgrade fails, or when the connection ends (the tunnel closed, or it never opened).
-        const givePlace = takePlace(principal.sub);
         req.raw.socket.once('close', givePlace);
+        // The caller may have gone while the place was being taken: its close has been and gone.
+        if (req.raw.socket.destroyed) givePlace();
         try {
           const accessGrant = await deps.grants?.check(principal, connection);
           const reason = typeof query.reason === 'string' ? query.reason.slice(0, MAX_REASON) : undefined;
@@ -147,11 +151,11 @@ export async function registerTunnelRoute(app: FastifyInstance, deps: TunnelRout
         clientAddress: req.ip,
         tunnel,
         verifier: deps.verifier,
-        http: deps.http,
-        tcp: deps.tcp,
+        protocols: deps.protocols,
         log: req.log,
         recording: deps.recording,
         userAgent: req.headers['user-agent'],
+        clock,
       });
       sessions.add(session);
       session.mux.on('close', () => {

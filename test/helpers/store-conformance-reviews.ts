@@ -104,6 +104,22 @@ export function describeReviewConformance(open: OpenStores): void {
       expect(await ids({ limit: 2 })).toEqual([c.id, b.id]);
     });
 
+    it('keeps the replica holding a review\'s caller and lists by it', async () => {
+      const { store, peer } = await open();
+      const held = await store.createReview(heldRequest({ replica: 'r1', createdAt: T0 + 1 }), ROOMY);
+      const other = await peer.createReview(heldRequest({ replica: 'r2', createdAt: T0 + 2 }), ROOMY);
+      const noCaller = await store.createReview(accessRequest({ createdAt: T0 + 3 }), ROOMY);
+      expect(held.replica).toBe('r1');
+      expect((await peer.getReview(held.id))?.replica).toBe('r1');
+      expect((await store.getReview(noCaller.id))?.replica).toBeUndefined();
+      const ids = async (f: Parameters<Store['listReviews']>[0]) => (await store.listReviews(f)).map((r) => r.id);
+      expect(await ids({ replica: 'r1' })).toEqual([held.id]);
+      expect(await ids({ replica: 'r2', status: 'pending' })).toEqual([other.id]);
+      await store.resolveReview(other.id, { status: 'abandoned', at: T0 + 4 });
+      expect(await ids({ replica: 'r2', status: 'pending' })).toEqual([]);
+      expect(await ids({ replica: 'r3' })).toEqual([]);
+    });
+
     it('bounds pending reviews per requester and in total (ERR_REVIEW_LIMIT, 429); decided and expired ones do not count', async () => {
       const { store } = await open();
       const limits = { perUser: 2, total: 3 };

@@ -7,7 +7,7 @@
  */
 import { describe, expect, it, onTestFinished } from 'vitest';
 import type { NewSession, Store } from '../../server/store/store.js';
-import { describeReviewConformance } from './store-conformance-reviews.js';
+import { accessRequest, describeReviewConformance, heldRequest, ROOMY, T0 } from './store-conformance-reviews.js';
 
 /** A fresh, empty store and how to dispose of it. */
 export interface StoreUnderTest {
@@ -212,6 +212,32 @@ export function describeStoreConformance(name: string, factory: () => Promise<St
       await store.heartbeat('r1', 2000);
       expect(await store.liveReplicas(1000)).toEqual(['r1', 'r2']);
       expect(await store.liveReplicas(2500)).toEqual(['r1']);
+    });
+
+    it('lists the replicas that own open state: open sessions, pending reviews whose caller they hold, tunnel slots', async () => {
+      const { store, peer } = await openStores();
+      expect(await store.replicasWithOpenState()).toEqual([]);
+      const open1 = session({ replica: 'with-session' });
+      const sealed = session({ replica: 'only-sealed' });
+      const interrupted = session({ replica: 'only-interrupted' });
+      for (const s of [open1, sealed, interrupted]) await store.createSession(s);
+      await store.closeSession(sealed.id, { status: 'closed', endedAt: 1 });
+      await store.closeSession(interrupted.id, { status: 'interrupted', endedAt: 1 });
+      const pending = await peer.createReview(heldRequest({ replica: 'with-review' }), ROOMY);
+      const decided = await store.createReview(heldRequest({ replica: 'only-decided' }), ROOMY);
+      await store.resolveReview(decided.id, { status: 'rejected', at: T0 + 1 });
+      // A review no caller waits for belongs to no replica.
+      await store.createReview(accessRequest(), ROOMY);
+      const slot = await peer.acquireTunnelSlot('alice', 'with-slot', 5);
+      await store.acquireTunnelSlot('bob', 'with-session', 5);
+      expect(await store.replicasWithOpenState()).toEqual(['with-review', 'with-session', 'with-slot']);
+
+      await store.interruptOpenSessions('with-session', 2);
+      await store.resolveReview(pending.id, { status: 'abandoned', at: T0 + 2 });
+      await store.releaseTunnelSlot(slot!);
+      expect(await peer.replicasWithOpenState()).toEqual(['with-session']);
+      await store.clearTunnelSlots('with-session');
+      expect(await store.replicasWithOpenState()).toEqual([]);
     });
 
     it('gives a lease to one holder at a time until it expires or is released', async () => {

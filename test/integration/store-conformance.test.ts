@@ -16,6 +16,20 @@ async function tempDir(): Promise<string> {
   return mkdtemp(join(tmpdir(), 'sluice-store-'));
 }
 
+/** A fresh index file at schema `version`, as a gateway of that version left it, open for the test to fill; removed after the test. */
+async function indexAtVersion(version: number): Promise<{ file: string; raw: Database.Database }> {
+  const dir = await tempDir();
+  onTestFinished(() => rm(dir, { recursive: true, force: true }));
+  const file = join(dir, 'index.sqlite');
+  const raw = new Database(file);
+  raw.exec('CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');
+  SQLITE_MIGRATIONS.slice(0, version).forEach((sql, i) => {
+    raw.exec(sql);
+    raw.prepare('INSERT INTO schema_version (version, applied_at) VALUES (?, 0)').run(i + 1);
+  });
+  return { file, raw };
+}
+
 /** A store on a fresh file, and a second connection to it as another replica would hold. */
 async function sqliteOnDisk(): Promise<StoreUnderTest> {
   const dir = await tempDir();
@@ -119,25 +133,35 @@ describe('SqliteStore: reviews in the index', () => {
   });
 
   it('migrates an index of version 3: the review tables nothing wrote are replaced, sessions are kept', async () => {
-    const dir = await tempDir();
-    onTestFinished(() => rm(dir, { recursive: true, force: true }));
-    const file = join(dir, 'index.sqlite');
-    const raw = new Database(file);
-    raw.exec('CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');
-    SQLITE_MIGRATIONS.slice(0, 3).forEach((sql, i) => {
-      raw.exec(sql);
-      raw.prepare('INSERT INTO schema_version (version, applied_at) VALUES (?, 0)').run(i + 1);
-    });
+    const { file, raw } = await indexAtVersion(3);
     raw.prepare(`INSERT INTO sessions (id, user, groups, connection, via, client_address, started_at, file, key_id, replica, status)
       VALUES ('ses_1', 'alice', '[]', 'llm', 'proxy', '::1', 1, 'sessions/x.rec', 'default', 'r1', 'closed')`).run();
     raw.close();
 
     const store = new SqliteStore({ file });
     onTestFinished(() => store.close());
-    expect(store.schemaVersion).toBe(4);
+    expect(store.schemaVersion).toBe(SQLITE_MIGRATIONS.length);
     expect((await store.getSession('ses_1'))?.user).toBe('alice');
     const r = await store.createReview(heldRequest(), ROOMY);
     expect(await store.getReview(r.id)).toEqual(r);
+  });
+});
+
+describe('SqliteStore: the replica holding a review\'s caller', () => {
+  it('migrates an index of version 4: its pending reviews hold no replica, so no sweep abandons them', async () => {
+    const { file, raw } = await indexAtVersion(4);
+    const old: Review = { ...heldRequest(), status: 'pending', approvals: [] };
+    raw.prepare(`INSERT INTO reviews (id, kind, status, requester, connection, binding, created_at, expires_at, doc) VALUES (?, ?, 'pending', ?, ?, NULL, ?, ?, ?)`)
+      .run(old.id, old.kind, old.requester.sub, old.connection, old.createdAt, old.expiresAt, JSON.stringify(old));
+    raw.close();
+
+    const store = new SqliteStore({ file });
+    onTestFinished(() => store.close());
+    expect(store.schemaVersion).toBe(5);
+    expect(await store.getReview(old.id)).toEqual(old);
+    expect(await store.replicasWithOpenState()).toEqual([]);
+    const held = await store.createReview(heldRequest({ replica: 'r1' }), ROOMY);
+    expect(await store.listReviews({ replica: 'r1' })).toEqual([held]);
   });
 });
 
