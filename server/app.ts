@@ -15,8 +15,7 @@ import { registerProxyRoutes } from './api/proxy-route.js';
 import { createExchangeHandler } from './pipeline/run-exchange.js';
 import { openAiErrorBody } from './pipeline/error-response.js';
 import { undecodableUrlRefusal } from './pipeline/request-path.js';
-import { createHttpProtocol } from './protocols/http.js';
-import { createTcpProtocol } from './protocols/tcp.js';
+import { createConnectionProtocols } from './protocols/connection-types.js';
 import { newSessionId, registerTunnelRoute } from './tunnel/tunnel-route.js';
 import { registerAuditRoutes } from './api/audit-routes.js';
 import { registerSessionsRoutes } from './api/sessions-routes.js';
@@ -24,6 +23,7 @@ import { parseDuration } from './config/duration.js';
 import type { RecordingIo } from './recording/file-io.js';
 import { openStorage } from './recording/open-storage.js';
 import { ProxySessions } from './recording/proxy-sessions.js';
+import { SqliteStore } from './store/sqlite-store.js';
 import { assertCanRead } from './recording/session-access.js';
 import { loadMaskingProfiles } from './masking/load-profiles.js';
 import { createMaskingStage } from './masking/masking-stage.js';
@@ -183,16 +183,9 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
   let policies = policyOf(config);
   live.onChange((next) => (policies = policyOf(next)));
   const maskingProfiles = await loadMaskingProfiles(config, { baseDir: options.configDir });
-  const masking = createMaskingStage({
-    profiles: maskingProfiles,
-    // What was masked (entity, rule, count: never a value) joins the exchange's record.
-    onSummary: (masked, findings) => {
-      if (findings.length > 0) recorder?.emit({ type: 'masking.summary', exchange: masked, findings }).catch(() => undefined);
-    },
-  });
+  const masking = createMaskingStage({ profiles: maskingProfiles });
   const policy = createRulePolicyStage({ engine: () => policies, grants: approvals.grants, log: app.log });
   const exchange = createExchangeHandler({
-    ...(recorder === undefined ? {} : { recorder }),
     masking,
     policy,
     approval: createApprovalStage(approvals.held),
@@ -264,8 +257,7 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
     readiness: deps.readiness,
     store: deps.store,
     recording: deps.recording,
-    http,
-    tcp,
+    protocols,
     grants: approvals.grants,
     notices: approvals.notices,
     // The approval system's store is the index, or its throwaway stand-in when there is no storage.

@@ -7,8 +7,10 @@ import type { ConnectionConfig } from '../config/schema.js';
 import type { Principal } from '../identity/principal.js';
 import { sendErrorResponse } from '../pipeline/error-response.js';
 import type { ExchangeSession } from '../pipeline/exchange.js';
+import { discardSessionRecorder } from '../pipeline/recorder.js';
 import { requestPathFor } from '../pipeline/request-path.js';
 import type { ExchangeHandler } from '../pipeline/run-exchange.js';
+import { runHttpExchange } from '../protocols/http-carrier.js';
 
 /** What the direct-proxy route needs from the gateway. */
 export interface ProxyRouteDeps {
@@ -16,11 +18,12 @@ export interface ProxyRouteDeps {
   readonly connections: () => readonly ConnectionConfig[];
   /** Verifies the caller's bearer token; throws a SluiceError when it is missing or invalid. */
   readonly authenticate: (req: FastifyRequest) => Promise<Principal>;
-  /** The same exchange handler the tunnel's HTTP protocol uses. */
+  /** The same exchange handler the tunnel's protocols use. */
   readonly exchange: ExchangeHandler;
   /**
-   * The recording session of a call; by default every call is a session of its own. `resendOf` is set when
-   * the call re-sends a recorded exchange (`x-sluice-resend-of`): such a call gets a session of its own.
+   * The recording session of a call; by default every call is a session of its own, recorded nowhere (a
+   * gateway without storage). `resendOf` is set when the call re-sends a recorded exchange
+   * (`x-sluice-resend-of`): such a call gets a session of its own.
    */
   readonly sessionFor?: (
     principal: Principal,
@@ -76,7 +79,7 @@ export function upstreamPathOf(url: string): string {
  * so fastify never reads or parses the body: it streams to the upstream as it arrives.
  */
 export function registerProxyRoutes(app: FastifyInstance, deps: ProxyRouteDeps): void {
-  const sessionFor = deps.sessionFor ?? (() => ({ id: `ses_${randomUUID().replaceAll('-', '')}` }));
+  const sessionFor = deps.sessionFor ?? (() => ({ id: `ses_${randomUUID().replaceAll('-', '')}`, recorder: discardSessionRecorder }));
 
   const takeOver = async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
     reply.hijack();
@@ -110,7 +113,7 @@ export function registerProxyRoutes(app: FastifyInstance, deps: ProxyRouteDeps):
       const session = sessionFor(principal, req, { response: res, ...(resendOf === undefined ? {} : { resendOf }) });
       // Set before the pipeline writes the head, which keeps headers set this way.
       res.setHeader(SESSION_HEADER, session.id);
-      deps.exchange.handle(req.raw, res, {
+      runHttpExchange(deps.exchange, req.raw, res, {
         principal,
         connection,
         session,

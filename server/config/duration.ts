@@ -1,4 +1,9 @@
+import { z } from 'zod';
+
 const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** A duration in the configuration: `500ms`, `30s`, `10m`, `2h`, `7d`. */
+export const durationSchema = z.string().regex(/^\d+(ms|s|m|h|d)$/, 'must be a duration such as 500ms, 30s, 10m, 2h or 7d');
 
 /** Milliseconds of a duration string such as `500ms`, `30s`, `10m`, `2h`, `7d`. */
 export function parseDuration(text: string): number {

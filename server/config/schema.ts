@@ -12,11 +12,6 @@ const connectionName = z
   .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'must be lower-case letters, digits, ".", "_" or "-" (at most 63)');
 
 const url = z.url({ message: 'must be a URL' });
-const httpUrl = z.url({ protocol: /^https?$/, message: 'must be an http:// or https:// URL' });
-
-const duration = z
-  .string()
-  .regex(/^\d+(ms|s|m|h|d)$/, 'must be a duration such as 500ms, 30s, 10m, 2h or 7d');
 
 const hostPort = z
   .string()
@@ -26,8 +21,6 @@ const hostPort = z
 const masterKey = z
   .string()
   .refine((v) => /^[A-Za-z0-9+/_-]+={0,2}$/.test(v.trim()) && Buffer.from(v.trim(), 'base64').length === 32, 'must be base64 of 32 bytes (openssl rand -base64 32)');
-
-const tcpTarget = z.string().regex(/^tcp:\/\/[^\s/]+:\d{1,5}\/?$/, 'must be tcp://host:port');
 
 const recordSettings = z
   .strictObject({
@@ -49,27 +42,10 @@ const connectionCommon = {
   grant: connectionGrantSchema,
 };
 
-const httpConnection = z.strictObject({
-  ...connectionCommon,
-  type: z.literal('http'),
-  upstream: httpUrl,
-  headers: z.record(z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'must be a header name'), z.string()).default({}),
-  max_body: z.number().int().positive().default(32 * 1024 * 1024),
-  connect_timeout: duration.default('10s'),
-  response_timeout: duration.default('300s'),
-  /**
-   * Keeps `%2F` in a path segment (encoded, as sent) instead of refusing it, for APIs whose identifiers
-   * hold slashes; off by default because an upstream that decodes it sees a path policy never judged.
-   */
-  allow_encoded_slashes: z.boolean().default(false),
-});
+// Each connection type's own fields come from the connection-type registry (server/protocols).
+const httpConnection = z.strictObject({ ...connectionCommon, ...HTTP_CONNECTION_FIELDS });
 
-const tcpConnection = z.strictObject({
-  ...connectionCommon,
-  type: z.literal('tcp'),
-  upstream: tcpTarget,
-  connect_timeout: duration.default('10s'),
-});
+const tcpConnection = z.strictObject({ ...connectionCommon, ...TCP_CONNECTION_FIELDS });
 
 export const connectionSchema = z.discriminatedUnion('type', [httpConnection, tcpConnection]);
 

@@ -1,8 +1,8 @@
 import { pipeline, Transform, type Duplex, type TransformCallback } from 'node:stream';
-import { constants, createBrotliCompress, createBrotliDecompress, createDeflate, createGzip, createGunzip, createInflate } from 'node:zlib';
+import { createBrotliDecompress, createGunzip, createInflate } from 'node:zlib';
 import { SluiceError } from '../../shared/errors.js';
 
-/** Content-Encodings masking can decode (and re-encode). */
+/** Content-Encodings masking can decode. */
 export type SupportedEncoding = 'gzip' | 'deflate' | 'br';
 
 /** The body's encoding, `identity` when none, or null when masking cannot read it (zstd, compress, a chain). */
@@ -23,15 +23,8 @@ export function decoderFor(encoding: SupportedEncoding): Duplex {
   return createBrotliDecompress();
 }
 
-/** A compressor for `encoding` that flushes after every write, so a masked stream still streams. */
-export function encoderFor(encoding: SupportedEncoding): Duplex {
-  if (encoding === 'gzip') return createGzip({ flush: constants.Z_SYNC_FLUSH });
-  if (encoding === 'deflate') return createDeflate({ flush: constants.Z_SYNC_FLUSH });
-  return createBrotliCompress({ flush: constants.BROTLI_OPERATION_FLUSH });
-}
-
 /**
- * Several streams (decoder, masker, encoder) presented as one Transform, with backpressure through
+ * Several streams (decoder, masker) presented as one Transform, with backpressure through
  * the chain: a write is acknowledged once the first stage takes it, and the last stage is paused while
  * this Transform's reader is full.
  */

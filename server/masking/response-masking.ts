@@ -6,9 +6,9 @@ import type { CompiledProfile } from './compiled-profile.js';
 import { contentKind, type ContentKind } from './content-kind.js';
 import { CredentialBodyMasker } from './credential-masker.js';
 import { DecodingBodyMasker, SniffingBodyMasker } from './decoding-body-masker.js';
-import { bodyEncoding, ChainedTransform, decoderFor, encoderFor } from './decoded-transform.js';
+import { bodyEncoding, ChainedTransform, decoderFor } from './decoded-transform.js';
 import { LogprobsJsonMasker } from './logprobs-json-masker.js';
-import { MaskingCounter, type MaskingSummaryEntry } from './masking-summary.js';
+import { MaskingCounter } from './masking-summary.js';
 import { MaskingTransform } from './masking-transform.js';
 import { NdjsonMasker } from './ndjson-masker.js';
 import { SseMasker } from './sse-masker.js';
@@ -19,27 +19,19 @@ export interface ResponseMaskingOptions {
   readonly method: string;
   readonly status: number;
   readonly headers: IncomingHttpHeaders;
-  /**
-   * True (the default) compresses the masked body again in its original Content-Encoding, so the
-   * upstream's headers stay true. False leaves it decoded: the caller must then send `headers(...)`.
-   */
-  readonly reencode?: boolean;
   /** Literals of the credentials sluice injects upstream, masked in the body whether or not a profile applies. */
   readonly credentials?: readonly string[];
-  /** The exchange's counter, when its headers were masked already (their counts join the body's). */
+  /** The exchange's counter, where its headers' replacements are counted too; one of its own by default. */
   readonly counter?: MaskingCounter;
-  /** Called once with the summary when the body has ended (`complete`) or the stream was destroyed. */
-  readonly onSummary?: (summary: MaskingSummaryEntry[], complete: boolean) => void;
 }
 
-/** How one response is masked. */
+/**
+ * How one response is masked. The Transform's output is always decoded (a compressed body is not compressed
+ * again), so the caller gets it without Content-Encoding and without Content-Length.
+ */
 export interface ResponseMaskingPlan {
   readonly kind: ContentKind;
   readonly transform: Transform;
-  /** The response headers the caller must get: without Content-Length, and without Content-Encoding when decoded. */
-  headers(upstream: IncomingHttpHeaders): IncomingHttpHeaders;
-  /** Replacements so far (entity, rule, count; never a value). */
-  summary(): MaskingSummaryEntry[];
   /** True when no profile applies and only injected credentials are searched: the body is not masked content. */
   readonly credentialsOnly?: boolean;
 }
@@ -89,25 +81,8 @@ export function planResponseMasking(profile: CompiledProfile | null, options: Re
   }
   const counter = options.counter ?? new MaskingCounter();
   const masker = createBodyMasker(kind, profile, counter, contentType);
-  const masking = new MaskingTransform(credentials.length === 0 ? masker : new CredentialBodyMasker(masker, credentials, counter), {
-    onDone: (complete) => options.onSummary?.(counter.entries(), complete),
-  });
-  const reencode = options.reencode ?? true;
-  let transform: Transform = masking;
-  if (encoding !== 'identity') {
-    transform = new ChainedTransform(reencode ? [decoderFor(encoding), masking, encoderFor(encoding)] : [decoderFor(encoding), masking]);
-  }
-  return {
-    kind,
-    transform,
-    headers(upstream) {
-      const out: IncomingHttpHeaders = { ...upstream };
-      delete out['content-length'];
-      if (!reencode) delete out['content-encoding'];
-      return out;
-    },
-    summary: () => counter.entries(),
-  };
+  const masking = new MaskingTransform(credentials.length === 0 ? masker : new CredentialBodyMasker(masker, credentials, counter));
+  return { kind, transform: encoding === 'identity' ? masking : new ChainedTransform([decoderFor(encoding), masking]) };
 }
 
 /**
@@ -118,27 +93,10 @@ export function planResponseMasking(profile: CompiledProfile | null, options: Re
 function planCredentialScan(credentials: readonly string[], options: ResponseMaskingOptions): ResponseMaskingPlan | null {
   const encoding = bodyEncoding(options.headers['content-encoding']);
   if (encoding === null) return null;
-  const counter = options.counter ?? new MaskingCounter();
-  // A connection without masking has a summary only when an answer carried a credential.
-  const scan = new MaskingTransform(new CredentialBodyMasker(null, credentials, counter), {
-    onDone: (complete) => {
-      if (counter.total > 0) options.onSummary?.(counter.entries(), complete);
-    },
-  });
-  const reencode = options.reencode ?? true;
-  const transform: Transform =
-    encoding === 'identity' ? scan : new ChainedTransform(reencode ? [decoderFor(encoding), scan, encoderFor(encoding)] : [decoderFor(encoding), scan]);
+  const scan = new MaskingTransform(new CredentialBodyMasker(null, credentials, options.counter ?? new MaskingCounter()));
   return {
     kind: contentKind(options.headers['content-type']),
     credentialsOnly: true,
-    transform,
-    headers(upstream) {
-      const out: IncomingHttpHeaders = { ...upstream };
-      // Replacements are as long as the credentials: only a re-compressed body changes length.
-      if (encoding !== 'identity') delete out['content-length'];
-      if (!reencode) delete out['content-encoding'];
-      return out;
-    },
-    summary: () => counter.entries(),
+    transform: encoding === 'identity' ? scan : new ChainedTransform([decoderFor(encoding), scan]),
   };
 }

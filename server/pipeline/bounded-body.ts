@@ -15,18 +15,19 @@ export function hasRequestBody(req: IncomingMessage): boolean {
 export type ChunkGate = (chunk: Buffer) => Promise<void>;
 
 /**
- * The request body as undici reads it, counted against the connection's `max_body`, each chunk let
- * through only once its gate (the recording) has passed it: no byte reaches the upstream unrecorded.
+ * The caller's bytes as the upstream reads them (an HTTP request body, a TCP stream's bytes), counted
+ * against a limit (the connection's `max_body`), each chunk let through only once its gate (the recording)
+ * has passed it: no byte reaches the upstream unrecorded.
  *
  * undici destroys a body stream it stops reading; handed the IncomingMessage itself, that would
  * destroy the caller's socket before the gateway could answer 413 or 502. This wrapper takes the
- * destruction instead, and backpressure still reaches the caller: the request is paused while a chunk
- * waits for its gate and whenever undici's buffer is full, and resumed when it reads again.
+ * destruction instead, and backpressure still reaches the caller: the source is paused while a chunk
+ * waits for its gate and whenever the reader's buffer is full, and resumed when it reads again.
  */
 export class BoundedBody extends Readable {
   /** Bytes of the request body seen so far. */
   bytes = 0;
-  readonly #req: IncomingMessage;
+  readonly #req: Readable;
   readonly #limit: number;
   readonly #gate: ChunkGate | undefined;
   /** A chunk is waiting for its gate; the request stays paused until it has been pushed. */
@@ -76,7 +77,8 @@ export class BoundedBody extends Readable {
     this.destroy(new Error('The caller aborted the request body'));
   };
 
-  constructor(req: IncomingMessage, limit: number, gate?: ChunkGate) {
+  /** `req` is the source (an IncomingMessage emits 'aborted' too); `limit` may be Infinity. */
+  constructor(req: Readable, limit: number, gate?: ChunkGate) {
     super({ highWaterMark: 64 * 1024 });
     this.#req = req;
     this.#limit = limit;

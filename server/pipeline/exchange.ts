@@ -1,41 +1,27 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
-import type { HttpConnectionConfig, TcpConnectionConfig } from '../config/schema.js';
+import type { ConnectionConfig } from '../config/schema.js';
 import type { Principal } from '../identity/principal.js';
+import type { ExchangeRecording, RecordingFacts, SessionRecorder } from './recorder.js';
 
 /** The session an exchange belongs to: one `connect`, or one agent's run of direct-proxy calls. */
 export interface ExchangeSession {
   readonly id: string;
   readonly reason?: string;
+  /** Where the session's exchanges are recorded: opened with the session, so no exchange looks it up. */
+  readonly recorder: SessionRecorder;
 }
 
 /** How the caller reached the gateway. */
 export type ExchangeVia = 'tunnel' | 'proxy';
 
-/** What the caller of the pipeline (tunnel or proxy route) established before the first byte is forwarded. */
-export interface ExchangeContext {
-  /** Already authenticated by the caller: tunnel auth or the proxy route's bearer token. */
+/** What a carrier knows when one of its exchanges begins. */
+export interface ExchangeStart {
+  /** Already authenticated by the caller of the pipeline: tunnel auth or the proxy route's bearer token. */
   readonly principal: Principal;
-  readonly connection: HttpConnectionConfig;
+  readonly connection: ConnectionConfig;
   readonly session: ExchangeSession;
   /** The caller's address as the gateway saw it; becomes X-Forwarded-For. */
-  readonly clientAddress: string;
-  readonly via: ExchangeVia;
-  /**
-   * The request target relative to the connection's upstream, as the caller sent it: the pipeline puts it in
-   * normal form under the connection's path hygiene, and refuses (and records) one it cannot.
-   */
-  readonly path: string;
-  /** True when the client sent `Expect: 100-continue` and no 100 has been written yet. */
-  readonly awaitingContinue?: boolean;
-}
-
-/** One request/response through the pipeline; every stage and every record sees this. */
-export interface Exchange {
-  readonly id: string;
-  readonly principal: Principal;
-  readonly connection: HttpConnectionConfig | TcpConnectionConfig;
-  readonly session: ExchangeSession;
   readonly clientAddress: string;
   readonly via: ExchangeVia;
   readonly method: string;
@@ -43,8 +29,35 @@ export interface Exchange {
   readonly path: string;
   /** The caller's request headers as received (before the gateway removed or injected any). */
   readonly headers: IncomingHttpHeaders;
+}
+
+/** One request/response (or one TCP stream) through the pipeline, without its recording. */
+export interface ExchangeFacts extends ExchangeStart {
+  readonly id: string;
   /** Milliseconds since the epoch when the gateway received the request head. */
   readonly startedAt: number;
+}
+
+/** One exchange through the pipeline; every stage sees it, and records through `recording`. */
+export interface Exchange extends ExchangeFacts {
+  readonly recording: ExchangeRecording;
+}
+
+/** Begins an exchange: a new request id, and its recording in the session's recorder. */
+export function startExchange(start: ExchangeStart, facts: RecordingFacts): Exchange {
+  const exchange: ExchangeFacts = {
+    id: newRequestId(),
+    principal: start.principal,
+    connection: start.connection,
+    session: start.session,
+    clientAddress: start.clientAddress,
+    via: start.via,
+    method: start.method,
+    path: start.path,
+    headers: start.headers,
+    startedAt: Date.now(),
+  };
+  return { ...exchange, recording: start.session.recorder.begin(exchange, facts) };
 }
 
 /** A new, globally unique request id (`req_` + 32 hex digits), also returned to the caller as X-Request-Id. */

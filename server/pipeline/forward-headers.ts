@@ -57,14 +57,22 @@ const DROPPED_REQUEST_HEADERS: ReadonlySet<string> = new Set([
 ]);
 
 /** Hop-by-hop response headers; Node's ServerResponse frames the body itself. */
-const DROPPED_RESPONSE_HEADERS: ReadonlySet<string> = new Set([
-  'connection',
-  'keep-alive',
-  'te',
+const DROPPED_RESPONSE_HEADERS: ReadonlySet<string> = new Set(['connection', 'keep-alive', 'te', 'transfer-encoding', 'upgrade', 'x-request-id']);
+
+/**
+ * Fields a trailer must not carry (RFC 9110 6.5.1): framing, routing, content description and credentials
+ * are settled by the head, and a late one would contradict it. Hop-by-hop ones go as in the head.
+ */
+const DROPPED_TRAILERS: ReadonlySet<string> = new Set([
+  ...DROPPED_RESPONSE_HEADERS,
   'trailer',
-  'transfer-encoding',
-  'upgrade',
-  'x-request-id',
+  'content-length',
+  'content-encoding',
+  'content-type',
+  'content-range',
+  'host',
+  'authorization',
+  'set-cookie',
 ]);
 
 /** What the gateway adds to every forwarded request. */
@@ -93,6 +101,9 @@ export function upstreamRequestHeaders(headers: IncomingHttpHeaders, target: Ups
     if (!isForwardedRequestHeader(name, named) || target.injectedNames.has(name)) continue;
     pushHeader(out, name, headers[name]);
   }
+  // TE is hop-by-hop, but "trailers" says the caller reads trailers: the upstream (a gRPC server) may need to
+  // hear it to send them. Only that value goes on; transfer codings are this hop's business.
+  if (headers.te !== undefined && acceptsTrailers(headers.te)) out.push('te', 'trailers');
   out.push('host', target.host, 'x-forwarded-for', facts.clientAddress, 'x-real-ip', facts.clientAddress, 'x-forwarded-proto', facts.proto, 'x-request-id', facts.requestId);
   if (headers.host !== undefined) out.push('x-forwarded-host', headers.host);
   for (let i = 0; i < target.injected.length; i++) out.push(target.injected[i]!);
@@ -101,20 +112,40 @@ export function upstreamRequestHeaders(headers: IncomingHttpHeaders, target: Ups
 
 /**
  * The headers returned to the caller, flat, with the gateway's X-Request-Id; the upstream's own request
- * id is kept as X-Upstream-Request-Id. `keepLength` is false when masking may change the body's length.
+ * id is kept as X-Upstream-Request-Id. `rewritten` when masking rewrites the body, which then goes out
+ * decoded and without a length: Content-Length and Content-Encoding no longer describe it.
  */
-export function callerResponseHeaders(headers: IncomingHttpHeaders, requestId: string, keepLength: boolean): string[] {
+export function callerResponseHeaders(headers: IncomingHttpHeaders, requestId: string, rewritten: boolean): string[] {
   const out: string[] = [];
   const named = headers.connection === undefined ? undefined : connectionTokens(headers.connection);
   for (const name in headers) {
     if (DROPPED_RESPONSE_HEADERS.has(name) || name.startsWith('proxy-') || (named !== undefined && named.has(name))) continue;
-    if (!keepLength && name === 'content-length') continue;
+    if (rewritten && (name === 'content-length' || name === 'content-encoding')) continue;
     pushHeader(out, name, headers[name]);
   }
   const upstreamId = headers['x-request-id'];
   if (typeof upstreamId === 'string') out.push('x-upstream-request-id', upstreamId);
   out.push('x-request-id', requestId);
   return out;
+}
+
+/** The upstream's trailers as the caller gets them: without the fields a trailer may not carry. */
+export function callerTrailers(trailers: IncomingHttpHeaders): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (const name in trailers) {
+    const value = trailers[name];
+    if (value === undefined || DROPPED_TRAILERS.has(name) || name.startsWith('proxy-')) continue;
+    out[name] = value;
+  }
+  return out;
+}
+
+/** Whether a TE header lists the "trailers" token. */
+function acceptsTrailers(value: string | string[]): boolean {
+  for (const part of (Array.isArray(value) ? value.join(',') : value).split(',')) {
+    if (part.trim().toLowerCase() === 'trailers') return true;
+  }
+  return false;
 }
 
 function pushHeader(out: string[], name: string, value: string | string[] | undefined): void {

@@ -1,34 +1,36 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Transform } from 'node:stream';
 import type { Exchange } from './exchange.js';
+import type { MaskingCounts } from './recorder.js';
+import type { ResponseHead } from './response-frames.js';
 
-/** The upstream's response head, as the masking stage sees it before the body flows. */
-export interface ResponseHead {
-  readonly status: number;
-  readonly headers: IncomingHttpHeaders;
+/** How one response body is masked: its Transform (output decoded), and what kind of rewrite it is. */
+export interface BodyMasking {
+  readonly transform: Transform;
+  /** `scanned` when only injected credentials are searched for: the body is then not masked content. */
+  readonly rewrite: 'masked' | 'scanned';
 }
 
-/** Masking stage: a Transform per response body, or null when the body passes unchanged. `extraProfiles` come from the policy rule that matched (`mask:`). */
+/** The masking of one exchange's response: its head, its body and its trailers share one count. */
+export interface ResponseMasking {
+  /** Header values (of the head or the trailers) as the caller and the recording may see them. */
+  headers(headers: IncomingHttpHeaders): IncomingHttpHeaders;
+  /**
+   * The masking of the body that follows `head` (its headers masked already), or null when it passes unchanged.
+   * Throws ERR_MASKING_BLOCKED, before any byte reaches the caller, for a body masking cannot read.
+   */
+  body(head: ResponseHead): BodyMasking | null;
+  /** What was replaced so far (entity, rule, count; never a value); the pipeline records it with the end. */
+  summary(): MaskingCounts;
+}
+
+/** Masking stage. `extraProfiles` come from the policy rule that matched (`mask:`). */
 export interface MaskingStage {
   /**
-   * Null rather than an identity Transform for "nothing to mask", so unmasked connections pay for no
-   * extra stream per response. A Transform that changes the length must expect Content-Length to be dropped.
+   * The masking plan of one exchange's response; null when nothing applies (no profile and no injected
+   * credential), so unmasked connections pay for no plan and no extra stream.
    */
-  responseTransform(exchange: Exchange, head: ResponseHead, extraProfiles?: readonly string[]): Transform | null;
-  /**
-   * Like `responseTransform`, with the response headers the caller must get to match the transform's
-   * output (a decoded body loses Content-Encoding and Content-Length). Preferred when present.
-   */
-  responsePlan?(
-    exchange: Exchange,
-    head: ResponseHead,
-    extraProfiles?: readonly string[],
-  ): { transform: Transform; headers(upstream: IncomingHttpHeaders): IncomingHttpHeaders; credentialsOnly?: boolean } | null;
-  /**
-   * The upstream's response headers as the caller and the recording may see them (values masked,
-   * injected credentials removed); called before the body is planned. Absent: headers pass as they are.
-   */
-  responseHeaders?(exchange: Exchange, headers: IncomingHttpHeaders, extraProfiles?: readonly string[]): IncomingHttpHeaders;
+  responseMasking(exchange: Exchange, extraProfiles?: readonly string[]): ResponseMasking | null;
   /**
    * A whole request body masked for the recording; null when no profile applies or the body is not text.
    * Asynchronous: a large body is masked in slices, so it never holds the event loop.
@@ -36,7 +38,7 @@ export interface MaskingStage {
   maskRequestBody?(exchange: Exchange, body: Buffer, extraProfiles?: readonly string[]): Promise<Buffer | null>;
 }
 
-/** The default masking stage: response bodies pass unchanged. */
+/** The default masking stage: responses pass unchanged. */
 export const noMasking: MaskingStage = Object.freeze({
-  responseTransform: () => null,
+  responseMasking: () => null,
 });

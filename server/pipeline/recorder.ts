@@ -1,18 +1,24 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { ErrorCode } from '../../shared/errors.js';
-import type { Exchange } from './exchange.js';
+import type { ExchangeFacts } from './exchange.js';
 import type { Decision } from './policy-stage.js';
 
 /**
- * Emitted after policy and approval, before a single byte goes upstream; and for a refused exchange, before
- * it is answered, so a refusal is recorded like any other request.
+ * What the recorder must know about a connection type, so it never branches on the type's name. `message`
+ * bodies are HTTP message bodies (kept per `record.request_body` / `response_body`, digested, a declared one
+ * noted; the target is a path and a query); `stream` bytes are opaque (kept raw or as sizes per `record.raw`).
  */
-export interface ExchangeRequestEvent {
-  readonly type: 'exchange.request';
-  readonly exchange: Exchange;
+export interface RecordingFacts {
+  readonly body: 'message' | 'stream';
+  /** The record type of body chunks. */
+  readonly chunkRecord: 'exchange.chunk' | 'tcp.chunk';
+}
+
+/** The request as recorded before a byte is forwarded, or before a refusal is answered. */
+export interface RequestRecord {
   /** What policy decided; absent when the exchange was refused before policy judged it. */
   readonly decision?: Decision;
-  /** The whole request body, when it had fully arrived before forwarding; otherwise it streams through `BodyTap.up`. */
+  /** The whole request body, when it had fully arrived; otherwise it streams through `BodyTap.upRecorded`. */
   readonly body?: Buffer;
   /** That body as the masking profiles leave it, when the connection records request bodies `masked`. */
   readonly maskedBody?: Buffer;
@@ -20,86 +26,52 @@ export interface ExchangeRequestEvent {
   readonly bodyUnread?: boolean;
 }
 
-/** Emitted when the upstream's response head arrives, before the caller gets it. */
-export interface ExchangeResponseEvent {
-  readonly type: 'exchange.response';
-  readonly exchange: Exchange;
+/** The response head as recorded: the upstream's status and headers as the caller may see them. */
+export interface ResponseHeadRecord {
   readonly status: number;
   readonly headers: IncomingHttpHeaders;
 }
 
+/** What was masked in one exchange: entity, rule and count, never a value. */
+export type MaskingCounts = readonly { readonly entity: string; readonly rule: string; readonly count: number }[];
+
 /**
- * Emitted when the response body is complete, before the caller gets the end (`complete: true`), or
- * when the caller went away before that (`complete: false`; nothing then waits for the recorder).
+ * How an exchange ended: `status` is what the caller was answered (the gateway's error status for a refusal,
+ * 0 when nothing was), `complete` false when the answer was cut off or never sent.
  */
-export interface ExchangeEndEvent {
-  readonly type: 'exchange.end';
-  readonly exchange: Exchange;
+export interface ExchangeEnding {
   readonly status: number;
   readonly complete: boolean;
   readonly requestBytes: number;
   readonly responseBytes: number;
   readonly durationMs: number;
+  /** What masking replaced in the response, when it replaced anything; recorded just before the end. */
+  readonly masking?: MaskingCounts;
+  /** The upstream's trailers, as the caller got them. */
+  readonly trailers?: IncomingHttpHeaders;
 }
 
-/** Emitted when the exchange is refused or fails at any stage. */
-export interface ExchangeErrorEvent {
-  readonly type: 'exchange.error';
-  readonly exchange: Exchange;
+/** A refusal or failure at any stage. */
+export interface ErrorRecord {
   readonly code: ErrorCode;
   readonly message: string;
   /** Whether the caller had already received the response head (the response was then aborted). */
   readonly afterResponseHead: boolean;
-  /**
-   * How the HTTP exchange ends: what the caller is answered (the error's status, or the upstream's when the
-   * response was under way) and the bytes each way. Recorded as the exchange's `exchange.end` right after
-   * the error, so a refused or failed exchange tells its status like any other.
-   */
+  /** How the exchange ends; recorded as its `exchange.end` right after the error when its request is on record. */
   readonly end?: ExchangeEnding;
 }
 
-/** The facts of an `exchange.end`, as carried by an error that ends the exchange. */
-export type ExchangeEnding = Omit<ExchangeEndEvent, 'type' | 'exchange'>;
-
-/** Emitted for a decision that refuses the exchange, before it is refused (allow and review decisions ride on `exchange.request`). */
-export interface PolicyDecisionEvent {
-  readonly type: 'policy.decision';
-  readonly exchange: Exchange;
-  readonly decision: Decision;
-}
-
-/** Emitted by the approval stage as a held exchange's review progresses. */
-export interface ReviewEvent {
+/** A step of a held exchange's review. */
+export interface ReviewRecord {
   readonly type: 'review.requested' | 'review.approved' | 'review.rejected' | 'review.expired';
-  readonly exchange: Exchange;
   readonly reviewId: string;
   readonly by?: string;
   readonly note?: string;
 }
 
-/** Emitted by the masking stage when a body is done: what was masked, never the values. */
-export interface MaskingSummaryEvent {
-  readonly type: 'masking.summary';
-  readonly exchange: Exchange;
-  readonly findings: readonly { readonly entity: string; readonly rule: string; readonly count: number }[];
-}
-
-/** Stable code of an event the pipeline emits (a subset of the recording's event types). */
-export type RecordEventType = RecordEvent['type'];
-
-/** One recorded event of an exchange. */
-export type RecordEvent =
-  | ExchangeRequestEvent
-  | ExchangeResponseEvent
-  | ExchangeEndEvent
-  | ExchangeErrorEvent
-  | PolicyDecisionEvent
-  | ReviewEvent
-  | MaskingSummaryEvent;
-
 /**
  * Receives an exchange's body bytes as they flow, on the hot path: it must return at once. A chunk that
- * cannot be recorded fails the exchange at its awaited `exchange.end` (HTTP) or through `onFailure` (TCP).
+ * cannot be recorded fails the exchange at its awaited end, or at once through the tap's `onFailure`.
  */
 export interface BodyTap {
   /**
@@ -115,22 +87,64 @@ export interface BodyTap {
 }
 
 /**
- * Recorder stage. The pipeline awaits `emit` for `exchange.request` before forwarding and for
- * `exchange.end` before ending the caller's response, so a durable recorder that rejects stops the exchange.
+ * The recording of one exchange, carried by the exchange (`exchange.recording`). Each `record…` call is
+ * durable: it resolves once written and rejects when it cannot be, and the pipeline awaits it before the
+ * step it guards (forwarding, answering, ending). `recordResponse` and the body tap are queued instead,
+ * on the hot path: their writes are awaited by `recordEnd`, which rejects if any of them failed (and the
+ * tap's `onFailure` is told at once). `appendBestEffort` is the one write nothing waits for.
  */
-export interface Recorder {
-  emit(event: RecordEvent): Promise<void>;
+export interface ExchangeRecording {
+  /** The request, before a byte is forwarded (or before a refusal is answered). */
+  recordRequest(request: RequestRecord): Promise<void>;
+  /** A decision that refuses the exchange, before it is refused (allow and review ride on the request). */
+  recordDecision(decision: Decision): Promise<void>;
+  /** A step of the exchange's review. */
+  recordReview(review: ReviewRecord): Promise<void>;
+  /** The response head, queued ahead of the body; its write is awaited by `recordEnd`. */
+  recordResponse(head: ResponseHeadRecord): void;
+  /** The end (after what masking replaced), once every queued write of the exchange is on disk. */
+  recordEnd(end: ExchangeEnding): Promise<void>;
+  /** A refusal or failure, with the end it brings. */
+  recordError(error: ErrorRecord): Promise<void>;
   /**
-   * The body tap of one exchange, asked once after `exchange.request` was recorded; absent or null means
-   * no bytes are wanted, and the data path then pays nothing per chunk. `onFailure` is called (once) when
-   * a tapped chunk cannot be recorded, so a stream with no awaited end (TCP) can be cut at once.
+   * Best effort, for what may be lost: the end of an exchange whose caller went away, which nothing waits
+   * for and whose failure nobody could be told of. A failure still makes the gateway unready.
    */
-  tap?(exchange: Exchange, onFailure?: (error: Error) => void): BodyTap | null;
+  appendBestEffort(end: ExchangeEnding): void;
+  /**
+   * The body tap, asked once after the request was recorded; null means no bytes are wanted, and the data
+   * path then pays nothing per chunk. `onFailure` is called (once) when a queued write fails, so a stream
+   * can be cut at once rather than at its end.
+   */
+  tap(onFailure: (error: Error) => void): BodyTap | null;
+}
+
+/** Where one session's exchanges are recorded; the session (`ExchangeSession.recorder`) carries it. */
+export interface SessionRecorder {
+  /** Begins the recording of one exchange of this session; nothing is written until `recordRequest`. */
+  begin(exchange: ExchangeFacts, facts: RecordingFacts): ExchangeRecording;
+}
+
+/** The gateway's recorder: the recorder of each session, looked up once when the session starts. */
+export interface Recorder {
+  forSession(session: { readonly id: string }): SessionRecorder;
 }
 
 const DONE = Promise.resolve();
 
-/** A recorder that keeps nothing; the default until a durable recorder is configured. */
-export const discardRecorder: Recorder = Object.freeze({
-  emit: () => DONE,
+const DISCARDING: ExchangeRecording = Object.freeze({
+  recordRequest: () => DONE,
+  recordDecision: () => DONE,
+  recordReview: () => DONE,
+  recordResponse: () => undefined,
+  recordEnd: () => DONE,
+  recordError: () => DONE,
+  appendBestEffort: () => undefined,
+  tap: () => null,
 });
+
+/** A session recorder that keeps nothing: for a gateway without storage (which serves no connections). */
+export const discardSessionRecorder: SessionRecorder = Object.freeze({ begin: () => DISCARDING });
+
+/** A recorder that keeps nothing. */
+export const discardRecorder: Recorder = Object.freeze({ forSession: () => discardSessionRecorder });

@@ -1,91 +1,75 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { TLSSocket } from 'node:tls';
 import { SluiceError, isSluiceError, toSluiceError } from '../../shared/errors.js';
-import { DEFAULT_POLICY_READ_AHEAD, readBodyForPolicy, type ReadAheadBody } from '../policy/body-read-ahead.js';
+import { DEFAULT_POLICY_READ_AHEAD } from '../policy/body-read-ahead.js';
+import { connectionTypeOf, CONNECTION_TYPE_NAMES, type ConnectionType } from '../protocols/connection-types.js';
 import { checkAccess } from './access.js';
-import { requestPathFor } from './request-path.js';
 import { refuseReviews, type ApprovalStage, type HoldOutcome } from './approval-stage.js';
-import { hasRequestBody } from './bounded-body.js';
-import { sendErrorResponse } from './error-response.js';
-import { newRequestId, type Exchange, type ExchangeContext } from './exchange.js';
+import type { Carrier } from './carrier.js';
+import type { Exchange } from './exchange.js';
+import { MaskingFrames } from './masking-frames.js';
 import { noMasking, type MaskingStage } from './masking-stage.js';
 import { allowAllPolicy, type Decision, type DecisionBody, type PolicyStage } from './policy-stage.js';
-import { discardRecorder, type Recorder } from './recorder.js';
-import { recordRefusal, requestEvent, type ExchangeProgress } from './refusal-record.js';
-import { peekArrivedBody, sendStageAnswer } from './stage-answer.js';
-import { callUpstream, takeWholeBody } from './upstream-call.js';
+import { RecordingFrames } from './recording-frames.js';
+import { recordRefusal, requestRecord, type ExchangeProgress, type Forwarding } from './refusal-record.js';
+import { sendStageAnswer } from './stage-answer.js';
+import type { Upstream } from './upstream.js';
 import { createUpstreamPools, type UpstreamPoolOptions, type UpstreamPools } from './upstream-pools.js';
 
-/** The stages of the pipeline; each defaults to its pass-through (policy allows, masking changes nothing, recorder keeps nothing). */
+/** The stages of the pipeline; each defaults to its pass-through (policy allows, masking changes nothing). */
 export interface ExchangeHandlerOptions {
   readonly policy?: PolicyStage;
   readonly approval?: ApprovalStage;
   readonly masking?: MaskingStage;
-  readonly recorder?: Recorder;
-  /** Pools to upstreams; by default the handler creates and owns them. */
+  /** Pools to HTTP upstreams; by default the handler creates and owns them. */
   readonly pools?: UpstreamPools;
   readonly poolOptions?: UpstreamPoolOptions;
   /** Most body bytes read ahead (as sent and decompressed) when policy looks at the body; a longer one is refused when a rule needs it. Default 1 MiB. */
   readonly policyReadAhead?: number;
 }
 
-/** Runs HTTP exchanges through the pipeline; the one path shared by the tunnel's HTTP protocol and the proxy route. */
+/** Runs exchanges through the pipeline: the one path of every carrier (the tunnel's protocols and the proxy route). */
 export interface ExchangeHandler {
-  /** Takes over `res`: it is always settled (answered, ended or aborted), and nothing is thrown. */
-  handle(req: IncomingMessage, res: ServerResponse, context: ExchangeContext): void;
+  /**
+   * Runs every stage, in data-path order, for one exchange of any connection type. Takes over the carrier:
+   * it is always settled (answered, ended or aborted), and nothing is thrown.
+   */
+  runExchange(exchange: Exchange, carrier: Carrier): void;
   /** Closes the upstream pools it owns, aborting calls still in flight. */
   close(): Promise<void>;
 }
 
-/** Creates the exchange handler: the pipeline's stages, in data-path order, live in `run` below. */
+/** Creates the exchange handler: the pipeline's stages, in data-path order, live in `stages` below. */
 export function createExchangeHandler(options: ExchangeHandlerOptions = {}): ExchangeHandler {
   const policy = options.policy ?? allowAllPolicy;
   const approval = options.approval ?? refuseReviews;
   const masking = options.masking ?? noMasking;
-  const recorder = options.recorder ?? discardRecorder;
+  const readAhead = options.policyReadAhead ?? DEFAULT_POLICY_READ_AHEAD;
   const ownsPools = options.pools === undefined;
   const pools = options.pools ?? createUpstreamPools(options.poolOptions);
+  const upstreams = new Map<string, Upstream>(CONNECTION_TYPE_NAMES.map((name) => [name, connectionTypeOf(name).upstream({ pools, ownsPools })]));
 
-  async function run(
-    req: IncomingMessage,
-    res: ServerResponse,
-    ctx: ExchangeContext,
-    exchange: Exchange,
-    progress: ExchangeProgress,
-    pathRefusal: unknown,
-  ): Promise<void> {
-    const { connection } = ctx;
+  async function stages(exchange: Exchange, carrier: Carrier, progress: ExchangeProgress): Promise<void> {
+    const { connection, recording } = exchange;
+    const type = connectionTypeOf(connection.type);
 
     // 1. identity: established by the caller of the pipeline (tunnel auth or the proxy route's bearer token).
     // 2. access: the principal must be in one of the connection's groups.
     checkAccess(exchange);
     // A target that cannot be put in normal form is refused here, inside the pipeline, so it is recorded.
-    if (pathRefusal !== undefined) throw pathRefusal;
+    if (carrier.targetRefusal !== undefined) throw carrier.targetRefusal;
 
     // A declared body over the limit is refused before anyone reads it (chunked bodies are counted as they flow).
-    const declared = req.headers['content-length'];
-    if (declared !== undefined && Number(declared) > connection.max_body) {
+    const declared = exchange.headers['content-length'];
+    if (declared !== undefined && carrier.bodyLimit !== undefined && Number(declared) > carrier.bodyLimit) {
       throw new SluiceError('ERR_BODY_TOO_LARGE', {
-        message: `The request body (${declared} bytes) exceeds the limit of ${connection.max_body} bytes of connection "${connection.name}"`,
-        details: { connection: connection.name, limit: connection.max_body },
+        message: `The request body (${declared} bytes) exceeds the limit of ${carrier.bodyLimit} bytes of connection "${connection.name}"`,
+        details: { connection: connection.name, limit: carrier.bodyLimit },
       });
     }
 
     // 3. policy, with the body read ahead (bounded, then put back) when a rule's outcome depends on it.
-    const readAhead = options.policyReadAhead ?? DEFAULT_POLICY_READ_AHEAD;
-    let continued = false;
-    let policyBody: ReadAheadBody | undefined;
-    const readBodyAhead = async (): Promise<ReadAheadBody> => {
-      // The body must arrive before it can be seen, so a caller waiting for 100 Continue is told to send it now.
-      if (ctx.awaitingContinue === true && hasRequestBody(req)) {
-        res.writeContinue();
-        continued = true;
-      }
-      policyBody ??= await readBodyForPolicy(req, { limit: readAhead });
-      return policyBody;
-    };
+    const readBody = carrier.readAhead?.bind(carrier, readAhead);
     const judgeableBody = async (): Promise<DecisionBody> => {
-      const body = await readBodyAhead();
+      const body = await readBody!();
       // A rule that reads the body cannot judge one it was not shown: refuse rather than let padding past the
       // read-ahead, a zip bomb, or an encoding the upstream reads but sluice could not, turn `request.json`
       // into null and slip by a rule about the model.
@@ -105,20 +89,20 @@ export function createExchangeHandler(options: ExchangeHandlerOptions = {}): Exc
     };
     let decision: Decision;
     try {
-      decision = await policy.decide(exchange, judgeableBody);
+      decision = await policy.decide(exchange, readBody === undefined ? undefined : judgeableBody);
     } catch (err) {
       // A rule that failed refused the request: recorded as the decision it is, naming the rule.
       if (isSluiceError(err) && err.code === 'ERR_POLICY_ERROR') {
         const rule = typeof err.details?.rule === 'string' ? err.details.rule : undefined;
         progress.decision = { action: 'deny', ...(rule === undefined ? {} : { rule }), reason: err.message };
-        await recorder.emit({ type: 'policy.decision', exchange, decision: progress.decision });
+        await recording.recordDecision(progress.decision);
       }
       throw err;
     }
     progress.decision = decision;
     if (decision.action === 'deny') {
       // The refusal is part of the record: written before it is answered, like everything else.
-      await recorder.emit({ type: 'policy.decision', exchange, decision });
+      await recording.recordDecision(decision);
       throw new SluiceError('ERR_POLICY_DENIED', {
         message: decision.reason ?? `Policy${decision.rule === undefined ? '' : ` "${decision.rule}"`} denies this request on connection "${connection.name}"`,
         details: { connection: connection.name, ...(decision.rule === undefined ? {} : { rule: decision.rule }) },
@@ -127,94 +111,126 @@ export function createExchangeHandler(options: ExchangeHandlerOptions = {}): Exc
 
     // 4. approval: a held exchange waits here until a reviewer decides; a caller that leaves withdraws it.
     if (decision.action === 'review') {
-      // Reviewers see what is asked (model, size) as far as the read-ahead goes; a caller waiting for
-      // 100 Continue uploads nothing before the decision.
-      if (ctx.awaitingContinue !== true) await readBodyAhead();
-      const gone = new AbortController();
-      const onClose = (): void => gone.abort();
-      res.once('close', onClose);
-      let outcome: HoldOutcome;
-      try {
-        outcome = await approval.hold(exchange, decision, {
-          signal: gone.signal,
-          body: policyBody,
-          // An approval that outlives the caller's connection is bound to the exact body: read ahead, put back.
-          wholeBody: async () => {
-            await readBodyAhead();
-            return peekArrivedBody(req);
-          },
+      if (!type.reviewable) {
+        // No reviewer can be asked to hold what cannot wait (a raw byte stream): the rule refuses it, as a deny does.
+        await recording.recordDecision(decision);
+        throw new SluiceError('ERR_POLICY_DENIED', {
+          message: `Policy "${decision.rule}" requires a review, which ${connection.type} connection "${connection.name}" cannot wait for`,
+          details: { connection: connection.name, rule: decision.rule },
         });
-      } finally {
-        res.off('close', onClose);
       }
-      if (outcome.kind === 'answer') {
-        // The caller asked not to wait for its review: answered and recorded, never forwarded.
-        await sendStageAnswer({ req, res, exchange, decision, answer: outcome.answer, recorder, masking, progress });
-        return;
-      }
+      if (await holdAnswered(exchange, carrier, decision, progress)) return;
     }
 
     // 5. recorder: nothing is forwarded unless the request was recorded (with its body, when it arrived whole).
-    const body = takeWholeBody(req);
+    const body = carrier.takeBody();
     progress.requestRecorded = true;
-    await recorder.emit(await requestEvent(exchange, masking, decision, body));
-
-    if (res.destroyed) {
+    await recording.recordRequest(await requestRecord(exchange, masking, decision, body));
+    if (carrier.gone) {
       // The caller left while the exchange was held; the recording still needs its end.
-      await recorder.emit({ type: 'exchange.end', exchange, status: 0, complete: false, requestBytes: body?.length ?? 0, responseBytes: 0, durationMs: Date.now() - exchange.startedAt });
+      await recording.recordEnd({ status: 0, complete: false, requestBytes: body?.length ?? 0, responseBytes: 0, durationMs: Date.now() - exchange.startedAt });
       return;
     }
-    // The caller holds its body until told to send it, so refused requests never upload anything.
-    if (ctx.awaitingContinue === true && !continued) res.writeContinue();
 
-    // 6. upstream, 7. masking (per response), 8. recorder (response head and end): see upstream-call.ts.
-    callUpstream({
+    // 6. upstream, 7. masking (per response), 8. recorder (response head, body, end): frames through decorators.
+    forward(exchange, carrier, type, decision, body, progress);
+  }
+
+  /** Holds the exchange for its review; true when the approval stage answered it instead of letting it go on. */
+  async function holdAnswered(exchange: Exchange, carrier: Carrier, decision: Extract<Decision, { action: 'review' }>, progress: ExchangeProgress): Promise<boolean> {
+    // Reviewers see what is asked (model, size) as far as the read-ahead goes; a caller waiting for
+    // 100 Continue uploads nothing before the decision.
+    const seen = carrier.readAhead !== undefined && !carrier.bodyHeld ? await carrier.readAhead(readAhead) : undefined;
+    const gone = new AbortController();
+    const stopListening = carrier.onGone(() => gone.abort());
+    let outcome: HoldOutcome;
+    try {
+      outcome = await approval.hold(exchange, decision, {
+        signal: gone.signal,
+        ...(seen === undefined ? {} : { body: seen }),
+        // An approval that outlives the caller's connection is bound to the exact body: read ahead, put back.
+        wholeBody: async () => {
+          await carrier.readAhead?.(readAhead);
+          return carrier.peekBody?.();
+        },
+      });
+    } finally {
+      stopListening();
+    }
+    if (outcome.kind === 'forward') return false;
+    // The caller asked not to wait for its review: answered and recorded, never forwarded.
+    await sendStageAnswer(exchange, carrier, masking, decision, outcome.answer, progress);
+    return true;
+  }
+
+  /** Starts the upstream call, its response frames passing masking then the recorder on their way to the carrier. */
+  function forward(exchange: Exchange, carrier: Carrier, type: ConnectionType, decision: Decision, body: Buffer | undefined, progress: ExchangeProgress): void {
+    const fail = (error: unknown): void => void refuse(exchange, carrier, progress, error);
+    // A chunk that cannot be recorded stops the exchange at once, in both directions.
+    const tap = exchange.recording.tap(fail);
+    const plan = type.masked ? masking.responseMasking(exchange, decision.mask) : null;
+    const forwarding: Forwarding = {
+      recorded: new RecordingFrames({
+        exchange,
+        next: carrier,
+        tap,
+        fail,
+        settled: () => progress.settled,
+        facts: () => ({ requestBytes: forwarding.call?.requestBytes ?? 0, ...(plan === null ? {} : { masking: plan.summary() }) }),
+      }),
+      masked: null,
+      call: null,
+    };
+    if (plan !== null) forwarding.masked = new MaskingFrames(plan, forwarding.recorded, fail);
+    progress.forwarding = forwarding;
+    carrier.onGone((error) => {
+      if (error !== undefined) {
+        fail(error);
+        return;
+      }
+      if (progress.settled || forwarding.recorded.finishing) return;
+      // The caller went away: nothing waits for this exchange any more, so its end is written as it can be.
+      progress.settled = true;
+      stopForwarding(forwarding, new Error('The caller closed the connection'));
+      exchange.recording.appendBestEffort(forwarding.recorded.ending(false));
+    });
+    forwarding.call = upstreams.get(exchange.connection.type)!.call({
       exchange,
-      extraMasking: decision.mask,
-      req,
-      res,
-      route: pools.routeFor(connection),
-      masking,
-      recorder,
-      body,
-      maxBody: connection.max_body,
-      proto: (req.socket as Partial<TLSSocket>).encrypted === true ? 'https' : 'http',
+      // Each streamed chunk goes upstream once the recording holds it.
+      body: body ?? carrier.requestBody(tap === null ? undefined : (chunk) => tap.upRecorded(chunk)),
+      secure: carrier.secure,
+      frames: forwarding.masked ?? forwarding.recorded,
+      requestEnded: () => forwarding.recorded.requestEnded(),
+      fail,
     });
   }
 
+  /**
+   * The one error path of every stage: stops what is under way, records the refusal (before it is answered,
+   * like everything else), then answers it in the carrier's way. A refusal that cannot be recorded is still answered.
+   */
+  async function refuse(exchange: Exchange, carrier: Carrier, progress: ExchangeProgress, error: unknown): Promise<void> {
+    if (progress.settled) return;
+    progress.settled = true;
+    const err = toSluiceError(error);
+    if (progress.forwarding !== undefined) stopForwarding(progress.forwarding, err);
+    await recordRefusal(exchange, carrier, masking, progress, err).catch(() => undefined);
+    carrier.refuse(err, exchange.id);
+  }
+
   return {
-    handle(req, res, ctx) {
-      // The one path policy judges, the recording keeps and the upstream receives. A target that cannot be
-      // normalised keeps its raw form here, for the record of its refusal; it never goes further.
-      let path = ctx.path;
-      let pathRefusal: unknown;
-      try {
-        path = requestPathFor(ctx.path, ctx.connection);
-      } catch (err) {
-        pathRefusal = err;
-      }
-      const exchange: Exchange = {
-        id: newRequestId(),
-        principal: ctx.principal,
-        connection: ctx.connection,
-        session: ctx.session,
-        clientAddress: ctx.clientAddress,
-        via: ctx.via,
-        method: req.method ?? 'GET',
-        path,
-        headers: req.headers,
-        startedAt: Date.now(),
-      };
-      const progress: ExchangeProgress = { requestRecorded: false };
-      run(req, res, ctx, exchange, progress, pathRefusal).catch(async (error: unknown) => {
-        const err = toSluiceError(error);
-        // Recorded before it is answered, like everything else; a refusal that cannot be recorded is still answered.
-        await recordRefusal({ recorder, masking, exchange, req, res, progress, error: err }).catch(() => undefined);
-        sendErrorResponse(res, err, exchange.id);
-      });
+    runExchange(exchange, carrier) {
+      const progress: ExchangeProgress = { requestRecorded: false, settled: false };
+      stages(exchange, carrier, progress).catch((error: unknown) => refuse(exchange, carrier, progress, error));
     },
     async close() {
-      if (ownsPools) await pools.close();
+      await Promise.all([...upstreams.values()].map((u) => u.close()));
     },
   };
+}
+
+/** Stops an exchange under way: the upstream call and the masking Transform. */
+function stopForwarding(forwarding: Forwarding, reason: Error): void {
+  forwarding.call?.abort(reason);
+  forwarding.masked?.stop();
 }

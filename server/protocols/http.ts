@@ -3,7 +3,8 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { HttpConnectionConfig } from '../config/schema.js';
 import type { ExchangeHandler } from '../pipeline/run-exchange.js';
-import type { StreamContext } from './stream-context.js';
+import { runHttpExchange } from './http-carrier.js';
+import type { StreamContext, StreamProtocol } from './stream-context.js';
 
 /** Limits of the HTTP/1.1 parser that reads tunnel streams; defaults in `DEFAULT_HTTP_LIMITS`. */
 export interface HttpProtocolLimits {
@@ -37,13 +38,11 @@ export interface HttpProtocolOptions {
 /** Context of a stream that speaks HTTP/1.1. */
 export type HttpStreamContext = StreamContext<HttpConnectionConfig>;
 
-/** Speaks HTTP/1.1 on tunnel streams and runs each request through the exchange handler. */
-export interface HttpProtocol {
-  /** Parses HTTP/1.1 from `stream` (keep-alive, pipelining, chunked bodies, Expect: 100-continue). */
-  handle(stream: Duplex, context: HttpStreamContext): void;
-  /** Destroys every stream it was handed; the exchange handler is closed by its owner. */
-  close(): Promise<void>;
-}
+/**
+ * Speaks HTTP/1.1 on tunnel streams (keep-alive, pipelining, chunked bodies, Expect: 100-continue) and runs
+ * each request through the exchange handler; `close` destroys every stream it was handed.
+ */
+export type HttpProtocol = StreamProtocol<HttpConnectionConfig>;
 
 /**
  * Creates the HTTP protocol. It uses Node's own HTTP server as the parser, fed streams with
@@ -79,7 +78,7 @@ export function createHttpProtocol(options: HttpProtocolOptions): HttpProtocol {
     // The pipeline normalises the target (and refuses, on the record, absolute-form and "*" targets: the
     // upstream is the connection's, never a host the caller names).
     const path = req.url ?? '';
-    exchange.handle(req, res, {
+    runHttpExchange(exchange, req, res, {
       principal: ctx.principal,
       connection: ctx.connection,
       session: ctx.session,

@@ -1,18 +1,30 @@
 import { createHash, type Hash } from 'node:crypto';
 import { isDenial } from '../../shared/denial-codes.js';
 import { SluiceError } from '../../shared/errors.js';
-import type { Exchange } from '../pipeline/exchange.js';
-import type { BodyTap, ExchangeEnding, Recorder, RecordEvent } from '../pipeline/recorder.js';
+import type { ExchangeFacts } from '../pipeline/exchange.js';
+import type { Decision } from '../pipeline/policy-stage.js';
+import type {
+  BodyTap,
+  ErrorRecord,
+  ExchangeEnding,
+  ExchangeRecording,
+  Recorder,
+  RecordingFacts,
+  RequestRecord,
+  ResponseHeadRecord,
+  ReviewRecord,
+  SessionRecorder,
+} from '../pipeline/recorder.js';
 import { ChunkCoalescer, type ChunkRun } from './chunk-coalescer.js';
 import { recordableHeaders, recordableTarget } from './credential-redaction.js';
 import type { BodyDigest, Direction, EventFields } from './event-types.js';
-import type { Recording } from './recording.js';
+import type { RecorderSessions } from './recorder-sessions.js';
 import type { RecordingSession } from './recording-session.js';
 import { UsageSniffer } from './usage-sniffer.js';
 
 /** Options of the durable recorder. */
 export interface DurableRecorderOptions {
-  readonly recording: Recording;
+  readonly recording: RecorderSessions;
 }
 
 /**
@@ -27,13 +39,60 @@ function captureOf(setting: 'masked' | 'raw' | 'none'): Capture {
   return setting === 'raw' ? 'bytes' : setting === 'masked' ? 'shape' : 'digest';
 }
 
-/** One exchange while it is recorded: its chunk runs, digests and what the answer says about itself. */
-class ExchangeRecording {
+/**
+ * The pipeline's durable recorder: every record becomes an encrypted, chained record of the exchange's
+ * session. A session's recorder finds its session once; each exchange's recording is the object the
+ * exchange carries, so no record looks anything up by id.
+ */
+export function createDurableRecorder(options: DurableRecorderOptions): Recorder {
+  return { forSession: (session) => new DurableSessionRecorder(options.recording, session.id) };
+}
+
+/** The recorder of one session: its recording, found once (a promise while the session file is created). */
+class DurableSessionRecorder implements SessionRecorder {
+  readonly recording: RecorderSessions;
+  readonly #id: string;
+  readonly #opening: Promise<RecordingSession> | undefined;
+  #open: RecordingSession | undefined;
+
+  constructor(recording: RecorderSessions, id: string) {
+    this.recording = recording;
+    this.#id = id;
+    this.#opening = recording.session(id);
+    this.#opening?.then(
+      (session) => (this.#open = session),
+      () => undefined,
+    );
+  }
+
+  begin(exchange: ExchangeFacts, facts: RecordingFacts): ExchangeRecording {
+    return new DurableExchangeRecording(this, exchange, facts);
+  }
+
+  /** The open session, at once once it is open; rejects when it could not be opened. */
+  session(): RecordingSession | Promise<RecordingSession> {
+    if (this.#open !== undefined) return this.#open;
+    if (this.#opening !== undefined) return this.#opening;
+    // A session whose file could not be created is forgotten at once; the storage failure is the reason.
+    const cause = this.recording.failureCause ?? 'session not open';
+    throw new SluiceError('ERR_RECORDING_UNAVAILABLE', {
+      message: `Session ${this.#id} has no open recording (${cause}); the exchange was refused`,
+      details: { cause },
+    });
+  }
+}
+
+/** One exchange's bodies while they are recorded: chunk runs, digests, and what the answer says about itself. */
+class BodyRecording {
   readonly session: RecordingSession;
-  readonly exchange: Exchange;
+  readonly #exchangeId: string;
+  readonly #chunkRecord: RecordingFacts['chunkRecord'];
+  readonly #maskedMayKeep: boolean;
   capture: Record<Direction, Capture>;
   readonly #digest: Record<Direction, Hash | null>;
   readonly bytes: Record<Direction, number> = { up: 0, down: 0 };
+  /** Which directions' bytes the chunk runs carry; the coalescer reads it per chunk. */
+  readonly #keep: Record<Direction, boolean> = { up: false, down: false };
   readonly #coalescer: ChunkCoalescer | null;
   readonly #writes = new Set<Promise<void>>();
   /** The write of the last run flushed. */
@@ -43,40 +102,35 @@ class ExchangeRecording {
   sniffer: UsageSniffer | undefined;
   headAt: number | undefined;
   firstChunkAt: number | undefined;
-  requestRecorded = false;
 
-  constructor(session: RecordingSession, exchange: Exchange) {
+  constructor(session: RecordingSession, exchange: ExchangeFacts, facts: RecordingFacts) {
     this.session = session;
-    this.exchange = exchange;
-    const { connection } = exchange;
-    this.capture =
-      connection.type === 'tcp'
-        ? { up: connection.record.raw ? 'bytes' : 'shape', down: connection.record.raw ? 'bytes' : 'shape' }
-        : { up: captureOf(connection.record.request_body), down: captureOf(connection.record.response_body) };
+    this.#exchangeId = exchange.id;
+    this.#chunkRecord = facts.chunkRecord;
+    const { record } = exchange.connection;
+    const message = facts.body === 'message';
+    this.#maskedMayKeep = message && record.response_body === 'masked';
+    this.capture = message
+      ? { up: captureOf(record.request_body), down: captureOf(record.response_body) }
+      : { up: record.raw ? 'bytes' : 'shape', down: record.raw ? 'bytes' : 'shape' };
     this.#digest = {
-      up: connection.type === 'http' && this.capture.up !== 'bytes' ? createHash('sha256') : null,
-      down: connection.type === 'http' && this.capture.down !== 'bytes' ? createHash('sha256') : null,
+      up: message && this.capture.up !== 'bytes' ? createHash('sha256') : null,
+      down: message && this.capture.down !== 'bytes' ? createHash('sha256') : null,
     };
     const wantsRuns = this.capture.up !== 'digest' || this.capture.down !== 'digest';
-    this.#coalescer = wantsRuns
-      ? new ChunkCoalescer({ keep: this.#keep, now: () => session.writer.now(), flush: (run) => this.#write(run) })
-      : null;
+    this.#coalescer = wantsRuns ? new ChunkCoalescer({ keep: this.#keep, now: () => session.writer.now(), flush: (run) => this.#write(run) }) : null;
     this.#keep.up = this.capture.up === 'bytes';
     this.#keep.down = this.capture.down === 'bytes';
   }
 
-  /** Which directions' bytes the chunk runs carry; the coalescer reads it per chunk. */
-  readonly #keep: Record<Direction, boolean> = { up: false, down: false };
-
   /** The response is masked before the caller (and this recording) sees it: `masked` may now keep its bytes. */
   downMasked(): void {
-    if (this.exchange.connection.type === 'http' && this.exchange.connection.record.response_body === 'masked') {
-      this.capture = { ...this.capture, down: 'bytes' };
-      this.#keep.down = true;
-    }
+    if (!this.#maskedMayKeep) return;
+    this.capture = { ...this.capture, down: 'bytes' };
+    this.#keep.down = true;
   }
 
-  tap(onFailure: ((error: Error) => void) | undefined): BodyTap {
+  tap(onFailure: (error: Error) => void): BodyTap {
     this.#onFailure = onFailure;
     return {
       upRecorded: (chunk) => {
@@ -97,21 +151,8 @@ class ExchangeRecording {
     this.#digest[dir]?.update(body);
   }
 
-  #chunk(dir: Direction, chunk: Buffer): void {
-    this.bytes[dir] += chunk.length;
-    this.#digest[dir]?.update(chunk);
-    if (dir === 'down') {
-      this.firstChunkAt ??= Date.now();
-      this.sniffer?.push(chunk);
-    }
-    if (this.#coalescer !== null && this.capture[dir] !== 'digest') this.#coalescer.push(dir, chunk);
-  }
-
-  #write(run: ChunkRun): void {
-    const type = this.exchange.connection.type === 'tcp' ? 'tcp.chunk' : 'exchange.chunk';
-    const fields: EventFields['exchange.chunk'] = { exchange: this.exchange.id, dir: run.dir, bytes: run.bytes, ...(run.parts.length > 1 ? { parts: run.parts } : {}) };
-    const write = this.session.append(type, fields, run.payload, run.t);
-    this.#lastWrite = write;
+  /** A write of the exchange that nothing awaits on its own (the response head): `settle` waits for it. */
+  track(write: Promise<void>): void {
     this.#writes.add(write);
     write.then(
       () => this.#writes.delete(write),
@@ -124,7 +165,24 @@ class ExchangeRecording {
     );
   }
 
-  /** Flushes chunk runs and waits for them; rejects with the first chunk that could not be written. */
+  #chunk(dir: Direction, chunk: Buffer): void {
+    this.bytes[dir] += chunk.length;
+    this.#digest[dir]?.update(chunk);
+    if (dir === 'down') {
+      this.firstChunkAt ??= Date.now();
+      this.sniffer?.push(chunk);
+    }
+    if (this.#coalescer !== null && this.capture[dir] !== 'digest') this.#coalescer.push(dir, chunk);
+  }
+
+  #write(run: ChunkRun): void {
+    const fields: EventFields['exchange.chunk'] = { exchange: this.#exchangeId, dir: run.dir, bytes: run.bytes, ...(run.parts.length > 1 ? { parts: run.parts } : {}) };
+    const write = this.session.append(this.#chunkRecord, fields, run.payload, run.t);
+    this.#lastWrite = write;
+    this.track(write);
+  }
+
+  /** Flushes chunk runs and waits for every queued write; rejects with the first that could not be written. */
   async settle(): Promise<void> {
     this.#coalescer?.drain();
     while (this.#writes.size > 0) await Promise.allSettled([...this.#writes]);
@@ -143,48 +201,196 @@ class ExchangeRecording {
   }
 }
 
-/**
- * The pipeline's durable recorder: every event becomes an encrypted, chained record of the exchange's
- * session. `exchange.request`, `exchange.response` and `exchange.end` resolve only once written, so the
- * pipeline forwards nothing unrecorded and ends no response before its end is recorded.
- */
-export function createDurableRecorder(options: DurableRecorderOptions): Recorder {
-  const { recording } = options;
-  const exchanges = new Map<string, ExchangeRecording>();
+/** The durable recording of one exchange: the object the exchange carries. */
+class DurableExchangeRecording implements ExchangeRecording {
+  readonly #owner: DurableSessionRecorder;
+  readonly #exchange: ExchangeFacts;
+  readonly #facts: RecordingFacts;
+  /** Set when the request's record is attempted: the exchange is then counted in flight in its session. */
+  #bodies: BodyRecording | undefined;
+  #requestRecorded = false;
+  /** Set once the end is written (or attempted): an exchange has one. */
+  #ended = false;
+  #done = false;
 
-  async function sessionOf(exchange: Exchange): Promise<RecordingSession> {
-    const opening = recording.session(exchange.session.id);
-    if (opening === undefined) {
-      // A session whose file could not be created is forgotten at once; the storage failure is the reason.
-      const cause = recording.failureCause ?? 'session not open';
-      throw new SluiceError('ERR_RECORDING_UNAVAILABLE', {
-        message: `Session ${exchange.session.id} has no open recording (${cause}); the exchange was refused`,
-        details: { cause },
+  constructor(owner: DurableSessionRecorder, exchange: ExchangeFacts, facts: RecordingFacts) {
+    this.#owner = owner;
+    this.#exchange = exchange;
+    this.#facts = facts;
+  }
+
+  async recordRequest(request: RequestRecord): Promise<void> {
+    const exchange = this.#exchange;
+    const opened = this.#owner.session();
+    const session = opened instanceof Promise ? await opened : opened;
+    const bodies = new BodyRecording(session, exchange, this.#facts);
+    this.#bodies = bodies;
+    session.exchangeStarted();
+    const { path, query } = this.#target();
+    const body = request.body;
+    let bodyFields: EventFields['exchange.request']['body'];
+    let payload: Buffer | undefined;
+    if (body !== undefined) {
+      if (bodies.capture.up === 'bytes') {
+        bodyFields = { capture: 'raw', bytes: body.length };
+        payload = body;
+      } else if (request.maskedBody !== undefined) {
+        // Kept as masking left it: what a reviewer or a re-send may see, never the removed values.
+        bodyFields = { capture: 'masked', bytes: body.length, sha256: createHash('sha256').update(body).digest('hex') };
+        payload = request.maskedBody;
+      } else {
+        bodyFields = { capture: 'digest', bytes: body.length, sha256: createHash('sha256').update(body).digest('hex') };
+      }
+      // The end's digest covers these bytes too, so both records name the same body.
+      bodies.wholeBody('up', body);
+    } else if (this.#facts.body === 'message' && (exchange.headers['transfer-encoding'] !== undefined || Number(exchange.headers['content-length'] ?? 0) > 0)) {
+      const declared = Number(exchange.headers['content-length']);
+      const capture = bodies.capture.up === 'bytes' ? 'raw' : 'digest';
+      bodyFields = request.bodyUnread
+        ? { capture, unread: true, ...(Number.isSafeInteger(declared) && declared >= 0 ? { bytes: declared } : {}) }
+        : { capture, streamed: true };
+    }
+    // A refusal before policy judged the exchange (access, path, size) records that no decision was made.
+    const decision = request.decision ?? { action: 'none' as const, rule: undefined };
+    try {
+      await session.append(
+        'exchange.request',
+        {
+          exchange: exchange.id,
+          method: exchange.method,
+          path,
+          ...(query === undefined ? {} : { query }),
+          headers: recordableHeaders(exchange.headers),
+          decision: { action: decision.action, ...(decision.rule === undefined ? {} : { rule: decision.rule }) },
+          ...(bodyFields === undefined ? {} : { body: bodyFields }),
+        },
+        payload,
+      );
+    } catch (err) {
+      this.#finish();
+      throw err;
+    }
+    this.#requestRecorded = true;
+    // A held request was counted when its review was requested.
+    session.addProgress({ counters: { requests: 1 } });
+    this.#owner.recording.progressChanged();
+  }
+
+  async recordDecision(d: Decision): Promise<void> {
+    const session = await this.#owner.session();
+    await session.append('policy.decision', {
+      exchange: this.#exchange.id,
+      action: d.action,
+      ...(d.rule === undefined ? {} : { rule: d.rule }),
+      ...(d.action === 'deny' && d.reason !== undefined ? { reason: d.reason } : {}),
+      ...(d.action === 'review' ? { reviewers: [...d.reviewers] } : {}),
+    });
+  }
+
+  async recordReview(review: ReviewRecord): Promise<void> {
+    const session = await this.#owner.session();
+    if (review.type === 'review.requested') {
+      // Held requests are counted when held, whatever the reviewer then decides.
+      session.addProgress({ counters: { held: 1 } });
+      this.#owner.recording.progressChanged();
+    }
+    await session.append(review.type, {
+      exchange: this.#exchange.id,
+      review: review.reviewId,
+      ...(review.by === undefined ? {} : { by: review.by }),
+      ...(review.note === undefined ? {} : { note: review.note }),
+    });
+  }
+
+  recordResponse(head: ResponseHeadRecord): void {
+    const bodies = this.#bodies;
+    // The pipeline records a response only after its request; one without is a bug, kept off the record.
+    if (bodies === undefined) throw new Error('A response was recorded before its request');
+    bodies.headAt = Date.now();
+    const type = head.headers['content-type'];
+    bodies.sniffer = new UsageSniffer(Array.isArray(type) ? type[0] : type);
+    // Queued ahead of the body's runs and the end, which waits for it.
+    bodies.track(bodies.session.append('exchange.response', { exchange: this.#exchange.id, status: head.status, headers: recordableHeaders(head.headers) }));
+  }
+
+  async recordEnd(end: ExchangeEnding): Promise<void> {
+    if (this.#ended) return;
+    this.#ended = true;
+    const bodies = this.#bodies;
+    try {
+      const session = bodies?.session ?? (await this.#owner.session());
+      if (bodies !== undefined && end.complete) await bodies.settle();
+      else bodies?.drain();
+      await this.#appendEnd(session, end);
+    } finally {
+      this.#finish();
+    }
+  }
+
+  async recordError(error: ErrorRecord): Promise<void> {
+    const bodies = this.#bodies;
+    bodies?.drain();
+    try {
+      const session = bodies?.session ?? (await this.#owner.session());
+      const refusedEarly = !this.#requestRecorded;
+      const denied = isDenial(error.code);
+      // A request refused before its record was written was never counted as one.
+      session.addProgress({ counters: { ...(denied ? { denied: 1 } : { errors: 1 }), ...(refusedEarly ? { requests: 1 } : {}) } });
+      this.#owner.recording.progressChanged();
+      await session.append('exchange.error', {
+        exchange: this.#exchange.id,
+        code: error.code,
+        message: error.message,
+        after_response_head: error.afterResponseHead,
+        ...(refusedEarly ? { request: { method: this.#exchange.method, path: this.#target().path } } : {}),
       });
+      // An exchange whose request is on record ends like any other; one refused before it was has no end to pair.
+      if (error.end !== undefined && !refusedEarly && !this.#ended) {
+        this.#ended = true;
+        await this.#appendEnd(session, error.end);
+      }
+    } finally {
+      this.#finish();
     }
-    return opening;
   }
 
-  function finish(state: ExchangeRecording): void {
-    if (exchanges.get(state.exchange.id) === state) {
-      exchanges.delete(state.exchange.id);
-      state.session.exchangeDone();
-    }
+  appendBestEffort(end: ExchangeEnding): void {
+    // Nothing waits for it and nobody could be told of a failure; the writer still reports it to readiness.
+    this.recordEnd(end).catch(() => undefined);
   }
 
-  /** Writes an exchange's `exchange.end` (digests, timings and answer facts from its recording) and counts it. */
-  async function appendEnd(session: RecordingSession, state: ExchangeRecording | undefined, exchange: Exchange, end: ExchangeEnding): Promise<void> {
-    const facts = state?.sniffer?.result() ?? {};
+  tap(onFailure: (error: Error) => void): BodyTap | null {
+    return this.#bodies?.tap(onFailure) ?? null;
+  }
+
+  /** The request target as recorded: an HTTP target's query apart (credentials in it redacted). */
+  #target(): { path: string; query?: string } {
+    return this.#facts.body === 'message' ? recordableTarget(this.#exchange.path) : { path: this.#exchange.path };
+  }
+
+  /** Writes what masking replaced and the exchange's `exchange.end` (digests, timings, answer facts), and counts them. */
+  async #appendEnd(session: RecordingSession, end: ExchangeEnding): Promise<void> {
+    const exchange = this.#exchange;
+    const bodies = this.#bodies;
+    const recording = this.#owner.recording;
+    let masked: Promise<void> | undefined;
+    if (end.masking !== undefined && end.masking.length > 0) {
+      const counts = end.masking.map((f) => ({ entity: f.entity, rule: f.rule, count: f.count }));
+      session.addProgress({ counters: { masked: counts.reduce((n, f) => n + f.count, 0) } });
+      // Queued just ahead of the end, so both go in one write.
+      masked = session.append('masking.summary', { exchange: exchange.id, findings: counts });
+    }
+    const facts = bodies?.sniffer?.result() ?? {};
     const started = exchange.startedAt;
-    const reqDigest = state?.digest('up');
-    const resDigest = state?.digest('down');
-    await session.append('exchange.end', {
+    const reqDigest = bodies?.digest('up');
+    const resDigest = bodies?.digest('down');
+    const written = session.append('exchange.end', {
       exchange: exchange.id,
       status: end.status,
       complete: end.complete,
       duration_ms: end.durationMs,
-      ...(state?.headAt === undefined ? {} : { ttfb_ms: state.headAt - started }),
-      ...(state?.firstChunkAt === undefined ? {} : { first_chunk_ms: state.firstChunkAt - started }),
+      ...(bodies?.headAt === undefined ? {} : { ttfb_ms: bodies.headAt - started }),
+      ...(bodies?.firstChunkAt === undefined ? {} : { first_chunk_ms: bodies.firstChunkAt - started }),
       bytes_up: end.requestBytes,
       bytes_down: end.responseBytes,
       ...(reqDigest === undefined ? {} : { request_body: reqDigest }),
@@ -192,7 +398,10 @@ export function createDurableRecorder(options: DurableRecorderOptions): Recorder
       ...(facts.model === undefined ? {} : { model: facts.model }),
       ...(facts.usage === undefined ? {} : { usage: facts.usage }),
       ...(facts.finish_reason === undefined ? {} : { finish_reason: facts.finish_reason }),
+      ...(end.trailers === undefined ? {} : { trailers: recordableHeaders(end.trailers) }),
     });
+    if (masked === undefined) await written;
+    else await Promise.all([masked, written]);
     const usage = facts.usage;
     session.addProgress({
       counters: { bytesUp: end.requestBytes, bytesDown: end.responseBytes },
@@ -203,155 +412,10 @@ export function createDurableRecorder(options: DurableRecorderOptions): Recorder
     recording.progressChanged();
   }
 
-  async function emit(event: RecordEvent): Promise<void> {
-    const { exchange } = event;
-    const x = exchange.id;
-    switch (event.type) {
-      case 'exchange.request': {
-        const session = await sessionOf(exchange);
-        const state = new ExchangeRecording(session, exchange);
-        exchanges.set(x, state);
-        session.exchangeStarted();
-        const { path, query } = exchange.connection.type === 'http' ? recordableTarget(exchange.path) : { path: exchange.path, query: undefined };
-        const body = event.body;
-        let bodyFields: EventFields['exchange.request']['body'];
-        let payload: Buffer | undefined;
-        if (body !== undefined) {
-          if (state.capture.up === 'bytes') {
-            bodyFields = { capture: 'raw', bytes: body.length };
-            payload = body;
-          } else if (event.maskedBody !== undefined) {
-            // Kept as masking left it: what a reviewer or a re-send may see, never the removed values.
-            bodyFields = { capture: 'masked', bytes: body.length, sha256: createHash('sha256').update(body).digest('hex') };
-            payload = event.maskedBody;
-          } else {
-            bodyFields = { capture: 'digest', bytes: body.length, sha256: createHash('sha256').update(body).digest('hex') };
-          }
-          // The end's digest covers these bytes too, so both records name the same body.
-          state.wholeBody('up', body);
-        } else if (exchange.connection.type === 'http' && (exchange.headers['transfer-encoding'] !== undefined || Number(exchange.headers['content-length'] ?? 0) > 0)) {
-          const declared = Number(exchange.headers['content-length']);
-          bodyFields = event.bodyUnread
-            ? { capture: state.capture.up === 'bytes' ? 'raw' : 'digest', unread: true, ...(Number.isSafeInteger(declared) && declared >= 0 ? { bytes: declared } : {}) }
-            : { capture: state.capture.up === 'bytes' ? 'raw' : 'digest', streamed: true };
-        }
-        // A refusal before policy judged the exchange (access, path, size) records that no decision was made.
-        const decision = event.decision ?? { action: 'none' as const, rule: undefined };
-        try {
-          await session.append(
-            'exchange.request',
-            {
-              exchange: x,
-              method: exchange.method,
-              path,
-              ...(query === undefined ? {} : { query }),
-              headers: recordableHeaders(exchange.headers),
-              decision: { action: decision.action, ...(decision.rule === undefined ? {} : { rule: decision.rule }) },
-              ...(bodyFields === undefined ? {} : { body: bodyFields }),
-            },
-            payload,
-          );
-        } catch (err) {
-          finish(state);
-          throw err;
-        }
-        state.requestRecorded = true;
-        // A held request was counted when its review was requested.
-        session.addProgress({ counters: { requests: 1 } });
-        recording.progressChanged();
-        return;
-      }
-      case 'exchange.response': {
-        const state = exchanges.get(x);
-        const session = state?.session ?? (await sessionOf(exchange));
-        if (state !== undefined) {
-          state.headAt = Date.now();
-          const type = event.headers['content-type'];
-          state.sniffer = new UsageSniffer(Array.isArray(type) ? type[0] : type);
-        }
-        await session.append('exchange.response', { exchange: x, status: event.status, headers: recordableHeaders(event.headers) });
-        return;
-      }
-      case 'exchange.end': {
-        const state = exchanges.get(x);
-        const session = state?.session ?? (await sessionOf(exchange));
-        try {
-          if (state !== undefined && event.complete) await state.settle();
-          else state?.drain();
-          await appendEnd(session, state, exchange, event);
-        } finally {
-          if (state !== undefined) finish(state);
-        }
-        return;
-      }
-      case 'exchange.error': {
-        const state = exchanges.get(x);
-        state?.drain();
-        try {
-          const session = state?.session ?? (await sessionOf(exchange));
-          const refusedEarly = state === undefined || !state.requestRecorded;
-          const denied = isDenial(event.code);
-          session.addProgress({ counters: { ...(denied ? { denied: 1 } : { errors: 1 }), ...(refusedEarly && state === undefined ? { requests: 1 } : {}) } });
-          recording.progressChanged();
-          await session.append('exchange.error', {
-            exchange: x,
-            code: event.code,
-            message: event.message,
-            after_response_head: event.afterResponseHead,
-            ...(refusedEarly ? { request: { method: exchange.method, path: recordableTarget(exchange.path).path } } : {}),
-          });
-          // An exchange whose request is on record ends like any other; one refused before it was has no end to pair.
-          if (event.end !== undefined && state !== undefined && state.requestRecorded) await appendEnd(session, state, exchange, event.end);
-        } finally {
-          if (state !== undefined) finish(state);
-        }
-        return;
-      }
-      case 'policy.decision': {
-        const session = await sessionOf(exchange);
-        const d = event.decision;
-        await session.append('policy.decision', {
-          exchange: x,
-          action: d.action,
-          ...(d.rule === undefined ? {} : { rule: d.rule }),
-          ...(d.action === 'deny' && d.reason !== undefined ? { reason: d.reason } : {}),
-          ...(d.action === 'review' ? { reviewers: [...d.reviewers] } : {}),
-        });
-        return;
-      }
-      case 'review.requested':
-      case 'review.approved':
-      case 'review.rejected':
-      case 'review.expired': {
-        const session = await sessionOf(exchange);
-        if (event.type === 'review.requested') {
-          // Held requests are counted when held, whatever the reviewer then decides.
-          session.addProgress({ counters: { held: 1 } });
-          recording.progressChanged();
-        }
-        await session.append(event.type, {
-          exchange: x,
-          review: event.reviewId,
-          ...(event.by === undefined ? {} : { by: event.by }),
-          ...(event.note === undefined ? {} : { note: event.note }),
-        });
-        return;
-      }
-      case 'masking.summary': {
-        const session = await sessionOf(exchange);
-        const findings = event.findings.map((f) => ({ entity: f.entity, rule: f.rule, count: f.count }));
-        session.addProgress({ counters: { masked: findings.reduce((n, f) => n + f.count, 0) } });
-        recording.progressChanged();
-        await session.append('masking.summary', { exchange: x, findings });
-        return;
-      }
-    }
+  /** The exchange is over as far as its session is concerned (it may be sealed once none is in flight). */
+  #finish(): void {
+    if (this.#done || this.#bodies === undefined) return;
+    this.#done = true;
+    this.#bodies.session.exchangeDone();
   }
-
-  return {
-    emit,
-    tap(exchange, onFailure) {
-      return exchanges.get(exchange.id)?.tap(onFailure) ?? null;
-    },
-  };
 }

@@ -17,6 +17,8 @@ const RESEND_IDLE_MS = 1000;
 
 interface Entry {
   readonly id: string;
+  /** The session as its exchanges see it, with the recorder found once when it opened. */
+  readonly session: ExchangeSession;
   /** How long the session may stay idle before it is sealed. */
   readonly idleMs: number;
   lastUsed: number;
@@ -54,18 +56,19 @@ export class ProxySessions {
     let entry = this.#entries.get(key);
     if (entry === undefined) {
       const idleMs = resendOf === undefined ? this.#o.idleMs : Math.min(this.#o.idleMs, RESEND_IDLE_MS);
-      const created: Entry = { id: this.#o.newId(), idleMs, lastUsed: Date.now(), timer: undefined, calls: 0 };
+      const id = this.#o.newId();
+      const { recording } = this.#o;
+      const opening = recording.openSession({ id, principal, connection, via: 'proxy', clientAddress, ...(resendOf === undefined ? {} : { resendOf }) });
+      const created: Entry = { id, session: { id, recorder: recording.recorder.forSession({ id }) }, idleMs, lastUsed: Date.now(), timer: undefined, calls: 0 };
       entry = created;
       this.#entries.set(key, created);
-      this.#o.recording
-        .openSession({ id: created.id, principal, connection, via: 'proxy', clientAddress, ...(resendOf === undefined ? {} : { resendOf }) })
-        .catch(() => {
-          // A session that could not open is forgotten, so the next call tries a fresh one.
-          if (this.#entries.get(key) === created) {
-            clearTimeout(created.timer);
-            this.#entries.delete(key);
-          }
-        });
+      opening.catch(() => {
+        // A session that could not open is forgotten, so the next call tries a fresh one.
+        if (this.#entries.get(key) === created) {
+          clearTimeout(created.timer);
+          this.#entries.delete(key);
+        }
+      });
     }
     entry.lastUsed = Date.now();
     this.#arm(key, entry);
@@ -78,7 +81,7 @@ export class ProxySessions {
         held.lastUsed = Date.now();
       });
     }
-    return { id: entry.id };
+    return entry.session;
   }
 
   /** Stops the idle timers; sessions are sealed by `Recording.close`. */

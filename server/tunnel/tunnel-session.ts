@@ -2,17 +2,18 @@ import type { Duplex } from 'node:stream';
 import type { FastifyBaseLogger } from 'fastify';
 import type { WebSocket } from 'ws';
 import { SluiceError, toSluiceError } from '../../shared/errors.js';
-import { atTime, type TimedCall } from '../../shared/timers.js';
+import type { TimedCall } from '../../shared/timers.js';
 import { encodeControl, type ControlMessage } from '../../shared/tunnel/control.js';
 import { TUNNEL_PROTOCOL_VERSION } from '../../shared/tunnel/frames.js';
 import { TunnelMux } from '../../shared/tunnel/mux.js';
+import { systemClock, type Clock } from '../clock.js';
 import type { Config, ConnectionConfig } from '../config/schema.js';
 import { parseDuration } from '../config/duration.js';
 import { inAnyGroup, type Principal } from '../identity/principal.js';
 import type { TokenVerifier } from '../identity/token-verifier.js';
 import type { ExchangeSession } from '../pipeline/exchange.js';
-import type { HttpProtocol } from '../protocols/http.js';
-import type { TcpProtocol } from '../protocols/tcp.js';
+import { discardSessionRecorder } from '../pipeline/recorder.js';
+import type { ConnectionProtocols } from '../protocols/connection-types.js';
 import type { Recording } from '../recording/recording.js';
 
 export interface TunnelSessionOptions {
@@ -23,17 +24,19 @@ export interface TunnelSessionOptions {
   connection: ConnectionConfig;
   /** The connection as the running configuration has it now (a reload may change or remove it). */
   currentConnection?: () => ConnectionConfig | undefined;
-  session: ExchangeSession;
+  session: { readonly id: string; readonly reason?: string };
   clientAddress: string;
   tunnel: Config['tunnel'];
   verifier: TokenVerifier;
-  http: HttpProtocol;
-  tcp: TcpProtocol;
+  /** Each connection type's protocol: the tunnel hands every stream to its connection's. */
+  protocols: ConnectionProtocols;
   log: FastifyBaseLogger;
   /** Where the session is recorded; without one nothing is. */
   recording?: Recording;
   /** The CLI's User-Agent (`sluice-cli/VERSION`), for the recording. */
   userAgent?: string;
+  /** What the token's expiry is measured against. Default: the system clock. */
+  clock?: Clock;
 }
 
 /**
@@ -44,8 +47,11 @@ export class TunnelSession {
   readonly mux: TunnelMux;
   private principal: Principal;
   private expiry?: TimedCall;
+  private readonly clock: Clock;
   private pingTimer?: NodeJS.Timeout;
   private alive = true;
+  /** The session as its exchanges see it, with its recorder; set once its recording is opening. */
+  private exchangeSession?: ExchangeSession;
   private readonly exchanges = { requests: 0, active: 0, errors: 0 };
   private statsTimer?: NodeJS.Timeout;
   private statsSentAt = 0;
@@ -64,6 +70,7 @@ export class TunnelSession {
 
   constructor(private readonly options: TunnelSessionOptions) {
     this.principal = options.principal;
+    this.clock = options.clock ?? systemClock;
     const { tunnel } = options;
     this.mux = new TunnelMux(options.ws, {
       role: 'server',
@@ -101,14 +108,15 @@ export class TunnelSession {
       // The connection as the configuration has it now: a reload that removed the caller's access (or the
       // connection) closes the tunnel at its next stream instead of letting it carry on as admitted.
       const current = this.admittedConnection();
-      if (current === undefined) {
+      // A stream opened before the session's recording was (which the CLI never does) is refused: nothing goes unrecorded.
+      const recorded = this.exchangeSession;
+      if (current === undefined || recorded === undefined) {
         stream.destroy();
         return;
       }
       // The principal as of now: a reauth applies to streams opened after it.
-      const context = { principal: this.principal, session, clientAddress: this.options.clientAddress };
-      if (current.type === 'http') this.options.http.handle(stream, { ...context, connection: current, onExchange: this.onExchange });
-      else this.options.tcp.handle(stream, { ...context, connection: current });
+      const context = { principal: this.principal, session: recorded, clientAddress: this.options.clientAddress, connection: current, onExchange: this.onExchange };
+      this.options.protocols.protocolFor(current.type).handle(stream, context);
     });
     ws.on('pong', () => (this.alive = true));
     const pingMs = parseDuration(tunnel.ping_interval);
@@ -124,6 +132,7 @@ export class TunnelSession {
     this.pingTimer.unref();
     const { recording } = this.options;
     if (recording === undefined) {
+      this.exchangeSession = { ...session, recorder: discardSessionRecorder };
       this.hello();
       return;
     }
@@ -145,6 +154,8 @@ export class TunnelSession {
         },
         (err: unknown) => this.fail(toSluiceError(err)),
       );
+    // Found once, while it opens: every exchange of the tunnel records through it.
+    this.exchangeSession = { ...session, recorder: recording.recorder.forSession(session) };
   }
 
   private hello(): void {
@@ -215,7 +226,7 @@ export class TunnelSession {
 
   private armExpiry(): void {
     this.expiry?.cancel();
-    this.expiry = atTime(this.principal.expiresAt * 1000, () =>
+    this.expiry = this.clock.at(this.principal.expiresAt * 1000, () =>
       this.fail(new SluiceError('ERR_TOKEN_EXPIRED', { message: 'The token of this tunnel expired; reconnect with a fresh login' })),
     );
   }

@@ -19,7 +19,8 @@ export const helloSchema = z.object({
   version: z.number().int().min(1),
   // the recorded session this tunnel's exchanges go to (`sluice sessions show` takes it)
   session_id: shortText,
-  connection: z.object({ name: shortText, type: z.enum(['http', 'tcp']) }),
+  // Any well-formed type, not only today's: a CLI carries a type it does not know (a newer gateway's) as plain bytes.
+  connection: z.object({ name: shortText, type: z.string().regex(/^[a-z][a-z0-9-]{0,31}$/) }),
   window: z.number().int().min(1).max(MAX_WINDOW),
   max_frame: z.number().int().min(1).max(MAX_WINDOW),
   max_streams: z.number().int().min(1).max(65_536),

@@ -7,9 +7,11 @@ import OpenAI from 'openai';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { connectionSchema, type HttpConnectionConfig } from '../../server/config/schema.js';
 import type { Principal } from '../../server/identity/principal.js';
+import type { MaskingStage } from '../../server/pipeline/masking-stage.js';
+import { discardSessionRecorder, type SessionRecorder } from '../../server/pipeline/recorder.js';
 import { createExchangeHandler, type ExchangeHandlerOptions } from '../../server/pipeline/run-exchange.js';
-import type { RecordEvent } from '../../server/pipeline/recorder.js';
 import { createHttpProtocol, type HttpProtocolLimits } from '../../server/protocols/http.js';
+import { recordedEvents } from '../helpers/recorded-events.js';
 import { startTestUpstream, type TestUpstream } from '../helpers/upstream.js';
 
 const run = promisify(execFile);
@@ -37,12 +39,13 @@ async function startGateway(
   connection: HttpConnectionConfig,
   principal: Principal = alice,
   limits?: HttpProtocolLimits,
-  stages?: ExchangeHandlerOptions,
+  stages: ExchangeHandlerOptions & { readonly recorder?: SessionRecorder } = {},
 ): Promise<{ url: string; port: number; server: Server }> {
-  const exchange = createExchangeHandler(stages);
+  const { recorder = discardSessionRecorder, ...handlerOptions } = stages;
+  const exchange = createExchangeHandler(handlerOptions);
   const protocol = createHttpProtocol({ exchange, limits });
   const server = createServer((socket) =>
-    protocol.handle(socket, { principal, connection, session: { id: 'ses_test' }, clientAddress: socket.remoteAddress ?? '' }),
+    protocol.handle(socket, { principal, connection, session: { id: 'ses_test', recorder }, clientAddress: socket.remoteAddress ?? '' }),
   );
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
@@ -421,11 +424,11 @@ describe('http protocol (Node parser fed the stream)', () => {
 
   it('forwards nothing when the recorder refuses the request (fail closed)', async () => {
     const upstream = await startUpstream();
-    const recorder = {
-      emit: async (e: RecordEvent) => {
+    const { recorder } = recordedEvents({
+      onRecord: (e) => {
         if (e.type === 'exchange.request') throw new Error('disk full');
       },
-    };
+    });
     const gw = await startGateway(httpConnection({ upstream: upstream.url }), alice, undefined, { recorder });
 
     const { stdout } = await run('curl', ['-sS', '-w', '\n%{http_code}', `${gw.url}/v1/models`]);
@@ -438,14 +441,13 @@ describe('http protocol (Node parser fed the stream)', () => {
 
   it('completes no response, sized or streamed, before its end is recorded', async () => {
     const upstream = await startUpstream();
-    const events: string[] = [];
     let hold: { promise: Promise<void>; release: () => void } | undefined;
-    const recorder = {
-      emit: async (e: RecordEvent) => {
-        events.push(e.type);
+    const { recorder, events } = recordedEvents({
+      onRecord: async (e) => {
         if (e.type === 'exchange.end') await hold?.promise;
       },
-    };
+    });
+    const types = (): string[] => events.map((e) => e.type);
     const gw = await startGateway(httpConnection({ upstream: upstream.url }), alice, undefined, { recorder });
     const socket = await rawSocket(gw.port);
     const chat = JSON.stringify({ model: 'demo', messages: [], stream: true });
@@ -462,13 +464,13 @@ describe('http protocol (Node parser fed the stream)', () => {
       let complete = false;
       const response = readResponses(socket, 1).then((r) => ((complete = true), r));
       socket.write(request);
-      while (!events.includes('exchange.end')) await new Promise((r) => setTimeout(r, 5));
+      while (!types().includes('exchange.end')) await new Promise((r) => setTimeout(r, 5));
       await new Promise((r) => setTimeout(r, 50));
 
       expect(complete).toBe(false);
       hold.release();
       bodies.push((await response)[0]!.body.toString());
-      expect(events).toEqual(['exchange.request', 'exchange.response', 'exchange.end']);
+      expect(types()).toEqual(['exchange.request', 'exchange.response', 'exchange.end']);
     }
 
     expect(bodies[0]).toBe('a'.repeat(100));
@@ -477,13 +479,19 @@ describe('http protocol (Node parser fed the stream)', () => {
 
   it('passes the response body through the masking stage transform', async () => {
     const upstream = await startUpstream();
-    const masking = {
-      responseTransform: () =>
-        new Transform({
-          transform(chunk: Buffer, _enc, cb) {
-            cb(null, chunk.toString().replaceAll('Hel', '[MASKED]'));
-          },
+    const masking: MaskingStage = {
+      responseMasking: () => ({
+        headers: (headers) => headers,
+        body: () => ({
+          transform: new Transform({
+            transform(chunk: Buffer, _enc, cb) {
+              cb(null, chunk.toString().replaceAll('Hel', '[MASKED]'));
+            },
+          }),
+          rewrite: 'masked',
         }),
+        summary: () => [],
+      }),
     };
     const gw = await startGateway(httpConnection({ upstream: upstream.url }), alice, undefined, { masking });
     const client = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'caller-key', maxRetries: 0 });

@@ -4,8 +4,10 @@ import { connect, createServer, type AddressInfo, type Server, type Socket } fro
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { connectionSchema, type TcpConnectionConfig } from '../../server/config/schema.js';
 import type { Principal } from '../../server/identity/principal.js';
-import type { RecordEvent } from '../../server/pipeline/recorder.js';
-import { createTcpProtocol } from '../../server/protocols/tcp.js';
+import type { SessionRecorder } from '../../server/pipeline/recorder.js';
+import { createExchangeHandler, type ExchangeHandlerOptions } from '../../server/pipeline/run-exchange.js';
+import { createTcpProtocol, type TcpProtocol } from '../../server/protocols/tcp.js';
+import { recordedEvents, type RecordedEvent, type RecordedEventsOptions } from '../helpers/recorded-events.js';
 
 const alice: Principal = { sub: 'alice', groups: ['ops'], roles: [], expiresAt: 4_000_000_000, issuer: 'https://idp.test' };
 
@@ -20,18 +22,28 @@ async function listen(server: Server): Promise<number> {
   return (server.address() as AddressInfo).port;
 }
 
+/** The TCP protocol on the pipeline, as the gateway wires it. */
+function tcpProtocol(stages: ExchangeHandlerOptions = {}): TcpProtocol {
+  const exchange = createExchangeHandler(stages);
+  const protocol = createTcpProtocol({ exchange });
+  onTestFinished(async () => {
+    await protocol.close();
+    await exchange.close();
+  });
+  return protocol;
+}
+
 /** The tunnel's stand-in: each accepted local socket is a stream handed to the TCP protocol. */
-async function startGateway(upstreamPort: number, principal: Principal = alice, options: { tap?: boolean } = {}): Promise<{ port: number; events: RecordEvent[] }> {
-  const events: RecordEvent[] = [];
+async function startGateway(upstreamPort: number, principal: Principal = alice, options: { tap?: boolean } = {}): Promise<{ port: number; events: RecordedEvent[] }> {
   // With `tap`, a recorder that takes every chunk at once, so bytes pass through the recording gate.
-  const tap = options.tap === true ? () => ({ upRecorded: async () => undefined, down: () => undefined }) : undefined;
-  const protocol = createTcpProtocol({ recorder: { emit: async (e) => void events.push(e), ...(tap === undefined ? {} : { tap }) } });
-  const connection = tcpConnection(`tcp://127.0.0.1:${upstreamPort}`);
-  const server = createServer({ allowHalfOpen: true }, (socket) =>
-    protocol.handle(socket, { principal, connection, session: { id: 'ses_test' }, clientAddress: '127.0.0.1' }),
-  );
-  onTestFinished(() => protocol.close());
-  return { port: await listen(server), events };
+  const recording: RecordedEventsOptions = options.tap === true ? { tap: () => ({ upRecorded: async () => undefined, down: () => undefined }) } : {};
+  const { recorder, events } = recordedEvents(recording);
+  return { port: await listen(streamServer(tcpProtocol(), tcpConnection(`tcp://127.0.0.1:${upstreamPort}`), recorder, principal)), events };
+}
+
+/** A local listener handing each socket to `protocol` as a tunnel stream of `connection`. */
+function streamServer(protocol: TcpProtocol, connection: TcpConnectionConfig, recorder: SessionRecorder, principal: Principal = alice): Server {
+  return createServer({ allowHalfOpen: true }, (socket) => protocol.handle(socket, { principal, connection, session: { id: 'ses_test', recorder }, clientAddress: '127.0.0.1' }));
 }
 
 async function dial(port: number): Promise<Socket> {
@@ -63,20 +75,13 @@ describe('tcp protocol', () => {
     const upstreamPort = await listen(createServer((s) => s.on('data', (c: Buffer) => (received += c.toString())).on('error', () => undefined)));
     // A recording the test drives: each chunk waits until the test records it, or fails it.
     const waiting: { chunk: string; record: () => void; fail: (err: Error) => void }[] = [];
-    const protocol = createTcpProtocol({
-      recorder: {
-        emit: async () => undefined,
-        tap: () => ({
-          upRecorded: (chunk) => new Promise<void>((record, fail) => waiting.push({ chunk: chunk.toString(), record, fail })),
-          down: () => undefined,
-        }),
-      },
+    const { recorder } = recordedEvents({
+      tap: () => ({
+        upRecorded: (chunk) => new Promise<void>((record, fail) => waiting.push({ chunk: chunk.toString(), record, fail })),
+        down: () => undefined,
+      }),
     });
-    onTestFinished(() => protocol.close());
-    const server = createServer({ allowHalfOpen: true }, (socket) =>
-      protocol.handle(socket, { principal: alice, connection: tcpConnection(`tcp://127.0.0.1:${upstreamPort}`), session: { id: 'ses_test' }, clientAddress: '127.0.0.1' }),
-    );
-    const socket = await dial(await listen(server));
+    const socket = await dial(await listen(streamServer(tcpProtocol(), tcpConnection(`tcp://127.0.0.1:${upstreamPort}`), recorder)));
     socket.on('error', () => undefined);
 
     socket.write('recorded;');
@@ -168,6 +173,33 @@ describe('tcp protocol', () => {
 
     expect(await dialUntilClosed(gw.port)).toEqual({ reset: true, bytesRead: 0 });
     expect(upstreamAccepted).toBe(0);
-    expect(gw.events).toMatchObject([{ type: 'exchange.error', code: 'ERR_CONNECTION_FORBIDDEN' }]);
+    // Refused like any exchange of the pipeline: its request on record (judged by no policy), then the refusal.
+    expect(gw.events).toMatchObject([
+      { type: 'exchange.request', exchange: { method: 'CONNECT' } },
+      { type: 'exchange.error', code: 'ERR_CONNECTION_FORBIDDEN', end: { status: 0, complete: false } },
+    ]);
+    expect(gw.events[0]).not.toHaveProperty('decision');
+  });
+
+  it('refuses a stream a policy rule would hold for review, on the record, before connecting upstream', async () => {
+    let upstreamAccepted = 0;
+    const upstreamPort = await listen(createServer((s) => (upstreamAccepted++, s.end())));
+    const protocol = tcpProtocol({ policy: { decide: async () => ({ action: 'review', rule: 'streams-need-review', reviewers: ['ml-leads'] }) } });
+    const { recorder, events } = recordedEvents();
+    const port = await listen(streamServer(protocol, tcpConnection(`tcp://127.0.0.1:${upstreamPort}`), recorder));
+
+    expect(await dialUntilClosed(port)).toEqual({ reset: true, bytesRead: 0 });
+    expect(upstreamAccepted).toBe(0);
+    // The same stages and the same records as an HTTP refusal: the decision, the request, the refusal.
+    expect(events).toMatchObject([
+      { type: 'policy.decision', decision: { action: 'review', rule: 'streams-need-review' } },
+      { type: 'exchange.request', decision: { action: 'review' } },
+      {
+        type: 'exchange.error',
+        code: 'ERR_POLICY_DENIED',
+        message: 'Policy "streams-need-review" requires a review, which tcp connection "db" cannot wait for',
+        end: { status: 0, complete: false },
+      },
+    ]);
   });
 });

@@ -43,6 +43,11 @@ describe('tunnel control messages', () => {
     expect(parseControl(JSON.stringify({ ...hello, extra: 1 }))).toEqual(hello);
   });
 
+  it("takes a connection type it does not know, so a newer gateway's type still reaches the CLI", () => {
+    const grpc = { ...hello, connection: { name: 'rpc', type: 'grpc' } };
+    expect(parseControl(JSON.stringify(grpc))).toEqual(grpc);
+  });
+
   it.each([
     ['not JSON', '{"type":'],
     ['a JSON array', '[]'],
@@ -53,7 +58,7 @@ describe('tunnel control messages', () => {
     ['hello with an empty session id', JSON.stringify({ ...hello, session_id: '' })],
     ['hello with a fractional window', JSON.stringify({ ...hello, window: 1.5 })],
     ['hello with window 0', JSON.stringify({ ...hello, window: 0 })],
-    ['hello with an unknown connection type', JSON.stringify({ ...hello, connection: { name: 'llm', type: 'ftp' } })],
+    ['hello with a malformed connection type', JSON.stringify({ ...hello, connection: { name: 'llm', type: 'FTP over IP' } })],
     ['hello with a string version', JSON.stringify({ ...hello, version: '1' })],
     ['a notice with an unknown level', JSON.stringify({ type: 'notice', level: 'debug', message: 'x' })],
     ['reauth without a token', JSON.stringify({ type: 'reauth' })],
