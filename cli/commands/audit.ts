@@ -9,6 +9,7 @@ import { openDirectoryIndex } from '../../server/recording/audit-index.js';
 import { decodeMasterKey, DEFAULT_KEY_ID, KeyRing } from '../../server/recording/key-ring.js';
 import { sealCheckpointSchema, type SealCheckpoint } from '../../server/recording/seal-log-format.js';
 import { SIGNING_KEY_FILE } from '../../server/recording/signing-key.js';
+import { INDEX_FILE } from '../../server/recording/storage-layout.js';
 import { parseExportedCheckpoints, readSealLog } from '../../server/recording/verify-seal-log.js';
 import { sealLogVerdictText, verdictText, verifyStorageDir } from '../../server/recording/verify-storage-dir.js';
 import { ApiClient } from '../api-client.js';
@@ -136,6 +137,14 @@ function unsealedText(counts: { open: number; interrupted: number }, where: stri
   return `${n} session${n === 1 ? '' : 's'}${where} ${n === 1 ? 'is' : 'are'} not sealed yet (${why})`;
 }
 
+/**
+ * The sessions that could not be checked for want of their data keys, in words: `2 sessions in DIR could
+ * not be verified (no data key: the index is not available; verify a copy of storage.dir with its index.sqlite)`.
+ */
+function keylessSessionsText(n: number, where: string): string {
+  return `${n} session${n === 1 ? '' : 's'}${where} could not be verified (no data key: the index is not available; verify a copy of storage.dir with its ${INDEX_FILE})`;
+}
+
 /** `sluice audit verify`: checks session files offline, with no gateway; `sluice audit checkpoints` exports the seal log's checkpoints. */
 export const registerAudit: RegisterCommand = (program, ctx) => {
   const audit = program
@@ -151,7 +160,8 @@ export const registerAudit: RegisterCommand = (program, ctx) => {
         'holds the data keys of format 2 files; a session whose key was erased does not verify). The seal log ' +
         '(seals.log) must chain and match its signed checkpoints, and every session it lists must be present and ' +
         'hold exactly what its entry pins. Prints one line per session (and, with --all, one for the seal log) and ' +
-        'exits with ERR_RECORDING_TAMPERED when any is broken.',
+        'exits with ERR_RECORDING_TAMPERED when any is broken; format 2 files of a directory without its index are ' +
+        'unverifiable (no data key), which exits 1 without claiming tampering.',
     )
     .argument('[id]', 'one session id (ses_…)')
     .option('--all', 'every session of the directory', false)
@@ -179,6 +189,8 @@ export const registerAudit: RegisterCommand = (program, ctx) => {
       let failed = 0;
       // Open and interrupted sessions fail only under --strict: they are not sealed, which is not tampering.
       const unsealed = { open: 0, interrupted: 0 };
+      // Nor do sessions whose keys are in an index this directory lacks: not checked is not tampered with.
+      let unverifiable = 0;
       let seen = 0;
       // The directory as the gateway reads it: session files from its archive, sessions and their keys from its index.
       const archive = new FsArchive({ root: dir });
@@ -188,6 +200,7 @@ export const registerAudit: RegisterCommand = (program, ctx) => {
           const verdict = verdictText(v, f.strict);
           seen++;
           if (verdict.failed && (verdict.status === 'open' || verdict.status === 'interrupted')) unsealed[verdict.status]++;
+          else if (verdict.status === 'unverifiable') unverifiable++;
           else if (verdict.failed) failed++;
           if (f.json) {
             results.push({
@@ -221,19 +234,28 @@ export const registerAudit: RegisterCommand = (program, ctx) => {
           pinned_through: sealLog.pinnedThrough,
           problems: sealLog.problems.map((p) => ({ kind: p.kind, entry: p.entry, message: p.message })),
         };
-        ctx.out.stdout.write(`${JSON.stringify({ ok: failed === 0 && unsealed.open + unsealed.interrupted === 0 && !logVerdict.failed, sessions: results, seal_log: log }, null, 2)}\n`);
+        const ok = failed === 0 && unverifiable === 0 && unsealed.open + unsealed.interrupted === 0 && !logVerdict.failed;
+        ctx.out.stdout.write(`${JSON.stringify({ ok, sessions: results, seal_log: log }, null, 2)}\n`);
       } else if (id === undefined || logVerdict.failed) {
         ctx.out.stdout.write(`seal log  ${logVerdict.text}\n`);
       }
       if (id !== undefined && seen === 0 && !logVerdict.failed) {
         throw new SluiceError('ERR_NOT_FOUND', { message: `No session ${id} in ${dir}` });
       }
+      const unchecked = [
+        ...(unverifiable > 0 ? [keylessSessionsText(unverifiable, '')] : []),
+        ...(unsealed.open + unsealed.interrupted > 0 ? [unsealedText(unsealed, '')] : []),
+      ];
       if (failed > 0 || logVerdict.failed) {
         const what = [...(failed > 0 ? [`${failed} session${failed === 1 ? '' : 's'}`] : []), ...(logVerdict.failed ? ['the seal log'] : [])].join(' and ');
-        throw new SluiceError('ERR_RECORDING_TAMPERED', { message: `${what} in ${dir} failed verification${unsealed.open + unsealed.interrupted > 0 ? `; also ${unsealedText(unsealed, '')}` : ''}` });
+        throw new SluiceError('ERR_RECORDING_TAMPERED', { message: `${what} in ${dir} failed verification${unchecked.length > 0 ? `; also ${unchecked.join('; ')}` : ''}` });
+      }
+      // Exit 1 as for any failure, but not ERR_RECORDING_TAMPERED: nothing here was found altered.
+      if (unverifiable > 0) {
+        if (!f.json) ctx.out.stderr.write(`sluice: ${keylessSessionsText(unverifiable, ` in ${dir}`)}\n`);
+        ctx.exitCode = EXIT.failure;
       }
       if (unsealed.open + unsealed.interrupted > 0) {
-        // Exit 1 as for any failure, but not ERR_RECORDING_TAMPERED: nothing here was altered.
         if (!f.json) ctx.out.stderr.write(`sluice: --strict: ${unsealedText(unsealed, ` in ${dir}`)}\n`);
         ctx.exitCode = EXIT.failure;
       }

@@ -105,9 +105,33 @@ export function sessionJson(s: SessionInfo, config: Config): SessionJson {
 }
 
 /**
+ * Why a session the index lists has no file this replica can read, when it is still open on another
+ * replica: it is appended in that replica's spool and reaches the archive only once sealed. That says
+ * nothing about the recording, so it is no verdict on it. ERR_NOT_FOUND: the archive object does not
+ * exist yet; no code of the table means "not yet" better.
+ */
+function openElsewhere(recording: Recording, s: SessionInfo, cause: unknown): SluiceError | undefined {
+  if (s.status !== 'open' || s.replica === recording.replica || !isArchiveNotFound(cause)) return undefined;
+  return new SluiceError('ERR_NOT_FOUND', {
+    message: `Session ${s.id} is open on replica ${s.replica}, not yet archived: it can be read once that replica seals it`,
+    details: { session: s.id, status: s.status, replica: s.replica },
+    cause,
+  });
+}
+
+/** A session's events (see openSessionEvents); ERR_NOT_FOUND for one still open on another replica. */
+async function sessionEvents(recording: Recording, s: SessionInfo): Promise<AsyncGenerator<RecordedEvent>> {
+  try {
+    return await openSessionEvents(s.id, recording.source, s.file);
+  } catch (err) {
+    throw openElsewhere(recording, s, (err as Error).cause) ?? err;
+  }
+}
+
+/**
  * Verifies a session's file (from the archive, or the spool while it is open) against what the index
  * knows. A running session has no checkpoint yet: when everything written so far is intact it is `open`,
- * not `interrupted`.
+ * not `interrupted`. Throws ERR_NOT_FOUND for a session open on another replica, not archived yet.
  */
 export async function verifySummary(recording: Recording, s: SessionInfo): Promise<VerifySummaryJson> {
   const sealed = s.status === 'closed';
@@ -118,6 +142,8 @@ export async function verifySummary(recording: Recording, s: SessionInfo): Promi
       expect: sealed ? { sessionId: s.id, records: s.records, finalHash: s.finalHash } : { sessionId: s.id },
     });
   } catch (err) {
+    const elsewhere = openElsewhere(recording, s, err);
+    if (elsewhere !== undefined) throw elsewhere;
     // A name no file can have (an edited index row) is a missing file too.
     if (!isArchiveNotFound(err) && !(err instanceof ArchiveError && err.code === 'ARCHIVE_BAD_NAME')) throw err;
     return { status: 'broken', records: 0, last_good_seq: -1, last_good_offset: 0, problems: [{ kind: 'missing', record: -1, offset: 0, message: `The session file ${s.file} is missing` }] };
@@ -195,7 +221,7 @@ export function registerSessionsRoutes(app: FastifyInstance, deps: GatewayDeps):
     if (readable && verify.records > 0) {
       const tracker = new ExchangeTracker();
       try {
-        for await (const e of await openSessionEvents(s.id, recording.source, s.file)) tracker.observe(e);
+        for await (const e of await sessionEvents(recording, s)) tracker.observe(e);
       } catch {
         // The verdict above already says where the file stops being readable; list what came before.
       }
@@ -210,7 +236,7 @@ export function registerSessionsRoutes(app: FastifyInstance, deps: GatewayDeps):
     const { recording } = storage();
     const s = await sessionFor(principal, (req.params as { id: string }).id);
     assertCanRead(principal, s, deps.config.audit);
-    const events = await openSessionEvents(s.id, recording.source, s.file);
+    const events = await sessionEvents(recording, s);
     const lines = async function* (): AsyncGenerator<string> {
       try {
         for await (const e of events) if (e.seq >= q.from_seq) yield eventLine(e, { payload: q.payload });
@@ -237,7 +263,7 @@ export function registerSessionsRoutes(app: FastifyInstance, deps: GatewayDeps):
         details: { session: s.id, record: p?.record ?? -1, offset: p?.offset ?? 0, problems: verify.problems },
       });
     }
-    const events: AsyncGenerator<RecordedEvent> = await openSessionEvents(s.id, recording.source, s.file);
+    const events = await sessionEvents(recording, s);
     const common = { 'x-sluice-verify': verify.status };
     switch (q.format) {
       case 'jsonl': {

@@ -1,4 +1,6 @@
 import { isDeepStrictEqual } from 'node:util';
+import { SluiceError } from '../../shared/errors.js';
+import { keyRingFromSettings } from '../recording/key-ring.js';
 import type { Config } from './schema.js';
 
 /**
@@ -18,7 +20,11 @@ export interface ReloadReport {
 /** The gateway's current configuration; readers call `get()` per request so a reload takes effect. */
 export interface LiveConfig {
   get(): Config;
-  /** Swaps in an already validated config, keeping the running value of every restart-only section. */
+  /**
+   * Swaps in an already validated config, keeping the running value of every restart-only section.
+   * Throws ERR_CONFIG_INVALID, and changes nothing, when the result is one the running gateway cannot
+   * serve safely (see `checkRecordable`).
+   */
   apply(next: Config): ReloadReport;
   /** Returns the function that unsubscribes. */
   onChange(listener: (config: Config) => void): () => void;
@@ -46,6 +52,7 @@ export function createLiveConfig(initial: Config): LiveConfig {
           applied.push(key);
         }
       }
+      checkRecordable(merged as Config);
       current = Object.freeze(merged) as Config;
       for (const listener of [...listeners]) listener(current);
       return { applied: applied.sort(), restartRequired: restartRequired.sort() };
@@ -55,4 +62,16 @@ export function createLiveConfig(initial: Config): LiveConfig {
       return () => listeners.delete(listener);
     },
   };
+}
+
+/**
+ * A gateway started without a master key opened no storage (it had no connections, so nothing to
+ * record), and `storage` changes only with a restart: connections added by a reload would carry traffic
+ * that nothing records. Refused, as the start refuses connections without a key.
+ */
+function checkRecordable(config: Config): void {
+  if (config.connections.length === 0 || keyRingFromSettings(config.storage) !== undefined) return;
+  const problem =
+    'connections: this gateway was started without storage.master_key, so it records nothing and cannot take connections by reload (nothing may flow unrecorded); set storage.master_key and restart it';
+  throw new SluiceError('ERR_CONFIG_INVALID', { message: `config has 1 problem:\n  ${problem}`, details: { problems: [problem] } });
 }

@@ -3,7 +3,8 @@ import { mkdir, open, rm } from 'node:fs/promises';
 
 /**
  * An open spool file, append-only from the writer's side. Nothing here rewrites bytes that were written
- * whole: erasure deletes the session's key from the index, never a file's contents.
+ * whole: erasure deletes the session's key from the index (only a format 1 file, which carries its key,
+ * has its header zeroed, by the archive that deletes it).
  */
 export interface RecordingFile {
   /** Writes the buffers at the file's end; resolves to the bytes written (a short write is possible). */

@@ -3,10 +3,10 @@ import { open, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SluiceError } from '../../shared/errors.js';
 import type { ReadinessCheck } from '../readiness.js';
-import type { SessionInfo, Store } from '../store/store.js';
+import type { SessionInfo, Store, WrappedSessionKey } from '../store/store.js';
 import type { ArchiveReader } from './archive/archive.js';
 import { FsArchive } from './archive/fs-archive.js';
-import type { KeyRing, WrappedKey } from './key-ring.js';
+import type { KeyRing } from './key-ring.js';
 import { readSessionHeader } from './session-file-scanner.js';
 
 /** File name of the key canary under `storage.dir`. */
@@ -196,7 +196,7 @@ async function newestSessionsPerKey(store: Store, perKey: number, only?: Readonl
  * the header (format 1) or the index (format 2). A session whose file is gone or headerless proves
  * nothing, whatever the index holds: a key is proved against a session that exists on both sides.
  */
-async function wrappedKeyOf(objects: ArchiveReader, store: Store, session: SessionInfo): Promise<WrappedKey | undefined> {
+async function wrappedKeyOf(objects: ArchiveReader, store: Store, session: SessionInfo): Promise<WrappedSessionKey | undefined> {
   let header;
   try {
     header = await readSessionHeader(objects, session.file);

@@ -1,17 +1,11 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import type { WrappedSessionKey } from '../store/store.js';
 
 /** One master key of the ring. */
 export interface MasterKey {
   readonly id: string;
   /** 32 bytes. */
   readonly key: Buffer;
-}
-
-/** A data key wrapped under a master key, as stored in a session file's header. */
-export interface WrappedKey {
-  readonly keyId: string;
-  /** nonce (12) ‖ ciphertext (32) ‖ tag (16). */
-  readonly wrapped: Buffer;
 }
 
 /** The id a lone `storage.master_key` gets, so a later `master_keys` ring can keep decrypting its sessions. */
@@ -71,19 +65,19 @@ export class KeyRing {
   }
 
   /** A fresh random data key, wrapped under the current master key for `sessionId`. */
-  newDataKey(sessionId: string): { dataKey: Buffer; wrapped: WrappedKey } {
+  newDataKey(sessionId: string): { dataKey: Buffer; wrapped: WrappedSessionKey } {
     const dataKey = randomBytes(KEY_BYTES);
     return { dataKey, wrapped: this.wrap(dataKey, sessionId) };
   }
 
   /** Wraps a data key under the current master key. */
-  wrap(dataKey: Buffer, sessionId: string): WrappedKey {
+  wrap(dataKey: Buffer, sessionId: string): WrappedSessionKey {
     const { id, key } = this.#keys[0]!;
     return { keyId: id, wrapped: seal(key, dataKey, wrapContext(sessionId, id)) };
   }
 
   /** Unwraps a session's data key; throws when the key id is unknown or the wrap was altered. */
-  unwrap(wrapped: WrappedKey, sessionId: string): Buffer {
+  unwrap(wrapped: WrappedSessionKey, sessionId: string): Buffer {
     const key = this.#byId.get(wrapped.keyId);
     if (key === undefined) throw new KeyUnavailableError(`No master key with id "${wrapped.keyId}" is in the key ring`);
     const w = wrapped.wrapped;

@@ -17,8 +17,8 @@
  * (`wrapped_key`); files of both versions are read and verified.
  */
 import { createCipheriv, createDecipheriv, createHash, randomBytes, randomFillSync } from 'node:crypto';
+import type { WrappedSessionKey } from '../store/store.js';
 import type { EventType } from './event-types.js';
-import type { WrappedKey } from './key-ring.js';
 
 /** The first bytes of every session file. */
 export const FILE_MAGIC = Buffer.from('SLUICERC', 'ascii');
@@ -49,7 +49,7 @@ export interface SessionHeader {
   /** Id of the master key that wraps the session's data key. */
   readonly keyId: string;
   /** The wrapped data key, in a version 1 header only; version 2 keeps it in the index. */
-  readonly wrappedKey?: WrappedKey;
+  readonly wrappedKey?: WrappedSessionKey;
 }
 
 /** What a new (version 2) header says. */

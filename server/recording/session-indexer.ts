@@ -1,5 +1,4 @@
-import type { NewSession, SessionSeal, Store } from '../store/store.js';
-import type { WrappedKey } from './key-ring.js';
+import type { NewSession, SessionSeal, Store, WrappedSessionKey } from '../store/store.js';
 import { describeStorageFailure } from './recording-error.js';
 import type { RecordingLog } from './recording-log.js';
 import type { RecordingSession } from './recording-session.js';
@@ -35,7 +34,7 @@ export class SessionIndexer {
    * Indexes a new session: its wrapped data key, then its row. A key without a row is removed again, so
    * a session that failed to open leaves nothing behind; rejects with the store's error.
    */
-  async open(row: NewSession, key: WrappedKey): Promise<void> {
+  async open(row: NewSession, key: WrappedSessionKey): Promise<void> {
     const { store } = this.#o;
     await store.putSessionKey(row.id, key);
     try {

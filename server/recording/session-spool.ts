@@ -26,8 +26,8 @@ export interface SessionSpoolOptions {
 export class SessionSpool {
   readonly root: string;
   /**
-   * What readers see: the archive, and this spool's open sessions, which the archive does not hold yet.
-   * A session being handed off is found on one side or the other.
+   * What readers see: this spool's sessions (open ones, which the archive does not hold yet), then the
+   * archive. A session being handed off is found on one side or the other: see `#readerOf`.
    */
   readonly reader: ArchiveReader;
   readonly #io: RecordingIo;
@@ -87,14 +87,15 @@ export class SessionSpool {
     if (this.#inPlace) return archive;
     // The spool is laid out as a directory archive is: object names are paths under its root.
     const local = new FsArchive({ root: this.root });
+    // The spool first: a hand-off puts the file into the archive and only then removes it here, so a file
+    // missing from the spool is already in the archive. Asked the other way round, a hand-off that
+    // finished between the two reads would hide a file that exists the whole time.
     const either = async <T>(read: (from: ArchiveReader) => Promise<T>): Promise<T> => {
       try {
-        return await read(archive);
+        return await read(local);
       } catch (err) {
         if (!isArchiveNotFound(err)) throw err;
-        return read(local).catch((spooled: unknown) => {
-          throw isArchiveNotFound(spooled) ? err : spooled;
-        });
+        return read(archive);
       }
     };
     return {

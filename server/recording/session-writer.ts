@@ -1,8 +1,9 @@
 import { dirname } from 'node:path';
 import { SluiceError } from '../../shared/errors.js';
+import type { WrappedSessionKey } from '../store/store.js';
 import type { EventFields, EventType } from './event-types.js';
 import type { RecordingFile, RecordingIo } from './file-io.js';
-import type { KeyRing, WrappedKey } from './key-ring.js';
+import type { KeyRing } from './key-ring.js';
 import { checkpointMessage, encodeHeader, encodeRecord, NonceSequence, sessionAad, sha256 } from './record-format.js';
 import { recordingUnavailable } from './recording-error.js';
 import { signCheckpoint, type SigningKey } from './signing-key.js';
@@ -56,7 +57,7 @@ export class SessionWriter {
    * The session's data key wrapped under master key `keyId`. The file names the key id only: the owner
    * keeps this in the index (`Store.putSessionKey`), where erasing the session deletes it.
    */
-  readonly wrappedKey: WrappedKey;
+  readonly wrappedKey: WrappedSessionKey;
   readonly #o: SessionWriterOptions;
   readonly #file: RecordingFile;
   readonly #dataKey: Buffer;
@@ -75,7 +76,7 @@ export class SessionWriter {
   #sealed = false;
   #closed = false;
 
-  private constructor(options: SessionWriterOptions, file: RecordingFile, dataKey: Buffer, header: Buffer, wrappedKey: WrappedKey) {
+  private constructor(options: SessionWriterOptions, file: RecordingFile, dataKey: Buffer, header: Buffer, wrappedKey: WrappedSessionKey) {
     this.#o = options;
     this.path = options.path;
     this.sessionId = options.sessionId;

@@ -2,7 +2,7 @@ import { createPublicKey, type KeyObject } from 'node:crypto';
 import { KeyUnavailableError } from './key-ring.js';
 import { checkpointMessage, decodeRecord, HeaderError, sessionAad, sha256, type DecodedRecord } from './record-format.js';
 import { scanSessionObject } from './session-file-scanner.js';
-import { sessionDataKey, type SessionSource } from './session-source.js';
+import { DataKeyNotStoredError, sessionDataKey, type SessionSource } from './session-source.js';
 import { publicKeyFingerprint, verifyCheckpoint } from './signing-key.js';
 
 /** Kinds of problem, each with the record position it was found at. */
@@ -48,6 +48,11 @@ export interface VerifyResult {
   readonly headHash?: string;
   /** The seal log `session.start` names (`sl_…`); vouched for by the signature only when `ok`. */
   readonly sealLog?: string;
+  /**
+   * True when the key source holds no data key for this format 2 file (erased, or no index to ask): its
+   * records were framed and counted, not decrypted, so no record is vouched for.
+   */
+  readonly keyNotStored?: boolean;
   readonly problems: readonly VerifyProblem[];
 }
 
@@ -75,6 +80,7 @@ export async function verifySession(source: SessionSource, name: string, options
   let dataKey: Buffer | undefined;
   /** The key is not to be had: records are still framed and hashed, so their count and last hash can be checked against the seal log. */
   let keyless = false;
+  let keyNotStored = false;
   let aad: Buffer = Buffer.alloc(0);
   let prev: Buffer = Buffer.alloc(0);
   let records = 0;
@@ -104,6 +110,7 @@ export async function verifySession(source: SessionSource, name: string, options
           if (!(err instanceof KeyUnavailableError)) throw err;
           problem('key', -1, 0, err.message);
           keyless = true;
+          keyNotStored = err instanceof DataKeyNotStoredError;
           intactSoFar = false;
         }
         continue;
@@ -209,6 +216,7 @@ export async function verifySession(source: SessionSource, name: string, options
       lastGoodOffset,
       ...(session === undefined ? {} : { headHash: prev.toString('hex') }),
       ...(sealLog === undefined ? {} : { sealLog }),
+      ...(keyNotStored ? { keyNotStored } : {}),
       problems,
     };
   }

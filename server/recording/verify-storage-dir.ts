@@ -36,6 +36,8 @@ export interface SessionVerdict {
   readonly indexStatus?: SessionStatus;
   /** True when an index exists and does not list the file. */
   readonly notInIndex: boolean;
+  /** True when the directory has no index, and so no data keys of format 2 files. */
+  readonly withoutIndex: boolean;
   /** Undefined when the file is missing. */
   readonly result?: VerifyResult;
   /** What the seal log says about the session; undefined when it is not in the log. */
@@ -48,7 +50,8 @@ export interface SessionVerdict {
 
 /** A verdict in words, and whether it fails the check. */
 export interface VerdictText {
-  readonly status: 'intact' | 'interrupted' | 'open' | 'broken' | 'destroyed';
+  /** `unverifiable`: no data key to check the records with, which says nothing of tampering. */
+  readonly status: 'intact' | 'interrupted' | 'open' | 'broken' | 'destroyed' | 'unverifiable';
   readonly text: string;
   readonly failed: boolean;
 }
@@ -97,7 +100,7 @@ export async function* verifyStorageDir(options: VerifyDirOptions): AsyncGenerat
       listed.add(row.file);
       seen.add(row.id);
       const result = await verify(row.file, row);
-      yield { id: row.id, file: row.file, indexStatus: row.status, notInIndex: false, ...(result === undefined ? {} : { result }), ...sealOf(row.id) };
+      yield { id: row.id, file: row.file, indexStatus: row.status, notInIndex: false, withoutIndex: false, ...(result === undefined ? {} : { result }), ...sealOf(row.id) };
     }
   }
   for await (const object of listAll(archive, `${SESSIONS_DIR}/`)) {
@@ -108,7 +111,7 @@ export async function* verifyStorageDir(options: VerifyDirOptions): AsyncGenerat
     const result = await verify(file);
     if (result === undefined) continue; // removed while listing
     seen.add(id);
-    yield { id, file, notInIndex: hasIndex, result, ...sealOf(id) };
+    yield { id, file, notInIndex: hasIndex, withoutIndex: !hasIndex, result, ...sealOf(id) };
   }
   // Sessions the seal log lists that neither the index nor the sessions directory holds.
   for (const seal of sealLog.sessions.values()) {
@@ -116,14 +119,15 @@ export async function* verifyStorageDir(options: VerifyDirOptions): AsyncGenerat
     const verdict = sealOf(seal.session);
     if (verdict.destroyedVouched) continue;
     const result = await verify(seal.file);
-    yield { id: seal.session, file: seal.file, notInIndex: hasIndex, ...(result === undefined ? {} : { result }), ...verdict };
+    yield { id: seal.session, file: seal.file, notInIndex: hasIndex, withoutIndex: !hasIndex, ...(result === undefined ? {} : { result }), ...verdict };
   }
 }
 
 /**
- * One verdict in words: `intact (N records, signed)`, `interrupted at record N byte B`, `open: …`, or
- * `broken at record N: reason`. An interrupted session fails only when the index says it was sealed
- * (the file was cut) or `strict` is set: a crash legitimately leaves one behind.
+ * One verdict in words: `intact (N records, signed)`, `interrupted at record N byte B`, `open: …`,
+ * `broken at record N: reason`, or `unverifiable: …` (a format 2 file checked without the index, which
+ * holds its key). An interrupted session fails only when the index says it was sealed (the file was cut)
+ * or `strict` is set: a crash legitimately leaves one behind.
  */
 export function verdictText(v: SessionVerdict, strict = false): VerdictText {
   const note = v.notInIndex ? ' (not in the index)' : '';
@@ -162,6 +166,11 @@ export function verdictText(v: SessionVerdict, strict = false): VerdictText {
           : 'the log has no entry for it: entries were cut from its end or removed';
     return { status: 'broken', text: `broken: the session is sealed into seal log ${r.sealLog}, but ${why}${note}`, failed: true };
   }
+  if (v.withoutIndex && r.keyNotStored === true) {
+    const unframed = r.problems.find((p) => p.kind === 'length');
+    if (unframed !== undefined) return { status: 'broken', text: `broken at record ${unframed.index}: ${unframed.message}`, failed: true };
+    return { status: 'unverifiable', text: unverifiableText(r, seal), failed: true };
+  }
   const endsAt = `record ${r.lastGoodSeq + 1} byte ${r.lastGoodOffset}`;
   if (r.status === 'intact') return { status: 'intact', text: `intact (${r.records} records, signed)${note}`, failed: false };
   if (r.status === 'interrupted') {
@@ -176,6 +185,20 @@ export function verdictText(v: SessionVerdict, strict = false): VerdictText {
   const p = r.problems.find((x) => x.kind !== 'interrupted' && x.kind !== 'truncated' && x.kind !== 'mismatch')!;
   const where = p.index < 0 ? 'the header' : `record ${p.index}`;
   return { status: 'broken', text: `broken at ${where}: ${p.message}${note}`, failed: true };
+}
+
+/**
+ * A format 2 file verified without the index: its data key is not to be had, so no record is decrypted.
+ * What could still be checked was (framing, count, last hash against the seal log) and is said.
+ */
+function unverifiableText(r: VerifyResult, seal: SealedSession | undefined): string {
+  const cut = r.problems.find((p) => p.kind === 'truncated');
+  const checked = [
+    `${r.records} record${r.records === 1 ? '' : 's'} framed, none decrypted`,
+    ...(cut === undefined ? [] : [`the file ends inside record ${cut.index} at byte ${cut.offset}`]),
+    ...(seal === undefined ? [] : [`record count and final hash match the seal log (entry ${seal.entry})`]),
+  ];
+  return `unverifiable: no data key: the index is not available (${checked.join('; ')})`;
 }
 
 function sealedWord(seal: SealedSession): string {

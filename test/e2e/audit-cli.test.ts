@@ -9,12 +9,9 @@ import { access, cp, mkdtemp, open, readFile, rm, truncate, writeFile } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import type { FastifyInstance } from 'fastify';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
-import { buildApp } from '../../server/app.js';
-import { parseConfigText, validateConfig } from '../../server/config/load.js';
-import { startModelServer, type RunningModelServer } from '../../server/demo/model-server.js';
+import { parseConfigText } from '../../server/config/load.js';
 import type { RecordedEvent } from '../../server/recording/event-types.js';
 import { keyRingFromSettings } from '../../server/recording/key-ring.js';
 import { nodeRecordingIo } from '../../server/recording/file-io.js';
@@ -24,14 +21,11 @@ import { signingKeyFrom } from '../../server/recording/signing-key.js';
 import { ERRORS } from '../../shared/errors.js';
 import type { SessionDetailJson, SessionJson, SessionListJson } from '../../shared/sessions-api.js';
 import { runCli, spawnCli } from '../helpers/cli-process.js';
-import { signToken, startTestIdp, type TestIdp } from '../helpers/oidc.js';
+import { closedSessions, gatewayFixture, modelConnection, type TestGateway } from '../helpers/gateway.js';
 import { readStoredSession } from '../helpers/stored-sessions.js';
 
-const UPSTREAM_KEY = 'sk-upstream-only-the-gateway-knows';
-
-let idp: TestIdp;
-let model: RunningModelServer;
-let app: FastifyInstance | undefined;
+const gateways = gatewayFixture();
+let gw: TestGateway;
 let gateway: string;
 let root: string;
 let dataDir: string;
@@ -53,26 +47,21 @@ function env(user: string): NodeJS.ProcessEnv {
 const offline: NodeJS.ProcessEnv = { SLUICE_TOKEN: '', SLUICE_GATEWAY: '', SLUICE_MASTER_KEY: '' };
 
 beforeAll(async () => {
-  idp = await startTestIdp();
-  model = await startModelServer({ apiKey: UPSTREAM_KEY, chunks: 5, chunkDelayMs: 10 });
   root = await mkdtemp(join(tmpdir(), 'sluice-e2e-audit-'));
   dataDir = join(root, 'data');
   masterKey = randomBytes(32).toString('base64');
   keyFile = join(root, 'master.key');
   await writeFile(keyFile, `${masterKey}\n`, { mode: 0o600 });
-  const config = validateConfig({
-    identity: { issuer: idp.issuer, audience: idp.audience, cli_client_id: 'sluice-cli' },
-    roles: { auditor: ['security'] },
-    storage: { dir: dataDir, master_key: masterKey, proxy_session_idle: '500ms', signing_key: join(root, 'keys', 'signing-key.pem'), seal_checkpoint_every: 1 },
-    connections: [
-      { name: 'llm', type: 'http', upstream: model.url, headers: { authorization: `Bearer ${UPSTREAM_KEY}` }, allow_groups: ['ml-eng'], record: { request_body: 'raw', response_body: 'raw' } },
-      { name: 'llm2', type: 'http', upstream: model.url, headers: { authorization: `Bearer ${UPSTREAM_KEY}` }, allow_groups: ['ml-eng'] },
-    ],
+  gw = await gateways.start({
+    model: { chunks: 5, chunkDelayMs: 10 },
+    connections: ({ model }) => [modelConnection(model, { record: { request_body: 'raw', response_body: 'raw' } }), modelConnection(model, { name: 'llm2' })],
+    config: {
+      roles: { auditor: ['security'] },
+      storage: { dir: dataDir, master_key: masterKey, proxy_session_idle: '500ms', signing_key: join(root, 'keys', 'signing-key.pem'), seal_checkpoint_every: 1 },
+    },
   });
-  app = await buildApp({ config, logger: false });
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  gateway = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
-  for (const user of ['alice', 'bob', 'carol'] as const) tokens[user] = await signToken(idp.signingKey, idp.claimsFor(user));
+  gateway = gw.url;
+  for (const user of ['alice', 'bob', 'carol'] as const) tokens[user] = await gw.token(user);
   publicKeyFile = join(root, 'public.pem');
   await writeFile(publicKeyFile, ((await (await fetch(`${gateway}/v1/audit/public-key`)).json()) as { public_key_pem: string }).public_key_pem);
 
@@ -80,23 +69,11 @@ beforeAll(async () => {
   await client.chat.completions.create({ model: 'demo-small', messages: [{ role: 'user', content: 'first question' }] });
   const stream = await client.chat.completions.create({ model: 'demo-large', stream: true, messages: [{ role: 'user', content: 'second question' }] });
   for await (const chunk of stream) streamedAnswer += chunk.choices[0]?.delta?.content ?? '';
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    const res = await fetch(`${gateway}/v1/sessions?status=closed`, { headers: { authorization: `Bearer ${tokens.carol}` } });
-    const list = (await res.json()) as SessionListJson;
-    if (list.sessions.length === 1) {
-      session = list.sessions[0]!;
-      break;
-    }
-    if (Date.now() > deadline) throw new Error('the session was never sealed');
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  [session] = (await closedSessions(gateway, tokens.carol!, 1)) as [SessionJson];
 }, 60_000);
 
 afterAll(async () => {
-  await app?.close();
-  await model?.close();
-  await idp?.close();
+  await gw?.close();
   if (root) await rm(root, { recursive: true, force: true });
 });
 
@@ -244,8 +221,7 @@ describe('sluice audit verify (offline)', () => {
     expect(exported.code, exported.stderr).toBe(0);
     checkpointsFile = join(root, 'checkpoints.jsonl');
     await writeFile(checkpointsFile, exported.stdout);
-    await app!.close(); // seals the tail test's session; from here on nothing runs but the CLI
-    app = undefined;
+    await gw.stopApp(); // seals the tail test's session; from here on nothing runs but the CLI
   });
 
   it('passes an untouched directory: one intact line per session and one for the seal log, exit 0', async () => {
@@ -318,13 +294,20 @@ describe('sluice audit verify (offline)', () => {
     const noIndex = await verifyAll(dir);
     expect(noIndex.code).toBe(ERRORS.ERR_RECORDING_TAMPERED.exit);
     expect(noIndex.stdout).toContain(`${session.id}  broken at record 5: cut or rewritten`);
+    // The other file cannot be decrypted either, but what the seal log pins of it holds.
+    expect(noIndex.stdout).toMatch(/ {2}unverifiable: no data key: the index is not available \(\d+ records framed, none decrypted; record count and final hash match the seal log \(entry \d+\)\)\n/);
 
-    // Without the seal log too, nothing vouches for either file: their data keys were in the index.
+    // Without the seal log (and its checkpoints) too, nothing vouches for either file: their data keys were
+    // in the index. Not checked is not tampered with: unverifiable, exit 1, and no ERR_RECORDING_TAMPERED.
     await rm(join(dir, SEAL_LOG_FILE));
+    await rm(join(dir, SEAL_CHECKPOINTS_FILE));
     const neither = await verifyAll(dir);
-    expect(neither.code).toBe(ERRORS.ERR_RECORDING_TAMPERED.exit);
-    expect(neither.stdout).toContain(`${session.id}  broken at the header: The index holds no data key for session ${session.id}`);
-    expect(neither.stdout.trimEnd().split('\n').filter((l) => /^ses_[0-9a-f]{32} {2}broken at the header: The index holds no data key/.test(l))).toHaveLength(2);
+    expect(neither.code).toBe(1);
+    expect(neither.stdout).toContain(`${session.id}  unverifiable: no data key: the index is not available (5 records framed, none decrypted; the file ends inside record 5 at byte`);
+    expect(neither.stdout.trimEnd().split('\n').filter((l) => /^ses_[0-9a-f]{32} {2}unverifiable: no data key: the index is not available \(/.test(l))).toHaveLength(2);
+    expect(neither.stdout).not.toMatch(/broken/);
+    expect(neither.stderr).toMatch(/2 sessions in .* could not be verified \(no data key: the index is not available; verify a copy of storage\.dir with its index\.sqlite\)/);
+    expect(neither.stderr).not.toMatch(/ERR_RECORDING_TAMPERED/);
   });
 
   it('fails a session whose data key was erased from the index, naming it, while the file is untouched', async () => {
@@ -470,7 +453,7 @@ describe('sluice admin rotate-key', () => {
     expect(Buffer.from(out.key, 'base64')).toHaveLength(32);
     expect(out.env).toBe('SLUICE_MASTER_KEY_K2');
 
-    const yaml = `identity:\n  issuer: ${idp.issuer}\n  audience: a\n  cli_client_id: c\n${out.snippet}\n`;
+    const yaml = `identity:\n  issuer: ${gw.idp.issuer}\n  audience: a\n  cli_client_id: c\n${out.snippet}\n`;
     const config = parseConfigText(yaml, { env: { SLUICE_MASTER_KEY_K2: out.key, SLUICE_MASTER_KEY: masterKey } });
     const ring = keyRingFromSettings(config.storage)!;
     expect(ring.ids).toEqual(['k2', 'default']);

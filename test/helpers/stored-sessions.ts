@@ -7,11 +7,12 @@ import type { KeyObject } from 'node:crypto';
 import { FsArchive } from '../../server/recording/archive/fs-archive.js';
 import { openDirectoryIndex } from '../../server/recording/audit-index.js';
 import type { RecordedEvent } from '../../server/recording/event-types.js';
-import type { KeyRing, WrappedKey } from '../../server/recording/key-ring.js';
+import type { KeyRing } from '../../server/recording/key-ring.js';
 import { readSession } from '../../server/recording/session-reader.js';
 import { NO_SESSION_KEYS, type SessionKeyLookup, type SessionSource } from '../../server/recording/session-source.js';
 import { verifySession, type VerifyOptions, type VerifyResult } from '../../server/recording/verify-session.js';
 import { verifyStorageDir, type SessionVerdict, type VerifyDirOptions } from '../../server/recording/verify-storage-dir.js';
+import type { WrappedSessionKey } from '../../server/store/store.js';
 
 /** A source over `dir` with the keys given (none: only format 1 files open). */
 export function dirSource(dir: string, keyRing: KeyRing, keys: SessionKeyLookup = NO_SESSION_KEYS): SessionSource {
@@ -19,8 +20,8 @@ export function dirSource(dir: string, keyRing: KeyRing, keys: SessionKeyLookup 
 }
 
 /** Keys held in memory, by session id: what a test that writes files with `SessionWriter` keeps. */
-export function memoryKeys(entries: Iterable<readonly [string, WrappedKey]> = []): SessionKeyLookup & { set(id: string, key: WrappedKey): void } {
-  const keys = new Map<string, WrappedKey>(entries);
+export function memoryKeys(entries: Iterable<readonly [string, WrappedSessionKey]> = []): SessionKeyLookup & { set(id: string, key: WrappedSessionKey): void } {
+  const keys = new Map<string, WrappedSessionKey>(entries);
   return {
     getSessionKey: async (id) => keys.get(id),
     set: (id, key) => void keys.set(id, key),

@@ -101,6 +101,18 @@ describe('the rules of reviewing', () => {
     expect((await s.store.getReview(other.id))?.status).toBe('expired');
   });
 
+  it('announces an expiry once: later decisions on the expired review are refused without announcing it again', async () => {
+    const s = setup();
+    const review = await held(s.service);
+    s.now.t += 600_001;
+    expect(await codeOf(s.service.approve({ id: review.id, principal: bob }))).toBe('ERR_REVIEW_EXPIRED');
+    expect(await codeOf(s.service.approve({ id: review.id, principal: erin }))).toBe('ERR_REVIEW_EXPIRED');
+    expect(await codeOf(s.service.reject({ id: review.id, principal: bob }))).toBe('ERR_REVIEW_EXPIRED');
+    expect((await s.service.awaitDecision(bob, review.id, 0)).status).toBe('expired');
+    expect(s.events.map((e) => e.type)).toEqual(['review.created', 'review.expired']);
+    expect(s.notified.map((e) => e.type)).toEqual(['review.created', 'review.expired']);
+  });
+
   it('hands the grant an approval created to the approver', async () => {
     const s = setup();
     const request = await s.service.requestGrant({ principal: alice, connection: 'prod-db', durationMs: 2 * 3_600_000, reason: 'incident 7', reviewers: ['ml-leads'], minApprovals: 1, timeoutMs: 3_600_000 });

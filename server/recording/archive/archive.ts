@@ -1,8 +1,10 @@
 /**
  * The archive: where sealed session files live, as whole immutable objects addressed by name
  * (`sessions/YYYY/MM/DD/<id>.rec`). One contract serves a directory (`FsArchive`) and, later, an
- * S3-compatible bucket; both pass `test/helpers/archive-conformance.ts`. Open sessions are not here:
- * they are appended in the local spool and handed over when sealed.
+ * S3-compatible bucket; both pass `test/helpers/archive-conformance.ts`. Open sessions are appended in
+ * the local spool and handed over when sealed. When the spool and a directory archive share one root
+ * (`storage.dir`, the default), an open session's file already lies at its object name, so it is
+ * listed and read as an object before it is sealed.
  */
 import type { Readable } from 'node:stream';
 

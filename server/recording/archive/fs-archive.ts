@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { link, mkdir, open, readdir, rm, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
 import type { Readable } from 'node:stream';
+import { HEADER_PREFIX, MAX_HEADER_BYTES } from '../record-format.js';
 import {
   ArchiveError,
   checkListPrefix,
@@ -21,6 +22,9 @@ export interface FsArchiveOptions {
 }
 
 const READ_STREAM_CHUNK = 256 * 1024;
+
+/** What `delete` zeroes: the longest header a session file may have, which covers a format 1 wrapped key. */
+const ERASED_HEAD_BYTES = HEADER_PREFIX + MAX_HEADER_BYTES;
 
 /**
  * The archive as a directory tree: object `a/b/c.rec` is the file `root/a/b/c.rec` (mode 0600, directories
@@ -98,8 +102,27 @@ export class FsArchive implements RecordingArchive {
     return { objects };
   }
 
+  /**
+   * Zeroes the head of the file, syncs, then unlinks it. A session file of format 1 carries its wrapped
+   * data key in its header, so for it removing the file is the erasure; an unlink alone frees the name,
+   * not the blocks, and another link to the file (a snapshot, a hard-linked backup) would keep the key.
+   */
   async delete(name: string): Promise<void> {
-    await rm(this.pathOf(name), { force: true });
+    const path = this.pathOf(name);
+    const handle = await openIfPresent(path, 'r+');
+    if (handle === undefined) return;
+    try {
+      const { size } = await handle.stat();
+      // Never past the end: a zeroed head must not grow a small object.
+      const head = Math.min(size, ERASED_HEAD_BYTES);
+      if (head > 0) {
+        await writeFully(handle, Buffer.alloc(head), 0);
+        await handle.sync();
+      }
+    } finally {
+      await handle.close();
+    }
+    await rm(path, { force: true });
   }
 
   /** A rename within the root's file system: the spool's file becomes the object without a copy. */
@@ -128,15 +151,8 @@ export class FsArchive implements RecordingArchive {
   }
 
   async #openForReading(name: string): Promise<FileHandle> {
-    const path = this.pathOf(name);
-    let handle: FileHandle;
-    try {
-      handle = await open(path, 'r');
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT' || code === 'ENOTDIR') throw notFound(name, err);
-      throw err;
-    }
+    const handle = await openIfPresent(this.pathOf(name), 'r');
+    if (handle === undefined) throw notFound(name);
     if (!(await handle.stat()).isFile()) {
       await handle.close();
       throw notFound(name);
@@ -193,15 +209,26 @@ function compareNames(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
 }
 
-function notFound(name: string, cause?: unknown): ArchiveError {
-  return new ArchiveError('ARCHIVE_NOT_FOUND', name, `No archive object ${name}`, cause === undefined ? undefined : { cause });
+/** The file at `path`, opened; undefined when it (or a directory on its way) does not exist. */
+async function openIfPresent(path: string, flags: 'r' | 'r+'): Promise<FileHandle | undefined> {
+  try {
+    return await open(path, flags);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    throw err;
+  }
 }
 
-/** Writes all of `bytes`: a write may report fewer bytes than asked without failing. */
-async function writeFully(handle: FileHandle, bytes: Buffer): Promise<void> {
+function notFound(name: string): ArchiveError {
+  return new ArchiveError('ARCHIVE_NOT_FOUND', name, `No archive object ${name}`);
+}
+
+/** Writes all of `bytes` (at `position`, else where the file is): a write may report fewer bytes than asked without failing. */
+async function writeFully(handle: FileHandle, bytes: Buffer, position?: number): Promise<void> {
   let offset = 0;
   while (offset < bytes.length) {
-    const { bytesWritten } = await handle.write(bytes, offset, bytes.length - offset);
+    const { bytesWritten } = await handle.write(bytes, offset, bytes.length - offset, position === undefined ? null : position + offset);
     if (bytesWritten <= 0) throw Object.assign(new Error('the disk accepted no bytes'), { code: 'EIO' });
     offset += bytesWritten;
   }
