@@ -6,7 +6,7 @@ import { EXCHANGE_REF } from '../../shared/sessions-api.js';
 import type { ConnectionConfig } from '../config/schema.js';
 import type { Principal } from '../identity/principal.js';
 import { sendErrorResponse } from '../pipeline/error-response.js';
-import type { ExchangeSession } from '../pipeline/exchange.js';
+import type { SessionRef } from '../pipeline/exchange.js';
 import { discardSessionRecorder } from '../pipeline/recorder.js';
 import { requestPathFor } from '../pipeline/request-path.js';
 import type { ExchangeHandler } from '../pipeline/run-exchange.js';
@@ -29,7 +29,7 @@ export interface ProxyRouteDeps {
     principal: Principal,
     req: FastifyRequest,
     options: { readonly resendOf?: string; readonly response?: ServerResponse },
-  ) => ExchangeSession;
+  ) => SessionRef;
   /**
    * Throws unless the caller may read the recorded exchange a re-send names (ERR_NOT_FOUND,
    * ERR_FORBIDDEN): a re-send is labelled in the index, and a label nobody checked would be a forgery.

@@ -18,6 +18,8 @@ export interface TokenVerifierOptions {
   cacheSize?: number;
   /** Longest time a verified token is remembered. Default 60 s. */
   cacheMaxAgeMs?: number;
+  /** Milliseconds since the epoch that `exp` and `nbf` are judged against. Default `Date.now`. */
+  now?: () => number;
 }
 
 export interface TokenVerifier {
@@ -39,6 +41,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
   const algorithms = [...identity.algorithms];
   const clockTolerance = Math.round(parseDuration(identity.clock_tolerance) / 1000);
   const provider = { issuer: identity.issuer, algorithms, timeoutMs };
+  const now = options.now ?? Date.now;
   let jwks: Promise<ReturnType<typeof jose.createRemoteJWKSet>> | undefined;
   /** The key set's URL once discovered, so a failed key fetch can say where it went. */
   let jwksUri: string | undefined;
@@ -57,7 +60,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
     return jwks;
   }
 
-  const cache = new VerifiedTokenCache(options.cacheSize ?? 10_000, options.cacheMaxAgeMs ?? 60_000);
+  const cache = new VerifiedTokenCache(options.cacheSize ?? 10_000, options.cacheMaxAgeMs ?? 60_000, now);
 
   return {
     async ready() {
@@ -93,6 +96,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
           audience: identity.audience,
           algorithms,
           clockTolerance,
+          currentDate: new Date(now()),
           requiredClaims: ['sub', 'exp'],
         }));
       } catch (cause) {
@@ -127,12 +131,13 @@ class VerifiedTokenCache {
   constructor(
     private readonly size: number,
     private readonly maxAgeMs: number,
+    private readonly now: () => number,
   ) {}
 
   get(token: string): Principal | undefined {
     const entry = this.entries.get(token);
     if (!entry) return undefined;
-    if (Date.now() >= entry.until) {
+    if (this.now() >= entry.until) {
       this.entries.delete(token);
       return undefined;
     }
@@ -141,8 +146,8 @@ class VerifiedTokenCache {
 
   set(token: string, principal: Principal): void {
     if (this.size <= 0) return;
-    const until = Math.min(principal.expiresAt * 1000, Date.now() + this.maxAgeMs);
-    if (until <= Date.now()) return;
+    const until = Math.min(principal.expiresAt * 1000, this.now() + this.maxAgeMs);
+    if (until <= this.now()) return;
     if (this.entries.size >= this.size) this.entries.delete(this.entries.keys().next().value!);
     this.entries.set(token, { principal, until });
   }

@@ -5,7 +5,7 @@ import type { Principal } from '../identity/principal.js';
 import type { ExchangeRecording, RecordingFacts, SessionRecorder } from './recorder.js';
 
 /** The session an exchange belongs to: one `connect`, or one agent's run of direct-proxy calls. */
-export interface ExchangeSession {
+export interface SessionRef {
   readonly id: string;
   readonly reason?: string;
   /** Where the session's exchanges are recorded: opened with the session, so no exchange looks it up. */
@@ -20,7 +20,7 @@ export interface ExchangeStart {
   /** Already authenticated by the caller of the pipeline: tunnel auth or the proxy route's bearer token. */
   readonly principal: Principal;
   readonly connection: ConnectionConfig;
-  readonly session: ExchangeSession;
+  readonly session: SessionRef;
   /** The caller's address as the gateway saw it; becomes X-Forwarded-For. */
   readonly clientAddress: string;
   readonly via: ExchangeVia;

@@ -119,7 +119,7 @@ export interface ExchangeRecording {
   tap(onFailure: (error: Error) => void): BodyTap | null;
 }
 
-/** Where one session's exchanges are recorded; the session (`ExchangeSession.recorder`) carries it. */
+/** Where one session's exchanges are recorded; the session (`SessionRef.recorder`) carries it. */
 export interface SessionRecorder {
   /** Begins the recording of one exchange of this session; nothing is written until `recordRequest`. */
   begin(exchange: ExchangeFacts, facts: RecordingFacts): ExchangeRecording;

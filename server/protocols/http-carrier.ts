@@ -8,7 +8,7 @@ import { readBodyForPolicy } from '../policy/body-read-ahead.js';
 import { BoundedBody, hasRequestBody, type ChunkGate } from '../pipeline/bounded-body.js';
 import type { Carrier } from '../pipeline/carrier.js';
 import { openAiErrorBody, sendErrorResponse } from '../pipeline/error-response.js';
-import { startExchange, type ExchangeSession, type ExchangeVia } from '../pipeline/exchange.js';
+import { startExchange, type SessionRef, type ExchangeVia } from '../pipeline/exchange.js';
 import { callerResponseHeaders, callerTrailers } from '../pipeline/forward-headers.js';
 import type { RecordingFacts } from '../pipeline/recorder.js';
 import { requestPathFor } from '../pipeline/request-path.js';
@@ -25,7 +25,7 @@ export interface HttpExchangeContext {
   /** Already authenticated: tunnel auth or the proxy route's bearer token. */
   readonly principal: Principal;
   readonly connection: HttpConnectionConfig;
-  readonly session: ExchangeSession;
+  readonly session: SessionRef;
   /** The caller's address as the gateway saw it; becomes X-Forwarded-For. */
   readonly clientAddress: string;
   readonly via: ExchangeVia;

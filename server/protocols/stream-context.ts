@@ -1,14 +1,14 @@
 import type { Duplex } from 'node:stream';
 import type { ConnectionConfig } from '../config/schema.js';
 import type { Principal } from '../identity/principal.js';
-import type { ExchangeSession } from '../pipeline/exchange.js';
+import type { SessionRef } from '../pipeline/exchange.js';
 
 /** What the tunnel knows about one stream when it hands it to a protocol. */
 export interface StreamContext<C extends ConnectionConfig = ConnectionConfig> {
   /** Authenticated by the tunnel. */
   readonly principal: Principal;
   readonly connection: C;
-  readonly session: ExchangeSession;
+  readonly session: SessionRef;
   /** The address of the tunnel's client (the CLI's machine as the gateway sees it). */
   readonly clientAddress: string;
   /** Told of each request parsed from the stream and how it ended (status 0: no answer), for the CLI's live counts. */

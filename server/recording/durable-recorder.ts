@@ -19,7 +19,7 @@ import { ChunkCoalescer, type ChunkRun } from './chunk-coalescer.js';
 import { recordableHeaders, recordableTarget } from './credential-redaction.js';
 import type { BodyDigest, Direction, EventFields } from './event-types.js';
 import type { RecorderSessions } from './recorder-sessions.js';
-import type { RecordingSession } from './recording-session.js';
+import type { OpenSessionFile } from './open-session-file.js';
 import { UsageSniffer } from './usage-sniffer.js';
 
 /** Options of the durable recorder. */
@@ -52,8 +52,8 @@ export function createDurableRecorder(options: DurableRecorderOptions): Recorder
 class DurableSessionRecorder implements SessionRecorder {
   readonly recording: RecorderSessions;
   readonly #id: string;
-  readonly #opening: Promise<RecordingSession> | undefined;
-  #open: RecordingSession | undefined;
+  readonly #opening: Promise<OpenSessionFile> | undefined;
+  #open: OpenSessionFile | undefined;
 
   constructor(recording: RecorderSessions, id: string) {
     this.recording = recording;
@@ -70,7 +70,7 @@ class DurableSessionRecorder implements SessionRecorder {
   }
 
   /** The open session, at once once it is open; rejects when it could not be opened. */
-  session(): RecordingSession | Promise<RecordingSession> {
+  session(): OpenSessionFile | Promise<OpenSessionFile> {
     if (this.#open !== undefined) return this.#open;
     if (this.#opening !== undefined) return this.#opening;
     // A session whose file could not be created is forgotten at once; the storage failure is the reason.
@@ -84,7 +84,7 @@ class DurableSessionRecorder implements SessionRecorder {
 
 /** One exchange's bodies while they are recorded: chunk runs, digests, and what the answer says about itself. */
 class BodyRecording {
-  readonly session: RecordingSession;
+  readonly session: OpenSessionFile;
   readonly #exchangeId: string;
   readonly #chunkRecord: RecordingFacts['chunkRecord'];
   readonly #maskedMayKeep: boolean;
@@ -103,7 +103,7 @@ class BodyRecording {
   headAt: number | undefined;
   firstChunkAt: number | undefined;
 
-  constructor(session: RecordingSession, exchange: ExchangeFacts, facts: RecordingFacts) {
+  constructor(session: OpenSessionFile, exchange: ExchangeFacts, facts: RecordingFacts) {
     this.session = session;
     this.#exchangeId = exchange.id;
     this.#chunkRecord = facts.chunkRecord;
@@ -369,7 +369,7 @@ class DurableExchangeRecording implements ExchangeRecording {
   }
 
   /** Writes what masking replaced and the exchange's `exchange.end` (digests, timings, answer facts), and counts them. */
-  async #appendEnd(session: RecordingSession, end: ExchangeEnding): Promise<void> {
+  async #appendEnd(session: OpenSessionFile, end: ExchangeEnding): Promise<void> {
     const exchange = this.#exchange;
     const bodies = this.#bodies;
     const recording = this.#owner.recording;

@@ -1,6 +1,6 @@
 import type { ConnectionConfig } from '../config/schema.js';
 import type { Principal } from '../identity/principal.js';
-import type { ExchangeSession } from '../pipeline/exchange.js';
+import type { SessionRef } from '../pipeline/exchange.js';
 import type { Recording } from './recording.js';
 
 /** Options of the direct proxy's session grouping. */
@@ -18,7 +18,7 @@ const RESEND_IDLE_MS = 1000;
 interface Entry {
   readonly id: string;
   /** The session as its exchanges see it, with the recorder found once when it opened. */
-  readonly session: ExchangeSession;
+  readonly session: SessionRef;
   /** How long the session may stay idle before it is sealed. */
   readonly idleMs: number;
   lastUsed: number;
@@ -49,7 +49,7 @@ export class ProxySessions {
     connection: ConnectionConfig,
     clientAddress: string,
     options: { readonly resendOf?: string; readonly response?: { once(event: 'close', listener: () => void): unknown } } = {},
-  ): ExchangeSession {
+  ): SessionRef {
     const { resendOf } = options;
     // A fresh id never matches an entry, so no other call joins a re-send's session.
     const key = resendOf === undefined ? `${principal.issuer}\0${principal.sub}\0${connection.name}` : `resend\0${this.#o.newId()}`;

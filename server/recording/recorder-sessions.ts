@@ -1,4 +1,4 @@
-import type { RecordingSession } from './recording-session.js';
+import type { OpenSessionFile } from './open-session-file.js';
 
 /**
  * What the pipeline's durable recorder needs of the recording: the open sessions it appends to, why
@@ -7,7 +7,7 @@ import type { RecordingSession } from './recording-session.js';
  */
 export interface RecorderSessions {
   /** The open session with this id (a promise while it opens), if any. */
-  session(id: string): Promise<RecordingSession> | undefined;
+  session(id: string): Promise<OpenSessionFile> | undefined;
   /** Why storage is failing, or undefined while it works. */
   readonly failureCause: string | undefined;
   /** Notes that a session has index progress to write; writes are batched. */

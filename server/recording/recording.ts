@@ -14,7 +14,7 @@ import type { KeyRing } from './key-ring.js';
 import type { RecorderSessions } from './recorder-sessions.js';
 import { describeStorageFailure, recordingUnavailable } from './recording-error.js';
 import { noLog, type RecordingLog } from './recording-log.js';
-import { RecordingSession, type SessionClosed } from './recording-session.js';
+import { OpenSessionFile, type SessionClosed } from './open-session-file.js';
 import { RetentionSweep } from './retention-sweep.js';
 import { SealLog } from './seal-log.js';
 import { sessionObjectHead } from './session-file-scanner.js';
@@ -97,7 +97,7 @@ export class Recording implements RecorderSessions {
   readonly #log: RecordingLog;
   readonly #health: StorageHealth;
   readonly #indexer: SessionIndexer;
-  readonly #sessions = new Map<string, Promise<RecordingSession>>();
+  readonly #sessions = new Map<string, Promise<OpenSessionFile>>();
   #sealLog!: SealLog;
   #sweep: RetentionSweep | undefined;
   #closed = false;
@@ -178,7 +178,7 @@ export class Recording implements RecorderSessions {
   }
 
   /** Opens a session: creates its spool file, indexes it and its key, writes `session.start`. Opening an open id returns it. */
-  openSession(start: SessionStart): Promise<RecordingSession> {
+  openSession(start: SessionStart): Promise<OpenSessionFile> {
     const existing = this.#sessions.get(start.id);
     if (existing !== undefined) return existing;
     if (this.#closed) return Promise.reject(recordingUnavailable(new Error('the recording is closed')));
@@ -191,7 +191,7 @@ export class Recording implements RecorderSessions {
   }
 
   /** The open session with this id, if any (a promise while it opens). */
-  session(id: string): Promise<RecordingSession> | undefined {
+  session(id: string): Promise<OpenSessionFile> | undefined {
     return this.#sessions.get(id);
   }
 
@@ -205,7 +205,7 @@ export class Recording implements RecorderSessions {
   async closeSession(id: string, reason: string): Promise<void> {
     const opening = this.#sessions.get(id);
     if (opening === undefined) return;
-    let session: RecordingSession;
+    let session: OpenSessionFile;
     try {
       session = await opening;
     } catch {
@@ -273,7 +273,7 @@ export class Recording implements RecorderSessions {
     await this.#sealLog.close().catch((err: unknown) => this.#log.warn({ err: describeStorageFailure(err) }, 'the seal log could not be signed at shutdown'));
   }
 
-  async #open(start: SessionStart): Promise<RecordingSession> {
+  async #open(start: SessionStart): Promise<OpenSessionFile> {
     const startedAt = Date.now();
     const name = sessionObjectName(start.id, startedAt);
     const writer = await SessionWriter.create({
@@ -314,7 +314,7 @@ export class Recording implements RecorderSessions {
       await this.spool.discard(name).catch(() => undefined);
       throw recordingUnavailable(err, 'the session index');
     }
-    const session = new RecordingSession(start.id, name, writer);
+    const session = new OpenSessionFile(start.id, name, writer);
     try {
       await session.append('session.start', {
         session: start.id,
@@ -347,7 +347,7 @@ export class Recording implements RecorderSessions {
   }
 
   /** Appends a closed session's seal to the seal log; a failure makes the gateway unready and is retried with the next entry. */
-  async #sealIntoLog(session: RecordingSession, closed: SessionClosed): Promise<void> {
+  async #sealIntoLog(session: OpenSessionFile, closed: SessionClosed): Promise<void> {
     if (closed.status === 'interrupted' || closed.records === undefined || closed.headHash === undefined) {
       await this.#sealInterrupted(session.id, session.name, closed.endedAt);
       return;

@@ -1,7 +1,7 @@
 import type { NewSession, SessionSeal, Store, WrappedSessionKey } from '../store/store.js';
 import { describeStorageFailure } from './recording-error.js';
 import type { RecordingLog } from './recording-log.js';
-import type { RecordingSession } from './recording-session.js';
+import type { OpenSessionFile } from './open-session-file.js';
 
 /** Options of the indexer; defaults are resolved by the recording. */
 export interface SessionIndexerOptions {
@@ -10,7 +10,7 @@ export interface SessionIndexerOptions {
   /** How often index progress is written; progress of every open session goes in one batch. */
   readonly progressIntervalMs: number;
   /** The sessions that may hold progress not yet written (the recording's open sessions). */
-  readonly openSessions: () => Iterable<Promise<RecordingSession>>;
+  readonly openSessions: () => Iterable<Promise<OpenSessionFile>>;
   /** Told the outcome of index writes that fail (for readiness). */
   readonly onFailure: (error: unknown) => void;
   readonly log: RecordingLog;
@@ -56,7 +56,7 @@ export class SessionIndexer {
   }
 
   /** Writes a session's last progress, then its seal. A failure is reported, never thrown: the file is the evidence. */
-  async seal(session: RecordingSession, seal: SessionSeal): Promise<void> {
+  async seal(session: OpenSessionFile, seal: SessionSeal): Promise<void> {
     await this.flush(session);
     try {
       await this.#o.store.closeSession(session.id, seal);
@@ -75,7 +75,7 @@ export class SessionIndexer {
   }
 
   /** Writes one session's pending progress; what the store does not take is put back and retried. */
-  async flush(session: RecordingSession): Promise<void> {
+  async flush(session: OpenSessionFile): Promise<void> {
     const progress = session.takeProgress();
     if (progress === undefined) return;
     try {

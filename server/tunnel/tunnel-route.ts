@@ -13,7 +13,7 @@ import { inAnyGroup, type Principal } from '../identity/principal.js';
 import type { ConnectionProtocols } from '../protocols/connection-types.js';
 import type { Store } from '../store/store.js';
 import { systemClock, type Clock } from '../clock.js';
-import { TunnelSession } from './tunnel-session.js';
+import { GatewayTunnel } from './gateway-tunnel.js';
 
 export interface TunnelRouteDeps extends GatewayDeps {
   /** Each connection type's protocol on tunnel streams. */
@@ -54,7 +54,7 @@ const MAX_REASON = 500;
  */
 export async function registerTunnelRoute(app: FastifyInstance, deps: TunnelRouteDeps): Promise<void> {
   const { tunnel } = deps.config;
-  const sessions = new Set<TunnelSession>();
+  const sessions = new Set<GatewayTunnel>();
   const { tunnelSlots, replica } = deps;
   const clock = deps.clock ?? systemClock;
   // Slots this replica held when it last stopped without closing its tunnels (a crash) belong to no tunnel now;
@@ -141,7 +141,7 @@ export async function registerTunnelRoute(app: FastifyInstance, deps: TunnelRout
         socket.close(1011, 'ERR_INTERNAL');
         return;
       }
-      const session = new TunnelSession({
+      const session = new GatewayTunnel({
         ws: socket,
         upgradeSocket: req.raw.socket,
         principal: grant.principal,

@@ -1,46 +1,23 @@
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { writeFile, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
-import type { FastifyInstance } from 'fastify';
-import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
-import { buildApp } from '../../server/app.js';
-import { validateConfig } from '../../server/config/load.js';
-import { startModelServer, type RunningModelServer } from '../../server/demo/model-server.js';
+import { beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import type { RunningModelServer } from '../../server/demo/model-server.js';
 import { runCli, spawnCli } from '../helpers/cli-process.js';
-import { signToken, startTestIdp, type TestIdp } from '../helpers/oidc.js';
+import { gatewayFixture, modelConnection, UPSTREAM_API_KEY, type TestGateway } from '../helpers/gateway.js';
 
-const UPSTREAM_KEY = 'sk-upstream-only-the-gateway-knows';
-
-let idp: TestIdp;
+const gateways = gatewayFixture();
+let gw: TestGateway;
 let model: RunningModelServer;
-let app: FastifyInstance;
 let gateway: string;
 let aliceToken: string;
 
 beforeAll(async () => {
-  idp = await startTestIdp();
-  model = await startModelServer({ apiKey: UPSTREAM_KEY, chunks: 30, chunkDelayMs: 40 });
-  const config = validateConfig({
-    identity: { issuer: idp.issuer, audience: idp.audience, cli_client_id: 'sluice-cli' },
-    // Recordings are always encrypted: a gateway with connections needs a storage dir and a master key.
-    storage: { dir: await mkdtemp(join(tmpdir(), 'sluice-e2e-data-')), master_key: randomBytes(32).toString('base64') },
-    connections: [
-      { name: 'llm', type: 'http', upstream: model.url, headers: { authorization: `Bearer ${UPSTREAM_KEY}` }, allow_groups: ['ml-eng'] },
-    ],
-  });
-  app = await buildApp({ config, logger: false });
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  gateway = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
-  aliceToken = await signToken(idp.signingKey, idp.claimsFor('alice'));
-});
-
-afterAll(async () => {
-  await app?.close();
-  await model?.close();
-  await idp?.close();
+  gw = await gateways.start({ model: { chunks: 30, chunkDelayMs: 40 }, connections: ({ model }) => [modelConnection(model)] });
+  ({ model, url: gateway } = gw);
+  aliceToken = await gw.token('alice');
 });
 
 function tokenEnv(token = aliceToken) {
@@ -89,7 +66,7 @@ describe('through `sluice connect`', () => {
     const completion = await client.chat.completions.create({ model: 'demo', messages: [{ role: 'user', content: 'hello gateway' }] });
     expect(completion.choices[0]?.message.content).toContain('hello gateway');
     const seen = model.requests[before]!;
-    expect(seen.headers.authorization).toBe(`Bearer ${UPSTREAM_KEY}`);
+    expect(seen.headers.authorization).toBe(`Bearer ${UPSTREAM_API_KEY}`);
     expect(seen.headers['x-request-id']).toMatch(/^req_/);
     expect(seen.headers['x-forwarded-for']).toBeTruthy();
 
@@ -111,7 +88,7 @@ describe('through `sluice connect`', () => {
   });
 
   it('reports a refused tunnel with the gateway\'s code and exit code', async () => {
-    const dave = await signToken(idp.signingKey, idp.claimsFor('dave'));
+    const dave = await gw.token('dave');
     const r = await runCli(['connect', 'llm'], { env: tokenEnv(dave) });
     expect(r.code).toBe(4);
     expect(r.stderr).toContain('ERR_CONNECTION_FORBIDDEN');
@@ -127,7 +104,7 @@ describe('through /v1/proxy', () => {
     const completion = await client.chat.completions.create({ model: 'demo', messages: [{ role: 'user', content: 'agent call' }] });
     expect(completion.choices[0]?.message.content).toContain('agent call');
     const streamed = await streamOnce(client);
-    expect(streamed.request.headers.authorization).toBe(`Bearer ${UPSTREAM_KEY}`);
+    expect(streamed.request.headers.authorization).toBe(`Bearer ${UPSTREAM_API_KEY}`);
     expect(streamed.firstAt).toBeLessThan(streamed.upstreamEndedAt);
   });
 

@@ -3,42 +3,28 @@
  * (OPENAI_BASE_URL, OPENAI_API_KEY) against the demo model's Responses, embeddings and models APIs,
  * through the tunnel, on the demo's `llm` connection and `pii` masking profile.
  */
-import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEMO_UPSTREAM_KEY, demoConfig } from '../../server/demo/demo-config.js';
 import { embeddingOf } from '../../server/demo/embedding-vectors.js';
-import { DEMO_PII, startModelServer, type RunningModelServer } from '../../server/demo/model-server.js';
+import { DEMO_PII } from '../../server/demo/model-server.js';
 import { runCli } from '../helpers/cli-process.js';
-import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { demoGatewayOptions, gatewayFixture, type TestGateway } from '../helpers/gateway.js';
 
-let model: RunningModelServer;
+const gateways = gatewayFixture();
+
 let gw: TestGateway;
 let dir: string;
 
 beforeAll(async () => {
-  model = await startModelServer({ apiKey: DEMO_UPSTREAM_KEY, chunks: 30, chunkDelayMs: 0 });
   dir = await mkdtemp(join(tmpdir(), 'sluice-demo-api-'));
-  const demo = demoConfig({
-    issuer: 'http://127.0.0.1:9/',
-    listen: '127.0.0.1:0',
-    modelUrl: model.url,
-    echoAddress: '127.0.0.1:9',
-    dataDir: join(dir, 'unused'),
-    masterKey: randomBytes(32).toString('base64'),
-    signingKeyFile: join(dir, 'unused.pem'),
-  });
-  const llm = demo.connections.find((c) => c.name === 'llm')!;
-  gw = await startTestGateway({ teardown: 'manual', config: { connections: [llm], masking_profiles: demo.masking_profiles } });
+  gw = await gateways.start(demoGatewayOptions({ chunks: 30 }));
 });
 
 afterAll(async () => {
-  await gw?.close();
-  await model?.close();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 

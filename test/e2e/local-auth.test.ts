@@ -1,7 +1,7 @@
 /**
  * The local port of `sluice connect` / `sluice run` serves only whoever holds its local token: another local
- * user's curl gets a 401 from the CLI and never reaches the gateway. Real CLI (bin/sluice, run `npm run build`
- * first), real gateway, curl and the openai SDK.
+ * user's curl gets a 401 from the CLI and never reaches the gateway. Real CLI (bin/sluice, on the dist/ the
+ * e2e project compiles first), real gateway, curl and the openai SDK.
  */
 import { execFile, spawn } from 'node:child_process';
 import { once } from 'node:events';

@@ -1,43 +1,22 @@
-import { randomBytes } from 'node:crypto';
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import OpenAI from 'openai';
-import type { FastifyInstance } from 'fastify';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildApp } from '../../server/app.js';
-import { validateConfig } from '../../server/config/load.js';
-import { DEMO_PII, startModelServer, type RunningModelServer } from '../../server/demo/model-server.js';
-import { signToken, startTestIdp, type TestIdp } from '../helpers/oidc.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { DEMO_PII, type RunningModelServer } from '../../server/demo/model-server.js';
+import { gatewayFixture, modelConnection, UPSTREAM_API_KEY, type TestGateway } from '../helpers/gateway.js';
 
-let idp: TestIdp;
+const gateways = gatewayFixture();
+let gw: TestGateway;
 let model: RunningModelServer;
-let app: FastifyInstance;
 let gateway: string;
 
 const PII = Object.values(DEMO_PII);
 
 beforeAll(async () => {
-  idp = await startTestIdp();
-  model = await startModelServer({ apiKey: 'sk-up', chunks: 60, chunkDelayMs: 2 });
-  const config = validateConfig({
-    identity: { issuer: idp.issuer, audience: idp.audience, cli_client_id: 'sluice-cli' },
-    roles: { auditor: ['security'] },
-    storage: { dir: await mkdtemp(join(tmpdir(), 'sluice-mask-e2e-')), master_key: randomBytes(32).toString('base64') },
-    masking_profiles: { pii: { detectors: ['email', 'phone', 'credit_card', 'ip_address'] } },
-    connections: [
-      { name: 'llm', type: 'http', upstream: model.url, headers: { authorization: 'Bearer sk-up' }, allow_groups: ['ml-eng'], masking: ['pii'] },
-    ],
+  gw = await gateways.start({
+    model: { chunks: 60, chunkDelayMs: 2 },
+    connections: ({ model }) => [modelConnection(model, { masking: ['pii'] })],
+    config: { roles: { auditor: ['security'] }, masking_profiles: { pii: { detectors: ['email', 'phone', 'credit_card', 'ip_address'] } } },
   });
-  app = await buildApp({ config, logger: false });
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  gateway = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
-});
-
-afterAll(async () => {
-  await app?.close();
-  await model?.close();
-  await idp?.close();
+  ({ model, url: gateway } = gw);
 });
 
 function withoutPii(text: string): void {
@@ -46,7 +25,7 @@ function withoutPii(text: string): void {
 
 describe('masking through the gateway', () => {
   it('masks answers the openai SDK receives, streamed and not, and keeps masked bytes in the recording', async () => {
-    const alice = await signToken(idp.signingKey, idp.claimsFor('alice'));
+    const alice = await gw.token('alice');
     const client = new OpenAI({ baseURL: `${gateway}/v1/proxy/llm/v1`, apiKey: alice, maxRetries: 0 });
 
     const completion = await client.chat.completions.create({ model: 'demo', messages: [{ role: 'user', content: 'customer record for bob@corp.example' }] });
@@ -64,12 +43,12 @@ describe('masking through the gateway', () => {
     // The model really sends the values: masking, not a different answer, is why the caller never saw them.
     const direct = await fetch(`${model.url}/v1/chat/completions`, {
       method: 'POST',
-      headers: { authorization: 'Bearer sk-up', 'content-type': 'application/json' },
+      headers: { authorization: `Bearer ${UPSTREAM_API_KEY}`, 'content-type': 'application/json' },
       body: JSON.stringify({ model: 'demo', messages: [{ role: 'user', content: 'customer record' }] }),
     });
     expect(await direct.text()).toContain(DEMO_PII.email);
 
-    const carol = await signToken(idp.signingKey, idp.claimsFor('carol'));
+    const carol = await gw.token('carol');
     const auth = { authorization: `Bearer ${carol}` };
     const list = (await (await fetch(`${gateway}/v1/sessions?user=alice`, { headers: auth })).json()) as { sessions: { id: string; counters: { masked: number } }[] };
     expect(list.sessions).toHaveLength(1);

@@ -1,15 +1,8 @@
-import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
-import { mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import OpenAI from 'openai';
-import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
-import { buildApp } from '../../server/app.js';
-import { validateConfig } from '../../server/config/load.js';
 import { spawnCli } from '../helpers/cli-process.js';
-import { signToken, startTestIdp, type TestIdp } from '../helpers/oidc.js';
+import { gatewayFixture, type TestGateway } from '../helpers/gateway.js';
 
 const EMAIL = 'jane.doe@example.com';
 const CARD = '4111 1111 1111 1111';
@@ -68,35 +61,28 @@ function toolCallUpstream(): Promise<{ url: string; server: Server }> {
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, server })));
 }
 
-let idp: TestIdp;
+const gateways = gatewayFixture();
+let gw: TestGateway;
 let upstream: { url: string; server: Server };
-let app: FastifyInstance;
 let gateway: string;
 
 beforeAll(async () => {
-  idp = await startTestIdp();
   upstream = await toolCallUpstream();
-  const config = validateConfig({
-    identity: { issuer: idp.issuer, audience: idp.audience, cli_client_id: 'sluice-cli' },
-    roles: { auditor: ['security'] },
-    storage: { dir: await mkdtemp(join(tmpdir(), 'sluice-mask-tunnel-')), master_key: randomBytes(32).toString('base64') },
-    masking_profiles: { pii: { detectors: ['email', 'credit_card'] } },
-    connections: [{ name: 'tools', type: 'http', upstream: upstream.url, allow_groups: ['ml-eng'], masking: ['pii'] }],
+  gw = await gateways.start({
+    connections: () => [{ name: 'tools', type: 'http', upstream: upstream.url, allow_groups: ['ml-eng'], masking: ['pii'] }],
+    config: { roles: { auditor: ['security'] }, masking_profiles: { pii: { detectors: ['email', 'credit_card'] } } },
   });
-  app = await buildApp({ config, logger: false });
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  gateway = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
+  gateway = gw.url;
 });
 
 afterAll(async () => {
-  await app?.close();
+  await gw?.close();
   await new Promise((r) => upstream?.server.close(r));
-  await idp?.close();
 });
 
 describe('masking through the tunnel', () => {
   it('masks content and tool-call arguments for the openai SDK, and nothing unmasked is recorded', async () => {
-    const alice = await signToken(idp.signingKey, idp.claimsFor('alice'));
+    const alice = await gw.token('alice');
     const cli = spawnCli(['connect', 'tools', '--json'], { env: { SLUICE_TOKEN: alice, SLUICE_GATEWAY: gateway } });
     onTestFinished(() => cli.kill('SIGKILL'));
     await cli.waitForOutput(/"event":"ready"/);
@@ -127,7 +113,7 @@ describe('masking through the tunnel', () => {
 
     cli.kill('SIGINT');
     await cli.exited;
-    const carol = await signToken(idp.signingKey, idp.claimsFor('carol'));
+    const carol = await gw.token('carol');
     const auth = { authorization: `Bearer ${carol}` };
     const list = (await (await fetch(`${gateway}/v1/sessions?connection=tools`, { headers: auth })).json()) as { sessions: { id: string }[] };
     expect(list.sessions.length).toBe(1);

@@ -4,37 +4,30 @@
  * alice calls `llm` with the openai SDK through the direct proxy; the spawned CLI then plays her
  * recorded session back and re-sends it as an auditor.
  */
-import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { FastifyInstance } from 'fastify';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
-import { buildApp } from '../../server/app.js';
-import { validateConfig } from '../../server/config/load.js';
 import type { Config } from '../../server/config/schema.js';
-import { startEchoServer, type RunningEchoServer } from '../../server/demo/echo-server.js';
-import { startModelServer, type RunningModelServer } from '../../server/demo/model-server.js';
+import type { RunningModelServer } from '../../server/demo/model-server.js';
 import { newRequestId } from '../../server/pipeline/exchange.js';
 import { openStorage } from '../../server/recording/open-storage.js';
 import { newSessionId } from '../../server/tunnel/tunnel-route.js';
 import { runCli, spawnCli } from '../helpers/cli-process.js';
-import { signToken, startTestIdp, type TestIdp } from '../helpers/oidc.js';
+import { gatewayFixture, modelConnection, type TestGateway } from '../helpers/gateway.js';
 import { startTestUpstream, type TestUpstream } from '../helpers/upstream.js';
 
-const UPSTREAM_KEY = 'sk-upstream-only-the-gateway-knows';
 const PROMPT = 'Name three rivers of Europe';
 /** A request body as the recorder will keep it once request masking writes masked bodies. */
 const MASKED_PROMPT = 'Write to [EMAIL] about card ****4242';
 
-let idp: TestIdp;
+const gateways = gatewayFixture();
+let gw: TestGateway;
 let model: RunningModelServer;
 let other: TestUpstream;
-let echo: RunningEchoServer;
-let app: FastifyInstance;
 let gateway: string;
 let dir: string;
 const tokens: Record<'alice' | 'auditor' | 'carol', string> = { alice: '', auditor: '', carol: '' };
@@ -56,7 +49,7 @@ async function recordMaskedSession(config: Config): Promise<string> {
   if (storage === undefined) throw new Error('storage is not configured');
   const connection = config.connections.find((c) => c.name === 'llm-masked')!;
   const id = newSessionId();
-  const principal = { sub: 'alice', email: 'alice@example.com', groups: ['ml-eng'], roles: [], expiresAt: 0, issuer: idp.issuer };
+  const principal = { sub: 'alice', email: 'alice@example.com', groups: ['ml-eng'], roles: [], expiresAt: 0, issuer: gw.idp.issuer };
   const session = await storage.recording.openSession({ id, principal, connection, via: 'proxy', clientAddress: '127.0.0.1' });
   const exchange = newRequestId();
   const body = Buffer.from(JSON.stringify({ model: 'demo-echo', messages: [{ role: 'user', content: MASKED_PROMPT }] }));
@@ -122,32 +115,29 @@ function sdk(connection: string): OpenAI {
 }
 
 beforeAll(async () => {
-  idp = await startTestIdp();
-  // Paced chunks, so playback has a pace to keep.
-  model = await startModelServer({ apiKey: UPSTREAM_KEY, chunks: 8, chunkDelayMs: 60 });
   other = await startTestUpstream();
-  echo = await startEchoServer();
   dir = await mkdtemp(join(tmpdir(), 'sluice-e2e-replay-'));
-  const config = validateConfig({
-    identity: { issuer: idp.issuer, audience: idp.audience, cli_client_id: 'sluice-cli' },
-    roles: { auditor: ['security'] },
-    storage: { dir: join(dir, 'data'), master_key: randomBytes(32).toString('base64'), proxy_session_idle: '10m' },
-    connections: [
-      { name: 'llm', type: 'http', upstream: model.url, headers: { authorization: `Bearer ${UPSTREAM_KEY}` }, allow_groups: ['ml-eng'], record },
+  gw = await gateways.start({
+    // Paced chunks, so playback has a pace to keep.
+    model: { chunks: 8, chunkDelayMs: 60 },
+    connections: ({ model, echo }) => [
+      modelConnection(model, { record }),
       { name: 'other', type: 'http', upstream: other.url, allow_groups: ['ml-eng'], record },
-      { name: 'llm-digest', type: 'http', upstream: model.url, headers: { authorization: `Bearer ${UPSTREAM_KEY}` }, allow_groups: ['ml-eng'], record: { request_body: 'none', response_body: 'none', raw: false } },
-      { name: 'llm-masked', type: 'http', upstream: model.url, headers: { authorization: `Bearer ${UPSTREAM_KEY}` }, allow_groups: ['ml-eng'] },
-      { name: 'echo', type: 'tcp', upstream: `tcp://${echo.address}`, allow_groups: ['ml-eng'], record: { request_body: 'masked', response_body: 'masked', raw: true } },
+      modelConnection(model, { name: 'llm-digest', record: { request_body: 'none', response_body: 'none', raw: false } }),
+      modelConnection(model, { name: 'llm-masked' }),
+      { name: 'echo', type: 'tcp', upstream: echo, allow_groups: ['ml-eng'], record: { request_body: 'masked', response_body: 'masked', raw: true } },
     ],
+    config: { roles: { auditor: ['security'] }, storage: { proxy_session_idle: '10m' } },
   });
-  tokens.alice = await signToken(idp.signingKey, idp.claimsFor('alice'));
+  ({ model, url: gateway } = gw);
+  tokens.alice = await gw.token('alice');
   // An auditor on the ML team: reads every session and may use the ML connections.
-  tokens.auditor = await signToken(idp.signingKey, idp.claimsFor('carol', { groups: ['security', 'ml-eng'] }));
-  tokens.carol = await signToken(idp.signingKey, idp.claimsFor('carol'));
-  maskedSession = await recordMaskedSession(config);
-  app = await buildApp({ config, logger: false });
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  gateway = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
+  tokens.auditor = await gw.token('carol', { groups: ['security', 'ml-eng'] });
+  tokens.carol = await gw.token('carol');
+  // Written while the gateway is down: it and the recording code are two writers of one storage dir.
+  await gw.stopApp();
+  maskedSession = await recordMaskedSession(gw.config);
+  await gw.startApp();
 
   const { data: stream, response } = await sdk('llm')
     .chat.completions.create({ model: 'demo-echo', messages: [{ role: 'user', content: PROMPT }], stream: true })
@@ -161,11 +151,8 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  await app?.close();
+  await gw?.close();
   await other?.close();
-  await echo?.close();
-  await model?.close();
-  await idp?.close();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 

@@ -1,13 +1,9 @@
-import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { FastifyInstance } from 'fastify';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
-import { buildApp } from '../../server/app.js';
-import { validateConfig } from '../../server/config/load.js';
-import { startModelServer, type RunningModelServer } from '../../server/demo/model-server.js';
+import type { RunningModelServer } from '../../server/demo/model-server.js';
 import type { RecordedEvent } from '../../server/recording/event-types.js';
 import { keyRingFromSettings } from '../../server/recording/key-ring.js';
 import { readStoredSession } from '../helpers/stored-sessions.js';
@@ -15,45 +11,33 @@ import { SqliteStore } from '../../server/store/sqlite-store.js';
 import type { Config } from '../../server/config/schema.js';
 import type { ReviewJson } from '../../shared/reviews-api.js';
 import { runCli, spawnCli } from '../helpers/cli-process.js';
-import { signToken, startTestIdp, type TestIdp } from '../helpers/oidc.js';
+import { gatewayFixture, modelConnection, type TestGateway } from '../helpers/gateway.js';
 
-const UPSTREAM_KEY = 'sk-upstream-only-the-gateway-knows';
-
-let idp: TestIdp;
+const gateways = gatewayFixture();
+let gw: TestGateway;
 let model: RunningModelServer;
-let app: FastifyInstance;
 let gateway: string;
 let dir: string;
 let config: Config;
 const tokens: Record<string, string> = {};
 
 beforeAll(async () => {
-  idp = await startTestIdp();
-  model = await startModelServer({ apiKey: UPSTREAM_KEY, chunkDelayMs: 0 });
   dir = await mkdtemp(join(tmpdir(), 'sluice-e2e-review-'));
-  config = validateConfig({
-    identity: { issuer: idp.issuer, audience: idp.audience, cli_client_id: 'sluice-cli' },
-    roles: { reviewer: ['ml-leads'], auditor: ['security'] },
-    storage: { dir: join(dir, 'data'), master_key: randomBytes(32).toString('base64') },
-    connections: [
-      { name: 'llm', type: 'http', upstream: model.url, headers: { authorization: `Bearer ${UPSTREAM_KEY}` }, allow_groups: ['ml-eng'] },
-      { name: 'vault', type: 'http', upstream: model.url, headers: { authorization: `Bearer ${UPSTREAM_KEY}` }, allow_groups: ['ml-eng'], requires_grant: true },
-    ],
-    policies: [
-      { name: 'quick-review', when: 'request.json.?model.orValue("") == "gpt-5-quick"', action: 'review', reviewers: ['ml-leads'], timeout: '1s' },
-      { name: 'frontier-models-need-review', when: 'connection.name == "llm" && has(request.json.model) && request.json.model.startsWith("gpt-5")', action: 'review', reviewers: ['ml-leads'], timeout: '10m' },
-    ],
+  gw = await gateways.start({
+    connections: ({ model }) => [modelConnection(model), modelConnection(model, { name: 'vault', requires_grant: true })],
+    config: {
+      roles: { reviewer: ['ml-leads'], auditor: ['security'] },
+      policies: [
+        { name: 'quick-review', when: 'request.json.?model.orValue("") == "gpt-5-quick"', action: 'review', reviewers: ['ml-leads'], timeout: '1s' },
+        { name: 'frontier-models-need-review', when: 'connection.name == "llm" && has(request.json.model) && request.json.model.startsWith("gpt-5")', action: 'review', reviewers: ['ml-leads'], timeout: '10m' },
+      ],
+    },
   });
-  app = await buildApp({ config, logger: false });
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  gateway = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
-  for (const user of ['alice', 'bob', 'carol'] as const) tokens[user] = await signToken(idp.signingKey, idp.claimsFor(user));
+  ({ model, config, url: gateway } = gw);
+  for (const user of ['alice', 'bob', 'carol'] as const) tokens[user] = await gw.token(user);
 });
 
 afterAll(async () => {
-  await app?.close();
-  await model?.close();
-  await idp?.close();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
@@ -246,8 +230,8 @@ describe('reload on SIGHUP', () => {
   it('applies a valid file and refuses an invalid one, keeping the running configuration', async () => {
     const file = join(dir, 'sighup.yaml');
     const text = (when: string) => `identity:
-  issuer: ${idp.issuer}
-  audience: ${idp.audience}
+  issuer: ${gw.idp.issuer}
+  audience: ${gw.idp.audience}
   cli_client_id: sluice-cli
 policies:
   - name: rule

@@ -7,7 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { runCli, spawnCli } from '../helpers/cli-process.js';
-import { startTestIdp } from '../helpers/oidc.js';
+import { gatewayFixture } from '../helpers/gateway.js';
+
+const gateways = gatewayFixture();
 
 async function configFile(text: string): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'sluice-serve-'));
@@ -161,8 +163,7 @@ describe('sluice serve', () => {
   });
 
   it('checks the identity provider: --check and the start refuse an issuer that discovery spells otherwise (exit 2)', async () => {
-    const idp = await startTestIdp();
-    onTestFinished(() => idp.close());
+    const { idp } = gateways;
     const slashed = await configFile(`listen: 127.0.0.1:0\nidentity:\n  issuer: ${idp.issuer}/\n  audience: ${idp.audience}\n  cli_client_id: sluice-cli\n`);
     const said =
       `identity.issuer is "${idp.issuer}/" but the discovery document at ${idp.issuer}/.well-known/openid-configuration names the issuer "${idp.issuer}" ` +

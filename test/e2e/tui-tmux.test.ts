@@ -9,24 +9,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import type { FastifyInstance } from 'fastify';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
-import { buildApp } from '../../server/app.js';
-import { validateConfig } from '../../server/config/load.js';
-import { startModelServer, type RunningModelServer } from '../../server/demo/model-server.js';
 import { SLUICE_BIN } from '../helpers/cli-process.js';
-import { signToken, startTestIdp, type TestIdp } from '../helpers/oidc.js';
+import { closedSessions, gatewayFixture, modelConnection, type TestGateway } from '../helpers/gateway.js';
 
 const run = promisify(execFile);
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const UPSTREAM_KEY = 'sk-upstream-only-the-gateway-knows';
 const PROMPT = 'Which river runs through Vienna';
 const LAST_WORDS = 'This answer comes from the sluice demo model.';
 
-let idp: TestIdp;
-let model: RunningModelServer;
-let app: FastifyInstance;
+const gateways = gatewayFixture();
+let gw: TestGateway;
 let gateway: string;
 let dir: string;
 let auditorToken: string;
@@ -34,32 +28,20 @@ let auditorToken: string;
 let visionSession = '';
 
 beforeAll(async () => {
-  idp = await startTestIdp();
-  // Slow enough that the screen can be caught while the answer is still playing.
-  model = await startModelServer({ apiKey: UPSTREAM_KEY, chunks: 8, chunkDelayMs: 150 });
   dir = await mkdtemp(join(tmpdir(), 'sluice-e2e-tmux-'));
-  const connection = (name: string) => ({
-    name,
-    type: 'http' as const,
-    upstream: model.url,
-    headers: { authorization: `Bearer ${UPSTREAM_KEY}` },
-    allow_groups: ['ml-eng'],
-    record: { request_body: 'raw' as const, response_body: 'raw' as const, raw: false },
+  const record = { request_body: 'raw', response_body: 'raw', raw: false };
+  gw = await gateways.start({
+    // Slow enough that the screen can be caught while the answer is still playing.
+    model: { chunks: 8, chunkDelayMs: 150 },
+    connections: ({ model }) => [modelConnection(model, { record }), modelConnection(model, { name: 'vision', record })],
+    config: { roles: { auditor: ['security'] }, storage: { proxy_session_idle: '300ms' } },
   });
-  const config = validateConfig({
-    identity: { issuer: idp.issuer, audience: idp.audience, cli_client_id: 'sluice-cli' },
-    roles: { auditor: ['security'] },
-    storage: { dir: join(dir, 'data'), master_key: randomBytes(32).toString('base64'), proxy_session_idle: '300ms' },
-    connections: [connection('llm'), connection('vision')],
-  });
-  app = await buildApp({ config, logger: false });
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  gateway = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
+  gateway = gw.url;
   // An auditor on the ML team: reads every session, and may send through the ML connections (re-send).
-  auditorToken = await signToken(idp.signingKey, idp.claimsFor('carol', { groups: ['security', 'ml-eng'] }));
+  auditorToken = await gw.token('carol', { groups: ['security', 'ml-eng'] });
 
   // alice's calls, one session per connection, streamed like a chat UI would.
-  const aliceToken = await signToken(idp.signingKey, idp.claimsFor('alice'));
+  const aliceToken = await gw.token('alice');
   for (const name of ['llm', 'vision']) {
     const client = new OpenAI({ baseURL: `${gateway}/v1/proxy/${name}/v1`, apiKey: aliceToken, maxRetries: 0 });
     const { data, response } = await client.chat.completions.create({ model: 'demo-echo', messages: [{ role: 'user', content: PROMPT }], stream: true }).withResponse();
@@ -69,19 +51,10 @@ beforeAll(async () => {
     if (name === 'vision') visionSession = response.headers.get('x-sluice-session') ?? '';
   }
   // The proxy seals a session once idle; wait for both so their recordings are complete.
-  const deadline = Date.now() + 15_000;
-  for (;;) {
-    const res = await fetch(`${gateway}/v1/sessions?status=closed`, { headers: { authorization: `Bearer ${auditorToken}` } });
-    if (((await res.json()) as { sessions: unknown[] }).sessions.length === 2) break;
-    if (Date.now() > deadline) throw new Error('the recorded sessions were not sealed');
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await closedSessions(gateway, auditorToken, 2);
 }, 60_000);
 
 afterAll(async () => {
-  await app?.close();
-  await model?.close();
-  await idp?.close();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
@@ -159,7 +132,7 @@ describe('the TUI in tmux', () => {
     // the same prompt, so the answers match.
     await t.keys('Escape');
     await waitForScreen(t.screen, (s) => s.includes('#1 POST /v1/chat/completions → 200'), 'back on the exchange');
-    const sentBefore = model.requests.length;
+    const sentBefore = gw.model.requests.length;
     await t.keys('r');
     screen = await waitForScreen(t.screen, (s) => s.includes('Re-send · '), 'the re-send diff');
     expect(screen).toContain('Re-send · answers are identical');
@@ -167,8 +140,8 @@ describe('the TUI in tmux', () => {
     const newSession = /new: (ses_[0-9a-f]{32}) #1/.exec(screen)?.[1];
     expect(newSession).toBeDefined();
     expect(newSession).not.toBe(visionSession);
-    expect(model.requests.length).toBe(sentBefore + 1);
-    expect(model.requests.at(-1)!.body).toContain(PROMPT);
+    expect(gw.model.requests.length).toBe(sentBefore + 1);
+    expect(gw.model.requests.at(-1)!.body).toContain(PROMPT);
 
     // Esc walks back to the list, and Esc on the list (filter cleared first) quits.
     await t.keys('Escape');

@@ -1,12 +1,12 @@
 /**
- * A whole gateway for integration tests: the test IdP, the demo model server, a TCP echo server and a
- * TCP sink, and the real app from `buildApp` listening on 127.0.0.1. Plus the small clients tests use to
+ * A whole gateway for integration tests: one test IdP per file, and per gateway the demo model server, a
+ * TCP echo server, a TCP sink and the real app from `buildApp` listening on 127.0.0.1. Plus the small clients tests use to
  * talk to the tunnel endpoint the way the CLI does (a raw WebSocket, a TunnelMux on it) or the way an
  * attacker would (anything at all).
  */
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -15,15 +15,23 @@ import type { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
 import type { JWTPayload } from 'jose';
-import { onTestFinished } from 'vitest';
+import { afterAll, beforeAll, onTestFinished, TestRunner } from 'vitest';
 import { WebSocket } from 'ws';
-import { buildApp } from '../../server/app.js';
-import { validateConfig } from '../../server/config/load.js';
+import { buildApp, type BuildAppOptions } from '../../server/app.js';
+import { createLiveConfig, type LiveConfig } from '../../server/config/live-config.js';
+import { loadConfigFile, validateConfig } from '../../server/config/load.js';
 import type { Config } from '../../server/config/schema.js';
+import { DEMO_UPSTREAM_KEY, demoConfigDocument } from '../../server/demo/demo-config.js';
 import { startEchoServer, type RunningEchoServer } from '../../server/demo/echo-server.js';
+import type { IdpOptions } from '../../server/demo/idp.js';
 import { startModelServer, type ModelServerOptions, type RunningModelServer } from '../../server/demo/model-server.js';
+import { INDEX_FILE } from '../../server/recording/open-storage.js';
+import { SqliteStore } from '../../server/store/sqlite-store.js';
+import type { SessionInfo } from '../../server/store/store.js';
+import type { SessionJson, SessionListJson } from '../../shared/sessions-api.js';
 import { parseControl, type ControlMessage, type HelloMessage } from '../../shared/tunnel/control.js';
 import { TunnelMux, muxOptionsFromHello, type TunnelMuxOptions } from '../../shared/tunnel/mux.js';
+import { testClock, type TestClock } from './clock.js';
 import { signToken, startTestIdp, type TestIdp, TEST_USERS } from './oidc.js';
 
 /** The credential the gateway injects for `llm`; the model server refuses anything else. */
@@ -38,19 +46,34 @@ export interface TestGatewayOptions {
   model?: ModelServerOptions;
   /** Port to listen on; default 0 (any). A fixed port lets `restart()` come back where clients expect it. */
   port?: number;
+  /** Connections instead of llm/echo/sink, written against this gateway's upstreams. */
+  connections?: (upstreams: TestUpstreams) => unknown[];
   /**
-   * `test` (default): everything is torn down with `onTestFinished`. `manual`: the caller calls `close()`
-   * (from `afterAll` when one gateway serves a whole file).
+   * More top-level config (policies, policy_default, masking_profiles, approval, roles…) merged over the
+   * defaults; `storage` and `identity` are merged key by key, so a test names only the settings it is about.
    */
-  teardown?: 'test' | 'manual';
-  /** More top-level config (policies, policy_default, masking_profiles…), merged over the defaults. */
   config?: Record<string, unknown>;
+  /** `buildApp` options besides the config, its holder and the clock (logger, recordingIo, configDir, verifier). */
+  app?: Omit<BuildAppOptions, 'config' | 'live' | 'clock'>;
+  /** Keep the config in `configFile`, which `POST /v1/admin/reload` re-reads; `writeConfig` changes it. */
+  reloadable?: boolean;
+}
+
+/** The upstreams a gateway's connections point at. */
+export interface TestUpstreams {
+  /** The demo model server; it wants `UPSTREAM_API_KEY` unless `model.apiKey` says otherwise. */
+  model: RunningModelServer;
+  /** `tcp://HOST:PORT` of the echo server. */
+  echo: string;
+  /** `tcp://HOST:PORT` of a server that reads and discards, and never answers or closes. */
+  sink: string;
 }
 
 /**
- * A running gateway. Connections: `llm` (http, demo model server, groups [ml-eng], upstream key injected),
- * `echo` (tcp, echo server, [ml-eng]) and `sink` (tcp, a server that reads and discards and never answers
- * or closes, [ml-eng]: streams to it stay open for as long as the test wants).
+ * A running gateway. Connections, unless `connections` says otherwise: `llm` (http, demo model server,
+ * groups [ml-eng], upstream key injected), `echo` (tcp, echo server, [ml-eng]) and `sink` (tcp, a server
+ * that reads and discards and never answers or closes, [ml-eng]: streams to it stay open for as long as
+ * the test wants).
  */
 export interface TestGateway {
   /** `http://127.0.0.1:PORT`. */
@@ -58,18 +81,43 @@ export interface TestGateway {
   port: number;
   app: FastifyInstance;
   config: Config;
+  /** The running configuration: `apply` changes it as a reload would, without a file. */
+  live: LiveConfig;
   idp: TestIdp;
   model: RunningModelServer;
   echo: RunningEchoServer;
-  /** A token for a test user, signed by the IdP's own key; `claims` override (e.g. `exp`, `sub`, `groups`). */
+  /** Where recordings and the index live (a fresh directory unless `config.storage.dir` names one). */
+  storageDir: string;
+  /** The recordings' master key (base64): `storage.master_key`, or the first of `storage.master_keys`. */
+  masterKey: string;
+  /** The config file, with `reloadable`. */
+  configFile?: string;
+  /** What the gateway judges token expiry by: `advance` it instead of waiting for a token to expire. */
+  clock: TestClock;
+  /** A token for a test user, signed by the IdP's key, issued now by `clock`; `claims` override (e.g. `exp`, `sub`, `groups`). */
   token(user: TestUser, claims?: JWTPayload): Promise<string>;
   /** `ws://127.0.0.1:PORT/v1/tunnel?connection=NAME`. */
   tunnelUrl(connection: string): string;
+  /** The sessions in the gateway's index, as the store lists them. */
+  sessions(): Promise<SessionInfo[]>;
+  /** With `reloadable`: writes the config with `changes` merged over the one the gateway started with (`storage` and `identity` key by key). */
+  writeConfig(changes?: Record<string, unknown>): Promise<void>;
   /** Closes the app (tunnels get 1001 ERR_SHUTTING_DOWN); the IdP and upstreams stay up. */
   stopApp(): Promise<void>;
   /** Builds and listens a fresh app on the same port. */
   startApp(): Promise<void>;
   close(): Promise<void>;
+}
+
+/** The gateways of one test file and the one IdP they all trust. */
+export interface GatewayFixture {
+  /** The file's IdP (once `beforeAll` has started it). */
+  readonly idp: TestIdp;
+  /**
+   * Starts upstreams and a gateway trusting the file's IdP. One started inside a test is closed when that
+   * test ends; one started in a hook, when the file (or the `describe` that made the fixture) is done.
+   */
+  start(options?: TestGatewayOptions): Promise<TestGateway>;
 }
 
 async function startSink(): Promise<{ address: string; close(): Promise<void> }> {
@@ -93,16 +141,78 @@ async function startSink(): Promise<{ address: string; close(): Promise<void> }>
   };
 }
 
-/** Starts IdP, upstreams and gateway; tears them down at the end of the test unless `teardown: 'manual'`. */
-export async function startTestGateway(options: TestGatewayOptions = {}): Promise<TestGateway> {
+/**
+ * One IdP per test file, started in `beforeAll` and stopped in `afterAll` (call this at the top of the file,
+ * or of a `describe`), signing with the committed fixture key; `start` gives each test its own gateway
+ * against it. `defaults` apply to every gateway of the fixture; `idp` sets up the IdP itself.
+ */
+export function gatewayFixture(defaults: TestGatewayOptions & { idp?: Partial<IdpOptions> } = {}): GatewayFixture {
+  const { idp: idpOptions, ...gatewayDefaults } = defaults;
+  let idp: TestIdp | undefined;
+  /** Gateways started from hooks, closed with the fixture. */
+  const lasting = new Set<() => Promise<void>>();
+  beforeAll(async () => {
+    idp = await startTestIdp(idpOptions);
+  });
+  afterAll(async () => {
+    for (const close of [...lasting]) await close();
+    await idp?.close();
+  });
+  const fileIdp = (): TestIdp => {
+    if (idp === undefined) throw new Error('the fixture IdP starts in beforeAll: start gateways from a hook or a test');
+    return idp;
+  };
+  return {
+    get idp() {
+      return fileIdp();
+    },
+    async start(options = {}) {
+      const merged: TestGatewayOptions = { ...gatewayDefaults, ...options, config: { ...gatewayDefaults.config, ...options.config } };
+      const inTest = TestRunner.getCurrentTest() !== undefined;
+      const gateway = await startGateway(fileIdp(), merged, (close) => {
+        if (inTest) onTestFinished(close);
+        else lasting.add(close);
+      });
+      return gateway;
+    },
+  };
+}
+
+/**
+ * An `http` connection named `llm` to the demo model, open to ml-eng, with the upstream key injected;
+ * `more` adds settings or overrides these (another name, groups, `record`…).
+ */
+export function modelConnection(model: { url: string }, more: Record<string, unknown> = {}): Record<string, unknown> {
+  return { name: 'llm', type: 'http', upstream: model.url, allow_groups: ['ml-eng'], headers: { authorization: `Bearer ${UPSTREAM_API_KEY}` }, ...more };
+}
+
+/** Options for a gateway on the demo's own `llm` connection and masking profiles, as `sluice demo` sets them up. */
+export function demoGatewayOptions(model: ModelServerOptions = {}): TestGatewayOptions {
+  const demo = (modelUrl: string) =>
+    demoConfigDocument({
+      issuer: 'http://127.0.0.1:9/',
+      listen: '127.0.0.1:0',
+      modelUrl,
+      echoAddress: '127.0.0.1:9',
+      dataDir: '/nonexistent',
+      masterKey: '',
+      signingKeyFile: '/nonexistent.pem',
+    }) as { connections: Array<{ name: string }>; masking_profiles: unknown };
+  return {
+    model: { apiKey: DEMO_UPSTREAM_KEY, ...model },
+    connections: ({ model: server }) => demo(server.url).connections.filter((c) => c.name === 'llm'),
+    config: { masking_profiles: demo('http://127.0.0.1:9').masking_profiles },
+  };
+}
+
+/** Upstreams, storage and the app; `teardown` is handed the close function as soon as there is something to close. */
+async function startGateway(idp: TestIdp, options: TestGatewayOptions, teardown: (close: () => Promise<void>) => void): Promise<TestGateway> {
   const closers: Array<() => Promise<void>> = [];
   const close = async (): Promise<void> => {
     for (const c of closers.splice(0).reverse()) await c().catch(() => undefined);
   };
-  if ((options.teardown ?? 'test') === 'test') onTestFinished(close);
+  teardown(close);
   try {
-    const idp = await startTestIdp();
-    closers.push(() => idp.close());
     const model = await startModelServer({ apiKey: UPSTREAM_API_KEY, chunkDelayMs: 0, ...options.model });
     closers.push(() => model.close());
     const echo = await startEchoServer();
@@ -111,32 +221,59 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
     closers.push(() => sink.close());
 
     // recordings are always encrypted, so a gateway with connections needs a storage dir and a master key
-    const storageDir = await mkdtemp(join(tmpdir(), 'sluice-gw-'));
-    closers.push(() => rm(storageDir, { recursive: true, force: true }));
-
-    const config = validateConfig({
-      identity: { issuer: idp.issuer, audience: idp.audience, cli_client_id: idp.cliClientId },
-      storage: { dir: storageDir, master_key: randomBytes(32).toString('base64') },
+    const root = await mkdtemp(join(tmpdir(), 'sluice-gw-'));
+    closers.push(() => rm(root, { recursive: true, force: true }));
+    const { storage = {}, identity = {}, ...more }: { storage?: object; identity?: object; [key: string]: unknown } = options.config ?? {};
+    // A test that names its own key or key ring gets exactly that.
+    const keys = 'master_key' in storage || 'master_keys' in storage ? {} : { master_key: randomBytes(32).toString('base64') };
+    const upstreams: TestUpstreams = { model, echo: `tcp://${echo.address}`, sink: `tcp://${sink.address}` };
+    const raw: Record<string, unknown> = {
+      identity: { issuer: idp.issuer, audience: idp.audience, cli_client_id: idp.cliClientId, ...identity },
+      storage: { dir: join(root, 'data'), ...keys, ...storage },
       roles: { admin: ['platform'], auditor: ['security'], reviewer: ['ml-leads'] },
       tunnel: options.tunnel ?? {},
-      connections: [
-        {
-          name: 'llm',
-          type: 'http',
-          upstream: model.url,
-          allow_groups: ['ml-eng'],
-          headers: { authorization: `Bearer ${UPSTREAM_API_KEY}` },
-        },
-        { name: 'echo', type: 'tcp', upstream: `tcp://${echo.address}`, allow_groups: ['ml-eng'] },
-        { name: 'sink', type: 'tcp', upstream: `tcp://${sink.address}`, allow_groups: ['ml-eng'] },
+      connections: options.connections?.(upstreams) ?? [
+        modelConnection(model),
+        { name: 'echo', type: 'tcp', upstream: upstreams.echo, allow_groups: ['ml-eng'] },
+        { name: 'sink', type: 'tcp', upstream: upstreams.sink, allow_groups: ['ml-eng'] },
       ],
-      ...options.config,
-    });
+      ...more,
+    };
+    const configFile = options.reloadable ? join(root, 'sluice.yaml') : undefined;
+    const writeConfig = async (changes: Record<string, unknown> = {}): Promise<void> => {
+      if (configFile === undefined) throw new Error('writeConfig needs a gateway started with reloadable: true');
+      const { storage: storageChanges, identity: identityChanges, ...rest } = changes;
+      const merged = {
+        ...raw,
+        ...rest,
+        storage: { ...(raw.storage as object), ...(storageChanges as object | undefined) },
+        identity: { ...(raw.identity as object), ...(identityChanges as object | undefined) },
+      };
+      await writeFile(configFile, JSON.stringify(merged));
+    };
+    let config: Config;
+    if (configFile === undefined) config = validateConfig(raw);
+    else {
+      await writeConfig();
+      config = await loadConfigFile(configFile);
+    }
+    const storageDir = config.storage.dir;
+    const ring = raw.storage as { master_key?: string; master_keys?: Array<{ key: string }> };
+    const masterKey = ring.master_key ?? ring.master_keys?.[0]?.key ?? '';
+    const clock = testClock();
+    const live = createLiveConfig(config);
 
     let app: FastifyInstance | undefined;
     let port = options.port ?? 0;
     const startApp = async (): Promise<void> => {
-      const next = await buildApp({ config, logger: false });
+      const next = await buildApp({
+        logger: false,
+        ...options.app,
+        ...(configFile === undefined ? {} : { reloadConfig: () => loadConfigFile(configFile) }),
+        config,
+        live,
+        clock,
+      });
       await next.listen({ host: '127.0.0.1', port });
       port = (next.server.address() as AddressInfo).port;
       app = next;
@@ -161,11 +298,28 @@ export async function startTestGateway(options: TestGatewayOptions = {}): Promis
         return app;
       },
       config,
+      live,
       idp,
       model,
       echo,
-      token: (user, claims = {}) => signToken(idp.signingKey, idp.claimsFor(user, claims)),
+      storageDir,
+      masterKey,
+      ...(configFile === undefined ? {} : { configFile }),
+      clock,
+      token: (user, claims = {}) => {
+        const now = Math.floor(clock.now() / 1000);
+        return signToken(idp.signingKey, idp.claimsFor(user, { iat: now, exp: now + 300, ...claims }));
+      },
       tunnelUrl: (connection) => `ws://127.0.0.1:${port}/v1/tunnel?connection=${encodeURIComponent(connection)}`,
+      sessions: async () => {
+        const store = new SqliteStore({ file: join(storageDir, INDEX_FILE) });
+        try {
+          return (await store.listSessions()).sessions;
+        } finally {
+          await store.close();
+        }
+      },
+      writeConfig,
       stopApp,
       startApp,
       close,
@@ -222,7 +376,7 @@ export function refusedUpgrade(url: string, headers: Record<string, string> = {}
 export interface TunnelClosed {
   code: number;
   reason: string;
-  /** Date.now() when the close event fired. */
+  /** When the close event fired, by the `now` the tunnel was opened with (Date.now by default). */
   at: number;
 }
 
@@ -242,8 +396,9 @@ export interface RawTunnel {
   waitForText(match: (msg: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
 }
 
-/** Opens a tunnel WebSocket; terminated at the end of the test. */
-export function openRawTunnel(url: string, token: string | undefined, options: { teardown?: boolean } = {}): RawTunnel {
+/** Opens a tunnel WebSocket; terminated at the end of the test. `now` times its close (a gateway's `clock.now`). */
+export function openRawTunnel(url: string, token: string | undefined, options: { teardown?: boolean; now?: () => number } = {}): RawTunnel {
+  const now = options.now ?? Date.now;
   const ws = new WebSocket(url, {
     headers: token === undefined ? {} : { authorization: `Bearer ${token}` },
     perMessageDeflate: false,
@@ -272,7 +427,7 @@ export function openRawTunnel(url: string, token: string | undefined, options: {
     ws.once('error', reject);
   });
   opened.catch(() => undefined);
-  const closed = new Promise<TunnelClosed>((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString('utf8'), at: Date.now() })));
+  const closed = new Promise<TunnelClosed>((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString('utf8'), at: now() })));
   const waitForText: RawTunnel['waitForText'] = (match, timeoutMs = 10_000) =>
     new Promise((resolve, reject) => {
       const check = (): void => {
@@ -307,8 +462,9 @@ export async function openClientMux(
   url: string,
   token: string,
   overrides: Omit<TunnelMuxOptions, 'role'> = {},
+  options: { now?: () => number } = {},
 ): Promise<RawTunnel & { mux: TunnelMux; helloMessage: HelloMessage }> {
-  const raw = openRawTunnel(url, token);
+  const raw = openRawTunnel(url, token, options);
   await raw.opened;
   const hello = await raw.hello;
   const mux = new TunnelMux(raw.ws, { role: 'client', ...muxOptionsFromHello(hello), ...overrides });
@@ -359,6 +515,21 @@ export async function until(condition: () => boolean, what: string, timeoutMs = 
   while (!condition()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await sleep(5);
+  }
+}
+
+/**
+ * Polls `GET /v1/sessions?status=closed` as `token` every 100 ms until the gateway lists `count` sealed
+ * sessions (a proxy session is sealed once idle); returns them, newest first.
+ */
+export async function closedSessions(url: string, token: string, count: number, timeoutMs = 15_000): Promise<SessionJson[]> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const res = await fetch(`${url}/v1/sessions?status=closed`, { headers: { authorization: `Bearer ${token}` } });
+    const { sessions } = (await res.json()) as SessionListJson;
+    if (sessions.length === count) return sessions;
+    if (Date.now() > deadline) throw new Error(`${sessions.length} sessions were sealed, not ${count}`);
+    await sleep(100);
   }
 }
 

@@ -1,4 +1,5 @@
 import { createHmac, createPublicKey } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import * as jose from 'jose';
 import { startIdp, type DemoUser, type IdpClient, type IdpOptions, type RunningIdp } from '../../server/demo/idp.js';
 
@@ -33,16 +34,21 @@ export interface TestIdp {
   close(): Promise<void>;
 }
 
-/** Generates an RS256 private JWK with a thumbprint `kid`. */
-export async function generateSigningKey(alg = 'RS256'): Promise<SigningJwk> {
-  const { privateKey } = await jose.generateKeyPair(alg, { extractable: true });
-  const jwk = await jose.exportJWK(privateKey);
-  return { ...jwk, kid: await jose.calculateJwkThumbprint(jwk), alg, use: 'sig' };
-}
+/**
+ * Fixed RS256 keys committed with the tests, so no test waits for an RSA key to be generated: `ISSUER_KEY`
+ * is what every test IdP signs with unless told otherwise; `FOREIGN_KEY` is published by none of them
+ * (forged tokens, a key the provider rotates to).
+ */
+const FIXTURE_KEYS = JSON.parse(readFileSync(new URL('../fixtures/idp/signing-keys.json', import.meta.url), 'utf8')) as {
+  issuer: SigningJwk;
+  foreign: SigningJwk;
+};
+export const ISSUER_KEY: SigningJwk = FIXTURE_KEYS.issuer;
+export const FOREIGN_KEY: SigningJwk = FIXTURE_KEYS.foreign;
 
 /** Starts the demo IdP with the test users alice/bob/carol/dave, the `sluice-cli` client and the `ci-bot` client. */
 export async function startTestIdp(overrides: Partial<IdpOptions> = {}): Promise<TestIdp> {
-  const signingKey = overrides.signingKeys?.[0] ? (overrides.signingKeys[0] as SigningJwk) : await generateSigningKey();
+  const signingKey = (overrides.signingKeys?.[0] as SigningJwk | undefined) ?? ISSUER_KEY;
   const options: IdpOptions = {
     audience: TEST_AUDIENCE,
     users: Object.values(TEST_USERS).map((user) => ({ ...user, groups: [...user.groups] })),

@@ -1,106 +1,55 @@
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import type { FastifyInstance } from 'fastify';
 import OpenAI from 'openai';
-import { afterAll, beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
+import { beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
 import { WebSocket } from 'ws';
-import { buildApp } from '../../server/app.js';
-import { loadConfigFile } from '../../server/config/load.js';
-import { startModelServer, type RunningModelServer } from '../../server/demo/model-server.js';
 import type { ReviewJson } from '../../shared/reviews-api.js';
-import { refusedUpgrade } from '../helpers/gateway.js';
-import { signToken, startTestIdp, type TestIdp } from '../helpers/oidc.js';
+import { gatewayFixture, modelConnection, refusedUpgrade, type TestGateway } from '../helpers/gateway.js';
 
-const UPSTREAM_KEY = 'sk-upstream-only-the-gateway-knows';
+const gateways = gatewayFixture();
 
-let idp: TestIdp;
-let model: RunningModelServer;
-let app: FastifyInstance;
+let gw: TestGateway;
 let gateway: string;
-let dir: string;
-let configFile: string;
 const tokens: Record<string, string> = {};
 
-function yaml(extraPolicies = ''): string {
-  return `
-identity:
-  issuer: ${idp.issuer}
-  audience: ${idp.audience}
-  cli_client_id: sluice-cli
-roles:
-  admin: [platform]
-  auditor: [security]
-  reviewer: [ml-leads]
-storage:
-  dir: ${join(dir, 'data')}
-  master_key: ${randomBytes(32).toString('base64')}
-approval:
-  max_held_per_user: 2
-connections:
-  - name: llm
-    type: http
-    upstream: ${model.url}
-    headers: { authorization: "Bearer ${UPSTREAM_KEY}" }
-    allow_groups: [ml-eng]
-  - name: vault
-    type: http
-    upstream: ${model.url}
-    headers: { authorization: "Bearer ${UPSTREAM_KEY}" }
-    allow_groups: [ml-eng]
-    requires_grant: true
-    grant: { reviewers: [ml-leads], max_duration: 8h }
-policies:
-${extraPolicies}
-  - name: header-review
-    when: request.headers[?"x-review-me"].orValue("") == "yes"
-    action: review
-    reviewers: [ml-leads]
-    timeout: 10m
-  - name: models-allow-list
-    when: request.method == "POST" && has(request.json.model) && !(request.json.model in ["demo", "gpt-5", "gpt-5-slow"])
-    action: deny
-    message: Only the models demo and gpt-5 may be used on this gateway
-  - name: max-tokens
-    when: request.json.?max_tokens.orValue(0) > 4096
-    action: deny
-    message: max_tokens is limited to 4096
-  - name: slow-review
-    when: request.json.?model.orValue("") == "gpt-5-slow"
-    action: review
-    reviewers: [ml-leads]
-    timeout: 300ms
-  - name: frontier-models-need-review
-    when: connection.name == "llm" && has(request.json.model) && request.json.model.startsWith("gpt-5")
-    action: review
-    reviewers: [ml-leads]
-    timeout: 10m
-`;
+const POLICIES = [
+  { name: 'header-review', when: 'request.headers[?"x-review-me"].orValue("") == "yes"', action: 'review', reviewers: ['ml-leads'], timeout: '10m' },
+  {
+    name: 'models-allow-list',
+    when: 'request.method == "POST" && has(request.json.model) && !(request.json.model in ["demo", "gpt-5", "gpt-5-slow"])',
+    action: 'deny',
+    message: 'Only the models demo and gpt-5 may be used on this gateway',
+  },
+  { name: 'max-tokens', when: 'request.json.?max_tokens.orValue(0) > 4096', action: 'deny', message: 'max_tokens is limited to 4096' },
+  { name: 'slow-review', when: 'request.json.?model.orValue("") == "gpt-5-slow"', action: 'review', reviewers: ['ml-leads'], timeout: '300ms' },
+  {
+    name: 'frontier-models-need-review',
+    when: 'connection.name == "llm" && has(request.json.model) && request.json.model.startsWith("gpt-5")',
+    action: 'review',
+    reviewers: ['ml-leads'],
+    timeout: '10m',
+  },
+];
+
+/** The config file as the gateway started from it, with `extraPolicies` first and a fresh master key. */
+function rewriteConfig(extraPolicies: unknown[] = []): Promise<void> {
+  return gw.writeConfig({ storage: { master_key: randomBytes(32).toString('base64') }, policies: [...extraPolicies, ...POLICIES] });
 }
 
 beforeAll(async () => {
-  idp = await startTestIdp();
-  model = await startModelServer({ apiKey: UPSTREAM_KEY, chunkDelayMs: 0 });
-  dir = await mkdtemp(join(tmpdir(), 'sluice-approval-'));
-  configFile = join(dir, 'sluice.yaml');
-  await writeFile(configFile, yaml());
-  const config = await loadConfigFile(configFile);
-  app = await buildApp({ config, logger: false, reloadConfig: () => loadConfigFile(configFile) });
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  gateway = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
-  for (const user of ['alice', 'bob', 'carol', 'dave'] as const) tokens[user] = await signToken(idp.signingKey, idp.claimsFor(user));
+  gw = await gateways.start({
+    reloadable: true,
+    connections: ({ model }) => [
+      modelConnection(model),
+      modelConnection(model, { name: 'vault', requires_grant: true, grant: { reviewers: ['ml-leads'], max_duration: '8h' } }),
+    ],
+    config: { approval: { max_held_per_user: 2 }, policies: POLICIES },
+  });
+  gateway = gw.url;
+  for (const user of ['alice', 'bob', 'carol', 'dave'] as const) tokens[user] = await gw.token(user);
   // pat is an admin (group platform); the test IdP has no such user, so the token is made directly.
-  tokens.pat = await signToken(idp.signingKey, { ...idp.claimsFor('alice'), sub: 'pat', email: 'pat@example.com', groups: ['platform'] });
-});
-
-afterAll(async () => {
-  await app?.close();
-  await model?.close();
-  await idp?.close();
-  if (dir) await rm(dir, { recursive: true, force: true });
+  tokens.pat = await gw.token('alice', { sub: 'pat', email: 'pat@example.com', groups: ['platform'] });
 });
 
 function sdk(user: string, connection = 'llm'): OpenAI {
@@ -141,14 +90,14 @@ async function sdkError(p: Promise<unknown>): Promise<InstanceType<typeof OpenAI
 
 describe('deny rules in CEL over the JSON body', () => {
   it('answers a model outside the allow list with the rule\'s message, never calling the upstream', async () => {
-    const before = model.requests.length;
+    const before = gw.model.requests.length;
     const err = await sdkError(sdk('alice').chat.completions.create({ model: 'gpt-3.5-turbo', messages: [{ role: 'user', content: 'hi' }] }));
     expect(err).toBeInstanceOf(OpenAI.PermissionDeniedError);
     expect(err.status).toBe(403);
     expect(err.code).toBe('ERR_POLICY_DENIED');
     expect(err.message).toContain('Only the models demo and gpt-5 may be used on this gateway');
     expect((err.error as { rule?: string }).rule).toBe('models-allow-list');
-    expect(model.requests.length).toBe(before);
+    expect(gw.model.requests.length).toBe(before);
   });
 
   it('answers max_tokens above the bound with its message', async () => {
@@ -165,7 +114,7 @@ describe('deny rules in CEL over the JSON body', () => {
 
 describe('held requests', () => {
   it('holds a matching call until bob approves; alice and carol cannot approve (403 each)', async () => {
-    const before = model.requests.length;
+    const before = gw.model.requests.length;
     const call = sdk('alice').chat.completions.create({ model: 'gpt-5', messages: [{ role: 'user', content: 'needs a review' }] });
     const review = await pendingReview();
     expect(review).toMatchObject({
@@ -178,7 +127,7 @@ describe('held requests', () => {
     });
     expect(review.id).toMatch(/^r_/);
     // Held, not forwarded.
-    expect(model.requests.length).toBe(before);
+    expect(gw.model.requests.length).toBe(before);
 
     const self = await api<{ error: { code: string } }>('alice', 'POST', `/v1/reviews/${review.id}/approve`, {});
     expect(self.status).toBe(403);
@@ -194,7 +143,7 @@ describe('held requests', () => {
     expect(approved.body.review).toMatchObject({ status: 'approved', resolved_by: { sub: 'bob' } });
     const completion = await call;
     expect(completion.choices[0]?.message.content).toContain('needs a review');
-    expect(model.requests.length).toBe(before + 1);
+    expect(gw.model.requests.length).toBe(before + 1);
   });
 
   it('fails the call with 403 and the reviewer\'s reason when rejected', async () => {
@@ -302,7 +251,7 @@ describe('a review decided without the body', () => {
 
 describe('a review watch', () => {
   it('ends when the token it was opened with expires, saying so', async () => {
-    const shortLived = await signToken(idp.signingKey, idp.claimsFor('bob', { exp: Math.floor(Date.now() / 1000) + 2 }));
+    const shortLived = await gw.token('bob', { exp: Math.floor(Date.now() / 1000) + 2 });
     const started = Date.now();
     const res = await fetch(`${gateway}/v1/reviews/watch`, { headers: { authorization: `Bearer ${shortLived}` }, signal: AbortSignal.timeout(15_000) });
     expect(res.status).toBe(200);
@@ -312,7 +261,7 @@ describe('a review watch', () => {
   });
 
   it('refuses a token already past its expiry (within the clock leeway) with 401, and the gateway carries on', async () => {
-    const expired = await signToken(idp.signingKey, idp.claimsFor('bob', { exp: Math.floor(Date.now() / 1000) - 5 }));
+    const expired = await gw.token('bob', { exp: Math.floor(Date.now() / 1000) - 5 });
     const res = await fetch(`${gateway}/v1/reviews/watch`, { headers: { authorization: `Bearer ${expired}` }, signal: AbortSignal.timeout(5000) });
     expect(res.status).toBe(401);
     expect(((await res.json()) as { error: { code: string } }).error.code).toBe('ERR_TOKEN_EXPIRED');
@@ -365,14 +314,14 @@ describe('reload', () => {
   it('is for admins; an invalid file is refused and the running rules stay; a valid one takes effect', async () => {
     expect((await api('alice', 'POST', '/v1/admin/reload')).status).toBe(403);
 
-    await writeFile(configFile, yaml(`  - name: broken\n    when: request.json.model ==\n    action: deny\n`));
+    await rewriteConfig([{ name: 'broken', when: 'request.json.model ==', action: 'deny' }]);
     const bad = await api<{ error: { code: string; problems: string[] } }>('pat', 'POST', '/v1/admin/reload');
     expect(bad.body.error.code).toBe('ERR_CONFIG_INVALID');
     expect(bad.body.error.problems).toEqual([expect.stringMatching(/^policies\[0\]\.when: /)]);
     const stillAllowed = await sdk('alice').chat.completions.create({ model: 'demo', messages: [{ role: 'user', content: 'still fine' }] });
     expect(stillAllowed.choices[0]?.message.content).toContain('still fine');
 
-    await writeFile(configFile, yaml(`  - name: freeze\n    when: request.json.model == "demo"\n    action: deny\n    message: demo is frozen\n`));
+    await rewriteConfig([{ name: 'freeze', when: 'request.json.model == "demo"', action: 'deny', message: 'demo is frozen' }]);
     const good = await api<{ reloaded: boolean; applied: string[]; restart_required: string[] }>('pat', 'POST', '/v1/admin/reload');
     expect(good.status).toBe(200);
     expect(good.body.applied).toContain('policies');
@@ -381,7 +330,7 @@ describe('reload', () => {
     const frozen = await sdkError(sdk('alice').chat.completions.create({ model: 'demo', messages: [{ role: 'user', content: 'now frozen' }] }));
     expect(frozen.message).toContain('demo is frozen');
 
-    await writeFile(configFile, yaml());
+    await rewriteConfig();
     expect((await api('pat', 'POST', '/v1/admin/reload')).status).toBe(200);
   });
 });

@@ -4,6 +4,7 @@ import type { HeldExchange, SessionNotice } from '../../server/approval/held-req
 import type { ReviewEvent } from '../../server/approval/review-feed.js';
 import { validateConfig } from '../../server/config/load.js';
 import type { Principal } from '../../server/identity/principal.js';
+import { SqliteStore } from '../../server/store/sqlite-store.js';
 import { SluiceError } from '../../shared/errors.js';
 
 const alice: Principal = { sub: 'alice', email: 'alice@example.com', groups: ['ml-eng'], roles: [], expiresAt: 0, issuer: 'https://idp' };
@@ -14,8 +15,13 @@ function setup(record?: (exchange: HeldExchange, event: ReviewEvent) => Promise<
     identity: { issuer: 'https://idp.example.com', audience: 'a', cli_client_id: 'c' },
     approval: { max_held_per_user: 2 },
   });
-  const system = createApprovalSystem({ config: () => config, record });
-  onTestFinished(() => system.close());
+  const store = new SqliteStore({ file: ':memory:' });
+  const system = createApprovalSystem({ config: () => config, store, record });
+  // The system first: withdrawing held requests writes to the store.
+  onTestFinished(async () => {
+    await system.close();
+    await store.close();
+  });
   const notices: SessionNotice[] = [];
   system.notices.register('ses_1', (n) => notices.push(n));
   const exchange: HeldExchange = { id: 'req_1', principal: alice, connection: { name: 'llm' }, session: { id: 'ses_1', reason: 'eval' } };

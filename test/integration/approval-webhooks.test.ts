@@ -6,6 +6,7 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { createApprovalSystem } from '../../server/approval/approval-system.js';
 import { validateConfig } from '../../server/config/load.js';
 import type { Principal } from '../../server/identity/principal.js';
+import { SqliteStore } from '../../server/store/sqlite-store.js';
 
 interface Delivery {
   headers: IncomingHttpHeaders;
@@ -53,8 +54,13 @@ function systemWith(webhooks: unknown[]) {
     identity: { issuer: 'https://idp.example.com', audience: 'a', cli_client_id: 'c' },
     approval: { webhooks },
   });
-  const system = createApprovalSystem({ config: () => config });
-  onTestFinished(() => system.close());
+  const store = new SqliteStore({ file: ':memory:' });
+  const system = createApprovalSystem({ config: () => config, store });
+  // The system first: withdrawing held requests writes to the store.
+  onTestFinished(async () => {
+    await system.close();
+    await store.close();
+  });
   return system;
 }
 

@@ -3,30 +3,21 @@
  * server): sessions are recorded by the openai SDK calling the direct proxy, then listed, read,
  * streamed and exported over HTTP as auditors and as ordinary users see them.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdtemp, open, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { open } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { FastifyInstance } from 'fastify';
 import OpenAI from 'openai';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { buildApp } from '../../server/app.js';
-import { validateConfig } from '../../server/config/load.js';
-import { createLiveConfig, type LiveConfig } from '../../server/config/live-config.js';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
+import type { LiveConfig } from '../../server/config/live-config.js';
 import type { Config } from '../../server/config/schema.js';
-import { startModelServer, type RunningModelServer } from '../../server/demo/model-server.js';
 import { EVENT_TYPES, type RecordedEvent } from '../../server/recording/event-types.js';
 import { keyRingFromSettings } from '../../server/recording/key-ring.js';
 import type { SessionDetailJson, SessionJson, SessionListJson } from '../../shared/sessions-api.js';
-import { signToken, startTestIdp, type TestIdp } from '../helpers/oidc.js';
+import { gatewayFixture, modelConnection } from '../helpers/gateway.js';
 import { readStoredSession } from '../helpers/stored-sessions.js';
 
-const UPSTREAM_KEY = 'sk-upstream-only-the-gateway-knows';
 const PROMPT = 'Summarise the quarterly numbers for ACME-314159';
 
-let idp: TestIdp;
-let model: RunningModelServer;
-let app: FastifyInstance;
+const gateways = gatewayFixture();
 let live: LiveConfig;
 let config: Config;
 let url: string;
@@ -80,35 +71,18 @@ async function allSealed(count: number): Promise<SessionJson[]> {
 }
 
 beforeAll(async () => {
-  idp = await startTestIdp();
-  model = await startModelServer({ apiKey: UPSTREAM_KEY, chunks: 6, chunkDelayMs: 15 });
-  dir = await mkdtemp(join(tmpdir(), 'sluice-audit-api-'));
-  masterKey = randomBytes(32).toString('base64');
-  config = validateConfig({
-    identity: { issuer: idp.issuer, audience: idp.audience, cli_client_id: idp.cliClientId },
-    roles: { auditor: ['security'], admin: ['platform'], reviewer: ['ml-leads'] },
-    storage: { dir, master_key: masterKey, proxy_session_idle: '700ms' },
-    connections: [
-      {
-        name: 'llm',
-        type: 'http',
-        upstream: model.url,
-        allow_groups: ['ml-eng', 'ml-leads'],
-        headers: { authorization: `Bearer ${UPSTREAM_KEY}` },
-        record: { request_body: 'raw', response_body: 'raw' },
-      },
-      { name: 'llm2', type: 'http', upstream: model.url, allow_groups: ['ml-eng'], headers: { authorization: `Bearer ${UPSTREAM_KEY}` } },
+  const gw = await gateways.start({
+    model: { chunks: 6, chunkDelayMs: 15 },
+    connections: ({ model }) => [
+      modelConnection(model, { allow_groups: ['ml-eng', 'ml-leads'], record: { request_body: 'raw', response_body: 'raw' } }),
+      modelConnection(model, { name: 'llm2' }),
     ],
+    config: { roles: { auditor: ['security'], admin: ['platform'], reviewer: ['ml-leads'] }, storage: { proxy_session_idle: '700ms' } },
   });
-  live = createLiveConfig(config);
-  app = await buildApp({ config, live, logger: false });
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
-  tokens.alice = await signToken(idp.signingKey, idp.claimsFor('alice'));
-  tokens.bob = await signToken(idp.signingKey, idp.claimsFor('bob'));
-  tokens.carol = await signToken(idp.signingKey, idp.claimsFor('carol'));
-  tokens.admin = await signToken(idp.signingKey, idp.claimsFor('dave', { sub: 'root', groups: ['platform'] }));
-  tokens.dave = await signToken(idp.signingKey, idp.claimsFor('dave', { groups: ['ml-eng'] }));
+  ({ live, config, url, storageDir: dir, masterKey } = gw);
+  for (const user of ['alice', 'bob', 'carol'] as const) tokens[user] = await gw.token(user);
+  tokens.admin = await gw.token('dave', { sub: 'root', groups: ['platform'] });
+  tokens.dave = await gw.token('dave', { groups: ['ml-eng'] });
 
   // Recorded traffic: alice on llm (plain, then streamed), bob on llm, alice on llm2, in that order.
   const completion = await sdk('alice').chat.completions.create({ model: 'demo-small', messages: [{ role: 'user', content: PROMPT }] });
@@ -125,13 +99,6 @@ beforeAll(async () => {
   const sealed = await allSealed(3);
   [aliceLlm2, bobLlm, aliceLlm] = [sealed[0]!, sealed[1]!, sealed[2]!];
 }, 60_000);
-
-afterAll(async () => {
-  await app?.close();
-  await model?.close();
-  await idp?.close();
-  if (dir) await rm(dir, { recursive: true, force: true });
-});
 
 describe('GET /v1/sessions', () => {
   it('lists every session newest first for auditors, with the index facts of each', async () => {

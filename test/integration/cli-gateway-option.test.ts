@@ -8,7 +8,9 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { openLocalState } from '../../cli/auth/local-state.js';
 import { runCliInProcess, type InProcessResult } from '../helpers/cli-in-process.js';
 import { ERRORS } from '../../shared/errors.js';
-import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { gatewayFixture, type TestGateway } from '../helpers/gateway.js';
+
+const gateways = gatewayFixture();
 
 function sluice(args: string[], env: NodeJS.ProcessEnv): Promise<InProcessResult> {
   return runCliInProcess(args, env);
@@ -44,7 +46,7 @@ async function savedLogin(gw: TestGateway, home: string, profile: string, tokens
 
 describe('--gateway on every client command', () => {
   it('is accepted by each command that calls a gateway, and names the gateway for SLUICE_TOKEN', async () => {
-    const gw = await startTestGateway();
+    const gw = await gateways.start();
     const dead = await elsewhere();
     const home = await configHome();
     // SLUICE_GATEWAY names another server: --gateway wins, as the README's environment table says.
@@ -75,7 +77,7 @@ describe('--gateway on every client command', () => {
   });
 
   it("with a saved login, takes the profile's own gateway and never sends its token to another", async () => {
-    const gw = await startTestGateway();
+    const gw = await gateways.start();
     const other = await elsewhere();
     const home = await configHome();
     const token = await gw.token('alice');
@@ -95,7 +97,7 @@ describe('--gateway on every client command', () => {
   });
 
   it('names the exact command to log in again when a refresh is refused: profile, gateway and all', async () => {
-    const gw = await startTestGateway();
+    const gw = await gateways.start();
     const home = await configHome();
     // Expired, with a refresh token the provider never issued: the provider refuses the refresh (invalid_grant).
     const env = await savedLogin(gw, home, 'bob', { accessToken: await gw.token('bob'), refreshToken: 'not-a-refresh-token', expiresAt: Math.floor(Date.now() / 1000) - 10 });

@@ -1,14 +1,9 @@
-import { mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { buildApp } from '../../server/app.js';
-import { loadConfigFile } from '../../server/config/load.js';
-import { startModelServer } from '../../server/demo/model-server.js';
-import { signToken, startTestIdp } from '../helpers/oidc.js';
 import { checkRequestPath } from '../../server/pipeline/request-path.js';
 import { TunnelClient } from '../../cli/tunnel/tunnel-client.js';
-import { chatBody, httpOver, openRawTunnel, startTestGateway } from '../helpers/gateway.js';
+import { chatBody, gatewayFixture, httpOver, openRawTunnel } from '../helpers/gateway.js';
+
+const gateways = gatewayFixture();
 
 describe('request targets', () => {
   it.each(['http://evil/v1/files', '*', 'v1/models', '/v1/../admin', '/v1/%2E%2E/admin', '/./v1/models', '/v1/%2e/x'])('refuses %s', (path) => {
@@ -20,7 +15,7 @@ describe('request targets', () => {
   });
 
   it('answers an absolute-form or dot-segment target through the tunnel with 400 and forwards nothing', async () => {
-    const gw = await startTestGateway();
+    const gw = await gateways.start();
     const token = await gw.token('alice');
     const client = new TunnelClient({ gateway: gw.url, connection: 'llm', getToken: async () => ({ token }) });
     await client.start();
@@ -40,7 +35,7 @@ describe('request targets', () => {
 
 describe('policies that read the body', () => {
   it('refuse a body padded past the read-ahead instead of letting it slip by the rule', async () => {
-    const gw = await startTestGateway({
+    const gw = await gateways.start({
       config: { policies: [{ name: 'no-gpt5', when: 'request.json.model.startsWith("gpt-5")', action: 'deny', message: 'no frontier models' }] },
     });
     const auth = { authorization: `Bearer ${await gw.token('alice')}`, 'content-type': 'application/json' };
@@ -57,7 +52,7 @@ describe('policies that read the body', () => {
   });
 
   it('leave alone a large body whose request no body rule applies to', async () => {
-    const gw = await startTestGateway({
+    const gw = await gateways.start({
       config: { policies: [{ name: 'chat-models', when: 'request.path.startsWith("/v1/chat") && request.json.model == "gpt-5"', action: 'deny' }] },
       model: { maxBodyBytes: 8 * 1024 * 1024 },
     });
@@ -73,7 +68,7 @@ describe('policies that read the body', () => {
   });
 
   it('read as far as policy_read_ahead allows, so large bodies can be judged where the operator wants', async () => {
-    const gw = await startTestGateway({
+    const gw = await gateways.start({
       model: { maxBodyBytes: 8 * 1024 * 1024 },
       config: {
         policy_read_ahead: 4 * 1024 * 1024,
@@ -95,7 +90,7 @@ describe('policies that read the body', () => {
 
 describe('tcp connections and policy', () => {
   it('a deny rule refuses a tcp stream: the caller is reset and the upstream never sees it', async () => {
-    const gw = await startTestGateway({ config: { policies: [{ name: 'no-echo', when: 'connection.name == "echo"', action: 'deny', message: 'echo is closed' }] } });
+    const gw = await gateways.start({ config: { policies: [{ name: 'no-echo', when: 'connection.name == "echo"', action: 'deny', message: 'echo is closed' }] } });
     const token = await gw.token('alice');
     const client = new TunnelClient({ gateway: gw.url, connection: 'echo', getToken: async () => ({ token }) });
     await client.start();
@@ -113,7 +108,7 @@ describe('tcp connections and policy', () => {
 
 describe('re-authentication input', () => {
   it('a reauth token with a huge algorithm name closes that tunnel and the gateway carries on', async () => {
-    const gw = await startTestGateway();
+    const gw = await gateways.start();
     const token = await gw.token('alice');
     const wsUrl = `${gw.url.replace('http', 'ws')}/v1/tunnel?connection=llm`;
     const tunnel = openRawTunnel(wsUrl, token);
@@ -129,26 +124,11 @@ describe('re-authentication input', () => {
 
 describe('a reload that takes access away', () => {
   it('closes an open tunnel at its next stream with ERR_CONNECTION_FORBIDDEN', async () => {
-    const idp = await startTestIdp();
-    onTestFinished(() => idp.close());
-    const model = await startModelServer({ chunkDelayMs: 0 });
-    onTestFinished(() => model.close());
-    const dir = await mkdtemp(join(tmpdir(), 'sluice-reload-'));
-    const file = join(dir, 'sluice.yaml');
-    const configFor = (groups: string[]) => ({
-      identity: { issuer: idp.issuer, audience: idp.audience, cli_client_id: 'sluice-cli' },
-      roles: { admin: ['platform'] },
-      storage: { dir, master_key: Buffer.alloc(32, 7).toString('base64') },
-      connections: [{ name: 'llm', type: 'http', upstream: model.url, allow_groups: groups }],
-    });
-    await writeFile(file, JSON.stringify(configFor(['ml-eng'])));
-    const app = await buildApp({ config: await loadConfigFile(file), logger: false, reloadConfig: () => loadConfigFile(file) });
-    onTestFinished(() => app.close());
-    await app.listen({ host: '127.0.0.1', port: 0 });
-    const url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}`;
+    const llm = (upstream: string, groups: string[]) => ({ name: 'llm', type: 'http', upstream, allow_groups: groups });
+    const gw = await gateways.start({ reloadable: true, model: { apiKey: undefined }, connections: ({ model }) => [llm(model.url, ['ml-eng'])] });
 
-    const alice = await signToken(idp.signingKey, idp.claimsFor('alice'));
-    const client = new TunnelClient({ gateway: url, connection: 'llm', getToken: async () => ({ token: alice }) });
+    const alice = await gw.token('alice');
+    const client = new TunnelClient({ gateway: gw.url, connection: 'llm', getToken: async () => ({ token: alice }) });
     await client.start();
     onTestFinished(() => client.close());
     const fatal = new Promise<{ code: string }>((resolve) => client.once('fatal', resolve));
@@ -156,25 +136,25 @@ describe('a reload that takes access away', () => {
     first.on('error', () => undefined);
     expect((await httpOver(() => first, { path: '/v1/models' })).status).toBe(200);
 
-    await writeFile(file, JSON.stringify(configFor(['ml-leads'])));
-    const admin = await signToken(idp.signingKey, { ...idp.claimsFor('bob'), groups: ['platform'] });
-    const reload = await fetch(`${url}/v1/admin/reload`, { method: 'POST', headers: { authorization: `Bearer ${admin}` } });
+    await gw.writeConfig({ connections: [llm(gw.model.url, ['ml-leads'])] });
+    const admin = await gw.token('bob', { groups: ['platform'] });
+    const reload = await fetch(`${gw.url}/v1/admin/reload`, { method: 'POST', headers: { authorization: `Bearer ${admin}` } });
     expect(reload.status).toBe(200);
 
-    const before = model.requests.length;
+    const before = gw.model.requests.length;
     const second = await client.openStream({});
     second.on('error', () => undefined);
     await httpOver(() => second, { path: '/v1/models' }).catch(() => undefined);
     expect((await fatal).code).toBe('ERR_CONNECTION_FORBIDDEN');
-    expect(model.requests.length).toBe(before);
+    expect(gw.model.requests.length).toBe(before);
   });
 });
 
 describe('a request held longer than the proxy session idle time', () => {
   it('keeps its session open while held, and completes once approved', async () => {
-    const gw = await startTestGateway({
+    const gw = await gateways.start({
       config: {
-        storage: { dir: await mkdtemp(join(tmpdir(), 'sluice-held-')), master_key: Buffer.alloc(32, 3).toString('base64'), proxy_session_idle: '300ms' },
+        storage: { proxy_session_idle: '100ms' },
         policies: [{ name: 'hold-all', when: 'request.method == "POST"', action: 'review', reviewers: ['ml-leads'], timeout: '30s' }],
       },
     });
@@ -193,7 +173,7 @@ describe('a request held longer than the proxy session idle time', () => {
     }
     expect(reviewId).toBeDefined();
     // Well past the idle time: the session must still be there when the request goes on.
-    await new Promise((r) => setTimeout(r, 1200));
+    await new Promise((r) => setTimeout(r, 500));
     const approved = await fetch(`${gw.url}/v1/reviews/${reviewId}/approve`, { method: 'POST', headers: { authorization: `Bearer ${bob}`, 'content-type': 'application/json' }, body: '{}' });
     expect(approved.status).toBe(200);
     const res = await call;

@@ -4,45 +4,29 @@
  * (taken from `demoConfig`, so the test follows the demo): the SDK parses every answer, and the fake PII
  * the model sends comes back masked.
  */
-import { randomBytes } from 'node:crypto';
 import OpenAI, { AuthenticationError } from 'openai';
 import type { ResponseStreamEvent } from 'openai/resources/responses/responses';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEMO_UPSTREAM_KEY, demoConfig } from '../../server/demo/demo-config.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { DEMO_UPSTREAM_KEY } from '../../server/demo/demo-config.js';
 import { embeddingFloats, embeddingOf } from '../../server/demo/embedding-vectors.js';
-import { DEMO_PII, startModelServer, type RunningModelServer } from '../../server/demo/model-server.js';
-import { startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { DEMO_PII } from '../../server/demo/model-server.js';
+import { demoGatewayOptions, gatewayFixture, type TestGateway } from '../helpers/gateway.js';
+
+const gateways = gatewayFixture();
 
 const PII = Object.values(DEMO_PII);
 const QUESTION = 'what do you know about the customer?';
 
-let model: RunningModelServer;
 let gw: TestGateway;
 let client: OpenAI;
 /** The chat answer to QUESTION as the gateway lets it out: what every other API's answer must read. */
 let maskedChat: string;
 
 beforeAll(async () => {
-  model = await startModelServer({ apiKey: DEMO_UPSTREAM_KEY, chunks: 40, chunkDelayMs: 0 });
-  const demo = demoConfig({
-    issuer: 'http://127.0.0.1:9/',
-    listen: '127.0.0.1:0',
-    modelUrl: model.url,
-    echoAddress: '127.0.0.1:9',
-    dataDir: '/nonexistent',
-    masterKey: randomBytes(32).toString('base64'),
-    signingKeyFile: '/nonexistent.pem',
-  });
-  const llm = demo.connections.find((c) => c.name === 'llm')!;
-  gw = await startTestGateway({ teardown: 'manual', config: { connections: [llm], masking_profiles: demo.masking_profiles } });
+  gw = await gateways.start(demoGatewayOptions({ chunks: 40 }));
   client = new OpenAI({ baseURL: `${gw.url}/v1/proxy/llm/v1`, apiKey: await gw.token('alice'), maxRetries: 0 });
   const chat = await client.chat.completions.create({ model: 'demo', messages: [{ role: 'user', content: QUESTION }] });
   maskedChat = chat.choices[0]!.message.content!;
-});
-
-afterAll(async () => {
-  await gw?.close();
-  await model?.close();
 });
 
 function expectMasked(text: string): void {
@@ -56,7 +40,7 @@ describe('the demo model through the gateway, with the openai SDK', () => {
     expect(gw.config.connections.find((c) => c.name === 'llm')?.masking).toEqual(['pii']);
     expectMasked(maskedChat);
     expect(maskedChat).toContain(QUESTION);
-    const direct = new OpenAI({ baseURL: `${model.url}/v1`, apiKey: DEMO_UPSTREAM_KEY, maxRetries: 0 });
+    const direct = new OpenAI({ baseURL: `${gw.model.url}/v1`, apiKey: DEMO_UPSTREAM_KEY, maxRetries: 0 });
     const raw = await direct.responses.create({ model: 'demo', input: QUESTION });
     for (const value of PII) expect(raw.output_text).toContain(value);
   });
@@ -78,7 +62,7 @@ describe('the demo model through the gateway, with the openai SDK', () => {
     expect(response.usage!.total_tokens).toBe(response.usage!.input_tokens + response.usage!.output_tokens);
     for (const value of PII) expect(JSON.stringify(response)).not.toContain(value);
     // The caller's key never reached the model: the gateway sent the demo's upstream key.
-    expect(model.requests.at(-1)!.headers.authorization).toBe(`Bearer ${DEMO_UPSTREAM_KEY}`);
+    expect(gw.model.requests.at(-1)!.headers.authorization).toBe(`Bearer ${DEMO_UPSTREAM_KEY}`);
   });
 
   it('streams responses.create as OpenAI does, every event masked', async () => {
@@ -129,10 +113,10 @@ describe('the demo model through the gateway, with the openai SDK', () => {
   it('answers embeddings.create in base64 (the SDK default) and as floats, the vectors unchanged by masking', async () => {
     const inputs = [`customer ${DEMO_PII.email}`, 'card 4111 1111 1111 1111'];
     const base64 = await client.embeddings.create({ model: 'demo-embed', input: inputs, dimensions: 512 });
-    const sentBase64 = JSON.parse(model.requests.at(-1)!.body) as { encoding_format: string; input: string[] };
+    const sentBase64 = JSON.parse(gw.model.requests.at(-1)!.body) as { encoding_format: string; input: string[] };
     expect(sentBase64.encoding_format).toBe('base64');
     const floats = await client.embeddings.create({ model: 'demo-embed', input: inputs, dimensions: 512, encoding_format: 'float' });
-    const sentFloats = JSON.parse(model.requests.at(-1)!.body) as { input: string[] };
+    const sentFloats = JSON.parse(gw.model.requests.at(-1)!.body) as { input: string[] };
 
     for (const answer of [base64, floats]) {
       expect(answer.object).toBe('list');
@@ -158,7 +142,7 @@ describe('the demo model through the gateway, with the openai SDK', () => {
 
   it('refuses every API without the upstream key, as the rest of the demo model does', async () => {
     for (const apiKey of ['sk-wrong', await gw.token('alice')]) {
-      const direct = new OpenAI({ baseURL: `${model.url}/v1`, apiKey, maxRetries: 0 });
+      const direct = new OpenAI({ baseURL: `${gw.model.url}/v1`, apiKey, maxRetries: 0 });
       await expect(direct.responses.create({ model: 'demo', input: 'hi' })).rejects.toBeInstanceOf(AuthenticationError);
       await expect(direct.responses.create({ model: 'demo', input: 'hi', stream: true })).rejects.toBeInstanceOf(AuthenticationError);
       await expect(direct.embeddings.create({ model: 'demo', input: 'hi' })).rejects.toBeInstanceOf(AuthenticationError);

@@ -1,16 +1,18 @@
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
-import { afterAll, beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
+import { beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
 import { runCliInProcess, type InProcessResult } from '../helpers/cli-in-process.js';
 import { TunnelClient, type TunnelEvent } from '../../cli/tunnel/tunnel-client.js';
 import { connectionListSchema, type ConnectionJson } from '../../shared/connections-api.js';
 import { pendingReviewAnswerSchema, reviewSchema, type ReviewJson } from '../../shared/reviews-api.js';
-import { httpOver, startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { gatewayFixture, httpOver, type TestGateway } from '../helpers/gateway.js';
 import { createApprovalService } from '../../server/approval/approval-service.js';
 import { createHeldRequests, type SessionNotice } from '../../server/approval/held-requests.js';
 import { SqliteStore } from '../../server/store/sqlite-store.js';
 import type { Principal } from '../../server/identity/principal.js';
+
+const gateways = gatewayFixture();
 
 let gw: TestGateway;
 const tokens: Record<string, string> = {};
@@ -40,8 +42,7 @@ const POLICIES = [
 ];
 
 beforeAll(async () => {
-  gw = await startTestGateway({
-    teardown: 'manual',
+  gw = await gateways.start({
     config: { policies: POLICIES, policy_read_ahead: 4096, approval: { resend_window: '1m', max_held_per_user: 20 } },
   });
   tokens.alice = await gw.token('alice');
@@ -53,10 +54,6 @@ beforeAll(async () => {
   tokens.pat = await gw.token('alice', { sub: 'pat', email: 'pat@example.com', groups: ['ml-eng', 'platform'] });
   tokens.oscar = await gw.token('alice', { sub: 'oscar', email: 'oscar@example.com', groups: ['ml-eng', 'ops'] });
   tokens.ian = await gw.token('alice', { sub: 'ian', email: 'ian@example.com', groups: ['ml-eng', 'interns'] });
-});
-
-afterAll(async () => {
-  await gw?.close();
 });
 
 async function api<T = unknown>(user: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
@@ -367,7 +364,7 @@ describe('a call that needs review, answered at once (Prefer: respond-async)', (
 
 describe('the deadline of a review answered at once', () => {
   it('tells the requester\'s tunnel how a review decided on another replica ended, though this replica never heard of the decision', async () => {
-    const g = await startTestGateway({
+    const g = await gateways.start({
       config: { policies: [{ name: 'brief-review', when: 'request.json.?model.orValue("") == "gpt-5"', action: 'review', reviewers: ['ml-leads'], timeout: '1s' }] },
     });
     const alice = await g.token('alice');

@@ -1,4 +1,4 @@
-import { createPublicKey, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createPublicKey, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
@@ -6,14 +6,16 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as jose from 'jose';
-import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../server/app.js';
 import { startGateway } from '../../server/start-gateway.js';
 import { createTokenVerifier } from '../../server/identity/token-verifier.js';
 import { validateConfig } from '../../server/config/load.js';
-import { clientCredentialsToken, generateSigningKey, signToken, startTestIdp, type TestIdp } from '../helpers/oidc.js';
+import { gatewayFixture } from '../helpers/gateway.js';
+import { clientCredentialsToken, FOREIGN_KEY, signToken, startTestIdp, type TestIdp } from '../helpers/oidc.js';
 
+const gateways = gatewayFixture();
 let idp: TestIdp;
 let app: FastifyInstance;
 
@@ -27,14 +29,16 @@ function gatewayConfig(issuer: string, audience: string, identity: Record<string
 }
 
 beforeAll(async () => {
-  idp = await startTestIdp();
-  app = await buildApp({ config: gatewayConfig(idp.issuer, idp.audience), logger: false });
+  idp = gateways.idp;
+  ({ app } = await gateways.start({ connections: () => [], config: { identity: { clock_tolerance: '5s' } } }));
 });
 
-afterAll(async () => {
-  await app?.close();
-  await idp?.close();
-});
+/** Moves `Date` (what jose and the readiness cache time themselves by) `ms` forward for the rest of the test. */
+function jumpDate(ms: number): void {
+  vi.useFakeTimers({ toFake: ['Date'], shouldAdvanceTime: true });
+  vi.setSystemTime(Date.now() + ms);
+  onTestFinished(() => void vi.useRealTimers());
+}
 
 const now = () => Math.floor(Date.now() / 1000);
 
@@ -95,18 +99,12 @@ describe('identity', () => {
     ],
     [
       'unknown kid',
-      async () => {
-        const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-        return new jose.SignJWT(claims()).setProtectedHeader({ alg: 'RS256', kid: 'not-published' }).sign(privateKey);
-      },
+      async () => new jose.SignJWT(claims()).setProtectedHeader({ alg: 'RS256', kid: 'not-published' }).sign(await jose.importJWK(FOREIGN_KEY, 'RS256')),
       'ERR_TOKEN_KEY_UNKNOWN',
     ],
     [
       'forged signature under a published kid',
-      async () => {
-        const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-        return new jose.SignJWT(claims()).setProtectedHeader({ alg: 'RS256', kid: idp.signingKey.kid }).sign(privateKey);
-      },
+      async () => new jose.SignJWT(claims()).setProtectedHeader({ alg: 'RS256', kid: idp.signingKey.kid }).sign(await jose.importJWK(FOREIGN_KEY, 'RS256')),
       'ERR_TOKEN_SIGNATURE',
     ],
     [
@@ -174,13 +172,13 @@ describe('key rotation at the provider', () => {
       expect((await call(await signToken(first.signingKey, c()))).status).toBe(200);
       // The provider restarts on the same address with a new key first and the old one still published.
       await first.close();
-      const rotated = await generateSigningKey();
+      const rotated = FOREIGN_KEY;
       second = await startTestIdp({ port, signingKeys: [rotated, first.signingKey] });
       expect(second.issuer).toBe(first.issuer);
       const rotatedToken = await signToken(rotated, c());
       // Within the cooldown the key set is not fetched again: the new kid is unknown for now.
       expect(await call(rotatedToken)).toEqual({ status: 401, code: 'ERR_TOKEN_KEY_UNKNOWN' });
-      await new Promise((r) => setTimeout(r, 2100));
+      jumpDate(2100);
       expect((await call(rotatedToken)).status).toBe(200);
       expect((await call(await signToken(first.signingKey, c()))).status).toBe(200);
     } finally {
@@ -261,7 +259,7 @@ describe('the identity provider checked at start', () => {
     });
     up = true;
     // Readiness is cached briefly so probes stay cheap; a new probe after the cache sees the provider.
-    await new Promise((r) => setTimeout(r, 5100));
+    jumpDate(5100);
     const ready = await fetch(`${gw.url}/readyz`);
     expect(((await ready.json()) as { checks: { identity: unknown } }).checks.identity).toEqual({ ok: true });
     expect(await readdir(dir)).not.toHaveLength(0);

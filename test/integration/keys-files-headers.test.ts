@@ -1,32 +1,26 @@
 import { randomBytes } from 'node:crypto';
 import { chmod, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
-import { buildApp } from '../../server/app.js';
-import { validateConfig } from '../../server/config/load.js';
-import type { Config } from '../../server/config/schema.js';
 import { checkKeyCanary, KEY_CANARY_FILE } from '../../server/recording/key-canary.js';
 import { KeyRing } from '../../server/recording/key-ring.js';
 import { SqliteStore } from '../../server/store/sqlite-store.js';
-import { refusedUpgrade } from '../helpers/gateway.js';
-import { signToken, startTestIdp, type TestIdp } from '../helpers/oidc.js';
+import { gatewayFixture, refusedUpgrade, type TestGatewayOptions } from '../helpers/gateway.js';
+import { signToken } from '../helpers/oidc.js';
 import { startTestUpstream, type TestUpstream } from '../helpers/upstream.js';
 
-let idp: TestIdp;
+const gateways = gatewayFixture();
 let upstream: TestUpstream;
 
 beforeAll(async () => {
-  idp = await startTestIdp();
   upstream = await startTestUpstream();
 });
 
 afterAll(async () => {
   await upstream.close();
-  await idp.close();
 });
 
 type StorageKeys = { master_key: string } | { master_keys: { id: string; key: string }[] };
@@ -41,13 +35,12 @@ async function storageDir(): Promise<string> {
   return dir;
 }
 
-function configFor(dir: string, keys: StorageKeys): Config {
-  return validateConfig({
-    identity: { issuer: idp.issuer, audience: idp.audience, cli_client_id: idp.cliClientId },
-    storage: { dir, ...keys },
-    roles: { admin: ['platform'], auditor: ['security'], reviewer: ['ml-leads'] },
-    connections: [{ name: 'llm', type: 'http', upstream: upstream.url, allow_groups: ['ml-eng'], headers: { authorization: 'Bearer upstream-secret' } }],
-  });
+/** A gateway on `dir` with `keys`; its one connection, `llm`, goes to the test upstream. */
+function configFor(dir: string, keys: StorageKeys): TestGatewayOptions {
+  return {
+    connections: () => [{ name: 'llm', type: 'http', upstream: upstream.url, allow_groups: ['ml-eng'], headers: { authorization: 'Bearer upstream-secret' } }],
+    config: { storage: { dir, ...keys } },
+  };
 }
 
 interface Running {
@@ -60,14 +53,12 @@ interface Running {
 }
 
 /** The real gateway, listening on 127.0.0.1:0, logging at info into memory. */
-async function start(config: Config): Promise<Running> {
+async function start(options: TestGatewayOptions): Promise<Running> {
   const raw: string[] = [];
-  const app = await buildApp({ config, logger: { level: 'info', stream: { write: (line: string) => void raw.push(line) } } });
-  onTestFinished(() => app.close());
-  await app.listen({ host: '127.0.0.1', port: 0 });
+  const gw = await gateways.start({ ...options, app: { logger: { level: 'info', stream: { write: (line: string) => void raw.push(line) } } } });
   return {
-    app,
-    url: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`,
+    app: gw.app,
+    url: gw.url,
     get logs() {
       return raw.map((l) => JSON.parse(l) as Record<string, unknown>);
     },
@@ -76,7 +67,7 @@ async function start(config: Config): Promise<Running> {
 }
 
 async function token(user: 'alice' | 'carol'): Promise<string> {
-  return signToken(idp.signingKey, idp.claimsFor(user));
+  return signToken(gateways.idp.signingKey, gateways.idp.claimsFor(user));
 }
 
 /** One proxied call as alice; opens (or reuses) her proxy session. */
@@ -216,10 +207,10 @@ describe('the master key', () => {
     return { dir, session: sessions[0]!.id };
   }
 
-  async function refusal(config: Config): Promise<{ code?: string; message: string }> {
-    const err = await buildApp({ config, logger: false }).then(
-      async (app) => {
-        await app.close();
+  async function refusal(options: TestGatewayOptions): Promise<{ code?: string; message: string }> {
+    const err = await gateways.start(options).then(
+      async (gw) => {
+        await gw.close();
         throw new Error('the gateway started');
       },
       (e: unknown) => e as { code?: string; message: string },

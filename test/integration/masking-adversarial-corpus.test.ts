@@ -14,7 +14,7 @@ import type { RecordedEvent } from '../../server/recording/event-types.js';
 import { keyRingFromSettings } from '../../server/recording/key-ring.js';
 import { readStoredSession } from '../helpers/stored-sessions.js';
 import { SqliteStore } from '../../server/store/sqlite-store.js';
-import { gatewayFixture, type HttpAnswer, httpOver, openClientMux, type TestGateway } from '../helpers/gateway.js';
+import { gatewayFixture, httpOver, openClientMux, type HttpAnswer, type TestGateway } from '../helpers/gateway.js';
 
 const gateways = gatewayFixture();
 

@@ -11,7 +11,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { openClientMux, startTestGateway, type TestGateway } from '../helpers/gateway.js';
+import { gatewayFixture, openClientMux, type TestGateway } from '../helpers/gateway.js';
+
+const gateways = gatewayFixture();
 
 const EMAIL = 'jane.doe@example.com';
 const CARD = '4111 1111 1111 1111';
@@ -160,8 +162,7 @@ let aliceToken: string;
 beforeAll(async () => {
   upstream = await startScriptedUpstream();
   const connection = (name: string, masking: string[]) => ({ name, type: 'http', upstream: upstream.url, allow_groups: ['ml-eng'], masking });
-  gw = await startTestGateway({
-    teardown: 'manual',
+  gw = await gateways.start({
     config: {
       masking: { max_line: MAX_LINE },
       masking_profiles: {

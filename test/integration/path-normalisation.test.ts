@@ -1,13 +1,11 @@
 import { connect } from 'node:net';
 import { Writable } from 'node:stream';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { TunnelClient } from '../../cli/tunnel/tunnel-client.js';
-import { buildApp } from '../../server/app.js';
-import { httpOver, startTestGateway, type HttpAnswer, type TestGateway } from '../helpers/gateway.js';
+import { gatewayFixture, httpOver, type HttpAnswer, type TestGateway, type TestGatewayOptions } from '../helpers/gateway.js';
 import { startTestUpstream, type TestUpstream } from '../helpers/upstream.js';
+
+const gateways = gatewayFixture();
 
 /**
  * A gateway whose connections reach an upstream under a base path (`/base`), and an upstream that
@@ -18,18 +16,22 @@ let upstream: TestUpstream;
 let gw: TestGateway;
 let alice: string;
 
-beforeAll(async () => {
-  upstream = await startTestUpstream();
-  gw = await startTestGateway({
-    teardown: 'manual',
+function pathsGateway(app: TestGatewayOptions['app'] = {}): Promise<TestGateway> {
+  return gateways.start({
+    connections: () => [
+      { name: 'files', type: 'http', upstream: `${upstream.url}/base`, allow_groups: ['ml-eng'] },
+      { name: 'models', type: 'http', upstream: `${upstream.url}/base/`, allow_groups: ['ml-eng'], allow_encoded_slashes: true },
+    ],
     config: {
-      connections: [
-        { name: 'files', type: 'http', upstream: `${upstream.url}/base`, allow_groups: ['ml-eng'] },
-        { name: 'models', type: 'http', upstream: `${upstream.url}/base/`, allow_groups: ['ml-eng'], allow_encoded_slashes: true },
-      ],
       policies: [{ name: 'no-admin', when: 'connection.name == "files" && request.path.startsWith("/admin")', action: 'deny', message: 'admin is closed' }],
     },
+    app,
   });
+}
+
+beforeAll(async () => {
+  upstream = await startTestUpstream();
+  gw = await pathsGateway();
   alice = await gw.token('alice');
 });
 
@@ -206,14 +208,7 @@ describe('what is recorded and logged', () => {
         done();
       },
     });
-    const dir = await mkdtemp(join(tmpdir(), 'sluice-paths-'));
-    const app = await buildApp({ config: { ...gw.config, storage: { ...gw.config.storage, dir } }, logger: { level: 'info', stream } });
-    await app.listen({ host: '127.0.0.1', port: 0 });
-    onTestFinished(async () => {
-      await app.close();
-      await rm(dir, { recursive: true, force: true });
-    });
-    const port = (app.server.address() as { port: number }).port;
+    const { port } = await pathsGateway({ logger: { level: 'info', stream } });
     const answer = await httpOver(() => connect(port, '127.0.0.1'), {
       path: '/v1/proxy/files//v1/%2e/%6dodels/x/..?q=%2e%2e',
       headers: { authorization: `Bearer ${alice}`, connection: 'close' },

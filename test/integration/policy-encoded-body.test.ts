@@ -1,8 +1,10 @@
 import { brotliCompressSync, deflateRawSync, deflateSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TunnelClient } from '../../cli/tunnel/tunnel-client.js';
-import { httpOver, startTestGateway, type HttpAnswer, type TestGateway } from '../helpers/gateway.js';
+import { gatewayFixture, httpOver, type HttpAnswer, type TestGateway } from '../helpers/gateway.js';
 import { utf16be, utf32 } from '../helpers/text-encodings.js';
+
+const gateways = gatewayFixture();
 
 /**
  * A request a rule denies must be denied however its body is encoded, as long as the upstream's JSON
@@ -18,8 +20,7 @@ let auth: string;
 let tunnel: TunnelClient;
 
 beforeAll(async () => {
-  gw = await startTestGateway({
-    teardown: 'manual',
+  gw = await gateways.start({
     config: {
       policy_read_ahead: 64 * 1024,
       policies: [{ name: 'max-tokens', when: 'request.json.?max_tokens.orValue(0) > 4096', action: 'deny', message: 'max_tokens is limited to 4096' }],

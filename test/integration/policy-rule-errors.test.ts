@@ -5,7 +5,9 @@ import { TunnelClient } from '../../cli/tunnel/tunnel-client.js';
 import type { Principal } from '../../server/identity/principal.js';
 import { compilePolicies } from '../../server/policy/policy-engine.js';
 import { createRulePolicyStage } from '../../server/policy/rule-policy-stage.js';
-import { httpOver, startTestGateway, type HttpAnswer, type TestGateway } from '../helpers/gateway.js';
+import { gatewayFixture, httpOver, type HttpAnswer, type TestGateway } from '../helpers/gateway.js';
+
+const gateways = gatewayFixture();
 
 /**
  * A rule that fails to evaluate must never let through what it was written to stop: a deny or review
@@ -18,8 +20,7 @@ let aliceToken: string;
 let tunnel: TunnelClient;
 
 beforeAll(async () => {
-  gw = await startTestGateway({
-    teardown: 'manual',
+  gw = await gateways.start({
     config: {
       policies: [
         // A typo: max_token for max_tokens. It passed the load (the body is dyn), and used to allow everything.

@@ -8,24 +8,21 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildApp } from '../../server/app.js';
-import { validateConfig } from '../../server/config/load.js';
 import { FILE_MAGIC } from '../../server/recording/record-format.js';
 import { SqliteStore } from '../../server/store/sqlite-store.js';
 import type { NewSession } from '../../server/store/store.js';
 import type { SessionDetailJson } from '../../shared/sessions-api.js';
-import { signToken, startTestIdp, type TestIdp } from '../helpers/oidc.js';
+import { gatewayFixture } from '../helpers/gateway.js';
 
 const fixture = new URL('../fixtures/recording-v1/', import.meta.url).pathname;
 
-let idp: TestIdp;
+const gateways = gatewayFixture();
 let app: FastifyInstance;
 let dir: string;
 let carol: string;
 let row: NewSession & { records: number; finalHash: string; endedAt: number };
 
 beforeAll(async () => {
-  idp = await startTestIdp();
   dir = await mkdtemp(join(tmpdir(), 'sluice-v1-'));
   row = JSON.parse(await readFile(join(fixture, 'index-row.json'), 'utf8')) as typeof row;
   // The old directory: its session file, and the index row the old gateway wrote (with no key row: the key is in the file).
@@ -39,20 +36,20 @@ beforeAll(async () => {
   await store.createSession({ id: row.id, user: row.user, groups: row.groups, connection: row.connection, via: row.via, clientAddress: row.clientAddress, startedAt: row.startedAt, file: row.file, keyId: row.keyId, replica: row.replica });
   await store.closeSession(row.id, { status: 'closed', endedAt: row.endedAt, records: row.records, finalHash: row.finalHash });
   await store.close();
-  const config = validateConfig({
-    identity: { issuer: idp.issuer, audience: idp.audience, cli_client_id: idp.cliClientId },
-    roles: { auditor: ['security'] },
-    storage: { dir, master_key: (await readFile(join(fixture, 'master-key.b64'), 'utf8')).trim(), signing_key: join(dir, 'keys', 'signing-key.pem') },
-    connections: [{ name: 'llm', type: 'http', upstream: 'http://127.0.0.1:1', allow_groups: ['ml-eng'] }],
-  });
   // No key canary yet: the start proves the master key against the old session's header.
-  app = await buildApp({ config, logger: false });
-  carol = await signToken(idp.signingKey, idp.claimsFor('carol'));
+  const gw = await gateways.start({
+    connections: () => [{ name: 'llm', type: 'http', upstream: 'http://127.0.0.1:1', allow_groups: ['ml-eng'] }],
+    config: {
+      roles: { auditor: ['security'] },
+      storage: { dir, master_key: (await readFile(join(fixture, 'master-key.b64'), 'utf8')).trim(), signing_key: join(dir, 'keys', 'signing-key.pem') },
+    },
+  });
+  app = gw.app;
+  carol = await gw.token('carol');
 }, 30_000);
 
 afterAll(async () => {
   await app?.close();
-  await idp?.close();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 

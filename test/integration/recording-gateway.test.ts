@@ -18,7 +18,7 @@ import type { RunningModelServer } from '../../server/demo/model-server.js';
 import type { RecordedEvent } from '../../server/recording/event-types.js';
 import { nodeRecordingIo, type RecordingFile, type RecordingIo } from '../../server/recording/file-io.js';
 import { keyRingFromSettings } from '../../server/recording/key-ring.js';
-import { gatewayFixture, UPSTREAM_API_KEY, type TestGateway } from '../helpers/gateway.js';
+import { gatewayFixture, modelConnection, type TestGateway } from '../helpers/gateway.js';
 import { signToken, type TestIdp } from '../helpers/oidc.js';
 import { readStoredSession, verifyStoredSession } from '../helpers/stored-sessions.js';
 
@@ -87,16 +87,7 @@ interface Gateway {
 
 async function startGateway(options: { record?: Record<string, unknown>; io?: RecordingIo; upstream?: string } = {}): Promise<Gateway> {
   const gw = await gateways.start({
-    connections: ({ model }) => [
-      {
-        name: 'llm',
-        type: 'http',
-        upstream: options.upstream ?? model.url,
-        allow_groups: ['ml-eng'],
-        headers: { authorization: `Bearer ${UPSTREAM_API_KEY}` },
-        ...(options.record === undefined ? {} : { record: options.record }),
-      },
-    ],
+    connections: ({ model }) => [modelConnection({ url: options.upstream ?? model.url }, options.record === undefined ? {} : { record: options.record })],
     config: { roles: { auditor: ['security'] }, storage: { fsync: 'batch', fsync_interval: '50ms' } },
     ...(options.io === undefined ? {} : { app: { recordingIo: options.io } }),
   });

@@ -10,7 +10,7 @@ import { describe, expect, it } from 'vitest';
 import type { RecordedEvent } from '../../server/recording/event-types.js';
 import { keyRingFromSettings } from '../../server/recording/key-ring.js';
 import { SqliteStore } from '../../server/store/sqlite-store.js';
-import { chatBody, gatewayFixture, httpOver, openClientMux, type TestGateway, until } from '../helpers/gateway.js';
+import { chatBody, gatewayFixture, httpOver, openClientMux, until, type TestGateway } from '../helpers/gateway.js';
 import { readStoredSession, verifyStoredSession } from '../helpers/stored-sessions.js';
 
 const gateways = gatewayFixture();

@@ -2,7 +2,9 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { refuseHttp, startLocalListener } from '../../cli/tunnel/local-listener.js';
 import { TunnelClient } from '../../cli/tunnel/tunnel-client.js';
 import { liveLine } from '../../cli/tunnel/tunnel-status.js';
-import { startTestGateway } from '../helpers/gateway.js';
+import { gatewayFixture } from '../helpers/gateway.js';
+
+const gateways = gatewayFixture();
 
 async function until(check: () => boolean, what: string, ms = 10_000): Promise<void> {
   const deadline = Date.now() + ms;
@@ -14,7 +16,7 @@ async function until(check: () => boolean, what: string, ms = 10_000): Promise<v
 
 describe('live counts of a tunnel', () => {
   it('counts the requests the gateway served and the ones that failed', async () => {
-    const gw = await startTestGateway();
+    const gw = await gateways.start();
     const token = await gw.token('alice');
     const client = new TunnelClient({ gateway: gw.url, connection: 'llm', getToken: async () => ({ token }) });
     const hello = await client.start();

@@ -14,7 +14,7 @@ import { MaskingCounter } from '../../server/masking/masking-summary.js';
 import { maskingProfileSchema } from '../../server/masking/profile-schema.js';
 import { TextChannel } from '../../server/masking/text-masker.js';
 import { compileCel, createPolicyEnvironment, isCompileProblem, type PolicyActivation } from '../../server/policy/cel-expression.js';
-import { runCli } from '../helpers/cli-process.js';
+import { runCliInProcess } from '../helpers/cli-in-process.js';
 
 const POLYNOMIAL = 'a*a*a*a*b';
 const AMOUNT = '\\d+\\s?\\d+\\s?\\d+\\s?\\d+\\s?(?:EUR|USD)';
@@ -150,12 +150,12 @@ policies:
       );
       return file;
     };
-    const refused = await runCli(['serve', '--config', await write('bad.yaml', '(?<=EUR )\\d+', 'request.path.matches("(a)\\\\1")'), '--check']);
+    const refused = await runCliInProcess(['serve', '--config', await write('bad.yaml', '(?<=EUR )\\d+', 'request.path.matches("(a)\\\\1")'), '--check']);
     expect(refused.code).toBe(2);
     expect(refused.stderr).toContain('masking_profiles.pii.regex[0].pattern: of regex rule "amount" cannot run on RE2');
     expect(refused.stderr).toContain('policies[0].when: matches(): the pattern cannot run on RE2');
 
-    const accepted = await runCli(['serve', '--config', await write('good.yaml', AMOUNT, `request.path.matches(${JSON.stringify(POLYNOMIAL)})`), '--check']);
+    const accepted = await runCliInProcess(['serve', '--config', await write('good.yaml', AMOUNT, `request.path.matches(${JSON.stringify(POLYNOMIAL)})`), '--check']);
     // (It may warn that the example identity provider cannot be reached; nothing about the patterns.)
     expect(accepted.code, accepted.stderr).toBe(0);
     expect(accepted.stderr).not.toMatch(/RE2|regex|matches/);

@@ -11,12 +11,12 @@ import type { Config, ConnectionConfig } from '../config/schema.js';
 import { parseDuration } from '../config/duration.js';
 import { inAnyGroup, type Principal } from '../identity/principal.js';
 import type { TokenVerifier } from '../identity/token-verifier.js';
-import type { ExchangeSession } from '../pipeline/exchange.js';
+import type { SessionRef } from '../pipeline/exchange.js';
 import { discardSessionRecorder } from '../pipeline/recorder.js';
 import type { ConnectionProtocols } from '../protocols/connection-types.js';
 import type { Recording } from '../recording/recording.js';
 
-export interface TunnelSessionOptions {
+export interface GatewayTunnelOptions {
   ws: WebSocket;
   /** The socket `ws` was upgraded on (the request's `req.raw.socket`); the mux batches its writes on it. */
   upgradeSocket: Duplex;
@@ -43,7 +43,7 @@ export interface TunnelSessionOptions {
  * One `sluice connect`: a WebSocket carrying streams of one connection for one principal. It lives
  * while the caller's token does: a fresh token arrives in band (`reauth`), an expired one closes it.
  */
-export class TunnelSession {
+export class GatewayTunnel {
   readonly mux: TunnelMux;
   private principal: Principal;
   private expiry?: TimedCall;
@@ -51,7 +51,7 @@ export class TunnelSession {
   private pingTimer?: NodeJS.Timeout;
   private alive = true;
   /** The session as its exchanges see it, with its recorder; set once its recording is opening. */
-  private exchangeSession?: ExchangeSession;
+  private exchangeSession?: SessionRef;
   private readonly exchanges = { requests: 0, active: 0, errors: 0 };
   private statsTimer?: NodeJS.Timeout;
   private statsSentAt = 0;
@@ -68,7 +68,7 @@ export class TunnelSession {
     this.scheduleStats();
   };
 
-  constructor(private readonly options: TunnelSessionOptions) {
+  constructor(private readonly options: GatewayTunnelOptions) {
     this.principal = options.principal;
     this.clock = options.clock ?? systemClock;
     const { tunnel } = options;

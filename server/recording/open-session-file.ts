@@ -23,7 +23,7 @@ export interface SessionClosed {
  * written to the store. Closed once: it waits (bounded) for exchanges in flight, appends `session.end`,
  * then seals the file with a signed checkpoint.
  */
-export class RecordingSession {
+export class OpenSessionFile {
   readonly id: string;
   /** The session file's archive name (`sessions/…/<id>.rec`), which the index and the seal log record. */
   readonly name: string;

@@ -4,7 +4,7 @@
  * run here. TCP connections only: what goes in comes out, byte for byte, and a slow reader slows its own
  * writer without slowing its neighbours or growing anyone's memory.
  *
- * Spawns bin/sluice, which runs dist/: `npm run build` first (`npm test` does).
+ * Spawns bin/sluice, which runs dist/ as the load project's global setup compiled it.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
@@ -17,8 +17,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { startEchoServer, type RunningEchoServer } from '../../server/demo/echo-server.js';
 import { spawnCli, type SpawnedCli } from '../helpers/cli-process.js';
-import { until } from '../helpers/gateway.js';
-import { signToken, startTestIdp, type TestIdp } from '../helpers/oidc.js';
+import { gatewayFixture, until } from '../helpers/gateway.js';
+import { signToken, type TestIdp } from '../helpers/oidc.js';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -105,6 +105,7 @@ async function startMixedUpstream(): Promise<MixedUpstream> {
   };
 }
 
+const gateways = gatewayFixture();
 let idp: TestIdp;
 let echo: RunningEchoServer;
 let mixed: MixedUpstream;
@@ -114,7 +115,7 @@ let dir: string;
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'sluice-load-'));
-  idp = await startTestIdp();
+  idp = gateways.idp;
   echo = await startEchoServer();
   mixed = await startMixedUpstream();
   const config = join(dir, 'sluice.yaml');
@@ -157,7 +158,6 @@ afterAll(async () => {
   }
   await mixed?.close();
   await echo?.close();
-  await idp?.close();
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 

@@ -4,50 +4,35 @@ import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promise
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as client from 'openid-client';
-import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildApp } from '../../server/app.js';
-import { validateConfig } from '../../server/config/load.js';
 import { ERRORS } from '../../shared/errors.js';
 import { runCli, spawnCli, type CliResult } from '../helpers/cli-process.js';
-import { approveDevice, clientCredentialsToken, denyDevice, startTestIdp, type TestIdp } from '../helpers/oidc.js';
+import { gatewayFixture, until, type TestGateway, type TestGatewayOptions } from '../helpers/gateway.js';
+import { approveDevice, clientCredentialsToken, denyDevice } from '../helpers/oidc.js';
 
-interface Stack {
-  idp: TestIdp;
-  app: FastifyInstance;
-  gateway: string;
-}
-
-async function startStack(accessTokenTtlSeconds?: number): Promise<Stack> {
-  const idp = await startTestIdp(accessTokenTtlSeconds ? { accessTokenTtlSeconds } : {});
-  const config = validateConfig({
-    identity: { issuer: idp.issuer, audience: idp.audience, cli_client_id: idp.cliClientId, groups_claim: 'groups' },
-    roles: { admin: ['platform'], auditor: ['security'], reviewer: ['ml-eng', 'ml-leads'] },
-    connections: [],
-  });
-  const app = await buildApp({ config, logger: false });
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  const { port } = app.server.address() as AddressInfo;
-  return { idp, app, gateway: `http://127.0.0.1:${port}` };
-}
-
-async function stopStack(stack: Stack | undefined): Promise<void> {
-  await stack?.app.close();
-  await stack?.idp.close();
-}
+/** A gateway with no connections: logging in and whoami need only its identity settings and roles. */
+const STACK: TestGatewayOptions = {
+  connections: () => [],
+  config: { identity: { groups_claim: 'groups' }, roles: { admin: ['platform'], auditor: ['security'], reviewer: ['ml-eng', 'ml-leads'] } },
+};
+const gateways = gatewayFixture(STACK);
 
 const temps: string[] = [];
-let main: Stack;
+let main: TestGateway;
 
-// The e2e runs the real binary, which loads dist/ as `npm test` compiled it.
+// The binary runs dist/, which the e2e project's global setup compiles.
 beforeAll(async () => {
-  main = await startStack();
+  main = await gateways.start();
 });
 
 afterAll(async () => {
-  await stopStack(main);
   await Promise.all(temps.map((d) => rm(d, { recursive: true, force: true })));
 });
+
+/** Waits out the second `saved` tokens were issued in (they live 45 s), so the next ones expire strictly later. */
+async function nextSecond(saved: Record<string, unknown>): Promise<void> {
+  await until(() => Math.floor(Date.now() / 1000) > (saved.expiresAt as number) - 45, 'the next second', 2000);
+}
 
 /** A fresh, empty config home; every CLI run below gets its own unless a test shares one on purpose. */
 async function home(): Promise<string> {
@@ -74,12 +59,12 @@ const COMPLETE_URL = /(http:\/\/127\.0\.0\.1:\d+\/\S*user_code=\S+)/;
 
 /** Run `sluice login` with the device flow and let `user` approve (or deny) from the URL it prints. */
 async function deviceLogin(
-  stack: Stack,
+  stack: TestGateway,
   configHome: string,
   action: { approveAs: string } | { deny: true },
   args: string[] = [],
 ): Promise<CliResult & { url: string }> {
-  const cli = spawnCli(['login', '--gateway', stack.gateway, '--no-browser', ...args], { env: cliEnv(configHome) });
+  const cli = spawnCli(['login', '--gateway', stack.url, '--no-browser', ...args], { env: cliEnv(configHome) });
   try {
     await cli.waitForOutput(COMPLETE_URL, 20_000);
     const url = COMPLETE_URL.exec(cli.stderr())?.[1];
@@ -118,7 +103,7 @@ describe('sluice login (device code)', () => {
     expect(login.stderr).toMatch(/Check that the page shows the code [A-Z]{4}-[A-Z]{4}/);
     expect(json(login)).toMatchObject({
       profile: 'default',
-      gateway: main.gateway,
+      gateway: main.url,
       issuer: main.idp.issuer,
       grant: 'device_code',
       client_id: 'sluice-cli',
@@ -143,7 +128,7 @@ describe('sluice login (device code)', () => {
     expect(await readdir(join(dir, 'sluice', 'tokens'))).toEqual(['default.json']);
     const profiles = JSON.parse(await readFile(join(dir, 'sluice', 'profiles.json'), 'utf8'));
     expect(profiles.profiles.default).toMatchObject({
-      gateway: main.gateway,
+      gateway: main.url,
       issuer: main.idp.issuer,
       cliClientId: 'sluice-cli',
       audience: main.idp.audience,
@@ -157,7 +142,7 @@ describe('sluice login (device code)', () => {
       email: 'alice@example.com',
       groups: ['ml-eng'],
       roles: ['reviewer'],
-      gateway: main.gateway,
+      gateway: main.url,
       token_source: 'stored',
       expires_at: stored.expiresAt,
     });
@@ -167,17 +152,17 @@ describe('sluice login (device code)', () => {
     expect(plain.stdout).toMatch(/^subject:\s+alice$/m);
     expect(plain.stdout).toMatch(/^groups:\s+ml-eng$/m);
     expect(plain.stdout).toMatch(/^roles:\s+reviewer$/m);
-    expect(plain.stdout).toContain(`gateway:  ${main.gateway}`);
+    expect(plain.stdout).toContain(`gateway:  ${main.url}`);
   });
 
   it('remembers the gateway: a second login needs no --gateway, and --profile keeps logins apart', async () => {
     const dir = await home();
     expect((await deviceLogin(main, dir, { approveAs: 'alice' })).code).toBe(0);
-    const cli = spawnCli(['--profile', 'bobs', 'login', '--no-browser'], { env: cliEnv(dir, { SLUICE_GATEWAY: main.gateway }) });
+    const cli = spawnCli(['--profile', 'bobs', 'login', '--no-browser'], { env: cliEnv(dir, { SLUICE_GATEWAY: main.url }) });
     await cli.waitForOutput(COMPLETE_URL);
     await approveDevice({ verificationUriComplete: COMPLETE_URL.exec(cli.stderr())![1]!, accountId: 'bob' });
     expect(await cli.exited, cli.stderr()).toBe(0);
-    expect(cli.stdout()).toContain(`Logged in to ${main.gateway} as bob (bob@example.com) [profile bobs]`);
+    expect(cli.stdout()).toContain(`Logged in to ${main.url} as bob (bob@example.com) [profile bobs]`);
 
     const alice = json(await runCli(['whoami', '--json'], { env: cliEnv(dir) }));
     const bob = json(await runCli(['whoami', '--json', '--profile', 'bobs'], { env: cliEnv(dir) }));
@@ -200,7 +185,7 @@ describe('sluice login --client-credentials', () => {
   it('logs a CI client in from SLUICE_CLIENT_ID / SLUICE_CLIENT_SECRET; whoami shows its groups', async () => {
     const dir = await home();
     const env = cliEnv(dir, { SLUICE_CLIENT_ID: 'ci-bot', SLUICE_CLIENT_SECRET: main.idp.ciClient.clientSecret });
-    const login = await runCli(['login', '--client-credentials', '--gateway', main.gateway, '--json'], { env });
+    const login = await runCli(['login', '--client-credentials', '--gateway', main.url, '--json'], { env });
     expect(login.code, login.stderr).toBe(0);
     expect(login.stderr).toBe(''); // no prompt, no URL: nothing for CI to wait on
     expect(json(login)).toMatchObject({ grant: 'client_credentials', client_id: 'ci-bot', sub: 'ci-bot', groups: ['ml-eng', 'ci'], roles: ['reviewer'] });
@@ -215,7 +200,7 @@ describe('sluice login --client-credentials', () => {
     const dir = await home();
     const secretFile = join(dir, 'secret');
     await writeFile(secretFile, `${main.idp.ciClient.clientSecret}\n`, { mode: 0o600 });
-    const args = ['--profile', 'ci', 'login', '--client-credentials', '--client-id', 'ci-bot', '--client-secret-file', secretFile, '--gateway', main.gateway];
+    const args = ['--profile', 'ci', 'login', '--client-credentials', '--client-id', 'ci-bot', '--client-secret-file', secretFile, '--gateway', main.url];
     const ok = await runCli(args, { env: cliEnv(dir) });
     expect(ok.code, ok.stderr).toBe(0);
     expect(ok.stdout).toContain('as ci-bot');
@@ -230,7 +215,7 @@ describe('sluice login --client-credentials', () => {
 
   it('without credentials is a usage error that names both ways to give them, and never prompts', async () => {
     const dir = await home();
-    const result = await runCli(['login', '--client-credentials', '--gateway', main.gateway], { env: cliEnv(dir), input: '' });
+    const result = await runCli(['login', '--client-credentials', '--gateway', main.url], { env: cliEnv(dir), input: '' });
     expect(result.code).toBe(ERRORS.ERR_USAGE.exit);
     expect(result.stderr).toContain('SLUICE_CLIENT_ID and SLUICE_CLIENT_SECRET');
     expect(result.stderr).toContain('--client-secret-file');
@@ -238,12 +223,12 @@ describe('sluice login --client-credentials', () => {
 });
 
 describe('refresh near expiry', () => {
-  let short: Stack;
+  // Tokens that live 45 s are inside the CLI's 60 s refresh window from the moment they are issued.
+  const shortLived = gatewayFixture({ ...STACK, idp: { accessTokenTtlSeconds: 45 } });
+  let short: TestGateway;
   beforeAll(async () => {
-    // Tokens that live 45 s are inside the CLI's 60 s refresh window from the moment they are issued.
-    short = await startStack(45);
+    short = await shortLived.start();
   });
-  afterAll(() => stopStack(short));
 
   it('whoami refreshes a token that expires within 60 s, saves the new one, and the gateway accepts it', async () => {
     const dir = await home();
@@ -251,8 +236,7 @@ describe('refresh near expiry', () => {
     const before = await readTokens(dir);
     expect(before.expiresAt).toBeLessThanOrEqual(Math.floor(Date.now() / 1000) + 45);
 
-    // Cross a second boundary so the refreshed token's expiry is strictly later.
-    await new Promise((r) => setTimeout(r, 1100));
+    await nextSecond(before);
     const whoami = await runCli(['whoami', '--json'], { env: cliEnv(dir) });
     expect(whoami.code, whoami.stderr).toBe(0);
     const after = await readTokens(dir);
@@ -274,9 +258,9 @@ describe('refresh near expiry', () => {
   it('renews a client-credentials token by running the grant again', async () => {
     const dir = await home();
     const env = cliEnv(dir, { SLUICE_CLIENT_ID: 'ci-bot', SLUICE_CLIENT_SECRET: short.idp.ciClient.clientSecret });
-    expect((await runCli(['login', '--client-credentials', '--gateway', short.gateway], { env })).code).toBe(0);
+    expect((await runCli(['login', '--client-credentials', '--gateway', short.url], { env })).code).toBe(0);
     const before = await readTokens(dir);
-    await new Promise((r) => setTimeout(r, 1100));
+    await nextSecond(before);
     const whoami = await runCli(['whoami', '--json'], { env });
     expect(whoami.code, whoami.stderr).toBe(0);
     expect(json(whoami)).toMatchObject({ sub: 'ci-bot', token_source: 'renewed' });
@@ -322,7 +306,7 @@ describe('sluice logout', () => {
     expect((await deviceLogin(main, dir, { approveAs: 'alice' })).code).toBe(0);
     const logout = await runCli(['logout'], { env: cliEnv(dir) });
     expect(logout.code).toBe(0);
-    expect(logout.stdout).toContain(`Logged out of ${main.gateway}: tokens removed from ${tokenFile(dir)}.`);
+    expect(logout.stdout).toContain(`Logged out of ${main.url}: tokens removed from ${tokenFile(dir)}.`);
     expect(logout.stdout).toContain('refresh token: revoked at the identity provider');
     expect(logout.stdout).toMatch(/access token: (revoked at the identity provider|not revoked \(.+\))/);
   });
@@ -340,10 +324,10 @@ describe('token sources and errors', () => {
     });
     const viaProfile = await runCli(['whoami', '--json'], { env: cliEnv(dir, { SLUICE_TOKEN: ciToken }) });
     expect(viaProfile.code, viaProfile.stderr).toBe(0);
-    expect(json(viaProfile)).toMatchObject({ sub: 'ci-bot', token_source: 'env', gateway: main.gateway });
+    expect(json(viaProfile)).toMatchObject({ sub: 'ci-bot', token_source: 'env', gateway: main.url });
 
     const empty = await home();
-    const viaEnv = await runCli(['whoami', '--json'], { env: cliEnv(empty, { SLUICE_TOKEN: ciToken, SLUICE_GATEWAY: main.gateway }) });
+    const viaEnv = await runCli(['whoami', '--json'], { env: cliEnv(empty, { SLUICE_TOKEN: ciToken, SLUICE_GATEWAY: main.url }) });
     expect(viaEnv.code, viaEnv.stderr).toBe(0);
     expect(json(viaEnv)).toMatchObject({ sub: 'ci-bot', token_source: 'env' });
 
@@ -352,7 +336,7 @@ describe('token sources and errors', () => {
     expect(noGateway.stderr).toContain('set SLUICE_GATEWAY');
 
     // The gateway's own verdict comes back with its code: a garbage token is not a JWT.
-    const garbage = await runCli(['whoami', '--json'], { env: cliEnv(empty, { SLUICE_TOKEN: 'garbage', SLUICE_GATEWAY: main.gateway }) });
+    const garbage = await runCli(['whoami', '--json'], { env: cliEnv(empty, { SLUICE_TOKEN: 'garbage', SLUICE_GATEWAY: main.url }) });
     expect(garbage.code).toBe(ERRORS.ERR_TOKEN_MALFORMED.exit);
     expect(JSON.parse(garbage.stderr)).toMatchObject({ error: { code: 'ERR_TOKEN_MALFORMED' } });
   });
