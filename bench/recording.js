@@ -4,7 +4,7 @@
 //
 //   off        this file run with --gateway-off: the proxy route (fastify, same bearer-token check, same
 //              policy and masking stages, createExchangeHandler) WITHOUT the durable recorder (the
-//              pipeline's `discardRecorder`). The real gateway has no recording-off switch: buildApp
+//              proxy route's default session recorder, which keeps nothing). The real gateway has no recording-off switch: buildApp
 //              refuses connections without storage.master_key, and `record: none` still writes
 //              request/end records. So "off" is the pipeline without the recorder, nothing more.
 //   on_masked  bench/gateway.js (startGateway), default `record: {request_body: masked, response_body: masked}`
@@ -36,7 +36,6 @@ async function runOffGateway() {
   const { createAuthenticate } = await import('../dist/server/identity/authenticate.js');
   const { registerProxyRoutes } = await import('../dist/server/api/proxy-route.js');
   const { createExchangeHandler } = await import('../dist/server/pipeline/run-exchange.js');
-  const { discardRecorder } = await import('../dist/server/pipeline/recorder.js');
   const { compilePolicies } = await import('../dist/server/policy/policy-engine.js');
   const { createRulePolicyStage } = await import('../dist/server/policy/rule-policy-stage.js');
   const { loadMaskingProfiles } = await import('../dist/server/masking/load-profiles.js');
@@ -60,9 +59,9 @@ async function runOffGateway() {
     });
     const authenticate = createAuthenticate(createTokenVerifier({ identity: config.identity, roles: config.roles }));
     const policies = compilePolicies({ policies: config.policies, policyDefault: config.policy_default, defaultTimeoutMs: parseDuration(config.approval.default_timeout) });
+    // The proxy route's default session is recorded nowhere: the pipeline without the durable recorder.
     const exchange = createExchangeHandler({
-      recorder: discardRecorder,
-      masking: createMaskingStage({ profiles: await loadMaskingProfiles(config), onSummary: () => undefined }),
+      masking: createMaskingStage({ profiles: await loadMaskingProfiles(config) }),
       policy: createRulePolicyStage({ engine: () => policies }),
     });
     app.addHook('onClose', async () => exchange.close());
@@ -288,7 +287,7 @@ async function runBench() {
         route: 'POST /v1/proxy/<conn>/v1/chat/completions, bearer JWT, concurrency 1',
         request: { body_bytes: reqBytes, answer_bytes: ansBytes },
         stream: { chunks: settings.chunks, chunk_delay_ms: 0, request_body_bytes: streamReqBytes, upstream: 'demo model server (startModelServer)' },
-        off: 'pipeline without the durable recorder: fastify + registerProxyRoutes + createExchangeHandler with discardRecorder (same token check, policy and masking stages); the real gateway cannot run connections unrecorded',
+        off: 'pipeline without the durable recorder: fastify + registerProxyRoutes + createExchangeHandler, sessions recorded nowhere (same token check, policy and masking stages); the real gateway cannot run connections unrecorded',
         on: 'startGateway (as `sluice serve`), recording on, storage.fsync batch; on_masked = record defaults (masked; with no masking profiles configured, `masked` keeps only sizes, times and SHA-256 of bodies, never their bytes), on_raw = record raw/raw (bodies kept)',
         traffic_bytes: 'counted at the client: request body + response body bytes of the measured, completed exchanges (plain + streamed); HTTP headers not counted',
         disk_bytes: 'growth of <storage.dir>/sessions/** from after the warm-up to after the gateway stopped (sessions sealed)',
