@@ -75,6 +75,7 @@ export const ERRORS = {
 
   ERR_RECORDING_UNAVAILABLE: { message: 'The recording cannot be written, so the exchange was refused', status: 503, exit: EXIT.unavailable, close: 1011 },
   ERR_MASTER_KEY_MISMATCH: { message: 'The master key does not match the one this data directory was written with', status: 503, exit: EXIT.usage },
+  ERR_STORE_UNAVAILABLE: { message: 'The shared store (PostgreSQL) cannot be reached', status: 503, exit: EXIT.unavailable, close: 1011 },
   ERR_POLICY_DENIED: { message: 'A policy denies this request', status: 403, exit: EXIT.forbidden },
   ERR_POLICY_ERROR: { message: 'The request could not be checked against a policy rule', status: 403, exit: EXIT.forbidden },
   ERR_REVIEW_REJECTED: { message: 'A reviewer rejected this request', status: 403, exit: EXIT.forbidden },

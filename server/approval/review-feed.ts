@@ -17,9 +17,9 @@ export type ReviewListener = (event: ReviewEvent) => void;
 /**
  * Announces review changes to every replica: a held request is released on the replica that holds it
  * when a reviewer approves through another, and watchers anywhere see new reviews. Every `Store` has one
- * (`store.feed`) and publishes on it after each change commits. In-process here; a Postgres feed would
- * `NOTIFY sluice_reviews, '<id>:<type>'` in the committing transaction and, on `LISTEN`, re-read the
- * review before calling listeners.
+ * (`store.feed`) and publishes on it after each change commits. In-process here; across replicas on
+ * Postgres, an outbox written in the committing transaction, announced by NOTIFY and re-read on LISTEN
+ * and periodically (server/store/postgres-review-feed.ts).
  */
 export interface ReviewFeed {
   publish(event: ReviewEvent): Promise<void>;

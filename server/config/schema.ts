@@ -91,12 +91,16 @@ export const configSchema = z
         seal_checkpoint_every: z.number().int().min(1).max(100_000).default(32),
         /** ...and at least this often while any is. */
         seal_checkpoint_interval: duration.default('1m'),
+        /** The PostgreSQL the replicas share (`postgres://`; TLS as `pg` reads the URL's query); absent: SQLite under `dir`. */
+        database: postgresUrl.optional(),
+        /** Connections each replica keeps to `database` at most. */
+        database_pool: z.number().int().min(1).max(1000).default(10),
       })
       .refine((s) => s.master_key === undefined || s.master_keys === undefined, {
         message: 'set either master_key or master_keys, not both',
         path: ['master_keys'],
       })
-      .default({ dir: './data', fsync: 'batch', fsync_interval: '200ms', proxy_session_idle: '15m', seal_checkpoint_every: 32, seal_checkpoint_interval: '1m' }),
+      .default({ dir: './data', fsync: 'batch', fsync_interval: '200ms', proxy_session_idle: '15m', seal_checkpoint_every: 32, seal_checkpoint_interval: '1m', database_pool: 10 }),
     tunnel: z
       .strictObject({
         max_streams: z.number().int().positive().default(256),

@@ -41,6 +41,18 @@ export interface GatewayStorage {
 }
 
 /**
+ * The index: the PostgreSQL of `storage.database` when one is configured (replicas share it), else SQLite in
+ * `storage.dir`. Session files stay under `storage.dir` either way.
+ */
+async function openStore(config: Config, dir: string): Promise<Store> {
+  const { database, database_pool: poolSize } = config.storage;
+  if (database === undefined) return new SqliteStore({ file: join(dir, INDEX_FILE) });
+  // Loaded only here: a single gateway on SQLite never loads the Postgres client.
+  const { PostgresStore } = await import('../store/postgres-store.js');
+  return PostgresStore.open({ url: database, poolSize });
+}
+
+/**
  * Opens the index and the recording under `storage.dir` when a master key is configured. Without one,
  * a gateway with connections refuses to start (nothing may flow unrecorded, and recordings are always
  * encrypted); a gateway with no connections runs without storage.
@@ -65,7 +77,7 @@ export async function openStorage(options: OpenStorageOptions): Promise<GatewayS
   const keyWarning = signingKeyWarning(keyLocation);
   if (keyWarning !== undefined) options.log?.warn({ signing_key: keyLocation.file }, keyWarning);
   const signingKey = await loadOrCreateSigningKeyFile(keyLocation.file);
-  const store = new SqliteStore({ file: join(dir, INDEX_FILE) });
+  const store = await openStore(config, dir);
   // Sealed sessions stay under storage.dir, where the spool wrote them.
   const archive = new FsArchive({ root: dir });
   try {

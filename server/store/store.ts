@@ -202,7 +202,8 @@ export interface Store {
 
   /**
    * Where every review change is announced after it commits, to every replica (in-process for SQLite;
-   * NOTIFY in the committing transaction plus a re-read on LISTEN for Postgres). Delivery is best effort:
+   * for Postgres an outbox row and a NOTIFY in the committing transaction, read on LISTEN and periodically,
+   * so every replica hears every change in commit order). Delivery is best effort:
    * a listener that must not miss a decision re-reads the review (held requests do, at their deadline).
    */
   readonly feed: ReviewFeed;
@@ -277,7 +278,9 @@ export interface Store {
    * Once it resolves, the key's bytes are in none of the files the backend keeps live, journals and
    * write-ahead logs included (SQLite: deleted rows zeroed, the WAL checkpointed and emptied); it rejects
    * when it cannot promise that, and a retry (the key already gone) finishes the job. Backups of the
-   * backend keep the key until they expire, and are the operator's to age out.
+   * backend keep the key until they expire, and are the operator's to age out. Postgres promises less: the
+   * row is deleted and its table vacuumed, but freed page space and the write-ahead log (until its segment
+   * is recycled; archived WAL as long as it is kept) may still hold the bytes: README, PostgreSQL.
    */
   deleteSessionKey(sessionId: string): Promise<boolean>;
 

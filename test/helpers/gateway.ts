@@ -26,6 +26,7 @@ import { startEchoServer, type RunningEchoServer } from '../../server/demo/echo-
 import type { IdpOptions } from '../../server/demo/idp.js';
 import { startModelServer, type ModelServerOptions, type RunningModelServer } from '../../server/demo/model-server.js';
 import { INDEX_FILE } from '../../server/recording/open-storage.js';
+import { PostgresStore } from '../../server/store/postgres-store.js';
 import { SqliteStore } from '../../server/store/sqlite-store.js';
 import type { SessionInfo } from '../../server/store/store.js';
 import type { SessionJson, SessionListJson } from '../../shared/sessions-api.js';
@@ -312,7 +313,8 @@ async function startGateway(idp: TestIdp, options: TestGatewayOptions, teardown:
       },
       tunnelUrl: (connection) => `ws://127.0.0.1:${port}/v1/tunnel?connection=${encodeURIComponent(connection)}`,
       sessions: async () => {
-        const store = new SqliteStore({ file: join(storageDir, INDEX_FILE) });
+        const database = config.storage.database;
+        const store = database === undefined ? new SqliteStore({ file: join(storageDir, INDEX_FILE) }) : await PostgresStore.open({ url: database, poolSize: 1 });
         try {
           return (await store.listSessions()).sessions;
         } finally {

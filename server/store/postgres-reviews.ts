@@ -1,0 +1,202 @@
+import type pg from 'pg';
+import type { ReviewEvent } from '../approval/review-feed.js';
+import { isGrantSummary, newGrantId, resendDeadline, type Grant, type NewReview, type Review, type ReviewApproval, type ReviewPerson } from '../approval/review.js';
+import { LOCKS } from './postgres-migrations.js';
+import { inTransaction, query } from './postgres-pool.js';
+import type { PostgresReviewFeed } from './postgres-review-feed.js';
+import { alreadyApproved, reviewDecided, reviewExpired, reviewLimit, reviewNotFound } from './review-errors.js';
+import type { ApprovalOutcome, GrantFilter, ResendClaim, ReviewFilter, ReviewLimits, ReviewResolution } from './store.js';
+
+const DEFAULT_LIMIT = 100;
+
+/**
+ * The review half of the Postgres store: reviews, approvals and grants. A review is kept whole as JSON in
+ * `doc`, with the columns queries filter on beside it, as in SQLite. Every read-then-write locks the
+ * review's row first (`SELECT … FOR UPDATE`): a decision racing on another replica waits for this one to
+ * commit, then reads what it left. Creates serialize on an advisory lock, as the limits count rows that
+ * do not exist yet. A change's event goes to the feed's outbox in the same transaction (postgres-review-feed.ts).
+ * Lock order, everywhere: the limits lock, then review rows, then the feed lock.
+ */
+export class PostgresReviews {
+  readonly #pool: pg.Pool;
+  readonly #feed: PostgresReviewFeed;
+
+  constructor(pool: pg.Pool, feed: PostgresReviewFeed) {
+    this.#pool = pool;
+    this.#feed = feed;
+  }
+
+  async create(review: NewReview, limits: ReviewLimits): Promise<Review> {
+    const stored: Review = { ...review, status: 'pending', approvals: [] };
+    const event: ReviewEvent = { type: 'review.created', review: stored, at: review.createdAt };
+    await this.#changing(async (client) => {
+      await client.query('SELECT pg_advisory_xact_lock($1, $2)', [LOCKS.app, LOCKS.reviewLimits]);
+      const mine = await count(client, `SELECT count(*) AS n FROM reviews WHERE requester = $1 AND status = 'pending' AND expires_at > $2`, [review.requester.sub, review.createdAt]);
+      if (mine >= limits.perUser) throw reviewLimit('user', mine, limits.perUser);
+      const all = await count(client, `SELECT count(*) AS n FROM reviews WHERE status = 'pending' AND expires_at > $1`, [review.createdAt]);
+      if (all >= limits.total) throw reviewLimit('gateway', all, limits.total);
+      await client.query(
+        `INSERT INTO reviews (id, kind, status, requester, connection, binding, created_at, expires_at, replica, doc)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+        [review.id, review.kind, stored.status, review.requester.sub, review.connection, review.resend?.binding ?? null, review.createdAt, review.expiresAt, review.replica ?? null, JSON.stringify(stored)],
+      );
+      return { outcome: undefined, events: [event] };
+    });
+    return stored;
+  }
+
+  async get(id: string): Promise<Review | undefined> {
+    const { rows } = await query<{ doc: string }>(this.#pool, 'SELECT doc FROM reviews WHERE id = $1', [id]);
+    return rows[0] === undefined ? undefined : (JSON.parse(rows[0].doc) as Review);
+  }
+
+  async list(filter: ReviewFilter = {}): Promise<Review[]> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    for (const column of ['status', 'kind', 'requester', 'connection', 'binding', 'replica'] as const) {
+      if (filter[column] === undefined) continue;
+      params.push(filter[column]);
+      where.push(`${column} = $${params.length}`);
+    }
+    params.push(filter.limit ?? DEFAULT_LIMIT);
+    const sql = `SELECT doc FROM reviews ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id LIMIT $${params.length}`;
+    const { rows } = await query<{ doc: string }>(this.#pool, sql, params);
+    return rows.map((r) => JSON.parse(r.doc) as Review);
+  }
+
+  async approve(id: string, approval: ReviewApproval): Promise<ApprovalOutcome> {
+    let events: ReviewEvent[] = [];
+    const outcome = await this.#changing(async (client): Promise<{ outcome: ApprovalOutcome; events: ReviewEvent[] }> => {
+      const review = await lockReview(client, id);
+      if (review === undefined) throw reviewNotFound(id);
+      if (review.status === 'pending' && review.expiresAt <= approval.at) {
+        // Committed although the approval fails: the deadline has passed whoever notices it first.
+        const expired = await write(client, { ...review, status: 'expired', resolvedAt: approval.at });
+        events = [{ type: 'review.expired', review: expired, at: approval.at }];
+        return { outcome: { review: expired }, events };
+      }
+      if (review.status !== 'pending') return { outcome: { review }, events: [] };
+      if (review.approvals.some((a) => a.sub === approval.sub)) throw alreadyApproved(review);
+      const approvals = [...review.approvals, approval];
+      const actor: ReviewPerson = { sub: approval.sub, email: approval.email };
+      if (approvals.length < review.minApprovals) {
+        const partial = await write(client, { ...review, approvals });
+        events = [{ type: 'review.approval', review: partial, actor, at: approval.at }];
+        return { outcome: { review: partial }, events };
+      }
+      const approved = await write(client, { ...review, approvals, status: 'approved', resolvedAt: approval.at, resolvedBy: actor, resolution: approval.reason });
+      events = [{ type: 'review.approved', review: approved, actor, at: approval.at }];
+      if (review.kind !== 'grant' || !isGrantSummary(review.summary)) return { outcome: { review: approved }, events };
+      const grant: Grant = {
+        id: newGrantId(),
+        reviewId: review.id,
+        sub: review.requester.sub,
+        email: review.requester.email,
+        connection: review.connection,
+        reason: review.reason,
+        approvedBy: approvals.map((a) => a.sub),
+        createdAt: approval.at,
+        expiresAt: approval.at + review.summary.durationMs,
+      };
+      await client.query(
+        `INSERT INTO grants (id, review_id, sub, connection, created_at, expires_at, doc) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+        [grant.id, grant.reviewId, grant.sub, grant.connection, grant.createdAt, grant.expiresAt, JSON.stringify(grant)],
+      );
+      return { outcome: { review: approved, grant }, events };
+    });
+    if (events.length === 0) throw reviewDecided(outcome.review);
+    if (events[0]!.type === 'review.expired') throw reviewExpired(id);
+    return outcome;
+  }
+
+  async resolve(id: string, resolution: ReviewResolution): Promise<Review | undefined> {
+    return this.#changing(async (client): Promise<{ outcome: Review | undefined; events: ReviewEvent[] }> => {
+      const review = await lockReview(client, id);
+      if (review === undefined || review.status !== 'pending') return { outcome: undefined, events: [] };
+      const resolved = await write(client, { ...review, status: resolution.status, resolvedAt: resolution.at, resolvedBy: resolution.by, resolution: resolution.reason });
+      return { outcome: resolved, events: [{ type: `review.${resolution.status}`, review: resolved, actor: resolution.by, at: resolution.at }] };
+    });
+  }
+
+  async claimResend(id: string, claim: ResendClaim): Promise<Review | undefined> {
+    return inTransaction(this.#pool, async (client) => {
+      const review = await lockReview(client, id);
+      if (review === undefined || review.resent !== undefined || review.requester.sub !== claim.requester) return undefined;
+      const deadline = resendDeadline(review);
+      if (deadline === undefined || deadline <= claim.at || review.resend?.binding !== claim.binding) return undefined;
+      return write(client, { ...review, resent: { at: claim.at, requestId: claim.requestId, sessionId: claim.sessionId } });
+    });
+  }
+
+  async listGrants(filter: GrantFilter = {}): Promise<Grant[]> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    const add = (sql: string, value: unknown): void => {
+      params.push(value);
+      where.push(sql.replace('?', `$${params.length}`));
+    };
+    if (filter.sub !== undefined) add('sub = ?', filter.sub);
+    if (filter.connection !== undefined) add('connection = ?', filter.connection);
+    if (filter.activeAt !== undefined) add('expires_at > ?', filter.activeAt);
+    params.push(filter.limit ?? DEFAULT_LIMIT);
+    const sql = `SELECT doc FROM grants ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id LIMIT $${params.length}`;
+    const { rows } = await query<{ doc: string }>(this.#pool, sql, params);
+    return rows.map((r) => JSON.parse(r.doc) as Grant);
+  }
+
+  async activeGrant(sub: string, connection: string, at: number): Promise<Grant | undefined> {
+    const { rows } = await query<{ doc: string }>(this.#pool, 
+      'SELECT doc FROM grants WHERE sub = $1 AND connection = $2 AND expires_at > $3 ORDER BY expires_at DESC LIMIT 1',
+      [sub, connection, at],
+    );
+    return rows[0] === undefined ? undefined : (JSON.parse(rows[0].doc) as Grant);
+  }
+
+  async revokeGrant(id: string, at: number): Promise<Grant | undefined> {
+    return inTransaction(this.#pool, async (client) => {
+      const { rows } = await client.query<{ doc: string }>('SELECT doc FROM grants WHERE id = $1 AND created_at <= $2 AND expires_at > $2 FOR UPDATE', [id, at]);
+      if (rows[0] === undefined) return undefined;
+      const ended: Grant = { ...(JSON.parse(rows[0].doc) as Grant), expiresAt: at };
+      await client.query('UPDATE grants SET expires_at = $2, doc = $3 WHERE id = $1', [id, at, JSON.stringify(ended)]);
+      return ended;
+    });
+  }
+
+  /**
+   * Runs `fn` in a transaction and puts the events it returns in the outbox just before the commit; then
+   * waits for them to be delivered here. What `fn` returns is the caller's.
+   */
+  async #changing<T>(fn: (client: pg.PoolClient) => Promise<{ outcome: T; events: ReviewEvent[] }>): Promise<T> {
+    const appended: Array<[number, ReviewEvent]> = [];
+    let outcome: T;
+    try {
+      outcome = await inTransaction(this.#pool, async (client) => {
+        const result = await fn(client);
+        for (const event of result.events) appended.push([await this.#feed.append(client, event), event]);
+        return result.outcome;
+      });
+    } catch (err) {
+      for (const [seq] of appended) this.#feed.failed(seq);
+      throw err;
+    }
+    // As SQLite's publish: the change's caller resumes once this replica's listeners heard of it.
+    for (const [seq] of appended) await this.#feed.delivered(seq);
+    return outcome;
+  }
+}
+
+async function count(client: pg.ClientBase, sql: string, params: unknown[]): Promise<number> {
+  const { rows } = await client.query<{ n: number }>(sql, params);
+  return rows[0]?.n ?? 0;
+}
+
+/** The review, its row locked until the transaction ends. */
+async function lockReview(client: pg.ClientBase, id: string): Promise<Review | undefined> {
+  const { rows } = await client.query<{ doc: string }>('SELECT doc FROM reviews WHERE id = $1 FOR UPDATE', [id]);
+  return rows[0] === undefined ? undefined : (JSON.parse(rows[0].doc) as Review);
+}
+
+async function write(client: pg.ClientBase, review: Review): Promise<Review> {
+  await client.query('UPDATE reviews SET status = $2, doc = $3 WHERE id = $1', [review.id, review.status, JSON.stringify(review)]);
+  return review;
+}
