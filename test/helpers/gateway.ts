@@ -385,6 +385,8 @@ export interface TunnelClosed {
 /** A WebSocket to `/v1/tunnel` with every message logged from the first byte on. */
 export interface RawTunnel {
   ws: WebSocket;
+  /** The TCP socket the WebSocket was upgraded on (from ws's public `upgrade` event), for writing raw bytes; set once opened. */
+  socket: () => Duplex;
   /** Text messages in arrival order, JSON-parsed when possible (the raw string otherwise). */
   texts: unknown[];
   /** Binary messages in arrival order. */
@@ -410,6 +412,14 @@ export function openRawTunnel(url: string, token: string | undefined, options: {
   const binaries: Buffer[] = [];
   const waiters = new Set<() => void>();
   ws.on('error', () => undefined);
+  let upgraded: Duplex | undefined;
+  ws.once('upgrade', (res) => {
+    upgraded = res.socket;
+  });
+  const socket = (): Duplex => {
+    if (upgraded === undefined) throw new Error('the WebSocket is not open yet');
+    return upgraded;
+  };
   ws.on('message', (data, isBinary) => {
     const buf = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
     if (isBinary) binaries.push(buf);
@@ -456,7 +466,7 @@ export function openRawTunnel(url: string, token: string | undefined, options: {
     return parsed;
   });
   hello.catch(() => undefined);
-  return { ws, texts, binaries, opened, hello, closed, waitForText };
+  return { ws, socket, texts, binaries, opened, hello, closed, waitForText };
 }
 
 /** A raw tunnel plus a client TunnelMux created from its hello, as the CLI does. */

@@ -6,7 +6,6 @@
  */
 import { once } from 'node:events';
 import http, { type IncomingMessage } from 'node:http';
-import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it, onTestFinished, vi } from 'vitest';
@@ -465,7 +464,7 @@ async function runFuzzCase(gw: TestGateway, token: string, fuzz: FuzzCase): Prom
   const tunnel = openRawTunnel(gw.tunnelUrl(fuzz.connection), token);
   await tunnel.opened;
   if (!fuzz.beforeHello) await tunnel.hello;
-  if (fuzz.socketBytes) (tunnel.ws as unknown as { _socket: Socket })._socket.write(fuzz.socketBytes);
+  if (fuzz.socketBytes) tunnel.socket().write(fuzz.socketBytes);
   for (const m of fuzz.messages) if (tunnel.ws.readyState === tunnel.ws.OPEN) tunnel.ws.send(m, { binary: typeof m !== 'string' });
   const closed = await Promise.race([
     tunnel.closed,
@@ -657,11 +656,11 @@ describe('CLI tunnel client when the gateway closes right after hello', () => {
     const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 });
     await once(wss, 'listening');
     onTestFinished(() => new Promise<void>((resolve) => wss.close(() => resolve())));
-    wss.on('connection', (ws) => {
+    wss.on('connection', (_ws, req) => {
       const hello = { type: 'hello', version: 1, session_id: 'ses_test', connection: { name: 'llm', type: 'http' }, window: 262_144, max_frame: 1_048_576, max_streams: 256 };
       const error = { type: 'error', code: 'ERR_TOKEN_EXPIRED', message: 'The token of this tunnel expired; reconnect with a fresh login' };
       const close = Buffer.concat([Buffer.from([0x11, 0x31]), Buffer.from('ERR_TOKEN_EXPIRED')]); // 4401
-      (ws as unknown as { _socket: Socket })._socket.write(
+      req.socket.write(
         Buffer.concat([serverFrame(1, Buffer.from(JSON.stringify(hello))), serverFrame(1, Buffer.from(JSON.stringify(error))), serverFrame(8, close)]),
       );
     });
