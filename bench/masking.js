@@ -1,12 +1,14 @@
 // `npm run build && node bench/masking.js`: response masking cost, in this one process (one core).
 // One JSON object on stdout: throughput of the JSON and SSE body maskers with the default PII profile,
-// and the time to first token of a streamed answer masked vs passed through (compute only, no network).
+// the cost of one masked exchange as the gateway's masking stage runs it (set-up included), and the
+// time to first token of a streamed answer masked vs passed through (compute only, no network).
 //
 // Env: BENCH_MASKING_SECONDS (3, per throughput figure), BENCH_MASKING_TTFT_RUNS (2000),
-//      BENCH_MASKING_SSE_EVENTS (2000).
+//      BENCH_MASKING_SSE_EVENTS (2000), BENCH_MASKING_EXCHANGES (5000).
 import { cpus, loadavg } from 'node:os';
 import { validateConfig } from '../dist/server/config/load.js';
 import { loadMaskingProfiles } from '../dist/server/masking/load-profiles.js';
+import { createMaskingStage } from '../dist/server/masking/masking-stage.js';
 import { createBodyMasker } from '../dist/server/masking/response-masking.js';
 import { firstTokenTiming } from '../dist/server/masking/first-token.js';
 import { MaskingCounter } from '../dist/server/masking/masking-summary.js';
@@ -14,6 +16,7 @@ import { MaskingCounter } from '../dist/server/masking/masking-summary.js';
 const seconds = Number(process.env.BENCH_MASKING_SECONDS ?? 3);
 const ttftRuns = Number(process.env.BENCH_MASKING_TTFT_RUNS ?? 2000);
 const sseEvents = Number(process.env.BENCH_MASKING_SSE_EVENTS ?? 2000);
+const exchanges = Number(process.env.BENCH_MASKING_EXCHANGES ?? 5000);
 const MAX_ITERATIONS = 10_000_000; // hard bound on every timed loop besides the clock
 const TTFT_PREFIX = 32; // chunks fed per TTFT run: the first token is decided long before
 
@@ -22,7 +25,8 @@ const config = validateConfig({
   identity: { issuer: 'https://idp.example.com', audience: 'urn:sluice:gateway', cli_client_id: 'cli' },
   masking_profiles: { pii: { detectors: DETECTORS } },
 });
-const profile = (await loadMaskingProfiles(config)).forNames(['pii']);
+const profiles = await loadMaskingProfiles(config);
+const profile = profiles.forNames(['pii']);
 
 // PII values the fixtures carry; every one must be gone from the masked output.
 const PII = ['jane.doe@example.org', '+1 415 555 0134', '4111 1111 1111 1111', '123-45-6789', 'DE89 3704 0044 0532 0130 00', '192.168.10.42', 'sk-proj4f9aXc81LmQ2zR7tYv3wK0'];
@@ -106,6 +110,97 @@ function throughput(kind, parts, bytes) {
   };
 }
 
+// ---- One exchange: a ~1 KB chat.completion with 4 PII values, through the gateway's masking stage ----
+const EXCHANGE_PII = ['jane.doe@example.org', '+1 415 555 0134', '4111 1111 1111 1111', '192.168.10.42'];
+const exchangeBody = Buffer.from(
+  JSON.stringify({
+    id: 'chatcmpl-exchange',
+    object: 'chat.completion',
+    created: 1_700_000_000,
+    model: 'gpt-4o-mini',
+    choices: [
+      {
+        index: 0,
+        message: {
+          role: 'assistant',
+          content:
+            `${PLAIN}${PLAIN}Write to ${EXCHANGE_PII[0]} or call ${EXCHANGE_PII[1]}. ${PLAIN}${PLAIN}` +
+            `The card on file is ${EXCHANGE_PII[2]} and the last login came from ${EXCHANGE_PII[3]}. ${PLAIN}${PLAIN}`,
+        },
+        logprobs: null,
+        finish_reason: 'stop',
+      },
+    ],
+    usage: { prompt_tokens: 42, completion_tokens: 220, total_tokens: 262 },
+  }),
+);
+const upstreamHeaders = { 'content-type': 'application/json', 'content-length': String(exchangeBody.length), 'x-request-id': 'req_upstream' };
+
+/** What the pipeline does with one answer: plan its masking, mask its headers, stream its body through, read the summary. */
+function maskExchange(stage, exchange) {
+  return new Promise((resolve, reject) => {
+    const masking = stage.responseMasking(exchange);
+    const headers = masking.headers(upstreamHeaders);
+    const body = masking.body({ status: 200, headers });
+    const parts = [];
+    body.transform.on('data', (b) => parts.push(b));
+    body.transform.on('error', reject);
+    body.transform.on('end', () => resolve({ out: Buffer.concat(parts).toString('utf8'), summary: masking.summary() }));
+    body.transform.end(exchangeBody);
+  });
+}
+
+async function exchangeCost() {
+  const stage = createMaskingStage({ profiles });
+  // One connection object for every exchange, as the gateway's config holds it.
+  const connection = { name: 'llm', type: 'http', masking: ['pii'], headers: {} };
+  const exchange = (i) => ({
+    id: `req_${i}`,
+    principal: { sub: 'bench' },
+    connection,
+    session: { id: 'ses_bench' },
+    clientAddress: '127.0.0.1',
+    via: 'proxy',
+    method: 'POST',
+    path: '/v1/chat/completions',
+    headers: { 'content-type': 'application/json' },
+    startedAt: Date.now(),
+  });
+  const first = await maskExchange(stage, exchange(0));
+  const leaked = EXCHANGE_PII.filter((v) => first.out.includes(v));
+  const replaced = first.summary.reduce((n, e) => n + e.count, 0);
+  if (leaked.length > 0 || replaced !== EXCHANGE_PII.length) throw new Error(`exchange: masking did not work (replaced ${replaced}, leaked ${leaked.length})`);
+  for (let i = 0; i < 200; i++) await maskExchange(stage, exchange(i)); // warm-up
+  // Body masker alone on the same answer, for comparison: what the stage adds is set-up and streams.
+  const direct = [];
+  for (let i = 0; i < exchanges; i++) {
+    const t0 = process.hrtime.bigint();
+    maskOnce('json', [exchangeBody]);
+    direct.push(Number(process.hrtime.bigint() - t0));
+  }
+  const wall = [];
+  const cpu0 = process.cpuUsage();
+  const t0 = process.hrtime.bigint();
+  for (let i = 0; i < exchanges; i++) {
+    const s = process.hrtime.bigint();
+    await maskExchange(stage, exchange(i));
+    wall.push(Number(process.hrtime.bigint() - s));
+  }
+  const elapsed = Number(process.hrtime.bigint() - t0);
+  const cpu = process.cpuUsage(cpu0);
+  const us = (ns) => round(ns / 1e3, 1);
+  return {
+    bytes: exchangeBody.length,
+    pii_values: EXCHANGE_PII.length,
+    exchanges,
+    us_per_exchange: us(elapsed / exchanges),
+    cpu_us_per_exchange: us(((cpu.user + cpu.system) * 1e3) / exchanges),
+    p50_us: us(percentile(wall, 0.5)),
+    p99_us: us(percentile(wall, 0.99)),
+    body_masker_p50_us: us(percentile(direct, 0.5)),
+  };
+}
+
 // ---- TTFT ----
 const clock = process.hrtime.bigint;
 const passThrough = (chunk) => chunk; // what the gateway does without a masking profile
@@ -171,25 +266,28 @@ const jsonReplaced = check('json', [jsonBody]);
 const sseReplaced = check('sse', chunks);
 const json = { ...throughput('json', [jsonBody], jsonBody.length), replacements_per_body: jsonReplaced };
 const sse = { ...throughput('sse', chunks, sseBytes), events: chunks.length, replacements_per_stream: sseReplaced };
+const exchange = await exchangeCost();
 const ttftMain = { fixture: 'first delta "Sure"', ...ttft(chunks) };
 // Counter-case: a first delta that could begin a match (digits of a phone/card) is held until the next event.
 const ttftHeld = { fixture: 'first delta "4111"', ...ttft(sseChunks('4111')) };
 
-const targets = { mb_per_s_min: 50, added_ttft_ms_max: 1 };
+const targets = { json_mb_per_s_min: 200, sse_mb_per_s_min: 300, added_ttft_ms_max: 1 };
 const result = {
   machine: { cpus: cpus().length, cpu_model: cpus()[0]?.model, node: process.version, platform: process.platform, loadavg_1m: round(loadavg()[0]) },
   profile: { name: 'pii', detectors: DETECTORS, style: 'redact' },
   json,
   sse,
+  exchange,
   ttft: { ...ttftMain, holdback_case: ttftHeld },
   notes:
-    'one process, one core; ttft is compute only (masker writes from the first chunk in to the write releasing the first text delta, ' +
+    'one process, one core; exchange is one answer through the masking stage as the gateway runs it (plan, headers, body stream, summary); ' +
+    'ttft is compute only (masker writes from the first chunk in to the write releasing the first text delta, ' +
     'plain = pass-through of the same chunks). A held-back first delta leaves with a later event: on a live stream that adds ' +
     'held_back_events upstream inter-chunk gaps, which is not counted in added_*_ms.',
   targets,
   pass: {
-    json_mb_per_s: json.mb_per_s >= targets.mb_per_s_min,
-    sse_mb_per_s: sse.mb_per_s >= targets.mb_per_s_min,
+    json_mb_per_s: json.mb_per_s >= targets.json_mb_per_s_min,
+    sse_mb_per_s: sse.mb_per_s >= targets.sse_mb_per_s_min,
     added_ttft_p50: ttftMain.added_p50_ms <= targets.added_ttft_ms_max,
     added_ttft_p99: ttftMain.added_p99_ms <= targets.added_ttft_ms_max,
   },

@@ -150,6 +150,7 @@ function jsonKeyTextRule(key: string): TextRule {
       `"(?:${prefixes.join('|')})$|"${k}"\\s{0,8}(?::\\s{0,8}(?:"(?:[^"\\\\]|\\\\.){0,1023}\\\\?)?)?$`,
       'gi',
     ),
+    partialStart: '"',
   });
 }
 

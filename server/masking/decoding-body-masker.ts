@@ -72,7 +72,8 @@ export class DecodingBodyMasker implements Required<BodyMasker> {
     }
     // Four bytes tell UTF-16/32 and a BOM apart from UTF-8 (RFC 4627 section 3).
     if (this.#size < 4) return null;
-    const head = Buffer.concat(this.#held);
+    // Most bodies arrive with their first four bytes in one chunk: no copy to look at them.
+    const head = this.#held.length === 1 ? this.#held[0]! : Buffer.concat(this.#held);
     const utf8Bom = head[0] === 0xef && head[1] === 0xbb && head[2] === 0xbf;
     if (utf8Bom || detectJsonEncoding(head) !== 'utf-8') {
       this.#mode = 'decode';
@@ -86,7 +87,7 @@ export class DecodingBodyMasker implements Required<BodyMasker> {
   #release(): Buffer | null {
     this.#mode = 'utf-8';
     if (this.#held.length === 0) return null;
-    const held = Buffer.concat(this.#held);
+    const held = this.#held.length === 1 ? this.#held[0]! : Buffer.concat(this.#held);
     this.#held = [];
     return held.length === 0 ? null : held;
   }

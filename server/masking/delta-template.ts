@@ -3,6 +3,8 @@ import type { DeltaSlot } from './stream-shapes.js';
 /** Stands in for the delta while the template is cut; stringified it is `"\u0000sluice-delta\u0000"`. */
 const MARKER = '\u0000sluice-delta\u0000';
 const MARKER_JSON = JSON.stringify(MARKER);
+/** What a JSON string token must be parsed for: a quote (maybe ending it early), an escape, a control character. */
+const NOT_PLAIN = /["\\\x00-\x1f]/;
 
 /**
  * An event's data as the raw text around its one delta string: `{"id":"…","choices":[{"delta":{"content":`
@@ -43,13 +45,19 @@ export class DeltaTemplate {
    * can stand in for another without changing the document's structure, so the frame's parse holds.
    */
   match(data: string): string | undefined {
-    if (data.length < this.#before.length + 2 + this.#after.length) return undefined;
-    if (!data.startsWith(this.#before) || !data.endsWith(this.#after)) return undefined;
-    const token = data.slice(this.#before.length, data.length - this.#after.length);
-    if (token.charCodeAt(0) !== 0x22 || token.charCodeAt(token.length - 1) !== 0x22) return undefined;
+    const before = this.#before;
+    const after = this.#after;
+    const end = data.length - after.length - 1;
+    if (end <= before.length) return undefined;
+    // Compared as slices: startsWith with a string it cannot see is a string costs several times more.
+    if (data.slice(0, before.length) !== before || data.slice(end + 1) !== after) return undefined;
+    if (data.charCodeAt(before.length) !== 0x22 || data.charCodeAt(end) !== 0x22) return undefined;
+    const inner = data.slice(before.length + 1, end);
+    // Without quote, backslash or control character the token is a valid JSON string reading as itself.
+    if (!NOT_PLAIN.test(inner)) return inner;
     let value: unknown;
     try {
-      value = JSON.parse(token);
+      value = JSON.parse(data.slice(before.length, end + 1));
     } catch {
       return undefined;
     }

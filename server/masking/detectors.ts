@@ -1,7 +1,8 @@
 import { isIPv6 } from 'node:net';
-import { getCountries, getCountryCallingCode, Metadata, parsePhoneNumberFromString, type CountryCode } from 'libphonenumber-js/max';
 import { ibanValid, ssnValid } from './checksums.js';
-import { escapeRegExp, patternRule, type CheckBudget, type Needle, type TextRule } from './text-rule.js';
+import { phoneLength } from './phone-validator.js';
+import { escapeRegExp, patternRule, type Needle, type TextRule } from './text-rule.js';
+import { literalFinder, type TextScan } from './text-scan.js';
 
 /** Names of the built-in detectors, as a profile's `detectors` lists them. */
 export const DETECTOR_NAMES = ['email', 'phone', 'credit_card', 'ssn', 'iban', 'ip_address', 'secret'] as const;
@@ -41,7 +42,7 @@ export function detectorRules(name: DetectorName, options: DetectorOptions): Tex
           chars: /[A-Za-z0-9._%+@-]/,
           starts: /[A-Za-z0-9]/,
           nextStart: emailStart,
-          contains: { pattern: /@/g, before: 0 },
+          contains: { pattern: /@/g, before: 0, literals: [literalFinder('@')] },
         }),
       ];
     case 'phone': {
@@ -54,6 +55,7 @@ export function detectorRules(name: DetectorName, options: DetectorOptions): Tex
           chars: /[\d ().+-]/,
           starts: /[\d+(]/,
           validate: (m, checks) => phone(m[0], checks),
+          nextStart: phoneStart,
           contains: DIGIT,
         }),
       ];
@@ -67,6 +69,7 @@ export function detectorRules(name: DetectorName, options: DetectorOptions): Tex
           chars: /[\d -]/,
           starts: /\d/,
           validate: (m) => cardLength(m[0]),
+          nextStart: cardStart,
           contains: DIGIT,
         }),
       ];
@@ -79,6 +82,7 @@ export function detectorRules(name: DetectorName, options: DetectorOptions): Tex
           chars: /[\d -]/,
           starts: /\d/,
           validate: (m) => ssnValid(m[1]!, m[3]!, m[4]!),
+          nextStart: ssnStart,
           contains: DIGIT,
         }),
       ];
@@ -91,6 +95,7 @@ export function detectorRules(name: DetectorName, options: DetectorOptions): Tex
           chars: /[A-Z0-9 ]/,
           starts: /[A-Z]/,
           validate: (m) => ibanValid(m[0]),
+          nextStart: ibanStart,
           contains: DIGIT,
         }),
       ];
@@ -102,6 +107,7 @@ export function detectorRules(name: DetectorName, options: DetectorOptions): Tex
           maxLength: 15,
           chars: /[\d.]/,
           starts: /\d/,
+          nextStart: ipv4Start,
           contains: DIGIT,
         }),
         patternRule({
@@ -111,7 +117,7 @@ export function detectorRules(name: DetectorName, options: DetectorOptions): Tex
           chars: /[0-9A-Fa-f:.]/,
           starts: /[0-9A-Fa-f:]/,
           nextStart: ipv6Start,
-          contains: { pattern: /:/g, before: 0 },
+          contains: { pattern: /:/g, before: 0, literals: [literalFinder(':')] },
           // The candidate shape also fits times (12:30:45); the address grammar decides.
           validate: (m) => isIPv6(m[0]),
         }),
@@ -119,6 +125,86 @@ export function detectorRules(name: DetectorName, options: DetectorOptions): Tex
     case 'secret':
       return secretRules(common);
   }
+}
+
+/*
+ * Where the numeric detectors can start. Their look-behinds allow no digit before their first one, so
+ * a match begins at the start of a run of digits (or a character or two before it), and what must
+ * follow that start is checked on the characters before the pattern is tried: prose is full of short
+ * numbers ("in 2024", "3 items") that none of them can match. Each check is implied by its pattern.
+ */
+
+/** A phone number: at a run of digits, or at the "+", "(" or "(+" right before it, where no word character, "+", "." or "-" comes before. */
+function phoneStart(text: string, at: number, scan: TextScan): number {
+  for (let i = scan.runAt(at); i !== -1 && i < scan.runs; i++) {
+    const run = scan.runStart(i);
+    const before = text.charCodeAt(run - 1);
+    if (run - 2 >= at && before === 0x2b && text.charCodeAt(run - 2) === 0x28 && !inPhoneWord(text.charCodeAt(run - 3))) return run - 2;
+    if (run - 1 >= at && (before === 0x2b || before === 0x28) && !inPhoneWord(text.charCodeAt(run - 2))) return run - 1;
+    if (!inPhoneWord(before)) return run;
+  }
+  return -1;
+}
+
+/** What the phone pattern's look-behind refuses before a number: a word character, "+", "." or "-". */
+function inPhoneWord(c: number): boolean {
+  return isWordCode(c) || c === 0x2b || c === 0x2e || c === 0x2d;
+}
+
+/** A card: thirteen digits or more (a shorter run goes on after a space or a hyphen), not after a hyphen. */
+function cardStart(text: string, at: number, scan: TextScan): number {
+  for (let i = scan.runAt(at); i !== -1 && i < scan.runs; i++) {
+    const run = scan.runStart(i);
+    if (text.charCodeAt(run - 1) === 0x2d) continue;
+    const end = scan.runEnd(i);
+    if (end - run >= 13) return run;
+    const sep = text.charCodeAt(end);
+    if ((sep === 0x20 || sep === 0x2d) && isDigitCode(text.charCodeAt(end + 1))) return run;
+  }
+  return -1;
+}
+
+/** An SSN: a run of exactly three digits, not after a hyphen, then a hyphen or a space. */
+function ssnStart(text: string, at: number, scan: TextScan): number {
+  for (let i = scan.runAt(at); i !== -1 && i < scan.runs; i++) {
+    const run = scan.runStart(i);
+    const end = scan.runEnd(i);
+    const sep = text.charCodeAt(end);
+    if (end - run === 3 && (sep === 0x2d || sep === 0x20) && text.charCodeAt(run - 1) !== 0x2d) return run;
+  }
+  return -1;
+}
+
+/** An IPv4 address: a run of one to three digits, not after a dot, then a dot. */
+function ipv4Start(text: string, at: number, scan: TextScan): number {
+  for (let i = scan.runAt(at); i !== -1 && i < scan.runs; i++) {
+    const run = scan.runStart(i);
+    const end = scan.runEnd(i);
+    if (end - run <= 3 && text.charCodeAt(end) === 0x2e && text.charCodeAt(run - 1) !== 0x2e) return run;
+  }
+  return -1;
+}
+
+/** An IBAN: two capital letters, after no letter or digit, right before a run of at least two digits (the check digits). */
+function ibanStart(text: string, at: number, scan: TextScan): number {
+  for (let i = scan.runAt(at + 2); i !== -1 && i < scan.runs; i++) {
+    const run = scan.runStart(i);
+    if (scan.runEnd(i) - run >= 2 && isCapital(text.charCodeAt(run - 2)) && isCapital(text.charCodeAt(run - 1)) && !isAlnum(text.charCodeAt(run - 3))) return run - 2;
+  }
+  return -1;
+}
+
+function isCapital(c: number): boolean {
+  return c >= 0x41 && c <= 0x5a;
+}
+
+function isAlnum(c: number): boolean {
+  return isDigitCode(c) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a);
+}
+
+/** `\w` of a regular expression without the u flag: ASCII letters, digits and "_". */
+function isWordCode(c: number): boolean {
+  return isAlnum(c) || c === 0x5f;
 }
 
 /** Whether a UTF-16 code unit is one an email's local part may contain (`[A-Za-z0-9._%+-]`). */
@@ -172,6 +258,13 @@ function awsSecretStart(text: string, at: number): number {
   return -1;
 }
 
+/** Every spelling of an ASCII word in upper and lower case ("aws", "awS", … "AWS"). */
+function caseVariants(word: string): string[] {
+  let variants = [''];
+  for (const c of word) variants = variants.flatMap((v) => [v + c.toLowerCase(), v + c.toUpperCase()]);
+  return variants;
+}
+
 /** Luhn's doubled digit, by digit. */
 const LUHN_DOUBLE = [0, 2, 4, 6, 8, 1, 3, 5, 7, 9];
 
@@ -216,135 +309,25 @@ function isDigitCode(c: number): boolean {
   return c >= 0x30 && c <= 0x39;
 }
 
-/** Dates and date-times ("2024-01-15 10") are the commonest digit runs that a phone grammar accepts. */
-const DATE_LIKE = /^(?:\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4})(?!\d)/;
-
-/**
- * Digits a national number may carry besides its national significant number: a national prefix with
- * a carrier code (Colombia's "0444", China's five-digit carrier prefixes) or the country code written
- * without "+".
- */
-const NATIONAL_EXTRA_DIGITS = 5;
-
-/**
- * What a region admits before the library is asked: the digit counts a national number of it can have
- * (its national lengths and those of the regions sharing its country code, with room for prefixes), and
- * its international dialling prefix, after which a number of any country may follow. Never refutes a
- * number that the library would accept; lets through many it refutes.
- */
-interface RegionFilter {
-  readonly region: CountryCode;
-  /** 1 at each digit count a national number may have. */
-  readonly counts: Uint8Array;
-  readonly idd: RegExp | null;
-}
-
-function regionFilter(region: string): RegionFilter {
-  const counts = new Uint8Array(16);
-  try {
-    const code = getCountryCallingCode(region as CountryCode);
-    for (const country of getCountries()) {
-      if (getCountryCallingCode(country) !== code) continue;
-      const metadata = new Metadata();
-      metadata.selectNumberingPlan(country);
-      for (const length of metadata.numberingPlan?.possibleLengths() ?? []) {
-        for (let extra = 0; extra <= NATIONAL_EXTRA_DIGITS; extra++) if (length + extra < counts.length) counts[length + extra] = 1;
-      }
-    }
-    const metadata = new Metadata();
-    metadata.selectNumberingPlan(region as CountryCode);
-    const prefix = metadata.numberingPlan?.IDDPrefix();
-    return { region: region as CountryCode, counts, idd: prefix ? new RegExp(`^(?:${prefix})`) : null };
-  } catch {
-    // A region the library does not know: every candidate goes to the library, which refutes it.
-    return { region: region as CountryCode, counts: counts.fill(1), idd: null };
-  }
-}
-
-/** Most prefix ends a phone candidate (at most 26 characters) can have. */
-const MAX_PHONE_ENDS = 16;
-
-/**
- * The phone check: the length of the longest prefix of a candidate, ending at its end or before a
- * separator, that is a valid number (international with "+", or national in one of `regions`); 0 when
- * none. Cheap tests come first (digit count, national lengths, dates); the library's validation, which
- * costs 10–50 µs, draws on the exchange's budget, and verdicts are remembered by candidate and by digits.
- */
-function phoneLength(regions: readonly string[]): (candidate: string, checks: CheckBudget) => number {
-  const filters = regions.map(regionFilter);
-  // Scratch space of one call: checks run one at a time, to completion.
-  const ends = new Int32Array(MAX_PHONE_ENDS);
-  const counts = new Int32Array(MAX_PHONE_ENDS);
-  const iddSeen = new Int8Array(filters.length);
-  return (candidate, checks) => {
-    const candidateKey = `\u0000${candidate}`;
-    const known = checks.recall(candidateKey);
-    if (known !== undefined) return known;
-    let prefixes = 0;
-    let digitCount = 0;
-    for (let i = 0; i <= candidate.length && prefixes < MAX_PHONE_ENDS; i++) {
-      const c = i < candidate.length ? candidate.charCodeAt(i) : -1;
-      if (c === -1 || isPhoneSeparator(c)) {
-        if (i > 0 && !isPhoneSeparator(candidate.charCodeAt(i - 1))) {
-          ends[prefixes] = i;
-          counts[prefixes++] = digitCount;
-        }
-      } else if (isDigitCode(c)) {
-        digitCount++;
-      }
-    }
-    const international = candidate.startsWith('+') || candidate.startsWith('(+');
-    let digits: string | undefined;
-    let decided = true;
-    let found = 0;
-    iddSeen.fill(0);
-    for (let k = prefixes - 1; k >= 0 && found === 0; k--) {
-      const count = counts[k]!;
-      if (count < 7 || count > 15) continue;
-      const prefix = candidate.slice(0, ends[k]);
-      if (DATE_LIKE.test(prefix)) continue;
-      digits ??= candidate.replace(/\D/g, '');
-      const significant = digits.slice(0, count);
-      for (let r = international ? -1 : 0; r < (international ? 0 : filters.length) && found === 0; r++) {
-        const filter = r === -1 ? null : filters[r]!;
-        if (filter !== null && filter.counts[count] !== 1) {
-          if (filter.idd === null) continue;
-          if (iddSeen[r] === 0) iddSeen[r] = filter.idd.test(digits) ? 1 : -1;
-          if (iddSeen[r] === -1) continue;
-        }
-        const key = `${filter?.region ?? '+'}${significant}`;
-        let verdict = checks.recall(key);
-        if (verdict === undefined) {
-          if (!checks.spend()) {
-            // Budget spent: the shape alone decides, and it decides to mask.
-            decided = false;
-            verdict = 1;
-          } else {
-            const parsed = parsePhoneNumberFromString(prefix, filter === null ? { extract: false } : { defaultCountry: filter.region, extract: false });
-            verdict = parsed?.isValid() === true ? 1 : 0;
-            checks.remember(key, verdict);
-          }
-        }
-        if (verdict === 1) found = ends[k]!;
-      }
-    }
-    if (decided) checks.remember(candidateKey, found);
-    return found;
-  };
-}
-
-function isPhoneSeparator(c: number): boolean {
-  return c === 0x20 || c === 0x28 || c === 0x29 || c === 0x2e || c === 0x2d;
-}
-
 const PEM_HEADER = '-----BEGIN ';
 
-/** Every match of the numeric detectors has a digit. */
-const DIGIT: Needle = { pattern: /\d/g, before: 0 };
+/** Every match of the numeric detectors has a digit, at the start of a run of digits inside the match. */
+const DIGIT: Needle = { pattern: /\d/g, before: 0, digitRun: true };
 
-/** The needle of a rule whose every match begins with one of `prefixes`. */
-function literal(...prefixes: string[]): { contains: Needle } {
-  return { contains: { pattern: new RegExp(prefixes.map(escapeRegExp).join('|'), 'g'), before: 0 } };
+/** The needle and the starts of a rule whose every match begins with one of `prefixes`. */
+function literal(...prefixes: string[]): { contains: Needle; nextStart: (text: string, at: number, scan: TextScan) => number } {
+  const finders = prefixes.map(literalFinder);
+  return {
+    contains: { pattern: new RegExp(prefixes.map(escapeRegExp).join('|'), 'g'), before: 0, literals: finders },
+    nextStart: (_text, at, scan) => {
+      let first = -1;
+      for (const p of finders) {
+        const found = scan.literalAt(p, at);
+        if (found !== -1 && (first === -1 || found < first)) first = found;
+      }
+      return first;
+    },
+  };
 }
 
 /** Well-known credential shapes. Each is anchored on a vendor prefix so ordinary words never match. */
@@ -356,7 +339,7 @@ function secretRules(common: { entity: string; rule: string; label: string }): T
     // Stripe live and test keys.
     patternRule({ ...common, pattern: /(?<![\w-])[rsp]k_(?:live|test)_[A-Za-z0-9]{16,200}(?![\w-])/g, maxLength: 208, chars: token, ...literal('rk_', 'sk_', 'pk_') }),
     // GitHub classic and fine-grained tokens.
-    patternRule({ ...common, pattern: /(?<![\w-])(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})(?![\w-])/g, maxLength: 266, chars: token, ...literal('gh', 'github_pat_') }),
+    patternRule({ ...common, pattern: /(?<![\w-])(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})(?![\w-])/g, maxLength: 266, chars: token, ...literal('ghp_', 'gho_', 'ghu_', 'ghs_', 'ghr_', 'github_pat_') }),
     // Slack tokens.
     patternRule({ ...common, pattern: /(?<![\w-])xox[abposr]-[A-Za-z0-9-]{10,200}(?![\w-])/g, maxLength: 205, chars: token, ...literal('xox') }),
     // Google API keys.
@@ -370,7 +353,9 @@ function secretRules(common: { entity: string; rule: string; label: string }): T
       maxLength: 40,
       chars: /[A-Za-z0-9/+]/,
       nextStart: awsSecretStart,
-      contains: { pattern: /aws/gi, before: AWS_SECRET_NAME_MAX },
+      // Spelled out in either case so the search stays case-sensitive, as the other needles it joins;
+      // each spelling is looked for on its own, by its rarest character.
+      contains: { pattern: /[aA][wW][sS]/g, before: AWS_SECRET_NAME_MAX, literals: caseVariants('aws').map(literalFinder) },
     }),
     // JWTs: a JSON header and payload (both start "eyJ") and a signature.
     patternRule({
@@ -388,6 +373,7 @@ function secretRules(common: { entity: string; rule: string; label: string }): T
         /-----BEGIN (?:[A-Z0-9]{1,20} ){0,3}PRIVATE KEY-----(?:[\s\S]{0,16384}?-----END (?:[A-Z0-9]{1,20} ){0,3}PRIVATE KEY-----|[\s\S]{0,16384})/g,
       maxLength: 70 + 16384 + 70,
       partial: pemPartial(),
+      partialStart: '-',
       ...literal(PEM_HEADER),
     }),
   ];

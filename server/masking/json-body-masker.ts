@@ -13,12 +13,13 @@ import {
 } from './json-token-body-masker.js';
 import { maskJsonLikeText, maskJsonLikeTextAsync } from './json-token-masker.js';
 import type { MaskingCounter } from './masking-summary.js';
-import { TurnClock } from './text-masker.js';
+import { MASK_STEP_CHARS, TurnClock } from './text-masker.js';
 
 /**
  * Collects a JSON body up to the profile's `max_json_body`, then parses, masks and re-serializes it
  * (the original bytes when nothing was masked); object keys and numbers are masked too, and a repeated
- * key has every candidate masked. Invalid JSON is masked as text (string escapes decoded), never passed
+ * key has every candidate masked. A profile of text rules only needs no parsed document: its bodies
+ * are masked token by token, unchanged tokens keeping their bytes. Invalid JSON is masked as text (string escapes decoded), never passed
  * raw. A body over the limit is masked token by token as it streams, staying valid JSON, unless the
  * profile has `json_paths` or selectors, which need the parsed document: the body is then refused.
  */
@@ -43,15 +44,17 @@ export class JsonBodyMasker implements BodyMasker {
 
   end(): string | Buffer {
     if (this.#asText !== null) return this.#asText.end();
-    const body = this.#body();
-    const text = body.toString('utf8');
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(text);
-    } catch {
+    return this.maskWhole(this.#body());
+  }
+
+  /** Masks a whole body at once, nothing written before; `text` is its UTF-8 text when the caller has decoded it. */
+  maskWhole(body: Buffer, text = body.toString('utf8')): string | Buffer {
+    const parsed = parseJson(text);
+    if (parsed === NOT_JSON) {
       const masked = maskJsonLikeText(text, this.#profile, this.#counter);
       return masked === text ? body : masked;
     }
+    if (textRulesOnly(this.#profile)) return maskEveryCandidate(text, body, this.#profile, this.#counter);
     const scan = scanJsonTokens(text, this.#profile);
     if (scan.duplicateKey) return maskEveryCandidate(text, body, this.#profile, this.#counter);
     const result = maskJson(parsed, this.#profile, this.#counter);
@@ -66,18 +69,23 @@ export class JsonBodyMasker implements BodyMasker {
 
   async endAsync(): Promise<string | Buffer> {
     if (this.#asText !== null) return this.#asText.endAsync();
+    return this.maskWholeAsync(this.#body());
+  }
+
+  /** `maskWhole` in slices with turns of the event loop between them. */
+  async maskWholeAsync(body: Buffer, text?: string): Promise<string | Buffer> {
+    // A body of one step is masked at once: slicing it would only add turns of the event loop.
+    if (body.length <= MASK_STEP_CHARS) return this.maskWhole(body, text);
     const clock = new TurnClock();
-    const body = this.#body();
-    const text = body.toString('utf8');
-    let parsed: unknown;
-    try {
-      // Native parsing is linear and fast (a few ms per MiB); the masking after it is what is sliced.
-      parsed = JSON.parse(text);
-    } catch {
+    text ??= body.toString('utf8');
+    // Native parsing is linear and fast (a few ms per MiB); the masking after it is what is sliced.
+    const parsed = parseJson(text);
+    if (parsed === NOT_JSON) {
       const masked = await maskJsonLikeTextAsync(text, this.#profile, this.#counter, clock);
       return masked === text ? body : masked;
     }
     await clock.pause();
+    if (textRulesOnly(this.#profile)) return maskEveryCandidateAsync(text, body, this.#profile, this.#counter, clock);
     const scan = await scanJsonTokensAsync(text, this.#profile, clock);
     if (scan.duplicateKey) return maskEveryCandidateAsync(text, body, this.#profile, this.#counter, clock);
     const result = await maskJsonAsync(parsed, this.#profile, this.#counter, {}, clock);
@@ -107,4 +115,24 @@ export class JsonBodyMasker implements BodyMasker {
     this.#chunks = [];
     return body;
   }
+}
+
+const NOT_JSON = Symbol('not JSON');
+
+/** `text` parsed as a client's parser reads it, or NOT_JSON. */
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return NOT_JSON;
+  }
+}
+
+/**
+ * Whether every rule of the profile is a text rule (no json_keys, json_paths or selectors): the parsed
+ * document then adds nothing, and one token pass over the text masks every string, key and number as
+ * a parser reads it, keeping the bytes of everything it leaves alone, repeated keys included.
+ */
+function textRulesOnly(profile: CompiledProfile): boolean {
+  return profile.jsonKeys.size === 0 && profile.jsonPaths.length === 0 && profile.selectors.length === 0;
 }

@@ -65,7 +65,8 @@ function ruleReplacement(ctx: JsonMaskContext, value: unknown, pointer: string, 
 
 /** Whether a string value is remembered as clean. */
 function knownClean(ctx: JsonMaskContext, value: string): boolean {
-  return ctx.clean?.has(value) ?? false;
+  // Only short strings are remembered; hashing a long one to look it up would cost a pass over it.
+  return value.length <= CLEAN_MAX_LENGTH && (ctx.clean?.has(value) ?? false);
 }
 
 /** Notes what masking a string value did: a change, or a clean string worth remembering. */
@@ -75,39 +76,24 @@ function settleString(ctx: JsonMaskContext, value: string, masked: string): stri
   return masked;
 }
 
-/**
- * Masks a parsed JSON document in place: `json_paths` matches, then `json_keys` values (any type), then
- * every other string through the selectors and the text rules.
- */
-export function maskJson(root: unknown, profile: CompiledProfile, counter: MaskingCounter, options: MaskJsonOptions = {}): JsonMaskResult {
-  const ctx = jsonMaskContext(root, profile, counter, options);
-  const { wantPointer, wantPath } = ctx;
-
-  const visit = (value: unknown, pointer: string, path: string, key: string | undefined): unknown => {
-    const replaced = ruleReplacement(ctx, value, pointer, key);
-    if (replaced !== undefined) return replaced.value;
-    if (typeof value === 'string') return knownClean(ctx, value) ? value : settleString(ctx, value, maskString(value, path, profile, counter));
-    if (Array.isArray(value)) {
-      for (let i = 0; i < value.length; i++) {
-        value[i] = visit(value[i], wantPointer ? `${pointer}/${i}` : '', wantPath ? `${path}[${i}]` : '', undefined);
-      }
-      return value;
-    }
-    if (value !== null && typeof value === 'object') {
-      const obj = value as Record<string, unknown>;
-      for (const k of Object.keys(obj)) {
-        obj[k] = visit(obj[k], wantPointer ? `${pointer}/${escapePointer(k)}` : '', wantPath ? `${path}${pathSegment(k)}` : '', k);
-      }
-      return obj;
-    }
-    return value;
-  };
-
-  const value = visit(root, '', '$', undefined);
-  return { value, changed: ctx.changed };
+/** A string value too long to mask in one step: the walk's driver masks it (in slices, when asynchronous). */
+interface LongString {
+  readonly value: string;
+  readonly path: string;
 }
 
-/** An array or object being visited by `maskJsonAsync`, with the member it is at. */
+/**
+ * The walk over one document: it yields each long string (and is sent back its masked text), and null
+ * every WALK_TURN_VALUES values or MASK_STEP_CHARS characters of strings masked, where an asynchronous
+ * driver may give the event loop a turn. One walk serves both forms, so the asynchronous output is the
+ * synchronous output.
+ */
+type JsonWalk = Generator<LongString | null, unknown, string | undefined>;
+
+/** Values settled between two points where an asynchronous driver looks at its clock. */
+const WALK_TURN_VALUES = 64;
+
+/** An array or object being visited, with the member it is at. */
 interface JsonFrame {
   readonly container: unknown[] | Record<string, unknown>;
   /** The object's keys; null for an array. */
@@ -117,10 +103,81 @@ interface JsonFrame {
   readonly path: string;
 }
 
+/** Marks a place whose string the driver must mask (see `settle`). */
+const LONG = Symbol('long string');
+
+/**
+ * The value a place ends with, or LONG for a string long enough to be masked in slices; an array or
+ * object is returned as it is, pushed on `frames`, and masked in place later.
+ */
+function settle(ctx: JsonMaskContext, frames: JsonFrame[], value: unknown, pointer: string, path: string, key: string | undefined): unknown {
+  const replaced = ruleReplacement(ctx, value, pointer, key);
+  if (replaced !== undefined) return replaced.value;
+  if (typeof value === 'string') {
+    if (knownClean(ctx, value)) return value;
+    if (value.length > MASK_STEP_CHARS) return LONG;
+    return settleString(ctx, value, maskString(value, path, ctx.profile, ctx.counter));
+  }
+  if (Array.isArray(value)) frames.push({ container: value, keys: null, index: 0, pointer, path });
+  else if (value !== null && typeof value === 'object') frames.push({ container: value as Record<string, unknown>, keys: Object.keys(value), index: 0, pointer, path });
+  return value;
+}
+
+/**
+ * Masks a parsed document in place, depth first in document order: `json_paths` matches, then
+ * `json_keys` values (any type), then every other string through the selectors and the text rules.
+ * The walk keeps its own stack of containers, so depth costs no call stack.
+ */
+function* jsonWalk(ctx: JsonMaskContext, root: unknown): JsonWalk {
+  const { wantPointer, wantPath } = ctx;
+  const frames: JsonFrame[] = [];
+  let value = settle(ctx, frames, root, '', '$', undefined);
+  if (value === LONG) value = settleString(ctx, root as string, (yield { value: root as string, path: '$' })!);
+  let values = 0;
+  let chars = 0;
+  while (frames.length > 0) {
+    const frame = frames[frames.length - 1]!;
+    const size = frame.keys === null ? (frame.container as unknown[]).length : frame.keys.length;
+    if (frame.index >= size) {
+      frames.pop();
+      continue;
+    }
+    const i = frame.index++;
+    const k = frame.keys === null ? undefined : frame.keys[i]!;
+    const container = frame.container as Record<string | number, unknown>;
+    const slot = k ?? i;
+    const pointer = wantPointer ? `${frame.pointer}/${k === undefined ? i : escapePointer(k)}` : '';
+    const path = wantPath ? `${frame.path}${k === undefined ? `[${i}]` : pathSegment(k)}` : '';
+    const original = container[slot];
+    let settled = settle(ctx, frames, original, pointer, path, k);
+    if (settled === LONG) settled = settleString(ctx, original as string, (yield { value: original as string, path })!);
+    container[slot] = settled;
+    if (typeof original === 'string') chars += original.length;
+    if (++values >= WALK_TURN_VALUES || chars >= MASK_STEP_CHARS) {
+      values = 0;
+      chars = 0;
+      yield null;
+    }
+  }
+  return value;
+}
+
+/**
+ * Masks a parsed JSON document in place: `json_paths` matches, then `json_keys` values (any type), then
+ * every other string through the selectors and the text rules.
+ */
+export function maskJson(root: unknown, profile: CompiledProfile, counter: MaskingCounter, options: MaskJsonOptions = {}): JsonMaskResult {
+  const ctx = jsonMaskContext(root, profile, counter, options);
+  const walk = jsonWalk(ctx, root);
+  let step = walk.next();
+  while (!step.done) step = walk.next(step.value === null ? undefined : maskString(step.value.value, step.value.path, profile, counter));
+  return { value: step.value, changed: ctx.changed };
+}
+
 /**
  * Masks a parsed JSON document in place exactly as `maskJson` does (same values, same order), giving
  * the event loop a turn whenever `clock` says one is due, between values and inside a long string, so
- * one large document never holds the loop. The walk keeps its own stack of containers.
+ * one large document never holds the loop.
  */
 export async function maskJsonAsync(
   root: unknown,
@@ -130,49 +187,17 @@ export async function maskJsonAsync(
   clock = new TurnClock(),
 ): Promise<JsonMaskResult> {
   const ctx = jsonMaskContext(root, profile, counter, options);
-  const { wantPointer, wantPath } = ctx;
-  const frames: JsonFrame[] = [];
-
-  /**
-   * The value a place ends with (a promise only for a string long enough to be masked in slices); an
-   * array or object is returned as is, and masked in place later.
-   */
-  const settle = (value: unknown, pointer: string, path: string, key: string | undefined): unknown => {
-    const replaced = ruleReplacement(ctx, value, pointer, key);
-    if (replaced !== undefined) return replaced.value;
-    if (typeof value === 'string') {
-      if (knownClean(ctx, value)) return value;
-      if (value.length > MASK_STEP_CHARS) return maskStringAsync(value, path, profile, counter, clock).then((masked) => settleString(ctx, value, masked));
-      return settleString(ctx, value, maskString(value, path, profile, counter));
-    }
-    if (Array.isArray(value)) frames.push({ container: value, keys: null, index: 0, pointer, path });
-    else if (value !== null && typeof value === 'object') frames.push({ container: value as Record<string, unknown>, keys: Object.keys(value), index: 0, pointer, path });
-    return value;
-  };
-
-  const settledRoot = settle(root, '', '$', undefined);
-  const value = settledRoot instanceof Promise ? await settledRoot : settledRoot;
-  while (frames.length > 0) {
-    const frame = frames[frames.length - 1]!;
-    const size = frame.keys === null ? (frame.container as unknown[]).length : frame.keys.length;
-    if (frame.index >= size) {
-      frames.pop();
-      continue;
-    }
-    const i = frame.index++;
-    if (frame.keys === null) {
-      const array = frame.container as unknown[];
-      const settled = settle(array[i], wantPointer ? `${frame.pointer}/${i}` : '', wantPath ? `${frame.path}[${i}]` : '', undefined);
-      array[i] = settled instanceof Promise ? await settled : settled;
+  const walk = jsonWalk(ctx, root);
+  let step = walk.next();
+  while (!step.done) {
+    if (step.value === null) {
+      await clock.pause();
+      step = walk.next();
     } else {
-      const k = frame.keys[i]!;
-      const obj = frame.container as Record<string, unknown>;
-      const settled = settle(obj[k], wantPointer ? `${frame.pointer}/${escapePointer(k)}` : '', wantPath ? `${frame.path}${pathSegment(k)}` : '', k);
-      obj[k] = settled instanceof Promise ? await settled : settled;
+      step = walk.next(await maskStringAsync(step.value.value, step.value.path, profile, counter, clock));
     }
-    if (clock.due) await clock.pause();
   }
-  return { value, changed: ctx.changed };
+  return { value: step.value, changed: ctx.changed };
 }
 
 /** A JSON string value through the selectors (first answer wins), else the text rules. */

@@ -72,6 +72,8 @@ function notJson(err: unknown): unknown {
 export interface JsonTokenScan {
   readonly duplicateKey: boolean;
   readonly output: string;
+  /** Whether `output` differs from the text scanned. */
+  readonly changed: boolean;
   readonly counts: MaskingCounter;
 }
 
@@ -79,19 +81,19 @@ export interface JsonTokenScan {
 export function scanJsonTokens(raw: string, profile: CompiledProfile): JsonTokenScan {
   const counts = new MaskingCounter();
   // No rule can match anywhere: keys and numbers are clean, and so is every candidate of a repeated key.
-  if (!profile.text.mayMatchIn(raw)) return { duplicateKey: false, output: raw, counts };
+  if (!profile.text.mayMatchIn(raw)) return { duplicateKey: false, output: raw, changed: false, counts };
   const tokens = new JsonTokenMasker(profile, counts, { values: false, maxString: Infinity });
   const output = tokens.push(raw) + tokens.end();
-  return { duplicateKey: tokens.sawDuplicateKey, output, counts };
+  return { duplicateKey: tokens.sawDuplicateKey, output, changed: tokens.changed, counts };
 }
 
 /** `scanJsonTokens` with the same result, giving the event loop a turn whenever `clock` says one is due. */
 export async function scanJsonTokensAsync(raw: string, profile: CompiledProfile, clock: TurnClock): Promise<JsonTokenScan> {
   const counts = new MaskingCounter();
-  if (!profile.text.mayMatchIn(raw)) return { duplicateKey: false, output: raw, counts };
+  if (!profile.text.mayMatchIn(raw)) return { duplicateKey: false, output: raw, changed: false, counts };
   const tokens = new JsonTokenMasker(profile, counts, { values: false, maxString: Infinity });
   const output = (await tokens.pushAsync(raw, clock)) + (await tokens.endAsync(clock));
-  return { duplicateKey: tokens.sawDuplicateKey, output, counts };
+  return { duplicateKey: tokens.sawDuplicateKey, output, changed: tokens.changed, counts };
 }
 
 /**
@@ -102,14 +104,15 @@ export async function scanJsonTokensAsync(raw: string, profile: CompiledProfile,
 export function maskEveryCandidate(raw: string, body: Buffer, profile: CompiledProfile, counter: MaskingCounter): string | Buffer {
   const every = everyCandidateMasker(profile, counter);
   const all = every.push(raw) + every.end();
-  return all === raw ? body : all;
+  // Unchanged, the output is the text: the original bytes go out, without flattening or comparing it.
+  return every.changed ? all : body;
 }
 
 /** `maskEveryCandidate` with the same result, giving the event loop a turn whenever `clock` says one is due. */
 export async function maskEveryCandidateAsync(raw: string, body: Buffer, profile: CompiledProfile, counter: MaskingCounter, clock: TurnClock): Promise<string | Buffer> {
   const every = everyCandidateMasker(profile, counter);
   const all = (await every.pushAsync(raw, clock)) + (await every.endAsync(clock));
-  return all === raw ? body : all;
+  return every.changed ? all : body;
 }
 
 function everyCandidateMasker(profile: CompiledProfile, counter: MaskingCounter): JsonTokenMasker {
@@ -129,7 +132,7 @@ function everyCandidateMasker(profile: CompiledProfile, counter: MaskingCounter)
 export function finishParsedJson(raw: string, body: Buffer, masked: JsonMaskResult, scan: JsonTokenScan, profile: CompiledProfile, counter: MaskingCounter): string | Buffer {
   if (!masked.changed) {
     for (const e of scan.counts.entries()) for (let i = 0; i < e.count; i++) counter.add(e.entity, e.rule);
-    return scan.output === raw ? body : scan.output;
+    return scan.changed ? scan.output : body;
   }
   const text = JSON.stringify(masked.value);
   if (!profile.text.mayMatchIn(text)) return text;

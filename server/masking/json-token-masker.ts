@@ -18,16 +18,41 @@ export interface JsonTokenMaskerOptions {
 export class InvalidJsonText extends Error {}
 
 /**
- * The token walk of one push: it yields a token text too long to mask at once (and is sent back its
- * masked text), or null after each token, where an asynchronous caller may give the event loop a turn.
- * One walk serves both forms, so the asynchronous output is the synchronous output.
+ * The token walk of one push: it yields a token too long to mask at once (and is sent back the token
+ * as written), or null every WALK_TURN_TOKENS tokens, where an asynchronous caller may give the event
+ * loop a turn. One walk serves both forms, so the asynchronous output is the synchronous output.
  */
-type TokenWalk<T> = Generator<string | null, T, string | undefined>;
+type TokenWalk<T> = Generator<LongToken | null, T, string | undefined>;
+
+/** Tokens read between two points where an asynchronous driver looks at its clock. */
+const WALK_TURN_TOKENS = 64;
+
+/**
+ * A token whose text is too long to mask in one step: the driver masks `text`, then `done` writes the
+ * token. `jsonEscape`: the text is a string's raw content, which the driver may mask with JSON-escaped
+ * replacements (then it tells `done` so).
+ */
+interface LongToken {
+  readonly text: string;
+  readonly jsonEscape: boolean;
+  done(masked: string, escaped: boolean): string;
+}
+
+/** What a token's masking gives when the token is written exactly as received. */
+const AS_RECEIVED = Symbol('as received');
+
+/** A replacement as the content of a JSON string. */
+function jsonContent(replacement: string): string {
+  // Labels ("[EMAIL]", "<EMAIL:3f9a1c>", "****1234") seldom hold anything JSON escapes.
+  return NEEDS_ESCAPE.test(replacement) ? JSON.stringify(replacement).slice(1, -1) : replacement;
+}
+
+/** What JSON.stringify writes otherwise in a string: a quote, a backslash, a control character, a lone surrogate. */
+const NEEDS_ESCAPE = /["\\\x00-\x1f\ud800-\udfff]/;
 
 const isWhitespace = (c: number): boolean => c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
 const isNumberChar = (c: number): boolean => (c >= 0x30 && c <= 0x39) || c === 0x2b || c === 0x2d || c === 0x2e || c === 0x65 || c === 0x45;
 const isLetter = (c: number): boolean => c >= 0x61 && c <= 0x7a;
-const LETTER = /[a-z]/;
 
 /**
  * Keys and integers repeat across documents (every answer of an API has the same keys): those a
@@ -78,6 +103,10 @@ export class JsonTokenMasker {
   #stream: { channel: TextChannel; replaced: boolean } | null = null;
   /** A `json_keys` rule whose value is a container, and the depth it opened at: every scalar inside is its. */
   #forced: { rule: JsonRuleEntry; depth: number } | null = null;
+  /** Whether any token was written otherwise than received: false means the output is the input. */
+  #changed = false;
+  /** Tokens read since the walk last yielded a turn. */
+  #tokens = 0;
 
   constructor(profile: CompiledProfile, counter: MaskingCounter, options: JsonTokenMaskerOptions = {}) {
     this.#profile = profile;
@@ -90,6 +119,11 @@ export class JsonTokenMasker {
   /** Whether an object repeated a key (the reading of such a document depends on the parser). */
   get sawDuplicateKey(): boolean {
     return this.#sawDuplicate;
+  }
+
+  /** Whether the output so far differs from the input: a caller can send the original bytes otherwise. */
+  get changed(): boolean {
+    return this.#changed;
   }
 
   /** Masks what can be decided of `text`; holds back an unfinished token. Throws InvalidJsonText. */
@@ -125,7 +159,10 @@ export class JsonTokenMasker {
 
   #drive(walk: TokenWalk<string>): string {
     let step = walk.next();
-    while (!step.done) step = walk.next(step.value === null ? undefined : maskToken(step.value, this.#profile, this.#counter, this.#clean));
+    while (!step.done) {
+      const token = step.value;
+      step = walk.next(token === null ? undefined : token.done(maskToken(token.text, this.#profile, this.#counter, this.#clean, token.jsonEscape), token.jsonEscape));
+    }
     return step.value;
   }
 
@@ -136,14 +173,19 @@ export class JsonTokenMasker {
         await clock.pause();
         step = walk.next();
       } else {
-        step = walk.next(await maskTokenAsync(step.value, this.#profile, this.#counter, clock));
+        step = walk.next(step.value.done(await maskTokenAsync(step.value.text, this.#profile, this.#counter, clock), false));
       }
     }
     return step.value;
   }
 
   *#walk(text: string): TokenWalk<string> {
+    // Text is copied to the output in runs: a token written as received stays in the run, and only a
+    // token written otherwise cuts it. `copied`: what comes before is in `out`; `tokenStart`: where the
+    // token being read began in this text (-1: in an earlier one, so none of it is in this text's runs).
     let out = '';
+    let copied = 0;
+    let tokenStart = this.#state === 'out' ? 0 : -1;
     let i = 0;
     const n = text.length;
     while (i < n) {
@@ -151,19 +193,30 @@ export class JsonTokenMasker {
         const close = closingQuote(text, i, this.#pending);
         if (close === -1) {
           this.#pending += text.slice(i);
+          out += text.slice(copied, Math.max(tokenStart, 0));
+          copied = n;
           if (this.#stream !== null || this.#pending.length > this.#maxString) out += this.#streamString(false);
           return out;
         }
         const raw = this.#pending + text.slice(i, close);
         this.#pending = '';
         this.#state = 'out';
+        let written: string | typeof AS_RECEIVED;
         if (this.#stream !== null) {
           this.#pending = raw;
-          out += this.#streamString(true);
+          written = this.#streamString(true);
         } else {
-          out += yield* this.#stringToken(raw);
+          const token = this.#stringToken(raw);
+          written = typeof token === 'object' ? (yield token)! : token;
         }
-        yield null;
+        if (written !== AS_RECEIVED || tokenStart === -1) {
+          out += text.slice(copied, Math.max(tokenStart, 0)) + (written === AS_RECEIVED ? `"${raw}"` : written);
+          copied = close + 1;
+        }
+        if (++this.#tokens >= WALK_TURN_TOKENS) {
+          this.#tokens = 0;
+          yield null;
+        }
         i = close + 1;
         continue;
       }
@@ -172,63 +225,76 @@ export class JsonTokenMasker {
         let j = i;
         while (j < n && test(text.charCodeAt(j))) j++;
         this.#pending += text.slice(i, j);
-        if (j === n) return out;
-        out += yield* this.#finishScalar();
-        yield null;
+        if (j === n) break;
+        const scalar = this.#pending;
+        const token = this.#finishScalar();
+        const written = typeof token === 'object' ? (yield token)! : token;
+        if (written !== AS_RECEIVED || tokenStart === -1) {
+          out += text.slice(copied, Math.max(tokenStart, 0)) + (written === AS_RECEIVED ? scalar : written);
+          copied = j;
+        }
+        if (++this.#tokens >= WALK_TURN_TOKENS) {
+          this.#tokens = 0;
+          yield null;
+        }
         i = j;
         continue;
       }
-      // Between tokens: copy the run of structure and whitespace in one slice.
-      let j = i;
-      for (; j < n; j++) {
-        const code = text.charCodeAt(j);
-        if (isWhitespace(code)) continue;
-        const c = text[j]!;
-        if (c === '{' || c === '[') {
+      // Between tokens: structure and whitespace stay in the run.
+      let c = 0;
+      for (; i < n; i++) {
+        c = text.charCodeAt(i);
+        if (isWhitespace(c)) continue;
+        if (c === 0x7b || c === 0x5b) {
+          const object = c === 0x7b;
           this.#beforeValue();
           this.#openContainer();
-          this.#stack.push(c === '{');
-          if (c === '{') this.#keys.push(new Set());
-          this.#expectKey = c === '{';
-        } else if (c === '}' || c === ']') {
+          this.#stack.push(object);
+          if (object) this.#keys.push(new Set());
+          this.#expectKey = object;
+        } else if (c === 0x7d || c === 0x5d) {
           const wasObject = this.#stack.pop();
-          if (wasObject === undefined || wasObject !== (c === '}')) throw new InvalidJsonText(`unexpected ${c}`);
+          if (wasObject === undefined || wasObject !== (c === 0x7d)) throw new InvalidJsonText(`unexpected ${String.fromCharCode(c)}`);
           if (wasObject) this.#keys.pop();
           if (this.#forced !== null && this.#stack.length < this.#forced.depth) this.#forced = null;
           this.#expectKey = false;
-        } else if (c === ',') {
+        } else if (c === 0x2c) {
           this.#expectKey = this.#stack[this.#stack.length - 1] === true;
-        } else if (c === ':') {
+        } else if (c === 0x3a) {
           this.#expectKey = false;
         } else {
           break;
         }
       }
-      out += text.slice(i, j);
-      i = j;
       if (i === n) break;
-      const c = text[i]!;
-      if (c === '"') {
+      tokenStart = i;
+      if (c === 0x22) {
         this.#stringIsKey = this.#expectKey;
         if (!this.#stringIsKey) this.#beforeValue();
         this.#state = 'string';
         i++;
-      } else if (c === '-' || (c >= '0' && c <= '9')) {
+      } else if (c === 0x2d || (c >= 0x30 && c <= 0x39)) {
         this.#beforeValue();
         this.#state = 'number';
-      } else if (LETTER.test(c)) {
+      } else if (isLetter(c)) {
         this.#beforeValue();
         this.#state = 'literal';
       } else {
         throw new InvalidJsonText(`unexpected character at ${i}`);
       }
     }
-    return out;
+    // The end of this text: all of it is decided but a token still being read.
+    return out + text.slice(copied, this.#state === 'out' ? n : Math.max(tokenStart, 0));
   }
 
   *#walkEnd(): TokenWalk<string> {
     let out = '';
-    if (this.#state === 'number' || this.#state === 'literal') out = yield* this.#finishScalar();
+    if (this.#state === 'number' || this.#state === 'literal') {
+      const scalar = this.#pending;
+      const token = this.#finishScalar();
+      const written = typeof token === 'object' ? (yield token)! : token;
+      out = written === AS_RECEIVED ? scalar : written;
+    }
     if (this.#state !== 'out' || this.#stack.length > 0 || !this.#seenRoot) throw new InvalidJsonText('unfinished JSON text');
     return out;
   }
@@ -250,7 +316,8 @@ export class JsonTokenMasker {
     }
   }
 
-  *#stringToken(raw: string): TokenWalk<string> {
+  /** A string token as written out (AS_RECEIVED: as it came), or a LongToken for the walk's driver to mask. */
+  #stringToken(raw: string): string | LongToken | typeof AS_RECEIVED {
     let decoded: string;
     try {
       decoded = raw.includes('\\') ? (JSON.parse(`"${raw}"`) as string) : raw;
@@ -266,14 +333,42 @@ export class JsonTokenMasker {
         else keys.add(decoded);
       }
       this.#key = decoded;
-      const masked = yield* this.#maskText(decoded);
-      return masked === decoded ? `"${raw}"` : JSON.stringify(masked);
+      return this.#maskedString(raw, decoded);
     }
     const byKey = this.#keyRule(decoded);
-    if (byKey !== undefined) return JSON.stringify(byKey);
-    if (!this.#values) return `"${raw}"`;
-    const masked = yield* this.#maskText(decoded);
-    return masked === decoded ? `"${raw}"` : JSON.stringify(masked);
+    if (byKey !== undefined) return this.#replaced(JSON.stringify(byKey));
+    if (!this.#values) return AS_RECEIVED;
+    return this.#maskedString(raw, decoded);
+  }
+
+  /**
+   * A key or string value through the text rules, written as received when they leave it alone. A
+   * string without escapes is its raw content: masked with JSON-escaped replacements, it is written
+   * back as it comes, never re-encoded whole.
+   */
+  #maskedString(raw: string, decoded: string): string | LongToken | typeof AS_RECEIVED {
+    const jsonEscape = raw === decoded;
+    const masked = (text: string, escaped: boolean): string | typeof AS_RECEIVED => {
+      if (text === decoded) return AS_RECEIVED;
+      return this.#replaced(escaped ? `"${text}"` : JSON.stringify(text));
+    };
+    if (decoded.length > MASK_STEP_CHARS) {
+      return {
+        text: decoded,
+        jsonEscape,
+        done: (text, escaped) => {
+          const written = masked(text, escaped);
+          return written === AS_RECEIVED ? `"${raw}"` : written;
+        },
+      };
+    }
+    return masked(maskToken(decoded, this.#profile, this.#counter, this.#clean, jsonEscape), jsonEscape);
+  }
+
+  /** Notes that a token is written otherwise than received. */
+  #replaced(token: string): string {
+    this.#changed = true;
+    return token;
   }
 
   /**
@@ -282,6 +377,8 @@ export class JsonTokenMasker {
    */
   #streamString(closing: boolean): string {
     let out = '';
+    // Written back from its decoded text: escapes may be spelled otherwise than received.
+    this.#changed = true;
     if (this.#stream === null) {
       const rule = this.#stringIsKey ? undefined : this.#keyRule('');
       this.#stream = { channel: new TextChannel(this.#profile.text, this.#counter), replaced: rule !== undefined };
@@ -311,7 +408,8 @@ export class JsonTokenMasker {
     return out;
   }
 
-  *#finishScalar(): TokenWalk<string> {
+  /** A number or literal token as written out (AS_RECEIVED: as it came), or a LongToken for the walk's driver to mask. */
+  #finishScalar(): string | LongToken | typeof AS_RECEIVED {
     const token = this.#pending;
     const state = this.#state;
     this.#pending = '';
@@ -319,15 +417,36 @@ export class JsonTokenMasker {
     if (state === 'literal') {
       if (token !== 'true' && token !== 'false' && token !== 'null') throw new InvalidJsonText(`unexpected literal ${token.slice(0, 16)}`);
       const byKey = this.#keyRule(token);
-      return byKey === undefined ? token : JSON.stringify(byKey);
+      return byKey === undefined ? AS_RECEIVED : this.#replaced(JSON.stringify(byKey));
     }
     if (!/^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$/.test(token)) throw new InvalidJsonText('invalid number');
     const byKey = this.#keyRule(token);
-    if (byKey !== undefined) return JSON.stringify(byKey);
+    if (byKey !== undefined) return this.#replaced(JSON.stringify(byKey));
     const integer = integerPart(token);
-    if (integer === undefined) return token;
-    const masked = yield* this.#maskText(integer);
-    return masked === integer ? token : JSON.stringify(masked + token.slice(integer.length));
+    if (integer === undefined) return AS_RECEIVED;
+    if (integer.length > MASK_STEP_CHARS) {
+      return {
+        text: integer,
+        jsonEscape: false,
+        done: (masked) => {
+          const written = this.#numberWritten(token, integer, masked);
+          return written === AS_RECEIVED ? token : written;
+        },
+      };
+    }
+    return this.#numberWritten(token, integer, maskToken(integer, this.#profile, this.#counter, this.#clean));
+  }
+
+  /** A number whose integer digits masked to `masked`: as a JSON string when they hold a value. */
+  #numberWritten(token: string, integer: string, masked: string): string | typeof AS_RECEIVED {
+    if (masked !== integer) return this.#replaced(JSON.stringify(masked + token.slice(integer.length)));
+    // A JavaScript client reads an exponent (4.111111111111111e15) or an integer past 2^53 as other
+    // digits than the token's: those are masked too. They are short (at most 21 digits before an exponent).
+    const read = jsReading(token);
+    if (read === undefined) return AS_RECEIVED;
+    const readInteger = integerPart(read)!;
+    const readMasked = maskToken(readInteger, this.#profile, this.#counter, this.#clean);
+    return readMasked === readInteger ? AS_RECEIVED : this.#replaced(JSON.stringify(readMasked + read.slice(readInteger.length)));
   }
 
   /** The replacement a `json_keys` rule gives the scalar of the current key, or undefined. */
@@ -342,19 +461,18 @@ export class JsonTokenMasker {
     this.#counter.add(rule.name, `json_key:${rule.name}`);
     return replacementFor(value, labelOf(rule.name), rule.replacement);
   }
-
-  /** A key, string or integer through the text rules; a long one is handed to the walk's driver. */
-  *#maskText(text: string): TokenWalk<string> {
-    if (text.length <= MASK_STEP_CHARS) return maskToken(text, this.#profile, this.#counter, this.#clean);
-    return (yield text)!;
-  }
 }
 
-/** A key, string or integer through the text rules, remembering short clean ones in `clean`. */
-function maskToken(text: string, profile: CompiledProfile, counter: MaskingCounter, clean: Set<string>): string {
-  if (profile.text.empty || clean.has(text)) return text;
+/**
+ * A key, string or integer through the text rules, remembering short clean ones in `clean`;
+ * `jsonEscape` writes the replacements as JSON string content (for a string's raw content).
+ */
+function maskToken(text: string, profile: CompiledProfile, counter: MaskingCounter, clean: Set<string>, jsonEscape = false): string {
+  // Only short texts are remembered; hashing a long one to look it up would cost a pass over it.
+  if (profile.text.empty || (text.length <= CLEAN_MAX_LENGTH && clean.has(text))) return text;
   // A string holding JSON (tool-call arguments) has escapes of its own that its reader decodes.
-  const masked = text.includes('\\u') ? maskJsonLikeText(text, profile, counter) : profile.text.mask(text, counter);
+  // (Raw content without escapes holds no backslash, so it never takes that path.)
+  const masked = text.includes('\\u') ? maskJsonLikeText(text, profile, counter) : profile.text.mask(text, counter, jsonEscape ? jsonContent : undefined);
   if (masked === text && text.length <= CLEAN_MAX_LENGTH && clean.size < CLEAN_MAX_ENTRIES) clean.add(text);
   return masked;
 }
@@ -373,6 +491,18 @@ async function maskTokenAsync(text: string, profile: CompiledProfile, counter: M
  */
 function integerPart(token: string): string | undefined {
   return /^-?[0-9]+/.exec(token)?.[0];
+}
+
+/**
+ * How a JavaScript parser writes a number token whose integer digits it reads differently (an exponent,
+ * more digits than a double holds), or undefined when they read the same.
+ */
+function jsReading(token: string): string | undefined {
+  if (token.length <= 15 && !token.includes('e') && !token.includes('E')) return undefined;
+  const read = String(Number(token));
+  const integer = integerPart(read);
+  // Infinity (1e400) has no digits to read.
+  return integer === undefined || integer === integerPart(token) ? undefined : read;
 }
 
 /** What a JSON number becomes when its integer digits hold a value, or undefined. */

@@ -34,6 +34,11 @@ export class LineScanner {
     this.#anyEnd = options.terminators === 'any';
   }
 
+  /** Whether no line is in progress: the next text starts a new line. */
+  get idle(): boolean {
+    return this.#pieces.length === 0 && !this.#pendingCr;
+  }
+
   push(text: string, onLine: LineSink): void {
     if (text === '') return;
     let pos = 0;

@@ -1,6 +1,7 @@
 import { FragmentChannel } from './fragment-channel.js';
 import { MaskingCounter } from './masking-summary.js';
 import type { TextMasker } from './text-masker.js';
+import { literalFinder } from './text-scan.js';
 
 type Json = Record<string, unknown>;
 
@@ -265,5 +266,16 @@ export function stripLogprobs(root: unknown): boolean {
  * object, or a token's own `"logprob": <number>` (TGI's `details.tokens`).
  */
 export function mayHoldLogprobs(text: string): boolean {
-  return /"(?:top_|prompt_)?logprobs"\s*:\s*[[{]|"top_tokens"\s*:\s*\[|"logprob"\s*:\s*-?\d/.test(text);
+  // Every form names "logprob" or "top_tokens": found by a rare character of each, far faster than the
+  // pattern steps through the text.
+  const logprob = LOGPROB.find(text, 0);
+  const topTokens = TOP_TOKENS.find(text, 0);
+  if (logprob === -1 && topTokens === -1) return false;
+  // The pattern begins at most a quote and "prompt_" before either name.
+  LOGPROBS.lastIndex = Math.max(0, Math.min(logprob === -1 ? Infinity : logprob - 8, topTokens === -1 ? Infinity : topTokens - 1));
+  return LOGPROBS.test(text);
 }
+
+const LOGPROB = literalFinder('logprob');
+const TOP_TOKENS = literalFinder('top_tokens');
+const LOGPROBS = /"(?:top_|prompt_)?logprobs"\s*:\s*[[{]|"top_tokens"\s*:\s*\[|"logprob"\s*:\s*-?\d/g;

@@ -42,14 +42,14 @@ export class LogprobsJsonMasker implements BodyMasker {
 
   end(): string | Buffer {
     if (this.#passing) return this.#inner.end();
-    const first = this.#inner.write(this.#wholeBody());
-    return joined(first, this.#inner.end());
+    const { body, text } = this.#wholeBody();
+    return this.#inner.maskWhole(body, text);
   }
 
   async endAsync(): Promise<string | Buffer> {
     if (this.#passing) return this.#inner.endAsync();
-    const first = await this.#inner.writeAsync(this.#wholeBody());
-    return joined(first, await this.#inner.endAsync());
+    const { body, text } = this.#wholeBody();
+    return this.#inner.maskWholeAsync(body, text);
   }
 
   /** Holds a chunk while the body may still be parsed whole; past max_json_body, what the inner masker gets now. */
@@ -68,8 +68,11 @@ export class LogprobsJsonMasker implements BodyMasker {
     return held;
   }
 
-  /** The whole body with its logprobs lists masked (or stripped); the bytes as received when it has none. */
-  #wholeBody(): Buffer {
+  /**
+   * The whole body with its logprobs lists masked (or stripped), the bytes as received when it has
+   * none, with its text: decoded once, for both the logprobs and the body's masking.
+   */
+  #wholeBody(): { body: Buffer; text: string } {
     const body = this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks);
     this.#chunks = [];
     const text = body.toString('utf8');
@@ -83,7 +86,9 @@ export class LogprobsJsonMasker implements BodyMasker {
     }
     const changed =
       doc !== undefined && (this.#profile.logprobs === 'strip' ? stripLogprobs(doc) : maskLogprobLists(doc, this.#profile.text, this.#counter));
-    return changed ? Buffer.from(JSON.stringify(doc), 'utf8') : body;
+    if (!changed) return { body, text };
+    const rewritten = JSON.stringify(doc);
+    return { body: Buffer.from(rewritten, 'utf8'), text: rewritten };
   }
 
   /**
@@ -99,12 +104,4 @@ export class LogprobsJsonMasker implements BodyMasker {
       });
     }
   }
-}
-
-function toBuffer(part: string | Buffer): Buffer {
-  return typeof part === 'string' ? Buffer.from(part, 'utf8') : part;
-}
-
-function joined(first: string | Buffer, last: string | Buffer): string | Buffer {
-  return first.length === 0 ? last : Buffer.concat([toBuffer(first), toBuffer(last)]);
 }

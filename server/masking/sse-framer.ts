@@ -31,6 +31,7 @@ export interface SseFramerOptions {
  */
 export class SseFramer {
   readonly #maxEvent: number;
+  readonly #maxLine: number;
   readonly #lines: LineScanner;
   /** The unfinished event: its lines, its exact text so far and that text's length. */
   #eventLines: string[] = [];
@@ -40,11 +41,14 @@ export class SseFramer {
 
   constructor(options: SseFramerOptions) {
     this.#maxEvent = options.maxEvent;
+    this.#maxLine = options.maxLine;
     this.#lines = new LineScanner({ maxLine: options.maxLine, terminators: 'any' });
   }
 
   /** The events completed by `text`. */
   push(text: string): SseEvent[] {
+    const single = this.#single(text);
+    if (single !== null) return [single];
     const events: SseEvent[] = [];
     this.#lines.push(text, (line, eol) => {
       const ev = this.#line(line, eol);
@@ -65,6 +69,23 @@ export class SseFramer {
     const ev = parseEvent(this.#raw, this.#eventLines, this.#eol || '\n');
     this.#reset();
     return ev;
+  }
+
+  /**
+   * The common chunk, one whole event of one line ("data: {…}\n\n") arriving at an event boundary,
+   * framed without the line machinery; null for anything else, which the general path frames.
+   */
+  #single(text: string): SseEvent | null {
+    const n = text.length;
+    if (n < 3 || text.charCodeAt(n - 1) !== 0x0a || text.charCodeAt(n - 2) !== 0x0a) return null;
+    if (this.#eventLines.length > 0 || !this.#lines.idle || text.indexOf('\n') !== n - 2 || text.indexOf('\r') !== -1) return null;
+    // Past a limit, the general path refuses the stream.
+    if (n - 2 > this.#maxLine || n > this.#maxEvent) return null;
+    const line = text.slice(0, n - 2);
+    if (!isDataLine(line)) return parseEvent(text, [line], '\n');
+    // One data field: its value is the rest of the line, less one leading space (as splitField reads it).
+    const data = line.charCodeAt(5) === 0x20 ? line.slice(6) : line.slice(5);
+    return { raw: text, lines: [line], eol: '\n', event: undefined, data };
   }
 
   #line(line: string, eol: string): SseEvent | null {
@@ -112,9 +133,10 @@ export function splitField(line: string): { field: string; value: string } {
 }
 
 /** The event with its data fields replaced by `data` (other fields and comments kept in place). */
-export function withData(ev: SseEvent, data: string): string {
-  // The common event: one data line and nothing else.
-  if (ev.lines.length === 1 && isDataLine(ev.lines[0]!) && !data.includes('\n')) {
+export function withData(ev: SseEvent, data: string, oneLine = false): string {
+  // The common event: one data line and nothing else. (A payload built by concatenation would be
+  // copied whole just to be searched for a line break: JSON text, which has none, is not searched.)
+  if (ev.lines.length === 1 && isDataLine(ev.lines[0]!) && (oneLine || !data.includes('\n'))) {
     return `data: ${data}${ev.eol}${ev.eol}`;
   }
   const out: string[] = [];

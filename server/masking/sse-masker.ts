@@ -72,9 +72,12 @@ export class SseMasker implements BodyMasker {
   }
 
   #text(text: string): string {
-    const { bom, rest } = this.#bom.take(text);
-    let out = bom;
-    text = rest;
+    let out = '';
+    if (!this.#bom.taken) {
+      const { bom, rest } = this.#bom.take(text);
+      out = bom;
+      text = rest;
+    }
     for (const ev of this.#framer.push(text)) out += this.#event(ev);
     return out;
   }

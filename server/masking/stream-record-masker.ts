@@ -23,8 +23,11 @@ type Json = Record<string, unknown>;
 export interface RecordFormat<R> {
   /** The exact text of the record, sent when masking leaves it alone. */
   raw(rec: R): string;
-  /** The record with its payload replaced. */
-  withData(rec: R, data: string): string;
+  /**
+   * The record with its payload replaced. `oneLine`: the caller knows the payload holds no line break
+   * (it is JSON text), which spares a search of it.
+   */
+  withData(rec: R, data: string, oneLine?: boolean): string;
   /** A record of the stream's own (a flushed hold-back): `event` is an SSE event name. */
   newRecord(event: string | undefined, data: string): string;
 }
@@ -81,7 +84,7 @@ export class StreamRecordMasker<R> {
     const delta = template?.match(data);
     if (template && delta !== undefined) {
       const masked = this.#text(template.slot.key, template.slot.flush).channel.push(delta);
-      return out + this.#queue.send(masked === delta ? this.#format.raw(rec) : this.#format.withData(rec, template.render(masked)));
+      return out + this.#queue.send(masked === delta ? this.#format.raw(rec) : this.#format.withData(rec, template.render(masked), true));
     }
     this.#template = null;
     let obj: unknown;
@@ -162,7 +165,7 @@ export class StreamRecordMasker<R> {
         changed = true;
       }
     }
-    const text = changed ? this.#format.withData(rec, JSON.stringify(o)) : this.#format.raw(rec);
+    const text = changed ? this.#format.withData(rec, JSON.stringify(o), true) : this.#format.raw(rec);
     const only = reading.slots.length === 1 && reading.tokens.length === 0 ? reading.slots[0]! : undefined;
     if (only && !framed && before === '' && sequence === undefined && this.#templates && !reading.ends(only.key)) {
       this.#template = DeltaTemplate.learn(data, o, only, texts[0]!);
@@ -180,7 +183,7 @@ export class StreamRecordMasker<R> {
     const event: ChannelEvent = {
       pending: 0,
       changed: stripped || renamed || result.changed || keyed,
-      render: () => (event.changed ? this.#format.withData(rec, JSON.stringify(holder.root)) : this.#format.raw(rec)),
+      render: () => (event.changed ? this.#format.withData(rec, JSON.stringify(holder.root), true) : this.#format.raw(rec)),
     };
     // A string a json_paths rule or a selector replaced meanwhile is decided already.
     const live: FieldFragment[] = fragments.filter((f) => f.blank());
@@ -213,7 +216,7 @@ export class StreamRecordMasker<R> {
 
   /** A short string through the text rules, remembered when clean (keys and field values repeat). */
   #maskClean(value: string): string {
-    if (this.#clean.has(value) || this.#profile.text.empty) return value;
+    if ((value.length <= CLEAN_MAX_LENGTH && this.#clean.has(value)) || this.#profile.text.empty) return value;
     const masked = this.#profile.text.mask(value, this.#counter);
     if (masked === value && value.length <= CLEAN_MAX_LENGTH && this.#clean.size < CLEAN_MAX_ENTRIES) this.#clean.add(value);
     return masked;

@@ -24,6 +24,11 @@ export function bodyStart(bytes: Buffer): 'json' | 'stream' | 'undecided' {
 export class LeadingBom {
   #checked = false;
 
+  /** Whether the start has been seen: `take` then returns every text as it is. */
+  get taken(): boolean {
+    return this.#checked;
+  }
+
   /** The BOM to send as it is ('' when there is none, or this is not the start), and the text after it. */
   take(text: string): { bom: string; rest: string } {
     if (this.#checked || text.length === 0) return { bom: '', rest: text };

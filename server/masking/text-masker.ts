@@ -1,8 +1,10 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
+import { HoldBack } from './hold-back.js';
 import type { MaskingCounter } from './masking-summary.js';
 import { applySpans, needsView, normalisedView, originOf, viewIndexOf, type ViewSpan } from './normalised-view.js';
 import { replacementFor, type ReplacementOptions } from './replacement.js';
-import { CheckBudget, CONTEXT_CHARS, type RuleCandidate, type RuleCursor, type TextRule } from './text-rule.js';
+import { CheckBudget, CONTEXT_CHARS, hasNeedle, type RuleCandidate, type RuleCursor, type TextRule } from './text-rule.js';
+import { TextScan } from './text-scan.js';
 
 /**
  * How long asynchronous masking runs before it gives the event loop a turn. A concurrent request needs
@@ -45,6 +47,19 @@ export interface MaskEntry {
   readonly replacement: ReplacementOptions;
 }
 
+/** How `maskFrom` works on a text besides the defaults. */
+export interface MaskFromOptions {
+  /** Collects each replaced span (the normalised view's own use). */
+  readonly spans?: ViewSpan[];
+  /** The caller knows the text is ASCII without a backslash: it reads as it is, no view is needed. */
+  readonly plain?: boolean;
+  /**
+   * Writes each replacement as it goes into the output (and the spans): JSON string content, when the
+   * text is the raw content of a JSON string without escapes, so the output needs no re-encoding.
+   */
+  readonly escape?: (replacement: string) => string;
+}
+
 /** What `maskFrom` decided: the masked text of `[from, next)`. */
 export interface MaskStep {
   readonly output: string;
@@ -59,16 +74,15 @@ export class TextMasker {
   readonly #entries: readonly MaskEntry[];
   readonly #budgets = new WeakMap<MaskingCounter, CheckBudget>();
   readonly #allow: ReadonlySet<string>;
+  readonly #holdBack: HoldBack;
   /** One search per distance of needles, when every rule has one; null when some rule has none. */
   readonly #needles: readonly { readonly pattern: RegExp; readonly before: number }[] | null;
-  /** Each rule's own needle (null: none), so a rule whose needle is absent is not run at all. */
-  readonly #ownNeedles: readonly (RegExp | null)[];
 
   constructor(entries: readonly MaskEntry[], allow: ReadonlySet<string>) {
     this.#entries = entries;
     this.#allow = allow;
     this.#needles = needleSearches(entries.map((e) => e.rule));
-    this.#ownNeedles = entries.map(({ rule }) => rule.contains?.pattern ?? null);
+    this.#holdBack = new HoldBack(entries.map((e) => e.rule));
   }
 
   /** Whether any rule is configured (a profile of JSON rules only has none). */
@@ -76,9 +90,9 @@ export class TextMasker {
     return this.#entries.length === 0;
   }
 
-  /** Masks a complete text. */
-  mask(text: string, counter: MaskingCounter): string {
-    return this.maskFrom(text, 0, true, counter).output;
+  /** Masks a complete text; `escape` as in MaskFromOptions. */
+  mask(text: string, counter: MaskingCounter, escape?: (replacement: string) => string): string {
+    return this.maskFrom(text, 0, true, counter, escape === undefined ? NO_OPTIONS : { escape }).output;
   }
 
   /**
@@ -102,30 +116,26 @@ export class TextMasker {
    * Masks `text` from `from` up to the point where every match is decided (all of it when `final`).
    * Characters before `from` are context only (look-behinds); `next` is where the caller resumes.
    */
-  maskFrom(text: string, from: number, final: boolean, counter: MaskingCounter, spans?: ViewSpan[]): MaskStep {
+  maskFrom(text: string, from: number, final: boolean, counter: MaskingCounter, options: MaskFromOptions = NO_OPTIONS): MaskStep {
+    const { spans, escape } = options;
     // Rules read the normalised view (escapes, NFKC, invisible characters, look-alikes); ASCII skips it.
-    if (spans === undefined && needsView(text, final)) return this.#maskFromView(text, from, final, counter);
-    let cut = text.length;
-    if (!final) {
-      for (const e of this.#entries) {
-        const h = e.rule.holdFrom(text, from);
-        if (h < cut) cut = h;
-      }
-    }
+    if (spans === undefined && options.plain !== true && needsView(text, final)) return this.#maskFromView(text, from, final, counter, escape);
+    const cut = final ? text.length : this.#holdBack.from(text, from);
     if (cut <= from) return { output: '', next: from };
     const checks = this.#budgetOf(counter);
     checks.credit(cut - from);
-    if (!this.#mayMatch(text, from)) return { output: text.slice(from, cut), next: cut };
-    // Rules with a match still to come, in the order they are listed.
+    // A short text (a stream's delta) is passed at once when no needle is in it. On a long one the
+    // joined search steps through every character: each rule's own needle is faster to look for.
+    if (text.length - from <= JOINED_NEEDLES_MAX && !this.#mayMatch(text, from)) return { output: text.slice(from, cut), next: cut };
+    // Rules with a match still to come, in the order they are listed; one scan of the text serves them all.
     const live: { order: number; cursor: RuleCursor }[] = [];
-    this.#entries.forEach((e, order) => {
-      const needle = this.#ownNeedles[order];
-      if (needle) {
-        needle.lastIndex = Math.max(0, from - e.rule.contains!.before);
-        if (!needle.test(text)) return;
-      }
-      live.push({ order, cursor: e.rule.cursor(text, from, cut, checks) });
-    });
+    const scan = new TextScan(text, from);
+    const entries = this.#entries;
+    for (let order = 0; order < entries.length; order++) {
+      const { rule } = entries[order]!;
+      if (rule.contains !== undefined && !hasNeedle(rule.contains, text, Math.max(0, from - rule.contains.before), scan)) continue;
+      live.push({ order, cursor: rule.cursor(text, from, cut, checks, scan) });
+    }
     let out = '';
     let pos = from;
     // Every span a rule finds is masked; spans that overlap are masked as one, named after the first.
@@ -138,8 +148,9 @@ export class TextMasker {
       } else {
         const { rule, replacement } = this.#entries[g.order]!;
         const replaced = replacement.style === 'redact' && rule.fixed !== undefined ? rule.fixed : replacementFor(value, rule.label, replacement);
-        out += replaced;
-        spans?.push({ start: g.start, end: g.end, replacement: replaced });
+        const written = escape === undefined ? replaced : escape(replaced);
+        out += written;
+        spans?.push({ start: g.start, end: g.end, replacement: written });
         counter.add(rule.entity, rule.rule);
       }
       pos = g.end;
@@ -160,7 +171,7 @@ export class TextMasker {
           owner = rule;
         }
       }
-      live.length = kept;
+      if (kept < live.length) live.length = kept;
       if (best === null || owner === undefined) break;
       const inGroup = group !== null && best.start < group.end;
       if (inGroup && best.end <= group!.end) {
@@ -173,7 +184,7 @@ export class TextMasker {
         continue;
       }
       owner.cursor.skip();
-      const allowed = this.#allow.has(best.value.toLowerCase());
+      const allowed = this.#allow.size > 0 && this.#allow.has(best.value.toLowerCase());
       if (inGroup) {
         // Reaches past the group: the group grows, and is left alone only if both are allowed values.
         group!.end = best.end;
@@ -190,13 +201,13 @@ export class TextMasker {
   }
 
   /** `maskFrom` through the normalised view: found there, masked over the original characters. */
-  #maskFromView(text: string, from: number, final: boolean, counter: MaskingCounter): MaskStep {
+  #maskFromView(text: string, from: number, final: boolean, counter: MaskingCounter, escape: MaskFromOptions['escape']): MaskStep {
     // An escape cut by the end of a fragment (`jane\u00`) is held until it is whole.
     const partial = final ? -1 : text.search(/\\(u[0-9a-fA-F]{0,3})?$/);
-    if (partial !== -1 && partial >= from) return this.maskFrom(text.slice(0, partial), from, false, counter);
+    if (partial !== -1 && partial >= from) return this.maskFrom(text.slice(0, partial), from, false, counter, { escape });
     const view = normalisedView(text);
     const spans: ViewSpan[] = [];
-    const step = this.maskFrom(view.text, viewIndexOf(view, from), final, counter, spans);
+    const step = this.maskFrom(view.text, viewIndexOf(view, from), final, counter, { spans, escape });
     // The hold-back is decided in view characters: it starts where its first one came from.
     const next = Math.max(from, originOf(view, step.next, text.length));
     return { output: applySpans(text, view, spans, from, next), next };
@@ -213,7 +224,10 @@ export class TextMasker {
 
   /** False when no rule can match anywhere in `text` (no rule's needle is in it): a cheap first look. */
   mayMatchIn(text: string): boolean {
-    return this.#mayMatch(text, 0);
+    if (text.length <= JOINED_NEEDLES_MAX) return this.#mayMatch(text, 0);
+    const scan = new TextScan(text);
+    for (const { rule } of this.#entries) if (rule.contains === undefined || hasNeedle(rule.contains, text, 0, scan)) return true;
+    return false;
   }
 
   /** False when no rule's needle is in `text` from `from`: no rule can match there. */
@@ -226,6 +240,12 @@ export class TextMasker {
     return false;
   }
 }
+
+const NO_OPTIONS: MaskFromOptions = Object.freeze({});
+const PLAIN: MaskFromOptions = Object.freeze({ plain: true });
+
+/** Texts up to this long are first searched for all needles at once (see maskFrom). */
+const JOINED_NEEDLES_MAX = 256;
 
 /** The rules' needles as one search per look-behind distance; null when a rule has no needle. */
 function needleSearches(rules: readonly TextRule[]): { pattern: RegExp; before: number }[] | null {
@@ -251,6 +271,17 @@ export function sliceEnd(text: string, at: number, size: number): number {
   return end;
 }
 
+/** The index of the last character of `text` that is not ASCII or is a backslash, -1 when none. */
+function lastUnplain(text: string): number {
+  // A long text is checked natively first (see needsView): most are plain.
+  if (text.length > 64 && Buffer.byteLength(text, 'utf8') === text.length && text.indexOf('\\') === -1) return -1;
+  for (let i = text.length - 1; i >= 0; i--) {
+    const c = text.charCodeAt(i);
+    if (c >= 0x80 || c === 0x5c) return i;
+  }
+  return -1;
+}
+
 /**
  * A held-back tail at least this long is scanned again only once the text that arrived after it is a
  * quarter of its length: each scan costs the whole tail, so tiny deltas behind a long unfinished match
@@ -271,6 +302,11 @@ export class TextChannel {
   #from = 0;
   /** Characters pushed since the last scan. */
   #unscanned = 0;
+  /**
+   * Where the buffer's last character that is not plain ASCII (or a backslash) is, -1 when none: a
+   * buffer without one needs no normalised view, which saves looking at the whole buffer per delta.
+   */
+  #lastUnplain = -1;
 
   constructor(masker: TextMasker, counter: MaskingCounter) {
     this.#masker = masker;
@@ -284,24 +320,28 @@ export class TextChannel {
 
   push(delta: string): string {
     if (delta === '') return '';
+    const unplain = lastUnplain(delta);
+    if (unplain !== -1) this.#lastUnplain = this.#buf.length + unplain;
     this.#buf += delta;
     this.#unscanned += delta.length;
     const heldBefore = this.#buf.length - this.#from - this.#unscanned;
     if (heldBefore >= RESCAN_HELD_MIN && this.#unscanned * RESCAN_FRACTION < heldBefore) return '';
     this.#unscanned = 0;
-    const { output, next } = this.#masker.maskFrom(this.#buf, this.#from, false, this.#counter);
+    const { output, next } = this.#masker.maskFrom(this.#buf, this.#from, false, this.#counter, this.#lastUnplain === -1 ? PLAIN : NO_OPTIONS);
     const keep = Math.max(0, next - CONTEXT_CHARS);
     this.#buf = this.#buf.slice(keep);
     this.#from = next - keep;
+    this.#lastUnplain = this.#lastUnplain < keep ? -1 : this.#lastUnplain - keep;
     return output;
   }
 
   end(): string {
     if (this.held === 0) return '';
-    const { output } = this.#masker.maskFrom(this.#buf, this.#from, true, this.#counter);
+    const { output } = this.#masker.maskFrom(this.#buf, this.#from, true, this.#counter, this.#lastUnplain === -1 ? PLAIN : NO_OPTIONS);
     this.#buf = '';
     this.#from = 0;
     this.#unscanned = 0;
+    this.#lastUnplain = -1;
     return output;
   }
 }

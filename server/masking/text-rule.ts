@@ -1,3 +1,5 @@
+import { TextScan, type LiteralFinder } from './text-scan.js';
+
 /** A span of text a rule found: `[start, end)` is replaced; `value` is what the replacement is derived from. */
 export interface RuleMatch {
   readonly start: number;
@@ -54,13 +56,31 @@ export interface TextRule {
    * The matches anchored in `[from, until)`; costly checks draw on the exchange's `checks`. A stream
    * holds back the text from `until` on: searching it again on every delta would cost its length each time.
    */
-  cursor(text: string, from: number, until: number, checks: CheckBudget): RuleCursor;
+  cursor(text: string, from: number, until: number, checks: CheckBudget, scan?: TextScan): RuleCursor;
   /**
    * The earliest index at which a match could start that more text might still change (extend,
    * complete or refute); `text.length` when every match is already decided.
    */
   holdFrom(text: string, from: number): number;
+  /**
+   * What `holdFrom` reads when it holds back a trailing run of characters: a masker with many such
+   * rules finds all their runs in one backward pass (HoldBack) instead of one pass per rule.
+   */
+  readonly holdShape?: HoldShape;
 }
+
+/** A hold-back decided by a run of characters: see PatternRuleOptions.chars and starts. */
+export interface HoldShape {
+  readonly chars: RegExp;
+  readonly starts?: RegExp;
+  readonly maxLength: number;
+}
+
+/**
+ * Room past a match's maximal length for the look-aheads that end it (`(?!\d)`, `(?!\.\d)`): a match
+ * reaching that close to the end of the text is not decided yet.
+ */
+export const LOOKAHEAD_SLACK = 4;
 
 /** A pattern every match of a rule contains, at most `before` characters before the match's start. */
 export interface Needle {
@@ -68,6 +88,28 @@ export interface Needle {
   readonly pattern: RegExp;
   /** 0 when the needle is inside the match; more when it sits in a look-behind. */
   readonly before: number;
+  /**
+   * The pattern's alternatives when they are all plain strings: then the needle is looked for with
+   * `indexOf`, which skips through text many times faster than a regular expression steps through it.
+   */
+  readonly literals?: readonly LiteralFinder[];
+  /**
+   * True when every match holds a run of ASCII digits starting inside it: the pass's TextScan, which
+   * finds digit runs for every rule at once, answers instead of the pattern.
+   */
+  readonly digitRun?: boolean;
+}
+
+/** Whether `needle` occurs in `text` from `at`; `scan` is the pass's shared scan of `text`. */
+export function hasNeedle(needle: Needle, text: string, at: number, scan?: TextScan): boolean {
+  if (needle.digitRun === true && scan !== undefined) return scan.digitRunAt(at) !== -1;
+  const { literals } = needle;
+  if (literals !== undefined) {
+    for (const literal of literals) if (literal.find(text, at) !== -1) return true;
+    return false;
+  }
+  needle.pattern.lastIndex = at;
+  return needle.pattern.test(text);
 }
 
 /** Costly checks every exchange may run before its text earns more (see CheckBudget). */
@@ -114,12 +156,6 @@ export class CheckBudget {
 /** Characters of left context a stream keeps so look-behinds and boundaries see what came before. */
 export const CONTEXT_CHARS = 64;
 
-/**
- * Room past a match's maximal length for the look-aheads that end it (`(?!\d)`, `(?!\.\d)`): a match
- * reaching that close to the end of the text is not decided yet.
- */
-const LOOKAHEAD_SLACK = 4;
-
 /** Options of a rule built from a global regular expression. */
 export interface PatternRuleOptions {
   readonly entity: string;
@@ -140,6 +176,11 @@ export interface PatternRuleOptions {
   /** An anchored-at-end pattern finding where an unfinished match could begin (instead of `chars`). */
   readonly partial?: RegExp;
   /**
+   * The character every match of `partial` begins with: the search starts at its first occurrence
+   * (found by indexOf), and text without one holds nothing back.
+   */
+  readonly partialStart?: string;
+  /**
    * Checks a candidate (checksum, a library's validation): true keeps it, false rejects it, a positive
    * number keeps only that many leading characters ("4111 1111 1111 1111 2" keeps the card).
    */
@@ -149,9 +190,9 @@ export interface PatternRuleOptions {
   /**
    * The first index at or after `at` where a match could start, or -1: the pattern is then tried at
    * those indices only (a needle such as the `@` of an email finds them far faster than the pattern).
-   * It must never skip an index where the pattern matches.
+   * It must never skip an index where the pattern matches. `scan` is shared by the rules of one pass.
    */
-  readonly nextStart?: (text: string, at: number) => number;
+  readonly nextStart?: (text: string, at: number, scan: TextScan) => number;
   /** What every match contains (see TextRule.contains). */
   readonly contains?: Needle;
 }
@@ -170,11 +211,14 @@ export function patternRule(options: PatternRuleOptions): TextRule {
     label: options.label,
     fixed: options.fixed,
     contains: options.contains,
-    cursor: (text, from, until, checks) => new PatternCursor(options, sticky, text, from, until, checks),
+    holdShape: chars !== undefined && partial === undefined ? { chars, starts, maxLength } : undefined,
+    cursor: (text, from, until, checks, scan) => new PatternCursor(options, sticky, text, from, until, checks, scan ?? new TextScan(text, from)),
     holdFrom(text, from) {
       const floor = Math.max(from, text.length - maxLength - LOOKAHEAD_SLACK);
       if (partial !== undefined) {
-        partial.lastIndex = floor;
+        const start = options.partialStart === undefined ? floor : text.indexOf(options.partialStart, floor);
+        if (start === -1) return text.length;
+        partial.lastIndex = start;
         const m = partial.exec(text);
         return m === null ? text.length : m.index;
       }
@@ -211,16 +255,18 @@ class PatternCursor implements RuleCursor {
   readonly #text: string;
   readonly #until: number;
   readonly #checks: CheckBudget;
+  readonly #scan: TextScan;
   #resumeAt: number;
   /** undefined: not searched yet; null: no more matches. */
   #pending: Pending | null | undefined;
 
-  constructor(options: PatternRuleOptions, sticky: RegExp | null, text: string, from: number, until: number, checks: CheckBudget) {
+  constructor(options: PatternRuleOptions, sticky: RegExp | null, text: string, from: number, until: number, checks: CheckBudget, scan: TextScan) {
     this.#options = options;
     this.#sticky = sticky;
     this.#text = text;
     this.#until = until;
     this.#checks = checks;
+    this.#scan = scan;
     this.#resumeAt = from;
   }
 
@@ -287,7 +333,8 @@ class PatternCursor implements RuleCursor {
       const match = pattern.exec(text);
       return match === null || match.index >= this.#until ? null : match;
     }
-    for (let start = nextStart(text, at); start !== -1 && start < this.#until; start = nextStart(text, start + 1)) {
+    const scan = this.#scan;
+    for (let start = nextStart(text, at, scan); start !== -1 && start < this.#until; start = nextStart(text, start + 1, scan)) {
       this.#sticky.lastIndex = start;
       const match = this.#sticky.exec(text);
       if (match !== null) return match;
