@@ -22,6 +22,11 @@ const masterKey = z
   .string()
   .refine((v) => /^[A-Za-z0-9+/_-]+={0,2}$/.test(v.trim()) && Buffer.from(v.trim(), 'base64').length === 32, 'must be base64 of 32 bytes (openssl rand -base64 32)');
 
+/** A PostgreSQL connection URL; the message never echoes the value, which may hold a password. */
+const postgresUrl = z
+  .string()
+  .refine((v) => /^postgres(ql)?:\/\//.test(v) && URL.canParse(v), 'must be a postgres:// URL, e.g. postgres://sluice@db.internal:5432/sluice');
+
 const recordSettings = z
   .strictObject({
     request_body: z.enum(['masked', 'raw', 'none']).default('masked'),
