@@ -23,7 +23,7 @@ export const sessionSchema = z.object({
   client_id: z.string().nullable(),
   connection: z.string(),
   /** From the gateway's current configuration; null when the connection no longer exists. */
-  connection_type: z.enum(['http', 'tcp']).nullable(),
+  connection_type: z.enum(['http', 'tcp', 'grpc']).nullable(),
   via: z.enum(['tunnel', 'proxy']),
   reason: z.string().nullable(),
   client_address: z.string(),

@@ -15,12 +15,17 @@ const FORWARDED: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
 const SECRET_ENV = /^(SLUICE_TOKEN|SLUICE_CLIENT_SECRET|SLUICE_MASTER_KEY(_.+)?)$/;
 
 /** The child's environment: the parent's without sluice's credentials, plus the tunnel's endpoints. */
-export function childEnv(parent: NodeJS.ProcessEnv, tunnel: { localUrl?: string; openAiBaseUrl?: string; localToken: string | null; sessionId: string }): NodeJS.ProcessEnv {
+export function childEnv(
+  parent: NodeJS.ProcessEnv,
+  tunnel: { localUrl?: string; openAiBaseUrl?: string; localToken: string | null; sessionId: string; connectionType?: string },
+): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(parent)) if (!SECRET_ENV.test(k)) env[k] = v;
   env.SLUICE_URL = tunnel.localUrl;
   env.SLUICE_SESSION_ID = tunnel.sessionId;
   if (tunnel.openAiBaseUrl) env.OPENAI_BASE_URL = tunnel.openAiBaseUrl;
+  // What a gRPC client dials (host:port, insecure local credentials): the form grpc-js, grpcio and grpcurl take.
+  if (tunnel.connectionType === 'grpc' && tunnel.localUrl) env.SLUICE_GRPC_TARGET = tunnel.localUrl;
   if (tunnel.localToken) {
     // The OpenAI SDKs send their api key as a bearer token: exactly what the local port requires.
     env.OPENAI_API_KEY = tunnel.localToken;
@@ -36,7 +41,8 @@ export const registerRun: RegisterCommand = (program, ctx) => {
     .description(
       'Open a tunnel to the connection NAME on an ephemeral local port, run COMMAND with SLUICE_URL set to ' +
         'it (and, for http connections, OPENAI_BASE_URL to its /v1 base and OPENAI_API_KEY and SLUICE_LOCAL_TOKEN ' +
-        'to the local token every request must carry: the gateway holds the real credential), forward signals ' +
+        'to the local token every request must carry: the gateway holds the real credential; for grpc connections ' +
+        'SLUICE_GRPC_TARGET to the host:port a gRPC client dials with insecure local credentials), forward signals ' +
         'to it, close the tunnel when it ends and exit with its exit code. COMMAND does not see SLUICE_TOKEN, ' +
         'SLUICE_CLIENT_SECRET or SLUICE_MASTER_KEY*. For CI jobs and notebook launchers.',
     )
@@ -52,7 +58,7 @@ export const registerRun: RegisterCommand = (program, ctx) => {
         if (event.kind !== 'connected' || event.reconnect) ctx.out.stderr.write(`sluice: ${describeEvent(event, false)}\n`);
       });
       for (const warning of tunnel.warnings) ctx.out.stderr.write(`sluice: warning: ${warning}\n`);
-      const env = childEnv(ctx.env, { ...tunnel, sessionId: tunnel.hello.session_id });
+      const env = childEnv(ctx.env, { ...tunnel, sessionId: tunnel.hello.session_id, connectionType: tunnel.hello.connection.type });
       const [file, ...args] = command as [string, ...string[]];
       const child = spawn(file, args, { env, stdio: 'inherit' });
       const forward = (signal: NodeJS.Signals) => () => child.kill(signal);

@@ -9,7 +9,7 @@
 export type SessionStatus = 'open' | 'closed' | 'interrupted';
 
 /** The kind of connection a session went through. */
-export type ConnectionType = 'http' | 'tcp';
+export type ConnectionType = 'http' | 'tcp' | 'grpc';
 
 /** How much of a body the recording holds: as sent, after masking, or nothing. */
 export type BodyRecorded = 'raw' | 'masked' | 'none';

@@ -2,8 +2,9 @@ import { z } from 'zod';
 import { approvalSchema, connectionGrantSchema, grantConfigProblems } from '../approval/approval-config.js';
 import { policiesSchema, policyConfigProblems, policyDefaultSchema } from '../policy/policy-config.js';
 import { maskingConfigProblems, maskingProfileName, maskingProfileSchema, maskingSettingsSchema } from '../masking/profile-schema.js';
-import { HTTP_CONNECTION_FIELDS, TCP_CONNECTION_FIELDS } from '../protocols/connection-fields.js';
+import { GRPC_CONNECTION_FIELDS, HTTP_CONNECTION_FIELDS, TCP_CONNECTION_FIELDS } from '../protocols/connection-fields.js';
 import { replicaSchema } from '../replica/replica-config.js';
+import { metricsSettingsSchema } from '../metrics/metrics-config.js';
 import { durationSchema as duration } from './duration.js';
 
 /** Connection names appear in URLs and CLI arguments. */
@@ -52,7 +53,9 @@ const httpConnection = z.strictObject({ ...connectionCommon, ...HTTP_CONNECTION_
 
 const tcpConnection = z.strictObject({ ...connectionCommon, ...TCP_CONNECTION_FIELDS });
 
-export const connectionSchema = z.discriminatedUnion('type', [httpConnection, tcpConnection]);
+const grpcConnection = z.strictObject({ ...connectionCommon, ...GRPC_CONNECTION_FIELDS });
+
+export const connectionSchema = z.discriminatedUnion('type', [httpConnection, tcpConnection, grpcConnection]);
 
 export const configSchema = z
   .strictObject({
@@ -145,4 +148,5 @@ export type Config = z.output<typeof configSchema>;
 export type ConnectionConfig = Config['connections'][number];
 export type HttpConnectionConfig = Extract<ConnectionConfig, { type: 'http' }>;
 export type TcpConnectionConfig = Extract<ConnectionConfig, { type: 'tcp' }>;
+export type GrpcConnectionConfig = Extract<ConnectionConfig, { type: 'grpc' }>;
 export type Role = keyof Config['roles'];

@@ -1,4 +1,4 @@
-import type { OutgoingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { SluiceError } from '../../shared/errors.js';
 import type { ReadAheadBody } from '../policy/body-read-ahead.js';
@@ -50,8 +50,11 @@ export interface Carrier extends ResponseFrames {
   onGone(listener: (error?: Error) => void): () => void;
   /** Answers in place of the upstream (an approval stage that does not forward). */
   answer(status: number, headers: OutgoingHttpHeaders, body: Buffer): void;
-  /** What refusing now would tell the caller (status and bytes), or null when nothing can be answered any more. */
-  refusal(error: SluiceError, requestId: string): { readonly status: number; readonly bytes: number } | null;
+  /**
+   * What refusing now would tell the caller (status, bytes, and the trailers of a protocol that refuses in
+   * them, as gRPC does even after a response head), or null when nothing can be answered any more.
+   */
+  refusal(error: SluiceError, requestId: string): { readonly status: number; readonly bytes: number; readonly trailers?: IncomingHttpHeaders } | null;
   /** Answers a refusal or failure in the protocol's way: an error answer while one can be sent, else an abort. */
   refuse(error: SluiceError, requestId: string): void;
 }

@@ -9,9 +9,23 @@ import type { Decision } from './policy-stage.js';
  * noted; the target is a path and a query); `stream` bytes are opaque (kept raw or as sizes per `record.raw`).
  */
 export interface RecordingFacts {
-  readonly body: 'message' | 'stream';
+  readonly body: 'message' | 'stream' | 'messages';
   /** The record type of body chunks. */
-  readonly chunkRecord: 'exchange.chunk' | 'tcp.chunk';
+  readonly chunkRecord: 'exchange.chunk' | 'tcp.chunk' | 'grpc.message';
+  /**
+   * For `messages` bodies (gRPC), where each chunk is one whole message, kept per `record.request_body` /
+   * `response_body` like a message body: how a message reads for its record (its JSON where the descriptors define it).
+   */
+  readonly decodeMessage?: (dir: 'up' | 'down', frame: Buffer, withJson: boolean) => DecodedMessage;
+}
+
+/** One message of a `messages` body as its record keeps it. */
+export interface DecodedMessage {
+  /** The message bytes without their framing (compressed when `compressed`). */
+  readonly payload: Buffer;
+  readonly compressed: boolean;
+  /** The message as JSON, with the .proto's field names; absent when it could not be decoded. */
+  readonly json?: unknown;
 }
 
 /** The request as recorded before a byte is forwarded, or before a refusal is answered. */

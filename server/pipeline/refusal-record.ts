@@ -77,6 +77,14 @@ export async function recordRefusal(exchange: Exchange, carrier: Carrier, maskin
   const end: ExchangeEnding =
     answer === null
       ? { ...(cutOff ?? { durationMs: Date.now() - exchange.startedAt, responseBytes: 0 }), status: carrier.headSent ? (cutOff?.status ?? 0) : 0, complete: false, requestBytes }
-      : { ...(cutOff ?? { durationMs: Date.now() - exchange.startedAt }), status: answer.status, complete: true, requestBytes, responseBytes: answer.bytes };
+      : {
+          ...(cutOff ?? { durationMs: Date.now() - exchange.startedAt }),
+          status: answer.status,
+          complete: true,
+          requestBytes,
+          // A refusal in trailers follows what the caller already got of the response (gRPC).
+          responseBytes: (cutOff?.responseBytes ?? 0) + answer.bytes,
+          ...(answer.trailers === undefined ? {} : { trailers: answer.trailers }),
+        };
   await exchange.recording.recordError({ code: error.code, message: error.message, afterResponseHead: carrier.headSent, end });
 }

@@ -76,7 +76,8 @@ export function createPolicyEnvironment(): PolicyEnvironment {
 export const POLICY_SCHEMAS = {
   identity: { sub: 'string', email: 'dyn', name: 'dyn', groups: 'list<string>', roles: 'list<string>', client_id: 'dyn', issuer: 'string' },
   connection: { name: 'string', type: 'string', labels: 'map<string, string>' },
-  request: { method: 'string', path: 'string', query: 'map<string, string>', headers: 'map<string, string>', json: 'dyn', size: 'int' },
+  // `grpc` is null but for gRPC calls: { service, method, metadata }.
+  request: { method: 'string', path: 'string', query: 'map<string, string>', headers: 'map<string, string>', grpc: 'dyn', json: 'dyn', size: 'int' },
   session: { id: 'string', reason: 'dyn' },
 } as const;
 
@@ -119,7 +120,7 @@ export function compileCel(env: PolicyEnvironment, source: string): CelPredicate
   return { source, evaluate: (activation) => run(activation as unknown as Record<string, unknown>) };
 }
 
-const HEAD_FIELD = /^\s*\.\s*\??\s*(method|path|query|headers)\b/;
+const HEAD_FIELD = /^\s*\.\s*\??\s*(method|path|query|headers|grpc)\b/;
 
 /**
  * Whether an expression may look at the request body (`request.json`, `request.size`, or `request` as a

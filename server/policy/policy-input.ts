@@ -1,5 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { principalJson, type Principal } from '../identity/principal.js';
+import { policyMetadata, splitCallPath } from '../protocols/grpc/grpc-metadata.js';
 import type { PolicyActivation } from './cel-expression.js';
 
 /** What policy knows of the request body: the parsed JSON (or null) and its size in bytes. */
@@ -42,6 +43,17 @@ function splitPath(path: string): { path: string; query: Record<string, string> 
 }
 
 /**
+ * What a rule sees of a gRPC call (`request.grpc`): its service, method and metadata (lower-case keys,
+ * binary `-bin` entries left out); null for any other kind of request, so a rule about gRPC fails closed
+ * on the rest.
+ */
+function grpcCall(subject: PolicySubject): { service: string; method: string; metadata: Record<string, string> } | null {
+  if (subject.connection.type !== 'grpc') return null;
+  const call = splitCallPath(subject.path);
+  return call === undefined ? null : { service: call.service, method: call.method, metadata: policyMetadata(subject.headers) };
+}
+
+/**
  * Builds the CEL activation of one request: identity, connection, request, session, now. `body` may be a
  * function, called each time a rule reads `request.json` or `request.size` (it may throw: the body is
  * not read yet). `request.size` is a CEL int (a bigint), as the rules are type-checked to use it.
@@ -50,6 +62,7 @@ export function policyInput(subject: PolicySubject, body: PolicyBody | (() => Po
   const p = subject.principal;
   const { path, query } = splitPath(subject.path);
   const headers = headerMap(subject.headers);
+  const grpc = grpcCall(subject);
   const request =
     typeof body === 'function'
       ? {
@@ -57,6 +70,7 @@ export function policyInput(subject: PolicySubject, body: PolicyBody | (() => Po
           path,
           query,
           headers,
+          grpc,
           get json(): unknown {
             return body().json;
           },
@@ -64,7 +78,7 @@ export function policyInput(subject: PolicySubject, body: PolicyBody | (() => Po
             return BigInt(body().size);
           },
         }
-      : { method: subject.method, path, query, headers, json: body.json, size: BigInt(body.size) };
+      : { method: subject.method, path, query, headers, grpc, json: body.json, size: BigInt(body.size) };
   return {
     identity: principalJson(p),
     connection: { name: subject.connection.name, type: subject.connection.type, labels: subject.connection.labels },

@@ -11,6 +11,11 @@ const httpUrl = z.url({ protocol: /^https?$/, message: 'must be an http:// or ht
 
 const tcpTarget = z.string().regex(/^tcp:\/\/[^\s/]+:\d{1,5}\/?$/, 'must be tcp://host:port');
 
+const grpcTarget = z.string().regex(/^grpcs?:\/\/[^\s/]+:\d{1,5}\/?$/, 'must be grpc://host:port (h2c) or grpcs://host:port (TLS)');
+
+/** A `descriptors:` entry: a built-in set by name, or a path to a .proto file or a descriptor set. */
+const descriptorEntry = z.string().min(1);
+
 /** Fields of an `http` connection. */
 export const HTTP_CONNECTION_FIELDS = {
   type: z.literal('http'),
@@ -30,5 +35,20 @@ export const HTTP_CONNECTION_FIELDS = {
 export const TCP_CONNECTION_FIELDS = {
   type: z.literal('tcp'),
   upstream: tcpTarget,
+  connect_timeout: durationSchema.default('10s'),
+} as const;
+
+/** Fields of a `grpc` connection. */
+export const GRPC_CONNECTION_FIELDS = {
+  type: z.literal('grpc'),
+  upstream: grpcTarget,
+  /** PEM CA that signs a `grpcs://` upstream's certificate, when it is not a public one. */
+  ca_file: z.string().min(1).optional(),
+  /** What calls are decoded with: `kserve-v2` (built in), .proto files, descriptor sets (`protoc --descriptor_set_out`). */
+  descriptors: z.array(descriptorEntry).min(1, 'must name at least one: kserve-v2, a .proto file or a descriptor set').default(['kserve-v2']),
+  /** Metadata sent with every call (the upstream's credentials); the caller's `authorization` is never forwarded. */
+  metadata: z.record(z.string().regex(/^[0-9a-z_.-]+$/, 'must be lower-case gRPC metadata name'), z.string()).default({}),
+  /** Largest message either way; a longer one ends the call with RESOURCE_EXHAUSTED. gRPC's own default. */
+  max_message: z.number().int().positive().default(4 * 1024 * 1024),
   connect_timeout: durationSchema.default('10s'),
 } as const;

@@ -1,10 +1,13 @@
 import type { ConnectionConfig } from '../config/schema.js';
+import { createGrpcUpstream } from '../pipeline/grpc-upstream.js';
 import { createHttpUpstream, type HttpUpstreamOptions } from '../pipeline/http-upstream.js';
 import type { RecordingFacts } from '../pipeline/recorder.js';
 import type { ExchangeHandler } from '../pipeline/run-exchange.js';
 import { createTcpUpstream } from '../pipeline/tcp-upstream.js';
 import type { Upstream } from '../pipeline/upstream.js';
-import { HTTP_CONNECTION_FIELDS, TCP_CONNECTION_FIELDS } from './connection-fields.js';
+import { GRPC_CONNECTION_FIELDS, HTTP_CONNECTION_FIELDS, TCP_CONNECTION_FIELDS } from './connection-fields.js';
+import { createGrpcProtocol } from './grpc.js';
+import { GRPC_RECORDING } from './grpc-carrier.js';
 import { HTTP_RECORDING } from './http-carrier.js';
 import { createHttpProtocol, type HttpProtocolLimits } from './http.js';
 import type { StreamProtocol } from './stream-context.js';
@@ -54,6 +57,16 @@ export const CONNECTION_TYPES = {
     reviewable: false,
     masked: false,
     fields: TCP_CONNECTION_FIELDS,
+  },
+  grpc: {
+    protocol: (deps) => createGrpcProtocol({ exchange: deps.exchange }),
+    upstream: () => createGrpcUpstream(),
+    recording: GRPC_RECORDING,
+    // Not yet: a held call needs its answer given as a gRPC status, and its first message bound to the approval.
+    reviewable: false,
+    // Not yet: masking decoded messages (string fields, BYTES tensors) and re-encoding them.
+    masked: false,
+    fields: GRPC_CONNECTION_FIELDS,
   },
 } as const satisfies Record<ConnectionConfig['type'], ConnectionType>;
 

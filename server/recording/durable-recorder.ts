@@ -87,6 +87,10 @@ class BodyRecording {
   readonly session: OpenSessionFile;
   readonly #exchangeId: string;
   readonly #chunkRecord: RecordingFacts['chunkRecord'];
+  /** Each chunk is one whole message (gRPC), recorded on its own rather than in runs. */
+  readonly #messages: boolean;
+  readonly #decodeMessage: RecordingFacts['decodeMessage'];
+  readonly #messageIndex: Record<Direction, number> = { up: 0, down: 0 };
   readonly #maskedMayKeep: boolean;
   capture: Record<Direction, Capture>;
   readonly #digest: Record<Direction, Hash | null>;
@@ -107,8 +111,11 @@ class BodyRecording {
     this.session = session;
     this.#exchangeId = exchange.id;
     this.#chunkRecord = facts.chunkRecord;
+    this.#messages = facts.body === 'messages';
+    this.#decodeMessage = facts.decodeMessage;
     const { record } = exchange.connection;
-    const message = facts.body === 'message';
+    // gRPC messages are kept like an HTTP body: per `request_body` and `response_body`, digested when not kept.
+    const message = facts.body !== 'stream';
     this.#maskedMayKeep = message && record.response_body === 'masked';
     this.capture = message
       ? { up: captureOf(record.request_body), down: captureOf(record.response_body) }
@@ -117,7 +124,7 @@ class BodyRecording {
       up: message && this.capture.up !== 'bytes' ? createHash('sha256') : null,
       down: message && this.capture.down !== 'bytes' ? createHash('sha256') : null,
     };
-    const wantsRuns = this.capture.up !== 'digest' || this.capture.down !== 'digest';
+    const wantsRuns = !this.#messages && (this.capture.up !== 'digest' || this.capture.down !== 'digest');
     this.#coalescer = wantsRuns ? new ChunkCoalescer({ keep: this.#keep, now: () => session.writer.now(), flush: (run) => this.#write(run) }) : null;
     this.#keep.up = this.capture.up === 'bytes';
     this.#keep.down = this.capture.down === 'bytes';
@@ -135,9 +142,9 @@ class BodyRecording {
     return {
       upRecorded: (chunk) => {
         this.#chunk('up', chunk);
-        if (this.#coalescer === null || this.capture.up === 'digest') return this.#failure === undefined ? Promise.resolve() : Promise.reject(this.#failure);
-        // The run holding this chunk is written now, alone: the chunk waits for it.
-        this.#coalescer.drain();
+        if (this.capture.up === 'digest' || (this.#coalescer === null && !this.#messages)) return this.#failure === undefined ? Promise.resolve() : Promise.reject(this.#failure);
+        // The run (or the message) holding this chunk is written now, alone: the chunk waits for it.
+        this.#coalescer?.drain();
         return this.#lastWrite ?? Promise.resolve();
       },
       down: (chunk) => this.#chunk('down', chunk),
@@ -172,12 +179,32 @@ class BodyRecording {
       this.firstChunkAt ??= Date.now();
       this.sniffer?.push(chunk);
     }
-    if (this.#coalescer !== null && this.capture[dir] !== 'digest') this.#coalescer.push(dir, chunk);
+    if (this.capture[dir] === 'digest') return;
+    if (this.#messages) this.#writeMessage(dir, chunk);
+    else this.#coalescer?.push(dir, chunk);
+  }
+
+  /** One message's record: its bytes and JSON when its direction is kept, its size otherwise. */
+  #writeMessage(dir: Direction, frame: Buffer): void {
+    const keep = this.capture[dir] === 'bytes';
+    const decoded = this.#decodeMessage?.(dir, frame, keep) ?? { payload: frame, compressed: false };
+    const fields: EventFields['grpc.message'] = {
+      exchange: this.#exchangeId,
+      dir,
+      index: this.#messageIndex[dir]++,
+      bytes: decoded.payload.length,
+      ...(decoded.compressed ? { compressed: true } : {}),
+      ...(decoded.json === undefined ? {} : { json: decoded.json }),
+    };
+    const write = this.session.append('grpc.message', fields, keep ? decoded.payload : undefined);
+    this.#lastWrite = write;
+    this.track(write);
   }
 
   #write(run: ChunkRun): void {
     const fields: EventFields['exchange.chunk'] = { exchange: this.#exchangeId, dir: run.dir, bytes: run.bytes, ...(run.parts.length > 1 ? { parts: run.parts } : {}) };
-    const write = this.session.append(this.#chunkRecord, fields, run.payload, run.t);
+    // Runs are only made for chunk records; messages are written one by one above.
+    const write = this.session.append(this.#chunkRecord as 'exchange.chunk' | 'tcp.chunk', fields, run.payload, run.t);
     this.#lastWrite = write;
     this.track(write);
   }

@@ -17,6 +17,7 @@ export const EVENT_TYPES = [
   'review.expired',
   'masking.summary',
   'tcp.chunk',
+  'grpc.message',
   'session.end',
   'session.checkpoint',
 ] as const;
@@ -49,7 +50,7 @@ export interface EventFields {
     session: string;
     started_at: number;
     user: { sub: string; email?: string; groups: string[]; client_id?: string; issuer: string };
-    connection: { name: string; type: 'http' | 'tcp' };
+    connection: { name: string; type: 'http' | 'tcp' | 'grpc' };
     via: 'tunnel' | 'proxy';
     reason?: string;
     client_address: string;
@@ -128,6 +129,14 @@ export interface EventFields {
   'masking.summary': { exchange: string; findings: { entity: string; rule: string; count: number }[] };
   /** Like `exchange.chunk`; the payload holds the bytes when the connection's `record.raw` is true. */
   'tcp.chunk': { exchange: string; dir: Direction; bytes: number; parts?: [number, number][] };
+  /**
+   * One gRPC message, recorded as it passes (its `t` is its timing). `index` counts the messages of its
+   * direction from 0. Kept as the body settings of its direction say: with `raw` (or `masked`, once masking
+   * applies) the payload holds the message bytes without their 5-byte framing and `json` the message
+   * decoded with the connection's descriptors (absent when it could not be, or is `compressed`); otherwise
+   * only its size.
+   */
+  'grpc.message': { exchange: string; dir: Direction; index: number; bytes: number; compressed?: boolean; json?: unknown };
   'session.end': { reason: string; exchanges: number };
   'session.checkpoint': { session: string; records: number; final_hash: string; signature: string; public_key: string };
 }
