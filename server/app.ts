@@ -38,6 +38,19 @@ import { createLiveConfig, type LiveConfig } from './config/live-config.js';
 import type { Exchange } from './pipeline/exchange.js';
 import { compilePolicies } from './policy/policy-engine.js';
 import { createRulePolicyStage } from './policy/rule-policy-stage.js';
+import { createExchangeObserver, type OutcomeListener } from './metrics/exchange-observer.js';
+import { metricsListener } from './metrics/metrics-outcomes.js';
+import { createQuotaStage } from './quotas/quota-stage.js';
+import { createGatewayMetrics, type GatewayMetrics } from './metrics/gateway-metrics.js';
+import { countingIdentityFailures } from './metrics/identity-failures.js';
+import { pendingReviewCount } from './metrics/pending-reviews.js';
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The gateway's metrics, kept when `metrics_listen` is set (startGateway serves them there); null otherwise. */
+    readonly metrics: GatewayMetrics | null;
+  }
+}
 
 export interface BuildAppOptions {
   config: Config;
@@ -122,13 +135,24 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
   const replicaId = replicaIdOf(config.replica.id, options.worker ?? 0);
   const storage = await openStorage({ config, io: options.recordingIo, log: app.log, replica: replicaId, clock });
   const live = options.live ?? createLiveConfig(config);
+  // Kept only when something scrapes them: a gateway without `metrics_listen` pays nothing per exchange.
+  const metrics =
+    config.metrics_listen === undefined
+      ? null
+      : createGatewayMetrics({
+          perUser: config.metrics.per_user,
+          pendingReviews: () => pendingReviewCount(storage?.store),
+          // The tunnel is the gateway's only WebSocket route.
+          tunnelsOpen: () => app.websocketServer?.clients.size ?? 0,
+        });
+  app.decorate('metrics', metrics);
   const deps: GatewayDeps = {
     // Read per request by the routes, so a reload takes effect.
     get config() {
       return live.get();
     },
     verifier,
-    authenticate: createAuthenticate(verifier),
+    authenticate: metrics === null ? createAuthenticate(verifier) : countingIdentityFailures(createAuthenticate(verifier), metrics),
     readiness: createReadiness({ verifier, recording: storage?.recording }),
     store: storage?.store,
     recording: storage?.recording,
@@ -185,11 +209,24 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
   const maskingProfiles = await loadMaskingProfiles(config, { baseDir: options.configDir });
   const masking = createMaskingStage({ profiles: maskingProfiles });
   const policy = createRulePolicyStage({ engine: () => policies, grants: approvals.grants, log: app.log });
+  // Quotas are counted in the index, which every replica shares; a gateway without one serves no connections.
+  const quotas =
+    storage === undefined
+      ? undefined
+      : createQuotaStage({
+          rules: () => live.get().quotas,
+          store: storage.store,
+          clock,
+          onCountFailure: (err) => app.log.warn({ err }, 'token usage could not be added to the quotas'),
+        });
+  const outcomes: OutcomeListener[] = [...(metrics === null ? [] : [metricsListener(metrics)]), ...(quotas === undefined ? [] : [quotas.counted])];
   const exchange = createExchangeHandler({
     masking,
     policy,
     approval: createApprovalStage(approvals.held),
     policyReadAhead: config.policy_read_ahead,
+    ...(outcomes.length === 0 ? {} : { observer: createExchangeObserver(outcomes) }),
+    ...(quotas === undefined ? {} : { quotas }),
   });
   const protocols = createConnectionProtocols({ exchange });
   const proxySessions =

@@ -7,6 +7,7 @@ import type { Config } from './config/schema.js';
 import { checkIdentityProvider } from './identity/provider-check.js';
 import { isLoopback, parseListen, urlHost } from './listen-address.js';
 import { listenFailure } from './listen-probe.js';
+import { startMetricsListener } from './metrics/metrics-listener.js';
 
 export interface StartGatewayOptions {
   config: Config;
@@ -26,6 +27,8 @@ export interface StartGatewayOptions {
 export interface RunningGateway {
   app: FastifyInstance;
   url: string;
+  /** `http://HOST:PORT` of the metrics listener (`metrics_listen`), which serves `GET /metrics`; absent when off. */
+  metricsUrl?: string;
   close(): Promise<void>;
   /**
    * Re-reads the configuration and applies it (SIGHUP). Throws, changing nothing, when the new one is
@@ -77,12 +80,19 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
   if (unreachable !== undefined) {
     app.log.warn({ code: unreachable.code, idp_url: unreachable.details?.url }, `${unreachable.message}; tokens cannot be verified and /readyz stays unready until it answers`);
   }
+  let metricsUrl: string | undefined;
   try {
+    if (config.metrics_listen !== undefined && app.metrics !== null) {
+      // Bound before the data port, and closed with the app: a scrape never reaches the data path.
+      const metrics = await startMetricsListener(parseListen(config.metrics_listen), app.metrics);
+      app.addHook('onClose', () => metrics.close());
+      metricsUrl = metrics.url;
+    }
     await app.listen({ host: address.host, port: address.port });
   } catch (err) {
     // The store, the recording and their timers are open by now: a failed start must not leave them behind.
     await app.close().catch(() => undefined);
-    throw listenFailure(address, err);
+    throw err instanceof SluiceError ? err : listenFailure(address, err);
   }
   const bound = app.server.address();
   const port = typeof bound === 'object' && bound ? bound.port : address.port;
@@ -91,5 +101,5 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
     if (reloadConfig === undefined) throw new SluiceError('ERR_BAD_REQUEST', { message: 'This gateway was started without a configuration file to re-read' });
     return live.apply(await reloadConfig());
   };
-  return { app, url, close: () => app.close(), reload };
+  return { app, url, ...(metricsUrl === undefined ? {} : { metricsUrl }), close: () => app.close(), reload };
 }

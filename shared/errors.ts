@@ -82,6 +82,7 @@ export const ERRORS = {
   ERR_REVIEW_EXPIRED: { message: 'review expired', status: 403, exit: EXIT.forbidden },
   ERR_REVIEW_ABANDONED: { message: 'The caller left before the review was decided', status: 409, exit: EXIT.failure },
   ERR_REVIEW_LIMIT: { message: 'Too many requests are waiting for review', status: 429, exit: EXIT.failure },
+  ERR_QUOTA_EXCEEDED: { message: 'A quota is used up', status: 429, exit: EXIT.failure },
   ERR_REVIEW_CONFLICT: { message: 'The review is already decided, or you already approved it', status: 409, exit: EXIT.failure },
   ERR_SELF_APPROVAL: { message: 'You cannot review your own request', status: 403, exit: EXIT.forbidden },
   ERR_NOT_REVIEWER: { message: 'You are not in the reviewer groups of this review', status: 403, exit: EXIT.forbidden },

@@ -30,6 +30,9 @@ export function sendErrorResponse(res: ServerResponse, error: unknown, requestId
   const body = openAiErrorBody(err, requestId);
   const headers: string[] = ['content-type', 'application/json', 'content-length', String(Buffer.byteLength(body))];
   if (requestId !== undefined) headers.push('x-request-id', requestId);
+  // A refusal that ends when a window turns (a quota) says when, as SDKs and proxies retry by it.
+  const retryAfter = err.details?.retry_after;
+  if (typeof retryAfter === 'number') headers.push('retry-after', String(retryAfter));
   const req = res.req as typeof res.req | undefined;
   if (req !== undefined && !req.complete && hasRequestBody(req)) {
     headers.push('connection', 'close');

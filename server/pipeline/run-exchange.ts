@@ -11,6 +11,8 @@ import { allowAllPolicy, type Decision, type DecisionBody, type PolicyStage } fr
 import { RecordingFrames } from './recording-frames.js';
 import { recordRefusal, requestRecord, type ExchangeProgress, type Forwarding } from './refusal-record.js';
 import { sendStageAnswer } from './stage-answer.js';
+import type { ExchangeObserver } from '../metrics/exchange-observer.js';
+import type { QuotaStage } from '../quotas/quota-stage.js';
 import type { Upstream } from './upstream.js';
 import { createUpstreamPools, type UpstreamPoolOptions, type UpstreamPools } from './upstream-pools.js';
 
@@ -24,6 +26,10 @@ export interface ExchangeHandlerOptions {
   readonly poolOptions?: UpstreamPoolOptions;
   /** Most body bytes read ahead (as sent and decompressed) when policy looks at the body; a longer one is refused when a rule needs it. Default 1 MiB. */
   readonly policyReadAhead?: number;
+  /** Watches each exchange through its recording (metrics); absent: nothing watches, and nothing is paid for it. */
+  readonly observer?: ExchangeObserver;
+  /** Quotas checked before forwarding (server/quotas); absent: none. */
+  readonly quotas?: QuotaStage;
 }
 
 /** Runs exchanges through the pipeline: the one path of every carrier (the tunnel's protocols and the proxy route). */
@@ -106,6 +112,23 @@ export function createExchangeHandler(options: ExchangeHandlerOptions = {}): Exc
       throw new SluiceError('ERR_POLICY_DENIED', {
         message: decision.reason ?? `Policy${decision.rule === undefined ? '' : ` "${decision.rule}"`} denies this request on connection "${connection.name}"`,
         details: { connection: connection.name, ...(decision.rule === undefined ? {} : { rule: decision.rule }) },
+      });
+    }
+
+    if (decision.mask !== undefined && decision.mask.length > 0 && !type.masked) {
+      // A rule that asks for masking expects the response masked: a type that cannot mask refuses rather than send it as is.
+      await recording.recordDecision(decision);
+      throw new SluiceError('ERR_MASKING_BLOCKED', {
+        message: `Policy${decision.rule === undefined ? '' : ` "${decision.rule}"`} asks for masking, which ${connection.type} connection "${connection.name}" cannot do`,
+        details: { connection: connection.name, ...(decision.rule === undefined ? {} : { rule: decision.rule }) },
+      });
+    }
+
+    // Quotas, before a reviewer is asked to look at a request its caller may not send now.
+    if (options.quotas !== undefined) {
+      await options.quotas.admit(exchange, async () => {
+        const json = (await readBody?.())?.json as { model?: unknown } | null | undefined;
+        return typeof json?.model === 'string' ? json.model : undefined;
       });
     }
 
@@ -219,7 +242,8 @@ export function createExchangeHandler(options: ExchangeHandlerOptions = {}): Exc
   }
 
   return {
-    runExchange(exchange, carrier) {
+    runExchange(started, carrier) {
+      const exchange = options.observer === undefined ? started : options.observer.observe(started);
       const progress: ExchangeProgress = { requestRecorded: false, settled: false };
       stages(exchange, carrier, progress).catch((error: unknown) => refuse(exchange, carrier, progress, error));
     },

@@ -110,6 +110,16 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
     doc TEXT NOT NULL
   );
   `,
+  // 2: quota counters, one row per key and window.
+  `
+  CREATE TABLE quota_counters (
+    key TEXT NOT NULL,
+    window_start BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    count BIGINT NOT NULL,
+    PRIMARY KEY (key, window_start)
+  );
+  `,
 ];
 
 /**

@@ -5,11 +5,14 @@ import type { Grant, NewReview, Review, ReviewApproval } from '../approval/revie
 import { LOCKS, migratePostgres, schemaVersion } from './postgres-migrations.js';
 import { createPool, inTransaction, query, type PostgresConnectionOptions } from './postgres-pool.js';
 import { PostgresReviewFeed } from './postgres-review-feed.js';
+import { PostgresQuotas } from './postgres-quotas.js';
 import { PostgresReviews } from './postgres-reviews.js';
 import type {
   ApprovalOutcome,
   GrantFilter,
   NewSession,
+  QuotaAdd,
+  QuotaTake,
   ResendClaim,
   ReviewFilter,
   ReviewLimits,
@@ -135,6 +138,7 @@ export class PostgresStore implements Store {
   readonly #pool: pg.Pool;
   readonly #feed: PostgresReviewFeed;
   readonly #reviews: PostgresReviews;
+  readonly #quotas: PostgresQuotas;
   #closed: Promise<void> | undefined;
 
   private constructor(pool: pg.Pool, feed: PostgresReviewFeed) {
@@ -142,6 +146,7 @@ export class PostgresStore implements Store {
     this.#feed = feed;
     this.feed = feed;
     this.#reviews = new PostgresReviews(pool, feed);
+    this.#quotas = new PostgresQuotas(pool);
   }
 
   /** Connects, migrates (once across replicas opening together) and starts the review feed. */
@@ -371,6 +376,18 @@ export class PostgresStore implements Store {
 
   async releaseLease(name: string, holder: string): Promise<void> {
     await query(this.#pool, 'DELETE FROM leases WHERE name = $1 AND holder = $2', [name, holder]);
+  }
+
+  takeQuotas(takes: readonly QuotaTake[], now: number): Promise<number | undefined> {
+    return this.#quotas.take(takes, now);
+  }
+
+  addQuotaUsage(adds: readonly QuotaAdd[]): Promise<void> {
+    return this.#quotas.add(adds);
+  }
+
+  quotaCount(key: string, window: number): Promise<number> {
+    return this.#quotas.count(key, window);
   }
 
   close(): Promise<void> {

@@ -139,4 +139,14 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   ALTER TABLE reviews ADD COLUMN replica TEXT;
   CREATE INDEX reviews_by_replica ON reviews (replica, status);
   `,
+  // 6: quota counters, one row per key and window.
+  `
+  CREATE TABLE quota_counters (
+    key TEXT NOT NULL,
+    window_start INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (key, window_start)
+  ) STRICT;
+  `,
 ];

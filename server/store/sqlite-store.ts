@@ -6,11 +6,14 @@ import type { Grant, NewReview, Review, ReviewApproval } from '../approval/revie
 import { importReviewsDb, LEGACY_REVIEWS_FILE } from './import-reviews-db.js';
 import { openPrivateDatabase } from './private-database.js';
 import { SQLITE_MIGRATIONS } from './sqlite-migrations.js';
+import { SqliteQuotas } from './sqlite-quotas.js';
 import { SqliteReviews } from './sqlite-reviews.js';
 import type {
   ApprovalOutcome,
   GrantFilter,
   NewSession,
+  QuotaAdd,
+  QuotaTake,
   ResendClaim,
   ReviewFilter,
   ReviewLimits,
@@ -144,6 +147,7 @@ export class SqliteStore implements Store {
   readonly feed: ReviewFeed;
   readonly #db: Database.Database;
   readonly #reviews: SqliteReviews;
+  readonly #quotas: SqliteQuotas;
   readonly #insertSession: Database.Statement;
   readonly #progress: Database.Statement;
   readonly #addModel: Database.Statement;
@@ -167,6 +171,7 @@ export class SqliteStore implements Store {
     }
     this.feed = options.feed ?? createLocalReviewFeed();
     this.#reviews = new SqliteReviews(this.#db, this.feed);
+    this.#quotas = new SqliteQuotas(this.#db);
     this.#insertSession = this.#db.prepare(
       `INSERT INTO sessions (id, user, email, groups, client_id, connection, via, reason, client_address, cli_version,
         resend_of, started_at, file, key_id, replica, status)
@@ -415,6 +420,18 @@ export class SqliteStore implements Store {
 
   async releaseLease(name: string, holder: string): Promise<void> {
     this.#db.prepare('DELETE FROM leases WHERE name = ? AND holder = ?').run(name, holder);
+  }
+
+  async takeQuotas(takes: readonly QuotaTake[], now: number): Promise<number | undefined> {
+    return this.#quotas.take(takes, now);
+  }
+
+  async addQuotaUsage(adds: readonly QuotaAdd[]): Promise<void> {
+    this.#quotas.add(adds);
+  }
+
+  async quotaCount(key: string, window: number): Promise<number> {
+    return this.#quotas.count(key, window);
   }
 
   async close(): Promise<void> {

@@ -296,7 +296,40 @@ export interface Store {
   /** Gives the lease up early; a no-op unless `holder` holds it. */
   releaseLease(name: string, holder: string): Promise<void>;
 
+  /**
+   * Takes from windowed quota counters in one step, atomically across replicas: when every take fits
+   * (`count + max(add, 1) <= limit`, so a take adding 0 still needs one unit left), each adds its `add`
+   * and the result is undefined; otherwise nothing is added and the result is the index of the first take
+   * that does not fit. Counters of the same keys whose windows expired by `now` are forgotten.
+   */
+  takeQuotas(takes: readonly QuotaTake[], now: number): Promise<number | undefined>;
+  /** Adds to windowed quota counters without a limit (tokens, once an answer's usage is known). */
+  addQuotaUsage(adds: readonly QuotaAdd[]): Promise<void>;
+  /** A counter's count in one window; 0 when it has none. */
+  quotaCount(key: string, window: number): Promise<number>;
+
   close(): Promise<void>;
+}
+
+/** One windowed counter a quota takes from (see `Store.takeQuotas`). */
+export interface QuotaTake {
+  /** Names the rule, what it counts and whose count it is. */
+  readonly key: string;
+  /** Start of the counter's window (ms since the epoch): each window counts from zero. */
+  readonly window: number;
+  /** When the window is over and its count may be forgotten (ms since the epoch). */
+  readonly expiresAt: number;
+  readonly limit: number;
+  /** What the take adds when every take fits; 0 only checks that some of the budget is left. */
+  readonly add: number;
+}
+
+/** An amount added to a windowed counter (see `Store.addQuotaUsage`). */
+export interface QuotaAdd {
+  readonly key: string;
+  readonly window: number;
+  readonly expiresAt: number;
+  readonly amount: number;
 }
 
 /** Zeroed counters. */

@@ -7,6 +7,7 @@
  */
 import { describe, expect, it, onTestFinished } from 'vitest';
 import type { NewSession, Store } from '../../server/store/store.js';
+import { describeQuotaConformance } from './store-conformance-quotas.js';
 import { accessRequest, describeReviewConformance, heldRequest, ROOMY, T0 } from './store-conformance-reviews.js';
 
 /** A fresh, empty store and how to dispose of it. */
@@ -260,5 +261,6 @@ export function describeStoreConformance(name: string, factory: () => Promise<St
     });
 
     describeReviewConformance(openStores);
+    describeQuotaConformance(openStores);
   });
 }

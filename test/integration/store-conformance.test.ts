@@ -157,7 +157,7 @@ describe('SqliteStore: the replica holding a review\'s caller', () => {
 
     const store = new SqliteStore({ file });
     onTestFinished(() => store.close());
-    expect(store.schemaVersion).toBe(5);
+    expect(store.schemaVersion).toBe(SQLITE_MIGRATIONS.length);
     expect(await store.getReview(old.id)).toEqual(old);
     expect(await store.replicasWithOpenState()).toEqual([]);
     const held = await store.createReview(heldRequest({ replica: 'r1' }), ROOMY);

@@ -1,0 +1,115 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+/** Options of {@link createGatewayMetrics}; sources are read at scrape time, so nothing polls between scrapes. */
+export interface GatewayMetricsOptions {
+  /** Adds a `user` label to exchanges and tokens (`metrics.per_user`). Default false. */
+  readonly perUser?: boolean;
+  /** Reviews still pending in the store (every replica's). Default: none counted. */
+  readonly pendingReviews?: () => Promise<number>;
+  /** Tunnels this gateway holds open. Default: none counted. */
+  readonly tunnelsOpen?: () => number;
+  /** Whether Node's default process metrics are collected. Default true. */
+  readonly processMetrics?: boolean;
+}
+
+/** Seconds, from a millisecond time to about ten minutes: a held request waits for its reviewer in the exchange's duration. */
+const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 600];
+
+/** The gateway's Prometheus metrics, in a registry of its own: two gateways in one process never share a counter. */
+export interface GatewayMetrics {
+  readonly registry: Registry;
+  readonly perUser: boolean;
+  readonly exchanges: Counter;
+  readonly exchangeDuration: Histogram;
+  readonly upstreamDuration: Histogram;
+  readonly timeToFirstToken: Histogram;
+  readonly tokens: Counter;
+  readonly maskedValues: Counter;
+  readonly identityFailures: Counter;
+  /** The Prometheus text exposition of every metric. */
+  scrape(): Promise<{ readonly contentType: string; readonly body: string }>;
+}
+
+/** Creates the gateway's metrics; with `metrics_listen` unset the gateway creates none and pays nothing. */
+export function createGatewayMetrics(options: GatewayMetricsOptions = {}): GatewayMetrics {
+  const perUser = options.perUser ?? false;
+  const registry = new Registry();
+  const user = perUser ? ['user'] : [];
+  const exchanges = new Counter({
+    name: 'sluice_exchanges_total',
+    help: 'Exchanges that ended, by connection, how the caller came (tunnel, proxy), policy decision and error code ("none" when answered without one)',
+    labelNames: ['connection', 'via', 'decision', 'code', ...user],
+    registers: [registry],
+  });
+  const exchangeDuration = new Histogram({
+    name: 'sluice_exchange_duration_seconds',
+    help: 'From the request head reaching the gateway to the exchange end being recorded (review waits included)',
+    labelNames: ['connection', 'via'],
+    buckets: DURATION_BUCKETS,
+    registers: [registry],
+  });
+  const upstreamDuration = new Histogram({
+    name: 'sluice_upstream_duration_seconds',
+    help: 'From the request going upstream to the last byte of its answer; the gateway overhead is exchange minus upstream duration',
+    labelNames: ['connection'],
+    buckets: DURATION_BUCKETS,
+    registers: [registry],
+  });
+  const timeToFirstToken = new Histogram({
+    name: 'sluice_time_to_first_token_seconds',
+    help: 'From the request head reaching the gateway to the first byte of a streamed (text/event-stream) answer reaching the caller',
+    labelNames: ['connection'],
+    buckets: DURATION_BUCKETS,
+    registers: [registry],
+  });
+  const tokens = new Counter({
+    name: 'sluice_tokens_total',
+    help: "Tokens as the answers' usage reports them, by connection, model and direction (input, output)",
+    labelNames: ['connection', 'model', 'direction', ...user],
+    registers: [registry],
+  });
+  const maskedValues = new Counter({
+    name: 'sluice_masked_values_total',
+    help: 'Values masking replaced in answers, by connection and entity',
+    labelNames: ['connection', 'entity'],
+    registers: [registry],
+  });
+  const identityFailures = new Counter({
+    name: 'sluice_identity_failures_total',
+    help: 'Requests and tunnels refused because the caller could not be authenticated, by error code',
+    labelNames: ['code'],
+    registers: [registry],
+  });
+  const { pendingReviews, tunnelsOpen } = options;
+  new Gauge({
+    name: 'sluice_reviews_pending',
+    help: 'Reviews waiting for a reviewer, across every replica sharing the store',
+    registers: [registry],
+    async collect() {
+      this.set(pendingReviews === undefined ? 0 : await pendingReviews());
+    },
+  });
+  new Gauge({
+    name: 'sluice_tunnels_open',
+    help: 'Tunnels this gateway holds open',
+    registers: [registry],
+    collect() {
+      this.set(tunnelsOpen === undefined ? 0 : tunnelsOpen());
+    },
+  });
+  if (options.processMetrics ?? true) collectDefaultMetrics({ register: registry });
+  return {
+    registry,
+    perUser,
+    exchanges,
+    exchangeDuration,
+    upstreamDuration,
+    timeToFirstToken,
+    tokens,
+    maskedValues,
+    identityFailures,
+    async scrape() {
+      return { contentType: registry.contentType, body: await registry.metrics() };
+    },
+  };
+}

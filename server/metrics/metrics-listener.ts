@@ -1,0 +1,47 @@
+import { once } from 'node:events';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { urlHost, type ListenAddress } from '../listen-address.js';
+import { listenFailure } from '../listen-probe.js';
+import type { GatewayMetrics } from './gateway-metrics.js';
+
+/** The metrics listener: its own socket, so the data port never serves /metrics. */
+export interface MetricsListener {
+  /** `http://HOST:PORT`. */
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+/**
+ * Serves `GET /metrics` (and nothing else) on `address`. It has no authentication: the metrics name
+ * connections and, with `metrics.per_user`, users, so it belongs on an address only the scraper reaches.
+ * Throws ERR_LISTEN_FAILED when the address cannot be bound.
+ */
+export async function startMetricsListener(address: ListenAddress, metrics: GatewayMetrics): Promise<MetricsListener> {
+  const server: Server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (path !== '/metrics' || (req.method !== 'GET' && req.method !== 'HEAD')) {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('Not found: this listener serves GET /metrics\n');
+      return;
+    }
+    metrics.scrape().then(
+      ({ contentType, body }) => res.writeHead(200, { 'content-type': contentType }).end(req.method === 'HEAD' ? undefined : body),
+      () => res.writeHead(500, { 'content-type': 'text/plain' }).end('The metrics could not be collected\n'),
+    );
+  });
+  server.listen({ host: address.host, port: address.port });
+  try {
+    await Promise.race([once(server, 'listening'), once(server, 'error').then(([err]) => Promise.reject(err))]);
+  } catch (err) {
+    throw listenFailure(address, err);
+  }
+  const port = (server.address() as AddressInfo).port;
+  return {
+    url: `http://${urlHost({ host: address.host, port })}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}
