@@ -4,6 +4,7 @@ import type { Config, ConnectionConfig } from '../config/schema.js';
 import { hasRole, inAnyGroup, type Principal } from '../identity/principal.js';
 import type { GatewayDeps } from '../gateway-deps.js';
 import type { PolicyRule } from '../policy/policy-config.js';
+import { connectionTypeOf } from '../protocols/connection-types.js';
 import { compileCallerRules, type CallerRule, type CallerRules } from '../policy/rules-for-caller.js';
 
 /** What applies to a caller on a connection besides the connection's own settings. */
@@ -18,10 +19,10 @@ export interface ConnectionView {
 }
 
 function ruleJson({ rule, matches }: CallerRule, view: ConnectionView, c: ConnectionConfig): ConnectionRuleJson {
-  // No reviewer can be asked to hold a raw byte stream: on a tcp connection a review rule refuses, as a deny does.
-  const review = rule.action === 'review' && c.type === 'http';
+  // A connection type that cannot hold an exchange for reviewers (tcp, grpc) refuses on a review rule, as a deny does.
+  const review = rule.action === 'review' && connectionTypeOf(c.type).reviewable;
   const message =
-    rule.action === 'review' && !review ? `Policy "${rule.name}" requires a review, which tcp connection "${c.name}" cannot wait for` : (rule.message ?? null);
+    rule.action === 'review' && !review ? `Policy "${rule.name}" requires a review, which ${c.type} connection "${c.name}" cannot wait for` : (rule.message ?? null);
   return {
     name: rule.name,
     action: review ? 'review' : 'deny',

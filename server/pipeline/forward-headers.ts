@@ -119,7 +119,7 @@ export function callerResponseHeaders(headers: IncomingHttpHeaders, requestId: s
   const out: string[] = [];
   const named = headers.connection === undefined ? undefined : connectionTokens(headers.connection);
   for (const name in headers) {
-    if (DROPPED_RESPONSE_HEADERS.has(name) || name.startsWith('proxy-') || (named !== undefined && named.has(name))) continue;
+    if (!isCallerResponseHeader(name) || (named !== undefined && named.has(name))) continue;
     if (rewritten && (name === 'content-length' || name === 'content-encoding')) continue;
     pushHeader(out, name, headers[name]);
   }
@@ -127,6 +127,11 @@ export function callerResponseHeaders(headers: IncomingHttpHeaders, requestId: s
   if (typeof upstreamId === 'string') out.push('x-upstream-request-id', upstreamId);
   out.push('x-request-id', requestId);
   return out;
+}
+
+/** Whether an upstream's response header reaches the caller (before a Connection header's own list is applied). */
+export function isCallerResponseHeader(name: string): boolean {
+  return !DROPPED_RESPONSE_HEADERS.has(name) && !name.startsWith('proxy-');
 }
 
 /** The upstream's trailers as the caller gets them: without the fields a trailer may not carry. */

@@ -14,7 +14,7 @@ import type { ReadAheadBody } from '../policy/body-read-ahead.js';
 import type { GrpcDescriptorCache, GrpcMethod } from './grpc/grpc-descriptors.js';
 import { frameParts, GrpcFrameSplitter } from './grpc/grpc-framing.js';
 import { messageJson } from './grpc/grpc-message-json.js';
-import { forwardableMetadata, splitCallPath, withoutPseudoHeaders } from './grpc/grpc-metadata.js';
+import { callerMetadata, callerTrailingMetadata, splitCallPath, withoutPseudoHeaders } from './grpc/grpc-metadata.js';
 import { encodeGrpcMessage, GRPC_STATUS, refusalTrailers } from './grpc/grpc-status.js';
 
 /** How the recorder keeps gRPC calls: one `grpc.message` record per message, decoded per call with its method. */
@@ -96,13 +96,22 @@ class GatedFrames extends Readable {
   bytes = 0;
   readonly #source: GrpcFrameSplitter;
   readonly #gate: ChunkGate | undefined;
+  /** Most messages the method takes: 1 for a unary request, where policy judged the one there is. */
+  readonly #maxMessages: number;
+  #messages = 0;
   #gating = false;
   #wanted = false;
 
-  constructor(source: GrpcFrameSplitter, gate: ChunkGate | undefined) {
+  constructor(source: GrpcFrameSplitter, gate: ChunkGate | undefined, maxMessages: number, failed: Error | undefined) {
     super({ highWaterMark: 64 * 1024 });
     this.#source = source;
     this.#gate = gate;
+    this.#maxMessages = maxMessages;
+    if (failed !== undefined) {
+      // The request already failed before anyone read it: the call ends with that error, not a wait.
+      process.nextTick(() => this.destroy(failed));
+      return;
+    }
     source.on('readable', () => this.#pull());
     source.on('end', () => {
       if (!this.#gating) this.push(null);
@@ -123,6 +132,11 @@ class GatedFrames extends Readable {
         return;
       }
       this.bytes += frame.length;
+      if (++this.#messages > this.#maxMessages) {
+        // Policy judged the one message a unary method takes; a second would reach the upstream unjudged.
+        this.destroy(new SluiceError('ERR_BAD_REQUEST', { message: `A unary gRPC method takes exactly one request message; the caller sent a second` }));
+        return;
+      }
       if (this.#gate === undefined) {
         this.#wanted = this.push(frame);
         continue;
@@ -159,6 +173,8 @@ export class GrpcCarrier implements Carrier {
   readonly #encoding: string | string[] | undefined;
   readonly #splitter: GrpcFrameSplitter;
   #firstFrame: Buffer | undefined;
+  /** Why the request stream failed (a malformed or oversized message) before a reader was attached. */
+  #requestError: Error | undefined;
   #readAhead: Promise<ReadAheadBody> | undefined;
   /** The trailers that end the response, once its end (or a refusal) set them. */
   #trailers: OutgoingHttpHeaders | undefined;
@@ -180,8 +196,8 @@ export class GrpcCarrier implements Carrier {
     this.#encoding = o.encoding;
     this.targetRefusal = o.targetRefusal;
     this.#splitter = new GrpcFrameSplitter(o.connection.max_message, 'request');
-    // Failures of the request stream reach the pipeline through `requestBody`; until then they wait here.
-    this.#splitter.on('error', () => undefined);
+    // Failures of the request stream reach the pipeline through `readAhead` or `requestBody`; until then they wait here.
+    this.#splitter.on('error', (err) => (this.#requestError ??= err));
     stream.pipe(this.#splitter);
     stream.once('wantTrailers', () => stream.sendTrailers(this.#trailers ?? MISSING_STATUS));
   }
@@ -209,7 +225,9 @@ export class GrpcCarrier implements Carrier {
   }
 
   requestBody(gate: ChunkGate | undefined): Readable {
-    return new GatedFrames(this.#splitter, gate);
+    // A method the descriptors do not define is not bounded here: policy that reads its body refuses it.
+    const maxMessages = this.#method?.requestStream === false ? 1 : Infinity;
+    return new GatedFrames(this.#splitter, gate, maxMessages, this.#requestError);
   }
 
   onGone(listener: (error?: Error) => void): () => void {
@@ -253,7 +271,7 @@ export class GrpcCarrier implements Carrier {
   }
 
   head(head: ResponseHead): void {
-    this.#stream.respond({ ':status': head.status, ...forwardableMetadata(head.headers), 'x-request-id': this.#requestId }, { waitForTrailers: true });
+    this.#stream.respond({ ':status': head.status, ...callerMetadata(head.headers), 'x-request-id': this.#requestId }, { waitForTrailers: true });
   }
 
   data(chunk: Buffer): boolean {
@@ -263,7 +281,7 @@ export class GrpcCarrier implements Carrier {
   end(trailers?: IncomingHttpHeaders, last?: Buffer): void {
     if (this.#ending) return;
     this.#ending = true;
-    if (trailers !== undefined) this.#trailers = forwardableMetadata(trailers);
+    if (trailers !== undefined) this.#trailers = callerTrailingMetadata(trailers);
     if (last === undefined) this.#stream.end();
     else this.#stream.end(last);
   }
@@ -272,8 +290,15 @@ export class GrpcCarrier implements Carrier {
     this.#stream.on('drain', resume);
   }
 
-  /** Reads the first request message for policy and puts it back: it still goes upstream, as sent. */
+  /**
+   * Reads the first request message for policy and puts it back: it still goes upstream, as sent. Only a
+   * unary request is one message; a client-streaming call whose policy reads the body is refused (as
+   * unreadable) rather than judged by its first message while the rest go by unjudged.
+   */
   async #judgeFirstMessage(limit: number): Promise<ReadAheadBody> {
+    if (this.#method?.requestStream === true) {
+      return { json: null, size: 0, problem: { kind: 'unreadable', reason: 'it is a client-streaming call, and policy that reads the body judges only single-message requests' } };
+    }
     const frame = await this.#peekFirstFrame();
     if (frame === null) return { json: null, size: 0 };
     this.#firstFrame = frame;
@@ -318,6 +343,10 @@ export class GrpcCarrier implements Carrier {
         cleanup();
         resolve(null);
       };
+      if (this.#requestError !== undefined) {
+        reject(this.#requestError);
+        return;
+      }
       if (splitter.readableEnded) {
         resolve(null);
         return;

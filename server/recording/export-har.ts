@@ -201,8 +201,9 @@ export async function* harLines(events: AsyncIterable<RecordedEvent>, options: H
   for await (const e of events) {
     if (e.type === 'session.start') {
       const f = e.fields as EventFields['session.start'];
-      if (f.connection.type === 'tcp') {
-        throw new SluiceError('ERR_BAD_REQUEST', { message: `Session ${options.sessionId} is a tcp session: HAR is for HTTP sessions (export it as jsonl)` });
+      // HAR entries are HTTP requests with bodies; tcp chunks and gRPC messages have no faithful form in it.
+      if (f.connection.type !== 'http') {
+        throw new SluiceError('ERR_BAD_REQUEST', { message: `Session ${options.sessionId} is a ${f.connection.type} session: HAR is for HTTP sessions (export it as jsonl)` });
       }
       recordSettings = f.record;
     }

@@ -69,6 +69,8 @@ export interface KserveModelOptions {
   readonly tokenDelayMs?: number;
   /** Tokens of each streamed answer; default `STREAM_TOKENS`. */
   readonly tokens?: readonly string[];
+  /** Metadata the model puts in its head and its trailers with every ModelInfer answer; default none. */
+  readonly answerMetadata?: Readonly<Record<string, string>>;
 }
 
 /** Starts the model server on 127.0.0.1:0 (h2c). */
@@ -98,6 +100,13 @@ export async function startKserveModel(options: KserveModelOptions = {}): Promis
         done({ code: grpc.status.FAILED_PRECONDITION, details: 'model "broken" is not loaded' });
         return;
       }
+      if (options.answerMetadata !== undefined) {
+        const head = new grpc.Metadata();
+        for (const [k, v] of Object.entries(options.answerMetadata)) head.set(k, v);
+        call.sendMetadata(head);
+      }
+      const trailer = new grpc.Metadata();
+      for (const [k, v] of Object.entries(options.answerMetadata ?? {})) trailer.set(k, v);
       done(null, {
         model_name: call.request.model_name,
         model_version: '1',
@@ -106,7 +115,7 @@ export async function startKserveModel(options: KserveModelOptions = {}): Promis
           { name: 'text_output', datatype: 'BYTES', shape: [1], contents: { bytes_contents: [Buffer.from(text(call.request).toUpperCase())] } },
           { name: 'scores', datatype: 'FP32', shape: [3], contents: { fp32_contents: [0.5, 0.25, 0.125] } },
         ],
-      });
+      }, trailer);
     },
     ModelStreamInfer: (call: grpc.ServerDuplexStream<InferRequest, unknown>) => {
       const seen = track('ModelStreamInfer', call);

@@ -13,7 +13,8 @@ import type { Principal } from '../../server/identity/principal.js';
 import { createExchangeHandler, type ExchangeHandlerOptions } from '../../server/pipeline/run-exchange.js';
 import { createGrpcProtocol } from '../../server/protocols/grpc.js';
 import { recordedEvents, type RecordedEvent, type RecordedEventsOptions } from '../helpers/recorded-events.js';
-import { inferRequest, kserveClient, startKserveModel, unary } from '../helpers/kserve-model.js';
+import { validateConfig } from '../../server/config/load.js';
+import { InferenceClient, inferRequest, kserveClient, startKserveModel, streamInfer, unary, type InferRequest } from '../helpers/kserve-model.js';
 
 const alice: Principal = { sub: 'alice', groups: ['ml-eng'], roles: [], expiresAt: 4_000_000_000, issuer: 'https://idp.test' };
 const dave: Principal = { ...alice, sub: 'dave', groups: ['interns'] };
@@ -107,5 +108,101 @@ describe('grpc protocol refusals', () => {
     );
     expect(status?.code).toBe(grpc.status.INVALID_ARGUMENT);
     expect(status?.details).toMatch(/not in the connection's descriptors/);
+  });
+
+  it('refuses a second request message on a unary method with INVALID_ARGUMENT, recorded', async () => {
+    const m = await startKserveModel();
+    onTestFinished(() => m.close());
+    const { client, events } = await gateway(`grpc://${m.address}`);
+    const serialize = InferenceClient.service.ModelInfer!.requestSerialize as (r: InferRequest) => Buffer;
+    // A client-streaming call on a unary path: the first message is what policy judged, the second is not.
+    const status = await new Promise<grpc.ServiceError | null>((resolve) => {
+      const call = client.makeClientStreamRequest('/inference.GRPCInferenceService/ModelInfer', (b: Buffer) => b, (b: Buffer) => b, (err) => resolve(err));
+      call.write(serialize(inferRequest('llama', 'judged')));
+      call.write(serialize(inferRequest('gpt-5', 'never judged')));
+      call.end();
+    });
+    expect(status?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(status?.details).toMatch(/exactly one request message/);
+    expect(m.calls).toHaveLength(0);
+    expect(events.find((e) => e.type === 'exchange.error')).toMatchObject({ code: 'ERR_BAD_REQUEST' });
+  });
+
+  it('refuses a client-streaming call when policy reads the body, rather than judge its first message only', async () => {
+    const m = await startKserveModel();
+    onTestFinished(() => m.close());
+    const { client, events } = await gateway(`grpc://${m.address}`, {
+      stages: {
+        policy: {
+          decide: async (_exchange, readBody) => {
+            await readBody!();
+            return { action: 'allow' };
+          },
+        },
+      },
+    });
+    const answer = await streamInfer(client, inferRequest('llama', 'hi'));
+    expect(answer.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(answer.details).toMatch(/client-streaming call/);
+    expect(m.calls).toHaveLength(0);
+    expect(events.find((e) => e.type === 'exchange.error')).toMatchObject({ code: 'ERR_BODY_UNREADABLE' });
+  });
+
+  it('lets a client-streaming call through when no rule reads the body', async () => {
+    const m = await startKserveModel();
+    onTestFinished(() => m.close());
+    const { client } = await gateway(`grpc://${m.address}`, { stages: { policy: { decide: async () => ({ action: 'allow' }) } } });
+    const answer = await streamInfer(client, inferRequest('llama', 'hi'));
+    expect(answer.code).toBe(grpc.status.OK);
+  });
+
+  it('refuses a call whose policy asks for masking, which grpc connections cannot do; nothing is forwarded', async () => {
+    const m = await startKserveModel();
+    onTestFinished(() => m.close());
+    const { client, events } = await gateway(`grpc://${m.address}`, { stages: { policy: { decide: async () => ({ action: 'allow', rule: 'mask-pii', mask: ['pii'] }) } } });
+    const answer = await unary(client, 'ModelInfer', inferRequest('llama', 'alice@example.com'));
+    expect(answer).toMatchObject({ ok: false, code: grpc.status.INTERNAL, details: expect.stringContaining('cannot do') });
+    expect(m.calls).toHaveLength(0);
+    expect(events.find((e) => e.type === 'exchange.error')).toMatchObject({ code: 'ERR_MASKING_BLOCKED' });
+  });
+
+  for (const readsBody of [false, true]) {
+    it(`ends a call whose oversized message arrived before ${readsBody ? 'policy read it' : 'the upstream call'} with RESOURCE_EXHAUSTED, without waiting`, async () => {
+      const m = await startKserveModel();
+      onTestFinished(() => m.close());
+      const { client } = await gateway(`grpc://${m.address}`, {
+        connection: { max_message: 1024 },
+        stages: {
+          policy: {
+            decide: async (_exchange, readBody) => {
+              // The message is refused by the splitter while policy is still busy.
+              await new Promise((r) => setTimeout(r, 300));
+              if (readsBody) await readBody!();
+              return { action: 'allow' };
+            },
+          },
+        },
+      });
+      const answer = await unary(client, 'ModelInfer', inferRequest('llama', 'x'.repeat(4096)), { deadline: Date.now() + 10_000 });
+      expect(answer).toMatchObject({ ok: false, code: grpc.status.RESOURCE_EXHAUSTED, details: expect.stringContaining('1024') });
+      expect(m.calls).toHaveLength(0);
+    });
+  }
+});
+
+describe('grpc connection configuration', () => {
+  it('refuses masking profiles on a grpc connection at load, naming the connection', () => {
+    const raw = {
+      identity: { issuer: 'https://idp.example', audience: 'urn:sluice:gateway', cli_client_id: 'cli' },
+      masking_profiles: { pii: { detectors: ['email'] } },
+      connections: [{ name: 'triton', type: 'grpc', upstream: 'grpc://127.0.0.1:9', allow_groups: ['g'], masking: ['pii'] }],
+    };
+    let problems: string[] = [];
+    try {
+      validateConfig(raw);
+    } catch (err) {
+      problems = ((err as { details?: { problems?: string[] } }).details?.problems ?? []) as string[];
+    }
+    expect(problems).toEqual([expect.stringMatching(/^connections\[0\]\.masking: grpc connection "triton" cannot mask/)]);
   });
 });

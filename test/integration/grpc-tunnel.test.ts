@@ -151,6 +151,33 @@ describe('grpc connections through the tunnel', () => {
     expect(s.model.calls[0]!.metadata).toMatchObject({ authorization: 'Bearer upstream-only', 'x-trace': 'abc', 'x-request-id': expect.stringMatching(/^req_/) });
   });
 
+  it("drops the caller's address, forwarding, override and x-sluice- metadata before the upstream, as on HTTP", async () => {
+    const s = await setup();
+    const metadata = new grpc.Metadata();
+    for (const [k, v] of Object.entries({ 'x-real-ip': '10.9.9.9', forwarded: 'for=10.9.9.9', 'x-forwarded-host': 'admin.internal', 'x-forwarded-proto': 'https', 'x-sluice-resend-of': 'req_x', 'x-http-method-override': 'DELETE', 'x-trace': 'abc' })) {
+      metadata.set(k, v);
+    }
+    const answer = await new Promise<grpc.ServiceError | null>((resolve) =>
+      (s.client as unknown as { ModelInfer: Function }).ModelInfer(inferRequest('llama', 'hi'), metadata, (err: grpc.ServiceError | null) => resolve(err)),
+    );
+    expect(answer).toBeNull();
+    const seen = s.model.calls[0]!.metadata;
+    expect(seen).toMatchObject({ 'x-trace': 'abc' });
+    for (const name of ['x-real-ip', 'forwarded', 'x-forwarded-host', 'x-forwarded-proto', 'x-sluice-resend-of', 'x-http-method-override']) expect(seen, name).not.toHaveProperty(name);
+    expect(seen['x-forwarded-for']).not.toContain('10.9.9.9');
+  });
+
+  it("keeps the upstream's credentials in its trailers from the caller, as on HTTP", async () => {
+    const s = await setup({ model: { answerMetadata: { authorization: 'Bearer upstream-secret', 'set-cookie': 'session=upstream', 'x-model-note': 'kept' } } });
+    const trailers = await new Promise<Record<string, unknown>>((resolve) => {
+      const call = (s.client as unknown as { ModelInfer: Function }).ModelInfer(inferRequest('llama', 'hi'), () => undefined);
+      (call as grpc.ClientUnaryCall).on('status', (status: grpc.StatusObject) => resolve(status.metadata.getMap()));
+    });
+    expect(trailers).toMatchObject({ 'x-model-note': 'kept' });
+    expect(trailers).not.toHaveProperty('authorization');
+    expect(trailers).not.toHaveProperty('set-cookie');
+  });
+
   it("passes the upstream's own error status and message through, and records them", async () => {
     const s = await setup();
     const answer = await unary(s.client, 'ModelInfer', inferRequest('broken', 'x'));

@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
+import { callerTrailers, isCallerResponseHeader, isForwardedRequestHeader } from '../../pipeline/forward-headers.js';
 
 /**
  * Headers that belong to one HTTP/2 hop, never forwarded: the connection-specific ones HTTP/2 forbids
@@ -8,12 +9,6 @@ const HOP_HEADERS = new Set(['connection', 'keep-alive', 'proxy-connection', 'tr
 
 /** Credentials are the gateway's: the caller's never reach the upstream, which gets the connection's `metadata` instead. */
 const CALLER_CREDENTIALS = new Set(['authorization', 'proxy-authorization', 'cookie']);
-
-/**
- * Not passed as the caller sent them: its credentials, and its deadline, which the gateway sends as the time
- * left of it (one it cannot read is not passed on for the upstream to read differently).
- */
-const NOT_FORWARDED = new Set([...CALLER_CREDENTIALS, 'grpc-timeout']);
 
 /** The status a call ends with, which a response head carries only in a trailers-only answer. */
 export const STATUS_TRAILERS = new Set(['grpc-status', 'grpc-message', 'grpc-status-details-bin']);
@@ -25,19 +20,34 @@ export function withoutPseudoHeaders(headers: IncomingHttpHeaders): IncomingHttp
   return out;
 }
 
-/** Copies `headers` without pseudo-headers, hop-by-hop headers and `drop`; names lower-case, as HTTP/2 has them. */
-export function forwardableMetadata(headers: IncomingHttpHeaders, drop: ReadonlySet<string> = new Set()): Record<string, string | string[]> {
+/** Copies `headers` without pseudo-headers, hop-by-hop headers and what `keep` refuses; names lower-case, as HTTP/2 has them. */
+export function forwardableMetadata(headers: IncomingHttpHeaders, keep: (name: string) => boolean = () => true): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
   for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || name.startsWith(':') || HOP_HEADERS.has(name) || drop.has(name)) continue;
+    if (value === undefined || name.startsWith(':') || HOP_HEADERS.has(name) || !keep(name)) continue;
     out[name] = value;
   }
   return out;
 }
 
-/** The caller's metadata as the upstream may receive it: its credentials and deadline dropped. */
+/**
+ * The caller's metadata as the upstream may receive it: what the HTTP path drops (credentials, the client
+ * address, scheme and host a caller could claim, method overrides, the gateway's own `x-sluice-*`), and
+ * its deadline, which the gateway sends as the time left of it (one it cannot read is not passed on for
+ * the upstream to read differently).
+ */
 export function upstreamMetadata(headers: IncomingHttpHeaders): Record<string, string | string[]> {
-  return forwardableMetadata(headers, NOT_FORWARDED);
+  return forwardableMetadata(headers, (name) => name !== 'grpc-timeout' && isForwardedRequestHeader(name));
+}
+
+/** The upstream's response head as the caller gets it: without what the HTTP path drops from a response head. */
+export function callerMetadata(headers: IncomingHttpHeaders): Record<string, string | string[]> {
+  return forwardableMetadata(headers, isCallerResponseHeader);
+}
+
+/** The upstream's trailers as the caller gets them: without what a trailer may not carry (credentials, cookies), as on HTTP. */
+export function callerTrailingMetadata(trailers: IncomingHttpHeaders): Record<string, string | string[]> {
+  return forwardableMetadata(callerTrailers(trailers));
 }
 
 /** Metadata as policy sees it (`request.grpc.metadata`): lower-case keys, binary (`-bin`) and credential entries left out. */
