@@ -43,7 +43,13 @@ async function binaries(): Promise<Binaries> {
 /** PostgreSQL refuses to run as root: then it runs as the `postgres` system user. */
 function runAs(): { uid: number; gid: number } | undefined {
   if (userInfo().uid !== 0) return undefined;
-  const id = (flag: string) => Number(execFileSync('id', [flag, USER], { encoding: 'utf8' }).trim());
+  const id = (flag: string): number => {
+    try {
+      return Number(execFileSync('id', [flag, USER], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim());
+    } catch {
+      throw new Error(`PostgreSQL refuses to run as root and there is no "${USER}" system user to run it as: useradd --system --user-group ${USER} (.ci/run does)`);
+    }
+  };
   return { uid: id('-u'), gid: id('-g') };
 }
 
