@@ -7,6 +7,7 @@ import { replicaSchema } from '../replica/replica-config.js';
 import { metricsSettingsSchema } from '../metrics/metrics-config.js';
 import { quotasSchema } from '../quotas/quota-config.js';
 import { durationSchema as duration } from './duration.js';
+import { recordingsSchema } from './recordings-schema.js';
 
 /** Connection names appear in URLs and CLI arguments. */
 const connectionName = z
@@ -104,6 +105,8 @@ export const configSchema = z
         database: postgresUrl.optional(),
         /** Connections each replica keeps to `database` at most. */
         database_pool: z.number().int().min(1).max(1000).default(10),
+        /** Where sealed sessions are kept: a bucket (`type: s3`) or a shared directory (`type: dir`); absent, under `dir`. The spool stays under `dir`. */
+        recordings: recordingsSchema.optional(),
       })
       .refine((s) => s.master_key === undefined || s.master_keys === undefined, {
         message: 'set either master_key or master_keys, not both',

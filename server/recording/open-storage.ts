@@ -7,7 +7,7 @@ import type { Config } from '../config/schema.js';
 import { replicaIdOf } from '../replica/replica-config.js';
 import { SqliteStore } from '../store/sqlite-store.js';
 import type { Store } from '../store/store.js';
-import { FsArchive } from './archive/fs-archive.js';
+import { openArchive } from './open-archive.js';
 import type { RecordingIo } from './file-io.js';
 import { checkKeyCanary } from './key-canary.js';
 import { keyRingFromSettings } from './key-ring.js';
@@ -78,14 +78,20 @@ export async function openStorage(options: OpenStorageOptions): Promise<GatewayS
   if (keyWarning !== undefined) options.log?.warn({ signing_key: keyLocation.file }, keyWarning);
   const signingKey = await loadOrCreateSigningKeyFile(keyLocation.file);
   const store = await openStore(config, dir);
-  // Sealed sessions stay under storage.dir, where the spool wrote them.
-  const archive = new FsArchive({ root: dir });
+  // Sealed sessions go where storage.recordings says (absent: they stay under storage.dir, where the spool wrote them).
+  const opened = await openArchive(storage.recordings, dir).catch(async (err: unknown) => {
+    await store.close();
+    throw err;
+  });
+  const { archive } = opened;
   try {
     // Before anything is written with the ring: a wrong key must stop the start, not surface when a session is read.
     await checkKeyCanary({ dir, keyRing, store, objects: archive });
     const recording = await Recording.open({
       dir,
       archive,
+      // The spool is this replica's own disk, whatever the archive is: the durability point of fail-closed recording.
+      spoolDir: dir,
       keyRing,
       signingKey,
       store,
@@ -106,11 +112,13 @@ export async function openStorage(options: OpenStorageOptions): Promise<GatewayS
         try {
           await recording.close();
         } finally {
+          opened.close();
           await store.close();
         }
       },
     };
   } catch (err) {
+    opened.close();
     await store.close();
     throw err;
   }

@@ -59,7 +59,14 @@ export class SessionSpool {
     const path = this.pathOf(name);
     if (this.#inPlace) return;
     if (!(await isFile(path))) return;
-    if (this.#archive.adoptFile !== undefined) return this.#archive.adoptFile(path, name);
+    if (this.#archive.adoptFile !== undefined) {
+      try {
+        return await this.#archive.adoptFile(path, name);
+      } catch (err) {
+        // A directory archive on another file system (a shared mount) cannot take the file by a rename: copy it.
+        if ((err as NodeJS.ErrnoException).code !== 'EXDEV') throw err;
+      }
+    }
     await this.#archive.put(name, createReadStream(path));
     await this.#io.remove(path);
   }
