@@ -153,7 +153,7 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
     },
     verifier,
     authenticate: metrics === null ? createAuthenticate(verifier) : countingIdentityFailures(createAuthenticate(verifier), metrics),
-    readiness: createReadiness({ verifier, recording: storage?.recording }),
+    readiness: createReadiness({ verifier, recording: storage?.recording, store: storage?.store }),
     store: storage?.store,
     recording: storage?.recording,
   };

@@ -2,6 +2,8 @@ import { readFile } from 'node:fs/promises';
 import type { FastifyInstance, FastifyServerOptions } from 'fastify';
 import { SluiceError } from '../shared/errors.js';
 import { buildApp } from './app.js';
+import { drainAndClose, type DrainOutcome } from './cluster/graceful-drain.js';
+import { parseDuration } from './config/duration.js';
 import { createLiveConfig, type ReloadReport } from './config/live-config.js';
 import type { Config } from './config/schema.js';
 import { checkIdentityProvider } from './identity/provider-check.js';
@@ -30,6 +32,11 @@ export interface RunningGateway {
   /** `http://HOST:PORT` of the metrics listener (`metrics_listen`), which serves `GET /metrics`; absent when off. */
   metricsUrl?: string;
   close(): Promise<void>;
+  /**
+   * Stops accepting, lets exchanges in flight finish for up to `shutdown_grace` (as the running config has
+   * it), then closes (SIGTERM). Resolves with how the drain ended.
+   */
+  drain(): Promise<DrainOutcome>;
   /**
    * Re-reads the configuration and applies it (SIGHUP). Throws, changing nothing, when the new one is
    * invalid or the gateway was started without `reloadConfig`.
@@ -101,5 +108,6 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
     if (reloadConfig === undefined) throw new SluiceError('ERR_BAD_REQUEST', { message: 'This gateway was started without a configuration file to re-read' });
     return live.apply(await reloadConfig());
   };
-  return { app, url, ...(metricsUrl === undefined ? {} : { metricsUrl }), close: () => app.close(), reload };
+  const drain = (): Promise<DrainOutcome> => drainAndClose(app, { graceMs: parseDuration(live.get().shutdown_grace) });
+  return { app, url, ...(metricsUrl === undefined ? {} : { metricsUrl }), close: () => app.close(), drain, reload };
 }

@@ -37,6 +37,7 @@ export const registerServe: RegisterCommand = (program, ctx) => {
     .option('--check', 'validate the config file and exit; warns about rules reading request.json fields no sample request has', false)
     .option('--sample <file>', 'with --check: a JSON request body to check rules against, besides the built-in samples (repeatable)', collect, [])
     .option('--log-level <level>', 'trace, debug, info, warn, error or fatal', 'info')
+    .option('--workers <n>', 'gateway processes sharing the listen port: a number, or auto (one per core); more than 1 needs storage.database', '1')
     .addHelpText(
       'after',
       '\nEnvironment:\n  SLUICE_CONFIG   default for --config\n  Values written ${env:NAME} in the config file are read from the environment.\n\n' +
@@ -44,14 +45,29 @@ export const registerServe: RegisterCommand = (program, ctx) => {
         'Exit codes: 0 stopped cleanly, 2 invalid configuration or listen address, or a master key that does not\n' +
         'match the one storage.dir was written with (ERR_MASTER_KEY_MISMATCH, naming the key id), an identity provider\n' +
         'whose discovery document or keys do not fit identity (ERR_IDP_MISMATCH), or an address it cannot listen on\n' +
-        '(ERR_LISTEN_FAILED). A provider that cannot be reached is a warning: the gateway starts, unready until it answers.',
+        '(ERR_LISTEN_FAILED), or --workers above 1 without storage.database (ERR_CONFIG_INVALID). A provider that cannot\n' +
+        'be reached is a warning: the gateway starts, unready until it answers.\n' +
+        'SIGTERM or SIGINT drains: no new connections, exchanges in flight finish for up to shutdown_grace (default 30s),\n' +
+        'sessions are sealed, exit 0. With --workers, every worker drains, and a worker that dies is started again.',
     )
-    .action(async (opts: { config: string; listen?: string; insecure: boolean; check: boolean; sample: string[]; logLevel: string }) => {
+    .action(async (opts: { config: string; listen?: string; insecure: boolean; check: boolean; sample: string[]; logLevel: string; workers: string }) => {
       // Loaded on use so that client commands start fast.
       const { loadConfigFile } = await import('../../server/config/load.js');
       const { startGateway } = await import('../../server/start-gateway.js');
       if (opts.sample.length > 0 && !opts.check) throw new SluiceError('ERR_USAGE', { message: '--sample is used with --check' });
+      const { parseWorkerCount, checkWorkersNeedDatabase } = await import('../../server/cluster/worker-count.js');
+      const { leaveWorkerPool, runWorkerPool, workerNumber } = await import('../../server/cluster/worker-pool.js');
+      const workers = parseWorkerCount(opts.workers);
       const config = await loadConfigFile(opts.config, { env: ctx.env });
+      checkWorkersNeedDatabase(workers, config.storage.database);
+      const worker = workerNumber();
+      if (workers > 1 && worker === undefined && !opts.check) {
+        // The primary: validated the config above, so a bad file fails once here rather than in every worker.
+        const stopped = waitForSignal(['SIGINT', 'SIGTERM']);
+        const code = await runWorkerPool({ count: workers, stopped, log: (message) => ctx.out.stderr.write(`sluice: ${message}\n`) });
+        if (code !== 0) process.exitCode = code;
+        return;
+      }
       if (opts.check) {
         const { checkRecordingKey } = await import('../../server/recording/open-storage.js');
         checkRecordingKey(config);
@@ -78,10 +94,11 @@ export const registerServe: RegisterCommand = (program, ctx) => {
         logger: { level: opts.logLevel },
         configDir: dirname(resolve(opts.config)),
         reloadConfig: () => loadConfigFile(opts.config, { env: ctx.env }),
+        ...(worker === undefined ? {} : { worker }),
       });
       // One remote input must never take down every caller's tunnel: log the fault, keep serving.
       process.on('unhandledRejection', (err) => gateway.app.log.error({ err }, 'unhandled rejection'));
-      gateway.app.log.info({ url: gateway.url }, 'sluice gateway ready');
+      gateway.app.log.info({ url: gateway.url, ...(worker === undefined ? {} : { worker }) }, 'sluice gateway ready');
       // SIGHUP re-reads the file; an invalid one is logged and refused, and the running config stays.
       const onHangup = (): void => {
         gateway.reload().then(
@@ -92,7 +109,15 @@ export const registerServe: RegisterCommand = (program, ctx) => {
       process.on('SIGHUP', onHangup);
       const signal = await stop;
       process.off('SIGHUP', onHangup);
-      gateway.app.log.info({ signal }, 'shutting down');
-      await gateway.close();
+      // A second signal while draining (the terminal's SIGINT reaches every worker, and the primary passes SIGTERM on) must not kill the drain.
+      const ignore = (): void => undefined;
+      process.on('SIGINT', ignore);
+      process.on('SIGTERM', ignore);
+      gateway.app.log.info({ signal }, 'draining: no new connections; exchanges in flight may finish');
+      const outcome = await gateway.drain();
+      gateway.app.log.info({ outcome }, 'shut down');
+      process.off('SIGINT', ignore);
+      process.off('SIGTERM', ignore);
+      leaveWorkerPool();
     });
 };

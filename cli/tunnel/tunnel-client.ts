@@ -45,6 +45,9 @@ interface TunnelClientEvents {
   fatal: [SluiceError];
 }
 
+/** How often a drained tunnel is checked for streams still open; it closes when none is. */
+const DRAIN_REAP_MS = 100;
+
 /** Close codes after which reconnecting cannot help. */
 const FATAL_CLOSE = new Set<number>([ERRORS.ERR_CONNECTION_FORBIDDEN.close, ERRORS.ERR_CONNECTION_UNKNOWN.close, ERRORS.ERR_TUNNEL_PROTOCOL.close]);
 
@@ -238,6 +241,7 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
       if (msg.type === 'notice') this.emit('event', { kind: 'notice', level: msg.level, message: msg.message, code: msg.code });
       else if (msg.type === 'error') this.lastError = closeError(4000, msg.code, msg.message);
       else if (msg.type === 'stats') this.exchanges = { requests: msg.requests, active: msg.active, errors: msg.errors };
+      else if (msg.type === 'drain') this.onDrain(mux, msg.message);
       else if (msg.type === 'reauth_ok') {
         this.scheduleReauth(msg.expires_at);
         this.emit('event', { kind: 'reauthenticated', expiresAt: msg.expires_at });
@@ -293,6 +297,39 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
       const error = err instanceof SluiceError ? err : new SluiceError('ERR_REFRESH_FAILED', { cause: err });
       this.emit('event', { kind: 'notice', level: 'warn', message: `Could not renew the login: ${error.message}`, code: error.code });
     }
+  }
+
+  /**
+   * The gateway is shutting down: new streams wait for a tunnel opened now (the load balancer sends it to
+   * another replica), while the streams of this one finish on it; it is closed once they have. The local
+   * port never closes.
+   */
+  private onDrain(old: TunnelMux, message: string): void {
+    if (this.stopped || this.mux !== old) return;
+    this.emit('event', { kind: 'notice', level: 'info', message });
+    this.stopTimers();
+    const s = old.stats;
+    this.totals.bytesIn += s.bytesIn;
+    this.totals.bytesOut += s.bytesOut;
+    this.totals.streamsOpened += s.streamsOpened;
+    this.totals.requests += this.exchanges.requests;
+    this.totals.errors += this.exchanges.errors;
+    this.exchanges = { requests: 0, active: 0, errors: 0 };
+    this.mux = undefined;
+    const reaper = setInterval(() => {
+      if (old.isClosed || old.stats.streamsOpen === 0) {
+        clearInterval(reaper);
+        old.close(1000, 'drained');
+      }
+    }, DRAIN_REAP_MS);
+    reaper.unref();
+    this.connect(true).catch((err: unknown) => {
+      const error = err instanceof SluiceError ? err : new SluiceError('ERR_GATEWAY_UNREACHABLE', { cause: err });
+      this.lastError = error;
+      if (this.stopped) return;
+      if (error.status === 401 || error.status === 403 || error.status === 404) this.fatal(error);
+      else this.scheduleRetry(1001, error.message);
+    });
   }
 
   private onClosed(mux: TunnelMux, code: number, reason: string): void {

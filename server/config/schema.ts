@@ -136,6 +136,8 @@ export const configSchema = z
     replica: replicaSchema,
     /** Where Prometheus scrapes `GET /metrics`: a listener of its own (server/metrics); absent, no metrics are kept. */
     metrics_listen: hostPort.optional(),
+    /** How long a SIGTERM lets exchanges in flight finish before their connections are cut (server/cluster/graceful-drain.ts). */
+    shutdown_grace: duration.default('30s'),
     metrics: metricsSettingsSchema,
     /** Requests per minute and token budgets by user, group, connection and model, counted in the store (server/quotas). */
     quotas: quotasSchema,

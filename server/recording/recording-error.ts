@@ -35,6 +35,8 @@ export function describeStorageFailure(err: unknown): string {
 /** The data-path error for a record that could not be written: 503 naming the cause, the original kept. */
 export function recordingUnavailable(err: unknown, what = 'the recording'): SluiceError {
   if (err instanceof SluiceError && err.code === 'ERR_RECORDING_UNAVAILABLE') return err;
+  // The index is the shared store: a database that is down is said as such, so the operator looks there and not at the disk.
+  if (err instanceof SluiceError && err.code === 'ERR_STORE_UNAVAILABLE') return err;
   const cause = describeStorageFailure(err);
   return new SluiceError('ERR_RECORDING_UNAVAILABLE', {
     message: `${what[0]!.toUpperCase()}${what.slice(1)} cannot be written (${cause}); the exchange was refused`,

@@ -203,6 +203,10 @@ export class PostgresStore implements Store {
     });
   }
 
+  async ping(): Promise<void> {
+    await query(this.#pool, 'SELECT 1');
+  }
+
   async closeSession(id: string, seal: SessionSeal): Promise<void> {
     await query(this.#pool, 
       `UPDATE sessions SET status = $2, ended_at = $3, records = coalesce($4, records), final_hash = coalesce($5, final_hash) WHERE id = $1`,

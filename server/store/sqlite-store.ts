@@ -434,6 +434,11 @@ export class SqliteStore implements Store {
     return this.#quotas.count(key, window);
   }
 
+  async ping(): Promise<void> {
+    // An embedded file: reachable as long as the process is; a failing disk shows in the recording's health.
+    if (!this.#db.open) throw new Error('the SQLite store is closed');
+  }
+
   async close(): Promise<void> {
     if (this.#db.open) this.#db.close();
   }

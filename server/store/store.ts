@@ -308,6 +308,13 @@ export interface Store {
   /** A counter's count in one window; 0 when it has none. */
   quotaCount(key: string, window: number): Promise<number>;
 
+  /**
+   * Resolves when the backend answers a trivial statement now; rejects (ERR_STORE_UNAVAILABLE for a
+   * database that cannot be reached) otherwise. What `/readyz` asks, so a load balancer stops sending new
+   * sessions to a replica whose database is gone, and sends them again once it is back.
+   */
+  ping(): Promise<void>;
+
   close(): Promise<void>;
 }
 

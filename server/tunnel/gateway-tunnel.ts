@@ -16,6 +16,12 @@ import { discardSessionRecorder } from '../pipeline/recorder.js';
 import type { ConnectionProtocols } from '../protocols/connection-types.js';
 import type { Recording } from '../recording/recording.js';
 
+/**
+ * Emitted on a tunnel's WebSocket (`ws.emit`) when the gateway drains: the tunnel sends the CLI a `drain`
+ * notice. An event on the socket rather than a registry of tunnels: whoever drains holds only the sockets.
+ */
+export const TUNNEL_DRAIN_EVENT = 'sluice:drain';
+
 export interface GatewayTunnelOptions {
   ws: WebSocket;
   /** The socket `ws` was upgraded on (the request's `req.raw.socket`); the mux batches its writes on it. */
@@ -93,6 +99,9 @@ export class GatewayTunnel {
       this.stopTimers();
       log.info({ session: session.id, code, reason }, 'tunnel closed');
       this.options.recording?.closeSession(session.id, `tunnel closed (${code}${reason ? ` ${reason}` : ''})`).catch(() => undefined);
+    });
+    ws.once(TUNNEL_DRAIN_EVENT, () => {
+      this.mux.sendControl({ type: 'drain', message: 'The gateway is shutting down; new connections go through a new tunnel' });
     });
     this.mux.on('control', (msg) => {
       // Whatever a client sends, a failure here closes its tunnel, never the gateway.

@@ -62,8 +62,17 @@ export const statsSchema = z.object({
   errors: z.number().int().min(0),
 });
 
+/**
+ * Gateway → CLI: this gateway is shutting down. The CLI opens a new tunnel at once (a load balancer sends it
+ * to another replica) for new streams, keeping its local port, and closes this one once its streams end.
+ */
+export const drainSchema = z.object({
+  type: z.literal('drain'),
+  message: text,
+});
+
 /** Any control message. */
-export const controlSchema = z.discriminatedUnion('type', [helloSchema, noticeSchema, reauthSchema, reauthOkSchema, errorSchema, statsSchema]);
+export const controlSchema = z.discriminatedUnion('type', [helloSchema, noticeSchema, reauthSchema, reauthOkSchema, errorSchema, statsSchema, drainSchema]);
 
 /** A validated control message. */
 export type ControlMessage = z.infer<typeof controlSchema>;

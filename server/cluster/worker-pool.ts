@@ -1,0 +1,84 @@
+/**
+ * `sluice serve --workers N`: the primary process forks N node:cluster workers that share the listen port,
+ * each a full gateway whose worker number is its index (so replica ids differ: `host/0`, `host/1`). The
+ * primary serves nothing itself: it restarts a worker that dies and, on SIGTERM or SIGINT, passes SIGTERM
+ * to every worker so each drains (graceful-drain.ts) and waits for them all.
+ */
+import cluster, { type Worker } from 'node:cluster';
+
+/** The environment variable that tells a forked worker its number. */
+export const WORKER_ENV = 'SLUICE_WORKER';
+
+export interface WorkerPoolOptions {
+  readonly count: number;
+  /** Where the primary says what it does (one line each). */
+  readonly log: (message: string) => void;
+  /** Wait before a dead worker is forked again, so one that dies at start does not spin a core; default 1000 ms. */
+  readonly restartDelayMs?: number;
+  /** Resolves with the signal that asks the pool to stop. */
+  readonly stopped: Promise<NodeJS.Signals>;
+}
+
+/** Defaults of the options above, in one place. */
+export const WORKER_POOL_DEFAULTS = Object.freeze({ restartDelayMs: 1000 });
+
+/** This process's worker number when it is a worker of `serve --workers`; undefined in a primary or a single process. */
+export function workerNumber(env: NodeJS.ProcessEnv = process.env): number | undefined {
+  if (!cluster.isWorker) return undefined;
+  const n = Number(env[WORKER_ENV]);
+  return Number.isInteger(n) && n >= 0 ? n : undefined;
+}
+
+/**
+ * Called by a worker once it has drained: its IPC channel to the primary would keep it alive forever, so it
+ * is closed, and the worker exits as a single process does when nothing is left to do.
+ */
+export function leaveWorkerPool(): void {
+  if (cluster.isWorker) cluster.worker?.disconnect();
+}
+
+/**
+ * Runs the pool until `stopped` resolves and every worker has exited. Resolves to the exit code: 0 when
+ * every worker stopped cleanly, 1 otherwise.
+ */
+export async function runWorkerPool(options: WorkerPoolOptions): Promise<number> {
+  const restartDelayMs = options.restartDelayMs ?? WORKER_POOL_DEFAULTS.restartDelayMs;
+  const running = new Map<number, Worker>();
+  let stopping = false;
+  let failed = false;
+  let allExited: (() => void) | undefined;
+  const restarts = new Set<NodeJS.Timeout>();
+
+  const fork = (index: number): void => {
+    const worker = cluster.fork({ [WORKER_ENV]: String(index) });
+    running.set(index, worker);
+    worker.on('exit', (code, signal) => {
+      running.delete(index);
+      if (stopping) {
+        if (code !== 0) failed = true;
+        if (running.size === 0) allExited?.();
+        return;
+      }
+      options.log(`worker ${index} (pid ${worker.process.pid}) exited (${signal ?? `code ${code}`}); starting it again`);
+      const timer = setTimeout(() => {
+        restarts.delete(timer);
+        if (!stopping) fork(index);
+      }, restartDelayMs);
+      restarts.add(timer);
+    });
+  };
+
+  options.log(`starting ${options.count} workers`);
+  for (let i = 0; i < options.count; i++) fork(i);
+  const signal = await options.stopped;
+  stopping = true;
+  for (const timer of restarts) clearTimeout(timer);
+  options.log(`${signal}: draining ${running.size} workers`);
+  const done = new Promise<void>((resolve) => {
+    allExited = resolve;
+  });
+  const waiting = running.size > 0;
+  for (const worker of running.values()) worker.process.kill('SIGTERM');
+  if (waiting) await done;
+  return failed ? 1 : 0;
+}
