@@ -307,15 +307,7 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
   private onDrain(old: TunnelMux, message: string): void {
     if (this.stopped || this.mux !== old) return;
     this.emit('event', { kind: 'notice', level: 'info', message });
-    this.stopTimers();
-    const s = old.stats;
-    this.totals.bytesIn += s.bytesIn;
-    this.totals.bytesOut += s.bytesOut;
-    this.totals.streamsOpened += s.streamsOpened;
-    this.totals.requests += this.exchanges.requests;
-    this.totals.errors += this.exchanges.errors;
-    this.exchanges = { requests: 0, active: 0, errors: 0 };
-    this.mux = undefined;
+    this.retire(old);
     const reaper = setInterval(() => {
       if (old.isClosed || old.stats.streamsOpen === 0) {
         clearInterval(reaper);
@@ -323,18 +315,15 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
       }
     }, DRAIN_REAP_MS);
     reaper.unref();
-    this.connect(true).catch((err: unknown) => {
-      const error = err instanceof SluiceError ? err : new SluiceError('ERR_GATEWAY_UNREACHABLE', { cause: err });
-      this.lastError = error;
-      if (this.stopped) return;
-      if (error.status === 401 || error.status === 403 || error.status === 404) this.fatal(error);
-      else this.scheduleRetry(1001, error.message);
-    });
+    // 1001: this tunnel is going away; a failure to open the next one is retried as such.
+    this.reconnect(1001);
   }
 
-  private onClosed(mux: TunnelMux, code: number, reason: string): void {
-    // A tunnel that failed while opening was already reported by connect().
-    if (this.mux !== mux) return;
+  /**
+   * Stops using `mux` as the current tunnel: its timers stop and its counts move into the totals, so
+   * stats stay whole across tunnels whether it drains or closes.
+   */
+  private retire(mux: TunnelMux): void {
     this.stopTimers();
     const s = mux.stats;
     this.totals.bytesIn += s.bytesIn;
@@ -344,6 +333,26 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
     this.totals.errors += this.exchanges.errors;
     this.exchanges = { requests: 0, active: 0, errors: 0 };
     this.mux = undefined;
+  }
+
+  /**
+   * Opens a new tunnel. Refusals by the gateway (auth, access) end the client; network trouble is retried,
+   * reported as a close with `retryCode`.
+   */
+  private reconnect(retryCode: number): void {
+    this.connect(true).catch((err: unknown) => {
+      const error = err instanceof SluiceError ? err : new SluiceError('ERR_GATEWAY_UNREACHABLE', { cause: err });
+      this.lastError = error;
+      if (this.stopped) return;
+      if (error.status === 401 || error.status === 403 || error.status === 404) this.fatal(error);
+      else this.scheduleRetry(retryCode, error.message);
+    });
+  }
+
+  private onClosed(mux: TunnelMux, code: number, reason: string): void {
+    // A tunnel that failed while opening was already reported by connect().
+    if (this.mux !== mux) return;
+    this.retire(mux);
     if (this.stopped || this.connecting) return;
     const error = this.lastError ?? closeError(code, reason);
     this.lastError = error;
@@ -361,16 +370,7 @@ export class TunnelClient extends EventEmitter<TunnelClientEvents> {
     const delay = Math.round(base / 2 + Math.random() * (base / 2));
     this.attempt++;
     this.emit('event', { kind: 'disconnected', code, reason, retryInMs: delay });
-    this.retryTimer = setTimeout(() => {
-      this.connect(true).catch((err: unknown) => {
-        const error = err instanceof SluiceError ? err : new SluiceError('ERR_GATEWAY_UNREACHABLE', { cause: err });
-        this.lastError = error;
-        if (this.stopped) return;
-        // Refusals by the gateway (auth, access) end the tunnel; network trouble is retried.
-        if (error.status === 401 || error.status === 403 || error.status === 404) this.fatal(error);
-        else this.scheduleRetry(1006, error.message);
-      });
-    }, delay);
+    this.retryTimer = setTimeout(() => this.reconnect(1006), delay);
     this.retryTimer.unref();
   }
 

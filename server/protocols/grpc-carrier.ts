@@ -5,7 +5,7 @@ import { decodeContentEncoding } from '../codec/content-decoding.js';
 import type { GrpcConnectionConfig } from '../config/schema.js';
 import type { ChunkGate } from '../pipeline/bounded-body.js';
 import type { Carrier } from '../pipeline/carrier.js';
-import { startExchange, type SessionRef } from '../pipeline/exchange.js';
+import type { SessionRef } from '../pipeline/exchange.js';
 import type { RecordingFacts } from '../pipeline/recorder.js';
 import type { ResponseHead } from '../pipeline/response-frames.js';
 import type { ExchangeHandler } from '../pipeline/run-exchange.js';
@@ -16,6 +16,7 @@ import { frameParts, GrpcFrameSplitter } from './grpc/grpc-framing.js';
 import { messageJson } from './grpc/grpc-message-json.js';
 import { callerMetadata, callerTrailingMetadata, splitCallPath, withoutPseudoHeaders } from './grpc/grpc-metadata.js';
 import { encodeGrpcMessage, GRPC_STATUS, refusalTrailers } from './grpc/grpc-status.js';
+import { startTunnelExchange } from './tunnel-exchange.js';
 
 /** How the recorder keeps gRPC calls: one `grpc.message` record per message, decoded per call with its method. */
 export const GRPC_RECORDING: RecordingFacts = Object.freeze({ body: 'messages', chunkRecord: 'grpc.message' });
@@ -71,19 +72,7 @@ export function runGrpcExchange(handler: ExchangeHandler, stream: ServerHttp2Str
     }
   }
   const facts: RecordingFacts = { ...GRPC_RECORDING, decodeMessage: messageDecoder(method) };
-  const exchange = startExchange(
-    {
-      principal: ctx.principal,
-      connection: ctx.connection,
-      session: ctx.session,
-      clientAddress: ctx.clientAddress,
-      via: 'tunnel',
-      method: 'POST',
-      path,
-      headers: withoutPseudoHeaders(headers),
-    },
-    facts,
-  );
+  const exchange = startTunnelExchange(ctx, { method: 'POST', path, headers: withoutPseudoHeaders(headers) }, facts);
   handler.runExchange(exchange, new GrpcCarrier(stream, { connection: ctx.connection, requestId: exchange.id, method, targetRefusal: refusal, encoding: headers['grpc-encoding'] }));
 }
 

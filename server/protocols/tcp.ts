@@ -1,9 +1,9 @@
 import type { Duplex } from 'node:stream';
 import type { TcpConnectionConfig } from '../config/schema.js';
-import { startExchange } from '../pipeline/exchange.js';
 import type { ExchangeHandler } from '../pipeline/run-exchange.js';
 import type { StreamContext, StreamProtocol } from './stream-context.js';
 import { TCP_RECORDING, TcpCarrier } from './tcp-carrier.js';
+import { startTunnelExchange } from './tunnel-exchange.js';
 
 /** What the TCP protocol needs: the shared exchange handler. */
 export interface TcpProtocolOptions {
@@ -36,17 +36,9 @@ export function createTcpProtocol(options: TcpProtocolOptions): TcpProtocol {
       stream.once('close', () => open.delete(stream));
       // From here on the pipeline owns the stream's failures; they end in a reset, never in an uncaught 'error'.
       stream.on('error', ignore);
-      const exchange = startExchange(
-        {
-          principal: ctx.principal,
-          connection: ctx.connection,
-          session: ctx.session,
-          clientAddress: ctx.clientAddress,
-          via: 'tunnel',
-          method: 'CONNECT',
-          path: ctx.connection.upstream.slice('tcp://'.length).replace(/\/$/, ''),
-          headers: {},
-        },
+      const exchange = startTunnelExchange(
+        ctx,
+        { method: 'CONNECT', path: ctx.connection.upstream.slice('tcp://'.length).replace(/\/$/, ''), headers: {} },
         TCP_RECORDING,
       );
       options.exchange.runExchange(exchange, new TcpCarrier(stream, ctx.connection.name));

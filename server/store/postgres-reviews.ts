@@ -1,9 +1,10 @@
 import type pg from 'pg';
 import type { ReviewEvent } from '../approval/review-feed.js';
-import { isGrantSummary, newGrantId, resendDeadline, type Grant, type NewReview, type Review, type ReviewApproval, type ReviewPerson } from '../approval/review.js';
+import { isGrantSummary, resendDeadline, type Grant, type NewReview, type Review, type ReviewApproval, type ReviewPerson } from '../approval/review.js';
 import { LOCKS } from './postgres-migrations.js';
 import { inTransaction, query } from './postgres-pool.js';
 import type { PostgresReviewFeed } from './postgres-review-feed.js';
+import { grantOnApproval } from './store-rows.js';
 import { alreadyApproved, reviewDecided, reviewExpired, reviewLimit, reviewNotFound } from './review-errors.js';
 import type { ApprovalOutcome, GrantFilter, ResendClaim, ReviewFilter, ReviewLimits, ReviewResolution } from './store.js';
 
@@ -87,17 +88,7 @@ export class PostgresReviews {
       const approved = await write(client, { ...review, approvals, status: 'approved', resolvedAt: approval.at, resolvedBy: actor, resolution: approval.reason });
       events = [{ type: 'review.approved', review: approved, actor, at: approval.at }];
       if (review.kind !== 'grant' || !isGrantSummary(review.summary)) return { outcome: { review: approved }, events };
-      const grant: Grant = {
-        id: newGrantId(),
-        reviewId: review.id,
-        sub: review.requester.sub,
-        email: review.requester.email,
-        connection: review.connection,
-        reason: review.reason,
-        approvedBy: approvals.map((a) => a.sub),
-        createdAt: approval.at,
-        expiresAt: approval.at + review.summary.durationMs,
-      };
+      const grant = grantOnApproval(review, approvals, review.summary.durationMs, approval.at);
       await client.query(
         `INSERT INTO grants (id, review_id, sub, connection, created_at, expires_at, doc) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
         [grant.id, grant.reviewId, grant.sub, grant.connection, grant.createdAt, grant.expiresAt, JSON.stringify(grant)],

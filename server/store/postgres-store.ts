@@ -7,6 +7,7 @@ import { createPool, inTransaction, query, type PostgresConnectionOptions } from
 import { PostgresReviewFeed } from './postgres-review-feed.js';
 import { PostgresQuotas } from './postgres-quotas.js';
 import { PostgresReviews } from './postgres-reviews.js';
+import { decodeSessionCursor, sessionFromRow, sessionPage, sessionPageLimit, type SessionColumns } from './store-rows.js';
 import type {
   ApprovalOutcome,
   GrantFilter,
@@ -22,8 +23,6 @@ import type {
   SessionPage,
   SessionProgress,
   SessionSeal,
-  SessionStatus,
-  SessionVia,
   Store,
   WrappedSessionKey,
 } from './store.js';
@@ -34,98 +33,17 @@ export interface PostgresStoreOptions extends PostgresConnectionOptions {
   readonly feedPollIntervalMs?: number;
 }
 
-const DEFAULT_PAGE = 50;
-const MAX_PAGE = 500;
-
-interface SessionRow {
-  id: string;
+/** A session row as the driver returns it: its models already an array. */
+interface SessionRow extends SessionColumns {
   user_sub: string;
-  email: string | null;
-  groups: string;
-  client_id: string | null;
-  connection: string;
-  via: string;
-  reason: string | null;
-  client_address: string;
-  cli_version: string | null;
-  resend_of: string | null;
-  started_at: number;
-  ended_at: number | null;
-  file: string;
-  key_id: string;
-  replica: string;
-  status: string;
-  records: number | null;
-  final_hash: string | null;
-  requests: number;
-  errors: number;
-  bytes_up: number;
-  bytes_down: number;
-  denied: number;
-  held: number;
-  masked: number;
-  tokens_prompt: number;
-  tokens_completion: number;
-  tokens_total: number;
-  last_status: number;
   models: string[];
 }
 
 /** Columns of a session row plus its models, in order of first use. */
 const SESSION_SELECT = `SELECT s.*, ARRAY(SELECT m.model FROM session_models m WHERE m.session_id = s.id ORDER BY m.position) AS models FROM sessions s`;
 
-function optional<T>(value: T | null): T | undefined {
-  return value === null ? undefined : value;
-}
-
 function toSession(row: SessionRow): SessionInfo {
-  return {
-    id: row.id,
-    user: row.user_sub,
-    email: optional(row.email),
-    groups: JSON.parse(row.groups) as string[],
-    clientId: optional(row.client_id),
-    connection: row.connection,
-    via: row.via as SessionVia,
-    reason: optional(row.reason),
-    clientAddress: row.client_address,
-    cliVersion: optional(row.cli_version),
-    resendOf: optional(row.resend_of),
-    startedAt: row.started_at,
-    endedAt: optional(row.ended_at),
-    file: row.file,
-    keyId: row.key_id,
-    replica: row.replica,
-    status: row.status as SessionStatus,
-    records: optional(row.records),
-    finalHash: optional(row.final_hash),
-    models: row.models,
-    tokens: { prompt: row.tokens_prompt, completion: row.tokens_completion, total: row.tokens_total },
-    counters: {
-      requests: row.requests,
-      errors: row.errors,
-      bytesUp: row.bytes_up,
-      bytesDown: row.bytes_down,
-      denied: row.denied,
-      held: row.held,
-      masked: row.masked,
-    },
-    lastStatus: row.last_status,
-  };
-}
-
-function encodeCursor(row: SessionInfo): string {
-  return Buffer.from(JSON.stringify([row.startedAt, row.id])).toString('base64url');
-}
-
-function decodeCursor(cursor: string): [number, string] {
-  try {
-    const value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown;
-    if (Array.isArray(value) && Number.isSafeInteger(value[0]) && typeof value[1] === 'string') return [value[0] as number, value[1]];
-  } catch {
-    // Falls through to the error below.
-  }
-  throw new RangeError('The paging cursor is malformed');
+  return sessionFromRow(row, row.user_sub, row.models);
 }
 
 /**
@@ -238,15 +156,13 @@ export class PostgresStore implements Store {
     }
     if (filter.model !== undefined) where.push(`EXISTS (SELECT 1 FROM session_models m WHERE m.session_id = s.id AND m.model = ${p(filter.model)})`);
     if (filter.cursor !== undefined) {
-      const [at, id] = decodeCursor(filter.cursor);
+      const [at, id] = decodeSessionCursor(filter.cursor);
       const a = p(at);
       where.push(`(s.started_at < ${a} OR (s.started_at = ${a} AND s.id < ${p(id)}))`);
     }
-    const limit = Math.min(Math.max(1, Math.trunc(filter.limit ?? DEFAULT_PAGE)), MAX_PAGE);
+    const limit = sessionPageLimit(filter.limit);
     const sql = `${SESSION_SELECT}${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY s.started_at DESC, s.id DESC LIMIT ${p(limit + 1)}`;
-    const rows = (await query<SessionRow>(this.#pool, sql, params)).rows.map(toSession);
-    const sessions = rows.slice(0, limit);
-    return rows.length > limit ? { sessions, next: encodeCursor(sessions[sessions.length - 1]!) } : { sessions };
+    return sessionPage((await query<SessionRow>(this.#pool, sql, params)).rows.map(toSession), limit);
   }
 
   async interruptOpenSessions(replica: string, endedAt: number): Promise<string[]> {

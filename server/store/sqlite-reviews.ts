@@ -1,7 +1,8 @@
 import type Database from 'better-sqlite3';
 import type { ReviewEvent, ReviewFeed } from '../approval/review-feed.js';
-import { isGrantSummary, newGrantId, resendDeadline, type Grant, type NewReview, type Review, type ReviewApproval, type ReviewPerson } from '../approval/review.js';
+import { isGrantSummary, resendDeadline, type Grant, type NewReview, type Review, type ReviewApproval, type ReviewPerson } from '../approval/review.js';
 import { alreadyApproved, reviewDecided, reviewExpired, reviewLimit, reviewNotFound } from './review-errors.js';
+import { grantOnApproval } from './store-rows.js';
 import type { ApprovalOutcome, GrantFilter, ResendClaim, ReviewFilter, ReviewLimits, ReviewResolution } from './store.js';
 
 interface DocRow {
@@ -116,17 +117,7 @@ export class SqliteReviews {
         const approved = this.#write({ ...review, approvals, status: 'approved', resolvedAt: approval.at, resolvedBy: actor, resolution: approval.reason });
         events.push({ type: 'review.approved', review: approved, actor, at: approval.at });
         if (review.kind !== 'grant' || !isGrantSummary(review.summary)) return { review: approved };
-        const grant: Grant = {
-          id: newGrantId(),
-          reviewId: review.id,
-          sub: review.requester.sub,
-          email: review.requester.email,
-          connection: review.connection,
-          reason: review.reason,
-          approvedBy: approvals.map((a) => a.sub),
-          createdAt: approval.at,
-          expiresAt: approval.at + review.summary.durationMs,
-        };
+        const grant = grantOnApproval(review, approvals, review.summary.durationMs, approval.at);
         this.#insertGrant.run({
           id: grant.id,
           review_id: grant.reviewId,

@@ -8,6 +8,7 @@ import { openPrivateDatabase } from './private-database.js';
 import { SQLITE_MIGRATIONS } from './sqlite-migrations.js';
 import { SqliteQuotas } from './sqlite-quotas.js';
 import { SqliteReviews } from './sqlite-reviews.js';
+import { decodeSessionCursor, sessionFromRow, sessionPage, sessionPageLimit, type SessionColumns } from './store-rows.js';
 import type {
   ApprovalOutcome,
   GrantFilter,
@@ -23,8 +24,6 @@ import type {
   SessionPage,
   SessionProgress,
   SessionSeal,
-  SessionStatus,
-  SessionVia,
   Store,
   WrappedSessionKey,
 } from './store.js';
@@ -44,98 +43,17 @@ export interface SqliteStoreOptions {
   readonly legacyReviewsFile?: string | false;
 }
 
-const DEFAULT_PAGE = 50;
-const MAX_PAGE = 500;
-
-interface SessionRow {
-  id: string;
+/** A session row as better-sqlite3 returns it: its models one JSON array, or null when none were used. */
+interface SessionRow extends SessionColumns {
   user: string;
-  email: string | null;
-  groups: string;
-  client_id: string | null;
-  connection: string;
-  via: string;
-  reason: string | null;
-  client_address: string;
-  cli_version: string | null;
-  resend_of: string | null;
-  started_at: number;
-  ended_at: number | null;
-  file: string;
-  key_id: string;
-  replica: string;
-  status: string;
-  records: number | null;
-  final_hash: string | null;
-  requests: number;
-  errors: number;
-  bytes_up: number;
-  bytes_down: number;
-  denied: number;
-  held: number;
-  masked: number;
-  tokens_prompt: number;
-  tokens_completion: number;
-  tokens_total: number;
-  last_status: number;
   models: string | null;
 }
 
 /** Columns of a session row plus its models, in order of first use, as one JSON array. */
 const SESSION_SELECT = `SELECT s.*, (SELECT json_group_array(model) FROM (SELECT model FROM session_models m WHERE m.session_id = s.id ORDER BY position)) AS models FROM sessions s`;
 
-function optional<T>(value: T | null): T | undefined {
-  return value === null ? undefined : value;
-}
-
 function toSession(row: SessionRow): SessionInfo {
-  return {
-    id: row.id,
-    user: row.user,
-    email: optional(row.email),
-    groups: JSON.parse(row.groups) as string[],
-    clientId: optional(row.client_id),
-    connection: row.connection,
-    via: row.via as SessionVia,
-    reason: optional(row.reason),
-    clientAddress: row.client_address,
-    cliVersion: optional(row.cli_version),
-    resendOf: optional(row.resend_of),
-    startedAt: row.started_at,
-    endedAt: optional(row.ended_at),
-    file: row.file,
-    keyId: row.key_id,
-    replica: row.replica,
-    status: row.status as SessionStatus,
-    records: optional(row.records),
-    finalHash: optional(row.final_hash),
-    models: row.models === null ? [] : (JSON.parse(row.models) as string[]),
-    tokens: { prompt: row.tokens_prompt, completion: row.tokens_completion, total: row.tokens_total },
-    counters: {
-      requests: row.requests,
-      errors: row.errors,
-      bytesUp: row.bytes_up,
-      bytesDown: row.bytes_down,
-      denied: row.denied,
-      held: row.held,
-      masked: row.masked,
-    },
-    lastStatus: row.last_status,
-  };
-}
-
-function encodeCursor(row: SessionInfo): string {
-  return Buffer.from(JSON.stringify([row.startedAt, row.id])).toString('base64url');
-}
-
-function decodeCursor(cursor: string): [number, string] {
-  try {
-    const value = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown;
-    if (Array.isArray(value) && typeof value[0] === 'number' && typeof value[1] === 'string') return [value[0], value[1]];
-  } catch {
-    // Falls through to the error below.
-  }
-  throw new RangeError('The paging cursor is malformed');
+  return sessionFromRow(row, row.user, row.models === null ? [] : (JSON.parse(row.models) as string[]));
 }
 
 /**
@@ -275,17 +193,15 @@ export class SqliteStore implements Store {
       params.model = filter.model;
     }
     if (filter.cursor !== undefined) {
-      const [at, id] = decodeCursor(filter.cursor);
+      const [at, id] = decodeSessionCursor(filter.cursor);
       where.push('(s.started_at < @c_at OR (s.started_at = @c_at AND s.id < @c_id))');
       params.c_at = at;
       params.c_id = id;
     }
-    const limit = Math.min(Math.max(1, Math.trunc(filter.limit ?? DEFAULT_PAGE)), MAX_PAGE);
+    const limit = sessionPageLimit(filter.limit);
     params.limit = limit + 1;
     const sql = `${SESSION_SELECT}${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY s.started_at DESC, s.id DESC LIMIT @limit`;
-    const rows = (this.#db.prepare(sql).all(params) as SessionRow[]).map(toSession);
-    const sessions = rows.slice(0, limit);
-    return rows.length > limit ? { sessions, next: encodeCursor(sessions[sessions.length - 1]!) } : { sessions };
+    return sessionPage((this.#db.prepare(sql).all(params) as SessionRow[]).map(toSession), limit);
   }
 
   async interruptOpenSessions(replica: string, endedAt: number): Promise<string[]> {

@@ -4,18 +4,13 @@
  * `sluice connect` carries them. Answers equal the model's own; refusals are gRPC statuses; the recording
  * holds every message.
  */
-import { createPublicKey } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { startLocalListener } from '../../cli/tunnel/local-listener.js';
 import type { RecordedEvent } from '../../server/recording/event-types.js';
-import { keyRingFromSettings } from '../../server/recording/key-ring.js';
-import { SqliteStore } from '../../server/store/sqlite-store.js';
+import { sessionEvents } from '../helpers/gateway-session-events.js';
 import { gatewayFixture, openClientMux, until, type TestGateway, type TestGatewayOptions, type TestUser } from '../helpers/gateway.js';
 import { inferRequest, kserveClient, startKserveModel, STREAM_TOKENS, streamInfer, unary, type KserveModel, type KserveModelOptions } from '../helpers/kserve-model.js';
-import { readStoredSession, verifyStoredSession } from '../helpers/stored-sessions.js';
 
 const gateways = gatewayFixture();
 
@@ -72,18 +67,6 @@ async function setup(options: { user?: TestUser; model?: KserveModelOptions; con
       await gw.stopApp();
     },
   };
-}
-
-async function sessionEvents(gw: TestGateway, id: string): Promise<{ events: RecordedEvent[]; ok: boolean }> {
-  const dir = gw.config.storage.dir;
-  const index = new SqliteStore({ file: join(dir, 'index.sqlite') });
-  const session = await index.getSession(id);
-  await index.close();
-  expect(session, `session ${id} is indexed`).toBeDefined();
-  const keyRing = keyRingFromSettings(gw.config.storage)!;
-  const events = await readStoredSession(dir, session!.file, keyRing);
-  const verdict = await verifyStoredSession(dir, session!.file, keyRing, { publicKey: createPublicKey(await readFile(join(dir, 'signing-key.pem'))) });
-  return { events, ok: verdict.ok };
 }
 
 function messagesOf(events: RecordedEvent[], dir: 'up' | 'down'): RecordedEvent<'grpc.message'>[] {

@@ -2,30 +2,13 @@
  * Recording of tunnels on the real gateway: one session per tunnel, opened before the hello and sealed
  * when the tunnel closes; HTTP exchanges and TCP bytes each way with their timing.
  */
-import { createPublicKey } from 'node:crypto';
 import { once } from 'node:events';
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { RecordedEvent } from '../../server/recording/event-types.js';
-import { keyRingFromSettings } from '../../server/recording/key-ring.js';
-import { SqliteStore } from '../../server/store/sqlite-store.js';
-import { chatBody, gatewayFixture, httpOver, openClientMux, until, type TestGateway } from '../helpers/gateway.js';
-import { readStoredSession, verifyStoredSession } from '../helpers/stored-sessions.js';
+import { chatBody, gatewayFixture, httpOver, openClientMux, until } from '../helpers/gateway.js';
+import { sessionEvents } from '../helpers/gateway-session-events.js';
 
 const gateways = gatewayFixture();
-
-async function sessionEvents(gw: TestGateway, id: string): Promise<{ events: RecordedEvent[]; ok: boolean }> {
-  const dir = gw.config.storage.dir;
-  const index = new SqliteStore({ file: join(dir, 'index.sqlite') });
-  const session = await index.getSession(id);
-  await index.close();
-  expect(session, `session ${id} is indexed`).toBeDefined();
-  const keyRing = keyRingFromSettings(gw.config.storage)!;
-  const events: RecordedEvent[] = await readStoredSession(dir, session!.file, keyRing);
-  const verdict = await verifyStoredSession(dir, session!.file, keyRing, { publicKey: createPublicKey(await readFile(join(dir, 'signing-key.pem'))) });
-  return { events, ok: verdict.ok };
-}
 
 describe('recording of tunnels', () => {
   it('records an HTTP tunnel as one session with its reason, sealed when the tunnel closes', async () => {

@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { describe, expect, it, onTestFinished } from 'vitest';
@@ -7,6 +7,7 @@ import type { Principal } from '../../server/identity/principal.js';
 import type { SessionRecorder } from '../../server/pipeline/recorder.js';
 import { createExchangeHandler, type ExchangeHandlerOptions } from '../../server/pipeline/run-exchange.js';
 import { createTcpProtocol, type TcpProtocol } from '../../server/protocols/tcp.js';
+import { writeNumberedBlocks } from '../helpers/numbered-blocks.js';
 import { recordedEvents, type RecordedEvent, type RecordedEventsOptions } from '../helpers/recorded-events.js';
 
 const alice: Principal = { sub: 'alice', groups: ['ops'], roles: [], expiresAt: 4_000_000_000, issuer: 'https://idp.test' };
@@ -114,8 +115,6 @@ describe('tcp protocol', () => {
     const upstreamPort = await listen(createServer({ allowHalfOpen: true }, (s) => s.pipe(s)));
     const gw = await startGateway(upstreamPort);
     const socket = await dial(gw.port);
-    const block = randomBytes(1024 * 1024);
-    const sent = createHash('sha256');
     const received = createHash('sha256');
     let receivedBytes = 0;
     socket.on('data', (c: Buffer) => {
@@ -124,17 +123,12 @@ describe('tcp protocol', () => {
     });
     const ended = once(socket, 'end');
 
-    for (let i = 0; i < 64; i++) {
-      const chunk = Buffer.from(block);
-      chunk.writeUInt32BE(i, 0);
-      sent.update(chunk);
-      if (!socket.write(chunk)) await once(socket, 'drain');
-    }
+    const sent = await writeNumberedBlocks(socket, 64);
     socket.end();
     await ended;
 
     expect(receivedBytes).toBe(64 * 1024 * 1024);
-    expect(received.digest('hex')).toBe(sent.digest('hex'));
+    expect(received.digest('hex')).toBe(sent);
     const end = gw.events.find((e) => e.type === 'exchange.end');
     expect(end).toMatchObject({ requestBytes: 64 * 1024 * 1024, responseBytes: 64 * 1024 * 1024 });
   });
