@@ -1,7 +1,7 @@
 import type { ErrorCode } from './errors.js';
 
 /**
- * Refusals by a rule or a person (access, policy, a reviewer, a grant): what the session index counts as
+ * Refusals by a rule or a person (access, policy, a reviewer, a grant, a quota): what the session index counts as
  * `denied`, every other error as `errors`. One list, read by the gateway's index and by every view built
  * from the records, so `sessions show`, `replay --json` and the TUI count the same exchanges.
  */
@@ -13,6 +13,7 @@ export const DENIAL_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'ERR_REVIEW_REJECTED',
   'ERR_REVIEW_EXPIRED',
   'ERR_GRANT_REQUIRED',
+  'ERR_QUOTA_EXCEEDED',
 ]);
 
 /** Whether a recorded error code is a denial (see `DENIAL_CODES`). */

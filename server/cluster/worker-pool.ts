@@ -15,12 +15,20 @@ export interface WorkerPoolOptions {
   readonly log: (message: string) => void;
   /** Wait before a dead worker is forked again, so one that dies at start does not spin a core; default 1000 ms. */
   readonly restartDelayMs?: number;
+  /**
+   * A worker that dies within this long of its start doubles the next wait (up to `maxRestartDelayMs`): one
+   * that cannot start (its port taken, its database gone) is retried ever more slowly, not every second.
+   * One that ran longer starts again after `restartDelayMs`. Default 30 s.
+   */
+  readonly stableAfterMs?: number;
+  /** The longest wait between restarts of a worker that keeps dying at start; default 60 s. */
+  readonly maxRestartDelayMs?: number;
   /** Resolves with the signal that asks the pool to stop. */
   readonly stopped: Promise<NodeJS.Signals>;
 }
 
 /** Defaults of the options above, in one place. */
-export const WORKER_POOL_DEFAULTS = Object.freeze({ restartDelayMs: 1000 });
+export const WORKER_POOL_DEFAULTS = Object.freeze({ restartDelayMs: 1000, stableAfterMs: 30_000, maxRestartDelayMs: 60_000 });
 
 /** This process's worker number when it is a worker of `serve --workers`; undefined in a primary or a single process. */
 export function workerNumber(env: NodeJS.ProcessEnv = process.env): number | undefined {
@@ -38,11 +46,29 @@ export function leaveWorkerPool(): void {
 }
 
 /**
+ * The wait before a dead worker's restart, and the wait after the one that follows if it dies early again: a
+ * worker that lived `stableAfterMs` or longer waits `restartDelayMs`; one that died sooner waits what its last
+ * early death left (`previous`), doubled each time up to `maxRestartDelayMs`.
+ */
+export function restartBackoff(
+  livedMs: number,
+  previous: number | undefined,
+  options: { restartDelayMs: number; stableAfterMs: number; maxRestartDelayMs: number },
+): { delay: number; next: number } {
+  const delay = livedMs < options.stableAfterMs ? (previous ?? options.restartDelayMs) : options.restartDelayMs;
+  return { delay, next: Math.min(delay * 2, options.maxRestartDelayMs) };
+}
+
+/**
  * Runs the pool until `stopped` resolves and every worker has exited. Resolves to the exit code: 0 when
  * every worker stopped cleanly, 1 otherwise.
  */
 export async function runWorkerPool(options: WorkerPoolOptions): Promise<number> {
   const restartDelayMs = options.restartDelayMs ?? WORKER_POOL_DEFAULTS.restartDelayMs;
+  const stableAfterMs = options.stableAfterMs ?? WORKER_POOL_DEFAULTS.stableAfterMs;
+  const maxRestartDelayMs = options.maxRestartDelayMs ?? WORKER_POOL_DEFAULTS.maxRestartDelayMs;
+  /** The wait before each worker's next restart, by worker number. */
+  const nextDelay = new Map<number, number>();
   const running = new Map<number, Worker>();
   let stopping = false;
   let failed = false;
@@ -51,6 +77,7 @@ export async function runWorkerPool(options: WorkerPoolOptions): Promise<number>
 
   const fork = (index: number): void => {
     const worker = cluster.fork({ [WORKER_ENV]: String(index) });
+    const startedAt = Date.now();
     running.set(index, worker);
     worker.on('exit', (code, signal) => {
       running.delete(index);
@@ -59,11 +86,13 @@ export async function runWorkerPool(options: WorkerPoolOptions): Promise<number>
         if (running.size === 0) allExited?.();
         return;
       }
-      options.log(`worker ${index} (pid ${worker.process.pid}) exited (${signal ?? `code ${code}`}); starting it again`);
+      const { delay, next } = restartBackoff(Date.now() - startedAt, nextDelay.get(index), { restartDelayMs, stableAfterMs, maxRestartDelayMs });
+      nextDelay.set(index, next);
+      options.log(`worker ${index} (pid ${worker.process.pid}) exited (${signal ?? `code ${code}`}); starting it again in ${delay} ms`);
       const timer = setTimeout(() => {
         restarts.delete(timer);
         if (!stopping) fork(index);
-      }, restartDelayMs);
+      }, delay);
       restarts.add(timer);
     });
   };
