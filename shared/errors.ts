@@ -57,7 +57,7 @@ export const ERRORS = {
   ERR_LOGIN_DENIED: { message: 'The login was denied at the identity provider', status: 401, exit: EXIT.auth },
   ERR_LOGIN_EXPIRED: { message: 'The device code expired before the login was approved: run `sluice login` again', status: 401, exit: EXIT.auth },
   ERR_LOGIN_FAILED: { message: 'The identity provider refused the login', status: 401, exit: EXIT.auth },
-  ERR_REFRESH_FAILED: { message: 'The session could not be refreshed: run `sluice login` again', status: 401, exit: EXIT.auth },
+  ERR_REFRESH_FAILED: { message: 'The login could not be renewed: run `sluice login` again', status: 401, exit: EXIT.auth },
   ERR_TOKEN_STORE: { message: 'The token store cannot be used', status: 500, exit: EXIT.failure },
   ERR_GATEWAY_UNREACHABLE: { message: 'The gateway cannot be reached', status: 502, exit: EXIT.unavailable },
   ERR_GATEWAY_RESPONSE: { message: 'The gateway answered in an unexpected way', status: 502, exit: EXIT.unavailable },

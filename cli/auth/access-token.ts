@@ -165,7 +165,7 @@ async function renew(options: RenewOptions): Promise<{ tokens: StoredTokens; sou
     };
   }
   if (!tokens.refreshToken) {
-    throw new SluiceError('ERR_REFRESH_FAILED', { message: `The session has no refresh token: run \`${options.login}\` again` });
+    throw new SluiceError('ERR_REFRESH_FAILED', { message: `The login has no refresh token: run \`${options.login}\` again` });
   }
   const config = await discoverIssuer({ issuer: profile.issuer, clientId: tokens.clientId });
   const response = await refreshGrant({ config, refreshToken: tokens.refreshToken, audience: profile.audience });

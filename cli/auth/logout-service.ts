@@ -22,7 +22,7 @@ export interface LogoutResult {
 }
 
 /**
- * Revoke the refresh token (ends the session at the IdP), then the access token, then delete the local
+ * Revoke the refresh token (ends the login at the IdP), then the access token, then delete the local
  * copy. Revocation is best effort: an unreachable IdP or one that cannot revoke JWTs is reported, and the
  * local tokens are removed regardless.
  */

@@ -215,7 +215,7 @@ export function oidcError(err: unknown, context: OidcErrorContext): SluiceError 
         return new SluiceError(failed, {
           message:
             context.step === 'refresh'
-              ? `The session could not be refreshed (${detail}): run \`sluice login\` again`
+              ? `The login could not be renewed (${detail}): run \`sluice login\` again`
               : `The identity provider refused the login (${detail})`,
           cause: err,
         });
@@ -240,7 +240,7 @@ export function oidcError(err: unknown, context: OidcErrorContext): SluiceError 
     return new SluiceError('ERR_LOGIN_FAILED', { message: `Discovery of the issuer ${context.issuer} failed: ${message}`, cause: err });
   }
   return new SluiceError(failed, {
-    message: context.step === 'refresh' ? `The session could not be refreshed (${message}): run \`sluice login\` again` : `The login failed: ${message}`,
+    message: context.step === 'refresh' ? `The login could not be renewed (${message}): run \`sluice login\` again` : `The login failed: ${message}`,
     cause: err,
   });
 }

@@ -252,7 +252,7 @@ describe('refresh near expiry', () => {
     await writeFile(tokenFile(dir), JSON.stringify({ ...tokens, refreshToken: 'not-a-refresh-token' }), { mode: 0o600 });
     const whoami = await runCli(['whoami'], { env: cliEnv(dir) });
     expect(whoami.code).toBe(ERRORS.ERR_REFRESH_FAILED.exit);
-    expect(whoami.stderr).toMatch(/could not be refreshed \(invalid_grant.*run `sluice login --gateway http:\/\/127\.0\.0\.1:\d+` again \(ERR_REFRESH_FAILED\)/);
+    expect(whoami.stderr).toMatch(/could not be renewed \(invalid_grant.*run `sluice login --gateway http:\/\/127\.0\.0\.1:\d+` again \(ERR_REFRESH_FAILED\)/);
   });
 
   it('renews a client-credentials token by running the grant again', async () => {

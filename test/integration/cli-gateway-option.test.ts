@@ -103,7 +103,7 @@ describe('--gateway on every client command', () => {
     const env = await savedLogin(gw, home, 'bob', { accessToken: await gw.token('bob'), refreshToken: 'not-a-refresh-token', expiresAt: Math.floor(Date.now() / 1000) - 10 });
     const r = await sluice(['--profile', 'bob', 'whoami'], env);
     expect(r.code).toBe(ERRORS.ERR_REFRESH_FAILED.exit);
-    expect(r.stderr).toMatch(/^sluice: The session could not be refreshed \(invalid_grant[^\n]*\): run `sluice --profile bob login --gateway http:\/\/127\.0\.0\.1:\d+` again \(ERR_REFRESH_FAILED\)\n$/);
+    expect(r.stderr).toMatch(/^sluice: The login could not be renewed \(invalid_grant[^\n]*\): run `sluice --profile bob login --gateway http:\/\/127\.0\.0\.1:\d+` again \(ERR_REFRESH_FAILED\)\n$/);
     expect(r.stderr).toContain(`--gateway ${gw.url}\``);
   });
 });
