@@ -7,7 +7,7 @@ import { VERSION } from '../../shared/version.js';
 import type { Config } from '../config/schema.js';
 import type { GatewayDeps } from '../gateway-deps.js';
 import type { Principal } from '../identity/principal.js';
-import { ArchiveError, isArchiveNotFound } from '../recording/archive/archive.js';
+import { isArchiveNotFound, isMissingObject } from '../recording/archive/archive.js';
 import type { RecordedEvent } from '../recording/event-types.js';
 import { asciicastLines } from '../recording/export-asciicast.js';
 import { eventLine, siemLine, streamErrorLine } from '../recording/export-event-lines.js';
@@ -145,7 +145,7 @@ export async function verifySummary(recording: Recording, s: SessionInfo): Promi
     const elsewhere = openElsewhere(recording, s, err);
     if (elsewhere !== undefined) throw elsewhere;
     // A name no file can have (an edited index row) is a missing file too.
-    if (!isArchiveNotFound(err) && !(err instanceof ArchiveError && err.code === 'ARCHIVE_BAD_NAME')) throw err;
+    if (!isMissingObject(err)) throw err;
     return { status: 'broken', records: 0, last_good_seq: -1, last_good_offset: 0, problems: [{ kind: 'missing', record: -1, offset: 0, message: `The session file ${s.file} is missing` }] };
   }
   const status = s.status === 'open' && result.status === 'interrupted' ? 'open' : result.status;

@@ -1,7 +1,7 @@
 import type { KeyObject } from 'node:crypto';
 import { basename } from 'node:path';
 import type { SessionStatus } from '../store/store.js';
-import { ArchiveError, isArchiveNotFound, listAll, type ArchiveReader, type RecordingArchive } from './archive/archive.js';
+import { isMissingObject, listAll, type ArchiveReader, type RecordingArchive } from './archive/archive.js';
 import type { AuditedSession, AuditIndex } from './audit-index.js';
 import type { KeyRing } from './key-ring.js';
 import { SESSION_FILE_SUFFIX } from './record-format.js';
@@ -89,7 +89,7 @@ export async function* verifyStorageDir(options: VerifyDirOptions): AsyncGenerat
       });
     } catch (err) {
       // A name no archive object can have (an index row or seal entry pointing outside) names no file either.
-      if (isArchiveNotFound(err) || (err instanceof ArchiveError && err.code === 'ARCHIVE_BAD_NAME')) return undefined;
+      if (isMissingObject(err)) return undefined;
       throw err;
     }
   };

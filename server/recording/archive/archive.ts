@@ -88,6 +88,14 @@ export function isArchiveNotFound(err: unknown): err is ArchiveError {
   return err instanceof ArchiveError && err.code === 'ARCHIVE_NOT_FOUND';
 }
 
+/**
+ * Whether `err` says the object cannot be had by that name: it is not there, or the name is one no object
+ * can have (a name from an edited index row or seal entry), which readers report as a missing file.
+ */
+export function isMissingObject(err: unknown): err is ArchiveError {
+  return err instanceof ArchiveError && (err.code === 'ARCHIVE_NOT_FOUND' || err.code === 'ARCHIVE_BAD_NAME');
+}
+
 /** The most objects one page lists, as in S3. */
 export const MAX_LIST_PAGE = 1000;
 const MAX_NAME_LENGTH = 1024;
