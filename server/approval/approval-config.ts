@@ -1,6 +1,5 @@
 import { z } from 'zod';
-
-const duration = z.string().regex(/^\d+(ms|s|m|h|d)$/, 'must be a duration such as 500ms, 30s, 10m, 2h or 7d');
+import { durationSchema as duration } from '../config/duration.js';
 
 /** Review events a webhook can subscribe to; the same names as the recording's `review.*` events. */
 export const REVIEW_EVENT_TYPES = [

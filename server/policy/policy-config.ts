@@ -1,7 +1,6 @@
 import { z } from 'zod';
 import { compileCel, createPolicyEnvironment, describeCompileProblem, isCompileProblem } from './cel-expression.js';
-
-const duration = z.string().regex(/^\d+(ms|s|m|h|d)$/, 'must be a duration such as 500ms, 30s, 10m, 2h or 7d');
+import { durationSchema as duration } from '../config/duration.js';
 
 /** Rule names appear in records, reviews and error bodies. */
 const ruleName = z
