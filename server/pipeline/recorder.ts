@@ -159,6 +159,3 @@ const DISCARDING: ExchangeRecording = Object.freeze({
 
 /** A session recorder that keeps nothing: for a gateway without storage (which serves no connections). */
 export const discardSessionRecorder: SessionRecorder = Object.freeze({ begin: () => DISCARDING });
-
-/** A recorder that keeps nothing. */
-export const discardRecorder: Recorder = Object.freeze({ forSession: () => discardSessionRecorder });

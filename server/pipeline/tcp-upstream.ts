@@ -20,6 +20,11 @@ export function resetStream(stream: Readable, err: Error): void {
   else stream.destroy(err);
 }
 
+/** A TCP exchange's failure on either side (the caller's stream or the upstream socket), named for its connection. */
+export function streamFailure(connection: string, err: Error): SluiceError {
+  return new SluiceError('ERR_UPSTREAM_UNAVAILABLE', { message: `The stream of connection "${connection}" failed (${err.message})`, details: { connection }, cause: err });
+}
+
 /** Reaches TCP upstreams: one socket per exchange, half-close carried both ways. */
 export function createTcpUpstream(): Upstream {
   const open = new Set<Socket>();
@@ -55,11 +60,7 @@ class TcpUpstreamCall implements UpstreamCall {
     socket.once('connect', () => clearTimeout(this.#timer));
     const fail = (err: Error): void => {
       clearTimeout(this.#timer);
-      o.fail(
-        err instanceof SluiceError
-          ? err
-          : new SluiceError('ERR_UPSTREAM_UNAVAILABLE', { message: `The stream of connection "${name}" failed (${err.message})`, details: { connection: name }, cause: err }),
-      );
+      o.fail(err instanceof SluiceError ? err : streamFailure(name, err));
     };
     socket.on('error', fail);
 

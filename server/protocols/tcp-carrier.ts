@@ -1,9 +1,9 @@
 import type { Duplex } from 'node:stream';
-import { SluiceError } from '../../shared/errors.js';
+import type { SluiceError } from '../../shared/errors.js';
 import { BoundedBody, type ChunkGate } from '../pipeline/bounded-body.js';
 import type { Carrier } from '../pipeline/carrier.js';
 import type { RecordingFacts } from '../pipeline/recorder.js';
-import { resetStream } from '../pipeline/tcp-upstream.js';
+import { resetStream, streamFailure } from '../pipeline/tcp-upstream.js';
 
 /** How the recorder keeps TCP exchanges: opaque bytes, `tcp.chunk` records. */
 export const TCP_RECORDING: RecordingFacts = Object.freeze({ body: 'stream', chunkRecord: 'tcp.chunk' });
@@ -47,7 +47,7 @@ export class TcpCarrier implements Carrier {
   onGone(listener: (error?: Error) => void): () => void {
     let failure: Error | undefined;
     const onError = (err: Error): void => {
-      failure = new SluiceError('ERR_UPSTREAM_UNAVAILABLE', { message: `The stream of connection "${this.#connection}" failed (${err.message})`, details: { connection: this.#connection }, cause: err });
+      failure = streamFailure(this.#connection, err);
     };
     const onClose = (): void => listener(failure);
     this.#stream.on('error', onError);

@@ -56,8 +56,6 @@ export class GatewayTunnel {
   private readonly clock: Clock;
   private pingTimer?: NodeJS.Timeout;
   private alive = true;
-  /** The session as its exchanges see it, with its recorder; set once its recording is opening. */
-  private exchangeSession?: SessionRef;
   private readonly exchanges = { requests: 0, active: 0, errors: 0 };
   private statsTimer?: NodeJS.Timeout;
   private statsSentAt = 0;
@@ -93,7 +91,20 @@ export class GatewayTunnel {
 
   /** Say hello, then accept streams and control messages until the tunnel closes. */
   start(): void {
-    const { connection, session, tunnel, ws, log } = this.options;
+    const { connection, session, tunnel, ws, log, recording } = this.options;
+    // The session's recording exists before the CLI is told it may send anything (hello, below).
+    const cliVersion = /sluice-cli\/([\w.+-]+)/.exec(this.options.userAgent ?? '')?.[1];
+    const opened = recording?.openSession({
+      id: session.id,
+      principal: this.principal,
+      connection,
+      via: 'tunnel',
+      reason: session.reason,
+      clientAddress: this.options.clientAddress,
+      ...(cliVersion === undefined ? {} : { cliVersion }),
+    });
+    // Found once, while it opens: every exchange of the tunnel records through it.
+    const recorded: SessionRef = { ...session, recorder: recording === undefined ? discardSessionRecorder : recording.recorder.forSession(session) };
     this.mux.on('error', (err) => log.info({ session: session.id, err: err.message }, 'tunnel error'));
     this.mux.on('close', (code, reason) => {
       this.stopTimers();
@@ -117,9 +128,7 @@ export class GatewayTunnel {
       // The connection as the configuration has it now: a reload that removed the caller's access (or the
       // connection) closes the tunnel at its next stream instead of letting it carry on as admitted.
       const current = this.admittedConnection();
-      // A stream opened before the session's recording was (which the CLI never does) is refused: nothing goes unrecorded.
-      const recorded = this.exchangeSession;
-      if (current === undefined || recorded === undefined) {
+      if (current === undefined) {
         stream.destroy();
         return;
       }
@@ -139,32 +148,16 @@ export class GatewayTunnel {
       ws.ping();
     }, pingMs);
     this.pingTimer.unref();
-    const { recording } = this.options;
-    if (recording === undefined) {
-      this.exchangeSession = { ...session, recorder: discardSessionRecorder };
+    if (opened === undefined) {
       this.hello();
       return;
     }
-    // The session's recording exists before the CLI is told it may send anything.
-    const cliVersion = /sluice-cli\/([\w.+-]+)/.exec(this.options.userAgent ?? '')?.[1];
-    recording
-      .openSession({
-        id: session.id,
-        principal: this.principal,
-        connection,
-        via: 'tunnel',
-        reason: session.reason,
-        clientAddress: this.options.clientAddress,
-        ...(cliVersion === undefined ? {} : { cliVersion }),
-      })
-      .then(
-        () => {
-          if (!this.mux.isClosed) this.hello();
-        },
-        (err: unknown) => this.fail(toSluiceError(err)),
-      );
-    // Found once, while it opens: every exchange of the tunnel records through it.
-    this.exchangeSession = { ...session, recorder: recording.recorder.forSession(session) };
+    opened.then(
+      () => {
+        if (!this.mux.isClosed) this.hello();
+      },
+      (err: unknown) => this.fail(toSluiceError(err)),
+    );
   }
 
   private hello(): void {
