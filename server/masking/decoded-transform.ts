@@ -23,6 +23,11 @@ export function decoderFor(encoding: SupportedEncoding): Duplex {
   return createBrotliDecompress();
 }
 
+/** `stage` reading the body decoded: itself for `identity`, else behind a decompressor for `encoding`. */
+export function afterDecoding(encoding: SupportedEncoding | 'identity', stage: Transform): Transform {
+  return encoding === 'identity' ? stage : new ChainedTransform([decoderFor(encoding), stage]);
+}
+
 /**
  * Several streams (decoder, masker) presented as one Transform, with backpressure through
  * the chain: a write is acknowledged once the first stage takes it, and the last stage is paused while

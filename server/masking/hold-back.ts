@@ -9,9 +9,7 @@ interface RunGroup {
   /** 1 for each ASCII code unit a match can start with; null: any it can contain. */
   readonly starts: Uint8Array | null;
   readonly startClass: RegExp | null;
-  /** The longest match of the group's rules: its window reaches furthest back. */
-  maxLength: number;
-  /** How far back from the text's end the window reaches (maxLength and the look-ahead slack). */
+  /** How far back from the text's end the window reaches: the longest match of the group's rules and the look-ahead slack. */
   window: number;
 }
 
@@ -52,16 +50,16 @@ export class HoldBack {
         continue;
       }
       const key = groupKey(rule);
+      const window = shape.maxLength + LOOKAHEAD_SLACK;
       const known = groups.get(key);
-      if (known !== undefined) known.maxLength = Math.max(known.maxLength, shape.maxLength);
+      if (known !== undefined) known.window = Math.max(known.window, window);
       else {
         groups.set(key, {
           chars: asciiTable(shape.chars),
           charClass: shape.chars,
           starts: shape.starts === undefined ? null : asciiTable(shape.starts),
           startClass: shape.starts ?? null,
-          maxLength: shape.maxLength,
-          window: 0,
+          window,
         });
       }
     }
@@ -72,7 +70,6 @@ export class HoldBack {
     });
     this.#others = others;
     this.#all = this.#groups.length === 32 ? -1 : (1 << this.#groups.length) - 1;
-    for (const g of this.#groups) g.window = g.maxLength + LOOKAHEAD_SLACK;
     this.#shortestWindow = Math.min(...this.#groups.map((g) => g.window));
     this.#endMask = new Int32Array(this.#groups.length);
     this.#endAt = new Int32Array(this.#groups.length);

@@ -213,10 +213,7 @@ export class JsonTokenMasker {
           out += text.slice(copied, Math.max(tokenStart, 0)) + (written === AS_RECEIVED ? `"${raw}"` : written);
           copied = close + 1;
         }
-        if (++this.#tokens >= WALK_TURN_TOKENS) {
-          this.#tokens = 0;
-          yield null;
-        }
+        if (this.#turnDue()) yield null;
         i = close + 1;
         continue;
       }
@@ -233,10 +230,7 @@ export class JsonTokenMasker {
           out += text.slice(copied, Math.max(tokenStart, 0)) + (written === AS_RECEIVED ? scalar : written);
           copied = j;
         }
-        if (++this.#tokens >= WALK_TURN_TOKENS) {
-          this.#tokens = 0;
-          yield null;
-        }
+        if (this.#turnDue()) yield null;
         i = j;
         continue;
       }
@@ -285,6 +279,13 @@ export class JsonTokenMasker {
     }
     // The end of this text: all of it is decided but a token still being read.
     return out + text.slice(copied, this.#state === 'out' ? n : Math.max(tokenStart, 0));
+  }
+
+  /** Counts a token read: true every WALK_TURN_TOKENS tokens, where the walk yields a turn. */
+  #turnDue(): boolean {
+    if (++this.#tokens < WALK_TURN_TOKENS) return false;
+    this.#tokens = 0;
+    return true;
   }
 
   *#walkEnd(): TokenWalk<string> {

@@ -6,7 +6,7 @@ import type { CompiledProfile } from './compiled-profile.js';
 import { contentKind, type ContentKind } from './content-kind.js';
 import { CredentialBodyMasker } from './credential-masker.js';
 import { DecodingBodyMasker, SniffingBodyMasker } from './decoding-body-masker.js';
-import { bodyEncoding, ChainedTransform, decoderFor } from './decoded-transform.js';
+import { afterDecoding, bodyEncoding } from './decoded-transform.js';
 import { LogprobsJsonMasker } from './logprobs-json-masker.js';
 import { MaskingCounter } from './masking-summary.js';
 import { MaskingTransform } from './masking-transform.js';
@@ -30,7 +30,6 @@ export interface ResponseMaskingOptions {
  * again), so the caller gets it without Content-Encoding and without Content-Length.
  */
 export interface ResponseMaskingPlan {
-  readonly kind: ContentKind;
   readonly transform: Transform;
   /** True when no profile applies and only injected credentials are searched: the body is not masked content. */
   readonly credentialsOnly?: boolean;
@@ -82,7 +81,7 @@ export function planResponseMasking(profile: CompiledProfile | null, options: Re
   const counter = options.counter ?? new MaskingCounter();
   const masker = createBodyMasker(kind, profile, counter, contentType);
   const masking = new MaskingTransform(credentials.length === 0 ? masker : new CredentialBodyMasker(masker, credentials, counter));
-  return { kind, transform: encoding === 'identity' ? masking : new ChainedTransform([decoderFor(encoding), masking]) };
+  return { transform: afterDecoding(encoding, masking) };
 }
 
 /**
@@ -94,9 +93,5 @@ function planCredentialScan(credentials: readonly string[], options: ResponseMas
   const encoding = bodyEncoding(options.headers['content-encoding']);
   if (encoding === null) return null;
   const scan = new MaskingTransform(new CredentialBodyMasker(null, credentials, options.counter ?? new MaskingCounter()));
-  return {
-    kind: contentKind(options.headers['content-type']),
-    credentialsOnly: true,
-    transform: encoding === 'identity' ? scan : new ChainedTransform([decoderFor(encoding), scan]),
-  };
+  return { credentialsOnly: true, transform: afterDecoding(encoding, scan) };
 }

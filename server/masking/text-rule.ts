@@ -105,7 +105,8 @@ export function hasNeedle(needle: Needle, text: string, at: number, scan?: TextS
   if (needle.digitRun === true && scan !== undefined) return scan.digitRunAt(at) !== -1;
   const { literals } = needle;
   if (literals !== undefined) {
-    for (const literal of literals) if (literal.find(text, at) !== -1) return true;
+    // Through the scan, what is found is kept: a rule whose starts are these literals resumes from it.
+    for (const literal of literals) if ((scan === undefined ? literal.find(text, at) : scan.literalAt(literal, at)) !== -1) return true;
     return false;
   }
   needle.pattern.lastIndex = at;
