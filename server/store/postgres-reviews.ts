@@ -1,11 +1,11 @@
 import type pg from 'pg';
 import type { ReviewEvent } from '../approval/review-feed.js';
-import { isGrantSummary, resendDeadline, type Grant, type NewReview, type Review, type ReviewApproval, type ReviewPerson } from '../approval/review.js';
+import type { Grant, NewReview, Review, ReviewApproval } from '../approval/review.js';
 import { LOCKS } from './postgres-migrations.js';
 import { inTransaction, query } from './postgres-pool.js';
 import type { PostgresReviewFeed } from './postgres-review-feed.js';
-import { grantOnApproval } from './store-rows.js';
-import { alreadyApproved, reviewDecided, reviewExpired, reviewLimit, reviewNotFound } from './review-errors.js';
+import { reviewLimit, reviewNotFound } from './review-errors.js';
+import { approvalOutcome, approvalStep, resendStep, resolutionStep } from './review-steps.js';
 import type { ApprovalOutcome, GrantFilter, ResendClaim, ReviewFilter, ReviewLimits, ReviewResolution } from './store.js';
 
 const DEFAULT_LIMIT = 100;
@@ -66,56 +66,35 @@ export class PostgresReviews {
   }
 
   async approve(id: string, approval: ReviewApproval): Promise<ApprovalOutcome> {
-    let events: ReviewEvent[] = [];
-    const outcome = await this.#changing(async (client): Promise<{ outcome: ApprovalOutcome; events: ReviewEvent[] }> => {
+    const step = await this.#changing(async (client) => {
       const review = await lockReview(client, id);
       if (review === undefined) throw reviewNotFound(id);
-      if (review.status === 'pending' && review.expiresAt <= approval.at) {
-        // Committed although the approval fails: the deadline has passed whoever notices it first.
-        const expired = await write(client, { ...review, status: 'expired', resolvedAt: approval.at });
-        events = [{ type: 'review.expired', review: expired, at: approval.at }];
-        return { outcome: { review: expired }, events };
+      const step = approvalStep(review, approval);
+      if (step.event !== undefined) await write(client, step.review);
+      const grant = step.grant;
+      if (grant !== undefined) {
+        await client.query(
+          `INSERT INTO grants (id, review_id, sub, connection, created_at, expires_at, doc) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+          [grant.id, grant.reviewId, grant.sub, grant.connection, grant.createdAt, grant.expiresAt, JSON.stringify(grant)],
+        );
       }
-      if (review.status !== 'pending') return { outcome: { review }, events: [] };
-      if (review.approvals.some((a) => a.sub === approval.sub)) throw alreadyApproved(review);
-      const approvals = [...review.approvals, approval];
-      const actor: ReviewPerson = { sub: approval.sub, email: approval.email };
-      if (approvals.length < review.minApprovals) {
-        const partial = await write(client, { ...review, approvals });
-        events = [{ type: 'review.approval', review: partial, actor, at: approval.at }];
-        return { outcome: { review: partial }, events };
-      }
-      const approved = await write(client, { ...review, approvals, status: 'approved', resolvedAt: approval.at, resolvedBy: actor, resolution: approval.reason });
-      events = [{ type: 'review.approved', review: approved, actor, at: approval.at }];
-      if (review.kind !== 'grant' || !isGrantSummary(review.summary)) return { outcome: { review: approved }, events };
-      const grant = grantOnApproval(review, approvals, review.summary.durationMs, approval.at);
-      await client.query(
-        `INSERT INTO grants (id, review_id, sub, connection, created_at, expires_at, doc) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-        [grant.id, grant.reviewId, grant.sub, grant.connection, grant.createdAt, grant.expiresAt, JSON.stringify(grant)],
-      );
-      return { outcome: { review: approved, grant }, events };
+      return { outcome: step, events: step.event === undefined ? [] : [step.event] };
     });
-    if (events.length === 0) throw reviewDecided(outcome.review);
-    if (events[0]!.type === 'review.expired') throw reviewExpired(id);
-    return outcome;
+    return approvalOutcome(step);
   }
 
   async resolve(id: string, resolution: ReviewResolution): Promise<Review | undefined> {
     return this.#changing(async (client): Promise<{ outcome: Review | undefined; events: ReviewEvent[] }> => {
-      const review = await lockReview(client, id);
-      if (review === undefined || review.status !== 'pending') return { outcome: undefined, events: [] };
-      const resolved = await write(client, { ...review, status: resolution.status, resolvedAt: resolution.at, resolvedBy: resolution.by, resolution: resolution.reason });
-      return { outcome: resolved, events: [{ type: `review.${resolution.status}`, review: resolved, actor: resolution.by, at: resolution.at }] };
+      const step = resolutionStep(await lockReview(client, id), resolution);
+      if (step === undefined) return { outcome: undefined, events: [] };
+      return { outcome: await write(client, step.review), events: [step.event] };
     });
   }
 
   async claimResend(id: string, claim: ResendClaim): Promise<Review | undefined> {
     return inTransaction(this.#pool, async (client) => {
-      const review = await lockReview(client, id);
-      if (review === undefined || review.resent !== undefined || review.requester.sub !== claim.requester) return undefined;
-      const deadline = resendDeadline(review);
-      if (deadline === undefined || deadline <= claim.at || review.resend?.binding !== claim.binding) return undefined;
-      return write(client, { ...review, resent: { at: claim.at, requestId: claim.requestId, sessionId: claim.sessionId } });
+      const claimed = resendStep(await lockReview(client, id), claim);
+      return claimed === undefined ? undefined : write(client, claimed);
     });
   }
 

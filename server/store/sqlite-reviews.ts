@@ -1,8 +1,8 @@
 import type Database from 'better-sqlite3';
 import type { ReviewEvent, ReviewFeed } from '../approval/review-feed.js';
-import { isGrantSummary, resendDeadline, type Grant, type NewReview, type Review, type ReviewApproval, type ReviewPerson } from '../approval/review.js';
-import { alreadyApproved, reviewDecided, reviewExpired, reviewLimit, reviewNotFound } from './review-errors.js';
-import { grantOnApproval } from './store-rows.js';
+import type { Grant, NewReview, Review, ReviewApproval } from '../approval/review.js';
+import { reviewLimit, reviewNotFound } from './review-errors.js';
+import { approvalOutcome, approvalStep, resendStep, resolutionStep, type ApprovalStep } from './review-steps.js';
 import type { ApprovalOutcome, GrantFilter, ResendClaim, ReviewFilter, ReviewLimits, ReviewResolution } from './store.js';
 
 interface DocRow {
@@ -94,68 +94,49 @@ export class SqliteReviews {
   }
 
   async approve(id: string, approval: ReviewApproval): Promise<ApprovalOutcome> {
-    const events: ReviewEvent[] = [];
-    const outcome = this.#db
-      .transaction((): ApprovalOutcome => {
+    const step = this.#db
+      .transaction((): ApprovalStep => {
         const review = this.#read(id);
         if (review === undefined) throw reviewNotFound(id);
-        if (review.status === 'pending' && review.expiresAt <= approval.at) {
-          // Committed although the approval fails: the deadline has passed whoever notices it first.
-          const expired = this.#write({ ...review, status: 'expired', resolvedAt: approval.at });
-          events.push({ type: 'review.expired', review: expired, at: approval.at });
-          return { review: expired };
+        const step = approvalStep(review, approval);
+        if (step.event !== undefined) this.#write(step.review);
+        const grant = step.grant;
+        if (grant !== undefined) {
+          this.#insertGrant.run({
+            id: grant.id,
+            review_id: grant.reviewId,
+            sub: grant.sub,
+            connection: grant.connection,
+            created_at: grant.createdAt,
+            expires_at: grant.expiresAt,
+            doc: JSON.stringify(grant),
+          });
         }
-        if (review.status !== 'pending') return { review };
-        if (review.approvals.some((a) => a.sub === approval.sub)) throw alreadyApproved(review);
-        const approvals = [...review.approvals, approval];
-        const actor: ReviewPerson = { sub: approval.sub, email: approval.email };
-        if (approvals.length < review.minApprovals) {
-          const partial = this.#write({ ...review, approvals });
-          events.push({ type: 'review.approval', review: partial, actor, at: approval.at });
-          return { review: partial };
-        }
-        const approved = this.#write({ ...review, approvals, status: 'approved', resolvedAt: approval.at, resolvedBy: actor, resolution: approval.reason });
-        events.push({ type: 'review.approved', review: approved, actor, at: approval.at });
-        if (review.kind !== 'grant' || !isGrantSummary(review.summary)) return { review: approved };
-        const grant = grantOnApproval(review, approvals, review.summary.durationMs, approval.at);
-        this.#insertGrant.run({
-          id: grant.id,
-          review_id: grant.reviewId,
-          sub: grant.sub,
-          connection: grant.connection,
-          created_at: grant.createdAt,
-          expires_at: grant.expiresAt,
-          doc: JSON.stringify(grant),
-        });
-        return { review: approved, grant };
+        return step;
       })
       .immediate();
-    for (const event of events) await this.#publish(event);
-    if (events.length === 0) throw reviewDecided(outcome.review);
-    if (events[0]!.type === 'review.expired') throw reviewExpired(id);
-    return outcome;
+    if (step.event !== undefined) await this.#publish(step.event);
+    return approvalOutcome(step);
   }
 
   async resolve(id: string, resolution: ReviewResolution): Promise<Review | undefined> {
-    const resolved = this.#db
-      .transaction((): Review | undefined => {
-        const review = this.#read(id);
-        if (review === undefined || review.status !== 'pending') return undefined;
-        return this.#write({ ...review, status: resolution.status, resolvedAt: resolution.at, resolvedBy: resolution.by, resolution: resolution.reason });
+    const step = this.#db
+      .transaction(() => {
+        const step = resolutionStep(this.#read(id), resolution);
+        if (step !== undefined) this.#write(step.review);
+        return step;
       })
       .immediate();
-    if (resolved !== undefined) await this.#publish({ type: `review.${resolution.status}`, review: resolved, actor: resolution.by, at: resolution.at });
-    return resolved;
+    if (step === undefined) return undefined;
+    await this.#publish(step.event);
+    return step.review;
   }
 
   async claimResend(id: string, claim: ResendClaim): Promise<Review | undefined> {
     return this.#db
       .transaction((): Review | undefined => {
-        const review = this.#read(id);
-        if (review === undefined || review.resent !== undefined || review.requester.sub !== claim.requester) return undefined;
-        const deadline = resendDeadline(review);
-        if (deadline === undefined || deadline <= claim.at || review.resend?.binding !== claim.binding) return undefined;
-        return this.#write({ ...review, resent: { at: claim.at, requestId: claim.requestId, sessionId: claim.sessionId } });
+        const claimed = resendStep(this.#read(id), claim);
+        return claimed === undefined ? undefined : this.#write(claimed);
       })
       .immediate();
   }
