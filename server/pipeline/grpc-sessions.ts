@@ -19,12 +19,8 @@ export interface GrpcTarget {
   readonly injected: Readonly<Record<string, string>>;
 }
 
-const targets = new WeakMap<GrpcConnectionConfig, GrpcTarget>();
-
-/** The upstream target of a gRPC connection (connection configs are frozen: one derivation per configuration). */
-export function grpcTargetOf(connection: GrpcConnectionConfig): GrpcTarget {
-  const cached = targets.get(connection);
-  if (cached !== undefined) return cached;
+/** Derives the upstream target of a gRPC connection. */
+function grpcTargetOf(connection: GrpcConnectionConfig): GrpcTarget {
   const url = new URL(connection.upstream);
   const scheme = url.protocol === 'grpcs:' ? 'https' : 'http';
   let ca: Buffer | undefined;
@@ -37,7 +33,7 @@ export function grpcTargetOf(connection: GrpcConnectionConfig): GrpcTarget {
   }
   const injected: Record<string, string> = {};
   for (const [name, value] of Object.entries(connection.metadata)) injected[name.toLowerCase()] = value;
-  const target: GrpcTarget = {
+  return {
     origin: `${scheme}://${url.host}`,
     scheme,
     authority: url.host,
@@ -45,8 +41,6 @@ export function grpcTargetOf(connection: GrpcConnectionConfig): GrpcTarget {
     connectTimeoutMs: parseDuration(connection.connect_timeout),
     injected,
   };
-  targets.set(connection, target);
-  return target;
 }
 
 /**
@@ -54,15 +48,27 @@ export function grpcTargetOf(connection: GrpcConnectionConfig): GrpcTarget {
  * HTTP/2 streams. A session that failed, was told to go away or closed is replaced at the next call.
  */
 export interface GrpcSessions {
+  /** The connection's target, derived once per configuration. */
+  targetFor(connection: GrpcConnectionConfig): GrpcTarget;
   sessionFor(target: GrpcTarget): ClientHttp2Session;
   close(): Promise<void>;
 }
 
 /** Creates the pool; close it when the gateway stops (calls still in flight are aborted). */
 export function createGrpcSessions(): GrpcSessions {
+  // Connection configs are frozen objects; a reload brings new objects, so identity is a safe cache key.
+  const targets = new WeakMap<GrpcConnectionConfig, GrpcTarget>();
   const open = new Map<string, ClientHttp2Session>();
   let closed = false;
   return {
+    targetFor(connection) {
+      let target = targets.get(connection);
+      if (target === undefined) {
+        target = grpcTargetOf(connection);
+        targets.set(connection, target);
+      }
+      return target;
+    },
     sessionFor(target) {
       if (closed) throw new SluiceError('ERR_SHUTTING_DOWN');
       const key = `${target.origin} ${target.caFile ?? ''}`;

@@ -6,7 +6,7 @@ import { GrpcFrameSplitter } from '../protocols/grpc/grpc-framing.js';
 import { splitStatus, upstreamMetadata, withoutPseudoHeaders } from '../protocols/grpc/grpc-metadata.js';
 import { formatGrpcTimeout, parseGrpcTimeout } from '../protocols/grpc/grpc-status.js';
 import { upstreamError } from './error-response.js';
-import { createGrpcSessions, grpcTargetOf, type GrpcSessions } from './grpc-sessions.js';
+import { createGrpcSessions, type GrpcSessions } from './grpc-sessions.js';
 import type { Upstream, UpstreamCall, UpstreamCallOptions } from './upstream.js';
 
 /** Reaches gRPC upstreams over pooled HTTP/2 sessions. */
@@ -73,7 +73,7 @@ class GrpcUpstreamCall implements UpstreamCall {
 
     let req: ClientHttp2Stream;
     try {
-      const target = grpcTargetOf(connection);
+      const target = this.#sessions.targetFor(connection);
       const headers: OutgoingHttpHeaders = {
         ...upstreamMetadata(exchange.headers),
         ...target.injected,

@@ -4,9 +4,6 @@ import { SluiceError } from '../../../shared/errors.js';
 /** Bytes before each gRPC message: a compressed flag (1 byte) and the length (4 bytes, big-endian). */
 export const FRAME_PREFIX = 5;
 
-/** The largest message the gateway takes by default, as gRPC's own libraries do: 4 MiB. */
-export const DEFAULT_MAX_MESSAGE = 4 * 1024 * 1024;
-
 /** One gRPC message as it travels: its prefix and its payload, in one buffer. */
 export interface GrpcFrame {
   /** The whole frame, prefix included: forwarded as it came. */
