@@ -53,6 +53,15 @@ export default defineConfig({
       {
         extends: true,
         test: {
+          name: 'fuzz',
+          // Property-based targets (fast-check): FUZZ_RUNS cases each, 5000 by default, 100000 under `npm run fuzz`.
+          include: ['test/fuzz/**/*.fuzz.test.ts'],
+          pool: 'forks',
+        },
+      },
+      {
+        extends: true,
+        test: {
           name: 'load',
           // Files that bound latency or memory while they load the machine (tunnel-load spawns bin/sluice.js).
           include: ['test/load/**/*.test.ts'],

@@ -16,6 +16,7 @@ import { createExchangeHandler } from './pipeline/run-exchange.js';
 import { openAiErrorBody } from './pipeline/error-response.js';
 import { undecodableUrlRefusal } from './pipeline/request-path.js';
 import { createConnectionProtocols } from './protocols/connection-types.js';
+import { createGrpcDescriptorCache } from './protocols/grpc/grpc-descriptors.js';
 import { newSessionId, registerTunnelRoute } from './tunnel/tunnel-route.js';
 import { registerAuditRoutes } from './api/audit-routes.js';
 import { registerSessionsRoutes } from './api/sessions-routes.js';
@@ -23,6 +24,7 @@ import { parseDuration } from './config/duration.js';
 import type { RecordingIo } from './recording/file-io.js';
 import { openStorage } from './recording/open-storage.js';
 import { ProxySessions } from './recording/proxy-sessions.js';
+import { createGrpcDirectCalls, type GrpcDirectCalls } from './protocols/grpc-direct.js';
 import { SqliteStore } from './store/sqlite-store.js';
 import { assertCanRead } from './recording/session-access.js';
 import { loadMaskingProfiles } from './masking/load-profiles.js';
@@ -30,6 +32,7 @@ import { createMaskingStage } from './masking/masking-stage.js';
 import { replicaIdOf } from './replica/replica-config.js';
 import { startReplicaRuntime } from './replica/replica-runtime.js';
 import { registerAdminRoutes } from './api/admin-routes.js';
+import { registerAdminRecordingsRoutes } from './api/admin-recordings-routes.js';
 import { registerGrantsRoutes } from './api/grants-routes.js';
 import { registerReviewsRoutes } from './api/reviews-routes.js';
 import { createApprovalSystem } from './approval/approval-system.js';
@@ -40,15 +43,22 @@ import { compilePolicies } from './policy/policy-engine.js';
 import { createRulePolicyStage } from './policy/rule-policy-stage.js';
 import { createExchangeObserver, type OutcomeListener } from './metrics/exchange-observer.js';
 import { metricsListener } from './metrics/metrics-outcomes.js';
+import { startTracing } from './telemetry/exchange-tracing.js';
+import { VERSION } from '../shared/version.js';
 import { createQuotaStage } from './quotas/quota-stage.js';
 import { createGatewayMetrics, type GatewayMetrics } from './metrics/gateway-metrics.js';
 import { countingIdentityFailures } from './metrics/identity-failures.js';
 import { pendingReviewCount } from './metrics/pending-reviews.js';
+import { createAuditSystem } from './audit-sinks/audit-system.js';
+import { auditSinkSettings } from './audit-sinks/audit-sinks-config.js';
+import { auditExchangeListener, auditingAuthenticate, auditReviewListener } from './audit-sinks/audit-producers.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
     /** The gateway's metrics, kept when `metrics_listen` is set (startGateway serves them there); null otherwise. */
     readonly metrics: GatewayMetrics | null;
+    /** The calls of the gRPC listener, kept when `grpc_listen` is set (startGateway listens there); null otherwise. */
+    readonly grpcCalls: GrpcDirectCalls | null;
   }
 }
 
@@ -133,7 +143,9 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
   // Index and session files; refuses to start with connections but no master key.
   // Owner of this process's sessions, held requests and tunnel slots among the replicas sharing the store.
   const replicaId = replicaIdOf(config.replica.id, options.worker ?? 0);
-  const storage = await openStorage({ config, io: options.recordingIo, log: app.log, replica: replicaId, clock });
+  // Audit sinks are fixed at start; events emitted while storage opens wait in memory for its outbox.
+  const audit = createAuditSystem({ ...auditSinkSettings(config.audit), replica: replicaId, clock, log: app.log });
+  const storage = await openStorage({ config, io: options.recordingIo, log: app.log, replica: replicaId, clock, audit: audit.events });
   const live = options.live ?? createLiveConfig(config);
   // Kept only when something scrapes them: a gateway without `metrics_listen` pays nothing per exchange.
   const metrics =
@@ -144,15 +156,19 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
           pendingReviews: () => pendingReviewCount(storage?.store),
           // The tunnel is the gateway's only WebSocket route.
           tunnelsOpen: () => app.websocketServer?.clients.size ?? 0,
+          recordingSpool: () => storage?.recording.spool.stats(),
         });
   app.decorate('metrics', metrics);
+  if (metrics !== null) audit.registerMetrics(metrics.registry);
+  // Without storage there are no sessions or exchanges, and no outbox: events stay unsent (a gateway without connections).
+  if (storage !== undefined) audit.start(storage.store);
   const deps: GatewayDeps = {
     // Read per request by the routes, so a reload takes effect.
     get config() {
       return live.get();
     },
     verifier,
-    authenticate: metrics === null ? createAuthenticate(verifier) : countingIdentityFailures(createAuthenticate(verifier), metrics),
+    authenticate: auditingAuthenticate(metrics === null ? createAuthenticate(verifier) : countingIdentityFailures(createAuthenticate(verifier), metrics), audit.events),
     readiness: createReadiness({ verifier, recording: storage?.recording, store: storage?.store }),
     store: storage?.store,
     recording: storage?.recording,
@@ -202,13 +218,22 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
     record: reviewRecorder(),
     log: app.log,
     replica: replicaId,
+    ...(audit.events.enabled ? { onReviewEvent: auditReviewListener(audit.events) } : {}),
   });
   const policyOf = (c: Config) => compilePolicies({ policies: c.policies, policyDefault: c.policy_default, defaultTimeoutMs: parseDuration(c.approval.default_timeout) });
   let policies = policyOf(config);
   live.onChange((next) => (policies = policyOf(next)));
   const maskingProfiles = await loadMaskingProfiles(config, { baseDir: options.configDir });
-  const masking = createMaskingStage({ profiles: maskingProfiles });
-  const policy = createRulePolicyStage({ engine: () => policies, grants: approvals.grants, log: app.log });
+  // One descriptor cache for the gRPC protocol and the masking of its messages.
+  const grpcDescriptors = createGrpcDescriptorCache();
+  const masking = createMaskingStage({ profiles: maskingProfiles, grpcDescriptors });
+  const policy = createRulePolicyStage({
+    engine: () => policies,
+    grants: approvals.grants,
+    log: app.log,
+    // The caller's usage is counted beside the quotas (below), in the store every replica shares.
+    ...(storage === undefined ? {} : { usage: (exchange: { principal: { sub: string } }) => quotas!.usage(exchange.principal.sub) }),
+  });
   // Quotas are counted in the index, which every replica shares; a gateway without one serves no connections.
   const quotas =
     storage === undefined
@@ -217,20 +242,44 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
           rules: () => live.get().quotas,
           store: storage.store,
           clock,
+          replica: replicaId,
+          tracksUsage: () => policies.readsUsage,
           onCountFailure: (err) => app.log.warn({ err }, 'token usage could not be added to the quotas'),
         });
-  const outcomes: OutcomeListener[] = [...(metrics === null ? [] : [metricsListener(metrics)]), ...(quotas === undefined ? [] : [quotas.counted])];
+  // Null unless `telemetry.otlp_endpoint` is set: no OpenTelemetry code is loaded, no exchange pays for spans.
+  const tracing = await startTracing({ settings: config.telemetry, version: VERSION, log: app.log });
+  const outcomes: OutcomeListener[] = [
+    ...(metrics === null ? [] : [metricsListener(metrics)]),
+    ...(quotas === undefined ? [] : [quotas.counted]),
+    ...(audit.events.enabled ? [auditExchangeListener(audit.events)] : []),
+    ...(tracing === null ? [] : [tracing.listener]),
+  ];
   const exchange = createExchangeHandler({
     masking,
     policy,
     approval: createApprovalStage(approvals.held),
     policyReadAhead: config.policy_read_ahead,
-    ...(outcomes.length === 0 ? {} : { observer: createExchangeObserver(outcomes) }),
+    ...(outcomes.length === 0
+      ? {}
+      : { observer: tracing === null ? createExchangeObserver(outcomes) : tracing.observe(createExchangeObserver(outcomes, { readRequestModel: true })) }),
     ...(quotas === undefined ? {} : { quotas }),
   });
-  const protocols = createConnectionProtocols({ exchange });
+  const protocols = createConnectionProtocols({ exchange, grpcDescriptors });
   const proxySessions =
     storage === undefined ? undefined : new ProxySessions({ recording: storage.recording, idleMs: parseDuration(config.storage.proxy_session_idle), newId: newSessionId });
+  // The gRPC listener's calls are direct-proxy calls: same authentication, same sessions, same pipeline.
+  app.decorate(
+    'grpcCalls',
+    config.grpc_listen === undefined
+      ? null
+      : createGrpcDirectCalls({
+          connections: () => live.get().connections,
+          authenticate: deps.authenticate,
+          exchange,
+          descriptors: grpcDescriptors,
+          ...(proxySessions === undefined ? {} : { sessionFor: (principal, connection, clientAddress, call) => proxySessions.sessionFor(principal, connection, clientAddress, { response: call }) }),
+        }),
+  );
   // First heartbeat before the gateway serves; then heartbeats and sweeps of dead replicas' state.
   const replica = await startReplicaRuntime({
     store: approvals.store,
@@ -250,9 +299,14 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
     proxySessions?.close();
     // Heartbeats stop once nothing new can start; the sealing right after is this replica's own, not a sweep's.
     await replica.stop();
-    // Last: every session still open is sealed once its exchanges have ended.
+    // Last: every session still open is sealed once its exchanges have ended; their session.closed events
+    // reach the outbox before the store closes.
+    await storage?.recording.close();
+    await audit.close();
     await storage?.close();
     if (storage === undefined) await approvalStore.close();
+    // After every exchange has ended (and its span with it): the queued spans are exported, then tracing stops.
+    await tracing?.shutdown();
   });
   registerProxyRoutes(app, {
     connections: () => live.get().connections,
@@ -281,9 +335,10 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
         }),
   });
   registerReviewsRoutes(app, { authenticate: deps.authenticate, approvals: approvals.service });
-  registerGrantsRoutes(app, { authenticate: deps.authenticate, approvals: approvals.service, config: live.get });
+  registerGrantsRoutes(app, { authenticate: deps.authenticate, approvals: approvals.service, config: live.get, notify: approvals.notify });
   const { reloadConfig } = options;
-  registerAdminRoutes(app, { authenticate: deps.authenticate, ...(reloadConfig === undefined ? {} : { reload: async () => live.apply(await reloadConfig()) }) });
+  registerAdminRoutes(app, { authenticate: deps.authenticate, audit: audit.events, ...(reloadConfig === undefined ? {} : { reload: async () => live.apply(await reloadConfig()) }) });
+  registerAdminRecordingsRoutes(app, { authenticate: deps.authenticate, spool: storage?.recording.spool });
   // Spelled out rather than spread: a spread would copy today's config and lose the reload getter.
   await registerTunnelRoute(app, {
     get config() {

@@ -10,6 +10,7 @@ import { checkIdentityProvider } from './identity/provider-check.js';
 import { isLoopback, parseListen, urlHost } from './listen-address.js';
 import { listenFailure } from './listen-probe.js';
 import { startMetricsListener } from './metrics/metrics-listener.js';
+import { startGrpcListener, type GrpcListener } from './protocols/grpc-listener.js';
 
 export interface StartGatewayOptions {
   config: Config;
@@ -31,6 +32,8 @@ export interface RunningGateway {
   url: string;
   /** `http://HOST:PORT` of the metrics listener (`metrics_listen`), which serves `GET /metrics`; absent when off. */
   metricsUrl?: string;
+  /** `http://HOST:PORT` (or `https://` with `tls`) of the gRPC listener (`grpc_listen`); absent when off. */
+  grpcUrl?: string;
   close(): Promise<void>;
   /**
    * Stops accepting, lets exchanges in flight finish for up to `shutdown_grace` (as the running config has
@@ -58,6 +61,13 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
   if (!tls && !isLoopback(address.host) && !options.insecure) {
     throw new SluiceError('ERR_INSECURE_LISTEN', {
       message: `Refusing to listen on ${urlHost(address)} without TLS: configure tls.cert and tls.key, or pass --insecure`,
+    });
+  }
+  // Calls on the gRPC listener carry bearer tokens too: the same rule holds there.
+  const grpcAddress = config.grpc_listen === undefined ? undefined : parseListen(config.grpc_listen);
+  if (grpcAddress !== undefined && !tls && !isLoopback(grpcAddress.host) && !options.insecure) {
+    throw new SluiceError('ERR_INSECURE_LISTEN', {
+      message: `Refusing to listen for gRPC on ${urlHost(grpcAddress)} without TLS: configure tls.cert and tls.key, or pass --insecure`,
     });
   }
   let https: { cert: Buffer; key: Buffer } | undefined;
@@ -88,12 +98,19 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
     app.log.warn({ code: unreachable.code, idp_url: unreachable.details?.url }, `${unreachable.message}; tokens cannot be verified and /readyz stays unready until it answers`);
   }
   let metricsUrl: string | undefined;
+  let grpc: GrpcListener | undefined;
   try {
     if (config.metrics_listen !== undefined && app.metrics !== null) {
       // Bound before the data port, and closed with the app: a scrape never reaches the data path.
       const metrics = await startMetricsListener(parseListen(config.metrics_listen), app.metrics);
       app.addHook('onClose', () => metrics.close());
       metricsUrl = metrics.url;
+    }
+    if (grpcAddress !== undefined && app.grpcCalls !== null) {
+      // Closed before the app closes its pipeline and seals sessions, so no call starts on a closing gateway.
+      const listener = await startGrpcListener(grpcAddress, app.grpcCalls, https === undefined ? {} : { tls: https });
+      grpc = listener;
+      app.addHook('preClose', () => listener.close());
     }
     await app.listen({ host: address.host, port: address.port });
   } catch (err) {
@@ -108,6 +125,7 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
     if (reloadConfig === undefined) throw new SluiceError('ERR_BAD_REQUEST', { message: 'This gateway was started without a configuration file to re-read' });
     return live.apply(await reloadConfig());
   };
-  const drain = (): Promise<DrainOutcome> => drainAndClose(app, { graceMs: parseDuration(live.get().shutdown_grace) });
-  return { app, url, ...(metricsUrl === undefined ? {} : { metricsUrl }), close: () => app.close(), drain, reload };
+  const drain = (): Promise<DrainOutcome> =>
+    drainAndClose(app, { graceMs: parseDuration(live.get().shutdown_grace), ...(grpc === undefined ? {} : { listeners: [grpc] }) });
+  return { app, url, ...(metricsUrl === undefined ? {} : { metricsUrl }), ...(grpc === undefined ? {} : { grpcUrl: grpc.url }), close: () => app.close(), drain, reload };
 }

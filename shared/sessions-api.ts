@@ -74,7 +74,7 @@ export const verifySummarySchema = z.object({
 /** The verdict on a session file, as JSON. */
 export type VerifySummaryJson = z.infer<typeof verifySummarySchema>;
 
-const bodyDigestSchema = z.object({ bytes: z.number(), sha256: z.string() });
+const bodyDigestSchema = z.object({ bytes: z.number(), sha256: z.string(), not_kept: z.string().optional() });
 
 /** One exchange of a session: what happened, never a body. `index` counts from 1, as `sessions show` numbers them. */
 export const exchangeSummarySchema = z.object({

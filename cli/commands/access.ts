@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { SluiceError } from '../../shared/errors.js';
-import { grantListSchema, reviewSchema, type ReviewJson } from '../../shared/reviews-api.js';
+import { grantListSchema, grantSchema, reviewSchema, type ReviewJson } from '../../shared/reviews-api.js';
 import { ApiClient } from '../api-client.js';
 import { getAccessToken } from '../auth/access-token.js';
 import type { CliContext, RegisterCommand } from '../context.js';
@@ -14,6 +14,18 @@ const requestFlags = z.object({
   wait: z.boolean().default(false),
   json: z.boolean().default(false),
 });
+
+const revokeFlags = z.object({
+  reason: z.string().trim().min(1, '--reason must not be empty').max(500, '--reason is limited to 500 characters').optional(),
+  json: z.boolean().default(false),
+});
+
+const listFlags = z.object({ reviewing: z.boolean().default(false), json: z.boolean().default(false) });
+
+/** A grant id as the gateway makes them (`g_` + 24 hex digits): anything else is a typo, caught before it reaches a URL. */
+const grantId = z.string().regex(/^g_[0-9a-f]{24}$/, 'GRANT_ID is a grant id such as g_0123456789abcdef01234567 (see `sluice access list`)');
+
+const revokeResultSchema = z.object({ grant: grantSchema });
 
 function flags<T>(schema: z.ZodType<T>, raw: unknown): T {
   const parsed = schema.safeParse(raw);
@@ -46,15 +58,15 @@ function notGranted(review: ReviewJson): SluiceError {
   return new SluiceError('ERR_REVIEW_ABANDONED', { message: `Access request ${review.id} was withdrawn` });
 }
 
-/** `sluice access request NAME --for 2h --reason "…"` and `sluice access list`. */
+/** `sluice access request NAME --for 2h --reason "…"`, `sluice access list` and `sluice access revoke GRANT_ID`. */
 export const registerAccess: RegisterCommand = (program, ctx) => {
   const access = program
     .command('access')
-    .summary('request and list time-boxed access to connections that require a grant')
+    .summary('request, list and revoke time-boxed access to connections that require a grant')
     .description(
       'Connections with `requires_grant: true` open only for users holding an approved, unexpired grant. ' +
         'Ask for one with `access request`; reviewers approve it with `sluice review approve`. When the grant ' +
-        'ends, tunnels it allowed are closed.',
+        'ends, or is revoked with `access revoke`, tunnels it allowed are closed.',
     );
 
   access
@@ -88,26 +100,56 @@ export const registerAccess: RegisterCommand = (program, ctx) => {
 
   access
     .command('list')
-    .description('list your grants and access requests')
+    .description('list your grants and access requests (with --reviewing: the grants in force that you review)')
+    .option('--reviewing', 'list the grants in force on connections whose grants you review, to find one to revoke', false)
     .option('--json', 'print JSON', false)
     .action(async (raw: Record<string, unknown>) => {
-      const f = flags(z.object({ json: z.boolean().default(false) }), raw);
+      const f = flags(listFlags, raw);
       const api = await client(ctx);
-      const data = await api.request({ path: '/v1/grants', schema: grantListSchema });
+      const data = await api.request({ path: f.reviewing ? '/v1/grants?reviewing=true' : '/v1/grants', schema: grantListSchema });
       printResult(ctx.out, f.json, data, () => {
         const now = Date.now();
         const granted = new Set(data.grants.map((g) => g.review_id));
         const rows = [
-          ...data.grants.map((g) => [g.connection, g.active ? 'active' : 'ended', g.active ? `until ${g.expires_at} (${untilText(g.expires_at, now)})` : `ended ${g.expires_at}`, g.review_id, g.reason ?? '']),
+          ...data.grants.map((g) => [
+            g.connection,
+            g.active ? 'active' : 'ended',
+            g.active ? `until ${g.expires_at} (${untilText(g.expires_at, now)})` : `ended ${g.expires_at}`,
+            g.id,
+            g.review_id,
+            ...(f.reviewing ? [g.email ?? g.sub] : []),
+            g.reason ?? '',
+          ]),
           ...data.requests
             .filter((r) => !granted.has(r.id))
-            .map((r) => [r.connection, r.status, r.status === 'pending' ? `review expires ${untilText(r.expires_at, now)}` : (r.resolution ?? '-'), r.id, r.reason ?? '']),
+            .map((r) => [r.connection, r.status, r.status === 'pending' ? `review expires ${untilText(r.expires_at, now)}` : (r.resolution ?? '-'), '-', r.id, r.reason ?? '']),
         ];
-        if (rows.length === 0) return 'You hold no grants and have no access requests.';
-        const header = ['CONNECTION', 'STATUS', 'WHEN', 'REVIEW', 'REASON'];
+        if (rows.length === 0) return f.reviewing ? 'No grants are in force on connections whose grants you review.' : 'You hold no grants and have no access requests.';
+        const header = ['CONNECTION', 'STATUS', 'WHEN', 'GRANT', 'REVIEW', ...(f.reviewing ? ['HOLDER'] : []), 'REASON'];
         const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
         const line = (r: string[]) => r.map((v, i) => (i < r.length - 1 ? v.padEnd(widths[i]!) : v)).join('  ').trimEnd();
         return [line(header), ...rows.map(line)].join('\n');
       });
+    });
+
+  access
+    .command('revoke')
+    .description("end a grant now: the holder's tunnels on it close (on every replica) and new ones are refused")
+    .argument('<grant_id>', 'the grant, as `sluice access list` shows it (g_…)')
+    .option('--reason <text>', 'why; the holder and webhooks see it')
+    .option('--json', 'print JSON', false)
+    .addHelpText('after', '\nReviewers of the connection\'s grants may revoke any grant on it; a holder may give up their own.')
+    .action(async (id: string, raw: Record<string, unknown>) => {
+      const f = flags(revokeFlags, raw);
+      const checked = grantId.safeParse(id);
+      if (!checked.success) throw usageError(checked.error);
+      const api = await client(ctx);
+      const { grant } = await api.request({
+        method: 'POST',
+        path: `/v1/grants/${checked.data}/revoke`,
+        body: f.reason === undefined ? {} : { reason: f.reason },
+        schema: revokeResultSchema,
+      });
+      printResult(ctx.out, f.json, { grant }, () => `Revoked ${grant.id}: ${grant.email ?? grant.sub} no longer has access to ${grant.connection} (ended ${grant.expires_at}).`);
     });
 };

@@ -4,9 +4,11 @@ import { join, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { EXIT, SluiceError } from '../../shared/errors.js';
+import type { RecordingsSettings } from '../../server/config/recordings-schema.js';
+import type { ArchiveReader, RecordingArchive } from '../../server/recording/archive/archive.js';
 import { FsArchive } from '../../server/recording/archive/fs-archive.js';
 import { openDirectoryIndex } from '../../server/recording/audit-index.js';
-import { decodeMasterKey, DEFAULT_KEY_ID, KeyRing } from '../../server/recording/key-ring.js';
+import { decodeMasterKey, DEFAULT_KEY_ID, KeyRing, keyRingFromSettings } from '../../server/recording/key-ring.js';
 import { sealCheckpointSchema, type SealCheckpoint } from '../../server/recording/seal-log-format.js';
 import { SIGNING_KEY_FILE } from '../../server/recording/signing-key.js';
 import { INDEX_FILE } from '../../server/recording/storage-layout.js';
@@ -26,7 +28,44 @@ const verifyFlags = z.object({
   checkpoints: z.string().min(1).optional(),
   strict: z.boolean().default(false),
   json: z.boolean().default(false),
+  config: z.string().min(1).optional(),
+  bucket: z.string().regex(/^s3:\/\/[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](\/.*)?$/, 'must be s3://BUCKET or s3://BUCKET/PREFIX').optional(),
+  endpoint: z.url({ protocol: /^https?$/, message: 'must be an http(s) URL' }).optional(),
+  region: z.string().min(1).optional(),
+  forcePathStyle: z.boolean().default(false),
 });
+
+/** The archive `audit verify` reads session files from, and how to name it in messages. */
+interface VerifiedArchive {
+  readonly archive: ArchiveReader & Pick<RecordingArchive, 'list'>;
+  readonly where: string;
+  close(): void;
+}
+
+/**
+ * Where the session files are: the bucket of `--bucket` (credentials from the AWS default chain), the
+ * archive the config's `storage.recordings` names, or the directory itself. The S3 client is loaded only
+ * when a bucket is asked for, so verifying a directory stays light.
+ */
+async function archiveToVerify(f: z.infer<typeof verifyFlags>, dir: string, recordings: RecordingsSettings | undefined): Promise<VerifiedArchive> {
+  if (f.bucket !== undefined) {
+    const [bucket, ...prefix] = f.bucket.slice('s3://'.length).split('/');
+    const { S3Archive } = await import('../../server/recording/archive/s3-archive.js');
+    let archive;
+    try {
+      archive = new S3Archive({ bucket: bucket!, prefix: prefix.join('/'), ...(f.endpoint === undefined ? {} : { endpoint: f.endpoint }), ...(f.region === undefined ? {} : { region: f.region }), forcePathStyle: f.forcePathStyle });
+    } catch (err) {
+      throw new SluiceError('ERR_USAGE', { message: `--bucket ${f.bucket}: ${(err as Error).message}` });
+    }
+    return { archive, where: `s3://${archive.bucket}/${archive.prefix}`, close: () => archive.close() };
+  }
+  if (recordings !== undefined) {
+    const { openArchive } = await import('../../server/recording/open-archive.js');
+    const opened = await openArchive(recordings, dir);
+    return { archive: opened.archive, where: opened.location, close: () => opened.close() };
+  }
+  return { archive: new FsArchive({ root: dir }), where: dir, close: () => undefined };
+}
 
 const checkpointsFlags = z.object({
   since: z.coerce.number().int().min(-1).default(-1),
@@ -172,14 +211,29 @@ export const registerAudit: RegisterCommand = (program, ctx) => {
     .option('--checkpoints <file>', 'seal log checkpoints exported earlier (sluice audit checkpoints --json): the log must reach and match each one')
     .option('--strict', 'exit 1 for open or interrupted sessions too: not sealed yet (no checkpoint), though not tampered with', false)
     .option('--json', 'print JSON', false)
+    .option('--config <file>', "verify the storage a gateway config names: storage.dir (index, seal log) and the archive of storage.recordings (a bucket or a shared directory); master keys from the config unless --key-file")
+    .option('--bucket <url>', 's3://BUCKET[/PREFIX]: read the session files from this bucket (credentials from the AWS default chain); the index and seal log stay those of --data-dir')
+    .option('--endpoint <url>', 'with --bucket: an S3-compatible endpoint (MinIO, Ceph RGW)')
+    .option('--region <region>', 'with --bucket: the bucket region')
+    .option('--force-path-style', 'with --bucket: path-style URLs (endpoint/bucket/key), as most S3-compatible servers need', false)
     .action(async (id: string | undefined, raw: Record<string, unknown>) => {
       const parsed = verifyFlags.safeParse(raw);
       if (!parsed.success) throw usageError(parsed.error);
       const f = parsed.data;
       if ((id === undefined) === !f.all) throw new SluiceError('ERR_USAGE', { message: 'Name one session id, or pass --all' });
       if (id !== undefined && !/^ses_[0-9a-f]{32}$/.test(id)) throw new SluiceError('ERR_USAGE', { message: `"${id}" is not a session id (ses_…)` });
-      const dir = resolve(f.dataDir);
-      const keyRing = await loadKeyRing(f.keyFile, ctx.env, f.keyId);
+      if (f.bucket !== undefined && f.config !== undefined) throw new SluiceError('ERR_USAGE', { message: 'Pass --config or --bucket, not both: the config names its bucket' });
+      if (f.bucket === undefined && (f.endpoint !== undefined || f.region !== undefined || f.forcePathStyle)) {
+        throw new SluiceError('ERR_USAGE', { message: '--endpoint, --region and --force-path-style go with --bucket' });
+      }
+      let config: { storage: Parameters<typeof keyRingFromSettings>[0] & { dir: string; recordings?: RecordingsSettings } } | undefined;
+      if (f.config !== undefined) {
+        const { loadConfigFile } = await import('../../server/config/load.js');
+        config = await loadConfigFile(f.config, { env: ctx.env });
+      }
+      const dir = resolve(config?.storage.dir ?? f.dataDir);
+      const fromConfig = f.keyFile === undefined && !ctx.env.SLUICE_MASTER_KEY?.trim() && config !== undefined ? keyRingFromSettings(config.storage) : undefined;
+      const keyRing = fromConfig ?? (await loadKeyRing(f.keyFile, ctx.env, f.keyId));
       const exported = f.checkpoints === undefined ? undefined : await loadExportedCheckpoints(f.checkpoints);
       const publicKey = await loadPublicKey(f.publicKey, dir, ctx);
       const sealLog = await readSealLog({ dir, publicKey, ...(exported === undefined ? {} : { exported }) });
@@ -193,8 +247,12 @@ export const registerAudit: RegisterCommand = (program, ctx) => {
       let unverifiable = 0;
       let seen = 0;
       // The directory as the gateway reads it: session files from its archive, sessions and their keys from its index.
-      const archive = new FsArchive({ root: dir });
-      const index = await openDirectoryIndex(dir);
+      const verified = await archiveToVerify(f, dir, config?.storage.recordings);
+      const { archive } = verified;
+      const index = await openDirectoryIndex(dir).catch((err: unknown) => {
+        verified.close();
+        throw err;
+      });
       try {
         for await (const v of verifyStorageDir({ dir, archive, index, keyRing, publicKey, sealLog, ...(id === undefined ? {} : { only: id }) })) {
           const verdict = verdictText(v, f.strict);
@@ -222,6 +280,7 @@ export const registerAudit: RegisterCommand = (program, ctx) => {
         }
       } finally {
         await index?.close();
+        verified.close();
       }
       if (f.json) {
         const log = {

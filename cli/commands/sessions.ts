@@ -164,6 +164,9 @@ export function renderSessionDetail(d: SessionDetailJson): string {
       // A status alone would read as a whole answer: one cut off or never sent says so.
       const status = `${x.status || '–'}${x.complete === false ? ' incomplete' : ''}`;
       lines.push(`  #${x.index}  ${x.method} ${x.path}  ${status}  ${x.model ?? '–'}${x.streamed ? '  stream' : ''}${usage}${timing}${error}`);
+      // A body the recording holds no bytes of says why, so an empty replay is not taken for an empty body.
+      if (x.request_body?.not_kept !== undefined) lines.push(`      request body not recorded: ${x.request_body.not_kept}`);
+      if (x.response_body?.not_kept !== undefined) lines.push(`      response body not recorded: ${x.response_body.not_kept}`);
     }
   }
   return lines.join('\n');

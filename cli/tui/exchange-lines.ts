@@ -54,7 +54,9 @@ export function exchangeLines(x: ExchangeDetail): ExchangeLine[] {
 }
 
 function message(push: (text: string, style: LineStyle) => void, side: 'request' | 'response', m: MessageView, streamed: boolean): void {
-  const note = m.recorded === 'masked' ? ' · body recorded masked' : m.recorded === 'none' ? ' · body not recorded' : '';
+  const why = m.digest?.notKept;
+  const note =
+    why !== undefined ? ` · body not recorded: ${why}` : m.recorded === 'masked' ? ' · body recorded masked' : m.recorded === 'none' ? ' · body not recorded' : '';
   push(`── ${side}${note}`, 'heading');
   for (const [k, v] of Object.entries(m.headers)) push(`${k}: ${v}`, 'meta');
   // A streamed body is the wire's SSE frames; the answer section shows its text instead.

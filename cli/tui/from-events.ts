@@ -283,7 +283,8 @@ function message(headers: Record<string, string>, body: BodyView, recorded: Body
 }
 
 function digestOf(d: RecordedDigest | undefined): BodyDigestView | undefined {
-  return d === undefined || typeof d.bytes !== 'number' || typeof d.sha256 !== 'string' ? undefined : { bytes: d.bytes, sha256: d.sha256 };
+  if (d === undefined || typeof d.bytes !== 'number' || typeof d.sha256 !== 'string') return undefined;
+  return typeof d.not_kept === 'string' ? { bytes: d.bytes, sha256: d.sha256, notKept: d.not_kept } : { bytes: d.bytes, sha256: d.sha256 };
 }
 
 function sseChunks(raw: readonly RawChunk[], start: number): AnswerChunk[] {

@@ -56,6 +56,8 @@ export type BodyView =
 export interface BodyDigestView {
   readonly bytes: number;
   readonly sha256: string;
+  /** Why the body's bytes are not recorded, when they are not. */
+  readonly notKept?: string;
 }
 
 /** One side (request or response) of an exchange. */

@@ -76,6 +76,8 @@ export interface RecordedUsage {
 export interface RecordedDigest {
   readonly bytes: number;
   readonly sha256: string;
+  /** Why the body's bytes are not recorded, when they are not. */
+  readonly not_kept?: string;
 }
 
 /** The exchange ended: answered in full, cut off, or refused (with the gateway's status). */

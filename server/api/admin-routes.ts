@@ -2,6 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { FastifyInstance } from 'fastify';
 import { SluiceError } from '../../shared/errors.js';
 import type { ReloadReport } from '../config/live-config.js';
+import type { AuditEvents } from '../audit-sinks/audit-events.js';
 import { hasRole, type Principal } from '../identity/principal.js';
 
 /** What the admin routes need. */
@@ -12,6 +13,8 @@ export interface AdminRouteDeps {
    * nothing when the new one is invalid. Undefined when the gateway was built without a config file.
    */
   readonly reload?: () => Promise<ReloadReport>;
+  /** Told `admin.reload`, applied or refused. Default: nothing told. */
+  readonly audit?: AuditEvents;
 }
 
 /** `POST /v1/admin/reload` (admins): the same as SIGHUP. */
@@ -22,7 +25,14 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps):
     if (deps.reload === undefined) {
       throw new SluiceError('ERR_BAD_REQUEST', { message: 'This gateway was started without a configuration file, so there is nothing to re-read' });
     }
-    const report = await deps.reload();
+    let report: ReloadReport;
+    try {
+      report = await deps.reload();
+    } catch (err) {
+      deps.audit?.emit('admin.reload', { by: principal.sub, result: 'refused', code: (err as { code?: string }).code ?? 'ERR_INTERNAL' });
+      throw err;
+    }
+    deps.audit?.emit('admin.reload', { by: principal.sub, result: 'applied', applied: report.applied, restart_required: report.restartRequired });
     req.log.info({ sub: principal.sub, applied: report.applied, restart_required: report.restartRequired }, 'configuration reloaded');
     return { reloaded: true, applied: report.applied, restart_required: report.restartRequired };
   });

@@ -1,7 +1,10 @@
 import { z } from 'zod';
 import { durationSchema as duration } from '../config/duration.js';
 
-/** Review events a webhook can subscribe to; the same names as the recording's `review.*` events. */
+/**
+ * Review events a webhook can subscribe to; the same names as the recording's `review.*` events, and
+ * `grant.revoked` for a grant (the approved access request's) ended before its time.
+ */
 export const REVIEW_EVENT_TYPES = [
   'review.created',
   'review.approval',
@@ -9,6 +12,7 @@ export const REVIEW_EVENT_TYPES = [
   'review.rejected',
   'review.expired',
   'review.abandoned',
+  'grant.revoked',
 ] as const;
 
 /** One review event type. */

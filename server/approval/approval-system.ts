@@ -5,6 +5,7 @@ import { createApprovalService, type ApprovalService } from './approval-service.
 import { createGrantGate, type GrantGate } from './grant-gate.js';
 import { createHeldRequests, type HeldExchange, type HeldRequests, type HeldRequestsOptions } from './held-requests.js';
 import { createSessionNotices, type SessionNotices } from './session-notices.js';
+import type { ReviewEvent } from './review-feed.js';
 import { createWebhookNotifier, type WebhookLog, type WebhookNotifier } from './webhook-notifier.js';
 
 /** Options of {@link createApprovalSystem}. */
@@ -23,6 +24,8 @@ export interface ApprovalSystemOptions<X extends HeldExchange = HeldExchange> {
   /** This replica's id: reviews of the requests it holds name it (see HeldRequestsOptions.replica). */
   readonly replica?: string;
   readonly clock?: () => number;
+  /** Told every review change this replica makes, as webhooks are (the audit events' source). */
+  readonly onReviewEvent?: (event: ReviewEvent) => void;
 }
 
 /** Reviews, grants and their notifications, wired together once per gateway. */
@@ -33,6 +36,8 @@ export interface ApprovalSystem<X extends HeldExchange = HeldExchange> {
   readonly grants: GrantGate;
   readonly notices: SessionNotices;
   readonly webhooks: WebhookNotifier;
+  /** Tells a review change made outside the approval service (a grant revoked) to webhooks and `onReviewEvent`. */
+  notify(event: ReviewEvent): void;
   /** Withdraws held requests and stops webhook retries; the store stays open (its owner closes it). */
   close(): Promise<void>;
 }
@@ -41,10 +46,14 @@ export interface ApprovalSystem<X extends HeldExchange = HeldExchange> {
 export function createApprovalSystem<X extends HeldExchange = HeldExchange>(options: ApprovalSystemOptions<X>): ApprovalSystem<X> {
   const { config, store } = options;
   const webhooks = createWebhookNotifier({ webhooks: () => config().approval.webhooks, log: options.log });
+  const notify = (event: ReviewEvent): void => {
+    webhooks.notify(event);
+    options.onReviewEvent?.(event);
+  };
   const service = createApprovalService({
     store,
     limits: () => ({ perUser: config().approval.max_held_per_user, total: config().approval.max_held_total }),
-    notify: (event) => webhooks.notify(event),
+    notify,
     clock: options.clock,
   });
   const notices = createSessionNotices();
@@ -65,6 +74,7 @@ export function createApprovalSystem<X extends HeldExchange = HeldExchange>(opti
     grants,
     notices,
     webhooks,
+    notify,
     async close() {
       await held.close();
       await webhooks.close();

@@ -12,7 +12,8 @@ export interface GrantedConnection {
 
 /** Options of {@link createGrantGate}. */
 export interface GrantGateOptions {
-  readonly store: Pick<Store, 'activeGrant'>;
+  /** `feed` carries `grant.revoked` from every replica: the early wake-up of a watch. */
+  readonly store: Pick<Store, 'activeGrant' | 'feed'>;
   readonly clock?: () => number;
 }
 
@@ -22,7 +23,8 @@ export interface GrantGate {
   check(principal: Principal, connection: GrantedConnection): Promise<Grant | undefined>;
   /**
    * Calls `onEnd` when the caller's grants on the connection have all ended (a newer grant extends the
-   * watch). Returns the function that stops watching.
+   * watch): ERR_GRANT_EXPIRED at the end of the last, ERR_GRANT_REVOKED at once when a revocation (on any
+   * replica, heard on the store's feed) leaves none. Returns the function that stops watching.
    */
   watch(principal: Principal, connection: GrantedConnection, grant: Grant, onEnd: (error: SluiceError) => void): () => void;
 }
@@ -47,27 +49,50 @@ export function createGrantGate(options: GrantGateOptions): GrantGate {
     watch(principal, connection, grant, onEnd) {
       let timer: NodeJS.Timeout | undefined;
       let stopped = false;
+      // Each check supersedes the ones before it: a slow read started by the timer must not re-arm a watch
+      // that a revocation's read has already ended, or end one a newer grant extended.
+      let checks = 0;
       const arm = (until: number): void => {
-        timer = setTimeout(() => void tick(), Math.min(Math.max(until - clock(), 0), MAX_TIMER_MS));
+        clearTimeout(timer);
+        timer = setTimeout(() => void check(false), Math.min(Math.max(until - clock(), 0), MAX_TIMER_MS));
         timer.unref();
       };
-      const tick = async (): Promise<void> => {
-        if (stopped) return;
-        const next = await store.activeGrant(principal.sub, connection.name, clock()).catch(() => undefined);
-        if (stopped) return;
-        if (next !== undefined) return arm(next.expiresAt);
+      const end = (revoked: boolean): void => {
+        stop();
         onEnd(
-          new SluiceError('ERR_GRANT_EXPIRED', {
-            message: `Your access grant to "${connection.name}" ended; request a new one with \`sluice access request ${connection.name}\``,
-            details: { connection: connection.name },
-          }),
+          revoked
+            ? new SluiceError('ERR_GRANT_REVOKED', {
+                message: `Your access grant to "${connection.name}" was revoked; request a new one with \`sluice access request ${connection.name}\``,
+                details: { connection: connection.name },
+              })
+            : new SluiceError('ERR_GRANT_EXPIRED', {
+                message: `Your access grant to "${connection.name}" ended; request a new one with \`sluice access request ${connection.name}\``,
+                details: { connection: connection.name },
+              }),
         );
       };
-      arm(grant.expiresAt);
-      return () => {
+      const check = async (revoked: boolean, at = clock()): Promise<void> => {
+        if (stopped) return;
+        const mine = ++checks;
+        const next = await store.activeGrant(principal.sub, connection.name, at).catch(() => undefined);
+        if (stopped || mine !== checks) return;
+        if (next !== undefined) return arm(next.expiresAt);
+        end(revoked);
+      };
+      const unsubscribe = store.feed.subscribe((event) => {
+        const ended = event.grant;
+        if (event.type !== 'grant.revoked' || ended === undefined) return;
+        if (ended.sub !== principal.sub || ended.connection !== connection.name) return;
+        // At the revocation's time at the earliest: a replica whose clock lags the revoker's still sees the grant over.
+        void check(true, Math.max(clock(), ended.expiresAt));
+      });
+      const stop = (): void => {
         stopped = true;
         clearTimeout(timer);
+        unsubscribe();
       };
+      arm(grant.expiresAt);
+      return stop;
     },
   };
 }

@@ -1,14 +1,18 @@
 import type { ReviewEventType } from './approval-config.js';
-import type { ReviewPerson, Review } from './review.js';
+import type { Grant, ReviewPerson, Review } from './review.js';
 
 /** A change to a review, as every replica hears of it. */
 export interface ReviewEvent {
   readonly type: ReviewEventType;
-  /** The review after the change. */
+  /** The review after the change (for `grant.revoked`, the access request that created the grant). */
   readonly review: Review;
-  /** Who caused it (a reviewer); absent for expiry and abandonment. */
+  /** Who caused it (a reviewer, or the holder giving up a grant); absent for expiry and abandonment. */
   readonly actor?: ReviewPerson;
   readonly at: number;
+  /** `grant.revoked`: the grant as it ended (`expiresAt` is the revocation). */
+  readonly grant?: Grant;
+  /** `grant.revoked`: why, as the revoker said. */
+  readonly reason?: string;
 }
 
 /** Receives review events; must not throw (the feed ignores what it does). */

@@ -87,14 +87,16 @@ export function grantJson(grant: Grant, now: number): GrantJson {
   };
 }
 
-/** A review event as watchers and JSON webhooks receive it. */
-export function reviewEventJson(event: ReviewEvent): ReviewWatchEventJson {
-  return {
+/** A review event as watchers and JSON webhooks receive it; `grant.revoked` adds the ended grant and the reason. */
+export function reviewEventJson(event: ReviewEvent): ReviewWatchEventJson & { grant?: GrantJson; reason?: string | null } {
+  const json = {
     type: event.type,
     at: iso(event.at),
     review: reviewJson(event.review),
     actor: event.actor === undefined ? null : personJson(event.actor),
   };
+  if (event.grant === undefined) return json;
+  return { ...json, grant: grantJson(event.grant, event.at), reason: event.reason ?? null };
 }
 
 function who(p: ReviewPerson | undefined): string {
@@ -135,5 +137,7 @@ export function describeReviewEvent(event: ReviewEvent): string {
       return `${r.id}: expired without a decision`;
     case 'review.abandoned':
       return `${r.id}: withdrawn (${r.resolution ?? 'the caller left'})`;
+    case 'grant.revoked':
+      return `${event.grant?.id ?? r.id}: access of ${who(r.requester)} to ${r.connection} revoked by ${who(event.actor)}${event.reason ? `: ${event.reason}` : ''}`;
   }
 }

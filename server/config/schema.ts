@@ -5,7 +5,10 @@ import { maskingConfigProblems, maskingProfileName, maskingProfileSchema, maskin
 import { GRPC_CONNECTION_FIELDS, HTTP_CONNECTION_FIELDS, TCP_CONNECTION_FIELDS } from '../protocols/connection-fields.js';
 import { replicaSchema } from '../replica/replica-config.js';
 import { metricsSettingsSchema } from '../metrics/metrics-config.js';
+import { telemetrySettingsSchema } from '../telemetry/telemetry-config.js';
 import { quotasSchema } from '../quotas/quota-config.js';
+import { AUDIT_SINK_DEFAULTS, AUDIT_SINK_FIELDS } from '../audit-sinks/audit-sinks-config.js';
+import { byteSizeSchema } from './byte-size.js';
 import { durationSchema as duration } from './duration.js';
 import { recordingsSchema } from './recordings-schema.js';
 
@@ -107,12 +110,31 @@ export const configSchema = z
         database_pool: z.number().int().min(1).max(1000).default(10),
         /** Where sealed sessions are kept: a bucket (`type: s3`) or a shared directory (`type: dir`); absent, under `dir`. The spool stays under `dir`. */
         recordings: recordingsSchema.optional(),
+        /** With `recordings`: bytes of finished sessions the spool may hold waiting for the archive; past it new exchanges are refused. */
+        spool_max: byteSizeSchema.default('10GiB'),
+        /** Retries of a failed upload to `recordings` before the session is quarantined in the spool. */
+        upload_retries: z.number().int().min(0).max(100).default(10),
+        /** First retry delay of a failed upload, doubled per failure (with jitter) up to `upload_backoff_max`. */
+        upload_backoff: duration.default('1s'),
+        upload_backoff_max: duration.default('5m'),
       })
       .refine((s) => s.master_key === undefined || s.master_keys === undefined, {
         message: 'set either master_key or master_keys, not both',
         path: ['master_keys'],
       })
-      .default({ dir: './data', fsync: 'batch', fsync_interval: '200ms', proxy_session_idle: '15m', seal_checkpoint_every: 32, seal_checkpoint_interval: '1m', database_pool: 10 }),
+      .default({
+        dir: './data',
+        fsync: 'batch',
+        fsync_interval: '200ms',
+        proxy_session_idle: '15m',
+        seal_checkpoint_every: 32,
+        seal_checkpoint_interval: '1m',
+        database_pool: 10,
+        spool_max: '10GiB',
+        upload_retries: 10,
+        upload_backoff: '1s',
+        upload_backoff_max: '5m',
+      }),
     tunnel: z
       .strictObject({
         max_streams: z.number().int().positive().default(256),
@@ -122,8 +144,11 @@ export const configSchema = z
         max_per_user: z.number().int().positive().default(32),
       })
       .default({ max_streams: 256, max_frame: 1024 * 1024, window: 256 * 1024, ping_interval: '30s', max_per_user: 32 }),
-    /** Who reads recordings: auditors and admins always; users their own contents only with `users_read_own`. */
-    audit: z.strictObject({ users_read_own: z.boolean().default(false) }).default({ users_read_own: false }),
+    /**
+     * Who reads recordings: auditors and admins always; users their own contents only with `users_read_own`.
+     * Where audit events go (`sinks`, from an outbox in the store capped at `outbox_max`: server/audit-sinks).
+     */
+    audit: z.strictObject({ users_read_own: z.boolean().default(false), ...AUDIT_SINK_FIELDS }).default({ users_read_own: false, ...AUDIT_SINK_DEFAULTS }),
     connections: z.array(connectionSchema).default([]),
     masking: maskingSettingsSchema,
     masking_profiles: z.record(maskingProfileName, maskingProfileSchema).default({}),
@@ -136,9 +161,13 @@ export const configSchema = z
     replica: replicaSchema,
     /** Where Prometheus scrapes `GET /metrics`: a listener of its own (server/metrics); absent, no metrics are kept. */
     metrics_listen: hostPort.optional(),
+    /** Where gRPC clients without the CLI call `grpc` connections: a listener of its own (server/protocols/grpc-listener.ts); absent, none. */
+    grpc_listen: hostPort.optional(),
     /** How long a SIGTERM lets exchanges in flight finish before their connections are cut (server/cluster/graceful-drain.ts). */
     shutdown_grace: duration.default('30s'),
     metrics: metricsSettingsSchema,
+    /** Traces of exchanges over OTLP/HTTP (server/telemetry); off until `otlp_endpoint` is set. */
+    telemetry: telemetrySettingsSchema,
     /** Requests per minute and token budgets by user, group, connection and model, counted in the store (server/quotas). */
     quotas: quotasSchema,
   })
@@ -151,10 +180,6 @@ export const configSchema = z
         ctx.addIssue({ code: 'custom', path: ['connections', i, 'name'], message: `duplicate connection name "${c.name}"` });
       }
       seen.add(c.name);
-      // gRPC messages are not masked yet: a profile named here would be silently ignored, so it is refused.
-      if (c.type === 'grpc' && c.masking.length > 0) {
-        ctx.addIssue({ code: 'custom', path: ['connections', i, 'masking'], message: `grpc connection "${c.name}" cannot mask its messages yet: remove its masking profiles` });
-      }
     });
   });
 

@@ -6,6 +6,8 @@ import { planResponseMasking } from './response-masking.js';
 import { injectedCredentials } from './credential-masker.js';
 import { maskResponseHeaders } from './header-masker.js';
 import { MaskingCounter } from './masking-summary.js';
+import { createGrpcDescriptorCache, type GrpcDescriptorCache } from '../protocols/grpc/grpc-descriptors.js';
+import { grpcMaskingTransform } from './grpc-response-masking.js';
 
 /** The credential literals of each connection, computed once per connection object. */
 const credentialCache = new WeakMap<object, string[]>();
@@ -25,12 +27,15 @@ function credentialsOf(exchange: Exchange): string[] {
 /** Options of the gateway's masking stage. */
 export interface ProfileMaskingStageOptions {
   readonly profiles: MaskingProfiles;
+  /** How gRPC messages are decoded (the gRPC protocol's own cache); default: one of its own, from the working directory. */
+  readonly grpcDescriptors?: GrpcDescriptorCache;
 }
 
 /** The masking stage of the gateway: each connection's `masking` profiles (and a policy rule's) applied to its responses. */
 export function createMaskingStage(options: ProfileMaskingStageOptions): MaskingStage {
   const profileOf = (exchange: Exchange, extra?: readonly string[]) =>
     options.profiles.forNames(extra === undefined || extra.length === 0 ? exchange.connection.masking : [...exchange.connection.masking, ...extra]);
+  let grpcDescriptors = options.grpcDescriptors;
   return {
     responseMasking(exchange, extra): ResponseMasking | null {
       const profile = profileOf(exchange, extra);
@@ -41,6 +46,14 @@ export function createMaskingStage(options: ProfileMaskingStageOptions): Masking
       return {
         headers: (headers) => maskResponseHeaders(headers, { profile, credentials, counter }),
         body: (head) => {
+          const connection = exchange.connection;
+          if (connection.type === 'grpc') {
+            // Messages, not a body: each decoded with the call's method, masked, and encoded again.
+            if (profile === null) return null;
+            grpcDescriptors ??= createGrpcDescriptorCache();
+            const method = grpcDescriptors.forConnection(connection).method(exchange.path);
+            return { transform: grpcMaskingTransform(profile, { method, headers: head.headers, maxMessage: connection.max_message, counter }), rewrite: 'masked' };
+          }
           const plan = planResponseMasking(profile, { method: exchange.method, status: head.status, headers: head.headers, credentials, counter });
           return plan === null ? null : { transform: plan.transform, rewrite: plan.credentialsOnly === true ? 'scanned' : 'masked' };
         },

@@ -2,6 +2,7 @@ import type { Exchange } from '../pipeline/exchange.js';
 import type { Decision } from '../pipeline/policy-stage.js';
 import type { BodyTap, ExchangeEnding, ExchangeRecording } from '../pipeline/recorder.js';
 import { UsageSniffer, type AnswerFacts } from '../recording/usage-sniffer.js';
+import { RequestModelScanner } from '../telemetry/request-model-scanner.js';
 
 /** Watches exchanges through the pipeline; `observe` is called once per exchange, before any stage runs. */
 export interface ExchangeObserver {
@@ -27,6 +28,33 @@ export interface ExchangeOutcome {
   readonly streamed: boolean;
   /** What the answer said about itself (model, usage), when it ended whole. */
   readonly answer?: AnswerFacts;
+  /** When each step reached the recording: the stage timings traces show. */
+  readonly steps: Readonly<ExchangeSteps>;
+  /** The request body's top-level `model`, when the observer reads it (`readRequestModel`) and the body had one. */
+  readonly requestModel?: string;
+}
+
+/** When each step of an exchange reached its recording, in milliseconds since the epoch; unset for a step not taken. */
+export interface ExchangeSteps {
+  /** Policy's decision was recorded: with a refusal, a review's request, or the request record (an allow). */
+  decidedAt?: number;
+  reviewRequestedAt?: number;
+  /** The review's last step (approved, rejected, expired). */
+  reviewDecidedAt?: number;
+  /** The request record, written before anything is forwarded: asked for, then on record. */
+  requestRecordingAt?: number;
+  requestRecordedAt?: number;
+  /** The answer's head went through the masking stage, which rewrites the body from here on. */
+  maskingAt?: number;
+  /** The end (or the refusal) record: asked for, then written or failed. */
+  endingAt?: number;
+  endedAt?: number;
+}
+
+/** What an observer reads beyond what every listener needs; each costs per exchange, so each is asked for. */
+export interface ExchangeObserverOptions {
+  /** Read the top-level `model` of request bodies as they are recorded (traces' `gen_ai.request.model`). Default false. */
+  readonly readRequestModel?: boolean;
 }
 
 /** Receives each exchange's outcome as soon as it is on record; must return at once and never throw. */
@@ -37,11 +65,12 @@ export type OutcomeListener = (outcome: ExchangeOutcome) => void;
  * records anyway (decision, response head, body bytes, end, error), so the stages carry no calls of their
  * own, and what is counted is exactly what is on record.
  */
-export function createExchangeObserver(listeners: readonly OutcomeListener[]): ExchangeObserver {
+export function createExchangeObserver(listeners: readonly OutcomeListener[], options: ExchangeObserverOptions = {}): ExchangeObserver {
+  const readRequestModel = options.readRequestModel ?? false;
   return {
     observe(exchange) {
       const observed: { -readonly [K in keyof Exchange]: Exchange[K] } = { ...exchange };
-      observed.recording = new ObservedRecording(exchange.recording, observed, listeners);
+      observed.recording = new ObservedRecording(exchange.recording, observed, listeners, readRequestModel ? new RequestModelScanner() : undefined);
       return observed;
     },
   };
@@ -60,24 +89,38 @@ class ObservedRecording implements ExchangeRecording {
   #firstChunkAt: number | undefined;
   /** An exchange is told once, by whichever of end, error or a lost caller's end comes first. */
   #told = false;
+  readonly #steps: ExchangeSteps = {};
+  readonly #scanner: RequestModelScanner | undefined;
 
-  constructor(inner: ExchangeRecording, exchange: Exchange, listeners: readonly OutcomeListener[]) {
+  constructor(inner: ExchangeRecording, exchange: Exchange, listeners: readonly OutcomeListener[], scanner: RequestModelScanner | undefined) {
     this.#inner = inner;
     this.#exchange = exchange;
     this.#listeners = listeners;
+    this.#scanner = scanner;
   }
 
-  recordRequest(request: Parameters<ExchangeRecording['recordRequest']>[0]): Promise<void> {
+  async recordRequest(request: Parameters<ExchangeRecording['recordRequest']>[0]): Promise<void> {
     if (request.decision !== undefined) this.#decision = request.decision.action;
-    return this.#inner.recordRequest(request);
+    const steps = this.#steps;
+    steps.requestRecordingAt = Date.now();
+    steps.decidedAt ??= steps.requestRecordingAt;
+    if (request.body !== undefined) this.#scanner?.push(request.body);
+    await this.#inner.recordRequest(request);
+    steps.requestRecordedAt = Date.now();
   }
 
   recordDecision(decision: Decision): Promise<void> {
     this.#decision = decision.action;
+    this.#steps.decidedAt ??= Date.now();
     return this.#inner.recordDecision(decision);
   }
 
   recordReview(review: Parameters<ExchangeRecording['recordReview']>[0]): Promise<void> {
+    const now = Date.now();
+    if (review.type === 'review.requested') {
+      this.#steps.decidedAt ??= now;
+      this.#steps.reviewRequestedAt ??= now;
+    } else this.#steps.reviewDecidedAt = now;
     return this.#inner.recordReview(review);
   }
 
@@ -91,20 +134,26 @@ class ObservedRecording implements ExchangeRecording {
   }
 
   async recordEnd(end: ExchangeEnding): Promise<void> {
+    this.#steps.endingAt ??= Date.now();
     await this.#inner.recordEnd(end);
+    this.#steps.endedAt ??= Date.now();
     this.#tell(end, 'none', true);
   }
 
   async recordError(error: Parameters<ExchangeRecording['recordError']>[0]): Promise<void> {
+    this.#steps.endingAt ??= Date.now();
     try {
       await this.#inner.recordError(error);
     } finally {
+      this.#steps.endedAt ??= Date.now();
       // A refusal is told even when its record failed: the caller was refused either way.
       this.#tell(error.end, error.code, false);
     }
   }
 
   appendBestEffort(end: ExchangeEnding): void {
+    this.#steps.endingAt ??= Date.now();
+    this.#steps.endedAt ??= this.#steps.endingAt;
     this.#inner.appendBestEffort(end);
     this.#tell(end, 'none', false);
   }
@@ -113,14 +162,26 @@ class ObservedRecording implements ExchangeRecording {
     // The pipeline asks for the tap only as it starts the upstream call.
     this.#forwardedAt = Date.now();
     const inner = this.#inner.tap(onFailure);
+    const scanner = this.#scanner;
     return {
-      upRecorded: inner === null ? () => Promise.resolve() : (chunk) => inner.upRecorded(chunk),
+      upRecorded:
+        scanner === undefined
+          ? inner === null
+            ? () => Promise.resolve()
+            : (chunk) => inner.upRecorded(chunk)
+          : (chunk) => {
+              if (!scanner.done) scanner.push(chunk);
+              return inner === null ? Promise.resolve() : inner.upRecorded(chunk);
+            },
       down: (chunk) => {
         this.#firstChunkAt ??= Date.now();
         this.#sniffer?.push(chunk);
         inner?.down(chunk);
       },
-      ...(inner?.downMasked === undefined ? {} : { downMasked: () => inner.downMasked!() }),
+      downMasked: () => {
+        this.#steps.maskingAt ??= Date.now();
+        inner?.downMasked?.();
+      },
     };
   }
 
@@ -134,6 +195,8 @@ class ObservedRecording implements ExchangeRecording {
       decision: this.#decision,
       code,
       streamed: this.#streamed,
+      steps: this.#steps,
+      ...(this.#scanner?.model === undefined ? {} : { requestModel: this.#scanner.model }),
       ...(end === undefined ? {} : { end }),
       ...(this.#forwardedAt === undefined ? {} : { forwardedAt: this.#forwardedAt }),
       ...(this.#firstChunkAt === undefined ? {} : { firstChunkAt: this.#firstChunkAt }),

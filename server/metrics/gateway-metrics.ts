@@ -1,4 +1,8 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { SpoolStats } from '../recording/spool-shipper.js';
+
+/** What the spool metrics read when there is no spool shipping to an archive: nothing waits, nothing failed. */
+const NO_SPOOL: SpoolStats = Object.freeze({ spooled: 0, quarantined: 0, bytes: 0, maxBytes: 0, admitting: true, uploadedBytes: 0, uploaded: 0, failures: 0 });
 
 /** Options of {@link createGatewayMetrics}; sources are read at scrape time, so nothing polls between scrapes. */
 export interface GatewayMetricsOptions {
@@ -8,6 +12,8 @@ export interface GatewayMetricsOptions {
   readonly pendingReviews?: () => Promise<number>;
   /** Tunnels this gateway holds open. Default: none counted. */
   readonly tunnelsOpen?: () => number;
+  /** The recording spool's counts, when sealed sessions are shipped to an archive of their own. Default: none counted. */
+  readonly recordingSpool?: () => SpoolStats | undefined;
   /** Whether Node's default process metrics are collected. Default true. */
   readonly processMetrics?: boolean;
 }
@@ -80,7 +86,25 @@ export function createGatewayMetrics(options: GatewayMetricsOptions = {}): Gatew
     labelNames: ['code'],
     registers: [registry],
   });
-  const { pendingReviews, tunnelsOpen } = options;
+  const { pendingReviews, tunnelsOpen, recordingSpool } = options;
+  // Read from the shipper at scrape time; its totals only grow, so they are exposed as counters.
+  const spoolGauge = (name: string, help: string, read: (s: SpoolStats) => number, counter = false): void => {
+    const collect = function (this: Gauge | Counter): void {
+      const value = read(recordingSpool?.() ?? NO_SPOOL);
+      if (this instanceof Gauge) this.set(value);
+      else {
+        this.reset();
+        this.inc(value);
+      }
+    };
+    if (counter) new Counter({ name, help, registers: [registry], collect });
+    else new Gauge({ name, help, registers: [registry], collect });
+  };
+  spoolGauge('sluice_recordings_spooled', 'Finished sessions in the spool waiting for (or in) an upload to the archive', (s) => s.spooled);
+  spoolGauge('sluice_recordings_quarantined', 'Finished sessions kept in the spool and not shipped (failed verification, repeated upload failures, a different object in the archive)', (s) => s.quarantined);
+  spoolGauge('sluice_recordings_spool_bytes', 'Bytes of finished sessions the spool holds for the archive; past storage.spool_max new exchanges are refused', (s) => s.bytes);
+  spoolGauge('sluice_recordings_uploaded_bytes_total', 'Bytes of sessions shipped to the archive since start', (s) => s.uploadedBytes, true);
+  spoolGauge('sluice_recordings_upload_failures_total', 'Uploads of sessions to the archive that failed since start (each is retried, then quarantined)', (s) => s.failures, true);
   new Gauge({
     name: 'sluice_reviews_pending',
     help: 'Reviews waiting for a reviewer, across every replica sharing the store',

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { ConnectionConfig } from '../config/schema.js';
 import type { Principal } from '../identity/principal.js';
+import type { ExchangeTrace } from '../telemetry/trace-context.js';
 import type { ExchangeRecording, RecordingFacts, SessionRecorder } from './recorder.js';
 
 /** The session an exchange belongs to: one `connect`, or one agent's run of direct-proxy calls. */
@@ -41,6 +42,8 @@ export interface ExchangeFacts extends ExchangeStart {
 /** One exchange through the pipeline; every stage sees it, and records through `recording`. */
 export interface Exchange extends ExchangeFacts {
   readonly recording: ExchangeRecording;
+  /** The trace context the upstream gets in place of the caller's, when the gateway traces (server/telemetry); absent, the caller's goes as sent. */
+  readonly trace?: ExchangeTrace;
 }
 
 /** Begins an exchange: a new request id, and its recording in the session's recorder. */

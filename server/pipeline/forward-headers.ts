@@ -1,4 +1,5 @@
 import type { IncomingHttpHeaders } from 'node:http';
+import { isTraceContextHeader, type ExchangeTrace } from '../telemetry/trace-context.js';
 import type { UpstreamTarget } from './upstream-target.js';
 
 /**
@@ -80,6 +81,8 @@ export interface ForwardingFacts {
   readonly requestId: string;
   readonly clientAddress: string;
   readonly proto: 'http' | 'https';
+  /** The gateway's trace context, sent in place of the caller's; absent, the caller's `traceparent` goes as sent. */
+  readonly trace?: ExchangeTrace;
 }
 
 /** Whether a caller's request header is forwarded upstream (before the connection's own are injected). */
@@ -99,7 +102,12 @@ export function upstreamRequestHeaders(headers: IncomingHttpHeaders, target: Ups
   const named = headers.connection === undefined ? undefined : connectionTokens(headers.connection);
   for (const name in headers) {
     if (!isForwardedRequestHeader(name, named) || target.injectedNames.has(name)) continue;
+    if (facts.trace !== undefined && isTraceContextHeader(name)) continue;
     pushHeader(out, name, headers[name]);
+  }
+  if (facts.trace !== undefined) {
+    out.push('traceparent', facts.trace.traceparent);
+    if (facts.trace.tracestate !== undefined) out.push('tracestate', facts.trace.tracestate);
   }
   // TE is hop-by-hop, but "trailers" says the caller reads trailers: the upstream (a gRPC server) may need to
   // hear it to send them. Only that value goes on; transfer codings are this hop's business.

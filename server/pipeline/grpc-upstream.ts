@@ -4,6 +4,7 @@ import { SluiceError } from '../../shared/errors.js';
 import type { GrpcConnectionConfig } from '../config/schema.js';
 import { GrpcFrameSplitter } from '../protocols/grpc/grpc-framing.js';
 import { splitStatus, upstreamMetadata, withoutPseudoHeaders } from '../protocols/grpc/grpc-metadata.js';
+import { withExchangeTrace } from '../telemetry/trace-context.js';
 import { formatGrpcTimeout, parseGrpcTimeout } from '../protocols/grpc/grpc-status.js';
 import { upstreamError } from './error-response.js';
 import { createGrpcSessions, type GrpcSessions } from './grpc-sessions.js';
@@ -75,7 +76,7 @@ class GrpcUpstreamCall implements UpstreamCall {
     try {
       const target = this.#sessions.targetFor(connection);
       const headers: OutgoingHttpHeaders = {
-        ...upstreamMetadata(exchange.headers),
+        ...withExchangeTrace(upstreamMetadata(exchange.headers), exchange.trace),
         ...target.injected,
         ':method': 'POST',
         ':scheme': target.scheme,

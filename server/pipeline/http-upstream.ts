@@ -78,7 +78,7 @@ class HttpUpstreamCall implements Dispatcher.DispatchHandler, UpstreamCall {
         origin: target.origin,
         path,
         method: exchange.method as Dispatcher.HttpMethod,
-        headers: upstreamRequestHeaders(exchange.headers, target, { requestId: exchange.id, clientAddress: exchange.clientAddress, proto: secure ? 'https' : 'http' }),
+        headers: upstreamRequestHeaders(exchange.headers, target, { requestId: exchange.id, clientAddress: exchange.clientAddress, proto: secure ? 'https' : 'http', trace: exchange.trace }),
         body: body as Buffer | Readable | null,
         headersTimeout: target.responseTimeoutMs,
         // Between two body chunks: a model that goes silent mid-stream for this long is treated as gone.

@@ -46,8 +46,8 @@ export class RecordingFrames implements ResponseFrames {
     const { exchange, tap, next } = this.#o;
     this.status = head.status;
     exchange.recording.recordResponse({ status: head.status, headers: head.headers });
-    // A search for injected credentials only does not make the body masked content worth keeping.
-    if (head.rewrite === 'masked') tap?.downMasked?.();
+    // Masked, or searched for injected credentials (no profile applies): the body is as the caller gets it.
+    if (head.rewrite !== undefined) tap?.downMasked?.();
     const length = head.headers['content-length'];
     if (head.rewrite === undefined && length !== undefined && exchange.method !== 'HEAD') this.#declared = Number(length);
     next.head(head);

@@ -2,7 +2,7 @@ import { Environment, EvaluationError, ParseError } from '@marcbachmann/cel-js';
 import { LINEAR_MATCHES_SIGNATURE, linearMatches, useLinearMatches } from './cel-regex.js';
 
 /** The variables a policy's `when` sees; every other name is an error at load. */
-export const POLICY_VARIABLES = ['identity', 'connection', 'request', 'session', 'now'] as const;
+export const POLICY_VARIABLES = ['identity', 'connection', 'request', 'session', 'usage', 'now'] as const;
 
 /** What a `when` expression is evaluated against; built per request by `policyInput`. */
 export interface PolicyActivation {
@@ -10,6 +10,8 @@ export interface PolicyActivation {
   readonly connection: Readonly<Record<string, unknown>>;
   readonly request: Readonly<Record<string, unknown>>;
   readonly session: Readonly<Record<string, unknown>>;
+  /** The caller's counts in the quota windows (`POLICY_SCHEMAS.usage`), read from the store only when a rule names `usage`. */
+  readonly usage: Readonly<Record<string, unknown>>;
   readonly now: Date;
 }
 
@@ -56,6 +58,7 @@ export function createPolicyEnvironment(): PolicyEnvironment {
     .registerVariable('connection', { schema: POLICY_SCHEMAS.connection })
     .registerVariable('request', { schema: POLICY_SCHEMAS.request })
     .registerVariable('session', { schema: POLICY_SCHEMAS.session })
+    .registerVariable('usage', { schema: POLICY_SCHEMAS.usage })
     .registerVariable('now', 'google.protobuf.Timestamp')
     .registerFunction(LINEAR_MATCHES_SIGNATURE, matches);
   const evaluating = baseEnvironment()
@@ -63,6 +66,7 @@ export function createPolicyEnvironment(): PolicyEnvironment {
     .registerVariable('connection', 'map')
     .registerVariable('request', 'map')
     .registerVariable('session', 'map')
+    .registerVariable('usage', 'map')
     .registerVariable('now', 'google.protobuf.Timestamp')
     .registerFunction(LINEAR_MATCHES_SIGNATURE, matches);
   return { checking, evaluating };
@@ -79,6 +83,8 @@ export const POLICY_SCHEMAS = {
   // `grpc` is null but for gRPC calls: { service, method, metadata }.
   request: { method: 'string', path: 'string', query: 'map<string, string>', headers: 'map<string, string>', grpc: 'dyn', json: 'dyn', size: 'int' },
   session: { id: 'string', reason: 'dyn' },
+  // Named after the quota limits whose windows they count (UTC minute, day, calendar month).
+  usage: { requests_per_minute: 'int', tokens_today: 'int', tokens_this_month: 'int', input_tokens_today: 'int', output_tokens_today: 'int' },
 } as const;
 
 /** 1-based line and column of a character offset. */
@@ -132,6 +138,14 @@ export function readsRequestBody(source: string): boolean {
     if (!HEAD_FIELD.test(source.slice(m.index + m[0].length))) return true;
   }
   return false;
+}
+
+/**
+ * Whether an expression may look at the caller's usage. Conservative (any `usage` token, a string's
+ * included): a rule that names it costs a store read per request, and only such a rule.
+ */
+export function readsUsage(source: string): boolean {
+  return /\busage\b/.test(source);
 }
 
 function problemOf(source: string, err: unknown): CelCompileProblem {

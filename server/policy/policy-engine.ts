@@ -7,11 +7,12 @@ import {
   describeEvaluationError,
   isCompileProblem,
   readsRequestBody,
+  readsUsage,
   type CelPredicate,
   type PolicyActivation,
 } from './cel-expression.js';
 import type { PolicyRule } from './policy-config.js';
-import { policyInput, type PolicyBody, type PolicySubject } from './policy-input.js';
+import { policyInput, type PolicyBody, type PolicySubject, type PolicyUsage } from './policy-input.js';
 
 /** What policy decided; `rule` names the rule that matched (absent when the default applied). */
 export type PolicyDecision =
@@ -51,19 +52,21 @@ export interface BodyNeeded {
 export interface PolicyEngine {
   /** Whether some rule may look at the body at all. */
   readonly readsBody: boolean;
+  /** Whether some rule may look at the caller's `usage`: only then is it read from the store. */
+  readonly readsUsage: boolean;
   readonly ruleCount: number;
   /**
    * First matching rule wins; throws ERR_POLICY_ERROR when a deny or review rule fails on this request
    * (fail closed); an allow rule that fails does not match. `from` skips rules already known not to match.
    */
-  evaluate(subject: PolicySubject, body: PolicyBody, from?: number): PolicyDecision;
+  evaluate(subject: PolicySubject, body: PolicyBody, from?: number, usage?: PolicyUsage): PolicyDecision;
   /**
    * The decision if no rule before the decisive one needs the body, else where the body is first needed.
    * CEL's logical operators decide without an operand they do not need (`connection.name == "x" &&
    * request.json.model == "y"` is false on another connection whatever the body), so a body is read only
-   * for a request whose outcome depends on it.
+   * for a request whose outcome depends on it. `usage` is what rules see of the caller's counts (zeros when absent).
    */
-  evaluateWithoutBody(subject: PolicySubject): PolicyDecision | BodyNeeded;
+  evaluateWithoutBody(subject: PolicySubject, usage?: PolicyUsage): PolicyDecision | BodyNeeded;
 }
 
 interface CompiledRule {
@@ -140,12 +143,13 @@ export function compilePolicies(options: PolicyEngineOptions): PolicyEngine {
 
   return {
     readsBody: rules.some((r) => r.readsBody),
+    readsUsage: options.policies.some((r) => readsUsage(r.when)),
     ruleCount: rules.length,
-    evaluate(subject, body, from = 0) {
+    evaluate(subject, body, from = 0, usage) {
       if (rules.length === 0) return fallback;
-      return decided(run(policyInput(subject, body, clock()), subject, from, true));
+      return decided(run(policyInput(subject, body, clock(), usage), subject, from, true));
     },
-    evaluateWithoutBody(subject) {
+    evaluateWithoutBody(subject, usage) {
       if (rules.length === 0) return fallback;
       let given: PolicyBody | undefined;
       const activation = policyInput(
@@ -155,6 +159,7 @@ export function compilePolicies(options: PolicyEngineOptions): PolicyEngine {
           return given;
         },
         clock(),
+        usage,
       );
       const early = run(activation, subject, 0, false);
       if (!('needsBody' in early)) return early;

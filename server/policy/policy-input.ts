@@ -11,6 +11,18 @@ export interface PolicyBody {
   readonly size: number;
 }
 
+/** The caller's counts in the quota windows, as `usage` shows them to rules (server/quotas/usage-counters.ts). */
+export interface PolicyUsage {
+  readonly requests_per_minute: number;
+  readonly tokens_today: number;
+  readonly tokens_this_month: number;
+  readonly input_tokens_today: number;
+  readonly output_tokens_today: number;
+}
+
+/** Usage where none was read (no rule names it, or no store counts it). */
+export const NO_USAGE: PolicyUsage = Object.freeze({ requests_per_minute: 0, tokens_today: 0, tokens_this_month: 0, input_tokens_today: 0, output_tokens_today: 0 });
+
 /** The exchange as policy sees it; a structural subset of the pipeline's `Exchange`. */
 export interface PolicySubject {
   readonly principal: Principal;
@@ -54,11 +66,11 @@ function grpcCall(subject: PolicySubject): { service: string; method: string; me
 }
 
 /**
- * Builds the CEL activation of one request: identity, connection, request, session, now. `body` may be a
+ * Builds the CEL activation of one request: identity, connection, request, session, usage, now. `body` may be a
  * function, called each time a rule reads `request.json` or `request.size` (it may throw: the body is
  * not read yet). `request.size` is a CEL int (a bigint), as the rules are type-checked to use it.
  */
-export function policyInput(subject: PolicySubject, body: PolicyBody | (() => PolicyBody), now: Date): PolicyActivation {
+export function policyInput(subject: PolicySubject, body: PolicyBody | (() => PolicyBody), now: Date, usage: PolicyUsage = NO_USAGE): PolicyActivation {
   const p = subject.principal;
   const { path, query } = splitPath(subject.path);
   const headers = headerMap(subject.headers);
@@ -84,6 +96,8 @@ export function policyInput(subject: PolicySubject, body: PolicyBody | (() => Po
     connection: { name: subject.connection.name, type: subject.connection.type, labels: subject.connection.labels },
     request,
     session: { id: subject.session.id, reason: subject.session.reason ?? null },
+    // CEL ints, as the rules are type-checked to compare them.
+    usage: Object.fromEntries(Object.entries(usage).map(([k, v]) => [k, BigInt(v)])),
     now,
   };
 }

@@ -1,7 +1,7 @@
 import { isSluiceError } from '../../shared/errors.js';
 import type { GrantGate } from '../approval/grant-gate.js';
 import type { PolicyEngine, PolicyDecision } from './policy-engine.js';
-import type { PolicyBody, PolicySubject } from './policy-input.js';
+import type { PolicyBody, PolicySubject, PolicyUsage } from './policy-input.js';
 
 /** The exchange as the policy stage sees it. */
 export interface PolicyExchange extends PolicySubject {
@@ -14,6 +14,8 @@ export interface RulePolicyStageOptions {
   readonly engine: () => PolicyEngine;
   /** Connections with `requires_grant: true` need an active grant on every path (tunnel and proxy). */
   readonly grants?: GrantGate;
+  /** Reads the caller's counts in the quota windows; asked only when a rule names `usage`. Absent: rules see zeros. */
+  readonly usage?: (exchange: PolicyExchange) => Promise<PolicyUsage>;
   /** Where a rule that fails to evaluate is reported (a warning: the rule needs fixing). Default: nowhere. */
   readonly log?: { warn(fields: Record<string, unknown>, message: string): void };
 }
@@ -34,8 +36,10 @@ export function createRulePolicyStage(options: RulePolicyStageOptions): RulePoli
         await options.grants.check(exchange.principal, { name: exchange.connection.name, requires_grant: true });
       }
       const engine = options.engine();
+      // A store read per request, paid only while some rule looks at usage.
+      const usage = engine.readsUsage && options.usage !== undefined ? await options.usage(exchange) : undefined;
       try {
-        const early = engine.evaluateWithoutBody(exchange);
+        const early = engine.evaluateWithoutBody(exchange, usage);
         if (!('needsBody' in early)) return early;
         return early.withBody(readBody === undefined ? NO_BODY : await readBody());
       } catch (err) {

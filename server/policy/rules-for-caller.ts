@@ -73,6 +73,7 @@ export function compileCallerRules(policies: readonly PolicyRule[]): CallerRules
         connection: { name: connection.name, type: connection.type, labels: connection.labels },
         request: known,
         session: UNKNOWN_VALUE,
+        usage: UNKNOWN_VALUE,
         get now(): Date {
           return unknown();
         },

@@ -51,4 +51,10 @@ export const GRPC_CONNECTION_FIELDS = {
   /** Largest message either way; a longer one ends the call with RESOURCE_EXHAUSTED. gRPC's own default. */
   max_message: z.number().int().positive().default(4 * 1024 * 1024),
   connect_timeout: durationSchema.default('10s'),
+  /**
+   * Calls of methods the descriptors do not define: `refuse` (UNIMPLEMENTED, recorded) or `pass` (forwarded;
+   * their messages cannot be decoded, so a masked response ends INTERNAL). Absent: refuse when the
+   * connection masks, pass otherwise.
+   */
+  unknown_methods: z.enum(['refuse', 'pass']).optional(),
 } as const;

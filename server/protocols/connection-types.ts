@@ -7,6 +7,7 @@ import { createTcpUpstream } from '../pipeline/tcp-upstream.js';
 import type { Upstream } from '../pipeline/upstream.js';
 import { GRPC_CONNECTION_FIELDS, HTTP_CONNECTION_FIELDS, TCP_CONNECTION_FIELDS } from './connection-fields.js';
 import { createGrpcProtocol } from './grpc.js';
+import type { GrpcDescriptorCache } from './grpc/grpc-descriptors.js';
 import { GRPC_RECORDING } from './grpc-carrier.js';
 import { HTTP_RECORDING } from './http-carrier.js';
 import { createHttpProtocol, type HttpProtocolLimits } from './http.js';
@@ -19,6 +20,8 @@ export interface ProtocolDeps {
   /** The one pipeline every carrier runs its exchanges through. */
   readonly exchange: ExchangeHandler;
   readonly httpLimits?: HttpProtocolLimits;
+  /** How gRPC calls are decoded; shared with the masking stage, so each connection's descriptors load once. */
+  readonly grpcDescriptors?: GrpcDescriptorCache;
 }
 
 /**
@@ -59,13 +62,14 @@ export const CONNECTION_TYPES = {
     fields: TCP_CONNECTION_FIELDS,
   },
   grpc: {
-    protocol: (deps) => createGrpcProtocol({ exchange: deps.exchange }),
+    protocol: (deps) => createGrpcProtocol({ exchange: deps.exchange, ...(deps.grpcDescriptors === undefined ? {} : { descriptors: deps.grpcDescriptors }) }),
     upstream: () => createGrpcUpstream(),
     recording: GRPC_RECORDING,
-    // Not yet: a held call needs its answer given as a gRPC status, and its first message bound to the approval.
-    reviewable: false,
-    // Not yet: masking decoded messages (string fields, BYTES tensors) and re-encoding them.
-    masked: false,
+    // A held call waits before any message goes upstream: a unary call's one message is read (within the
+    // read-ahead) for reviewers, a streaming call's wait in HTTP/2 flow control; a refusal is a gRPC status.
+    reviewable: true,
+    // Messages are decoded with the call's descriptors, masked (string fields, BYTES tensors) and encoded again.
+    masked: true,
     fields: GRPC_CONNECTION_FIELDS,
   },
 } as const satisfies Record<ConnectionConfig['type'], ConnectionType>;

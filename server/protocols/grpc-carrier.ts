@@ -1,11 +1,12 @@
 import { constants as http2Constants, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import { Readable } from 'node:stream';
+import { gunzipSync, inflateSync } from 'node:zlib';
 import { SluiceError } from '../../shared/errors.js';
 import { decodeContentEncoding } from '../codec/content-decoding.js';
 import type { GrpcConnectionConfig } from '../config/schema.js';
 import type { ChunkGate } from '../pipeline/bounded-body.js';
 import type { Carrier } from '../pipeline/carrier.js';
-import type { SessionRef } from '../pipeline/exchange.js';
+import { startExchange, type ExchangeVia, type SessionRef } from '../pipeline/exchange.js';
 import type { RecordingFacts } from '../pipeline/recorder.js';
 import type { ResponseHead } from '../pipeline/response-frames.js';
 import type { ExchangeHandler } from '../pipeline/run-exchange.js';
@@ -29,10 +30,16 @@ export interface GrpcCallContext {
   readonly session: SessionRef;
   readonly clientAddress: string;
   readonly descriptors: GrpcDescriptorCache;
+  /** How the caller reached the gateway: a tunnel stream (the default) or the gateway's own gRPC listener (`grpc_listen`). */
+  readonly via?: ExchangeVia;
 }
 
 /** What is sent when an upstream ended a call without a status, which a gRPC client would otherwise wait for. */
 const MISSING_STATUS = { 'grpc-status': String(GRPC_STATUS.INTERNAL), 'grpc-message': encodeGrpcMessage('The upstream ended the call without a status') };
+
+function headerValue(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value.join(',') : value;
+}
 
 /** Why a request cannot be a gRPC call at all; refused (and recorded) by the pipeline. */
 function callRefusal(headers: IncomingHttpHeaders, path: string): SluiceError | undefined {
@@ -45,13 +52,38 @@ function callRefusal(headers: IncomingHttpHeaders, path: string): SluiceError | 
   return undefined;
 }
 
-/** How one call's messages read in its record: JSON where the descriptors define the method and the message is not compressed. */
-function messageDecoder(method: GrpcMethod | undefined): NonNullable<RecordingFacts['decodeMessage']> {
+/**
+ * Why a call of a method the descriptors do not define is refused, if it is: its messages could be neither
+ * masked nor judged, so a connection that masks refuses it unless `unknown_methods: pass` says otherwise.
+ */
+function unknownMethodRefusal(connection: GrpcConnectionConfig, path: string): SluiceError | undefined {
+  const mode = connection.unknown_methods ?? (connection.masking.length > 0 ? 'refuse' : 'pass');
+  if (mode === 'pass') return undefined;
+  return new SluiceError('ERR_GRPC_METHOD_UNKNOWN', {
+    message: `"${path}" is not a method of the descriptors of connection "${connection.name}", which refuses unknown methods`,
+    details: { connection: connection.name },
+  });
+}
+
+/** The codings gRPC messages are compressed with that the record decodes (`grpc-encoding`). */
+const MESSAGE_CODINGS: Readonly<Record<string, (bytes: Buffer, options: { maxOutputLength: number }) => Buffer>> = { gzip: gunzipSync, deflate: inflateSync };
+
+/**
+ * How one call's messages read in its record: JSON where the descriptors define the method, a compressed
+ * message decompressed first (within `max_message`) with its direction's `grpc-encoding`; the payload stays as sent.
+ */
+function messageDecoder(method: GrpcMethod | undefined, maxMessage: number, encodingOf: (dir: 'up' | 'down') => string | undefined): NonNullable<RecordingFacts['decodeMessage']> {
   return (dir, frame, withJson) => {
     const { payload, compressed } = frameParts(frame);
-    if (!withJson || method === undefined || compressed) return { payload, compressed };
+    if (!withJson || method === undefined) return { payload, compressed };
     try {
-      return { payload, compressed, json: messageJson(dir === 'up' ? method.requestType : method.responseType, payload) };
+      let bytes = payload;
+      if (compressed) {
+        const decode = MESSAGE_CODINGS[encodingOf(dir) ?? ''];
+        if (decode === undefined) return { payload, compressed };
+        bytes = decode(payload, { maxOutputLength: maxMessage });
+      }
+      return { payload, compressed, json: messageJson(dir === 'up' ? method.requestType : method.responseType, bytes) };
     } catch {
       return { payload, compressed };
     }
@@ -70,10 +102,19 @@ export function runGrpcExchange(handler: ExchangeHandler, stream: ServerHttp2Str
       // Descriptors that cannot be loaded refuse every call of the connection, each on the record.
       refusal = err as SluiceError;
     }
+    if (refusal === undefined && method === undefined) refusal = unknownMethodRefusal(ctx.connection, path);
   }
-  const facts: RecordingFacts = { ...GRPC_RECORDING, decodeMessage: messageDecoder(method) };
-  const exchange = startTunnelExchange(ctx, { method: 'POST', path, headers: withoutPseudoHeaders(headers) }, facts);
-  handler.runExchange(exchange, new GrpcCarrier(stream, { connection: ctx.connection, requestId: exchange.id, method, targetRefusal: refusal, encoding: headers['grpc-encoding'] }));
+  let carrier: GrpcCarrier | undefined;
+  const requestEncoding = headerValue(headers['grpc-encoding']);
+  const encodingOf = (dir: 'up' | 'down'): string | undefined => (dir === 'up' ? requestEncoding : carrier?.responseEncoding);
+  const facts: RecordingFacts = { ...GRPC_RECORDING, decodeMessage: messageDecoder(method, ctx.connection.max_message, encodingOf) };
+  const request = { method: 'POST', path, headers: withoutPseudoHeaders(headers) };
+  const exchange =
+    ctx.via === 'proxy'
+      ? startExchange({ principal: ctx.principal, connection: ctx.connection, session: ctx.session, clientAddress: ctx.clientAddress, via: 'proxy', ...request }, facts)
+      : startTunnelExchange(ctx, request, facts);
+  carrier = new GrpcCarrier(stream, { connection: ctx.connection, requestId: exchange.id, method, targetRefusal: refusal, encoding: headers['grpc-encoding'] });
+  handler.runExchange(exchange, carrier);
 }
 
 /**
@@ -165,6 +206,8 @@ export class GrpcCarrier implements Carrier {
   /** Why the request stream failed (a malformed or oversized message) before a reader was attached. */
   #requestError: Error | undefined;
   #readAhead: Promise<ReadAheadBody> | undefined;
+  /** How the response's compressed messages are compressed (its head's `grpc-encoding`), once the head came. */
+  responseEncoding: string | undefined;
   /** The trailers that end the response, once its end (or a refusal) set them. */
   #trailers: OutgoingHttpHeaders | undefined;
   #ending = false;
@@ -227,7 +270,8 @@ export class GrpcCarrier implements Carrier {
   }
 
   answer(): void {
-    // Never asked: gRPC calls are not held for review yet, so nothing answers in place of the upstream.
+    // Never asked: a held gRPC call is bound to no body (no `peekBody`), so it is never answered at once
+    // (Prefer: respond-async) but waits for its review; should it be asked, the call fails rather than hang.
     this.refuse(new SluiceError('ERR_INTERNAL', { message: 'A gRPC call cannot be answered by the gateway' }), this.#requestId);
   }
 
@@ -260,6 +304,7 @@ export class GrpcCarrier implements Carrier {
   }
 
   head(head: ResponseHead): void {
+    this.responseEncoding = headerValue(head.headers['grpc-encoding']);
     this.#stream.respond({ ':status': head.status, ...callerMetadata(head.headers), 'x-request-id': this.#requestId }, { waitForTrailers: true });
   }
 

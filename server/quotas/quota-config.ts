@@ -23,8 +23,12 @@ export const quotaRuleSchema = z
     tokens_per_month: count.optional(),
     input_tokens_per_day: count.optional(),
     output_tokens_per_day: count.optional(),
+    /** Calls in flight at once (streams and plain calls alike, until the answer ends); not a window, a count of slots. */
+    concurrent_streams: count.optional(),
   })
-  .refine((r) => QUOTA_LIMITS.some((l) => r[l] !== undefined), { message: `a quota must set at least one of ${QUOTA_LIMITS.join(', ')}` });
+  .refine((r) => r.concurrent_streams !== undefined || QUOTA_LIMITS.some((l) => r[l] !== undefined), {
+    message: `a quota must set at least one of ${QUOTA_LIMITS.join(', ')}, concurrent_streams`,
+  });
 
 export type QuotaRule = z.output<typeof quotaRuleSchema>;
 

@@ -17,6 +17,7 @@ import type {
 } from '../pipeline/recorder.js';
 import { ChunkCoalescer, type ChunkRun } from './chunk-coalescer.js';
 import { recordableHeaders, recordableTarget } from './credential-redaction.js';
+import { injectedCredentials } from '../masking/credential-masker.js';
 import type { BodyDigest, Direction, EventFields } from './event-types.js';
 import type { RecorderSessions } from './recorder-sessions.js';
 import type { OpenSessionFile } from './open-session-file.js';
@@ -28,10 +29,11 @@ export interface DurableRecorderOptions {
 }
 
 /**
- * How one direction's body is kept. `masked` keeps the bytes only when they passed through the masking
- * stage (a response on a connection with masking profiles); otherwise only sizes, times and a SHA-256,
- * never bytes that might hold what masking would remove. `raw` keeps the bytes; `none` keeps only the
- * digest in `exchange.end`, with no per-chunk records at all.
+ * How one direction's body is kept. `masked` keeps the bytes as the caller's side of the gateway saw them:
+ * masked when a masking profile applies to the exchange (a body masking could not read — binary, compressed
+ * in a way it cannot undo — keeps only sizes, times and a SHA-256, never bytes that might hold what masking
+ * would remove), as sent when none does. `raw` keeps the bytes; `none` keeps only the digest in
+ * `exchange.end`, with no per-chunk records at all.
  */
 type Capture = 'bytes' | 'shape' | 'digest';
 
@@ -92,6 +94,9 @@ class BodyRecording {
   readonly #decodeMessage: RecordingFacts['decodeMessage'];
   readonly #messageIndex: Record<Direction, number> = { up: 0, down: 0 };
   readonly #maskedMayKeep: boolean;
+  readonly #setting: Record<Direction, 'masked' | 'raw' | 'none'>;
+  readonly #stream: boolean;
+  readonly #why: Partial<Record<Direction, string>> = {};
   capture: Record<Direction, Capture>;
   readonly #digest: Record<Direction, Hash | null>;
   readonly bytes: Record<Direction, number> = { up: 0, down: 0 };
@@ -107,7 +112,7 @@ class BodyRecording {
   headAt: number | undefined;
   firstChunkAt: number | undefined;
 
-  constructor(session: OpenSessionFile, exchange: ExchangeFacts, facts: RecordingFacts) {
+  constructor(session: OpenSessionFile, exchange: ExchangeFacts, facts: RecordingFacts, unprofiled: boolean) {
     this.session = session;
     this.#exchangeId = exchange.id;
     this.#chunkRecord = facts.chunkRecord;
@@ -117,17 +122,40 @@ class BodyRecording {
     // gRPC messages are kept like an HTTP body: per `request_body` and `response_body`, digested when not kept.
     const message = facts.body !== 'stream';
     this.#maskedMayKeep = message && record.response_body === 'masked';
+    // An HTTP body nothing masks is kept as sent; a response only when no credential scan rewrites it on its
+    // way (that one is kept once `downMasked` says it passed the scan). gRPC messages keep their own rules.
+    const asSent = facts.body === 'message' && unprofiled;
+    const injects = 'headers' in exchange.connection && injectedCredentials(exchange.connection.headers as Record<string, string>).length > 0;
     this.capture = message
-      ? { up: captureOf(record.request_body), down: captureOf(record.response_body) }
+      ? {
+          up: asSent && record.request_body === 'masked' ? 'bytes' : captureOf(record.request_body),
+          down: asSent && !injects && record.response_body === 'masked' ? 'bytes' : captureOf(record.response_body),
+        }
       : { up: record.raw ? 'bytes' : 'shape', down: record.raw ? 'bytes' : 'shape' };
+    this.#setting = { up: record.request_body, down: record.response_body };
+    this.#stream = !message;
+    // A body `masked` keeps as sent is digested still, so the end names it whatever the profiles were.
     this.#digest = {
-      up: message && this.capture.up !== 'bytes' ? createHash('sha256') : null,
-      down: message && this.capture.down !== 'bytes' ? createHash('sha256') : null,
+      up: message && (this.capture.up !== 'bytes' || record.request_body === 'masked') ? createHash('sha256') : null,
+      down: message && (this.capture.down !== 'bytes' || record.response_body === 'masked') ? createHash('sha256') : null,
     };
     const wantsRuns = !this.#messages && (this.capture.up !== 'digest' || this.capture.down !== 'digest');
     this.#coalescer = wantsRuns ? new ChunkCoalescer({ keep: this.#keep, now: () => session.writer.now(), flush: (run) => this.#write(run) }) : null;
     this.#keep.up = this.capture.up === 'bytes';
     this.#keep.down = this.capture.down === 'bytes';
+  }
+
+  /** Why a direction's body is not kept when it is not, in a few words for `sessions show`, replay and exports. */
+  notKept(dir: Direction): string | undefined {
+    if (this.capture[dir] === 'bytes' || this.bytes[dir] === 0) return undefined;
+    if (this.#stream) return 'record.raw is false: only sizes and times are kept';
+    if (this.#setting[dir] === 'none') return `record.${dir === 'up' ? 'request' : 'response'}_body is none`;
+    return this.#why[dir] ?? 'masking could not read it (binary or compressed): only its size and SHA-256 are kept';
+  }
+
+  /** Notes why a body that arrived is kept only as a digest. */
+  because(dir: Direction, why: string): void {
+    this.#why[dir] = why;
   }
 
   /** The response is masked before the caller (and this recording) sees it: `masked` may now keep its bytes. */
@@ -224,7 +252,8 @@ class BodyRecording {
   digest(dir: Direction): BodyDigest | undefined {
     const hash = this.#digest[dir];
     if (hash === null || this.bytes[dir] === 0) return undefined;
-    return { bytes: this.bytes[dir], sha256: hash.digest('hex') };
+    const why = this.notKept(dir);
+    return { bytes: this.bytes[dir], sha256: hash.digest('hex'), ...(why === undefined ? {} : { not_kept: why }) };
   }
 }
 
@@ -250,7 +279,12 @@ class DurableExchangeRecording implements ExchangeRecording {
     const exchange = this.#exchange;
     const opened = this.#owner.session();
     const session = opened instanceof Promise ? await opened : opened;
-    const bodies = new BodyRecording(session, exchange, this.#facts);
+    // Fail-closed before anything is forwarded: past the spool's cap nothing new is taken on.
+    const refusal = this.#owner.recording.admission?.();
+    if (refusal !== undefined) throw refusal;
+    // No profile of the connection's nor the deciding rule's masks this exchange: `masked` keeps its bodies as sent.
+    const unprofiled = exchange.connection.masking.length === 0 && (request.decision?.mask?.length ?? 0) === 0;
+    const bodies = new BodyRecording(session, exchange, this.#facts, unprofiled);
     this.#bodies = bodies;
     session.exchangeStarted();
     const { path, query } = this.#target();
@@ -259,7 +293,9 @@ class DurableExchangeRecording implements ExchangeRecording {
     let payload: Buffer | undefined;
     if (body !== undefined) {
       if (bodies.capture.up === 'bytes') {
-        bodyFields = { capture: 'raw', bytes: body.length };
+        // `masked` with no profile to apply keeps the bytes as sent, named by their digest as a masked body is.
+        const named = exchange.connection.record.request_body === 'masked' ? { sha256: createHash('sha256').update(body).digest('hex') } : {};
+        bodyFields = { capture: 'raw', bytes: body.length, ...named };
         payload = body;
       } else if (request.maskedBody !== undefined) {
         // Kept as masking left it: what a reviewer or a re-send may see, never the removed values.
@@ -270,9 +306,12 @@ class DurableExchangeRecording implements ExchangeRecording {
       }
       // The end's digest covers these bytes too, so both records name the same body.
       bodies.wholeBody('up', body);
+      const why = bodyFields.capture === 'digest' ? bodies.notKept('up') : undefined;
+      if (why !== undefined) bodyFields = { ...bodyFields, not_kept: why };
     } else if (this.#facts.body === 'message' && (exchange.headers['transfer-encoding'] !== undefined || Number(exchange.headers['content-length'] ?? 0) > 0)) {
       const declared = Number(exchange.headers['content-length']);
-      const capture = bodies.capture.up === 'bytes' ? 'raw' : 'digest';
+      // A body never read was kept in no form; `raw` still says what the setting would have kept.
+      const capture = exchange.connection.record.request_body === 'raw' || (bodies.capture.up === 'bytes' && request.bodyUnread !== true) ? 'raw' : 'digest';
       bodyFields = request.bodyUnread
         ? { capture, unread: true, ...(Number.isSafeInteger(declared) && declared >= 0 ? { bytes: declared } : {}) }
         : { capture, streamed: true };

@@ -35,6 +35,8 @@ export type BodyCapture = 'raw' | 'masked' | 'digest';
 export interface BodyDigest {
   readonly bytes: number;
   readonly sha256: string;
+  /** Why the body's bytes are not in the recording (`record.response_body is none`, binary…); absent when they are. */
+  readonly not_kept?: string;
 }
 
 /** Token usage as OpenAI-style APIs report it. */
@@ -81,7 +83,7 @@ export interface EventFields {
      * Absent when there is no body; `streamed` when it follows as chunks (raw) or is summed up in `exchange.end`;
      * `unread` when the exchange was refused before the body arrived (`bytes` is then its declared size, if any).
      */
-    body?: { capture: BodyCapture; bytes?: number; sha256?: string; streamed?: boolean; unread?: boolean };
+    body?: { capture: BodyCapture; bytes?: number; sha256?: string; streamed?: boolean; unread?: boolean; not_kept?: string };
   };
   'exchange.response': { exchange: string; status: number; headers: Record<string, string | string[]> };
   /**

@@ -117,8 +117,9 @@ export async function* harLines(events: AsyncIterable<RecordedEvent>, options: H
     const unread = req?.body?.unread === true ? { declared: req.body.bytes } : undefined;
     const reqBytes = unread !== undefined ? (unread.declared ?? -1) : (end?.bytes_up ?? req?.body?.bytes ?? p.up.bytes);
     const resBytes = end?.bytes_down ?? p.down.bytes;
-    const absent = (body: Body, setting: string): string =>
-      body.dropped ? `body of ${body.bytes} bytes left out: over the export limit` : `body not recorded (record: ${setting})`;
+    // The recording says why a body it holds no bytes of is absent; recordings from before it, the setting.
+    const absent = (body: Body, setting: string, why: string | undefined): string =>
+      body.dropped ? `body of ${body.bytes} bytes left out: over the export limit` : why === undefined ? `body not recorded (record: ${setting})` : `body not recorded: ${why}`;
     const upText = p.up.chunks.length > 0 ? bodyText(Buffer.concat(p.up.chunks)) : undefined;
     const downText = p.down.chunks.length > 0 ? bodyText(Buffer.concat(p.down.chunks)) : undefined;
     const why = p.error === undefined ? 'the caller closed the connection' : p.error.code;
@@ -136,7 +137,7 @@ export async function* harLines(events: AsyncIterable<RecordedEvent>, options: H
         : reqBytes > 0
           ? {
               mimeType: reqType,
-              ...(upText === undefined ? { text: '', comment: absent(p.up, recordSettings.request_body) } : upText.encoding === undefined ? { text: upText.text } : { text: upText.text, comment: 'base64' }),
+              ...(upText === undefined ? { text: '', comment: absent(p.up, recordSettings.request_body, req?.body?.not_kept ?? end?.request_body?.not_kept) } : upText.encoding === undefined ? { text: upText.text } : { text: upText.text, comment: 'base64' }),
             }
           : undefined;
     const responseContent =
@@ -145,7 +146,7 @@ export async function* harLines(events: AsyncIterable<RecordedEvent>, options: H
         : gatewayAnswer
           ? { comment: `answered by the gateway: ${p.error!.code}` }
           : resBytes > 0
-            ? { comment: absent(p.down, recordSettings.response_body) }
+            ? { comment: absent(p.down, recordSettings.response_body, end?.response_body?.not_kept) }
             : {};
     const e = {
       startedDateTime: new Date(options.startedAt + p.firstT).toISOString(),

@@ -1,7 +1,9 @@
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import type { AuditEvents } from '../audit-sinks/audit-events.js';
 import { SluiceError } from '../../shared/errors.js';
 import type { Clock } from '../clock.js';
+import { parseByteSize } from '../config/byte-size.js';
 import { parseDuration } from '../config/duration.js';
 import type { Config } from '../config/schema.js';
 import { replicaIdOf } from '../replica/replica-config.js';
@@ -26,6 +28,8 @@ export interface OpenStorageOptions {
   /** File operations of the recording; tests inject faults here. */
   readonly io?: RecordingIo;
   readonly log?: RecordingLog;
+  /** Told when sessions open and close (server/audit-sinks). Default: nothing told. */
+  readonly audit?: AuditEvents;
   /** This process's replica id, owner of the sessions it opens. Default: `replica.id` as worker 0 resolves it. */
   readonly replica?: string;
   /** What the retention sweep's lease is timed by. Default: the system clock. */
@@ -103,7 +107,14 @@ export async function openStorage(options: OpenStorageOptions): Promise<GatewayS
       clock: options.clock,
       sealCheckpointEvery: storage.seal_checkpoint_every,
       sealCheckpointIntervalMs: parseDuration(storage.seal_checkpoint_interval),
+      shipping: {
+        maxBytes: parseByteSize(storage.spool_max),
+        retries: storage.upload_retries,
+        backoffMs: parseDuration(storage.upload_backoff),
+        backoffMaxMs: parseDuration(storage.upload_backoff_max),
+      },
       log: options.log,
+      ...(options.audit === undefined ? {} : { audit: options.audit }),
     });
     return {
       store,

@@ -1,3 +1,4 @@
+import type { SluiceError } from '../../shared/errors.js';
 import type { OpenSessionFile } from './open-session-file.js';
 
 /**
@@ -12,4 +13,6 @@ export interface RecorderSessions {
   readonly failureCause: string | undefined;
   /** Notes that a session has index progress to write; writes are batched. */
   progressChanged(): void;
+  /** Why a new exchange must be refused although its session is open (the spool is full), or undefined. */
+  admission?(): SluiceError | undefined;
 }

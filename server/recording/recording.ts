@@ -1,5 +1,7 @@
-import { resolve } from 'node:path';
+import { basename, resolve } from 'node:path';
+import type { SluiceError } from '../../shared/errors.js';
 import { systemClock, type Clock } from '../clock.js';
+import type { AuditEvents } from '../audit-sinks/audit-events.js';
 import type { ConnectionConfig } from '../config/schema.js';
 import type { Principal } from '../identity/principal.js';
 import type { Recorder } from '../pipeline/recorder.js';
@@ -21,6 +23,9 @@ import { sessionObjectHead } from './session-file-scanner.js';
 import { SessionIndexer } from './session-indexer.js';
 import type { SessionSource } from './session-source.js';
 import { SessionSpool } from './session-spool.js';
+import type { ShippingSettings, SpoolStats } from './spool-shipper.js';
+import { SESSION_FILE_SUFFIX } from './record-format.js';
+import { verifySession } from './verify-session.js';
 import { SessionWriter, type FsyncMode } from './session-writer.js';
 import type { SigningKey } from './signing-key.js';
 import { StorageHealth } from './storage-health.js';
@@ -58,7 +63,11 @@ export interface RecordingOptions {
   readonly sealCheckpointEvery?: number;
   /** ...and at least this often while any is; default 60 s. */
   readonly sealCheckpointIntervalMs?: number;
+  /** Retries, backoff and the spool's cap when sealed sessions are shipped to another archive; defaults in SHIPPER_DEFAULTS. */
+  readonly shipping?: ShippingSettings;
   readonly log?: RecordingLog;
+  /** Told `session.opened` and `session.closed`. Default: nothing told. */
+  readonly audit?: AuditEvents;
 }
 
 /** What is known when a session opens. */
@@ -112,7 +121,15 @@ export class Recording implements RecorderSessions {
     this.#log = options.log ?? noLog;
     this.replica = options.replica ?? replicaIdOf(undefined);
     this.archive = options.archive ?? new FsArchive({ root: this.dir });
-    this.spool = new SessionSpool({ root: options.spoolDir ?? this.dir, io: this.#io, archive: this.archive });
+    this.spool = new SessionSpool({
+      root: options.spoolDir ?? this.dir,
+      io: this.#io,
+      archive: this.archive,
+      ...(options.shipping === undefined ? {} : { shipping: options.shipping }),
+      // A file that does not verify on its own is not put where every replica and auditor reads it as evidence.
+      check: (name) => this.#brokenBecause(name),
+      log: this.#log,
+    });
     this.source = { objects: this.spool.reader, keys: this.store, keyRing: this.keyRing };
     this.#health = new StorageHealth({ probe: () => this.spool.probe(), log: this.#log });
     this.#indexer = new SessionIndexer({
@@ -142,6 +159,8 @@ export class Recording implements RecorderSessions {
     try {
       const interrupted = await recording.interruptSessionsOf(recording.replica, Date.now());
       if (interrupted.length > 0) recording.#log.warn({ sessions: interrupted }, 'sessions left open by a previous run are marked interrupted');
+      const leftovers = await recording.spool.recover((name) => recording.#finishedElsewhere(name));
+      if (leftovers > 0) recording.#log.info({ sessions: leftovers }, 'finished sessions a previous run left in the spool are shipped to the archive');
     } catch (err) {
       await recording.#sealLog.close().catch(() => undefined);
       throw err;
@@ -182,7 +201,9 @@ export class Recording implements RecorderSessions {
     const existing = this.#sessions.get(start.id);
     if (existing !== undefined) return existing;
     if (this.#closed) return Promise.reject(recordingUnavailable(new Error('the recording is closed')));
-    const opening = this.#open(start);
+    // Refused like a session whose file could not be created: its recorder finds the reason in the opening.
+    const full = this.spool.refusal();
+    const opening = full === undefined ? this.#open(start) : Promise.reject(full);
     this.#sessions.set(start.id, opening);
     opening.catch(() => {
       if (this.#sessions.get(start.id) === opening) this.#sessions.delete(start.id);
@@ -217,6 +238,7 @@ export class Recording implements RecorderSessions {
     await this.#sealIntoLog(session, closed);
     await this.#handOff(id, session.name);
     await this.#indexer.seal(session, closed);
+    this.#o.audit?.emit('session.closed', { session: id, status: closed.status, reason, ...(closed.records === undefined ? {} : { records: closed.records }) });
     if (this.#sessions.get(id) === opening) this.#sessions.delete(id);
   }
 
@@ -234,8 +256,16 @@ export class Recording implements RecorderSessions {
    * The `recording` readiness check. While storage is failing it probes (write and sync a small file in
    * the spool), so the gateway turns ready again by itself once the disk recovers, even with no traffic.
    */
-  health(): Promise<ReadinessCheck> {
-    return this.#health.check();
+  async health(): Promise<ReadinessCheck & { spool?: SpoolStats }> {
+    const check = await this.#health.check();
+    // Said, not failed on: sessions waiting for the archive (or quarantined) leave the data path working.
+    const spool = this.spool.stats();
+    return spool === undefined ? check : { ...check, spool };
+  }
+
+  /** Why a new exchange must be refused although storage works: the spool is past `storage.spool_max`. */
+  admission(): SluiceError | undefined {
+    return this.spool.refusal();
   }
 
   /**
@@ -259,6 +289,7 @@ export class Recording implements RecorderSessions {
       if (s === undefined) continue;
       await this.#sealInterrupted(id, s.file, endedAt);
       await this.#handOff(id, s.file);
+      this.#o.audit?.emit('session.closed', { session: id, status: 'interrupted', reason: replica === this.replica ? 'left open by a previous run' : `replica ${replica} stopped` });
     }
     return interrupted;
   }
@@ -269,6 +300,7 @@ export class Recording implements RecorderSessions {
     this.#closed = true;
     this.#sweep?.stop();
     await Promise.all([...this.#sessions.keys()].map((id) => this.closeSession(id, 'gateway shutdown')));
+    await this.spool.close();
     await this.#indexer.close();
     await this.#sealLog.close().catch((err: unknown) => this.#log.warn({ err: describeStorageFailure(err) }, 'the seal log could not be signed at shutdown'));
   }
@@ -343,6 +375,14 @@ export class Recording implements RecorderSessions {
       await this.store.closeSession(start.id, { status: 'interrupted', endedAt }).catch(() => undefined);
       throw err;
     }
+    this.#o.audit?.emit('session.opened', {
+      session: start.id,
+      user: { sub: principal.sub, groups: principal.groups, ...(principal.clientId === undefined ? {} : { client_id: principal.clientId }) },
+      connection: connection.name,
+      via: start.via,
+      client_address: start.clientAddress,
+      ...(start.resendOf === undefined ? {} : { resend_of: start.resendOf }),
+    });
     return session;
   }
 
@@ -376,6 +416,32 @@ export class Recording implements RecorderSessions {
     } catch (err) {
       this.#log.warn({ session: id, err: describeStorageFailure(err) }, 'the seal log could not record an interrupted session; it is retried with the next entry');
     }
+  }
+
+  /**
+   * Why a finished session's spool file must not be shipped: it does not verify on its own (altered, cut,
+   * reordered, or its key is not in the index). An interrupted file (a crash) is shipped as it is.
+   */
+  async #brokenBecause(name: string): Promise<string | undefined> {
+    const result = await verifySession(this.source, name, { publicKey: this.signingKey.publicKey });
+    if (result.status !== 'broken') return undefined;
+    const p = result.problems.find((x) => x.kind !== 'interrupted') ?? result.problems[0];
+    return p === undefined ? 'broken' : `${p.index < 0 ? 'the header' : `record ${p.index}`}: ${p.message}`;
+  }
+
+  /**
+   * Whether a file found in the spool at start belongs to a session that is no longer written: not `open`
+   * in the index (this replica's own were marked interrupted just before). Another process sharing the
+   * spool (a worker) may be writing an open one; a file with no index row is left alone and said.
+   */
+  async #finishedElsewhere(name: string): Promise<boolean> {
+    const id = basename(name, SESSION_FILE_SUFFIX);
+    const row = await this.store.getSession(id);
+    if (row === undefined) {
+      this.#log.warn({ file: name }, 'a spool file has no session in the index; it is left in the spool');
+      return false;
+    }
+    return row.status !== 'open' && row.file === name;
   }
 
   /** Gives a finished session's file to the archive. On failure it stays in the spool, where readers still find it. */

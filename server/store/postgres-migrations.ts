@@ -120,6 +120,31 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
     PRIMARY KEY (key, window_start)
   );
   `,
+  // 3: quota slots, one row per call in flight under a `concurrent_streams` limit.
+  `
+  CREATE TABLE quota_slots (
+    id TEXT PRIMARY KEY,
+    key TEXT NOT NULL,
+    replica TEXT COLLATE "C" NOT NULL
+  );
+  CREATE INDEX quota_slots_by_key ON quota_slots (key);
+  CREATE INDEX quota_slots_by_replica ON quota_slots (replica);
+  `,
+  // 4: the audit outbox, one row per event and sink until the sink has it.
+  `
+  CREATE TABLE audit_outbox (
+    seq BIGSERIAL PRIMARY KEY,
+    sink TEXT NOT NULL,
+    doc TEXT NOT NULL
+  );
+  CREATE INDEX audit_outbox_by_sink ON audit_outbox (sink, seq);
+  `,
+  // 5: each model's share of a session (exchanges answered, tokens), for usage by model.
+  `
+  ALTER TABLE session_models ADD COLUMN requests BIGINT NOT NULL DEFAULT 0;
+  ALTER TABLE session_models ADD COLUMN tokens_prompt BIGINT NOT NULL DEFAULT 0;
+  ALTER TABLE session_models ADD COLUMN tokens_completion BIGINT NOT NULL DEFAULT 0;
+  `,
 ];
 
 /**
@@ -134,8 +159,12 @@ export const LOCKS = Object.freeze({
   reviewLimits: 2,
   /** Held from an event's insert to its commit, so events commit in the order of their `seq`. */
   feed: 3,
+  /** Held by an audit outbox append until it commits, so rows commit in the order of their `seq`. */
+  auditOutbox: 4,
   /** Tunnel slots: the second key is a hash of the `sub`, in its own class. */
   tunnelSlots: 0x51c4,
+  /** Quota slots: the second key is a hash of the quota key, in its own class. */
+  quotaSlots: 0x51c5,
 });
 
 /** The schema version the database is at; 0 when it has none. */

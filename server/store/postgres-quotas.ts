@@ -1,6 +1,8 @@
+import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
+import { LOCKS } from './postgres-migrations.js';
 import { inTransaction, query } from './postgres-pool.js';
-import type { QuotaAdd, QuotaTake } from './store.js';
+import type { QuotaAdd, QuotaSlotTake, QuotaTake } from './store.js';
 
 /**
  * Quota counters in PostgreSQL, exact across replicas: a take creates its rows if missing, then locks
@@ -51,6 +53,31 @@ export class PostgresQuotas {
        ON CONFLICT (key, window_start) DO UPDATE SET count = quota_counters.count + excluded.count`,
       [positive.map((a) => a.key), positive.map((a) => a.window), positive.map((a) => a.expiresAt), positive.map((a) => a.amount)],
     );
+  }
+
+  acquireSlots(takes: readonly QuotaSlotTake[], replica: string): Promise<string[] | number> {
+    return inTransaction(this.#pool, async (client) => {
+      // Takes of one key are serialized (a count cannot lock rows that do not exist yet), the keys locked
+      // in order so two calls under the same rules cannot deadlock; other keys' takes are not held up.
+      for (const key of [...new Set(takes.map((t) => t.key))].sort()) {
+        await client.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [LOCKS.quotaSlots, key]);
+      }
+      for (const [i, t] of takes.entries()) {
+        const { rows } = await client.query<{ n: string }>('SELECT count(*) AS n FROM quota_slots WHERE key = $1', [t.key]);
+        if (Number(rows[0]!.n) >= t.limit) return i;
+      }
+      const ids = takes.map(() => randomUUID());
+      await client.query('INSERT INTO quota_slots (id, key, replica) SELECT id, key, $3 FROM unnest($1::text[], $2::text[]) AS t(id, key)', [
+        ids,
+        takes.map((t) => t.key),
+        replica,
+      ]);
+      return ids;
+    });
+  }
+
+  async releaseSlots(ids: readonly string[]): Promise<void> {
+    if (ids.length > 0) await query(this.#pool, 'DELETE FROM quota_slots WHERE id = ANY($1)', [ids]);
   }
 
   async count(key: string, window: number): Promise<number> {

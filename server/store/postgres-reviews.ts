@@ -6,7 +6,7 @@ import { inTransaction, query } from './postgres-pool.js';
 import type { PostgresReviewFeed } from './postgres-review-feed.js';
 import { reviewLimit, reviewNotFound } from './review-errors.js';
 import { approvalOutcome, approvalStep, resendStep, resolutionStep } from './review-steps.js';
-import type { ApprovalOutcome, GrantFilter, ResendClaim, ReviewFilter, ReviewLimits, ReviewResolution } from './store.js';
+import type { ApprovalOutcome, GrantFilter, GrantRevocation, ResendClaim, ReviewFilter, ReviewLimits, ReviewResolution } from './store.js';
 
 const DEFAULT_LIMIT = 100;
 
@@ -122,13 +122,24 @@ export class PostgresReviews {
     return rows[0] === undefined ? undefined : (JSON.parse(rows[0].doc) as Grant);
   }
 
-  async revokeGrant(id: string, at: number): Promise<Grant | undefined> {
-    return inTransaction(this.#pool, async (client) => {
+  async getGrant(id: string): Promise<Grant | undefined> {
+    const { rows } = await query<{ doc: string }>(this.#pool, 'SELECT doc FROM grants WHERE id = $1', [id]);
+    return rows[0] === undefined ? undefined : (JSON.parse(rows[0].doc) as Grant);
+  }
+
+  async revokeGrant(id: string, at: number, revocation: GrantRevocation = {}): Promise<Grant | undefined> {
+    // The event goes out in the revoking transaction: replicas whose tunnels the grant let in close them
+    // within a poll of the feed, and a revocation that committed is never left unannounced.
+    return this.#changing(async (client) => {
       const { rows } = await client.query<{ doc: string }>('SELECT doc FROM grants WHERE id = $1 AND created_at <= $2 AND expires_at > $2 FOR UPDATE', [id, at]);
-      if (rows[0] === undefined) return undefined;
+      if (rows[0] === undefined) return { outcome: undefined, events: [] };
       const ended: Grant = { ...(JSON.parse(rows[0].doc) as Grant), expiresAt: at };
       await client.query('UPDATE grants SET expires_at = $2, doc = $3 WHERE id = $1', [id, at, JSON.stringify(ended)]);
-      return ended;
+      // Read, not locked: the review row is outside this change, and locking it after the grant's row would invert the lock order.
+      const review = await client.query<{ doc: string }>('SELECT doc FROM reviews WHERE id = $1', [ended.reviewId]);
+      const doc = review.rows[0]?.doc;
+      const events: ReviewEvent[] = doc === undefined ? [] : [{ type: 'grant.revoked', review: JSON.parse(doc) as Review, grant: ended, actor: revocation.by, reason: revocation.reason, at }];
+      return { outcome: ended, events };
     });
   }
 

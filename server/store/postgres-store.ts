@@ -6,13 +6,20 @@ import { LOCKS, migratePostgres, schemaVersion } from './postgres-migrations.js'
 import { createPool, inTransaction, query, type PostgresConnectionOptions } from './postgres-pool.js';
 import { PostgresReviewFeed } from './postgres-review-feed.js';
 import { PostgresQuotas } from './postgres-quotas.js';
+import { PostgresAuditOutbox } from './postgres-audit-outbox.js';
 import { PostgresReviews } from './postgres-reviews.js';
-import { decodeSessionCursor, sessionFromRow, sessionPage, sessionPageLimit, type SessionColumns } from './store-rows.js';
+import { decodeSessionCursor, sessionFromRow, sessionPage, sessionPageLimit, usageQuery, usageRow, type SessionColumns, type UsageSqlRow } from './store-rows.js';
 import type {
   ApprovalOutcome,
+  AuditOutboxEntry,
+  AuditOutboxRow,
   GrantFilter,
+  GrantRevocation,
   NewSession,
   QuotaAdd,
+  UsageFilter,
+  UsageRow,
+  QuotaSlotTake,
   QuotaTake,
   ResendClaim,
   ReviewFilter,
@@ -57,6 +64,7 @@ export class PostgresStore implements Store {
   readonly #feed: PostgresReviewFeed;
   readonly #reviews: PostgresReviews;
   readonly #quotas: PostgresQuotas;
+  readonly #auditOutbox: PostgresAuditOutbox;
   #closed: Promise<void> | undefined;
 
   private constructor(pool: pg.Pool, feed: PostgresReviewFeed) {
@@ -65,6 +73,7 @@ export class PostgresStore implements Store {
     this.feed = feed;
     this.#reviews = new PostgresReviews(pool, feed);
     this.#quotas = new PostgresQuotas(pool);
+    this.#auditOutbox = new PostgresAuditOutbox(pool);
   }
 
   /** Connects, migrates (once across replicas opening together) and starts the review feed. */
@@ -118,11 +127,27 @@ export class PostgresStore implements Store {
           [id, model],
         );
       }
+      for (const [model, u] of Object.entries(p.modelUsage ?? {})) {
+        await client.query(
+          'UPDATE session_models SET requests = requests + $3, tokens_prompt = tokens_prompt + $4, tokens_completion = tokens_completion + $5 WHERE session_id = $1 AND model = $2',
+          [id, model, u.requests, u.prompt, u.completion],
+        );
+      }
     });
   }
 
   async ping(): Promise<void> {
     await query(this.#pool, 'SELECT 1');
+  }
+
+  async usage(filter: UsageFilter): Promise<UsageRow[]> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (filter.user !== undefined) where.push(`s.user_sub = $${params.push(filter.user)}`);
+    if (filter.connection !== undefined) where.push(`s.connection = $${params.push(filter.connection)}`);
+    if (filter.since !== undefined) where.push(`s.started_at >= $${params.push(filter.since)}`);
+    const { rows } = await query<UsageSqlRow>(this.#pool, usageQuery(filter.by, where.length === 0 ? '' : `WHERE ${where.join(' AND ')}`, 'user_sub'), params);
+    return rows.map(usageRow);
   }
 
   async closeSession(id: string, seal: SessionSeal): Promise<void> {
@@ -218,8 +243,12 @@ export class PostgresStore implements Store {
     return this.#reviews.activeGrant(sub, connection, at);
   }
 
-  revokeGrant(id: string, at: number): Promise<Grant | undefined> {
-    return this.#reviews.revokeGrant(id, at);
+  getGrant(id: string): Promise<Grant | undefined> {
+    return this.#reviews.getGrant(id);
+  }
+
+  revokeGrant(id: string, at: number, revocation?: GrantRevocation): Promise<Grant | undefined> {
+    return this.#reviews.revokeGrant(id, at, revocation);
   }
 
   async acquireTunnelSlot(sub: string, replica: string, limit: number): Promise<string | undefined> {
@@ -240,7 +269,16 @@ export class PostgresStore implements Store {
   }
 
   async clearTunnelSlots(replica: string): Promise<number> {
-    return (await query(this.#pool, 'DELETE FROM tunnel_slots WHERE replica = $1', [replica])).rowCount ?? 0;
+    const tunnels = (await query(this.#pool, 'DELETE FROM tunnel_slots WHERE replica = $1', [replica])).rowCount ?? 0;
+    return tunnels + ((await query(this.#pool, 'DELETE FROM quota_slots WHERE replica = $1', [replica])).rowCount ?? 0);
+  }
+
+  acquireQuotaSlots(takes: readonly QuotaSlotTake[], replica: string): Promise<string[] | number> {
+    return this.#quotas.acquireSlots(takes, replica);
+  }
+
+  releaseQuotaSlots(slots: readonly string[]): Promise<void> {
+    return this.#quotas.releaseSlots(slots);
   }
 
   async replicasWithOpenState(): Promise<string[]> {
@@ -248,6 +286,7 @@ export class PostgresStore implements Store {
       `SELECT replica FROM sessions WHERE status = 'open'
        UNION SELECT replica FROM reviews WHERE status = 'pending' AND replica IS NOT NULL
        UNION SELECT replica FROM tunnel_slots
+       UNION SELECT replica FROM quota_slots
        ORDER BY 1`,
     );
     return rows.map((r) => r.replica);
@@ -308,6 +347,22 @@ export class PostgresStore implements Store {
 
   quotaCount(key: string, window: number): Promise<number> {
     return this.#quotas.count(key, window);
+  }
+
+  appendAuditEvents(entries: readonly AuditOutboxEntry[], max: number): Promise<number> {
+    return this.#auditOutbox.append(entries, max);
+  }
+
+  claimAuditBatch(sink: string, holder: string, at: number, leaseMs: number, limit: number): Promise<AuditOutboxRow[] | undefined> {
+    return this.#auditOutbox.claim(sink, holder, at, leaseMs, limit);
+  }
+
+  ackAuditEvents(sink: string, seqs: readonly number[]): Promise<void> {
+    return this.#auditOutbox.ack(sink, seqs);
+  }
+
+  auditOutboxDepth(sink?: string): Promise<number> {
+    return this.#auditOutbox.depth(sink);
   }
 
   close(): Promise<void> {

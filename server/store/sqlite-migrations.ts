@@ -149,4 +149,29 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
     PRIMARY KEY (key, window_start)
   ) STRICT;
   `,
+  // 7: quota slots, one row per call in flight under a `concurrent_streams` limit.
+  `
+  CREATE TABLE quota_slots (
+    id TEXT PRIMARY KEY,
+    key TEXT NOT NULL,
+    replica TEXT NOT NULL
+  ) STRICT;
+  CREATE INDEX quota_slots_by_key ON quota_slots (key);
+  CREATE INDEX quota_slots_by_replica ON quota_slots (replica);
+  `,
+  // 8: the audit outbox, one row per event and sink until the sink has it.
+  `
+  CREATE TABLE audit_outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    sink TEXT NOT NULL,
+    doc TEXT NOT NULL
+  ) STRICT;
+  CREATE INDEX audit_outbox_by_sink ON audit_outbox (sink, seq);
+  `,
+  // 9: each model's share of a session (exchanges answered, tokens), for usage by model.
+  `
+  ALTER TABLE session_models ADD COLUMN requests INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE session_models ADD COLUMN tokens_prompt INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE session_models ADD COLUMN tokens_completion INTEGER NOT NULL DEFAULT 0;
+  `,
 ];

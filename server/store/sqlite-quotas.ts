@@ -1,5 +1,6 @@
+import { randomUUID } from 'node:crypto';
 import type Database from 'better-sqlite3';
-import type { QuotaAdd, QuotaTake } from './store.js';
+import type { QuotaAdd, QuotaSlotTake, QuotaTake } from './store.js';
 
 /** Quota counters in SQLite: one writer at a time, so a take's read and write in one transaction cannot interleave. */
 export class SqliteQuotas {
@@ -8,6 +9,9 @@ export class SqliteQuotas {
   readonly #forget: Database.Statement<[string, number]>;
   readonly #read: Database.Statement<[string, number], { count: number }>;
   readonly #upsert: Database.Statement<[string, number, number, number]>;
+  readonly #slotsHeld: Database.Statement<[string], { n: number }>;
+  readonly #slotInsert: Database.Statement<[string, string, string]>;
+  readonly #slotDelete: Database.Statement<[string]>;
 
   constructor(db: Database.Database) {
     this.#db = db;
@@ -17,6 +21,29 @@ export class SqliteQuotas {
       `INSERT INTO quota_counters (key, window_start, expires_at, count) VALUES (?, ?, ?, ?)
        ON CONFLICT (key, window_start) DO UPDATE SET count = count + excluded.count`,
     );
+    this.#slotsHeld = db.prepare('SELECT count(*) AS n FROM quota_slots WHERE key = ?');
+    this.#slotInsert = db.prepare('INSERT INTO quota_slots (id, key, replica) VALUES (?, ?, ?)');
+    this.#slotDelete = db.prepare('DELETE FROM quota_slots WHERE id = ?');
+  }
+
+  acquireSlots(takes: readonly QuotaSlotTake[], replica: string): string[] | number {
+    const run = this.#db.transaction((): string[] | number => {
+      const refused = takes.findIndex((t) => this.#slotsHeld.get(t.key)!.n >= t.limit);
+      if (refused >= 0) return refused;
+      return takes.map((t) => {
+        const id = randomUUID();
+        this.#slotInsert.run(id, t.key, replica);
+        return id;
+      });
+    });
+    // IMMEDIATE, as for takes: no two processes count the same slots.
+    return run.immediate();
+  }
+
+  releaseSlots(ids: readonly string[]): void {
+    this.#db.transaction(() => {
+      for (const id of ids) this.#slotDelete.run(id);
+    })();
   }
 
   take(takes: readonly QuotaTake[], now: number): number | undefined {

@@ -3,7 +3,7 @@ import type { ReviewEvent, ReviewFeed } from '../approval/review-feed.js';
 import type { Grant, NewReview, Review, ReviewApproval } from '../approval/review.js';
 import { reviewLimit, reviewNotFound } from './review-errors.js';
 import { approvalOutcome, approvalStep, resendStep, resolutionStep, type ApprovalStep } from './review-steps.js';
-import type { ApprovalOutcome, GrantFilter, ResendClaim, ReviewFilter, ReviewLimits, ReviewResolution } from './store.js';
+import type { ApprovalOutcome, GrantFilter, GrantRevocation, ResendClaim, ReviewFilter, ReviewLimits, ReviewResolution } from './store.js';
 
 interface DocRow {
   doc: string;
@@ -30,6 +30,7 @@ export class SqliteReviews {
   readonly #activeGrant: Database.Statement<[string, string, number], DocRow>;
   readonly #grantInForce: Database.Statement<[string, number, number], DocRow>;
   readonly #endGrant: Database.Statement;
+  readonly #getGrant: Database.Statement<[string], DocRow>;
 
   constructor(db: Database.Database, feed: ReviewFeed) {
     this.#db = db;
@@ -49,6 +50,7 @@ export class SqliteReviews {
     this.#activeGrant = db.prepare('SELECT doc FROM grants WHERE sub = ? AND connection = ? AND expires_at > ? ORDER BY expires_at DESC LIMIT 1');
     this.#grantInForce = db.prepare('SELECT doc FROM grants WHERE id = ? AND created_at <= ? AND expires_at > ?');
     this.#endGrant = db.prepare('UPDATE grants SET expires_at = @expires_at, doc = @doc WHERE id = @id');
+    this.#getGrant = db.prepare('SELECT doc FROM grants WHERE id = ?');
   }
 
   async create(review: NewReview, limits: ReviewLimits): Promise<Review> {
@@ -156,16 +158,24 @@ export class SqliteReviews {
     return row === undefined ? undefined : (JSON.parse(row.doc) as Grant);
   }
 
-  async revokeGrant(id: string, at: number): Promise<Grant | undefined> {
-    return this.#db
-      .transaction((): Grant | undefined => {
+  async getGrant(id: string): Promise<Grant | undefined> {
+    const row = this.#getGrant.get(id);
+    return row === undefined ? undefined : (JSON.parse(row.doc) as Grant);
+  }
+
+  async revokeGrant(id: string, at: number, revocation: GrantRevocation = {}): Promise<Grant | undefined> {
+    const change = this.#db
+      .transaction((): { ended: Grant; event?: ReviewEvent } | undefined => {
         const row = this.#grantInForce.get(id, at, at);
         if (row === undefined) return undefined;
         const ended: Grant = { ...(JSON.parse(row.doc) as Grant), expiresAt: at };
         this.#endGrant.run({ id, expires_at: at, doc: JSON.stringify(ended) });
-        return ended;
+        const review = this.#read(ended.reviewId);
+        return { ended, event: review === undefined ? undefined : { type: 'grant.revoked', review, grant: ended, actor: revocation.by, reason: revocation.reason, at } };
       })
       .immediate();
+    if (change?.event !== undefined) await this.#publish(change.event);
+    return change?.ended;
   }
 
   #read(id: string): Review | undefined {

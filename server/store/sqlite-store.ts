@@ -7,13 +7,20 @@ import { importReviewsDb, LEGACY_REVIEWS_FILE } from './import-reviews-db.js';
 import { openPrivateDatabase } from './private-database.js';
 import { SQLITE_MIGRATIONS } from './sqlite-migrations.js';
 import { SqliteQuotas } from './sqlite-quotas.js';
+import { SqliteAuditOutbox } from './sqlite-audit-outbox.js';
 import { SqliteReviews } from './sqlite-reviews.js';
-import { decodeSessionCursor, sessionFromRow, sessionPage, sessionPageLimit, type SessionColumns } from './store-rows.js';
+import { decodeSessionCursor, sessionFromRow, sessionPage, sessionPageLimit, usageQuery, usageRow, type SessionColumns, type UsageSqlRow } from './store-rows.js';
 import type {
   ApprovalOutcome,
+  AuditOutboxEntry,
+  AuditOutboxRow,
   GrantFilter,
+  GrantRevocation,
   NewSession,
   QuotaAdd,
+  UsageFilter,
+  UsageRow,
+  QuotaSlotTake,
   QuotaTake,
   ResendClaim,
   ReviewFilter,
@@ -66,9 +73,11 @@ export class SqliteStore implements Store {
   readonly #db: Database.Database;
   readonly #reviews: SqliteReviews;
   readonly #quotas: SqliteQuotas;
+  readonly #auditOutbox: SqliteAuditOutbox;
   readonly #insertSession: Database.Statement;
   readonly #progress: Database.Statement;
   readonly #addModel: Database.Statement;
+  readonly #addModelUsage: Database.Statement<[number, number, number, string, string]>;
   readonly #seal: Database.Statement;
 
   /** Opens (creating if needed) and migrates the database. */
@@ -90,6 +99,7 @@ export class SqliteStore implements Store {
     this.feed = options.feed ?? createLocalReviewFeed();
     this.#reviews = new SqliteReviews(this.#db, this.feed);
     this.#quotas = new SqliteQuotas(this.#db);
+    this.#auditOutbox = new SqliteAuditOutbox(this.#db);
     this.#insertSession = this.#db.prepare(
       `INSERT INTO sessions (id, user, email, groups, client_id, connection, via, reason, client_address, cli_version,
         resend_of, started_at, file, key_id, replica, status)
@@ -106,6 +116,9 @@ export class SqliteStore implements Store {
     this.#addModel = this.#db.prepare(
       `INSERT OR IGNORE INTO session_models (session_id, model, position)
        SELECT @id, @model, (SELECT count(*) FROM session_models WHERE session_id = @id) WHERE EXISTS (SELECT 1 FROM sessions WHERE id = @id)`,
+    );
+    this.#addModelUsage = this.#db.prepare(
+      'UPDATE session_models SET requests = requests + ?, tokens_prompt = tokens_prompt + ?, tokens_completion = tokens_completion + ? WHERE session_id = ? AND model = ?',
     );
     this.#seal = this.#db.prepare(
       `UPDATE sessions SET status = @status, ended_at = @ended_at, records = coalesce(@records, records),
@@ -157,7 +170,18 @@ export class SqliteStore implements Store {
         last_status: p.lastStatus ?? null,
       });
       for (const model of p.models ?? []) this.#addModel.run({ id, model });
+      for (const [model, u] of Object.entries(p.modelUsage ?? {})) this.#addModelUsage.run(u.requests, u.prompt, u.completion, id, model);
     })();
+  }
+
+  async usage(filter: UsageFilter): Promise<UsageRow[]> {
+    const where: string[] = [];
+    const params: Record<string, unknown> = {};
+    if (filter.user !== undefined) (where.push('s.user = @user'), (params.user = filter.user));
+    if (filter.connection !== undefined) (where.push('s.connection = @connection'), (params.connection = filter.connection));
+    if (filter.since !== undefined) (where.push('s.started_at >= @since'), (params.since = filter.since));
+    const sql = usageQuery(filter.by, where.length === 0 ? '' : `WHERE ${where.join(' AND ')}`, 'user');
+    return (this.#db.prepare(sql).all(params) as UsageSqlRow[]).map(usageRow);
   }
 
   async closeSession(id: string, seal: SessionSeal): Promise<void> {
@@ -255,8 +279,12 @@ export class SqliteStore implements Store {
     return this.#reviews.activeGrant(sub, connection, at);
   }
 
-  revokeGrant(id: string, at: number): Promise<Grant | undefined> {
-    return this.#reviews.revokeGrant(id, at);
+  getGrant(id: string): Promise<Grant | undefined> {
+    return this.#reviews.getGrant(id);
+  }
+
+  revokeGrant(id: string, at: number, revocation?: GrantRevocation): Promise<Grant | undefined> {
+    return this.#reviews.revokeGrant(id, at, revocation);
   }
 
   async acquireTunnelSlot(sub: string, replica: string, limit: number): Promise<string | undefined> {
@@ -276,7 +304,20 @@ export class SqliteStore implements Store {
   }
 
   async clearTunnelSlots(replica: string): Promise<number> {
-    return this.#db.prepare('DELETE FROM tunnel_slots WHERE replica = ?').run(replica).changes;
+    const clear = this.#db.transaction(
+      () =>
+        this.#db.prepare('DELETE FROM tunnel_slots WHERE replica = ?').run(replica).changes +
+        this.#db.prepare('DELETE FROM quota_slots WHERE replica = ?').run(replica).changes,
+    );
+    return clear();
+  }
+
+  async acquireQuotaSlots(takes: readonly QuotaSlotTake[], replica: string): Promise<string[] | number> {
+    return this.#quotas.acquireSlots(takes, replica);
+  }
+
+  async releaseQuotaSlots(slots: readonly string[]): Promise<void> {
+    this.#quotas.releaseSlots(slots);
   }
 
   async replicasWithOpenState(): Promise<string[]> {
@@ -285,6 +326,7 @@ export class SqliteStore implements Store {
         `SELECT replica FROM sessions WHERE status = 'open'
          UNION SELECT replica FROM reviews WHERE status = 'pending' AND replica IS NOT NULL
          UNION SELECT replica FROM tunnel_slots
+         UNION SELECT replica FROM quota_slots
          ORDER BY 1`,
       )
       .all() as { replica: string }[];
@@ -348,6 +390,22 @@ export class SqliteStore implements Store {
 
   async quotaCount(key: string, window: number): Promise<number> {
     return this.#quotas.count(key, window);
+  }
+
+  async appendAuditEvents(entries: readonly AuditOutboxEntry[], max: number): Promise<number> {
+    return this.#auditOutbox.append(entries, max);
+  }
+
+  async claimAuditBatch(sink: string, holder: string, at: number, leaseMs: number, limit: number): Promise<AuditOutboxRow[] | undefined> {
+    return this.#auditOutbox.claim(sink, holder, at, leaseMs, limit);
+  }
+
+  async ackAuditEvents(sink: string, seqs: readonly number[]): Promise<void> {
+    this.#auditOutbox.ack(sink, seqs);
+  }
+
+  async auditOutboxDepth(sink?: string): Promise<number> {
+    return this.#auditOutbox.depth(sink);
   }
 
   async ping(): Promise<void> {

@@ -1,5 +1,5 @@
 import { newGrantId, type Grant, type Review, type ReviewApproval } from '../approval/review.js';
-import type { SessionInfo, SessionStatus, SessionVia } from './store.js';
+import type { SessionInfo, SessionStatus, SessionVia, UsageFilter, UsageRow } from './store.js';
 
 /** Sessions a page holds when the caller names no limit. */
 export const DEFAULT_SESSION_PAGE = 50;
@@ -131,4 +131,32 @@ export function grantOnApproval(review: Review, approvals: readonly ReviewApprov
     createdAt: at,
     expiresAt: at + durationMs,
   };
+}
+
+/** A row of the usage query, as either backend returns it (Postgres sums are strings). */
+export interface UsageSqlRow {
+  readonly key: string;
+  readonly sessions: number | string;
+  readonly requests: number | string | null;
+  readonly input_tokens: number | string | null;
+  readonly output_tokens: number | string | null;
+}
+
+/**
+ * The usage query of both backends, grouped as `by` asks; `where` filters the sessions (alias `s`), and
+ * `userColumn` is the sessions' user column (named differently in the two schemas).
+ */
+export function usageQuery(by: UsageFilter['by'], where: string, userColumn: string): string {
+  if (by === 'model') {
+    return `SELECT m.model AS key, count(*) AS sessions, sum(m.requests) AS requests, sum(m.tokens_prompt) AS input_tokens, sum(m.tokens_completion) AS output_tokens
+      FROM session_models m JOIN sessions s ON s.id = m.session_id ${where} GROUP BY m.model ORDER BY m.model`;
+  }
+  const column = by === 'user' ? `s.${userColumn}` : 's.connection';
+  return `SELECT ${column} AS key, count(*) AS sessions, sum(s.requests) AS requests, sum(s.tokens_prompt) AS input_tokens, sum(s.tokens_completion) AS output_tokens
+    FROM sessions s ${where} GROUP BY ${column} ORDER BY ${column}`;
+}
+
+/** One usage row in the store's shape. */
+export function usageRow(r: UsageSqlRow): UsageRow {
+  return { key: r.key, sessions: Number(r.sessions), requests: Number(r.requests ?? 0), inputTokens: Number(r.input_tokens ?? 0), outputTokens: Number(r.output_tokens ?? 0) };
 }

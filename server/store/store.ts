@@ -77,11 +77,20 @@ export interface SessionInfo extends NewSession {
   readonly lastStatus: number;
 }
 
+/** One model's share of a session: the exchanges it answered and their tokens (what `sluice usage` sums). */
+export interface ModelUsage {
+  readonly requests: number;
+  readonly prompt: number;
+  readonly completion: number;
+}
+
 /** Increments and facts learned while a session runs; counters and tokens are added, models merged. */
 export interface SessionProgress {
   readonly counters?: Partial<SessionCounters>;
   readonly tokens?: Partial<TokenUsage>;
   readonly models?: readonly string[];
+  /** Added to each model's share, by model; every model named here is in `models` too. */
+  readonly modelUsage?: Readonly<Record<string, ModelUsage>>;
   readonly lastStatus?: number;
 }
 
@@ -110,6 +119,25 @@ export interface SessionFilter {
   readonly limit?: number;
   /** The `next` of the previous page. */
   readonly cursor?: string;
+}
+
+/** What `Store.usage` sums, and how it groups: by the sessions' user or connection, or by the model that answered. */
+export interface UsageFilter {
+  readonly user?: string;
+  readonly connection?: string;
+  /** Sessions started at or after this time. */
+  readonly since?: number;
+  readonly by: 'model' | 'user' | 'connection';
+}
+
+/** One group of `Store.usage`: requests and tokens summed over the sessions in it. */
+export interface UsageRow {
+  /** The model, user (`sub`) or connection. */
+  readonly key: string;
+  readonly sessions: number;
+  readonly requests: number;
+  readonly inputTokens: number;
+  readonly outputTokens: number;
 }
 
 /** A page of sessions, newest first; `next` is absent on the last page. */
@@ -158,6 +186,12 @@ export interface GrantFilter {
   readonly limit?: number;
 }
 
+/** Who ended a grant early, and why. */
+export interface GrantRevocation {
+  readonly by?: ReviewPerson;
+  readonly reason?: string;
+}
+
 /** How a pending review ends other than by approval. */
 export interface ReviewResolution {
   readonly status: 'rejected' | 'expired' | 'abandoned';
@@ -193,6 +227,11 @@ export interface Store {
   getSession(id: string): Promise<SessionInfo | undefined>;
   /** Newest first, filtered, paged. */
   listSessions(filter?: SessionFilter): Promise<SessionPage>;
+  /**
+   * Spend from the session index: requests and input/output tokens of the sessions that match, summed per
+   * user, connection or model (by model, only exchanges whose answer named one), sorted by key.
+   */
+  usage(filter: UsageFilter): Promise<UsageRow[]>;
   /** Marks every `open` session of `replica` interrupted (after a crash), in one transaction; returns their ids. */
   interruptOpenSessions(replica: string, endedAt: number): Promise<string[]>;
   /** Sealed sessions started before `before`, oldest first, at most `limit`. */
@@ -245,12 +284,14 @@ export interface Store {
   listGrants(filter?: GrantFilter): Promise<Grant[]>;
   /** The grant of `sub` on `connection` that lasts longest beyond `at`, if any. */
   activeGrant(sub: string, connection: string, at: number): Promise<Grant | undefined>;
+  getGrant(id: string): Promise<Grant | undefined>;
   /**
    * Ends a grant at `at` (its `expiresAt` becomes `at`) in one transaction: only a grant still in force at
-   * `at` changes. Resolves to the ended grant, or undefined when it is unknown or already over. Tunnels the
-   * grant let in learn of it at their next check of the grant (grant-gate.ts).
+   * `at` changes. Resolves to the ended grant, or undefined when it is unknown or already over. Publishes
+   * `grant.revoked` (with `revocation`'s actor and reason) as part of the change, so the gateways holding
+   * tunnels the grant let in close them at once rather than at the grant's old end (grant-gate.ts).
    */
-  revokeGrant(id: string, at: number): Promise<Grant | undefined>;
+  revokeGrant(id: string, at: number, revocation?: GrantRevocation): Promise<Grant | undefined>;
 
   /**
    * Takes one of `sub`'s places under `tunnel.max_per_user` for a tunnel on `replica`: a create at a limit,
@@ -261,12 +302,25 @@ export interface Store {
   acquireTunnelSlot(sub: string, replica: string, limit: number): Promise<string | undefined>;
   /** Gives a slot back; a no-op when it is already gone. */
   releaseTunnelSlot(slot: string): Promise<void>;
-  /** Removes every slot of `replica` (it stopped without closing its tunnels); resolves to how many. */
+  /**
+   * Removes every slot of `replica`, tunnel places and quota slots alike (it stopped without closing its
+   * tunnels or ending its calls); resolves to how many.
+   */
   clearTunnelSlots(replica: string): Promise<number>;
+  /**
+   * Takes one slot under each quota's `concurrent_streams` for a call on `replica`, all or none: counting
+   * each key's slots on every replica and inserting is one transaction (Postgres: serialized per key), so of
+   * N takes racing exactly `limit` minus those held succeed. Resolves to the slots' ids, or to the index of
+   * the first take whose key already holds `limit` (nothing is taken then). Freed by `releaseQuotaSlots`,
+   * or with the replica's other slots by `clearTunnelSlots`.
+   */
+  acquireQuotaSlots(takes: readonly QuotaSlotTake[], replica: string): Promise<string[] | number>;
+  /** Gives quota slots back; ids already gone are ignored. */
+  releaseQuotaSlots(slots: readonly string[]): Promise<void>;
 
   /**
    * The replicas that own open state, sorted by id: an `open` session, a pending review whose caller they
-   * hold (`NewReview.replica`), or a tunnel slot. What a replica that died leaves for the others to sweep.
+   * hold (`NewReview.replica`), or a tunnel or quota slot. What a replica that died leaves for the others to sweep.
    */
   replicasWithOpenState(): Promise<string[]>;
 
@@ -309,6 +363,24 @@ export interface Store {
   quotaCount(key: string, window: number): Promise<number>;
 
   /**
+   * Appends audit events to the outbox, one row per sink that takes them, in one transaction and in the
+   * given order; then, past `max` rows in all, removes the oldest rows (whatever their sink) in the same
+   * transaction. Resolves to how many rows it removed: events some sink will never receive.
+   */
+  appendAuditEvents(entries: readonly AuditOutboxEntry[], max: number): Promise<number>;
+  /**
+   * Takes or renews the lease of `sink` for `holder` until `at + leaseMs` (as `acquireLease`, under the name
+   * `audit-sink:<sink>`) and reads the sink's oldest `limit` rows, in one transaction: of replicas claiming
+   * at once exactly one gets rows, so no two send one batch at the same time. Undefined when another holder
+   * has the lease; rows in append order otherwise (none when the sink is caught up).
+   */
+  claimAuditBatch(sink: string, holder: string, at: number, leaseMs: number, limit: number): Promise<AuditOutboxRow[] | undefined>;
+  /** Removes delivered rows of `sink`; rows already gone (dropped at the cap) are ignored. */
+  ackAuditEvents(sink: string, seqs: readonly number[]): Promise<void>;
+  /** Rows waiting in the outbox for `sink`, or for every sink when it is absent. */
+  auditOutboxDepth(sink?: string): Promise<number>;
+
+  /**
    * Resolves when the backend answers a trivial statement now; rejects (ERR_STORE_UNAVAILABLE for a
    * database that cannot be reached) otherwise. What `/readyz` asks, so a load balancer stops sending new
    * sessions to a replica whose database is gone, and sends them again once it is back.
@@ -316,6 +388,19 @@ export interface Store {
   ping(): Promise<void>;
 
   close(): Promise<void>;
+}
+
+/** One audit event bound for one sink (see `Store.appendAuditEvents`). */
+export interface AuditOutboxEntry {
+  /** The sink's name (`audit.sinks[].name`). */
+  readonly sink: string;
+  /** The event as its sink receives it: one JSON document. */
+  readonly doc: string;
+}
+
+/** An outbox row as a sink's claim reads it; `seq` grows with every append, across replicas. */
+export interface AuditOutboxRow extends AuditOutboxEntry {
+  readonly seq: number;
 }
 
 /** One windowed counter a quota takes from (see `Store.takeQuotas`). */
@@ -329,6 +414,13 @@ export interface QuotaTake {
   readonly limit: number;
   /** What the take adds when every take fits; 0 only checks that some of the budget is left. */
   readonly add: number;
+}
+
+/** One slot a call takes under a quota's `concurrent_streams` (see `Store.acquireQuotaSlots`). */
+export interface QuotaSlotTake {
+  /** Names the rule and whose calls it counts. */
+  readonly key: string;
+  readonly limit: number;
 }
 
 /** An amount added to a windowed counter (see `Store.addQuotaUsage`). */

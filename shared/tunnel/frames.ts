@@ -61,8 +61,10 @@ export interface FrameLimits {
   maxMetadata?: number;
 }
 
-// fatal: invalid UTF-8 is malformed input, not something to paper over with U+FFFD
-const utf8 = new TextDecoder('utf-8', { fatal: true });
+// fatal: invalid UTF-8 is malformed input, not something to paper over with U+FFFD. ignoreBOM: a leading
+// U+FEFF is a character of the payload like any other; stripped, a RESET reason would not round-trip and
+// OPEN metadata would be JSON only after the decoder had edited it.
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
 
 function malformed(message: string): SluiceError {
   return new SluiceError('ERR_TUNNEL_PROTOCOL', { message: `Malformed tunnel frame: ${message}` });

@@ -54,4 +54,40 @@ export function describeQuotaConformance(openStores: OpenStores): void {
       expect(await peer.quotaCount('rpm|all', W0)).toBe(limit);
     });
   });
+
+  describe('quota slots', () => {
+    it('takes a slot under every key or none, counting every replica; gives slots back', async () => {
+      const { store, peer } = await openStores();
+      const alice = { key: 'streams|user:alice', limit: 2 };
+      const all = { key: 'streams|all', limit: 10 };
+      const first = await store.acquireQuotaSlots([alice, all], 'r1');
+      const second = await peer.acquireQuotaSlots([alice, all], 'r2');
+      expect(first).toHaveLength(2);
+      expect(second).toHaveLength(2);
+      // alice holds her two (one per replica): the next names her key and takes nothing under the other
+      expect(await store.acquireQuotaSlots([all, alice], 'r1')).toBe(1);
+      expect(await store.acquireQuotaSlots([{ ...all, limit: 2 }], 'r1')).toBe(0);
+      await peer.releaseQuotaSlots(first as string[]);
+      // released, and releasing again is a no-op
+      await store.releaseQuotaSlots(first as string[]);
+      expect(await store.acquireQuotaSlots([alice], 'r1')).toHaveLength(1);
+      expect(await store.acquireQuotaSlots([alice], 'r1')).toBe(0);
+    });
+
+    it('lets exactly the limit through when takes race across two replicas; a dead replica\'s slots are cleared with its tunnels\'', async () => {
+      const { store, peer } = await openStores();
+      const limit = 5;
+      const results = await Promise.all(
+        Array.from({ length: 16 }, (_, i) => (i % 2 === 0 ? store : peer).acquireQuotaSlots([{ key: 'streams|group:ml', limit }], i % 2 === 0 ? 'r1' : 'r2')),
+      );
+      expect(results.filter((r) => Array.isArray(r))).toHaveLength(limit);
+      expect(results.filter((r) => r === 0)).toHaveLength(16 - limit);
+      const onR1 = results.filter((r, i) => Array.isArray(r) && i % 2 === 0).length;
+      expect(await store.replicasWithOpenState()).toEqual(onR1 === limit ? ['r1'] : onR1 === 0 ? ['r2'] : ['r1', 'r2']);
+      // the sweep of a replica that died frees its calls' slots
+      expect(await peer.clearTunnelSlots('r1')).toBe(onR1);
+      expect(await store.acquireQuotaSlots(Array.from({ length: onR1 }, () => ({ key: 'streams|group:ml', limit })), 'r2')).toHaveLength(onR1);
+      expect(await store.acquireQuotaSlots([{ key: 'streams|group:ml', limit }], 'r2')).toBe(0);
+    });
+  });
 }

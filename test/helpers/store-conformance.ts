@@ -8,6 +8,7 @@
 import { describe, expect, it, onTestFinished } from 'vitest';
 import type { NewSession, Store } from '../../server/store/store.js';
 import { describeQuotaConformance } from './store-conformance-quotas.js';
+import { describeAuditOutboxConformance } from './store-conformance-outbox.js';
 import { accessRequest, describeReviewConformance, heldRequest, ROOMY, T0 } from './store-conformance-reviews.js';
 
 /** A fresh, empty store and how to dispose of it. */
@@ -262,5 +263,6 @@ export function describeStoreConformance(name: string, factory: () => Promise<St
 
     describeReviewConformance(openStores);
     describeQuotaConformance(openStores);
+    describeAuditOutboxConformance(openStores);
   });
 }

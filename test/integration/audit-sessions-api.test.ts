@@ -75,7 +75,7 @@ beforeAll(async () => {
     model: { chunks: 6, chunkDelayMs: 15 },
     connections: ({ model }) => [
       modelConnection(model, { allow_groups: ['ml-eng', 'ml-leads'], record: { request_body: 'raw', response_body: 'raw' } }),
-      modelConnection(model, { name: 'llm2' }),
+      modelConnection(model, { name: 'llm2', record: { request_body: 'none', response_body: 'none' } }),
     ],
     config: { roles: { auditor: ['security'], admin: ['platform'], reviewer: ['ml-leads'] }, storage: { proxy_session_idle: '700ms' } },
   });
@@ -287,12 +287,12 @@ describe('GET /v1/sessions/:id/export', () => {
     expect(streamed!.response.content.text).toContain('[DONE]');
   });
 
-  it('format=har of a session recorded with masked bodies says the bodies were not recorded', async () => {
+  it('format=har of a session recorded without bodies says the bodies were not recorded, and why', async () => {
     const har = (await (await get(`/v1/sessions/${aliceLlm2.id}/export?format=har`, 'carol')).json()) as { log: { entries: Record<string, any>[] } };
     expect(har.log.entries).toHaveLength(1);
     expect(har.log.entries[0]!.response.content.text).toBeUndefined();
-    expect(har.log.entries[0]!.response.content.comment).toBe('body not recorded (record: masked)');
-    expect(har.log.entries[0]!.request.postData).toEqual({ mimeType: 'application/json', text: '', comment: 'body not recorded (record: masked)' });
+    expect(har.log.entries[0]!.response.content.comment).toBe('body not recorded: record.response_body is none');
+    expect(har.log.entries[0]!.request.postData).toEqual({ mimeType: 'application/json', text: '', comment: 'body not recorded: record.request_body is none' });
   });
 
   it('format=asciicast is asciicast v2 of the first streamed answer, each text chunk at its recorded offset', async () => {

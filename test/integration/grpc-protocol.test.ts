@@ -14,6 +14,9 @@ import { createExchangeHandler, type ExchangeHandlerOptions } from '../../server
 import { createGrpcProtocol } from '../../server/protocols/grpc.js';
 import { recordedEvents, type RecordedEvent, type RecordedEventsOptions } from '../helpers/recorded-events.js';
 import { validateConfig } from '../../server/config/load.js';
+import { loadMaskingProfiles } from '../../server/masking/load-profiles.js';
+import { createMaskingStage } from '../../server/masking/masking-stage.js';
+import { maskingProfileSchema } from '../../server/masking/profile-schema.js';
 import { InferenceClient, inferRequest, kserveClient, startKserveModel, streamInfer, unary, type InferRequest } from '../helpers/kserve-model.js';
 
 const alice: Principal = { sub: 'alice', groups: ['ml-eng'], roles: [], expiresAt: 4_000_000_000, issuer: 'https://idp.test' };
@@ -156,14 +159,18 @@ describe('grpc protocol refusals', () => {
     expect(answer.code).toBe(grpc.status.OK);
   });
 
-  it('refuses a call whose policy asks for masking, which grpc connections cannot do; nothing is forwarded', async () => {
+  it("masks the answer of a call whose policy asks for a profile (mask:), on a connection without profiles of its own", async () => {
     const m = await startKserveModel();
     onTestFinished(() => m.close());
-    const { client, events } = await gateway(`grpc://${m.address}`, { stages: { policy: { decide: async () => ({ action: 'allow', rule: 'mask-pii', mask: ['pii'] }) } } });
+    const profiles = await loadMaskingProfiles({ masking_profiles: { pii: maskingProfileSchema.parse({ detectors: ['email'] }) }, masking: {} });
+    const { client } = await gateway(`grpc://${m.address}`, {
+      stages: { masking: createMaskingStage({ profiles }), policy: { decide: async () => ({ action: 'allow', rule: 'mask-pii', mask: ['pii'] }) } },
+    });
     const answer = await unary(client, 'ModelInfer', inferRequest('llama', 'alice@example.com'));
-    expect(answer).toMatchObject({ ok: false, code: grpc.status.INTERNAL, details: expect.stringContaining('cannot do') });
-    expect(m.calls).toHaveLength(0);
-    expect(events.find((e) => e.type === 'exchange.error')).toMatchObject({ code: 'ERR_MASKING_BLOCKED' });
+    expect(answer).toMatchObject({ ok: true });
+    const outputs = (answer as unknown as { response: { outputs: { contents: { bytes_contents: Buffer[] } }[] } }).response.outputs;
+    expect(outputs[0]!.contents.bytes_contents.map(String)).toEqual(['[EMAIL]']);
+    expect(m.calls).toHaveLength(1);
   });
 
   for (const readsBody of [false, true]) {
@@ -191,18 +198,24 @@ describe('grpc protocol refusals', () => {
 });
 
 describe('grpc connection configuration', () => {
-  it('refuses masking profiles on a grpc connection at load, naming the connection', () => {
-    const raw = {
-      identity: { issuer: 'https://idp.example', audience: 'urn:sluice:gateway', cli_client_id: 'cli' },
-      masking_profiles: { pii: { detectors: ['email'] } },
-      connections: [{ name: 'triton', type: 'grpc', upstream: 'grpc://127.0.0.1:9', allow_groups: ['g'], masking: ['pii'] }],
-    };
+  const raw = (connection: Record<string, unknown>) => ({
+    identity: { issuer: 'https://idp.example', audience: 'urn:sluice:gateway', cli_client_id: 'cli' },
+    masking_profiles: { pii: { detectors: ['email'] } },
+    connections: [{ name: 'triton', type: 'grpc', upstream: 'grpc://127.0.0.1:9', allow_groups: ['g'], ...connection }],
+  });
+
+  it('accepts masking profiles and unknown_methods on a grpc connection', () => {
+    const config = validateConfig(raw({ masking: ['pii'], unknown_methods: 'pass' }));
+    expect(config.connections[0]).toMatchObject({ masking: ['pii'], unknown_methods: 'pass' });
+  });
+
+  it('refuses an unknown_methods value other than refuse or pass, naming the key', () => {
     let problems: string[] = [];
     try {
-      validateConfig(raw);
+      validateConfig(raw({ unknown_methods: 'mask' }));
     } catch (err) {
       problems = ((err as { details?: { problems?: string[] } }).details?.problems ?? []) as string[];
     }
-    expect(problems).toEqual([expect.stringMatching(/^connections\[0\]\.masking: grpc connection "triton" cannot mask/)]);
+    expect(problems).toEqual([expect.stringMatching(/^connections\[0\]\.unknown_methods/)]);
   });
 });

@@ -18,7 +18,7 @@ import type { RunningModelServer } from '../../server/demo/model-server.js';
 import type { RecordedEvent } from '../../server/recording/event-types.js';
 import { nodeRecordingIo, type RecordingFile, type RecordingIo } from '../../server/recording/file-io.js';
 import { keyRingFromSettings } from '../../server/recording/key-ring.js';
-import { gatewayFixture, modelConnection, type TestGateway } from '../helpers/gateway.js';
+import { gatewayFixture, modelConnection, UPSTREAM_API_KEY, type TestGateway } from '../helpers/gateway.js';
 import { signToken, type TestIdp } from '../helpers/oidc.js';
 import { readStoredSession, verifyStoredSession } from '../helpers/stored-sessions.js';
 
@@ -187,10 +187,32 @@ describe('recording through the direct proxy', () => {
     expect(verdict).toMatchObject({ ok: true, status: 'intact', records: events.length, problems: [] });
   });
 
-  it('keeps only sizes, times and a SHA-256 of bodies under the default `masked` setting (until masking reports)', async () => {
+  it('keeps bodies as sent under the default `masked` setting on a connection without masking profiles, and the injected key out of the answer', async () => {
     const gw = await startGateway();
     const client = openai(gw);
     const stream = await client.chat.completions.create({ model: 'demo', stream: true, messages: [{ role: 'user', content: PROMPT }] });
+    let received = '';
+    for await (const chunk of stream) received += chunk.choices[0]?.delta?.content ?? '';
+    await gw.app.close();
+
+    const [session] = await gw.sessions();
+    const events = await eventsOf(gw, session!.file);
+    const request = events.find((e): e is RecordedEvent<'exchange.request'> => e.type === 'exchange.request')!;
+    expect(JSON.parse(request.payload!.toString())).toMatchObject({ model: 'demo', stream: true, messages: [{ role: 'user', content: PROMPT }] });
+    expect(request.fields.body).toMatchObject({ capture: 'raw' });
+    const down = Buffer.concat(events.filter((e) => e.type === 'exchange.chunk' && (e as RecordedEvent<'exchange.chunk'>).fields.dir === 'down').map((c) => c.payload!)).toString();
+    const text = [...down.matchAll(/^data: (\{.*\})$/gm)].map((m) => (JSON.parse(m[1]!) as { choices: { delta?: { content?: string } }[] }).choices[0]?.delta?.content ?? '').join('');
+    expect(text).toBe(received);
+    expect(down).not.toContain(UPSTREAM_API_KEY);
+    const end = events.find((e): e is RecordedEvent<'exchange.end'> => e.type === 'exchange.end')!;
+    expect(end.fields.model).toBe('demo');
+    // kept: its digest, if any, names no reason for an absence
+    expect(end.fields.response_body?.not_kept).toBeUndefined();
+  });
+
+  it('keeps only sizes, times and a SHA-256 under `none`, and says why the bodies are absent', async () => {
+    const gw = await startGateway({ record: { request_body: 'none', response_body: 'none' } });
+    const stream = await openai(gw).chat.completions.create({ model: 'demo', stream: true, messages: [{ role: 'user', content: PROMPT }] });
     for await (const _ of stream) void _;
     await gw.app.close();
 
@@ -198,13 +220,10 @@ describe('recording through the direct proxy', () => {
     const events = await eventsOf(gw, session!.file);
     const request = events.find((e): e is RecordedEvent<'exchange.request'> => e.type === 'exchange.request')!;
     expect(request.payload).toBeUndefined();
-    expect(request.fields.body).toMatchObject({ capture: 'digest', sha256: expect.stringMatching(/^[0-9a-f]{64}$/) });
-    const chunks = events.filter((e) => e.type === 'exchange.chunk');
-    expect(chunks.length).toBeGreaterThan(0);
-    expect(chunks.every((c) => c.payload === undefined)).toBe(true);
+    expect(request.fields.body).toMatchObject({ capture: 'digest', sha256: expect.stringMatching(/^[0-9a-f]{64}$/), not_kept: 'record.request_body is none' });
+    expect(events.some((e) => e.type === 'exchange.chunk')).toBe(false);
     const end = events.find((e): e is RecordedEvent<'exchange.end'> => e.type === 'exchange.end')!;
-    expect(end.fields.response_body).toEqual({ bytes: end.fields.bytes_down, sha256: expect.stringMatching(/^[0-9a-f]{64}$/) });
-    expect(end.fields.model).toBe('demo');
+    expect(end.fields.response_body).toEqual({ bytes: end.fields.bytes_down, sha256: expect.stringMatching(/^[0-9a-f]{64}$/), not_kept: 'record.response_body is none' });
   });
 
   it('groups calls per identity and connection; another user gets a session of their own, with a refusal recorded', async () => {

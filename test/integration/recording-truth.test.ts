@@ -243,7 +243,10 @@ describe('every view tells what the records say', () => {
     const [allowed, deniedX, rejectedX, , , , pathX, bigX] = truth as [Truth, Truth, Truth, Truth, Truth, Truth, Truth, Truth];
     // Digests name the bodies that were sent (never the SHA-256 of nothing), the same in request and end.
     expect(allowed.request_body).toEqual({ bytes: Buffer.byteLength(allowedBody), sha256: sha256(allowedBody) });
-    expect(ofType(records, 'exchange.request', allowed.id)!.fields.body).toMatchObject({ capture: 'digest', sha256: sha256(allowedBody) });
+    // kept as sent (no masking profile applies), and named by the same digest
+    const allowedRequest = ofType(records, 'exchange.request', allowed.id)!;
+    expect(allowedRequest.fields.body).toMatchObject({ capture: 'raw', sha256: sha256(allowedBody) });
+    expect(allowedRequest.payload?.toString()).toBe(allowedBody);
     expect(deniedX.request_body).toEqual({ bytes: Buffer.byteLength(deniedBody), sha256: sha256(deniedBody) });
     expect([deniedX.bytes_up, rejectedX.bytes_up]).toEqual([Buffer.byteLength(deniedBody), Buffer.byteLength(rejectedBody)]);
     expect(rejectedX.request_body).toEqual({ bytes: Buffer.byteLength(rejectedBody), sha256: sha256(rejectedBody) });

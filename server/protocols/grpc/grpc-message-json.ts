@@ -11,3 +11,8 @@ const JSON_FORM: protobuf.IConversionOptions = { longs: String, enums: String, b
 export function messageJson(type: protobuf.Type, payload: Uint8Array): Record<string, unknown> {
   return type.toObject(type.decode(payload), JSON_FORM);
 }
+
+/** A message already decoded (`type.decode`) as the same JSON. */
+export function decodedMessageJson(type: protobuf.Type, message: protobuf.Message): Record<string, unknown> {
+  return type.toObject(message, JSON_FORM);
+}

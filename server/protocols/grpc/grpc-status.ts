@@ -22,6 +22,9 @@ const BY_CODE: Partial<Record<ErrorCode, number>> = {
   // The response could not be made safe to send: a fault of the gateway's, not of a peer that is down.
   ERR_MASKING_BLOCKED: GRPC_STATUS.INTERNAL,
   ERR_REVIEW_ABANDONED: GRPC_STATUS.CANCELLED,
+  // Nobody decided in time: to a gRPC client that is a deadline, not a permission it lacks.
+  ERR_REVIEW_EXPIRED: GRPC_STATUS.DEADLINE_EXCEEDED,
+  ERR_GRPC_METHOD_UNKNOWN: GRPC_STATUS.UNIMPLEMENTED,
 };
 
 /**

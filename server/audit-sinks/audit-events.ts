@@ -1,0 +1,161 @@
+import type { AuditOutboxEntry } from '../store/store.js';
+import { newAuditEventId, type AuditEvent } from './audit-event.js';
+import { sinkTakes, type AuditEventKind, type AuditSinkConfig } from './audit-sinks-config.js';
+
+/** What the emitter writes to: the store's outbox. */
+export interface AuditOutboxWriter {
+  appendAuditEvents(entries: readonly AuditOutboxEntry[], max: number): Promise<number>;
+}
+
+/** Where the emitter reports; fastify's logger fits. */
+export interface AuditLog {
+  warn(obj: object, msg: string): void;
+}
+
+/** Options of {@link createAuditEvents}; defaults are resolved here. */
+export interface AuditEventsOptions {
+  readonly sinks: readonly AuditSinkConfig[];
+  /** Stamped on every event. */
+  readonly replica: string;
+  /** `audit.outbox_max`. */
+  readonly outboxMax: number;
+  /** Events waiting in memory for the outbox at most; past it the oldest is dropped. Default 10000. */
+  readonly maxQueued?: number;
+  /** How long an event waits in memory before its batch is written. Default 5 ms. */
+  readonly flushIntervalMs?: number;
+  /** Events written in one append at most. Default 1000. */
+  readonly maxBatch?: number;
+  readonly now?: () => number;
+  /** Told of events lost: cut from the outbox at its cap, or from the memory queue when it was full. */
+  readonly onDropped?: (count: number, where: 'outbox' | 'queue') => void;
+  /** Told after each append, so the local senders look at once. */
+  readonly onAppended?: () => void;
+  readonly log?: AuditLog;
+}
+
+/**
+ * The gateway's one audit emitter, passed to every place an audited thing happens. `emit` costs the data
+ * path one push to a bounded array: appending to the outbox happens off the hot path, every few
+ * milliseconds, in one transaction per batch. What a crash loses is what is in that array.
+ */
+export interface AuditEvents {
+  /** Whether any sink is configured; when not, `emit` does nothing. */
+  readonly enabled: boolean;
+  /** Queues one event; returns at once and never throws. */
+  emit(kind: AuditEventKind, fields?: { readonly session?: string; readonly [field: string]: unknown }): void;
+  /** Starts writing to the outbox; events emitted before (while storage opened) are written then. */
+  attach(outbox: AuditOutboxWriter): void;
+  /** Resolves when what was queued before the call is in the outbox (or the write failed). */
+  flush(): Promise<void>;
+  /** Writes what is queued and stops. */
+  close(): Promise<void>;
+}
+
+/** An emitter that takes nothing: the gateway without `audit.sinks`. */
+export const NO_AUDIT_EVENTS: AuditEvents = Object.freeze({
+  enabled: false,
+  emit: () => undefined,
+  attach: () => undefined,
+  flush: () => Promise.resolve(),
+  close: () => Promise.resolve(),
+});
+
+export function createAuditEvents(options: AuditEventsOptions): AuditEvents {
+  if (options.sinks.length === 0) return NO_AUDIT_EVENTS;
+  const maxQueued = options.maxQueued ?? 10_000;
+  const flushIntervalMs = options.flushIntervalMs ?? 5;
+  const maxBatch = options.maxBatch ?? 1000;
+  const now = options.now ?? Date.now;
+  const queue: AuditEvent[] = [];
+  let outbox: AuditOutboxWriter | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  let writing: Promise<void> | undefined;
+  let closed = false;
+  let failing = false;
+
+  const schedule = (): void => {
+    if (timer !== undefined || writing !== undefined || outbox === undefined || queue.length === 0) return;
+    timer = setTimeout(() => {
+      timer = undefined;
+      void write();
+    }, flushIntervalMs);
+    timer.unref();
+  };
+
+  async function writeBatch(target: AuditOutboxWriter): Promise<boolean> {
+    const batch = queue.slice(0, maxBatch);
+    const entries: AuditOutboxEntry[] = [];
+    for (const event of batch) {
+      const doc = JSON.stringify(event);
+      for (const sink of options.sinks) if (sinkTakes(sink.events, event.kind)) entries.push({ sink: sink.name, doc });
+    }
+    try {
+      const dropped = entries.length === 0 ? 0 : await target.appendAuditEvents(entries, options.outboxMax);
+      // Only now: an event leaves memory once it is in the outbox.
+      queue.splice(0, batch.length);
+      if (failing) options.log?.warn({ queued: queue.length }, 'audit events are written to the outbox again');
+      failing = false;
+      if (dropped > 0) {
+        options.onDropped?.(dropped, 'outbox');
+        options.log?.warn({ dropped, outbox_max: options.outboxMax }, 'audit outbox full: its oldest events were dropped');
+      }
+      if (entries.length > 0) options.onAppended?.();
+      return true;
+    } catch (err) {
+      if (!failing) options.log?.warn({ err: (err as Error).message, queued: queue.length }, 'audit events could not be written to the outbox; they wait in memory and are retried');
+      failing = true;
+      return false;
+    }
+  }
+
+  function write(): Promise<void> {
+    if (writing !== undefined) return writing;
+    const target = outbox;
+    if (target === undefined) return Promise.resolve();
+    writing = (async () => {
+      while (queue.length > 0) {
+        if (!(await writeBatch(target))) break;
+      }
+    })().finally(() => {
+      writing = undefined;
+      // A failed write is retried after a pause rather than at once, so a store that is away is not hammered.
+      if (queue.length > 0 && !closed) {
+        timer = setTimeout(() => {
+          timer = undefined;
+          void write();
+        }, failing ? 1000 : flushIntervalMs);
+        timer.unref();
+      }
+    });
+    return writing;
+  }
+
+  return {
+    enabled: true,
+    emit(kind, fields = {}) {
+      if (closed) return;
+      if (queue.length >= maxQueued) {
+        queue.shift();
+        options.onDropped?.(1, 'queue');
+      }
+      queue.push({ ...fields, id: newAuditEventId(), kind, at: now(), replica: options.replica });
+      schedule();
+    },
+    attach(target) {
+      outbox = target;
+      schedule();
+    },
+    async flush() {
+      if (writing !== undefined) await writing;
+      clearTimeout(timer);
+      timer = undefined;
+      await write();
+    },
+    async close() {
+      await this.flush();
+      closed = true;
+      clearTimeout(timer);
+      timer = undefined;
+    },
+  };
+}

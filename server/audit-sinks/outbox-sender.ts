@@ -1,0 +1,127 @@
+import type { Clock } from '../clock.js';
+import type { AuditOutboxRow } from '../store/store.js';
+import type { AuditEvent } from './audit-event.js';
+import { AuditDeliveryError, type AuditSink } from './audit-sink.js';
+import type { AuditLog } from './audit-events.js';
+import { retryDelay } from './retry-delay.js';
+
+/** What a sender needs of the store. */
+export interface AuditOutboxReader {
+  claimAuditBatch(sink: string, holder: string, at: number, leaseMs: number, limit: number): Promise<AuditOutboxRow[] | undefined>;
+  ackAuditEvents(sink: string, seqs: readonly number[]): Promise<void>;
+}
+
+/** Options of {@link startOutboxSender}; defaults are resolved here. */
+export interface OutboxSenderOptions {
+  /** The sink's name in the outbox. */
+  readonly name: string;
+  readonly sink: AuditSink;
+  readonly outbox: AuditOutboxReader;
+  /** This replica: the sink's lease holder while it sends. */
+  readonly holder: string;
+  readonly batch: number;
+  /** How long one delivery may take; the lease outlasts it threefold, so it never lapses mid-send. */
+  readonly timeoutMs: number;
+  readonly retryDelayMs: number;
+  readonly maxRetryDelayMs: number;
+  /** How often an idle sender looks for events other replicas appended. Default 1000 ms. */
+  readonly pollMs?: number;
+  /** What lease times are measured by. */
+  readonly clock: Clock;
+  readonly random?: () => number;
+  /** Told of every batch's outcome. */
+  readonly onResult?: (result: 'delivered' | 'failed', count: number) => void;
+  readonly log?: AuditLog;
+}
+
+/** One sink's sender: claims, sends, acks; retries with backoff; stops on `stop`. */
+export interface OutboxSender {
+  /** Looks for new events now rather than at the next poll (a local append; never cuts a retry's wait short). */
+  wake(): void;
+  stop(): Promise<void>;
+}
+
+/**
+ * Sends one sink's events from the outbox, oldest first, one batch at a time: at least once (a batch is
+ * acked only after the sink has it, so a crash between the two sends it again) and in outbox order (a
+ * failed batch is retried whole before anything after it). Each claim renews the sink's lease, so while
+ * one replica sends, the others wait.
+ */
+export function startOutboxSender(options: OutboxSenderOptions): OutboxSender {
+  const pollMs = options.pollMs ?? 1000;
+  const leaseMs = Math.max(30_000, options.timeoutMs * 3);
+  const random = options.random ?? Math.random;
+  let stopped = false;
+  let attempt = 0;
+  let timer: NodeJS.Timeout | undefined;
+  let wakeable = false;
+  let resume: (() => void) | undefined;
+
+  const pause = (ms: number, canWake: boolean): Promise<void> =>
+    new Promise<void>((resolve) => {
+      wakeable = canWake;
+      resume = resolve;
+      timer = setTimeout(resolve, ms);
+    }).then(() => {
+      clearTimeout(timer);
+      timer = undefined;
+      resume = undefined;
+      wakeable = false;
+    });
+
+  /** One claim and send; resolves to how long to wait before the next, and whether a local append may cut it short. */
+  async function step(): Promise<[number, boolean]> {
+    let rows: AuditOutboxRow[] | undefined;
+    try {
+      rows = await options.outbox.claimAuditBatch(options.name, options.holder, options.clock.now(), leaseMs, options.batch);
+    } catch (err) {
+      options.log?.warn({ sink: options.name, err: (err as Error).message }, 'the audit outbox cannot be read');
+      return [pollMs, false];
+    }
+    if (rows === undefined || rows.length === 0) return [pollMs, true];
+    const events = rows.map((r) => JSON.parse(r.doc) as AuditEvent);
+    try {
+      await options.sink.send(events);
+    } catch (err) {
+      attempt++;
+      options.onResult?.('failed', rows.length);
+      const detail = err instanceof AuditDeliveryError ? err.detail : (err as Error).message;
+      const wait = retryDelay(attempt, options.retryDelayMs, options.maxRetryDelayMs, random);
+      // The first failure and then every tenth: a sink down for hours must not flood the log.
+      if (attempt === 1 || attempt % 10 === 0) options.log?.warn({ sink: options.name, failure: detail, attempt, retry_in_ms: wait }, 'audit events could not be delivered; retrying');
+      return [wait, false];
+    }
+    if (attempt > 0) options.log?.warn({ sink: options.name, attempts: attempt + 1 }, 'audit events are delivered again');
+    attempt = 0;
+    options.onResult?.('delivered', rows.length);
+    try {
+      await options.outbox.ackAuditEvents(options.name, rows.map((r) => r.seq));
+    } catch (err) {
+      // Sent but not acked: the batch goes again (at least once), after the store is back.
+      options.log?.warn({ sink: options.name, err: (err as Error).message }, 'delivered audit events could not be marked delivered; they will be sent again');
+      return [pollMs, false];
+    }
+    return [0, false];
+  }
+
+  const running = (async () => {
+    while (!stopped) {
+      const [wait, canWake] = await step();
+      if (stopped) break;
+      if (wait > 0) await pause(wait, canWake);
+      else await new Promise((r) => setImmediate(r));
+    }
+  })();
+
+  return {
+    wake() {
+      if (wakeable) resume?.();
+    },
+    async stop() {
+      stopped = true;
+      resume?.();
+      await running;
+      await options.sink.close();
+    },
+  };
+}

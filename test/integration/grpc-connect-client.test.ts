@@ -1,0 +1,107 @@
+/**
+ * A second gRPC client implementation through the tunnel: @connectrpc/connect-node in gRPC mode, its
+ * service description built at run time from the gateway's own kserve-v2 descriptors (no generated code).
+ * Answers equal the model's own, and masking applies to what it receives as to grpc-js.
+ */
+import { createRequire } from 'node:module';
+import { createFileRegistry, fromBinary } from '@bufbuild/protobuf';
+import { FileDescriptorSetSchema } from '@bufbuild/protobuf/wkt';
+import { createClient, type Client } from '@connectrpc/connect';
+import { createGrpcTransport } from '@connectrpc/connect-node';
+import type { DescService } from '@bufbuild/protobuf';
+import protobuf from 'protobufjs';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { startLocalListener } from '../../cli/tunnel/local-listener.js';
+import { KSERVE_V2_PROTO } from '../../server/protocols/grpc/kserve-v2-proto.js';
+import { gatewayFixture, openClientMux } from '../helpers/gateway.js';
+import { startKserveModel } from '../helpers/kserve-model.js';
+
+const gateways = gatewayFixture();
+
+/** The KServe v2 service as connect-es describes it, from a descriptor set of the built-in .proto. */
+function kserveService(): DescService {
+  createRequire(import.meta.url)('protobufjs/ext/descriptor');
+  const root = protobuf.parse(KSERVE_V2_PROTO, new protobuf.Root(), { keepCase: true }).root;
+  // Resolved, the descriptor names each method's types fully (.inference.X), as connect-es needs.
+  root.resolveAll();
+  const set = (root as unknown as { toDescriptor(syntax: string): protobuf.Message }).toDescriptor('proto3');
+  // protobufjs writes a field's type as the .proto spells it (InferParameter); a descriptor set names it
+  // fully (.inference.InferParameter). The kserve-v2 types have distinct simple names, so each maps to one.
+  const fullNames = new Map<string, string>();
+  const collect = (ns: protobuf.NamespaceBase): void => {
+    for (const nested of ns.nestedArray) {
+      if (nested instanceof protobuf.Type || nested instanceof protobuf.Enum) fullNames.set(nested.name, nested.fullName);
+      if (nested instanceof protobuf.Namespace || nested instanceof protobuf.Type) collect(nested);
+    }
+  };
+  collect(root);
+  // A map's entry type (ParametersEntry) is nested in its message, which is where it is looked up first.
+  type MessageDescriptor = { name: string; field?: { typeName?: string }[]; nestedType?: MessageDescriptor[] };
+  const qualify = (message: MessageDescriptor, scope: string): void => {
+    const own = `${scope}.${message.name}`;
+    const nested = new Set((message.nestedType ?? []).map((n) => n.name));
+    for (const f of message.field ?? []) {
+      if (f.typeName === undefined || f.typeName === '' || f.typeName.startsWith('.')) continue;
+      f.typeName = nested.has(f.typeName) ? `${own}.${f.typeName}` : (fullNames.get(f.typeName) ?? f.typeName);
+    }
+    for (const n of message.nestedType ?? []) qualify(n, own);
+  };
+  for (const file of (set as unknown as { file: { package: string; messageType: MessageDescriptor[] }[] }).file) {
+    for (const m of file.messageType) qualify(m, `.${file.package}`);
+  }
+  const bytes = (set.constructor as unknown as { encode(m: unknown): protobuf.Writer }).encode(set).finish();
+  const registry = createFileRegistry(fromBinary(FileDescriptorSetSchema, bytes));
+  return registry.getService('inference.GRPCInferenceService')!;
+}
+
+async function connectClient(masking: string[]): Promise<Client<DescService>> {
+  const model = await startKserveModel({ tokens: ['mail ', 'jane.doe@exa', 'mple.com', ' soon'] });
+  onTestFinished(() => model.close());
+  const gw = await gateways.start({
+    connections: () => [{ name: 'triton', type: 'grpc', upstream: `grpc://${model.address}`, allow_groups: ['ml-eng'], masking }],
+    config: { masking_profiles: { pii: { detectors: ['email'] } } },
+  });
+  const tunnel = await openClientMux(gw.tunnelUrl('triton'), await gw.token('alice'));
+  onTestFinished(() => tunnel.mux.close(1000, 'done'));
+  const listener = await startLocalListener({
+    bind: '127.0.0.1',
+    port: 0,
+    traffic: { protocol: 'opaque' },
+    openStream: async (meta) => {
+      const stream = tunnel.mux.openStream(meta);
+      stream.on('error', () => undefined);
+      return stream;
+    },
+  });
+  onTestFinished(() => listener.close());
+  return createClient(kserveService(), createGrpcTransport({ baseUrl: `http://127.0.0.1:${listener.port}` }));
+}
+
+describe('a connect-node gRPC client through the tunnel', () => {
+  it('calls ModelInfer and gets the model answer, with BYTES masked', async () => {
+    const client = (await connectClient(['pii'])) as unknown as Record<string, (req: unknown) => Promise<Record<string, unknown>>>;
+    // connect-es names fields in lowerCamelCase (modelName for model_name).
+    const answer = (await client.modelInfer!({ modelName: 'llama', id: 'r1', inputs: [{ name: 'text_input', datatype: 'BYTES', shape: [1n], contents: { bytesContents: [Buffer.from('ask bob@example.org')] } }] })) as {
+      modelName: string;
+      outputs: { name: string; contents: { bytesContents: Uint8Array[]; fp32Contents: number[] } }[];
+    };
+    expect(answer.modelName).toBe('llama');
+    expect(Buffer.from(answer.outputs[0]!.contents.bytesContents[0]!).toString()).toBe('ASK [EMAIL]');
+    expect(answer.outputs[1]!.contents.fp32Contents).toEqual([0.5, 0.25, 0.125]);
+  });
+
+  it('streams ModelStreamInfer token by token, the split email masked', async () => {
+    const client = (await connectClient(['pii'])) as unknown as Record<string, (req: AsyncIterable<unknown>) => AsyncIterable<Record<string, unknown>>>;
+    async function* one(): AsyncIterable<unknown> {
+      yield { modelName: 'llama', inputs: [{ name: 'text_input', datatype: 'BYTES', shape: [1n], contents: { bytesContents: [Buffer.from('x')] } }] };
+    }
+    let text = '';
+    for await (const m of client.modelStreamInfer!(one())) {
+      const outputs = (m as { inferResponse: { outputs: { contents: { bytesContents: Uint8Array[] } }[] } }).inferResponse.outputs;
+      const token = Buffer.from(outputs[0]!.contents.bytesContents[0]!).toString();
+      expect(token).not.toMatch(/jane|exa|mple/);
+      text += token;
+    }
+    expect(text).toBe('mail [EMAIL] soon');
+  });
+});

@@ -1,0 +1,58 @@
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import type { AuditEvent } from '../../server/audit-sinks/audit-event.js';
+import { auditSinkSchema, auditSinkSettings, AUDIT_SINK_FIELDS } from '../../server/audit-sinks/audit-sinks-config.js';
+import { createFileSink } from '../../server/audit-sinks/file-sink.js';
+import { retryDelay } from '../../server/audit-sinks/retry-delay.js';
+import { syslogFrame } from '../../server/audit-sinks/syslog-frame.js';
+import { z } from 'zod';
+
+const event = (n: number): AuditEvent => ({ id: `aev_${String(n).padStart(32, '0')}`, kind: 'identity.failure', at: 1_700_000_000_000 + n, replica: 'r1', code: 'ERR_AUTH_REQUIRED', pad: 'x'.repeat(300) });
+
+describe('audit sinks config', () => {
+  const sinks = z.strictObject(AUDIT_SINK_FIELDS);
+  it('refuses duplicate sink names, unknown kinds and unknown keys', () => {
+    const hook = { name: 'a', type: 'webhook', url: 'https://x.example/h' };
+    expect(sinks.safeParse({ sinks: [hook, hook] }).success).toBe(false);
+    expect(auditSinkSchema.safeParse({ ...hook, events: ['review.maybe'] }).success).toBe(false);
+    expect(auditSinkSchema.safeParse({ ...hook, events: ['review.*', 'identity.failure'] }).success).toBe(true);
+    expect(auditSinkSchema.safeParse({ ...hook, token: 'x' }).success).toBe(false);
+    expect(auditSinkSettings(sinks.parse({}))).toEqual({ sinks: [], outboxMax: 100_000 });
+  });
+});
+
+describe('file sink', () => {
+  it('rotates before a batch would pass max_bytes, keeping `keep` old files, lines whole', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'sluice-audit-file-'));
+    onTestFinished(() => rm(dir, { recursive: true, force: true }));
+    const path = join(dir, 'audit.jsonl');
+    const sink = createFileSink(auditSinkSchema.parse({ name: 'f', type: 'file', path, max_bytes: 1024, keep: 2 }) as Extract<z.output<typeof auditSinkSchema>, { type: 'file' }>);
+    for (let n = 0; n < 12; n++) await sink.send([event(n), event(100 + n)]);
+    expect((await readdir(dir)).sort()).toEqual(['audit.jsonl', 'audit.jsonl.1', 'audit.jsonl.2']);
+    const current = (await readFile(path, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as AuditEvent);
+    expect(current.map((e) => e.id)).toEqual([event(11).id, event(111).id]);
+    const older = (await readFile(`${path}.1`, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as AuditEvent);
+    expect(older.map((e) => e.id)).toEqual([event(10).id, event(110).id]);
+  });
+});
+
+describe('syslog frame', () => {
+  it('is an octet-counted RFC 5424 message whose count is its UTF-8 length', () => {
+    const frame = syslogFrame({ ...event(1), kind: 'session.opened', note: 'café' }, 'gw host', 42).toString('utf8');
+    const space = frame.indexOf(' ');
+    const message = frame.slice(space + 1);
+    expect(Number(frame.slice(0, space))).toBe(Buffer.byteLength(message));
+    expect(message).toMatch(/^<110>1 2023-11-14T22:13:20\.001Z gw_host sluice 42 session\.opened - \{/);
+  });
+});
+
+describe('retry delay', () => {
+  it('doubles from the base to the cap, jittered within the upper half', () => {
+    expect(retryDelay(1, 100, 10_000, () => 0)).toBe(50);
+    expect(retryDelay(1, 100, 10_000, () => 1)).toBe(100);
+    expect(retryDelay(4, 100, 10_000, () => 1)).toBe(800);
+    expect(retryDelay(30, 100, 10_000, () => 0.5)).toBe(7500);
+  });
+});
