@@ -7,7 +7,7 @@ import type { Config } from './schema.js';
  * Sections a running gateway cannot change: sockets, keys and storage are set up once at start, and so
  * are the token verifier's role mapping and the compiled masking profiles.
  */
-export const RESTART_SECTIONS = ['listen', 'public_url', 'tls', 'identity', 'roles', 'storage', 'tunnel', 'masking', 'masking_profiles', 'policy_read_ahead'] as const satisfies readonly (keyof Config)[];
+export const RESTART_SECTIONS = ['listen', 'public_url', 'tls', 'identity', 'roles', 'storage', 'tunnel', 'masking', 'masking_profiles', 'policy_read_ahead', 'replica', 'metrics_listen', 'metrics', 'telemetry', 'grpc_listen'] as const satisfies readonly (keyof Config)[];
 
 /** What a reload did. */
 export interface ReloadReport {

@@ -41,6 +41,8 @@ interface Replica {
 let root: string;
 let model: RunningModelServer;
 let replicas: Replica[];
+/** Every `sluice serve` spawned, ready or not, so that a failed start leaves none running. */
+const served: SpawnedCli[] = [];
 let lb: RoundRobinProxy;
 const tokens: Partial<Record<TestUser, string>> = {};
 
@@ -91,6 +93,7 @@ function yaml(options: { id: string; database: string; masterKey: string; signin
 /** Starts `sluice serve` and resolves with the URL it logged once ready. */
 async function startReplica(id: string, file: string): Promise<Replica> {
   const serve = spawnCli(['serve', '--config', file]);
+  served.push(serve);
   await serve.waitForOutput(/sluice gateway ready/, 60_000);
   const ready = serve
     .stdout()
@@ -127,10 +130,10 @@ beforeAll(async () => {
 afterAll(async () => {
   await lb?.close();
   await Promise.all(
-    (replicas ?? []).map(async (r) => {
-      r.process.kill('SIGTERM');
-      const timer = setTimeout(() => r.process.kill('SIGKILL'), 10_000);
-      await r.process.exited;
+    served.map(async (serve) => {
+      serve.kill('SIGTERM');
+      const timer = setTimeout(() => serve.kill('SIGKILL'), 10_000);
+      await serve.exited;
       clearTimeout(timer);
     }),
   );
