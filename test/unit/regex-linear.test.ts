@@ -51,6 +51,7 @@ function activation(json: unknown): PolicyActivation {
     connection: { name: 'llm', type: 'http', labels: {} },
     request: { method: 'POST', path: '/v1/chat/completions', query: {}, headers: {}, json, size: 1 },
     session: { id: 'ses_1', reason: null },
+    usage: {},
     now: new Date(),
   };
 }
