@@ -249,6 +249,8 @@ export const registerAudit: RegisterCommand = (program, ctx) => {
       // The directory as the gateway reads it: session files from its archive, sessions and their keys from its index.
       const verified = await archiveToVerify(f, dir, config?.storage.recordings);
       const { archive } = verified;
+      // Messages name where the files were read: the bucket as well when it is not the directory.
+      const where = verified.where === dir ? dir : `${verified.where} (index and seal log in ${dir})`;
       const index = await openDirectoryIndex(dir).catch((err: unknown) => {
         verified.close();
         throw err;
@@ -299,7 +301,7 @@ export const registerAudit: RegisterCommand = (program, ctx) => {
         ctx.out.stdout.write(`seal log  ${logVerdict.text}\n`);
       }
       if (id !== undefined && seen === 0 && !logVerdict.failed) {
-        throw new SluiceError('ERR_NOT_FOUND', { message: `No session ${id} in ${dir}` });
+        throw new SluiceError('ERR_NOT_FOUND', { message: `No session ${id} in ${where}` });
       }
       const unchecked = [
         ...(unverifiable > 0 ? [keylessSessionsText(unverifiable, '')] : []),
@@ -307,15 +309,15 @@ export const registerAudit: RegisterCommand = (program, ctx) => {
       ];
       if (failed > 0 || logVerdict.failed) {
         const what = [...(failed > 0 ? [`${failed} session${failed === 1 ? '' : 's'}`] : []), ...(logVerdict.failed ? ['the seal log'] : [])].join(' and ');
-        throw new SluiceError('ERR_RECORDING_TAMPERED', { message: `${what} in ${dir} failed verification${unchecked.length > 0 ? `; also ${unchecked.join('; ')}` : ''}` });
+        throw new SluiceError('ERR_RECORDING_TAMPERED', { message: `${what} in ${where} failed verification${unchecked.length > 0 ? `; also ${unchecked.join('; ')}` : ''}` });
       }
       // Exit 1 as for any failure, but not ERR_RECORDING_TAMPERED: nothing here was found altered.
       if (unverifiable > 0) {
-        if (!f.json) ctx.out.stderr.write(`sluice: ${keylessSessionsText(unverifiable, ` in ${dir}`)}\n`);
+        if (!f.json) ctx.out.stderr.write(`sluice: ${keylessSessionsText(unverifiable, ` in ${where}`)}\n`);
         ctx.exitCode = EXIT.failure;
       }
       if (unsealed.open + unsealed.interrupted > 0) {
-        if (!f.json) ctx.out.stderr.write(`sluice: --strict: ${unsealedText(unsealed, ` in ${dir}`)}\n`);
+        if (!f.json) ctx.out.stderr.write(`sluice: --strict: ${unsealedText(unsealed, ` in ${where}`)}\n`);
         ctx.exitCode = EXIT.failure;
       }
     });

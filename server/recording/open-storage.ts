@@ -80,6 +80,14 @@ export async function openStorage(options: OpenStorageOptions): Promise<GatewayS
   const keyLocation = signingKeyLocation(storage);
   const keyWarning = signingKeyWarning(keyLocation);
   if (keyWarning !== undefined) options.log?.warn({ signing_key: keyLocation.file }, keyWarning);
+  // Replicas share recordings but each verifies checkpoints with its own key: without one key for all, a
+  // session sealed on one replica reads as tampered with on every other.
+  if (keyLocation.legacy && (storage.recordings !== undefined || storage.database !== undefined)) {
+    options.log?.warn(
+      { signing_key: keyLocation.file },
+      'storage.signing_key is not set while recordings or the database are shared: each replica would sign with a key of its own, and sessions sealed by one fail verification on the others. Give every replica the same storage.signing_key',
+    );
+  }
   const signingKey = await loadOrCreateSigningKeyFile(keyLocation.file);
   const store = await openStore(config, dir);
   // Sealed sessions go where storage.recordings says (absent: they stay under storage.dir, where the spool wrote them).
