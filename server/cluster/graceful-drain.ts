@@ -13,6 +13,8 @@ const IDLE_REAP_MS = 100;
 export interface DrainOptions {
   /** The longest the exchanges in flight may take, in milliseconds, before their connections are cut. */
   readonly graceMs: number;
+  /** Listeners of their own (the gRPC listener) that stop accepting and let their calls finish alongside. */
+  readonly listeners?: readonly { drain(): Promise<void> }[];
 }
 
 /** How the drain ended: every connection finished, or the grace ran out and the rest were cut. */
@@ -22,9 +24,13 @@ export type DrainOutcome = 'drained' | 'grace_expired';
 export async function drainAndClose(app: FastifyInstance, options: DrainOptions): Promise<DrainOutcome> {
   const server = app.server;
   let outcome: DrainOutcome = 'drained';
-  if (server.listening) {
+  const listeners = options.listeners ?? [];
+  if (server.listening || listeners.length > 0) {
     // No new connection is accepted from here; the callback runs once the last open connection ends.
-    const finished = new Promise<void>((resolve) => server.close(() => resolve()));
+    const finished = Promise.all([
+      server.listening ? new Promise<void>((resolve) => server.close(() => resolve())) : undefined,
+      ...listeners.map((l) => l.drain()),
+    ]);
     const reaper = setInterval(() => server.closeIdleConnections(), IDLE_REAP_MS);
     let timer: NodeJS.Timeout | undefined;
     const grace = new Promise<void>((resolve) => {
