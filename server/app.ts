@@ -20,6 +20,7 @@ import { createGrpcDescriptorCache } from './protocols/grpc/grpc-descriptors.js'
 import { newSessionId, registerTunnelRoute } from './tunnel/tunnel-route.js';
 import { registerAuditRoutes } from './api/audit-routes.js';
 import { registerSessionsRoutes } from './api/sessions-routes.js';
+import { registerUsageRoutes } from './api/usage-routes.js';
 import { parseDuration } from './config/duration.js';
 import type { RecordingIo } from './recording/file-io.js';
 import { openStorage } from './recording/open-storage.js';
@@ -37,6 +38,7 @@ import { registerGrantsRoutes } from './api/grants-routes.js';
 import { registerReviewsRoutes } from './api/reviews-routes.js';
 import { createApprovalSystem } from './approval/approval-system.js';
 import { createApprovalStage, reviewRecorder } from './approval/pipeline-approval.js';
+import { openPreview, sealPreview } from './approval/review-preview-seal.js';
 import { createLiveConfig, type LiveConfig } from './config/live-config.js';
 import type { Exchange } from './pipeline/exchange.js';
 import { compilePolicies } from './policy/policy-engine.js';
@@ -207,6 +209,7 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
   registerConnectionsRoutes(app, deps);
   registerAuditRoutes(app, deps);
   registerSessionsRoutes(app, deps);
+  registerUsageRoutes(app, deps);
 
   // The data path: one exchange handler behind every connection type's protocol and the direct proxy.
   // Reviews and grants live in the index. A gateway without storage has no connections (nor can a reload
@@ -257,7 +260,7 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
   const exchange = createExchangeHandler({
     masking,
     policy,
-    approval: createApprovalStage(approvals.held),
+    approval: createApprovalStage(approvals.held, storage === undefined ? undefined : (text, requester) => sealPreview(storage.recording.keyRing, text, requester)),
     policyReadAhead: config.policy_read_ahead,
     ...(outcomes.length === 0
       ? {}
@@ -334,7 +337,7 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
           },
         }),
   });
-  registerReviewsRoutes(app, { authenticate: deps.authenticate, approvals: approvals.service });
+  registerReviewsRoutes(app, { authenticate: deps.authenticate, approvals: approvals.service, openPreview: (preview, requester) => openPreview(storage?.recording.keyRing, preview, requester) });
   registerGrantsRoutes(app, { authenticate: deps.authenticate, approvals: approvals.service, config: live.get, notify: approvals.notify });
   const { reloadConfig } = options;
   registerAdminRoutes(app, { authenticate: deps.authenticate, audit: audit.events, ...(reloadConfig === undefined ? {} : { reload: async () => live.apply(await reloadConfig()) }) });

@@ -52,6 +52,15 @@ export const reviewSchema = z.object({
 /** A review as the API returns it. */
 export type ReviewJson = z.infer<typeof reviewSchema>;
 
+/**
+ * `GET /v1/reviews/:id`: the review, and for a held request the body as its recording keeps it (masked,
+ * at most 4096 characters, JSON pretty-printed); null for access requests and where no body is kept.
+ */
+export const reviewDetailSchema = reviewSchema.extend({ body: z.string().nullable().default(null) });
+
+/** A review with its body, as `GET /v1/reviews/:id` returns it. */
+export type ReviewDetailJson = z.infer<typeof reviewDetailSchema>;
+
 /** `GET /v1/reviews`. */
 export const reviewListSchema = z.object({ reviews: z.array(reviewSchema) });
 

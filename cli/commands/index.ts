@@ -14,10 +14,11 @@ import { registerReview } from './review.js';
 import { registerRun } from './run.js';
 import { registerServe } from './serve.js';
 import { registerSessions } from './sessions.js';
+import { registerUsage } from './usage.js';
 import { registerWhoami } from './whoami.js';
 
 /** Commands that call a gateway with the saved login or `SLUICE_TOKEN` (by path; subcommands included). */
-const GATEWAY_CLIENTS: ReadonlySet<string> = new Set(['whoami', 'connections', 'connect', 'run', 'replay', 'sessions', 'review', 'access', 'audit checkpoints']);
+const GATEWAY_CLIENTS: ReadonlySet<string> = new Set(['whoami', 'connections', 'connect', 'run', 'replay', 'sessions', 'usage', 'review', 'access', 'audit checkpoints']);
 
 /**
  * `--gateway URL` on every client command, standing for `SLUICE_GATEWAY` for this run: the gateway a
@@ -60,6 +61,7 @@ export const COMMANDS: readonly RegisterCommand[] = [
   registerRun,
   registerReplay,
   registerSessions,
+  registerUsage,
   registerReview,
   registerAccess,
   registerAudit,

@@ -1,7 +1,7 @@
 import { createParser } from 'eventsource-parser';
 import { z } from 'zod';
 import { ERRORS, SluiceError, type ErrorCode } from '../../shared/errors.js';
-import { approveResultSchema, reviewListSchema, reviewSchema, reviewWatchEventSchema, type ReviewJson } from '../../shared/reviews-api.js';
+import { approveResultSchema, reviewDetailSchema, reviewListSchema, reviewSchema, reviewWatchEventSchema, type ReviewJson } from '../../shared/reviews-api.js';
 import { ApiClient } from '../api-client.js';
 import { getAccessToken } from '../auth/access-token.js';
 import type { CliContext, RegisterCommand } from '../context.js';
@@ -75,8 +75,8 @@ function table(rows: string[][], header: string[]): string {
   return [line(header), ...rows.map(line)].join('\n');
 }
 
-/** Every field of one review, for `show`. */
-export function reviewDetails(r: ReviewJson, nowMs: number = Date.now()): string {
+/** Every field of one review, for `show`; then the held request's body, when the gateway gives it. */
+export function reviewDetails(r: ReviewJson & { body?: string | null }, nowMs: number = Date.now()): string {
   const lines = [
     `review:      ${r.id} (${r.kind})`,
     `status:      ${r.status}${r.resolved_by ? ` by ${who(r.resolved_by)}` : ''}${r.resolution ? ` — ${r.resolution}` : ''}`,
@@ -91,6 +91,8 @@ export function reviewDetails(r: ReviewJson, nowMs: number = Date.now()): string
     `expires:     ${r.expires_at}${r.status === 'pending' ? ` (${untilText(r.expires_at, nowMs)})` : ''}`,
   ];
   if (r.session_id) lines.push(`session:     ${r.session_id}${r.request_id ? ` request ${r.request_id}` : ''}`);
+  // What the reviewer approves: the prompt as the recording keeps it (masked), not only its model and size.
+  if (r.kind === 'request') lines.push(r.body ? `body:\n${r.body.replace(/^/gm, '  ')}` : 'body:        not recorded');
   return lines.join('\n');
 }
 
@@ -136,7 +138,7 @@ export const registerReview: RegisterCommand = (program, ctx) => {
       const f = flags(z.object({ json: z.boolean().default(false) }), raw);
       const rid = idArg(id);
       const api = await client(ctx);
-      const data = await api.request({ path: `/v1/reviews/${rid}`, schema: reviewSchema });
+      const data = await api.request({ path: `/v1/reviews/${rid}`, schema: reviewDetailSchema });
       printResult(ctx.out, f.json, data, () => reviewDetails(data));
     });
 

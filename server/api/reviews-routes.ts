@@ -4,15 +4,19 @@ import { z } from 'zod';
 import { SluiceError, toSluiceError } from '../../shared/errors.js';
 import { atTime } from '../../shared/timers.js';
 import { parseDuration } from '../config/duration.js';
+import type { SealedPreview } from '../approval/review-preview-seal.js';
 import type { ApprovalService } from '../approval/approval-service.js';
 import type { ReviewEvent } from '../approval/review-feed.js';
 import { grantJson, reviewEventJson, reviewJson } from '../approval/review-json.js';
+import { isGrantSummary } from '../approval/review.js';
 import type { Principal } from '../identity/principal.js';
 
 /** What the reviews routes need. */
 export interface ReviewsRouteDeps {
   readonly authenticate: (headers: IncomingHttpHeaders) => Promise<Principal>;
   readonly approvals: ApprovalService;
+  /** Opens a held request's sealed preview (review-preview-seal.ts); absent, no body is shown. */
+  readonly openPreview?: (preview: SealedPreview | undefined, requester: string) => string | undefined;
   /** Comment lines that keep an idle watch alive through proxies. Default 15 s. */
   readonly watchHeartbeatMs?: number;
   /** A watcher that reads slower than events arrive is cut off past this many buffered bytes. Default 1 MiB. */
@@ -131,7 +135,9 @@ export function registerReviewsRoutes(app: FastifyInstance, deps: ReviewsRouteDe
     reply.raw.once('close', onClose);
     try {
       const review = await approvals.awaitDecision(principal, (req.params as { id: string }).id, q.wait, gone.signal);
-      return reviewJson(review);
+      // The body only here, for the one review asked for: never in lists, watch events or webhooks.
+      const body = isGrantSummary(review.summary) ? undefined : deps.openPreview?.(review.summary.preview, review.requester.sub);
+      return { ...reviewJson(review), body: body ?? null };
     } finally {
       reply.raw.off('close', onClose);
     }

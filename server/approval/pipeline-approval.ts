@@ -6,14 +6,15 @@ import type { HeldRequests } from './held-requests.js';
 import { prefersRespondAsync, requestBinding } from './request-binding.js';
 import type { ReviewEvent } from './review-feed.js';
 import { pendingReviewAnswer, reviewPath } from './review-json.js';
+import type { SealedPreview } from './review-preview-seal.js';
 import type { RequestSummary } from './review.js';
 
 /**
  * What reviewers are shown of a held request: method, path (without the query, which may carry
- * secrets), the body's `model` and its size. Never the body itself: prompts reach reviewers only
- * once the masking stage can summarize them.
+ * secrets), the body's `model` and its size, and `preview`, the body as the recording keeps it (masked,
+ * bounded, sealed under the master key; shown only when one review is asked for, see reviews-routes.ts).
  */
-export function requestSummary(exchange: Exchange, body: DecisionBody | undefined): RequestSummary {
+export function requestSummary(exchange: Exchange, body: DecisionBody | undefined, preview?: SealedPreview): RequestSummary {
   const q = exchange.path.indexOf('?');
   const json = body?.json;
   const model = json !== null && typeof json === 'object' && typeof (json as { model?: unknown }).model === 'string' ? (json as { model: string }).model : undefined;
@@ -23,6 +24,7 @@ export function requestSummary(exchange: Exchange, body: DecisionBody | undefine
     path: q === -1 ? exchange.path : exchange.path.slice(0, q),
     ...(model === undefined ? {} : { model: model.slice(0, 200) }),
     size: body?.size ?? (Number.isSafeInteger(declared) && declared >= 0 ? declared : 0),
+    ...(preview === undefined ? {} : { preview }),
   };
 }
 
@@ -31,7 +33,13 @@ export function requestSummary(exchange: Exchange, body: DecisionBody | undefine
  * earlier) goes on without a second hold; one whose caller sent `Prefer: respond-async` is answered 202
  * with its pending review; any other is held on this replica until its review is decided.
  */
-export function createApprovalStage(held: HeldRequests<Exchange>): ApprovalStage {
+/**
+ * Seals a held request's preview for the index (review-preview-seal.ts); absent, no preview is kept (a
+ * gateway without storage has no master key, and a prompt is never kept in clear).
+ */
+export type PreviewSealer = (text: string, requester: string) => SealedPreview;
+
+export function createApprovalStage(held: HeldRequests<Exchange>, seal?: PreviewSealer): ApprovalStage {
   return {
     async hold(exchange, decision, context: HoldContext = {}): Promise<HoldOutcome> {
       const answerAtOnce = prefersRespondAsync(exchange.headers);
@@ -40,7 +48,8 @@ export function createApprovalStage(held: HeldRequests<Exchange>): ApprovalStage
       const body = bound ? await context.wholeBody?.() : undefined;
       const binding = body === undefined ? undefined : requestBinding(exchange, decision.rule, body);
       if (binding !== undefined && (await held.claimResend(exchange, decision.rule, binding)) !== undefined) return FORWARD;
-      const summary = requestSummary(exchange, context.body);
+      const preview = seal === undefined ? undefined : await context.preview?.();
+      const summary = requestSummary(exchange, context.body, preview === undefined ? undefined : seal!(preview, exchange.principal.sub));
       if (!answerAtOnce) {
         await held.hold({ exchange, decision, summary, signal: context.signal });
         return FORWARD;

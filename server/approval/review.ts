@@ -1,3 +1,4 @@
+import type { SealedPreview } from './review-preview-seal.js';
 import { randomUUID } from 'node:crypto';
 
 /** `request`: one held call; `grant`: time-boxed access to a connection. */
@@ -22,6 +23,11 @@ export interface RequestSummary {
   readonly path: string;
   readonly model?: string;
   readonly size: number;
+  /**
+   * The body as the session's recording keeps it (masked by the connection's profiles), bounded and
+   * pretty-printed: shown by `GET /v1/reviews/:id` only, never in lists, watch events or webhooks.
+   */
+  readonly preview?: SealedPreview;
 }
 
 /** What an access request asks for. */

@@ -16,6 +16,8 @@ export interface HoldContext {
    * when it is longer than the read-ahead. Asked for only when an approval may be bound to it.
    */
   readonly wholeBody?: () => Promise<Buffer | undefined>;
+  /** The body as the recording keeps it, bounded and pretty-printed, for reviewers (review-preview.ts); undefined when none is kept or read. */
+  readonly preview?: () => Promise<string | undefined>;
 }
 
 /** An answer the approval stage gives in place of the upstream's. */

@@ -10,6 +10,7 @@ import { noMasking, type MaskingStage } from './masking-stage.js';
 import { allowAllPolicy, type Decision, type DecisionBody, type PolicyStage } from './policy-stage.js';
 import { RecordingFrames } from './recording-frames.js';
 import { recordRefusal, requestRecord, type ExchangeProgress, type Forwarding } from './refusal-record.js';
+import { reviewPreview } from './review-preview.js';
 import { sendStageAnswer } from './stage-answer.js';
 import type { ExchangeObserver } from '../metrics/exchange-observer.js';
 import type { QuotaStage } from '../quotas/quota-stage.js';
@@ -171,6 +172,8 @@ export function createExchangeHandler(options: ExchangeHandlerOptions = {}): Exc
       outcome = await approval.hold(exchange, decision, {
         signal: gone.signal,
         ...(seen === undefined ? {} : { body: seen }),
+        // What was read ahead above, as the recording will keep it: the reviewer sees the prompt they approve.
+        preview: () => reviewPreview(exchange, masking, decision, seen === undefined ? undefined : carrier.peekBody?.()),
         // An approval that outlives the caller's connection is bound to the exact body: read ahead, put back.
         wholeBody: async () => {
           await carrier.readAhead?.(readAhead);

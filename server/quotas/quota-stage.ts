@@ -85,10 +85,7 @@ export function createQuotaStage(options: QuotaStageOptions): QuotaStage {
       if (budgets.length === 0 && slots.length === 0 && tracked.length === 0) return;
       let held: readonly string[] = [];
       if (slots.length > 0) {
-        const taken = await store.acquireQuotaSlots(
-          slots.map((s) => s.take),
-          options.replica,
-        );
+        const taken = await store.acquireQuotaSlots(slots.map((s) => s.take), options.replica);
         if (typeof taken === 'number') {
           const { rule, take } = slots[taken]!;
           // A slot frees when any call of this subject ends, which is soon: the caller tries again shortly.
@@ -100,7 +97,7 @@ export function createQuotaStage(options: QuotaStageOptions): QuotaStage {
         held = taken;
       }
       if (budgets.length === 0 && tracked.length === 0) {
-        inFlight.set(exchange.id, held);
+        if (held.length > 0) inFlight.set(exchange.id, held);
         return;
       }
       const now = clock.now();

@@ -473,6 +473,10 @@ class DurableExchangeRecording implements ExchangeRecording {
       counters: { bytesUp: end.requestBytes, bytesDown: end.responseBytes },
       ...(usage === undefined ? {} : { tokens: { prompt: usage.prompt_tokens ?? 0, completion: usage.completion_tokens ?? 0, total: usage.total_tokens ?? 0 } }),
       ...(facts.model === undefined ? {} : { models: [facts.model] }),
+      // Each model's share, for usage by model: this exchange, and its tokens when the answer reported them.
+      ...(facts.model === undefined
+        ? {}
+        : { modelUsage: { [facts.model]: { requests: 1, prompt: usage?.prompt_tokens ?? 0, completion: usage?.completion_tokens ?? 0 } } }),
       ...(end.status > 0 ? { lastStatus: end.status } : {}),
     });
     recording.progressChanged();

@@ -91,7 +91,8 @@ export class KeyRing {
 
   /**
    * Seals `plaintext` under the master key `keyId` with `context` as associated data: for values that
-   * prove which key a directory was written with (the key canary), never for session data.
+   * prove which key a directory was written with (the key canary) and review previews kept in the index, never
+   * for session data.
    */
   sealUnder(keyId: string, plaintext: Buffer, context: Buffer): Buffer {
     const key = this.#byId.get(keyId);

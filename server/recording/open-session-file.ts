@@ -35,6 +35,7 @@ export class OpenSessionFile {
   #counters: Mutable<SessionCounters> = { requests: 0, errors: 0, bytesUp: 0, bytesDown: 0, denied: 0, held: 0, masked: 0 };
   #tokens: Mutable<TokenUsage> = { prompt: 0, completion: 0, total: 0 };
   #models: string[] = [];
+  #modelUsage = new Map<string, { requests: number; prompt: number; completion: number }>();
   #lastStatus: number | undefined;
   #dirty = false;
 
@@ -74,6 +75,10 @@ export class OpenSessionFile {
     for (const [k, v] of Object.entries(p.counters ?? {}) as [keyof SessionCounters, number][]) this.#counters[k] += v;
     for (const [k, v] of Object.entries(p.tokens ?? {}) as [keyof TokenUsage, number][]) this.#tokens[k] += v;
     for (const m of p.models ?? []) if (!this.#models.includes(m)) this.#models.push(m);
+    for (const [m, u] of Object.entries(p.modelUsage ?? {})) {
+      const sum = this.#modelUsage.get(m) ?? { requests: 0, prompt: 0, completion: 0 };
+      this.#modelUsage.set(m, { requests: sum.requests + u.requests, prompt: sum.prompt + u.prompt, completion: sum.completion + u.completion });
+    }
     if (p.lastStatus !== undefined) this.#lastStatus = p.lastStatus;
     this.#dirty = true;
   }
@@ -85,11 +90,13 @@ export class OpenSessionFile {
       counters: this.#counters,
       tokens: this.#tokens,
       models: this.#models,
+      ...(this.#modelUsage.size === 0 ? {} : { modelUsage: Object.fromEntries(this.#modelUsage) }),
       ...(this.#lastStatus === undefined ? {} : { lastStatus: this.#lastStatus }),
     };
     this.#counters = { requests: 0, errors: 0, bytesUp: 0, bytesDown: 0, denied: 0, held: 0, masked: 0 };
     this.#tokens = { prompt: 0, completion: 0, total: 0 };
     this.#models = [];
+    this.#modelUsage = new Map();
     this.#lastStatus = undefined;
     this.#dirty = false;
     return progress;

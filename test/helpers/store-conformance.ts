@@ -8,6 +8,7 @@
 import { describe, expect, it, onTestFinished } from 'vitest';
 import type { NewSession, Store } from '../../server/store/store.js';
 import { describeQuotaConformance } from './store-conformance-quotas.js';
+import { describeUsageConformance } from './store-conformance-usage.js';
 import { describeAuditOutboxConformance } from './store-conformance-outbox.js';
 import { accessRequest, describeReviewConformance, heldRequest, ROOMY, T0 } from './store-conformance-reviews.js';
 
@@ -263,6 +264,7 @@ export function describeStoreConformance(name: string, factory: () => Promise<St
 
     describeReviewConformance(openStores);
     describeQuotaConformance(openStores);
+    describeUsageConformance(openStores);
     describeAuditOutboxConformance(openStores);
   });
 }
