@@ -1,7 +1,8 @@
 // `npm run build && node bench/masking.js`: response masking cost, in this one process (one core).
 // One JSON object on stdout: throughput of the JSON and SSE body maskers with the default PII profile,
 // the cost of one masked exchange as the gateway's masking stage runs it (set-up included), and the
-// time to first token of a streamed answer masked vs passed through (compute only, no network).
+// time to first token of a streamed answer masked vs passed through (compute only, no network), and what
+// request masking with placeholders restored in the answer adds to one exchange (`request_masking`).
 //
 // Env: BENCH_MASKING_SECONDS (3, per throughput figure), BENCH_MASKING_TTFT_RUNS (2000),
 //      BENCH_MASKING_SSE_EVENTS (2000), BENCH_MASKING_EXCHANGES (5000).
@@ -12,6 +13,8 @@ import { createMaskingStage } from '../dist/server/masking/masking-stage.js';
 import { createBodyMasker } from '../dist/server/masking/response-masking.js';
 import { firstTokenTiming } from '../dist/server/masking/first-token.js';
 import { MaskingCounter } from '../dist/server/masking/masking-summary.js';
+import { PlaceholderMap } from '../dist/server/masking/placeholder-map.js';
+import { restoringProfile } from '../dist/server/masking/restore-profile.js';
 
 const seconds = Number(process.env.BENCH_MASKING_SECONDS ?? 3);
 const ttftRuns = Number(process.env.BENCH_MASKING_TTFT_RUNS ?? 2000);
@@ -23,7 +26,7 @@ const TTFT_PREFIX = 32; // chunks fed per TTFT run: the first token is decided l
 const DETECTORS = ['email', 'phone', 'credit_card', 'ssn', 'iban', 'ip_address', 'secret'];
 const config = validateConfig({
   identity: { issuer: 'https://idp.example.com', audience: 'urn:sluice:gateway', cli_client_id: 'cli' },
-  masking_profiles: { pii: { detectors: DETECTORS } },
+  masking_profiles: { pii: { detectors: DETECTORS }, 'prompt-pii': { detectors: DETECTORS, style: 'placeholder' } },
 });
 const profiles = await loadMaskingProfiles(config);
 const profile = profiles.forNames(['pii']);
@@ -137,16 +140,16 @@ const exchangeBody = Buffer.from(
 const upstreamHeaders = { 'content-type': 'application/json', 'content-length': String(exchangeBody.length), 'x-request-id': 'req_upstream' };
 
 /** What the pipeline does with one answer: plan its masking, mask its headers, stream its body through, read the summary. */
-function maskExchange(stage, exchange) {
+function maskExchange(stage, exchange, answer = exchangeBody, restore = null) {
   return new Promise((resolve, reject) => {
-    const masking = stage.responseMasking(exchange);
+    const masking = stage.responseMasking(exchange, undefined, restore);
     const headers = masking.headers(upstreamHeaders);
     const body = masking.body({ status: 200, headers });
     const parts = [];
     body.transform.on('data', (b) => parts.push(b));
     body.transform.on('error', reject);
     body.transform.on('end', () => resolve({ out: Buffer.concat(parts).toString('utf8'), summary: masking.summary() }));
-    body.transform.end(exchangeBody);
+    body.transform.end(answer);
   });
 }
 
@@ -201,6 +204,57 @@ async function exchangeCost() {
   };
 }
 
+// ---- Request masking: a ~2 KB chat request with PII in messages, a tool call and a tool result ----
+const requestBody = Buffer.from(
+  JSON.stringify({
+    model: 'gpt-4o-mini',
+    messages: [
+      { role: 'system', content: `${PLAIN}${PLAIN}` },
+      { role: 'user', content: [{ type: 'text', text: `${PLAIN}Write to ${EXCHANGE_PII[0]} or call ${EXCHANGE_PII[1]}. ${PLAIN}` }] },
+      { role: 'assistant', content: null, tool_calls: [{ id: 'c1', type: 'function', function: { name: 'charge', arguments: JSON.stringify({ card: EXCHANGE_PII[2] }) } }] },
+      { role: 'tool', tool_call_id: 'c1', content: `Charged ${EXCHANGE_PII[2]} from ${EXCHANGE_PII[3]}. ${PLAIN}` },
+      { role: 'user', content: `${PLAIN}Confirm to ${EXCHANGE_PII[0]}.` },
+    ],
+  }),
+);
+// The answer repeats the request's placeholders: restored, then masked by the answer profile (pii masks them all again).
+const placeholderAnswer = Buffer.from(exchangeBody.toString('utf8').replace(EXCHANGE_PII[0], '<EMAIL_1>').replace(EXCHANGE_PII[2], '<CREDIT_CARD_1>'));
+
+async function requestMaskingCost() {
+  const stage = createMaskingStage({ profiles });
+  const connection = { name: 'llm', type: 'http', masking: ['pii'], request_masking: { profiles: ['prompt-pii'], style: 'profile', restore: true }, headers: {} };
+  const exchange = (i) => ({ id: `req_${i}`, principal: { sub: 'bench' }, connection, session: { id: 'ses_bench' }, clientAddress: '127.0.0.1', via: 'proxy', method: 'POST', path: '/v1/chat/completions', headers: { 'content-type': 'application/json' }, startedAt: Date.now() });
+  const once = async (i) => {
+    const sent = await stage.maskRequest(exchange(i), requestBody);
+    return { sent, answer: await maskExchange(stage, exchange(i), placeholderAnswer, sent.restore) };
+  };
+  const first = await once(0);
+  const leakedUp = EXCHANGE_PII.filter((v) => first.sent.body.includes(v));
+  if (leakedUp.length > 0 || first.sent.restore === null || first.answer.out.includes('<EMAIL_1>')) throw new Error('request masking did not work');
+  for (let i = 0; i < 200; i++) await once(i); // warm-up
+  const measure = async (run) => {
+    const cpu0 = process.cpuUsage();
+    for (let i = 0; i < exchanges; i++) await run(i);
+    const cpu = process.cpuUsage(cpu0);
+    return ((cpu.user + cpu.system) * 1e3) / exchanges;
+  };
+  const plainNs = await measure((i) => maskExchange(stage, exchange(i), placeholderAnswer));
+  const withNs = await measure(once);
+  // TTFT of a stream whose answer restores: the restoring rule ahead of the answer profile.
+  const map = new PlaceholderMap();
+  map.tokenFor(EXCHANGE_PII[0], 'EMAIL');
+  const restoringTtft = ttft(chunks, restoringProfile(map, profile, new MaskingCounter()));
+  return {
+    request_bytes: requestBody.length,
+    placeholders: first.sent.restore.size,
+    exchanges,
+    cpu_us_per_exchange_answer_masking_only: round(plainNs / 1e3, 1),
+    cpu_us_per_exchange_with_request_masking_and_restore: round(withNs / 1e3, 1),
+    added_cpu_us_per_exchange: round((withNs - plainNs) / 1e3, 1),
+    ttft_restoring: { added_p50_ms: restoringTtft.added_p50_ms, added_p99_ms: restoringTtft.added_p99_ms, released_with_chunk: restoringTtft.released_with_chunk },
+  };
+}
+
 // ---- TTFT ----
 const clock = process.hrtime.bigint;
 const passThrough = (chunk) => chunk; // what the gateway does without a masking profile
@@ -215,16 +269,16 @@ function plainTtftNs(parts, firstIn) {
   return Number(ns);
 }
 
-function ttft(parts) {
+function ttft(parts, masking = profile) {
   const prefix = parts.slice(0, TTFT_PREFIX);
-  const probe = firstTokenTiming(profile, prefix, clock);
+  const probe = firstTokenTiming(masking, prefix, clock);
   if (probe === null) throw new Error('no text delta released within the first chunks');
   const plain = [];
   const masked = [];
   let heldRuns = 0;
-  for (let r = 0; r < 200; r++) firstTokenTiming(profile, prefix, clock); // warm-up
+  for (let r = 0; r < 200; r++) firstTokenTiming(masking, prefix, clock); // warm-up
   for (let r = 0; r < ttftRuns; r++) {
-    const t = firstTokenTiming(profile, prefix, clock);
+    const t = firstTokenTiming(masking, prefix, clock);
     // From the first chunk in to the write that releases the first text delta: the writes of chunks 0..firstOut.
     let ns = 0;
     for (let i = 0; i <= t.firstOut; i++) ns += t.writeNs[i];
@@ -267,6 +321,7 @@ const sseReplaced = check('sse', chunks);
 const json = { ...throughput('json', [jsonBody], jsonBody.length), replacements_per_body: jsonReplaced };
 const sse = { ...throughput('sse', chunks, sseBytes), events: chunks.length, replacements_per_stream: sseReplaced };
 const exchange = await exchangeCost();
+const requestMasking = await requestMaskingCost();
 const ttftMain = { fixture: 'first delta "Sure"', ...ttft(chunks) };
 // Counter-case: a first delta that could begin a match (digits of a phone/card) is held until the next event.
 const ttftHeld = { fixture: 'first delta "4111"', ...ttft(sseChunks('4111')) };
@@ -278,6 +333,7 @@ const result = {
   json,
   sse,
   exchange,
+  request_masking: requestMasking,
   ttft: { ...ttftMain, holdback_case: ttftHeld },
   notes:
     'one process, one core; exchange is one answer through the masking stage as the gateway runs it (plan, headers, body stream, summary); ' +

@@ -90,6 +90,7 @@ export const ERRORS = {
   ERR_GRANT_REQUIRED: { message: 'This connection needs an approved access grant', status: 403, exit: EXIT.forbidden, close: 4403 },
   ERR_GRANT_EXPIRED: { message: 'The access grant of this tunnel ended', status: 403, exit: EXIT.forbidden, close: 4403 },
   ERR_GRANT_REVOKED: { message: 'The access grant of this tunnel was revoked', status: 403, exit: EXIT.forbidden, close: 4403 },
+  ERR_REQUEST_UNMASKABLE: { message: 'The request body cannot be masked, so it is not forwarded (compressed, binary or not UTF-8)', status: 415, exit: EXIT.failure },
   ERR_MASKING_BLOCKED: { message: 'The response cannot be masked, so it is not sent (binary or undecodable body, unknown stream shape, or over a masking limit)', status: 502, exit: EXIT.upstream },
   ERR_RECORDING_TAMPERED: { message: 'A session recording does not verify: altered, reordered, cut or unreadable', status: 409, exit: EXIT.failure },
   ERR_INTERNAL: { message: 'Internal error', status: 500, exit: EXIT.internal, close: 1011 },

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { approvalSchema, connectionGrantSchema, grantConfigProblems } from '../approval/approval-config.js';
 import { policiesSchema, policyConfigProblems, policyDefaultSchema } from '../policy/policy-config.js';
 import { maskingConfigProblems, maskingProfileName, maskingProfileSchema, maskingSettingsSchema } from '../masking/profile-schema.js';
+import { connectionMaskingSchema, liftRequestMasking, requestMaskingProblems } from '../masking/request-masking-config.js';
 import { GRPC_CONNECTION_FIELDS, HTTP_CONNECTION_FIELDS, TCP_CONNECTION_FIELDS } from '../protocols/connection-fields.js';
 import { replicaSchema } from '../replica/replica-config.js';
 import { metricsSettingsSchema } from '../metrics/metrics-config.js';
@@ -46,7 +47,8 @@ const connectionCommon = {
   description: z.string().max(500).optional(),
   labels: z.record(z.string(), z.string()).default({}),
   allow_groups: z.array(z.string().min(1)).min(1, 'must name at least one group'),
-  masking: z.array(z.string()).default([]),
+  /** `[profiles]`, or `{ response, request, style, restore }`: read into `masking` and `request_masking` (liftRequestMasking). */
+  masking: connectionMaskingSchema,
   record: recordSettings,
   /** Tunnels need an approved, unexpired grant (`sluice access request`). */
   requires_grant: z.boolean().default(false),
@@ -60,7 +62,7 @@ const tcpConnection = z.strictObject({ ...connectionCommon, ...TCP_CONNECTION_FI
 
 const grpcConnection = z.strictObject({ ...connectionCommon, ...GRPC_CONNECTION_FIELDS });
 
-export const connectionSchema = z.discriminatedUnion('type', [httpConnection, tcpConnection, grpcConnection]);
+export const connectionSchema = z.discriminatedUnion('type', [httpConnection, tcpConnection, grpcConnection]).transform(liftRequestMasking);
 
 export const configSchema = z
   .strictObject({
@@ -172,7 +174,7 @@ export const configSchema = z
     quotas: quotasSchema,
   })
   .superRefine((cfg, ctx) => {
-    for (const p of maskingConfigProblems(cfg)) ctx.addIssue({ code: 'custom', path: p.path, message: p.message });
+    for (const p of [...maskingConfigProblems(cfg), ...requestMaskingProblems(cfg)]) ctx.addIssue({ code: 'custom', path: p.path, message: p.message });
     for (const p of [...policyConfigProblems(cfg), ...grantConfigProblems(cfg)]) ctx.addIssue({ code: 'custom', path: p.path, message: p.message });
     const seen = new Set<string>();
     cfg.connections.forEach((c, i) => {

@@ -8,6 +8,8 @@ import { maskResponseHeaders } from './header-masker.js';
 import { MaskingCounter } from './masking-summary.js';
 import { createGrpcDescriptorCache, type GrpcDescriptorCache } from '../protocols/grpc/grpc-descriptors.js';
 import { grpcMaskingTransform } from './grpc-response-masking.js';
+import { maskRequestBody } from './request-masking.js';
+import { restoringProfile } from './restore-profile.js';
 
 /** The credential literals of each connection, computed once per connection object. */
 const credentialCache = new WeakMap<object, string[]>();
@@ -37,14 +39,17 @@ export function createMaskingStage(options: ProfileMaskingStageOptions): Masking
     options.profiles.forNames(extra === undefined || extra.length === 0 ? exchange.connection.masking : [...exchange.connection.masking, ...extra]);
   let grpcDescriptors = options.grpcDescriptors;
   return {
-    responseMasking(exchange, extra): ResponseMasking | null {
-      const profile = profileOf(exchange, extra);
+    responseMasking(exchange, extra, restore): ResponseMasking | null {
+      const answer = profileOf(exchange, extra);
       const credentials = credentialsOf(exchange);
-      if (profile === null && credentials.length === 0) return null;
+      const restoring = restore !== undefined && restore !== null && restore.size > 0 && exchange.connection.type === 'http';
+      if (answer === null && credentials.length === 0 && !restoring) return null;
       // One count per exchange: its head's, body's and trailers' replacements make one summary.
       const counter = new MaskingCounter();
+      // Placeholders are put back before the answer's own profile reads the text, by a rule listed ahead of it.
+      const profile = restoring ? restoringProfile(restore, answer, counter) : answer;
       return {
-        headers: (headers) => maskResponseHeaders(headers, { profile, credentials, counter }),
+        headers: (headers) => maskResponseHeaders(headers, { profile: answer, credentials, counter }),
         body: (head) => {
           const connection = exchange.connection;
           if (connection.type === 'grpc') {
@@ -59,6 +64,11 @@ export function createMaskingStage(options: ProfileMaskingStageOptions): Masking
         },
         summary: () => counter.entries(),
       };
+    },
+    async maskRequest(exchange, body) {
+      const settings = exchange.connection.type === 'http' ? exchange.connection.request_masking : undefined;
+      if (settings === undefined) return null;
+      return maskRequestBody(options.profiles.forNames(settings.profiles)!, settings, exchange.headers, body);
     },
     async maskRequestBody(exchange, body, extra) {
       const profile = profileOf(exchange, extra);

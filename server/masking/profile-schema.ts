@@ -51,7 +51,8 @@ export const maskingProfileSchema = z.strictObject({
   regex: z.array(regexRule).default([]),
   /** Values never masked (exact, case-insensitive): false-positive control. */
   allow: z.array(z.string().min(1)).default([]),
-  style: z.enum(['redact', 'partial', 'hash']).default('redact'),
+  /** `placeholder`: `<EMAIL_1>`, stable within one request (see the connection's `masking.request`); elsewhere as `redact`. */
+  style: z.enum(['redact', 'partial', 'hash', 'placeholder']).default('redact'),
   /** Modules whose default export `(value, path) => string | undefined` masks JSON string values. */
   selectors: z.array(z.string().min(1)).default([]),
   /** Regions for phone numbers written without a country code (ISO 3166 alpha-2). */

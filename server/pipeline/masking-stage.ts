@@ -30,12 +30,24 @@ export interface MaskingStage {
    * The masking plan of one exchange's response; null when nothing applies (no profile and no injected
    * credential), so unmasked connections pay for no plan and no extra stream.
    */
-  responseMasking(exchange: Exchange, extraProfiles?: readonly string[]): ResponseMasking | null;
+  responseMasking(exchange: Exchange, extraProfiles?: readonly string[], restore?: RestoreMap | null): ResponseMasking | null;
+  /**
+   * The request body as it is forwarded, masked by the connection's `masking.request` profiles, with the
+   * placeholders its answer restores; null when the connection masks no request. Rejects with
+   * ERR_REQUEST_UNMASKABLE for a body masking cannot read.
+   */
+  maskRequest?(exchange: Exchange, body: Buffer): Promise<{ readonly body: Buffer; readonly restore: RestoreMap | null } | null>;
   /**
    * A whole request body masked for the recording; null when no profile applies or the body is not text.
    * Asynchronous: a large body is masked in slices, so it never holds the event loop.
    */
   maskRequestBody?(exchange: Exchange, body: Buffer, extraProfiles?: readonly string[]): Promise<Buffer | null>;
+}
+
+/** An exchange's placeholders, each standing for a value request masking took out (server/masking/placeholder-map.ts). */
+export interface RestoreMap {
+  valueOf(token: string): string | undefined;
+  readonly size: number;
 }
 
 /** The default masking stage: responses pass unchanged. */

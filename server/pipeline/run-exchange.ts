@@ -6,7 +6,8 @@ import { refuseReviews, type ApprovalStage, type HoldOutcome } from './approval-
 import type { Carrier } from './carrier.js';
 import type { Exchange } from './exchange.js';
 import { MaskingFrames } from './masking-frames.js';
-import { noMasking, type MaskingStage } from './masking-stage.js';
+import { noMasking, type MaskingStage, type RestoreMap } from './masking-stage.js';
+import { requestToForward, type RequestToForward } from '../masking/request-whole-body.js';
 import { allowAllPolicy, type Decision, type DecisionBody, type PolicyStage } from './policy-stage.js';
 import { RecordingFrames } from './recording-frames.js';
 import { recordRefusal, requestRecord, type ExchangeProgress, type Forwarding } from './refusal-record.js';
@@ -146,10 +147,26 @@ export function createExchangeHandler(options: ExchangeHandlerOptions = {}): Exc
       if (await holdAnswered(exchange, carrier, decision, progress)) return;
     }
 
+    // Request masking: the body is read whole (bounded by max_body) and leaves masked; the recording keeps
+    // what went upstream, the original only with `record.request_body: raw`.
+    let toForward: RequestToForward;
+    try {
+      toForward = await requestToForward(exchange, carrier, masking);
+    } catch (err) {
+      // A body that could not be masked (too large, unreadable) is never kept as sent, nor what is left of it.
+      progress.requestRecorded = true;
+      await recording.recordRequest(await requestRecord(exchange, masking, decision, undefined, true)).catch(() => undefined);
+      throw err;
+    }
+    const { asSent, masked: maskedRequest } = toForward;
+    const body = maskedRequest?.body ?? asSent;
+    // The upstream reads the body it gets: its length is the masked one (headers are what it is sent).
+    if (maskedRequest !== null) exchange.headers['content-length'] = String(maskedRequest.body.length);
+    const recordedBody = maskedRequest !== null && connection.record.request_body === 'raw' ? asSent : body;
+
     // 5. recorder: nothing is forwarded unless the request was recorded (with its body, when it arrived whole).
-    const body = carrier.takeBody();
     progress.requestRecorded = true;
-    await recording.recordRequest(await requestRecord(exchange, masking, decision, body));
+    await recording.recordRequest(await requestRecord(exchange, masking, decision, recordedBody));
     if (carrier.gone) {
       // The caller left while the exchange was held; the recording still needs its end.
       await recording.recordEnd({ status: 0, complete: false, requestBytes: body?.length ?? 0, responseBytes: 0, durationMs: Date.now() - exchange.startedAt });
@@ -157,7 +174,7 @@ export function createExchangeHandler(options: ExchangeHandlerOptions = {}): Exc
     }
 
     // 6. upstream, 7. masking (per response), 8. recorder (response head, body, end): frames through decorators.
-    forward(exchange, carrier, type, decision, body, progress);
+    forward(exchange, carrier, type, decision, body, progress, maskedRequest?.restore ?? null);
   }
 
   /** Holds the exchange for its review; true when the approval stage answered it instead of letting it go on. */
@@ -190,11 +207,11 @@ export function createExchangeHandler(options: ExchangeHandlerOptions = {}): Exc
   }
 
   /** Starts the upstream call, its response frames passing masking then the recorder on their way to the carrier. */
-  function forward(exchange: Exchange, carrier: Carrier, type: ConnectionType, decision: Decision, body: Buffer | undefined, progress: ExchangeProgress): void {
+  function forward(exchange: Exchange, carrier: Carrier, type: ConnectionType, decision: Decision, body: Buffer | undefined, progress: ExchangeProgress, restore: RestoreMap | null): void {
     const fail = (error: unknown): void => void refuse(exchange, carrier, progress, error);
     // A chunk that cannot be recorded stops the exchange at once, in both directions.
     const tap = exchange.recording.tap(fail);
-    const plan = type.masked ? masking.responseMasking(exchange, decision.mask) : null;
+    const plan = type.masked ? masking.responseMasking(exchange, decision.mask, restore) : null;
     const forwarding: Forwarding = {
       recorded: new RecordingFrames({
         exchange,
