@@ -6,17 +6,24 @@ import { startIdp } from '../dist/server/demo/idp.js';
 /** The gateway audience every bench config uses. */
 export const AUDIENCE = 'urn:sluice:gateway';
 
-/** Starts the provider and returns it with a bearer token the bench gateways accept. */
-export async function startBenchIdentity() {
+/**
+ * Starts the provider and returns it with a bearer token the bench gateways accept; `extraClients`
+ * (`{ clientId, groups }`, e.g. a reviewer robot) get a token each, in `tokens` by client id.
+ */
+export async function startBenchIdentity({ extraClients = [] } = {}) {
   const ci = { clientId: 'bench-bot', clientSecret: randomBytes(18).toString('base64url'), groups: ['ml-eng'] };
+  const extra = extraClients.map((c) => ({ ...c, clientSecret: randomBytes(18).toString('base64url') }));
   const idp = await startIdp({
     audience: AUDIENCE,
     users: [{ id: 'bench', email: 'bench@example.com', name: 'Bench', groups: ['ml-eng'] }],
     cliClientId: 'sluice-cli',
-    ciClients: [ci],
+    ciClients: [ci, ...extra],
   });
   try {
-    return { idp, token: await clientCredentialsToken({ issuer: idp.issuer, clientId: ci.clientId, clientSecret: ci.clientSecret }) };
+    const token = await clientCredentialsToken({ issuer: idp.issuer, clientId: ci.clientId, clientSecret: ci.clientSecret });
+    const tokens = {};
+    for (const c of extra) tokens[c.clientId] = await clientCredentialsToken({ issuer: idp.issuer, clientId: c.clientId, clientSecret: c.clientSecret });
+    return { idp, token, tokens };
   } catch (err) {
     await idp.close();
     throw err;

@@ -102,6 +102,11 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
       } catch (cause) {
         throw mapJoseError(cause, jwksUri);
       }
+      // jose judges `iat` only together with a maximum token age; a token issued beyond the tolerance in the
+      // future comes from a skewed or forging issuer and is refused like an early `nbf`.
+      if (typeof payload.iat === 'number' && payload.iat > now() / 1000 + clockTolerance) {
+        throw new SluiceError('ERR_TOKEN_CLAIMS', { message: 'The token claim "iat" is invalid' });
+      }
       const groupsClaim = payload[identity.groups_claim];
       const groups = Array.isArray(groupsClaim) ? groupsClaim.filter((g): g is string => typeof g === 'string') : [];
       const principal: Principal = {
