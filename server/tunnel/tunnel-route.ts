@@ -15,6 +15,9 @@ import type { Store } from '../store/store.js';
 import { systemClock, type Clock } from '../clock.js';
 import { GatewayTunnel } from './gateway-tunnel.js';
 
+/** Bytes past `tunnel.max_frame` that a WebSocket message may have and still be read, to be refused as a frame. */
+const OVERSIZED_FRAME_GRACE = 4096;
+
 export interface TunnelRouteDeps extends GatewayDeps {
   /** Each connection type's protocol on tunnel streams. */
   protocols: ConnectionProtocols;
@@ -79,7 +82,10 @@ export async function registerTunnelRoute(app: FastifyInstance, deps: TunnelRout
 
   await app.register(websocket, {
     options: {
-      maxPayload: Math.max(tunnel.max_frame + FRAME_HEADER_SIZE, MAX_CONTROL_BYTES),
+      // A little past the largest frame: a frame just over max_frame is then read and refused by the codec
+      // with 4400 and an `error` message (ERR_TUNNEL_PROTOCOL), not cut by ws with a bare 1009. Anything
+      // larger is still refused by ws from its length alone, before it is read.
+      maxPayload: Math.max(tunnel.max_frame + FRAME_HEADER_SIZE + OVERSIZED_FRAME_GRACE, MAX_CONTROL_BYTES),
       perMessageDeflate: false,
     },
     // Replaces the plugin's default so each CLI learns why its tunnel closed (and reconnects elsewhere).
