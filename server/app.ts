@@ -147,7 +147,7 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
   const replicaId = replicaIdOf(config.replica.id, options.worker ?? 0);
   // Audit sinks are fixed at start; events emitted while storage opens wait in memory for its outbox.
   const audit = createAuditSystem({ ...auditSinkSettings(config.audit), replica: replicaId, clock, log: app.log });
-  const storage = await openStorage({ config, io: options.recordingIo, log: app.log, replica: replicaId, clock, audit: audit.events });
+  const storage = await openStorage({ config, io: options.recordingIo, log: app.log, replica: replicaId, worker: options.worker ?? 0, clock, audit: audit.events });
   const live = options.live ?? createLiveConfig(config);
   // Kept only when something scrapes them: a gateway without `metrics_listen` pays nothing per exchange.
   const metrics =

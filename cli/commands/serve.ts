@@ -56,7 +56,7 @@ export const registerServe: RegisterCommand = (program, ctx) => {
       const { startGateway } = await import('../../server/start-gateway.js');
       if (opts.sample.length > 0 && !opts.check) throw new SluiceError('ERR_USAGE', { message: '--sample is used with --check' });
       const { parseWorkerCount, checkWorkersNeedDatabase } = await import('../../server/cluster/worker-count.js');
-      const { leaveWorkerPool, runWorkerPool, workerNumber } = await import('../../server/cluster/worker-pool.js');
+      const { leaveAfterFailedStart, leaveWorkerPool, runWorkerPool, workerNumber } = await import('../../server/cluster/worker-pool.js');
       const workers = parseWorkerCount(opts.workers);
       const config = await loadConfigFile(opts.config, { env: ctx.env });
       checkWorkersNeedDatabase(workers, config.storage.database);
@@ -95,6 +95,10 @@ export const registerServe: RegisterCommand = (program, ctx) => {
         configDir: dirname(resolve(opts.config)),
         reloadConfig: () => loadConfigFile(opts.config, { env: ctx.env }),
         ...(worker === undefined ? {} : { worker }),
+      }).catch((err: unknown) => {
+        // A worker that cannot start must exit (non-zero, its error printed by the caller) for the primary to start it again.
+        leaveAfterFailedStart();
+        throw err;
       });
       // One remote input must never take down every caller's tunnel: log the fault, keep serving.
       process.on('unhandledRejection', (err) => gateway.app.log.error({ err }, 'unhandled rejection'));

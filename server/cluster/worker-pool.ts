@@ -45,6 +45,21 @@ export function leaveWorkerPool(): void {
   if (cluster.isWorker) cluster.worker?.disconnect();
 }
 
+/** How long a worker whose start failed may take to exit on its own before it is ended; see `leaveAfterFailedStart`. */
+export const FAILED_START_EXIT_MS = 5000;
+
+/**
+ * Called by a worker whose gateway could not start (its error is reported by the caller, and sets the exit
+ * code). Its IPC channel would keep it alive, the primary would never see it exit, and the pool would run one
+ * worker short, silently: so the channel is closed. Should a handle the half-started gateway left open still
+ * hold the process, it is ended after `exitAfterMs` with its exit code (non-zero), so the primary restarts it.
+ */
+export function leaveAfterFailedStart(exitAfterMs: number = FAILED_START_EXIT_MS): void {
+  if (!cluster.isWorker) return;
+  cluster.worker?.disconnect();
+  setTimeout(() => process.exit(process.exitCode === undefined || process.exitCode === 0 ? 1 : process.exitCode), exitAfterMs).unref();
+}
+
 /**
  * The wait before a dead worker's restart, and the wait after the one that follows if it dies early again: a
  * worker that lived `stableAfterMs` or longer waits `restartDelayMs`; one that died sooner waits what its last

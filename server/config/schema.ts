@@ -119,6 +119,10 @@ export const configSchema = z
         /** First retry delay of a failed upload, doubled per failure (with jitter) up to `upload_backoff_max`. */
         upload_backoff: duration.default('1s'),
         upload_backoff_max: duration.default('5m'),
+        /** With `recordings`: an open session's new records go up as a segment at least this often, so other replicas read it while it runs. */
+        upload_interval: duration.default('10s'),
+        /** ...and as soon as this many bytes wait; a segment holds about this much (a larger record goes alone). */
+        segment_max: byteSizeSchema.default('8MiB'),
       })
       .refine((s) => s.master_key === undefined || s.master_keys === undefined, {
         message: 'set either master_key or master_keys, not both',
@@ -136,6 +140,8 @@ export const configSchema = z
         upload_retries: 10,
         upload_backoff: '1s',
         upload_backoff_max: '5m',
+        upload_interval: '10s',
+        segment_max: '8MiB',
       }),
     tunnel: z
       .strictObject({

@@ -102,7 +102,7 @@ export function createGatewayMetrics(options: GatewayMetricsOptions = {}): Gatew
   };
   spoolGauge('sluice_recordings_spooled', 'Finished sessions in the spool waiting for (or in) an upload to the archive', (s) => s.spooled);
   spoolGauge('sluice_recordings_quarantined', 'Finished sessions kept in the spool and not shipped (failed verification, repeated upload failures, a different object in the archive)', (s) => s.quarantined);
-  spoolGauge('sluice_recordings_spool_bytes', 'Bytes of finished sessions the spool holds for the archive; past storage.spool_max new exchanges are refused', (s) => s.bytes);
+  spoolGauge('sluice_recordings_spool_bytes', 'Bytes the spool holds for the archive: finished sessions, and open ones not yet uploaded as segments; past storage.spool_max new exchanges are refused', (s) => s.bytes);
   spoolGauge('sluice_recordings_uploaded_bytes_total', 'Bytes of sessions shipped to the archive since start', (s) => s.uploadedBytes, true);
   spoolGauge('sluice_recordings_upload_failures_total', 'Uploads of sessions to the archive that failed since start (each is retried, then quarantined)', (s) => s.failures, true);
   new Gauge({

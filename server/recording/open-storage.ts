@@ -32,6 +32,8 @@ export interface OpenStorageOptions {
   readonly audit?: AuditEvents;
   /** This process's replica id, owner of the sessions it opens. Default: `replica.id` as worker 0 resolves it. */
   readonly replica?: string;
+  /** This process's worker number under `serve --workers N`, which names its own seal log. Default 0 (`seals.log`). */
+  readonly worker?: number;
   /** What the retention sweep's lease is timed by. Default: the system clock. */
   readonly clock?: Clock;
 }
@@ -112,6 +114,7 @@ export async function openStorage(options: OpenStorageOptions): Promise<GatewayS
       fsyncIntervalMs: parseDuration(storage.fsync_interval),
       retentionDays: storage.retention_days,
       replica: options.replica ?? replicaIdOf(config.replica.id),
+      worker: options.worker ?? 0,
       clock: options.clock,
       sealCheckpointEvery: storage.seal_checkpoint_every,
       sealCheckpointIntervalMs: parseDuration(storage.seal_checkpoint_interval),
@@ -121,6 +124,7 @@ export async function openStorage(options: OpenStorageOptions): Promise<GatewayS
         backoffMs: parseDuration(storage.upload_backoff),
         backoffMaxMs: parseDuration(storage.upload_backoff_max),
       },
+      segments: { intervalMs: parseDuration(storage.upload_interval), segmentMaxBytes: parseByteSize(storage.segment_max) },
       log: options.log,
       ...(options.audit === undefined ? {} : { audit: options.audit }),
     });

@@ -23,6 +23,7 @@ import { sessionObjectHead } from './session-file-scanner.js';
 import { SessionIndexer } from './session-indexer.js';
 import type { SessionSource } from './session-source.js';
 import { SessionSpool } from './session-spool.js';
+import { withSegmentsDeleted } from './segmented-archive.js';
 import type { ShippingSettings, SpoolStats } from './spool-shipper.js';
 import { SESSION_FILE_SUFFIX } from './record-format.js';
 import { verifySession } from './verify-session.js';
@@ -57,6 +58,8 @@ export interface RecordingOptions {
   readonly progressIntervalMs?: number;
   /** This gateway's id among replicas sharing a store (`replica.id`); default as `replica.id`'s, worker 0. */
   readonly replica?: string;
+  /** This process's worker number under `serve --workers N`: each worker appends to a seal log of its own. Default 0 (`seals.log`). */
+  readonly worker?: number;
   /** What the retention sweep's lease and cutoff are timed by. Default: the system clock. */
   readonly clock?: Clock;
   /** The seal log signs a checkpoint once this many entries are unsigned; default 32. */
@@ -65,6 +68,8 @@ export interface RecordingOptions {
   readonly sealCheckpointIntervalMs?: number;
   /** Retries, backoff and the spool's cap when sealed sessions are shipped to another archive; defaults in SHIPPER_DEFAULTS. */
   readonly shipping?: ShippingSettings;
+  /** How often (`storage.upload_interval`) and in what size (`storage.segment_max`) open sessions go to such an archive as segments; defaults in SEGMENT_DEFAULTS. */
+  readonly segments?: { readonly intervalMs?: number; readonly segmentMaxBytes?: number };
   readonly log?: RecordingLog;
   /** Told `session.opened` and `session.closed`. Default: nothing told. */
   readonly audit?: AuditEvents;
@@ -126,6 +131,7 @@ export class Recording implements RecorderSessions {
       io: this.#io,
       archive: this.archive,
       ...(options.shipping === undefined ? {} : { shipping: options.shipping }),
+      ...(options.segments === undefined ? {} : { segments: options.segments }),
       // A file that does not verify on its own is not put where every replica and auditor reads it as evidence.
       check: (name) => this.#brokenBecause(name),
       log: this.#log,
@@ -151,6 +157,7 @@ export class Recording implements RecorderSessions {
     recording.#sealLog = await SealLog.open({
       dir: recording.dir,
       signingKey: options.signingKey,
+      worker: options.worker ?? 0,
       checkpointEvery: options.sealCheckpointEvery,
       checkpointIntervalMs: options.sealCheckpointIntervalMs,
       log: recording.#log,
@@ -168,7 +175,8 @@ export class Recording implements RecorderSessions {
     if (options.retentionDays !== undefined) {
       recording.#sweep = new RetentionSweep({
         store: options.store,
-        archive: recording.archive,
+        // A destroyed session's segments go with it (an unsealed one exists only as segments).
+        archive: withSegmentsDeleted(recording.archive),
         sealLog: recording.#sealLog,
         retentionDays: options.retentionDays,
         intervalMs: options.sweepIntervalMs ?? 3_600_000,
@@ -375,6 +383,8 @@ export class Recording implements RecorderSessions {
       await this.store.closeSession(start.id, { status: 'interrupted', endedAt }).catch(() => undefined);
       throw err;
     }
+    // From here on its records are readable from the archive while it runs, within an upload interval.
+    this.spool.opened(name);
     this.#o.audit?.emit('session.opened', {
       session: start.id,
       user: { sub: principal.sub, groups: principal.groups, ...(principal.clientId === undefined ? {} : { client_id: principal.clientId }) },

@@ -25,6 +25,28 @@ import type { KeyObject } from 'node:crypto';
 export const SEAL_LOG_FILE = 'seals.log';
 /** Its signed checkpoints, under `storage.dir`. */
 export const SEAL_CHECKPOINTS_FILE = 'seals.checkpoints';
+/**
+ * Each process appending to a storage directory keeps a seal log of its own: the chain head lives in the
+ * process, so two processes appending to one file would each chain onto their own head and fork it. A single
+ * gateway and worker 0 of `serve --workers N` keep `seals.log` (as every directory before workers did);
+ * worker n keeps `seals.<n>.log` and `seals.<n>.checkpoints`.
+ */
+export interface SealLogFiles {
+  readonly log: string;
+  readonly checkpoints: string;
+}
+
+/** The seal log files of worker `worker` (0, or undefined for a single process: `seals.log`). */
+export function sealLogFilesOf(worker = 0): SealLogFiles {
+  return worker === 0 ? { log: SEAL_LOG_FILE, checkpoints: SEAL_CHECKPOINTS_FILE } : { log: `seals.${worker}.log`, checkpoints: `seals.${worker}.checkpoints` };
+}
+
+/** The worker a seal log or checkpoints file name belongs to; undefined for any other name. */
+export function sealLogWorkerOf(name: string): number | undefined {
+  if (name === SEAL_LOG_FILE || name === SEAL_CHECKPOINTS_FILE) return 0;
+  const m = /^seals\.([1-9][0-9]{0,5})\.(?:log|checkpoints)$/.exec(name);
+  return m === null ? undefined : Number(m[1]);
+}
 /** `prev` of the first entry. */
 export const GENESIS_PREV = '0'.repeat(64);
 /** Longest line a reader accepts; real entries are a few hundred bytes. */

@@ -1,14 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { link, open, truncate, unlink, type FileHandle } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { SluiceError } from '../../shared/errors.js';
 import { readFileLines, readLineFileEnds, type LineFileEnds } from './seal-log-lines.js';
 import {
   encodeSealEntry,
   encodeStartEntry,
-  SEAL_CHECKPOINTS_FILE,
-  SEAL_LOG_FILE,
   sealCheckpointSchema,
+  sealLogFilesOf,
   sealLineHash,
   sealLogEntrySchema,
   signSealCheckpoint,
@@ -27,6 +26,8 @@ export interface SealLogOptions {
   /** `storage.dir`. */
   readonly dir: string;
   readonly signingKey: SigningKey;
+  /** The `serve --workers` worker whose log this is (seal-log-format.ts `sealLogFilesOf`); default 0, `seals.log`. */
+  readonly worker?: number;
   /** A checkpoint is signed once this many entries are unsigned; default 32. */
   readonly checkpointEvery?: number;
   /** ...and at least this often while any entry is unsigned; default 60 s. */
@@ -97,7 +98,7 @@ async function writeFully(handle: FileHandle, bytes: Buffer): Promise<void> {
  * that is found empty was emptied, and is refused.
  */
 async function createWithLine(path: string, line: string): Promise<void> {
-  const temp = join(dirname(path), `.${SEAL_LOG_FILE}.${randomBytes(6).toString('hex')}.tmp`);
+  const temp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
   const file = await open(temp, 'wx', 0o600);
   try {
     await writeFully(file, Buffer.from(`${line}\n`, 'utf8'));
@@ -165,7 +166,7 @@ function damaged(path: string, why: string): SluiceError {
  * `seals.checkpoints` every `checkpointEvery` entries, every `checkpointIntervalMs` while entries are
  * unsigned, after a retention sweep, and at close. Writes are serialised; a seal whose write failed
  * stays queued and goes first with the next write, so a passing disk fault loses no seal.
- * One process appends to one storage directory.
+ * One process appends to one seal log: each worker of `serve --workers N` keeps its own (`worker`).
  */
 export class SealLog {
   /** `sl_` + 32 hex digits, from the first line: session files name it in `session.start`. */
@@ -187,8 +188,9 @@ export class SealLog {
   private constructor(options: SealLogOptions, id: string, entries: LineAppender, checkpoints: LineAppender, head: { seq: number; hash: string }, signedSeq: number) {
     this.#o = options;
     this.id = id;
-    this.path = join(options.dir, SEAL_LOG_FILE);
-    this.checkpointsPath = join(options.dir, SEAL_CHECKPOINTS_FILE);
+    const files = sealLogFilesOf(options.worker);
+    this.path = join(options.dir, files.log);
+    this.checkpointsPath = join(options.dir, files.checkpoints);
     this.#entries = entries;
     this.#checkpoints = checkpoints;
     this.#seq = head.seq;
@@ -210,29 +212,35 @@ export class SealLog {
    * its last entry (it was rolled back or rewritten).
    */
   static async open(options: SealLogOptions): Promise<SealLog> {
-    const path = join(options.dir, SEAL_LOG_FILE);
-    const checkpointsPath = join(options.dir, SEAL_CHECKPOINTS_FILE);
+    const files = sealLogFilesOf(options.worker);
+    const path = join(options.dir, files.log);
+    const checkpointsPath = join(options.dir, files.checkpoints);
     let ends = await openEnds(path, options.log, true);
     const cpEnds = await openEnds(checkpointsPath, options.log);
-    let id: string;
-    let head: { seq: number; hash: string };
     if (ends === undefined) {
       if (cpEnds?.last !== undefined) throw damaged(path, `it is missing, but ${checkpointsPath} signs entries of a seal log`);
-      id = `sl_${randomBytes(16).toString('hex')}`;
-      const line = encodeStartEntry(id, Date.now());
-      await createWithLine(path, line);
-      ends = { size: Buffer.byteLength(line) + 1, wholeLength: Buffer.byteLength(line) + 1, first: line, last: line };
-      head = { seq: 0, hash: sealLineHash(line) };
-    } else {
-      // A new log is created whole (createWithLine), so an empty one was emptied, not left by a crash.
-      if (ends.wholeLength === 0) throw damaged(path, 'it exists but holds no whole entry');
-      const first = parseLine(ends.first);
-      if (first?.type !== 'start') throw damaged(path, 'its first line is not the start of a seal log');
-      id = first.log;
-      const last = parseLine(ends.last);
-      if (last === undefined) throw damaged(path, 'its last line is not an entry');
-      head = { seq: last.seq, hash: sealLineHash(ends.last!) };
+      const startId = `sl_${randomBytes(16).toString('hex')}`;
+      const line = encodeStartEntry(startId, Date.now());
+      const created = await createWithLine(path, line).then(
+        () => true,
+        (err: unknown) => {
+          // Another process started this log first (two gateways on one directory): its log is continued, not replaced.
+          if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+          throw err;
+        },
+      );
+      if (created) ends = { size: Buffer.byteLength(line) + 1, wholeLength: Buffer.byteLength(line) + 1, first: line, last: line };
+      else ends = await openEnds(path, options.log, true);
+      if (ends === undefined) throw damaged(path, 'it was removed while it was being started');
     }
+    // A new log is created whole (createWithLine), so an empty one was emptied, not left by a crash.
+    if (ends.wholeLength === 0) throw damaged(path, 'it exists but holds no whole entry');
+    const first = parseLine(ends.first);
+    if (first?.type !== 'start') throw damaged(path, 'its first line is not the start of a seal log');
+    const last = parseLine(ends.last);
+    if (last === undefined) throw damaged(path, 'its last line is not an entry');
+    const id = first.log;
+    const head = { seq: last.seq, hash: sealLineHash(ends.last!) };
     let signedSeq = -1;
     const cp = cpEnds?.last === undefined ? undefined : await lastCheckpointOf(checkpointsPath, id);
     if (cp !== undefined) {

@@ -1,6 +1,6 @@
-import { createPrivateKey, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
-import { chmod, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
-import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
+import { createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, sign, verify, type KeyObject } from 'node:crypto';
+import { chmod, link, mkdir, readFile, stat, unlink, writeFile } from 'node:fs/promises';
+import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { SluiceError } from '../../shared/errors.js';
 import { sha256 } from './record-format.js';
 
@@ -52,12 +52,18 @@ export async function loadOrCreateSigningKeyFile(file: string): Promise<SigningK
   }
   const { privateKey } = generateKeyPairSync('ed25519');
   const pem = privateKey.export({ type: 'pkcs8', format: 'pem' });
+  // Written whole under a name of its own, then linked into place: a process starting beside this one (a
+  // worker of `serve --workers N`) sees no key or the whole key, never a file created but not yet written.
+  const temp = join(dirname(file), `.${basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
   try {
-    // `wx`: if another process created it meanwhile, its key wins and is read below.
-    await writeFile(file, pem, { flag: 'wx', mode: 0o600 });
-    await chmod(file, 0o600);
+    await writeFile(temp, pem, { flag: 'wx', mode: 0o600 });
+    await chmod(temp, 0o600);
+    // `link` fails with EEXIST where `rename` would replace: if another process created the key meanwhile, its key wins and is read below.
+    await link(temp, file);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  } finally {
+    await unlink(temp).catch(() => undefined);
   }
   return readSigningKey(file);
 }

@@ -48,6 +48,10 @@ export interface SpoolShipperOptions extends ShippingSettings {
   readonly log?: RecordingLog;
   /** In [0, 1): the jitter of retry delays. Default Math.random. */
   readonly random?: () => number;
+  /** Bytes of open sessions not in the archive yet, counted against `maxBytes` with the finished ones. Default none. */
+  readonly openBytes?: () => number;
+  /** Told each object once the archive holds it (and the spool no longer does); what it starts is its own to finish. */
+  readonly onShipped?: (name: string) => void;
 }
 
 /** Where an object is on its way to the archive. */
@@ -74,7 +78,7 @@ export interface SpoolStats {
   /** Objects waiting for (or in) an upload. */
   readonly spooled: number;
   readonly quarantined: number;
-  /** Bytes of every object held, quarantined ones included: they take space on the spool's disk. */
+  /** Bytes of every object held, quarantined ones included (they take space on the spool's disk), and of open sessions not uploaded yet. */
   readonly bytes: number;
   readonly maxBytes: number;
   /** Whether new exchanges are admitted (`bytes` is within `maxBytes`). */
@@ -191,12 +195,13 @@ export class SpoolShipper {
   stats(): SpoolStats {
     let quarantined = 0;
     for (const e of this.#entries.values()) if (e.status === 'quarantined') quarantined++;
+    const bytes = this.#heldBytes();
     return {
       spooled: this.#entries.size - quarantined,
       quarantined,
-      bytes: this.#bytes,
+      bytes,
       maxBytes: this.#s.maxBytes,
-      admitting: this.#bytes <= this.#s.maxBytes,
+      admitting: bytes <= this.#s.maxBytes,
       uploadedBytes: this.#uploadedBytes,
       uploaded: this.#uploaded,
       failures: this.#failures,
@@ -209,10 +214,11 @@ export class SpoolShipper {
    * uploads that drain it admit exchanges again by themselves.
    */
   refusal(): SluiceError | undefined {
-    if (this.#bytes <= this.#s.maxBytes) return undefined;
-    const cause = `recording spool full: ${this.#bytes} bytes wait for the archive, storage.spool_max is ${this.#s.maxBytes}`;
+    const bytes = this.#heldBytes();
+    if (bytes <= this.#s.maxBytes) return undefined;
+    const cause = `recording spool full: ${bytes} bytes wait for the archive, storage.spool_max is ${this.#s.maxBytes}`;
     return new SluiceError('ERR_RECORDING_UNAVAILABLE', {
-      message: `The recording spool ${this.root} is full (${this.#bytes} bytes of finished sessions wait for the archive; storage.spool_max is ${this.#s.maxBytes} bytes); the exchange was refused`,
+      message: `The recording spool ${this.root} is full (${bytes} bytes of sessions wait for the archive; storage.spool_max is ${this.#s.maxBytes} bytes); the exchange was refused`,
       details: { cause },
     });
   }
@@ -274,6 +280,7 @@ export class SpoolShipper {
         this.#forget(e);
         this.#uploaded++;
         this.#uploadedBytes += outcome.uploadedBytes;
+        this.#o.onShipped?.(e.name);
       } else {
         this.#quarantine(e, outcome.quarantine);
       }
@@ -306,6 +313,7 @@ export class SpoolShipper {
     // Gone from the spool: another process sharing it (a worker) shipped it, or an operator moved it.
     if (size === undefined) return { shipped: true, uploadedBytes: 0 };
     e.bytes = this.#resize(e.bytes, size);
+    const checked = await versionOf(path);
     if (this.#o.check !== undefined) {
       let problem: string | undefined;
       try {
@@ -326,6 +334,12 @@ export class SpoolShipper {
         }
       }
       await archive.put(e.name, createReadStream(path));
+      // Changed between its check and the end of its upload: the object may hold bytes nobody checked. It is
+      // this upload's own (a put never replaces), so it is taken back, and the next attempt checks again.
+      if ((await versionOf(path)) !== checked) {
+        await archive.delete(e.name);
+        throw new Error(`${e.name} changed in the spool while it was shipped; it is checked again`);
+      }
     } catch (err) {
       if (!(err instanceof ArchiveError && err.code === 'ARCHIVE_EXISTS')) throw err;
       // An earlier upload landed but the spool copy outlived it (its removal failed, or a crash came between):
@@ -345,6 +359,11 @@ export class SpoolShipper {
     this.#log.warn({ object: e.name, attempts: e.attempts, reason }, 'a spooled session is quarantined: it stays in the spool and is not shipped until retried (sluice admin recordings --retry)');
   }
 
+  /** Finished objects held, and open sessions' bytes not uploaded yet. */
+  #heldBytes(): number {
+    return this.#bytes + (this.#o.openBytes?.() ?? 0);
+  }
+
   #forget(e: Entry): void {
     this.#entries.delete(e.name);
     this.#bytes -= e.bytes;
@@ -355,6 +374,12 @@ export class SpoolShipper {
     this.#bytes += now - was;
     return now;
   }
+}
+
+/** What tells one state of a file from the next: size, change time and inode. */
+async function versionOf(path: string): Promise<string> {
+  const s = await stat(path, { bigint: true });
+  return `${s.size}:${s.ctimeNs}:${s.mtimeNs}:${s.ino}`;
 }
 
 async function sizeOf(path: string): Promise<number | undefined> {

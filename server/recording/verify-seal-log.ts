@@ -1,11 +1,13 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { readFileLines } from './seal-log-lines.js';
+import { readFileLines, readLineFileEnds } from './seal-log-lines.js';
 import {
   GENESIS_PREV,
-  SEAL_CHECKPOINTS_FILE,
-  SEAL_LOG_FILE,
   sealCheckpointSchema,
+  sealLogFilesOf,
+  sealLogWorkerOf,
+  type SealLogFiles,
   sealCheckpointVerifies,
   sealLineHash,
   sealLogEntrySchema,
@@ -44,12 +46,22 @@ export interface SealedSession {
   readonly finalHash: string;
   /** The first entry of the session. */
   readonly entry: number;
+  /** The id of the seal log holding the entry; undefined when that log does not begin with its start entry. */
+  readonly log?: string;
   /** Set when a `destroyed` entry follows (retention). */
   readonly destroyed?: { readonly entry: number; readonly at: number };
 }
 
-/** The verdict on a storage directory's seal log. */
+/**
+ * The verdict on a storage directory's seal log. `readSealLog` reads every seal log of the directory (one per
+ * worker of `serve --workers N`): its fields are those of `seals.log`, except `problems` and `sessions`, which
+ * hold those of every log, and `logs`, one report per log.
+ */
 export interface SealLogReport {
+  /** The seal log's file name under the directory (`seals.log`, `seals.<n>.log`). */
+  readonly file: string;
+  /** Every seal log of the directory, `seals.log` first; only `readSealLog` sets it. */
+  readonly logs?: readonly SealLogReport[];
   /** False for a directory from before the seal log (or one whose log was removed: see `problems`). */
   readonly present: boolean;
   readonly logId?: string;
@@ -90,10 +102,57 @@ function safeJson(text: string): unknown {
  * Reads and checks a storage directory's seal log offline: every entry must chain to the one before
  * and sit at its position; every checkpoint in `seals.checkpoints` must verify and match its entry;
  * a checkpoint past the log's end means the tail was cut; exported checkpoints pin the log the same
- * way from outside the directory. Reads each file once; holds one small record per session.
+ * way from outside the directory. Every seal log of the directory is checked so (`seals.log` and the
+ * `seals.<n>.log` of each worker of `serve --workers N`, each with its own checkpoints). Reads each file
+ * once; holds one small record per session.
  */
 export async function readSealLog(options: ReadSealLogOptions): Promise<SealLogReport> {
   const publicKey = typeof options.publicKey === 'string' ? createPublicKey(options.publicKey) : options.publicKey;
+  const workers = new Set([0]);
+  try {
+    for (const name of await readdir(options.dir)) {
+      const worker = sealLogWorkerOf(name);
+      if (worker !== undefined) workers.add(worker);
+    }
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  const files = [...workers].sort((a, b) => a - b).map((w) => sealLogFilesOf(w));
+  // Exported checkpoints name their log: each pins the log of that id, and one naming no log here pins `seals.log` (and fails there).
+  const ids = await Promise.all(files.map((f) => startIdOf(join(options.dir, f.log))));
+  const exportedOf = (i: number): SealCheckpoint[] =>
+    (options.exported ?? []).filter((cp) => {
+      const at = ids.indexOf(cp.log);
+      return at === i || (at < 0 && i === 0);
+    });
+  const logs: SealLogReport[] = [];
+  for (const [i, f] of files.entries()) logs.push(await readOneSealLog(options.dir, f, publicKey, exportedOf(i)));
+  if (logs.length === 1) return { ...logs[0]!, logs };
+  const sessions = new Map<string, SealedSession>();
+  const problems: SealLogProblem[] = [];
+  for (const log of logs) {
+    // The messages of `seals.log` read as they always have; those of a worker's log name it.
+    const named = log.file === files[0]!.log ? log.problems : log.problems.map((p) => ({ ...p, message: `${log.file}: ${p.message}` }));
+    problems.push(...named);
+    for (const [id, seal] of log.sessions) if (!sessions.has(id)) sessions.set(id, seal);
+  }
+  return { ...logs[0]!, present: logs.some((l) => l.present), problems, sessions, logs };
+}
+
+/** The id in the first line of a seal log; undefined when it is missing or does not begin with its start entry. */
+async function startIdOf(path: string): Promise<string | undefined> {
+  try {
+    const first = sealLogEntrySchema.safeParse(safeJson((await readLineFileEnds(path)).first ?? ''));
+    return first.success && first.data.type === 'start' ? first.data.log : undefined;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+/** Reads and checks one seal log (`files`) of the directory, as `readSealLog` describes. */
+async function readOneSealLog(dir: string, files: SealLogFiles, publicKey: KeyObject, exportedCheckpoints: readonly SealCheckpoint[]): Promise<SealLogReport> {
+  const { log: logFile, checkpoints: checkpointsFile } = files;
   const fingerprint = publicKeyFingerprint(publicKey);
   const problems: SealLogProblem[] = [];
   const problem = (kind: SealLogProblemKind, entry: number, message: string): void => {
@@ -104,16 +163,16 @@ export async function readSealLog(options: ReadSealLogOptions): Promise<SealLogR
   const local: SealCheckpoint[] = [];
   try {
     let n = 0;
-    for await (const line of readFileLines(join(options.dir, SEAL_CHECKPOINTS_FILE))) {
+    for await (const line of readFileLines(join(dir, checkpointsFile))) {
       n++;
       if (!line.complete) break; // a torn last line: a crash mid-append signs nothing
       const cp = sealCheckpointSchema.safeParse(line.overlong ? undefined : safeJson(line.text));
       if (!cp.success) {
-        problem('checkpoint', -1, `Line ${n} of ${SEAL_CHECKPOINTS_FILE} is not a checkpoint`);
+        problem('checkpoint', -1, `Line ${n} of ${checkpointsFile} is not a checkpoint`);
         continue;
       }
       if (!sealCheckpointVerifies(cp.data, publicKey, fingerprint)) {
-        problem('signature', cp.data.seq, `The checkpoint of entry ${cp.data.seq} (line ${n} of ${SEAL_CHECKPOINTS_FILE}) ${cp.data.key === fingerprint ? 'does not verify' : `was signed by another key (fingerprint ${cp.data.key.slice(0, 16)}…)`}`);
+        problem('signature', cp.data.seq, `The checkpoint of entry ${cp.data.seq} (line ${n} of ${checkpointsFile}) ${cp.data.key === fingerprint ? 'does not verify' : `was signed by another key (fingerprint ${cp.data.key.slice(0, 16)}…)`}`);
         continue;
       }
       local.push(cp.data);
@@ -122,7 +181,7 @@ export async function readSealLog(options: ReadSealLogOptions): Promise<SealLogR
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
   const exported: SealCheckpoint[] = [];
-  for (const cp of options.exported ?? []) {
+  for (const cp of exportedCheckpoints) {
     if (!sealCheckpointVerifies(cp, publicKey, fingerprint)) problem('pinned', cp.seq, `The exported checkpoint of entry ${cp.seq} does not verify under the public key`);
     else exported.push(cp);
   }
@@ -137,7 +196,7 @@ export async function readSealLog(options: ReadSealLogOptions): Promise<SealLogR
   const wanted = new Set([...local, ...exported].map((cp) => cp.seq));
   try {
     let prev = GENESIS_PREV;
-    for await (const line of readFileLines(join(options.dir, SEAL_LOG_FILE))) {
+    for await (const line of readFileLines(join(dir, logFile))) {
       if (!line.complete) {
         tornTail = true;
         break;
@@ -166,7 +225,7 @@ export async function readSealLog(options: ReadSealLogOptions): Promise<SealLogR
       } else if (e.type === 'seal') {
         const known = sessions.get(e.session);
         if (known === undefined) {
-          sessions.set(e.session, { session: e.session, file: e.file, status: e.status, records: e.records, finalHash: e.final_hash, entry: index });
+          sessions.set(e.session, { session: e.session, file: e.file, status: e.status, records: e.records, finalHash: e.final_hash, entry: index, ...(logId === undefined ? {} : { log: logId }) });
         } else if (known.records !== e.records || known.finalHash !== e.final_hash || known.file !== e.file) {
           problem('contradiction', index, `Entry ${index} of the seal log says session ${e.session} holds ${e.records} records; entry ${known.entry} says ${known.records} (${known.finalHash === e.final_hash ? 'same' : 'another'} final hash)`);
         } else if (e.status === 'closed' && known.status !== 'closed') {
@@ -204,10 +263,11 @@ export async function readSealLog(options: ReadSealLogOptions): Promise<SealLogR
   let signedThrough = -1;
   for (const cp of local) if (match(cp, 'checkpoint', 'The checkpoint')) signedThrough = Math.max(signedThrough, cp.seq);
   let pinnedThrough = -1;
-  if (!present && exported.length > 0) problem('missing', -1, `The directory holds no ${SEAL_LOG_FILE}, but exported checkpoints pin seal log ${exported[0]!.log}: it was removed`);
+  if (!present && exported.length > 0) problem('missing', -1, `The directory holds no ${logFile}, but exported checkpoints pin seal log ${exported[0]!.log}: it was removed`);
   else for (const cp of exported) if (match(cp, 'pinned', 'The exported checkpoint')) pinnedThrough = Math.max(pinnedThrough, cp.seq);
 
   return {
+    file: logFile,
     present,
     ...(logId === undefined ? {} : { logId }),
     entries,

@@ -2,6 +2,7 @@ import { createPublicKey, type KeyObject } from 'node:crypto';
 import { KeyUnavailableError } from './key-ring.js';
 import { checkpointMessage, decodeRecord, HeaderError, sessionAad, sha256, type DecodedRecord } from './record-format.js';
 import { scanSessionObject } from './session-file-scanner.js';
+import { isSegmentAware, pieceAt } from './segmented-reader.js';
 import { DataKeyNotStoredError, sessionDataKey, type SessionSource } from './session-source.js';
 import { publicKeyFingerprint, verifyCheckpoint } from './signing-key.js';
 
@@ -18,7 +19,8 @@ export type VerifyProblemKind =
   | 'signature' // the checkpoint's signature does not verify under the public key
   | 'trailing' // records after the checkpoint
   | 'interrupted' // no checkpoint: the session was never sealed
-  | 'mismatch'; // the file disagrees with what the index says about the sealed session
+  | 'mismatch' // the file disagrees with what the index says about the sealed session
+  | 'segment'; // read from its segments (not sealed yet, or never): a segment is missing, reordered or foreign
 
 /** One problem, with where it is. */
 export interface VerifyProblem {
@@ -72,9 +74,13 @@ export async function verifySession(source: SessionSource, name: string, options
   const publicKey = typeof options.publicKey === 'string' ? createPublicKey(options.publicKey) : options.publicKey;
   const fingerprint = publicKeyFingerprint(publicKey);
   const problems: VerifyProblem[] = [];
+  // A session read from segments: each problem names the segment object its bytes came from.
+  const layout = isSegmentAware(source.objects) ? await source.objects.segmentLayout(name) : undefined;
   const problem = (kind: VerifyProblemKind, index: number, offset: number, message: string): void => {
-    problems.push({ kind, index, offset, message });
+    const piece = layout === undefined || kind === 'segment' ? undefined : pieceAt(layout, offset);
+    problems.push({ kind, index, offset, message: piece === undefined ? message : `${message} (in segment ${piece.meta.segment}, ${piece.object})` });
   };
+  for (const p of layout?.problems ?? []) problem('segment', p.record, p.offset, p.message);
   let session: string | undefined;
   let keyId: string | undefined;
   let dataKey: Buffer | undefined;

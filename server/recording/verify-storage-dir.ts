@@ -6,6 +6,8 @@ import type { AuditedSession, AuditIndex } from './audit-index.js';
 import type { KeyRing } from './key-ring.js';
 import { SESSION_FILE_SUFFIX } from './record-format.js';
 import { SEAL_LOG_FILE } from './seal-log-format.js';
+import { sessionObjectOfSegment } from './segment-format.js';
+import { SegmentedReader } from './segmented-reader.js';
 import { NO_SESSION_KEYS, type SessionSource } from './session-source.js';
 import { SESSIONS_DIR } from './storage-layout.js';
 import { readSealLog, type SealedSession, type SealLogReport } from './verify-seal-log.js';
@@ -42,8 +44,10 @@ export interface SessionVerdict {
   readonly result?: VerifyResult;
   /** What the seal log says about the session; undefined when it is not in the log. */
   readonly seal?: SealedSession;
-  /** The directory's seal log id; undefined when it has none. */
+  /** The id of the seal log holding the session's entry, else of `seals.log`; undefined when the directory has none. */
   readonly sealLogId?: string;
+  /** The ids of every seal log of the directory (one per worker of `serve --workers N`). */
+  readonly sealLogIds?: readonly string[];
   /** A signed (or exported) checkpoint covers the session's `destroyed` entry: retention removed it. */
   readonly destroyedVouched: boolean;
 }
@@ -67,16 +71,25 @@ export interface VerdictText {
 export async function* verifyStorageDir(options: VerifyDirOptions): AsyncGenerator<SessionVerdict> {
   const { dir, archive, index } = options;
   const sealLog = options.sealLog ?? (await readSealLog({ dir, publicKey: options.publicKey }));
-  const covered = Math.max(sealLog.signedThrough, sealLog.pinnedThrough);
-  const sealOf = (id: string): Pick<SessionVerdict, 'seal' | 'sealLogId' | 'destroyedVouched'> => {
+  const logs = sealLog.logs ?? [sealLog];
+  const sealLogIds = logs.flatMap((l) => (l.logId === undefined ? [] : [l.logId]));
+  // A checkpoint vouches for entries of its own log only.
+  const coveredOf = (logId: string | undefined): number => {
+    const log = logs.find((l) => l.logId === logId) ?? sealLog;
+    return Math.max(log.signedThrough, log.pinnedThrough);
+  };
+  const sealOf = (id: string): Pick<SessionVerdict, 'seal' | 'sealLogId' | 'sealLogIds' | 'destroyedVouched'> => {
     const seal = sealLog.sessions.get(id);
+    const sealLogId = seal?.log ?? sealLog.logId;
     return {
       ...(seal === undefined ? {} : { seal }),
-      ...(sealLog.logId === undefined ? {} : { sealLogId: sealLog.logId }),
-      destroyedVouched: seal?.destroyed !== undefined && seal.destroyed.entry <= covered,
+      ...(sealLogId === undefined ? {} : { sealLogId }),
+      sealLogIds,
+      destroyedVouched: seal?.destroyed !== undefined && seal.destroyed.entry <= coveredOf(seal.log),
     };
   };
-  const source: SessionSource = { objects: archive, keys: index ?? NO_SESSION_KEYS, keyRing: options.keyRing };
+  // A session not sealed yet, or never (its replica stopped), is read from its segments up to the last one.
+  const source: SessionSource = { objects: new SegmentedReader(archive), keys: index ?? NO_SESSION_KEYS, keyRing: options.keyRing };
   const seen = new Set<string>();
   /** The verdict on one file; undefined when it is missing. */
   const verify = async (name: string, expect?: AuditedSession): Promise<VerifyResult | undefined> => {
@@ -104,10 +117,12 @@ export async function* verifyStorageDir(options: VerifyDirOptions): AsyncGenerat
     }
   }
   for await (const object of listAll(archive, `${SESSIONS_DIR}/`)) {
-    const file = object.name;
+    // Segments stand for their session's file until it is sealed: the session is verified once, from them.
+    const file = sessionObjectOfSegment(object.name) ?? object.name;
     if (!file.endsWith(SESSION_FILE_SUFFIX)) continue;
     const id = basename(file, SESSION_FILE_SUFFIX);
     if (listed.has(file) || (options.only !== undefined && id !== options.only)) continue;
+    listed.add(file);
     const result = await verify(file);
     if (result === undefined) continue; // removed while listing
     seen.add(id);
@@ -158,11 +173,14 @@ export function verdictText(v: SessionVerdict, strict = false): VerdictText {
   }
   if (seal === undefined && r.ok && r.sealLog !== undefined) {
     // The signature vouches for the name: this session was sealed while that log was kept.
+    const ids = v.sealLogIds ?? (v.sealLogId === undefined ? [] : [v.sealLogId]);
     const why =
-      v.sealLogId === undefined
+      ids.length === 0
         ? `the directory has no ${SEAL_LOG_FILE}: it was removed`
-        : v.sealLogId !== r.sealLog
-          ? `the directory's seal log is ${v.sealLogId}: it was replaced`
+        : !ids.includes(r.sealLog)
+          ? ids.length === 1
+            ? `the directory's seal log is ${ids[0]}: it was replaced`
+            : `the directory's seal logs are ${ids.join(', ')}: it was removed or replaced`
           : 'the log has no entry for it: entries were cut from its end or removed';
     return { status: 'broken', text: `broken: the session is sealed into seal log ${r.sealLog}, but ${why}${note}`, failed: true };
   }
@@ -213,11 +231,19 @@ export function sealLogVerdictText(report: SealLogReport): { status: 'intact' | 
     return { status: 'broken', text: `broken${p.entry >= 0 ? ` at entry ${p.entry}` : ''}: ${p.message}${more}`, failed: true };
   }
   if (!report.present) return { status: 'absent', text: 'absent: the directory has no seal log (sessions sealed before it began verify on their own)', failed: false };
+  const logs = report.logs ?? [report];
+  if (logs.length > 1) return { status: 'intact', text: `intact: ${logs.map((l) => `${l.file} (${intactParts(l)})`).join(', ')}`, failed: false };
+  return { status: 'intact', text: `intact (${intactParts(report)})`, failed: false };
+}
+
+/** What an intact seal log holds, and how much of it is signed, in words. */
+function intactParts(report: SealLogReport): string {
+  if (!report.present) return 'absent';
   const parts = [`${report.entries} ${report.entries === 1 ? 'entry' : 'entries'}`];
   parts.push(report.signedThrough < 0 ? 'no checkpoint yet' : `signed through entry ${report.signedThrough}`);
   if (report.pinnedThrough >= 0) parts.push(`pinned through entry ${report.pinnedThrough} by the exported checkpoints`);
   const unsigned = report.headSeq - Math.max(report.signedThrough, report.pinnedThrough);
   if (unsigned > 0) parts.push(`${unsigned} ${unsigned === 1 ? 'entry' : 'entries'} after the last checkpoint, where a cut shows only against an exported checkpoint`);
   if (report.tornTail) parts.push('a torn last line (a crash mid-append)');
-  return { status: 'intact', text: `intact (${parts.join('; ')})`, failed: false };
+  return parts.join('; ');
 }

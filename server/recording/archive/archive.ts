@@ -2,7 +2,8 @@
  * The archive: where sealed session files live, as whole immutable objects addressed by name
  * (`sessions/YYYY/MM/DD/<id>.rec`). One contract serves a directory (`FsArchive`) and, later, an
  * S3-compatible bucket; both pass `test/helpers/archive-conformance.ts`. Open sessions are appended in
- * the local spool and handed over when sealed. When the spool and a directory archive share one root
+ * the local spool and handed over when sealed; meanwhile their records go up as segment objects beside
+ * the session's name (segment-format.ts), themselves whole immutable objects like any other. When the spool and a directory archive share one root
  * (`storage.dir`, the default), an open session's file already lies at its object name, so it is
  * listed and read as an object before it is sealed.
  */
