@@ -9,7 +9,8 @@ import { MaskingCounter } from './masking-summary.js';
 import { createGrpcDescriptorCache, type GrpcDescriptorCache } from '../protocols/grpc/grpc-descriptors.js';
 import { grpcMaskingTransform } from './grpc-response-masking.js';
 import { maskRequestBody } from './request-masking.js';
-import { restoringProfile } from './restore-profile.js';
+import { restoringProfile, RestoringTemplates } from './restore-profile.js';
+import { PlaceholderMap } from './placeholder-map.js';
 
 /** The credential literals of each connection, computed once per connection object. */
 const credentialCache = new WeakMap<object, string[]>();
@@ -38,6 +39,8 @@ export function createMaskingStage(options: ProfileMaskingStageOptions): Masking
   const profileOf = (exchange: Exchange, extra?: readonly string[]) =>
     options.profiles.forNames(extra === undefined || extra.length === 0 ? exchange.connection.masking : [...exchange.connection.masking, ...extra]);
   let grpcDescriptors = options.grpcDescriptors;
+  // The restoring rule merged with each answer profile, compiled once: an exchange binds only its placeholders.
+  const restoringTemplates = new RestoringTemplates();
   return {
     responseMasking(exchange, extra, restore): ResponseMasking | null {
       const answer = profileOf(exchange, extra);
@@ -47,7 +50,7 @@ export function createMaskingStage(options: ProfileMaskingStageOptions): Masking
       // One count per exchange: its head's, body's and trailers' replacements make one summary.
       const counter = new MaskingCounter();
       // Placeholders are put back before the answer's own profile reads the text, by a rule listed ahead of it.
-      const profile = restoring ? restoringProfile(restore, answer, counter) : answer;
+      const profile = restoring ? restoringProfile(restore, answer, counter, restoringTemplates) : answer;
       return {
         headers: (headers) => maskResponseHeaders(headers, { profile: answer, credentials, counter }),
         body: (head) => {
@@ -65,10 +68,15 @@ export function createMaskingStage(options: ProfileMaskingStageOptions): Masking
         summary: () => counter.entries(),
       };
     },
-    async maskRequest(exchange, body) {
-      const settings = exchange.connection.type === 'http' ? exchange.connection.request_masking : undefined;
-      if (settings === undefined) return null;
-      return maskRequestBody(options.profiles.forNames(settings.profiles)!, settings, exchange.headers, body);
+    async maskRequest(exchange, body, more) {
+      // Only HTTP bodies are read whole and rewritten: elsewhere nothing can be masked (the pipeline refuses first).
+      if (exchange.connection.type !== 'http') return null;
+      const settings = exchange.connection.request_masking;
+      const names = more === undefined ? (settings?.profiles ?? []) : more.profiles;
+      const profile = options.profiles.forNames(names);
+      if (profile === null) return null;
+      // A rule's `mask_request` on a connection without request masking writes in each profile's own style, restoring nothing.
+      return maskRequestBody(profile, settings ?? { style: 'profile', restore: false }, exchange.headers, body, more?.placeholders ?? new PlaceholderMap());
     },
     async maskRequestBody(exchange, body, extra) {
       const profile = profileOf(exchange, extra);

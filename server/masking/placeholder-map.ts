@@ -46,6 +46,11 @@ export class PlaceholderMap {
     return this.#values.get(token);
   }
 
+  /** Every token given out and the value it stands for, in the order given: for `sluice mask test --request` only. */
+  entries(): [token: string, value: string][] {
+    return [...this.#values];
+  }
+
   /** How many tokens were given out. */
   get size(): number {
     return this.#values.size;

@@ -1,14 +1,18 @@
 import type { CompiledProfile, JsonRuleEntry } from './compiled-profile.js';
 import type { PlaceholderMap } from './placeholder-map.js';
 import type { ReplacementOptions } from './replacement.js';
-import { TextMasker, type MaskEntry } from './text-masker.js';
+import type { MaskEntry } from './text-masker.js';
+
+/** What binding a profile needs of an exchange's placeholders: the token of each value it removes. */
+export type PlaceholderWriter = Pick<PlaceholderMap, 'tokenFor'>;
 
 /**
  * A shared profile bound to one exchange's placeholders: every rule whose style is `placeholder` (every
  * rule, with `all`, when the request masking setting asks for placeholders) writes `<LABEL_N>` from `map`.
- * The rules themselves are the profile's, compiled once; only the writers are the exchange's.
+ * The rules and their text searches are the profile's, compiled once when it was loaded (`rebound` shares
+ * them); only the writers are the exchange's, so binding costs a few small objects per exchange.
  */
-export function withPlaceholders(profile: CompiledProfile, map: PlaceholderMap, all: boolean): CompiledProfile {
+export function withPlaceholders(profile: CompiledProfile, map: PlaceholderWriter, all: boolean): CompiledProfile {
   const write = (value: string, label: string): string => map.tokenFor(value, label);
   const bind = (replacement: ReplacementOptions): ReplacementOptions =>
     all || replacement.style === 'placeholder' ? { ...replacement, style: 'placeholder', write } : replacement;
@@ -17,8 +21,8 @@ export function withPlaceholders(profile: CompiledProfile, map: PlaceholderMap, 
   return {
     ...profile,
     entries,
-    text: new TextMasker(entries, profile.allow),
-    jsonKeys: new Map([...profile.jsonKeys].map(([k, v]) => [k, rebind(v)])),
-    jsonPaths: profile.jsonPaths.map(rebind),
+    text: profile.text.rebound(bind),
+    jsonKeys: profile.jsonKeys.size === 0 ? profile.jsonKeys : new Map([...profile.jsonKeys].map(([k, v]) => [k, rebind(v)])),
+    jsonPaths: profile.jsonPaths.length === 0 ? profile.jsonPaths : profile.jsonPaths.map(rebind),
   };
 }

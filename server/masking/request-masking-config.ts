@@ -70,3 +70,20 @@ export function requestMaskingProblems(cfg: {
   });
   return problems;
 }
+
+/**
+ * The request masking of connection `name` in a config file's raw `connections` section, read without
+ * validating the rest of the file (`sluice mask test --request --connection`); a sentence saying why
+ * there is none.
+ */
+export function connectionRequestMasking(root: unknown, name: string): Pick<RequestMaskingConfig, 'profiles' | 'style'> | string {
+  const connections = typeof root === 'object' && root !== null ? (root as { connections?: unknown }).connections : undefined;
+  const raw = Array.isArray(connections) ? (connections as unknown[]).find((c) => (c as { name?: unknown } | null)?.name === name) : undefined;
+  if (raw === undefined) return `no connection is named "${name}"`;
+  const { type, masking } = raw as { type?: unknown; masking?: unknown };
+  if (type !== 'http') return `connection "${name}" is ${String(type)}: request masking is for http connections`;
+  const parsed = connectionMaskingSchema.safeParse(masking);
+  if (!parsed.success) return `connections "${name}".masking: ${parsed.error.issues[0]?.message ?? 'invalid'}`;
+  if (Array.isArray(parsed.data)) return `connection "${name}" masks no request bodies (it has no masking.request)`;
+  return { profiles: parsed.data.request, style: parsed.data.style };
+}

@@ -5,13 +5,19 @@ import { contentKind } from './content-kind.js';
 import { maskBodyAsync } from './mask-body.js';
 import { PlaceholderMap } from './placeholder-map.js';
 import { withPlaceholders } from './placeholder-profile.js';
+import type { Placeholders } from '../pipeline/masking-stage.js';
+import type { MaskingSummaryEntry } from './masking-summary.js';
 import type { RequestMaskingConfig } from './request-masking-config.js';
 
 /** A request body as it leaves for the upstream, and the placeholders to put back in its answer. */
 export interface MaskedRequest {
   readonly body: Buffer;
   /** The exchange's placeholders when its answer restores them (`restore: true`); null otherwise. */
-  readonly restore: PlaceholderMap | null;
+  readonly restore: Placeholders | null;
+  /** Every placeholder given out: a further pass over the same exchange numbers on from it. */
+  readonly placeholders: Placeholders;
+  /** What was replaced (entity, rule, count; never a value). */
+  readonly summary: MaskingSummaryEntry[];
 }
 
 /**
@@ -19,13 +25,15 @@ export interface MaskedRequest {
  * chat / completions / Responses messages and content parts, tool results, function and tool-call
  * arguments, Anthropic messages alike) or text, with the decoding and normalisation answers get.
  * Fails closed: a body masking cannot read (compressed, binary unless the profile allows binary) is
- * refused rather than forwarded with its values in it.
+ * refused rather than forwarded with its values in it. `placeholders` continues an earlier pass over the
+ * same exchange (a rule's `mask_request` after the connection's profiles): one value, one token.
  */
 export async function maskRequestBody(
   profile: CompiledProfile,
   settings: Pick<RequestMaskingConfig, 'style' | 'restore'>,
   headers: IncomingHttpHeaders,
   body: Buffer,
+  placeholders: Placeholders = new PlaceholderMap(),
 ): Promise<MaskedRequest> {
   const encoding = headers['content-encoding'];
   if (encoding !== undefined && encoding.toLowerCase() !== 'identity') {
@@ -38,7 +46,7 @@ export async function maskRequestBody(
   // An unlabelled body is read as JSON first, as upstreams do: the JSON masker falls back to text on what it cannot parse.
   const kind = contentType === undefined ? 'json' : contentKind(contentType);
   if (kind === 'binary') {
-    if (profile.binary === 'allow') return { body, restore: null };
+    if (profile.binary === 'allow') return { body, restore: null, placeholders, summary: [] };
     throw new SluiceError('ERR_REQUEST_UNMASKABLE', {
       message: `The request has a binary content type (${contentType}) that masking cannot inspect; the profile allows it only with binary: allow`,
       details: { content_type: contentType },
@@ -53,8 +61,8 @@ export async function maskRequestBody(
       details: charset === undefined ? {} : { charset },
     });
   }
-  const map = new PlaceholderMap();
+  const map = placeholders;
   const bound = withPlaceholders(profile, map, settings.style === 'placeholder');
   const masked = await maskBodyAsync({ profile: bound, format: kind === 'json' ? 'json' : 'text', body });
-  return { body: masked.output, restore: settings.restore && map.size > 0 ? map : null };
+  return { body: masked.output, restore: settings.restore && map.size > 0 ? map : null, placeholders: map, summary: masked.summary };
 }

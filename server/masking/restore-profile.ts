@@ -5,9 +5,33 @@ import { DEFAULT_MAX_JSON_BODY, DEFAULT_MAX_LINE } from './profile-schema.js';
 import { patternRule } from './text-rule.js';
 import { literalFinder } from './text-scan.js';
 import { TextMasker } from './text-masker.js';
+import type { ReplacementOptions } from './replacement.js';
 
 /** The summary's name for a placeholder put back: counted apart from every value masked. */
 export const RESTORE_ENTITY = 'placeholder';
+
+/** The replacement the restoring rule is compiled with; each exchange binds its own writer in its place. */
+const UNBOUND: ReplacementOptions = Object.freeze({ style: 'placeholder' });
+
+/**
+ * The answer profiles merged behind the restoring rule, compiled once per answer profile (and once for
+ * none): what an exchange binds its placeholders to. Owned by a masking stage, dropped with its profiles.
+ */
+export class RestoringTemplates {
+  readonly #byAnswer = new WeakMap<CompiledProfile, CompiledProfile>();
+  #alone: CompiledProfile | undefined;
+
+  /** The template for `answer`: the restoring rule (unbound) ahead of the answer's own rules. */
+  of(answer: CompiledProfile | null): CompiledProfile {
+    if (answer === null) return (this.#alone ??= restoringTemplate(null));
+    let template = this.#byAnswer.get(answer);
+    if (template === undefined) {
+      template = restoringTemplate(answer);
+      this.#byAnswer.set(answer, template);
+    }
+    return template;
+  }
+}
 
 /**
  * The answer's masking for an exchange whose prompt left with placeholders: a rule that finds each
@@ -18,14 +42,26 @@ export const RESTORE_ENTITY = 'placeholder';
  *
  * A restored value is then masked by `answer` on its own, as it would be had the upstream written it:
  * a connection may put emails back and still mask cards. A token the exchange never gave out (altered
- * or invented by the model) is left as it is.
+ * or invented by the model) is left as it is. With `templates` the rules are compiled once per answer
+ * profile and only the exchange's writer is bound here.
  */
-export function restoringProfile(map: Pick<PlaceholderMap, 'valueOf'>, answer: CompiledProfile | null, counter: MaskingCounter): CompiledProfile {
+export function restoringProfile(
+  map: Pick<PlaceholderMap, 'valueOf'>,
+  answer: CompiledProfile | null,
+  counter: MaskingCounter,
+  templates: RestoringTemplates = new RestoringTemplates(),
+): CompiledProfile {
   const restore = (token: string): string => {
     const value = map.valueOf(token);
     if (value === undefined) return token;
     return answer === null || answer.text.empty ? value : answer.text.mask(value, counter);
   };
+  const template = templates.of(answer);
+  const bind = (replacement: ReplacementOptions): ReplacementOptions => (replacement === UNBOUND ? { style: 'placeholder', write: restore } : replacement);
+  return { ...template, entries: template.entries.map((e) => ({ rule: e.rule, replacement: bind(e.replacement) })), text: template.text.rebound(bind) };
+}
+
+function restoringTemplate(answer: CompiledProfile | null): CompiledProfile {
   const rule = patternRule({
     entity: RESTORE_ENTITY,
     rule: 'restore:placeholder',
@@ -37,7 +73,7 @@ export function restoringProfile(map: Pick<PlaceholderMap, 'valueOf'>, answer: C
     starts: /</,
     contains: { pattern: /</g, before: 0, literals: [literalFinder('<')] },
   });
-  const entries = [{ rule, replacement: { style: 'placeholder' as const, write: restore } }];
+  const entries = [{ rule, replacement: UNBOUND }];
   const restoring: CompiledProfile = {
     names: ['restore'],
     entries,

@@ -32,11 +32,13 @@ export interface MaskingStage {
    */
   responseMasking(exchange: Exchange, extraProfiles?: readonly string[], restore?: RestoreMap | null): ResponseMasking | null;
   /**
-   * The request body as it is forwarded, masked by the connection's `masking.request` profiles, with the
-   * placeholders its answer restores; null when the connection masks no request. Rejects with
-   * ERR_REQUEST_UNMASKABLE for a body masking cannot read.
+   * The request body as it is forwarded, masked by the connection's `masking.request` profiles (or by
+   * `more.profiles`, a rule's `mask_request`, in the connection's style), with the placeholders its answer
+   * restores; null when no profile applies. `more.placeholders` continues the numbering of an earlier pass
+   * over the same exchange, so one value keeps one token. Rejects with ERR_REQUEST_UNMASKABLE for a body
+   * masking cannot read.
    */
-  maskRequest?(exchange: Exchange, body: Buffer): Promise<{ readonly body: Buffer; readonly restore: RestoreMap | null } | null>;
+  maskRequest?(exchange: Exchange, body: Buffer, more?: { readonly profiles: readonly string[]; readonly placeholders?: Placeholders }): Promise<MaskedRequestBody | null>;
   /**
    * A whole request body masked for the recording; null when no profile applies or the body is not text.
    * Asynchronous: a large body is masked in slices, so it never holds the event loop.
@@ -48,6 +50,20 @@ export interface MaskingStage {
 export interface RestoreMap {
   valueOf(token: string): string | undefined;
   readonly size: number;
+}
+
+/** An exchange's placeholders as request masking writes them: one token per value, kept for the exchange. */
+export interface Placeholders extends RestoreMap {
+  tokenFor(value: string, label: string): string;
+}
+
+/** A request body masked for forwarding. */
+export interface MaskedRequestBody {
+  readonly body: Buffer;
+  /** The placeholders the answer restores (`restore: true`); null otherwise. */
+  readonly restore: RestoreMap | null;
+  /** Every placeholder given out, to number a further pass (a rule's `mask_request`) on. */
+  readonly placeholders: Placeholders;
 }
 
 /** The default masking stage: responses pass unchanged. */

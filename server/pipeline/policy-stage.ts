@@ -1,9 +1,10 @@
 import type { Exchange } from './exchange.js';
 
 /** What policy decided about one exchange; `rule` names the policy that matched, if any. */
+/** `mask` adds answer profiles; `maskRequest` adds request profiles (a rule's `mask_request`). */
 export type Decision =
-  | { readonly action: 'allow'; readonly rule?: string; readonly mask?: readonly string[] }
-  | { readonly action: 'deny'; readonly rule?: string; readonly reason?: string; readonly mask?: readonly string[] }
+  | { readonly action: 'allow'; readonly rule?: string; readonly mask?: readonly string[]; readonly maskRequest?: readonly string[] }
+  | { readonly action: 'deny'; readonly rule?: string; readonly reason?: string; readonly mask?: readonly string[]; readonly maskRequest?: readonly string[] }
   | {
       readonly action: 'review';
       readonly rule: string;
@@ -14,11 +15,17 @@ export type Decision =
       /** The rule's message for reviewers. */
       readonly note?: string;
       readonly mask?: readonly string[];
+      readonly maskRequest?: readonly string[];
     };
 
-/** What policy sees of the request body: the parsed JSON (null when absent, not JSON or too long) and its size. */
+/**
+ * What policy sees of the request body: the parsed JSON (null when absent, not JSON or too long) and its size.
+ * `json` is the body as it will leave (masked by the connection's request profiles); `raw_json` the body as
+ * sent, when it differs (absent: the body leaves as sent).
+ */
 export interface DecisionBody {
   readonly json: unknown;
+  readonly raw_json?: unknown;
   readonly size: number;
 }
 

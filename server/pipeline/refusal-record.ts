@@ -26,6 +26,8 @@ export interface ExchangeProgress {
   settled: boolean;
   /** Set once the exchange is forwarded. */
   forwarding?: Forwarding;
+  /** The request body masked for forwarding, once it is (ahead of policy): a refusal keeps it, not the body as sent. */
+  maskedRequest?: Buffer;
 }
 
 /**
@@ -65,8 +67,10 @@ export async function recordRefusal(exchange: Exchange, carrier: Carrier, maskin
     progress.requestRecorded = true;
     const { body, unread } = carrier.takeArrivedBody();
     requestBytes = body?.length ?? 0;
+    // A prompt refused after request masking read it is kept as it would have left, as a forwarded one is.
+    const kept = body !== undefined && progress.maskedRequest !== undefined && exchange.connection.record.request_body !== 'raw' ? progress.maskedRequest : body;
     try {
-      await exchange.recording.recordRequest(await requestRecord(exchange, masking, progress.decision, body, unread));
+      await exchange.recording.recordRequest(await requestRecord(exchange, masking, progress.decision, kept, unread));
     } catch {
       // The error record below still names the request (method and path), as for any refusal the recording could not take in full.
     }

@@ -7,7 +7,8 @@ import type { Carrier } from './carrier.js';
 import type { Exchange } from './exchange.js';
 import { MaskingFrames } from './masking-frames.js';
 import { noMasking, type MaskingStage, type RestoreMap } from './masking-stage.js';
-import { requestToForward, type RequestToForward } from '../masking/request-whole-body.js';
+import { maskAhead, masksRequests, requestToForward, type MaskedAhead, type RequestToForward } from '../masking/request-whole-body.js';
+import { parseJsonBody } from '../codec/json-text.js';
 import { allowAllPolicy, type Decision, type DecisionBody, type PolicyStage } from './policy-stage.js';
 import { RecordingFrames } from './recording-frames.js';
 import { recordRefusal, requestRecord, type ExchangeProgress, type Forwarding } from './refusal-record.js';
@@ -76,6 +77,27 @@ export function createExchangeHandler(options: ExchangeHandlerOptions = {}): Exc
 
     // 3. policy, with the body read ahead (bounded, then put back) when a rule's outcome depends on it.
     const readBody = carrier.readAhead?.bind(carrier, readAhead);
+    // On a connection that masks requests, rules judge the body as it will leave (`request.json`), the body
+    // as sent only as `request.raw_json`; masked here once, and forwarded as masked here.
+    let ahead: MaskedAhead | null = null;
+    const maskedForPolicy = async (body: DecisionBody): Promise<DecisionBody> => {
+      if (!masksRequests(exchange)) return body;
+      const asSent = carrier.peekBody?.();
+      // A body not whole (its caller left mid-way) cannot be masked: rules see no JSON rather than the values.
+      if (asSent === undefined) return { json: null, raw_json: body.json, size: body.size };
+      if (asSent.length === 0) return body;
+      try {
+        ahead ??= await maskAhead(exchange, asSent, masking);
+        progress.maskedRequest = ahead.masked.body;
+      } catch (err) {
+        // As when masking fails before forwarding: a body that cannot be masked is never kept as sent.
+        progress.requestRecorded = true;
+        await recording.recordRequest(await requestRecord(exchange, masking, undefined, undefined, true)).catch(() => undefined);
+        throw err;
+      }
+      const parsed = parseJsonBody(ahead.masked.body, exchange.headers['content-type']);
+      return { json: parsed.kind === 'json' ? parsed.value : null, raw_json: body.json, size: body.size };
+    };
     const judgeableBody = async (): Promise<DecisionBody> => {
       const body = await readBody!();
       // A rule that reads the body cannot judge one it was not shown: refuse rather than let padding past the
@@ -93,7 +115,7 @@ export function createExchangeHandler(options: ExchangeHandlerOptions = {}): Exc
           details: { connection: connection.name },
         });
       }
-      return body;
+      return maskedForPolicy(body);
     };
     let decision: Decision;
     try {
@@ -126,6 +148,15 @@ export function createExchangeHandler(options: ExchangeHandlerOptions = {}): Exc
       });
     }
 
+    if (decision.maskRequest !== undefined && decision.maskRequest.length > 0 && connection.type !== 'http') {
+      // Only an HTTP body is read whole and rewritten: a rule that masks prompts refuses what it cannot mask.
+      await recording.recordDecision(decision);
+      throw new SluiceError('ERR_MASKING_BLOCKED', {
+        message: `Policy${decision.rule === undefined ? '' : ` "${decision.rule}"`} asks for request masking, which ${connection.type} connection "${connection.name}" cannot do`,
+        details: { connection: connection.name, ...(decision.rule === undefined ? {} : { rule: decision.rule }) },
+      });
+    }
+
     // Quotas, before a reviewer is asked to look at a request its caller may not send now.
     if (options.quotas !== undefined) {
       await options.quotas.admit(exchange, async () => {
@@ -151,7 +182,7 @@ export function createExchangeHandler(options: ExchangeHandlerOptions = {}): Exc
     // what went upstream, the original only with `record.request_body: raw`.
     let toForward: RequestToForward;
     try {
-      toForward = await requestToForward(exchange, carrier, masking);
+      toForward = await requestToForward(exchange, carrier, masking, decision.maskRequest, ahead);
     } catch (err) {
       // A body that could not be masked (too large, unreadable) is never kept as sent, nor what is left of it.
       progress.requestRecorded = true;

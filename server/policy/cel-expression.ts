@@ -80,8 +80,9 @@ export function createPolicyEnvironment(): PolicyEnvironment {
 export const POLICY_SCHEMAS = {
   identity: { sub: 'string', email: 'dyn', name: 'dyn', groups: 'list<string>', roles: 'list<string>', client_id: 'dyn', issuer: 'string' },
   connection: { name: 'string', type: 'string', labels: 'map<string, string>' },
-  // `grpc` is null but for gRPC calls: { service, method, metadata }.
-  request: { method: 'string', path: 'string', query: 'map<string, string>', headers: 'map<string, string>', grpc: 'dyn', json: 'dyn', size: 'int' },
+  // `grpc` is null but for gRPC calls: { service, method, metadata }. `json` is the body as it will leave
+  // (masked by the connection's request profiles); `raw_json` the body as sent, for rules that must see it.
+  request: { method: 'string', path: 'string', query: 'map<string, string>', headers: 'map<string, string>', grpc: 'dyn', json: 'dyn', raw_json: 'dyn', size: 'int' },
   session: { id: 'string', reason: 'dyn' },
   // Named after the quota limits whose windows they count (UTC minute, day, calendar month).
   usage: { requests_per_minute: 'int', tokens_today: 'int', tokens_this_month: 'int', input_tokens_today: 'int', output_tokens_today: 'int' },

@@ -16,6 +16,11 @@ const ruleCommon = {
   when: z.string().min(1, 'must be a CEL expression (write "true" to match every request)'),
   /** Masking profiles added for the exchanges this rule matches. */
   mask: z.array(z.string().min(1)).default([]),
+  /**
+   * Masking profiles applied to the request body of the exchanges this rule matches, on top of the
+   * connection's `masking.request`, in its style and with its restore (HTTP connections only).
+   */
+  mask_request: z.array(z.string().min(1)).default([]),
 };
 
 const allowRule = z.strictObject({ ...ruleCommon, action: z.literal('allow') });
@@ -80,6 +85,11 @@ export function policyConfigProblems(cfg: PolicyConfigView): PolicyConfigProblem
       rule.mask.forEach((profile, j) => {
         if (!Object.hasOwn(cfg.masking_profiles!, profile)) {
           problems.push({ path: ['policies', i, 'mask', j], message: `no masking profile is named "${profile}"` });
+        }
+      });
+      rule.mask_request.forEach((profile, j) => {
+        if (!Object.hasOwn(cfg.masking_profiles!, profile)) {
+          problems.push({ path: ['policies', i, 'mask_request', j], message: `no masking profile is named "${profile}"` });
         }
       });
     }

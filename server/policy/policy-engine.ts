@@ -16,8 +16,8 @@ import { policyInput, type PolicyBody, type PolicySubject, type PolicyUsage } fr
 
 /** What policy decided; `rule` names the rule that matched (absent when the default applied). */
 export type PolicyDecision =
-  | { readonly action: 'allow'; readonly rule?: string; readonly mask?: readonly string[] }
-  | { readonly action: 'deny'; readonly rule?: string; readonly reason: string; readonly mask?: readonly string[] }
+  | { readonly action: 'allow'; readonly rule?: string; readonly mask?: readonly string[]; readonly maskRequest?: readonly string[] }
+  | { readonly action: 'deny'; readonly rule?: string; readonly reason: string; readonly mask?: readonly string[]; readonly maskRequest?: readonly string[] }
   | {
       readonly action: 'review';
       readonly rule: string;
@@ -27,6 +27,7 @@ export type PolicyDecision =
       /** The rule's `message`, shown to reviewers. */
       readonly note?: string;
       readonly mask?: readonly string[];
+      readonly maskRequest?: readonly string[];
     };
 
 /** Options of {@link compilePolicies}. */
@@ -81,11 +82,13 @@ const DEFAULT_TIMEOUT_MS = 10 * 60_000;
 
 function decisionOf(rule: PolicyRule, defaultTimeoutMs: number): PolicyDecision {
   const mask = rule.mask.length > 0 ? rule.mask : undefined;
+  // Only present when the rule names profiles: a decision without it is what every decision was before.
+  const maskRequest = rule.mask_request.length > 0 ? { maskRequest: rule.mask_request } : {};
   switch (rule.action) {
     case 'allow':
-      return Object.freeze({ action: 'allow', rule: rule.name, mask });
+      return Object.freeze({ action: 'allow', rule: rule.name, mask, ...maskRequest });
     case 'deny':
-      return Object.freeze({ action: 'deny', rule: rule.name, reason: rule.message ?? `Policy "${rule.name}" denies this request`, mask });
+      return Object.freeze({ action: 'deny', rule: rule.name, reason: rule.message ?? `Policy "${rule.name}" denies this request`, mask, ...maskRequest });
     case 'review':
       return Object.freeze({
         action: 'review',
@@ -95,6 +98,7 @@ function decisionOf(rule: PolicyRule, defaultTimeoutMs: number): PolicyDecision 
         minApprovals: rule.min_approvals,
         note: rule.message,
         mask,
+        ...maskRequest,
       });
   }
 }

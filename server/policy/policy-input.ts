@@ -5,8 +5,16 @@ import type { PolicyActivation } from './cel-expression.js';
 
 /** What policy knows of the request body: the parsed JSON (or null) and its size in bytes. */
 export interface PolicyBody {
-  /** The parsed body when it is JSON and fit in the read-ahead; null otherwise. */
+  /**
+   * The parsed body when it is JSON and fit in the read-ahead; null otherwise. On a connection that masks
+   * requests, the body as it will leave: masked by the connection's `masking.request` profiles.
+   */
   readonly json: unknown;
+  /**
+   * The body as the caller sent it, parsed, when it differs from `json` (request masking); absent: `json`
+   * is the body as sent. Rules see it only as `request.raw_json`, named on purpose.
+   */
+  readonly raw_json?: unknown;
   /** Body bytes: Content-Length, or counted; a lower bound when a chunked body outgrew the read-ahead. */
   readonly size: number;
 }
@@ -101,6 +109,12 @@ export function policyInput(subject: PolicySubject, body: PolicyBody | (() => Po
     if (checked === undefined || checked.json !== b.json) checked = { json: boundedJson(b.json) };
     return checked.json;
   };
+  let checkedRaw: { json: unknown } | undefined;
+  const judgedRaw = (b: PolicyBody): unknown => {
+    const raw = b.raw_json === undefined ? b.json : b.raw_json;
+    if (checkedRaw === undefined || checkedRaw.json !== raw) checkedRaw = { json: boundedJson(raw) };
+    return checkedRaw.json;
+  };
   const request =
     typeof body === 'function'
       ? {
@@ -111,6 +125,9 @@ export function policyInput(subject: PolicySubject, body: PolicyBody | (() => Po
           grpc,
           get json(): unknown {
             return judged(body());
+          },
+          get raw_json(): unknown {
+            return judgedRaw(body());
           },
           get size(): bigint {
             return BigInt(body().size);
@@ -124,6 +141,9 @@ export function policyInput(subject: PolicySubject, body: PolicyBody | (() => Po
           grpc,
           get json(): unknown {
             return judged(body);
+          },
+          get raw_json(): unknown {
+            return judgedRaw(body);
           },
           size: BigInt(body.size),
         };
