@@ -9,15 +9,24 @@
 //              request/end records. So "off" is the pipeline without the recorder, nothing more.
 //   on_masked  bench/gateway.js (startGateway), default `record: {request_body: masked, response_body: masked}`
 //   on_raw     bench/gateway.js, `record: {request_body: raw, response_body: raw}` (worst case for disk)
+//   on_s3      bench/gateway.js, record defaults as on_masked, plus `storage.recordings: {type: s3}` on an
+//              s3rver in a child (bench/s3-server.js), `storage.upload_interval: 1s` so open sessions' segments
+//              go up during every measurement: what shipping to a bucket adds to the data path
 //
 // Figures: latency of a non-streamed POST /v1/chat/completions at concurrency 1 through
 // /v1/proxy/<conn>/..., and complete time of a streamed (100-chunk SSE) answer at concurrency 1; then the
 // bytes the ON gateways added under <storage.dir>/sessions/** during the measured exchanges, per byte of
 // traffic counted at the client (request body + response body; HTTP headers NOT counted).
 //
+// Then upload throughput: a fresh gateway with `storage.recordings: {type: s3}` starts on the storage.dir the
+// stopped on_raw gateway left, as a restarted replica does, and ships the sealed sessions it finds there.
+// MB/s = their bytes / (first request the bucket sees from it -> the last session object stored), checked
+// against `sluice_recordings_uploaded_bytes_total` and `sluice_recordings_spooled` on its metrics listener.
+//
 // Env: BENCH_SECONDS (4) per measurement, BENCH_WARMUP_SECONDS (1), BENCH_CHUNKS (100),
 // BENCH_GATEWAY_LOG_LEVEL (info), BENCH_MAX_SECONDS (300, hard stop), BENCH_OUT=file.
 import { randomBytes, randomUUID } from 'node:crypto';
+import { createServer } from 'node:net';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -95,7 +104,10 @@ async function runBench() {
   const DISK_RATIO_MAX = 1.3;
   const CHAT_BODY = JSON.stringify({ model: 'bench', messages: [{ role: 'user', content: 'Say hello.' }], stream: false });
   const STREAM_BODY = JSON.stringify({ model: 'demo-echo', messages: [{ role: 'user', content: 'Say hello.' }], stream: true });
-  const VARIANTS = ['off', 'on_masked', 'on_raw'];
+  const VARIANTS = ['off', 'on_masked', 'on_raw', 'on_s3'];
+  // s3rver signs nothing; the gateway takes credentials from the AWS default chain only (the config refuses keys).
+  const S3_ENV = { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_EC2_METADATA_DISABLED: 'true' };
+  const S3_BUCKETS = { latency: 'bench-latency', ship: 'bench-ship' };
 
   let tmp;
   let keepTmp = false;
@@ -130,6 +142,41 @@ async function runBench() {
     return total;
   }
 
+  /** A free loopback port for a listener the gateway does not report over IPC (its metrics). */
+  function freePort() {
+    return new Promise((resolve, reject) => {
+      const srv = createServer();
+      srv.once('error', reject);
+      srv.listen(0, '127.0.0.1', () => {
+        const { port } = srv.address();
+        srv.close(() => resolve(port));
+      });
+    });
+  }
+
+  /** Prometheus text -> value of an unlabelled sample, undefined when absent. */
+  function metricValue(text, name) {
+    const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+    return line === undefined ? undefined : Number(line.slice(name.length + 1));
+  }
+
+  /** Files under dir ending in suffix, with their sizes. */
+  function filesEndingIn(dir, suffix, depth = 0) {
+    let out = [];
+    let entries = [];
+    try {
+      entries = readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return out;
+    }
+    for (const e of entries) {
+      const p = join(dir, e.name);
+      if (e.isDirectory() && depth < 8) out = out.concat(filesEndingIn(p, suffix, depth + 1));
+      else if (e.isFile() && e.name.endsWith(suffix)) out.push({ path: p, bytes: statSync(p).size });
+    }
+    return out;
+  }
+
   async function sanity(label, url, headers, body, check) {
     const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body, signal: AbortSignal.timeout(15_000) });
     const text = await res.text();
@@ -151,6 +198,19 @@ async function runBench() {
     });
     const up = await waitForMessage(upstream, (m) => m?.type === 'ready', 20_000, 'upstream ready');
 
+    const s3 = forkChild('s3', join(BENCH, 's3-server.js'), [], {
+      logFile: join(tmp, 's3.log'),
+      env: { ...process.env, BENCH_S3_BUCKETS: Object.values(S3_BUCKETS).join(',') },
+    });
+    s3.child.send({ type: 'config', config: {} });
+    const s3Url = (await waitForMessage(s3, (m) => m?.type === 'ready', 20_000, 's3 ready')).url;
+    const s3Recordings = (bucket) => ({ type: 's3', bucket, endpoint: s3Url, region: 'us-east-1', force_path_style: true });
+    const askS3 = async (type) => {
+      const reply = waitForMessage(s3, (m) => m?.type === type, 10_000, `s3 ${type}`);
+      s3.child.send({ type });
+      return reply;
+    };
+
     const gatewayConfig = (dir, record) => ({
       listen: '127.0.0.1:0',
       identity: { issuer: idp.issuer, audience: AUDIENCE, cli_client_id: 'sluice-cli', groups_claim: 'groups' },
@@ -160,18 +220,20 @@ async function runBench() {
         { name: 'llm-stream', type: 'http', upstream: up.modelUrl, headers: { authorization: `Bearer ${up.modelKey}` }, allow_groups: ['ml-eng'], ...(record ? { record } : {}) },
       ],
     });
-    const dirs = { off: join(tmp, 'data-off'), on_masked: join(tmp, 'data-masked'), on_raw: join(tmp, 'data-raw') };
+    const dirs = { off: join(tmp, 'data-off'), on_masked: join(tmp, 'data-masked'), on_raw: join(tmp, 'data-raw'), on_s3: join(tmp, 'data-s3') };
     for (const d of Object.values(dirs)) mkdirSync(d, { mode: 0o700 });
     const specs = {
       off: { module: SELF, args: ['--gateway-off'], config: gatewayConfig(dirs.off) },
       on_masked: { module: join(BENCH, 'gateway.js'), args: [], config: gatewayConfig(dirs.on_masked) },
       on_raw: { module: join(BENCH, 'gateway.js'), args: [], config: gatewayConfig(dirs.on_raw, { request_body: 'raw', response_body: 'raw' }) },
+      on_s3: { module: join(BENCH, 'gateway.js'), args: [], config: gatewayConfig(dirs.on_s3) },
     };
+    specs.on_s3.config.storage = { ...specs.on_s3.config.storage, recordings: s3Recordings(S3_BUCKETS.latency), upload_interval: '1s' };
     const gateways = {};
     for (const v of VARIANTS) {
       const entry = forkChild(`gateway-${v}`, specs[v].module, specs[v].args, {
         logFile: join(tmp, `gateway-${v}.log`),
-        env: { ...process.env, BENCH_GATEWAY_LOG_LEVEL: settings.logLevel },
+        env: { ...process.env, ...S3_ENV, BENCH_GATEWAY_LOG_LEVEL: settings.logLevel },
       });
       entry.child.send({ type: 'config', config: specs[v].config });
       const ready = await waitForMessage(
@@ -225,7 +287,7 @@ async function runBench() {
     }
 
     // Stop the recording gateways: every open session is sealed (checkpoint record) before they exit.
-    for (const v of ['on_masked', 'on_raw']) await stopChild(gateways[v].entry, 10_000);
+    for (const v of ['on_masked', 'on_raw', 'on_s3']) await stopChild(gateways[v].entry, 10_000);
     const reqBytes = Buffer.byteLength(CHAT_BODY);
     const ansBytes = Buffer.byteLength(up.answer);
     const streamReqBytes = Buffer.byteLength(STREAM_BODY);
@@ -266,6 +328,73 @@ async function runBench() {
       };
     }
 
+    /**
+     * Upload throughput: a gateway with storage.recordings on s3 starts on the storage.dir the stopped on_raw
+     * gateway left (sealed sessions, bodies kept) and ships them, as a restarted replica ships its spool.
+     */
+    async function measureUpload() {
+      const sealed = filesEndingIn(join(dirs.on_raw, 'sessions'), '.rec');
+      const bytes = sealed.reduce((n, f) => n + f.bytes, 0);
+      const metricsPort = await freePort();
+      const config = { ...specs.on_raw.config, metrics_listen: `127.0.0.1:${metricsPort}` };
+      config.storage = { ...config.storage, recordings: s3Recordings(S3_BUCKETS.ship) };
+      await askS3('reset');
+      log(`upload: shipping ${sealed.length} sealed sessions, ${bytes} bytes`);
+      const forkedAt = performance.now();
+      const entry = forkChild('gateway-ship', join(BENCH, 'gateway.js'), [], {
+        logFile: join(tmp, 'gateway-ship.log'),
+        env: { ...process.env, ...S3_ENV, BENCH_GATEWAY_LOG_LEVEL: settings.logLevel },
+      });
+      entry.child.send({ type: 'config', config });
+      await waitForMessage(
+        entry,
+        (m) => {
+          if (m?.type === 'error') throw new Error(`gateway ship failed to start: ${m.message}`);
+          return m?.type === 'ready';
+        },
+        30_000,
+        'gateway ship ready',
+      );
+      // The spool is empty once every sealed session is in the bucket and no upload is pending.
+      const deadline = Date.now() + 120_000;
+      let metrics;
+      for (;;) {
+        const text = await fetch(`http://127.0.0.1:${metricsPort}/metrics`, { signal: AbortSignal.timeout(5000) }).then((r) => r.text());
+        metrics = {
+          uploaded_bytes_total: metricValue(text, 'sluice_recordings_uploaded_bytes_total'),
+          spooled: metricValue(text, 'sluice_recordings_spooled'),
+          quarantined: metricValue(text, 'sluice_recordings_quarantined'),
+          upload_failures_total: metricValue(text, 'sluice_recordings_upload_failures_total'),
+        };
+        if (metrics.spooled === 0 && filesEndingIn(join(dirs.on_raw, 'sessions'), '.rec').length === 0) break;
+        if (metrics.quarantined > 0) throw new Error(`upload: a session was quarantined: ${JSON.stringify(metrics)}`);
+        if (Date.now() > deadline) throw new Error(`upload: spool not empty after 120 s: ${JSON.stringify(metrics)}`);
+        await sleep(20);
+      }
+      const emptyAt = performance.now();
+      const { first_request_at: firstAt, puts } = await askS3('puts');
+      await stopChild(entry, 10_000);
+      const sessionPuts = puts.filter((p) => p.key.endsWith('.rec') && p.status < 300);
+      if (sessionPuts.length !== sealed.length) throw new Error(`upload: ${sealed.length} sealed sessions, the bucket stored ${sessionPuts.length}`);
+      const seconds = (Math.max(...sessionPuts.map((p) => p.end)) - firstAt) / 1000;
+      const putSeconds = (Math.max(...sessionPuts.map((p) => p.end)) - Math.min(...sessionPuts.map((p) => p.start))) / 1000;
+      const mb = bytes / 1e6;
+      return {
+        sessions: sealed.length,
+        bytes,
+        session_bytes: sealed.map((f) => f.bytes),
+        seconds: round(seconds),
+        mb_per_s: round(mb / seconds, 1),
+        put_seconds: round(putSeconds),
+        put_mb_per_s: round(mb / putSeconds, 1),
+        fork_to_spool_empty_s: round((emptyAt - forkedAt) / 1000),
+        metrics,
+        metrics_match: metrics.uploaded_bytes_total === bytes,
+      };
+    }
+
+    const upload = await measureUpload();
+
     const pick = (r) => ({ p50: r.p50, p99: r.p99, mean: r.mean, requests: r.requests, errors: r.errors });
     const latencyOut = {};
     const streamOut = {};
@@ -278,6 +407,10 @@ async function runBench() {
         streamOut[v].added_complete_p50_ms = round(stream[v].complete.p50 - stream.off.complete.p50);
       }
     }
+    // The bucket against local-only recording: same record settings (defaults), only storage.recordings differs.
+    latencyOut.on_s3.s3_minus_local_p50_ms = round(latency.on_s3.p50 - latency.on_masked.p50);
+    latencyOut.on_s3.s3_minus_local_p99_ms = round(latency.on_s3.p99 - latency.on_masked.p99);
+    streamOut.on_s3.s3_minus_local_complete_p50_ms = round(stream.on_s3.complete.p50 - stream.on_masked.complete.p50);
     const errorTotal = VARIANTS.reduce((n, v) => n + latency[v].errors.total + stream[v].errors.total, 0);
     const output = {
       machine: { cpus: cpus().length, cpu_model: cpus()[0]?.model, node: process.version, loadavg_1m_at_end: round(loadavg()[0], 2) },
@@ -288,17 +421,19 @@ async function runBench() {
         request: { body_bytes: reqBytes, answer_bytes: ansBytes },
         stream: { chunks: settings.chunks, chunk_delay_ms: 0, request_body_bytes: streamReqBytes, upstream: 'demo model server (startModelServer)' },
         off: 'pipeline without the durable recorder: fastify + registerProxyRoutes + createExchangeHandler, sessions recorded nowhere (same token check, policy and masking stages); the real gateway cannot run connections unrecorded',
-        on: 'startGateway (as `sluice serve`), recording on, storage.fsync batch; on_masked = record defaults (masked; with no masking profiles configured, `masked` keeps only sizes, times and SHA-256 of bodies, never their bytes), on_raw = record raw/raw (bodies kept)',
+        on: 'startGateway (as `sluice serve`), recording on, storage.fsync batch; on_masked = record defaults (masked; with no masking profiles configured, `masked` keeps only sizes, times and SHA-256 of bodies, never their bytes), on_raw = record raw/raw (bodies kept), on_s3 = on_masked plus storage.recordings {type: s3} on s3rver (bench/s3-server.js) with storage.upload_interval 1s',
+        upload: 'a gateway with storage.recordings {type: s3} started on the storage.dir on_raw left, shipping its sealed sessions as a restarted replica does; seconds = first request the bucket saw from it -> last session object stored; put_seconds = first to last session PUT; metrics from its metrics_listen once sluice_recordings_spooled is 0',
         traffic_bytes: 'counted at the client: request body + response body bytes of the measured, completed exchanges (plain + streamed); HTTP headers not counted',
         disk_bytes: 'growth of <storage.dir>/sessions/** from after the warm-up to after the gateway stopped (sessions sealed)',
         gateway_log_level: settings.logLevel,
         processes: 'bench (load + idle IdP), upstream, and the three gateways each in their own process; only one gateway is loaded at a time',
       },
-      results: { latency_c1: latencyOut, stream_c1: streamOut, disk },
+      results: { latency_c1: latencyOut, stream_c1: streamOut, disk, upload },
       targets: { disk_ratio_max: DISK_RATIO_MAX },
       pass: {
         disk_ratio_raw: disk.raw.ratio !== null && disk.raw.ratio <= DISK_RATIO_MAX,
         disk_ratio_masked: disk.masked.ratio !== null && disk.masked.ratio <= DISK_RATIO_MAX,
+        upload_metrics_match: upload.metrics_match,
         // The blended ratio depends on the mix (streamed answers are ~20 KB, plain exchanges ~0.4 KB): each kind on its own.
         disk_ratio_raw_plain: disk.raw.plain.ratio !== null && disk.raw.plain.ratio <= DISK_RATIO_MAX,
         disk_ratio_raw_streamed: disk.raw.streamed.ratio !== null && disk.raw.streamed.ratio <= DISK_RATIO_MAX,

@@ -1,0 +1,269 @@
+// `node bench/observability.js`: what metrics and an audit sink cost the gateway, in one run. JSON result on
+// stdout, progress on stderr.
+//
+// Two gateways (bench/gateway.js, startGateway as `sluice serve` runs it), each in its own process, on the
+// same fixed-answer upstream (upstream.js), loaded one at a time at 32 connections through
+// POST /v1/proxy/llm/v1/chat/completions (bearer JWT from identity.js):
+//
+//   plain     recording on (schema defaults), no metrics_listen, no audit.sinks
+//   observed  the same plus metrics_listen (scraped once a second during the load, as Prometheus would) and
+//             one audit sink, `{type: file}` (one JSON line per event, synced per batch)
+//
+// The figure is the gateway process's CPU time (user + system, /proc) per exchange, not latency or rps:
+// on 2 shared cores those move with whatever else runs. Measured plain, observed, observed, plain so a
+// drift of the machine falls on both alike; `added_pct` compares the sums. Target: at most 5 % added.
+//
+// Env: BENCH_SECONDS (5) per measurement, BENCH_WARMUP_SECONDS (2), BENCH_GATEWAY_LOG_LEVEL (info),
+// BENCH_MAX_SECONDS (300, hard stop), BENCH_OUT=file.
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { AUDIENCE, startBenchIdentity } from './identity.js';
+import { httpLoad, round } from './load.js';
+import { cpuDelta, cpuSnapshot, envNumber, forkChild, killAllHard, log, machineBusyMicros, stopAll, stopChild, waitForMessage } from './procs.js';
+
+const BENCH = fileURLToPath(new URL('.', import.meta.url));
+const CONNECTIONS = 32;
+const ADDED_PCT_MAX = 5;
+/** Above this much CPU (percent of one core) used by other processes, a run is called noisy, as in run.js. */
+const NOISY_PCT = 25;
+const ORDER = ['plain', 'observed', 'observed', 'plain'];
+
+const settings = {
+  seconds: envNumber('BENCH_SECONDS', 5, { min: 1, max: 120 }),
+  warmupSeconds: envNumber('BENCH_WARMUP_SECONDS', 2, { min: 0, max: 30 }),
+  maxSeconds: envNumber('BENCH_MAX_SECONDS', 300, { min: 10, max: 3600 }),
+  logLevel: process.env.BENCH_GATEWAY_LOG_LEVEL ?? 'info',
+};
+const CHAT_BODY = JSON.stringify({ model: 'bench', messages: [{ role: 'user', content: 'Say hello.' }], stream: false });
+
+let tmp;
+let keepTmp = false;
+let idp;
+process.on('exit', () => {
+  killAllHard();
+  if (tmp && !keepTmp) rmSync(tmp, { recursive: true, force: true });
+});
+for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => void stopAll().finally(() => process.exit(130)));
+setTimeout(() => {
+  log(`still running after ${settings.maxSeconds}s (BENCH_MAX_SECONDS): giving up`);
+  keepTmp = true;
+  void stopAll().finally(() => process.exit(1));
+}, settings.maxSeconds * 1000).unref();
+
+/** A free loopback port: the gateway does not report its metrics listener's address over IPC. */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function scrape(url) {
+  const res = await fetch(url, { signal: AbortSignal.timeout(5000) });
+  if (res.status !== 200) throw new Error(`GET ${url}: HTTP ${res.status}`);
+  return res.text();
+}
+
+/** Sum of every sample of a metric whose labels contain `match` (say `via="proxy"`). */
+function metricSum(text, name, match = '') {
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
+    if (!line.includes(match)) continue;
+    sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return sum;
+}
+
+const auditLines = (path) => {
+  try {
+    return readFileSync(path, 'utf8').split('\n').filter(Boolean);
+  } catch {
+    return [];
+  }
+};
+
+async function main() {
+  const t0 = Date.now();
+  tmp = mkdtempSync(join(tmpdir(), 'sluice-bench-obs-'));
+  log(`work dir ${tmp}; ${settings.seconds}s per measurement after ${settings.warmupSeconds}s warm-up`);
+  let bearer;
+  ({ idp, token: bearer } = await startBenchIdentity());
+  const upstream = forkChild('upstream', join(BENCH, 'upstream.js'), [], { logFile: join(tmp, 'upstream.log') });
+  const up = await waitForMessage(upstream, (m) => m?.type === 'ready', 20_000, 'upstream ready');
+
+  const auditPath = join(tmp, 'audit', 'audit.jsonl');
+  mkdirSync(join(tmp, 'audit'), { mode: 0o700 });
+  const metricsPort = await freePort();
+  const metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
+  const baseConfig = (dir) => ({
+    listen: '127.0.0.1:0',
+    identity: { issuer: idp.issuer, audience: AUDIENCE, cli_client_id: 'sluice-cli', groups_claim: 'groups' },
+    storage: { dir, master_key: randomBytes(32).toString('base64') },
+    connections: [{ name: 'llm', type: 'http', upstream: up.fastUrl, headers: { authorization: `Bearer ${up.fastKey}` }, allow_groups: ['ml-eng'] }],
+  });
+  const configs = {
+    plain: baseConfig(join(tmp, 'data-plain')),
+    observed: {
+      ...baseConfig(join(tmp, 'data-observed')),
+      metrics_listen: `127.0.0.1:${metricsPort}`,
+      audit: { sinks: [{ name: 'local', type: 'file', path: auditPath }] },
+    },
+  };
+
+  const gateways = {};
+  for (const [name, config] of Object.entries(configs)) {
+    mkdirSync(config.storage.dir, { mode: 0o700 });
+    const entry = forkChild(`gateway-${name}`, join(BENCH, 'gateway.js'), [], {
+      logFile: join(tmp, `gateway-${name}.log`),
+      env: { ...process.env, BENCH_GATEWAY_LOG_LEVEL: settings.logLevel },
+    });
+    entry.child.send({ type: 'config', config });
+    const ready = await waitForMessage(
+      entry,
+      (m) => {
+        if (m?.type === 'error') throw new Error(`gateway ${name} failed to start: ${m.message}`);
+        return m?.type === 'ready';
+      },
+      30_000,
+      `gateway ${name} ready`,
+    );
+    gateways[name] = { entry, url: ready.url };
+    log(`gateway ${name} at ${ready.url}`);
+  }
+
+  const headers = { 'content-type': 'application/json', authorization: `Bearer ${bearer}` };
+  const load = (name, seconds) =>
+    httpLoad({ url: `${gateways[name].url}/v1/proxy/llm/v1/chat/completions`, headers, body: CHAT_BODY, connections: CONNECTIONS, seconds, expectBody: up.answer });
+
+  if (settings.warmupSeconds > 0) {
+    for (const name of ['plain', 'observed']) {
+      log(`warm-up ${name}`);
+      await load(name, settings.warmupSeconds);
+    }
+  }
+  // The observed gateway must really count and really write events, or the comparison means nothing.
+  const exchangesBefore = metricSum(await scrape(metricsUrl), 'sluice_exchanges_total', 'via="proxy"');
+
+  const runs = [];
+  let observedRequests = 0;
+  for (const name of ORDER) {
+    log(`${name}: measuring ${settings.seconds}s at c=${CONNECTIONS}`);
+    const pids = { gateway: gateways[name].entry.child.pid, upstream: upstream.child.pid, loadgen: process.pid };
+    // Scraped as Prometheus would (more often than its usual 15 s), so the listener's cost is in the figure.
+    let scrapes = 0;
+    const scraper =
+      name === 'observed'
+        ? setInterval(() => {
+            scrapes += 1;
+            scrape(metricsUrl).catch(() => undefined);
+          }, 1000)
+        : undefined;
+    const before = cpuSnapshot(pids);
+    const machineBefore = machineBusyMicros();
+    const r = await load(name, settings.seconds);
+    const machineAfter = machineBusyMicros();
+    const delta = cpuDelta(before, cpuSnapshot(pids));
+    if (scraper) clearInterval(scraper);
+    if (name === 'observed') observedRequests += r.requests + r.errors.total;
+    const ours = Object.values(delta).reduce((n, us) => n + us, 0);
+    // CPU used by processes that are not part of this bench (other jobs on the machine): noise.
+    const otherPct = machineBefore !== undefined && machineAfter !== undefined ? round(Math.max(0, (100 * (machineAfter - machineBefore - ours)) / (r.duration_s * 1e6)), 1) : null;
+    runs.push({
+      gateway: name,
+      rps: r.rps,
+      requests: r.requests,
+      p50: r.p50,
+      p99: r.p99,
+      errors: r.errors,
+      gateway_cpu_us: Math.round(delta.gateway),
+      us_per_exchange: r.requests ? round(delta.gateway / r.requests, 1) : null,
+      gateway_util_pct: round((100 * delta.gateway) / (r.duration_s * 1e6), 1),
+      loadgen_util_pct: round((100 * delta.loadgen) / (r.duration_s * 1e6), 1),
+      upstream_util_pct: round((100 * delta.upstream) / (r.duration_s * 1e6), 1),
+      other_processes_util_pct: otherPct,
+      noisy: otherPct !== null && otherPct > NOISY_PCT,
+      ...(name === 'observed' ? { scrapes } : {}),
+    });
+    log(`${name}: ${r.rps} rps, ${runs.at(-1).us_per_exchange} µs CPU per exchange`);
+  }
+
+  const metricsText = await scrape(metricsUrl);
+  const exchangesCounted = metricSum(metricsText, 'sluice_exchanges_total', 'via="proxy"') - exchangesBefore;
+  // A clean stop writes the audit queue to the outbox and the sender delivers what is left.
+  for (const g of Object.values(gateways)) await stopChild(g.entry, 10_000);
+  const auditEvents = auditLines(auditPath);
+  const exchangeEvents = auditEvents.filter((l) => JSON.parse(l).kind === 'exchange').length;
+
+  const per = {};
+  for (const name of ['plain', 'observed']) {
+    const mine = runs.filter((r) => r.gateway === name);
+    const us = mine.reduce((n, r) => n + r.gateway_cpu_us, 0);
+    const requests = mine.reduce((n, r) => n + r.requests, 0);
+    // The sums, not a mean of ratios: a longer or busier run weighs what it measured.
+    per[name] = { us_per_exchange: round(us / requests, 1), requests, rps_mean: round(mine.reduce((n, r) => n + r.rps, 0) / mine.length, 1) };
+  }
+  const ratio = per.observed.us_per_exchange / per.plain.us_per_exchange;
+  const errorTotal = runs.reduce((n, r) => n + r.errors.total, 0);
+  const output = {
+    machine: { cpus: cpus().length, cpu_model: cpus()[0]?.model, node: process.version, loadavg_1m_at_end: round(loadavg()[0], 2) },
+    config: {
+      seconds: settings.seconds,
+      warmup_seconds: settings.warmupSeconds,
+      connections: CONNECTIONS,
+      route: 'POST /v1/proxy/llm/v1/chat/completions, bearer JWT, fixed-answer upstream',
+      order: ORDER,
+      plain: 'startGateway, recording on (defaults), no metrics_listen, no audit.sinks',
+      observed: 'the same plus metrics_listen (scraped every second while loaded) and audit.sinks [{type: file}]',
+      gateway_log_level: settings.logLevel,
+      cpu: 'user + system time of the gateway process (/proc/<pid>/stat) over the measurement, per exchange answered 2xx with the expected body',
+    },
+    results: {
+      runs,
+      plain: per.plain,
+      observed: per.observed,
+      ratio: round(ratio),
+      added_pct: round((ratio - 1) * 100, 1),
+      check: {
+        exchanges_counted_by_metrics: exchangesCounted,
+        exchanges_sent_to_observed: observedRequests,
+        audit_events_written: auditEvents.length, // warm-up included
+        audit_exchange_events: exchangeEvents,
+      },
+    },
+    targets: { added_pct_max: ADDED_PCT_MAX },
+    pass: {
+      added_pct: (ratio - 1) * 100 <= ADDED_PCT_MAX,
+      audit_written: exchangeEvents >= exchangesCounted && exchangesCounted > 0,
+      no_errors: errorTotal === 0,
+      // On a busy machine CPU per exchange grows with contention (caches, steal): the ratio is then a rough one.
+      quiet: runs.every((r) => !r.noisy),
+    },
+    elapsed_s: round((Date.now() - t0) / 1000, 1),
+  };
+  const text = `${JSON.stringify(output, null, 2)}\n`;
+  if (process.env.BENCH_OUT) writeFileSync(process.env.BENCH_OUT, text);
+  process.stdout.write(text);
+}
+
+let code = 1;
+try {
+  await main();
+  code = 0;
+} catch (err) {
+  log(`failed: ${err?.stack ?? err}`);
+  if (tmp) log(`logs in ${tmp} (kept)`);
+  keepTmp = true;
+} finally {
+  await stopAll();
+  await idp?.close().catch(() => undefined);
+}
+process.exit(code);
