@@ -236,6 +236,18 @@ it('without restore the caller reads the placeholders the model wrote', async ()
   expect(answer.choices[0]!.message.content).toBe('Sent to <EMAIL_1>; card <CREDIT_CARD_1>; unknown <EMAIL_7>; altered <EMAIL_1 >.');
 });
 
+it('restores only the placeholders its own exchange gave out, never a value from another caller\'s exchange', async () => {
+  const { sdk } = await client('proxy', 'llm');
+  // An earlier exchange gives out <EMAIL_1> … <EMAIL_7> for addresses of its own.
+  const others = Array.from({ length: 7 }, (_, i) => `someone.${i}@example.net`);
+  await sdk.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: `Write to ${others.join(', ')}.` }] });
+  const answer = await sdk.chat.completions.create({ model: 'm', messages: MESSAGES });
+  // This exchange gave out <EMAIL_1> and <EMAIL_2> only: the model's <EMAIL_7> stays as written.
+  const content = answer.choices[0]!.message.content!;
+  expect(content).toBe(`Sent to ${EMAIL}; card ${CARD}; unknown <EMAIL_7>; altered <EMAIL_1 >.`);
+  for (const other of others) expect(content).not.toContain(other);
+});
+
 /** The request bodies the recording keeps for `connection`, decrypted, as the auditor reads them (once a session of it is sealed). */
 async function recordedRequests(connection: string): Promise<string[]> {
   const auditor = await gw.token('carol');

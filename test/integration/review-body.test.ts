@@ -75,7 +75,11 @@ describe('the held request\'s body for its reviewers', () => {
     expect(JSON.parse(json.body!)).toEqual(request);
     // The index keeps the preview sealed under the master key: no prompt in clear in the database or its journal.
     for (const file of (await readdir(gw.storageDir)).filter((f) => f.startsWith(INDEX_FILE))) {
-      expect((await readFile(join(gw.storageDir, file))).includes('Draft the launch plan')).toBe(false);
+      const bytes = await readFile(join(gw.storageDir, file));
+      expect(bytes.includes('Draft the launch plan')).toBe(false);
+      // Nor merely encoded: no base64 run in the index decodes to the prompt.
+      const decoded = (bytes.toString('latin1').match(/[A-Za-z0-9+/]{24,}={0,2}/g) ?? []).map((run) => Buffer.from(run, 'base64').toString('latin1'));
+      expect(decoded.filter((text) => text.includes('Draft the launch plan'))).toEqual([]);
     }
     await decide(id, answer);
   });
