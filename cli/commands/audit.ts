@@ -7,7 +7,7 @@ import { EXIT, SluiceError } from '../../shared/errors.js';
 import type { RecordingsSettings } from '../../server/config/recordings-schema.js';
 import type { ArchiveReader, RecordingArchive } from '../../server/recording/archive/archive.js';
 import { FsArchive } from '../../server/recording/archive/fs-archive.js';
-import { openDirectoryIndex } from '../../server/recording/audit-index.js';
+import { openDatabaseIndex, openDirectoryIndex, type AuditIndex } from '../../server/recording/audit-index.js';
 import { decodeMasterKey, DEFAULT_KEY_ID, KeyRing, keyRingFromSettings } from '../../server/recording/key-ring.js';
 import { sealCheckpointSchema, type SealCheckpoint } from '../../server/recording/seal-log-format.js';
 import { SIGNING_KEY_FILE } from '../../server/recording/signing-key.js';
@@ -33,6 +33,9 @@ const verifyFlags = z.object({
   endpoint: z.url({ protocol: /^https?$/, message: 'must be an http(s) URL' }).optional(),
   region: z.string().min(1).optional(),
   forcePathStyle: z.boolean().default(false),
+  // The message never echoes the value: it may hold a password.
+  database: z.string().refine((v) => /^postgres(ql)?:\/\//.test(v) && URL.canParse(v), 'must be a postgres:// URL').optional(),
+  replica: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$/, 'must be a replica id (replica.id)').optional(),
 });
 
 /** The archive `audit verify` reads session files from, and how to name it in messages. */
@@ -67,12 +70,37 @@ async function archiveToVerify(f: z.infer<typeof verifyFlags>, dir: string, reco
   return { archive: new FsArchive({ root: dir }), where: dir, close: () => undefined };
 }
 
+/** The index `audit verify` reads sessions and data keys from, and how to name it in messages. */
+interface VerifiedIndex {
+  readonly index: AuditIndex | undefined;
+  readonly where: string;
+}
+
+/**
+ * Where the session index is: the PostgreSQL of `--database` or of the config's `storage.database` (only
+ * the sessions of `replica` and its workers when one is named), else the directory's own index.sqlite.
+ */
+async function indexToVerify(database: string | undefined, replica: string | undefined, dir: string): Promise<VerifiedIndex> {
+  if (database !== undefined) {
+    const opened = await openDatabaseIndex({ url: database, ...(replica === undefined ? {} : { replica }) });
+    return { index: opened.index, where: replica === undefined ? opened.where : `${opened.where}, replica ${replica}` };
+  }
+  return { index: await openDirectoryIndex(dir), where: dir };
+}
+
 const checkpointsFlags = z.object({
   since: z.coerce.number().int().min(-1).default(-1),
   json: z.boolean().default(false),
 });
 
-const checkpointsPage = z.object({ log: z.string(), checkpoints: z.array(sealCheckpointSchema), next_since: z.number().int().nullable() });
+// `logs` and `next` since a directory keeps a seal log per worker; a gateway from before pages by `next_since` alone.
+const checkpointsPage = z.object({
+  log: z.string(),
+  logs: z.array(z.string()).optional(),
+  checkpoints: z.array(sealCheckpointSchema),
+  next: z.string().nullable().optional(),
+  next_since: z.number().int().nullable(),
+});
 
 /**
  * The public key that checks checkpoints: `--public-key` (the PEM of `GET /v1/audit/public-key`, or the
@@ -195,7 +223,7 @@ export const registerAudit: RegisterCommand = (program, ctx) => {
     .command('verify')
     .description(
       'Verify session files: every record authenticates and chains to the one before, the checkpoint signature ' +
-        'verifies, and, where index.sqlite exists, each sealed session holds what the index says (the index also ' +
+        'verifies, and, where the index exists (index.sqlite, or the PostgreSQL of storage.database), each sealed session holds what the index says (the index also ' +
         'holds the data keys of format 2 files; a session whose key was erased does not verify). The seal log ' +
         '(seals.log) must chain and match its signed checkpoints, and every session it lists must be present and ' +
         'hold exactly what its entry pins. Prints one line per session (and, with --all, one for the seal log) and ' +
@@ -211,11 +239,13 @@ export const registerAudit: RegisterCommand = (program, ctx) => {
     .option('--checkpoints <file>', 'seal log checkpoints exported earlier (sluice audit checkpoints --json): the log must reach and match each one')
     .option('--strict', 'exit 1 for open or interrupted sessions too: not sealed yet (no checkpoint), though not tampered with', false)
     .option('--json', 'print JSON', false)
-    .option('--config <file>', "verify the storage a gateway config names: storage.dir (index, seal log) and the archive of storage.recordings (a bucket or a shared directory); master keys from the config unless --key-file")
+    .option('--config <file>', "verify the storage a gateway config names: storage.dir (seal log; index.sqlite unless storage.database names the PostgreSQL index) and the archive of storage.recordings (a bucket or a shared directory); master keys from the config unless --key-file")
     .option('--bucket <url>', 's3://BUCKET[/PREFIX]: read the session files from this bucket (credentials from the AWS default chain); the index and seal log stay those of --data-dir')
     .option('--endpoint <url>', 'with --bucket: an S3-compatible endpoint (MinIO, Ceph RGW)')
     .option('--region <region>', 'with --bucket: the bucket region')
     .option('--force-path-style', 'with --bucket: path-style URLs (endpoint/bucket/key), as most S3-compatible servers need', false)
+    .option('--database <url>', 'postgres://…: read the session index (sessions, data keys) from this PostgreSQL (storage.database), read-only; the session files and seal log stay those of --data-dir')
+    .option('--replica <id>', "with a PostgreSQL index: only the sessions of this replica and its workers (replica.id; default the config's), for replicas that keep their own directories")
     .action(async (id: string | undefined, raw: Record<string, unknown>) => {
       const parsed = verifyFlags.safeParse(raw);
       if (!parsed.success) throw usageError(parsed.error);
@@ -223,14 +253,19 @@ export const registerAudit: RegisterCommand = (program, ctx) => {
       if ((id === undefined) === !f.all) throw new SluiceError('ERR_USAGE', { message: 'Name one session id, or pass --all' });
       if (id !== undefined && !/^ses_[0-9a-f]{32}$/.test(id)) throw new SluiceError('ERR_USAGE', { message: `"${id}" is not a session id (ses_…)` });
       if (f.bucket !== undefined && f.config !== undefined) throw new SluiceError('ERR_USAGE', { message: 'Pass --config or --bucket, not both: the config names its bucket' });
+      if (f.database !== undefined && f.config !== undefined) throw new SluiceError('ERR_USAGE', { message: 'Pass --config or --database, not both: the config names its database' });
       if (f.bucket === undefined && (f.endpoint !== undefined || f.region !== undefined || f.forcePathStyle)) {
         throw new SluiceError('ERR_USAGE', { message: '--endpoint, --region and --force-path-style go with --bucket' });
       }
-      let config: { storage: Parameters<typeof keyRingFromSettings>[0] & { dir: string; recordings?: RecordingsSettings } } | undefined;
+      let config: { storage: Parameters<typeof keyRingFromSettings>[0] & { dir: string; recordings?: RecordingsSettings; database?: string }; replica: { id?: string } } | undefined;
       if (f.config !== undefined) {
         const { loadConfigFile } = await import('../../server/config/load.js');
         config = await loadConfigFile(f.config, { env: ctx.env });
       }
+      const database = f.database ?? config?.storage.database;
+      if (f.replica !== undefined && database === undefined) throw new SluiceError('ERR_USAGE', { message: '--replica goes with --database, or a --config whose storage.database is set' });
+      // Replicas sharing a database keep their own directories: a configured id says which sessions are this one's.
+      const replica = database === undefined ? undefined : (f.replica ?? config?.replica.id);
       const dir = resolve(config?.storage.dir ?? f.dataDir);
       const fromConfig = f.keyFile === undefined && !ctx.env.SLUICE_MASTER_KEY?.trim() && config !== undefined ? keyRingFromSettings(config.storage) : undefined;
       const keyRing = fromConfig ?? (await loadKeyRing(f.keyFile, ctx.env, f.keyId));
@@ -249,12 +284,14 @@ export const registerAudit: RegisterCommand = (program, ctx) => {
       // The directory as the gateway reads it: session files from its archive, sessions and their keys from its index.
       const verified = await archiveToVerify(f, dir, config?.storage.recordings);
       const { archive } = verified;
-      // Messages name where the files were read: the bucket as well when it is not the directory.
-      const where = verified.where === dir ? dir : `${verified.where} (index and seal log in ${dir})`;
-      const index = await openDirectoryIndex(dir).catch((err: unknown) => {
+      const indexed = await indexToVerify(database, replica, dir).catch((err: unknown) => {
         verified.close();
         throw err;
       });
+      const { index } = indexed;
+      // Messages name where the files, the index and the seal log were read, each that is not the directory.
+      const elsewhere = indexed.where === dir ? (verified.where === dir ? '' : ` (index and seal log in ${dir})`) : ` (index in ${indexed.where}, seal log in ${dir})`;
+      const where = `${verified.where}${elsewhere}`;
       try {
         for await (const v of verifyStorageDir({ dir, archive, index, keyRing, publicKey, sealLog, ...(id === undefined ? {} : { only: id }) })) {
           const verdict = verdictText(v, f.strict);
@@ -296,7 +333,7 @@ export const registerAudit: RegisterCommand = (program, ctx) => {
           problems: sealLog.problems.map((p) => ({ kind: p.kind, entry: p.entry, message: p.message })),
         };
         const ok = failed === 0 && unverifiable === 0 && unsealed.open + unsealed.interrupted === 0 && !logVerdict.failed;
-        ctx.out.stdout.write(`${JSON.stringify({ ok, sessions: results, seal_log: log }, null, 2)}\n`);
+        ctx.out.stdout.write(`${JSON.stringify({ ok, index: index === undefined ? null : indexed.where, sessions: results, seal_log: log }, null, 2)}\n`);
       } else if (id === undefined || logVerdict.failed) {
         ctx.out.stdout.write(`seal log  ${logVerdict.text}\n`);
       }
@@ -325,7 +362,7 @@ export const registerAudit: RegisterCommand = (program, ctx) => {
   audit
     .command('checkpoints')
     .description(
-      'Print the signed checkpoints of the gateway\'s seal log (GET /v1/audit/checkpoints; auditors and admins). ' +
+      'Print the signed checkpoints of every seal log of the gateway\'s storage directory, one per worker (GET /v1/audit/checkpoints; auditors and admins). ' +
         'Keep the --json output where the gateway cannot reach it: `sluice audit verify --checkpoints FILE` then ' +
         'detects a seal log that was rewritten or cut back before the last checkpoint kept.',
     )
@@ -338,18 +375,22 @@ export const registerAudit: RegisterCommand = (program, ctx) => {
       const access = await getAccessToken({ profile: ctx.profile(), env: ctx.env });
       const api = new ApiClient({ gateway: access.gateway, token: access.token });
       let since = f.since;
-      let log: string | undefined;
+      let after: string | undefined;
+      let logs: readonly string[] = [];
       let count = 0;
       for (;;) {
-        const page = await api.request({ path: '/v1/audit/checkpoints', query: { since }, schema: checkpointsPage });
-        log = page.log;
+        const page = await api.request({ path: '/v1/audit/checkpoints', query: { since, ...(after === undefined ? {} : { after }) }, schema: checkpointsPage });
+        logs = page.logs ?? [page.log];
         for (const cp of page.checkpoints) {
           count++;
-          ctx.out.stdout.write(f.json ? `${JSON.stringify(cp)}\n` : `${String(cp.seq).padStart(8)}  ${cp.head}  ${new Date(cp.signed_at).toISOString()}\n`);
+          // The log is named only where there is more than one to tell apart; --json lines always name it.
+          const log = logs.length > 1 ? `  ${cp.log}` : '';
+          ctx.out.stdout.write(f.json ? `${JSON.stringify(cp)}\n` : `${String(cp.seq).padStart(8)}  ${cp.head}  ${new Date(cp.signed_at).toISOString()}${log}\n`);
         }
-        if (page.next_since === null) break;
-        since = page.next_since;
+        if (typeof page.next === 'string') after = page.next;
+        else if (page.next === undefined && page.next_since !== null) since = page.next_since;
+        else break;
       }
-      if (!f.json && count === 0) ctx.out.stdout.write(`No checkpoints of seal log ${log} yet.\n`);
+      if (!f.json && count === 0) ctx.out.stdout.write(`No checkpoints of seal log${logs.length > 1 ? 's' : ''} ${logs.join(', ')} yet.\n`);
     });
 };

@@ -33,3 +33,13 @@ export async function openDirectoryIndex(dir: string): Promise<AuditIndex | unde
   const { SqliteAuditIndex } = await import('./sqlite-audit-index.js');
   return new SqliteAuditIndex(file);
 }
+
+/**
+ * The index in the PostgreSQL of `storage.database`, opened read-only, with where it is in words (no
+ * password). `pg` is loaded here, on demand, so the CLI loads it only to verify storage indexed there.
+ */
+export async function openDatabaseIndex(options: { readonly url: string; readonly replica?: string }): Promise<{ index: AuditIndex; where: string }> {
+  const { PostgresAuditIndex, databaseLocation } = await import('./postgres-audit-index.js');
+  const index = await PostgresAuditIndex.open(options);
+  return { index, where: `PostgreSQL ${databaseLocation(options.url)}` };
+}
