@@ -102,6 +102,19 @@ export const exchangeSummarySchema = z.object({
   /** `action` is `allow`, `deny`, `review`, or `none` for an exchange refused before policy judged it. */
   decision: z.object({ action: z.string(), rule: z.string().optional() }).nullable(),
   error: z.object({ code: z.string(), message: z.string() }).nullable(),
+  /** A gRPC call's method, its trailers' status (`grpc-status`, `grpc-message`) and message counts; null for other exchanges. */
+  grpc: z
+    .object({
+      service: z.string(),
+      method: z.string(),
+      status: z.number().nullable(),
+      status_name: z.string().nullable(),
+      message: z.string().nullable(),
+      messages_up: z.number(),
+      messages_down: z.number(),
+    })
+    .nullable()
+    .default(null),
 });
 
 /** One exchange summary, as JSON. */

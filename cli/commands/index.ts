@@ -6,6 +6,7 @@ import { registerAudit } from './audit.js';
 import { registerConnect } from './connect.js';
 import { registerConnections } from './connections.js';
 import { registerDemo } from './demo.js';
+import { registerGrpc } from './grpc.js';
 import { registerLogin } from './login.js';
 import { registerLogout } from './logout.js';
 import { registerMask } from './mask.js';
@@ -69,5 +70,6 @@ export const COMMANDS: readonly RegisterCommand[] = [
   registerServe,
   registerDemo,
   registerMask,
+  registerGrpc,
   registerGatewayOption,
 ];

@@ -7,7 +7,8 @@ import { printResult } from '../output.js';
 import { isInteractive } from '../replay/interactive.js';
 import { compareAnswers, sendAgain, type ResendResult } from '../replay/resend-client.js';
 import { exchangeJson, resendJson, sessionJson } from '../replay/replay-json.js';
-import { planResend } from '../replay/resend-request.js';
+import { planGrpcResend, planResend } from '../replay/resend-request.js';
+import { sendGrpcAgain } from '../replay/grpc-resend.js';
 import { SessionApi } from '../replay/session-api.js';
 import { tuiServices } from '../replay/tui-services.js';
 import { answerOf } from '../tui/exchange-lines.js';
@@ -94,12 +95,15 @@ export function renderResendPlain(diff: ResendDiff, notes: readonly string[] = [
 
 async function resend(ctx: CliContext, api: SessionApi, detail: SessionDetail, f: ReplayFlags): Promise<void> {
   const exchange = resendTarget(detail, f.exchange);
-  const plan = planResend(detail, exchange, { maskedOk: f.maskedOk, ...(f.connection === undefined ? {} : { connection: f.connection }) });
+  const options = { maskedOk: f.maskedOk, ...(f.connection === undefined ? {} : { connection: f.connection }) };
+  const grpcCall = detail.summary.connectionType === 'grpc';
+  const plan = grpcCall ? planGrpcResend(detail, exchange, options) : planResend(detail, exchange, options);
   const notes: string[] = [];
-  if (plan.masked) notes.push('sent with the masked request body as recorded');
+  if (plan.masked) notes.push(grpcCall ? 'sent with the masked request message as recorded' : 'sent with the masked request body as recorded');
   // The JSON goes to stdout alone; saying what is about to happen goes to stderr.
   if (!f.json) ctx.out.stderr.write(`Re-sending ${plan.resendOf} through ${plan.connection} as you…\n`);
-  const outcome: ResendResult = await sendAgain({ gateway: api.gateway, token: api.token }, plan);
+  const outcome: ResendResult =
+    'message' in plan ? await sendGrpcAgain(ctx, api, plan) : await sendAgain({ gateway: api.gateway, token: api.token }, plan);
   if (outcome.errorMessage !== undefined) notes.push(`the re-send was answered ${outcome.exchange.status}: ${outcome.errorMessage}`);
   const diff = compareAnswers(detail, exchange, outcome);
   if (!f.json && isInteractive(ctx)) {

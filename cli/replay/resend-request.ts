@@ -76,6 +76,10 @@ export function planResend(session: SessionDetail, exchange: ExchangeDetail, opt
   if (session.summary.connectionType === 'tcp') {
     throw new SluiceError('ERR_USAGE', { message: `${where} is a tcp exchange: only http requests can be re-sent` });
   }
+  // A gRPC call is no HTTP/1.1 request: it goes again as a gRPC call (planGrpcResend), never through the proxy route.
+  if (session.summary.connectionType === 'grpc') {
+    throw new SluiceError('ERR_USAGE', { message: `${where} is a gRPC call: it is re-sent with sluice replay --resend, as a gRPC call through a tunnel` });
+  }
   if (exchange.method === '') {
     throw new SluiceError('ERR_USAGE', { message: `${where} has no recorded request (it was refused before it was recorded): there is nothing to re-send` });
   }
@@ -106,5 +110,66 @@ export function planResend(session: SessionDetail, exchange: ExchangeDetail, opt
     ...(body === undefined || BODILESS.has(exchange.method) ? {} : { body }),
     resendOf: `${session.summary.id}#${number}`,
     masked: recorded === 'masked',
+  };
+}
+
+/** gRPC transport metadata the new call sets itself; `-bin` values are recorded without their bytes. */
+const GRPC_NOT_RESENT = new Set(['content-type', 'user-agent', 'grpc-timeout', 'grpc-encoding', 'grpc-accept-encoding']);
+
+/** What a gRPC re-send sends again, and through which connection. */
+export interface GrpcResendPlan {
+  readonly connection: string;
+  /** `/package.Service/Method`. */
+  readonly path: string;
+  /** The recorded request message, without its framing. */
+  readonly message: Buffer;
+  readonly metadata: Readonly<Record<string, string>>;
+  readonly resendOf: string;
+  readonly masked: boolean;
+}
+
+/**
+ * Plans the re-send of a recorded unary gRPC call, or refuses with ERR_USAGE saying why: a streaming call
+ * (its messages answered one another, so sending the requests again would not ask the same question), a
+ * request message that was not recorded (or only compressed), and (unless `maskedOk`) one recorded masked.
+ * A call is taken as streaming when the recording holds more than one message in either direction.
+ */
+export function planGrpcResend(session: SessionDetail, exchange: ExchangeDetail, options: PlanResendOptions): GrpcResendPlan {
+  const number = exchange.index + 1;
+  const where = `${session.summary.id} #${number}`;
+  const grpc = exchange.grpc;
+  if (grpc === undefined) {
+    throw new SluiceError('ERR_USAGE', { message: `${where} has no recorded gRPC call (it was refused before it was recorded): there is nothing to re-send` });
+  }
+  const requests = grpc.messages.filter((m) => m.direction === 'in');
+  const answers = grpc.messages.filter((m) => m.direction === 'out');
+  if (requests.length > 1 || answers.length > 1) {
+    throw new SluiceError('ERR_USAGE', {
+      message: `${where} is a streaming gRPC call (${grpc.service}/${grpc.method}: ${requests.length} messages up, ${answers.length} down): only unary calls can be re-sent`,
+    });
+  }
+  const request = requests[0];
+  if (request?.data === undefined || request.compressed === true) {
+    throw new SluiceError('ERR_USAGE', {
+      message: `The request message of ${where} was not recorded${request?.compressed === true ? ' uncompressed' : ''} (the connection records only its size): it cannot be re-sent`,
+    });
+  }
+  if (request.recorded === 'masked' && !options.maskedOk) {
+    throw new SluiceError('ERR_USAGE', {
+      message: `The request message of ${where} was recorded masked: re-sending sends the placeholders, not the original values.\nPass --masked-ok to send it anyway.`,
+    });
+  }
+  const metadata: Record<string, string> = {};
+  for (const [name, value] of Object.entries(exchange.request.headers)) {
+    if (NOT_RESENT.has(name) || GRPC_NOT_RESENT.has(name) || name.startsWith(':') || name.startsWith('x-sluice-') || name.endsWith('-bin') || value === REMOVED) continue;
+    metadata[name] = value;
+  }
+  return {
+    connection: options.connection ?? session.summary.connection,
+    path: `/${grpc.service}/${grpc.method}`,
+    message: Buffer.from(request.data, 'base64'),
+    metadata,
+    resendOf: `${session.summary.id}#${number}`,
+    masked: request.recorded === 'masked',
   };
 }

@@ -1,5 +1,5 @@
 import { bodyText, formatMs } from './display-format.js';
-import type { ExchangeDetail, MessageView } from './model.js';
+import type { ExchangeDetail, GrpcCallView, MessageView } from './model.js';
 
 /** How a line of the exchange view is drawn; the plain renderer ignores it. */
 export type LineStyle = 'title' | 'heading' | 'meta' | 'body' | 'notice';
@@ -30,6 +30,7 @@ export function exchangeLines(x: ExchangeDetail): ExchangeLine[] {
   const push = (text: string, style: LineStyle): void => {
     for (const line of text.split('\n')) lines.push({ text: line, style });
   };
+  if (x.grpc !== undefined) return grpcExchangeLines(x, x.grpc);
   push(`#${x.index + 1} ${x.method} ${x.path} → ${statusLabel(x)}`, 'title');
   const facts = [`latency ${formatMs(x.latencyMs)}`, `ttfb ${formatMs(x.ttfbMs)}`];
   if (x.model !== undefined) facts.push(`model ${x.model}`);
@@ -63,4 +64,44 @@ function message(push: (text: string, style: LineStyle) => void, side: 'request'
   if (streamed) return;
   const body = bodyText(m.body);
   if (body !== '') push(body, 'body');
+}
+
+/** The status of a gRPC call: the trailers' name and code, else what the HTTP side says (a refusal, a cut-off call). */
+export function grpcStatusLabel(x: ExchangeDetail, grpc: GrpcCallView): string {
+  if (grpc.status === undefined) return statusLabel(x);
+  return `${grpc.statusName ?? 'status'} (${grpc.status})${x.complete === false ? ' incomplete' : ''}`;
+}
+
+/** A gRPC call: method and status, its metadata, then each message decoded, BYTES tensors also as text. */
+function grpcExchangeLines(x: ExchangeDetail, grpc: GrpcCallView): ExchangeLine[] {
+  const lines: ExchangeLine[] = [];
+  const push = (text: string, style: LineStyle): void => {
+    for (const line of text.split('\n')) lines.push({ text: line, style });
+  };
+  push(`#${x.index + 1} grpc ${grpc.service}/${grpc.method} → ${grpcStatusLabel(x, grpc)}`, 'title');
+  const ups = grpc.messages.filter((m) => m.direction === 'in').length;
+  const facts = [`latency ${formatMs(x.latencyMs)}`, `ttfb ${formatMs(x.ttfbMs)}`, `messages ${ups} up / ${grpc.messages.length - ups} down`];
+  if (x.model !== undefined) facts.push(`model ${x.model}`);
+  push(facts.join(' · '), 'meta');
+  if (grpc.message !== undefined) push(`grpc-message: ${grpc.message}`, grpc.status === 0 ? 'meta' : 'notice');
+  const verdict: string[] = [];
+  if (x.decision !== undefined) verdict.push(`policy ${x.decision.action}${x.decision.policy === undefined ? '' : ` (${x.decision.policy})`}`);
+  if (x.review !== undefined) verdict.push(`review ${x.review.id} ${x.review.outcome}${x.review.by === undefined ? '' : ` by ${x.review.by}`}`);
+  if (x.masking.length > 0) verdict.push(`masked ${x.masking.map((m) => `${m.entity}×${m.count}`).join(', ')}`);
+  if (verdict.length > 0) push(verdict.join(' · '), 'meta');
+  if (x.error !== undefined) push(`error ${x.error.code}: ${x.error.message}`, 'notice');
+  push('── metadata', 'heading');
+  for (const [k, v] of Object.entries(x.request.headers)) push(`${k}: ${v}`, 'meta');
+  for (const m of grpc.messages) {
+    const arrow = m.direction === 'in' ? '↑ request' : '↓ answer';
+    const kept = m.recorded === 'masked' ? ' · recorded masked' : m.json === undefined ? (m.compressed === true ? ' · compressed, not decoded' : ' · not recorded') : '';
+    push(`── ${arrow} #${m.index} at ${formatMs(m.t)} · ${m.bytes} bytes${kept}`, 'heading');
+    if (m.text !== undefined) push(`text: ${m.text}`, 'body');
+    if (m.json !== undefined) push(bodyText({ kind: 'json', value: m.json }), 'body');
+  }
+  if (x.streamed) {
+    push(`── answer (streamed, ${x.chunks.length} messages)`, 'heading');
+    push(answerOf(x), 'body');
+  }
+  return lines;
 }

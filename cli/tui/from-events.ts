@@ -1,5 +1,7 @@
 import { isDenial } from '../../shared/denial-codes.js';
+import { decodeGrpcMessage, grpcMethodOf, grpcStatusName } from '../../shared/grpc-status-names.js';
 import { jsonAnswerText, SseTextExtractor } from './answer-text.js';
+import { grpcMessageText } from './grpc-message-text.js';
 import type {
   AnswerChunk,
   BodyDigestView,
@@ -8,6 +10,8 @@ import type {
   ConnectionType,
   DecisionView,
   ExchangeDetail,
+  GrpcCallView,
+  GrpcMessageView,
   MaskingCount,
   MessageView,
   ReviewView,
@@ -61,6 +65,8 @@ interface ExchangeDraft {
   reviewFrom?: number;
   reviewTo?: number;
   masking: MaskingCount[];
+  grpcMessages: GrpcMessageView[];
+  trailers?: Record<string, string>;
 }
 
 /**
@@ -94,6 +100,7 @@ export function fromEvents(events: readonly unknown[]): SessionDetail {
         responseRecorded: 'none',
         chunks: [],
         masking: [],
+        grpcMessages: [],
       };
       drafts.set(exchange, d);
     }
@@ -150,6 +157,24 @@ export function fromEvents(events: readonly unknown[]): SessionDetail {
         d.model = e.model ?? d.model;
         if (e.usage !== undefined) d.usage = usageCounts(e.usage);
         d.finishReason = e.finish_reason;
+        if (e.trailers !== undefined) d.trailers = flattenHeaders(e.trailers);
+        break;
+      }
+      case 'grpc.message': {
+        const d = draft(e.exchange, e.t);
+        const text = e.direction === 'out' ? grpcMessageText(e.json) : undefined;
+        // `t` is the session's until the exchange is built, which makes it the exchange's.
+        d.grpcMessages.push({
+          t: e.t,
+          direction: e.direction,
+          index: e.index,
+          bytes: e.bytes,
+          recorded: e.recorded ?? (e.json === undefined ? 'none' : 'raw'),
+          ...defined('compressed', e.compressed),
+          ...defined('json', e.json),
+          ...defined('text', text),
+          ...defined('data', e.data),
+        });
         break;
       }
       case 'exchange.error': {
@@ -193,7 +218,7 @@ export function fromEvents(events: readonly unknown[]): SessionDetail {
     }
   }
 
-  const exchanges = [...drafts.values()].sort((a, b) => a.firstT - b.firstT).map((d, index) => buildExchange(d, index));
+  const exchanges = [...drafts.values()].sort((a, b) => a.firstT - b.firstT).map((d, index) => buildExchange(d, index, connectionType === 'grpc'));
   const models: string[] = [];
   // Like the gateway's index, list the models that answered, not those merely asked for.
   for (const x of exchanges) {
@@ -222,8 +247,10 @@ export function fromEvents(events: readonly unknown[]): SessionDetail {
   return { summary, exchanges, timeline };
 }
 
-function buildExchange(d: ExchangeDraft, index: number): ExchangeDetail {
+function buildExchange(d: ExchangeDraft, index: number, grpcSession: boolean): ExchangeDetail {
   const start = d.firstT;
+  const grpc = grpcSession ? grpcCall(d, start) : undefined;
+  if (grpc !== undefined) return grpcExchange(d, index, grpc);
   const contentType = d.responseHeaders['content-type'] ?? '';
   const streamed = contentType.includes('text/event-stream');
   const rawBody = d.responseBody ?? (d.chunks.length > 0 ? d.chunks.map((c) => c.data).join('') : undefined);
@@ -271,6 +298,72 @@ function buildExchange(d: ExchangeDraft, index: number): ExchangeDetail {
     chunks,
     waits,
   };
+}
+
+/** The gRPC facts of an exchange of a grpc session; undefined when its path names no method (a refusal of something else). */
+function grpcCall(d: ExchangeDraft, start: number): GrpcCallView | undefined {
+  const call = grpcMethodOf(d.path);
+  if (call === undefined) return undefined;
+  const statusText = d.trailers?.['grpc-status'];
+  const status = statusText !== undefined && /^\d+$/.test(statusText) ? Number(statusText) : undefined;
+  const message = d.trailers?.['grpc-message'];
+  return {
+    ...call,
+    ...defined('status', status),
+    ...defined('statusName', grpcStatusName(status) ?? undefined),
+    ...defined('message', message === undefined || message === '' ? undefined : decodeGrpcMessage(message)),
+    messages: d.grpcMessages.map((m) => ({ ...m, t: m.t - start })).sort((a, b) => a.t - b.t || a.index - b.index),
+  };
+}
+
+/**
+ * A gRPC exchange: its answer is the upstream's messages, each one chunk at its recorded time (so a server
+ * stream plays back at its pace with the SSE machinery), as text when it holds BYTES tensors, else as JSON.
+ */
+function grpcExchange(d: ExchangeDraft, index: number, grpc: GrpcCallView): ExchangeDetail {
+  const start = d.firstT;
+  const answers = grpc.messages.filter((m) => m.direction === 'out');
+  const chunks: AnswerChunk[] = answers.flatMap((m) => {
+    const text = m.text ?? (m.json === undefined ? undefined : JSON.stringify(m.json));
+    return text === undefined || text === '' ? [] : [{ t: m.t, text }];
+  });
+  const requestMessage = grpc.messages.find((m) => m.direction === 'in');
+  const firstAnswerT = answers[0] === undefined ? undefined : answers[0].t + start;
+  const waits: Wait[] = [];
+  if (d.reviewFrom !== undefined) waits.push({ from: d.reviewFrom - start, to: (d.reviewTo ?? d.endT ?? d.reviewFrom) - start, kind: 'review' });
+  const sentT = d.reviewTo ?? d.requestT ?? start;
+  if (firstAnswerT !== undefined && firstAnswerT > sentT) waits.push({ from: sentT - start, to: firstAnswerT - start, kind: 'first_token' });
+  const body = (m: GrpcMessageView | undefined): BodyView => (m?.json === undefined ? { kind: 'none' } : { kind: 'json', value: m.json });
+  return {
+    index,
+    id: d.id,
+    startedAt: start,
+    method: d.method,
+    path: d.path,
+    status: d.status,
+    ...defined('complete', d.complete),
+    ...defined('bytesUp', d.bytesUp),
+    ...defined('bytesDown', d.bytesDown),
+    ...defined('latencyMs', d.durationMs ?? (d.endT === undefined ? undefined : d.endT - start)),
+    ...defined('ttfbMs', d.ttfbMs ?? (firstAnswerT === undefined ? undefined : firstAnswerT - start)),
+    ...defined('model', d.model ?? modelName(requestMessage?.json)),
+    ...defined('error', d.error),
+    ...defined('decision', d.decision),
+    ...defined('review', d.review),
+    request: message(d.requestHeaders, body(requestMessage), requestMessage?.recorded ?? 'none', d.requestDigest),
+    response: message(d.responseHeaders, answers.length === 1 ? body(answers[0]) : { kind: 'none' }, answers[0]?.recorded ?? 'none', d.responseDigest),
+    masking: d.masking,
+    streamed: answers.length > 1,
+    chunks,
+    waits,
+    grpc,
+  };
+}
+
+/** `model_name` of a KServe request, the model a gRPC call asked for. */
+function modelName(json: unknown): string | undefined {
+  const name = (json as { model_name?: unknown } | undefined)?.model_name;
+  return typeof name === 'string' && name !== '' ? name : undefined;
 }
 
 /** `{key: value}` when value is defined, `{}` otherwise: optional fields stay absent, not undefined. */

@@ -105,6 +105,36 @@ export interface ReviewView {
   readonly by?: string;
 }
 
+/** One message of a gRPC call. */
+export interface GrpcMessageView {
+  /** Offset from the exchange's start. */
+  readonly t: number;
+  /** `in`: caller → upstream; `out`: upstream → caller. */
+  readonly direction: 'in' | 'out';
+  readonly index: number;
+  readonly bytes: number;
+  readonly recorded: BodyRecorded;
+  readonly compressed?: boolean;
+  /** The message decoded; absent when it was not recorded or could not be decoded. */
+  readonly json?: unknown;
+  /** Its BYTES tensors as text (KServe answers), when it has any. */
+  readonly text?: string;
+  /** The message's bytes as recorded (base64, without framing): what a re-send sends again. */
+  readonly data?: string;
+}
+
+/** What a gRPC exchange adds: the method it called, how it ended, and its messages. */
+export interface GrpcCallView {
+  readonly service: string;
+  readonly method: string;
+  /** `grpc-status` of the trailers; absent when none was recorded. */
+  readonly status?: number;
+  readonly statusName?: string;
+  /** `grpc-message` of the trailers, percent-decoded. */
+  readonly message?: string;
+  readonly messages: readonly GrpcMessageView[];
+}
+
 /** One recorded request/response, everything the exchange and playback views show. */
 export interface ExchangeDetail {
   /** Position in the session, from 0. */
@@ -137,6 +167,8 @@ export interface ExchangeDetail {
   /** The answer's text at its recorded offsets; a non-streamed answer is one chunk. */
   readonly chunks: readonly AnswerChunk[];
   readonly waits: readonly Wait[];
+  /** Present for a call of a `grpc` connection: `streamed` then means the upstream answered more than one message. */
+  readonly grpc?: GrpcCallView;
 }
 
 /** One read or write of a tcp session, `t` ms after the session started. */

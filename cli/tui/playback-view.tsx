@@ -46,7 +46,7 @@ export function PlaybackView({ exchange, onBack, clock, speed, autoPlay, barWidt
   return (
     <Box flexDirection="column">
       <Text>
-        <Text bold>{`Playback #${exchange.index + 1} ${exchange.method} ${exchange.path}`}</Text>
+        <Text bold>{`Playback #${exchange.index + 1} ${exchange.grpc === undefined ? `${exchange.method} ${exchange.path}` : `grpc ${exchange.grpc.service}/${exchange.grpc.method}`}`}</Text>
         {exchange.model === undefined ? '' : ` · ${exchange.model}`}
       </Text>
       <Text>{`${stateLabel(playback)} · ${formatSpeed(playback.speed)} · chunk ${playback.emitted}/${exchange.chunks.length}`}</Text>

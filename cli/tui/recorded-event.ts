@@ -95,6 +95,8 @@ export interface ExchangeEndEvent extends EventBase {
   readonly model?: string;
   readonly usage?: RecordedUsage;
   readonly finish_reason?: string;
+  /** The upstream's trailers; a gRPC call's status is `grpc-status` and `grpc-message` here. */
+  readonly trailers?: RecordedHeaders;
 }
 
 /** The exchange was refused or failed. */
@@ -150,6 +152,23 @@ export interface TcpChunkEvent extends EventBase {
   readonly bytes?: number;
 }
 
+/** One message of a gRPC call, at the time it passed. */
+export interface GrpcMessageEvent extends EventBase {
+  readonly type: 'grpc.message';
+  readonly exchange: string;
+  /** `in`: caller → upstream; `out`: upstream → caller (as for tcp). */
+  readonly direction: 'in' | 'out';
+  readonly index: number;
+  readonly bytes: number;
+  /** How the message was kept, as its direction's body setting says. */
+  readonly recorded?: BodyRecorded;
+  readonly compressed?: boolean;
+  /** The message decoded with the connection's descriptors; absent when it was not recorded or not decodable. */
+  readonly json?: unknown;
+  /** The message's bytes (base64, without their framing), when recorded. */
+  readonly data?: string;
+}
+
 /** The session ended. */
 export interface SessionEndEvent extends EventBase {
   readonly type: 'session.end';
@@ -169,4 +188,5 @@ export type RecordedEvent =
   | ReviewResolvedEvent
   | MaskingSummaryEvent
   | TcpChunkEvent
+  | GrpcMessageEvent
   | SessionEndEvent;

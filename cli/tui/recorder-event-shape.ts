@@ -61,7 +61,7 @@ export function normalizeEvents(events: readonly unknown[]): RecordedEvent[] {
     switch (e.type) {
       case 'session.start': {
         const user = f.user as { sub: string; email?: string };
-        const connection = f.connection as { name: string; type?: 'http' | 'tcp' };
+        const connection = f.connection as { name: string; type?: 'http' | 'tcp' | 'grpc' };
         const record = f.record as { request_body?: unknown; response_body?: unknown } | undefined;
         requestRecorded = asRecorded(record?.request_body);
         responseRecorded = asRecorded(record?.response_body);
@@ -124,6 +124,20 @@ export function normalizeEvents(events: readonly unknown[]): RecordedEvent[] {
         }
         break;
       }
+      case 'grpc.message':
+        out.push({
+          ...base,
+          type: 'grpc.message',
+          exchange,
+          direction: f.dir === 'up' ? 'in' : 'out',
+          index: Number(f.index ?? 0),
+          bytes: Number(f.bytes ?? 0),
+          recorded: f.json === undefined && payload === undefined ? 'none' : f.dir === 'up' ? requestRecorded : responseRecorded,
+          ...(f.compressed === true ? { compressed: true } : {}),
+          ...(f.json === undefined ? {} : { json: f.json }),
+          ...(payload === undefined ? {} : { data: payload.toString('base64') }),
+        });
+        break;
       case 'exchange.end':
         out.push({ ...base, type: 'exchange.end', ...(f as object), exchange } as RecordedEvent);
         break;

@@ -1,7 +1,7 @@
 import { Box, Text } from 'ink';
 import { useState } from 'react';
 import { formatMs, formatTime, userLabel } from './display-format.js';
-import { statusLabel } from './exchange-lines.js';
+import { grpcStatusLabel, statusLabel } from './exchange-lines.js';
 import { KeyHelp } from './key-help.js';
 import { maskedTotal, type ExchangeDetail, type SessionDetail } from './model.js';
 import { useKeys } from './use-keys.js';
@@ -52,7 +52,7 @@ export function SessionView({ session, onOpenExchange, onPlay, onResend, onBack,
     `#${x.index + 1}`,
     x.method,
     x.path,
-    statusLabel(x),
+    x.grpc === undefined ? statusLabel(x) : grpcStatusLabel(x, x.grpc),
     formatMs(x.latencyMs),
     formatMs(x.ttfbMs),
     x.model ?? '–',

@@ -12,6 +12,7 @@ import type { RecordedEvent } from '../recording/event-types.js';
 import { asciicastLines } from '../recording/export-asciicast.js';
 import { eventLine, siemLine, streamErrorLine } from '../recording/export-event-lines.js';
 import { ExchangeTracker } from '../recording/export-exchanges.js';
+import { GrpcCallTracker } from '../recording/grpc-call-facts.js';
 import { harLines } from '../recording/export-har.js';
 import { openSessionEvents } from '../recording/export-reader.js';
 import type { Recording } from '../recording/recording.js';
@@ -268,8 +269,9 @@ export function registerSessionsRoutes(app: FastifyInstance, deps: GatewayDeps):
     switch (q.format) {
       case 'jsonl': {
         const ctx = { session: s.id, startedAt: s.startedAt, actor: s.user, connection: s.connection };
+        const calls = new GrpcCallTracker();
         const lines = async function* (): AsyncGenerator<string> {
-          for await (const e of events) yield siemLine(e, ctx);
+          for await (const e of events) yield siemLine(e, ctx, calls.observe(e));
         };
         return sendStream(reply, lines(), { ...common, 'content-type': 'application/x-ndjson; charset=utf-8', 'content-disposition': `attachment; filename="${s.id}.jsonl"` });
       }

@@ -1,5 +1,6 @@
 import type { ExchangeSummaryJson } from '../../shared/sessions-api.js';
 import type { EventFields, RecordedEvent } from './event-types.js';
+import { GrpcCallTracker } from './grpc-call-facts.js';
 
 /** Whether response headers announce a server-sent event stream. */
 export function isEventStream(headers: Record<string, string | string[]> | undefined): boolean {
@@ -13,12 +14,16 @@ export function isEventStream(headers: Record<string, string | string[]> | undef
  */
 export class ExchangeTracker {
   readonly #byId = new Map<string, ExchangeSummaryJson>();
+  readonly #grpc = new GrpcCallTracker();
 
   /** Takes one event; events without an exchange are ignored. */
   observe(e: RecordedEvent): void {
+    const call = this.#grpc.observe(e);
     const id = (e.fields as { exchange?: unknown }).exchange;
     if (typeof id !== 'string' || e.type === 'tcp.chunk') return;
     const x = this.#get(id, e.t);
+    // The tracker's record is live: the summary sees later messages and the final status without copying.
+    if (call !== undefined) x.grpc = call;
     switch (e.type) {
       case 'exchange.request': {
         const f = e.fields as EventFields['exchange.request'];
@@ -102,6 +107,7 @@ export class ExchangeTracker {
         response_body: null,
         decision: null,
         error: null,
+        grpc: null,
       };
       this.#byId.set(id, x);
     }

@@ -18,6 +18,9 @@ export interface HarOptions {
 
 type Headers = Record<string, string | string[]>;
 
+/** What the log's comment adds for a gRPC session, whose calls are counted in `_grpc_calls_left_out`. */
+const GRPC_COMMENT = ': a gRPC session, whose calls HAR cannot represent, so none is listed (see _grpc_calls_left_out); export it as jsonl for its calls and messages';
+
 interface Body {
   chunks: Buffer[];
   bytes: number;
@@ -82,10 +85,12 @@ export async function* harLines(events: AsyncIterable<RecordedEvent>, options: H
   let recordSettings: { request_body: string; response_body: string } = { request_body: 'masked', response_body: 'masked' };
   let opened = false;
   let first = true;
+  let grpcSession = false;
+  const grpcCalls = new Set<string>();
 
   const opening = (): string =>
     `{"log":{"version":"1.2","creator":{"name":"sluice","version":${JSON.stringify(options.version)}},` +
-    `"comment":${JSON.stringify(`session ${options.sessionId} on connection ${options.connection}`)},"entries":[\n`;
+    `"comment":${JSON.stringify(`session ${options.sessionId} on connection ${options.connection}${grpcSession ? GRPC_COMMENT : ''}`)},"entries":[\n`;
 
   const keep = (body: Body, bytes: Buffer): void => {
     body.bytes += bytes.length;
@@ -202,10 +207,13 @@ export async function* harLines(events: AsyncIterable<RecordedEvent>, options: H
   for await (const e of events) {
     if (e.type === 'session.start') {
       const f = e.fields as EventFields['session.start'];
-      // HAR entries are HTTP requests with bodies; tcp chunks and gRPC messages have no faithful form in it.
-      if (f.connection.type !== 'http') {
-        throw new SluiceError('ERR_BAD_REQUEST', { message: `Session ${options.sessionId} is a ${f.connection.type} session: HAR is for HTTP sessions (export it as jsonl)` });
+      // HAR entries are HTTP requests with bodies; tcp chunks have no faithful form in it.
+      if (f.connection.type === 'tcp') {
+        throw new SluiceError('ERR_BAD_REQUEST', { message: `Session ${options.sessionId} is a tcp session: HAR is for HTTP sessions (export it as jsonl)` });
       }
+      // Nor do gRPC messages: an entry would show a POST without its messages, as if none were recorded.
+      // The document stays valid HAR with no entries and says how many calls it leaves out, and where they are.
+      grpcSession = f.connection.type === 'grpc';
       recordSettings = f.record;
     }
     if (!opened) {
@@ -214,6 +222,10 @@ export async function* harLines(events: AsyncIterable<RecordedEvent>, options: H
     }
     const id = (e.fields as { exchange?: unknown }).exchange;
     if (typeof id !== 'string') continue;
+    if (grpcSession) {
+      grpcCalls.add(id);
+      continue;
+    }
     let p = pending.get(id);
     if (p === undefined) {
       p = { id, firstT: e.t, up: newBody(), down: newBody(), done: false };
@@ -259,5 +271,5 @@ export async function* harLines(events: AsyncIterable<RecordedEvent>, options: H
   }
   if (!opened) yield opening();
   yield* flush(true);
-  yield '\n]}}\n';
+  yield grpcSession ? `\n],"_grpc_calls_left_out":${grpcCalls.size}}}\n` : '\n]}}\n';
 }
