@@ -10,7 +10,6 @@
 // BENCH_GATEWAY_LOG_LEVEL (info), BENCH_CONNECT_TIMEOUT_SECONDS (30).
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,7 +17,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { AUDIENCE, startBenchIdentity } from './identity.js';
 import { round } from './load.js';
-import { envNumber, forkChild, killAllHard, log, stopAll, waitForMessage } from './procs.js';
+import { envNumber, forkChild, freePort, killAllHard, log, stopAll, waitForMessage, waitForReady } from './procs.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BENCH = fileURLToPath(new URL('.', import.meta.url));
@@ -39,17 +38,6 @@ process.on('exit', () => {
   killAllHard();
   if (tmp) rmSync(tmp, { recursive: true, force: true });
 });
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 function percentile(sorted, p) {
   return sorted.length === 0 ? null : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
@@ -159,15 +147,7 @@ async function main() {
       connections: [{ name: 'triton', type: 'grpc', upstream: `grpc://${address}`, allow_groups: ['ml-eng'] }],
     },
   });
-  const gw = await waitForMessage(
-    gateway,
-    (m) => {
-      if (m?.type === 'error') throw new Error(`gateway failed to start: ${m.message}`);
-      return m?.type === 'ready';
-    },
-    30_000,
-    'gateway ready',
-  );
+  const gw = await waitForReady(gateway, 'gateway', 30_000);
   log(`model at ${address}, gateway at ${gw.url}, grpc_listen 127.0.0.1:${grpcPort}`);
 
   const paths = {};

@@ -6,6 +6,7 @@
 //  - `streamLoad`: SSE answers over node:http keep-alive sockets, N loops in parallel; per answer the
 //    time to the first body byte and to the end, and whether it arrived whole (ends with [DONE]).
 import { Agent, request } from 'node:http';
+import { cpus, loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import autocannon from 'autocannon';
 
@@ -23,6 +24,18 @@ export function round(value, digits = 3) {
   if (value === null || value === undefined || !Number.isFinite(value)) return null;
   const f = 10 ** digits;
   return Math.round(value * f) / f;
+}
+
+/** The machine a run measured on, as its result reports it: the load average it started and ended with. */
+export function machineInfo(loadavgAtStart) {
+  return {
+    cpus: cpus().length,
+    cpu_model: cpus()[0]?.model,
+    node: process.version,
+    platform: `${process.platform}-${process.arch}`,
+    loadavg_1m_at_start: loadavgAtStart,
+    loadavg_1m_at_end: round(loadavg()[0], 2),
+  };
 }
 
 function summarize(samples) {

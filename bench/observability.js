@@ -16,14 +16,13 @@
 // Env: BENCH_SECONDS (5) per measurement, BENCH_WARMUP_SECONDS (2), BENCH_GATEWAY_LOG_LEVEL (info),
 // BENCH_MAX_SECONDS (300, hard stop), BENCH_OUT=file.
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AUDIENCE, startBenchIdentity } from './identity.js';
 import { httpLoad, round } from './load.js';
-import { cpuDelta, cpuSnapshot, envNumber, forkChild, killAllHard, log, machineBusyMicros, stopAll, stopChild, waitForMessage } from './procs.js';
+import { cpuDelta, cpuSnapshot, envNumber, forkChild, freePort, guardRun, log, machineBusyMicros, runMain, stopChild, waitForMessage, waitForReady } from './procs.js';
 
 const BENCH = fileURLToPath(new URL('.', import.meta.url));
 const CONNECTIONS = 32;
@@ -40,31 +39,8 @@ const settings = {
 };
 const CHAT_BODY = JSON.stringify({ model: 'bench', messages: [{ role: 'user', content: 'Say hello.' }], stream: false });
 
-let tmp;
-let keepTmp = false;
 let idp;
-process.on('exit', () => {
-  killAllHard();
-  if (tmp && !keepTmp) rmSync(tmp, { recursive: true, force: true });
-});
-for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => void stopAll().finally(() => process.exit(130)));
-setTimeout(() => {
-  log(`still running after ${settings.maxSeconds}s (BENCH_MAX_SECONDS): giving up`);
-  keepTmp = true;
-  void stopAll().finally(() => process.exit(1));
-}, settings.maxSeconds * 1000).unref();
-
-/** A free loopback port: the gateway does not report its metrics listener's address over IPC. */
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
+const scratch = guardRun(settings.maxSeconds);
 
 async function scrape(url) {
   const res = await fetch(url, { signal: AbortSignal.timeout(5000) });
@@ -93,15 +69,15 @@ const auditLines = (path) => {
 
 async function main() {
   const t0 = Date.now();
-  tmp = mkdtempSync(join(tmpdir(), 'sluice-bench-obs-'));
-  log(`work dir ${tmp}; ${settings.seconds}s per measurement after ${settings.warmupSeconds}s warm-up`);
+  scratch.dir = mkdtempSync(join(tmpdir(), 'sluice-bench-obs-'));
+  log(`work dir ${scratch.dir}; ${settings.seconds}s per measurement after ${settings.warmupSeconds}s warm-up`);
   let bearer;
   ({ idp, token: bearer } = await startBenchIdentity());
-  const upstream = forkChild('upstream', join(BENCH, 'upstream.js'), [], { logFile: join(tmp, 'upstream.log') });
+  const upstream = forkChild('upstream', join(BENCH, 'upstream.js'), [], { logFile: join(scratch.dir, 'upstream.log') });
   const up = await waitForMessage(upstream, (m) => m?.type === 'ready', 20_000, 'upstream ready');
 
-  const auditPath = join(tmp, 'audit', 'audit.jsonl');
-  mkdirSync(join(tmp, 'audit'), { mode: 0o700 });
+  const auditPath = join(scratch.dir, 'audit', 'audit.jsonl');
+  mkdirSync(join(scratch.dir, 'audit'), { mode: 0o700 });
   const metricsPort = await freePort();
   const metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
   const baseConfig = (dir) => ({
@@ -111,9 +87,9 @@ async function main() {
     connections: [{ name: 'llm', type: 'http', upstream: up.fastUrl, headers: { authorization: `Bearer ${up.fastKey}` }, allow_groups: ['ml-eng'] }],
   });
   const configs = {
-    plain: baseConfig(join(tmp, 'data-plain')),
+    plain: baseConfig(join(scratch.dir, 'data-plain')),
     observed: {
-      ...baseConfig(join(tmp, 'data-observed')),
+      ...baseConfig(join(scratch.dir, 'data-observed')),
       metrics_listen: `127.0.0.1:${metricsPort}`,
       audit: { sinks: [{ name: 'local', type: 'file', path: auditPath }] },
     },
@@ -123,19 +99,11 @@ async function main() {
   for (const [name, config] of Object.entries(configs)) {
     mkdirSync(config.storage.dir, { mode: 0o700 });
     const entry = forkChild(`gateway-${name}`, join(BENCH, 'gateway.js'), [], {
-      logFile: join(tmp, `gateway-${name}.log`),
+      logFile: join(scratch.dir, `gateway-${name}.log`),
       env: { ...process.env, BENCH_GATEWAY_LOG_LEVEL: settings.logLevel },
     });
     entry.child.send({ type: 'config', config });
-    const ready = await waitForMessage(
-      entry,
-      (m) => {
-        if (m?.type === 'error') throw new Error(`gateway ${name} failed to start: ${m.message}`);
-        return m?.type === 'ready';
-      },
-      30_000,
-      `gateway ${name} ready`,
-    );
+    const ready = await waitForReady(entry, `gateway ${name}`, 30_000);
     gateways[name] = { entry, url: ready.url };
     log(`gateway ${name} at ${ready.url}`);
   }
@@ -254,16 +222,4 @@ async function main() {
   process.stdout.write(text);
 }
 
-let code = 1;
-try {
-  await main();
-  code = 0;
-} catch (err) {
-  log(`failed: ${err?.stack ?? err}`);
-  if (tmp) log(`logs in ${tmp} (kept)`);
-  keepTmp = true;
-} finally {
-  await stopAll();
-  await idp?.close().catch(() => undefined);
-}
-process.exit(code);
+await runMain(main, scratch, () => idp?.close());

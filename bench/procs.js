@@ -1,12 +1,28 @@
 // Child-process bookkeeping for the bench: fork with IPC, wait for a message with a deadline, stop
 // everything on exit (also on failure or a signal), and read per-process CPU time from /proc.
 import { execFileSync, fork } from 'node:child_process';
-import { closeSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
 
 /** @typedef {{ name: string, child: import('node:child_process').ChildProcess, extraPids: Set<number>, exited: boolean }} Managed */
 
 /** @type {Set<Managed>} */
 const managed = new Set();
+
+/**
+ * A loopback port free a moment ago, for a listener whose address a child does not report back over IPC
+ * (a metrics or gRPC listener, a gateway's own port).
+ */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
 
 /** A number from the environment, checked against [min, max]; `fallback` when unset. */
 export function envNumber(name, fallback, { min = 0, max = Infinity } = {}) {
@@ -128,6 +144,64 @@ export async function stopChild(entry, graceMs = 4000) {
     if (isAlive(pid)) safeKill(pid, 'SIGKILL');
   }
   managed.delete(entry);
+}
+
+/**
+ * Waits for a child's `ready` message; an `error` message first fails the run with `${name} failed to start`.
+ * Resolves with the ready message.
+ */
+export function waitForReady(entry, name, timeoutMs) {
+  return waitForMessage(
+    entry,
+    (m) => {
+      if (m?.type === 'error') throw new Error(`${name} failed to start: ${m.message}`);
+      return m?.type === 'ready';
+    },
+    timeoutMs,
+    `${name} ready`,
+  );
+}
+
+/**
+ * Guards a run: every child is killed when the process exits, SIGINT or SIGTERM stops them and exits 130,
+ * and a run still going after `maxSeconds` gives up with exit 1, keeping its work dir for the logs. The
+ * work dir, once the run sets `scratch.dir`, is removed on exit unless `scratch.keep` is set.
+ */
+export function guardRun(maxSeconds) {
+  const scratch = { dir: undefined, keep: false };
+  process.on('exit', () => {
+    killAllHard();
+    if (scratch.dir && !scratch.keep) rmSync(scratch.dir, { recursive: true, force: true });
+  });
+  for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => void stopAll().finally(() => process.exit(130)));
+  setTimeout(() => {
+    log(`still running after ${maxSeconds}s (BENCH_MAX_SECONDS): giving up`);
+    scratch.keep = true;
+    void stopAll().finally(() => process.exit(1));
+  }, maxSeconds * 1000).unref();
+  return scratch;
+}
+
+/**
+ * Runs the bench's `main` and exits with what it returns (0 when it returns nothing). A failure is logged
+ * and keeps the work dir for its logs; either way every child is stopped, then `cleanup` runs (closing the
+ * IdP, say; its own failure is ignored). Never returns.
+ */
+export async function runMain(main, scratch, cleanup) {
+  let code = 1;
+  try {
+    code = (await main()) ?? 0;
+  } catch (err) {
+    log(`failed: ${err?.stack ?? err}`);
+    if (scratch.dir) log(`logs in ${scratch.dir} (kept)`);
+    scratch.keep = true;
+  } finally {
+    await stopAll();
+    await Promise.resolve()
+      .then(cleanup)
+      .catch(() => undefined);
+  }
+  process.exit(code);
 }
 
 export async function stopAll() {

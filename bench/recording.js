@@ -26,8 +26,7 @@
 // Env: BENCH_SECONDS (4) per measurement, BENCH_WARMUP_SECONDS (1), BENCH_CHUNKS (100),
 // BENCH_GATEWAY_LOG_LEVEL (info), BENCH_MAX_SECONDS (300, hard stop), BENCH_OUT=file.
 import { randomBytes, randomUUID } from 'node:crypto';
-import { createServer } from 'node:net';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -91,7 +90,7 @@ if (process.argv[2] === '--gateway-off') {
 
 async function runBench() {
   const { httpLoad, round, streamLoad } = await import('./load.js');
-  const { envNumber, forkChild, killAllHard, log, stopAll, stopChild, waitForMessage } = await import('./procs.js');
+  const { envNumber, forkChild, freePort, guardRun, log, runMain, stopChild, waitForMessage, waitForReady } = await import('./procs.js');
 
   const settings = {
     seconds: envNumber('BENCH_SECONDS', 4, { min: 1, max: 120 }),
@@ -109,19 +108,8 @@ async function runBench() {
   const S3_ENV = { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_EC2_METADATA_DISABLED: 'true' };
   const S3_BUCKETS = { latency: 'bench-latency', ship: 'bench-ship' };
 
-  let tmp;
-  let keepTmp = false;
   let idp;
-  process.on('exit', () => {
-    killAllHard();
-    if (tmp && !keepTmp) rmSync(tmp, { recursive: true, force: true });
-  });
-  for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => void stopAll().finally(() => process.exit(130)));
-  setTimeout(() => {
-    log(`still running after ${settings.maxSeconds}s (BENCH_MAX_SECONDS): giving up`);
-    keepTmp = true;
-    void stopAll().finally(() => process.exit(1));
-  }, settings.maxSeconds * 1000).unref();
+  const scratch = guardRun(settings.maxSeconds);
 
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -140,18 +128,6 @@ async function runBench() {
       else if (e.isFile()) total += statSync(p).size;
     }
     return total;
-  }
-
-  /** A free loopback port for a listener the gateway does not report over IPC (its metrics). */
-  function freePort() {
-    return new Promise((resolve, reject) => {
-      const srv = createServer();
-      srv.once('error', reject);
-      srv.listen(0, '127.0.0.1', () => {
-        const { port } = srv.address();
-        srv.close(() => resolve(port));
-      });
-    });
   }
 
   /** Prometheus text -> value of an unlabelled sample, undefined when absent. */
@@ -185,21 +161,21 @@ async function runBench() {
 
   async function main() {
     const t0 = Date.now();
-    tmp = mkdtempSync(join(tmpdir(), 'sluice-bench-rec-'));
-    log(`work dir ${tmp}; ${settings.seconds}s per measurement after ${settings.warmupSeconds}s warm-up`);
+    scratch.dir = mkdtempSync(join(tmpdir(), 'sluice-bench-rec-'));
+    log(`work dir ${scratch.dir}; ${settings.seconds}s per measurement after ${settings.warmupSeconds}s warm-up`);
 
     const { startBenchIdentity } = await import('./identity.js');
     let bearer;
     ({ idp, token: bearer } = await startBenchIdentity());
 
     const upstream = forkChild('upstream', join(BENCH, 'upstream.js'), [], {
-      logFile: join(tmp, 'upstream.log'),
+      logFile: join(scratch.dir, 'upstream.log'),
       env: { ...process.env, BENCH_CHUNKS: String(settings.chunks), BENCH_CHUNK_DELAY_MS: '0' },
     });
     const up = await waitForMessage(upstream, (m) => m?.type === 'ready', 20_000, 'upstream ready');
 
     const s3 = forkChild('s3', join(BENCH, 's3-server.js'), [], {
-      logFile: join(tmp, 's3.log'),
+      logFile: join(scratch.dir, 's3.log'),
       env: { ...process.env, BENCH_S3_BUCKETS: Object.values(S3_BUCKETS).join(',') },
     });
     s3.child.send({ type: 'config', config: {} });
@@ -220,7 +196,7 @@ async function runBench() {
         { name: 'llm-stream', type: 'http', upstream: up.modelUrl, headers: { authorization: `Bearer ${up.modelKey}` }, allow_groups: ['ml-eng'], ...(record ? { record } : {}) },
       ],
     });
-    const dirs = { off: join(tmp, 'data-off'), on_masked: join(tmp, 'data-masked'), on_raw: join(tmp, 'data-raw'), on_s3: join(tmp, 'data-s3') };
+    const dirs = { off: join(scratch.dir, 'data-off'), on_masked: join(scratch.dir, 'data-masked'), on_raw: join(scratch.dir, 'data-raw'), on_s3: join(scratch.dir, 'data-s3') };
     for (const d of Object.values(dirs)) mkdirSync(d, { mode: 0o700 });
     const specs = {
       off: { module: SELF, args: ['--gateway-off'], config: gatewayConfig(dirs.off) },
@@ -232,19 +208,11 @@ async function runBench() {
     const gateways = {};
     for (const v of VARIANTS) {
       const entry = forkChild(`gateway-${v}`, specs[v].module, specs[v].args, {
-        logFile: join(tmp, `gateway-${v}.log`),
+        logFile: join(scratch.dir, `gateway-${v}.log`),
         env: { ...process.env, ...S3_ENV, BENCH_GATEWAY_LOG_LEVEL: settings.logLevel },
       });
       entry.child.send({ type: 'config', config: specs[v].config });
-      const ready = await waitForMessage(
-        entry,
-        (m) => {
-          if (m?.type === 'error') throw new Error(`gateway ${v} failed to start: ${m.message}`);
-          return m?.type === 'ready';
-        },
-        30_000,
-        `gateway ${v} ready`,
-      );
+      const ready = await waitForReady(entry, `gateway ${v}`, 30_000);
       gateways[v] = { entry, url: ready.url };
       log(`gateway ${v} at ${ready.url}`);
     }
@@ -342,19 +310,11 @@ async function runBench() {
       log(`upload: shipping ${sealed.length} sealed sessions, ${bytes} bytes`);
       const forkedAt = performance.now();
       const entry = forkChild('gateway-ship', join(BENCH, 'gateway.js'), [], {
-        logFile: join(tmp, 'gateway-ship.log'),
+        logFile: join(scratch.dir, 'gateway-ship.log'),
         env: { ...process.env, ...S3_ENV, BENCH_GATEWAY_LOG_LEVEL: settings.logLevel },
       });
       entry.child.send({ type: 'config', config });
-      await waitForMessage(
-        entry,
-        (m) => {
-          if (m?.type === 'error') throw new Error(`gateway ship failed to start: ${m.message}`);
-          return m?.type === 'ready';
-        },
-        30_000,
-        'gateway ship ready',
-      );
+      await waitForReady(entry, 'gateway ship', 30_000);
       // The spool is empty once every sealed session is in the bucket and no upload is pending.
       const deadline = Date.now() + 120_000;
       let metrics;
@@ -446,17 +406,5 @@ async function runBench() {
     process.stdout.write(text);
   }
 
-  let code = 1;
-  try {
-    await main();
-    code = 0;
-  } catch (err) {
-    log(`failed: ${err?.stack ?? err}`);
-    if (tmp) log(`logs in ${tmp} (kept)`);
-    keepTmp = true;
-  } finally {
-    await stopAll();
-    await idp?.close().catch(() => undefined);
-  }
-  process.exit(code);
+  await runMain(main, scratch, () => idp?.close());
 }

@@ -16,13 +16,12 @@
 // (info), BENCH_NOISY_RETRIES (0), BENCH_MAX_SECONDS (300, hard stop), BENCH_OUT=file.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { cpuDelta, cpuSnapshot, envNumber, forkChild, killAllHard, log, machineBusyMicros, serveFromParent, stopAll, stopChild, waitForMessage } from './procs.js';
+import { cpuDelta, cpuSnapshot, envNumber, forkChild, freePort, guardRun, log, machineBusyMicros, runMain, serveFromParent, stopChild, waitForMessage, waitForReady } from './procs.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BENCH = fileURLToPath(new URL('.', import.meta.url));
@@ -133,7 +132,7 @@ function runServeGuard([configFile, workers, logLevel]) {
 // Parent mode: the bench.
 
 async function runBench() {
-  const { httpLoad, round } = await import('./load.js');
+  const { httpLoad, machineInfo, round } = await import('./load.js');
   const { AUDIENCE, startBenchIdentity } = await import('./identity.js');
 
   const settings = {
@@ -144,33 +143,11 @@ async function runBench() {
     maxSeconds: envNumber('BENCH_MAX_SECONDS', 300, { min: 10, max: 3600 }),
   };
 
-  let tmp;
-  let keepTmp = false;
   let idp;
   let finished = false;
-  process.on('exit', () => {
-    killAllHard();
-    if (tmp && !keepTmp) rmSync(tmp, { recursive: true, force: true });
-  });
-  for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => void stopAll().finally(() => process.exit(130)));
-  setTimeout(() => {
-    log(`still running after ${settings.maxSeconds}s (BENCH_MAX_SECONDS): giving up`);
-    keepTmp = true;
-    void stopAll().finally(() => process.exit(1));
-  }, settings.maxSeconds * 1000).unref();
+  const scratch = guardRun(settings.maxSeconds);
 
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-  function freePort() {
-    return new Promise((resolve, reject) => {
-      const server = createServer();
-      server.once('error', reject);
-      server.listen(0, '127.0.0.1', () => {
-        const { port } = server.address();
-        server.close(() => resolve(port));
-      });
-    });
-  }
 
   /** `root` and every process below it (postgres backends, cluster workers), from /proc. */
   function processTree(root) {
@@ -259,7 +236,7 @@ async function runBench() {
 
   /** `sluice serve --workers N` on a config file of its own; resolves once every worker logged ready and /readyz says 200. */
   async function startServe(name, { workers, database, dir }, base, postgresUrl) {
-    const data = join(tmp, dir, 'data');
+    const data = join(scratch.dir, dir, 'data');
     mkdirSync(data, { recursive: true, mode: 0o700 });
     const port = await freePort();
     const config = {
@@ -267,10 +244,10 @@ async function runBench() {
       listen: `127.0.0.1:${port}`,
       storage: { ...base.storage, dir: data, ...(database ? { database: `${postgresUrl}${database}` } : {}) },
     };
-    const file = join(tmp, `${name}.yaml`);
+    const file = join(scratch.dir, `${name}.yaml`);
     // JSON is YAML: the file is read as `sluice serve --config` reads any other.
     writeFileSync(file, JSON.stringify(config, null, 2), { mode: 0o600 });
-    const entry = forkChild(`gateway(${name})`, SELF, ['--serve', file, String(workers), settings.logLevel], { logFile: join(tmp, `${name}.log`) });
+    const entry = forkChild(`gateway(${name})`, SELF, ['--serve', file, String(workers), settings.logLevel], { logFile: join(scratch.dir, `${name}.log`) });
     entry.child.on('message', (msg) => {
       if (msg?.type === 'spawned') entry.extraPids.add(msg.pid);
     });
@@ -302,27 +279,19 @@ async function runBench() {
   async function main() {
     const t0 = Date.now();
     const loadavgAtStart = round(loadavg()[0], 2);
-    tmp = mkdtempSync(join(tmpdir(), 'sluice-bench-replicas-'));
-    log(`work dir ${tmp}; ${settings.seconds}s per measurement after ${settings.warmupSeconds}s warm-up`);
+    scratch.dir = mkdtempSync(join(tmpdir(), 'sluice-bench-replicas-'));
+    log(`work dir ${scratch.dir}; ${settings.seconds}s per measurement after ${settings.warmupSeconds}s warm-up`);
 
     let token;
     ({ idp, token } = await startBenchIdentity());
-    const upstream = forkChild('upstream', join(BENCH, 'upstream.js'), [], { logFile: join(tmp, 'upstream.log') });
+    const upstream = forkChild('upstream', join(BENCH, 'upstream.js'), [], { logFile: join(scratch.dir, 'upstream.log') });
     const postgres = forkChild('postgres', SELF, ['--postgres'], {
-      logFile: join(tmp, 'postgres.log'),
+      logFile: join(scratch.dir, 'postgres.log'),
       execArgv: ['--import', import.meta.resolve('tsx')],
     });
     postgres.child.send({ type: 'config', config: { databases: [...new Set(Object.values(GATEWAYS).flatMap((g) => (g.database ? [g.database] : [])))] } });
     const up = await waitForMessage(upstream, (m) => m?.type === 'ready', 20_000, 'upstream ready');
-    const pg = await waitForMessage(
-      postgres,
-      (m) => {
-        if (m?.type === 'error') throw new Error(`PostgreSQL failed to start: ${m.message}`);
-        return m?.type === 'ready';
-      },
-      60_000,
-      'PostgreSQL ready',
-    );
+    const pg = await waitForReady(postgres, 'PostgreSQL', 60_000);
     log(`upstream ${up.fastUrl}; PostgreSQL ${pg.url}`);
 
     const base = {
@@ -357,7 +326,7 @@ async function runBench() {
         }
       } catch (err) {
         log(`${name} failed: ${err.stack ?? err}`);
-        keepTmp = true;
+        scratch.keep = true;
         for (const [section, key] of measurements) results[section][key] ??= { error: String(err.message ?? err) };
       } finally {
         if (gateway) await stopChild(gateway.entry, GUARD_KILL_AFTER_MS + 2000);
@@ -389,14 +358,7 @@ async function runBench() {
     }
 
     const output = {
-      machine: {
-        cpus: cpus().length,
-        cpu_model: cpus()[0]?.model,
-        node: process.version,
-        platform: `${process.platform}-${process.arch}`,
-        loadavg_1m_at_start: loadavgAtStart,
-        loadavg_1m_at_end: round(loadavg()[0], 2),
-      },
+      machine: machineInfo(loadavgAtStart),
       config: {
         seconds: settings.seconds,
         warmup_seconds: settings.warmupSeconds,
@@ -426,18 +388,8 @@ async function runBench() {
     return 0;
   }
 
-  let exitCode = 1;
-  try {
-    exitCode = await main();
-  } catch (err) {
-    log(`failed: ${err?.stack ?? err}`);
-    if (tmp) log(`logs in ${tmp} (kept)`);
-    keepTmp = true;
-  } finally {
-    await stopAll();
+  await runMain(main, scratch, async () => {
     await idp?.close().catch(() => undefined);
-    if (!finished) exitCode = 1;
-  }
-  if (keepTmp && finished) log(`logs in ${tmp} (kept: a gateway failed)`);
-  process.exit(exitCode);
+    if (scratch.keep && finished) log(`logs in ${scratch.dir} (kept: a gateway failed)`);
+  });
 }

@@ -27,14 +27,13 @@
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { httpLoad, round, streamLoad } from './load.js';
+import { httpLoad, machineInfo, round, streamLoad } from './load.js';
 import { summarizeProfile } from './profile-top.js';
 import { AUDIENCE, startBenchIdentity } from './identity.js';
-import { cpuDelta, cpuSnapshot, envNumber, forkChild, killAllHard, log, machineBusyMicros, stopAll, stopChild, waitForMessage } from './procs.js';
+import { cpuDelta, cpuSnapshot, envNumber, forkChild, freePort, killAllHard, log, machineBusyMicros, stopAll, stopChild, waitForMessage, waitForReady } from './procs.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BENCH = fileURLToPath(new URL('.', import.meta.url));
@@ -79,18 +78,6 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
     shuttingDown = true;
     log(`${signal}: stopping child processes`);
     void stopAll().finally(() => process.exit(130));
-  });
-}
-
-/** Client-credentials grant against the test IdP (same few lines as test/helpers/oidc.ts). */
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
   });
 }
 
@@ -294,15 +281,7 @@ async function main() {
     env: { ...process.env, BENCH_GATEWAY_LOG_LEVEL: settings.gatewayLogLevel },
   });
   gateway.child.send({ type: 'config', config: gatewayConfig });
-  const gw = await waitForMessage(
-    gateway,
-    (m) => {
-      if (m?.type === 'error') throw new Error(`gateway failed to start: ${m.message}`);
-      return m?.type === 'ready';
-    },
-    30_000,
-    'gateway ready',
-  );
+  const gw = await waitForReady(gateway, 'gateway', 30_000);
   for (let i = 0; i < 50; i += 1) {
     const res = await fetch(`${gw.url}/readyz`, { signal: AbortSignal.timeout(5000) }).catch(() => undefined);
     if (res?.status === 200) break;
@@ -519,14 +498,7 @@ async function main() {
   }
 
   const output = {
-    machine: {
-      cpus: cpus().length,
-      cpu_model: cpus()[0]?.model,
-      node: process.version,
-      platform: `${process.platform}-${process.arch}`,
-      loadavg_1m_at_start: loadavgAtStart,
-      loadavg_1m_at_end: round(loadavg()[0], 2),
-    },
+    machine: machineInfo(loadavgAtStart),
     config: {
       seconds: settings.seconds,
       warmup_seconds: settings.warmupSeconds,

@@ -23,7 +23,7 @@
 // (last - first <= 8).
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { connect as tcpConnect, createServer } from 'node:net';
+import { connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -31,7 +31,7 @@ import { parseArgs } from 'node:util';
 import { startEchoServer } from '../dist/server/demo/echo-server.js';
 import { AUDIENCE, startBenchIdentity } from './identity.js';
 import { round } from './load.js';
-import { forkChild, killAllHard, log, stopAll, waitForMessage } from './procs.js';
+import { forkChild, freePort, killAllHard, log, stopAll, waitForMessage, waitForReady } from './procs.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BENCH = fileURLToPath(new URL('.', import.meta.url));
@@ -70,17 +70,6 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 const mib = (bytes) => round(bytes / (1024 * 1024), 2);
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** `sluice connect NAME --port N --json` through cli-guard; resolves once it prints its ready line. */
 async function startTunnel(name, env) {
@@ -241,15 +230,7 @@ async function main() {
   };
   const gateway = forkChild('gateway', join(BENCH, 'gateway.js'), [], { logFile: join(tmp, 'gateway.log'), env: { ...process.env, BENCH_GATEWAY_LOG_LEVEL: 'warn' } });
   gateway.child.send({ type: 'config', config });
-  const gw = await waitForMessage(
-    gateway,
-    (m) => {
-      if (m?.type === 'error') throw new Error(`gateway failed to start: ${m.message}`);
-      return m?.type === 'ready';
-    },
-    30_000,
-    'gateway ready',
-  );
+  const gw = await waitForReady(gateway, 'gateway', 30_000);
   const metricsUrl = `http://127.0.0.1:${metricsPort}`;
   const gatewayPid = gateway.child.pid;
   log(`gateway at ${gw.url}, metrics at ${metricsUrl}, pid ${gatewayPid}`);

@@ -54,6 +54,7 @@ import { pendingReviewCount } from './metrics/pending-reviews.js';
 import { createAuditSystem } from './audit-sinks/audit-system.js';
 import { auditSinkSettings } from './audit-sinks/audit-sinks-config.js';
 import { auditExchangeListener, auditingAuthenticate, auditReviewListener } from './audit-sinks/audit-producers.js';
+import { auditedReload, type AuditedReload } from './audit-sinks/audited-reload.js';
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -61,6 +62,8 @@ declare module 'fastify' {
     readonly metrics: GatewayMetrics | null;
     /** The calls of the gRPC listener, kept when `grpc_listen` is set (startGateway listens there); null otherwise. */
     readonly grpcCalls: GrpcDirectCalls | null;
+    /** Re-reads the config file and applies it, audited as `admin.reload` by `by` (SIGHUP, an admin); null without `reloadConfig`. */
+    readonly reloadConfiguration: AuditedReload | null;
   }
 }
 
@@ -340,7 +343,9 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
   registerReviewsRoutes(app, { authenticate: deps.authenticate, approvals: approvals.service, openPreview: (preview, requester) => openPreview(storage?.recording.keyRing, preview, requester) });
   registerGrantsRoutes(app, { authenticate: deps.authenticate, approvals: approvals.service, config: live.get, notify: approvals.notify });
   const { reloadConfig } = options;
-  registerAdminRoutes(app, { authenticate: deps.authenticate, audit: audit.events, ...(reloadConfig === undefined ? {} : { reload: async () => live.apply(await reloadConfig()) }) });
+  const reload = reloadConfig === undefined ? null : auditedReload(async () => live.apply(await reloadConfig()), audit.events);
+  app.decorate('reloadConfiguration', reload);
+  registerAdminRoutes(app, { authenticate: deps.authenticate, ...(reload === null ? {} : { reload }) });
   registerAdminRecordingsRoutes(app, { authenticate: deps.authenticate, spool: storage?.recording.spool });
   // Spelled out rather than spread: a spread would copy today's config and lose the reload getter.
   await registerTunnelRoute(app, {

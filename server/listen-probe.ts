@@ -1,4 +1,5 @@
-import { createServer } from 'node:net';
+import { once } from 'node:events';
+import { createServer, type AddressInfo, type Server } from 'node:net';
 import { SluiceError } from '../shared/errors.js';
 import { urlHost, type ListenAddress } from './listen-address.js';
 
@@ -19,6 +20,20 @@ export function listenFailure(address: ListenAddress, err: unknown): SluiceError
     details: { listen: urlHost(address), ...(code === undefined ? {} : { errno: code }) },
     cause: err,
   });
+}
+
+/**
+ * Starts `server` (any net, http or http2 server) listening on `address` and waits until it does; a failed
+ * bind is ERR_LISTEN_FAILED. Resolves with the port it listens on (the one chosen, for port 0).
+ */
+export async function listenOn(server: Server, address: ListenAddress): Promise<number> {
+  server.listen({ host: address.host, port: address.port });
+  try {
+    await Promise.race([once(server, 'listening'), once(server, 'error').then(([err]) => Promise.reject(err))]);
+  } catch (err) {
+    throw listenFailure(address, err);
+  }
+  return (server.address() as AddressInfo).port;
 }
 
 /**

@@ -1,3 +1,4 @@
+import cluster from 'node:cluster';
 import { readFile } from 'node:fs/promises';
 import type { FastifyInstance, FastifyServerOptions } from 'fastify';
 import { SluiceError } from '../shared/errors.js';
@@ -9,6 +10,7 @@ import type { Config } from './config/schema.js';
 import { checkIdentityProvider } from './identity/provider-check.js';
 import { isLoopback, parseListen, urlHost } from './listen-address.js';
 import { listenFailure } from './listen-probe.js';
+import { answerPrimaryScrapes } from './metrics/cluster-metrics.js';
 import { startMetricsListener } from './metrics/metrics-listener.js';
 import { startGrpcListener, type GrpcListener } from './protocols/grpc-listener.js';
 
@@ -30,7 +32,7 @@ export interface StartGatewayOptions {
 export interface RunningGateway {
   app: FastifyInstance;
   url: string;
-  /** `http://HOST:PORT` of the metrics listener (`metrics_listen`), which serves `GET /metrics`; absent when off. */
+  /** `http://HOST:PORT` of the metrics listener (`metrics_listen`), which serves `GET /metrics`; absent when off, and in a worker of `--workers N` (the primary serves it). */
   metricsUrl?: string;
   /** `http://HOST:PORT` (or `https://` with `tls`) of the gRPC listener (`grpc_listen`); absent when off. */
   grpcUrl?: string;
@@ -100,7 +102,10 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
   let metricsUrl: string | undefined;
   let grpc: GrpcListener | undefined;
   try {
-    if (config.metrics_listen !== undefined && app.metrics !== null) {
+    if (config.metrics_listen !== undefined && app.metrics !== null && options.worker !== undefined && cluster.isWorker) {
+      // A worker of `serve --workers N`: the primary holds metrics_listen and asks every worker at each scrape.
+      answerPrimaryScrapes(app.metrics.registry);
+    } else if (config.metrics_listen !== undefined && app.metrics !== null) {
       // Bound before the data port, and closed with the app: a scrape never reaches the data path.
       const metrics = await startMetricsListener(parseListen(config.metrics_listen), app.metrics);
       app.addHook('onClose', () => metrics.close());
@@ -122,8 +127,9 @@ export async function startGateway(options: StartGatewayOptions): Promise<Runnin
   const port = typeof bound === 'object' && bound ? bound.port : address.port;
   const url = `${tls ? 'https' : 'http'}://${urlHost({ host: address.host, port })}`;
   const reload = async (): Promise<ReloadReport> => {
-    if (reloadConfig === undefined) throw new SluiceError('ERR_BAD_REQUEST', { message: 'This gateway was started without a configuration file to re-read' });
-    return live.apply(await reloadConfig());
+    if (app.reloadConfiguration === null) throw new SluiceError('ERR_BAD_REQUEST', { message: 'This gateway was started without a configuration file to re-read' });
+    // The operator's signal, audited as an admin's POST /v1/admin/reload is.
+    return app.reloadConfiguration('SIGHUP');
   };
   const drain = (): Promise<DrainOutcome> =>
     drainAndClose(app, { graceMs: parseDuration(live.get().shutdown_grace), ...(grpc === undefined ? {} : { listeners: [grpc] }) });

@@ -23,6 +23,15 @@ async function readSample(file: string): Promise<{ name: string; body: unknown }
   return { name: file, body: parsed.value };
 }
 
+/** The primary's metrics listener under `--workers N`, when `metrics_listen` is set. */
+async function startPoolMetrics(listen: string | undefined): Promise<{ close(): Promise<void> } | undefined> {
+  if (listen === undefined) return undefined;
+  const { parseListen } = await import('../../server/listen-address.js');
+  const { startMetricsListener } = await import('../../server/metrics/metrics-listener.js');
+  const { clusterMetricsSource } = await import('../../server/metrics/cluster-metrics.js');
+  return startMetricsListener(parseListen(listen), clusterMetricsSource());
+}
+
 export const registerServe: RegisterCommand = (program, ctx) => {
   program
     .command('serve')
@@ -48,7 +57,8 @@ export const registerServe: RegisterCommand = (program, ctx) => {
         '(ERR_LISTEN_FAILED), or --workers above 1 without storage.database (ERR_CONFIG_INVALID). A provider that cannot\n' +
         'be reached is a warning: the gateway starts, unready until it answers.\n' +
         'SIGTERM or SIGINT drains: no new connections, exchanges in flight finish for up to shutdown_grace (default 30s),\n' +
-        'sessions are sealed, exit 0. With --workers, every worker drains, and a worker that dies is started again.',
+        'sessions are sealed, exit 0. With --workers, every worker drains (and SIGHUP reloads every worker), a worker that\n' +
+          'dies is started again, and the primary serves metrics_listen with every worker\'s metrics summed.',
     )
     .action(async (opts: { config: string; listen?: string; insecure: boolean; check: boolean; sample: string[]; logLevel: string; workers: string }) => {
       // Loaded on use so that client commands start fast.
@@ -64,8 +74,14 @@ export const registerServe: RegisterCommand = (program, ctx) => {
       if (workers > 1 && worker === undefined && !opts.check) {
         // The primary: validated the config above, so a bad file fails once here rather than in every worker.
         const stopped = waitForSignal(['SIGINT', 'SIGTERM']);
-        const code = await runWorkerPool({ count: workers, stopped, log: (message) => ctx.out.stderr.write(`sluice: ${message}\n`) });
-        if (code !== 0) process.exitCode = code;
+        // The primary holds metrics_listen (workers do not bind it), answering each scrape with every worker's metrics summed.
+        const metrics = await startPoolMetrics(config.metrics_listen);
+        try {
+          const code = await runWorkerPool({ count: workers, stopped, log: (message) => ctx.out.stderr.write(`sluice: ${message}\n`) });
+          if (code !== 0) process.exitCode = code;
+        } finally {
+          await metrics?.close();
+        }
         return;
       }
       if (opts.check) {

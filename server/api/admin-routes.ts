@@ -1,20 +1,18 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { FastifyInstance } from 'fastify';
 import { SluiceError } from '../../shared/errors.js';
-import type { ReloadReport } from '../config/live-config.js';
-import type { AuditEvents } from '../audit-sinks/audit-events.js';
+import type { AuditedReload } from '../audit-sinks/audited-reload.js';
 import { hasRole, type Principal } from '../identity/principal.js';
 
 /** What the admin routes need. */
 export interface AdminRouteDeps {
   readonly authenticate: (headers: IncomingHttpHeaders) => Promise<Principal>;
   /**
-   * Re-reads and validates the configuration and applies it; throws (ERR_CONFIG_INVALID, …) and changes
-   * nothing when the new one is invalid. Undefined when the gateway was built without a config file.
+   * Re-reads and validates the configuration and applies it, audited as done `by` the admin; throws
+   * (ERR_CONFIG_INVALID, …) and changes nothing when the new one is invalid. Undefined when the gateway was
+   * built without a config file.
    */
-  readonly reload?: () => Promise<ReloadReport>;
-  /** Told `admin.reload`, applied or refused. Default: nothing told. */
-  readonly audit?: AuditEvents;
+  readonly reload?: AuditedReload;
 }
 
 /** `POST /v1/admin/reload` (admins): the same as SIGHUP. */
@@ -25,14 +23,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps):
     if (deps.reload === undefined) {
       throw new SluiceError('ERR_BAD_REQUEST', { message: 'This gateway was started without a configuration file, so there is nothing to re-read' });
     }
-    let report: ReloadReport;
-    try {
-      report = await deps.reload();
-    } catch (err) {
-      deps.audit?.emit('admin.reload', { by: principal.sub, result: 'refused', code: (err as { code?: string }).code ?? 'ERR_INTERNAL' });
-      throw err;
-    }
-    deps.audit?.emit('admin.reload', { by: principal.sub, result: 'applied', applied: report.applied, restart_required: report.restartRequired });
+    const report = await deps.reload(principal.sub);
     req.log.info({ sub: principal.sub, applied: report.applied, restart_required: report.restartRequired }, 'configuration reloaded');
     return { reloaded: true, applied: report.applied, restart_required: report.restartRequired };
   });

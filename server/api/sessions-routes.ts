@@ -19,23 +19,7 @@ import type { Recording } from '../recording/recording.js';
 import { assertCanRead, assertCanSee, canReadContents, listingUser } from '../recording/session-access.js';
 import { verifySession } from '../recording/verify-session.js';
 import type { SessionInfo, Store } from '../store/store.js';
-
-/** A time filter: ISO 8601, or epoch seconds or milliseconds (values below 10^12 are seconds). */
-const instant = z
-  .string()
-  .trim()
-  .transform((v, ctx) => {
-    if (/^\d+(\.\d+)?$/.test(v)) {
-      const n = Number(v);
-      return n < 1e12 ? Math.round(n * 1000) : Math.round(n);
-    }
-    const ms = Date.parse(v);
-    if (Number.isNaN(ms)) {
-      ctx.addIssue({ code: 'custom', message: 'must be an ISO 8601 time or epoch seconds/milliseconds' });
-      return z.NEVER;
-    }
-    return ms;
-  });
+import { instant, parseQuery } from './query-params.js';
 
 const listQuery = z.strictObject({
   user: z.string().min(1).optional(),
@@ -60,12 +44,6 @@ const exportQuery = z.strictObject({
   format: z.enum(['har', 'jsonl', 'asciicast']),
   exchange: z.string().min(1).max(100).optional(),
 });
-
-function parse<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
-  const parsed = schema.safeParse(value ?? {});
-  if (!parsed.success) throw new SluiceError('ERR_BAD_REQUEST', { message: `Invalid ${what}: ${z.prettifyError(parsed.error).replace(/\n/g, '; ')}` });
-  return parsed.data;
-}
 
 const iso = (ms: number | undefined): string | null => (ms === undefined ? null : new Date(ms).toISOString());
 
@@ -198,7 +176,7 @@ export function registerSessionsRoutes(app: FastifyInstance, deps: GatewayDeps):
 
   app.get('/v1/sessions', async (req) => {
     const principal = await deps.authenticate(req.headers);
-    const q = parse(listQuery, req.query, 'query');
+    const q = parseQuery(listQuery, req.query);
     const user = listingUser(principal, q.user);
     let page;
     try {
@@ -233,7 +211,7 @@ export function registerSessionsRoutes(app: FastifyInstance, deps: GatewayDeps):
 
   app.get('/v1/sessions/:id/events', async (req, reply) => {
     const principal = await deps.authenticate(req.headers);
-    const q = parse(eventsQuery, req.query, 'query');
+    const q = parseQuery(eventsQuery, req.query);
     const { recording } = storage();
     const s = await sessionFor(principal, (req.params as { id: string }).id);
     assertCanRead(principal, s, deps.config.audit);
@@ -251,7 +229,7 @@ export function registerSessionsRoutes(app: FastifyInstance, deps: GatewayDeps):
 
   app.get('/v1/sessions/:id/export', async (req, reply) => {
     const principal = await deps.authenticate(req.headers);
-    const q = parse(exportQuery, req.query, 'query');
+    const q = parseQuery(exportQuery, req.query);
     const { recording } = storage();
     const s = await sessionFor(principal, (req.params as { id: string }).id);
     assertCanRead(principal, s, deps.config.audit);

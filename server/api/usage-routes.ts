@@ -5,23 +5,7 @@ import type { UsageReportJson } from '../../shared/usage-api.js';
 import type { GatewayDeps } from '../gateway-deps.js';
 import { listingUser } from '../recording/session-access.js';
 import { usageReport } from '../usage/usage-report.js';
-
-/** A time: ISO 8601 (a date alone is its UTC midnight), or epoch seconds or milliseconds (below 10^12: seconds). */
-const instant = z
-  .string()
-  .trim()
-  .transform((v, ctx) => {
-    if (/^\d+(\.\d+)?$/.test(v)) {
-      const n = Number(v);
-      return n < 1e12 ? Math.round(n * 1000) : Math.round(n);
-    }
-    const ms = Date.parse(v);
-    if (Number.isNaN(ms)) {
-      ctx.addIssue({ code: 'custom', message: 'must be an ISO 8601 time or epoch seconds/milliseconds' });
-      return z.NEVER;
-    }
-    return ms;
-  });
+import { instant, parseQuery } from './query-params.js';
 
 const usageQuery = z.strictObject({
   user: z.string().min(1).optional(),
@@ -38,9 +22,7 @@ const usageQuery = z.strictObject({
 export function registerUsageRoutes(app: FastifyInstance, deps: GatewayDeps): void {
   app.get('/v1/usage', async (req): Promise<UsageReportJson> => {
     const principal = await deps.authenticate(req.headers);
-    const parsed = usageQuery.safeParse(req.query ?? {});
-    if (!parsed.success) throw new SluiceError('ERR_BAD_REQUEST', { message: `Invalid query: ${z.prettifyError(parsed.error).replace(/\n/g, '; ')}` });
-    const q = parsed.data;
+    const q = parseQuery(usageQuery, req.query);
     if (deps.store === undefined) throw new SluiceError('ERR_NOT_FOUND', { message: 'Recording is not configured on this gateway (no storage.master_key): there is no usage to report' });
     const user = listingUser(principal, q.user);
     return usageReport(deps.store, {

@@ -27,6 +27,8 @@ export function registerAuditMetrics(registry: Registry, sinks: readonly string[
     help: 'Audit events waiting in the outbox for each sink, across every replica sharing the store',
     labelNames: ['sink'],
     registers: [registry],
+    // The outbox is the store's, shared by every worker: merged across workers it is read once, not summed.
+    aggregator: 'max',
     async collect() {
       for (const sink of sinks) this.set({ sink }, await depth(sink).catch(() => 0));
     },

@@ -15,6 +15,7 @@ export const AUDIT_EVENT_KINDS = [
   'grant.created',
   'grant.revoked',
   'admin.reload',
+  'admin.erase',
   'identity.failure',
 ] as const;
 

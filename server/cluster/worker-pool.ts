@@ -1,8 +1,9 @@
 /**
  * `sluice serve --workers N`: the primary process forks N node:cluster workers that share the listen port,
  * each a full gateway whose worker number is its index (so replica ids differ: `host/0`, `host/1`). The
- * primary serves nothing itself: it restarts a worker that dies and, on SIGTERM or SIGINT, passes SIGTERM
- * to every worker so each drains (graceful-drain.ts) and waits for them all.
+ * primary serves no exchange itself (only, with `metrics_listen`, every worker's metrics summed): it restarts a
+ * worker that dies, passes SIGHUP on to every worker, and on SIGTERM or SIGINT passes SIGTERM to every worker
+ * so each drains (graceful-drain.ts) and waits for them all.
  */
 import cluster, { type Worker } from 'node:cluster';
 
@@ -85,6 +86,8 @@ export async function runWorkerPool(options: WorkerPoolOptions): Promise<number>
   /** The wait before each worker's next restart, by worker number. */
   const nextDelay = new Map<number, number>();
   const running = new Map<number, Worker>();
+  /** Workers whose gateway listens, and so handles SIGHUP. */
+  const listening = new Set<Worker>();
   let stopping = false;
   let failed = false;
   let allExited: (() => void) | undefined;
@@ -94,8 +97,10 @@ export async function runWorkerPool(options: WorkerPoolOptions): Promise<number>
     const worker = cluster.fork({ [WORKER_ENV]: String(index) });
     const startedAt = Date.now();
     running.set(index, worker);
+    worker.once('listening', () => listening.add(worker));
     worker.on('exit', (code, signal) => {
       running.delete(index);
+      listening.delete(worker);
       if (stopping) {
         if (code !== 0) failed = true;
         if (running.size === 0) allExited?.();
@@ -112,6 +117,17 @@ export async function runWorkerPool(options: WorkerPoolOptions): Promise<number>
     });
   };
 
+  // SIGHUP reaches the primary (a supervisor signals the pid it started), which reloads nothing itself: each
+  // worker re-reads the file, so the pool runs one configuration, and each audits its own reload.
+  // Kept while draining too (doing nothing then): without a handler SIGHUP would end the primary mid-drain.
+  const hangup = (): void => {
+    if (stopping) return;
+    // Only workers that listen: one still starting has no handler yet, and SIGHUP would end it.
+    const ready = [...running.values()].filter((worker) => listening.has(worker));
+    options.log(`SIGHUP: ${ready.length} workers re-read the configuration`);
+    for (const worker of ready) worker.process.kill('SIGHUP');
+  };
+  process.on('SIGHUP', hangup);
   options.log(`starting ${options.count} workers`);
   for (let i = 0; i < options.count; i++) fork(i);
   const signal = await options.stopped;
@@ -124,5 +140,6 @@ export async function runWorkerPool(options: WorkerPoolOptions): Promise<number>
   const waiting = running.size > 0;
   for (const worker of running.values()) worker.process.kill('SIGTERM');
   if (waiting) await done;
+  process.off('SIGHUP', hangup);
   return failed ? 1 : 0;
 }

@@ -97,8 +97,9 @@ export function createGatewayMetrics(options: GatewayMetricsOptions = {}): Gatew
         this.inc(value);
       }
     };
-    if (counter) new Counter({ name, help, registers: [registry], collect });
-    else new Gauge({ name, help, registers: [registry], collect });
+    // Each worker of `--workers N` has a spool of its own: merged, the primary's scrape sums them.
+    if (counter) new Counter({ name, help, registers: [registry], collect, aggregator: 'sum' });
+    else new Gauge({ name, help, registers: [registry], collect, aggregator: 'sum' });
   };
   spoolGauge('sluice_recordings_spooled', 'Finished sessions in the spool waiting for (or in) an upload to the archive', (s) => s.spooled);
   spoolGauge('sluice_recordings_quarantined', 'Finished sessions kept in the spool and not shipped (failed verification, repeated upload failures, a different object in the archive)', (s) => s.quarantined);
@@ -109,6 +110,8 @@ export function createGatewayMetrics(options: GatewayMetricsOptions = {}): Gatew
     name: 'sluice_reviews_pending',
     help: 'Reviews waiting for a reviewer, across every replica sharing the store',
     registers: [registry],
+    // Every worker reads the same store: summed, N workers would count each review N times.
+    aggregator: 'max',
     async collect() {
       this.set(pendingReviews === undefined ? 0 : await pendingReviews());
     },
@@ -117,6 +120,8 @@ export function createGatewayMetrics(options: GatewayMetricsOptions = {}): Gatew
     name: 'sluice_tunnels_open',
     help: 'Tunnels this gateway holds open',
     registers: [registry],
+    // Each worker holds its own tunnels: the gateway's are their sum.
+    aggregator: 'sum',
     collect() {
       this.set(tunnelsOpen === undefined ? 0 : tunnelsOpen());
     },

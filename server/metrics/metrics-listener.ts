@@ -1,9 +1,12 @@
-import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { urlHost, type ListenAddress } from '../listen-address.js';
-import { listenFailure } from '../listen-probe.js';
-import type { GatewayMetrics } from './gateway-metrics.js';
+import { listenOn } from '../listen-probe.js';
+
+/** What the listener serves: one gateway's registry, or (in the primary of `--workers N`) every worker's, merged. */
+export interface MetricsSource {
+  /** The Prometheus text exposition. */
+  scrape(): Promise<{ readonly contentType: string; readonly body: string }>;
+}
 
 /** The metrics listener: its own socket, so the data port never serves /metrics. */
 export interface MetricsListener {
@@ -17,7 +20,7 @@ export interface MetricsListener {
  * connections and, with `metrics.per_user`, users, so it belongs on an address only the scraper reaches.
  * Throws ERR_LISTEN_FAILED when the address cannot be bound.
  */
-export async function startMetricsListener(address: ListenAddress, metrics: GatewayMetrics): Promise<MetricsListener> {
+export async function startMetricsListener(address: ListenAddress, metrics: MetricsSource): Promise<MetricsListener> {
   const server: Server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (path !== '/metrics' || (req.method !== 'GET' && req.method !== 'HEAD')) {
@@ -29,13 +32,7 @@ export async function startMetricsListener(address: ListenAddress, metrics: Gate
       () => res.writeHead(500, { 'content-type': 'text/plain' }).end('The metrics could not be collected\n'),
     );
   });
-  server.listen({ host: address.host, port: address.port });
-  try {
-    await Promise.race([once(server, 'listening'), once(server, 'error').then(([err]) => Promise.reject(err))]);
-  } catch (err) {
-    throw listenFailure(address, err);
-  }
-  const port = (server.address() as AddressInfo).port;
+  const port = await listenOn(server, address);
   return {
     url: `http://${urlHost({ host: address.host, port })}`,
     close: () =>

@@ -1,8 +1,6 @@
-import { once } from 'node:events';
 import { createSecureServer, createServer, type Http2SecureServer, type Http2Server, type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
-import type { AddressInfo } from 'node:net';
 import { urlHost, type ListenAddress } from '../listen-address.js';
-import { listenFailure } from '../listen-probe.js';
+import { listenOn } from '../listen-probe.js';
 import { DEFAULT_GRPC_LIMITS, type GrpcProtocolLimits } from './grpc.js';
 import type { GrpcDirectCalls } from './grpc-direct.js';
 
@@ -48,13 +46,7 @@ export async function startGrpcListener(address: ListenAddress, calls: GrpcDirec
   });
   // A TLS client that did not negotiate h2 gets no answer: there is nothing here for it.
   server.on('unknownProtocol', (socket) => socket.destroy());
-  server.listen({ host: address.host, port: address.port });
-  try {
-    await Promise.race([once(server, 'listening'), once(server, 'error').then(([err]) => Promise.reject(err))]);
-  } catch (err) {
-    throw listenFailure(address, err);
-  }
-  const port = (server.address() as AddressInfo).port;
+  const port = await listenOn(server, address);
   const closed = new Promise<void>((resolve) => server.once('close', () => resolve()));
   const stopAccepting = (): void => {
     if (server.listening) server.close();

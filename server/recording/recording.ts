@@ -183,6 +183,7 @@ export class Recording implements RecorderSessions {
         replica: recording.replica,
         clock: options.clock ?? systemClock,
         log: recording.#log,
+        ...(options.audit === undefined ? {} : { audit: options.audit }),
       });
       recording.#sweep.start();
     }

@@ -1,3 +1,4 @@
+import type { AuditEvents } from '../audit-sinks/audit-events.js';
 import type { Clock } from '../clock.js';
 import { runUnderLease } from '../replica/lease.js';
 import type { Store } from '../store/store.js';
@@ -20,6 +21,8 @@ export interface RetentionSweepOptions {
   /** What the lease and the retention cutoff are timed by. */
   readonly clock: Clock;
   readonly log: RecordingLog;
+  /** Told `admin.erase` for each session destroyed. Default: nothing told. */
+  readonly audit?: AuditEvents;
 }
 
 /** Sessions destroyed per round (and per signed checkpoint). */
@@ -88,6 +91,8 @@ export class RetentionSweep {
         await store.deleteSessionKey(s.id);
         await archive.delete(s.file);
         await store.deleteSession(s.id);
+        // Told once it is gone: an erasure a SIEM never hears of is one nobody can account for.
+        this.#o.audit?.emit('admin.erase', { session: s.id, by: 'retention', retention_days: this.#o.retentionDays });
         destroyed++;
       }
       // Signed at once: a verifier trusts a `destroyed` entry only when a checkpoint covers it.

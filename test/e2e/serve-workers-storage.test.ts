@@ -6,16 +6,16 @@
  * primary, and comes up once what stopped it is gone.
  */
 import { randomBytes } from 'node:crypto';
-import { once } from 'node:events';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { startModelServer } from '../../server/demo/model-server.js';
 import { runCli, spawnCli, type SpawnedCli } from '../helpers/cli-process.js';
 import { gatewayFixture, UPSTREAM_API_KEY } from '../helpers/gateway.js';
+import { jsonLines } from '../helpers/log-lines.js';
+import { freePort } from '../helpers/loopback.js';
 import { signToken } from '../helpers/oidc.js';
 import { postgresFixture } from '../helpers/postgres.js';
 
@@ -23,26 +23,6 @@ const postgres = postgresFixture();
 // Only its identity provider: the gateways under test are the spawned binaries.
 const gateways = gatewayFixture();
 const offline: NodeJS.ProcessEnv = { SLUICE_TOKEN: '', SLUICE_GATEWAY: '', SLUICE_MASTER_KEY: '' };
-
-async function freePort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  server.close();
-  await once(server, 'close');
-  return port;
-}
-
-function jsonLines(text: string): Record<string, unknown>[] {
-  return text.split('\n').flatMap((line) => {
-    if (!line.startsWith('{')) return [];
-    try {
-      return [JSON.parse(line) as Record<string, unknown>];
-    } catch {
-      return [];
-    }
-  });
-}
 
 /** A fresh directory holding a config for two workers on `port`, its data directory not yet created, and its master key file. */
 async function workersSetup(port: number, upstream: string): Promise<{ config: string; data: string; keyFile: string }> {

@@ -4,10 +4,8 @@
  * streamed answer in flight to its end before exiting 0; and the refusal of several workers on SQLite.
  */
 import { randomBytes } from 'node:crypto';
-import { once } from 'node:events';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
@@ -15,21 +13,14 @@ import { describe, expect, it, onTestFinished } from 'vitest';
 import { startModelServer } from '../../server/demo/model-server.js';
 import { runCli, spawnCli } from '../helpers/cli-process.js';
 import { gatewayFixture, UPSTREAM_API_KEY } from '../helpers/gateway.js';
+import { jsonLines } from '../helpers/log-lines.js';
+import { freePort } from '../helpers/loopback.js';
 import { signToken } from '../helpers/oidc.js';
 import { postgresFixture } from '../helpers/postgres.js';
 
 const postgres = postgresFixture();
 // Only its identity provider: the gateways under test are the spawned binaries.
 const gateways = gatewayFixture();
-
-async function freePort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  server.close();
-  await once(server, 'close');
-  return port;
-}
 
 async function configFile(text: string): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'sluice-workers-'));
@@ -47,17 +38,6 @@ function getOnNewConnection(port: number, path: string): Promise<{ status: numbe
     });
     req.on('error', reject);
     req.end();
-  });
-}
-
-function jsonLines(text: string): Record<string, unknown>[] {
-  return text.split('\n').flatMap((line) => {
-    if (!line.startsWith('{')) return [];
-    try {
-      return [JSON.parse(line) as Record<string, unknown>];
-    } catch {
-      return [];
-    }
   });
 }
 

@@ -5,8 +5,8 @@
  * upgrades stay on the backend their connection landed on. It reports which backend each connection went
  * to, and what the client sent first, so a test can tell which replica holds a tunnel or a call.
  */
-import { once } from 'node:events';
-import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
+import { listenOnLoopback } from './loopback.js';
 
 /** A backend the proxy may hand connections to. */
 export interface ProxyBackend {
@@ -115,9 +115,7 @@ export async function startRoundRobinProxy(backends: readonly ProxyBackend[]): P
       upstream.pipe(client);
     });
   });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
+  const port = await listenOnLoopback(server);
 
   return {
     url: `http://127.0.0.1:${port}`,

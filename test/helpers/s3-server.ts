@@ -1,7 +1,8 @@
 /**
  * One real S3-protocol server per test file (`s3rver`, serving a temporary directory), started in
  * `beforeAll` on 127.0.0.1 port 0 and stopped in `afterAll`, its directory removed. Call `s3Fixture()` at
- * the top of the file; each test takes a fresh bucket of its own from it.
+ * the top of the file; each test takes a fresh bucket of its own from it. With `credentialsInEnv`, the
+ * file's environment holds the test credentials, where the gateway's own S3 client finds them.
  */
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { randomBytes } from 'node:crypto';
@@ -10,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll } from 'vitest';
+import { afterAll, beforeAll, vi } from 'vitest';
 
 /** The part of s3rver's API the tests use (the package ships no types). */
 interface S3rverInstance {
@@ -64,12 +65,31 @@ function listInKeyOrder(server: S3rverInstance): void {
   };
 }
 
+/** Options of `s3Fixture`. */
+export interface S3FixtureOptions {
+  /**
+   * Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY to `TEST_CREDENTIALS` for the file: the gateway's S3
+   * client takes credentials from the AWS default chain only. Default false.
+   */
+  readonly credentialsInEnv?: boolean;
+}
+
 /** Starts s3rver for this file; the returned object is usable from `beforeAll` on. */
-export function s3Fixture(): TestS3 {
+export function s3Fixture(options: S3FixtureOptions = {}): TestS3 {
   let server: S3rverInstance | undefined;
   let directory: string | undefined;
   let endpoint: string | undefined;
   const clients: S3Client[] = [];
+
+  if (options.credentialsInEnv ?? false) {
+    beforeAll(() => {
+      vi.stubEnv('AWS_ACCESS_KEY_ID', TEST_CREDENTIALS.accessKeyId);
+      vi.stubEnv('AWS_SECRET_ACCESS_KEY', TEST_CREDENTIALS.secretAccessKey);
+    });
+    afterAll(() => {
+      vi.unstubAllEnvs();
+    });
+  }
 
   beforeAll(async () => {
     directory = await mkdtemp(join(tmpdir(), 'sluice-s3-'));

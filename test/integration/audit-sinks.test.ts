@@ -1,5 +1,5 @@
 import { createHmac } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
@@ -232,5 +232,76 @@ describe('audit sinks on PostgreSQL', () => {
     expect(events).toHaveLength(40);
     expect(new Set(events.map((e) => e.id)).size).toBe(40);
     expect(new Set(events.map((e) => e.replica))).toEqual(new Set(['a/0', 'b/0']));
+  });
+});
+
+describe('audit events of erasure, signalled reloads and abandoned reviews', () => {
+  const DAY = 86_400_000;
+  const fileSink = (name: string) => ({ name: 'disk', type: 'file', path: join(dir, name, 'audit.jsonl'), ...FAST_RETRY });
+
+  it('tells admin.erase for each session the retention sweep destroys', async () => {
+    const sink = fileSink('erase');
+    const gw = await gateways.start({ config: { storage: { retention_days: 30 }, audit: { sinks: [sink] } } });
+    const alice = await gw.token('alice');
+    const res = await fetch(`${gw.url}/v1/proxy/llm/v1/models`, { headers: { authorization: `Bearer ${alice}` } });
+    await res.arrayBuffer();
+    // The proxy session is sealed as the gateway stops; a month later the next start sweeps it away.
+    await gw.stopApp();
+    gw.clock.advance(31 * DAY);
+    await gw.startApp();
+    let events: Ev[] = [];
+    await vi.waitFor(
+      async () => {
+        events = await fileEvents(sink.path);
+        expect(events.map((e) => e.kind)).toContain('admin.erase');
+      },
+      { timeout: 10_000, interval: 50 },
+    );
+    const opened = events.find((e) => e.kind === 'session.opened')!;
+    expect(events.filter((e) => e.kind === 'admin.erase')).toEqual([expect.objectContaining({ session: opened.session, by: 'retention', retention_days: 30 })]);
+    expect(await gw.sessions()).toEqual([]);
+  });
+
+  it('audits a reload by SIGHUP as POST /v1/admin/reload is: applied, then refused with its code', async () => {
+    const sink = fileSink('sighup');
+    const gw = await gateways.start({ reloadable: true, config: { audit: { sinks: [sink] } } });
+    // What `sluice serve` does on SIGHUP (startGateway's reload).
+    await gw.app.reloadConfiguration!('SIGHUP');
+    await writeFile(gw.configFile!, 'listen: [not, an, address]\n');
+    await expect(gw.app.reloadConfiguration!('SIGHUP')).rejects.toMatchObject({ code: 'ERR_CONFIG_INVALID' });
+    await vi.waitFor(async () => expect((await fileEvents(sink.path)).filter((e) => e.kind === 'admin.reload')).toHaveLength(2), { timeout: 10_000, interval: 50 });
+    const reloads = (await fileEvents(sink.path)).filter((e) => e.kind === 'admin.reload');
+    expect(reloads[0]).toMatchObject({ by: 'SIGHUP', result: 'applied', applied: expect.any(Array) });
+    expect(reloads[1]).toMatchObject({ by: 'SIGHUP', result: 'refused', code: 'ERR_CONFIG_INVALID' });
+  });
+
+  it('tells review.abandoned when a held caller leaves before a reviewer decides', async () => {
+    const sink = fileSink('abandoned');
+    const gw = await gateways.start({
+      config: { policies: [{ name: 'held', when: 'true', action: 'review', reviewers: ['ml-leads'], timeout: '10m' }], audit: { sinks: [sink] } },
+    });
+    const alice = await gw.token('alice');
+    const bob = await gw.token('bob');
+    const leave = new AbortController();
+    const held = fetch(`${gw.url}/v1/proxy/llm/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${alice}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'demo', messages: [{ role: 'user', content: 'hi' }] }),
+      signal: leave.signal,
+    }).catch((err: unknown) => err);
+    const review = await pendingReviewId(gw, bob, 'held');
+    leave.abort();
+    await held;
+    let abandoned: Ev | undefined;
+    await vi.waitFor(
+      async () => {
+        abandoned = (await fileEvents(sink.path)).find((e) => e.kind === 'review.abandoned');
+        expect(abandoned).toBeDefined();
+      },
+      { timeout: 10_000, interval: 50 },
+    );
+    expect(abandoned).toMatchObject({ review, requester: 'alice', connection: 'llm', rule: 'held', status: 'abandoned' });
+    // Nobody approved it after: no approval event follows.
+    expect((await fileEvents(sink.path)).some((e) => e.kind === 'review.approved')).toBe(false);
   });
 });

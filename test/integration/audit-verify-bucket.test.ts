@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { EXIT } from '../../shared/errors.js';
 import { connectionSchema } from '../../server/config/schema.js';
 import type { Principal } from '../../server/identity/principal.js';
@@ -19,18 +19,10 @@ import { Recording } from '../../server/recording/recording.js';
 import { loadOrCreateSigningKey } from '../../server/recording/signing-key.js';
 import { SqliteStore } from '../../server/store/sqlite-store.js';
 import { runCliInProcess } from '../helpers/cli-in-process.js';
-import { s3Fixture, TEST_CREDENTIALS } from '../helpers/s3-server.js';
+import { s3Fixture } from '../helpers/s3-server.js';
 
 const PREFIX = 'audit/recordings/';
-const s3 = s3Fixture();
-
-beforeAll(() => {
-  vi.stubEnv('AWS_ACCESS_KEY_ID', TEST_CREDENTIALS.accessKeyId);
-  vi.stubEnv('AWS_SECRET_ACCESS_KEY', TEST_CREDENTIALS.secretAccessKey);
-});
-afterAll(() => {
-  vi.unstubAllEnvs();
-});
+const s3 = s3Fixture({ credentialsInEnv: true });
 
 const principal: Principal = { sub: 'alice', groups: ['ml-eng'], roles: [], expiresAt: 4_000_000_000, issuer: 'https://idp.test' };
 const connection = connectionSchema.parse({ name: 'llm', type: 'http', upstream: 'http://127.0.0.1:1', allow_groups: ['ml-eng'] });

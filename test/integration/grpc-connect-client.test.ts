@@ -7,8 +7,8 @@ import { createClient, type Client } from '@connectrpc/connect';
 import { createGrpcTransport } from '@connectrpc/connect-node';
 import type { DescService } from '@bufbuild/protobuf';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { startLocalListener } from '../../cli/tunnel/local-listener.js';
-import { gatewayFixture, openClientMux } from '../helpers/gateway.js';
+import { gatewayFixture } from '../helpers/gateway.js';
+import { openTunnelPort, tritonConnection } from '../helpers/grpc-tunnel.js';
 import { kserveService } from '../helpers/kserve-connect.js';
 import { startKserveModel } from '../helpers/kserve-model.js';
 
@@ -18,23 +18,11 @@ async function connectClient(masking: string[]): Promise<Client<DescService>> {
   const model = await startKserveModel({ tokens: ['mail ', 'jane.doe@exa', 'mple.com', ' soon'] });
   onTestFinished(() => model.close());
   const gw = await gateways.start({
-    connections: () => [{ name: 'triton', type: 'grpc', upstream: `grpc://${model.address}`, allow_groups: ['ml-eng'], masking }],
+    connections: () => [tritonConnection(model, { masking })],
     config: { masking_profiles: { pii: { detectors: ['email'] } } },
   });
-  const tunnel = await openClientMux(gw.tunnelUrl('triton'), await gw.token('alice'));
-  onTestFinished(() => tunnel.mux.close(1000, 'done'));
-  const listener = await startLocalListener({
-    bind: '127.0.0.1',
-    port: 0,
-    traffic: { protocol: 'opaque' },
-    openStream: async (meta) => {
-      const stream = tunnel.mux.openStream(meta);
-      stream.on('error', () => undefined);
-      return stream;
-    },
-  });
-  onTestFinished(() => listener.close());
-  return createClient(kserveService(), createGrpcTransport({ baseUrl: `http://127.0.0.1:${listener.port}` }));
+  const port = await openTunnelPort(gw);
+  return createClient(kserveService(), createGrpcTransport({ baseUrl: `http://${port.address}` }));
 }
 
 describe('a connect-node gRPC client through the tunnel', () => {

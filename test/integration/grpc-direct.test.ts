@@ -22,8 +22,9 @@ import { startGateway } from '../../server/start-gateway.js';
 import { SqliteStore } from '../../server/store/sqlite-store.js';
 import { sessionEvents } from '../helpers/gateway-session-events.js';
 import { gatewayFixture, modelConnection, type TestGateway, type TestUser } from '../helpers/gateway.js';
+import { testKserveClient } from '../helpers/grpc-tunnel.js';
 import { kserveService } from '../helpers/kserve-connect.js';
-import { InferenceClient, inferRequest, kserveClient, startKserveModel, type InferRequest, type KserveModel, type KserveModelOptions, type UnaryAnswer } from '../helpers/kserve-model.js';
+import { InferenceClient, inferRequest, startKserveModel, type InferRequest, type KserveModel, type KserveModelOptions, type UnaryAnswer } from '../helpers/kserve-model.js';
 import { signToken } from '../helpers/oidc.js';
 
 const gateways = gatewayFixture();
@@ -72,12 +73,8 @@ async function setup(o: { connection?: Record<string, unknown>; config?: Record<
   const listener = await startGrpcListener(parseListen('127.0.0.1:0'), gw.app.grpcCalls!);
   onTestFinished(() => listener.close());
   const address = listener.url.slice('http://'.length);
-  const client = kserveClient(address);
-  const direct = kserveClient(model.address);
-  onTestFinished(() => {
-    client.close();
-    direct.close();
-  });
+  const client = testKserveClient(address);
+  const direct = testKserveClient(model.address);
   return {
     gw,
     model,
@@ -289,30 +286,43 @@ describe('calls on grpc_listen', () => {
 });
 
 describe('sluice serve with grpc_listen', () => {
-  it('listens on its own port, and a drain lets the streaming call in flight finish while refusing new connections', async () => {
-    const model = await startKserveModel({ tokens: Array.from({ length: 20 }, (_, i) => `t${i} `), tokenDelayMs: 25 });
-    onTestFinished(() => model.close());
-    const dir = await mkdtemp(join(tmpdir(), 'sluice-grpc-direct-'));
-    onTestFinished(() => rm(dir, { recursive: true, force: true }));
+  /** Metadata of a call by alice to `triton`, with a token the fixture's identity provider issues now. */
+  async function aliceCallingTriton(): Promise<grpc.Metadata> {
+    const idp = gateways.idp;
+    const now = Math.floor(Date.now() / 1000);
+    const metadata = new grpc.Metadata();
+    metadata.set('authorization', `Bearer ${await signToken(idp.signingKey, idp.claimsFor('alice', { iat: now, exp: now + 300 }))}`);
+    metadata.set(CONNECTION_METADATA, 'triton');
+    return metadata;
+  }
+
+  /** The gateway `sluice serve` starts with `grpc_listen` (and `more`, such as tls): a `triton` connection to `model`, its data under `dir`. */
+  async function serveGrpcListen(model: KserveModel, dir: string, more: Record<string, unknown> = {}) {
     const idp = gateways.idp;
     const config = validateConfig({
       listen: '127.0.0.1:0',
       grpc_listen: '127.0.0.1:0',
+      ...more,
       identity: { issuer: idp.issuer, audience: idp.audience, cli_client_id: idp.cliClientId },
       storage: { dir: join(dir, 'data'), master_key: randomBytes(32).toString('base64') },
       connections: [{ name: 'triton', type: 'grpc', upstream: `grpc://${model.address}`, allow_groups: ['ml-eng'] }],
     });
     const gw = await startGateway({ config, logger: false });
     onTestFinished(() => gw.close());
+    return { config, gw };
+  }
+
+  it('listens on its own port, and a drain lets the streaming call in flight finish while refusing new connections', async () => {
+    const model = await startKserveModel({ tokens: Array.from({ length: 20 }, (_, i) => `t${i} `), tokenDelayMs: 25 });
+    onTestFinished(() => model.close());
+    const dir = await mkdtemp(join(tmpdir(), 'sluice-grpc-direct-'));
+    onTestFinished(() => rm(dir, { recursive: true, force: true }));
+    const { config, gw } = await serveGrpcListen(model, dir);
     expect(gw.grpcUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     expect(gw.grpcUrl).not.toBe(gw.url);
     const address = gw.grpcUrl!.slice('http://'.length);
-    const now = Math.floor(Date.now() / 1000);
-    const metadata = new grpc.Metadata();
-    metadata.set('authorization', `Bearer ${await signToken(idp.signingKey, idp.claimsFor('alice', { iat: now, exp: now + 300 }))}`);
-    metadata.set(CONNECTION_METADATA, 'triton');
-    const client = kserveClient(address);
-    onTestFinished(() => client.close());
+    const metadata = await aliceCallingTriton();
+    const client = testKserveClient(address);
 
     const streaming = streamText(client, inferRequest('llama', 'long story'), metadata);
     // The drain starts once the answer is under way.
@@ -324,8 +334,7 @@ describe('sluice serve with grpc_listen', () => {
     expect(answer.tokens).toHaveLength(20);
     expect(await drained).toBe('drained');
 
-    const late = kserveClient(address);
-    onTestFinished(() => late.close());
+    const late = testKserveClient(address);
     expect(await call(late, 'ModelInfer', inferRequest('llama', 'hi'), metadata)).toMatchObject({ ok: false, code: grpc.status.UNAVAILABLE });
     // The drain sealed the call's session, which verifies.
     const index = new SqliteStore({ file: join(config.storage.dir, 'index.sqlite') });
@@ -346,29 +355,15 @@ describe('sluice serve with grpc_listen', () => {
     const cert = join(dir, 'cert.pem');
     const openssl = spawn('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1']);
     expect(await new Promise((r) => openssl.on('exit', r))).toBe(0);
-    const idp = gateways.idp;
-    const config = validateConfig({
-      listen: '127.0.0.1:0',
-      grpc_listen: '127.0.0.1:0',
-      tls: { cert, key },
-      identity: { issuer: idp.issuer, audience: idp.audience, cli_client_id: idp.cliClientId },
-      storage: { dir: join(dir, 'data'), master_key: randomBytes(32).toString('base64') },
-      connections: [{ name: 'triton', type: 'grpc', upstream: `grpc://${model.address}`, allow_groups: ['ml-eng'] }],
-    });
-    const gw = await startGateway({ config, logger: false });
-    onTestFinished(() => gw.close());
+    const { gw } = await serveGrpcListen(model, dir, { tls: { cert, key } });
     expect(gw.grpcUrl).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
     const address = gw.grpcUrl!.slice('https://'.length);
-    const now = Math.floor(Date.now() / 1000);
-    const metadata = new grpc.Metadata();
-    metadata.set('authorization', `Bearer ${await signToken(idp.signingKey, idp.claimsFor('alice', { iat: now, exp: now + 300 }))}`);
-    metadata.set(CONNECTION_METADATA, 'triton');
+    const metadata = await aliceCallingTriton();
     const client = new InferenceClient(address, grpc.credentials.createSsl(await readFile(cert)));
     onTestFinished(() => client.close());
     expect(await call(client, 'ModelInfer', inferRequest('llama', 'over tls'), metadata)).toMatchObject({ ok: true });
     // A plaintext client gets nothing from a TLS listener.
-    const plain = kserveClient(address);
-    onTestFinished(() => plain.close());
+    const plain = testKserveClient(address);
     expect(await call(plain, 'ModelInfer', inferRequest('llama', 'in clear'), metadata, { deadline: Date.now() + 3000 })).toMatchObject({ ok: false });
     expect(model.calls).toHaveLength(1);
   });

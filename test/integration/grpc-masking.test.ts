@@ -10,13 +10,13 @@ import type { AddressInfo } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import * as grpc from '@grpc/grpc-js';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { startLocalListener } from '../../cli/tunnel/local-listener.js';
 import { joinBytesTensor, splitBytesTensor } from '../../server/masking/grpc-bytes-tensor.js';
 import { loadGrpcDescriptors } from '../../server/protocols/grpc/grpc-descriptors.js';
 import type { RecordedEvent } from '../../server/recording/event-types.js';
 import { sessionEvents } from '../helpers/gateway-session-events.js';
-import { gatewayFixture, openClientMux, type TestGateway } from '../helpers/gateway.js';
-import { InferenceClient, inferRequest, kserveClient, streamInfer, unary, type InferRequest } from '../helpers/kserve-model.js';
+import { gatewayFixture, type TestGateway } from '../helpers/gateway.js';
+import { openTunnelPort, testKserveClient, tritonConnection } from '../helpers/grpc-tunnel.js';
+import { InferenceClient, inferRequest, streamInfer, unary, type InferRequest } from '../helpers/kserve-model.js';
 
 const gateways = gatewayFixture();
 
@@ -142,37 +142,22 @@ async function setup(script: ModelScript, connection: Record<string, unknown> = 
   const model = script.gzip ? await startGzipModel(script.texts ?? []) : await startModel(script);
   const gw = await gateways.start({
     connections: () => [
-      { name: 'triton', type: 'grpc', upstream: `grpc://${model.address}`, allow_groups: ['ml-eng'], masking: ['pii'], record: { request_body: 'raw', response_body: 'masked' }, ...connection },
+      tritonConnection(model, { masking: ['pii'], record: { request_body: 'raw', response_body: 'masked' }, ...connection }),
     ],
     config: { masking_profiles: { pii: { detectors: ['email'], json_keys: ['api_key'] } } },
   });
-  const tunnel = await openClientMux(gw.tunnelUrl('triton'), await gw.token('alice'));
-  const listener = await startLocalListener({
-    bind: '127.0.0.1',
-    port: 0,
-    traffic: { protocol: 'opaque' },
-    openStream: async (meta) => {
-      const stream = tunnel.mux.openStream(meta);
-      stream.on('error', () => undefined);
-      return stream;
-    },
-  });
-  onTestFinished(() => listener.close());
-  const client = new InferenceClient(`127.0.0.1:${listener.port}`, grpc.credentials.createInsecure(), clientOptions);
-  const direct = kserveClient(model.address);
-  onTestFinished(() => {
-    client.close();
-    direct.close();
-  });
+  const port = await openTunnelPort(gw);
+  const client = testKserveClient(port.address, clientOptions);
+  const direct = testKserveClient(model.address);
   return {
     gw,
     client,
     direct,
     calls: model.calls,
-    sessionId: tunnel.helloMessage.session_id,
+    sessionId: port.sessionId,
     async seal() {
       client.close();
-      tunnel.mux.close(1000, 'done');
+      port.close();
       await gw.stopApp();
     },
   };

@@ -5,10 +5,10 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { describe, expect, it, onTestFinished, vi } from 'vitest';
-import { startLocalListener } from '../../cli/tunnel/local-listener.js';
 import type { ReviewJson } from '../../shared/reviews-api.js';
-import { gatewayFixture, openClientMux, type TestGateway } from '../helpers/gateway.js';
-import { inferRequest, kserveClient, startKserveModel, STREAM_TOKENS, streamInfer, unary, type KserveModel } from '../helpers/kserve-model.js';
+import { gatewayFixture, type TestGateway } from '../helpers/gateway.js';
+import { openTunnelPort, testKserveClient, tritonConnection } from '../helpers/grpc-tunnel.js';
+import { inferRequest, startKserveModel, STREAM_TOKENS, streamInfer, unary, type KserveModel } from '../helpers/kserve-model.js';
 
 const gateways = gatewayFixture();
 
@@ -22,28 +22,11 @@ async function setup(): Promise<{ gw: TestGateway; model: KserveModel; client: g
   const model = await startKserveModel();
   onTestFinished(() => model.close());
   const gw = await gateways.start({
-    connections: () => [{ name: 'triton', type: 'grpc', upstream: `grpc://${model.address}`, allow_groups: ['ml-eng'] }],
+    connections: () => [tritonConnection(model)],
     config: { policies: POLICIES },
   });
-  const tunnel = await openClientMux(gw.tunnelUrl('triton'), await gw.token('alice'));
-  const listener = await startLocalListener({
-    bind: '127.0.0.1',
-    port: 0,
-    traffic: { protocol: 'opaque' },
-    openStream: async (meta) => {
-      const stream = tunnel.mux.openStream(meta);
-      stream.on('error', () => undefined);
-      return stream;
-    },
-  });
-  onTestFinished(() => listener.close());
-  const client = kserveClient(`127.0.0.1:${listener.port}`);
-  const direct = kserveClient(model.address);
-  onTestFinished(() => {
-    client.close();
-    direct.close();
-    tunnel.mux.close(1000, 'done');
-  });
+  const client = testKserveClient((await openTunnelPort(gw)).address);
+  const direct = testKserveClient(model.address);
   const bob = await gw.token('bob');
   const api = async (method: string, path: string, body?: unknown): Promise<unknown> => {
     const res = await fetch(`${gw.url}${path}`, {

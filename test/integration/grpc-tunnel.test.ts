@@ -6,18 +6,13 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { startLocalListener } from '../../cli/tunnel/local-listener.js';
 import type { RecordedEvent } from '../../server/recording/event-types.js';
 import { sessionEvents } from '../helpers/gateway-session-events.js';
-import { gatewayFixture, openClientMux, until, type TestGateway, type TestGatewayOptions, type TestUser } from '../helpers/gateway.js';
-import { inferRequest, kserveClient, startKserveModel, STREAM_TOKENS, streamInfer, unary, type KserveModel, type KserveModelOptions } from '../helpers/kserve-model.js';
+import { gatewayFixture, until, type TestGateway, type TestGatewayOptions, type TestUser } from '../helpers/gateway.js';
+import { openTunnelPort, testKserveClient, tritonConnection } from '../helpers/grpc-tunnel.js';
+import { inferRequest, startKserveModel, STREAM_TOKENS, streamInfer, unary, type KserveModel, type KserveModelOptions } from '../helpers/kserve-model.js';
 
 const gateways = gatewayFixture();
-
-/** A `grpc` connection named `triton` to `model`, open to ml-eng, recording messages raw unless `more` says otherwise. */
-function tritonConnection(model: KserveModel, more: Record<string, unknown> = {}): Record<string, unknown> {
-  return { name: 'triton', type: 'grpc', upstream: `grpc://${model.address}`, allow_groups: ['ml-eng'], record: { request_body: 'raw', response_body: 'raw' }, ...more };
-}
 
 interface GrpcSetup {
   gw: TestGateway;
@@ -31,39 +26,24 @@ interface GrpcSetup {
   seal(): Promise<void>;
 }
 
-/** The model, a gateway with a `triton` connection to it, a tunnel as `user` and a local port, and clients. */
+/** The model, a gateway with a `triton` connection to it (messages recorded raw unless `connection` says otherwise), a tunnel as `user` and a local port, and clients. */
 async function setup(options: { user?: TestUser; model?: KserveModelOptions; connection?: Record<string, unknown>; gateway?: TestGatewayOptions } = {}): Promise<GrpcSetup> {
   const model = await startKserveModel(options.model);
   onTestFinished(() => model.close());
-  const gw = await gateways.start({ connections: () => [tritonConnection(model, options.connection)], ...options.gateway });
-  const tunnel = await openClientMux(gw.tunnelUrl('triton'), await gw.token(options.user ?? 'alice'));
-  const listener = await startLocalListener({
-    bind: '127.0.0.1',
-    port: 0,
-    traffic: { protocol: 'opaque' },
-    openStream: async (meta) => {
-      const stream = tunnel.mux.openStream(meta);
-      // Streams still open when the test closes the tunnel are reset; that is no failure of the test.
-      stream.on('error', () => undefined);
-      return stream;
-    },
-  });
-  onTestFinished(() => listener.close());
-  const direct = kserveClient(model.address);
-  const client = kserveClient(`127.0.0.1:${listener.port}`);
-  onTestFinished(() => {
-    direct.close();
-    client.close();
-  });
+  const record = { record: { request_body: 'raw', response_body: 'raw' } };
+  const gw = await gateways.start({ connections: () => [tritonConnection(model, { ...record, ...options.connection })], ...options.gateway });
+  const port = await openTunnelPort(gw, { user: options.user });
+  const direct = testKserveClient(model.address);
+  const client = testKserveClient(port.address);
   return {
     gw,
     model,
     direct,
     client,
-    sessionId: tunnel.helloMessage.session_id,
+    sessionId: port.sessionId,
     async seal() {
       client.close();
-      tunnel.mux.close(1000, 'done');
+      port.close();
       await gw.stopApp();
     },
   };

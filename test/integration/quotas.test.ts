@@ -7,9 +7,9 @@
 import * as grpc from '@grpc/grpc-js';
 import OpenAI from 'openai';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { startLocalListener } from '../../cli/tunnel/local-listener.js';
-import { gatewayFixture, modelConnection, openClientMux, type TestGateway } from '../helpers/gateway.js';
-import { inferRequest, kserveClient, startKserveModel, unary } from '../helpers/kserve-model.js';
+import { gatewayFixture, modelConnection, type TestGateway } from '../helpers/gateway.js';
+import { openTunnelPort, testKserveClient, tritonConnection } from '../helpers/grpc-tunnel.js';
+import { inferRequest, startKserveModel, unary } from '../helpers/kserve-model.js';
 import { postgresFixture } from '../helpers/postgres.js';
 import { startTestUpstream, type TestUpstream } from '../helpers/upstream.js';
 
@@ -215,25 +215,11 @@ describe('quotas', () => {
     const model = await startKserveModel();
     onTestFinished(() => model.close());
     const gw = await gateways.start({
-      connections: () => [{ name: 'triton', type: 'grpc', upstream: `grpc://${model.address}`, allow_groups: ['ml-eng'] }],
+      connections: () => [tritonConnection(model)],
       config: { quotas: [{ name: 'infer', connections: ['triton'], requests_per_minute: 1 }] },
     });
     startOfMinute(gw);
-    const tunnel = await openClientMux(gw.tunnelUrl('triton'), await gw.token('alice'));
-    onTestFinished(() => tunnel.mux.close(1000, 'done'));
-    const listener = await startLocalListener({
-      bind: '127.0.0.1',
-      port: 0,
-      traffic: { protocol: 'opaque' },
-      openStream: async (meta) => {
-        const stream = tunnel.mux.openStream(meta);
-        stream.on('error', () => undefined);
-        return stream;
-      },
-    });
-    onTestFinished(() => listener.close());
-    const client = kserveClient(`127.0.0.1:${listener.port}`);
-    onTestFinished(() => client.close());
+    const client = testKserveClient((await openTunnelPort(gw)).address);
     expect(await unary(client, 'ModelInfer', inferRequest('llama', 'first'))).toMatchObject({ ok: true });
     const refused = await unary(client, 'ModelInfer', inferRequest('llama', 'second'));
     expect(refused).toMatchObject({ ok: false, code: grpc.status.RESOURCE_EXHAUSTED });

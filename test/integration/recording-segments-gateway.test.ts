@@ -7,22 +7,14 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
-import { afterAll, beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
+import { describe, expect, it, onTestFinished, vi } from 'vitest';
 import { gatewayFixture, modelConnection, type TestGateway, type TestGatewayOptions } from '../helpers/gateway.js';
 import { postgresFixture } from '../helpers/postgres.js';
-import { s3Fixture, TEST_CREDENTIALS } from '../helpers/s3-server.js';
+import { s3Fixture } from '../helpers/s3-server.js';
 
 const postgres = postgresFixture();
-const s3 = s3Fixture();
+const s3 = s3Fixture({ credentialsInEnv: true });
 const gateways = gatewayFixture();
-
-beforeAll(() => {
-  vi.stubEnv('AWS_ACCESS_KEY_ID', TEST_CREDENTIALS.accessKeyId);
-  vi.stubEnv('AWS_SECRET_ACCESS_KEY', TEST_CREDENTIALS.secretAccessKey);
-});
-afterAll(() => {
-  vi.unstubAllEnvs();
-});
 
 async function twoReplicas(): Promise<[TestGateway, TestGateway]> {
   const database = await postgres.database();

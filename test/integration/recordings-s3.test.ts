@@ -9,7 +9,7 @@ import { access, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
-import { afterAll, beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { connectionSchema } from '../../server/config/schema.js';
 import type { Principal } from '../../server/identity/principal.js';
 import { S3Archive } from '../../server/recording/archive/s3-archive.js';
@@ -21,22 +21,13 @@ import { verifyStorageDir, type SessionVerdict } from '../../server/recording/ve
 import { SqliteStore } from '../../server/store/sqlite-store.js';
 import { gatewayFixture, modelConnection } from '../helpers/gateway.js';
 import { signToken } from '../helpers/oidc.js';
-import { s3Fixture, TEST_CREDENTIALS } from '../helpers/s3-server.js';
+import { s3Fixture } from '../helpers/s3-server.js';
 
 const PROMPT = 'Summarise the quarterly numbers for ACME-271828';
 const PREFIX = 'sluice/recordings/';
 
-const s3 = s3Fixture();
+const s3 = s3Fixture({ credentialsInEnv: true });
 const gateways = gatewayFixture();
-
-beforeAll(() => {
-  // The gateway's client takes credentials from the AWS default chain only: here, the environment.
-  vi.stubEnv('AWS_ACCESS_KEY_ID', TEST_CREDENTIALS.accessKeyId);
-  vi.stubEnv('AWS_SECRET_ACCESS_KEY', TEST_CREDENTIALS.secretAccessKey);
-});
-afterAll(() => {
-  vi.unstubAllEnvs();
-});
 
 async function keysIn(client: S3Client, bucket: string): Promise<string[]> {
   const out = await client.send(new ListObjectsCommand({ Bucket: bucket }));

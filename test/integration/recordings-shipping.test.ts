@@ -13,7 +13,7 @@ import { createServer, connect, type AddressInfo, type Server, type Socket } fro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
-import { afterAll, beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { connectionSchema } from '../../server/config/schema.js';
 import type { Principal } from '../../server/identity/principal.js';
 import { type RecordingArchive } from '../../server/recording/archive/archive.js';
@@ -27,21 +27,13 @@ import { verdictText, verifyStorageDir } from '../../server/recording/verify-sto
 import { SqliteStore } from '../../server/store/sqlite-store.js';
 import { runCliInProcess } from '../helpers/cli-in-process.js';
 import { gatewayFixture, modelConnection, type TestGateway } from '../helpers/gateway.js';
-import { s3Fixture, TEST_CREDENTIALS } from '../helpers/s3-server.js';
+import { s3Fixture } from '../helpers/s3-server.js';
 
 const PREFIX = 'spool-test/';
 const root = new URL('../../', import.meta.url).pathname;
 
-const s3 = s3Fixture();
+const s3 = s3Fixture({ credentialsInEnv: true });
 const gateways = gatewayFixture();
-
-beforeAll(() => {
-  vi.stubEnv('AWS_ACCESS_KEY_ID', TEST_CREDENTIALS.accessKeyId);
-  vi.stubEnv('AWS_SECRET_ACCESS_KEY', TEST_CREDENTIALS.secretAccessKey);
-});
-afterAll(() => {
-  vi.unstubAllEnvs();
-});
 
 /** A TCP relay to the S3 server that can stop listening (connections refused) and start again on its port. */
 interface Relay {
