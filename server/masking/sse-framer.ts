@@ -13,6 +13,8 @@ export interface SseEvent {
   readonly event?: string;
   /** The `data:` fields joined with "\n"; undefined when the event has none. */
   readonly data?: string;
+  /** The event is one `data:` line and nothing else (the common event), so it is rewritten whole. */
+  readonly dataOnly: boolean;
 }
 
 /** Bounds of an SseFramer. */
@@ -85,7 +87,7 @@ export class SseFramer {
     if (!isDataLine(line)) return parseEvent(text, [line], '\n');
     // One data field: its value is the rest of the line, less one leading space (as splitField reads it).
     const data = line.charCodeAt(5) === 0x20 ? line.slice(6) : line.slice(5);
-    return { raw: text, lines: [line], eol: '\n', event: undefined, data };
+    return { raw: text, lines: [line], eol: '\n', event: undefined, data, dataOnly: true };
   }
 
   #line(line: string, eol: string): SseEvent | null {
@@ -120,7 +122,7 @@ function parseEvent(raw: string, lines: string[], eol: string): SseEvent {
     if (field === 'data') data = data === undefined ? value : `${data}\n${value}`;
     else if (field === 'event') event = value;
   }
-  return { raw, lines, eol, event, data };
+  return { raw, lines, eol, event, data, dataOnly: lines.length === 1 && isDataLine(lines[0]!) };
 }
 
 /** A line's field name and value as a client reads them; a comment line has the field name "". */
@@ -136,7 +138,7 @@ export function splitField(line: string): { field: string; value: string } {
 export function withData(ev: SseEvent, data: string, oneLine = false): string {
   // The common event: one data line and nothing else. (A payload built by concatenation would be
   // copied whole just to be searched for a line break: JSON text, which has none, is not searched.)
-  if (ev.lines.length === 1 && isDataLine(ev.lines[0]!) && (oneLine || !data.includes('\n'))) {
+  if (ev.dataOnly && (oneLine || !data.includes('\n'))) {
     return `data: ${data}${ev.eol}${ev.eol}`;
   }
   const out: string[] = [];

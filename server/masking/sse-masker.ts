@@ -83,7 +83,7 @@ export class SseMasker implements BodyMasker {
   }
 
   #event(received: SseEvent): string {
-    const ev = received.lines.length === 1 && isDataLine(received.lines[0]!) ? received : this.#otherLines(received);
+    const ev = received.dataOnly ? received : this.#otherLines(received);
     if (ev.data === undefined) return this.#records.pass(ev.raw);
     this.#eol = ev.eol;
     if (ev.data.length < 16 && ev.data.trim() === '[DONE]') return this.#records.flushAll() + this.#records.pass(ev.raw);

@@ -58,8 +58,6 @@ export interface MaskFromOptions {
    * text is the raw content of a JSON string without escapes, so the output needs no re-encoding.
    */
   readonly escape?: (replacement: string) => string;
-  /** The exchange's budget of costly checks, when the caller holds it (a stream asks on every delta). */
-  readonly checks?: CheckBudget;
 }
 
 /** What `maskFrom` decided: the masked text of `[from, next)`. */
@@ -137,21 +135,19 @@ export class TextMasker {
     if (spans === undefined && options.plain !== true && needsView(text, final)) return this.#maskFromView(text, from, final, counter, escape);
     const cut = final ? text.length : this.#holdBack.from(text, from);
     if (cut <= from) return { output: '', next: from };
-    const checks = options.checks ?? this.budgetOf(counter);
+    const checks = this.#budgetOf(counter);
     checks.credit(cut - from);
     // A short text (a stream's delta) is passed at once when no needle is in it. On a long one the
     // joined search steps through every character: each rule's own needle is faster to look for.
     if (text.length - from <= JOINED_NEEDLES_MAX && !this.#mayMatch(text, from)) return { output: text.slice(from, cut), next: cut };
     // Rules with a match still to come, in the order they are listed; one scan of the text serves them all.
-    // Each rule's front candidate is kept beside its cursor: only the cursor just skipped or checked
-    // has a new one, so each step asks one cursor, not all of them.
-    const live: { order: number; cursor: RuleCursor; front: RuleCandidate | null }[] = [];
+    const live: { order: number; cursor: RuleCursor }[] = [];
     const scan = new TextScan(text, from);
     const entries = this.#entries;
     for (let order = 0; order < entries.length; order++) {
       const { rule } = entries[order]!;
       if (rule.contains !== undefined && !hasNeedle(rule.contains, text, Math.max(0, from - rule.contains.before), scan)) continue;
-      live.push({ order, cursor: rule.cursor(text, from, cut, checks, scan), front: null });
+      live.push({ order, cursor: rule.cursor(text, from, cut, checks, scan) });
     }
     let out = '';
     let pos = from;
@@ -172,14 +168,13 @@ export class TextMasker {
       }
       pos = g.end;
     };
-    for (const rule of live) rule.front = rule.cursor.peek();
     for (;;) {
       // The front candidate of all rules: leftmost, then longest, then the rule listed first.
       let best: RuleCandidate | null = null;
       let owner: (typeof live)[number] | undefined;
       let kept = 0;
       for (const rule of live) {
-        const c = rule.front;
+        const c = rule.cursor.peek();
         // Decided by where the whole match starts: a JSON key's value is decided once its key is. A
         // cursor out of matches, or past the cut, stays so: it leaves the live list.
         if (c === null || c.anchor >= cut) continue;
@@ -195,16 +190,13 @@ export class TextMasker {
       if (inGroup && best.end <= group!.end) {
         // Already masked whatever it is: no check needed.
         owner.cursor.skip();
-        owner.front = owner.cursor.peek();
         continue;
       }
       if (!best.checked) {
         owner.cursor.check();
-        owner.front = owner.cursor.peek();
         continue;
       }
       owner.cursor.skip();
-      owner.front = owner.cursor.peek();
       const allowed = this.#allow.size > 0 && this.#allow.has(best.value.toLowerCase());
       if (inGroup) {
         // Reaches past the group: the group grows, and is left alone only if both are allowed values.
@@ -234,8 +226,7 @@ export class TextMasker {
     return { output: applySpans(text, view, spans, from, next), next };
   }
 
-  /** The budget of costly checks of the exchange `counter` counts: one per exchange, whatever masks it. */
-  budgetOf(counter: MaskingCounter): CheckBudget {
+  #budgetOf(counter: MaskingCounter): CheckBudget {
     let budget = this.#budgets.get(counter);
     if (budget === undefined) {
       budget = new CheckBudget();
@@ -264,6 +255,7 @@ export class TextMasker {
 }
 
 const NO_OPTIONS: MaskFromOptions = Object.freeze({});
+const PLAIN: MaskFromOptions = Object.freeze({ plain: true });
 
 /** Texts up to this long are first searched for all needles at once (see maskFrom). */
 const JOINED_NEEDLES_MAX = 256;
@@ -328,16 +320,10 @@ export class TextChannel {
    * buffer without one needs no normalised view, which saves looking at the whole buffer per delta.
    */
   #lastUnplain = -1;
-  /** maskFrom's options for a plain buffer and for one that needs the normalised view, with the exchange's budget. */
-  readonly #plain: MaskFromOptions;
-  readonly #viewed: MaskFromOptions;
 
   constructor(masker: TextMasker, counter: MaskingCounter) {
     this.#masker = masker;
     this.#counter = counter;
-    const checks = masker.budgetOf(counter);
-    this.#plain = { plain: true, checks };
-    this.#viewed = { checks };
   }
 
   /** Characters held back right now (what a benchmark of time-to-first-token wants to see). */
@@ -354,7 +340,7 @@ export class TextChannel {
     const heldBefore = this.#buf.length - this.#from - this.#unscanned;
     if (heldBefore >= RESCAN_HELD_MIN && this.#unscanned * RESCAN_FRACTION < heldBefore) return '';
     this.#unscanned = 0;
-    const { output, next } = this.#masker.maskFrom(this.#buf, this.#from, false, this.#counter, this.#lastUnplain === -1 ? this.#plain : this.#viewed);
+    const { output, next } = this.#masker.maskFrom(this.#buf, this.#from, false, this.#counter, this.#lastUnplain === -1 ? PLAIN : NO_OPTIONS);
     const keep = Math.max(0, next - CONTEXT_CHARS);
     this.#buf = this.#buf.slice(keep);
     this.#from = next - keep;
@@ -364,7 +350,7 @@ export class TextChannel {
 
   end(): string {
     if (this.held === 0) return '';
-    const { output } = this.#masker.maskFrom(this.#buf, this.#from, true, this.#counter, this.#lastUnplain === -1 ? this.#plain : this.#viewed);
+    const { output } = this.#masker.maskFrom(this.#buf, this.#from, true, this.#counter, this.#lastUnplain === -1 ? PLAIN : NO_OPTIONS);
     this.#buf = '';
     this.#from = 0;
     this.#unscanned = 0;
