@@ -10,7 +10,7 @@
 //   on_masked  bench/gateway.js (startGateway), default `record: {request_body: masked, response_body: masked}`
 //   on_raw     bench/gateway.js, `record: {request_body: raw, response_body: raw}` (worst case for disk)
 //   on_s3      bench/gateway.js, record defaults as on_masked, plus `storage.recordings: {type: s3}` on an
-//              s3rver in a child (bench/s3-server.js), `storage.upload_interval: 1s` so open sessions' segments
+//              s3rver in a child (bench/s3-server.js), `storage.upload_interval` BENCH_S3_UPLOAD_INTERVAL (1s), so segments
 //              go up during every measurement: what shipping to a bucket adds to the data path
 //
 // Figures: latency of a non-streamed POST /v1/chat/completions at concurrency 1 through
@@ -24,7 +24,8 @@
 // against `sluice_recordings_uploaded_bytes_total` and `sluice_recordings_spooled` on its metrics listener.
 //
 // Env: BENCH_SECONDS (4) per measurement, BENCH_WARMUP_SECONDS (1), BENCH_CHUNKS (100),
-// BENCH_GATEWAY_LOG_LEVEL (info), BENCH_MAX_SECONDS (300, hard stop), BENCH_OUT=file.
+// BENCH_GATEWAY_LOG_LEVEL (info), BENCH_MAX_SECONDS (300, hard stop), BENCH_S3_UPLOAD_INTERVAL (1s; 60s keeps
+// uploads out of the measurement, to tell their cost from the archive's), BENCH_OUT=file.
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
@@ -97,6 +98,8 @@ async function runBench() {
     warmupSeconds: envNumber('BENCH_WARMUP_SECONDS', 1, { min: 0, max: 30 }),
     chunks: envNumber('BENCH_CHUNKS', 100, { min: 1, max: 10_000 }),
     maxSeconds: envNumber('BENCH_MAX_SECONDS', 300, { min: 10, max: 3600 }),
+    // How often on_s3 uploads open sessions' segments; 1s makes uploads run during every measurement.
+    s3UploadInterval: process.env.BENCH_S3_UPLOAD_INTERVAL ?? '1s',
     logLevel: process.env.BENCH_GATEWAY_LOG_LEVEL ?? 'info',
   };
   const { AUDIENCE } = await import('./identity.js');
@@ -204,7 +207,7 @@ async function runBench() {
       on_raw: { module: join(BENCH, 'gateway.js'), args: [], config: gatewayConfig(dirs.on_raw, { request_body: 'raw', response_body: 'raw' }) },
       on_s3: { module: join(BENCH, 'gateway.js'), args: [], config: gatewayConfig(dirs.on_s3) },
     };
-    specs.on_s3.config.storage = { ...specs.on_s3.config.storage, recordings: s3Recordings(S3_BUCKETS.latency), upload_interval: '1s' };
+    specs.on_s3.config.storage = { ...specs.on_s3.config.storage, recordings: s3Recordings(S3_BUCKETS.latency), upload_interval: settings.s3UploadInterval };
     const gateways = {};
     for (const v of VARIANTS) {
       const entry = forkChild(`gateway-${v}`, specs[v].module, specs[v].args, {
@@ -381,7 +384,7 @@ async function runBench() {
         request: { body_bytes: reqBytes, answer_bytes: ansBytes },
         stream: { chunks: settings.chunks, chunk_delay_ms: 0, request_body_bytes: streamReqBytes, upstream: 'demo model server (startModelServer)' },
         off: 'pipeline without the durable recorder: fastify + registerProxyRoutes + createExchangeHandler, sessions recorded nowhere (same token check, policy and masking stages); the real gateway cannot run connections unrecorded',
-        on: 'startGateway (as `sluice serve`), recording on, storage.fsync batch; on_masked = record defaults (masked; with no masking profiles configured, `masked` keeps only sizes, times and SHA-256 of bodies, never their bytes), on_raw = record raw/raw (bodies kept), on_s3 = on_masked plus storage.recordings {type: s3} on s3rver (bench/s3-server.js) with storage.upload_interval 1s',
+        on: `startGateway (as \`sluice serve\`), recording on, storage.fsync batch; on_masked = record defaults (masked: with no masking profile configured, bodies are kept as sent), on_raw = record raw/raw (bodies kept), on_s3 = on_masked plus storage.recordings {type: s3} on s3rver (bench/s3-server.js) with storage.upload_interval ${settings.s3UploadInterval}`,
         upload: 'a gateway with storage.recordings {type: s3} started on the storage.dir on_raw left, shipping its sealed sessions as a restarted replica does; seconds = first request the bucket saw from it -> last session object stored; put_seconds = first to last session PUT; metrics from its metrics_listen once sluice_recordings_spooled is 0',
         traffic_bytes: 'counted at the client: request body + response body bytes of the measured, completed exchanges (plain + streamed); HTTP headers not counted',
         disk_bytes: 'growth of <storage.dir>/sessions/** from after the warm-up to after the gateway stopped (sessions sealed)',
