@@ -263,15 +263,7 @@ function buildExchange(d: ExchangeDraft, index: number, grpcSession: boolean): E
   const firstTextT = streamed && chunks[0] !== undefined ? chunks[0].t + start : undefined;
   const firstByteT = firstTextT ?? d.chunks[0]?.t ?? d.responseT;
 
-  const waits: Wait[] = [];
-  if (d.reviewFrom !== undefined) {
-    waits.push({ from: d.reviewFrom - start, to: (d.reviewTo ?? d.endT ?? d.reviewFrom) - start, kind: 'review' });
-  }
-  if (firstByteT !== undefined) {
-    // The upstream's time to first token counts from when the request went on, after any review.
-    const sentT = d.reviewTo ?? d.requestT ?? start;
-    if (firstByteT > sentT) waits.push({ from: sentT - start, to: firstByteT - start, kind: 'first_token' });
-  }
+  const waits = exchangeWaits(d, start, firstByteT);
 
   return {
     index,
@@ -317,6 +309,18 @@ function grpcCall(d: ExchangeDraft, start: number): GrpcCallView | undefined {
 }
 
 /**
+ * What an exchange waited on: its review, then the upstream's first token (or message), counted from when the
+ * request went on, after any review.
+ */
+function exchangeWaits(d: ExchangeDraft, start: number, firstT: number | undefined): Wait[] {
+  const waits: Wait[] = [];
+  if (d.reviewFrom !== undefined) waits.push({ from: d.reviewFrom - start, to: (d.reviewTo ?? d.endT ?? d.reviewFrom) - start, kind: 'review' });
+  const sentT = d.reviewTo ?? d.requestT ?? start;
+  if (firstT !== undefined && firstT > sentT) waits.push({ from: sentT - start, to: firstT - start, kind: 'first_token' });
+  return waits;
+}
+
+/**
  * A gRPC exchange: its answer is the upstream's messages, each one chunk at its recorded time (so a server
  * stream plays back at its pace with the SSE machinery), as text when it holds BYTES tensors, else as JSON.
  */
@@ -329,10 +333,7 @@ function grpcExchange(d: ExchangeDraft, index: number, grpc: GrpcCallView): Exch
   });
   const requestMessage = grpc.messages.find((m) => m.direction === 'in');
   const firstAnswerT = answers[0] === undefined ? undefined : answers[0].t + start;
-  const waits: Wait[] = [];
-  if (d.reviewFrom !== undefined) waits.push({ from: d.reviewFrom - start, to: (d.reviewTo ?? d.endT ?? d.reviewFrom) - start, kind: 'review' });
-  const sentT = d.reviewTo ?? d.requestT ?? start;
-  if (firstAnswerT !== undefined && firstAnswerT > sentT) waits.push({ from: sentT - start, to: firstAnswerT - start, kind: 'first_token' });
+  const waits = exchangeWaits(d, start, firstAnswerT);
   const body = (m: GrpcMessageView | undefined): BodyView => (m?.json === undefined ? { kind: 'none' } : { kind: 'json', value: m.json });
   return {
     index,

@@ -115,38 +115,23 @@ export function policyInput(subject: PolicySubject, body: PolicyBody | (() => Po
     if (checkedRaw === undefined || checkedRaw.json !== raw) checkedRaw = { json: boundedJson(raw) };
     return checkedRaw.json;
   };
-  const request =
-    typeof body === 'function'
-      ? {
-          method: subject.method,
-          path,
-          query,
-          headers,
-          grpc,
-          get json(): unknown {
-            return judged(body());
-          },
-          get raw_json(): unknown {
-            return judgedRaw(body());
-          },
-          get size(): bigint {
-            return BigInt(body().size);
-          },
-        }
-      : {
-          method: subject.method,
-          path,
-          query,
-          headers,
-          grpc,
-          get json(): unknown {
-            return judged(body);
-          },
-          get raw_json(): unknown {
-            return judgedRaw(body);
-          },
-          size: BigInt(body.size),
-        };
+  const read = typeof body === 'function' ? body : (): PolicyBody => body;
+  const request = {
+    method: subject.method,
+    path,
+    query,
+    headers,
+    grpc,
+    get json(): unknown {
+      return judged(read());
+    },
+    get raw_json(): unknown {
+      return judgedRaw(read());
+    },
+    get size(): bigint {
+      return BigInt(read().size);
+    },
+  };
   return {
     identity: principalJson(p),
     connection: { name: subject.connection.name, type: subject.connection.type, labels: subject.connection.labels },

@@ -4,31 +4,22 @@
  * (and audits) every worker.
  */
 import { randomBytes } from 'node:crypto';
-import { once } from 'node:events';
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { startModelServer } from '../../server/demo/model-server.js';
 import { spawnCli } from '../helpers/cli-process.js';
 import { gatewayFixture, UPSTREAM_API_KEY } from '../helpers/gateway.js';
+import { jsonLines } from '../helpers/log-lines.js';
+import { freePort } from '../helpers/loopback.js';
 import { signToken } from '../helpers/oidc.js';
 import { postgresFixture } from '../helpers/postgres.js';
 
 const postgres = postgresFixture();
 // Only its identity provider: the gateway under test is the spawned binary.
 const gateways = gatewayFixture();
-
-async function freePort(): Promise<number> {
-  const server = createServer().listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  server.close();
-  await once(server, 'close');
-  return port;
-}
 
 /** One chat completion on a connection of its own, so the kernel may hand it to either worker. */
 function completeOnNewConnection(port: number, token: string): Promise<{ status: number; requestId: string }> {
@@ -53,16 +44,6 @@ function completeOnNewConnection(port: number, token: string): Promise<{ status:
   });
 }
 
-function jsonLines(text: string): Record<string, unknown>[] {
-  return text.split('\n').flatMap((line) => {
-    if (!line.startsWith('{')) return [];
-    try {
-      return [JSON.parse(line) as Record<string, unknown>];
-    } catch {
-      return [];
-    }
-  });
-}
 
 /** The sum of every series of `name` in a Prometheus text exposition. */
 function seriesSum(text: string, name: string): number {
