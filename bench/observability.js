@@ -14,14 +14,17 @@
 // drift of the machine falls on both alike; `added_pct` compares the sums. Target: at most 5 % added.
 //
 // Env: BENCH_SECONDS (5) per measurement, BENCH_WARMUP_SECONDS (2), BENCH_GATEWAY_LOG_LEVEL (info),
-// BENCH_MAX_SECONDS (300, hard stop), BENCH_OUT=file.
+// BENCH_MAX_SECONDS (300, hard stop), BENCH_OUT=file, BENCH_OBSERVE=both|metrics|sink (both: what the
+// observed gateway turns on, to tell the two costs apart), BENCH_PROFILE=1 (CPU profiles of both gateways,
+// summarised in `profiles` and kept in the work dir).
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AUDIENCE, startBenchIdentity } from './identity.js';
 import { httpLoad, round } from './load.js';
+import { summarizeProfile } from './profile-top.js';
 import { cpuDelta, cpuSnapshot, envNumber, forkChild, freePort, guardRun, log, machineBusyMicros, runMain, stopChild, waitForMessage, waitForReady } from './procs.js';
 
 const BENCH = fileURLToPath(new URL('.', import.meta.url));
@@ -30,13 +33,19 @@ const ADDED_PCT_MAX = 5;
 /** Above this much CPU (percent of one core) used by other processes, a run is called noisy, as in run.js. */
 const NOISY_PCT = 25;
 const ORDER = ['plain', 'observed', 'observed', 'plain'];
+const OBSERVE = ['both', 'metrics', 'sink'];
 
 const settings = {
   seconds: envNumber('BENCH_SECONDS', 5, { min: 1, max: 120 }),
   warmupSeconds: envNumber('BENCH_WARMUP_SECONDS', 2, { min: 0, max: 30 }),
   maxSeconds: envNumber('BENCH_MAX_SECONDS', 300, { min: 10, max: 3600 }),
   logLevel: process.env.BENCH_GATEWAY_LOG_LEVEL ?? 'info',
+  observe: process.env.BENCH_OBSERVE ?? 'both',
+  profile: process.env.BENCH_PROFILE === '1',
 };
+if (!OBSERVE.includes(settings.observe)) throw new Error(`BENCH_OBSERVE must be one of ${OBSERVE.join(', ')}`);
+const withMetrics = settings.observe !== 'sink';
+const withSink = settings.observe !== 'metrics';
 const CHAT_BODY = JSON.stringify({ model: 'bench', messages: [{ role: 'user', content: 'Say hello.' }], stream: false });
 
 let idp;
@@ -70,7 +79,9 @@ const auditLines = (path) => {
 async function main() {
   const t0 = Date.now();
   scratch.dir = mkdtempSync(join(tmpdir(), 'sluice-bench-obs-'));
-  log(`work dir ${scratch.dir}; ${settings.seconds}s per measurement after ${settings.warmupSeconds}s warm-up`);
+  log(`work dir ${scratch.dir}; ${settings.seconds}s per measurement after ${settings.warmupSeconds}s warm-up; observed: ${settings.observe}`);
+  // A profile is only worth having if it outlives the run.
+  if (settings.profile) scratch.keep = true;
   let bearer;
   ({ idp, token: bearer } = await startBenchIdentity());
   const upstream = forkChild('upstream', join(BENCH, 'upstream.js'), [], { logFile: join(scratch.dir, 'upstream.log') });
@@ -90,8 +101,8 @@ async function main() {
     plain: baseConfig(join(scratch.dir, 'data-plain')),
     observed: {
       ...baseConfig(join(scratch.dir, 'data-observed')),
-      metrics_listen: `127.0.0.1:${metricsPort}`,
-      audit: { sinks: [{ name: 'local', type: 'file', path: auditPath }] },
+      ...(withMetrics ? { metrics_listen: `127.0.0.1:${metricsPort}` } : {}),
+      ...(withSink ? { audit: { sinks: [{ name: 'local', type: 'file', path: auditPath }] } } : {}),
     },
   };
 
@@ -100,6 +111,7 @@ async function main() {
     mkdirSync(config.storage.dir, { mode: 0o700 });
     const entry = forkChild(`gateway-${name}`, join(BENCH, 'gateway.js'), [], {
       logFile: join(scratch.dir, `gateway-${name}.log`),
+      execArgv: settings.profile ? ['--cpu-prof', `--cpu-prof-dir=${join(scratch.dir, 'profiles', name)}`] : [],
       env: { ...process.env, BENCH_GATEWAY_LOG_LEVEL: settings.logLevel },
     });
     entry.child.send({ type: 'config', config });
@@ -119,7 +131,7 @@ async function main() {
     }
   }
   // The observed gateway must really count and really write events, or the comparison means nothing.
-  const exchangesBefore = metricSum(await scrape(metricsUrl), 'sluice_exchanges_total', 'via="proxy"');
+  const exchangesBefore = withMetrics ? metricSum(await scrape(metricsUrl), 'sluice_exchanges_total', 'via="proxy"') : 0;
 
   const runs = [];
   let observedRequests = 0;
@@ -129,7 +141,7 @@ async function main() {
     // Scraped as Prometheus would (more often than its usual 15 s), so the listener's cost is in the figure.
     let scrapes = 0;
     const scraper =
-      name === 'observed'
+      name === 'observed' && withMetrics
         ? setInterval(() => {
             scrapes += 1;
             scrape(metricsUrl).catch(() => undefined);
@@ -164,12 +176,21 @@ async function main() {
     log(`${name}: ${r.rps} rps, ${runs.at(-1).us_per_exchange} µs CPU per exchange`);
   }
 
-  const metricsText = await scrape(metricsUrl);
-  const exchangesCounted = metricSum(metricsText, 'sluice_exchanges_total', 'via="proxy"') - exchangesBefore;
+  const exchangesCounted = withMetrics ? metricSum(await scrape(metricsUrl), 'sluice_exchanges_total', 'via="proxy"') - exchangesBefore : null;
   // A clean stop writes the audit queue to the outbox and the sender delivers what is left.
   for (const g of Object.values(gateways)) await stopChild(g.entry, 10_000);
   const auditEvents = auditLines(auditPath);
   const exchangeEvents = auditEvents.filter((l) => JSON.parse(l).kind === 'exchange').length;
+  const profiles = {};
+  if (settings.profile) {
+    for (const name of Object.keys(gateways)) {
+      const dir = join(scratch.dir, 'profiles', name);
+      profiles[name] = readdirSync(dir)
+        .filter((f) => f.endsWith('.cpuprofile'))
+        .map((f) => summarizeProfile(join(dir, f), 20));
+    }
+    log(`profiles kept in ${join(scratch.dir, 'profiles')}`);
+  }
 
   const per = {};
   for (const name of ['plain', 'observed']) {
@@ -190,7 +211,12 @@ async function main() {
       route: 'POST /v1/proxy/llm/v1/chat/completions, bearer JWT, fixed-answer upstream',
       order: ORDER,
       plain: 'startGateway, recording on (defaults), no metrics_listen, no audit.sinks',
-      observed: 'the same plus metrics_listen (scraped every second while loaded) and audit.sinks [{type: file}]',
+      observe: settings.observe,
+      observed: [
+        'the same plus',
+        ...(withMetrics ? ['metrics_listen (scraped every second while loaded)'] : []),
+        ...(withSink ? ['audit.sinks [{type: file}]'] : []),
+      ].join(' '),
       gateway_log_level: settings.logLevel,
       cpu: 'user + system time of the gateway process (/proc/<pid>/stat) over the measurement, per exchange answered 2xx with the expected body',
     },
@@ -210,11 +236,13 @@ async function main() {
     targets: { added_pct_max: ADDED_PCT_MAX },
     pass: {
       added_pct: (ratio - 1) * 100 <= ADDED_PCT_MAX,
-      audit_written: exchangeEvents >= exchangesCounted && exchangesCounted > 0,
+      // With only one of the two turned on, the other's half of the check has nothing to compare.
+      audit_written: withSink ? exchangeEvents >= (exchangesCounted ?? observedRequests) && exchangeEvents > 0 : true,
       no_errors: errorTotal === 0,
       // On a busy machine CPU per exchange grows with contention (caches, steal): the ratio is then a rough one.
       quiet: runs.every((r) => !r.noisy),
     },
+    ...(settings.profile ? { profiles } : {}),
     elapsed_s: round((Date.now() - t0) / 1000, 1),
   };
   const text = `${JSON.stringify(output, null, 2)}\n`;

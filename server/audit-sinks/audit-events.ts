@@ -1,5 +1,5 @@
 import type { AuditOutboxEntry } from '../store/store.js';
-import { newAuditEventId, type AuditEvent } from './audit-event.js';
+import { auditEventIds } from './audit-event.js';
 import { sinkTakes, type AuditEventKind, type AuditSinkConfig } from './audit-sinks-config.js';
 
 /** What the emitter writes to: the store's outbox. */
@@ -41,7 +41,7 @@ export interface AuditEventsOptions {
 export interface AuditEvents {
   /** Whether any sink is configured; when not, `emit` does nothing. */
   readonly enabled: boolean;
-  /** Queues one event; returns at once and never throws. */
+  /** Queues one event; returns at once and never throws. `fields` is kept as given until written: a fresh object, not changed after. */
   emit(kind: AuditEventKind, fields?: { readonly session?: string; readonly [field: string]: unknown }): void;
   /** Starts writing to the outbox; events emitted before (while storage opened) are written then. */
   attach(outbox: AuditOutboxWriter): void;
@@ -60,13 +60,49 @@ export const NO_AUDIT_EVENTS: AuditEvents = Object.freeze({
   close: () => Promise.resolve(),
 });
 
+/** The fields every event is stamped with; a kind's facts never take these names. */
+const STAMPED = ['id', 'kind', 'at', 'replica'] as const;
+
+type EventFields = { readonly session?: string; readonly [field: string]: unknown };
+
+/**
+ * An event as the queue holds it: what `emit` was given, untouched. Its document (`AuditEvent` as JSON) is
+ * made once, when its batch is written; a write that fails keeps it, so a retry writes the same id.
+ */
+interface QueuedEvent {
+  readonly kind: AuditEventKind;
+  readonly at: number;
+  readonly fields: EventFields;
+  doc?: string;
+}
+
 export function createAuditEvents(options: AuditEventsOptions): AuditEvents {
   if (options.sinks.length === 0) return NO_AUDIT_EVENTS;
   const maxQueued = options.maxQueued ?? 10_000;
   const flushIntervalMs = options.flushIntervalMs ?? 5;
   const maxBatch = options.maxBatch ?? 1000;
   const now = options.now ?? Date.now;
-  const queue: AuditEvent[] = [];
+  const queue: QueuedEvent[] = [];
+  const replicaJson = JSON.stringify(options.replica);
+  // Which sinks take a kind, worked out once per kind rather than once per event and sink.
+  const sinksOf = new Map<AuditEventKind, readonly string[]>();
+  const sinksTaking = (kind: AuditEventKind): readonly string[] => {
+    let names = sinksOf.get(kind);
+    if (names === undefined) {
+      names = options.sinks.filter((sink) => sinkTakes(sink.events, kind)).map((sink) => sink.name);
+      sinksOf.set(kind, names);
+    }
+    return names;
+  };
+  /**
+   * The event's JSON: its facts, then the stamp, as `JSON.stringify({...fields, id, kind, at, replica})`
+   * would write it, without building that object. The id is drawn here, off the data path.
+   */
+  const documentOf = (event: QueuedEvent, id: string): string => {
+    const facts = JSON.stringify(event.fields);
+    const stamp = `"id":"${id}","kind":${JSON.stringify(event.kind)},"at":${JSON.stringify(event.at)},"replica":${replicaJson}}`;
+    return facts === '{}' ? `{${stamp}` : `${facts.slice(0, -1)},${stamp}`;
+  };
   let outbox: AuditOutboxWriter | undefined;
   let timer: NodeJS.Timeout | undefined;
   let writing: Promise<void> | undefined;
@@ -85,9 +121,12 @@ export function createAuditEvents(options: AuditEventsOptions): AuditEvents {
   async function writeBatch(target: AuditOutboxWriter): Promise<boolean> {
     const batch = queue.slice(0, maxBatch);
     const entries: AuditOutboxEntry[] = [];
-    for (const event of batch) {
-      const doc = JSON.stringify(event);
-      for (const sink of options.sinks) if (sinkTakes(sink.events, event.kind)) entries.push({ sink: sink.name, doc });
+    // One draw of randomness for the batch's ids (only a retried batch has documents already).
+    const ids = auditEventIds(batch.length);
+    for (let i = 0; i < batch.length; i++) {
+      const event = batch[i]!;
+      const doc = (event.doc ??= documentOf(event, ids(i)));
+      for (const sink of sinksTaking(event.kind)) entries.push({ sink, doc });
     }
     try {
       const dropped = entries.length === 0 ? 0 : await target.appendAuditEvents(entries, options.outboxMax);
@@ -138,7 +177,9 @@ export function createAuditEvents(options: AuditEventsOptions): AuditEvents {
         queue.shift();
         options.onDropped?.(1, 'queue');
       }
-      queue.push({ ...fields, id: newAuditEventId(), kind, at: now(), replica: options.replica });
+      // A stamp among the facts would be overwritten; copied without it, as a spread would have done.
+      const facts = 'id' in fields || 'kind' in fields || 'at' in fields || 'replica' in fields ? withoutStamp(fields) : fields;
+      queue.push({ kind, at: now(), fields: facts });
       schedule();
     },
     attach(target) {
@@ -158,4 +199,11 @@ export function createAuditEvents(options: AuditEventsOptions): AuditEvents {
       timer = undefined;
     },
   };
+}
+
+/** The facts without a field named as a stamp (`id`, `kind`, `at`, `replica`); producers never give one. */
+function withoutStamp(fields: EventFields): EventFields {
+  const copy: Record<string, unknown> = { ...fields };
+  for (const k of STAMPED) delete copy[k];
+  return copy;
 }

@@ -4,6 +4,11 @@ import type { AuditEvent } from './audit-event.js';
 export interface AuditSink {
   /** Resolves once the receiver has the events (an HTTP 2xx, bytes written to the socket, a synced file). */
   send(events: readonly AuditEvent[]): Promise<void>;
+  /**
+   * The same delivery from the events' JSON documents as the outbox holds them (each one `JSON.stringify`
+   * of an event), for a sink that writes them unchanged; the sender prefers it when a sink has it.
+   */
+  sendDocs?(docs: readonly string[]): Promise<void>;
   close(): Promise<void>;
 }
 

@@ -1,6 +1,5 @@
-import { open, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { mkdir } from 'node:fs/promises';
 import type { AuditSink } from './audit-sink.js';
 import type { AuditSinkConfig } from './audit-sinks-config.js';
 
@@ -14,22 +13,40 @@ type FileSinkConfig = Extract<AuditSinkConfig, { type: 'file' }>;
  */
 export function createFileSink(config: FileSinkConfig): AuditSink {
   const path = config.path;
-  return {
-    async send(events) {
-      const lines = Buffer.from(events.map((e) => `${JSON.stringify(e)}\n`).join(''), 'utf8');
-      await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-      const size = await stat(path).then((s) => s.size, () => 0);
-      if (size > 0 && size + lines.length > config.max_bytes) await rotate(path, config.keep);
-      const handle = await open(path, 'a', 0o600);
-      try {
-        await handle.write(lines);
-        await handle.datasync();
-      } finally {
+  const sendDocs = async (docs: readonly string[]): Promise<void> => {
+    if (docs.length === 0) return;
+    // One buffer and one write per batch: the line breaks are joined in, not appended per line.
+    const lines = Buffer.from(`${docs.join('\n')}\n`, 'utf8');
+    let handle = await openForAppend(path);
+    try {
+      const size = (await handle.stat()).size;
+      if (size > 0 && size + lines.length > config.max_bytes) {
         await handle.close();
+        await rotate(path, config.keep);
+        handle = await openForAppend(path);
       }
-    },
+      await handle.write(lines);
+      await handle.datasync();
+    } finally {
+      await handle.close();
+    }
+  };
+  return {
+    send: (events) => sendDocs(events.map((e) => JSON.stringify(e))),
+    sendDocs,
     close: () => Promise.resolve(),
   };
+}
+
+/** Opens the file to append, making its directory first only when it is missing (most batches find both). */
+async function openForAppend(path: string): Promise<FileHandle> {
+  try {
+    return await open(path, 'a', 0o600);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    await mkdir(dirname(path), { recursive: true, mode: 0o700 });
+    return open(path, 'a', 0o600);
+  }
 }
 
 async function rotate(path: string, keep: number): Promise<void> {
