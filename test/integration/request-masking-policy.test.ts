@@ -20,6 +20,7 @@ import { createTcpProtocol } from '../../server/protocols/tcp.js';
 import { recordedEvents } from '../helpers/recorded-events.js';
 import { runCliInProcess } from '../helpers/cli-in-process.js';
 import { gatewayFixture, type TestGateway } from '../helpers/gateway.js';
+import { listenOnLoopback } from '../helpers/loopback.js';
 
 const gateways = gatewayFixture();
 
@@ -40,10 +41,9 @@ async function startUpstream(): Promise<{ url: string; received: string[]; close
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end(JSON.stringify({ echo: tokens.join(' ') }));
   });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
+  const port = await listenOnLoopback(server);
   return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    url: `http://127.0.0.1:${port}`,
     received,
     close: () => {
       server.closeAllConnections();

@@ -5,10 +5,9 @@
  * split across three deltas, still masked where an answer profile masks them; the recording and the logs
  * keep placeholders only, unless `record.request_body: raw`.
  */
-import { once } from 'node:events';
 import { readdir, readFile } from 'node:fs/promises';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net';
+import { createServer as createTcpServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -17,6 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SessionJson, SessionListJson } from '../../shared/sessions-api.js';
 import { validateConfig } from '../../server/config/load.js';
 import { gatewayFixture, openClientMux, type TestGateway } from '../helpers/gateway.js';
+import { listenOnLoopback } from '../helpers/loopback.js';
 
 const gateways = gatewayFixture();
 
@@ -94,10 +94,9 @@ async function startEchoingUpstream(): Promise<{ url: string; received: string[]
     }
     res.end();
   });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
+  const port = await listenOnLoopback(server);
   return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    url: `http://127.0.0.1:${port}`,
     received,
     close: () => {
       server.closeAllConnections();
@@ -149,10 +148,9 @@ async function tunnelPort(connection: string): Promise<{ url: string; close(): v
     socket.on('error', () => stream.destroy());
     stream.on('error', () => socket.destroy());
   });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
+  const port = await listenOnLoopback(server);
   return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    url: `http://127.0.0.1:${port}`,
     close: () => {
       server.close();
       tunnel.mux.close(1000, 'done');
