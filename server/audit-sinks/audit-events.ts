@@ -85,14 +85,14 @@ export function createAuditEvents(options: AuditEventsOptions): AuditEvents {
   const queue: QueuedEvent[] = [];
   const replicaJson = JSON.stringify(options.replica);
   // Which sinks take a kind, worked out once per kind rather than once per event and sink.
-  const sinksOf = new Map<AuditEventKind, readonly string[]>();
-  const sinksTaking = (kind: AuditEventKind): readonly string[] => {
-    let names = sinksOf.get(kind);
-    if (names === undefined) {
-      names = options.sinks.filter((sink) => sinkTakes(sink.events, kind)).map((sink) => sink.name);
-      sinksOf.set(kind, names);
+  const sinksOf = new Map<AuditEventKind, readonly AuditSinkConfig[]>();
+  const sinksTaking = (kind: AuditEventKind): readonly AuditSinkConfig[] => {
+    let sinks = sinksOf.get(kind);
+    if (sinks === undefined) {
+      sinks = options.sinks.filter((sink) => sinkTakes(sink.events, kind));
+      sinksOf.set(kind, sinks);
     }
-    return names;
+    return sinks;
   };
   /**
    * The event's JSON: its facts, then the stamp, as `JSON.stringify({...fields, id, kind, at, replica})`
@@ -120,13 +120,23 @@ export function createAuditEvents(options: AuditEventsOptions): AuditEvents {
 
   async function writeBatch(target: AuditOutboxWriter): Promise<boolean> {
     const batch = queue.slice(0, maxBatch);
+    // One outbox row per sink for the batch, cut at the sink's own batch size so a claim can take whole rows.
+    const runs = new Map<AuditSinkConfig, string[]>();
     const entries: AuditOutboxEntry[] = [];
     // One draw of randomness for the batch's ids (only a retried batch has documents already).
     const ids = auditEventIds(batch.length);
     for (let i = 0; i < batch.length; i++) {
       const event = batch[i]!;
       const doc = (event.doc ??= documentOf(event, ids(i)));
-      for (const sink of sinksTaking(event.kind)) entries.push({ sink, doc });
+      for (const sink of sinksTaking(event.kind)) {
+        let run = runs.get(sink);
+        if (run === undefined || run.length >= sink.batch) {
+          run = [];
+          runs.set(sink, run);
+          entries.push({ sink: sink.name, docs: run });
+        }
+        run.push(doc);
+      }
     }
     try {
       const dropped = entries.length === 0 ? 0 : await target.appendAuditEvents(entries, options.outboxMax);

@@ -1,4 +1,4 @@
-import { mkdir, open, rename, rm, type FileHandle } from 'node:fs/promises';
+import { mkdir, open as openFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { AuditSink } from './audit-sink.js';
 import type { AuditSinkConfig } from './audit-sinks-config.js';
@@ -9,43 +9,63 @@ type FileSinkConfig = Extract<AuditSinkConfig, { type: 'file' }>;
  * JSON lines appended to a file, synced before the batch counts as delivered. Before a batch would take
  * the file past `max_bytes` it is rotated: `path.<keep-1>` becomes `path.<keep>` (the oldest goes),
  * …, `path` becomes `path.1`. A batch never straddles two files. Files are created 0600: the events name
- * users and connections.
+ * users and connections. The file stays open between batches; it is opened again when a batch finds
+ * `path` is no longer the file held (moved or deleted by logrotate or a person), and after any failure.
  */
 export function createFileSink(config: FileSinkConfig): AuditSink {
   const path = config.path;
+  let open: { handle: FileHandle; ino: number; size: number } | undefined;
+  const release = async (): Promise<void> => {
+    const held = open;
+    open = undefined;
+    await held?.handle.close().catch(() => undefined);
+  };
+  const current = async (): Promise<{ handle: FileHandle; ino: number; size: number }> => {
+    if (open !== undefined) {
+      const now = await stat(path).catch(() => undefined);
+      if (now?.ino === open.ino) return open;
+      await release();
+    }
+    const handle = await openForAppend(path);
+    const st = await handle.stat();
+    open = { handle, ino: st.ino, size: st.size };
+    return open;
+  };
   const sendDocs = async (docs: readonly string[]): Promise<void> => {
     if (docs.length === 0) return;
     // One buffer and one write per batch: the line breaks are joined in, not appended per line.
     const lines = Buffer.from(`${docs.join('\n')}\n`, 'utf8');
-    let handle = await openForAppend(path);
     try {
-      const size = (await handle.stat()).size;
-      if (size > 0 && size + lines.length > config.max_bytes) {
-        await handle.close();
+      let file = await current();
+      if (file.size > 0 && file.size + lines.length > config.max_bytes) {
+        await release();
         await rotate(path, config.keep);
-        handle = await openForAppend(path);
+        file = await current();
       }
-      await handle.write(lines);
-      await handle.datasync();
-    } finally {
-      await handle.close();
+      await file.handle.write(lines);
+      file.size += lines.length;
+      await file.handle.datasync();
+    } catch (err) {
+      // What was written of a failed batch is unknown: the next batch starts from a fresh open and size.
+      await release();
+      throw err;
     }
   };
   return {
     send: (events) => sendDocs(events.map((e) => JSON.stringify(e))),
     sendDocs,
-    close: () => Promise.resolve(),
+    close: release,
   };
 }
 
 /** Opens the file to append, making its directory first only when it is missing (most batches find both). */
 async function openForAppend(path: string): Promise<FileHandle> {
   try {
-    return await open(path, 'a', 0o600);
+    return await openFile(path, 'a', 0o600);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-    return open(path, 'a', 0o600);
+    return openFile(path, 'a', 0o600);
   }
 }
 

@@ -76,6 +76,10 @@ export function startOutboxSender(options: OutboxSenderOptions): OutboxSender {
       wakeable = false;
     });
 
+  const sink = options.sink;
+  // A sink that writes the documents as they are skips parsing them only to serialise them again.
+  const send = (docs: readonly string[]): Promise<void> => (sink.sendDocs !== undefined ? sink.sendDocs(docs) : sink.send(docs.map((d) => JSON.parse(d) as AuditEvent)));
+
   /** One claim and send; resolves to how long to wait before the next, and whether a local append may cut it short. */
   async function step(): Promise<[number, boolean]> {
     let rows: AuditOutboxRow[] | undefined;
@@ -86,14 +90,14 @@ export function startOutboxSender(options: OutboxSenderOptions): OutboxSender {
       return [pollMs, false];
     }
     if (rows === undefined || rows.length === 0) return [pollMs, true];
-    const sink = options.sink;
+    const docs = rows.length === 1 ? rows[0]!.docs : rows.flatMap((r) => r.docs);
     try {
-      // A sink that writes the documents as they are skips parsing them only to serialise them again.
-      if (sink.sendDocs !== undefined) await sink.sendDocs(rows.map((r) => r.doc));
-      else await sink.send(rows.map((r) => JSON.parse(r.doc) as AuditEvent));
+      // A claim holds at most `batch` events unless one row alone is larger (written under a larger
+      // `batch` before a restart): the sink still never gets more than `batch` in one send.
+      for (let from = 0; from < docs.length; from += options.batch) await send(docs.length <= options.batch ? docs : docs.slice(from, from + options.batch));
     } catch (err) {
       attempt++;
-      options.onResult?.('failed', rows.length);
+      options.onResult?.('failed', docs.length);
       const detail = err instanceof AuditDeliveryError ? err.detail : (err as Error).message;
       const wait = retryDelay(attempt, options.retryDelayMs, options.maxRetryDelayMs, random);
       // The first failure and then every tenth: a sink down for hours must not flood the log.
@@ -102,7 +106,7 @@ export function startOutboxSender(options: OutboxSenderOptions): OutboxSender {
     }
     if (attempt > 0) options.log?.warn({ sink: options.name, attempts: attempt + 1 }, 'audit events are delivered again');
     attempt = 0;
-    options.onResult?.('delivered', rows.length);
+    options.onResult?.('delivered', docs.length);
     try {
       await options.outbox.ackAuditEvents(options.name, rows.map((r) => r.seq));
     } catch (err) {
@@ -111,7 +115,7 @@ export function startOutboxSender(options: OutboxSenderOptions): OutboxSender {
       return [pollMs, false];
     }
     // A full batch may have more behind it: go on at once. A short one emptied the outbox as of its claim.
-    return [rows.length >= options.batch ? 0 : lingerMs, false];
+    return [docs.length >= options.batch ? 0 : lingerMs, false];
   }
 
   const running = (async () => {

@@ -145,6 +145,15 @@ export const POSTGRES_MIGRATIONS: readonly string[] = [
   ALTER TABLE session_models ADD COLUMN tokens_prompt BIGINT NOT NULL DEFAULT 0;
   ALTER TABLE session_models ADD COLUMN tokens_completion BIGINT NOT NULL DEFAULT 0;
   `,
+  // 6: the audit outbox keeps one row per run of events for a sink (JSON lines in docs), so a flush
+  // of many events costs one row; rows waiting from version 4 are runs of one.
+  `
+  ALTER TABLE audit_outbox RENAME COLUMN doc TO docs;
+  ALTER TABLE audit_outbox ADD COLUMN events INTEGER NOT NULL DEFAULT 1 CHECK (events > 0);
+  ALTER TABLE audit_outbox ALTER COLUMN events DROP DEFAULT;
+  DROP INDEX audit_outbox_by_sink;
+  CREATE INDEX audit_outbox_by_sink ON audit_outbox (sink, seq) INCLUDE (events);
+  `,
 ];
 
 /**

@@ -1,58 +1,58 @@
 import type Database from 'better-sqlite3';
+import { auditSinkLease, CLAIM_ROWS_SQL, joinAuditDocs, OLDEST_ROWS_SQL, splitAuditDocs } from './audit-outbox-rows.js';
 import type { AuditOutboxEntry, AuditOutboxRow } from './store.js';
 
-/** The lease a sink's sender holds while it claims and sends (see `Store.claimAuditBatch`). */
-export function auditSinkLease(sink: string): string {
-  return `audit-sink:${sink}`;
-}
-
-/** Rows per multi-row INSERT: 200 bound values, far under SQLite's limit of 32766. */
+/** Rows per multi-row INSERT: 300 bound values, far under SQLite's limit of 32766. */
 const INSERT_CHUNK = 100;
 
 /**
- * The audit outbox in SQLite: one row per event and sink, `seq` from AUTOINCREMENT so a number is never
- * handed out twice, even after the newest rows were delivered and deleted (an ack names rows by `seq`).
+ * The audit outbox in SQLite: one row per run of events for one sink, `seq` from AUTOINCREMENT so a number
+ * is never handed out twice, even after the newest rows were delivered and deleted (an ack names rows by
+ * `seq`). `events` sits in the sink's index, so sums and claims never read the documents they skip.
  */
 export class SqliteAuditOutbox {
   readonly #db: Database.Database;
   // Prepared once: appends run every few milliseconds under load. One INSERT per size of chunk, made
   // the first time a chunk of that size comes (at most INSERT_CHUNK of them).
-  readonly #inserts = new Map<number, Database.Statement<string[]>>();
-  readonly #span: Database.Statement<[], { lo: number | null; hi: number | null }>;
-  readonly #count: Database.Statement<[], { n: number }>;
-  readonly #dropOldest: Database.Statement<[number]>;
+  readonly #inserts = new Map<number, Database.Statement<(string | number)[]>>();
+  readonly #total: Database.Statement<[], { n: number }>;
+  readonly #totalOf: Database.Statement<[string], { n: number }>;
+  readonly #oldest: Database.Statement<{ excess: number }, { seq: number; events: number }>;
+  readonly #delete: Database.Statement<[string]>;
   readonly #lease: Database.Statement;
-  readonly #batch: Database.Statement<[string, number], { seq: number; sink: string; doc: string }>;
+  readonly #claim: Database.Statement<{ sink: string; limit: number }, { seq: number; docs: string }>;
   readonly #ack: Database.Statement<[string, string]>;
 
   constructor(db: Database.Database) {
     this.#db = db;
-    this.#span = db.prepare('SELECT min(seq) AS lo, max(seq) AS hi FROM audit_outbox');
-    this.#count = db.prepare('SELECT count(*) AS n FROM audit_outbox');
-    this.#dropOldest = db.prepare('DELETE FROM audit_outbox WHERE seq IN (SELECT seq FROM audit_outbox ORDER BY seq LIMIT ?)');
+    this.#total = db.prepare('SELECT coalesce(sum(events), 0) AS n FROM audit_outbox');
+    this.#totalOf = db.prepare('SELECT coalesce(sum(events), 0) AS n FROM audit_outbox WHERE sink = ?');
+    this.#oldest = db.prepare(OLDEST_ROWS_SQL.replaceAll('$excess', '@excess'));
+    this.#delete = db.prepare('DELETE FROM audit_outbox WHERE seq IN (SELECT value FROM json_each(?))');
     this.#lease = db.prepare(
       `INSERT INTO leases (name, holder, expires_at) VALUES (@name, @holder, @until)
        ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
        WHERE leases.holder = excluded.holder OR leases.expires_at <= @at`,
     );
-    this.#batch = db.prepare('SELECT seq, sink, doc FROM audit_outbox WHERE sink = ? ORDER BY seq LIMIT ?');
+    this.#claim = db.prepare(CLAIM_ROWS_SQL.replaceAll('$sink', '@sink').replaceAll('$limit', '@limit'));
     // One statement per ack whatever its size: the seqs arrive as one JSON array.
     this.#ack = db.prepare('DELETE FROM audit_outbox WHERE sink = ? AND seq IN (SELECT value FROM json_each(?))');
   }
 
   append(entries: readonly AuditOutboxEntry[], max: number): number {
+    const rows = entries.map((e) => [e.sink, e.docs.length, joinAuditDocs(e.docs)] as const);
     return this.#db
       .transaction((): number => {
-        for (let from = 0; from < entries.length; from += INSERT_CHUNK) {
-          const chunk = entries.slice(from, from + INSERT_CHUNK);
+        for (let from = 0; from < rows.length; from += INSERT_CHUNK) {
+          const chunk = rows.slice(from, from + INSERT_CHUNK);
           // Rows of one multi-row INSERT take their AUTOINCREMENT seq in the order of its VALUES.
-          this.#insertOf(chunk.length).run(...chunk.flatMap((e) => [e.sink, e.doc]));
+          this.#insertOf(chunk.length).run(...chunk.flat());
         }
-        // The span of seq bounds the row count from above and costs two index probes; only past the cap is it worth a count.
-        const { lo, hi } = this.#span.get()!;
-        if (lo === null || hi === null || hi - lo + 1 <= max) return 0;
-        const excess = this.#count.get()!.n - max;
-        return excess > 0 ? this.#dropOldest.run(excess).changes : 0;
+        const excess = this.#total.get()!.n - max;
+        if (excess <= 0) return 0;
+        const oldest = this.#oldest.all({ excess });
+        this.#delete.run(JSON.stringify(oldest.map((r) => r.seq)));
+        return oldest.reduce((n, r) => n + r.events, 0);
       })
       .immediate();
   }
@@ -61,7 +61,7 @@ export class SqliteAuditOutbox {
     return this.#db
       .transaction((): AuditOutboxRow[] | undefined => {
         if (this.#lease.run({ name: auditSinkLease(sink), holder, until: at + leaseMs, at }).changes === 0) return undefined;
-        return this.#batch.all(sink, limit);
+        return this.#claim.all({ sink, limit }).map((r) => ({ seq: r.seq, sink, docs: splitAuditDocs(r.docs) }));
       })
       .immediate();
   }
@@ -70,17 +70,16 @@ export class SqliteAuditOutbox {
     if (seqs.length > 0) this.#ack.run(sink, JSON.stringify(seqs));
   }
 
-  #insertOf(rows: number): Database.Statement<string[]> {
+  #insertOf(rows: number): Database.Statement<(string | number)[]> {
     let statement = this.#inserts.get(rows);
     if (statement === undefined) {
-      statement = this.#db.prepare(`INSERT INTO audit_outbox (sink, doc) VALUES ${Array.from({ length: rows }, () => '(?, ?)').join(', ')}`);
+      statement = this.#db.prepare(`INSERT INTO audit_outbox (sink, events, docs) VALUES ${Array.from({ length: rows }, () => '(?, ?, ?)').join(', ')}`);
       this.#inserts.set(rows, statement);
     }
     return statement;
   }
 
   depth(sink?: string): number {
-    const row = (sink === undefined ? this.#count.get() : this.#db.prepare('SELECT count(*) AS n FROM audit_outbox WHERE sink = ?').get(sink)) as { n: number };
-    return row.n;
+    return (sink === undefined ? this.#total.get() : this.#totalOf.get(sink))!.n;
   }
 }

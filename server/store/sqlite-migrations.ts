@@ -174,4 +174,21 @@ export const SQLITE_MIGRATIONS: readonly string[] = [
   ALTER TABLE session_models ADD COLUMN tokens_prompt INTEGER NOT NULL DEFAULT 0;
   ALTER TABLE session_models ADD COLUMN tokens_completion INTEGER NOT NULL DEFAULT 0;
   `,
+  // 10: the audit outbox keeps one row per run of events for a sink (JSON lines in docs), so a flush
+  // of many events costs one row; rows waiting from version 8 become runs of one, their seq kept, and the
+  // next seq goes on from the highest ever handed out.
+  `
+  CREATE TABLE audit_outbox_runs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    sink TEXT NOT NULL,
+    events INTEGER NOT NULL CHECK (events > 0),
+    docs TEXT NOT NULL
+  ) STRICT;
+  INSERT INTO audit_outbox_runs (seq, sink, events, docs) SELECT seq, sink, 1, doc FROM audit_outbox ORDER BY seq;
+  DELETE FROM sqlite_sequence WHERE name = 'audit_outbox_runs';
+  INSERT INTO sqlite_sequence (name, seq) SELECT 'audit_outbox_runs', seq FROM sqlite_sequence WHERE name = 'audit_outbox';
+  DROP TABLE audit_outbox;
+  ALTER TABLE audit_outbox_runs RENAME TO audit_outbox;
+  CREATE INDEX audit_outbox_by_sink ON audit_outbox (sink, seq, events);
+  `,
 ];

@@ -363,21 +363,23 @@ export interface Store {
   quotaCount(key: string, window: number): Promise<number>;
 
   /**
-   * Appends audit events to the outbox, one row per sink that takes them, in one transaction and in the
-   * given order; then, past `max` rows in all, removes the oldest rows (whatever their sink) in the same
-   * transaction. Resolves to how many rows it removed: events some sink will never receive.
+   * Appends runs of audit events to the outbox, each entry one row (the emitter writes one per sink per
+   * flush, so a row costs the database once however many events it carries), in one transaction and in
+   * the given order; then, past `max` events in all, removes the oldest rows whole (whatever their sink)
+   * in the same transaction. Resolves to how many events it removed: events some sink will never receive.
    */
   appendAuditEvents(entries: readonly AuditOutboxEntry[], max: number): Promise<number>;
   /**
    * Takes or renews the lease of `sink` for `holder` until `at + leaseMs` (as `acquireLease`, under the name
-   * `audit-sink:<sink>`) and reads the sink's oldest `limit` rows, in one transaction: of replicas claiming
-   * at once exactly one gets rows, so no two send one batch at the same time. Undefined when another holder
-   * has the lease; rows in append order otherwise (none when the sink is caught up).
+   * `audit-sink:<sink>`) and reads the sink's oldest rows holding at most `limit` events together (always at
+   * least one row, whatever its size), in one transaction: of replicas claiming at once exactly one gets
+   * rows, so no two send one batch at the same time. Undefined when another holder has the lease; rows in
+   * append order otherwise (none when the sink is caught up).
    */
   claimAuditBatch(sink: string, holder: string, at: number, leaseMs: number, limit: number): Promise<AuditOutboxRow[] | undefined>;
   /** Removes delivered rows of `sink`; rows already gone (dropped at the cap) are ignored. */
   ackAuditEvents(sink: string, seqs: readonly number[]): Promise<void>;
-  /** Rows waiting in the outbox for `sink`, or for every sink when it is absent. */
+  /** Events waiting in the outbox for `sink`, or for every sink when it is absent. */
   auditOutboxDepth(sink?: string): Promise<number>;
 
   /**
@@ -390,15 +392,15 @@ export interface Store {
   close(): Promise<void>;
 }
 
-/** One audit event bound for one sink (see `Store.appendAuditEvents`). */
+/** A run of audit events bound for one sink: one outbox row (see `Store.appendAuditEvents`). */
 export interface AuditOutboxEntry {
   /** The sink's name (`audit.sinks[].name`). */
   readonly sink: string;
-  /** The event as its sink receives it: one JSON document. */
-  readonly doc: string;
+  /** The events as the sink receives them, oldest first: JSON documents (never empty, no raw line break in one). */
+  readonly docs: readonly string[];
 }
 
-/** An outbox row as a sink's claim reads it; `seq` grows with every append, across replicas. */
+/** An outbox row as a sink's claim reads it; `seq` grows with every row appended, across replicas. */
 export interface AuditOutboxRow extends AuditOutboxEntry {
   readonly seq: number;
 }

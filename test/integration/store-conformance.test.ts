@@ -163,6 +163,28 @@ describe('SqliteStore: the replica holding a review\'s caller', () => {
     const held = await store.createReview(heldRequest({ replica: 'r1' }), ROOMY);
     expect(await store.listReviews({ replica: 'r1' })).toEqual([held]);
   });
+
+  it('migrates an index of version 9: audit events waiting one row each become runs of one, in order, their seq kept', async () => {
+    const { file, raw } = await indexAtVersion(9);
+    const insert = raw.prepare('INSERT INTO audit_outbox (sink, doc) VALUES (?, ?)');
+    for (const [sink, n] of [['siem', 1], ['file', 2], ['siem', 3], ['file', 4]] as const) insert.run(sink, JSON.stringify({ n }));
+    raw.prepare('DELETE FROM audit_outbox WHERE sink = ?').run('file');
+    raw.close();
+
+    const store = new SqliteStore({ file });
+    onTestFinished(() => store.close());
+    expect(store.schemaVersion).toBe(SQLITE_MIGRATIONS.length);
+    expect(await store.auditOutboxDepth()).toBe(2);
+    const rows = await store.claimAuditBatch('siem', 'r1', 1, 30_000, 100);
+    expect(rows).toEqual([
+      { seq: 1, sink: 'siem', docs: ['{"n":1}'] },
+      { seq: 3, sink: 'siem', docs: ['{"n":3}'] },
+    ]);
+    // AUTOINCREMENT goes on past the highest seq ever handed out (4, acked and deleted), never reusing one.
+    await store.appendAuditEvents([{ sink: 'siem', docs: ['{"n":5}'] }], 100_000);
+    const next = await store.claimAuditBatch('siem', 'r1', 2, 30_000, 100);
+    expect(next!.at(-1)).toEqual({ seq: 5, sink: 'siem', docs: ['{"n":5}'] });
+  });
 });
 
 /** The review database of gateways before reviews joined the index, as they left it. */

@@ -1,4 +1,4 @@
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
@@ -35,6 +35,25 @@ describe('file sink', () => {
     expect(current.map((e) => e.id)).toEqual([event(11).id, event(111).id]);
     const older = (await readFile(`${path}.1`, 'utf8')).trim().split('\n').map((l) => JSON.parse(l) as AuditEvent);
     expect(older.map((e) => e.id)).toEqual([event(10).id, event(110).id]);
+  });
+
+  it('keeps its file open between batches, yet follows the path when the file is moved or deleted under it', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'sluice-audit-file-'));
+    onTestFinished(() => rm(dir, { recursive: true, force: true }));
+    const path = join(dir, 'audit.jsonl');
+    const sink = createFileSink(auditSinkSchema.parse({ name: 'f', type: 'file', path }) as Extract<z.output<typeof auditSinkSchema>, { type: 'file' }>);
+    onTestFinished(() => sink.close());
+    const ids = async (file: string): Promise<string[]> => (await readFile(file, 'utf8')).trim().split('\n').map((l) => (JSON.parse(l) as AuditEvent).id);
+    await sink.send([event(1)]);
+    await sink.send([event(2)]);
+    // logrotate's way: move the file aside; the next batch starts a new file at the path, not the moved one.
+    await rename(path, `${path}.rotated`);
+    await sink.send([event(3)]);
+    expect(await ids(`${path}.rotated`)).toEqual([event(1).id, event(2).id]);
+    expect(await ids(path)).toEqual([event(3).id]);
+    await rm(path);
+    await sink.send([event(4)]);
+    expect(await ids(path)).toEqual([event(4).id]);
   });
 });
 
