@@ -114,8 +114,11 @@ export function startOutboxSender(options: OutboxSenderOptions): OutboxSender {
       options.log?.warn({ sink: options.name, err: (err as Error).message }, 'delivered audit events could not be marked delivered; they will be sent again');
       return [pollMs, false];
     }
-    // A full batch may have more behind it: go on at once. A short one emptied the outbox as of its claim.
-    return [docs.length >= options.batch ? 0 : lingerMs, false];
+    // A claim takes whole rows (one per flush of the emitter), so one that found more waiting than it
+    // could take still comes back short of `batch` when the next row did not fit: over half a batch says
+    // events are arriving faster than the linger would gather them, so go on at once. Less says the
+    // outbox was nearly empty: let events gather.
+    return [docs.length * 2 > options.batch ? 0 : lingerMs, false];
   }
 
   const running = (async () => {

@@ -1,12 +1,14 @@
 import { mkdtemp, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it, onTestFinished } from 'vitest';
+import { describe, expect, it, onTestFinished, vi } from 'vitest';
 import type { AuditEvent } from '../../server/audit-sinks/audit-event.js';
 import { auditSinkSchema, auditSinkSettings, AUDIT_SINK_FIELDS } from '../../server/audit-sinks/audit-sinks-config.js';
 import { createFileSink } from '../../server/audit-sinks/file-sink.js';
+import { startOutboxSender } from '../../server/audit-sinks/outbox-sender.js';
 import { retryDelay } from '../../server/audit-sinks/retry-delay.js';
 import { syslogFrame } from '../../server/audit-sinks/syslog-frame.js';
+import { SqliteStore } from '../../server/store/sqlite-store.js';
 import { z } from 'zod';
 
 const event = (n: number): AuditEvent => ({ id: `aev_${String(n).padStart(32, '0')}`, kind: 'identity.failure', at: 1_700_000_000_000 + n, replica: 'r1', code: 'ERR_AUTH_REQUIRED', pad: 'x'.repeat(300) });
@@ -73,5 +75,32 @@ describe('retry delay', () => {
     expect(retryDelay(1, 100, 10_000, () => 1)).toBe(100);
     expect(retryDelay(4, 100, 10_000, () => 1)).toBe(800);
     expect(retryDelay(30, 100, 10_000, () => 0.5)).toBe(7500);
+  });
+});
+
+describe('outbox sender', () => {
+  it('goes on at once while rows that do not pack into a batch keep it short, and lingers only when the outbox was nearly empty', async () => {
+    const store = new SqliteStore({ file: ':memory:' });
+    onTestFinished(() => store.close());
+    // Rows of 60 events with a batch of 100: every claim takes one row and comes back 40 short.
+    for (let r = 0; r < 20; r++) await store.appendAuditEvents([{ sink: 's', docs: Array.from({ length: 60 }, (_, i) => JSON.stringify(event(r * 60 + i))) }], 100_000);
+    const received: string[] = [];
+    const sender = startOutboxSender({
+      name: 's',
+      sink: { send: () => Promise.reject(new Error('unused')), sendDocs: (docs) => (received.push(...docs), Promise.resolve()), close: () => Promise.resolve() },
+      outbox: store,
+      holder: 'r1',
+      batch: 100,
+      timeoutMs: 10_000,
+      retryDelayMs: 1000,
+      maxRetryDelayMs: 1000,
+      // A sender that lingered after each short claim would deliver one row an hour.
+      lingerMs: 3_600_000,
+      clock: { now: () => Date.now() },
+    });
+    onTestFinished(() => sender.stop());
+    await vi.waitFor(() => expect(received).toHaveLength(1200), { timeout: 10_000 });
+    expect(received.map((d) => (JSON.parse(d) as AuditEvent).id)).toEqual(Array.from({ length: 1200 }, (_, n) => event(n).id));
+    expect(await store.auditOutboxDepth('s')).toBe(0);
   });
 });
