@@ -1,5 +1,5 @@
 // `npm run bench`: every benchmark in one run, one JSON object on stdout ({data_path, recording, masking,
-// policy, replicas, grpc, observability}); each part's progress goes to stderr. Parts run one after another so they do not share the
+// policy, replicas, grpc, observability, capacity}); each part's progress goes to stderr. Parts run one after another so they do not share the
 // two cores. BENCH_PARTS=data_path,masking picks some.
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -12,6 +12,7 @@ const PARTS = {
   replicas: 'replicas.js',
   grpc: 'grpc.js',
   observability: 'observability.js',
+  capacity: 'capacity.js',
 };
 
 const wanted = (process.env.BENCH_PARTS ?? Object.keys(PARTS).join(',')).split(',').map((p) => p.trim()).filter(Boolean);

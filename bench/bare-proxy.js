@@ -3,8 +3,10 @@
 // The bench runs it beside the gateway as the `bare` path, so the figures show how much of the gap to
 // a direct connection any Node proxy pays on this machine and how much is sluice's own work.
 //
-// `/plain/…` goes to the fast upstream, `/stream/…` to the model server. Config (the two upstream URLs)
-// arrives over IPC, as the gateway's does.
+// `/plain/…` goes to the fast upstream, `/stream/…` to the model server. Config (the two upstream URLs, and
+// `connections`: sockets per upstream, 64 unless given) arrives over IPC, as the gateway's does. The
+// capacity part raises `connections` to its stream count: a long streamed answer holds its socket, so a
+// smaller pool would queue streams in the reference path that the gateway (no per-upstream cap) serves at once.
 import { createServer } from 'node:http';
 import { pipeline } from 'node:stream';
 import { Pool } from 'undici';
@@ -18,8 +20,8 @@ function forwardable(headers) {
   return out;
 }
 
-await serveFromParent(async ({ upstreams }) => {
-  const pools = new Map(Object.entries(upstreams).map(([route, url]) => [route, new Pool(url, { connections: 64 })]));
+await serveFromParent(async ({ upstreams, connections = 64 }) => {
+  const pools = new Map(Object.entries(upstreams).map(([route, url]) => [route, new Pool(url, { connections })]));
   const server = createServer((req, res) => {
     const slash = req.url.indexOf('/', 1);
     const pool = pools.get(req.url.slice(1, slash === -1 ? undefined : slash));

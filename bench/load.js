@@ -5,6 +5,9 @@
 //    event, from hrtime) is collected and the percentiles are computed here.
 //  - `streamLoad`: SSE answers over node:http keep-alive sockets, N loops in parallel; per answer the
 //    time to the first body byte and to the end, and whether it arrived whole (ends with [DONE]).
+//  - `openStreams`: the same kind of loops, open-ended and measured in windows (`mark()`), with the gap
+//    between consecutive SSE events of an answer: the capacity part runs it in a process of its own
+//    (stream-clients.js) while it reads the other processes' CPU over the same window.
 import { Agent, request } from 'node:http';
 import { cpus, loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
@@ -38,7 +41,8 @@ export function machineInfo(loadavgAtStart) {
   };
 }
 
-function summarize(samples) {
+/** p50/p90/p99/mean/max of a list of samples (ms), rounded. */
+export function summarize(samples) {
   const sorted = Float64Array.from(samples).sort();
   let sum = 0;
   for (const v of sorted) sum += v;
@@ -219,5 +223,158 @@ export async function streamLoad({ url, headers, body, connections, seconds, min
     errors,
     status_counts: statusCounts,
     ...(firstError ? { first_error: firstError } : {}),
+  };
+}
+
+const EVENT_END = Buffer.from('\n\n');
+/** A token event this soon after the one before was held back somewhere and sent with it (paced 20 ms apart). */
+const BUNCHED_GAP_MS = 1;
+const NEWLINE = 0x0a;
+
+/**
+ * `streams` loops, each sending one streamed request at a time over its own keep-alive socket, until
+ * `stop()`. Loop i starts `i / streams` of `staggerMs` after the first, so answers paced by the upstream do
+ * not all begin (and end) at once. An answer is parsed only as far as counting SSE events (a blank line
+ * ends one), so the generator stays cheap: its event 0 is the first the upstream writes, and the gaps
+ * between events 0..`gapEvents` (the tokens, at the upstream's pace) are the inter-token gaps. Events that
+ * arrive in one read have a gap of 0: the first of them was late. Complete, as in `streamLoad`: 2xx, no
+ * socket error, ends with `data: [DONE]`, at least `minEvents` events.
+ *
+ * `mark()` returns what happened since the previous mark (the first: since the start) and starts a new
+ * window: `token_events` (events 1..`gapEvents` that arrived in it), `events`, `answers` (completed in it),
+ * `ttfb` (answers whose first byte arrived in it), `gap` (with `bunched_pct`: token events that came less
+ * than 1 ms after the one before), `errors`, `in_flight`, `window_s`.
+ */
+export function openStreams({ url, headers, body, streams, minEvents, gapEvents, staggerMs = 0, timeoutMs = 60_000 }) {
+  const agent = new Agent({ keepAlive: true, maxSockets: streams, maxFreeSockets: streams });
+  const payload = Buffer.from(body);
+  const allHeaders = { ...headers, 'content-type': 'application/json', 'content-length': payload.length, accept: 'text/event-stream' };
+  let stopping = false;
+  let inFlight = 0;
+  const newWindow = () => ({
+    started: performance.now(),
+    ttfb: [],
+    gaps: [],
+    tokenEvents: 0,
+    events: 0,
+    answers: 0,
+    bytes: 0,
+    bunched: 0,
+    errors: { non2xx: 0, socket: 0, timeouts: 0, incomplete: 0 },
+    statusCounts: {},
+    firstError: undefined,
+  });
+  let win = newWindow();
+
+  const one = () =>
+    new Promise((resolve) => {
+      const t0 = performance.now();
+      let settled = false;
+      inFlight += 1;
+      const finish = (kind, detail) => {
+        if (settled) return;
+        settled = true;
+        inFlight -= 1;
+        if (kind !== 'ok' && !stopping) {
+          win.errors[kind] += 1;
+          win.firstError ??= detail;
+        }
+        resolve(kind === 'ok');
+      };
+      const req = request(url, { method: 'POST', agent, headers: allHeaders }, (res) => {
+        win.statusCounts[res.statusCode] = (win.statusCounts[res.statusCode] ?? 0) + 1;
+        const ok = res.statusCode >= 200 && res.statusCode < 300;
+        let n = 0; // events ended so far
+        let last = 0; // arrival of the last event ended
+        let endedWithNewline = false; // a "\n\n" may straddle two reads
+        let tail = Buffer.alloc(0); // the answer's last bytes, for the [DONE] check
+        let errorBody = '';
+        res.on('data', (chunk) => {
+          const now = performance.now();
+          if (n === 0 && last === 0) {
+            last = now;
+            if (ok && win.ttfb.length < MAX_SAMPLES) win.ttfb.push(now - t0);
+          }
+          if (!ok) {
+            if (errorBody.length < 300) errorBody += chunk.toString('utf8', 0, Math.min(chunk.length, 300));
+            return;
+          }
+          win.bytes += chunk.length;
+          let ended = endedWithNewline && chunk[0] === NEWLINE ? 1 : 0;
+          for (let at = chunk.indexOf(EVENT_END, ended); at !== -1 && ended < 1_000_000; at = chunk.indexOf(EVENT_END, at + 2)) ended += 1;
+          endedWithNewline = chunk[chunk.length - 1] === NEWLINE;
+          for (let i = 0; i < ended; i += 1) {
+            if (n >= 1 && n <= gapEvents) {
+              win.tokenEvents += 1;
+              const gap = i === 0 ? now - last : 0;
+              if (gap < BUNCHED_GAP_MS) win.bunched += 1;
+              if (win.gaps.length < MAX_SAMPLES) win.gaps.push(gap);
+            }
+            n += 1;
+          }
+          win.events += ended;
+          if (ended > 0) last = now;
+          tail = chunk.length >= DONE_MARK.length ? chunk : Buffer.concat([tail, chunk]).subarray(-DONE_MARK.length);
+        });
+        res.on('end', () => {
+          if (!ok) {
+            finish('non2xx', `HTTP ${res.statusCode}: ${errorBody}`);
+            return;
+          }
+          const whole = tail.length >= DONE_MARK.length && tail.subarray(tail.length - DONE_MARK.length).equals(DONE_MARK);
+          if (!whole || n < minEvents) {
+            finish('incomplete', `answer with ${n} events, ends ${JSON.stringify(tail.subarray(-40).toString())}`);
+            return;
+          }
+          win.answers += 1;
+          finish('ok');
+        });
+        res.on('error', (err) => finish('socket', String(err)));
+        res.on('aborted', () => finish('socket', 'response aborted'));
+      });
+      req.setTimeout(timeoutMs, () => {
+        finish('timeouts', `no answer within ${timeoutMs} ms`);
+        req.destroy(new Error('timeout'));
+      });
+      req.on('error', (err) => finish('socket', String(err)));
+      req.end(payload);
+    });
+
+  const loop = async (i) => {
+    await new Promise((resolve) => setTimeout(resolve, (i * staggerMs) / streams));
+    for (let k = 0; k < MAX_ANSWERS_PER_LOOP && !stopping; k += 1) {
+      // A failed answer is followed by a pause, so an unreachable target is not hammered in a tight loop.
+      if (!(await one()) && !stopping) await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  };
+  const loops = Promise.all(Array.from({ length: streams }, (_, i) => loop(i)));
+
+  return {
+    mark() {
+      const w = win;
+      win = newWindow();
+      const windowS = (win.started - w.started) / 1000;
+      const errors = { ...w.errors, total: w.errors.non2xx + w.errors.socket + w.errors.timeouts + w.errors.incomplete };
+      const f = summarize(w.ttfb);
+      const g = summarize(w.gaps);
+      return {
+        window_s: round(windowS, 3),
+        token_events: w.tokenEvents,
+        events: w.events,
+        answers: w.answers,
+        bytes: w.bytes,
+        in_flight: inFlight,
+        ttfb: { p50: f.p50, p99: f.p99, max: f.max, samples: w.ttfb.length },
+        gap: { p50: g.p50, p90: g.p90, p99: g.p99, max: g.max, samples: w.gaps.length, bunched_pct: round(w.gaps.length ? (100 * w.bunched) / w.tokenEvents : null, 1) },
+        errors,
+        status_counts: w.statusCounts,
+        ...(w.firstError ? { first_error: w.firstError } : {}),
+      };
+    },
+    async stop() {
+      stopping = true;
+      agent.destroy();
+      await loops;
+    },
   };
 }

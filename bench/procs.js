@@ -1,7 +1,7 @@
 // Child-process bookkeeping for the bench: fork with IPC, wait for a message with a deadline, stop
 // everything on exit (also on failure or a signal), and read per-process CPU time from /proc.
 import { execFileSync, fork } from 'node:child_process';
-import { closeSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 
 /** @typedef {{ name: string, child: import('node:child_process').ChildProcess, extraPids: Set<number>, exited: boolean }} Managed */
@@ -68,6 +68,18 @@ export async function serveFromParent(start) {
     process.send?.({ type: 'error', message: String(err?.stack ?? err) });
     await shutdown(1);
   }
+}
+
+/** Polls `url` until it answers 200 (a gateway's /readyz once its store and recorder are up); throws after `attempts`. */
+export async function waitForHttpOk(url, { attempts = 50, intervalMs = 200 } = {}) {
+  let last;
+  for (let i = 0; i < attempts; i += 1) {
+    const res = await fetch(url, { signal: AbortSignal.timeout(5000) }).catch(() => undefined);
+    if (res?.status === 200) return;
+    last = res?.status;
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+  throw new Error(`${url} never answered 200 (last: ${last ?? 'no answer'})`);
 }
 
 export function log(message) {
@@ -275,6 +287,50 @@ export function cpuDelta(before, after) {
   const out = {};
   for (const name of Object.keys(after)) {
     if (before[name] !== undefined && after[name] !== undefined) out[name] = after[name] - before[name];
+  }
+  return out;
+}
+
+/** `root` and every process below it (PostgreSQL backends, `serve --workers` workers, a guarded CLI), from /proc. */
+export function processTree(root) {
+  const children = new Map();
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (!children.has(ppid)) children.set(ppid, []);
+      children.get(ppid).push(Number(name));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const pids = [];
+  const queue = [root];
+  while (queue.length > 0 && pids.length < 10_000) {
+    const pid = queue.shift();
+    pids.push(pid);
+    queue.push(...(children.get(pid) ?? []));
+  }
+  return pids;
+}
+
+/**
+ * CPU snapshot of named process trees (this process counts alone: its children are named on their own);
+ * `groupDelta(snapshot)` gives microseconds per name since. Pids that come or go meanwhile are left out.
+ */
+export function groupSnapshot(roots) {
+  const flat = {};
+  for (const [group, root] of Object.entries(roots)) for (const pid of root === process.pid ? [root] : processTree(root)) flat[`${group}/${pid}`] = pid;
+  return { flat, at: cpuSnapshot(flat) };
+}
+
+export function groupDelta(before) {
+  const delta = cpuDelta(before.at, cpuSnapshot(before.flat));
+  const out = {};
+  for (const [key, us] of Object.entries(delta)) {
+    const group = key.slice(0, key.indexOf('/'));
+    out[group] = (out[group] ?? 0) + us;
   }
   return out;
 }

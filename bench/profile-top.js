@@ -1,5 +1,5 @@
-// Summarises a V8 .cpuprofile (from node --cpu-prof): top functions by self time, and self time per
-// package / file group. Used by run.js when BENCH_PROFILE=1; also runnable on its own:
+// Summarises a V8 .cpuprofile (from node --cpu-prof): top functions by self time, self time per
+// package / file group, and native functions by the JS caller that reached them. Used by run.js when BENCH_PROFILE=1; also runnable on its own:
 //   node bench/profile-top.js path/to/file.cpuprofile [topN]
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -47,6 +47,22 @@ export function summarizeProfile(file, topN = 15) {
     groups.set(group, (groups.get(group) ?? 0) + us);
   }
   const busyUs = totalUs - idleUs;
+  // Native frames (writev, indexOfBuffer, …) have no file: charge each to the nearest caller outside Node's
+  // own modules (sluice or a package), so a profile dominated by a syscall still says which code made it.
+  const parentOf = new Map();
+  for (const n of profile.nodes) for (const child of n.children ?? []) parentOf.set(child, n.id);
+  const isOurs = (frame) => frame.url !== '' && !frame.url.startsWith('node:');
+  const nativeCallers = new Map();
+  for (const [id, us] of selfUs) {
+    const node = byId.get(id);
+    const name = node?.callFrame.functionName;
+    if (!node || node.callFrame.url || !name || name.startsWith('(')) continue;
+    let caller = byId.get(parentOf.get(id));
+    for (let depth = 0; caller && !isOurs(caller.callFrame) && depth < 1000; depth += 1) caller = byId.get(parentOf.get(caller.id));
+    const where = caller?.callFrame.url ? `${caller.callFrame.functionName || '(anonymous)'} ${caller.callFrame.url.replace(/^.*\/(node_modules|dist)\//, '$1/').replace(/^file:\/\//, '')}:${caller.callFrame.lineNumber + 1}` : '(only node: frames above it)';
+    const key = `${name} <- ${where}`;
+    nativeCallers.set(key, (nativeCallers.get(key) ?? 0) + us);
+  }
   const pct = (us) => Math.round((1000 * us) / Math.max(1, busyUs)) / 10;
   const top = (map) =>
     [...map]
@@ -60,6 +76,7 @@ export function summarizeProfile(file, topN = 15) {
     busy_ms: Math.round(busyUs / 1000),
     top_functions: top(fns),
     by_group: top(groups),
+    native_callers: top(nativeCallers),
   };
 }
 

@@ -16,12 +16,12 @@
 // (info), BENCH_NOISY_RETRIES (0), BENCH_MAX_SECONDS (300, hard stop), BENCH_OUT=file.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { cpuDelta, cpuSnapshot, envNumber, forkChild, freePort, guardRun, log, machineBusyMicros, runMain, serveFromParent, stopChild, waitForMessage, waitForReady } from './procs.js';
+import { envNumber, forkChild, freePort, groupDelta, groupSnapshot, guardRun, log, machineBusyMicros, runMain, serveFromParent, stopChild, waitForMessage, waitForReady } from './procs.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BENCH = fileURLToPath(new URL('.', import.meta.url));
@@ -148,46 +148,6 @@ async function runBench() {
   const scratch = guardRun(settings.maxSeconds);
 
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-  /** `root` and every process below it (postgres backends, cluster workers), from /proc. */
-  function processTree(root) {
-    const children = new Map();
-    for (const name of readdirSync('/proc')) {
-      if (!/^\d+$/.test(name)) continue;
-      try {
-        const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-        const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-        if (!children.has(ppid)) children.set(ppid, []);
-        children.get(ppid).push(Number(name));
-      } catch {
-        // gone meanwhile
-      }
-    }
-    const pids = [];
-    const queue = [root];
-    while (queue.length > 0 && pids.length < 10_000) {
-      const pid = queue.shift();
-      pids.push(pid);
-      queue.push(...(children.get(pid) ?? []));
-    }
-    return pids;
-  }
-
-  /** CPU microseconds per group of process trees between two snapshots; pids that come or go meanwhile are left out. */
-  function groupSnapshot(roots) {
-    const flat = {};
-    for (const [group, root] of Object.entries(roots)) for (const pid of root === process.pid ? [root] : processTree(root)) flat[`${group}/${pid}`] = pid;
-    return { flat, at: cpuSnapshot(flat) };
-  }
-  function groupDelta(before) {
-    const delta = cpuDelta(before.at, cpuSnapshot(before.flat));
-    const out = {};
-    for (const [key, us] of Object.entries(delta)) {
-      const group = key.slice(0, key.indexOf('/'));
-      out[group] = (out[group] ?? 0) + us;
-    }
-    return out;
-  }
 
   /** Warm-up, then the measurement (repeated while noisy, up to BENCH_NOISY_RETRIES times; the quietest is kept). */
   async function measure(label, roots, target, connections) {

@@ -33,11 +33,11 @@ import { fileURLToPath } from 'node:url';
 import { httpLoad, machineInfo, round, streamLoad } from './load.js';
 import { summarizeProfile } from './profile-top.js';
 import { AUDIENCE, startBenchIdentity } from './identity.js';
-import { cpuDelta, cpuSnapshot, envNumber, forkChild, freePort, killAllHard, log, machineBusyMicros, stopAll, stopChild, waitForMessage, waitForReady } from './procs.js';
+import { cpuDelta, cpuSnapshot, envNumber, forkChild, killAllHard, log, machineBusyMicros, stopAll, stopChild, waitForMessage, waitForReady } from './procs.js';
+import { CLI, startTunnel as startTunnelProcess, stopTunnel } from './tunnel.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BENCH = fileURLToPath(new URL('.', import.meta.url));
-const CLI = join(ROOT, 'bin', 'sluice.js');
 
 
 const settings = {
@@ -111,52 +111,15 @@ async function connectCommandAvailable() {
   return { ok: false, error: `\`sluice connect\` is not available in this build (\`node bin/sluice.js connect --help\` printed: ${output.split('\n')[0]?.slice(0, 120)} ...)` };
 }
 
-async function startTunnel(connection, env) {
-  const port = await freePort();
-  const nodeArgs = settings.profile ? ['--cpu-prof', `--cpu-prof-dir=${join(tmp, 'profiles', `cli-${connection}`)}`] : [];
-  const entry = forkChild(`cli(${connection})`, join(BENCH, 'cli-guard.js'), [CLI, connection, String(port), ...nodeArgs], {
-    logFile: join(tmp, `cli-${connection}.log`),
+function startTunnel(connection, env) {
+  return startTunnelProcess({
+    connection,
     env,
+    workDir: tmp,
+    timeoutMs: settings.connectTimeoutS * 1000,
+    nodeArgs: settings.profile ? ['--cpu-prof', `--cpu-prof-dir=${join(tmp, 'profiles', `cli-${connection}`)}`] : [],
+    quiet: () => shuttingDown,
   });
-  const lines = [];
-  let cliPid;
-  entry.child.on('message', (msg) => {
-    if (msg?.type === 'line') {
-      lines.push(`${msg.stream}: ${msg.line}`);
-      if (lines.length > 40) lines.shift();
-    }
-    if (msg?.type === 'spawned') {
-      cliPid = msg.pid;
-      entry.extraPids.add(msg.pid);
-    }
-  });
-  try {
-    const ready = await waitForMessage(
-      entry,
-      (msg) => {
-        if (msg?.type === 'exit') throw new Error(`sluice connect exited (code ${msg.code}, signal ${msg.signal}) before it was ready`);
-        if (msg?.type === 'spawn-error') throw new Error(`cannot start sluice connect: ${msg.message}`);
-        // The first lines may name the gateway's URL (also on 127.0.0.1): wait for the port we asked for.
-        return msg?.type === 'line' && new RegExp(`http://127\\.0\\.0\\.1:${port}(?!\\d)`).test(msg.line);
-      },
-      settings.connectTimeoutS * 1000,
-      `a "http://127.0.0.1:${port}" line from sluice connect`,
-    );
-    log(`sluice connect ${connection} ready: ${ready.line.trim()}`);
-    // The local port serves only callers holding the tunnel's local token, as an SDK would from OPENAI_API_KEY.
-    const { local_token: localToken } = JSON.parse(ready.line);
-    const tunnel = { url: `http://127.0.0.1:${port}`, auth: `Bearer ${localToken}`, entry, pid: cliPid, lines, stopping: false, exit: null };
-    entry.child.on('message', (msg) => {
-      if (msg?.type !== 'exit' || tunnel.stopping || shuttingDown) return;
-      tunnel.exit = `sluice connect ${connection} exited on its own (code ${msg.code}, signal ${msg.signal})`;
-      log(`${tunnel.exit}; last output:\n  ${lines.join('\n  ')}`);
-    });
-    return tunnel;
-  } catch (err) {
-    await stopChild(entry);
-    const tail = lines.length ? ` -- its output: ${lines.slice(-12).join(' | ')}` : '';
-    throw new Error(`${err.message}${tail}`);
-  }
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -385,10 +348,7 @@ async function main() {
       } catch (err) {
         error = `tunnel (sluice connect ${connection}): ${err.message}`;
         log(error);
-        if (tunnel) {
-          tunnel.stopping = true;
-          await stopChild(tunnel.entry);
-        }
+        if (tunnel) await stopTunnel(tunnel);
         tunnel = null;
       }
     }
@@ -396,8 +356,7 @@ async function main() {
       await fn(tunnel, error);
     } finally {
       if (tunnel) {
-        tunnel.stopping = true;
-        await stopChild(tunnel.entry);
+        await stopTunnel(tunnel);
         targets[kind].tunnel = null;
       }
     }
