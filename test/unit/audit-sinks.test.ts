@@ -8,6 +8,7 @@ import { createFileSink } from '../../server/audit-sinks/file-sink.js';
 import { startOutboxSender } from '../../server/audit-sinks/outbox-sender.js';
 import { retryDelay } from '../../server/audit-sinks/retry-delay.js';
 import { syslogFrame } from '../../server/audit-sinks/syslog-frame.js';
+import { systemClock } from '../../server/clock.js';
 import { SqliteStore } from '../../server/store/sqlite-store.js';
 import { z } from 'zod';
 
@@ -96,7 +97,7 @@ describe('outbox sender', () => {
       maxRetryDelayMs: 1000,
       // A sender that lingered after each short claim would deliver one row an hour.
       lingerMs: 3_600_000,
-      clock: { now: () => Date.now() },
+      clock: systemClock,
     });
     onTestFinished(() => sender.stop());
     await vi.waitFor(() => expect(received).toHaveLength(1200), { timeout: 10_000 });
