@@ -2,13 +2,12 @@
  * `sluice connect` (the real binary) across the life of its tunnel: a token that expired before the
  * connect, one that expires while connected and cannot be renewed, and a gateway restart under it.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
 import { connect as netConnect } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { describe, expect, it, onTestFinished } from 'vitest';
-import { runCli, spawnCli } from '../helpers/cli-process.js';
+import { describe, expect, it } from 'vitest';
+import { spawnConnect } from '../helpers/cli-connect.js';
+import { runCli } from '../helpers/cli-process.js';
 import { gatewayFixture } from '../helpers/gateway.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const gateways = gatewayFixture();
 
@@ -23,8 +22,7 @@ describe('tunnel lifetime: a token that is already expired', () => {
   // TunnelMux needs an open WebSocket" when hello, error and close arrive in one read.
   it('sluice connect with a token that expired seconds ago exits 3 with ERR_TOKEN_EXPIRED and never reports ready', async () => {
     const gw = await gateways.start();
-    const home = await mkdtemp(join(tmpdir(), 'sluice-expired-'));
-    onTestFinished(() => rm(home, { recursive: true, force: true }));
+    const home = await tempDir('sluice-expired-');
     const expired = await gw.token('alice', { iat: unixNow() - 600, exp: unixNow() - 5 });
 
     const r = await runCli(['connect', 'llm', '--json'], {
@@ -47,8 +45,7 @@ describe('tunnel lifetime through sluice connect, with a token that cannot be re
   // (see above). The CLI's own timers run on real time, so this waits for a real expiry: connected / 4401 / "cannot be reached" flapping instead of ending with ERR_TOKEN_EXPIRED.
   it('ends at the expiry with exit 3 ERR_TOKEN_EXPIRED and never reports the login renewed', { timeout: 20_000 }, async () => {
     const gw = await gateways.start();
-    const home = await mkdtemp(join(tmpdir(), 'sluice-expiring-'));
-    onTestFinished(() => rm(home, { recursive: true, force: true }));
+    const home = await tempDir('sluice-expiring-');
     const exp = unixNow() + 4;
     const token = await gw.token('alice', { exp });
 
@@ -87,28 +84,23 @@ function rawGet(port: number, path: string, localToken: string, onConnect?: () =
 describe('tunnel across a gateway restart', () => {
   it('sluice connect keeps its local port open, reconnects with backoff, and a request made during the outage completes after the restart', async () => {
     const gw = await gateways.start();
-    const home = await mkdtemp(join(tmpdir(), 'sluice-restart-'));
-    onTestFinished(() => rm(home, { recursive: true, force: true }));
-    const cli = spawnCli(['connect', 'llm', '--port', '0', '--json'], {
+    const home = await tempDir('sluice-restart-');
+    const { cli, ready, localPort } = await spawnConnect(['llm', '--port', '0'], {
       env: { SLUICE_TOKEN: await gw.token('alice'), SLUICE_GATEWAY: gw.url, XDG_CONFIG_HOME: home, SLUICE_TOKEN_STORE: 'file' },
     });
-    onTestFinished(() => cli.kill('SIGKILL'));
-    await cli.waitForOutput(/"event":"ready"/);
-    const ready = JSON.parse(cli.stdout().split('\n').find((l) => l.includes('"ready"'))!) as { local_url: string; local_token: string };
-    const localPort = Number(ready.local_url.split(':').at(-1));
 
-    const before = await rawGet(localPort, '/v1/models', ready.local_token);
+    const before = await rawGet(localPort, '/v1/models', ready.local_token!);
     await gw.stopApp();
     await cli.waitForOutput(/"event":"disconnected"/);
     let acceptedDuringOutage = false;
-    const duringOutage = rawGet(localPort, '/v1/models', ready.local_token, () => (acceptedDuringOutage = true));
+    const duringOutage = rawGet(localPort, '/v1/models', ready.local_token!, () => (acceptedDuringOutage = true));
     // the shutdown and two reconnect attempts that failed against the closed port, each backing off longer
     await cli.waitForOutput(/(?:"event":"disconnected"[\s\S]*){3}/);
     const upstreamCallsBeforeRestart = gw.model.requests.length;
     await gw.startApp();
     await cli.waitForOutput(/"event":"connected"[^\n]*"reconnect":true/, 20_000);
     const pending = await duringOutage;
-    const after = await rawGet(localPort, '/v1/models', ready.local_token);
+    const after = await rawGet(localPort, '/v1/models', ready.local_token!);
     cli.kill('SIGTERM');
     const exitCode = await cli.exited;
 

@@ -3,9 +3,10 @@ import { writeFile, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
-import { beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { RunningModelServer } from '../../server/demo/model-server.js';
-import { runCli, spawnCli } from '../helpers/cli-process.js';
+import { spawnConnect } from '../helpers/cli-connect.js';
+import { runCli } from '../helpers/cli-process.js';
 import { gatewayFixture, modelConnection, UPSTREAM_API_KEY, type TestGateway } from '../helpers/gateway.js';
 
 const gateways = gatewayFixture();
@@ -25,11 +26,8 @@ function tokenEnv(token = aliceToken) {
 }
 
 async function connect(name = 'llm'): Promise<{ baseURL: string; sessionId: string; localToken: string }> {
-  const cli = spawnCli(['connect', name, '--json'], { env: tokenEnv() });
-  onTestFinished(() => cli.kill('SIGKILL'));
-  await cli.waitForOutput(/"event":"ready"/);
-  const ready = JSON.parse(cli.stdout().split('\n')[0]!) as { openai_base_url: string; session_id: string; local_token: string };
-  return { baseURL: ready.openai_base_url, sessionId: ready.session_id, localToken: ready.local_token };
+  const { ready } = await spawnConnect([name], { env: tokenEnv() });
+  return { baseURL: ready.openai_base_url!, sessionId: ready.session_id, localToken: ready.local_token! };
 }
 
 /** Stream a chat completion and note when the first delta arrived and when the upstream sent its last chunk. */

@@ -11,6 +11,7 @@ import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { embeddingOf } from '../../server/demo/embedding-vectors.js';
 import { DEMO_PII } from '../../server/demo/model-server.js';
+import { RESPONSES_STREAM_EVENT_TYPES } from '../fixtures/responses-stream.js';
 import { runCli } from '../helpers/cli-process.js';
 import { demoGatewayOptions, gatewayFixture, type TestGateway } from '../helpers/gateway.js';
 
@@ -81,17 +82,7 @@ describe('the demo model under `sluice run`', () => {
     }
     expect(out.deltas).toBe(out.whole);
     expect(out.completed).toBe(out.whole);
-    expect(out.types).toEqual([
-      'response.created',
-      'response.in_progress',
-      'response.output_item.added',
-      'response.content_part.added',
-      'response.output_text.delta',
-      'response.output_text.done',
-      'response.content_part.done',
-      'response.output_item.done',
-      'response.completed',
-    ]);
+    expect(out.types).toEqual(RESPONSES_STREAM_EVENT_TYPES);
     expect(out.embedding).toEqual(embeddingOf('who is the customer?', 256));
     expect(out.models).toEqual(['demo-echo']);
   });

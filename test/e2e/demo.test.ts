@@ -1,10 +1,9 @@
-import { once } from 'node:events';
 import { mkdtemp, readdir, readFile } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { runCli, spawnCli } from '../helpers/cli-process.js';
+import { portInUse } from '../helpers/loopback.js';
 import { approveDevice } from '../helpers/oidc.js';
 
 const COMPLETE_URL = /(http:\/\/127\.0\.0\.1:\d+\/\S*user_code=\S+)/;
@@ -68,11 +67,7 @@ describe('sluice demo', () => {
   });
 
   it('fails on a port in use with ERR_LISTEN_FAILED (exit 2) before it writes a data directory or keys', async () => {
-    const holder = createServer();
-    holder.listen(0, '127.0.0.1');
-    await once(holder, 'listening');
-    onTestFinished(() => new Promise<void>((resolve) => holder.close(() => resolve())));
-    const { port } = holder.address() as AddressInfo;
+    const port = await portInUse();
     const parent = await mkdtemp(join(tmpdir(), 'sluice-demo-busy-'));
     const r = await runCli(['demo', '--listen', `127.0.0.1:${port}`, '--data', join(parent, 'data')]);
     expect(r.code).toBe(2);

@@ -5,14 +5,12 @@
  * CLI keeps its local port, reconnects, and the next call succeeds; the upstream saw each call once.
  */
 import { once } from 'node:events';
-import { mkdtemp, rm } from 'node:fs/promises';
 import { connect as netConnect, createServer, type AddressInfo, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, expect, it, onTestFinished, vi } from 'vitest';
 import { sessionDetailSchema, type ExchangeSummaryJson } from '../../shared/sessions-api.js';
-import { spawnCli } from '../helpers/cli-process.js';
+import { spawnConnect } from '../helpers/cli-connect.js';
 import { gatewayFixture } from '../helpers/gateway.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const gateways = gatewayFixture();
 
@@ -79,15 +77,10 @@ describe('network drop between sluice connect and the gateway', () => {
     const gw = await gateways.start({ model: { chunks: 40, chunkDelayMs: 50 } });
     const cutter = await startCutter(gw.port);
     onTestFinished(() => cutter.close());
-    const home = await mkdtemp(join(tmpdir(), 'sluice-drop-'));
-    onTestFinished(() => rm(home, { recursive: true, force: true }));
-    const cli = spawnCli(['connect', 'llm', '--port', '0', '--json'], {
+    const home = await tempDir('sluice-drop-');
+    const { cli, ready, localPort } = await spawnConnect(['llm', '--port', '0'], {
       env: { SLUICE_TOKEN: await gw.token('alice'), SLUICE_GATEWAY: cutter.url, XDG_CONFIG_HOME: home, SLUICE_TOKEN_STORE: 'file' },
     });
-    onTestFinished(() => cli.kill('SIGKILL'));
-    await cli.waitForOutput(/"event":"ready"/);
-    const ready = JSON.parse(cli.stdout().split('\n').find((l) => l.includes('"ready"'))!) as { local_url: string; local_token: string };
-    const localPort = Number(ready.local_url.split(':').at(-1));
     const head = (path: string): string =>
       `POST ${path} HTTP/1.1\r\nHost: llm\r\nAuthorization: Bearer ${ready.local_token}\r\nContent-Type: application/json\r\n`;
     const chat = (content: string, stream: boolean): string => JSON.stringify({ model: 'demo-echo', stream, messages: [{ role: 'user', content }] });

@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
-import { runCli, spawnCli } from '../helpers/cli-process.js';
+import { spawnConnect } from '../helpers/cli-connect.js';
+import { runCli } from '../helpers/cli-process.js';
 import { gatewayFixture, type TestGateway } from '../helpers/gateway.js';
 import { inferRequest, kserveClient, startKserveModel, STREAM_TOKENS, streamInfer, unary, type KserveModel } from '../helpers/kserve-model.js';
 
@@ -31,13 +32,10 @@ afterAll(async () => {
 
 /** `sluice connect triton` as alice; resolves with the local address once the CLI reports it ready. */
 async function connect(): Promise<string> {
-  const cli = spawnCli(['connect', 'triton', '--json'], {
+  const { ready } = await spawnConnect(['triton'], {
     env: { SLUICE_TOKEN: await gw.token('alice'), SLUICE_GATEWAY: gw.url, XDG_CONFIG_HOME: join(tmpdir(), 'sluice-e2e-none') },
   });
-  onTestFinished(() => cli.kill('SIGKILL'));
-  await cli.waitForOutput(/"event":"ready"/);
-  const ready = JSON.parse(cli.stdout().split('\n')[0]!) as { local_url: string; connection: { type: string } };
-  return ready.local_url;
+  return ready.local_url!;
 }
 
 describe('grpc through `sluice connect`', () => {

@@ -16,8 +16,10 @@ import type { RecordedEvent } from '../../server/recording/event-types.js';
 import { keyRingFromSettings } from '../../server/recording/key-ring.js';
 import { readStoredSession, verifyStoredSession } from '../helpers/stored-sessions.js';
 import { SqliteStore } from '../../server/store/sqlite-store.js';
+import { spawnConnect, type ConnectedCli } from '../helpers/cli-connect.js';
 import { runCli, spawnCli, type SpawnedCli } from '../helpers/cli-process.js';
 import { gatewayFixture, type TestGateway } from '../helpers/gateway.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const gateways = gatewayFixture();
 
@@ -40,23 +42,9 @@ function cliEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
   return { SLUICE_TOKEN: aliceToken, SLUICE_GATEWAY: gw.url, XDG_CONFIG_HOME: home, SLUICE_TOKEN_STORE: 'file', ...extra };
 }
 
-interface Ready {
-  event: 'ready';
-  session_id: string;
-  local_url: string | null;
-  local_socket: string | null;
-  openai_base_url: string | null;
-  local_token: string | null;
-  warning?: string;
-}
-
 /** `sluice connect NAME --json ARGS…` as alice, up and ready. */
-async function connect(name: string, args: string[] = []): Promise<{ cli: SpawnedCli; ready: Ready }> {
-  const cli = spawnCli(['connect', name, '--json', ...args], { env: cliEnv() });
-  onTestFinished(() => cli.kill('SIGKILL'));
-  await cli.waitForOutput(/"event":"ready"/);
-  const ready = JSON.parse(cli.stdout().split('\n').find((l) => l.includes('"ready"'))!) as Ready;
-  return { cli, ready };
+function connect(name: string, args: string[] = []): Promise<ConnectedCli> {
+  return spawnConnect([name, ...args], { env: cliEnv() });
 }
 
 /** Run curl; resolves with its exit code and everything it printed (`-i`: the status line and headers too). */
@@ -166,8 +154,7 @@ describe('the local token of sluice connect', () => {
   });
 
   it('checks every request of a kept-alive connection, pipelined or not, answering in order', async () => {
-    const { ready } = await connect('llm');
-    const port = Number(ready.local_url!.split(':').at(-1));
+    const { ready, localPort: port } = await connect('llm');
     const before = gw.model.requests.length;
     const { socket, text } = await rawLocalSocket(port);
     const body = JSON.stringify({ model: 'demo', messages: [{ role: 'user', content: 'first of two' }] });
@@ -186,8 +173,7 @@ describe('the local token of sluice connect', () => {
   });
 
   it('refuses a request head it cannot read one way only with a local 400, before the gateway', async () => {
-    const { ready } = await connect('llm');
-    const port = Number(ready.local_url!.split(':').at(-1));
+    const { ready, localPort: port } = await connect('llm');
     const before = gw.model.requests.length;
     const { socket, text } = await rawLocalSocket(port);
     socket.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: llm\r\nAuthorization: Bearer ${ready.local_token}\r\ncontent-length: 4\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n`);
@@ -222,9 +208,8 @@ describe('the local token of sluice connect', () => {
   });
 
   it('keeps tcp connections working: no headers, so no token', async () => {
-    const { ready } = await connect('echo');
+    const { ready, localPort: port } = await connect('echo');
     expect(ready.local_token).toBeNull();
-    const port = Number(ready.local_url!.split(':').at(-1));
     const socket = netConnect({ host: '127.0.0.1', port });
     onTestFinished(() => void socket.destroy());
     await once(socket, 'connect');
@@ -237,8 +222,7 @@ describe('the local token of sluice connect', () => {
 
 describe('sluice connect --socket', () => {
   it('listens on a Unix socket only its owner can open, with the token still required, and removes it at the end', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'sluice-sock-'));
-    onTestFinished(() => rm(dir, { recursive: true, force: true }));
+    const dir = await tempDir('sluice-sock-');
     const path = join(dir, 'llm.sock');
     const { cli, ready } = await connect('llm', ['--socket', path]);
     expect(ready).toMatchObject({ local_socket: path, local_url: null, openai_base_url: null });
@@ -257,8 +241,7 @@ describe('sluice connect --socket', () => {
   });
 
   it('replaces a stale socket, and refuses a path that is another file or a live socket', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'sluice-sock-'));
-    onTestFinished(() => rm(dir, { recursive: true, force: true }));
+    const dir = await tempDir('sluice-sock-');
 
     const file = join(dir, 'notes.txt');
     await writeFile(file, 'keep me');
@@ -290,8 +273,7 @@ describe('sluice connect --socket', () => {
 
 describe('sluice run', () => {
   it('hands the child the local token as OPENAI_API_KEY and SLUICE_LOCAL_TOKEN, and none of sluice\'s credentials', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'sluice-run-'));
-    onTestFinished(() => rm(dir, { recursive: true, force: true }));
+    const dir = await tempDir('sluice-run-');
     const script = join(dir, 'child.mjs');
     await writeFile(
       script,

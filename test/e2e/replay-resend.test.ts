@@ -10,12 +10,13 @@ import { connect as tcpConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
-import { afterAll, beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Config } from '../../server/config/schema.js';
 import type { RunningModelServer } from '../../server/demo/model-server.js';
 import { newRequestId } from '../../server/pipeline/exchange.js';
 import { openStorage } from '../../server/recording/open-storage.js';
 import { newSessionId } from '../../server/tunnel/tunnel-route.js';
+import { spawnConnect } from '../helpers/cli-connect.js';
 import { runCli, spawnCli } from '../helpers/cli-process.js';
 import { gatewayFixture, modelConnection, type TestGateway } from '../helpers/gateway.js';
 import { startTestUpstream, type TestUpstream } from '../helpers/upstream.js';
@@ -332,11 +333,7 @@ describe('sluice replay SESSION off a terminal', () => {
 
 /** alice types two lines into `sluice connect echo`, a pause between them, then closes the tunnel. */
 async function recordTcpSession(): Promise<string> {
-  const cli = spawnCli(['connect', 'echo', '--json'], { env: env('alice') });
-  onTestFinished(() => cli.kill('SIGKILL'));
-  await cli.waitForOutput(/"event":"ready"/);
-  const ready = JSON.parse(cli.stdout().split('\n')[0]!) as { session_id: string; local_url: string };
-  const port = Number(/:(\d+)\/?$/.exec(ready.local_url)![1]);
+  const { cli, ready, localPort: port } = await spawnConnect(['echo'], { env: env('alice') });
   const socket = tcpConnect(port, '127.0.0.1');
   await once(socket, 'connect');
   let echoed = '';

@@ -5,7 +5,6 @@
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
-import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
@@ -14,36 +13,13 @@ import { spawnCli } from '../helpers/cli-process.js';
 import { gatewayFixture, UPSTREAM_API_KEY } from '../helpers/gateway.js';
 import { jsonLines } from '../helpers/log-lines.js';
 import { freePort } from '../helpers/loopback.js';
+import { completeOnNewConnection } from '../helpers/new-connection-request.js';
 import { signToken } from '../helpers/oidc.js';
 import { postgresFixture } from '../helpers/postgres.js';
 
 const postgres = postgresFixture();
 // Only its identity provider: the gateway under test is the spawned binary.
 const gateways = gatewayFixture();
-
-/** One chat completion on a connection of its own, so the kernel may hand it to either worker. */
-function completeOnNewConnection(port: number, token: string): Promise<{ status: number; requestId: string }> {
-  const body = JSON.stringify({ model: 'demo', messages: [{ role: 'user', content: 'count me' }] });
-  return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        host: '127.0.0.1',
-        port,
-        method: 'POST',
-        path: '/v1/proxy/llm/v1/chat/completions',
-        agent: false,
-        headers: { connection: 'close', authorization: `Bearer ${token}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
-      },
-      (res) => {
-        res.resume();
-        res.on('end', () => resolve({ status: res.statusCode!, requestId: String(res.headers['x-request-id']) }));
-      },
-    );
-    req.on('error', reject);
-    req.end(body);
-  });
-}
-
 
 /** The sum of every series of `name` in a Prometheus text exposition. */
 function seriesSum(text: string, name: string): number {
@@ -88,7 +64,7 @@ describe('sluice serve --workers with metrics_listen', () => {
     const N = 24;
     const ids = new Set<string>();
     for (let i = 0; i < N; i++) {
-      const res = await completeOnNewConnection(port, token);
+      const res = await completeOnNewConnection(port, token, 'count me');
       expect(res.status).toBe(200);
       ids.add(res.requestId);
     }
@@ -116,7 +92,7 @@ describe('sluice serve --workers with metrics_listen', () => {
     expect(told.every((e) => e.by === 'SIGHUP' && e.result === 'applied')).toBe(true);
     // One from each worker, under its own replica id.
     expect(new Set(told.map((e) => e.replica)).size).toBe(2);
-    expect((await completeOnNewConnection(port, token)).status).toBe(200);
+    expect((await completeOnNewConnection(port, token, 'count me')).status).toBe(200);
 
     child.kill('SIGTERM');
     expect(await child.exited).toBe(0);

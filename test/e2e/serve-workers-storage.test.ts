@@ -6,9 +6,7 @@
  * primary, and comes up once what stopped it is gone.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { request } from 'node:http';
-import { tmpdir } from 'node:os';
+import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { startModelServer } from '../../server/demo/model-server.js';
@@ -16,8 +14,10 @@ import { runCli, spawnCli, type SpawnedCli } from '../helpers/cli-process.js';
 import { gatewayFixture, UPSTREAM_API_KEY } from '../helpers/gateway.js';
 import { jsonLines } from '../helpers/log-lines.js';
 import { freePort } from '../helpers/loopback.js';
+import { completeOnNewConnection } from '../helpers/new-connection-request.js';
 import { signToken } from '../helpers/oidc.js';
 import { postgresFixture } from '../helpers/postgres.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const postgres = postgresFixture();
 // Only its identity provider: the gateways under test are the spawned binaries.
@@ -27,8 +27,7 @@ const offline: NodeJS.ProcessEnv = { SLUICE_TOKEN: '', SLUICE_GATEWAY: '', SLUIC
 /** A fresh directory holding a config for two workers on `port`, its data directory not yet created, and its master key file. */
 async function workersSetup(port: number, upstream: string): Promise<{ config: string; data: string; keyFile: string }> {
   const { idp } = gateways;
-  const root = await mkdtemp(join(tmpdir(), 'sluice-workers-storage-'));
-  onTestFinished(() => rm(root, { recursive: true, force: true }));
+  const root = await tempDir('sluice-workers-storage-');
   const masterKey = randomBytes(32).toString('base64');
   const keyFile = join(root, 'master.key');
   await writeFile(keyFile, `${masterKey}\n`, { mode: 0o600 });
@@ -50,31 +49,6 @@ function readyOf(child: SpawnedCli, worker: number): Record<string, unknown>[] {
 /** Waits until worker `worker` has logged 'ready' `times` times. */
 async function readyTimes(child: SpawnedCli, worker: number, times: number, timeoutMs = 30_000): Promise<void> {
   await expect.poll(() => readyOf(child, worker).length, { timeout: timeoutMs, interval: 100 }).toBeGreaterThanOrEqual(times);
-}
-
-/** POSTs a chat completion on a connection of its own, so the kernel may hand it to either worker. */
-function completeOnNewConnection(port: number, token: string, text: string): Promise<{ status: number; body: string; requestId: string }> {
-  const payload = JSON.stringify({ model: 'demo', messages: [{ role: 'user', content: text }] });
-  return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        host: '127.0.0.1',
-        port,
-        method: 'POST',
-        path: '/v1/proxy/llm/v1/chat/completions',
-        agent: false,
-        headers: { connection: 'close', authorization: `Bearer ${token}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
-      },
-      (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => (body += d));
-        res.on('end', () => resolve({ status: res.statusCode!, body, requestId: String(res.headers['x-request-id']) }));
-      },
-    );
-    req.on('error', reject);
-    req.end(payload);
-  });
 }
 
 interface VerifyJson {

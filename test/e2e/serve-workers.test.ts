@@ -5,7 +5,6 @@
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, writeFile } from 'node:fs/promises';
-import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
@@ -15,6 +14,7 @@ import { runCli, spawnCli } from '../helpers/cli-process.js';
 import { gatewayFixture, UPSTREAM_API_KEY } from '../helpers/gateway.js';
 import { jsonLines } from '../helpers/log-lines.js';
 import { freePort } from '../helpers/loopback.js';
+import { requestOnNewConnection } from '../helpers/new-connection-request.js';
 import { signToken } from '../helpers/oidc.js';
 import { postgresFixture } from '../helpers/postgres.js';
 
@@ -27,18 +27,6 @@ async function configFile(text: string): Promise<string> {
   const file = join(dir, 'sluice.yaml');
   await writeFile(file, text.replaceAll('DIR', dir));
   return file;
-}
-
-/** GET `path` on a connection of its own, so the kernel may hand it to either worker. */
-function getOnNewConnection(port: number, path: string): Promise<{ status: number; requestId: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, agent: false, headers: { connection: 'close' } }, (res) => {
-      res.resume();
-      res.on('end', () => resolve({ status: res.statusCode!, requestId: String(res.headers['x-request-id']) }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
 }
 
 describe('sluice serve --workers', () => {
@@ -84,7 +72,7 @@ describe('sluice serve --workers', () => {
     // Fresh connections are spread over the workers: both answer, each under its own replica id and pid.
     const ids = new Set<string>();
     for (let i = 0; i < 20; i++) {
-      const res = await getOnNewConnection(port, '/readyz');
+      const res = await requestOnNewConnection(port, '/readyz');
       expect(res.status).toBe(200);
       ids.add(res.requestId);
     }
@@ -117,7 +105,7 @@ describe('sluice serve --workers', () => {
         signalled = true;
         child.kill('SIGTERM');
         // No new connections once draining: the listen socket is closed on every worker.
-        await expect.poll(() => getOnNewConnection(port, '/healthz').then(() => 'open', (err: NodeJS.ErrnoException) => err.code), { timeout: 5000 }).toBe('ECONNREFUSED');
+        await expect.poll(() => requestOnNewConnection(port, '/healthz').then(() => 'open', (err: NodeJS.ErrnoException) => err.code), { timeout: 5000 }).toBe('ECONNREFUSED');
       }
     }
     expect(signalled).toBe(true);

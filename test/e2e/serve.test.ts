@@ -1,13 +1,13 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { once } from 'node:events';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createServer, type AddressInfo } from 'node:net';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { runCli, spawnCli } from '../helpers/cli-process.js';
 import { gatewayFixture } from '../helpers/gateway.js';
+import { freePort, portInUse } from '../helpers/loopback.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const gateways = gatewayFixture();
 
@@ -135,8 +135,7 @@ describe('sluice serve', () => {
   });
 
   it('exits 2 naming the key id when restarted with another master key, and starts with a rotated ring that keeps the old one', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'sluice-keys-'));
-    onTestFinished(() => rm(dir, { recursive: true, force: true }));
+    const dir = await tempDir('sluice-keys-');
     const first = randomBytes(32).toString('base64');
     const storage = (keys: string): string => `listen: 127.0.0.1:0\n${identity}storage:\n  dir: ${join(dir, 'data')}\n${keys}`;
     const single = await configFile(storage('  master_key: ${env:SLUICE_MASTER_KEY}\n'));
@@ -203,13 +202,8 @@ describe('sluice serve', () => {
   });
 
   it('says which address is in use (ERR_LISTEN_FAILED, exit 2) and closes what it opened', async () => {
-    const holder = createServer();
-    holder.listen(0, '127.0.0.1');
-    await once(holder, 'listening');
-    onTestFinished(() => new Promise<void>((resolve) => holder.close(() => resolve())));
-    const { port } = holder.address() as AddressInfo;
-    const dir = await mkdtemp(join(tmpdir(), 'sluice-busy-'));
-    onTestFinished(() => rm(dir, { recursive: true, force: true }));
+    const port = await portInUse();
+    const dir = await tempDir('sluice-busy-');
     const file = await configFile(
       `listen: 127.0.0.1:${port}\n${identity}storage:\n  dir: ${join(dir, 'data')}\n  master_key: ${randomBytes(32).toString('base64')}\n` +
         'connections:\n  - {name: llm, type: http, upstream: "http://127.0.0.1:9", allow_groups: [a]}\n',
@@ -224,12 +218,3 @@ describe('sluice serve', () => {
     expect((await readFile(join(dir, 'data', 'seals.checkpoints'))).length).toBeGreaterThan(0);
   });
 });
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}

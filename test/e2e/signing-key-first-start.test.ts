@@ -4,11 +4,11 @@
  * reads `signing-key.pem`, and every one of them reads the whole key, the same one.
  */
 import { spawn } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it, onTestFinished } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const SIGNING_KEY_MODULE = fileURLToPath(new URL('../../dist/server/recording/signing-key.js', import.meta.url));
 
@@ -30,8 +30,7 @@ function startInProcess(file: string): Promise<{ code: number | null; stdout: st
 describe('the signing key, created by several processes starting at once', () => {
   it('is read whole by every starter, and they agree on one key', async () => {
     for (let round = 0; round < 10; round++) {
-      const root = await mkdtemp(join(tmpdir(), 'sluice-key-start-'));
-      onTestFinished(() => rm(root, { recursive: true, force: true }));
+      const root = await tempDir('sluice-key-start-');
       const file = join(root, 'data', 'signing-key.pem');
       const runs = await Promise.all(Array.from({ length: 6 }, () => startInProcess(file)));
       for (const run of runs) expect({ code: run.code, stderr: run.stderr }).toEqual({ code: 0, stderr: '' });

@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { SluiceError } from '../../shared/errors.js';
 import { decodeFrame, encodeFrame, FRAME_HEADER_SIZE, FRAME_TYPE, MAX_RESET_REASON, MAX_STREAM_ID, MAX_WINDOW, type Frame } from '../../shared/tunnel/frames.js';
+import { rawFrame } from '../helpers/raw-frames.js';
 import { fuzz, fuzzSettings } from './fuzz-settings.js';
 
 const LIMITS = { maxFrame: 512, maxMetadata: 256 };
@@ -35,13 +36,7 @@ const anyBytes = fc.oneof(
   fc.uint8Array({ maxLength: 2 * LIMITS.maxFrame }).map((a) => Buffer.from(a)),
   fc
     .tuple(fc.integer({ min: 0, max: 7 }), fc.integer({ min: 0, max: MAX_STREAM_ID }), fc.uint8Array({ maxLength: LIMITS.maxFrame + 8 }))
-    .map(([type, id, payload]) => {
-      const buf = Buffer.alloc(FRAME_HEADER_SIZE + payload.length);
-      buf[0] = type;
-      buf.writeUInt32BE(id, 1);
-      buf.set(payload, FRAME_HEADER_SIZE);
-      return buf;
-    }),
+    .map(([type, id, payload]) => rawFrame(type, id, payload)),
 );
 
 /** What the decoder must refuse, checked independently of it: the table in frames.ts. */

@@ -3,9 +3,10 @@ import { pipeline } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { SluiceError } from '../../shared/errors.js';
 import type { ControlMessage } from '../../shared/tunnel/control.js';
-import { decodeFrame, encodeFrame, FRAME_HEADER_SIZE, MAX_WINDOW, type Frame } from '../../shared/tunnel/frames.js';
+import { decodeFrame, encodeFrame, MAX_WINDOW, type Frame } from '../../shared/tunnel/frames.js';
 import { TunnelMux } from '../../shared/tunnel/mux.js';
 import type { TunnelStream } from '../../shared/tunnel/mux-stream.js';
+import { rawFrame, u32 } from '../helpers/raw-frames.js';
 import { fakeWebSocketPair } from './fake-websocket-pair.js';
 import { fuzz, fuzzSettings } from './fuzz-settings.js';
 
@@ -31,29 +32,17 @@ function notForHealthy(bytes: Buffer): boolean {
   }
 }
 
-const raw = (type: number, id: number, payload: Buffer = Buffer.alloc(0)): Buffer => {
-  const buf = Buffer.alloc(FRAME_HEADER_SIZE + payload.length);
-  buf[0] = type;
-  buf.writeUInt32BE(id, 1);
-  payload.copy(buf, FRAME_HEADER_SIZE);
-  return buf;
-};
-const u32 = (n: number) => {
-  const b = Buffer.alloc(4);
-  b.writeUInt32BE(n);
-  return b;
-};
 
 const injected: fc.Arbitrary<Buffer> = fc.oneof(
   { weight: 3, arbitrary: fc.tuple(fc.integer({ min: 2, max: 8 }), fc.constantFrom('hold', 'sink')).map(([id, mode]) => encodeFrame({ type: 'open', streamId: id, meta: { mode } })) },
   { weight: 1, arbitrary: fc.oneof(fuzzId, fc.constant(1)).map((id) => encodeFrame({ type: 'open', streamId: id, meta: { mode: 'hold' } })) },
-  { weight: 4, arbitrary: fc.tuple(fuzzId, fc.integer({ min: 1, max: 600 })).map(([id, n]) => raw(2, id, Buffer.alloc(n, 0x78))) },
-  { weight: 1, arbitrary: fuzzId.map((id) => raw(3, id)) },
+  { weight: 4, arbitrary: fc.tuple(fuzzId, fc.integer({ min: 1, max: 600 })).map(([id, n]) => rawFrame(2, id, Buffer.alloc(n, 0x78))) },
+  { weight: 1, arbitrary: fuzzId.map((id) => rawFrame(3, id)) },
   {
     weight: 2,
     arbitrary: fc
       .tuple(fuzzId, fc.oneof(fc.integer({ min: 1, max: 4096 }), fc.integer({ min: MAX_WINDOW - 4096, max: MAX_WINDOW }), fc.integer({ min: 0, max: 0xffff_ffff })))
-      .map(([id, inc]) => raw(5, id, u32(inc))),
+      .map(([id, inc]) => rawFrame(5, id, u32(inc))),
   },
   { weight: 1, arbitrary: fc.tuple(fuzzId, fc.integer({ min: 0, max: 0xffff }), fc.constantFrom('', 'ERR_TUNNEL_LIMIT', 'ECONNRESET')).map(([id, code, reason]) => encodeFrame({ type: 'reset', streamId: id, code, reason })) },
   { weight: 1, arbitrary: fc.uint8Array({ maxLength: 24 }).map((a) => Buffer.from(a)).filter(notForHealthy) },

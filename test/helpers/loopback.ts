@@ -1,5 +1,6 @@
 import { once } from 'node:events';
 import { createServer, type AddressInfo, type Server } from 'node:net';
+import { onTestFinished } from 'vitest';
 
 /** Starts `server` (net or http) listening on 127.0.0.1, on a port the system picks; resolves with that port. */
 export async function listenOnLoopback(server: Server): Promise<number> {
@@ -14,5 +15,13 @@ export async function freePort(): Promise<number> {
   const port = await listenOnLoopback(server);
   server.close();
   await once(server, 'close');
+  return port;
+}
+
+/** A loopback port held by a listener of the test's until it finishes: what a process told to listen there finds in use. */
+export async function portInUse(): Promise<number> {
+  const holder = createServer();
+  const port = await listenOnLoopback(holder);
+  onTestFinished(() => new Promise<void>((resolve) => holder.close(() => resolve())));
   return port;
 }

@@ -1,27 +1,15 @@
-import { describe, expect, it, onTestFinished, vi } from 'vitest';
-import { createApprovalSystem } from '../../server/approval/approval-system.js';
+import { describe, expect, it, vi } from 'vitest';
 import type { HeldExchange, SessionNotice } from '../../server/approval/held-requests.js';
 import type { ReviewEvent } from '../../server/approval/review-feed.js';
-import { validateConfig } from '../../server/config/load.js';
-import type { Principal } from '../../server/identity/principal.js';
-import { SqliteStore } from '../../server/store/sqlite-store.js';
 import { SluiceError } from '../../shared/errors.js';
+import { approvalSystemWith } from '../helpers/approval-system.js';
+import { person } from '../helpers/principals.js';
 
-const alice: Principal = { sub: 'alice', email: 'alice@example.com', groups: ['ml-eng'], roles: [], expiresAt: 0, issuer: 'https://idp' };
-const bob: Principal = { sub: 'bob', email: 'bob@example.com', groups: ['ml-leads'], roles: [], expiresAt: 0, issuer: 'https://idp' };
+const alice = person('alice', ['ml-eng']);
+const bob = person('bob', ['ml-leads']);
 
 function setup(record?: (exchange: HeldExchange, event: ReviewEvent) => Promise<void>) {
-  const config = validateConfig({
-    identity: { issuer: 'https://idp.example.com', audience: 'a', cli_client_id: 'c' },
-    approval: { max_held_per_user: 2 },
-  });
-  const store = new SqliteStore({ file: ':memory:' });
-  const system = createApprovalSystem({ config: () => config, store, record });
-  // The system first: withdrawing held requests writes to the store.
-  onTestFinished(async () => {
-    await system.close();
-    await store.close();
-  });
+  const system = approvalSystemWith({ max_held_per_user: 2 }, { record });
   const notices: SessionNotice[] = [];
   system.notices.register('ses_1', (n) => notices.push(n));
   const exchange: HeldExchange = { id: 'req_1', principal: alice, connection: { name: 'llm' }, session: { id: 'ses_1', reason: 'eval' } };

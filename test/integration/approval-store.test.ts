@@ -3,16 +3,15 @@
  * promises (limits, min_approvals, grants, races) is in the conformance suite (test/helpers/store-conformance*.ts).
  */
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { createApprovalService, type ApprovalService } from '../../server/approval/approval-service.js';
+import { createApprovalService, type ApprovalService, type RequestReviewInput } from '../../server/approval/approval-service.js';
 import type { ReviewEvent } from '../../server/approval/review-feed.js';
 import type { Principal } from '../../server/identity/principal.js';
 import { SqliteStore } from '../../server/store/sqlite-store.js';
 import type { SluiceError } from '../../shared/errors.js';
+import { heldCallReview } from '../helpers/approval-system.js';
+import { person } from '../helpers/principals.js';
 import { codeOf } from '../helpers/store-conformance-reviews.js';
 
-function person(sub: string, groups: string[], roles: Principal['roles'] = []): Principal {
-  return { sub, email: `${sub}@example.com`, groups, roles, expiresAt: 0, issuer: 'https://idp' };
-}
 const alice = person('alice', ['ml-eng']);
 const bob = person('bob', ['ml-leads']);
 const erin = person('erin', ['ml-leads']);
@@ -38,19 +37,8 @@ function setup(limits = { perUser: 3, total: 5 }): Setup {
   return { store, service, events, notified, now };
 }
 
-function held(service: ApprovalService, who: Principal = alice, over: Partial<Parameters<ApprovalService['openRequestReview']>[0]> = {}) {
-  return service.openRequestReview({
-    principal: who,
-    connection: 'llm',
-    rule: 'frontier-models-need-review',
-    reviewers: ['ml-leads'],
-    minApprovals: 1,
-    timeoutMs: 600_000,
-    summary: { method: 'POST', path: '/v1/chat/completions', model: 'gpt-5', size: 120 },
-    sessionId: 'ses_1',
-    requestId: 'req_1',
-    ...over,
-  });
+function held(service: ApprovalService, who: Principal = alice, over: Partial<RequestReviewInput> = {}) {
+  return service.openRequestReview(heldCallReview(who, over));
 }
 
 describe('the rules of reviewing', () => {

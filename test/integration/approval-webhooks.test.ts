@@ -3,10 +3,9 @@ import { once } from 'node:events';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { createApprovalSystem } from '../../server/approval/approval-system.js';
-import { validateConfig } from '../../server/config/load.js';
-import type { Principal } from '../../server/identity/principal.js';
-import { SqliteStore } from '../../server/store/sqlite-store.js';
+import type { ApprovalSystem } from '../../server/approval/approval-system.js';
+import { approvalSystemWith, heldCallReview } from '../helpers/approval-system.js';
+import { person } from '../helpers/principals.js';
 
 interface Delivery {
   headers: IncomingHttpHeaders;
@@ -45,38 +44,16 @@ async function startReceiver(failFirst = 0) {
   };
 }
 
-const alice: Principal = { sub: 'alice', email: 'alice@example.com', groups: ['ml-eng'], roles: [], expiresAt: 0, issuer: 'https://idp' };
-const bob: Principal = { sub: 'bob', email: 'bob@example.com', groups: ['ml-leads'], roles: [], expiresAt: 0, issuer: 'https://idp' };
+const alice = person('alice', ['ml-eng']);
+const bob = person('bob', ['ml-leads']);
 const SECRET = 'whsec-0123456789abcdef';
 
-function systemWith(webhooks: unknown[]) {
-  const config = validateConfig({
-    identity: { issuer: 'https://idp.example.com', audience: 'a', cli_client_id: 'c' },
-    approval: { webhooks },
-  });
-  const store = new SqliteStore({ file: ':memory:' });
-  const system = createApprovalSystem({ config: () => config, store });
-  // The system first: withdrawing held requests writes to the store.
-  onTestFinished(async () => {
-    await system.close();
-    await store.close();
-  });
-  return system;
+function systemWith(webhooks: unknown[]): ApprovalSystem {
+  return approvalSystemWith({ webhooks });
 }
 
-function openReview(system: ReturnType<typeof systemWith>) {
-  return system.service.openRequestReview({
-    principal: alice,
-    connection: 'llm',
-    rule: 'frontier-models-need-review',
-    reviewers: ['ml-leads'],
-    minApprovals: 1,
-    timeoutMs: 600_000,
-    summary: { method: 'POST', path: '/v1/chat/completions', model: 'gpt-5', size: 120 },
-    sessionId: 'ses_1',
-    requestId: 'req_1',
-    reason: 'eval run 42',
-  });
+function openReview(system: ApprovalSystem) {
+  return system.service.openRequestReview(heldCallReview(alice, { reason: 'eval run 42' }));
 }
 
 describe('review webhooks', () => {

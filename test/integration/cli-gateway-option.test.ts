@@ -1,14 +1,12 @@
 import { once } from 'node:events';
-import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { openLocalState } from '../../cli/auth/local-state.js';
 import { runCliInProcess, type InProcessResult } from '../helpers/cli-in-process.js';
 import { ERRORS } from '../../shared/errors.js';
 import { gatewayFixture, type TestGateway } from '../helpers/gateway.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const gateways = gatewayFixture();
 
@@ -17,8 +15,7 @@ function sluice(args: string[], env: NodeJS.ProcessEnv): Promise<InProcessResult
 }
 
 async function configHome(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'sluice-gateway-option-'));
-  onTestFinished(() => rm(dir, { recursive: true, force: true }));
+  const dir = await tempDir('sluice-gateway-option-');
   return dir;
 }
 

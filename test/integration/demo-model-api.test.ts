@@ -10,6 +10,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { DEMO_UPSTREAM_KEY } from '../../server/demo/demo-config.js';
 import { embeddingFloats, embeddingOf } from '../../server/demo/embedding-vectors.js';
 import { DEMO_PII } from '../../server/demo/model-server.js';
+import { RESPONSES_STREAM_EVENT_TYPES } from '../fixtures/responses-stream.js';
 import { demoGatewayOptions, gatewayFixture, type TestGateway } from '../helpers/gateway.js';
 
 const gateways = gatewayFixture();
@@ -71,17 +72,7 @@ describe('the demo model through the gateway, with the openai SDK', () => {
     for await (const event of stream) events.push(event);
 
     const types = events.map((e) => e.type).filter((t, i, all) => t !== 'response.output_text.delta' || all[i - 1] !== t);
-    expect(types).toEqual([
-      'response.created',
-      'response.in_progress',
-      'response.output_item.added',
-      'response.content_part.added',
-      'response.output_text.delta',
-      'response.output_text.done',
-      'response.content_part.done',
-      'response.output_item.done',
-      'response.completed',
-    ]);
+    expect(types).toEqual(RESPONSES_STREAM_EVENT_TYPES);
     const deltas = events.flatMap((e) => (e.type === 'response.output_text.delta' ? [e.delta] : []));
     expect(deltas.length).toBeGreaterThan(10);
     expect(deltas.join('')).toBe(maskedChat);

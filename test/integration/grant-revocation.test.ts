@@ -6,14 +6,12 @@
 import { once } from 'node:events';
 import http, { type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, expect, it, onTestFinished, vi } from 'vitest';
 import type { GrantJson, ReviewJson } from '../../shared/reviews-api.js';
 import { runCliInProcess } from '../helpers/cli-in-process.js';
 import { gatewayFixture, modelConnection, openRawTunnel, refusedUpgrade, type TestGateway } from '../helpers/gateway.js';
 import { postgresFixture } from '../helpers/postgres.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const postgres = postgresFixture();
 const gateways = gatewayFixture();
@@ -125,8 +123,7 @@ describe('revoking a grant on one gateway', () => {
   it('`sluice access list` shows grant ids, and `sluice access revoke` ends one', async () => {
     const gw = await gateways.start({ connections: ({ model }) => [modelConnection(model), modelConnection(model, VAULT)] });
     const grant = await grantAlice(gw);
-    const home = await mkdtemp(join(tmpdir(), 'sluice-revoke-cli-'));
-    onTestFinished(() => rm(home, { recursive: true, force: true }));
+    const home = await tempDir('sluice-revoke-cli-');
     const env = async (user: 'alice' | 'bob' | 'carol'): Promise<NodeJS.ProcessEnv> => ({
       XDG_CONFIG_HOME: home,
       SLUICE_TOKEN_STORE: 'file',

@@ -6,8 +6,7 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { createClient } from '@connectrpc/connect';
@@ -26,6 +25,7 @@ import { testKserveClient } from '../helpers/grpc-tunnel.js';
 import { kserveService } from '../helpers/kserve-connect.js';
 import { InferenceClient, inferRequest, startKserveModel, type InferRequest, type KserveModel, type KserveModelOptions, type UnaryAnswer } from '../helpers/kserve-model.js';
 import { signToken } from '../helpers/oidc.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const gateways = gatewayFixture();
 
@@ -315,8 +315,7 @@ describe('sluice serve with grpc_listen', () => {
   it('listens on its own port, and a drain lets the streaming call in flight finish while refusing new connections', async () => {
     const model = await startKserveModel({ tokens: Array.from({ length: 20 }, (_, i) => `t${i} `), tokenDelayMs: 25 });
     onTestFinished(() => model.close());
-    const dir = await mkdtemp(join(tmpdir(), 'sluice-grpc-direct-'));
-    onTestFinished(() => rm(dir, { recursive: true, force: true }));
+    const dir = await tempDir('sluice-grpc-direct-');
     const { config, gw } = await serveGrpcListen(model, dir);
     expect(gw.grpcUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     expect(gw.grpcUrl).not.toBe(gw.url);
@@ -349,8 +348,7 @@ describe('sluice serve with grpc_listen', () => {
   it('speaks HTTP/2 over TLS with the gateway\'s certificate when tls is set', async () => {
     const model = await startKserveModel();
     onTestFinished(() => model.close());
-    const dir = await mkdtemp(join(tmpdir(), 'sluice-grpc-tls-'));
-    onTestFinished(() => rm(dir, { recursive: true, force: true }));
+    const dir = await tempDir('sluice-grpc-tls-');
     const key = join(dir, 'key.pem');
     const cert = join(dir, 'cert.pem');
     const openssl = spawn('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1']);

@@ -4,14 +4,14 @@
  * listed service and the files it imports, which the gateway's own loader reads as a pinned `descriptors` file.
  */
 import { createRequire } from 'node:module';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import protobuf from 'protobufjs';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { loadGrpcDescriptors } from '../../server/protocols/grpc/grpc-descriptors.js';
 import { runCliInProcess } from '../helpers/cli-in-process.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const requireCjs = createRequire(import.meta.url);
 const descriptor = requireCjs('protobufjs/ext/descriptor') as { FileDescriptorProto: protobuf.Type };
@@ -86,17 +86,11 @@ async function reflectionServer(versions: readonly string[]): Promise<{ url: str
   return { url: `grpc://127.0.0.1:${port}`, asked };
 }
 
-async function tempDir(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'sluice-reflect-'));
-  onTestFinished(() => rm(dir, { recursive: true, force: true }));
-  return dir;
-}
-
 describe('sluice grpc descriptors --from-reflection', () => {
   for (const versions of [['v1', 'v1alpha'], ['v1alpha']]) {
     it(`writes a descriptor set the gateway loads, imports included (server with reflection ${versions.join(' and ')})`, async () => {
       const server = await reflectionServer(versions);
-      const dir = await tempDir();
+      const dir = await tempDir('sluice-reflect-');
       const out = join(dir, 'echo.pb');
       const run = await runCliInProcess(['grpc', 'descriptors', '--from-reflection', server.url, '-o', out]);
       expect(run.stderr).toContain(`(reflection ${versions[0]})`);
@@ -115,7 +109,7 @@ describe('sluice grpc descriptors --from-reflection', () => {
 
   it('a server without reflection is an error naming the URL, and nothing is written', async () => {
     const server = await reflectionServer([]);
-    const dir = await tempDir();
+    const dir = await tempDir('sluice-reflect-');
     const out = join(dir, 'none.pb');
     const run = await runCliInProcess(['grpc', 'descriptors', '--from-reflection', server.url, '-o', out]);
     expect(run.code).not.toBe(0);

@@ -2,8 +2,6 @@
  * `sluice replay --resend` of a recorded gRPC call: a unary call goes again as a gRPC call through a tunnel,
  * as the current user, and the recorded answer is compared with the new one; a streaming call is refused.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { describe, expect, it, onTestFinished } from 'vitest';
@@ -13,6 +11,7 @@ import { startGrpcListener } from '../../server/protocols/grpc-listener.js';
 import { runCliInProcess } from '../helpers/cli-in-process.js';
 import { gatewayFixture, type TestGateway } from '../helpers/gateway.js';
 import { inferRequest, kserveClient, startKserveModel, type KserveModel } from '../helpers/kserve-model.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const gateways = gatewayFixture();
 
@@ -32,8 +31,7 @@ async function setup(): Promise<{ gw: TestGateway; model: KserveModel; client: g
   metadata.set('authorization', `Bearer ${token}`);
   metadata.set(CONNECTION_METADATA, 'triton');
   metadata.set('x-team', 'search');
-  const dir = await mkdtemp(join(tmpdir(), 'sluice-grpc-resend-'));
-  onTestFinished(() => rm(dir, { recursive: true, force: true }));
+  const dir = await tempDir('sluice-grpc-resend-');
   return { gw, model, client, metadata, env: { ...process.env, SLUICE_TOKEN: token, SLUICE_GATEWAY: gw.url, XDG_CONFIG_HOME: join(dir, 'no-config') } };
 }
 

@@ -1,10 +1,8 @@
 import { createPublicKey, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import * as jose from 'jose';
 import { beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
 import type { FastifyInstance } from 'fastify';
@@ -14,6 +12,7 @@ import { createTokenVerifier } from '../../server/identity/token-verifier.js';
 import { validateConfig } from '../../server/config/load.js';
 import { gatewayFixture } from '../helpers/gateway.js';
 import { clientCredentialsToken, FOREIGN_KEY, signToken, startTestIdp, type TestIdp } from '../helpers/oidc.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const gateways = gatewayFixture();
 let idp: TestIdp;
@@ -246,8 +245,7 @@ describe('the identity provider checked at start', () => {
       if (!up) return { status: 503, body: 'down for maintenance' };
       return path === '/.well-known/openid-configuration' ? { status: 200, body: { issuer: base, jwks_uri: `${base}/jwks` } } : { status: 200, body: idp.idp.publicJwks() };
     });
-    const dir = await mkdtemp(join(tmpdir(), 'sluice-idp-down-'));
-    onTestFinished(() => rm(dir, { recursive: true, force: true }));
+    const dir = await tempDir('sluice-idp-down-');
     const gw = await startGateway({ config: gatewayConfig(provider, 'a', {}, { storage: { dir, master_key: randomBytes(32).toString('base64') } }), logger: false });
     onTestFinished(() => gw.close());
     const unready = await fetch(`${gw.url}/readyz`);

@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { chmod, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { FastifyInstance } from 'fastify';
@@ -10,6 +9,7 @@ import { KeyRing } from '../../server/recording/key-ring.js';
 import { SqliteStore } from '../../server/store/sqlite-store.js';
 import { gatewayFixture, refusedUpgrade, type TestGatewayOptions } from '../helpers/gateway.js';
 import { signToken } from '../helpers/oidc.js';
+import { tempDir } from '../helpers/temp-dir.js';
 import { startTestUpstream, type TestUpstream } from '../helpers/upstream.js';
 
 const gateways = gatewayFixture();
@@ -29,8 +29,7 @@ const newKey = (): string => randomBytes(32).toString('base64');
 
 /** A storage dir made the way an operator often makes one: `mkdir data`, mode 0755. */
 async function storageDir(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'sluice-kfh-'));
-  onTestFinished(() => rm(dir, { recursive: true, force: true }));
+  const dir = await tempDir('sluice-kfh-');
   await chmod(dir, 0o755);
   return dir;
 }

@@ -5,13 +5,12 @@
  */
 import OpenAI from 'openai';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { refuseHttp, startLocalListener } from '../../cli/tunnel/local-listener.js';
-import { TunnelClient } from '../../cli/tunnel/tunnel-client.js';
 import { validateConfig } from '../../server/config/load.js';
 import { parseListen } from '../../server/listen-address.js';
 import { startMetricsListener } from '../../server/metrics/metrics-listener.js';
 import { startGateway } from '../../server/start-gateway.js';
 import { gatewayFixture, modelConnection, type TestGateway } from '../helpers/gateway.js';
+import { openLocalHttpTunnel } from '../helpers/local-http-tunnel.js';
 
 const gateways = gatewayFixture();
 
@@ -82,15 +81,7 @@ describe('Prometheus metrics', () => {
     await expect(proxy('llm', 'not-a-jwt').chat.completions.create({ model: 'demo-small', messages })).rejects.toMatchObject({ status: 401 });
 
     // through the tunnel, as `sluice connect` carries it
-    const client = new TunnelClient({ gateway: gw.url, connection: 'llm', getToken: async () => ({ token }) });
-    await client.start();
-    const localToken = 'sl_local_metrics-test';
-    const listener = await startLocalListener({ bind: '127.0.0.1', port: 0, traffic: { protocol: 'http', token: localToken }, openStream: (meta) => client.openStream(meta), refuse: refuseHttp });
-    onTestFinished(async () => {
-      client.close();
-      await listener.close();
-    });
-    const local = new OpenAI({ baseURL: `http://127.0.0.1:${listener.port}/v1`, apiKey: localToken, maxRetries: 0 });
+    const local = (await openLocalHttpTunnel(gw, 'llm')).openai();
     const tunneled = await local.chat.completions.create({ model: 'demo-small', messages });
     const text = await scrape();
     // exchanges, by connection, how they came, the decision and the error code

@@ -1,7 +1,7 @@
 import { brotliCompressSync, deflateRawSync, deflateSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TunnelClient } from '../../cli/tunnel/tunnel-client.js';
-import { gatewayFixture, httpOver, type HttpAnswer, type TestGateway } from '../helpers/gateway.js';
+import { gatewayFixture, type HttpAnswer, type TestGateway } from '../helpers/gateway.js';
+import { openLlmRoutes, type LlmRoute, type LlmRoutes } from '../helpers/llm-routes.js';
 import { utf16be, utf32 } from '../helpers/text-encodings.js';
 
 const gateways = gatewayFixture();
@@ -16,8 +16,7 @@ const DENIED = { model: 'gpt-5', max_tokens: 100000, messages: [{ role: 'user', 
 const text = JSON.stringify(DENIED);
 
 let gw: TestGateway;
-let auth: string;
-let tunnel: TunnelClient;
+let routes: LlmRoutes;
 
 beforeAll(async () => {
   gw = await gateways.start({
@@ -26,31 +25,21 @@ beforeAll(async () => {
       policies: [{ name: 'max-tokens', when: 'request.json.?max_tokens.orValue(0) > 4096', action: 'deny', message: 'max_tokens is limited to 4096' }],
     },
   });
-  auth = `Bearer ${await gw.token('alice')}`;
-  tunnel = new TunnelClient({ gateway: gw.url, connection: 'llm', getToken: async () => ({ token: auth.slice('Bearer '.length) }) });
-  await tunnel.start();
+  routes = await openLlmRoutes(gw, await gw.token('alice'));
 });
 
 afterAll(async () => {
-  await tunnel?.close();
+  routes?.close();
   await gw?.close();
 });
 
-type Path = 'proxy' | 'tunnel';
-
 /** POSTs `body` to the chat completions endpoint of `llm`, through the direct proxy or the tunnel. */
-async function post(path: Path, body: Buffer, headers: Record<string, string> = {}): Promise<HttpAnswer> {
-  const all = { 'content-type': 'application/json', ...headers };
-  if (path === 'tunnel') {
-    const stream = await tunnel.openStream({});
-    return httpOver(() => stream, { method: 'POST', path: '/v1/chat/completions', headers: { ...all, 'content-length': String(body.length) }, body });
-  }
-  const res = await fetch(`${gw.url}/v1/proxy/llm/v1/chat/completions`, { method: 'POST', headers: { ...all, authorization: auth }, body });
-  return { status: res.status, headers: Object.fromEntries(res.headers), body: Buffer.from(await res.arrayBuffer()) };
+function post(path: LlmRoute, body: Buffer, headers: Record<string, string> = {}): Promise<HttpAnswer> {
+  return routes.post(path, '/v1/chat/completions', body, headers);
 }
 
 /** Sends, and checks the gateway refused with `status` and `code` and the upstream received nothing. */
-async function expectRefused(path: Path, body: Buffer, headers: Record<string, string>, status: number, code: string): Promise<{ code: string; message: string }> {
+async function expectRefused(path: LlmRoute, body: Buffer, headers: Record<string, string>, status: number, code: string): Promise<{ code: string; message: string }> {
   const before = gw.model.requests.length;
   const answer = await post(path, body, headers);
   const error = (JSON.parse(answer.body.toString()) as { error: { code: string; message: string } }).error;
@@ -59,7 +48,7 @@ async function expectRefused(path: Path, body: Buffer, headers: Record<string, s
   return error;
 }
 
-const paths: Path[] = ['proxy', 'tunnel'];
+const paths: LlmRoute[] = ['proxy', 'tunnel'];
 
 describe.each(paths)('policy over encoded request bodies (%s)', (path) => {
   it('denies the plain UTF-8 body (the baseline)', async () => {

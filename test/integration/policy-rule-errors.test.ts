@@ -1,11 +1,11 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TunnelClient } from '../../cli/tunnel/tunnel-client.js';
 import type { Principal } from '../../server/identity/principal.js';
 import { compilePolicies } from '../../server/policy/policy-engine.js';
 import { createRulePolicyStage } from '../../server/policy/rule-policy-stage.js';
-import { gatewayFixture, httpOver, type HttpAnswer, type TestGateway } from '../helpers/gateway.js';
+import { gatewayFixture, type HttpAnswer, type TestGateway } from '../helpers/gateway.js';
+import { openLlmRoutes, type LlmRoute, type LlmRoutes } from '../helpers/llm-routes.js';
 
 const gateways = gatewayFixture();
 
@@ -17,7 +17,7 @@ const gateways = gatewayFixture();
 
 let gw: TestGateway;
 let aliceToken: string;
-let tunnel: TunnelClient;
+let routes: LlmRoutes;
 
 beforeAll(async () => {
   gw = await gateways.start({
@@ -34,36 +34,27 @@ beforeAll(async () => {
     },
   });
   aliceToken = await gw.token('alice');
-  tunnel = new TunnelClient({ gateway: gw.url, connection: 'llm', getToken: async () => ({ token: aliceToken }) });
-  await tunnel.start();
+  routes = await openLlmRoutes(gw, aliceToken);
 });
 
 afterAll(async () => {
-  await tunnel?.close();
+  routes?.close();
   await gw?.close();
 });
 
-type Path = 'proxy' | 'tunnel';
-
-async function send(path: Path, target: string, body: unknown, headers: Record<string, string> = {}): Promise<HttpAnswer> {
-  const all = { 'content-type': 'application/json', ...headers };
-  const bytes = Buffer.from(JSON.stringify(body));
-  if (path === 'tunnel') {
-    const stream = await tunnel.openStream({});
-    return httpOver(() => stream, { method: 'POST', path: target, headers: all, body: bytes });
-  }
-  const res = await fetch(`${gw.url}/v1/proxy/llm${target}`, { method: 'POST', headers: { ...all, authorization: `Bearer ${aliceToken}` }, body: bytes });
-  return { status: res.status, headers: Object.fromEntries(res.headers), body: Buffer.from(await res.arrayBuffer()) };
+/** POSTs `body` as JSON to `target` of `llm`, through the direct proxy or the tunnel. */
+function send(path: LlmRoute, target: string, body: unknown, headers: Record<string, string> = {}): Promise<HttpAnswer> {
+  return routes.post(path, target, Buffer.from(JSON.stringify(body)), headers);
 }
 
-async function refused(path: Path, target: string, body: unknown, headers: Record<string, string> = {}) {
+async function refused(path: LlmRoute, target: string, body: unknown, headers: Record<string, string> = {}) {
   const before = gw.model.requests.length;
   const answer = await send(path, target, body, headers);
   expect(gw.model.requests.length).toBe(before);
   return { status: answer.status, error: (JSON.parse(answer.body.toString()) as { error: Record<string, unknown> }).error };
 }
 
-describe.each<Path>(['proxy', 'tunnel'])('rules that fail to evaluate (%s)', (path) => {
+describe.each<LlmRoute>(['proxy', 'tunnel'])('rules that fail to evaluate (%s)', (path) => {
   it('refuses the request a mistyped deny rule was written to deny, naming the rule and the field', async () => {
     const { status, error } = await refused(path, '/v1/completions', { model: 'demo', prompt: 'hi', max_tokens: 100000 });
     expect(status).toBe(403);

@@ -1,7 +1,6 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import Fastify from 'fastify';
@@ -12,6 +11,7 @@ import { registerProxyRoutes, upstreamPathOf } from '../../server/api/proxy-rout
 import { connectionSchema, type ConnectionConfig } from '../../server/config/schema.js';
 import type { Principal } from '../../server/identity/principal.js';
 import { createExchangeHandler } from '../../server/pipeline/run-exchange.js';
+import { tempDir } from '../helpers/temp-dir.js';
 import { startTestUpstream, type TestUpstream } from '../helpers/upstream.js';
 
 const run = promisify(execFile);
@@ -91,8 +91,7 @@ describe('ANY /v1/proxy/:connection/*', () => {
     const upstream = await startUpstream();
     const gw = await startGateway(upstream);
     const body = Buffer.alloc(3 * 1024 * 1024, 'not json {');
-    const dir = await mkdtemp(join(tmpdir(), 'sluice-proxy-'));
-    onTestFinished(() => rm(dir, { recursive: true, force: true }));
+    const dir = await tempDir('sluice-proxy-');
     await writeFile(join(dir, 'body'), body);
 
     const { stdout } = await run(

@@ -4,8 +4,7 @@
  * `readSealLog` checks with the rest. (The signing key's first start: test/e2e/signing-key-first-start.test.ts.)
  */
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { SealLog } from '../../server/recording/seal-log.js';
@@ -13,19 +12,14 @@ import { SEAL_LOG_FILE } from '../../server/recording/seal-log-format.js';
 import { signingKeyFrom } from '../../server/recording/signing-key.js';
 import { readSealLog } from '../../server/recording/verify-seal-log.js';
 import { sealLogVerdictText } from '../../server/recording/verify-storage-dir.js';
-
-async function freshDir(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'sluice-first-start-'));
-  onTestFinished(() => rm(dir, { recursive: true, force: true }));
-  return dir;
-}
+import { tempDir } from '../helpers/temp-dir.js';
 
 const signingKey = signingKeyFrom(generateKeyPairSync('ed25519').privateKey);
 
 describe('the first start of a storage directory, by several starters at once', () => {
   it('opens one seal log for two starters of the same log at once: the second continues the first', async () => {
     for (let round = 0; round < 5; round++) {
-      const dir = await freshDir();
+      const dir = await tempDir('sluice-first-start-');
       const [a, b] = await Promise.all([SealLog.open({ dir, signingKey }), SealLog.open({ dir, signingKey })]);
       onTestFinished(async () => {
         await Promise.all([a.close(), b.close()]);
@@ -36,7 +30,7 @@ describe('the first start of a storage directory, by several starters at once', 
   });
 
   it('keeps one seal log per worker, verified together; damage in one is named', async () => {
-    const dir = await freshDir();
+    const dir = await tempDir('sluice-first-start-');
     const logs = await Promise.all([0, 1, 2].map((worker) => SealLog.open({ dir, signingKey, worker })));
     expect(logs.map((l) => l.path.slice(dir.length + 1))).toEqual(['seals.log', 'seals.1.log', 'seals.2.log']);
     expect(new Set(logs.map((l) => l.id)).size).toBe(3);

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { describe, expect, it, onTestFinished } from 'vitest';
@@ -7,7 +6,7 @@ import type { Principal } from '../../server/identity/principal.js';
 import type { SessionRecorder } from '../../server/pipeline/recorder.js';
 import { createExchangeHandler, type ExchangeHandlerOptions } from '../../server/pipeline/run-exchange.js';
 import { createTcpProtocol, type TcpProtocol } from '../../server/protocols/tcp.js';
-import { writeNumberedBlocks } from '../helpers/numbered-blocks.js';
+import { echoNumberedBlocks } from '../helpers/numbered-blocks.js';
 import { recordedEvents, type RecordedEvent, type RecordedEventsOptions } from '../helpers/recorded-events.js';
 
 const alice: Principal = { sub: 'alice', groups: ['ops'], roles: [], expiresAt: 4_000_000_000, issuer: 'https://idp.test' };
@@ -115,20 +114,10 @@ describe('tcp protocol', () => {
     const upstreamPort = await listen(createServer({ allowHalfOpen: true }, (s) => s.pipe(s)));
     const gw = await startGateway(upstreamPort);
     const socket = await dial(gw.port);
-    const received = createHash('sha256');
-    let receivedBytes = 0;
-    socket.on('data', (c: Buffer) => {
-      received.update(c);
-      receivedBytes += c.length;
-    });
-    const ended = once(socket, 'end');
+    const { sent, received } = await echoNumberedBlocks(socket, 64);
 
-    const sent = await writeNumberedBlocks(socket, 64);
-    socket.end();
-    await ended;
-
-    expect(receivedBytes).toBe(64 * 1024 * 1024);
-    expect(received.digest('hex')).toBe(sent);
+    expect(received.bytes).toBe(64 * 1024 * 1024);
+    expect(received.digest()).toBe(sent);
     const end = gw.events.find((e) => e.type === 'exchange.end');
     expect(end).toMatchObject({ requestBytes: 64 * 1024 * 1024, responseBytes: 64 * 1024 * 1024 });
   });

@@ -9,9 +9,8 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import OpenAI from 'openai';
 import { describe, expect, it, onTestFinished } from 'vitest';
-import { refuseHttp, startLocalListener } from '../../cli/tunnel/local-listener.js';
-import { TunnelClient } from '../../cli/tunnel/tunnel-client.js';
 import { gatewayFixture, modelConnection, type TestGateway } from '../helpers/gateway.js';
+import { openLocalHttpTunnel } from '../helpers/local-http-tunnel.js';
 
 const gateways = gatewayFixture();
 
@@ -80,18 +79,9 @@ function attr(span: OtlpSpan, key: string): string | number | boolean | undefine
   return v.stringValue ?? v.boolValue;
 }
 
-/** A local port carrying `connection` over the gateway's tunnel, as `sluice connect` opens it. */
+/** An SDK client of a local port carrying `connection` over the gateway's tunnel, as `sluice connect` opens it. */
 async function tunnelTo(gw: TestGateway, connection: string): Promise<OpenAI> {
-  const token = await gw.token('alice');
-  const client = new TunnelClient({ gateway: gw.url, connection, getToken: async () => ({ token }) });
-  await client.start();
-  const localToken = 'sl_local_tracing-test';
-  const listener = await startLocalListener({ bind: '127.0.0.1', port: 0, traffic: { protocol: 'http', token: localToken }, openStream: (meta) => client.openStream(meta), refuse: refuseHttp });
-  onTestFinished(async () => {
-    client.close();
-    await listener.close();
-  });
-  return new OpenAI({ baseURL: `http://127.0.0.1:${listener.port}/v1`, apiKey: localToken, maxRetries: 0 });
+  return (await openLocalHttpTunnel(gw, connection)).openai();
 }
 
 const CALLER_TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';

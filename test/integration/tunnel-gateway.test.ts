@@ -10,7 +10,6 @@ import type { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it, onTestFinished, vi } from 'vitest';
 import { WebSocketServer } from 'ws';
-import { refuseHttp, startLocalListener } from '../../cli/tunnel/local-listener.js';
 import { TunnelClient } from '../../cli/tunnel/tunnel-client.js';
 import { SluiceError } from '../../shared/errors.js';
 import { decodeFrame, FRAME_TYPE, MAX_WINDOW } from '../../shared/tunnel/frames.js';
@@ -28,6 +27,8 @@ import {
   type RawTunnel,
   type TestGateway,
 } from '../helpers/gateway.js';
+import { openLocalHttpTunnel } from '../helpers/local-http-tunnel.js';
+import { rawFrame, u32 } from '../helpers/raw-frames.js';
 
 const gateways = gatewayFixture();
 
@@ -318,22 +319,9 @@ function prng(seed: number): () => number {
   };
 }
 
-/** A tunnel frame built by hand: any type, any id, any payload (the codec would refuse to build most). */
-function rawFrame(type: number, streamId: number, payload: Buffer = Buffer.alloc(0)): Buffer {
-  const head = Buffer.alloc(5);
-  head[0] = type;
-  head.writeUInt32BE(streamId >>> 0, 1);
-  return Buffer.concat([head, payload]);
-}
-
 const openFrame = (id: number, meta: string | Buffer = '{}') => rawFrame(FRAME_TYPE.open, id, Buffer.from(meta));
 const dataFrame = (id: number, n: number) => rawFrame(FRAME_TYPE.data, id, Buffer.alloc(n, 0x5a));
 const endFrame = (id: number) => rawFrame(FRAME_TYPE.end, id);
-const u32 = (n: number) => {
-  const b = Buffer.alloc(4);
-  b.writeUInt32BE(n >>> 0);
-  return b;
-};
 
 /** A WebSocket frame from the client, built by hand (masked unless told otherwise). */
 function wsFrame(o: { opcode: number; payload?: Buffer; fin?: boolean; rsv1?: boolean; masked?: boolean; declaredLength?: bigint }): Buffer {
@@ -610,16 +598,8 @@ describe('tunnel max_streams', () => {
 
   it('through the CLI tunnel client, a local connection beyond max_streams gets a 429 the SDKs understand while the others complete', async () => {
     const gw = await gateways.start({ tunnel: { max_streams: 2 } });
-    const token = await gw.token('alice');
-    const client = new TunnelClient({ gateway: gw.url, connection: 'llm', getToken: async () => ({ token }), pendingTimeoutMs: 2000 });
-    await client.start();
-    const localToken = 'sl_local_tunnel-gateway-test';
+    const { client, listener, localToken } = await openLocalHttpTunnel(gw, 'llm', { client: { pendingTimeoutMs: 2000 } });
     const auth = { authorization: `Bearer ${localToken}` };
-    const listener = await startLocalListener({ bind: '127.0.0.1', port: 0, traffic: { protocol: 'http', token: localToken }, openStream: (meta) => client.openStream(meta), refuse: refuseHttp });
-    onTestFinished(async () => {
-      client.close();
-      await listener.close();
-    });
 
     const slow = [0, 1].map(() => localRequest(listener.port, '/v1/models', { ...auth, 'x-demo-delay-ms': '1500' }));
     await until(() => client.stats.streamsOpen === 2, 'two streams in flight');

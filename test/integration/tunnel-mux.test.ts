@@ -12,6 +12,8 @@ import type { ControlMessage } from '../../shared/tunnel/control.js';
 import { encodeFrame } from '../../shared/tunnel/frames.js';
 import { TunnelMux, type TunnelMuxOptions } from '../../shared/tunnel/mux.js';
 import { StreamResetError, TunnelStream } from '../../shared/tunnel/mux-stream.js';
+import { until } from '../helpers/gateway.js';
+import { echoNumberedBlocks, hashArrivals } from '../helpers/numbered-blocks.js';
 
 type MuxOptions = Omit<TunnelMuxOptions, 'role'>;
 
@@ -102,14 +104,6 @@ function sha256(buf: Buffer): string {
   return createHash('sha256').update(buf).digest('hex');
 }
 
-async function until(condition: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(5);
-  }
-}
-
 function streamError(stream: Duplex): Promise<Error> {
   return new Promise((resolve) => stream.once('error', resolve));
 }
@@ -182,26 +176,9 @@ describe('TunnelMux over a real WebSocket', () => {
     const gateway = await startGateway(echo);
     const { mux } = await connect(gateway.url);
     const stream = open(mux);
-    const sent = createHash('sha256');
-    const received = createHash('sha256');
-    let receivedBytes = 0;
-    stream.on('data', (chunk: Buffer) => {
-      received.update(chunk);
-      receivedBytes += chunk.length;
-    });
-    const ended = once(stream, 'end');
-    const chunk = randomBytes(1024 * 1024);
-    for (let i = 0; i < 64; i++) {
-      // a different chunk each time, so a reordered or repeated frame changes the hash
-      chunk.writeUInt32BE(i, 0);
-      const copy = Buffer.from(chunk);
-      sent.update(copy);
-      if (!stream.write(copy)) await once(stream, 'drain');
-    }
-    stream.end();
-    await ended;
-    expect(receivedBytes).toBe(64 * 1024 * 1024);
-    expect(received.digest('hex')).toBe(sent.digest('hex'));
+    const { sent, received } = await echoNumberedBlocks(stream, 64);
+    expect(received.bytes).toBe(64 * 1024 * 1024);
+    expect(received.digest()).toBe(sent);
   });
 
   it('half-closes each direction on its own', async () => {
@@ -543,16 +520,11 @@ describe('Node http over TunnelStreams', () => {
     const requests: string[] = [];
     // never listens: the tunnel hands it connections, as the HTTP protocol module will
     const server = http.createServer((req, res) => {
-      const hash = createHash('sha256');
-      let length = 0;
-      req.on('data', (chunk: Buffer) => {
-        hash.update(chunk);
-        length += chunk.length;
-      });
+      const received = hashArrivals(req);
       req.on('end', () => {
         requests.push(`${req.method} ${req.url}`);
         res.setHeader('content-type', 'application/json');
-        res.end(JSON.stringify({ method: req.method, url: req.url, length, sha256: hash.digest('hex'), remote: req.socket.remoteAddress }));
+        res.end(JSON.stringify({ method: req.method, url: req.url, length: received.bytes, sha256: received.digest(), remote: req.socket.remoteAddress }));
       });
     });
     onTestFinished(() => {

@@ -5,25 +5,19 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
-import { FRAME_HEADER_SIZE, FRAME_TYPE } from '../../shared/tunnel/frames.js';
+import { FRAME_TYPE } from '../../shared/tunnel/frames.js';
 import { gatewayFixture, openRawTunnel, type RawTunnel, type TestGateway } from '../helpers/gateway.js';
+import { rawFrame } from '../helpers/raw-frames.js';
 
 const gateways = gatewayFixture();
-
-function frame(type: number, streamId: number, payload: Buffer): Buffer {
-  const head = Buffer.alloc(FRAME_HEADER_SIZE);
-  head[0] = type;
-  head.writeUInt32BE(streamId, 1);
-  return Buffer.concat([head, payload]);
-}
 
 /** Opens a tunnel to `sink`, waits for hello, opens stream 1 and sends one DATA frame of `size` bytes on it. */
 async function sendData(gw: TestGateway, size: number): Promise<{ tunnel: RawTunnel; maxFrame: number }> {
   const tunnel = openRawTunnel(gw.tunnelUrl('sink'), await gw.token('alice'));
   await tunnel.opened;
   const hello = await tunnel.hello;
-  tunnel.ws.send(frame(FRAME_TYPE.open, 1, Buffer.from('{}')), { binary: true });
-  tunnel.ws.send(frame(FRAME_TYPE.data, 1, Buffer.alloc(size, 0x5a)), { binary: true });
+  tunnel.ws.send(rawFrame(FRAME_TYPE.open, 1, Buffer.from('{}')), { binary: true });
+  tunnel.ws.send(rawFrame(FRAME_TYPE.data, 1, Buffer.alloc(size, 0x5a)), { binary: true });
   return { tunnel, maxFrame: hello.max_frame };
 }
 

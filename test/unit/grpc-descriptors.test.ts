@@ -1,13 +1,13 @@
 import { readFileSync } from 'node:fs';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import protobuf from 'protobufjs';
-import { describe, expect, it, onTestFinished } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { loadGrpcDescriptors } from '../../server/protocols/grpc/grpc-descriptors.js';
 import { messageJson } from '../../server/protocols/grpc/grpc-message-json.js';
 import { KSERVE_V2_PROTO } from '../../server/protocols/grpc/kserve-v2-proto.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const PROTO_FILE = new URL('../../server/protocols/grpc/kserve-v2.proto', import.meta.url);
 
@@ -60,8 +60,7 @@ describe('kserve-v2 descriptors', () => {
 
 describe('descriptors from files', () => {
   async function dir(): Promise<string> {
-    const d = await mkdtemp(join(tmpdir(), 'sluice-grpc-'));
-    onTestFinished(() => rm(d, { recursive: true, force: true }));
+    const d = await tempDir('sluice-grpc-');
     return d;
   }
   const SHOP = 'syntax = "proto3";\npackage shop;\nservice Orders { rpc Place(Order) returns (Order); rpc Watch(Order) returns (stream Order); }\nmessage Order { string item_name = 1; }\n';

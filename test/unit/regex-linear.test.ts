@@ -8,13 +8,13 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { validateConfig } from '../../server/config/load.js';
 import { compileProfile } from '../../server/masking/compiled-profile.js';
 import { MaskingCounter } from '../../server/masking/masking-summary.js';
 import { maskingProfileSchema } from '../../server/masking/profile-schema.js';
 import { TextChannel } from '../../server/masking/text-masker.js';
 import { compileCel, createPolicyEnvironment, isCompileProblem, type PolicyActivation } from '../../server/policy/cel-expression.js';
 import { runCliInProcess } from '../helpers/cli-in-process.js';
+import { configProblems } from '../helpers/config-problems.js';
 
 const POLYNOMIAL = 'a*a*a*a*b';
 const AMOUNT = '\\d+\\s?\\d+\\s?\\d+\\s?\\d+\\s?(?:EUR|USD)';
@@ -25,15 +25,6 @@ const FAST_MS = 5_000;
 const base = {
   identity: { issuer: 'https://idp.example', audience: 'urn:sluice:gateway', cli_client_id: 'cli' },
 };
-
-function problems(raw: unknown): string[] {
-  try {
-    validateConfig(raw);
-    return [];
-  } catch (err) {
-    return ((err as { details?: { problems?: string[] } }).details?.problems ?? []) as string[];
-  }
-}
 
 function regexMasker(pattern: string) {
   return compileProfile('t', maskingProfileSchema.parse({ regex: [{ name: 'rule', pattern, replace: '[X]', max_length: 4096 }] }), {});
@@ -80,7 +71,7 @@ describe('masking regex rules run on RE2', () => {
 
   it('accepts nested quantifiers, which RE2 runs in linear time', () => {
     for (const pattern of ['(a+)+$', '(a|a)*b', '(\\w+\\s?)*$', '(a{1,9}){1,9}c']) {
-      expect(problems({ ...base, masking_profiles: { pii: { regex: [{ name: 'r', pattern }] } } }), pattern).toEqual([]);
+      expect(configProblems({ ...base, masking_profiles: { pii: { regex: [{ name: 'r', pattern }] } } }), pattern).toEqual([]);
       const { ms } = timed(() => regexMasker(pattern).text.mask(`${'a'.repeat(50_000)}!`, new MaskingCounter()));
       expect(ms, pattern).toBeLessThan(FAST_MS);
     }
@@ -93,7 +84,7 @@ describe('masking regex rules run on RE2', () => {
     ['(?<n>a)\\k<n>', /back-references are not supported/],
     ['a{2,1}', /invalid repetition size/],
   ])('refuses %s at load, naming the rule', (pattern, reason) => {
-    const found = problems({ ...base, masking_profiles: { pii: { regex: [{ name: 'account', pattern }] } } });
+    const found = configProblems({ ...base, masking_profiles: { pii: { regex: [{ name: 'account', pattern }] } } });
     expect(found).toHaveLength(1);
     expect(found[0]).toMatch(/^masking_profiles\.pii\.regex\[0\]\.pattern: of regex rule "account" cannot run on RE2: /);
     expect(found[0]).toMatch(reason);
@@ -123,7 +114,7 @@ describe('CEL matches() runs on RE2', () => {
   });
 
   it('refuses at load a literal pattern RE2 cannot run, with its position', () => {
-    const found = problems({ ...base, policies: [{ name: 'r', when: 'request.path.matches("(?<=/v1)/chat")', action: 'deny' }] });
+    const found = configProblems({ ...base, policies: [{ name: 'r', when: 'request.path.matches("(?<=/v1)/chat")', action: 'deny' }] });
     expect(found).toEqual([expect.stringMatching(/^policies\[0\]\.when: matches\(\): the pattern cannot run on RE2: .*look-behind.* at line 1, column 22$/)]);
   });
 

@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { App, type ResendOutcome } from '../../cli/tui/app.js';
 import { fromEvents } from '../../cli/tui/from-events.js';
 import type { ExchangeDetail, SessionDetail } from '../../cli/tui/model.js';
-import { FIXTURES, fixtureEvents, fixtureSession, KEY, settle } from './tui-fixtures.js';
+import { FIXTURES, fixtureEvents, fixtureSession, KEY, press, settle } from './tui-fixtures.js';
 import { ManualClock } from './tui-manual-clock.js';
 
 afterEach(() => cleanup());
@@ -41,30 +41,20 @@ describe('App', () => {
     const { asked, loadSession } = loader();
     const { lastFrame, stdin } = render(<App sessions={sessions} loadSession={loadSession} />);
     await settle();
-    stdin.write('llm');
-    await settle();
-    stdin.write(KEY.down);
-    await settle();
-    stdin.write(KEY.enter);
-    await settle();
+    await press(stdin, 'llm', KEY.down, KEY.enter);
     expect(asked).toEqual([byName['http-plain'].summary.id]);
     expect(lastFrame()).toContain(byName['http-plain'].summary.id);
     expect(lastFrame()).toMatch(/#1\s+POST\s+\/v1\/chat\/completions\s+200\s+648ms\s+643ms\s+gpt-4o-mini-2024-07-18/);
     expect(lastFrame()).toMatch(/#2\s+POST\s+\/v1\/embeddings\s+403\s+3ms\s+–\s+text-embedding-3-small\s+denied/);
 
-    stdin.write(KEY.down);
-    await settle();
-    stdin.write(KEY.enter);
-    await settle();
+    await press(stdin, KEY.down, KEY.enter);
     expect(lastFrame()).toContain('#2 POST /v1/embeddings → 403');
     expect(lastFrame()).toContain('error ERR_POLICY_DENIED: Denied by policy no-embeddings-from-notebooks');
 
-    stdin.write(KEY.escape);
-    await settle();
+    await press(stdin, KEY.escape);
     expect(selected(lastFrame())).toContain('#2');
 
-    stdin.write(KEY.escape);
-    await settle();
+    await press(stdin, KEY.escape);
     expect(lastFrame()).toContain('filter: llm');
     expect(selected(lastFrame())).toContain('bob@example.com');
   });
@@ -74,10 +64,8 @@ describe('App', () => {
     const { loadSession } = loader();
     const { lastFrame, stdin } = render(<App sessions={sessions} loadSession={loadSession} clock={clock} />);
     await settle();
-    stdin.write(KEY.enter); // alice's streamed session is first
-    await settle();
-    stdin.write('p');
-    await settle();
+    // alice's streamed session is first
+    await press(stdin, KEY.enter, 'p');
     expect(lastFrame()).toContain('Playback #1 POST /v1/chat/completions');
     expect(lastFrame()).toContain('chunk 0/27');
     const chunks = byName['http-streamed'].exchanges[0]!.chunks;
@@ -85,8 +73,7 @@ describe('App', () => {
     await settle();
     expect(lastFrame()).toContain('chunk 2/27');
     expect(lastFrame()).toContain('Sure. The');
-    stdin.write(KEY.escape);
-    await settle();
+    await press(stdin, KEY.escape);
     expect(lastFrame()).toContain('↑/↓ select · Enter open · p play');
     // The playback's timers died with it.
     clock.advance(60_000);
@@ -99,12 +86,7 @@ describe('App', () => {
     const { loadSession } = loader();
     const { lastFrame, stdin } = render(<App sessions={sessions} loadSession={loadSession} clock={clock} />);
     await settle();
-    stdin.write('redis');
-    await settle();
-    stdin.write(KEY.enter);
-    await settle();
-    stdin.write('p');
-    await settle();
+    await press(stdin, 'redis', KEY.enter, 'p');
     expect(lastFrame()).toContain('TCP timeline');
     clock.advance(12);
     await settle();
@@ -120,19 +102,13 @@ describe('App', () => {
     };
     const { lastFrame, stdin } = render(<App sessions={sessions} loadSession={loadSession} resend={resend} width={120} />);
     await settle();
-    stdin.write('bob');
-    await settle();
-    stdin.write(KEY.enter);
-    await settle();
-    stdin.write('r');
-    await settle();
+    await press(stdin, 'bob', KEY.enter, 'r');
     expect(calls).toEqual([[byName['http-plain'].summary.id, 0, false]]);
     expect(lastFrame()).toContain('Re-send');
     expect(lastFrame()).toMatch(new RegExp(`old: ${byName['http-plain'].summary.id} #1\\s+new: ses_new #1`));
     expect(lastFrame()).toContain('Paris is the capital of France.');
     expect(lastFrame()).toContain('The capital of France is Paris.');
-    stdin.write(KEY.escape);
-    await settle();
+    await press(stdin, KEY.escape);
     expect(selected(lastFrame())).toContain('#1');
   });
 
@@ -145,22 +121,13 @@ describe('App', () => {
     };
     const { lastFrame, stdin } = render(<App sessions={sessions} loadSession={loadSession} resend={resend} width={120} />);
     await settle();
-    stdin.write('carol');
-    await settle();
-    stdin.write(KEY.enter);
-    await settle();
-    stdin.write('r');
-    await settle();
+    await press(stdin, 'carol', KEY.enter, 'r');
     expect(lastFrame()).toContain('The request body was recorded masked');
-    stdin.write('n');
-    await settle();
+    await press(stdin, 'n');
     expect(calls).toEqual([]);
     expect(lastFrame()).toContain('↑/↓ select · Enter open');
 
-    stdin.write('r');
-    await settle();
-    stdin.write('y');
-    await settle();
+    await press(stdin, 'r', 'y');
     expect(calls).toEqual([true]);
     expect(lastFrame()).toContain('sent with the masked request body as recorded');
   });
@@ -170,11 +137,9 @@ describe('App', () => {
       <App sessions={sessions} loadSession={async (id) => Promise.reject(new Error(`gateway answered 404 for ${id}`))} />,
     );
     await settle();
-    stdin.write(KEY.enter);
-    await settle();
+    await press(stdin, KEY.enter);
     expect(lastFrame()?.replace(/\s+/g, ' ')).toContain(`Could not load ${sessions[0]!.id}: gateway answered 404 for ${sessions[0]!.id}`);
-    stdin.write(KEY.escape);
-    await settle();
+    await press(stdin, KEY.escape);
     expect(lastFrame()).toContain('Sessions');
   });
 
@@ -186,8 +151,7 @@ describe('App', () => {
     await settle();
     expect(lastFrame()).toContain('Playback #1');
     expect(lastFrame()).toContain('4×');
-    stdin.write(KEY.escape);
-    await settle();
+    await press(stdin, KEY.escape);
     expect(lastFrame()).toContain(id);
     expect(selected(lastFrame())).toContain('#1');
   });

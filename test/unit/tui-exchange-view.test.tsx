@@ -1,24 +1,14 @@
 import { cleanup, render } from 'ink-testing-library';
-import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ExchangeView } from '../../cli/tui/exchange-view.js';
-import { fixtureSession, KEY, settle } from './tui-fixtures.js';
+import { ANSI, plain } from '../helpers/terminal-colour.js';
+import { fixtureSession, KEY, press, settle } from './tui-fixtures.js';
 
 // Highlighting is colour and inverse video: let chalk emit them although stdout is not a terminal.
-// Hoisted so it is set before ink (and chalk) are imported.
-const savedForceColor = vi.hoisted(() => {
-  const saved = process.env.FORCE_COLOR;
-  process.env.FORCE_COLOR = '1';
-  return saved;
-});
-afterAll(() => {
-  if (savedForceColor === undefined) delete process.env.FORCE_COLOR;
-  else process.env.FORCE_COLOR = savedForceColor;
-});
+await vi.hoisted(async () => (await import('../helpers/terminal-colour.js')).forceColourForThisFile());
 afterEach(() => cleanup());
 
 const INVERSE = '\u001B[7m';
-const ANSI = /\u001B\[[0-9;]*m/g;
-const plain = (s: string | undefined): string => (s ?? '').replace(ANSI, '');
 
 /** The text shown inverse in a frame, in order. */
 function inverseRuns(frame: string | undefined): string[] {
@@ -56,16 +46,13 @@ describe('ExchangeView', () => {
     expect(plain(lastFrame())).toContain(`lines 1–5 of ${total}`);
     expect(plain(lastFrame()).split('\n')[0]).toContain('#1 POST');
 
-    stdin.write(KEY.down);
-    await settle();
+    await press(stdin, KEY.down);
     expect(plain(lastFrame())).toContain(`lines 2–6 of ${total}`);
     expect(plain(lastFrame()).split('\n')[0]).not.toContain('#1 POST');
 
-    stdin.write('\u001B[6~'); // PgDn
-    await settle();
+    await press(stdin, '\u001B[6~'); // PgDn
     expect(plain(lastFrame())).toContain(`lines 7–11 of ${total}`);
-    stdin.write(KEY.up);
-    await settle();
+    await press(stdin, KEY.up);
     expect(plain(lastFrame())).toContain(`lines 6–10 of ${total}`);
 
     // Never past the end.
@@ -86,12 +73,7 @@ describe('ExchangeView', () => {
     expect(frame).toContain('waits: review hold 3.0s · first token 1.2s');
     expect(frame).not.toContain('data: {');
     expect(frame.replace(/\s+/g, ' ')).toContain('The nightly batch job timed out because the model server was saturated at 02:00.');
-    stdin.write('p');
-    await settle();
-    stdin.write('r');
-    await settle();
-    stdin.write(KEY.escape);
-    await settle();
+    await press(stdin, 'p', 'r', KEY.escape);
     expect(calls).toEqual(['play', 'resend', 'back']);
   });
 });

@@ -21,6 +21,14 @@ export async function settle(): Promise<void> {
   for (let i = 0; i < 3; i++) await new Promise<void>((resolve) => setImmediate(resolve));
 }
 
+/** Types each of `keys` in turn (a key sequence or a string, one write each), letting the view settle after each, as a user would. */
+export async function press(stdin: { write(data: string): void }, ...keys: string[]): Promise<void> {
+  for (const key of keys) {
+    stdin.write(key);
+    await settle();
+  }
+}
+
 /** Terminal key sequences as a user's keyboard sends them. */
 export const KEY = {
   up: '\u001B[A',

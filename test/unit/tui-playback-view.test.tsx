@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { cleanup } from 'ink-testing-library';
 import { PlaybackView } from '../../cli/tui/playback-view.js';
 import { TcpTimelineView } from '../../cli/tui/tcp-timeline-view.js';
-import { fixtureSession, KEY, settle } from './tui-fixtures.js';
+import { fixtureSession, KEY, press, settle } from './tui-fixtures.js';
 import { ManualClock } from './tui-manual-clock.js';
 
 afterEach(() => cleanup());
@@ -79,26 +79,22 @@ describe('PlaybackView on the streamed fixture (injected clock)', () => {
     await settle();
     expect(lastFrame()).toContain('chunk 3/27');
 
-    stdin.write(' ');
-    await settle();
+    await press(stdin, ' ');
     expect(lastFrame()).toContain('❚❚ paused');
     clock.advance(60_000);
     await settle();
     expect(lastFrame()).toContain('chunk 3/27');
 
-    stdin.write(' ');
-    await settle();
+    await press(stdin, ' ');
     expect(lastFrame()).toContain('▶ playing');
-    stdin.write('+');
-    await settle();
+    await press(stdin, '+');
     expect(lastFrame()).toContain('▶ playing · 2×');
     // From here the gap to chunk 4 passes at double speed.
     clock.advance(Math.ceil((chunks[3]!.t - chunks[2]!.t) / 2));
     await settle();
     expect(lastFrame()).toContain('chunk 4/27');
 
-    stdin.write(KEY.right);
-    await settle();
+    await press(stdin, KEY.right);
     expect(lastFrame()).toContain('■ ended');
     expect(lastFrame()).toContain('chunk 27/27');
     expect(answer(lastFrame()).replace(/\n/g, ' ')).toContain('overlaps the index rebuild.');
@@ -121,8 +117,7 @@ describe('PlaybackView on the streamed fixture (injected clock)', () => {
     let back = 0;
     const { stdin } = render(<PlaybackView exchange={streamed} clock={new ManualClock()} onBack={() => back++} />);
     await settle();
-    stdin.write(KEY.escape);
-    await settle();
+    await press(stdin, KEY.escape);
     expect(back).toBe(1);
   });
 });
@@ -154,8 +149,7 @@ describe('TcpTimelineView on the tcp fixture', () => {
   it('→ shows the whole timeline, binary bytes as "·"', async () => {
     const { lastFrame, stdin } = render(<TcpTimelineView timeline={timeline} clock={new ManualClock()} onBack={() => {}} />);
     await settle();
-    stdin.write(KEY.right);
-    await settle();
+    await press(stdin, KEY.right);
     expect(lastFrame()).toContain('9/9');
     expect(lastFrame()).toContain('···DUMP blob');
     expect(lastFrame()).toContain('QUIT');

@@ -1,24 +1,15 @@
 import { cleanup, render } from 'ink-testing-library';
-import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { renderDiff } from '../../cli/tui/plain-render.js';
 import { ResendDiffView } from '../../cli/tui/resend-diff-view.js';
 import { diffWords, resendDiff } from '../../cli/tui/word-diff.js';
-import { KEY, settle } from './tui-fixtures.js';
+import { ANSI, plain } from '../helpers/terminal-colour.js';
+import { KEY, press, settle } from './tui-fixtures.js';
 
 // The diff is shown in colour and inverse video; let chalk emit them off a terminal.
-const savedForceColor = vi.hoisted(() => {
-  const saved = process.env.FORCE_COLOR;
-  process.env.FORCE_COLOR = '1';
-  return saved;
-});
-afterAll(() => {
-  if (savedForceColor === undefined) delete process.env.FORCE_COLOR;
-  else process.env.FORCE_COLOR = savedForceColor;
-});
+await vi.hoisted(async () => (await import('../helpers/terminal-colour.js')).forceColourForThisFile());
 afterEach(() => cleanup());
 
-const ANSI = /\u001B\[[0-9;]*m/g;
-const plain = (s: string | undefined): string => (s ?? '').replace(ANSI, '');
 const RED = '\u001B[31m';
 const GREEN = '\u001B[32m';
 
@@ -121,8 +112,7 @@ describe('ResendDiffView', () => {
     await settle();
     expect(plain(lastFrame())).toContain('answers are identical');
     expect(highlighted(lastFrame())).toEqual([]);
-    stdin.write(KEY.escape);
-    await settle();
+    await press(stdin, KEY.escape);
     expect(back).toBe(1);
   });
 });

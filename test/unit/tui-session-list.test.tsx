@@ -1,7 +1,7 @@
 import { cleanup, render } from 'ink-testing-library';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SessionList } from '../../cli/tui/session-list.js';
-import { FIXTURES, fixtureSession, KEY, settle } from './tui-fixtures.js';
+import { FIXTURES, fixtureSession, KEY, press, settle } from './tui-fixtures.js';
 
 afterEach(() => cleanup());
 
@@ -34,15 +34,13 @@ describe('SessionList', () => {
   it('typing filters across user, connection and model, and shows the filter text', async () => {
     const { lastFrame, stdin } = render(<SessionList sessions={sessions} onOpen={() => {}} />);
     await settle();
-    stdin.write('gpt-4o');
-    await settle();
+    await press(stdin, 'gpt-4o');
     expect(lastFrame()).toContain('filter: gpt-4o');
     expect(rows(lastFrame()).map((r) => r.match(/\w+@example\.com/)?.[0])).toEqual(['bob@example.com', 'carol@example.com']);
     expect(lastFrame()).toContain('2 of 4');
 
     // Every word must match: model and connection together.
-    stdin.write(' support');
-    await settle();
+    await press(stdin, ' support');
     expect(rows(lastFrame())).toHaveLength(1);
     expect(rows(lastFrame())[0]).toContain('carol@example.com');
 
@@ -50,8 +48,7 @@ describe('SessionList', () => {
     for (let i = 0; i < ' support'.length + 'gpt-4o'.length; i++) stdin.write(KEY.backspace);
     await settle();
     expect(rows(lastFrame())).toHaveLength(4);
-    stdin.write('u-dave');
-    await settle();
+    await press(stdin, 'u-dave');
     expect(rows(lastFrame())).toHaveLength(1);
     expect(rows(lastFrame())[0]).toContain('redis');
   });
@@ -60,16 +57,13 @@ describe('SessionList', () => {
     let quit = 0;
     const { lastFrame, stdin } = render(<SessionList sessions={sessions} onOpen={() => {}} onQuit={() => quit++} />);
     await settle();
-    stdin.write('nobody');
-    await settle();
+    await press(stdin, 'nobody');
     expect(rows(lastFrame())).toHaveLength(0);
     expect(lastFrame()).toContain('no session matches');
-    stdin.write(KEY.escape);
-    await settle();
+    await press(stdin, KEY.escape);
     expect(rows(lastFrame())).toHaveLength(4);
     expect(quit).toBe(0);
-    stdin.write(KEY.escape);
-    await settle();
+    await press(stdin, KEY.escape);
     expect(quit).toBe(1);
   });
 
@@ -78,32 +72,20 @@ describe('SessionList', () => {
     const { lastFrame, stdin } = render(<SessionList sessions={sessions} onOpen={(id, filter) => opened.push([id, filter])} />);
     await settle();
     expect(selectedRow(lastFrame())).toContain('alice@example.com');
-    stdin.write(KEY.down);
-    await settle();
-    stdin.write(KEY.down);
-    await settle();
+    await press(stdin, KEY.down, KEY.down);
     expect(selectedRow(lastFrame())).toContain('carol@example.com');
-    stdin.write(KEY.up);
-    await settle();
+    await press(stdin, KEY.up);
     expect(selectedRow(lastFrame())).toContain('bob@example.com');
-    stdin.write(KEY.enter);
-    await settle();
+    await press(stdin, KEY.enter);
     expect(opened).toEqual([[ids['http-plain'], '']]);
 
-    stdin.write('llm');
-    await settle();
+    await press(stdin, 'llm');
     // A new filter starts the selection over at its first row.
     expect(selectedRow(lastFrame())).toContain('alice@example.com');
-    stdin.write(KEY.down);
-    await settle();
-    stdin.write(KEY.down);
-    await settle();
-    stdin.write(KEY.down);
-    await settle();
+    await press(stdin, KEY.down, KEY.down, KEY.down);
     // Three rows match "llm"; the selection stops at the last.
     expect(selectedRow(lastFrame())).toContain('carol@example.com');
-    stdin.write(KEY.enter);
-    await settle();
+    await press(stdin, KEY.enter);
     expect(opened.at(-1)).toEqual([ids['http-masked'], 'llm']);
   });
 
@@ -111,10 +93,7 @@ describe('SessionList', () => {
     const { lastFrame, stdin } = render(<SessionList sessions={sessions} height={2} onOpen={() => {}} />);
     await settle();
     expect(rows(lastFrame())).toHaveLength(2);
-    for (let i = 0; i < 3; i++) {
-      stdin.write(KEY.down);
-      await settle();
-    }
+    await press(stdin, KEY.down, KEY.down, KEY.down);
     expect(rows(lastFrame()).map((r) => r.match(/\w+@example\.com/)?.[0])).toEqual(['carol@example.com', 'dave@example.com']);
     expect(selectedRow(lastFrame())).toContain('dave@example.com');
   });

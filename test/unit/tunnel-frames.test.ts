@@ -12,22 +12,9 @@ import {
   TUNNEL_PROTOCOL_VERSION,
   type Frame,
 } from '../../shared/tunnel/frames.js';
+import { rawFrame, u32 } from '../helpers/raw-frames.js';
 
 const limits = { maxFrame: 1024, maxMetadata: 256 };
-
-function raw(type: number, streamId: number, payload: Buffer = Buffer.alloc(0)): Buffer {
-  const buf = Buffer.alloc(FRAME_HEADER_SIZE + payload.length);
-  buf[0] = type;
-  buf.writeUInt32BE(streamId, 1);
-  payload.copy(buf, FRAME_HEADER_SIZE);
-  return buf;
-}
-
-function u32(n: number): Buffer {
-  const b = Buffer.alloc(4);
-  b.writeUInt32BE(n);
-  return b;
-}
 
 function expectProtocolError(buf: Buffer, message?: RegExp): void {
   let thrown: unknown;
@@ -81,37 +68,37 @@ describe('tunnel frames', () => {
   });
 
   it('accepts DATA of exactly maxFrame and OPEN metadata of exactly maxMetadata', () => {
-    expect(decodeFrame(raw(2, 1, Buffer.alloc(limits.maxFrame)), limits).type).toBe('data');
+    expect(decodeFrame(rawFrame(2, 1, Buffer.alloc(limits.maxFrame)), limits).type).toBe('data');
     const json = Buffer.from(JSON.stringify({ k: 'x'.repeat(limits.maxMetadata - 8) }));
     expect(json.length).toBe(limits.maxMetadata);
-    expect(decodeFrame(raw(1, 1, json), limits).type).toBe('open');
+    expect(decodeFrame(rawFrame(1, 1, json), limits).type).toBe('open');
   });
 
   it.each([
     ['an empty message', Buffer.alloc(0), /shorter/],
     ['a truncated header', Buffer.from([2, 0, 0, 1]), /shorter/],
-    ['stream id 0', raw(2, 0, Buffer.from('x')), /stream id 0/],
-    ['type 0', raw(0, 1), /unknown type 0/],
-    ['type 6', raw(6, 1), /unknown type 6/],
-    ['type 255', raw(255, 1, Buffer.from('x')), /unknown type/],
-    ['empty DATA', raw(2, 1), /empty DATA/],
-    ['DATA over maxFrame', raw(2, 1, Buffer.alloc(limits.maxFrame + 1)), /exceeds max frame/],
-    ['END with a payload', raw(3, 1, Buffer.from([0])), /END/],
-    ['WINDOW with 3 bytes', raw(5, 1, Buffer.alloc(3)), /WINDOW payload/],
-    ['WINDOW with 5 bytes', raw(5, 1, Buffer.alloc(5)), /WINDOW payload/],
-    ['WINDOW increment 0', raw(5, 1, u32(0)), /increment 0/],
-    ['WINDOW increment over 2^31-1', raw(5, 1, u32(0x8000_0000)), /exceeds/],
-    ['WINDOW increment 2^32-1', raw(5, 1, u32(0xffff_ffff)), /exceeds/],
-    ['RESET without a code', raw(4, 1, Buffer.from([1])), /RESET payload/],
-    ['RESET with an oversized reason', raw(4, 1, Buffer.alloc(2 + MAX_RESET_REASON + 1, 0x41)), /reason exceeds/],
-    ['RESET with a reason that is not UTF-8', raw(4, 1, Buffer.from([0, 1, 0xff, 0xfe])), /not UTF-8/],
-    ['OPEN with metadata that is not JSON', raw(1, 1, Buffer.from('{nope')), /not UTF-8 JSON/],
-    ['OPEN with metadata that is not UTF-8', raw(1, 1, Buffer.from([0x22, 0xc3, 0x28, 0x22])), /not UTF-8 JSON/],
-    ['OPEN with empty metadata', raw(1, 1), /not UTF-8 JSON/],
-    ['OPEN with a JSON array', raw(1, 1, Buffer.from('[1]')), /not a JSON object/],
-    ['OPEN with JSON null', raw(1, 1, Buffer.from('null')), /not a JSON object/],
-    ['OPEN with a JSON string', raw(1, 1, Buffer.from('"x"')), /not a JSON object/],
-    ['OPEN with metadata over maxMetadata', raw(1, 1, Buffer.from(JSON.stringify({ k: 'x'.repeat(300) }))), /exceeds/],
+    ['stream id 0', rawFrame(2, 0, Buffer.from('x')), /stream id 0/],
+    ['type 0', rawFrame(0, 1), /unknown type 0/],
+    ['type 6', rawFrame(6, 1), /unknown type 6/],
+    ['type 255', rawFrame(255, 1, Buffer.from('x')), /unknown type/],
+    ['empty DATA', rawFrame(2, 1), /empty DATA/],
+    ['DATA over maxFrame', rawFrame(2, 1, Buffer.alloc(limits.maxFrame + 1)), /exceeds max frame/],
+    ['END with a payload', rawFrame(3, 1, Buffer.from([0])), /END/],
+    ['WINDOW with 3 bytes', rawFrame(5, 1, Buffer.alloc(3)), /WINDOW payload/],
+    ['WINDOW with 5 bytes', rawFrame(5, 1, Buffer.alloc(5)), /WINDOW payload/],
+    ['WINDOW increment 0', rawFrame(5, 1, u32(0)), /increment 0/],
+    ['WINDOW increment over 2^31-1', rawFrame(5, 1, u32(0x8000_0000)), /exceeds/],
+    ['WINDOW increment 2^32-1', rawFrame(5, 1, u32(0xffff_ffff)), /exceeds/],
+    ['RESET without a code', rawFrame(4, 1, Buffer.from([1])), /RESET payload/],
+    ['RESET with an oversized reason', rawFrame(4, 1, Buffer.alloc(2 + MAX_RESET_REASON + 1, 0x41)), /reason exceeds/],
+    ['RESET with a reason that is not UTF-8', rawFrame(4, 1, Buffer.from([0, 1, 0xff, 0xfe])), /not UTF-8/],
+    ['OPEN with metadata that is not JSON', rawFrame(1, 1, Buffer.from('{nope')), /not UTF-8 JSON/],
+    ['OPEN with metadata that is not UTF-8', rawFrame(1, 1, Buffer.from([0x22, 0xc3, 0x28, 0x22])), /not UTF-8 JSON/],
+    ['OPEN with empty metadata', rawFrame(1, 1), /not UTF-8 JSON/],
+    ['OPEN with a JSON array', rawFrame(1, 1, Buffer.from('[1]')), /not a JSON object/],
+    ['OPEN with JSON null', rawFrame(1, 1, Buffer.from('null')), /not a JSON object/],
+    ['OPEN with a JSON string', rawFrame(1, 1, Buffer.from('"x"')), /not a JSON object/],
+    ['OPEN with metadata over maxMetadata', rawFrame(1, 1, Buffer.from(JSON.stringify({ k: 'x'.repeat(300) }))), /exceeds/],
   ])('rejects %s with ERR_TUNNEL_PROTOCOL', (_name, buf, message) => {
     expectProtocolError(buf, message);
   });
