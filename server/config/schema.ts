@@ -98,6 +98,8 @@ export const configSchema = z
           .optional(),
         fsync: z.enum(['always', 'batch', 'never']).default('batch'),
         fsync_interval: duration.default('200ms'),
+        /** Whether session files compress their records (`none` where record sizes must not depend on content: README, Recordings on disk). */
+        compression: z.enum(['deflate', 'none']).default('deflate'),
         retention_days: z.number().int().positive().optional(),
         proxy_session_idle: duration.default('15m'),
         /** The checkpoint signing key (Ed25519 PEM); outside `dir`, so who can rewrite recordings cannot re-sign them. Default `dir/signing-key.pem`. */
@@ -132,6 +134,7 @@ export const configSchema = z
         dir: './data',
         fsync: 'batch',
         fsync_interval: '200ms',
+        compression: 'deflate',
         proxy_session_idle: '15m',
         seal_checkpoint_every: 32,
         seal_checkpoint_interval: '1m',

@@ -186,7 +186,7 @@ class BodyRecording {
     this.#digest[dir]?.update(body);
   }
 
-  /** A write of the exchange that nothing awaits on its own (the response head): `settle` waits for it. */
+  /** A write of the exchange that nothing awaits on its own (the response head, an answer's runs): `settled` waits for it. */
   track(write: Promise<void>): void {
     this.#writes.add(write);
     write.then(
@@ -224,22 +224,36 @@ class BodyRecording {
       ...(decoded.compressed ? { compressed: true } : {}),
       ...(decoded.json === undefined ? {} : { json: decoded.json }),
     };
-    const write = this.session.append('grpc.message', fields, keep ? decoded.payload : undefined);
+    // An answer's messages are written with what follows them; a request's, which wait to go upstream, at once.
+    const payload = keep ? decoded.payload : undefined;
+    const write = dir === 'down' ? this.session.defer('grpc.message', fields, payload) : this.session.append('grpc.message', fields, payload);
     this.#lastWrite = write;
     this.track(write);
   }
 
   #write(run: ChunkRun): void {
     const fields: EventFields['exchange.chunk'] = { exchange: this.#exchangeId, dir: run.dir, bytes: run.bytes, ...(run.parts.length > 1 ? { parts: run.parts } : {}) };
-    // Runs are only made for chunk records; messages are written one by one above.
-    const write = this.session.append(this.#chunkRecord as 'exchange.chunk' | 'tcp.chunk', fields, run.payload, run.t);
+    // Runs are only made for chunk records; messages are written one by one above. An answer's runs share the
+    // record of what follows them (the next run, the end); the caller's, which wait to go upstream, are written at once.
+    const type = this.#chunkRecord as 'exchange.chunk' | 'tcp.chunk';
+    const write = run.dir === 'down' ? this.session.defer(type, fields, run.payload, run.t) : this.session.append(type, fields, run.payload, run.t);
     this.#lastWrite = write;
     this.track(write);
   }
 
-  /** Flushes chunk runs and waits for every queued write; rejects with the first that could not be written. */
+  /**
+   * Flushes chunk runs and waits for the writes already on their way; rejects with the first that could not
+   * be written. What is still deferred is not waited for: it is written with the end, in the same write, so
+   * either both are on disk or neither is.
+   */
   async settle(): Promise<void> {
     this.#coalescer?.drain();
+    if (this.#failure === undefined) await this.session.writer.written();
+    if (this.#failure !== undefined) throw this.#failure;
+  }
+
+  /** Waits for every write of the exchange (the end's included); rejects with the first that could not be written. */
+  async settled(): Promise<void> {
     while (this.#writes.size > 0) await Promise.allSettled([...this.#writes]);
     if (this.#failure !== undefined) throw this.#failure;
   }
@@ -375,8 +389,8 @@ class DurableExchangeRecording implements ExchangeRecording {
     bodies.headAt = Date.now();
     const type = head.headers['content-type'];
     bodies.sniffer = new UsageSniffer(Array.isArray(type) ? type[0] : type);
-    // Queued ahead of the body's runs and the end, which waits for it.
-    bodies.track(bodies.session.append('exchange.response', { exchange: this.#exchange.id, status: head.status, headers: recordableHeaders(head.headers) }));
+    // Deferred: written with the body's runs and the end, in their record, which the end waits for.
+    bodies.track(bodies.session.defer('exchange.response', { exchange: this.#exchange.id, status: head.status, headers: recordableHeaders(head.headers) }));
   }
 
   async recordEnd(end: ExchangeEnding): Promise<void> {
@@ -388,6 +402,8 @@ class DurableExchangeRecording implements ExchangeRecording {
       if (bodies !== undefined && end.complete) await bodies.settle();
       else bodies?.drain();
       await this.#appendEnd(session, end);
+      // The answer is complete only once everything it deferred is on disk too (written with the end).
+      if (bodies !== undefined && end.complete) await bodies.settled();
     } finally {
       this.#finish();
     }

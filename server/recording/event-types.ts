@@ -1,7 +1,8 @@
 /**
  * Stable type codes of recorded events and the fields each carries. An auditor's query depends on these
  * codes and field names, never on free text: add codes and optional fields, never rename or remove them.
- * Every record also carries `seq` (0-based position) and `t` (milliseconds since the session started).
+ * Every event also carries `seq` (0-based position among the session's events, whatever record holds it)
+ * and `t` (milliseconds since the session started).
  */
 export const EVENT_TYPES = [
   'session.start',
@@ -152,6 +153,8 @@ export interface RecordedEvent<T extends EventType = EventType> {
   readonly fields: EventFields[T];
   /** Body or TCP bytes, when recorded. */
   readonly payload?: Buffer;
-  /** Byte offset of the record in the file. */
+  /** 0-based position of the record holding it; several events may share one (format 3). */
+  readonly record: number;
+  /** Byte offset of that record in the file. */
   readonly offset: number;
 }

@@ -54,9 +54,14 @@ export class OpenSessionFile {
     return this.#closing !== undefined;
   }
 
-  /** Appends a record (see SessionWriter.append). */
+  /** Appends an event (see SessionWriter.append). */
   append<T extends EventType>(type: T, fields: EventFields[T], payload?: Buffer, t?: number): Promise<void> {
     return this.writer.append(type, fields, payload, t);
+  }
+
+  /** Appends an event nothing waits for on its own, to share the record of the next (see SessionWriter.defer). */
+  defer<T extends EventType>(type: T, fields: EventFields[T], payload?: Buffer, t?: number): Promise<void> {
+    return this.writer.defer(type, fields, payload, t);
   }
 
   /** Counts an exchange in flight until `exchangeDone`. */

@@ -112,6 +112,7 @@ export async function openStorage(options: OpenStorageOptions): Promise<GatewayS
       io: options.io,
       fsync: storage.fsync,
       fsyncIntervalMs: parseDuration(storage.fsync_interval),
+      compression: storage.compression,
       retentionDays: storage.retention_days,
       replica: options.replica ?? replicaIdOf(config.replica.id),
       worker: options.worker ?? 0,

@@ -25,7 +25,7 @@ import type { SessionSource } from './session-source.js';
 import { SessionSpool } from './session-spool.js';
 import { withSegmentsDeleted } from './segmented-archive.js';
 import type { ShippingSettings, SpoolStats } from './spool-shipper.js';
-import { SESSION_FILE_SUFFIX } from './record-format.js';
+import { SESSION_FILE_SUFFIX, type RecordCompression } from './record-format.js';
 import { verifySession } from './verify-session.js';
 import { SessionWriter, type FsyncMode } from './session-writer.js';
 import type { SigningKey } from './signing-key.js';
@@ -50,6 +50,8 @@ export interface RecordingOptions {
   readonly fsync?: FsyncMode;
   /** Default 200 ms. */
   readonly fsyncIntervalMs?: number;
+  /** Whether new session files compress their records (`storage.compression`); default as the writer's, `deflate`. */
+  readonly compression?: RecordCompression;
   /** Sessions older than this are destroyed by the sweep; default: kept forever. */
   readonly retentionDays?: number;
   /** How often the retention sweep runs; default 1 h. */
@@ -325,6 +327,7 @@ export class Recording implements RecorderSessions {
       keyRing: this.keyRing,
       fsync: this.#o.fsync ?? 'batch',
       fsyncIntervalMs: this.#o.fsyncIntervalMs ?? 200,
+      ...(this.#o.compression === undefined ? {} : { compression: this.#o.compression }),
       onOutcome: (err) => this.reportOutcome(err),
     });
     const { principal, connection } = start;

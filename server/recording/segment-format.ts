@@ -35,7 +35,7 @@ export interface SegmentMeta {
   readonly offset: number;
   /** Bytes of the body. */
   readonly bytes: number;
-  /** Index (`seq`) of the body's first record. */
+  /** Position of the body's first record (records hold one or more events: format 3). */
   readonly firstRecord: number;
   /** Whole records in the body. */
   readonly records: number;

@@ -4,7 +4,8 @@ import type { WrappedSessionKey } from '../store/store.js';
 import type { EventFields, EventType } from './event-types.js';
 import type { RecordingFile, RecordingIo } from './file-io.js';
 import type { KeyRing } from './key-ring.js';
-import { checkpointMessage, encodeHeader, encodeRecord, NonceSequence, sessionAad, sha256 } from './record-format.js';
+import { encodeRecord } from './record-events.js';
+import { checkpointMessage, DEFAULT_COMPRESSION, encodeHeader, NonceSequence, sessionAad, sha256, type RecordCompression, type RecordEvent } from './record-format.js';
 import { recordingUnavailable } from './recording-error.js';
 import { signCheckpoint, type SigningKey } from './signing-key.js';
 
@@ -26,6 +27,10 @@ export interface SessionWriterOptions {
   readonly fsyncIntervalMs: number;
   /** Most bytes of payload waiting to be written; beyond it appends are refused rather than buffered. */
   readonly maxPendingBytes?: number;
+  /** Whether records may be compressed (`storage.compression`); default DEFAULT_COMPRESSION. */
+  readonly compression?: RecordCompression;
+  /** Longest time a deferred append waits for an append to share its record with; default 20 ms. */
+  readonly holdMs?: number;
   /** Told the outcome of every write and fsync (null on success), for readiness. */
   readonly onOutcome?: (error: Error | null) => void;
 }
@@ -33,20 +38,34 @@ export interface SessionWriterOptions {
 interface Pending {
   readonly t: number;
   readonly type: EventType;
-  /** Fields, or a function of the record's position for the checkpoint, which signs the chain before it. */
-  readonly fields: object | ((seq: number, prev: Buffer) => object);
+  /** Fields, or for the checkpoint a function of the records before it and the last one's hash, which it signs. */
+  readonly fields: object | ((records: number, prev: Buffer) => object);
   readonly payload?: Buffer;
   readonly resolve: () => void;
   readonly reject: (err: Error) => void;
+  /** Set once written or failed. */
+  settled?: boolean;
+  /** Told once it is settled (`written()`). */
+  waiters?: (() => void)[];
 }
 
 const DEFAULT_MAX_PENDING = 64 * 1024 * 1024;
+const DEFAULT_HOLD_MS = 20;
+/**
+ * Events written together share a record until their payloads reach this; the next starts another record.
+ * A record is what a reader decrypts and inflates at once, so it stays small; an event larger than this
+ * is a record of its own.
+ */
+const RECORD_SHARE_BYTES = 64 * 1024;
 
 /**
  * Appends encrypted, chained records to one session file. Appends made in the same tick are written
- * together (one `writev`); the chain advances only when a write succeeded, and a failed write's partial
- * bytes are cut off before the next one, so the file always ends on a whole record and a later success
- * continues the chain where it stood.
+ * together (one `writev`) and share records: one nonce, tag and chain hash for several events, each with
+ * its own `seq` (counted across the session) and `t`. A deferred append (`defer`: what nothing waits for
+ * on its own, such as an answer's head and runs) waits, bounded in time and bytes, for the next append, so
+ * the events of an answer land in one record with its end. The chain advances only when a write
+ * succeeded, and a failed write's partial bytes are cut off before the next one, so the file always ends on
+ * a whole record and a later success continues the chain where it stood.
  */
 export class SessionWriter {
   readonly path: string;
@@ -63,10 +82,22 @@ export class SessionWriter {
   readonly #dataKey: Buffer;
   readonly #nonces = new NonceSequence();
   readonly #aad: Buffer;
+  readonly #compression: RecordCompression;
+  /** Appends to write at the next flush, in order. */
   #queue: Pending[] = [];
+  /** Deferred appends, in order, waiting to join the next append (or their hold to end). */
+  #held: Pending[] = [];
+  #heldBytes = 0;
+  #holdTimer: NodeJS.Timeout | undefined;
+  /** Payload bytes queued or held. */
   #queuedBytes = 0;
+  /** The last append that left the hold: once it is settled, every one before it is. */
+  #tail: Pending | undefined;
   #flushing = false;
+  /** Events written (whole, on disk): the next event's `seq`. */
   #seq = 0;
+  /** Records written (whole, on disk). */
+  #records = 0;
   #prev: Buffer;
   /** Bytes of whole records (and header) on disk. */
   #size: number;
@@ -86,6 +117,7 @@ export class SessionWriter {
     this.#file = file;
     this.#dataKey = dataKey;
     this.#aad = sessionAad(options.sessionId);
+    this.#compression = options.compression ?? DEFAULT_COMPRESSION;
     this.#prev = sha256(header);
     this.#size = header.length;
   }
@@ -93,7 +125,7 @@ export class SessionWriter {
   /** Creates the file and writes its header (synced, so a session that exists on disk can always be read). */
   static async create(options: SessionWriterOptions): Promise<SessionWriter> {
     const { dataKey, wrapped } = options.keyRing.newDataKey(options.sessionId);
-    const header = encodeHeader({ session: options.sessionId, created: options.created, keyId: wrapped.keyId });
+    const header = encodeHeader({ session: options.sessionId, created: options.created, keyId: wrapped.keyId, compression: options.compression ?? DEFAULT_COMPRESSION });
     let file: RecordingFile | undefined;
     try {
       await options.io.mkdir(dirname(options.path));
@@ -111,8 +143,13 @@ export class SessionWriter {
     return new SessionWriter(options, file, dataKey, header, wrapped);
   }
 
-  /** Records written so far (whole, on disk). */
+  /** Records written so far (whole, on disk); each holds one or more events. */
   get records(): number {
+    return this.#records;
+  }
+
+  /** Events written so far (whole, on disk). */
+  get events(): number {
     return this.#seq;
   }
 
@@ -131,7 +168,26 @@ export class SessionWriter {
    * ERR_RECORDING_UNAVAILABLE naming the cause. `t` defaults to now.
    */
   append<T extends EventType>(type: T, fields: EventFields[T], payload?: Buffer, t?: number): Promise<void> {
-    return this.#enqueue(type, fields, payload, t);
+    return this.#enqueue(type, fields, payload, t, false);
+  }
+
+  /**
+   * Appends an event nothing waits for on its own: it is written with the next `append`, in the same
+   * record where they fit, or once it has waited `holdMs` or the deferred payloads reach a record's worth,
+   * whichever comes first. Resolves and rejects as `append` does, once written.
+   */
+  defer<T extends EventType>(type: T, fields: EventFields[T], payload?: Buffer, t?: number): Promise<void> {
+    return this.#enqueue(type, fields, payload, t, true);
+  }
+
+  /**
+   * Settles once every append made so far, except those still deferred, is written (or failed): an
+   * exchange that must not write its end after a failed write of its own waits for this, then looks.
+   */
+  written(): Promise<void> {
+    const tail = this.#tail;
+    if (tail === undefined || tail.settled === true) return Promise.resolve();
+    return new Promise((resolve) => (tail.waiters ??= []).push(resolve));
   }
 
   /** Appends `session.checkpoint`, signing the chain before it, then syncs and closes the file. */
@@ -139,11 +195,17 @@ export class SessionWriter {
     if (this.#sealed) throw new Error('The session is already sealed');
     this.#sealed = true;
     let result: { records: number; finalHash: string } | undefined;
-    await this.#enqueue('session.checkpoint', (seq: number, prev: Buffer) => {
-      const signature = signCheckpoint(signingKey, checkpointMessage(this.sessionId, seq, prev));
-      result = { records: seq + 1, finalHash: prev.toString('hex') };
-      return { session: this.sessionId, records: seq, final_hash: prev.toString('hex'), signature: signature.toString('base64'), public_key: signingKey.fingerprint };
-    }, undefined);
+    await this.#enqueue(
+      'session.checkpoint',
+      (records: number, prev: Buffer) => {
+        const signature = signCheckpoint(signingKey, checkpointMessage(this.sessionId, records, prev));
+        result = { records: records + 1, finalHash: prev.toString('hex') };
+        return { session: this.sessionId, records, final_hash: prev.toString('hex'), signature: signature.toString('base64'), public_key: signingKey.fingerprint };
+      },
+      undefined,
+      undefined,
+      false,
+    );
     await this.close();
     return result!;
   }
@@ -152,6 +214,7 @@ export class SessionWriter {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#sealed = true;
+    this.#release();
     while (this.#flushing || this.#queue.length > 0) await new Promise((r) => setImmediate(r));
     this.#closed = true;
     clearTimeout(this.#syncTimer);
@@ -162,13 +225,13 @@ export class SessionWriter {
     }
   }
 
-  #enqueue(type: EventType, fields: Pending['fields'], payload: Buffer | undefined, t?: number): Promise<void> {
+  #enqueue(type: EventType, fields: Pending['fields'], payload: Buffer | undefined, t: number | undefined, deferred: boolean): Promise<void> {
     if (this.#closed || (this.#sealed && type !== 'session.checkpoint')) {
       return Promise.reject(new SluiceError('ERR_RECORDING_UNAVAILABLE', { message: `Session ${this.sessionId} is already closed`, details: { cause: 'session closed' } }));
     }
     const size = payload?.length ?? 0;
     const limit = this.#o.maxPendingBytes ?? DEFAULT_MAX_PENDING;
-    if (this.#queuedBytes + size > limit && this.#queue.length > 0) {
+    if (this.#queuedBytes + size > limit && this.#queue.length + this.#held.length > 0) {
       return Promise.reject(
         new SluiceError('ERR_RECORDING_UNAVAILABLE', {
           message: `The recording cannot keep up (${this.#queuedBytes} bytes waiting for the disk); the exchange was refused`,
@@ -177,14 +240,46 @@ export class SessionWriter {
       );
     }
     return new Promise<void>((resolve, reject) => {
-      this.#queue.push({ t: t ?? this.now(), type, fields, payload, resolve, reject });
+      const pending: Pending = { t: t ?? this.now(), type, fields, payload, resolve, reject };
       this.#queuedBytes += size;
-      if (!this.#flushing) {
-        this.#flushing = true;
-        // Appends made in this tick join the same write.
-        setImmediate(() => void this.#flush());
+      if (!deferred) {
+        // Whatever waits in the hold goes first, in the same write: order is the order of appends.
+        this.#release();
+        this.#push(pending);
+        return;
+      }
+      this.#held.push(pending);
+      this.#heldBytes += size;
+      if (this.#heldBytes >= RECORD_SHARE_BYTES) this.#release();
+      else if (this.#holdTimer === undefined) {
+        this.#holdTimer = setTimeout(() => {
+          this.#holdTimer = undefined;
+          this.#release();
+        }, this.#o.holdMs ?? DEFAULT_HOLD_MS);
+        this.#holdTimer.unref();
       }
     });
+  }
+
+  /** Moves the deferred appends to the queue. */
+  #release(): void {
+    clearTimeout(this.#holdTimer);
+    this.#holdTimer = undefined;
+    if (this.#held.length === 0) return;
+    const held = this.#held;
+    this.#held = [];
+    this.#heldBytes = 0;
+    for (const p of held) this.#push(p);
+  }
+
+  #push(pending: Pending): void {
+    this.#queue.push(pending);
+    this.#tail = pending;
+    if (!this.#flushing) {
+      this.#flushing = true;
+      // Appends made in this tick join the same write.
+      setImmediate(() => void this.#flush());
+    }
   }
 
   async #flush(): Promise<void> {
@@ -193,17 +288,21 @@ export class SessionWriter {
       this.#queue = [];
       for (const p of batch) this.#queuedBytes -= p.payload?.length ?? 0;
       let seq = this.#seq;
+      let records = this.#records;
       let prev = this.#prev;
       const frames: Buffer[] = [];
       let bytes = 0;
       try {
-        for (const p of batch) {
-          const fields = typeof p.fields === 'function' ? p.fields(seq, prev) : p.fields;
-          const frame = encodeRecord({ dataKey: this.#dataKey, sessionAad: this.#aad, prev, meta: { seq, t: p.t, type: p.type, ...fields }, payload: p.payload, nonces: this.#nonces });
+        for (const group of recordsOf(batch)) {
+          const events: RecordEvent[] = group.map((p) => {
+            const fields = typeof p.fields === 'function' ? p.fields(records, prev) : p.fields;
+            return { meta: { seq: seq++, t: p.t, type: p.type, ...fields }, ...(p.payload === undefined ? {} : { payload: p.payload }) };
+          });
+          const frame = await encodeRecord({ dataKey: this.#dataKey, sessionAad: this.#aad, prev, events, compression: this.#compression, nonces: this.#nonces });
           frames.push(frame);
           bytes += frame.length;
           prev = sha256(frame);
-          seq++;
+          records++;
         }
         if (this.#dirtyTail) {
           await this.#file.truncate(this.#size);
@@ -214,15 +313,16 @@ export class SessionWriter {
       } catch (err) {
         const error = recordingUnavailable(err);
         this.#o.onOutcome?.(err as Error);
-        for (const p of batch) p.reject(error);
+        for (const p of batch) settle(p, error);
         continue;
       }
       this.#seq = seq;
+      this.#records = records;
       this.#prev = prev;
       this.#size += bytes;
       this.#o.onOutcome?.(null);
       if (this.#o.fsync === 'batch') this.#scheduleSync();
-      for (const p of batch) p.resolve();
+      for (const p of batch) settle(p);
     }
     this.#flushing = false;
   }
@@ -256,6 +356,46 @@ export class SessionWriter {
     }, this.#o.fsyncIntervalMs);
     this.#syncTimer.unref();
   }
+}
+
+/**
+ * Resolves or rejects an append, then tells whoever waits in `written()`: after the append's own
+ * handlers, which were attached first, so a waiter sees what they noted about a failure.
+ */
+function settle(p: Pending, error?: Error): void {
+  if (error === undefined) p.resolve();
+  else p.reject(error);
+  p.settled = true;
+  for (const w of p.waiters ?? []) w();
+}
+
+/**
+ * A batch cut into records: consecutive events share one until their payloads reach RECORD_SHARE_BYTES.
+ * The checkpoint is a record of its own: its signature covers the records before it, and an event beside
+ * it would be covered by nothing.
+ */
+function recordsOf(batch: readonly Pending[]): Pending[][] {
+  const groups: Pending[][] = [];
+  let current: Pending[] = [];
+  let bytes = 0;
+  for (const p of batch) {
+    const size = p.payload?.length ?? 0;
+    const alone = typeof p.fields === 'function';
+    if (current.length > 0 && (alone || bytes + size > RECORD_SHARE_BYTES)) {
+      groups.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(p);
+    bytes += size;
+    if (alone) {
+      groups.push(current);
+      current = [];
+      bytes = 0;
+    }
+  }
+  if (current.length > 0) groups.push(current);
+  return groups;
 }
 
 /** The buffers after the first `n` bytes. */

@@ -1,6 +1,7 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { KeyUnavailableError } from './key-ring.js';
-import { checkpointMessage, decodeRecord, HeaderError, sessionAad, sha256, type DecodedRecord } from './record-format.js';
+import { decodeRecord, type DecodedRecord } from './record-events.js';
+import { checkpointMessage, FORMAT_VERSION, HeaderError, sessionAad, sha256, type RecordMeta, type SessionHeader } from './record-format.js';
 import { scanSessionObject } from './session-file-scanner.js';
 import { isSegmentAware, pieceAt } from './segmented-reader.js';
 import { DataKeyNotStoredError, sessionDataKey, type SessionSource } from './session-source.js';
@@ -13,9 +14,9 @@ export type VerifyProblemKind =
   | 'length' // a record length no record can have: nothing past it can be framed
   | 'truncated' // the file ends inside a record (a crash mid-write, or a cut file)
   | 'decrypt' // the record does not authenticate: its bytes were altered
-  | 'sequence' // the record is not at the position it was written at (dropped, inserted or reordered records)
+  | 'sequence' // the record's events do not carry the seq that follow the events before them (dropped, inserted or reordered records or events)
   | 'chain' // the record does not chain to the one before it
-  | 'checkpoint' // the checkpoint's count, hash or session does not match the file
+  | 'checkpoint' // the checkpoint's count, hash or session does not match the file, or it shares its record
   | 'signature' // the checkpoint's signature does not verify under the public key
   | 'trailing' // records after the checkpoint
   | 'interrupted' // no checkpoint: the session was never sealed
@@ -25,7 +26,7 @@ export type VerifyProblemKind =
 /** One problem, with where it is. */
 export interface VerifyProblem {
   readonly kind: VerifyProblemKind;
-  /** 0-based position of the record in the file (the `seq` it should have); -1 for the header. */
+  /** 0-based position of the record in the file (in format 1 and 2 files also its event's `seq`); -1 for the header. */
   readonly index: number;
   /** Byte offset in the file. */
   readonly offset: number;
@@ -42,8 +43,14 @@ export interface VerifyResult {
   readonly keyId?: string;
   /** Whole records found in the file. */
   readonly records: number;
-  /** The last `seq` up to which every record is present, authentic and in order; -1 if none. */
+  /**
+   * Position of the last record up to which every record, and every event in them, is present, authentic
+   * and in order; -1 if none. A position, like `records` and each problem's `index`: in format 1 and 2
+   * files, one event per record, it is also the `seq` of that record's event.
+   */
   readonly lastGoodSeq: number;
+  /** The `seq` of the last event of that record; -1 if none. */
+  readonly lastGoodEvent: number;
   /** Byte offset just past the last good record. */
   readonly lastGoodOffset: number;
   /** Hex SHA-256 of the last whole record (of the header when there is none): what the seal log pins. */
@@ -87,10 +94,14 @@ export async function verifySession(source: SessionSource, name: string, options
   /** The key is not to be had: records are still framed and hashed, so their count and last hash can be checked against the seal log. */
   let keyless = false;
   let keyNotStored = false;
+  let header: SessionHeader | undefined;
   let aad: Buffer = Buffer.alloc(0);
   let prev: Buffer = Buffer.alloc(0);
   let records = 0;
+  /** The `seq` the next record's first event must carry; unknown after a record that did not decrypt (format 3). */
+  let nextSeq: number | undefined = 0;
   let lastGoodSeq = -1;
+  let lastGoodEvent = -1;
   let lastGoodOffset = 0;
   let intactSoFar = true;
   let checkpointAt = -1;
@@ -101,6 +112,7 @@ export async function verifySession(source: SessionSource, name: string, options
   try {
     for await (const item of scanSessionObject(source.objects, name)) {
       if (item.kind === 'header') {
+        header = item.header;
         session = item.header.session;
         keyId = item.header.keyId;
         aad = sessionAad(session);
@@ -144,29 +156,45 @@ export async function verifySession(source: SessionSource, name: string, options
       }
       let record: DecodedRecord;
       try {
-        record = decodeRecord(frame, dataKey!, aad);
+        record = decodeRecord(frame, dataKey!, aad, header!);
       } catch {
         problem('decrypt', index, offset, `Record ${index} at byte ${offset} does not authenticate: its bytes were altered`);
         intactSoFar = false;
+        // Before format 3 a record is one event, so the next record's seq is known; from format 3 on, a record
+        // holds any number, and the next record's own first seq is taken as where it starts.
+        nextSeq = header!.version === FORMAT_VERSION ? undefined : index + 1;
         continue;
       }
       let good = true;
-      if (record.meta.seq !== index) {
-        problem('sequence', index, offset, `Record ${index} at byte ${offset} carries seq ${record.meta.seq}: records were dropped, inserted or reordered`);
+      const first = record.events[0]!.meta;
+      const expectedSeq = nextSeq ?? first.seq;
+      const outOfPlace = record.events.findIndex((e, i) => e.meta.seq !== expectedSeq + i);
+      if (outOfPlace >= 0) {
+        const carried = record.events[outOfPlace]!.meta.seq;
+        const at = record.events.length === 1 ? `carries seq ${carried}` : `holds seq ${carried} where seq ${expectedSeq + outOfPlace} belongs`;
+        problem('sequence', index, offset, `Record ${index} at byte ${offset} ${at}: records or events were dropped, inserted or reordered`);
         good = false;
       }
+      nextSeq = expectedSeq + record.events.length;
       if (!record.prev.equals(expectedPrev)) {
         problem('chain', index, offset, `Record ${index} at byte ${offset} does not chain to the record before it`);
         good = false;
       }
-      if (index === 0 && record.meta.type === 'session.start' && typeof record.meta.seal_log === 'string') sealLog = record.meta.seal_log;
-      if (record.meta.type === 'session.checkpoint') {
+      if (index === 0 && first.type === 'session.start' && typeof first.seal_log === 'string') sealLog = first.seal_log;
+      const checkpoint = record.events.find((e) => e.meta.type === 'session.checkpoint');
+      if (checkpoint !== undefined) {
         checkpointAt = index;
-        good = checkCheckpoint(record, index, offset, expectedPrev) && good;
+        good = checkCheckpoint(checkpoint.meta, index, offset, expectedPrev) && good;
+        if (record.events.length > 1) {
+          // What shares the checkpoint's record is covered by no signature.
+          problem('checkpoint', index, offset, `The checkpoint (record ${index}) shares its record with ${record.events.length - 1} other event(s): it must be alone`);
+          good = false;
+        }
       }
       if (!good) intactSoFar = false;
       if (intactSoFar) {
         lastGoodSeq = index;
+        lastGoodEvent = expectedSeq + record.events.length - 1;
         lastGoodOffset = offset + frame.length;
       }
     }
@@ -189,8 +217,8 @@ export async function verifySession(source: SessionSource, name: string, options
   return result();
 
   // Hoisted helpers below share the state above.
-  function checkCheckpoint(record: DecodedRecord, index: number, offset: number, expectedPrev: Buffer): boolean {
-    const f = record.meta as unknown as { session?: unknown; records?: unknown; final_hash?: unknown; signature?: unknown; public_key?: unknown };
+  function checkCheckpoint(meta: RecordMeta, index: number, offset: number, expectedPrev: Buffer): boolean {
+    const f = meta as unknown as { session?: unknown; records?: unknown; final_hash?: unknown; signature?: unknown; public_key?: unknown };
     let good = true;
     if (f.session !== session || f.records !== index || f.final_hash !== expectedPrev.toString('hex')) {
       problem('checkpoint', index, offset, `The checkpoint (record ${index}) does not match the file: it covers ${String(f.records)} records ending in ${String(f.final_hash).slice(0, 16)}…`);
@@ -219,6 +247,7 @@ export async function verifySession(source: SessionSource, name: string, options
       keyId,
       records,
       lastGoodSeq,
+      lastGoodEvent,
       lastGoodOffset,
       ...(session === undefined ? {} : { headHash: prev.toString('hex') }),
       ...(sealLog === undefined ? {} : { sealLog }),

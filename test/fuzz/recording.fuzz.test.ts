@@ -58,6 +58,12 @@ beforeAll(async () => {
     });
     await writer.append('exchange.request', { exchange: 'req_1', method: 'POST', path: '/v1/chat/completions', headers: {}, decision: { action: 'allow' }, body: { capture: 'raw', bytes: 5 } }, Buffer.from('hello'));
     for (let i = 0; i < 6; i++) await writer.append('exchange.chunk', { exchange: 'req_1', dir: 'down', bytes: 6 }, Buffer.from(`chunk${i}`), 10 + i);
+    // And a record several events share, as an answer's head, runs and end do.
+    await Promise.all([
+      writer.defer('exchange.response', { exchange: 'req_2', status: 200, headers: {} }),
+      writer.defer('exchange.chunk', { exchange: 'req_2', dir: 'down', bytes: 6 }, Buffer.from('shared')),
+      writer.append('exchange.end', { exchange: 'req_2', status: 200, complete: true, duration_ms: 1, bytes_up: 0, bytes_down: 6 }),
+    ]);
     await writer.append('session.end', { reason: 'closed', exchanges: 1 });
     keys = memoryKeys([[writer.sessionId, writer.wrappedKey]]);
     await writer.seal(signing);
@@ -75,7 +81,7 @@ beforeAll(async () => {
 const hostileBytes = fc.oneof(
   fc.uint8Array({ maxLength: 600 }).map((a) => Buffer.from(a)),
   fc
-    .tuple(fc.constantFrom(FORMAT_VERSION, 1, 0, 3, 255), fc.integer({ min: 0, max: 0xffffffff }), fc.uint8Array({ maxLength: 400 }))
+    .tuple(fc.constantFrom(FORMAT_VERSION, 2, 1, 0, 4, 255), fc.integer({ min: 0, max: 0xffffffff }), fc.uint8Array({ maxLength: 400 }))
     .map(([version, length, rest]) => {
       const prefix = Buffer.alloc(HEADER_PREFIX);
       FILE_MAGIC.copy(prefix);
@@ -84,7 +90,15 @@ const hostileBytes = fc.oneof(
       return Buffer.concat([prefix, rest]);
     }),
   fc
-    .tuple(fc.constantFrom(FORMAT_VERSION, 1), fc.jsonValue({ maxDepth: 2 }), fc.record({ session: fc.constantFrom(SESSION, 'x'), created: fc.integer(), key_id: fc.constantFrom('k1', 'k2'), wrapped_key: fc.option(fc.base64String({ maxLength: 80 })) }, { requiredKeys: [] }), fc.uint8Array({ maxLength: 300 }))
+    .tuple(
+      fc.constantFrom(FORMAT_VERSION, 2, 1),
+      fc.jsonValue({ maxDepth: 2 }),
+      fc.record(
+        { session: fc.constantFrom(SESSION, 'x'), created: fc.integer(), key_id: fc.constantFrom('k1', 'k2'), wrapped_key: fc.option(fc.base64String({ maxLength: 80 })), compression: fc.constantFrom('deflate', 'none', 'zip') },
+        { requiredKeys: [] },
+      ),
+      fc.uint8Array({ maxLength: 300 }),
+    )
     .map(([version, extra, fields, rest]) => {
       const json = Buffer.from(JSON.stringify(typeof extra === 'object' && extra !== null && !Array.isArray(extra) ? { ...extra, ...fields } : fields));
       const prefix = Buffer.alloc(HEADER_PREFIX);

@@ -1,15 +1,10 @@
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it, onTestFinished } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FsArchive } from '../../server/recording/archive/fs-archive.js';
 import { describeArchiveConformance, ESCAPING_NAMES } from '../helpers/archive-conformance.js';
-
-async function tempDir(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'sluice-archive-'));
-  onTestFinished(() => rm(dir, { recursive: true, force: true }));
-  return dir;
-}
+import { tempDir } from '../helpers/temp-dir.js';
 
 describeArchiveConformance('FsArchive', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'sluice-archive-'));
@@ -18,7 +13,7 @@ describeArchiveConformance('FsArchive', async () => {
 
 describe('FsArchive on disk', () => {
   it('keeps objects as 0600 files under the root at their names, leaving no temporary files', async () => {
-    const dir = await tempDir();
+    const dir = await tempDir('sluice-archive-');
     const archive = new FsArchive({ root: dir });
     await archive.put('sessions/2025/01/02/ses_a.rec', Buffer.from('bytes'));
     expect(await readFile(join(dir, 'sessions/2025/01/02/ses_a.rec'), 'utf8')).toBe('bytes');
@@ -28,7 +23,7 @@ describe('FsArchive on disk', () => {
   });
 
   it('writes nothing outside its root for a name that tries to escape it', async () => {
-    const parent = await tempDir();
+    const parent = await tempDir('sluice-archive-');
     const root = join(parent, 'root');
     const archive = new FsArchive({ root });
     await archive.put('sessions/a.rec', Buffer.from('x'));
@@ -38,7 +33,7 @@ describe('FsArchive on disk', () => {
   });
 
   it('lists neither hidden files (a spool or put in progress) nor what is not a regular file', async () => {
-    const dir = await tempDir();
+    const dir = await tempDir('sluice-archive-');
     const archive = new FsArchive({ root: dir });
     await archive.put('sessions/a.rec', Buffer.from('x'));
     await writeFile(join(dir, 'sessions', '.b.put.tmp'), 'half');
@@ -49,7 +44,7 @@ describe('FsArchive on disk', () => {
   });
 
   it('adopts a finished file by renaming it into place, refusing a name that is taken', async () => {
-    const dir = await tempDir();
+    const dir = await tempDir('sluice-archive-');
     const archive = new FsArchive({ root: join(dir, 'archive') });
     await mkdir(join(dir, 'spool'));
     const spooled = join(dir, 'spool', 'ses_a.rec');

@@ -6,8 +6,7 @@
  */
 import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { EXIT } from '../../shared/errors.js';
@@ -20,6 +19,7 @@ import { loadOrCreateSigningKey } from '../../server/recording/signing-key.js';
 import { SqliteStore } from '../../server/store/sqlite-store.js';
 import { runCliInProcess } from '../helpers/cli-in-process.js';
 import { s3Fixture } from '../helpers/s3-server.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const PREFIX = 'audit/recordings/';
 const s3 = s3Fixture({ credentialsInEnv: true });
@@ -30,8 +30,7 @@ const connection = connectionSchema.parse({ name: 'llm', type: 'http', upstream:
 /** A storage directory whose sealed sessions were shipped to a fresh bucket; what the CLI needs to verify it. */
 async function shippedStorage() {
   const bucket = await s3.bucket();
-  const dir = await mkdtemp(join(tmpdir(), 'sluice-audit-bucket-'));
-  onTestFinished(() => rm(dir, { recursive: true, force: true }));
+  const dir = await tempDir('sluice-audit-bucket-');
   const key = randomBytes(32);
   const store = new SqliteStore({ file: join(dir, 'index.sqlite') });
   const archive = new S3Archive({ bucket, prefix: PREFIX, client: s3.client() });

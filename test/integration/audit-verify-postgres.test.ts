@@ -4,7 +4,6 @@
  * the URL as `${env:…}`) or `--database`. And the checkpoints export of a directory with a seal log per
  * worker covers every log and pins them all.
  */
-import { spawn } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import OpenAI from 'openai';
@@ -14,6 +13,7 @@ import { sealCheckpointSchema } from '../../server/recording/seal-log-format.js'
 import { runCliInProcess } from '../helpers/cli-in-process.js';
 import { gatewayFixture, type TestGateway } from '../helpers/gateway.js';
 import { postgresFixture } from '../helpers/postgres.js';
+import { packageModulesLoadedAfter, PROJECT_ROOT } from '../helpers/tsx-script.js';
 
 const postgres = postgresFixture();
 const gateways = gatewayFixture();
@@ -31,6 +31,20 @@ interface RecordedStorage {
   files: string[];
 }
 
+/** The gateway's checkpoint-signing public key (PEM), as it publishes it. */
+async function checkpointPublicKey(gw: TestGateway): Promise<string> {
+  return ((await (await fetch(`${gw.url}/v1/audit/public-key`)).json()) as { public_key_pem: string }).public_key_pem;
+}
+
+/** Writes what an auditor verifies with — the checkpoint public key and the master key — beside `gw`'s storage directory. */
+async function writeAuditorKeys(gw: TestGateway, publicKeyPem: string): Promise<{ publicKeyFile: string; keyFile: string }> {
+  const publicKeyFile = join(gw.storageDir, '..', 'checkpoint-key.pem');
+  await writeFile(publicKeyFile, publicKeyPem);
+  const keyFile = join(gw.storageDir, '..', 'master.key');
+  await writeFile(keyFile, gw.masterKey);
+  return { publicKeyFile, keyFile };
+}
+
 /** A gateway on a fresh database that recorded `calls` SDK calls as sessions, stopped so they are sealed. */
 async function recordedStorage(calls = 2): Promise<RecordedStorage> {
   const database = await postgres.database();
@@ -41,17 +55,13 @@ async function recordedStorage(calls = 2): Promise<RecordedStorage> {
     const completion = await client.chat.completions.create({ model: 'demo', messages: [{ role: 'user', content: `recorded call ${i}` }] });
     expect(completion.choices[0]?.message.content).toContain(`recorded call ${i}`);
   }
-  const publicKey = (await (await fetch(`${gw.url}/v1/audit/public-key`)).json()) as { public_key_pem: string };
+  const publicKeyPem = await checkpointPublicKey(gw);
   // Stopping the app seals the open sessions.
   await gw.stopApp();
   const sessions = await gw.sessions();
   expect(sessions).toHaveLength(calls);
-  const root = join(gw.storageDir, '..');
-  const publicKeyFile = join(root, 'checkpoint-key.pem');
-  await writeFile(publicKeyFile, publicKey.public_key_pem);
-  const keyFile = join(root, 'master.key');
-  await writeFile(keyFile, gw.masterKey);
-  const config = join(root, 'verify.yaml');
+  const { publicKeyFile, keyFile } = await writeAuditorKeys(gw, publicKeyPem);
+  const config = join(gw.storageDir, '..', 'verify.yaml');
   await writeFile(
     config,
     JSON.stringify({
@@ -71,24 +81,14 @@ function withPassword(url: string, password: string): string {
 
 /** Whether `pg` is loaded after running `body` (an ES module script under tsx) in a fresh Node process. */
 async function pgLoadedAfter(body: string): Promise<boolean> {
-  const script = `import { createRequire } from 'node:module';\n${body}\nprocess.stdout.write(String(Object.keys(createRequire(import.meta.url).cache).some((k) => k.includes('/node_modules/pg/'))));`;
-  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (d) => (out += d));
-  child.stderr.on('data', (d) => (err += d));
-  const code = await new Promise<number | null>((r) => child.on('exit', r));
-  expect(code, err).toBe(0);
-  return out.trim() === 'true';
+  return (await packageModulesLoadedAfter(body, 'pg')) > 0;
 }
-
-const root = new URL('../../', import.meta.url).pathname;
 
 describe('sluice audit verify with the index in PostgreSQL', () => {
   it('loads pg only when a database index is opened', async () => {
-    const cli = `await import(${JSON.stringify(join(root, 'cli/main.ts'))});`;
+    const cli = `await import(${JSON.stringify(join(PROJECT_ROOT, 'cli/main.ts'))});`;
     expect(await pgLoadedAfter(cli)).toBe(false);
-    const open = `${cli}\nconst { openDatabaseIndex } = await import(${JSON.stringify(join(root, 'server/recording/audit-index.ts'))});\nawait openDatabaseIndex({ url: 'postgres://nobody@127.0.0.1:1/none' }).catch(() => undefined);`;
+    const open = `${cli}\nconst { openDatabaseIndex } = await import(${JSON.stringify(join(PROJECT_ROOT, 'server/recording/audit-index.ts'))});\nawait openDatabaseIndex({ url: 'postgres://nobody@127.0.0.1:1/none' }).catch(() => undefined);`;
     expect(await pgLoadedAfter(open)).toBe(true);
   });
 
@@ -187,7 +187,7 @@ describe('the checkpoints export of a directory with a seal log per worker', () 
       const client = new OpenAI({ baseURL: `${gw.url}/v1/proxy/llm/v1`, apiKey: await gw.token('alice', { sub: `worker-${i}-user` }), maxRetries: 0, timeout: 30_000 });
       await client.chat.completions.create({ model: 'demo', messages: [{ role: 'user', content: `on worker ${i}` }] });
     }
-    const publicKey = (await (await fetch(`${w0.url}/v1/audit/public-key`)).json()) as { public_key_pem: string };
+    const publicKeyPem = await checkpointPublicKey(w0);
     // Stopped, each seals its session into its own log and signs it; worker 0 then serves the export alone.
     await w1.stopApp();
     await w0.stopApp();
@@ -227,13 +227,9 @@ describe('the checkpoints export of a directory with a seal log per worker', () 
     expect(new Set(lines.map((c) => c.log))).toEqual(new Set(logIds));
     await w0.stopApp();
 
-    const root = join(w0.storageDir, '..');
-    const checkpointsFile = join(root, 'exported.jsonl');
+    const checkpointsFile = join(w0.storageDir, '..', 'exported.jsonl');
     await writeFile(checkpointsFile, exported.stdout);
-    const publicKeyFile = join(root, 'checkpoint-key.pem');
-    await writeFile(publicKeyFile, publicKey.public_key_pem);
-    const keyFile = join(root, 'master.key');
-    await writeFile(keyFile, w0.masterKey);
+    const { publicKeyFile, keyFile } = await writeAuditorKeys(w0, publicKeyPem);
     const args = ['audit', 'verify', '--all', '--data-dir', w0.storageDir, '--key-file', keyFile, '--public-key', publicKeyFile, '--checkpoints', checkpointsFile];
     const ok = await runCliInProcess(args, baseEnv);
     expect(ok.code, ok.stdout + ok.stderr).toBe(0);

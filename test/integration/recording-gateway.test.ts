@@ -184,7 +184,15 @@ describe('recording through the direct proxy', () => {
 
     const ring = keyRingFromSettings({ master_key: gw.masterKey })!;
     const verdict = await verifyStoredSession(gw.dir, session!.file, ring, { publicKey: publicKey.public_key_pem, expect: { records: session!.records!, finalHash: session!.finalHash! } });
-    expect(verdict).toMatchObject({ ok: true, status: 'intact', records: events.length, problems: [] });
+    expect(verdict).toMatchObject({ ok: true, status: 'intact', records: session!.records!, lastGoodEvent: events.length - 1, problems: [] });
+    // An answer's head, runs and end share a record: fewer records than events, each event with its own seq.
+    expect(verdict.records).toBeLessThan(events.length);
+    expect(events.map((e) => e.seq)).toEqual(events.map((_, i) => i));
+    const plainX = plainEnd!.fields.exchange;
+    const ofPlain = events.filter((e) => (e.fields as { exchange?: string }).exchange === plainX);
+    expect(ofPlain.map((e) => e.type)).toEqual(['exchange.request', 'exchange.response', 'exchange.chunk', 'exchange.end']);
+    expect(new Set(ofPlain.slice(1).map((e) => e.record)).size).toBe(1);
+    expect(ofPlain[0]!.record).toBeLessThan(ofPlain[1]!.record);
   });
 
   it('keeps bodies as sent under the default `masked` setting on a connection without masking profiles, and the injected key out of the answer', async () => {

@@ -234,7 +234,8 @@ describe('open sessions in segments', () => {
     onTestFinished(() => r.a.close());
     const id = 'ses_seg_spool';
     await openOnA(r, id);
-    await writeChunks(r.a, id, ['y'.repeat(4096)]);
+    // Bytes that do not compress, so the file grows by about as many.
+    await writeChunks(r.a, id, [randomBytes(6000).toString('base64')]);
     await vi.waitFor(async () => {
       // The uploader looks at open files at least once a second.
       expect(r.a.spool.stats()!.bytes).toBeGreaterThan(4096);

@@ -5,7 +5,8 @@ import { basename, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nodeRecordingIo } from '../../server/recording/file-io.js';
 import { KeyRing } from '../../server/recording/key-ring.js';
-import { decodeHeader, decodeRecord, encodeRecord, HEADER_PREFIX, headerLength, LENGTH_BYTES, sessionAad } from '../../server/recording/record-format.js';
+import { decodeRecord, encodeRecord } from '../../server/recording/record-events.js';
+import { decodeHeader, HEADER_PREFIX, headerLength, LENGTH_BYTES, sessionAad } from '../../server/recording/record-format.js';
 import { sessionDataKey } from '../../server/recording/session-source.js';
 import { SessionWriter } from '../../server/recording/session-writer.js';
 import { loadOrCreateSigningKey, type SigningKey } from '../../server/recording/signing-key.js';
@@ -39,9 +40,9 @@ describe('a record with the right sequence number but a wrong back-link', () => 
     const dataKey = await sessionDataKey(header, source);
     const offsets: number[] = [];
     for (let at = headerEnd; at < bytes.length; at += LENGTH_BYTES + bytes.readUInt32BE(at)) offsets.push(at);
-    const original = decodeRecord(bytes.subarray(offsets[3], offsets[4]), dataKey, sessionAad(SESSION));
-    expect(original.meta.seq).toBe(3);
-    const forged = encodeRecord({ dataKey, sessionAad: sessionAad(SESSION), prev: randomBytes(32), meta: original.meta, ...(original.payload ? { payload: original.payload } : {}) });
+    const original = decodeRecord(bytes.subarray(offsets[3], offsets[4]), dataKey, sessionAad(SESSION), header);
+    expect(original.events.map((e) => e.meta.seq)).toEqual([3]);
+    const forged = await encodeRecord({ dataKey, sessionAad: sessionAad(SESSION), prev: randomBytes(32), events: original.events, compression: header.compression });
     await writeFile(path, Buffer.concat([bytes.subarray(0, offsets[3]), forged, bytes.subarray(offsets[4])]));
 
     const result = await verifySession(source, basename(path), { publicKey: signing.publicKey });

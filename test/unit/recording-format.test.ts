@@ -1,7 +1,7 @@
 import { createPublicKey, generateKeyPairSync, randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { nodeRecordingIo } from '../../server/recording/file-io.js';
 import { KeyRing } from '../../server/recording/key-ring.js';
@@ -50,10 +50,8 @@ async function writeSession(options: { n?: number; seal?: boolean; keyRing?: Key
     record: { request_body: 'raw', response_body: 'raw', raw: false },
   });
   await writer.append('exchange.request', { exchange: 'req_1', method: 'POST', path: '/v1/chat/completions', headers: {}, decision: { action: 'allow' }, body: { capture: 'raw', bytes: SECRET_PROMPT.length } }, Buffer.from(SECRET_PROMPT));
-  // Appended in one tick: they are written together, in order.
-  await Promise.all(
-    Array.from({ length: options.n ?? 5 }, (_, i) => writer.append('exchange.chunk', { exchange: 'req_1', dir: 'down', bytes: 6 }, Buffer.from(`chunk${i}`), 10 + i)),
-  );
+  // Awaited one by one: each chunk is a record of its own, so the tests below can cut and swap single records.
+  for (let i = 0; i < (options.n ?? 5); i++) await writer.append('exchange.chunk', { exchange: 'req_1', dir: 'down', bytes: 6 }, Buffer.from(`chunk${i}`), 10 + i);
   keysByFile.set(path, memoryKeys([[writer.sessionId, writer.wrappedKey]]));
   if (options.seal ?? true) await writer.seal(signing);
   else await writer.close();
@@ -115,6 +113,7 @@ describe('session file: record, read, verify', () => {
       keyId: 'k1',
       records: 8,
       lastGoodSeq: 7,
+      lastGoodEvent: 7,
       lastGoodOffset: bytes.length,
       // The checkpoint is the last record: the seal log pins its hash.
       headHash: sha256(bytes.subarray(offsets[7]!)).toString('hex'),
@@ -256,14 +255,14 @@ describe('session file: record, read, verify', () => {
   });
 });
 
-describe('format 2: the data key is kept in the index, not in the file', () => {
-  it('writes a version 2 header that names the master key and holds no wrapped key; without the index copy nothing opens', async () => {
+describe('format 2 on: the data key is kept in the index, not in the file', () => {
+  it('writes a version 3 header that names the master key and holds no wrapped key; without the index copy nothing opens', async () => {
     const { path } = await writeSession();
     const bytes = await readFile(path);
     expect(bytes.subarray(0, FILE_MAGIC.length).equals(FILE_MAGIC)).toBe(true);
-    expect(bytes[FILE_MAGIC.length]).toBe(2);
+    expect(bytes[FILE_MAGIC.length]).toBe(3);
     const header = JSON.parse(bytes.subarray(HEADER_PREFIX, HEADER_PREFIX + bytes.readUInt32BE(HEADER_PREFIX - 4)).toString('utf8')) as Record<string, unknown>;
-    expect(header).toMatchObject({ session: SESSION, key_id: 'k1' });
+    expect(header).toMatchObject({ session: SESSION, key_id: 'k1', compression: 'deflate' });
     expect(header).not.toHaveProperty('wrapped_key');
     const wrapped = (await keysByFile.get(path)!.getSessionKey(SESSION))!.wrapped;
     expect(bytes.includes(wrapped)).toBe(false);
@@ -290,7 +289,7 @@ describe('format 2: the data key is kept in the index, not in the file', () => {
     expect(result.problems).toEqual([expect.objectContaining({ kind: 'key', message: expect.stringContaining('under master key "k2", but its file names "k1"') })]);
   });
 
-  it('refuses a version 2 header that carries a wrapped key: a key beside its data would survive erasure', async () => {
+  it('refuses a version 3 header that carries a wrapped key: a key beside its data would survive erasure', async () => {
     const { path } = await writeSession();
     const bytes = await readFile(path);
     const length = bytes.readUInt32BE(HEADER_PREFIX - 4);
@@ -326,5 +325,60 @@ describe('format 1 files (the wrapped key in the header) still read and verify',
     // The wrong master key: the header's wrapped key does not open.
     const wrong = await verifySession(dirSource(fixture, new KeyRing([{ id: 'default', key: randomBytes(32) }])), row.file, { publicKey });
     expect(wrong.problems[0]?.kind).toBe('key');
+  });
+});
+
+describe('format 2 files (one uncompressed event per record) still read and verify', () => {
+  const fixture = new URL('../fixtures/recording-v2/', import.meta.url).pathname;
+
+  async function fixtureSource(dirOf = fixture) {
+    const row = JSON.parse(await readFile(join(fixture, 'index-row.json'), 'utf8')) as { id: string; file: string; keyId: string; wrappedKey: string; records: number; finalHash: string };
+    const keyRing = new KeyRing([{ id: 'default', key: Buffer.from((await readFile(join(fixture, 'master-key.b64'), 'utf8')).trim(), 'base64') }]);
+    const keys = memoryKeys([[row.id, { keyId: row.keyId, wrapped: Buffer.from(row.wrappedKey, 'base64') }]]);
+    return { row, source: dirSource(dirOf, keyRing, keys), publicKey: createPublicKey(await readFile(join(fixture, 'public-key.pem'))) };
+  }
+
+  it('verifies and reads the format 2 fixture with its key from the index row, one event per record', async () => {
+    const { row, source: fromDir, publicKey } = await fixtureSource();
+    expect((await readFile(join(fixture, row.file)))[FILE_MAGIC.length]).toBe(2);
+    const result = await verifySession(fromDir, row.file, { publicKey, expect: { sessionId: row.id, records: row.records, finalHash: row.finalHash } });
+    expect(result).toMatchObject({ ok: true, status: 'intact', session: row.id, keyId: 'default', records: 7, lastGoodSeq: 6, problems: [] });
+    const events = [];
+    for await (const e of readSession(fromDir, row.file)) events.push(e);
+    expect(events.map((e) => [e.seq, e.type])).toEqual(
+      ['session.start', 'exchange.request', 'exchange.response', 'exchange.chunk', 'exchange.end', 'session.end', 'session.checkpoint'].map((type, i) => [i, type]),
+    );
+    expect(new Set(events.map((e) => e.offset)).size).toBe(7);
+    expect(events[1]!.payload?.toString()).toContain('hello from a v2 file');
+    expect(events[3]!.payload?.toString()).toContain('an answer kept in format 2');
+  });
+
+  it('still finds a flipped byte, a dropped record and a cut in a format 2 file, at the record they are in', async () => {
+    const { row, publicKey } = await fixtureSource();
+    const copy = await mkdtemp(join(tmpdir(), 'sluice-v2-'));
+    onTestFinished(() => rm(copy, { recursive: true, force: true }));
+    const { source: fromCopy } = await fixtureSource(copy);
+    const bytes = await readFile(join(fixture, row.file));
+    const offsets: number[] = [];
+    for (let at = HEADER_PREFIX + bytes.readUInt32BE(HEADER_PREFIX - 4); at < bytes.length; at += LENGTH_BYTES + bytes.readUInt32BE(at)) offsets.push(at);
+    await mkdir(dirname(join(copy, row.file)), { recursive: true });
+    const check = async (altered: Buffer) => {
+      await writeFile(join(copy, row.file), altered);
+      return verifySession(fromCopy, row.file, { publicKey, expect: { records: row.records } });
+    };
+
+    const flipped = Buffer.from(bytes);
+    flipped[offsets[3]! + 20]! ^= 0x01;
+    const a = await check(flipped);
+    expect(a).toMatchObject({ status: 'broken', lastGoodSeq: 2 });
+    expect(a.problems[0]).toMatchObject({ kind: 'decrypt', index: 3, offset: offsets[3] });
+
+    const dropped = await check(Buffer.concat([bytes.subarray(0, offsets[3]), bytes.subarray(offsets[4])]));
+    expect(dropped).toMatchObject({ status: 'broken', lastGoodSeq: 2 });
+    expect(dropped.problems[0]).toMatchObject({ kind: 'sequence', index: 3, offset: offsets[3] });
+
+    const cut = await check(bytes.subarray(0, offsets[5]! + 9));
+    expect(cut).toMatchObject({ status: 'broken', records: 5, lastGoodSeq: 4 });
+    expect(cut.problems.map((p) => p.kind)).toEqual(['truncated', 'interrupted', 'mismatch']);
   });
 });

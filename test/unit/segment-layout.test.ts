@@ -2,19 +2,16 @@
  * How a session's segments are placed: in a run from byte 0, or broken at the first segment that does not
  * follow (a gap, another session's, another key's, the wrong offset or record, a cut body), named.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { describe, expect, it, onTestFinished } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FsArchive } from '../../server/recording/archive/fs-archive.js';
 import { encodeSegment, segmentObjectName, sessionObjectOfSegment, type SegmentMeta } from '../../server/recording/segment-format.js';
 import { readSegmentLayout, SegmentedReader } from '../../server/recording/segmented-reader.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const FILE = 'sessions/2026/12/03/ses_x.rec';
 
 async function archive(): Promise<FsArchive> {
-  const root = await mkdtemp(join(tmpdir(), 'sluice-seglayout-'));
-  onTestFinished(() => rm(root, { recursive: true, force: true }));
+  const root = await tempDir('sluice-seglayout-');
   return new FsArchive({ root });
 }
 

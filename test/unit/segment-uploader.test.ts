@@ -3,8 +3,7 @@
  * the same bytes, one that landed unseen is recognised, and the segments always add up to the file.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { FsArchive } from '../../server/recording/archive/fs-archive.js';
@@ -14,14 +13,9 @@ import { KeyRing } from '../../server/recording/key-ring.js';
 import { SegmentUploader } from '../../server/recording/segment-uploader.js';
 import { SegmentedReader } from '../../server/recording/segmented-reader.js';
 import { SessionWriter } from '../../server/recording/session-writer.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const NAME = 'sessions/2026/12/03/ses_up.rec';
-
-async function tempDir(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'sluice-segup-'));
-  onTestFinished(() => rm(dir, { recursive: true, force: true }));
-  return dir;
-}
 
 async function sessionFile(spool: string): Promise<SessionWriter> {
   await mkdir(dirname(join(spool, NAME)), { recursive: true });
@@ -60,8 +54,8 @@ async function segmentsRead(archive: FsArchive): Promise<Buffer> {
 
 describe('segment uploader', () => {
   it('retries a failed upload with the same bytes, and recognises one that landed unseen', async () => {
-    const spool = await tempDir();
-    const bucket = new FsArchive({ root: await tempDir() });
+    const spool = await tempDir('sluice-segup-');
+    const bucket = new FsArchive({ root: await tempDir('sluice-segup-') });
     const archive = faulty(bucket, (call) => (call === 1 ? 'before' : call === 3 ? 'after' : undefined));
     const uploader = new SegmentUploader({ root: spool, archive, intervalMs: 3_600_000 });
     onTestFinished(() => uploader.close());
@@ -88,8 +82,8 @@ describe('segment uploader', () => {
   });
 
   it('lets a seal go on while a segment upload hangs, and removes that segment once it lands', async () => {
-    const spool = await tempDir();
-    const bucket = new FsArchive({ root: await tempDir() });
+    const spool = await tempDir('sluice-segup-');
+    const bucket = new FsArchive({ root: await tempDir('sluice-segup-') });
     let release!: () => void;
     const released = new Promise<void>((r) => (release = r));
     let started!: () => void;
@@ -123,8 +117,8 @@ describe('segment uploader', () => {
   });
 
   it('never cuts the same bytes twice when ticks overlap, and uploads nothing once untracked', async () => {
-    const spool = await tempDir();
-    const bucket = new FsArchive({ root: await tempDir() });
+    const spool = await tempDir('sluice-segup-');
+    const bucket = new FsArchive({ root: await tempDir('sluice-segup-') });
     const uploader = new SegmentUploader({ root: spool, archive: bucket, intervalMs: 3_600_000, segmentMaxBytes: 200 });
     onTestFinished(() => uploader.close());
     const writer = await sessionFile(spool);

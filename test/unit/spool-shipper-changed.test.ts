@@ -2,27 +2,21 @@
  * A spooled file that changes between its check and the end of its upload is not left in the archive
  * unchecked: the upload is taken back and the next attempt checks the file as it is now.
  */
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import type { RecordingArchive } from '../../server/recording/archive/archive.js';
 import { FsArchive } from '../../server/recording/archive/fs-archive.js';
 import { nodeRecordingIo } from '../../server/recording/file-io.js';
 import { SpoolShipper } from '../../server/recording/spool-shipper.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const NAME = 'sessions/2026/12/03/ses_changed.rec';
 
-async function tempDir(): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'sluice-shipchg-'));
-  onTestFinished(() => rm(dir, { recursive: true, force: true }));
-  return dir;
-}
-
 describe('spool shipper', () => {
   it('takes back an upload whose file changed after its check, and quarantines it when the new bytes fail the check', async () => {
-    const spool = await tempDir();
-    const bucket = new FsArchive({ root: await tempDir() });
+    const spool = await tempDir('sluice-shipchg-');
+    const bucket = new FsArchive({ root: await tempDir('sluice-shipchg-') });
     // A bucket: no adoption by rename, every object goes up by put.
     const archive: RecordingArchive = {
       put: (name, body) => bucket.put(name, body),

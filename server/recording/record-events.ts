@@ -1,0 +1,131 @@
+/**
+ * The events of one record (record-format.ts describes the file): packed after each other, then coded —
+ * stored, or compressed with raw DEFLATE and the format's preset dictionary — and read back for every
+ * format version, one event per record before version 3.
+ */
+import { promisify } from 'node:util';
+import { deflateRaw, deflateRawSync, inflateRawSync, type ZlibOptions } from 'node:zlib';
+import { EVENT_DICTIONARY } from './event-dictionary.js';
+import {
+  checkedMeta,
+  CODING_BYTES,
+  decodeSingleEvent,
+  FORMAT_VERSION,
+  HASH_BYTES,
+  MAX_EVENTS_BYTES,
+  openRecord,
+  sealRecord,
+  type NonceSequence,
+  type RecordCompression,
+  type RecordEvent,
+  type SessionHeader,
+} from './record-format.js';
+
+/** A version 3 record's coding byte: how its body holds its events. */
+const CODING = Object.freeze({ stored: 0, deflate: 1 });
+
+/**
+ * Bodies up to this size are compressed on the event loop, where a few kilobytes take tens of
+ * microseconds; larger ones on libuv's threads, so a large body never stalls other exchanges.
+ */
+const SYNC_DEFLATE_MAX = 16 * 1024;
+
+/** Level 6 (zlib's default): lower levels barely save time on small records and lose on streamed text. */
+const DEFLATE_OPTIONS: ZlibOptions = Object.freeze({ dictionary: EVENT_DICTIONARY, level: 6 });
+
+const deflateRawAsync = promisify(deflateRaw) as (buf: Buffer, options: ZlibOptions) => Promise<Buffer>;
+
+/** The packed events: each `u32 meta length ‖ meta JSON ‖ u32 payload length ‖ payload`, as parts. */
+export function packEvents(events: readonly RecordEvent[]): { parts: Buffer[]; bytes: number } {
+  const parts: Buffer[] = [];
+  let bytes = 0;
+  for (const e of events) {
+    const meta = Buffer.from(JSON.stringify(e.meta), 'utf8');
+    const payload = e.payload ?? EMPTY;
+    const metaLength = Buffer.allocUnsafe(4);
+    metaLength.writeUInt32BE(meta.length);
+    const payloadLength = Buffer.allocUnsafe(4);
+    payloadLength.writeUInt32BE(payload.length);
+    parts.push(metaLength, meta, payloadLength);
+    if (payload.length > 0) parts.push(payload);
+    bytes += 8 + meta.length + payload.length;
+  }
+  return { parts, bytes };
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * A version 3 record body for `events`, coding byte first: compressed when the file allows it and that is
+ * smaller, stored otherwise. Resolves at once for small bodies (compressed synchronously).
+ */
+export async function codeEvents(events: readonly RecordEvent[], compression: RecordCompression): Promise<Buffer[]> {
+  const { parts, bytes } = packEvents(events);
+  if (bytes > MAX_EVENTS_BYTES) throw new Error(`The events of one record take ${bytes} bytes, more than a reader accepts (${MAX_EVENTS_BYTES})`);
+  if (compression === 'none') return [STORED, ...parts];
+  const whole = Buffer.concat(parts, bytes);
+  const packed = bytes <= SYNC_DEFLATE_MAX ? deflateRawSync(whole, DEFLATE_OPTIONS) : await deflateRawAsync(whole, DEFLATE_OPTIONS);
+  return packed.length < bytes ? [DEFLATED, packed] : [STORED, ...parts];
+}
+
+const STORED = Buffer.from([CODING.stored]);
+const DEFLATED = Buffer.from([CODING.deflate]);
+
+/** Encrypts one version 3 record holding `events` (one or more); returns its bytes on disk. */
+export async function encodeRecord(options: {
+  dataKey: Buffer;
+  sessionAad: Buffer;
+  prev: Buffer;
+  events: readonly RecordEvent[];
+  compression: RecordCompression;
+  nonces?: NonceSequence;
+}): Promise<Buffer> {
+  if (options.events.length === 0) throw new Error('A record holds at least one event');
+  const parts = await codeEvents(options.events, options.compression);
+  return sealRecord({ dataKey: options.dataKey, sessionAad: options.sessionAad, prev: options.prev, parts, ...(options.nonces === undefined ? {} : { nonces: options.nonces }) });
+}
+
+/** A decrypted record: the chain hash it carries and its events, in order. */
+export interface DecodedRecord {
+  readonly prev: Buffer;
+  readonly events: readonly RecordEvent[];
+}
+
+/**
+ * Decrypts one record of a file with this header into its events; throws if it does not authenticate,
+ * inflate or parse. A version 1 or 2 record is one event; a version 3 record is compressed only where its
+ * header allows it.
+ */
+export function decodeRecord(frame: Buffer, dataKey: Buffer, sessionAad: Buffer, header: Pick<SessionHeader, 'version' | 'compression'>): DecodedRecord {
+  const plain = openRecord(frame, dataKey, sessionAad);
+  if (plain.length < HASH_BYTES + CODING_BYTES) throw new Error('The record is too short');
+  const prev = plain.subarray(0, HASH_BYTES);
+  if (header.version !== FORMAT_VERSION) return { prev, events: [decodeSingleEvent(plain.subarray(HASH_BYTES))] };
+  const coding = plain[HASH_BYTES];
+  const body = plain.subarray(HASH_BYTES + CODING_BYTES);
+  if (coding === CODING.stored) return { prev, events: unpackEvents(body) };
+  if (coding !== CODING.deflate) throw new Error(`The record's coding ${String(coding)} is unknown`);
+  if (header.compression !== 'deflate') throw new Error('The record is compressed in a file whose header says compression "none"');
+  // Bounded: an authentic record never inflates past what a writer may put in one.
+  return { prev, events: unpackEvents(inflateRawSync(body, { dictionary: EVENT_DICTIONARY, maxOutputLength: MAX_EVENTS_BYTES })) };
+}
+
+function unpackEvents(body: Buffer): RecordEvent[] {
+  const events: RecordEvent[] = [];
+  let at = 0;
+  while (at < body.length) {
+    if (at + 4 > body.length) throw new Error('The record ends inside an event');
+    const metaLength = body.readUInt32BE(at);
+    at += 4;
+    if (at + metaLength + 4 > body.length) throw new Error('An event metadata length is out of range');
+    const meta = checkedMeta(JSON.parse(body.subarray(at, at + metaLength).toString('utf8')));
+    at += metaLength;
+    const payloadLength = body.readUInt32BE(at);
+    at += 4;
+    if (at + payloadLength > body.length) throw new Error('An event payload length is out of range');
+    events.push(payloadLength > 0 ? { meta, payload: body.subarray(at, at + payloadLength) } : { meta });
+    at += payloadLength;
+  }
+  if (events.length === 0) throw new Error('The record holds no event');
+  return events;
+}
