@@ -6,7 +6,8 @@ import { BodyFramer, FramingError } from './http-body-framer.js';
 import { HeadCollector } from './http-head-collector.js';
 import { HeadError, parseRequestHead, parseResponseHead, requestBodyLength, responseBodyLength, serializeRequestHead } from './http-head.js';
 import { answerLocally } from './local-http-answer.js';
-import { carriesLocalToken, LOCAL_TOKEN_HEADERS } from './local-token.js';
+import { localTokenCheck, LOCAL_TOKEN_HEADERS } from './local-token.js';
+import { corkEachTurn } from './socket-turn-cork.js';
 
 /** Options of one guarded local HTTP connection. */
 export interface HttpGuardOptions {
@@ -42,15 +43,14 @@ class RequestGate extends Transform {
   /** Methods of forwarded requests whose answer has not begun, oldest first (a HEAD answer has no body). */
   readonly methods: string[] = [];
   private readonly head: HeadCollector;
+  private readonly carriesToken: ReturnType<typeof localTokenCheck>;
   private body?: BodyFramer;
   private stopped = false;
 
-  constructor(
-    private readonly token: string,
-    maxHeadBytes: number,
-  ) {
+  constructor(token: string, maxHeadBytes: number) {
     super();
     this.head = new HeadCollector(maxHeadBytes);
+    this.carriesToken = localTokenCheck(token);
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
@@ -76,7 +76,7 @@ class RequestGate extends Transform {
 
   private request(bytes: Buffer): void {
     const head = parseRequestHead(bytes);
-    if (!carriesLocalToken(head.headers, this.token)) {
+    if (!this.carriesToken(head.headers)) {
       this.stop({ error: new SluiceError('ERR_LOCAL_AUTH', { message: MISSING_TOKEN }), status: 401, headers: { 'www-authenticate': 'Bearer realm="sluice-local"' } });
       return;
     }
@@ -199,7 +199,9 @@ export function serveGuardedHttp(socket: Socket, options: HttpGuardOptions): voi
           return;
         }
         stream = s;
+        corkEachTurn(gate, s);
         gate.pipe(s);
+        corkEachTurn(s, socket);
         s.pipe(socket);
         // Registered after pipe(): by the time an answer is counted, its bytes are queued on the socket.
         s.on('data', (c: Buffer) => {

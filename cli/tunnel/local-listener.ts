@@ -5,6 +5,7 @@ import type { OpenMetadata } from '../../shared/tunnel/frames.js';
 import { serveGuardedHttp } from './http-local-guard.js';
 import { answerLocally } from './local-http-answer.js';
 import { claimSocketPath, listenOwnerOnly } from './local-socket.js';
+import { corkEachTurn } from './socket-turn-cork.js';
 
 /**
  * What local connections carry. `http`: every request must carry `token`, checked before anything enters the
@@ -111,6 +112,7 @@ function join(socket: Socket, stream: TunnelStream): void {
     return;
   }
   socket.pipe(stream);
+  corkEachTurn(stream, socket);
   stream.pipe(socket);
   socket.resume();
   // A reset on either side must not look like a clean end to the other.

@@ -18,7 +18,19 @@ export function newLocalToken(): string {
  * digests, so neither the token's bytes nor its length leak through timing.
  */
 export function carriesLocalToken(headers: readonly HeaderLine[], token: string): boolean {
+  return localTokenCheck(token)(headers);
+}
+
+/**
+ * `carriesLocalToken` for one token, its digest taken once: a local connection checks every request it
+ * carries, and the token does not change while it lives.
+ */
+export function localTokenCheck(token: string): (headers: readonly HeaderLine[]) => boolean {
   const expected = digest(token);
+  return (headers) => matches(headers, expected);
+}
+
+function matches(headers: readonly HeaderLine[], expected: Buffer): boolean {
   let found = false;
   for (const h of headers) {
     let candidate: string | undefined;

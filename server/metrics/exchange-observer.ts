@@ -55,6 +55,12 @@ export interface ExchangeSteps {
 export interface ExchangeObserverOptions {
   /** Read the top-level `model` of request bodies as they are recorded (traces' `gen_ai.request.model`). Default false. */
   readonly readRequestModel?: boolean;
+  /**
+   * Whether this exchange's answer is read for its model and usage (`ExchangeOutcome.answer`), asked once its
+   * response head is recorded. Reading costs on every chunk (each SSE line is looked at), so an owner whose
+   * listeners use it only for some exchanges (token quotas that apply) or none says so. Default: every exchange.
+   */
+  readonly readAnswer?: (exchange: Exchange) => boolean;
 }
 
 /** Receives each exchange's outcome as soon as it is on record; must return at once and never throw. */
@@ -67,13 +73,18 @@ export type OutcomeListener = (outcome: ExchangeOutcome) => void;
  */
 export function createExchangeObserver(listeners: readonly OutcomeListener[], options: ExchangeObserverOptions = {}): ExchangeObserver {
   const readRequestModel = options.readRequestModel ?? false;
+  const readAnswer = options.readAnswer ?? readEveryAnswer;
   return {
     observe(exchange) {
       const observed: { -readonly [K in keyof Exchange]: Exchange[K] } = { ...exchange };
-      observed.recording = new ObservedRecording(exchange.recording, observed, listeners, readRequestModel ? new RequestModelScanner() : undefined);
+      observed.recording = new ObservedRecording(exchange.recording, observed, listeners, readRequestModel ? new RequestModelScanner() : undefined, readAnswer);
       return observed;
     },
   };
+}
+
+function readEveryAnswer(): boolean {
+  return true;
 }
 
 /** One exchange's recording, telling the listeners its outcome once it is on record. */
@@ -91,12 +102,20 @@ class ObservedRecording implements ExchangeRecording {
   #told = false;
   readonly #steps: ExchangeSteps = {};
   readonly #scanner: RequestModelScanner | undefined;
+  readonly #readAnswer: (exchange: Exchange) => boolean;
 
-  constructor(inner: ExchangeRecording, exchange: Exchange, listeners: readonly OutcomeListener[], scanner: RequestModelScanner | undefined) {
+  constructor(
+    inner: ExchangeRecording,
+    exchange: Exchange,
+    listeners: readonly OutcomeListener[],
+    scanner: RequestModelScanner | undefined,
+    readAnswer: (exchange: Exchange) => boolean,
+  ) {
     this.#inner = inner;
     this.#exchange = exchange;
     this.#listeners = listeners;
     this.#scanner = scanner;
+    this.#readAnswer = readAnswer;
   }
 
   async recordRequest(request: Parameters<ExchangeRecording['recordRequest']>[0]): Promise<void> {
@@ -128,8 +147,8 @@ class ObservedRecording implements ExchangeRecording {
     const type = head.headers['content-type'];
     const contentType = Array.isArray(type) ? type[0] : type;
     this.#streamed = (contentType ?? '').toLowerCase().includes('text/event-stream');
-    // Only answers that can report usage are read: model servers answer JSON or SSE.
-    this.#sniffer = new UsageSniffer(contentType);
+    // Only answers that can report usage are read (model servers answer JSON or SSE), and only when someone will.
+    this.#sniffer = this.#readAnswer(this.#exchange) ? new UsageSniffer(contentType) : undefined;
     this.#inner.recordResponse(head);
   }
 

@@ -17,6 +17,15 @@ import type { ExchangeHandler } from '../pipeline/run-exchange.js';
 import type { Principal } from '../identity/principal.js';
 import { arrivedBody, peekArrivedBody, takeWholeBody } from './http-request-body.js';
 
+/**
+ * Most bytes of a rewritten answer held back so it leaves whole. An answer the upstream sized (Content-Length)
+ * that masking rewrites loses its length and would go out chunked, in a write for its head, its body and its
+ * last chunk each; held to its end, it leaves in one write with its new length, as the upstream sent it (a
+ * sized answer is of no use to its caller before its last byte anyway). Past this bound the head and what was
+ * held go out and the rest streams chunked, so a large or decompressed body is never buffered whole.
+ */
+export const WHOLE_ANSWER_MAX_BYTES = 64 * 1024;
+
 /** How the recorder keeps HTTP exchanges: message bodies, `exchange.chunk` records. */
 export const HTTP_RECORDING: RecordingFacts = Object.freeze({ body: 'message', chunkRecord: 'exchange.chunk' });
 
@@ -66,6 +75,8 @@ export class HttpCarrier implements Carrier {
   readonly #requestId: string;
   #awaitingContinue: boolean;
   #readAhead: Promise<ReadAheadBody> | undefined;
+  /** A sized answer being rewritten, held until its end (see `WHOLE_ANSWER_MAX_BYTES`); null when none is held. */
+  #whole: { readonly status: number; readonly headers: string[]; readonly chunks: Buffer[]; bytes: number } | null = null;
 
   constructor(
     req: IncomingMessage,
@@ -86,7 +97,8 @@ export class HttpCarrier implements Carrier {
   }
 
   get headSent(): boolean {
-    return this.#res.headersSent;
+    // A held answer counts as begun: its head is recorded, and a failure now cuts it off as it would a sent one.
+    return this.#whole !== null || this.#res.headersSent;
   }
 
   get bodyHeld(): boolean {
@@ -131,31 +143,72 @@ export class HttpCarrier implements Carrier {
   }
 
   refusal(error: SluiceError, requestId: string): { readonly status: number; readonly bytes: number } | null {
-    if (this.#res.headersSent || this.#res.destroyed) return null;
+    if (this.headSent || this.#res.destroyed) return null;
     return { status: error.status, bytes: Buffer.byteLength(openAiErrorBody(error, requestId)) };
   }
 
   refuse(error: SluiceError, requestId: string): void {
+    if (this.#whole !== null) {
+      // What was held is never sent: the caller sees the answer cut off, as it would once its head had gone.
+      this.#whole = null;
+      this.#res.destroy();
+      return;
+    }
     sendErrorResponse(this.#res, error, requestId);
   }
 
   head(head: ResponseHead): void {
     const res = this.#res;
-    res.writeHead(head.status, callerResponseHeaders(head.headers, this.#requestId, head.rewrite !== undefined));
+    const headers = callerResponseHeaders(head.headers, this.#requestId, head.rewrite !== undefined);
+    const sized = head.headers['content-length'] !== undefined;
+    if (head.rewrite !== undefined && sized && this.#req.method !== 'HEAD' && head.status !== 204 && head.status !== 304) {
+      this.#whole = { status: head.status, headers, chunks: [], bytes: 0 };
+      return;
+    }
+    res.writeHead(head.status, headers);
     // A streamed body (SSE, chunked, masked) must reach the caller's SDK at once; a sized one carries the
     // head in its first write, one packet fewer.
-    if (head.rewrite !== undefined || head.headers['content-length'] === undefined) res.flushHeaders();
+    if (head.rewrite !== undefined || !sized) res.flushHeaders();
   }
 
   data(chunk: Buffer): boolean {
-    return this.#res.write(chunk);
+    const whole = this.#whole;
+    if (whole === null) return this.#res.write(chunk);
+    whole.chunks.push(chunk);
+    whole.bytes += chunk.length;
+    return whole.bytes <= WHOLE_ANSWER_MAX_BYTES || this.#sendHeld();
   }
 
   end(trailers?: IncomingHttpHeaders, last?: Buffer): void {
+    const whole = this.#whole;
+    // Trailers need the chunked framing: an answer that brings them goes out as it would have unheld.
+    if (whole !== null && trailers === undefined) {
+      this.#whole = null;
+      if (last !== undefined) whole.chunks.push(last);
+      const body = whole.chunks.length === 1 ? whole.chunks[0]! : Buffer.concat(whole.chunks);
+      whole.headers.push('content-length', String(body.length));
+      this.#res.writeHead(whole.status, whole.headers);
+      this.#res.end(body);
+      return;
+    }
+    if (whole !== null) this.#sendHeld();
     // Sent only on a chunked response (Node drops them otherwise), which is how an upstream sends them too.
     if (trailers !== undefined) this.#res.addTrailers(callerTrailers(trailers));
     if (last === undefined) this.#res.end();
     else this.#res.end(last);
+  }
+
+  /** Sends the held head and body, chunked; the rest of the answer follows as it comes. */
+  #sendHeld(): boolean {
+    const whole = this.#whole!;
+    this.#whole = null;
+    const res = this.#res;
+    res.writeHead(whole.status, whole.headers);
+    if (whole.chunks.length === 0) {
+      res.flushHeaders();
+      return true;
+    }
+    return res.write(whole.chunks.length === 1 ? whole.chunks[0]! : Buffer.concat(whole.chunks));
   }
 
   resumeWith(resume: () => void): void {
