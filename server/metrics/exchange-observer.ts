@@ -55,12 +55,6 @@ export interface ExchangeSteps {
 export interface ExchangeObserverOptions {
   /** Read the top-level `model` of request bodies as they are recorded (traces' `gen_ai.request.model`). Default false. */
   readonly readRequestModel?: boolean;
-  /**
-   * Whether this exchange's answer is read for its model and usage (`ExchangeOutcome.answer`), asked once its
-   * response head is recorded. Reading costs on every chunk (each SSE line is looked at), so an owner whose
-   * listeners use it only for some exchanges (token quotas that apply) or none says so. Default: every exchange.
-   */
-  readonly readAnswer?: (exchange: Exchange) => boolean;
 }
 
 /** Receives each exchange's outcome as soon as it is on record; must return at once and never throw. */
@@ -73,18 +67,13 @@ export type OutcomeListener = (outcome: ExchangeOutcome) => void;
  */
 export function createExchangeObserver(listeners: readonly OutcomeListener[], options: ExchangeObserverOptions = {}): ExchangeObserver {
   const readRequestModel = options.readRequestModel ?? false;
-  const readAnswer = options.readAnswer ?? readEveryAnswer;
   return {
     observe(exchange) {
       const observed: { -readonly [K in keyof Exchange]: Exchange[K] } = { ...exchange };
-      observed.recording = new ObservedRecording(exchange.recording, observed, listeners, readRequestModel ? new RequestModelScanner() : undefined, readAnswer);
+      observed.recording = new ObservedRecording(exchange.recording, observed, listeners, readRequestModel ? new RequestModelScanner() : undefined);
       return observed;
     },
   };
-}
-
-function readEveryAnswer(): boolean {
-  return true;
 }
 
 /** One exchange's recording, telling the listeners its outcome once it is on record. */
@@ -102,20 +91,12 @@ class ObservedRecording implements ExchangeRecording {
   #told = false;
   readonly #steps: ExchangeSteps = {};
   readonly #scanner: RequestModelScanner | undefined;
-  readonly #readAnswer: (exchange: Exchange) => boolean;
 
-  constructor(
-    inner: ExchangeRecording,
-    exchange: Exchange,
-    listeners: readonly OutcomeListener[],
-    scanner: RequestModelScanner | undefined,
-    readAnswer: (exchange: Exchange) => boolean,
-  ) {
+  constructor(inner: ExchangeRecording, exchange: Exchange, listeners: readonly OutcomeListener[], scanner: RequestModelScanner | undefined) {
     this.#inner = inner;
     this.#exchange = exchange;
     this.#listeners = listeners;
     this.#scanner = scanner;
-    this.#readAnswer = readAnswer;
   }
 
   async recordRequest(request: Parameters<ExchangeRecording['recordRequest']>[0]): Promise<void> {
@@ -147,8 +128,9 @@ class ObservedRecording implements ExchangeRecording {
     const type = head.headers['content-type'];
     const contentType = Array.isArray(type) ? type[0] : type;
     this.#streamed = (contentType ?? '').toLowerCase().includes('text/event-stream');
-    // Only answers that can report usage are read (model servers answer JSON or SSE), and only when someone will.
-    this.#sniffer = this.#readAnswer(this.#exchange) ? new UsageSniffer(contentType) : undefined;
+    // Only answers that can report usage are read (model servers answer JSON or SSE), and here only when the
+    // recording does not read them already (the durable recorder does, for the index): each read costs per chunk.
+    this.#sniffer = this.#inner.answerFacts === undefined ? new UsageSniffer(contentType) : undefined;
     this.#inner.recordResponse(head);
   }
 
@@ -208,7 +190,7 @@ class ObservedRecording implements ExchangeRecording {
     if (this.#told) return;
     this.#told = true;
     // Usage is only whole in an answer that ended whole.
-    const answer = answered ? this.#sniffer?.result() : undefined;
+    const answer = !answered ? undefined : this.#inner.answerFacts === undefined ? this.#sniffer?.result() : this.#inner.answerFacts();
     const outcome: ExchangeOutcome = {
       exchange: this.#exchange,
       decision: this.#decision,

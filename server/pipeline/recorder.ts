@@ -2,6 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { ErrorCode } from '../../shared/errors.js';
 import type { ExchangeFacts } from './exchange.js';
 import type { Decision } from './policy-stage.js';
+import type { AnswerFacts } from '../recording/usage-sniffer.js';
 
 /**
  * What the recorder must know about a connection type, so it never branches on the type's name. `message`
@@ -131,6 +132,12 @@ export interface ExchangeRecording {
    * can be cut at once rather than at its end.
    */
   tap(onFailure: (error: Error) => void): BodyTap | null;
+  /**
+   * What the answer said about itself (model, usage), as the recorder read it on its way through the tap;
+   * asked once `recordEnd` resolved. A recording that does not read answers has no such method, and whoever
+   * needs the facts reads the answer itself.
+   */
+  answerFacts?(): AnswerFacts | undefined;
 }
 
 /** Where one session's exchanges are recorded; the session (`SessionRef.recorder`) carries it. */

@@ -21,7 +21,7 @@ import { injectedCredentials } from '../masking/credential-masker.js';
 import type { BodyDigest, Direction, EventFields } from './event-types.js';
 import type { RecorderSessions } from './recorder-sessions.js';
 import type { OpenSessionFile } from './open-session-file.js';
-import { UsageSniffer } from './usage-sniffer.js';
+import { UsageSniffer, type AnswerFacts } from './usage-sniffer.js';
 
 /** Options of the durable recorder. */
 export interface DurableRecorderOptions {
@@ -443,6 +443,10 @@ class DurableExchangeRecording implements ExchangeRecording {
 
   tap(onFailure: (error: Error) => void): BodyTap | null {
     return this.#bodies?.tap(onFailure) ?? null;
+  }
+
+  answerFacts(): AnswerFacts | undefined {
+    return this.#bodies?.sniffer?.result();
   }
 
   /** The request target as recorded: an HTTP target's query apart (credentials in it redacted). */
