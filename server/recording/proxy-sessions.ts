@@ -71,7 +71,8 @@ export class ProxySessions {
       });
     }
     entry.lastUsed = Date.now();
-    this.#arm(key, entry);
+    // One timer per session, not one per call: when it fires, `#expire` re-arms it for what is left of the idle time.
+    if (entry.timer === undefined) this.#arm(key, entry, entry.idleMs);
     if (options.response) {
       // A call held for a reviewer records nothing until it is decided: the session must outlive the wait.
       const held = entry;
@@ -90,23 +91,30 @@ export class ProxySessions {
     this.#entries.clear();
   }
 
-  #arm(key: string, entry: Entry): void {
+  #arm(key: string, entry: Entry, delayMs: number): void {
     clearTimeout(entry.timer);
-    entry.timer = setTimeout(() => void this.#expire(key, entry), entry.idleMs);
+    entry.timer = setTimeout(() => {
+      entry.timer = undefined;
+      void this.#expire(key, entry);
+    }, delayMs);
     entry.timer.unref();
   }
 
   async #expire(key: string, entry: Entry): Promise<void> {
     if (this.#entries.get(key) !== entry) return;
     const idleFor = Date.now() - entry.lastUsed;
-    if (idleFor < entry.idleMs || entry.calls > 0 || (await this.#o.recording.isBusy(entry.id))) {
-      this.#arm(key, entry);
+    if (idleFor < entry.idleMs) {
+      this.#arm(key, entry, entry.idleMs - idleFor);
+      return;
+    }
+    if (entry.calls > 0 || (await this.#o.recording.isBusy(entry.id))) {
+      this.#arm(key, entry, entry.idleMs);
       return;
     }
     // A call may have arrived while isBusy was awaited; from here to the delete nothing else runs.
     if (this.#entries.get(key) !== entry) return;
     if (Date.now() - entry.lastUsed < entry.idleMs || entry.calls > 0) {
-      this.#arm(key, entry);
+      this.#arm(key, entry, entry.idleMs);
       return;
     }
     this.#entries.delete(key);
