@@ -31,6 +31,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
+import { PII_DETECTORS, PII_PROFILES } from './pii-profile.js';
 import { DEMO_PII } from '../dist/server/demo/model-server.js';
 import { AUDIENCE, startBenchIdentity } from './identity.js';
 import { machineInfo, round } from './load.js';
@@ -76,7 +77,6 @@ const NOISY_PCT = 25;
 const SETTLE_MS = 2000;
 /** A `serve` guard drains the gateway for up to its shutdown_grace before it kills it. */
 const SERVE_STOP_MS = 12_000;
-const DETECTORS = ['email', 'phone', 'credit_card', 'ssn', 'iban', 'ip_address', 'secret'];
 const STREAM_BODY = JSON.stringify({
   model: 'demo-echo',
   messages: [{ role: 'user', content: 'Look up the customer who wrote in yesterday and summarise their record.' }],
@@ -242,7 +242,7 @@ function gatewayConfig(upstream, dir) {
         masking: ['pii'],
       },
     ],
-    masking_profiles: { pii: { detectors: DETECTORS, style: 'redact' } },
+    masking_profiles: PII_PROFILES,
   };
 }
 
@@ -480,7 +480,7 @@ async function main() {
         launcher: 'proxy and tunnel: bench/gateway.js (startGateway, one process, SQLite); workers_2: node bin/sluice.js serve --workers 2 (PostgreSQL)',
         log_level: settings.logLevel,
         logs_to: 'file',
-        masking: `profile pii: ${DETECTORS.join(', ')}, style redact`,
+        masking: `profile pii: ${PII_DETECTORS.join(', ')}, style redact`,
         recording: 'on, schema defaults (request/response bodies recorded masked)',
         tunnel_max_streams: Math.max(256, maxStreams),
       },

@@ -33,6 +33,7 @@ import { fileURLToPath } from 'node:url';
 import { httpLoad, machineInfo, round, streamLoad } from './load.js';
 import { summarizeProfile } from './profile-top.js';
 import { AUDIENCE, startBenchIdentity } from './identity.js';
+import { FAST_ANSWER_PII, PII_DETECTORS, PII_PROFILES } from './pii-profile.js';
 import { cpuDelta, cpuSnapshot, envNumber, forkChild, killAllHard, log, machineBusyMicros, stopAll, stopChild, waitForMessage, waitForReady } from './procs.js';
 import { CLI, startTunnel as startTunnelProcess, stopTunnel } from './tunnel.js';
 
@@ -53,10 +54,13 @@ const settings = {
   noisyRetries: envNumber('BENCH_NOISY_RETRIES', 1, { min: 0, max: 5 }),
   profile: process.env.BENCH_PROFILE === '1',
   strict: process.env.BENCH_STRICT === '1',
+  // The product as shipped masks PII: `pii` puts bench/pii-profile.js on both connections; `none` measures without.
+  masking: process.env.BENCH_MASKING ?? 'pii',
   connections: { latency: 1, throughput: 32, stream: 8 },
 };
 for (const p of settings.paths) if (!['direct', 'bare', 'proxy', 'tunnel'].includes(p)) throw new Error(`unknown path in BENCH_PATHS: ${p}`);
 if (!settings.paths.includes('direct')) settings.paths.unshift('direct'); // every ratio needs it
+if (!['pii', 'none'].includes(settings.masking)) throw new Error('BENCH_MASKING must be pii or none');
 for (const m of settings.measures) if (!['latency_c1', 'throughput_c32', 'stream_c8'].includes(m)) throw new Error(`unknown measurement in BENCH_MEASURES: ${m}`);
 
 const TARGETS = { added_p50_ms_max: 1, throughput_ratio_min: 0.4 };
@@ -227,15 +231,17 @@ async function main() {
   log(`upstreams: fast ${up.fastUrl}, model ${up.modelUrl}`);
 
   // Gateway.
+  const masked = settings.masking === 'pii' ? { masking: ['pii'] } : {};
   const gatewayConfig = {
     listen: '127.0.0.1:0',
     identity: { issuer: idp.issuer, audience: AUDIENCE, cli_client_id: 'sluice-cli', groups_claim: 'groups' },
     // Recording is always on (fail-closed, encrypted): a fresh master key and data dir per run.
     storage: { dir: join(tmp, 'data'), master_key: randomBytes(32).toString('base64'), ...(process.env.BENCH_FSYNC ? { fsync: process.env.BENCH_FSYNC } : {}) },
     connections: [
-      { name: 'llm', type: 'http', upstream: up.fastUrl, headers: { authorization: `Bearer ${up.fastKey}` }, allow_groups: ['ml-eng'] },
-      { name: 'llm-stream', type: 'http', upstream: up.modelUrl, headers: { authorization: `Bearer ${up.modelKey}` }, allow_groups: ['ml-eng'] },
+      { name: 'llm', type: 'http', upstream: up.fastUrl, headers: { authorization: `Bearer ${up.fastKey}` }, allow_groups: ['ml-eng'], ...masked },
+      { name: 'llm-stream', type: 'http', upstream: up.modelUrl, headers: { authorization: `Bearer ${up.modelKey}` }, allow_groups: ['ml-eng'], ...masked },
     ],
+    ...(settings.masking === 'pii' ? { masking_profiles: PII_PROFILES } : {}),
   };
   const gatewayLog = join(tmp, 'gateway.log');
   const gateway = forkChild('gateway', join(BENCH, 'gateway.js'), [], {
@@ -305,13 +311,22 @@ async function main() {
     },
   };
   const isSse = (text) => text.trimEnd().endsWith('data: [DONE]');
+  // Through the gateway the fixed answer comes back masked (when the profile is on): learn it once, and check
+  // that it really is masked, or the figures would be of a gateway that masks nothing.
+  let gatewayAnswer = up.answer;
+  if (settings.masking === 'pii') {
+    const r = await fetch(targets.plain.proxy.url, { method: 'POST', headers: { 'content-type': 'application/json', ...targets.plain.proxy.headers }, body: CHAT_BODY });
+    gatewayAnswer = await r.text();
+    if (r.status !== 200 || FAST_ANSWER_PII.some((pii) => gatewayAnswer.includes(pii))) throw new Error(`the gateway's answer is not masked (HTTP ${r.status}): ${gatewayAnswer.slice(0, 300)}`);
+  }
+  targets.plain.proxy.expect = gatewayAnswer;
   // Direct must work (every ratio needs it); a proxy that fails its first request is reported, not fatal.
   await sanity('direct', targets.plain.direct.url, targets.plain.direct.headers, CHAT_BODY, up.answer);
   await sanity('direct stream', targets.stream.direct.url, targets.stream.direct.headers, STREAM_BODY, isSse);
   const pathErrors = { plain: {}, stream: {} };
   if (settings.paths.includes('proxy')) {
     for (const [kind, body, check] of [
-      ['plain', CHAT_BODY, up.answer],
+      ['plain', CHAT_BODY, gatewayAnswer],
       ['stream', STREAM_BODY, isSse],
     ]) {
       try {
@@ -387,9 +402,10 @@ async function main() {
 
   // 1 + 2: plain requests (fast upstream).
   const wants = (...sections) => sections.some((section) => settings.measures.includes(section));
-  if (wants('latency_c1', 'throughput_c32')) await withTunnel('llm', 'plain', CHAT_BODY, up.answer, async (tunnel, err) => {
+  if (wants('latency_c1', 'throughput_c32')) await withTunnel('llm', 'plain', CHAT_BODY, gatewayAnswer, async (tunnel, err) => {
+    if (tunnel) targets.plain.tunnel.expect = gatewayAnswer;
     const plain = (connections) => (target, seconds) =>
-      httpLoad({ url: target.url, headers: { 'content-type': 'application/json', ...target.headers }, body: CHAT_BODY, connections, seconds, expectBody: up.answer });
+      httpLoad({ url: target.url, headers: { 'content-type': 'application/json', ...target.headers }, body: CHAT_BODY, connections, seconds, expectBody: target.expect ?? up.answer });
     await eachPath('latency_c1', 'plain', tunnel, err, 'latency c1', plain(settings.connections.latency), (r) => r.requests);
     await eachPath('throughput_c32', 'plain', tunnel, err, 'throughput c32', plain(settings.connections.throughput), (r) => r.requests);
   });
@@ -471,7 +487,7 @@ async function main() {
       gateway: {
         log_level: settings.gatewayLogLevel,
         logs_to: 'file',
-        masking: 'none (no masking profiles on the connections)',
+        masking: settings.masking === 'pii' ? `profile pii on both connections (${PII_DETECTORS.join(', ')}, redact); PII in every answer` : 'none (BENCH_MASKING=none)',
         recording: 'on, schema defaults (storage.fsync batch, request/response bodies recorded masked)',
       },
       processes: {

@@ -24,7 +24,8 @@ export const FAST_ANSWER = JSON.stringify({
   choices: [
     {
       index: 0,
-      message: { role: 'assistant', content: 'Hello from the bench upstream. This answer is fixed.', refusal: null },
+      // PII in the answer, as in the answers the gateway is measured on (bench/pii-profile.js names it).
+      message: { role: 'assistant', content: 'Hello from the bench upstream. Write to jane.doe@example.com or call +1 415 555 0100.', refusal: null },
       logprobs: null,
       finish_reason: 'stop',
     },
