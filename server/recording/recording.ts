@@ -114,6 +114,8 @@ export class Recording implements RecorderSessions {
   readonly #health: StorageHealth;
   readonly #indexer: SessionIndexer;
   readonly #sessions = new Map<string, Promise<OpenSessionFile>>();
+  /** Sessions being closed, by id: a second close of one waits for the first rather than sealing it again. */
+  readonly #closing = new Map<string, Promise<void>>();
   #sealLog!: SealLog;
   #sweep: RetentionSweep | undefined;
   #closed = false;
@@ -233,10 +235,22 @@ export class Recording implements RecorderSessions {
     return s?.busy ?? false;
   }
 
-  /** Ends a session (waits for exchanges in flight, seals, hands the file to the archive, indexes); unknown ids are ignored. */
-  async closeSession(id: string, reason: string): Promise<void> {
+  /**
+   * Ends a session (waits for exchanges in flight, seals, hands the file to the archive, indexes); unknown ids
+   * are ignored. Closing a session already closing resolves with that close: a tunnel open at shutdown is closed
+   * both by the shutdown and by its own end, and its seal must enter the seal log once.
+   */
+  closeSession(id: string, reason: string): Promise<void> {
+    const running = this.#closing.get(id);
+    if (running !== undefined) return running;
     const opening = this.#sessions.get(id);
-    if (opening === undefined) return;
+    if (opening === undefined) return Promise.resolve();
+    const closing = this.#finishSession(id, opening, reason).finally(() => this.#closing.delete(id));
+    this.#closing.set(id, closing);
+    return closing;
+  }
+
+  async #finishSession(id: string, opening: Promise<OpenSessionFile>, reason: string): Promise<void> {
     let session: OpenSessionFile;
     try {
       session = await opening;

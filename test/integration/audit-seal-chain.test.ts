@@ -1,6 +1,6 @@
 /**
- * The seal log through the real gateway: sessions recorded from openai SDK traffic on the direct proxy
- * are sealed into one gateway-wide hash chain with signed checkpoints; the signing key lives outside the
+ * The seal log through the real gateway: sessions recorded from openai SDK traffic through tunnels, as
+ * `sluice connect` carries it, are sealed into one gateway-wide hash chain with signed checkpoints; the signing key lives outside the
  * data directory. Each attack runs on a copy of the storage directory taken after the gateway stopped,
  * and the offline verifier (what `sluice audit verify` runs) must name what was done.
  */
@@ -11,6 +11,8 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
+import { refuseHttp, startLocalListener } from '../../cli/tunnel/local-listener.js';
+import { TunnelClient } from '../../cli/tunnel/tunnel-client.js';
 import { connectionSchema } from '../../server/config/schema.js';
 import { validateConfig } from '../../server/config/load.js';
 import { startDemo } from '../../server/demo/run-demo.js';
@@ -104,13 +106,37 @@ async function waitForClosed(count: number): Promise<void> {
   }
 }
 
-/** Three exchanges (one streamed) as `sub`, through the direct proxy with the openai SDK. */
-async function traffic(sub: string): Promise<void> {
-  const client = new OpenAI({ baseURL: `${gw.url}/v1/proxy/llm/v1`, apiKey: await gw.token('alice', { sub }), maxRetries: 0 });
+/**
+ * A tunnel to `llm` opened as `sub`, with a local port in front as `sluice connect` serves it. Its session
+ * holds what goes through it and is sealed when it closes: when it ends is the test's to say, where a direct
+ * proxy session, sealed once idle, could end between two calls of a slow machine and split in two.
+ */
+async function openTunnel(sub: string): Promise<{ openai: OpenAI; close(): Promise<void> }> {
+  const token = await gw.token('alice', { sub });
+  const client = new TunnelClient({ gateway: gw.url, connection: 'llm', getToken: async () => ({ token }) });
+  await client.start();
+  const localToken = 'sl_local_seal_chain';
+  const listener = await startLocalListener({ bind: '127.0.0.1', port: 0, traffic: { protocol: 'http', token: localToken }, openStream: (meta) => client.openStream(meta), refuse: refuseHttp });
+  return {
+    openai: new OpenAI({ baseURL: `http://127.0.0.1:${listener.port}/v1`, apiKey: localToken, maxRetries: 0 }),
+    close: async () => {
+      client.close();
+      await listener.close();
+    },
+  };
+}
+
+/** Three exchanges (one streamed) as `sub`, in one tunnel's session; `keepOpen` leaves the tunnel open, for the caller to close. */
+async function traffic(sub: string, options: { keepOpen?: boolean } = {}): Promise<() => Promise<void>> {
+  const tunnel = await openTunnel(sub);
+  const client = tunnel.openai;
   await client.chat.completions.create({ model: 'demo', messages: [{ role: 'user', content: `first from ${sub}` }] });
   const stream = await client.chat.completions.create({ model: 'demo', stream: true, messages: [{ role: 'user', content: 'second' }] });
   for await (const chunk of stream) void chunk;
   await client.chat.completions.create({ model: 'demo', messages: [{ role: 'user', content: 'third' }] });
+  if (options.keepOpen === true) return tunnel.close;
+  await tunnel.close();
+  return async () => undefined;
 }
 
 beforeAll(async () => {
@@ -121,8 +147,9 @@ beforeAll(async () => {
   keyRing = keyRingFromSettings({ master_key: masterKey })!;
   gw = await gateways.start({
     model: { chunks: 4 },
-    config: { storage: { dir: dataDir, master_key: masterKey, signing_key: keyFile, seal_checkpoint_every: 2, proxy_session_idle: '300ms' } },
+    config: { storage: { dir: dataDir, master_key: masterKey, signing_key: keyFile, seal_checkpoint_every: 2 } },
   });
+  // Sealed while the gateway runs, each when its tunnel closes.
   for (const sub of ['u1', 'u2', 'u3']) await traffic(sub);
   await waitForClosed(3);
   const res = await fetch(`${gw.url}/v1/audit/checkpoints?format=jsonl`, { headers: { authorization: `Bearer ${await gw.token('carol')}` } });
@@ -133,8 +160,9 @@ beforeAll(async () => {
   // A restart continues the same chain: one more session, sealed at shutdown.
   await gw.stopApp();
   await gw.startApp();
-  await traffic('u4');
+  const closeLast = await traffic('u4', { keepOpen: true });
   await gw.stopApp();
+  await closeLast();
   signing = await loadOrCreateSigningKeyFile(keyFile);
   const db = new Database(join(dataDir, 'index.sqlite'), { readonly: true });
   for (const row of db.prepare('SELECT id, user, file, records FROM sessions').all() as { id: string; user: string; file: string; records: number }[]) sessions[row.user] = row;

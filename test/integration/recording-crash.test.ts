@@ -1,7 +1,9 @@
 /**
  * Crash safety: a child process records a streamed answer into a session of the recording (spooled,
  * `fsync: batch`) and is killed with SIGKILL mid-stream. The next start marks the session interrupted; the file reads up to its last
- * whole record and verify says exactly where it ends.
+ * whole record and verify says exactly where it ends. Both ways an answer reaches the file are killed: each
+ * part appended on its own, and held back as the gateway holds an answer's head and runs to share the record
+ * of what follows them, where the kill loses what was still held and must leave nothing that does not verify.
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -17,7 +19,6 @@ import { verifySession } from '../../server/recording/verify-session.js';
 import { SqliteStore } from '../../server/store/sqlite-store.js';
 
 const root = new URL('../../', import.meta.url).pathname;
-const SESSION = `ses_${randomBytes(16).toString('hex')}`;
 
 /** The child: opens the recording like the gateway does and streams chunks until it is killed. */
 const CHILD = `
@@ -37,22 +38,26 @@ const principal = { sub: 'alice', groups: ['ml-eng'], roles: [], expiresAt: 4e9,
 const connection = connectionSchema.parse({ name: 'llm', type: 'http', upstream: 'http://127.0.0.1:1', allow_groups: ['ml-eng'], record: { response_body: 'raw' } });
 const session = await recording.openSession({ id: process.env.SESSION, principal, connection, via: 'tunnel', clientAddress: '127.0.0.1' });
 await session.append('exchange.request', { exchange: 'req_1', method: 'POST', path: '/v1/chat/completions', headers: {}, decision: { action: 'allow' } });
-await session.append('exchange.response', { exchange: 'req_1', status: 200, headers: { 'content-type': 'text/event-stream' } });
+// WRITE=append: each part is written at once, each tick's in one record. WRITE=defer: the answer's head and
+// runs wait to share a record (until a record's worth of them, or the hold's end), as the gateway's do.
+const write = process.env.WRITE === 'defer' ? session.defer.bind(session) : session.append.bind(session);
+void write('exchange.response', { exchange: 'req_1', status: 200, headers: { 'content-type': 'text/event-stream' } });
 let n = 0;
 setInterval(() => {
-  // Not awaited, as the data path does not wait for answer chunks: each tick's are a record.
-  void session.append('exchange.chunk', { exchange: 'req_1', dir: 'down', bytes: 20000 }, Buffer.alloc(20000, 0x61 + (n % 26)));
-  if (++n === 40) process.stdout.write('streaming\\n');
+  // Not awaited, as the data path does not wait for answer chunks.
+  const written = write('exchange.chunk', { exchange: 'req_1', dir: 'down', bytes: 20000 }, Buffer.alloc(20000, 0x61 + (n % 26)));
+  if (++n === 40) void written.then(() => process.stdout.write('streaming\\n'));
 }, 1);
 `;
 
-describe('crash safety', () => {
+describe.each(['append', 'defer'])('crash safety, answer parts written with %s', (write) => {
   it('after SIGKILL mid-stream the next start marks the session interrupted, and the file verifies up to its last whole record', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'sluice-crash-'));
     onTestFinished(() => rm(dir, { recursive: true, force: true }));
     const key = randomBytes(32);
+    const SESSION = `ses_${randomBytes(16).toString('hex')}`;
     const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', CHILD], {
-      env: { ...process.env, DIR: dir, KEY: key.toString('base64'), SESSION },
+      env: { ...process.env, DIR: dir, KEY: key.toString('base64'), SESSION, WRITE: write },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stderr = '';
@@ -85,7 +90,7 @@ describe('crash safety', () => {
     expect(verdict.status).toBe('interrupted');
     expect(verdict.ok).toBe(false);
     // session.start, exchange.request, exchange.response, then at least the 40 chunks written before "streaming"
-    // (in as many records or fewer: chunks appended in one tick share one).
+    // (in as many records or fewer: chunks written together share one).
     expect(verdict.lastGoodEvent).toBeGreaterThanOrEqual(42);
     expect(verdict.records).toBe(verdict.lastGoodSeq + 1);
     const last = verdict.problems.at(-1)!;

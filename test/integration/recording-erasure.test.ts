@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { copyFile, link, mkdir, mkdtemp, open, readFile, rm } from 'node:fs/promises';
+import { link, mkdtemp, open, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { connectionSchema } from '../../server/config/schema.js';
 import type { Principal } from '../../server/identity/principal.js';
@@ -11,7 +11,7 @@ import { Recording } from '../../server/recording/recording.js';
 import { loadOrCreateSigningKey } from '../../server/recording/signing-key.js';
 import { INDEX_FILE } from '../../server/recording/storage-layout.js';
 import { SqliteStore } from '../../server/store/sqlite-store.js';
-import type { NewSession } from '../../server/store/store.js';
+import { olderFormatSession, placeOlderSession } from '../helpers/older-format-session.js';
 
 const alice: Principal = { sub: 'alice', groups: ['ml-eng'], roles: [], expiresAt: 4_000_000_000, issuer: 'https://idp.test' };
 const connection = connectionSchema.parse({ name: 'llm', type: 'http', upstream: 'http://127.0.0.1:1', allow_groups: ['ml-eng'] });
@@ -61,15 +61,11 @@ describe('erasure reaches the bytes on disk', () => {
   });
 
   it('zeroes the header of a format 1 file (its wrapped key) before removing it, so another link to the file reads zeros', async () => {
-    const fixture = new URL('../fixtures/recording-v1/', import.meta.url).pathname;
-    const row = JSON.parse(await readFile(join(fixture, 'index-row.json'), 'utf8')) as NewSession & { records: number; finalHash: string; endedAt: number };
-    const key = Buffer.from((await readFile(join(fixture, 'master-key.b64'), 'utf8')).trim(), 'base64');
-    const { dir, store, recording } = await setUp(new KeyRing([{ id: 'default', key }]));
+    const older = await olderFormatSession(1);
+    const { row } = older;
+    const { dir, store, recording } = await setUp(older.keyRing);
+    await placeOlderSession(older, dir, store);
     const file = join(dir, row.file);
-    await mkdir(dirname(file), { recursive: true });
-    await copyFile(join(fixture, row.file), file);
-    await store.createSession({ id: row.id, user: row.user, groups: row.groups, connection: row.connection, via: row.via, clientAddress: row.clientAddress, startedAt: row.startedAt, file: row.file, keyId: row.keyId, replica: row.replica });
-    await store.closeSession(row.id, { status: 'closed', endedAt: row.endedAt, records: row.records, finalHash: row.finalHash });
 
     // Another name for the same bytes, made before the sweep: what a snapshot or a forgotten link keeps.
     const other = join(dir, 'other-link.rec');

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { access, copyFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { access, copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
@@ -11,8 +11,8 @@ import { KeyRing } from '../../server/recording/key-ring.js';
 import { Recording } from '../../server/recording/recording.js';
 import { loadOrCreateSigningKey } from '../../server/recording/signing-key.js';
 import { verifySession } from '../../server/recording/verify-session.js';
-import type { NewSession } from '../../server/store/store.js';
 import { SqliteStore } from '../../server/store/sqlite-store.js';
+import { olderFormatSession, placeOlderSession } from '../helpers/older-format-session.js';
 import { dirSource } from '../helpers/stored-sessions.js';
 
 const alice: Principal = { sub: 'alice', groups: ['ml-eng'], roles: [], expiresAt: 4_000_000_000, issuer: 'https://idp.test' };
@@ -110,14 +110,10 @@ describe('retention', () => {
   });
 
   it('destroys a format 1 session (its key in its own header) by removing its file', async () => {
-    const fixture = new URL('../fixtures/recording-v1/', import.meta.url).pathname;
-    const row = JSON.parse(await readFile(join(fixture, 'index-row.json'), 'utf8')) as NewSession & { records: number; finalHash: string; endedAt: number };
-    const key = Buffer.from((await readFile(join(fixture, 'master-key.b64'), 'utf8')).trim(), 'base64');
-    const { dir, store, recording } = await setUp({ keyRing: new KeyRing([{ id: 'default', key }]) });
-    await mkdir(dirname(join(dir, row.file)), { recursive: true });
-    await copyFile(join(fixture, row.file), join(dir, row.file));
-    await store.createSession({ id: row.id, user: row.user, groups: row.groups, connection: row.connection, via: row.via, clientAddress: row.clientAddress, startedAt: row.startedAt, file: row.file, keyId: row.keyId, replica: row.replica });
-    await store.closeSession(row.id, { status: 'closed', endedAt: row.endedAt, records: row.records, finalHash: row.finalHash });
+    const older = await olderFormatSession(1);
+    const { row } = older;
+    const { dir, store, recording } = await setUp({ keyRing: older.keyRing });
+    await placeOlderSession(older, dir, store);
     expect(await recording.sweep(row.startedAt + 31 * DAY)).toBe(1);
     expect(await exists(join(dir, row.file))).toBe(false);
     expect(await store.getSession(row.id)).toBeUndefined();

@@ -1,10 +1,14 @@
 /**
  * Recording of tunnels on the real gateway: one session per tunnel, opened before the hello and sealed
- * when the tunnel closes; HTTP exchanges and TCP bytes each way with their timing.
+ * when the tunnel closes (once, when the tunnel and the gateway end together); HTTP exchanges and TCP bytes
+ * each way with their timing.
  */
 import { once } from 'node:events';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { RecordedEvent } from '../../server/recording/event-types.js';
+import { SEAL_LOG_FILE } from '../../server/recording/seal-log-format.js';
 import { chatBody, gatewayFixture, httpOver, openClientMux, until } from '../helpers/gateway.js';
 import { sessionEvents } from '../helpers/gateway-session-events.js';
 
@@ -28,6 +32,24 @@ describe('recording of tunnels', () => {
     const end = events.find((e): e is RecordedEvent<'exchange.end'> => e.type === 'exchange.end')!;
     expect(end.fields).toMatchObject({ status: 200, complete: true, model: 'demo-echo' });
     expect((events.find((e) => e.type === 'session.end')!.fields as { reason: string }).reason).toMatch(/^tunnel closed \(1000/);
+  });
+
+  it('seals a tunnel still open at shutdown once: the shutdown and the tunnel\'s own end both close it, and the seal log holds one entry', async () => {
+    const gw = await gateways.start();
+    const tunnel = await openClientMux(gw.tunnelUrl('llm'), await gw.token('alice'));
+    const id = tunnel.helloMessage.session_id;
+    const answer = await httpOver(() => tunnel.mux.openStream(), { method: 'POST', path: '/v1/chat/completions', headers: { 'content-type': 'application/json' }, body: chatBody('still open') });
+    expect(answer.status).toBe(200);
+    await gw.stopApp();
+
+    const entries = (await readFile(join(gw.storageDir, SEAL_LOG_FILE), 'utf8'))
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { type: string; session?: string; status?: string });
+    expect(entries.filter((e) => e.type === 'seal')).toEqual([expect.objectContaining({ session: id, status: 'closed' })]);
+    const { events, ok } = await sessionEvents(gw, id);
+    expect(ok).toBe(true);
+    expect(events.filter((e) => e.type === 'session.end')).toHaveLength(1);
   });
 
   it('records TCP bytes each way with timing, the sizes only unless record.raw', async () => {
