@@ -14,13 +14,20 @@ const NOT_PLAIN = /["\\\x00-\x1f]/;
  */
 export class DeltaTemplate {
   readonly slot: DeltaSlot;
-  readonly #before: string;
-  readonly #after: string;
+  /** The data up to the delta's string token, its opening quote included. */
+  readonly before: string;
+  /** The data from the delta's closing quote on. */
+  readonly after: string;
+  /** The same without the quotes, around a token JSON.stringify writes. */
+  readonly #bare: { readonly before: string; readonly after: string };
+  /** The frame with the last wrapping `matchWrapped` was given (see there). */
+  #wrapped: { readonly prefix: string; readonly suffix: string; readonly head: string; readonly tail: string } | null = null;
 
   private constructor(slot: DeltaSlot, before: string, after: string) {
     this.slot = slot;
-    this.#before = before;
-    this.#after = after;
+    this.before = `${before}"`;
+    this.after = `"${after}`;
+    this.#bare = { before, after };
   }
 
   /**
@@ -45,27 +52,64 @@ export class DeltaTemplate {
    * can stand in for another without changing the document's structure, so the frame's parse holds.
    */
   match(data: string): string | undefined {
-    const before = this.#before;
-    const after = this.#after;
-    const end = data.length - after.length - 1;
-    if (end <= before.length) return undefined;
+    const before = this.before;
+    const after = this.after;
+    const end = data.length - after.length;
+    if (end < before.length) return undefined;
     // Compared as slices: startsWith with a string it cannot see is a string costs several times more.
-    if (data.slice(0, before.length) !== before || data.slice(end + 1) !== after) return undefined;
-    if (data.charCodeAt(before.length) !== 0x22 || data.charCodeAt(end) !== 0x22) return undefined;
-    const inner = data.slice(before.length + 1, end);
+    if (data.slice(0, before.length) !== before || data.slice(end) !== after) return undefined;
+    const inner = data.slice(before.length, end);
     // Without quote, backslash or control character the token is a valid JSON string reading as itself.
-    if (!NOT_PLAIN.test(inner)) return inner;
+    if (plainToken(inner, false)) return inner;
     let value: unknown;
     try {
-      value = JSON.parse(data.slice(before.length, end + 1));
+      value = JSON.parse(data.slice(before.length - 1, end + 1));
     } catch {
       return undefined;
     }
     return typeof value === 'string' ? value : undefined;
   }
 
+  /**
+   * The delta of `text` when it is `prefix`, this frame around a JSON string that reads as it is written
+   * (no escape, quote or control character), then `suffix`; else undefined. A stream whose records are
+   * wrapped alike (`data: …\n\n`) reads the delta off the record's text, unframed.
+   */
+  matchWrapped(text: string, prefix: string, suffix: string): string | undefined {
+    let wrapped = this.#wrapped;
+    if (wrapped === null || wrapped.prefix !== prefix || wrapped.suffix !== suffix) {
+      wrapped = this.#wrapped = { prefix, suffix, head: prefix + this.before, tail: this.after + suffix };
+    }
+    const { head, tail } = wrapped;
+    const end = text.length - tail.length;
+    if (end < head.length || text.slice(0, head.length) !== head || text.slice(end) !== tail) return undefined;
+    const inner = text.slice(head.length, end);
+    return plainToken(inner, false) ? inner : undefined;
+  }
+
   /** The frame around `text`, as JSON.stringify would write the whole event. */
   render(text: string): string {
-    return this.#before + JSON.stringify(text) + this.#after;
+    // Text JSON.stringify writes as it is (most deltas) goes between the quotes at once.
+    if (plainToken(text, true)) return this.before + text + this.after;
+    return this.#bare.before + JSON.stringify(text) + this.#bare.after;
   }
 }
+
+/** Texts up to this long are looked at a code unit at a time; longer ones by a pattern. */
+const SHORT_TOKEN = 32;
+
+/**
+ * Whether `text` needs nothing escaped between a JSON string's quotes: no quote, backslash or control
+ * character, and (`surrogates`: as JSON.stringify writes it, which escapes lone ones) no surrogate.
+ */
+function plainToken(text: string, surrogates: boolean): boolean {
+  if (text.length > SHORT_TOKEN) return !(surrogates ? NOT_WRITTEN_PLAIN : NOT_PLAIN).test(text);
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x20 || c === 0x22 || c === 0x5c || (surrogates && c >= 0xd800 && c <= 0xdfff)) return false;
+  }
+  return true;
+}
+
+/** What JSON.stringify escapes in a string: a quote, a backslash, a control character, a (lone) surrogate. */
+const NOT_WRITTEN_PLAIN = /["\\\x00-\x1f\ud800-\udfff]/;

@@ -2,7 +2,7 @@ import { isIPv6 } from 'node:net';
 import { ibanValid, ssnValid } from './checksums.js';
 import { phoneLength } from './phone-validator.js';
 import { escapeRegExp, patternRule, type Needle, type TextRule } from './text-rule.js';
-import { literalFinder, type TextScan } from './text-scan.js';
+import { caselessFinder, literalFinder, type TextScan } from './text-scan.js';
 
 /** Names of the built-in detectors, as a profile's `detectors` lists them. */
 export const DETECTOR_NAMES = ['email', 'phone', 'credit_card', 'ssn', 'iban', 'ip_address', 'secret'] as const;
@@ -41,6 +41,7 @@ export function detectorRules(name: DetectorName, options: DetectorOptions): Tex
           maxLength: 64 + 1 + 8 * 64 + 24,
           chars: /[A-Za-z0-9._%+@-]/,
           starts: /[A-Za-z0-9]/,
+          ends: /[A-Za-z]/,
           nextStart: emailStart,
           contains: { pattern: /@/g, before: 0, literals: [literalFinder('@')] },
         }),
@@ -54,7 +55,8 @@ export function detectorRules(name: DetectorName, options: DetectorOptions): Tex
           maxLength: 26,
           chars: /[\d ().+-]/,
           starts: /[\d+(]/,
-          validate: (m, checks) => phone(m[0], checks),
+          ends: /\d/,
+          validate: (value, checks) => phone(value, checks),
           nextStart: phoneStart,
           contains: DIGIT,
         }),
@@ -68,7 +70,8 @@ export function detectorRules(name: DetectorName, options: DetectorOptions): Tex
           maxLength: 19 + 18,
           chars: /[\d -]/,
           starts: /\d/,
-          validate: (m) => cardLength(m[0]),
+          ends: /\d/,
+          validate: (value) => cardLength(value),
           nextStart: cardStart,
           contains: DIGIT,
         }),
@@ -81,7 +84,9 @@ export function detectorRules(name: DetectorName, options: DetectorOptions): Tex
           maxLength: 11,
           chars: /[\d -]/,
           starts: /\d/,
-          validate: (m) => ssnValid(m[1]!, m[3]!, m[4]!),
+          ends: /\d/,
+          // `\d{3}[- ]\d{2}[- ]\d{4}`: the groups stand at fixed places.
+          validate: (value) => ssnValid(value.slice(0, 3), value.slice(4, 6), value.slice(7, 11)),
           nextStart: ssnStart,
           contains: DIGIT,
         }),
@@ -94,7 +99,8 @@ export function detectorRules(name: DetectorName, options: DetectorOptions): Tex
           maxLength: 4 + 60,
           chars: /[A-Z0-9 ]/,
           starts: /[A-Z]/,
-          validate: (m) => ibanValid(m[0]),
+          ends: /[A-Z0-9]/,
+          validate: (value) => ibanValid(value),
           nextStart: ibanStart,
           contains: DIGIT,
         }),
@@ -107,6 +113,7 @@ export function detectorRules(name: DetectorName, options: DetectorOptions): Tex
           maxLength: 15,
           chars: /[\d.]/,
           starts: /\d/,
+          ends: /\d/,
           nextStart: ipv4Start,
           contains: DIGIT,
         }),
@@ -119,7 +126,7 @@ export function detectorRules(name: DetectorName, options: DetectorOptions): Tex
           nextStart: ipv6Start,
           contains: { pattern: /:/g, before: 0, literals: [literalFinder(':')] },
           // The candidate shape also fits times (12:30:45); the address grammar decides.
-          validate: (m) => isIPv6(m[0]),
+          validate: (value) => isIPv6(value),
         }),
       ];
     case 'secret':
@@ -134,10 +141,17 @@ export function detectorRules(name: DetectorName, options: DetectorOptions): Tex
  * numbers ("in 2024", "3 items") that none of them can match. Each check is implied by its pattern.
  */
 
-/** A phone number: at a run of digits, or at the "+", "(" or "(+" right before it, where no word character, "+", "." or "-" comes before. */
+/**
+ * A phone number: at a run of digits, or at the "+", "(" or "(+" right before it, where no word
+ * character, "+", "." or "-" comes before; from its first digit on, at least seven characters a number
+ * is written with (`\d[\d ().-]{5,22}\d`), which the years and counts of prose never have.
+ */
 function phoneStart(text: string, at: number, scan: TextScan): number {
-  for (let i = scan.runAt(at); i !== -1 && i < scan.runs; i++) {
-    const run = scan.runStart(i);
+  const starts = scan.runStarts;
+  const ends = scan.runEnds;
+  for (let i = scan.runAt(at); i !== -1 && i < starts.length; i++) {
+    const run = starts[i]!;
+    if (!phoneSpan(text, run, ends[i]!)) continue;
     const before = text.charCodeAt(run - 1);
     if (run - 2 >= at && before === 0x2b && text.charCodeAt(run - 2) === 0x28 && !inPhoneWord(text.charCodeAt(run - 3))) return run - 2;
     if (run - 1 >= at && (before === 0x2b || before === 0x28) && !inPhoneWord(text.charCodeAt(run - 2))) return run - 1;
@@ -146,50 +160,97 @@ function phoneStart(text: string, at: number, scan: TextScan): number {
   return -1;
 }
 
+/** Whether the characters of a number (`[\d ().-]`) go on for seven or more from `run`, whose digits end at `end`. */
+function phoneSpan(text: string, run: number, end: number): boolean {
+  if (end - run >= PHONE_MIN_SPAN) return true;
+  for (let i = end; i < run + PHONE_MIN_SPAN; i++) if (!isPhoneChar(text.charCodeAt(i))) return false;
+  return true;
+}
+
+/** Fewest characters of a phone number from its first digit: `\d[\d ().-]{5,22}\d`. */
+const PHONE_MIN_SPAN = 7;
+
+function isPhoneChar(c: number): boolean {
+  return isDigitCode(c) || c === 0x20 || c === 0x28 || c === 0x29 || c === 0x2e || c === 0x2d;
+}
+
 /** What the phone pattern's look-behind refuses before a number: a word character, "+", "." or "-". */
 function inPhoneWord(c: number): boolean {
   return isWordCode(c) || c === 0x2b || c === 0x2e || c === 0x2d;
 }
 
-/** A card: thirteen digits or more (a shorter run goes on after a space or a hyphen), not after a hyphen. */
+/**
+ * A card: not after a hyphen, thirteen digits or more in runs joined by one space or hyphen each
+ * (`\d(?:[ -]?\d){12,18}`): the groups of a phone number or an IBAN fall short.
+ */
 function cardStart(text: string, at: number, scan: TextScan): number {
-  for (let i = scan.runAt(at); i !== -1 && i < scan.runs; i++) {
-    const run = scan.runStart(i);
+  const starts = scan.runStarts;
+  const ends = scan.runEnds;
+  for (let i = scan.runAt(at); i !== -1 && i < starts.length; i++) {
+    const run = starts[i]!;
     if (text.charCodeAt(run - 1) === 0x2d) continue;
-    const end = scan.runEnd(i);
-    if (end - run >= 13) return run;
-    const sep = text.charCodeAt(end);
-    if ((sep === 0x20 || sep === 0x2d) && isDigitCode(text.charCodeAt(end + 1))) return run;
+    let digits = ends[i]! - run;
+    for (let j = i; digits < CARD_MIN_DIGITS && joinedRun(text, starts, ends, j); j++) digits += ends[j + 1]! - starts[j + 1]!;
+    if (digits >= CARD_MIN_DIGITS) return run;
   }
   return -1;
 }
 
-/** An SSN: a run of exactly three digits, not after a hyphen, then a hyphen or a space. */
+const CARD_MIN_DIGITS = 13;
+
+/** Whether run `i` goes on in run `i + 1` after one space or hyphen (the separators of a card or an SSN). */
+function joinedRun(text: string, starts: readonly number[], ends: readonly number[], i: number): boolean {
+  const end = ends[i]!;
+  const sep = text.charCodeAt(end);
+  return (sep === 0x20 || sep === 0x2d) && i + 1 < starts.length && starts[i + 1] === end + 1;
+}
+
+/**
+ * An SSN: not after a hyphen, runs of exactly three, two and four digits joined by the same hyphen or
+ * space (`(\d{3})([- ])(\d{2})\2(\d{4})`), no hyphen after.
+ */
 function ssnStart(text: string, at: number, scan: TextScan): number {
-  for (let i = scan.runAt(at); i !== -1 && i < scan.runs; i++) {
-    const run = scan.runStart(i);
-    const end = scan.runEnd(i);
+  const starts = scan.runStarts;
+  const ends = scan.runEnds;
+  for (let i = scan.runAt(at); i !== -1 && i + 2 < starts.length; i++) {
+    const run = starts[i]!;
+    const end = ends[i]!;
+    if (end - run !== 3 || text.charCodeAt(run - 1) === 0x2d || !joinedRun(text, starts, ends, i) || !joinedRun(text, starts, ends, i + 1)) continue;
     const sep = text.charCodeAt(end);
-    if (end - run === 3 && (sep === 0x2d || sep === 0x20) && text.charCodeAt(run - 1) !== 0x2d) return run;
+    if (ends[i + 1]! - starts[i + 1]! !== 2 || text.charCodeAt(ends[i + 1]!) !== sep) continue;
+    if (ends[i + 2]! - starts[i + 2]! !== 4 || text.charCodeAt(ends[i + 2]!) === 0x2d) continue;
+    return run;
   }
   return -1;
 }
 
-/** An IPv4 address: a run of one to three digits, not after a dot, then a dot. */
+/**
+ * An IPv4 address: not after a dot, four runs of one to three digits joined by dots (each octet is a
+ * whole run: a dot follows the first three, no digit the last).
+ */
 function ipv4Start(text: string, at: number, scan: TextScan): number {
-  for (let i = scan.runAt(at); i !== -1 && i < scan.runs; i++) {
-    const run = scan.runStart(i);
-    const end = scan.runEnd(i);
-    if (end - run <= 3 && text.charCodeAt(end) === 0x2e && text.charCodeAt(run - 1) !== 0x2e) return run;
+  const starts = scan.runStarts;
+  const ends = scan.runEnds;
+  for (let i = scan.runAt(at); i !== -1 && i + 3 < starts.length; i++) {
+    const run = starts[i]!;
+    if (text.charCodeAt(run - 1) === 0x2e) continue;
+    let octets = 0;
+    for (let j = i; octets < 4 && ends[j]! - starts[j]! <= 3; j++) {
+      octets++;
+      if (octets < 4 && !(text.charCodeAt(ends[j]!) === 0x2e && j + 1 < starts.length && starts[j + 1] === ends[j]! + 1)) break;
+    }
+    if (octets === 4) return run;
   }
   return -1;
 }
 
 /** An IBAN: two capital letters, after no letter or digit, right before a run of at least two digits (the check digits). */
 function ibanStart(text: string, at: number, scan: TextScan): number {
-  for (let i = scan.runAt(at + 2); i !== -1 && i < scan.runs; i++) {
-    const run = scan.runStart(i);
-    if (scan.runEnd(i) - run >= 2 && isCapital(text.charCodeAt(run - 2)) && isCapital(text.charCodeAt(run - 1)) && !isAlnum(text.charCodeAt(run - 3))) return run - 2;
+  const starts = scan.runStarts;
+  const ends = scan.runEnds;
+  for (let i = scan.runAt(at + 2); i !== -1 && i < starts.length; i++) {
+    const run = starts[i]!;
+    if (ends[i]! - run >= 2 && isCapital(text.charCodeAt(run - 2)) && isCapital(text.charCodeAt(run - 1)) && !isAlnum(text.charCodeAt(run - 3))) return run - 2;
   }
   return -1;
 }
@@ -248,6 +309,12 @@ const AWS_SECRET_NAME = /aws_?secret_?(?:access_?)?key["']?\s{0,3}[:=]\s{0,3}["'
 /** Longest text AWS_SECRET_NAME can match, with room to spare. */
 const AWS_SECRET_NAME_MAX = 40;
 
+/**
+ * How far before the key the "key" ending its name can start: `key["']?\s{0,3}[:=]\s{0,3}["']?`. That
+ * word, not "aws", is the rule's needle: its "k" is rarer in prose than the "w" of "aws".
+ */
+const AWS_KEY_BEFORE = 3 + 1 + 3 + 1 + 3 + 1;
+
 /** Where an AWS secret access key can start: right after its name. */
 function awsSecretStart(text: string, at: number): number {
   AWS_SECRET_NAME.lastIndex = Math.max(0, at - AWS_SECRET_NAME_MAX);
@@ -256,13 +323,6 @@ function awsSecretStart(text: string, at: number): number {
     if (end >= at) return end;
   }
   return -1;
-}
-
-/** Every spelling of an ASCII word in upper and lower case ("aws", "awS", … "AWS"). */
-function caseVariants(word: string): string[] {
-  let variants = [''];
-  for (const c of word) variants = variants.flatMap((v) => [v + c.toLowerCase(), v + c.toUpperCase()]);
-  return variants;
 }
 
 /** Luhn's doubled digit, by digit. */
@@ -354,8 +414,8 @@ function secretRules(common: { entity: string; rule: string; label: string }): T
       chars: /[A-Za-z0-9/+]/,
       nextStart: awsSecretStart,
       // Spelled out in either case so the search stays case-sensitive, as the other needles it joins;
-      // each spelling is looked for on its own, by its rarest character.
-      contains: { pattern: /[aA][wW][sS]/g, before: AWS_SECRET_NAME_MAX, literals: caseVariants('aws').map(literalFinder) },
+      // found by its rarest letter in both cases.
+      contains: { pattern: /[kK][eE][yY]/g, before: AWS_KEY_BEFORE, literals: [caselessFinder('key')] },
     }),
     // JWTs: a JSON header and payload (both start "eyJ") and a signature.
     patternRule({

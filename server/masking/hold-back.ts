@@ -78,8 +78,9 @@ export class HoldBack {
   /** The earliest index from which more text could still change a match (see TextRule.holdFrom). */
   from(text: string, from: number): number {
     let cut = text.length;
-    for (const rule of this.#others) {
-      const h = rule.holdFrom(text, from);
+    const others = this.#others;
+    for (let r = 0; r < others.length; r++) {
+      const h = others[r]!.holdFrom(text, from);
       if (h < cut) cut = h;
     }
     const groups = this.#groups;

@@ -102,7 +102,7 @@ export async function scanJsonTokensAsync(raw: string, profile: CompiledProfile,
  * reading, it is refused.
  */
 export function maskEveryCandidate(raw: string, body: Buffer, profile: CompiledProfile, counter: MaskingCounter): string | Buffer {
-  const every = everyCandidateMasker(profile, counter);
+  const every = everyCandidateMasker(profile, counter, isAscii(raw));
   const all = every.push(raw) + every.end();
   // Unchanged, the output is the text: the original bytes go out, without flattening or comparing it.
   return every.changed ? all : body;
@@ -110,18 +110,23 @@ export function maskEveryCandidate(raw: string, body: Buffer, profile: CompiledP
 
 /** `maskEveryCandidate` with the same result, giving the event loop a turn whenever `clock` says one is due. */
 export async function maskEveryCandidateAsync(raw: string, body: Buffer, profile: CompiledProfile, counter: MaskingCounter, clock: TurnClock): Promise<string | Buffer> {
-  const every = everyCandidateMasker(profile, counter);
+  const every = everyCandidateMasker(profile, counter, isAscii(raw));
   const all = (await every.pushAsync(raw, clock)) + (await every.endAsync(clock));
   return every.changed ? all : body;
 }
 
-function everyCandidateMasker(profile: CompiledProfile, counter: MaskingCounter): JsonTokenMasker {
+function everyCandidateMasker(profile: CompiledProfile, counter: MaskingCounter, ascii: boolean): JsonTokenMasker {
   if (profile.jsonPaths.length > 0 || profile.selectors.length > 0) {
     throw new SluiceError('ERR_MASKING_BLOCKED', {
       message: 'The JSON response repeats an object key, so its reading depends on the parser, and the masking profile needs one reading (json_paths or selectors)',
     });
   }
-  return new JsonTokenMasker(profile, counter, { maxString: Infinity });
+  return new JsonTokenMasker(profile, counter, { maxString: Infinity, ascii });
+}
+
+/** Whether `text` is all ASCII: counted on the whole text at once (its strings, sliced out of it, would each cost a pass). */
+function isAscii(text: string): boolean {
+  return Buffer.byteLength(text, 'utf8') === text.length;
 }
 
 /**

@@ -1,3 +1,4 @@
+import { CLEAN_MAX_LENGTH, CleanTokens } from './clean-tokens.js';
 import { labelOf, type CompiledProfile, type JsonRuleEntry } from './compiled-profile.js';
 import type { MaskingCounter } from './masking-summary.js';
 import { replacementFor } from './replacement.js';
@@ -12,6 +13,11 @@ export interface JsonTokenMaskerOptions {
   readonly values?: boolean;
   /** The longest string held whole; a longer one streams through a text channel (default: the profile's max_json_body). */
   readonly maxString?: number;
+  /**
+   * The caller knows the whole text is ASCII: a string without escapes then reads as it is, and the
+   * text rules skip the look for characters a normalised view would change.
+   */
+  readonly ascii?: boolean;
 }
 
 /** Why a token masker stopped reading: the text is not one JSON document. */
@@ -44,7 +50,18 @@ const AS_RECEIVED = Symbol('as received');
 /** A replacement as the content of a JSON string. */
 function jsonContent(replacement: string): string {
   // Labels ("[EMAIL]", "<EMAIL:3f9a1c>", "****1234") seldom hold anything JSON escapes.
-  return NEEDS_ESCAPE.test(replacement) ? JSON.stringify(replacement).slice(1, -1) : replacement;
+  return writtenAsIs(replacement) ? replacement : JSON.stringify(replacement).slice(1, -1);
+}
+
+/** Whether JSON.stringify writes `text` as it is between the quotes (no quote, backslash, control character or surrogate). */
+function writtenAsIs(text: string): boolean {
+  // Replacements are short: a look at each code unit costs less than a pattern's call.
+  if (text.length > 64) return !NEEDS_ESCAPE.test(text);
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x20 || c === 0x22 || c === 0x5c || (c >= 0xd800 && c <= 0xdfff)) return false;
+  }
+  return true;
 }
 
 /** What JSON.stringify writes otherwise in a string: a quote, a backslash, a control character, a lone surrogate. */
@@ -55,17 +72,63 @@ const isNumberChar = (c: number): boolean => (c >= 0x30 && c <= 0x39) || c === 0
 const isLetter = (c: number): boolean => c >= 0x61 && c <= 0x7a;
 
 /**
+ * The keys of one open object, to tell a repeated one: most objects have a few keys, compared at once
+ * (as strings of other lengths, mostly) without hashing each; a large object's go into a set.
+ */
+class KeysSeen {
+  #few: string[] = [];
+  #many: Set<string> | null = null;
+
+  /** Adds `key`; false when the object has it already. */
+  add(key: string): boolean {
+    if (this.#many !== null) {
+      if (this.#many.has(key)) return false;
+      this.#many.add(key);
+      return true;
+    }
+    const few = this.#few;
+    for (let i = 0; i < few.length; i++) if (few[i] === key) return false;
+    few.push(key);
+    if (few.length > FEW_KEYS) this.#many = new Set(few);
+    return true;
+  }
+}
+
+const FEW_KEYS = 16;
+
+/** Whether `token` is a JSON number (`-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`), read without a pattern. */
+function isJsonNumber(token: string): boolean {
+  const n = token.length;
+  let i = token.charCodeAt(0) === 0x2d ? 1 : 0;
+  if (i >= n) return false;
+  if (token.charCodeAt(i) === 0x30) i++;
+  else if (isDigitCode(token.charCodeAt(i))) while (i < n && isDigitCode(token.charCodeAt(i))) i++;
+  else return false;
+  if (i < n && token.charCodeAt(i) === 0x2e) {
+    const start = ++i;
+    while (i < n && isDigitCode(token.charCodeAt(i))) i++;
+    if (i === start) return false;
+  }
+  if (i < n && (token.charCodeAt(i) | 0x20) === 0x65) {
+    i++;
+    if (i < n && (token.charCodeAt(i) === 0x2b || token.charCodeAt(i) === 0x2d)) i++;
+    const start = i;
+    while (i < n && isDigitCode(token.charCodeAt(i))) i++;
+    if (i === start) return false;
+  }
+  return i === n;
+}
+
+/**
  * Keys and integers repeat across documents (every answer of an API has the same keys): those a
  * profile's text rules leave alone are remembered with its text masker, a bounded set.
  */
-const CLEAN_MAX_ENTRIES = 4096;
-const CLEAN_MAX_LENGTH = 64;
-const cleanTokens = new WeakMap<object, Set<string>>();
+const cleanTokens = new WeakMap<object, CleanTokens>();
 
-function cleanSetOf(profile: CompiledProfile): Set<string> {
+function cleanSetOf(profile: CompiledProfile): CleanTokens {
   let set = cleanTokens.get(profile.text);
   if (set === undefined) {
-    set = new Set();
+    set = new CleanTokens();
     cleanTokens.set(profile.text, set);
   }
   return set;
@@ -89,8 +152,8 @@ export class JsonTokenMasker {
   #state: 'out' | 'string' | 'number' | 'literal' = 'out';
   /** One entry per open container: true for an object. */
   readonly #stack: boolean[] = [];
-  /** Per open object, the keys seen (duplicate detection). */
-  readonly #keys: Set<string>[] = [];
+  /** Per open object, the keys seen (duplicate detection; see KeysSeen). */
+  readonly #keys: KeysSeen[] = [];
   #expectKey = false;
   #stringIsKey = false;
   /** The key of the value being read, when it sits in an object. */
@@ -98,7 +161,8 @@ export class JsonTokenMasker {
   #sawDuplicate = false;
   #seenRoot = false;
   /** Keys and integers the text rules left alone (only short ones are kept). */
-  readonly #clean: Set<string>;
+  readonly #clean: CleanTokens;
+  readonly #ascii: boolean;
   /** The string being streamed, when it grew past maxString. */
   #stream: { channel: TextChannel; replaced: boolean } | null = null;
   /** A `json_keys` rule whose value is a container, and the depth it opened at: every scalar inside is its. */
@@ -114,6 +178,7 @@ export class JsonTokenMasker {
     this.#values = options.values ?? true;
     this.#maxString = options.maxString ?? profile.maxJsonBody;
     this.#clean = cleanSetOf(profile);
+    this.#ascii = options.ascii ?? false;
   }
 
   /** Whether an object repeated a key (the reading of such a document depends on the parser). */
@@ -161,7 +226,7 @@ export class JsonTokenMasker {
     let step = walk.next();
     while (!step.done) {
       const token = step.value;
-      step = walk.next(token === null ? undefined : token.done(maskToken(token.text, this.#profile, this.#counter, this.#clean, token.jsonEscape), token.jsonEscape));
+      step = walk.next(token === null ? undefined : token.done(maskToken(token.text, this.#profile, this.#counter, this.#clean, token.jsonEscape, this.#ascii), token.jsonEscape));
     }
     return step.value;
   }
@@ -197,6 +262,17 @@ export class JsonTokenMasker {
           copied = n;
           if (this.#stream !== null || this.#pending.length > this.#maxString) out += this.#streamString(false);
           return out;
+        }
+        if (tokenStart >= 0 && this.#pending === '' && this.#stream === null && close - i <= CLEAN_MAX_LENGTH && this.#plainTokens) {
+          // A key or value remembered as clean, read where it is: no copy of it, no hashing of it.
+          const known = this.#clean.spelledAt(text, i, close);
+          if (known !== undefined) {
+            this.#state = 'out';
+            this.#cleanString(known);
+            if (this.#turnDue()) yield null;
+            i = close + 1;
+            continue;
+          }
         }
         const raw = this.#pending + text.slice(i, close);
         this.#pending = '';
@@ -244,7 +320,7 @@ export class JsonTokenMasker {
           this.#beforeValue();
           this.#openContainer();
           this.#stack.push(object);
-          if (object) this.#keys.push(new Set());
+          if (object) this.#keys.push(new KeysSeen());
           this.#expectKey = object;
         } else if (c === 0x7d || c === 0x5d) {
           const wasObject = this.#stack.pop();
@@ -304,7 +380,7 @@ export class JsonTokenMasker {
   #openContainer(): void {
     const key = this.#key;
     this.#key = undefined;
-    if (this.#forced !== null || key === undefined) return;
+    if (this.#forced !== null || key === undefined || this.#profile.jsonKeys.size === 0) return;
     const rule = this.#profile.jsonKeys.get(key.toLowerCase());
     if (rule !== undefined) this.#forced = { rule, depth: this.#stack.length + 1 };
   }
@@ -314,6 +390,31 @@ export class JsonTokenMasker {
     if (this.#stack.length === 0) {
       if (this.#seenRoot) throw new InvalidJsonText('more than one JSON value');
       this.#seenRoot = true;
+    }
+  }
+
+  /**
+   * Whether a string token the clean set remembers is written as received whatever it is (see
+   * #cleanString): no `json_keys` rule can replace it.
+   */
+  get #plainTokens(): boolean {
+    return this.#forced === null && this.#profile.jsonKeys.size === 0;
+  }
+
+  /**
+   * `#stringToken` of a token spelled exactly as `known`, a clean token without escapes: what it does
+   * then, but its masking, which leaves the token as it is.
+   */
+  #cleanString(known: string): void {
+    if (this.#stringIsKey) {
+      this.#stringIsKey = false;
+      this.#expectKey = false;
+      const keys = this.#keys[this.#keys.length - 1];
+      if (keys !== undefined && !keys.add(known)) this.#sawDuplicate = true;
+      this.#key = known;
+    } else {
+      // What #keyRule leaves behind when no rule applies.
+      this.#key = undefined;
     }
   }
 
@@ -329,10 +430,7 @@ export class JsonTokenMasker {
       this.#stringIsKey = false;
       this.#expectKey = false;
       const keys = this.#keys[this.#keys.length - 1];
-      if (keys !== undefined) {
-        if (keys.has(decoded)) this.#sawDuplicate = true;
-        else keys.add(decoded);
-      }
+      if (keys !== undefined && !keys.add(decoded)) this.#sawDuplicate = true;
       this.#key = decoded;
       return this.#maskedString(raw, decoded);
     }
@@ -349,21 +447,23 @@ export class JsonTokenMasker {
    */
   #maskedString(raw: string, decoded: string): string | LongToken | typeof AS_RECEIVED {
     const jsonEscape = raw === decoded;
-    const masked = (text: string, escaped: boolean): string | typeof AS_RECEIVED => {
-      if (text === decoded) return AS_RECEIVED;
-      return this.#replaced(escaped ? `"${text}"` : JSON.stringify(text));
-    };
     if (decoded.length > MASK_STEP_CHARS) {
       return {
         text: decoded,
         jsonEscape,
         done: (text, escaped) => {
-          const written = masked(text, escaped);
+          const written = this.#stringWritten(decoded, text, escaped);
           return written === AS_RECEIVED ? `"${raw}"` : written;
         },
       };
     }
-    return masked(maskToken(decoded, this.#profile, this.#counter, this.#clean, jsonEscape), jsonEscape);
+    return this.#stringWritten(decoded, maskToken(decoded, this.#profile, this.#counter, this.#clean, jsonEscape, this.#ascii), jsonEscape);
+  }
+
+  /** A string whose text `decoded` masked to `masked` (JSON-escaped already when `escaped`), as written out. */
+  #stringWritten(decoded: string, masked: string, escaped: boolean): string | typeof AS_RECEIVED {
+    if (masked === decoded) return AS_RECEIVED;
+    return this.#replaced(escaped ? `"${masked}"` : JSON.stringify(masked));
   }
 
   /** Notes that a token is written otherwise than received. */
@@ -420,7 +520,7 @@ export class JsonTokenMasker {
       const byKey = this.#keyRule(token);
       return byKey === undefined ? AS_RECEIVED : this.#replaced(JSON.stringify(byKey));
     }
-    if (!/^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$/.test(token)) throw new InvalidJsonText('invalid number');
+    if (!isJsonNumber(token)) throw new InvalidJsonText('invalid number');
     const byKey = this.#keyRule(token);
     if (byKey !== undefined) return this.#replaced(JSON.stringify(byKey));
     const integer = integerPart(token);
@@ -466,15 +566,17 @@ export class JsonTokenMasker {
 
 /**
  * A key, string or integer through the text rules, remembering short clean ones in `clean`;
- * `jsonEscape` writes the replacements as JSON string content (for a string's raw content).
+ * `jsonEscape` writes the replacements as JSON string content (for a string's raw content). `ascii`:
+ * the text is known to be ASCII, so raw content (which holds no backslash) reads as it is.
  */
-function maskToken(text: string, profile: CompiledProfile, counter: MaskingCounter, clean: Set<string>, jsonEscape = false): string {
+function maskToken(text: string, profile: CompiledProfile, counter: MaskingCounter, clean: CleanTokens, jsonEscape = false, ascii = false): string {
   // Only short texts are remembered; hashing a long one to look it up would cost a pass over it.
   if (profile.text.empty || (text.length <= CLEAN_MAX_LENGTH && clean.has(text))) return text;
   // A string holding JSON (tool-call arguments) has escapes of its own that its reader decodes.
   // (Raw content without escapes holds no backslash, so it never takes that path.)
-  const masked = text.includes('\\u') ? maskJsonLikeText(text, profile, counter) : profile.text.mask(text, counter, jsonEscape ? jsonContent : undefined);
-  if (masked === text && text.length <= CLEAN_MAX_LENGTH && clean.size < CLEAN_MAX_ENTRIES) clean.add(text);
+  const masked =
+    !jsonEscape && text.includes('\\u') ? maskJsonLikeText(text, profile, counter) : profile.text.mask(text, counter, jsonEscape ? jsonContent : undefined, jsonEscape && ascii);
+  if (masked === text && text.length <= CLEAN_MAX_LENGTH) clean.add(text);
   return masked;
 }
 
@@ -491,7 +593,15 @@ async function maskTokenAsync(text: string, profile: CompiledProfile, counter: M
  * measurements.
  */
 function integerPart(token: string): string | undefined {
-  return /^-?[0-9]+/.exec(token)?.[0];
+  // `/^-?[0-9]+/` read a code unit at a time: a pattern's match array costs more than the few digits.
+  const start = token.charCodeAt(0) === 0x2d ? 1 : 0;
+  let end = start;
+  while (end < token.length && isDigitCode(token.charCodeAt(end))) end++;
+  return end === start ? undefined : token.slice(0, end);
+}
+
+function isDigitCode(c: number): boolean {
+  return c >= 0x30 && c <= 0x39;
 }
 
 /**
@@ -589,8 +699,8 @@ function closingQuote(text: string, at: number, before: string): number {
     const q = text.indexOf('"', from);
     if (q === -1) return -1;
     let backslashes = 0;
-    for (let k = q - 1; k >= at && text[k] === '\\'; k--) backslashes++;
-    if (backslashes === q - at) for (let k = before.length - 1; k >= 0 && before[k] === '\\'; k--) backslashes++;
+    for (let k = q - 1; k >= at && text.charCodeAt(k) === 0x5c; k--) backslashes++;
+    if (backslashes === q - at) for (let k = before.length - 1; k >= 0 && before.charCodeAt(k) === 0x5c; k--) backslashes++;
     if (backslashes % 2 === 0) return q;
     from = q + 1;
   }

@@ -5,16 +5,50 @@ export interface MaskingSummaryEntry {
   readonly count: number;
 }
 
+/** Pairs of (entity, rule) a counter keeps in its short list. */
+const FEW_KINDS = 8;
+
 /** Counts replacements for one exchange (or one `mask test` run); the recorder stores `entries()`. */
 export class MaskingCounter {
-  /** rule → entity → count: no key string is built per replacement. */
-  readonly #counts = new Map<string, Map<string, { entity: string; rule: string; count: number }>>();
+  /** rule → entity → count, past the short list (made when first needed): no key string is built per replacement. */
+  #counts: Map<string, Map<string, { entity: string; rule: string; count: number }>> | null = null;
+  /** The first FEW_KINDS (entity, rule) pairs counted, before the maps: most exchanges count no others. */
+  readonly #few: { entity: string; rule: string; count: number }[] = [];
+  /**
+   * Per-exchange state of the maskers that count here (each one's budget of costly checks), kept beside
+   * the counts so it is dropped with them: owners and their state, in turn. An exchange has one or two.
+   */
+  readonly #state: unknown[] = [];
+
+  /** What `owner` keeps for this exchange, made by `create` on first use. */
+  stateOf<T>(owner: object, create: new () => T): T {
+    const state = this.#state;
+    for (let i = 0; i < state.length; i += 2) if (state[i] === owner) return state[i + 1] as T;
+    const made = new create();
+    state.push(owner, made);
+    return made;
+  }
 
   add(entity: string, rule: string): void {
-    let byEntity = this.#counts.get(rule);
+    // An exchange counts a few kinds of value: they are looked for in a short list before the maps.
+    const few = this.#few;
+    for (let i = 0; i < few.length; i++) {
+      const e = few[i]!;
+      if (e.rule === rule && e.entity === entity) {
+        e.count++;
+        return;
+      }
+    }
+    // The list never shrinks: a pair only goes to the maps once it is full.
+    if (few.length < FEW_KINDS) {
+      few.push({ entity, rule, count: 1 });
+      return;
+    }
+    const counts = (this.#counts ??= new Map());
+    let byEntity = counts.get(rule);
     if (byEntity === undefined) {
       byEntity = new Map();
-      this.#counts.set(rule, byEntity);
+      counts.set(rule, byEntity);
     }
     const hit = byEntity.get(entity);
     if (hit === undefined) byEntity.set(entity, { entity, rule, count: 1 });
@@ -29,8 +63,10 @@ export class MaskingCounter {
   }
 
   *#all(): Iterable<{ entity: string; rule: string; count: number }> {
-    for (const byEntity of this.#counts.values()) yield* byEntity.values();
+    yield* this.#few;
+    if (this.#counts !== null) for (const byEntity of this.#counts.values()) yield* byEntity.values();
   }
+
 
   /** The summary, sorted by entity then rule so it reads (and diffs) the same every time. */
   entries(): MaskingSummaryEntry[] {

@@ -51,6 +51,27 @@ export class SseFramer {
   push(text: string): SseEvent[] {
     const single = this.#single(text);
     if (single !== null) return [single];
+    return this.#general(text);
+  }
+
+  /**
+   * The event `text` completes when it is the common chunk (one whole event of one line at an event
+   * boundary), framed as `push` frames it; null for any other text, which is then framed by `push`.
+   */
+  single(text: string): SseEvent | null {
+    return this.#single(text);
+  }
+
+  /**
+   * Whether `text` would be framed as a chunk of one event at an event boundary if it is one (the
+   * framer holds no unfinished line or event, and `text` is within the limits), so a caller that
+   * knows the text is one whole `data:` line and its blank line may read it as `oneLineEvent`.
+   */
+  takesWhole(text: string): boolean {
+    return this.#eventLines.length === 0 && this.#lines.idle && text.length - 2 <= this.#maxLine && text.length <= this.#maxEvent;
+  }
+
+  #general(text: string): SseEvent[] {
     const events: SseEvent[] = [];
     this.#lines.push(text, (line, eol) => {
       const ev = this.#line(line, eol);
@@ -132,6 +153,33 @@ export function splitField(line: string): { field: string; value: string } {
   let value = colon === -1 ? '' : line.slice(colon + 1);
   if (value.startsWith(' ')) value = value.slice(1);
   return { field, value };
+}
+
+/**
+ * The event of `raw`, known to be one `data: ` line (a space after the colon) and "\n\n", as the framer
+ * would give it; its line and data are cut out only if read (a masked delta reads neither).
+ */
+export function oneLineEvent(raw: string): SseEvent {
+  return new OneLineEvent(raw);
+}
+
+class OneLineEvent implements SseEvent {
+  readonly raw: string;
+  readonly eol = '\n';
+  readonly event = undefined;
+  readonly dataOnly = true;
+
+  constructor(raw: string) {
+    this.raw = raw;
+  }
+
+  get lines(): readonly string[] {
+    return [this.raw.slice(0, -2)];
+  }
+
+  get data(): string {
+    return this.raw.slice(6, -2);
+  }
 }
 
 /** The event with its data fields replaced by `data` (other fields and comments kept in place). */

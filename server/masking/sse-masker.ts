@@ -3,9 +3,13 @@ import type { BodyMasker } from './body-masker.js';
 import type { CompiledProfile } from './compiled-profile.js';
 import { LogprobsJsonMasker } from './logprobs-json-masker.js';
 import type { MaskingCounter } from './masking-summary.js';
-import { isDataLine, newEvent, SseFramer, withData, withLines, type SseEvent } from './sse-framer.js';
+import { isDataLine, newEvent, oneLineEvent, SseFramer, withData, withLines, type SseEvent } from './sse-framer.js';
 import { StreamRecordMasker } from './stream-record-masker.js';
 import { bodyStart, LeadingBom } from './stream-start.js';
+
+/** How the common event is written: one data line, a space after the colon, and a blank line. */
+const DATA_PREFIX = 'data: ';
+const ONE_LINE_END = '\n\n';
 
 /**
  * Masks a text/event-stream body event by event: each event's data through the stream's channels
@@ -78,8 +82,26 @@ export class SseMasker implements BodyMasker {
       out = bom;
       text = rest;
     }
+    const framed = out === '' ? this.#templated(text) : null;
+    if (framed !== null) return framed;
+    const single = this.#framer.single(text);
+    if (single !== null) return out + this.#event(single);
     for (const ev of this.#framer.push(text)) out += this.#event(ev);
     return out;
+  }
+
+  /**
+   * The common chunk, one event `data: {…}\n\n` of the delta frame the stream repeats (see
+   * DeltaTemplate), masked as the framer and the record masker would mask it, with one reading of its
+   * text: null for any other chunk.
+   */
+  #templated(text: string): string | null {
+    const template = this.#records.template;
+    if (template === null || !this.#framer.takesWhole(text)) return null;
+    const delta = template.matchWrapped(text, DATA_PREFIX, ONE_LINE_END);
+    if (delta === undefined) return null;
+    this.#eol = '\n';
+    return this.#records.recordDelta(oneLineEvent(text), delta);
   }
 
   #event(received: SseEvent): string {

@@ -74,17 +74,14 @@ export class StreamRecordMasker<R> {
    * held record or is held itself.
    */
   record(rec: R, data: string): string {
+    const template = this.#template;
+    const delta = template?.match(data);
+    if (template && delta !== undefined) return this.recordDelta(rec, delta);
     this.#seen++;
     let out = '';
     if (this.#paths.size > 0) {
       this.#paths.endIdle(this.#seen);
       out = this.#queue.release();
-    }
-    const template = this.#template;
-    const delta = template?.match(data);
-    if (template && delta !== undefined) {
-      const masked = this.#text(template.slot.key, template.slot.flush).channel.push(delta);
-      return out + this.#queue.send(masked === delta ? this.#format.raw(rec) : this.#format.withData(rec, template.render(masked), true));
     }
     this.#template = null;
     let obj: unknown;
@@ -106,6 +103,27 @@ export class StreamRecordMasker<R> {
       return out + this.#unknown(rec, obj, stripped);
     }
     return out + this.#known(rec, data, obj as Json, reading, stripped);
+  }
+
+  /**
+   * The frame the next record is read against (see DeltaTemplate), or null: a caller that finds the
+   * frame in a record itself (in its bytes, before decoding them) passes the delta to `recordDelta`.
+   */
+  get template(): DeltaTemplate | null {
+    return this.#template;
+  }
+
+  /** `record` of a record that is the current template's frame around the JSON string of `delta`. */
+  recordDelta(rec: R, delta: string): string {
+    const template = this.#template!;
+    this.#seen++;
+    let out = '';
+    if (this.#paths.size > 0) {
+      this.#paths.endIdle(this.#seen);
+      out = this.#queue.release();
+    }
+    const masked = this.#text(template.slot.key, template.slot.flush).channel.push(delta);
+    return out + this.#queue.send(masked === delta ? this.#format.raw(rec) : this.#format.withData(rec, template.render(masked), true));
   }
 
   /** Passes a record masking does not touch (`[DONE]`), in its place in the order. */

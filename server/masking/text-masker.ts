@@ -1,5 +1,6 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { HoldBack } from './hold-back.js';
+import { NeedleSet } from './needle-set.js';
 import type { MaskingCounter } from './masking-summary.js';
 import { applySpans, needsView, normalisedView, originOf, viewIndexOf, type ViewSpan } from './normalised-view.js';
 import { replacementFor, type ReplacementOptions } from './replacement.js';
@@ -72,18 +73,28 @@ export interface MaskStep {
  */
 export class TextMasker {
   readonly #entries: readonly MaskEntry[];
-  readonly #budgets = new WeakMap<MaskingCounter, CheckBudget>();
   readonly #allow: ReadonlySet<string>;
   readonly #holdBack: HoldBack;
   /** One search per distance of needles, when every rule has one; null when some rule has none. */
   readonly #needles: readonly { readonly pattern: RegExp; readonly before: number }[] | null;
+  /** The same needles as one table, for streams (see TextChannel); null when a rule's needle does not fit one. */
+  readonly needleSet: NeedleSet | null;
+  /** Scratch space of one pass over a short text: which rules have their needle in it (see NeedleSet.markLive). */
+  readonly #marked: Uint8Array;
+  /** Per entry, its replacement when that does not depend on the value (`[EMAIL]`, a regex rule's `replace`). */
+  readonly #constant: readonly (string | undefined)[];
 
   constructor(entries: readonly MaskEntry[], allow: ReadonlySet<string>, searches?: TextMasker) {
     this.#entries = entries;
     this.#allow = allow;
     // The searches are built from the rules alone: `rebound` passes the masker whose rules these are.
     this.#needles = searches === undefined ? needleSearches(entries.map((e) => e.rule)) : searches.#needles;
+    this.needleSet = searches === undefined ? (this.#needles === null ? null : NeedleSet.of(entries.map((e) => e.rule))) : searches.needleSet;
     this.#holdBack = searches === undefined ? new HoldBack(entries.map((e) => e.rule)) : searches.#holdBack;
+    this.#marked = new Uint8Array(entries.length);
+    this.#constant = entries.map(({ rule, replacement: r }) =>
+      r.write !== undefined ? undefined : r.style === 'redact' && rule.fixed !== undefined ? rule.fixed : r.style === 'redact' || r.style === 'placeholder' ? replacementFor('', rule.label, r) : undefined,
+    );
   }
 
   /**
@@ -103,9 +114,10 @@ export class TextMasker {
     return this.#entries.length === 0;
   }
 
-  /** Masks a complete text; `escape` as in MaskFromOptions. */
-  mask(text: string, counter: MaskingCounter, escape?: (replacement: string) => string): string {
-    return this.maskFrom(text, 0, true, counter, escape === undefined ? NO_OPTIONS : { escape }).output;
+  /** Masks a complete text; `escape` and `plain` as in MaskFromOptions. */
+  mask(text: string, counter: MaskingCounter, escape?: (replacement: string) => string, plain = false): string {
+    const options = escape === undefined ? (plain ? PLAIN : NO_OPTIONS) : { escape, plain };
+    return this.maskFrom(text, 0, true, counter, options).output;
   }
 
   /**
@@ -135,82 +147,123 @@ export class TextMasker {
     if (spans === undefined && options.plain !== true && needsView(text, final)) return this.#maskFromView(text, from, final, counter, escape);
     const cut = final ? text.length : this.#holdBack.from(text, from);
     if (cut <= from) return { output: '', next: from };
-    const checks = this.#budgetOf(counter);
+    const checks = this.budgetOf(counter);
     checks.credit(cut - from);
     // A short text (a stream's delta) is passed at once when no needle is in it. On a long one the
     // joined search steps through every character: each rule's own needle is faster to look for.
     if (text.length - from <= JOINED_NEEDLES_MAX && !this.#mayMatch(text, from)) return { output: text.slice(from, cut), next: cut };
-    // Rules with a match still to come, in the order they are listed; one scan of the text serves them all.
-    const live: { order: number; cursor: RuleCursor }[] = [];
+    return this.maskDecided(text, from, cut, checks, counter, options);
+  }
+
+  /** Where the matches of `text` from `from` on are all decided (see TextRule.holdFrom). */
+  holdFrom(text: string, from: number): number {
+    return this.#holdBack.from(text, from);
+  }
+
+  /**
+   * `maskFrom` of plain text (no view needed) once the hold-back has cut it at `cut` (> `from`) and
+   * `checks` has been credited with the characters up to it: a stream that decides those itself.
+   */
+  maskDecided(text: string, from: number, cut: number, checks: CheckBudget, counter: MaskingCounter, options: MaskFromOptions = NO_OPTIONS): MaskStep {
+    // Rules with a match still to come, in the order they are listed (their cursors, and their places in
+    // the list); one scan of the text serves them all.
+    const cursors: RuleCursor[] = [];
+    const orders: number[] = [];
     const scan = new TextScan(text, from);
     const entries = this.#entries;
+    // A short text (a stream's window) is read once for every needle; a long one is searched per needle.
+    const marked = this.needleSet !== null && text.length - from <= JOINED_NEEDLES_MAX ? this.#marked.fill(0) : null;
+    if (marked !== null) this.needleSet!.markLive(text, from, marked);
     for (let order = 0; order < entries.length; order++) {
       const { rule } = entries[order]!;
-      if (rule.contains !== undefined && !hasNeedle(rule.contains, text, Math.max(0, from - rule.contains.before), scan)) continue;
-      live.push({ order, cursor: rule.cursor(text, from, cut, checks, scan) });
+      if (marked !== null ? marked[order] === 0 : rule.contains !== undefined && !hasNeedle(rule.contains, text, Math.max(0, from - rule.contains.before), scan)) continue;
+      cursors.push(rule.cursor(text, from, cut, checks, scan));
+      orders.push(order);
     }
+    let live = cursors.length;
     let out = '';
     let pos = from;
-    // Every span a rule finds is masked; spans that overlap are masked as one, named after the first.
-    let group: { start: number; end: number; order: number; allowed: boolean } | null = null;
-    const emit = (g: NonNullable<typeof group>): void => {
-      out += text.slice(pos, g.start);
-      const value = text.slice(g.start, g.end);
-      if (g.allowed) {
-        out += value;
-      } else {
-        const { rule, replacement } = this.#entries[g.order]!;
-        const replaced = replacement.style === 'redact' && rule.fixed !== undefined ? rule.fixed : replacementFor(value, rule.label, replacement);
-        const written = escape === undefined ? replaced : escape(replaced);
-        out += written;
-        spans?.push({ start: g.start, end: g.end, replacement: written });
-        counter.add(rule.entity, rule.rule);
-      }
-      pos = g.end;
-    };
+    // Every span a rule finds is masked; spans that overlap are masked as one, named after the first:
+    // the group being formed, `groupStart` -1 while there is none.
+    let groupStart = -1;
+    let groupEnd = 0;
+    let groupOrder = 0;
+    let groupAllowed = false;
     for (;;) {
       // The front candidate of all rules: leftmost, then longest, then the rule listed first.
       let best: RuleCandidate | null = null;
-      let owner: (typeof live)[number] | undefined;
+      let owner = 0;
       let kept = 0;
-      for (const rule of live) {
-        const c = rule.cursor.peek();
+      for (let i = 0; i < live; i++) {
+        const cursor = cursors[i]!;
+        const c = cursor.peek();
         // Decided by where the whole match starts: a JSON key's value is decided once its key is. A
         // cursor out of matches, or past the cut, stays so: it leaves the live list.
         if (c === null || c.anchor >= cut) continue;
-        live[kept++] = rule;
+        if (kept < i) {
+          cursors[kept] = cursor;
+          orders[kept] = orders[i]!;
+        }
         if (best === null || c.start < best.start || (c.start === best.start && c.end > best.end)) {
           best = c;
-          owner = rule;
+          owner = kept;
         }
+        kept++;
       }
-      if (kept < live.length) live.length = kept;
-      if (best === null || owner === undefined) break;
-      const inGroup = group !== null && best.start < group.end;
-      if (inGroup && best.end <= group!.end) {
+      // The first `live` cursors are the live ones (shortening the arrays would cost more than the count).
+      live = kept;
+      if (best === null) break;
+      const cursor = cursors[owner]!;
+      // A candidate may be its cursor itself (see PatternCursor): it is read before the cursor moves on.
+      const start = best.start;
+      const end = best.end;
+      const inGroup = groupStart !== -1 && start < groupEnd;
+      if (inGroup && end <= groupEnd) {
         // Already masked whatever it is: no check needed.
-        owner.cursor.skip();
+        cursor.skipWithin(groupEnd);
         continue;
       }
       if (!best.checked) {
-        owner.cursor.check();
+        cursor.check();
         continue;
       }
-      owner.cursor.skip();
       const allowed = this.#allow.size > 0 && this.#allow.has(best.value.toLowerCase());
+      cursor.skip();
       if (inGroup) {
         // Reaches past the group: the group grows, and is left alone only if both are allowed values.
-        group!.end = best.end;
-        group!.allowed &&= allowed;
+        groupEnd = end;
+        groupAllowed &&= allowed;
       } else {
-        if (group !== null) emit(group);
-        group = { start: best.start, end: best.end, order: owner.order, allowed };
+        if (groupStart !== -1) {
+          out += text.slice(pos, groupStart) + this.#written(text, groupStart, groupEnd, groupOrder, groupAllowed, counter, options);
+          pos = groupEnd;
+        }
+        groupStart = start;
+        groupEnd = end;
+        groupOrder = orders[owner]!;
+        groupAllowed = allowed;
       }
     }
-    if (group !== null) emit(group);
+    if (groupStart !== -1) {
+      out += text.slice(pos, groupStart) + this.#written(text, groupStart, groupEnd, groupOrder, groupAllowed, counter, options);
+      pos = groupEnd;
+    }
     const next = Math.max(pos, cut);
     out += text.slice(pos, next);
     return { output: out, next };
+  }
+
+  /** What a group of spans `[start, end)` found first by rule `order` is written as: its replacement, counted. */
+  #written(text: string, start: number, end: number, order: number, allowed: boolean, counter: MaskingCounter, options: MaskFromOptions): string {
+    if (allowed) return text.slice(start, end);
+    const { rule, replacement } = this.#entries[order]!;
+    // A replacement that does not depend on the value needs no copy of it.
+    const replaced =
+      this.#constant[order] ?? (replacement.style === 'redact' && rule.fixed !== undefined ? rule.fixed : replacementFor(text.slice(start, end), rule.label, replacement));
+    const written = options.escape === undefined ? replaced : options.escape(replaced);
+    options.spans?.push({ start, end, replacement: written });
+    counter.add(rule.entity, rule.rule);
+    return written;
   }
 
   /** `maskFrom` through the normalised view: found there, masked over the original characters. */
@@ -226,13 +279,9 @@ export class TextMasker {
     return { output: applySpans(text, view, spans, from, next), next };
   }
 
-  #budgetOf(counter: MaskingCounter): CheckBudget {
-    let budget = this.#budgets.get(counter);
-    if (budget === undefined) {
-      budget = new CheckBudget();
-      this.#budgets.set(counter, budget);
-    }
-    return budget;
+  /** The exchange's budget of costly checks with these rules: the counter keeps it, and drops it with the exchange. */
+  budgetOf(counter: MaskingCounter): CheckBudget {
+    return counter.stateOf(this, CheckBudget);
   }
 
   /** False when no rule can match anywhere in `text` (no rule's needle is in it): a cheap first look. */
@@ -320,10 +369,22 @@ export class TextChannel {
    * buffer without one needs no normalised view, which saves looking at the whole buffer per delta.
    */
   #lastUnplain = -1;
+  /**
+   * The needles found in the buffer so far (per distance group, the last index where one starts) and
+   * where the buffer had ended when they were looked for: a plain buffer is searched only in what each
+   * delta adds. Null while the masker's needles do not fit a table (see NeedleSet).
+   */
+  readonly #needles: NeedleSet | null;
+  #lastNeedle: number[];
+  #searched = 0;
+  /** The exchange's budget of costly checks, taken from the counter once. */
+  #checks: CheckBudget | null = null;
 
   constructor(masker: TextMasker, counter: MaskingCounter) {
     this.#masker = masker;
     this.#counter = counter;
+    this.#needles = masker.needleSet;
+    this.#lastNeedle = this.#needles?.state() ?? [];
   }
 
   /** Characters held back right now (what a benchmark of time-to-first-token wants to see). */
@@ -340,12 +401,38 @@ export class TextChannel {
     const heldBefore = this.#buf.length - this.#from - this.#unscanned;
     if (heldBefore >= RESCAN_HELD_MIN && this.#unscanned * RESCAN_FRACTION < heldBefore) return '';
     this.#unscanned = 0;
-    const { output, next } = this.#masker.maskFrom(this.#buf, this.#from, false, this.#counter, this.#lastUnplain === -1 ? PLAIN : NO_OPTIONS);
+    const { output, next } = this.#lastUnplain === -1 && this.#needles !== null ? this.#plainStep(this.#needles) : this.#viewStep();
     const keep = Math.max(0, next - CONTEXT_CHARS);
     this.#buf = this.#buf.slice(keep);
     this.#from = next - keep;
     this.#lastUnplain = this.#lastUnplain < keep ? -1 : this.#lastUnplain - keep;
+    this.#searched -= keep;
+    for (let g = 0; g < this.#lastNeedle.length; g++) this.#lastNeedle[g]! -= keep;
     return output;
+  }
+
+  /**
+   * `maskFrom` of a plain buffer, as it decides (hold-back, budget, then the rules only where a needle
+   * is), with the needles of the characters added since the last step: the held-back text was searched
+   * then and is not searched again.
+   */
+  #plainStep(needles: NeedleSet): MaskStep {
+    const text = this.#buf;
+    const from = this.#from;
+    const cut = this.#masker.holdFrom(text, from);
+    if (cut <= from) return { output: '', next: from };
+    this.#checks ??= this.#masker.budgetOf(this.#counter);
+    this.#checks.credit(cut - from);
+    this.#searched = needles.find(text, this.#searched, this.#lastNeedle);
+    if (!needles.mayMatch(this.#lastNeedle, from)) return { output: text.slice(from, cut), next: cut };
+    return this.#masker.maskDecided(text, from, cut, this.#checks, this.#counter);
+  }
+
+  /** `maskFrom` through the normalised view; what was learnt of the needles is dropped, as the view is searched instead. */
+  #viewStep(): MaskStep {
+    this.#searched = 0;
+    this.#lastNeedle.fill(-1);
+    return this.#masker.maskFrom(this.#buf, this.#from, false, this.#counter, this.#lastUnplain === -1 ? PLAIN : NO_OPTIONS);
   }
 
   end(): string {
@@ -355,6 +442,8 @@ export class TextChannel {
     this.#from = 0;
     this.#unscanned = 0;
     this.#lastUnplain = -1;
+    this.#searched = 0;
+    this.#lastNeedle.fill(-1);
     return output;
   }
 }

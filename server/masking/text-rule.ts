@@ -35,6 +35,12 @@ export interface RuleCursor {
    * just after its start, as a refuted one would be, so no match it might hide is lost.
    */
   skip(): void;
+  /**
+   * Passes over the front candidate, which lies inside a span already masked that ends at `end`. Later
+   * candidates that could only lie inside that span too may be passed over unsearched: they would be
+   * passed over unchecked all the same.
+   */
+  skipWithin(end: number): void;
 }
 
 /**
@@ -129,7 +135,8 @@ const VERDICT_MEMO_MAX = 4096;
  */
 export class CheckBudget {
   #left = COSTLY_CHECKS_BASE;
-  readonly #memo = new Map<string, number>();
+  /** Made when the first verdict is remembered: most exchanges run no costly check. */
+  #memo: Map<string, number> | null = null;
 
   /** Earns the allowance of `chars` more characters scanned. */
   credit(chars: number): void {
@@ -145,12 +152,13 @@ export class CheckBudget {
 
   /** A verdict remembered for `key` (a check's own choice of key), or undefined. */
   recall(key: string): number | undefined {
-    return this.#memo.get(key);
+    return this.#memo?.get(key);
   }
 
   /** Remembers a verdict reached by checking, never one decided because the budget was spent. */
   remember(key: string, verdict: number): void {
-    if (this.#memo.size < VERDICT_MEMO_MAX) this.#memo.set(key, verdict);
+    const memo = (this.#memo ??= new Map());
+    if (memo.size < VERDICT_MEMO_MAX) memo.set(key, verdict);
   }
 }
 
@@ -185,7 +193,7 @@ export interface PatternRuleOptions {
    * Checks a candidate (checksum, a library's validation): true keeps it, false rejects it, a positive
    * number keeps only that many leading characters ("4111 1111 1111 1111 2" keeps the card).
    */
-  readonly validate?: (match: RegExpExecArray, checks: CheckBudget) => boolean | number;
+  readonly validate?: (value: string, checks: CheckBudget) => boolean | number;
   /** Named group whose span is the masked part (the value of a JSON key); default the whole match. */
   readonly group?: string;
   /**
@@ -196,6 +204,11 @@ export interface PatternRuleOptions {
   readonly nextStart?: (text: string, at: number, scan: TextScan) => number;
   /** What every match contains (see TextRule.contains). */
   readonly contains?: Needle;
+  /**
+   * The characters a match can end with. With `chars` and `maxLength` it bounds where a match from a
+   * given start can end, so that candidates inside a span already masked are passed over unsearched.
+   */
+  readonly ends?: RegExp;
 }
 
 /** A TextRule from a regular expression, with checksum validation and a bounded, character-aware hold-back. */
@@ -206,6 +219,7 @@ export function patternRule(options: PatternRuleOptions): TextRule {
   const inRun = chars === undefined ? undefined : charTest(chars);
   const canStart = starts === undefined ? undefined : charTest(starts);
   const sticky = options.nextStart === undefined ? null : new RegExp(pattern.source, `${pattern.flags.replace('g', '')}y`);
+  const sealed = inRun === undefined || options.ends === undefined ? undefined : sealedAt(inRun, charTest(options.ends), maxLength);
   return {
     entity: options.entity,
     rule: options.rule,
@@ -213,7 +227,7 @@ export function patternRule(options: PatternRuleOptions): TextRule {
     fixed: options.fixed,
     contains: options.contains,
     holdShape: chars !== undefined && partial === undefined ? { chars, starts, maxLength } : undefined,
-    cursor: (text, from, until, checks, scan) => new PatternCursor(options, sticky, text, from, until, checks, scan ?? new TextScan(text, from)),
+    cursor: (text, from, until, checks, scan) => new PatternCursor(options, sticky, sealed, text, from, until, checks, scan ?? new TextScan(text, from)),
     holdFrom(text, from) {
       const floor = Math.max(from, text.length - maxLength - LOOKAHEAD_SLACK);
       if (partial !== undefined) {
@@ -233,6 +247,22 @@ export function patternRule(options: PatternRuleOptions): TextRule {
 }
 
 /**
+ * Whether no match that starts before `end` can go on past it: from `end` on, the run of characters a
+ * match can contain (no longer than a match) holds none it can end with.
+ */
+function sealedAt(inRun: (code: number) => boolean, isEnd: (code: number) => boolean, maxLength: number): (text: string, end: number) => boolean {
+  return (text, end) => {
+    const limit = Math.min(text.length, end + maxLength);
+    for (let i = end; i < limit; i++) {
+      const c = text.charCodeAt(i);
+      if (!inRun(c)) return true;
+      if (isEnd(c)) return false;
+    }
+    return true;
+  };
+}
+
+/**
  * A one-character class as a test on a UTF-16 code unit: a table for ASCII, the expression beyond it.
  * Hold-backs test every trailing character of every delta, so this is on the hot path of a stream.
  */
@@ -242,28 +272,54 @@ function charTest(cls: RegExp): (code: number) => boolean {
   return (code) => (code < 128 ? ascii[code] === 1 : cls.test(String.fromCharCode(code)));
 }
 
-/** A candidate with the regex match behind it and where the search resumes if it is passed over or taken. */
-interface Pending {
-  readonly candidate: RuleCandidate;
-  readonly match: RegExpExecArray;
-  readonly resumeAt: number;
-}
-
-/** One pattern rule's matches in one text, found as the masker asks for them. */
-class PatternCursor implements RuleCursor {
+/**
+ * One pattern rule's matches in one text, found as the masker asks for them. The cursor is its own
+ * front candidate (its fields are the candidate's): a masker looks at a few candidates per value it
+ * masks, and an object per candidate, with another for the search state behind it, cost more than the
+ * looking.
+ */
+class PatternCursor implements RuleCursor, RuleCandidate {
+  start = 0;
+  end = 0;
+  value = '';
+  anchor = 0;
+  checked = false;
   readonly #options: PatternRuleOptions;
   readonly #sticky: RegExp | null;
+  readonly #sealed: ((text: string, end: number) => boolean) | undefined;
   readonly #text: string;
   readonly #until: number;
   readonly #checks: CheckBudget;
   readonly #scan: TextScan;
   #resumeAt: number;
-  /** undefined: not searched yet; null: no more matches. */
-  #pending: Pending | null | undefined;
+  /** Whether the front is known: a candidate in the fields (#found), or none. */
+  #searched = false;
+  #found = false;
+  /** The end of the match #find found last, and the match itself when the rule has a group. */
+  #matchEnd = 0;
+  #groupMatch: RegExpExecArray | null = null;
+  /** Where the search resumes once the front candidate is passed over or taken. */
+  #passAt = 0;
+  /**
+   * The end of the masked span the cursor was last passed over inside (see skipWithin), and whether no
+   * match of the rule starting inside it can go on past it: its candidates inside need no search then.
+   */
+  #within = -1;
+  #withinSealed = false;
 
-  constructor(options: PatternRuleOptions, sticky: RegExp | null, text: string, from: number, until: number, checks: CheckBudget, scan: TextScan) {
+  constructor(
+    options: PatternRuleOptions,
+    sticky: RegExp | null,
+    sealed: ((text: string, end: number) => boolean) | undefined,
+    text: string,
+    from: number,
+    until: number,
+    checks: CheckBudget,
+    scan: TextScan,
+  ) {
     this.#options = options;
     this.#sticky = sticky;
+    this.#sealed = sealed;
     this.#text = text;
     this.#until = until;
     this.#checks = checks;
@@ -272,75 +328,113 @@ class PatternCursor implements RuleCursor {
   }
 
   peek(): RuleCandidate | null {
-    if (this.#pending === undefined) this.#pending = this.#search();
-    return this.#pending?.candidate ?? null;
+    if (!this.#searched) this.#search();
+    return this.#found ? this : null;
   }
 
   skip(): void {
-    if (this.#pending === undefined || this.#pending === null) return;
-    this.#resumeAt = this.#pending.resumeAt;
-    this.#pending = undefined;
+    if (!this.#searched || !this.#found) return;
+    this.#resumeAt = this.#passAt;
+    this.#searched = false;
+  }
+
+  skipWithin(end: number): void {
+    this.skip();
+    if (end <= this.#within) return;
+    this.#within = end;
+    this.#withinSealed = this.#sealed !== undefined && this.#sealed(this.#text, end);
   }
 
   check(): void {
-    const pending = this.#pending;
     const validate = this.#options.validate;
-    if (pending === undefined || pending === null || pending.candidate.checked || validate === undefined) return;
-    const { match } = pending;
-    const verdict = validate(match, this.#checks);
+    if (!this.#searched || !this.#found || this.checked || validate === undefined) return;
+    // A rule with a check has no group: the candidate is the whole match.
+    const verdict = validate(this.value, this.#checks);
     if (verdict === false || verdict === 0) {
       // A failed candidate may hide a valid one starting inside it ("0 4111 1111 1111 1111").
-      this.#resumeAt = match.index + 1;
-      this.#pending = undefined;
+      this.#resumeAt = this.start + 1;
+      this.#searched = false;
     } else if (verdict === true) {
-      this.#pending = { match, resumeAt: match.index + match[0].length, candidate: { ...pending.candidate, checked: true } };
+      this.#passAt = this.end;
+      this.checked = true;
     } else {
-      const end = match.index + verdict;
-      this.#pending = { match, resumeAt: end, candidate: { start: match.index, end, value: match[0].slice(0, verdict), anchor: match.index, checked: true } };
+      this.end = this.start + verdict;
+      this.value = this.value.slice(0, verdict);
+      this.#passAt = this.end;
+      this.checked = true;
     }
   }
 
-  #search(): Pending | null {
+  /** Finds the front candidate from #resumeAt: into the fields (#found), or none (#found false). */
+  #search(): void {
     const { group, validate } = this.#options;
+    this.#searched = true;
     for (;;) {
-      const match = this.#find(this.#resumeAt);
-      if (match === null) return null;
-      const matchEnd = match.index + match[0].length;
-      if (match[0] === '') {
-        this.#resumeAt = match.index + 1;
+      const start = this.#find(this.#resumeAt);
+      this.#found = start !== -1;
+      if (start === -1) return;
+      const matchEnd = this.#matchEnd;
+      if (matchEnd === start) {
+        this.#resumeAt = start + 1;
         continue;
       }
       if (group === undefined) {
         // Passed over unchecked, the search resumes just after its start, as after a refuted candidate.
-        const resumeAt = validate === undefined ? matchEnd : match.index + 1;
-        return { match, resumeAt, candidate: { start: match.index, end: matchEnd, value: match[0], anchor: match.index, checked: validate === undefined } };
+        this.#passAt = validate === undefined ? matchEnd : start + 1;
+        this.#candidate(start, matchEnd, this.#text.slice(start, matchEnd), start, validate === undefined);
+        return;
       }
+      const match = this.#groupMatch!;
       const span = match.indices?.groups?.[group];
       const value = match.groups?.[group];
       if (span === undefined || value === undefined || value === '') {
         this.#resumeAt = matchEnd;
         continue;
       }
-      return { match, resumeAt: matchEnd, candidate: { start: span[0], end: span[1], value, anchor: match.index, checked: true } };
+      this.#passAt = matchEnd;
+      this.#candidate(span[0], span[1], value, start, true);
+      return;
     }
   }
 
-  #find(at: number): RegExpExecArray | null {
+  #candidate(start: number, end: number, value: string, anchor: number, checked: boolean): void {
+    this.start = start;
+    this.end = end;
+    this.value = value;
+    this.anchor = anchor;
+    this.checked = checked;
+  }
+
+  /**
+   * Where the next match from `at` starts (-1: none before `until`); its end in #matchEnd, and for a
+   * rule with a group the match itself in #groupMatch. A rule tried at its starts asks its pattern only
+   * whether it matches there: the match array exec would build goes unread.
+   */
+  #find(at: number): number {
     const text = this.#text;
     const nextStart = this.#options.nextStart;
-    if (this.#sticky === null || nextStart === undefined) {
+    const sticky = this.#sticky;
+    if (sticky === null || nextStart === undefined || this.#options.group !== undefined) {
       const { pattern } = this.#options;
       pattern.lastIndex = at;
       const match = pattern.exec(text);
-      return match === null || match.index >= this.#until ? null : match;
+      if (match === null || match.index >= this.#until) return -1;
+      this.#groupMatch = match;
+      this.#matchEnd = match.index + match[0].length;
+      return match.index;
     }
     const scan = this.#scan;
-    for (let start = nextStart(text, at, scan); start !== -1 && start < this.#until; start = nextStart(text, start + 1, scan)) {
-      this.#sticky.lastIndex = start;
-      const match = this.#sticky.exec(text);
-      if (match !== null) return match;
+    // Inside a masked span that no match can go on past, a match would only be passed over: the search
+    // goes on from its end.
+    const skipTo = this.#withinSealed ? this.#within : -1;
+    for (let start = nextStart(text, Math.max(at, skipTo), scan); start !== -1 && start < this.#until; start = nextStart(text, start + 1, scan)) {
+      sticky.lastIndex = start;
+      if (sticky.test(text)) {
+        this.#matchEnd = sticky.lastIndex;
+        return start;
+      }
     }
-    return null;
+    return -1;
   }
 }
 
