@@ -3,56 +3,34 @@
  * has no index, and the recording's modules must not import each other in a circle (type imports
  * included: a circle of types is a circle of concepts).
  */
-import { spawn } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import ts from 'typescript';
 import { describe, expect, it, onTestFinished } from 'vitest';
+import { packageModulesLoadedAfter, PROJECT_ROOT, runTsxScript } from '../helpers/tsx-script.js';
 
-const root = new URL('../../', import.meta.url).pathname;
-
-/** Runs an ES module script under tsx in a fresh Node process; resolves to its stdout. */
-async function runScript(script: string): Promise<string> {
-  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (d) => (out += d));
-  child.stderr.on('data', (d) => (err += d));
-  const code = await new Promise<number | null>((r) => child.on('exit', r));
-  expect(code, err).toBe(0);
-  return out.trim();
-}
-
-/** A script that runs `body`, then prints how many better-sqlite3 modules are loaded. */
-function sqliteLoadedAfter(body: string): string {
-  return `
-import { createRequire } from 'node:module';
-${body}
-const loaded = Object.keys(createRequire(import.meta.url).cache).filter((k) => k.includes('/node_modules/better-sqlite3/'));
-process.stdout.write(String(loaded.length));
-`;
-}
+const root = PROJECT_ROOT;
 
 describe('the CLI and SQLite', () => {
   it('loads the CLI, and verifies a directory without an index, with no SQLite module loaded; an index loads it on demand', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'sluice-graph-'));
     onTestFinished(() => rm(dir, { recursive: true, force: true }));
     const cli = `await import(${JSON.stringify(join(root, 'cli/main.ts'))});`;
-    expect(Number(await runScript(sqliteLoadedAfter(cli)))).toBe(0);
+    expect(await packageModulesLoadedAfter(cli, 'better-sqlite3')).toBe(0);
 
     const openIndex = (d: string): string => `
 ${cli}
 const { openDirectoryIndex } = await import(${JSON.stringify(join(root, 'server/recording/audit-index.ts'))});
 const index = await openDirectoryIndex(${JSON.stringify(d)});
 await index?.close();`;
-    expect(Number(await runScript(sqliteLoadedAfter(openIndex(dir))))).toBe(0);
+    expect(await packageModulesLoadedAfter(openIndex(dir), 'better-sqlite3')).toBe(0);
 
     // The check itself sees SQLite once something loads it: a directory with an index.
-    await runScript(`
+    await runTsxScript(`
 const { SqliteStore } = await import(${JSON.stringify(join(root, 'server/store/sqlite-store.ts'))});
 await new SqliteStore({ file: ${JSON.stringify(join(dir, 'index.sqlite'))} }).close();`);
-    expect(Number(await runScript(sqliteLoadedAfter(openIndex(dir))))).toBeGreaterThan(0);
+    expect(await packageModulesLoadedAfter(openIndex(dir), 'better-sqlite3')).toBeGreaterThan(0);
   });
 });
 
