@@ -188,14 +188,9 @@ export async function streamLoad({ url, headers, body, connections, seconds, min
           }
           finish('ok');
         });
-        res.on('error', (err) => finish('socket', String(err)));
-        res.on('aborted', () => finish('socket', 'response aborted'));
+        finishOnResponseError(res, finish);
       });
-      req.setTimeout(timeoutMs, () => {
-        finish('timeouts', `no answer within ${timeoutMs} ms`);
-        req.destroy(new Error('timeout'));
-      });
-      req.on('error', (err) => finish('socket', String(err)));
+      finishOnRequestError(req, finish, timeoutMs);
       req.end(payload);
     });
 
@@ -329,14 +324,9 @@ export function openStreams({ url, headers, body, streams, minEvents, gapEvents,
           win.answers += 1;
           finish('ok');
         });
-        res.on('error', (err) => finish('socket', String(err)));
-        res.on('aborted', () => finish('socket', 'response aborted'));
+        finishOnResponseError(res, finish);
       });
-      req.setTimeout(timeoutMs, () => {
-        finish('timeouts', `no answer within ${timeoutMs} ms`);
-        req.destroy(new Error('timeout'));
-      });
-      req.on('error', (err) => finish('socket', String(err)));
+      finishOnRequestError(req, finish, timeoutMs);
       req.end(payload);
     });
 
@@ -377,4 +367,19 @@ export function openStreams({ url, headers, body, streams, minEvents, gapEvents,
       await loops;
     },
   };
+}
+
+/** A streamed answer's failures, counted by kind: a broken or aborted response is a socket error. */
+function finishOnResponseError(res, finish) {
+  res.on('error', (err) => finish('socket', String(err)));
+  res.on('aborted', () => finish('socket', 'response aborted'));
+}
+
+/** A request's failures: no answer within `timeoutMs` (the request is then destroyed), or a socket error. */
+function finishOnRequestError(req, finish, timeoutMs) {
+  req.setTimeout(timeoutMs, () => {
+    finish('timeouts', `no answer within ${timeoutMs} ms`);
+    req.destroy(new Error('timeout'));
+  });
+  req.on('error', (err) => finish('socket', String(err)));
 }
