@@ -263,32 +263,16 @@ function buildExchange(d: ExchangeDraft, index: number, grpcSession: boolean): E
   const firstTextT = streamed && chunks[0] !== undefined ? chunks[0].t + start : undefined;
   const firstByteT = firstTextT ?? d.chunks[0]?.t ?? d.responseT;
 
-  const waits = exchangeWaits(d, start, firstByteT);
-
   return {
-    index,
-    id: d.id,
-    startedAt: start,
-    method: d.method,
-    path: d.path,
-    status: d.status,
-    ...defined('complete', d.complete),
-    ...defined('bytesUp', d.bytesUp),
-    ...defined('bytesDown', d.bytesDown),
-    ...defined('latencyMs', d.durationMs ?? (d.endT === undefined ? undefined : d.endT - start)),
-    ...defined('ttfbMs', d.ttfbMs ?? (firstByteT === undefined ? undefined : firstByteT - start)),
+    ...exchangeFields(d, index, start, firstByteT),
     ...defined('model', d.model ?? modelOf(responseBody) ?? modelOf(requestBody)),
     ...defined('usage', d.usage),
     ...defined('finishReason', d.finishReason),
-    ...defined('error', d.error),
-    ...defined('decision', d.decision),
-    ...defined('review', d.review),
     request: message(d.requestHeaders, requestBody, d.requestRecorded, d.requestDigest),
     response: message(d.responseHeaders, responseBody, responseRecorded, d.responseDigest),
     masking: d.masking,
     streamed,
     chunks,
-    waits,
   };
 }
 
@@ -305,6 +289,30 @@ function grpcCall(d: ExchangeDraft, start: number): GrpcCallView | undefined {
     ...defined('statusName', grpcStatusName(status) ?? undefined),
     ...defined('message', message === undefined || message === '' ? undefined : decodeGrpcMessage(message)),
     messages: d.grpcMessages.map((m) => ({ ...m, t: m.t - start })).sort((a, b) => a.t - b.t || a.index - b.index),
+  };
+}
+
+/**
+ * What every exchange's view holds whatever its protocol: who, when, how it ended, its timings (the first byte
+ * being the first answer text or message, `firstT`), its decision and review, and what it waited on.
+ */
+function exchangeFields(d: ExchangeDraft, index: number, start: number, firstT: number | undefined) {
+  return {
+    index,
+    id: d.id,
+    startedAt: start,
+    method: d.method,
+    path: d.path,
+    status: d.status,
+    ...defined('complete', d.complete),
+    ...defined('bytesUp', d.bytesUp),
+    ...defined('bytesDown', d.bytesDown),
+    ...defined('latencyMs', d.durationMs ?? (d.endT === undefined ? undefined : d.endT - start)),
+    ...defined('ttfbMs', d.ttfbMs ?? (firstT === undefined ? undefined : firstT - start)),
+    ...defined('error', d.error),
+    ...defined('decision', d.decision),
+    ...defined('review', d.review),
+    waits: exchangeWaits(d, start, firstT),
   };
 }
 
@@ -333,30 +341,15 @@ function grpcExchange(d: ExchangeDraft, index: number, grpc: GrpcCallView): Exch
   });
   const requestMessage = grpc.messages.find((m) => m.direction === 'in');
   const firstAnswerT = answers[0] === undefined ? undefined : answers[0].t + start;
-  const waits = exchangeWaits(d, start, firstAnswerT);
   const body = (m: GrpcMessageView | undefined): BodyView => (m?.json === undefined ? { kind: 'none' } : { kind: 'json', value: m.json });
   return {
-    index,
-    id: d.id,
-    startedAt: start,
-    method: d.method,
-    path: d.path,
-    status: d.status,
-    ...defined('complete', d.complete),
-    ...defined('bytesUp', d.bytesUp),
-    ...defined('bytesDown', d.bytesDown),
-    ...defined('latencyMs', d.durationMs ?? (d.endT === undefined ? undefined : d.endT - start)),
-    ...defined('ttfbMs', d.ttfbMs ?? (firstAnswerT === undefined ? undefined : firstAnswerT - start)),
+    ...exchangeFields(d, index, start, firstAnswerT),
     ...defined('model', d.model ?? modelName(requestMessage?.json)),
-    ...defined('error', d.error),
-    ...defined('decision', d.decision),
-    ...defined('review', d.review),
     request: message(d.requestHeaders, body(requestMessage), requestMessage?.recorded ?? 'none', d.requestDigest),
     response: message(d.responseHeaders, answers.length === 1 ? body(answers[0]) : { kind: 'none' }, answers[0]?.recorded ?? 'none', d.responseDigest),
     masking: d.masking,
     streamed: answers.length > 1,
     chunks,
-    waits,
     grpc,
   };
 }
