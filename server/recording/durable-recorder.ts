@@ -56,6 +56,8 @@ class DurableSessionRecorder implements SessionRecorder {
   readonly #id: string;
   readonly #opening: Promise<OpenSessionFile> | undefined;
   #open: OpenSessionFile | undefined;
+  /** The last connection's answer to `injects`: a session's exchanges share one connection. */
+  #injects: { readonly connection: ExchangeFacts['connection']; readonly value: boolean } | undefined;
 
   constructor(recording: RecorderSessions, id: string) {
     this.recording = recording;
@@ -69,6 +71,15 @@ class DurableSessionRecorder implements SessionRecorder {
 
   begin(exchange: ExchangeFacts, facts: RecordingFacts): ExchangeRecording {
     return new DurableExchangeRecording(this, exchange, facts);
+  }
+
+  /** Whether the connection injects credentials into requests (its answers are then scanned for them); read once per connection. */
+  injects(connection: ExchangeFacts['connection']): boolean {
+    if (this.#injects?.connection !== connection) {
+      const value = 'headers' in connection && injectedCredentials(connection.headers as Record<string, string>).length > 0;
+      this.#injects = { connection, value };
+    }
+    return this.#injects.value;
   }
 
   /** The open session, at once once it is open; rejects when it could not be opened. */
@@ -98,7 +109,12 @@ class BodyRecording {
   readonly #stream: boolean;
   readonly #why: Partial<Record<Direction, string>> = {};
   capture: Record<Direction, Capture>;
-  readonly #digest: Record<Direction, Hash | null>;
+  /** Which directions' bodies the end names by their SHA-256. */
+  readonly #digested: Record<Direction, boolean>;
+  /** The running SHA-256 of a direction, made on its first streamed bytes. */
+  readonly #hash: Partial<Record<Direction, Hash>> = {};
+  /** A body that arrived whole, with the SHA-256 its request record already computed: not hashed twice. */
+  readonly #whole: Partial<Record<Direction, { readonly body: Buffer; readonly sha256: string }>> = {};
   readonly bytes: Record<Direction, number> = { up: 0, down: 0 };
   /** Which directions' bytes the chunk runs carry; the coalescer reads it per chunk. */
   readonly #keep: Record<Direction, boolean> = { up: false, down: false };
@@ -112,7 +128,7 @@ class BodyRecording {
   headAt: number | undefined;
   firstChunkAt: number | undefined;
 
-  constructor(session: OpenSessionFile, exchange: ExchangeFacts, facts: RecordingFacts, unprofiled: boolean) {
+  constructor(session: OpenSessionFile, exchange: ExchangeFacts, facts: RecordingFacts, unprofiled: boolean, injects: boolean) {
     this.session = session;
     this.#exchangeId = exchange.id;
     this.#chunkRecord = facts.chunkRecord;
@@ -125,7 +141,6 @@ class BodyRecording {
     // An HTTP body nothing masks is kept as sent; a response only when no credential scan rewrites it on its
     // way (that one is kept once `downMasked` says it passed the scan). gRPC messages keep their own rules.
     const asSent = facts.body === 'message' && unprofiled;
-    const injects = 'headers' in exchange.connection && injectedCredentials(exchange.connection.headers as Record<string, string>).length > 0;
     this.capture = message
       ? {
           up: asSent && record.request_body === 'masked' ? 'bytes' : captureOf(record.request_body),
@@ -135,9 +150,9 @@ class BodyRecording {
     this.#setting = { up: record.request_body, down: record.response_body };
     this.#stream = !message;
     // A body `masked` keeps as sent is digested still, so the end names it whatever the profiles were.
-    this.#digest = {
-      up: message && (this.capture.up !== 'bytes' || record.request_body === 'masked') ? createHash('sha256') : null,
-      down: message && (this.capture.down !== 'bytes' || record.response_body === 'masked') ? createHash('sha256') : null,
+    this.#digested = {
+      up: message && (this.capture.up !== 'bytes' || record.request_body === 'masked'),
+      down: message && (this.capture.down !== 'bytes' || record.response_body === 'masked'),
     };
     const wantsRuns = !this.#messages && (this.capture.up !== 'digest' || this.capture.down !== 'digest');
     this.#coalescer = wantsRuns ? new ChunkCoalescer({ keep: this.#keep, now: () => session.writer.now(), flush: (run) => this.#write(run) }) : null;
@@ -180,10 +195,29 @@ class BodyRecording {
     };
   }
 
-  /** A body that arrived whole and is recorded with its request: counted and digested like streamed bytes. */
-  wholeBody(dir: Direction, body: Buffer): void {
+  /**
+   * A body that arrived whole and is recorded with its request: counted and digested like streamed bytes.
+   * `sha256` is its digest when the caller computed it already.
+   */
+  wholeBody(dir: Direction, body: Buffer, sha256?: string): void {
     this.bytes[dir] += body.length;
-    this.#digest[dir]?.update(body);
+    if (!this.#digested[dir]) return;
+    if (sha256 !== undefined && this.bytes[dir] === body.length) this.#whole[dir] = { body, sha256 };
+    else this.#hasher(dir).update(body);
+  }
+
+  /** The running hash of a direction; a whole body noted before goes into it first, so the digest covers every byte in order. */
+  #hasher(dir: Direction): Hash {
+    let hash = this.#hash[dir];
+    if (hash !== undefined) return hash;
+    hash = createHash('sha256');
+    const whole = this.#whole[dir];
+    if (whole !== undefined) {
+      hash.update(whole.body);
+      this.#whole[dir] = undefined;
+    }
+    this.#hash[dir] = hash;
+    return hash;
   }
 
   /** A write of the exchange that nothing awaits on its own (the response head, an answer's runs): `settled` waits for it. */
@@ -202,7 +236,7 @@ class BodyRecording {
 
   #chunk(dir: Direction, chunk: Buffer): void {
     this.bytes[dir] += chunk.length;
-    this.#digest[dir]?.update(chunk);
+    if (this.#digested[dir]) this.#hasher(dir).update(chunk);
     if (dir === 'down') {
       this.firstChunkAt ??= Date.now();
       this.sniffer?.push(chunk);
@@ -264,10 +298,10 @@ class BodyRecording {
   }
 
   digest(dir: Direction): BodyDigest | undefined {
-    const hash = this.#digest[dir];
-    if (hash === null || this.bytes[dir] === 0) return undefined;
+    if (!this.#digested[dir] || this.bytes[dir] === 0) return undefined;
     const why = this.notKept(dir);
-    return { bytes: this.bytes[dir], sha256: hash.digest('hex'), ...(why === undefined ? {} : { not_kept: why }) };
+    const sha256 = this.#whole[dir]?.sha256 ?? this.#hasher(dir).digest('hex');
+    return { bytes: this.bytes[dir], sha256, ...(why === undefined ? {} : { not_kept: why }) };
   }
 }
 
@@ -298,7 +332,7 @@ class DurableExchangeRecording implements ExchangeRecording {
     if (refusal !== undefined) throw refusal;
     // No profile of the connection's nor the deciding rule's masks this exchange: `masked` keeps its bodies as sent.
     const unprofiled = exchange.connection.masking.length === 0 && (request.decision?.mask?.length ?? 0) === 0;
-    const bodies = new BodyRecording(session, exchange, this.#facts, unprofiled);
+    const bodies = new BodyRecording(session, exchange, this.#facts, unprofiled, this.#owner.injects(exchange.connection));
     this.#bodies = bodies;
     session.exchangeStarted();
     const { path, query } = this.#target();
@@ -306,20 +340,23 @@ class DurableExchangeRecording implements ExchangeRecording {
     let bodyFields: EventFields['exchange.request']['body'];
     let payload: Buffer | undefined;
     if (body !== undefined) {
+      // Computed once: the request record and the end's digest name the same bytes.
+      let sha: string | undefined;
+      const sha256 = (): string => (sha ??= createHash('sha256').update(body).digest('hex'));
       if (bodies.capture.up === 'bytes') {
         // `masked` with no profile to apply keeps the bytes as sent, named by their digest as a masked body is.
-        const named = exchange.connection.record.request_body === 'masked' ? { sha256: createHash('sha256').update(body).digest('hex') } : {};
+        const named = exchange.connection.record.request_body === 'masked' ? { sha256: sha256() } : {};
         bodyFields = { capture: 'raw', bytes: body.length, ...named };
         payload = body;
       } else if (request.maskedBody !== undefined) {
         // Kept as masking left it: what a reviewer or a re-send may see, never the removed values.
-        bodyFields = { capture: 'masked', bytes: body.length, sha256: createHash('sha256').update(body).digest('hex') };
+        bodyFields = { capture: 'masked', bytes: body.length, sha256: sha256() };
         payload = request.maskedBody;
       } else {
-        bodyFields = { capture: 'digest', bytes: body.length, sha256: createHash('sha256').update(body).digest('hex') };
+        bodyFields = { capture: 'digest', bytes: body.length, sha256: sha256() };
       }
       // The end's digest covers these bytes too, so both records name the same body.
-      bodies.wholeBody('up', body);
+      bodies.wholeBody('up', body, sha);
       const why = bodyFields.capture === 'digest' ? bodies.notKept('up') : undefined;
       if (why !== undefined) bodyFields = { ...bodyFields, not_kept: why };
     } else if (this.#facts.body === 'message' && (exchange.headers['transfer-encoding'] !== undefined || Number(exchange.headers['content-length'] ?? 0) > 0)) {

@@ -3,6 +3,7 @@
  * stored, or compressed with raw DEFLATE and the format's preset dictionary — and read back for every
  * format version, one event per record before version 3.
  */
+import type { KeyObject } from 'node:crypto';
 import { promisify } from 'node:util';
 import { constants, deflateRaw, deflateRawSync, inflateRawSync, type ZlibOptions } from 'node:zlib';
 import { EVENT_DICTIONARY } from './event-dictionary.js';
@@ -42,10 +43,22 @@ const LARGE_OPTIONS: ZlibOptions = Object.freeze({ dictionary: EVENT_DICTIONARY,
 
 /**
  * Bodies up to this size are compressed on the event loop, where they take tens of microseconds (up to
- * about 110 for 16 KiB that does not compress); larger ones on libuv's threads, so a large body never
- * stalls other exchanges. Not more: bytes that do not compress cost about 14 µs per KiB at any level.
+ * about 110 for 16 KiB that does not compress). Larger ones go to libuv's threads unless the coder has
+ * seen that its large bodies compress (below).
  */
 const SYNC_DEFLATE_MAX = 16 * 1024;
+
+/**
+ * Up to this size a large body is compressed on the event loop too, once the coder's last large body
+ * compressed to at most COMPRESSIBLE_RATIO: streamed text and JSON batches at level 1 take about 20–40 µs
+ * for 16–64 KiB there, where a round trip through libuv's threads costs 60–100 µs more CPU for the same
+ * bytes (a stream object, a thread hand-off, a callback). Bytes that do not compress cost about 14 µs per
+ * KiB at any level, so a body that stops compressing stalls the loop once (under a millisecond at this
+ * size) and sends the coder's next large bodies back to the threads. A record of one larger event
+ * always goes there.
+ */
+const LARGE_SYNC_DEFLATE_MAX = 96 * 1024;
+const COMPRESSIBLE_RATIO = 0.5;
 
 const deflateRawAsync = promisify(deflateRaw) as (buf: Buffer, options: ZlibOptions) => Promise<Buffer>;
 
@@ -54,15 +67,17 @@ export function packEvents(events: readonly RecordEvent[]): { parts: Buffer[]; b
   const parts: Buffer[] = [];
   let bytes = 0;
   for (const e of events) {
-    const meta = Buffer.from(JSON.stringify(e.meta), 'utf8');
+    const json = JSON.stringify(e.meta);
     const payload = e.payload ?? EMPTY;
-    const metaLength = Buffer.allocUnsafe(4);
-    metaLength.writeUInt32BE(meta.length);
-    const payloadLength = Buffer.allocUnsafe(4);
-    payloadLength.writeUInt32BE(payload.length);
-    parts.push(metaLength, meta, payloadLength);
+    // One buffer per event for both lengths and the metadata: fewer allocations than a buffer per part.
+    const metaLength = Buffer.byteLength(json, 'utf8');
+    const head = Buffer.allocUnsafe(8 + metaLength);
+    head.writeUInt32BE(metaLength, 0);
+    head.write(json, 4, 'utf8');
+    head.writeUInt32BE(payload.length, 4 + metaLength);
+    parts.push(head);
     if (payload.length > 0) parts.push(payload);
-    bytes += 8 + meta.length + payload.length;
+    bytes += 8 + metaLength + payload.length;
   }
   return { parts, bytes };
 }
@@ -70,17 +85,41 @@ export function packEvents(events: readonly RecordEvent[]): { parts: Buffer[]; b
 const EMPTY = Buffer.alloc(0);
 
 /**
+ * Codes the record bodies of one writer: stored or compressed as its file allows, and where a large body
+ * is compressed (event loop or libuv's threads) by whether the writer's large bodies have been compressing.
+ */
+export class RecordCoder {
+  readonly compression: RecordCompression;
+  /** Whether the last body larger than SYNC_DEFLATE_MAX compressed to at most COMPRESSIBLE_RATIO. */
+  #largeCompresses = false;
+
+  constructor(compression: RecordCompression) {
+    this.compression = compression;
+  }
+
+  /**
+   * A version 3 record body for `events`, coding byte first: compressed when the file allows it and that is
+   * smaller, stored otherwise. Resolves at once for bodies compressed on the event loop.
+   */
+  async code(events: readonly RecordEvent[]): Promise<Buffer[]> {
+    const { parts, bytes } = packEvents(events);
+    if (bytes > MAX_EVENTS_BYTES) throw new Error(`The events of one record take ${bytes} bytes, more than a reader accepts (${MAX_EVENTS_BYTES})`);
+    if (this.compression === 'none') return [STORED, ...parts];
+    const whole = parts.length === 1 ? parts[0]! : Buffer.concat(parts, bytes);
+    const options = bytes <= SMALL_BODY_MAX ? SMALL_OPTIONS : LARGE_OPTIONS;
+    const onLoop = bytes <= SYNC_DEFLATE_MAX || (this.#largeCompresses && bytes <= LARGE_SYNC_DEFLATE_MAX);
+    const packed = onLoop ? deflateRawSync(whole, options) : await deflateRawAsync(whole, options);
+    if (bytes > SYNC_DEFLATE_MAX) this.#largeCompresses = packed.length <= bytes * COMPRESSIBLE_RATIO;
+    return packed.length < bytes ? [DEFLATED, packed] : [STORED, ...parts];
+  }
+}
+
+/**
  * A version 3 record body for `events`, coding byte first: compressed when the file allows it and that is
  * smaller, stored otherwise. Resolves at once for small bodies (compressed synchronously).
  */
-export async function codeEvents(events: readonly RecordEvent[], compression: RecordCompression): Promise<Buffer[]> {
-  const { parts, bytes } = packEvents(events);
-  if (bytes > MAX_EVENTS_BYTES) throw new Error(`The events of one record take ${bytes} bytes, more than a reader accepts (${MAX_EVENTS_BYTES})`);
-  if (compression === 'none') return [STORED, ...parts];
-  const whole = Buffer.concat(parts, bytes);
-  const options = bytes <= SMALL_BODY_MAX ? SMALL_OPTIONS : LARGE_OPTIONS;
-  const packed = bytes <= SYNC_DEFLATE_MAX ? deflateRawSync(whole, options) : await deflateRawAsync(whole, options);
-  return packed.length < bytes ? [DEFLATED, packed] : [STORED, ...parts];
+export function codeEvents(events: readonly RecordEvent[], compression: RecordCompression): Promise<Buffer[]> {
+  return new RecordCoder(compression).code(events);
 }
 
 const STORED = Buffer.from([CODING.stored]);
@@ -88,15 +127,18 @@ const DEFLATED = Buffer.from([CODING.deflate]);
 
 /** Encrypts one version 3 record holding `events` (one or more); returns its bytes on disk. */
 export async function encodeRecord(options: {
-  dataKey: Buffer;
+  /** The session's data key; a KeyObject made once spares each record a copy of the key. */
+  dataKey: Buffer | KeyObject;
   sessionAad: Buffer;
   prev: Buffer;
   events: readonly RecordEvent[];
   compression: RecordCompression;
   nonces?: NonceSequence;
+  /** The writer's coder (with what it learnt of its bodies); by default one for this record alone. */
+  coder?: RecordCoder;
 }): Promise<Buffer> {
   if (options.events.length === 0) throw new Error('A record holds at least one event');
-  const parts = await codeEvents(options.events, options.compression);
+  const parts = await (options.coder ?? new RecordCoder(options.compression)).code(options.events);
   return sealRecord({ dataKey: options.dataKey, sessionAad: options.sessionAad, prev: options.prev, parts, ...(options.nonces === undefined ? {} : { nonces: options.nonces }) });
 }
 

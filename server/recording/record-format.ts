@@ -24,7 +24,7 @@
  * uncompressed (plaintext = prev ‖ u32 meta length ‖ meta JSON ‖ payload bytes), so there `seq` is also
  * the record's position; version 1 is version 2 with the wrapped key in its header (`wrapped_key`).
  */
-import { createCipheriv, createDecipheriv, createHash, randomBytes, randomFillSync } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, randomBytes, randomFillSync, type KeyObject } from 'node:crypto';
 import type { WrappedSessionKey } from '../store/store.js';
 import type { EventType } from './event-types.js';
 
@@ -190,7 +190,7 @@ export const CODING_BYTES = 1;
  * Encrypts one record whose plaintext is `prev ‖ parts…`; returns its bytes on disk (length prefix
  * included). Throws (so the write fails, closed) for a record too large for a reader to accept.
  */
-export function sealRecord(options: { dataKey: Buffer; sessionAad: Buffer; prev: Buffer; parts: readonly Buffer[]; nonces?: NonceSequence }): Buffer {
+export function sealRecord(options: { dataKey: Buffer | KeyObject; sessionAad: Buffer; prev: Buffer; parts: readonly Buffer[]; nonces?: NonceSequence }): Buffer {
   let plainLength = options.prev.length;
   for (const p of options.parts) plainLength += p.length;
   const recordLength = NONCE_BYTES + plainLength + TAG_BYTES;
@@ -204,7 +204,8 @@ export function sealRecord(options: { dataKey: Buffer; sessionAad: Buffer; prev:
   const cipher = createCipheriv('aes-256-gcm', options.dataKey, nonce);
   cipher.setAAD(options.sessionAad);
   let at = LENGTH_BYTES + NONCE_BYTES;
-  for (const part of [options.prev, ...options.parts]) {
+  at += cipher.update(options.prev).copy(out, at);
+  for (const part of options.parts) {
     if (part.length === 0) continue;
     at += cipher.update(part).copy(out, at);
   }

@@ -1,10 +1,11 @@
+import { createSecretKey, type KeyObject } from 'node:crypto';
 import { dirname } from 'node:path';
 import { SluiceError } from '../../shared/errors.js';
 import type { WrappedSessionKey } from '../store/store.js';
 import type { EventFields, EventType } from './event-types.js';
 import type { RecordingFile, RecordingIo } from './file-io.js';
 import type { KeyRing } from './key-ring.js';
-import { encodeRecord } from './record-events.js';
+import { encodeRecord, RecordCoder } from './record-events.js';
 import { checkpointMessage, DEFAULT_COMPRESSION, encodeHeader, NonceSequence, sessionAad, sha256, type RecordCompression, type RecordEvent } from './record-format.js';
 import { recordingUnavailable } from './recording-error.js';
 import { signCheckpoint, type SigningKey } from './signing-key.js';
@@ -79,10 +80,13 @@ export class SessionWriter {
   readonly wrappedKey: WrappedSessionKey;
   readonly #o: SessionWriterOptions;
   readonly #file: RecordingFile;
-  readonly #dataKey: Buffer;
+  /** The data key as a KeyObject, made once: each record's cipher then takes it without copying the bytes. */
+  readonly #dataKey: KeyObject;
   readonly #nonces = new NonceSequence();
   readonly #aad: Buffer;
   readonly #compression: RecordCompression;
+  /** Codes this file's records, learning whether its large records compress. */
+  readonly #coder: RecordCoder;
   /** Appends to write at the next flush, in order. */
   #queue: Pending[] = [];
   /** Deferred appends, in order, waiting to join the next append (or their hold to end). */
@@ -115,9 +119,10 @@ export class SessionWriter {
     this.keyId = wrappedKey.keyId;
     this.wrappedKey = wrappedKey;
     this.#file = file;
-    this.#dataKey = dataKey;
+    this.#dataKey = createSecretKey(dataKey);
     this.#aad = sessionAad(options.sessionId);
     this.#compression = options.compression ?? DEFAULT_COMPRESSION;
+    this.#coder = new RecordCoder(this.#compression);
     this.#prev = sha256(header);
     this.#size = header.length;
   }
@@ -298,7 +303,7 @@ export class SessionWriter {
             const fields = typeof p.fields === 'function' ? p.fields(records, prev) : p.fields;
             return { meta: { seq: seq++, t: p.t, type: p.type, ...fields }, ...(p.payload === undefined ? {} : { payload: p.payload }) };
           });
-          const frame = await encodeRecord({ dataKey: this.#dataKey, sessionAad: this.#aad, prev, events, compression: this.#compression, nonces: this.#nonces });
+          const frame = await encodeRecord({ dataKey: this.#dataKey, sessionAad: this.#aad, prev, events, compression: this.#compression, nonces: this.#nonces, coder: this.#coder });
           frames.push(frame);
           bytes += frame.length;
           prev = sha256(frame);

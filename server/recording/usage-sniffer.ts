@@ -49,7 +49,8 @@ export class UsageSniffer {
     } else if (this.#mode === 'sse') {
       let start = 0;
       for (let nl = chunk.indexOf(NEWLINE); nl >= 0; nl = chunk.indexOf(NEWLINE, start)) {
-        this.#line(chunk.subarray(start, nl));
+        // The blank line after each event holds nothing: no view of it is made.
+        if (nl > start || this.#parts.length > 0 || this.#skippingLine) this.#line(chunk.subarray(start, nl));
         start = nl + 1;
       }
       if (start < chunk.length) this.#partial(chunk.subarray(start));
@@ -85,7 +86,8 @@ export class UsageSniffer {
     const line = this.#parts.length === 0 ? tail : Buffer.concat([...this.#parts, tail]);
     this.#parts = [];
     this.#bytes = 0;
-    if (line.length < 6 || line[0] !== 0x64 /* d */ || !line.subarray(0, 5).toString('latin1').startsWith('data:')) return;
+    // `data:`, read byte by byte: this runs for every line of every answer.
+    if (line.length < 6 || line[0] !== 0x64 || line[1] !== 0x61 || line[2] !== 0x74 || line[3] !== 0x61 || line[4] !== 0x3a) return;
     const wanted =
       (this.#facts.model === undefined && line.includes(MODEL)) || line.includes(USAGE) || line.includes(FINISH);
     if (!wanted) return;

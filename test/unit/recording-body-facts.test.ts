@@ -32,6 +32,26 @@ describe('usage sniffer', () => {
     expect(s.result()).toEqual({ model: 'm1', finish_reason: 'stop', usage: { prompt_tokens: 1, completion_tokens: 2, total_tokens: 3 } });
   });
 
+  it('reads the same facts from an SSE stream cut at every offset, blank lines and `data:` prefixes included', () => {
+    const event = (o: object) => `data: ${JSON.stringify(o)}\n\n`;
+    const text =
+      ': keep-alive\n\n' +
+      event({ model: 'm2', choices: [{ delta: { content: 'x' }, finish_reason: null }] }) +
+      'event: note\ndata-like: {"usage":{"total_tokens":99}}\n\n' +
+      event({ model: 'other', choices: [{ delta: {}, finish_reason: 'length' }] }) +
+      event({ choices: [], usage: { prompt_tokens: 4, completion_tokens: 5, total_tokens: 9 } }) +
+      'data: [DONE]\n\n';
+    const expected = { model: 'm2', finish_reason: 'length', usage: { prompt_tokens: 4, completion_tokens: 5, total_tokens: 9 } };
+    for (let cut = 0; cut <= text.length; cut++) {
+      const s = new UsageSniffer('text/event-stream');
+      feed(s, text, [cut]);
+      expect(s.result(), `cut at ${cut}`).toEqual(expected);
+    }
+    const byByte = new UsageSniffer('text/event-stream');
+    feed(byByte, text, Array.from({ length: text.length }, () => 1));
+    expect(byByte.result()).toEqual(expected);
+  });
+
   it('gives up on a JSON answer beyond its bound instead of holding it', () => {
     const s = new UsageSniffer('application/json');
     s.push(Buffer.from('{"model":"big","pad":"'));
