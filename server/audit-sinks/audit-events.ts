@@ -21,7 +21,7 @@ export interface AuditEventsOptions {
   readonly outboxMax: number;
   /** Events waiting in memory for the outbox at most; past it the oldest is dropped. Default 10000. */
   readonly maxQueued?: number;
-  /** How long an event waits in memory before its batch is written. Default 5 ms. */
+  /** How long an event waits in memory before its batch is written. Default 25 ms. */
   readonly flushIntervalMs?: number;
   /** Events written in one append at most. Default 1000. */
   readonly maxBatch?: number;
@@ -35,7 +35,7 @@ export interface AuditEventsOptions {
 
 /**
  * The gateway's one audit emitter, passed to every place an audited thing happens. `emit` costs the data
- * path one push to a bounded array: appending to the outbox happens off the hot path, every few
+ * path one push to a bounded array: appending to the outbox happens off the hot path, every 25
  * milliseconds, in one transaction per batch. What a crash loses is what is in that array.
  */
 export interface AuditEvents {
@@ -79,7 +79,10 @@ interface QueuedEvent {
 export function createAuditEvents(options: AuditEventsOptions): AuditEvents {
   if (options.sinks.length === 0) return NO_AUDIT_EVENTS;
   const maxQueued = options.maxQueued ?? 10_000;
-  const flushIntervalMs = options.flushIntervalMs ?? 5;
+  // Each flush is one transaction, and its row one claim, send and ack per sink: every one costs about the
+  // same whatever it carries (at 3000 exchanges/s, 5 ms made 200 commits and about 50 deliveries a second).
+  // 25 ms gathers rows near a sink's default batch, at the price of a crash losing 25 ms of events, not 5.
+  const flushIntervalMs = options.flushIntervalMs ?? 25;
   const maxBatch = options.maxBatch ?? 1000;
   const now = options.now ?? Date.now;
   const queue: QueuedEvent[] = [];

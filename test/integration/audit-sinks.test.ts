@@ -187,8 +187,8 @@ describe('audit sinks', () => {
     });
     for (let i = 0; i < 12; i++) {
       await fetch(`${gw.url}/v1/me`, { headers: { authorization: `Bearer bad-${i}` } });
-      // One append per event, so the cap is met event by event.
-      await new Promise((r) => setTimeout(r, 15));
+      // One append per event (the emitter writes every 25 ms), so the cap is met event by event.
+      await new Promise((r) => setTimeout(r, 60));
     }
     await vi.waitFor(async () => expect((await gw.app.metrics!.scrape()).body).toContain('sluice_audit_events_dropped_total{from="outbox"} 7'), { timeout: 5000 });
     const before = (await gw.app.metrics!.scrape()).body;

@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { createAuditEvents } from '../../server/audit-sinks/audit-events.js';
 import type { AuditSinkConfig } from '../../server/audit-sinks/audit-sinks-config.js';
 import type { AuditOutboxEntry } from '../../server/store/store.js';
@@ -66,6 +66,25 @@ describe('audit events', () => {
       ['small', 2],
       ['small', 1],
     ]);
+    await events.close();
+  });
+
+  it('gathers events emitted over a few milliseconds into one outbox row, written without a flush', async () => {
+    const rows: AuditOutboxEntry[] = [];
+    const events = createAuditEvents({ sinks: [sink('all', ['*'])], replica: 'host/0', outboxMax: 100, now: () => 1 });
+    events.attach({
+      appendAuditEvents(entries) {
+        rows.push(...entries);
+        return Promise.resolve(0);
+      },
+    });
+    // Each row is one transaction and one delivery: events a few milliseconds apart share it.
+    for (let i = 0; i < 3; i++) {
+      if (i > 0) await new Promise((r) => setTimeout(r, 7));
+      events.emit('admin.reload');
+    }
+    await vi.waitFor(() => expect(rows.reduce((n, r) => n + r.docs.length, 0)).toBe(3), { timeout: 2000, interval: 5 });
+    expect(rows.map((r) => r.docs.length)).toEqual([3]);
     await events.close();
   });
 });
