@@ -7,6 +7,7 @@ import { createAuthenticate } from './identity/authenticate.js';
 import { createTokenVerifier, type TokenVerifier } from './identity/token-verifier.js';
 import { createReadiness } from './readiness.js';
 import { loggedRequest } from './access-log-request.js';
+import { defaultLogDestination } from './turn-log-destination.js';
 import type { GatewayDeps } from './gateway-deps.js';
 import { registerSystemRoutes } from './api/system-routes.js';
 import { registerMeRoutes } from './api/me-routes.js';
@@ -120,7 +121,7 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
     options.logger === undefined ? { level: 'info', redact: LOG_REDACT } : options.logger;
   const app = Fastify({
     // The request serializer is ours even over a caller's: no logger may print a credential from a query string.
-    logger: typeof logger === 'object' && logger !== null ? { redact: LOG_REDACT, ...logger, serializers: { ...logger.serializers, req: loggedRequest } } : logger,
+    logger: typeof logger === 'object' && logger !== null ? { redact: LOG_REDACT, stream: defaultLogDestination(logger), ...logger, serializers: { ...logger.serializers, req: loggedRequest } } : logger,
     // randomUUID draws from a cached pool: no syscall per request, unlike randomBytes.
     genReqId: () => `req_${randomUUID().replaceAll('-', '')}`,
     requestIdHeader: false,

@@ -1,0 +1,118 @@
+/**
+ * The gateway's default log destination: the lines of one event-loop turn leave together, in order, after the
+ * turn; a process that exits mid-turn still writes them; a logger that names its own destination keeps it.
+ */
+import { spawn } from 'node:child_process';
+import { closeSync, openSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { buildApp } from '../../server/app.js';
+import { parseConfigText } from '../../server/config/load.js';
+import { createTurnLogDestination, defaultLogDestination } from '../../server/turn-log-destination.js';
+import { jsonLines } from '../helpers/log-lines.js';
+import { tempDir } from '../helpers/temp-dir.js';
+import { PROJECT_ROOT } from '../helpers/tsx-script.js';
+
+const CONFIG = `
+identity:
+  issuer: https://idp.example.com
+  audience: sluice
+  cli_client_id: sluice-cli
+`;
+
+/**
+ * A fresh process that builds the gateway with `logger`, answers one request and logs `last`; then `end`: `process.exit(0)`
+ * in that same turn, or `await app.close()` and the process ends when nothing is left to do.
+ */
+async function exitingGateway(logger: string, dir: string, end = 'process.exit(0);'): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const script = `
+const { buildApp } = await import(${JSON.stringify(join(PROJECT_ROOT, 'server/app.ts'))});
+const { parseConfigText } = await import(${JSON.stringify(join(PROJECT_ROOT, 'server/config/load.ts'))});
+const config = parseConfigText(${JSON.stringify(`${CONFIG}storage:\n  dir: ${join(dir, 'data')}\n`)});
+const app = await buildApp({ config, logger: ${logger} });
+const answer = await app.inject({ method: 'GET', url: '/healthz' });
+app.log.info({ status: answer.statusCode }, 'last');
+${end}`;
+  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: PROJECT_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d) => (stdout += d));
+  child.stderr.on('data', (d) => (stderr += d));
+  const code = await new Promise<number | null>((r) => child.on('exit', r));
+  return { code, stdout, stderr };
+}
+
+describe('the turn log destination', () => {
+  it('writes the lines of one turn together, in order, once the turn is over', async () => {
+    const dir = await tempDir('sluice-turn-log-');
+    const file = join(dir, 'log');
+    const fd = openSync(file, 'a');
+    onTestFinished(() => closeSync(fd));
+    const log = createTurnLogDestination({ fd });
+
+    for (const n of [1, 2, 3]) log.write(`{"n":${n}}\n`);
+    // Nothing leaves while the turn runs: one write at its end carries them all.
+    expect(readFileSync(file, 'utf8')).toBe('');
+    await nextTurn();
+    expect(readFileSync(file, 'utf8')).toBe('{"n":1}\n{"n":2}\n{"n":3}\n');
+
+    log.write('{"n":4}\n');
+    log.write('{"n":5}\n');
+    expect(readFileSync(file, 'utf8')).toBe('{"n":1}\n{"n":2}\n{"n":3}\n');
+    // A shutdown (pino.final) writes what is pending without waiting for the turn.
+    log.flushSync();
+    expect(readFileSync(file, 'utf8')).toBe('{"n":1}\n{"n":2}\n{"n":3}\n{"n":4}\n{"n":5}\n');
+    await nextTurn();
+    expect(readFileSync(file, 'utf8').split('\n').filter(Boolean)).toHaveLength(5);
+  });
+
+  it('loses no line when the process exits in the turn that logged it', async () => {
+    const dir = await tempDir('sluice-turn-log-');
+    const { code, stdout, stderr } = await exitingGateway(`{ level: 'info' }`, dir);
+    expect(code, stderr).toBe(0);
+    const lines = jsonLines(stdout);
+    expect(lines.map((l) => l.msg)).toEqual(['request completed', 'last']);
+    expect(lines[0]).toMatchObject({ req: { url: '/healthz' }, res: { statusCode: 200 } });
+    expect(lines[1]).toMatchObject({ status: 200 });
+  });
+
+  it('leaves a file the logger names to pino: the lines go there, not to stdout', async () => {
+    const dir = await tempDir('sluice-turn-log-');
+    const file = join(dir, 'gateway.log');
+    // pino opens a named file asynchronously, so this process ends on its own rather than mid-turn.
+    const { code, stdout, stderr } = await exitingGateway(`{ level: 'info', file: ${JSON.stringify(file)} }`, dir, 'await app.close();');
+    expect(code, stderr).toBe(0);
+    expect(stdout).toBe('');
+    expect(jsonLines(readFileSync(file, 'utf8')).map((l) => l.msg)).toEqual(['request completed', 'last']);
+  });
+
+  it('leaves a stream the logger names to pino: every line reaches it as pino writes it', async () => {
+    const dir = await tempDir('sluice-turn-log-');
+    const lines: string[] = [];
+    const app = await buildApp({
+      config: parseConfigText(`${CONFIG}storage:\n  dir: ${join(dir, 'data')}\n`),
+      logger: { level: 'info', stream: { write: (line: string) => void lines.push(line) } },
+    });
+    onTestFinished(() => app.close());
+    await app.inject({ method: 'GET', url: '/healthz' });
+    app.log.info('next');
+    // Synchronously, a line a call: the caller's stream is not batched behind the turn.
+    expect(jsonLines(lines.join('')).map((l) => l.msg)).toEqual(['request completed', 'next']);
+    expect(lines).toHaveLength(2);
+  });
+
+  it('stands aside for a logger with its own destination or a replaced stdout', () => {
+    expect(defaultLogDestination({ stream: { write() {} } })).toBeUndefined();
+    expect(defaultLogDestination({ file: '/dev/null' })).toBeUndefined();
+    expect(defaultLogDestination({ transport: { target: 'pino/file' } })).toBeUndefined();
+    const original = process.stdout.write;
+    process.stdout.write = ((chunk: string) => original.call(process.stdout, chunk)) as typeof process.stdout.write;
+    try {
+      expect(defaultLogDestination({})).toBeUndefined();
+    } finally {
+      process.stdout.write = original;
+    }
+    expect(defaultLogDestination({})).toBeDefined();
+  });
+});
