@@ -1,7 +1,6 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { runCli, spawnCli } from '../helpers/cli-process.js';
@@ -12,7 +11,7 @@ import { tempDir } from '../helpers/temp-dir.js';
 const gateways = gatewayFixture();
 
 async function configFile(text: string): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'sluice-serve-'));
+  const dir = await tempDir('sluice-serve-');
   const file = join(dir, 'sluice.yaml');
   await writeFile(file, text);
   return file;
@@ -90,7 +89,7 @@ describe('sluice serve', () => {
   });
 
   it('serves /v1/info over TLS from cert and key files', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'sluice-tls-'));
+    const dir = await tempDir('sluice-tls-');
     const key = join(dir, 'key.pem');
     const cert = join(dir, 'cert.pem');
     const openssl = spawn('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1']);

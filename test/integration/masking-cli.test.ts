@@ -1,8 +1,8 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { runCliInProcess, type InProcessResult } from '../helpers/cli-in-process.js';
 import { openAiChatStream, streamedText } from '../fixtures/masking/sse-streams.js';
 
@@ -14,6 +14,7 @@ function sluice(args: string[]): Promise<InProcessResult> {
 
 function inputFile(name: string, content: string): string {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-mask-'));
+  onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
   const path = join(dir, name);
   writeFileSync(path, content);
   return path;
