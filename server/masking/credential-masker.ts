@@ -53,91 +53,136 @@ export function maskCredentialsIn(text: string, secrets: readonly string[], coun
 }
 
 /**
+ * The injected credentials of one connection, compiled once for the byte search (see CredentialScanner):
+ * an exchange binds a scanner to them without copying a byte.
+ */
+export class CredentialLiterals {
+  /** The literals, longest first (see `injectedCredentials`). */
+  readonly literals: readonly string[];
+  readonly bytes: readonly Buffer[];
+  readonly replacements: readonly Buffer[];
+  /** The most bytes a chunk's end can hold of a literal not yet complete. */
+  readonly hold: number;
+  /** 1 at each byte value a literal begins with: a chunk's tail is compared only where one begins. */
+  readonly starts: Uint8Array;
+
+  constructor(secrets: readonly string[]) {
+    this.literals = secrets;
+    this.bytes = secrets.map((s) => Buffer.from(s, 'utf8'));
+    this.replacements = secrets.map((s) => Buffer.from(credentialReplacement(s), 'utf8'));
+    this.hold = Math.max(0, ...this.bytes.map((b) => b.length - 1));
+    this.starts = new Uint8Array(256);
+    for (const b of this.bytes) if (b.length > 0) this.starts[b[0]!] = 1;
+  }
+
+  get empty(): boolean {
+    return this.literals.length === 0;
+  }
+}
+
+const NO_BYTES = Buffer.alloc(0);
+
+/**
  * A streaming literal search over bytes: the credentials are replaced wherever they appear, and at most
  * the last (longest secret − 1) bytes are held back, and only when they begin a secret.
  * Works on bytes so a body that needs no other masking is neither decoded nor re-encoded.
  */
 export class CredentialScanner {
-  readonly #secrets: readonly Buffer[];
-  readonly #replacements: readonly Buffer[];
-  readonly #hold: number;
+  readonly #literals: CredentialLiterals;
   readonly #counter: MaskingCounter;
-  #tail: Buffer = Buffer.alloc(0);
+  #tail: Buffer = NO_BYTES;
+  /** Where `#replace` stopped: the start of the tail it holds back. */
+  #safe = 0;
 
-  constructor(secrets: readonly string[], counter: MaskingCounter) {
-    this.#secrets = secrets.map((s) => Buffer.from(s, 'utf8'));
-    this.#replacements = secrets.map((s) => Buffer.from(credentialReplacement(s), 'utf8'));
-    this.#hold = Math.max(0, ...this.#secrets.map((s) => s.length - 1));
+  constructor(secrets: readonly string[] | CredentialLiterals, counter: MaskingCounter) {
+    this.#literals = secrets instanceof CredentialLiterals ? secrets : new CredentialLiterals(secrets);
     this.#counter = counter;
   }
 
   /** What may be sent after `chunk`. */
   push(chunk: Buffer): Buffer {
     const data = this.#tail.length === 0 ? chunk : Buffer.concat([this.#tail, chunk]);
-    const { out, safe } = this.#replace(data, false);
-    this.#tail = data.subarray(safe);
+    const out = this.#replace(data, false);
+    this.#tail = this.#safe === data.length ? NO_BYTES : data.subarray(this.#safe);
     return out;
   }
 
   /** The held-back rest. */
   end(): Buffer {
-    const { out } = this.#replace(this.#tail, true);
-    this.#tail = Buffer.alloc(0);
+    const out = this.#replace(this.#tail, true);
+    this.#tail = NO_BYTES;
     return out;
   }
 
   /**
    * Where the tail that could begin a secret starts: only such a tail is held, so the end of an SSE
-   * event is not kept waiting for the next chunk.
+   * event is not kept waiting for the next chunk. Bytes no secret begins with are passed over with one
+   * look-up each, so a chunk's end costs no comparison unless a secret's first byte is there.
    */
   #heldFrom(data: Buffer, pos: number): number {
-    for (let i = Math.max(pos, data.length - this.#hold); i < data.length; i++) {
-      const rest = data.length - i;
-      for (const s of this.#secrets) {
-        if (s.length > rest && data.compare(s, 0, rest, i) === 0) return i;
+    const { bytes, starts, hold } = this.#literals;
+    const length = data.length;
+    for (let i = Math.max(pos, length - hold); i < length; i++) {
+      if (starts[data[i]!] === 0) continue;
+      const rest = length - i;
+      for (const s of bytes) {
+        if (s.length > rest && startsWithTail(data, i, s, rest)) return i;
       }
     }
-    return data.length;
+    return length;
   }
 
-  /** Replaces matches in `data`; `safe` is where the held-back part starts (all of it at the end). */
-  #replace(data: Buffer, final: boolean): { out: Buffer; safe: number } {
-    const parts: Buffer[] = [];
+  /** Replaces matches in `data`; sets `#safe` to where the held-back part starts (all of it at the end). */
+  #replace(data: Buffer, final: boolean): Buffer {
+    const { bytes, replacements } = this.#literals;
+    let parts: Buffer[] | null = null;
     let pos = 0;
     for (;;) {
       let at = -1;
       let which = 0;
-      this.#secrets.forEach((s, k) => {
+      for (let k = 0; k < bytes.length; k++) {
+        const s = bytes[k]!;
         const i = data.indexOf(s, pos);
-        if (i !== -1 && (at === -1 || i < at || (i === at && s.length > this.#secrets[which]!.length))) {
+        if (i !== -1 && (at === -1 || i < at || (i === at && s.length > bytes[which]!.length))) {
           at = i;
           which = k;
         }
-      });
+      }
       if (at === -1) break;
-      const size = this.#secrets[which]!.length;
-      parts.push(data.subarray(pos, at), this.#replacements[which]!);
+      (parts ??= []).push(data.subarray(pos, at), replacements[which]!);
       this.#counter.add('credential', 'builtin:injected_credential');
-      pos = at + size;
+      pos = at + bytes[which]!.length;
     }
     const safe = final ? data.length : this.#heldFrom(data, pos);
-    if (parts.length === 0) return { out: data.subarray(0, safe), safe };
+    this.#safe = safe;
+    if (parts === null) return safe === data.length ? data : data.subarray(0, safe);
     parts.push(data.subarray(pos, safe));
-    return { out: Buffer.concat(parts), safe };
+    return Buffer.concat(parts);
   }
+}
+
+/** Whether `data` from `at` (its last `rest` bytes) is how `secret` begins. */
+function startsWithTail(data: Buffer, at: number, secret: Buffer, rest: number): boolean {
+  for (let j = 0; j < rest; j++) if (data[at + j] !== secret[j]) return false;
+  return true;
 }
 
 /**
  * A body masker that keeps injected credentials out of the answer: it scans the output of the
- * profile's masker (or, on a connection without masking, the body itself) for the literals.
+ * profile's masker (or, on a connection without masking, the body itself) for the literals. It has
+ * the asynchronous forms only when its inner masker has them, so a masker that is synchronous stays so.
  */
 export class CredentialBodyMasker implements BodyMasker {
   readonly #inner: BodyMasker | null;
   readonly #scanner: CredentialScanner;
+  readonly writeAsync?: (chunk: Buffer) => Promise<Buffer>;
+  readonly endAsync?: () => Promise<Buffer>;
 
-  constructor(inner: BodyMasker | null, secrets: readonly string[], counter: MaskingCounter) {
+  constructor(inner: BodyMasker | null, secrets: readonly string[] | CredentialLiterals, counter: MaskingCounter) {
     this.#inner = inner;
     this.#scanner = new CredentialScanner(secrets, counter);
+    if (inner?.writeAsync !== undefined) this.writeAsync = (chunk) => this.#writeAsync(inner, chunk);
+    if (inner?.endAsync !== undefined) this.endAsync = () => this.#endAsync(inner);
   }
 
   write(chunk: Buffer): Buffer {
@@ -145,20 +190,20 @@ export class CredentialBodyMasker implements BodyMasker {
   }
 
   end(): Buffer {
-    const last = this.#inner === null ? Buffer.alloc(0) : bytes(this.#inner.end());
-    return Buffer.concat([this.#scanner.push(last), this.#scanner.end()]);
+    const last = this.#inner === null ? NO_BYTES : bytes(this.#inner.end());
+    const out = this.#scanner.push(last);
+    const rest = this.#scanner.end();
+    return rest.length === 0 ? out : out.length === 0 ? rest : Buffer.concat([out, rest]);
   }
 
-  async writeAsync(chunk: Buffer): Promise<Buffer> {
-    if (this.#inner === null) return this.write(chunk);
-    const out = this.#inner.writeAsync ? await this.#inner.writeAsync(chunk) : this.#inner.write(chunk);
-    return this.#scanner.push(bytes(out));
+  async #writeAsync(inner: BodyMasker, chunk: Buffer): Promise<Buffer> {
+    return this.#scanner.push(bytes(await inner.writeAsync!(chunk)));
   }
 
-  async endAsync(): Promise<Buffer> {
-    if (this.#inner === null) return this.end();
-    const last = this.#inner.endAsync ? await this.#inner.endAsync() : this.#inner.end();
-    return Buffer.concat([this.#scanner.push(bytes(last)), this.#scanner.end()]);
+  async #endAsync(inner: BodyMasker): Promise<Buffer> {
+    const out = this.#scanner.push(bytes(await inner.endAsync!()));
+    const rest = this.#scanner.end();
+    return rest.length === 0 ? out : out.length === 0 ? rest : Buffer.concat([out, rest]);
   }
 }
 

@@ -3,7 +3,7 @@ import type { MaskingStage, ResponseMasking } from '../pipeline/masking-stage.js
 import type { MaskingProfiles } from './load-profiles.js';
 import { maskBodyAsync } from './mask-body.js';
 import { planResponseMasking } from './response-masking.js';
-import { injectedCredentials } from './credential-masker.js';
+import { CredentialLiterals, injectedCredentials } from './credential-masker.js';
 import { maskResponseHeaders } from './header-masker.js';
 import { MaskingCounter } from './masking-summary.js';
 import { createGrpcDescriptorCache, type GrpcDescriptorCache } from '../protocols/grpc/grpc-descriptors.js';
@@ -12,16 +12,18 @@ import { maskRequestBody } from './request-masking.js';
 import { restoringProfile, RestoringTemplates } from './restore-profile.js';
 import { PlaceholderMap } from './placeholder-map.js';
 
-/** The credential literals of each connection, computed once per connection object. */
-const credentialCache = new WeakMap<object, string[]>();
+/** The credential literals of each connection, computed and compiled once per connection object. */
+const credentialCache = new WeakMap<object, CredentialLiterals>();
+
+const NO_CREDENTIALS = new CredentialLiterals([]);
 
 /** The credentials sluice injects upstream for the exchange's connection (its `headers`). */
-function credentialsOf(exchange: Exchange): string[] {
+function credentialsOf(exchange: Exchange): CredentialLiterals {
   const connection = exchange.connection;
-  if (!('headers' in connection)) return [];
+  if (!('headers' in connection)) return NO_CREDENTIALS;
   let found = credentialCache.get(connection);
   if (found === undefined) {
-    found = injectedCredentials(connection.headers);
+    found = new CredentialLiterals(injectedCredentials(connection.headers));
     credentialCache.set(connection, found);
   }
   return found;
@@ -46,13 +48,13 @@ export function createMaskingStage(options: ProfileMaskingStageOptions): Masking
       const answer = profileOf(exchange, extra);
       const credentials = credentialsOf(exchange);
       const restoring = restore !== undefined && restore !== null && restore.size > 0 && exchange.connection.type === 'http';
-      if (answer === null && credentials.length === 0 && !restoring) return null;
+      if (answer === null && credentials.empty && !restoring) return null;
       // One count per exchange: its head's, body's and trailers' replacements make one summary.
       const counter = new MaskingCounter();
       // Placeholders are put back before the answer's own profile reads the text, by a rule listed ahead of it.
       const profile = restoring ? restoringProfile(restore, answer, counter, restoringTemplates) : answer;
       return {
-        headers: (headers) => maskResponseHeaders(headers, { profile: answer, credentials, counter }),
+        headers: (headers) => maskResponseHeaders(headers, { profile: answer, credentials: credentials.literals, counter }),
         body: (head) => {
           const connection = exchange.connection;
           if (connection.type === 'grpc') {
@@ -63,7 +65,17 @@ export function createMaskingStage(options: ProfileMaskingStageOptions): Masking
             return { transform: grpcMaskingTransform(profile, { method, headers: head.headers, maxMessage: connection.max_message, counter }), rewrite: 'masked' };
           }
           const plan = planResponseMasking(profile, { method: exchange.method, status: head.status, headers: head.headers, credentials, counter });
-          return plan === null ? null : { transform: plan.transform, rewrite: plan.credentialsOnly === true ? 'scanned' : 'masked' };
+          if (plan === null) return null;
+          const rewrite = plan.credentialsOnly === true ? 'scanned' : 'masked';
+          if (plan.chunks === undefined) return { transform: plan.transform, rewrite };
+          return {
+            chunks: plan.chunks,
+            rewrite,
+            // Only read where a stream is wanted (a test's pipeline): the gateway drives `chunks`.
+            get transform() {
+              return plan.transform;
+            },
+          };
         },
         summary: () => counter.entries(),
       };

@@ -58,20 +58,22 @@ export class MaskingCounter {
   /** Total replacements so far. */
   get total(): number {
     let n = 0;
-    for (const e of this.#all()) n += e.count;
+    for (const e of this.#few) n += e.count;
+    if (this.#counts !== null) for (const byEntity of this.#counts.values()) for (const e of byEntity.values()) n += e.count;
     return n;
   }
 
-  *#all(): Iterable<{ entity: string; rule: string; count: number }> {
-    yield* this.#few;
-    if (this.#counts !== null) for (const byEntity of this.#counts.values()) yield* byEntity.values();
-  }
-
-
   /** The summary, sorted by entity then rule so it reads (and diffs) the same every time. */
   entries(): MaskingSummaryEntry[] {
-    return [...this.#all()]
-      .map((e) => ({ ...e }))
-      .sort((a, b) => (a.entity === b.entity ? a.rule.localeCompare(b.rule) : a.entity.localeCompare(b.entity)));
+    // Built in one pass over the counts (an exchange's end reads it): copies, so later counts do not change it.
+    const out: MaskingSummaryEntry[] = [];
+    for (const e of this.#few) out.push({ entity: e.entity, rule: e.rule, count: e.count });
+    if (this.#counts !== null) for (const byEntity of this.#counts.values()) for (const e of byEntity.values()) out.push({ entity: e.entity, rule: e.rule, count: e.count });
+    if (out.length > 1) out.sort(byEntityThenRule);
+    return out;
   }
+}
+
+function byEntityThenRule(a: MaskingSummaryEntry, b: MaskingSummaryEntry): number {
+  return a.entity === b.entity ? a.rule.localeCompare(b.rule) : a.entity.localeCompare(b.entity);
 }

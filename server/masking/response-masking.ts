@@ -1,13 +1,15 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Transform } from 'node:stream';
+import type { BodyChunks } from '../pipeline/masking-stage.js';
 import { SluiceError } from '../../shared/errors.js';
 import type { BodyMasker } from './body-masker.js';
 import type { CompiledProfile } from './compiled-profile.js';
 import { contentKind, type ContentKind } from './content-kind.js';
-import { CredentialBodyMasker } from './credential-masker.js';
+import { CredentialBodyMasker, CredentialLiterals } from './credential-masker.js';
 import { DecodingBodyMasker, SniffingBodyMasker } from './decoding-body-masker.js';
-import { afterDecoding, bodyEncoding } from './decoded-transform.js';
+import { afterDecoding, bodyEncoding, type SupportedEncoding } from './decoded-transform.js';
 import { LogprobsJsonMasker } from './logprobs-json-masker.js';
+import { isSynchronous, MaskedChunks } from './masked-chunks.js';
 import { MaskingCounter } from './masking-summary.js';
 import { MaskingTransform } from './masking-transform.js';
 import { NdjsonMasker } from './ndjson-masker.js';
@@ -19,18 +21,25 @@ export interface ResponseMaskingOptions {
   readonly method: string;
   readonly status: number;
   readonly headers: IncomingHttpHeaders;
-  /** Literals of the credentials sluice injects upstream, masked in the body whether or not a profile applies. */
-  readonly credentials?: readonly string[];
+  /**
+   * Literals of the credentials sluice injects upstream, masked in the body whether or not a profile applies;
+   * compiled once per connection where the caller keeps them (CredentialLiterals).
+   */
+  readonly credentials?: readonly string[] | CredentialLiterals;
   /** The exchange's counter, where its headers' replacements are counted too; one of its own by default. */
   readonly counter?: MaskingCounter;
 }
 
 /**
- * How one response is masked. The Transform's output is always decoded (a compressed body is not compressed
- * again), so the caller gets it without Content-Encoding and without Content-Length.
+ * How one response is masked. The output is always decoded (a compressed body is not compressed again), so
+ * the caller gets it without Content-Encoding and without Content-Length. A stream (SSE, NDJSON) or a bare
+ * credential search, on a body that needs no decoding, is masked as `chunks` (no stream); `transform` is
+ * then the same masking as a Node stream, made when first read. One body goes through one of the two.
  */
 export interface ResponseMaskingPlan {
   readonly transform: Transform;
+  /** Set when the body is masked chunk by chunk with no stream. */
+  readonly chunks?: BodyChunks;
   /** True when no profile applies and only injected credentials are searched: the body is not masked content. */
   readonly credentialsOnly?: boolean;
 }
@@ -54,8 +63,8 @@ export function createBodyMasker(kind: Exclude<ContentKind, 'binary'>, profile: 
 export function planResponseMasking(profile: CompiledProfile | null, options: ResponseMaskingOptions): ResponseMaskingPlan | null {
   const { method, status, headers } = options;
   if (method === 'HEAD' || status === 204 || status === 304 || headers['content-length'] === '0') return null;
-  const credentials = options.credentials ?? [];
-  if (profile === null) return credentials.length === 0 ? null : planCredentialScan(credentials, options);
+  const credentials = literalsOf(options.credentials);
+  if (profile === null) return credentials === null ? null : planCredentialScan(credentials, options);
   const contentType = headers['content-type'];
   const kind = contentKind(contentType);
   if (kind === 'binary') {
@@ -79,9 +88,36 @@ export function planResponseMasking(profile: CompiledProfile | null, options: Re
     });
   }
   const counter = options.counter ?? new MaskingCounter();
-  const masker = createBodyMasker(kind, profile, counter, contentType);
-  const masking = new MaskingTransform(credentials.length === 0 ? masker : new CredentialBodyMasker(masker, credentials, counter));
-  return { transform: afterDecoding(encoding, masking) };
+  const inner = createBodyMasker(kind, profile, counter, contentType);
+  return planOf(encoding, credentials === null ? inner : new CredentialBodyMasker(inner, credentials, counter), false);
+}
+
+/** The credentials compiled for the byte search; null when there are none. */
+function literalsOf(credentials: readonly string[] | CredentialLiterals | undefined): CredentialLiterals | null {
+  if (credentials === undefined) return null;
+  const literals = credentials instanceof CredentialLiterals ? credentials : new CredentialLiterals(credentials);
+  return literals.empty ? null : literals;
+}
+
+/**
+ * The plan of a masker. Only a masker with no sliced forms (an SSE or NDJSON stream, a bare credential
+ * search), on a body that needs no decoding, is driven chunk by chunk with no stream: its work per chunk
+ * is bounded by the chunk and its hold-back, and streamed answers driven so measured about 8% less gateway
+ * CPU. A JSON or text body is masked whole, or in slices at its end: without the stream it measured no
+ * gain, and more gateway CPU for many concurrent answers, so it keeps its Transform. A compressed body is
+ * masked behind its decoder.
+ */
+function planOf(encoding: SupportedEncoding | 'identity', masker: BodyMasker, credentialsOnly: boolean): ResponseMaskingPlan {
+  if (encoding !== 'identity') return { credentialsOnly, transform: afterDecoding(encoding, new MaskingTransform(masker)) };
+  if (!isSynchronous(masker)) return { credentialsOnly, transform: new MaskingTransform(masker) };
+  let transform: Transform | undefined;
+  return {
+    credentialsOnly,
+    chunks: new MaskedChunks(masker),
+    get transform() {
+      return (transform ??= new MaskingTransform(masker));
+    },
+  };
 }
 
 /**
@@ -89,9 +125,8 @@ export function planResponseMasking(profile: CompiledProfile | null, options: Re
  * decoded when compressed (else the search would see compressed bytes), passes a literal search. A body
  * in an encoding sluice cannot decode passes as it is.
  */
-function planCredentialScan(credentials: readonly string[], options: ResponseMaskingOptions): ResponseMaskingPlan | null {
+function planCredentialScan(credentials: CredentialLiterals, options: ResponseMaskingOptions): ResponseMaskingPlan | null {
   const encoding = bodyEncoding(options.headers['content-encoding']);
   if (encoding === null) return null;
-  const scan = new MaskingTransform(new CredentialBodyMasker(null, credentials, options.counter ?? new MaskingCounter()));
-  return { credentialsOnly: true, transform: afterDecoding(encoding, scan) };
+  return planOf(encoding, new CredentialBodyMasker(null, credentials, options.counter ?? new MaskingCounter()), true);
 }

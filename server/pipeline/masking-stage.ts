@@ -4,9 +4,26 @@ import type { Exchange } from './exchange.js';
 import type { MaskingCounts } from './recorder.js';
 import type { ResponseHead } from './response-frames.js';
 
-/** How one response body is masked: its Transform (output decoded), and what kind of rewrite it is. */
+/**
+ * A response body masked chunk by chunk with no stream between: each call gives at once what may be sent
+ * now. Only offered where the work of a call is bounded by its chunk and the masker's hold-back.
+ */
+export interface BodyChunks {
+  /** What may be sent after `chunk`: often nothing yet (a held-back tail, an empty chunk). */
+  write(chunk: Buffer): Buffer;
+  /** The rest, once the body is complete. */
+  end(): Buffer;
+}
+
+/**
+ * How one response body is masked (output decoded), and what kind of rewrite it is: as `chunks` where the
+ * plan offers them, else as a Transform. One body is masked through one of the two, never both.
+ */
 export interface BodyMasking {
+  /** The masking as a Node Transform; where `chunks` is set, made only when first read. */
   readonly transform: Transform;
+  /** The same masking with no stream; absent for a compressed body, gRPC messages, or a body masked in slices. */
+  readonly chunks?: BodyChunks;
   /** `scanned` when only injected credentials are searched for: the body is then not masked content. */
   readonly rewrite: 'masked' | 'scanned';
 }
