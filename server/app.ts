@@ -268,7 +268,7 @@ export async function buildApp(options: BuildAppOptions): Promise<FastifyInstanc
     policyReadAhead: config.policy_read_ahead,
     ...(outcomes.length === 0
       ? {}
-      : { observer: tracing === null ? createExchangeObserver(outcomes) : tracing.observe(createExchangeObserver(outcomes, { readRequestModel: true })) }),
+      : { observer: tracing === null ? createExchangeObserver(outcomes) : tracing.observe(createExchangeObserver(outcomes, { readRequestModel: true, timeSteps: true })) }),
     ...(quotas === undefined ? {} : { quotas }),
   });
   const protocols = createConnectionProtocols({ exchange, grpcDescriptors });

@@ -1,9 +1,18 @@
+import { constants as fsConstants } from 'node:fs';
 import { mkdir, open as openFile, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { AuditSink } from './audit-sink.js';
 import type { AuditSinkConfig } from './audit-sinks-config.js';
 
 type FileSinkConfig = Extract<AuditSinkConfig, { type: 'file' }>;
+
+/**
+ * Opened with O_DSYNC where the platform has it (typed as always there, yet absent on Windows), each write
+ * returns once its bytes are on disk: a batch is synced by its write, one trip to the thread pool rather
+ * than a write and then an fdatasync.
+ */
+const SYNCED_WRITES: number | undefined = fsConstants.O_DSYNC;
+const APPEND_FLAGS = SYNCED_WRITES === undefined ? 'a' : fsConstants.O_WRONLY | fsConstants.O_APPEND | fsConstants.O_CREAT | SYNCED_WRITES;
 
 /**
  * JSON lines appended to a file, synced before the batch counts as delivered. Before a batch would take
@@ -44,7 +53,7 @@ export function createFileSink(config: FileSinkConfig): AuditSink {
       }
       await file.handle.write(lines);
       file.size += lines.length;
-      await file.handle.datasync();
+      if (SYNCED_WRITES === undefined) await file.handle.datasync();
     } catch (err) {
       // What was written of a failed batch is unknown: the next batch starts from a fresh open and size.
       await release();
@@ -61,11 +70,11 @@ export function createFileSink(config: FileSinkConfig): AuditSink {
 /** Opens the file to append, making its directory first only when it is missing (most batches find both). */
 async function openForAppend(path: string): Promise<FileHandle> {
   try {
-    return await openFile(path, 'a', 0o600);
+    return await openFile(path, APPEND_FLAGS, 0o600);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
     await mkdir(dirname(path), { recursive: true, mode: 0o700 });
-    return openFile(path, 'a', 0o600);
+    return openFile(path, APPEND_FLAGS, 0o600);
   }
 }
 

@@ -27,9 +27,10 @@ export interface OutboxSenderOptions {
   /** How often an idle sender looks for events other replicas appended. Default 1000 ms. */
   readonly pollMs?: number;
   /**
-   * After a batch that was not full, how long events gather before the next claim. Default 50 ms. Under
-   * load this is what makes batches large: every claim, send and ack costs the same whether it carries
-   * one event or a hundred, and the events wait in the durable outbox meanwhile, not in memory.
+   * After a batch that was not full, or a wake from idle, how long events gather before the next claim.
+   * Default 50 ms. Under load this is what makes batches large: every claim, send and ack costs the same
+   * whether it carries one event or a hundred, and the events wait in the durable outbox meanwhile, not in
+   * memory.
    */
   readonly lingerMs?: number;
   /** What lease times are measured by. */
@@ -42,7 +43,10 @@ export interface OutboxSenderOptions {
 
 /** One sink's sender: claims, sends, acks; retries with backoff; stops on `stop`. */
 export interface OutboxSender {
-  /** Looks for new events now rather than at the next poll (a local append; never cuts a retry's wait short). */
+  /**
+   * Told of a local append: an idle sender looks for events after `lingerMs` rather than at the next poll
+   * (never cuts a retry's wait short).
+   */
   wake(): void;
   stop(): Promise<void>;
 }
@@ -64,16 +68,18 @@ export function startOutboxSender(options: OutboxSenderOptions): OutboxSender {
   let wakeable = false;
   let resume: (() => void) | undefined;
 
-  const pause = (ms: number, canWake: boolean): Promise<void> =>
-    new Promise<void>((resolve) => {
+  /** Resolves after `ms`, or sooner when woken (then to true). */
+  const pause = (ms: number, canWake: boolean): Promise<boolean> =>
+    new Promise<boolean>((resolve) => {
       wakeable = canWake;
-      resume = resolve;
-      timer = setTimeout(resolve, ms);
-    }).then(() => {
+      resume = () => resolve(true);
+      timer = setTimeout(resolve, ms, false);
+    }).then((woken) => {
       clearTimeout(timer);
       timer = undefined;
       resume = undefined;
       wakeable = false;
+      return woken;
     });
 
   const sink = options.sink;
@@ -125,8 +131,12 @@ export function startOutboxSender(options: OutboxSenderOptions): OutboxSender {
     while (!stopped) {
       const [wait, canWake] = await step();
       if (stopped) break;
-      if (wait > 0) await pause(wait, canWake);
-      else await new Promise((r) => setImmediate(r));
+      // Woken from idle by an append, the sender still lets events gather before it claims: under load the
+      // emitter appends a row every flush, and a claim at each wake would send each row alone, paying the
+      // claim, the delivery and the ack per row rather than per batch.
+      if (wait > 0) {
+        if ((await pause(wait, canWake)) && !stopped) await pause(lingerMs, false);
+      } else await new Promise((r) => setImmediate(r));
     }
   })();
 

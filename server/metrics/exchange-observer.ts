@@ -28,7 +28,7 @@ export interface ExchangeOutcome {
   readonly streamed: boolean;
   /** What the answer said about itself (model, usage), when it ended whole. */
   readonly answer?: AnswerFacts;
-  /** When each step reached the recording: the stage timings traces show. */
+  /** When each step reached the recording: the stage timings traces show (none unless the observer was asked to time them). */
   readonly steps: Readonly<ExchangeSteps>;
   /** The request body's top-level `model`, when the observer reads it (`readRequestModel`) and the body had one. */
   readonly requestModel?: string;
@@ -55,7 +55,12 @@ export interface ExchangeSteps {
 export interface ExchangeObserverOptions {
   /** Read the top-level `model` of request bodies as they are recorded (traces' `gen_ai.request.model`). Default false. */
   readonly readRequestModel?: boolean;
+  /** Time each step of an exchange (`ExchangeOutcome.steps`, for traces' stage spans). Default false. */
+  readonly timeSteps?: boolean;
 }
+
+/** The steps of an exchange whose observer does not time them. */
+const UNTIMED: Readonly<ExchangeSteps> = Object.freeze({});
 
 /** Receives each exchange's outcome as soon as it is on record; must return at once and never throw. */
 export type OutcomeListener = (outcome: ExchangeOutcome) => void;
@@ -67,10 +72,11 @@ export type OutcomeListener = (outcome: ExchangeOutcome) => void;
  */
 export function createExchangeObserver(listeners: readonly OutcomeListener[], options: ExchangeObserverOptions = {}): ExchangeObserver {
   const readRequestModel = options.readRequestModel ?? false;
+  const timeSteps = options.timeSteps ?? false;
   return {
     observe(exchange) {
       const observed: { -readonly [K in keyof Exchange]: Exchange[K] } = { ...exchange };
-      observed.recording = new ObservedRecording(exchange.recording, observed, listeners, readRequestModel ? new RequestModelScanner() : undefined);
+      observed.recording = new ObservedRecording(exchange.recording, observed, listeners, readRequestModel ? new RequestModelScanner() : undefined, timeSteps ? {} : undefined);
       return observed;
     },
   };
@@ -89,38 +95,46 @@ class ObservedRecording implements ExchangeRecording {
   #firstChunkAt: number | undefined;
   /** An exchange is told once, by whichever of end, error or a lost caller's end comes first. */
   #told = false;
-  readonly #steps: ExchangeSteps = {};
+  /** Unset when the steps are not timed: each time read costs every exchange, and only traces show them. */
+  readonly #steps: ExchangeSteps | undefined;
   readonly #scanner: RequestModelScanner | undefined;
 
-  constructor(inner: ExchangeRecording, exchange: Exchange, listeners: readonly OutcomeListener[], scanner: RequestModelScanner | undefined) {
+  constructor(inner: ExchangeRecording, exchange: Exchange, listeners: readonly OutcomeListener[], scanner: RequestModelScanner | undefined, steps: ExchangeSteps | undefined) {
     this.#inner = inner;
     this.#exchange = exchange;
     this.#listeners = listeners;
     this.#scanner = scanner;
+    this.#steps = steps;
   }
 
   async recordRequest(request: Parameters<ExchangeRecording['recordRequest']>[0]): Promise<void> {
     if (request.decision !== undefined) this.#decision = request.decision.action;
     const steps = this.#steps;
-    steps.requestRecordingAt = Date.now();
-    steps.decidedAt ??= steps.requestRecordingAt;
+    if (steps !== undefined) {
+      steps.requestRecordingAt = Date.now();
+      steps.decidedAt ??= steps.requestRecordingAt;
+    }
     if (request.body !== undefined) this.#scanner?.push(request.body);
+    if (steps === undefined) return this.#inner.recordRequest(request);
     await this.#inner.recordRequest(request);
     steps.requestRecordedAt = Date.now();
   }
 
   recordDecision(decision: Decision): Promise<void> {
     this.#decision = decision.action;
-    this.#steps.decidedAt ??= Date.now();
+    if (this.#steps !== undefined) this.#steps.decidedAt ??= Date.now();
     return this.#inner.recordDecision(decision);
   }
 
   recordReview(review: Parameters<ExchangeRecording['recordReview']>[0]): Promise<void> {
-    const now = Date.now();
-    if (review.type === 'review.requested') {
-      this.#steps.decidedAt ??= now;
-      this.#steps.reviewRequestedAt ??= now;
-    } else this.#steps.reviewDecidedAt = now;
+    const steps = this.#steps;
+    if (steps !== undefined) {
+      const now = Date.now();
+      if (review.type === 'review.requested') {
+        steps.decidedAt ??= now;
+        steps.reviewRequestedAt ??= now;
+      } else steps.reviewDecidedAt = now;
+    }
     return this.#inner.recordReview(review);
   }
 
@@ -135,26 +149,29 @@ class ObservedRecording implements ExchangeRecording {
   }
 
   async recordEnd(end: ExchangeEnding): Promise<void> {
-    this.#steps.endingAt ??= Date.now();
+    if (this.#steps !== undefined) this.#steps.endingAt ??= Date.now();
     await this.#inner.recordEnd(end);
-    this.#steps.endedAt ??= Date.now();
+    if (this.#steps !== undefined) this.#steps.endedAt ??= Date.now();
     this.#tell(end, 'none', true);
   }
 
   async recordError(error: Parameters<ExchangeRecording['recordError']>[0]): Promise<void> {
-    this.#steps.endingAt ??= Date.now();
+    if (this.#steps !== undefined) this.#steps.endingAt ??= Date.now();
     try {
       await this.#inner.recordError(error);
     } finally {
-      this.#steps.endedAt ??= Date.now();
+      if (this.#steps !== undefined) this.#steps.endedAt ??= Date.now();
       // A refusal is told even when its record failed: the caller was refused either way.
       this.#tell(error.end, error.code, false);
     }
   }
 
   appendBestEffort(end: ExchangeEnding): void {
-    this.#steps.endingAt ??= Date.now();
-    this.#steps.endedAt ??= this.#steps.endingAt;
+    const steps = this.#steps;
+    if (steps !== undefined) {
+      steps.endingAt ??= Date.now();
+      steps.endedAt ??= steps.endingAt;
+    }
     this.#inner.appendBestEffort(end);
     this.#tell(end, 'none', false);
   }
@@ -180,7 +197,7 @@ class ObservedRecording implements ExchangeRecording {
         inner?.down(chunk);
       },
       downMasked: () => {
-        this.#steps.maskingAt ??= Date.now();
+        if (this.#steps !== undefined) this.#steps.maskingAt ??= Date.now();
         inner?.downMasked?.();
       },
     };
@@ -191,18 +208,19 @@ class ObservedRecording implements ExchangeRecording {
     this.#told = true;
     // Usage is only whole in an answer that ended whole.
     const answer = !answered ? undefined : this.#inner.answerFacts === undefined ? this.#sniffer?.result() : this.#inner.answerFacts();
-    const outcome: ExchangeOutcome = {
+    // Optional facts set one by one (absent, not undefined), without the spreads' temporary objects: once per exchange.
+    const outcome: { -readonly [K in keyof ExchangeOutcome]: ExchangeOutcome[K] } = {
       exchange: this.#exchange,
       decision: this.#decision,
       code,
       streamed: this.#streamed,
-      steps: this.#steps,
-      ...(this.#scanner?.model === undefined ? {} : { requestModel: this.#scanner.model }),
-      ...(end === undefined ? {} : { end }),
-      ...(this.#forwardedAt === undefined ? {} : { forwardedAt: this.#forwardedAt }),
-      ...(this.#firstChunkAt === undefined ? {} : { firstChunkAt: this.#firstChunkAt }),
-      ...(answer === undefined ? {} : { answer }),
+      steps: this.#steps ?? UNTIMED,
     };
+    if (this.#scanner?.model !== undefined) outcome.requestModel = this.#scanner.model;
+    if (end !== undefined) outcome.end = end;
+    if (this.#forwardedAt !== undefined) outcome.forwardedAt = this.#forwardedAt;
+    if (this.#firstChunkAt !== undefined) outcome.firstChunkAt = this.#firstChunkAt;
+    if (answer !== undefined) outcome.answer = answer;
     for (const listener of this.#listeners) listener(outcome);
   }
 }

@@ -1,5 +1,6 @@
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Gauge, Registry } from 'prom-client';
 import type { SpoolStats } from '../recording/spool-shipper.js';
+import { SeriesCounter, SeriesHistogram } from './series-metrics.js';
 
 /** What the spool metrics read when there is no spool shipping to an archive: nothing waits, nothing failed. */
 const NO_SPOOL: SpoolStats = Object.freeze({ spooled: 0, quarantined: 0, bytes: 0, maxBytes: 0, admitting: true, uploadedBytes: 0, uploaded: 0, failures: 0 });
@@ -25,12 +26,13 @@ const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 1
 export interface GatewayMetrics {
   readonly registry: Registry;
   readonly perUser: boolean;
-  readonly exchanges: Counter;
-  readonly exchangeDuration: Histogram;
-  readonly upstreamDuration: Histogram;
-  readonly timeToFirstToken: Histogram;
-  readonly tokens: Counter;
-  readonly maskedValues: Counter;
+  // Moved once per exchange: series kept as plain numbers (see series-metrics.ts).
+  readonly exchanges: SeriesCounter<string>;
+  readonly exchangeDuration: SeriesHistogram<'connection' | 'via'>;
+  readonly upstreamDuration: SeriesHistogram<'connection'>;
+  readonly timeToFirstToken: SeriesHistogram<'connection'>;
+  readonly tokens: SeriesCounter<string>;
+  readonly maskedValues: SeriesCounter<'connection' | 'entity'>;
   readonly identityFailures: Counter;
   /** The Prometheus text exposition of every metric. */
   scrape(): Promise<{ readonly contentType: string; readonly body: string }>;
@@ -41,40 +43,40 @@ export function createGatewayMetrics(options: GatewayMetricsOptions = {}): Gatew
   const perUser = options.perUser ?? false;
   const registry = new Registry();
   const user = perUser ? ['user'] : [];
-  const exchanges = new Counter({
+  const exchanges = new SeriesCounter({
     name: 'sluice_exchanges_total',
     help: 'Exchanges that ended, by connection, how the caller came (tunnel, proxy), policy decision and error code ("none" when answered without one)',
     labelNames: ['connection', 'via', 'decision', 'code', ...user],
     registers: [registry],
   });
-  const exchangeDuration = new Histogram({
+  const exchangeDuration = new SeriesHistogram({
     name: 'sluice_exchange_duration_seconds',
     help: 'From the request head reaching the gateway to the exchange end being recorded (review waits included)',
     labelNames: ['connection', 'via'],
     buckets: DURATION_BUCKETS,
     registers: [registry],
   });
-  const upstreamDuration = new Histogram({
+  const upstreamDuration = new SeriesHistogram({
     name: 'sluice_upstream_duration_seconds',
     help: 'From the request going upstream to the last byte of its answer; the gateway overhead is exchange minus upstream duration',
     labelNames: ['connection'],
     buckets: DURATION_BUCKETS,
     registers: [registry],
   });
-  const timeToFirstToken = new Histogram({
+  const timeToFirstToken = new SeriesHistogram({
     name: 'sluice_time_to_first_token_seconds',
     help: 'From the request head reaching the gateway to the first byte of a streamed (text/event-stream) answer reaching the caller',
     labelNames: ['connection'],
     buckets: DURATION_BUCKETS,
     registers: [registry],
   });
-  const tokens = new Counter({
+  const tokens = new SeriesCounter({
     name: 'sluice_tokens_total',
     help: "Tokens as the answers' usage reports them, by connection, model and direction (input, output)",
     labelNames: ['connection', 'model', 'direction', ...user],
     registers: [registry],
   });
-  const maskedValues = new Counter({
+  const maskedValues = new SeriesCounter({
     name: 'sluice_masked_values_total',
     help: 'Values masking replaced in answers, by connection and entity',
     labelNames: ['connection', 'entity'],

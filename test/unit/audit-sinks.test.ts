@@ -79,29 +79,57 @@ describe('retry delay', () => {
   });
 });
 
+/** A sender of sink `s` in `store` (batch 100) whose deliveries land in `deliveries`, one array each; stopped when the test ends. */
+function startTestSender(store: SqliteStore, deliveries: string[][], timing: { readonly lingerMs: number; readonly pollMs?: number }) {
+  const sender = startOutboxSender({
+    name: 's',
+    sink: { send: () => Promise.reject(new Error('unused')), sendDocs: (docs) => (deliveries.push([...docs]), Promise.resolve()), close: () => Promise.resolve() },
+    outbox: store,
+    holder: 'r1',
+    batch: 100,
+    timeoutMs: 10_000,
+    retryDelayMs: 1000,
+    maxRetryDelayMs: 1000,
+    clock: systemClock,
+    ...timing,
+  });
+  onTestFinished(() => sender.stop());
+  return sender;
+}
+
+/** Appends a row of `count` events to sink `s`, numbered from `from`. */
+const appendRow = (store: SqliteStore, from: number, count: number) =>
+  store.appendAuditEvents([{ sink: 's', docs: Array.from({ length: count }, (_, i) => JSON.stringify(event(from + i))) }], 100_000);
+
 describe('outbox sender', () => {
   it('goes on at once while rows that do not pack into a batch keep it short, and lingers only when the outbox was nearly empty', async () => {
     const store = new SqliteStore({ file: ':memory:' });
     onTestFinished(() => store.close());
     // Rows of 60 events with a batch of 100: every claim takes one row and comes back 40 short.
-    for (let r = 0; r < 20; r++) await store.appendAuditEvents([{ sink: 's', docs: Array.from({ length: 60 }, (_, i) => JSON.stringify(event(r * 60 + i))) }], 100_000);
-    const received: string[] = [];
-    const sender = startOutboxSender({
-      name: 's',
-      sink: { send: () => Promise.reject(new Error('unused')), sendDocs: (docs) => (received.push(...docs), Promise.resolve()), close: () => Promise.resolve() },
-      outbox: store,
-      holder: 'r1',
-      batch: 100,
-      timeoutMs: 10_000,
-      retryDelayMs: 1000,
-      maxRetryDelayMs: 1000,
-      // A sender that lingered after each short claim would deliver one row an hour.
-      lingerMs: 3_600_000,
-      clock: systemClock,
-    });
-    onTestFinished(() => sender.stop());
-    await vi.waitFor(() => expect(received).toHaveLength(1200), { timeout: 10_000 });
-    expect(received.map((d) => (JSON.parse(d) as AuditEvent).id)).toEqual(Array.from({ length: 1200 }, (_, n) => event(n).id));
+    for (let r = 0; r < 20; r++) await appendRow(store, r * 60, 60);
+    const deliveries: string[][] = [];
+    // A sender that lingered after each short claim would deliver one row an hour.
+    startTestSender(store, deliveries, { lingerMs: 3_600_000 });
+    await vi.waitFor(() => expect(deliveries.flat()).toHaveLength(1200), { timeout: 10_000 });
+    expect(deliveries.flat().map((d) => (JSON.parse(d) as AuditEvent).id)).toEqual(Array.from({ length: 1200 }, (_, n) => event(n).id));
     expect(await store.auditOutboxDepth('s')).toBe(0);
+  });
+
+  it('woken from idle by appends, lets the rows gather for one delivery rather than sending each as it comes', async () => {
+    const store = new SqliteStore({ file: ':memory:' });
+    onTestFinished(() => store.close());
+    const deliveries: string[][] = [];
+    const sender = startTestSender(store, deliveries, { lingerMs: 300, pollMs: 3_600_000 });
+    // Let the first claim find the outbox empty, so the sender waits for a wake.
+    await new Promise((r) => setTimeout(r, 50));
+    // Three flushes of the emitter a few milliseconds apart, each one row and one wake, as under load.
+    for (let r = 0; r < 3; r++) {
+      await appendRow(store, r * 10, 10);
+      sender.wake();
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    await vi.waitFor(() => expect(deliveries.flat()).toHaveLength(30), { timeout: 5000 });
+    expect(deliveries.map((d) => d.length)).toEqual([30]);
+    expect(deliveries.flat().map((d) => (JSON.parse(d) as AuditEvent).id)).toEqual(Array.from({ length: 30 }, (_, n) => event(n).id));
   });
 });
