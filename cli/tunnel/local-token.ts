@@ -1,4 +1,4 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { hash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { HeaderLine } from './http-head.js';
 
 /** The prefix of local tokens, so one found in a log or a notebook is recognisable for what it is. */
@@ -43,5 +43,7 @@ function matches(headers: readonly HeaderLine[], expected: Buffer): boolean {
 }
 
 function digest(value: string): Buffer {
-  return createHash('sha256').update(value, 'latin1').digest();
+  // One call per request rather than a Hash object; as UTF-8, two strings digest alike only when they are equal
+  // (the token is ASCII), which latin1 did not promise for characters past U+00FF.
+  return hash('sha256', value, 'buffer');
 }

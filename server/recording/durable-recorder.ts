@@ -1,4 +1,4 @@
-import { createHash, type Hash } from 'node:crypto';
+import { createHash, hash as digestOnce, type Hash } from 'node:crypto';
 import { isDenial } from '../../shared/denial-codes.js';
 import { SluiceError } from '../../shared/errors.js';
 import type { ExchangeFacts } from '../pipeline/exchange.js';
@@ -115,6 +115,11 @@ class BodyRecording {
   readonly #hash: Partial<Record<Direction, Hash>> = {};
   /** A body that arrived whole, with the SHA-256 its request record already computed: not hashed twice. */
   readonly #whole: Partial<Record<Direction, { readonly body: Buffer; readonly sha256: string }>> = {};
+  /**
+   * A direction's only chunk so far, not hashed yet. Most answers come in one chunk: hashed in one call at the
+   * end, they make no Hash object per exchange; a second chunk starts the running hash with this one first.
+   */
+  readonly #first: Partial<Record<Direction, Buffer>> = {};
   readonly bytes: Record<Direction, number> = { up: 0, down: 0 };
   /** Which directions' bytes the chunk runs carry; the coalescer reads it per chunk. */
   readonly #keep: Record<Direction, boolean> = { up: false, down: false };
@@ -216,8 +221,19 @@ class BodyRecording {
       hash.update(whole.body);
       this.#whole[dir] = undefined;
     }
+    const first = this.#first[dir];
+    if (first !== undefined) {
+      hash.update(first);
+      this.#first[dir] = undefined;
+    }
     this.#hash[dir] = hash;
     return hash;
+  }
+
+  /** Hashes a streamed chunk: the first one of a direction with nothing before it waits, whole, for the end or the next. */
+  #digestChunk(dir: Direction, chunk: Buffer): void {
+    if (this.#hash[dir] === undefined && this.#whole[dir] === undefined && this.#first[dir] === undefined) this.#first[dir] = chunk;
+    else this.#hasher(dir).update(chunk);
   }
 
   /** A write of the exchange that nothing awaits on its own (the response head, an answer's runs): `settled` waits for it. */
@@ -236,7 +252,7 @@ class BodyRecording {
 
   #chunk(dir: Direction, chunk: Buffer): void {
     this.bytes[dir] += chunk.length;
-    if (this.#digested[dir]) this.#hasher(dir).update(chunk);
+    if (this.#digested[dir]) this.#digestChunk(dir, chunk);
     if (dir === 'down') {
       this.firstChunkAt ??= Date.now();
       this.sniffer?.push(chunk);
@@ -300,7 +316,8 @@ class BodyRecording {
   digest(dir: Direction): BodyDigest | undefined {
     if (!this.#digested[dir] || this.bytes[dir] === 0) return undefined;
     const why = this.notKept(dir);
-    const sha256 = this.#whole[dir]?.sha256 ?? this.#hasher(dir).digest('hex');
+    const first = this.#hash[dir] === undefined ? this.#first[dir] : undefined;
+    const sha256 = this.#whole[dir]?.sha256 ?? (first === undefined ? this.#hasher(dir).digest('hex') : digestOnce('sha256', first));
     return { bytes: this.bytes[dir], sha256, ...(why === undefined ? {} : { not_kept: why }) };
   }
 }
@@ -342,7 +359,7 @@ class DurableExchangeRecording implements ExchangeRecording {
     if (body !== undefined) {
       // Computed once: the request record and the end's digest name the same bytes.
       let sha: string | undefined;
-      const sha256 = (): string => (sha ??= createHash('sha256').update(body).digest('hex'));
+      const sha256 = (): string => (sha ??= digestOnce('sha256', body));
       if (bodies.capture.up === 'bytes') {
         // `masked` with no profile to apply keeps the bytes as sent, named by their digest as a masked body is.
         const named = exchange.connection.record.request_body === 'masked' ? { sha256: sha256() } : {};

@@ -24,7 +24,7 @@
  * uncompressed (plaintext = prev ‖ u32 meta length ‖ meta JSON ‖ payload bytes), so there `seq` is also
  * the record's position; version 1 is version 2 with the wrapped key in its header (`wrapped_key`).
  */
-import { createCipheriv, createDecipheriv, createHash, randomBytes, randomFillSync, type KeyObject } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createHash, hash, randomBytes, randomFillSync, type KeyObject } from 'node:crypto';
 import type { WrappedSessionKey } from '../store/store.js';
 import type { EventType } from './event-types.js';
 
@@ -94,6 +94,8 @@ export interface RecordMeta {
 
 /** SHA-256 of some bytes. */
 export function sha256(...parts: Buffer[]): Buffer {
+  // Every record's chain hash is one part: hashed in one call, without a Hash object per record.
+  if (parts.length === 1) return hash('sha256', parts[0]!, 'buffer');
   const h = createHash('sha256');
   for (const p of parts) h.update(p);
   return h.digest();

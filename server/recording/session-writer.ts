@@ -92,7 +92,14 @@ export class SessionWriter {
   /** Deferred appends, in order, waiting to join the next append (or their hold to end). */
   #held: Pending[] = [];
   #heldBytes = 0;
+  /**
+   * Armed while the hold may hold something. An append that empties the hold leaves it armed: re-arming a timer
+   * for every answer (its head is deferred, its end is not) cost a timer set and cleared per exchange, while a
+   * timer that finds the hold empty simply lapses, and one that finds newer appends waits out their time.
+   */
   #holdTimer: NodeJS.Timeout | undefined;
+  /** When (`performance.now()`, a clock no wall-clock step moves) what waits in the hold is written: its first append's arrival plus `holdMs`. */
+  #holdUntil = 0;
   /** Payload bytes queued or held. */
   #queuedBytes = 0;
   /** The last append that left the hold: once it is settled, every one before it is. */
@@ -223,6 +230,8 @@ export class SessionWriter {
     while (this.#flushing || this.#queue.length > 0) await new Promise((r) => setImmediate(r));
     this.#closed = true;
     clearTimeout(this.#syncTimer);
+    clearTimeout(this.#holdTimer);
+    this.#holdTimer = undefined;
     try {
       if (this.#o.fsync !== 'never') await this.#file.sync();
     } finally {
@@ -253,23 +262,29 @@ export class SessionWriter {
         this.#push(pending);
         return;
       }
+      const holdMs = this.#o.holdMs ?? DEFAULT_HOLD_MS;
+      if (this.#held.length === 0) this.#holdUntil = performance.now() + holdMs;
       this.#held.push(pending);
       this.#heldBytes += size;
       if (this.#heldBytes >= RECORD_SHARE_BYTES) this.#release();
-      else if (this.#holdTimer === undefined) {
-        this.#holdTimer = setTimeout(() => {
-          this.#holdTimer = undefined;
-          this.#release();
-        }, this.#o.holdMs ?? DEFAULT_HOLD_MS);
-        this.#holdTimer.unref();
-      }
+      else if (this.#holdTimer === undefined) this.#armHold(holdMs);
     });
+  }
+
+  #armHold(ms: number): void {
+    this.#holdTimer = setTimeout(() => {
+      this.#holdTimer = undefined;
+      if (this.#held.length === 0) return;
+      // The appends held now may have come after the ones this timer was armed for: they wait out their own time.
+      const rest = this.#holdUntil - performance.now();
+      if (rest > 0) this.#armHold(rest);
+      else this.#release();
+    }, ms);
+    this.#holdTimer.unref();
   }
 
   /** Moves the deferred appends to the queue. */
   #release(): void {
-    clearTimeout(this.#holdTimer);
-    this.#holdTimer = undefined;
     if (this.#held.length === 0) return;
     const held = this.#held;
     this.#held = [];

@@ -4,7 +4,7 @@
  * Storage faults are injected into the recording's file operations (the tests run as root, so a
  * read-only directory would not stop a write).
  */
-import { createPublicKey } from 'node:crypto';
+import { createHash, createPublicKey } from 'node:crypto';
 import { createServer, request } from 'node:http';
 import { readFile, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -232,6 +232,29 @@ describe('recording through the direct proxy', () => {
     expect(events.some((e) => e.type === 'exchange.chunk')).toBe(false);
     const end = events.find((e): e is RecordedEvent<'exchange.end'> => e.type === 'exchange.end')!;
     expect(end.fields.response_body).toEqual({ bytes: end.fields.bytes_down, sha256: expect.stringMatching(/^[0-9a-f]{64}$/), not_kept: 'record.response_body is none' });
+  });
+
+  it("names each answer by the SHA-256 of the bytes its caller got, whether it came in one chunk or in many", async () => {
+    const gw = await startGateway({ record: { request_body: 'none', response_body: 'none' } });
+    const call = async (stream: boolean): Promise<Buffer> => {
+      const res = await fetch(`${gw.url}/v1/proxy/llm/v1/chat/completions`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${aliceToken}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'demo', stream, messages: [{ role: 'user', content: PROMPT }] }),
+      });
+      expect(res.status).toBe(200);
+      return Buffer.from(await res.arrayBuffer());
+    };
+    const whole = await call(false);
+    const streamed = await call(true);
+    await gw.app.close();
+
+    const [session] = await gw.sessions();
+    const ends = (await eventsOf(gw, session!.file)).filter((e): e is RecordedEvent<'exchange.end'> => e.type === 'exchange.end');
+    const digest = (bytes: Buffer) => ({ bytes: bytes.length, sha256: createHash('sha256').update(bytes).digest('hex'), not_kept: 'record.response_body is none' });
+    expect(ends.map((e) => e.fields.response_body)).toEqual([digest(whole), digest(streamed)]);
+    // The streamed answer came in several chunks (six paced events and the end), the plain one in one.
+    expect(streamed.toString().match(/^data: /gm)!.length).toBeGreaterThan(2);
   });
 
   it('groups calls per identity and connection; another user gets a session of their own, with a refusal recorded', async () => {

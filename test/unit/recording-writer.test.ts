@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
-import { beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { nodeRecordingIo, type RecordingIo } from '../../server/recording/file-io.js';
 import { KeyRing } from '../../server/recording/key-ring.js';
 import { readSession } from '../../server/recording/session-reader.js';
@@ -119,6 +119,38 @@ describe('session writer', () => {
     await slow.close();
     await last;
     expect(slow.events).toBe(3);
+    await w.close();
+  });
+
+  it('gives a deferred append its own holdMs when an earlier one left the hold before its time', async () => {
+    const { io, counts } = countingIo();
+    const w = await writer('never', io, { holdMs: 200 });
+    // Time and timers are the test's; flushes (setImmediate) run as they do in the gateway.
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance'] });
+    try {
+      const turn = () => new Promise((r) => setImmediate(r));
+      await Promise.all([
+        w.defer('exchange.response', { exchange: 'a', status: 200, headers: {} }),
+        w.append('exchange.end', { exchange: 'a', status: 200, complete: true, duration_ms: 1, bytes_up: 0, bytes_down: 0 }),
+      ]);
+      const before = counts.writev;
+      await vi.advanceTimersByTimeAsync(120);
+      let written = false;
+      const late = w.defer('exchange.response', { exchange: 'b', status: 200, headers: {} }).then(() => (written = true));
+      // Past the first append's 200 ms, short of this one's: still waiting for an append to share a record with.
+      await vi.advanceTimersByTimeAsync(130);
+      await turn();
+      expect(written).toBe(false);
+      expect(counts.writev).toBe(before);
+      // Its own 200 ms are up: written alone.
+      await vi.advanceTimersByTimeAsync(80);
+      await turn();
+      await late;
+      expect(counts.writev).toBe(before + 1);
+      expect((await readWritten(w)).map((e) => e.type)).toEqual(['exchange.response', 'exchange.end', 'exchange.response']);
+    } finally {
+      vi.useRealTimers();
+    }
     await w.close();
   });
 
