@@ -35,8 +35,8 @@ export interface AuditEventsOptions {
 
 /**
  * The gateway's one audit emitter, passed to every place an audited thing happens. `emit` costs the data
- * path one push to a bounded array: appending to the outbox happens off the hot path, every 25
- * milliseconds, in one transaction per batch. What a crash loses is what is in that array.
+ * path one push to a bounded array: appending to the outbox happens off the hot path, every
+ * `flushIntervalMs` (25 ms by default), in one transaction per batch. What a crash loses is what is in that array.
  */
 export interface AuditEvents {
   /** Whether any sink is configured; when not, `emit` does nothing. */

@@ -37,13 +37,19 @@ class SeriesTable<N extends string, S> {
   /** Every series, by its own label object (one per set of values): what a scrape reads. */
   readonly byLabels = new Map<Labels<N>, S>();
   /** The label objects callers passed, each to its series; weak, so fresh objects passed once are not kept. */
-  readonly #seen = new WeakMap<Labels<N>, S>();
+  #seen = new WeakMap<Labels<N>, S>();
   readonly #create: (labels: Labels<N>) => S;
 
   constructor(names: readonly N[], create: (labels: Labels<N>) => S) {
     this.#names = names;
     this.#sets = new LabelSets(names);
     this.#create = create;
+  }
+
+  /** Forgets every series (a registry's `resetMetrics`): the label objects callers keep map to new ones from here on. */
+  clear(): void {
+    this.byLabels.clear();
+    this.#seen = new WeakMap();
   }
 
   of(labels: Labels<N>): S {
@@ -95,7 +101,7 @@ export class SeriesCounter<N extends string> {
   }
 
   reset(): void {
-    this.#series.byLabels.clear();
+    this.#series.clear();
   }
 }
 
@@ -162,6 +168,6 @@ export class SeriesHistogram<N extends string> {
   }
 
   reset(): void {
-    this.#series.byLabels.clear();
+    this.#series.clear();
   }
 }

@@ -118,6 +118,8 @@ class BodyRecording {
   /**
    * A direction's only chunk so far, not hashed yet. Most answers come in one chunk: hashed in one call at the
    * end, they make no Hash object per exchange; a second chunk starts the running hash with this one first.
+   * Kept by reference: the producers (undici, sockets, the tunnel's frames) hand over a fresh buffer per
+   * chunk and never write into one they gave, as the chunk coalescer relies on too.
    */
   readonly #first: Partial<Record<Direction, Buffer>> = {};
   readonly bytes: Record<Direction, number> = { up: 0, down: 0 };

@@ -60,9 +60,9 @@ const SYNC_DEFLATE_MAX = 16 * 1024;
  * compressed to at most COMPRESSIBLE_RATIO: streamed text and JSON batches at level 1 take about 20–40 µs
  * for 16–64 KiB there, where a round trip through libuv's threads costs 60–100 µs more CPU for the same
  * bytes (a stream object, a thread hand-off, a callback). Bytes that do not compress cost about 14 µs per
- * KiB at any level, so a body that stops compressing stalls the loop once (under a millisecond at this
- * size) and sends the coder's next large bodies back to the threads. A record of one larger event
- * always goes there.
+ * KiB at any level, so a body that stops compressing stalls the loop once (up to about 1.3 ms at this
+ * size) and sends the coder's next large bodies back to the threads; a writer whose large bodies alternate
+ * pays that at most every other large record. A record of one larger event always goes there.
  */
 const LARGE_SYNC_DEFLATE_MAX = 96 * 1024;
 const COMPRESSIBLE_RATIO = 0.5;

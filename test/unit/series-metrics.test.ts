@@ -60,4 +60,25 @@ describe('series metrics', () => {
     expect(text).toContain('sluice_test_seconds_count{connection="llm",via="proxy"} 1\n');
     expect(text).toContain('sluice_test_seconds_sum{connection="llm",via="proxy"} 0.2\n');
   });
+
+  it("start again from nothing after the registry's resetMetrics, and count what comes after, as prom-client's do", async () => {
+    const { theirs, ours, theirCounter, ourCounter, theirHistogram, ourHistogram } = twins();
+    // The label objects the data path keeps and passes again after the reset.
+    const byCode = new LabelSets(['connection', 'code'] as const).of('llm', 'none');
+    const byWay = new LabelSets(['connection', 'via'] as const).of('llm', 'proxy');
+    for (const [counter, histogram] of [[theirCounter, theirHistogram], [ourCounter, ourHistogram]] as const) {
+      counter.inc(byCode, 3);
+      histogram.observe(byWay, 0.2);
+    }
+    theirs.resetMetrics();
+    ours.resetMetrics();
+    for (const [counter, histogram] of [[theirCounter, theirHistogram], [ourCounter, ourHistogram]] as const) {
+      counter.inc(byCode, 5);
+      histogram.observe(byWay, 2);
+    }
+    const text = await ours.metrics();
+    expect(text).toBe(await theirs.metrics());
+    expect(text).toContain('sluice_test_total{connection="llm",code="none"} 5\n');
+    expect(text).toContain('sluice_test_seconds_count{connection="llm",via="proxy"} 1\n');
+  });
 });

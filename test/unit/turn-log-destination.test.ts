@@ -4,6 +4,7 @@
  */
 import { spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
+import { once } from 'node:events';
 import { join } from 'node:path';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { describe, expect, it, onTestFinished } from 'vitest';
@@ -21,26 +22,31 @@ identity:
   cli_client_id: sluice-cli
 `;
 
-/**
- * A fresh process that builds the gateway with `logger`, answers one request and logs `last`; then `end`: `process.exit(0)`
- * in that same turn, or `await app.close()` and the process ends when nothing is left to do.
- */
-async function exitingGateway(logger: string, dir: string, end = 'process.exit(0);'): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const script = `
+/** A script that builds the gateway with `logger` in a fresh process, answers one request and logs `last`. */
+function gatewayScript(logger: string, dir: string): string {
+  return `
 const { buildApp } = await import(${JSON.stringify(join(PROJECT_ROOT, 'server/app.ts'))});
 const { parseConfigText } = await import(${JSON.stringify(join(PROJECT_ROOT, 'server/config/load.ts'))});
 const config = parseConfigText(${JSON.stringify(`${CONFIG}storage:\n  dir: ${join(dir, 'data')}\n`)});
 const app = await buildApp({ config, logger: ${logger} });
 const answer = await app.inject({ method: 'GET', url: '/healthz' });
 app.log.info({ status: answer.statusCode }, 'last');
-${end}`;
-  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: PROJECT_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
+`;
+}
+
+/**
+ * The gateway script with its stdout a regular file, as a service manager or `> gateway.log` gives it; then
+ * `end`: `process.exit(0)` in that same turn, or `await app.close()` and the process ends when nothing is left.
+ */
+async function exitingGateway(logger: string, dir: string, end = 'process.exit(0);'): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const out = join(dir, 'stdout.log');
+  const fd = openSync(out, 'a');
+  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', gatewayScript(logger, dir) + end], { cwd: PROJECT_ROOT, stdio: ['ignore', fd, 'pipe'] });
+  closeSync(fd);
   let stderr = '';
-  child.stdout.on('data', (d) => (stdout += d));
-  child.stderr.on('data', (d) => (stderr += d));
+  child.stderr!.on('data', (d) => (stderr += d));
   const code = await new Promise<number | null>((r) => child.on('exit', r));
-  return { code, stdout, stderr };
+  return { code, stdout: readFileSync(out, 'utf8'), stderr };
 }
 
 describe('the turn log destination', () => {
@@ -60,7 +66,7 @@ describe('the turn log destination', () => {
     log.write('{"n":4}\n');
     log.write('{"n":5}\n');
     expect(readFileSync(file, 'utf8')).toBe('{"n":1}\n{"n":2}\n{"n":3}\n');
-    // A shutdown (pino.final) writes what is pending without waiting for the turn.
+    // A shutdown writes what is pending without waiting for the turn.
     log.flushSync();
     expect(readFileSync(file, 'utf8')).toBe('{"n":1}\n{"n":2}\n{"n":3}\n{"n":4}\n{"n":5}\n');
     await nextTurn();
@@ -113,6 +119,33 @@ describe('the turn log destination', () => {
     } finally {
       process.stdout.write = original;
     }
-    expect(defaultLogDestination({})).toBeDefined();
+  });
+
+  it('leaves a stdout pipe to pino: a reader that stops reading does not stop the gateway', async () => {
+    const dir = await tempDir('sluice-turn-log-');
+    // About 1 MB of lines, far past what the pipe and this side's buffer hold while nobody reads, then a 10 ms
+    // timer: with synchronous writes to the full pipe the timer would wait for the reader, which waits for it.
+    const script = `${gatewayScript(`{ level: 'info' }`, dir)}
+for (let i = 0; i < 5000; i++) app.log.info({ filler: 'x'.repeat(150) }, 'line ' + i);
+const before = performance.now();
+await new Promise((r) => setTimeout(r, 10));
+process.stderr.write('lag ' + Math.round(performance.now() - before) + '\\n');
+`;
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: PROJECT_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    onTestFinished(() => void child.kill('SIGKILL'));
+    child.stdout.pause();
+    let stderr = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    while (!/lag \d+/.test(stderr)) await once(child.stderr, 'data');
+    expect(Number(/lag (\d+)/.exec(stderr)![1])).toBeLessThan(1000);
+    // Read again: every line arrives, and the process ends on its own.
+    let stdout = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stdout.resume();
+    const code = await new Promise<number | null>((r) => child.on('exit', r));
+    expect(code, stderr).toBe(0);
+    const messages = jsonLines(stdout).map((l) => l.msg);
+    expect(messages).toHaveLength(5002);
+    expect(messages.at(-1)).toBe('line 4999');
   });
 });
