@@ -16,3 +16,8 @@ export interface BodyMasker {
   /** `end`, sliced as `writeAsync` is (a whole JSON body is masked here). */
   endAsync?(): Promise<string | Buffer>;
 }
+
+/** A masker's output as bytes: text is UTF-8 encoded, bytes pass as they are. */
+export function outputBytes(part: string | Buffer): Buffer {
+  return typeof part === 'string' ? Buffer.from(part, 'utf8') : part;
+}

@@ -1,4 +1,4 @@
-import type { BodyMasker } from './body-masker.js';
+import { outputBytes, type BodyMasker } from './body-masker.js';
 import type { MaskingCounter } from './masking-summary.js';
 
 /** What a credential sluice injected upstream becomes wherever an answer carries it. */
@@ -186,27 +186,25 @@ export class CredentialBodyMasker implements BodyMasker {
   }
 
   write(chunk: Buffer): Buffer {
-    return this.#scanner.push(this.#inner === null ? chunk : bytes(this.#inner.write(chunk)));
+    return this.#scanner.push(this.#inner === null ? chunk : outputBytes(this.#inner.write(chunk)));
   }
 
   end(): Buffer {
-    const last = this.#inner === null ? NO_BYTES : bytes(this.#inner.end());
+    return this.#finish(this.#inner === null ? NO_BYTES : outputBytes(this.#inner.end()));
+  }
+
+  async #writeAsync(inner: BodyMasker, chunk: Buffer): Promise<Buffer> {
+    return this.#scanner.push(outputBytes(await inner.writeAsync!(chunk)));
+  }
+
+  async #endAsync(inner: BodyMasker): Promise<Buffer> {
+    return this.#finish(outputBytes(await inner.endAsync!()));
+  }
+
+  /** The inner masker's last bytes scanned, then the scanner's held-back rest. */
+  #finish(last: Buffer): Buffer {
     const out = this.#scanner.push(last);
     const rest = this.#scanner.end();
     return rest.length === 0 ? out : out.length === 0 ? rest : Buffer.concat([out, rest]);
   }
-
-  async #writeAsync(inner: BodyMasker, chunk: Buffer): Promise<Buffer> {
-    return this.#scanner.push(bytes(await inner.writeAsync!(chunk)));
-  }
-
-  async #endAsync(inner: BodyMasker): Promise<Buffer> {
-    const out = this.#scanner.push(bytes(await inner.endAsync!()));
-    const rest = this.#scanner.end();
-    return rest.length === 0 ? out : out.length === 0 ? rest : Buffer.concat([out, rest]);
-  }
-}
-
-function bytes(part: string | Buffer): Buffer {
-  return typeof part === 'string' ? Buffer.from(part, 'utf8') : part;
 }

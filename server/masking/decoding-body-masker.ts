@@ -1,6 +1,6 @@
 import { SluiceError } from '../../shared/errors.js';
 import { charsetOf, decodeBodyText, detectJsonEncoding, type TextEncodingName } from '../codec/json-text.js';
-import type { BodyMasker } from './body-masker.js';
+import { outputBytes, type BodyMasker } from './body-masker.js';
 import { MASK_STEP_CHARS, sliceEnd, TurnClock } from './text-masker.js';
 
 /**
@@ -185,7 +185,7 @@ function blocked(reason: string): SluiceError {
 }
 
 function joined(a: string | Buffer, b: string | Buffer): Buffer {
-  return Buffer.concat([typeof a === 'string' ? Buffer.from(a, 'utf8') : a, typeof b === 'string' ? Buffer.from(b, 'utf8') : b]);
+  return Buffer.concat([outputBytes(a), outputBytes(b)]);
 }
 
 /**

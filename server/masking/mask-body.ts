@@ -1,4 +1,4 @@
-import type { BodyMasker } from './body-masker.js';
+import { outputBytes, type BodyMasker } from './body-masker.js';
 import type { CompiledProfile } from './compiled-profile.js';
 import { JsonBodyMasker } from './json-body-masker.js';
 import { MaskingCounter, type MaskingSummaryEntry } from './masking-summary.js';
@@ -47,5 +47,5 @@ export async function maskBodyAsync(options: MaskBodyAsyncOptions): Promise<Mask
 }
 
 function joined(parts: readonly (string | Buffer)[]): Buffer {
-  return Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p, 'utf8') : p)));
+  return Buffer.concat(parts.map((p) => outputBytes(p)));
 }

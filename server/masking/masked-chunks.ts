@@ -1,5 +1,5 @@
 import type { BodyChunks } from '../pipeline/masking-stage.js';
-import type { BodyMasker } from './body-masker.js';
+import { outputBytes, type BodyMasker } from './body-masker.js';
 
 /** A body masker with synchronous forms only: no call of it is cut into slices. */
 export type SynchronousBodyMasker = BodyMasker & { readonly writeAsync?: undefined; readonly endAsync?: undefined };
@@ -22,14 +22,10 @@ export class MaskedChunks implements BodyChunks {
   }
 
   write(chunk: Buffer): Buffer {
-    return bytes(this.#masker.write(chunk));
+    return outputBytes(this.#masker.write(chunk));
   }
 
   end(): Buffer {
-    return bytes(this.#masker.end());
+    return outputBytes(this.#masker.end());
   }
-}
-
-function bytes(part: string | Buffer): Buffer {
-  return typeof part === 'string' ? Buffer.from(part, 'utf8') : part;
 }

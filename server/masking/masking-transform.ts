@@ -1,5 +1,5 @@
 import { Transform, type TransformCallback } from 'node:stream';
-import type { BodyMasker } from './body-masker.js';
+import { outputBytes, type BodyMasker } from './body-masker.js';
 
 /**
  * A Node Transform around a BodyMasker: every masked piece is pushed as soon as the masker releases
@@ -46,6 +46,6 @@ export class MaskingTransform extends Transform {
   }
 
   #pushOut(out: string | Buffer): void {
-    if (out.length > 0) this.push(typeof out === 'string' ? Buffer.from(out, 'utf8') : out);
+    if (out.length > 0) this.push(outputBytes(out));
   }
 }
