@@ -318,7 +318,8 @@ class BodyRecording {
   digest(dir: Direction): BodyDigest | undefined {
     if (!this.#digested[dir] || this.bytes[dir] === 0) return undefined;
     const why = this.notKept(dir);
-    const first = this.#hash[dir] === undefined ? this.#first[dir] : undefined;
+    // A first chunk still held is the whole body: the running hash takes it over as soon as one is made.
+    const first = this.#first[dir];
     const sha256 = this.#whole[dir]?.sha256 ?? (first === undefined ? this.#hasher(dir).digest('hex') : digestOnce('sha256', first));
     return { bytes: this.bytes[dir], sha256, ...(why === undefined ? {} : { not_kept: why }) };
   }
