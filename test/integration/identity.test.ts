@@ -187,11 +187,51 @@ describe('key rotation at the provider', () => {
   });
 });
 
-/** A provider that serves what the test says at discovery and JWKS, on a real port. */
-async function fakeProvider(answer: (path: string, base: string) => { status: number; body: unknown }): Promise<string> {
+describe('a connection the provider drops', () => {
+  /**
+   * A provider that cuts the connection under the first requests for discovery and the key set, without
+   * answering, as a restarted provider or a load balancer closing idle keep-alive connections does.
+   */
+  async function droppingProvider(drops: { discovery: number; jwks: number }) {
+    const asked = { discovery: 0, jwks: 0 };
+    const url = await fakeProvider((path, base) => {
+      if (path === '/.well-known/openid-configuration') {
+        return ++asked.discovery <= drops.discovery ? 'drop' : { status: 200, body: { issuer: base, jwks_uri: `${base}/jwks` } };
+      }
+      return ++asked.jwks <= drops.jwks ? 'drop' : { status: 200, body: idp.idp.publicJwks() };
+    });
+    const gw = await buildApp({ config: gatewayConfig(url, idp.audience), logger: false });
+    onTestFinished(() => gw.close());
+    const token = await signToken(idp.signingKey, claims({ iss: url }));
+    const res = await gw.inject({ method: 'GET', url: '/v1/me', headers: { authorization: `Bearer ${token}` } });
+    return { url, asked, status: res.statusCode, error: (res.json() as { error?: { code: string; message: string } }).error };
+  }
+
+  it('accepts the token when discovery and the key set each fail once on a dropped connection', async () => {
+    const { status, error, asked } = await droppingProvider({ discovery: 1, jwks: 1 });
+    expect(error).toBeUndefined();
+    expect(status).toBe(200);
+    expect(asked).toEqual({ discovery: 2, jwks: 2 });
+  });
+
+  it('answers 503 ERR_IDP_UNAVAILABLE naming the JWKS when the key set fails twice in a row, and tries no more', async () => {
+    const { url, status, error, asked } = await droppingProvider({ discovery: 0, jwks: Infinity });
+    expect(status).toBe(503);
+    expect(error).toEqual({
+      code: 'ERR_IDP_UNAVAILABLE',
+      message: `The identity provider cannot be reached: the JWKS at ${url}/jwks cannot be fetched (fetch failed)`,
+    });
+    expect(asked).toEqual({ discovery: 1, jwks: 2 });
+  });
+});
+
+/** A provider that serves what the test says at discovery and JWKS, on a real port; `'drop'` closes the connection unanswered. */
+async function fakeProvider(answer: (path: string, base: string) => { status: number; body: unknown } | 'drop'): Promise<string> {
   const server: Server = createServer((req, res) => {
     const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    const { status, body } = answer(req.url ?? '/', base);
+    const answered = answer(req.url ?? '/', base);
+    if (answered === 'drop') return void req.socket.destroy();
+    const { status, body } = answered;
     res.writeHead(status, { 'content-type': 'application/json' }).end(typeof body === 'string' ? body : JSON.stringify(body));
   });
   server.listen(0, '127.0.0.1');
