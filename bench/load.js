@@ -57,9 +57,10 @@ export function summarize(samples) {
 
 /**
  * One autocannon run. Returns latency percentiles (ms, 2xx only), throughput (2xx per second) and every
- * kind of failure autocannon counts: socket errors, timeouts, non-2xx answers, body mismatches.
+ * kind of failure autocannon counts: socket errors, timeouts, non-2xx answers, body mismatches. `rate`
+ * (requests per second over all connections) offers a fixed load instead of as much as the target takes.
  */
-export function httpLoad({ url, method = 'POST', headers, body, connections, seconds, expectBody, timeoutSeconds = 10 }) {
+export function httpLoad({ url, method = 'POST', headers, body, connections, seconds, expectBody, timeoutSeconds = 10, rate }) {
   return new Promise((resolve, reject) => {
     const durations = [];
     const statusCounts = {};
@@ -74,6 +75,7 @@ export function httpLoad({ url, method = 'POST', headers, body, connections, sec
         duration: seconds,
         timeout: timeoutSeconds,
         expectBody,
+        ...(rate ? { overallRate: rate } : {}),
         // Keep every error out of the latency figures; they are counted below.
         excludeErrorStats: true,
       },

@@ -2,7 +2,7 @@
 // stdout, progress on stderr.
 //
 // Two gateways (bench/gateway.js, startGateway as `sluice serve` runs it), each in its own process, on the
-// same fixed-answer upstream (upstream.js), loaded one at a time at 32 connections through
+// same fixed-answer upstream (upstream.js), each loaded at 32 connections through
 // POST /v1/proxy/llm/v1/chat/completions (bearer JWT from identity.js):
 //
 //   plain     recording on (schema defaults), no metrics_listen, no audit.sinks
@@ -10,14 +10,22 @@
 //             one audit sink, `{type: file}` (one JSON line per event, synced per batch)
 //
 // The figure is the gateway process's CPU time (user + system, /proc) per exchange, not latency or rps:
-// on 2 shared cores those move with whatever else runs. Measured plain, observed, observed, plain so a
-// drift of the machine falls on both alike; `added_pct` compares the sums. Target: at most 5 % added.
+// on 2 shared cores those move with whatever else runs. Target: at most 5 % added.
 //
-// Env: BENCH_SECONDS (5) per measurement, BENCH_WARMUP_SECONDS (2), BENCH_GATEWAY_LOG_LEVEL (info),
-// BENCH_MAX_SECONDS (300, hard stop), BENCH_OUT=file, BENCH_OBSERVE=both|metrics|sink (both: what the
-// observed gateway turns on, to tell the two costs apart), BENCH_ROUNDS (1: rounds of plain, observed,
-// observed, plain; each round's ratio is reported and their median), BENCH_PROFILE=1 (CPU profiles of both gateways,
-// summarised in `profiles` and kept in the work dir).
+// Both gateways are loaded at the same time, each offered the same fixed rate (BENCH_RATE requests per
+// second over its 32 connections), below what either can take. This machine's speed drifts by ±20 % over
+// tens of seconds (the host's other guests), and a gateway's CPU per exchange with it, so two gateways
+// measured one after the other differ by more than the effect measured; measured at once, the drift falls on
+// both alike. At a fixed rate both do the same work per second: loaded as hard as it goes instead, a
+// gateway's CPU per exchange falls as its throughput rises (more exchanges share each event-loop turn, each
+// log write, each outbox flush), so a faster run would look cheaper. `rate_held` says whether each run got
+// the rate it was offered; BENCH_RATE=0 loads both as hard as they go.
+//
+// Env: BENCH_SECONDS (5) per round, BENCH_WARMUP_SECONDS (2), BENCH_GATEWAY_LOG_LEVEL (info),
+// BENCH_MAX_SECONDS (300, hard stop), BENCH_RATE (1000 requests/s to each gateway; 0 = closed loop),
+// BENCH_OUT=file, BENCH_OBSERVE=both|metrics|sink (both: what the observed gateway turns on, to tell the two
+// costs apart), BENCH_ROUNDS (3; each round's ratio is reported, and their median), BENCH_PROFILE=1 (CPU
+// profiles of both gateways, summarised in `profiles` and kept in the work dir).
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
@@ -33,9 +41,8 @@ const CONNECTIONS = 32;
 const ADDED_PCT_MAX = 5;
 /** Above this much CPU (percent of one core) used by other processes, a run is called noisy, as in run.js. */
 const NOISY_PCT = 25;
-/** One round; rounds repeat it, so each round's ratio compares runs made close together. */
-const ROUND = ['plain', 'observed', 'observed', 'plain'];
 const OBSERVE = ['both', 'metrics', 'sink'];
+const round1 = (x) => round(x, 1);
 
 const settings = {
   seconds: envNumber('BENCH_SECONDS', 5, { min: 1, max: 120 }),
@@ -44,9 +51,11 @@ const settings = {
   logLevel: process.env.BENCH_GATEWAY_LOG_LEVEL ?? 'info',
   observe: process.env.BENCH_OBSERVE ?? 'both',
   profile: process.env.BENCH_PROFILE === '1',
-  rounds: envNumber('BENCH_ROUNDS', 1, { min: 1, max: 20 }),
+  rounds: envNumber('BENCH_ROUNDS', 3, { min: 1, max: 20 }),
+  rate: envNumber('BENCH_RATE', 1000, { min: 0, max: 100_000 }),
 };
-const ORDER = Array.from({ length: settings.rounds }, () => ROUND).flat();
+/** A run that answered less than this share of the offered rate was not loaded as the other one was. */
+const RATE_HELD_SHARE = 0.95;
 if (!OBSERVE.includes(settings.observe)) throw new Error(`BENCH_OBSERVE must be one of ${OBSERVE.join(', ')}`);
 const withMetrics = settings.observe !== 'sink';
 const withSink = settings.observe !== 'metrics';
@@ -83,7 +92,7 @@ const auditLines = (path) => {
 async function main() {
   const t0 = Date.now();
   scratch.dir = mkdtempSync(join(tmpdir(), 'sluice-bench-obs-'));
-  log(`work dir ${scratch.dir}; ${settings.seconds}s per measurement after ${settings.warmupSeconds}s warm-up; observed: ${settings.observe}`);
+  log(`work dir ${scratch.dir}; ${settings.seconds}s per round after ${settings.warmupSeconds}s warm-up at ${settings.rate || 'unbounded'} requests/s each; observed: ${settings.observe}`);
   // A profile is only worth having if it outlives the run.
   if (settings.profile) scratch.keep = true;
   let bearer;
@@ -126,58 +135,59 @@ async function main() {
 
   const headers = { 'content-type': 'application/json', authorization: `Bearer ${bearer}` };
   const load = (name, seconds) =>
-    httpLoad({ url: `${gateways[name].url}/v1/proxy/llm/v1/chat/completions`, headers, body: CHAT_BODY, connections: CONNECTIONS, seconds, expectBody: up.answer });
+    httpLoad({ url: `${gateways[name].url}/v1/proxy/llm/v1/chat/completions`, headers, body: CHAT_BODY, connections: CONNECTIONS, seconds, expectBody: up.answer, rate: settings.rate });
 
   if (settings.warmupSeconds > 0) {
-    for (const name of ['plain', 'observed']) {
-      log(`warm-up ${name}`);
-      await load(name, settings.warmupSeconds);
-    }
+    log('warm-up of both gateways');
+    await Promise.all([load('plain', settings.warmupSeconds), load('observed', settings.warmupSeconds)]);
   }
   // The observed gateway must really count and really write events, or the comparison means nothing.
   const exchangesBefore = withMetrics ? metricSum(await scrape(metricsUrl), 'sluice_exchanges_total', 'via="proxy"') : 0;
 
   const runs = [];
   let observedRequests = 0;
-  for (const name of ORDER) {
-    log(`${name}: measuring ${settings.seconds}s at c=${CONNECTIONS}`);
-    const pids = { gateway: gateways[name].entry.child.pid, upstream: upstream.child.pid, loadgen: process.pid };
+  for (let index = 1; index <= settings.rounds; index++) {
+    log(`round ${index}: measuring both gateways together for ${settings.seconds}s at c=${CONNECTIONS} each`);
     // Scraped as Prometheus would (more often than its usual 15 s), so the listener's cost is in the figure.
     let scrapes = 0;
-    const scraper =
-      name === 'observed' && withMetrics
-        ? setInterval(() => {
-            scrapes += 1;
-            scrape(metricsUrl).catch(() => undefined);
-          }, 1000)
-        : undefined;
+    const scraper = withMetrics
+      ? setInterval(() => {
+          scrapes += 1;
+          scrape(metricsUrl).catch(() => undefined);
+        }, 1000)
+      : undefined;
+    const pids = { plain: gateways.plain.entry.child.pid, observed: gateways.observed.entry.child.pid, upstream: upstream.child.pid, loadgen: process.pid };
     const before = cpuSnapshot(pids);
     const machineBefore = machineBusyMicros();
-    const r = await load(name, settings.seconds);
+    const [plain, observed] = await Promise.all([load('plain', settings.seconds), load('observed', settings.seconds)]);
     const machineAfter = machineBusyMicros();
     const delta = cpuDelta(before, cpuSnapshot(pids));
     if (scraper) clearInterval(scraper);
-    if (name === 'observed') observedRequests += r.requests + r.errors.total;
+    observedRequests += observed.requests + observed.errors.total;
+    const elapsedS = Math.max(plain.duration_s, observed.duration_s);
     const ours = Object.values(delta).reduce((n, us) => n + us, 0);
     // CPU used by processes that are not part of this bench (other jobs on the machine): noise.
-    const otherPct = machineBefore !== undefined && machineAfter !== undefined ? round(Math.max(0, (100 * (machineAfter - machineBefore - ours)) / (r.duration_s * 1e6)), 1) : null;
-    runs.push({
-      gateway: name,
-      rps: r.rps,
-      requests: r.requests,
-      p50: r.p50,
-      p99: r.p99,
-      errors: r.errors,
-      gateway_cpu_us: Math.round(delta.gateway),
-      us_per_exchange: r.requests ? round(delta.gateway / r.requests, 1) : null,
-      gateway_util_pct: round((100 * delta.gateway) / (r.duration_s * 1e6), 1),
-      loadgen_util_pct: round((100 * delta.loadgen) / (r.duration_s * 1e6), 1),
-      upstream_util_pct: round((100 * delta.upstream) / (r.duration_s * 1e6), 1),
-      other_processes_util_pct: otherPct,
-      noisy: otherPct !== null && otherPct > NOISY_PCT,
-      ...(name === 'observed' ? { scrapes } : {}),
-    });
-    log(`${name}: ${r.rps} rps, ${runs.at(-1).us_per_exchange} µs CPU per exchange`);
+    const otherPct = machineBefore !== undefined && machineAfter !== undefined ? round1(Math.max(0, (100 * (machineAfter - machineBefore - ours)) / (elapsedS * 1e6))) : null;
+    for (const [name, r] of [['plain', plain], ['observed', observed]]) {
+      runs.push({
+        round: index,
+        gateway: name,
+        rps: r.rps,
+        requests: r.requests,
+        p50: r.p50,
+        p99: r.p99,
+        errors: r.errors,
+        gateway_cpu_us: Math.round(delta[name]),
+        us_per_exchange: r.requests ? round1(delta[name] / r.requests) : null,
+        gateway_util_pct: round1((100 * delta[name]) / (r.duration_s * 1e6)),
+        loadgen_util_pct: round1((100 * delta.loadgen) / (elapsedS * 1e6)),
+        upstream_util_pct: round1((100 * delta.upstream) / (elapsedS * 1e6)),
+        other_processes_util_pct: otherPct,
+        noisy: otherPct !== null && otherPct > NOISY_PCT,
+        ...(name === 'observed' ? { scrapes } : {}),
+      });
+      log(`round ${index} ${name}: ${r.rps} rps, ${runs.at(-1).us_per_exchange} µs CPU per exchange`);
+    }
   }
 
   const exchangesCounted = withMetrics ? metricSum(await scrape(metricsUrl), 'sluice_exchanges_total', 'via="proxy"') - exchangesBefore : null;
@@ -205,15 +215,11 @@ async function main() {
     per[name] = { us_per_exchange: round(us / requests, 1), requests, rps_mean: round(mine.reduce((n, r) => n + r.rps, 0) / mine.length, 1) };
   }
   const ratio = per.observed.us_per_exchange / per.plain.us_per_exchange;
-  // Each round's own ratio: the machine's drift between rounds falls out, so their median is the steadier figure.
+  // Each round's own ratio: both gateways ran at once, so whatever the machine did then fell on both.
   const roundPcts = [];
-  for (let i = 0; i < runs.length; i += ROUND.length) {
-    const round4 = runs.slice(i, i + ROUND.length);
-    const usOf = (name) => {
-      const mine = round4.filter((r) => r.gateway === name);
-      return mine.reduce((n, r) => n + r.gateway_cpu_us, 0) / mine.reduce((n, r) => n + r.requests, 0);
-    };
-    roundPcts.push(round((usOf('observed') / usOf('plain') - 1) * 100, 1));
+  for (let index = 1; index <= settings.rounds; index++) {
+    const usOf = (name) => runs.find((r) => r.round === index && r.gateway === name).us_per_exchange;
+    roundPcts.push(round1((usOf('observed') / usOf('plain') - 1) * 100));
   }
   const medianPct = [...roundPcts].sort((a, b) => a - b)[Math.floor((roundPcts.length - 1) / 2)];
   const errorTotal = runs.reduce((n, r) => n + r.errors.total, 0);
@@ -223,8 +229,10 @@ async function main() {
       seconds: settings.seconds,
       warmup_seconds: settings.warmupSeconds,
       connections: CONNECTIONS,
+      rate_rps: settings.rate || 'as fast as answered',
       route: 'POST /v1/proxy/llm/v1/chat/completions, bearer JWT, fixed-answer upstream',
-      order: ORDER,
+      rounds: settings.rounds,
+      measured: 'both gateways loaded at the same time in each round, each at the rate',
       plain: 'startGateway, recording on (defaults), no metrics_listen, no audit.sinks',
       observe: settings.observe,
       observed: [
@@ -257,6 +265,7 @@ async function main() {
       // With only one of the two turned on, the other's half of the check has nothing to compare.
       audit_written: withSink ? exchangeEvents >= (exchangesCounted ?? observedRequests) && exchangeEvents > 0 : true,
       no_errors: errorTotal === 0,
+      rate_held: settings.rate === 0 || runs.every((r) => r.rps >= RATE_HELD_SHARE * settings.rate),
       // On a busy machine CPU per exchange grows with contention (caches, steal): the ratio is then a rough one.
       quiet: runs.every((r) => !r.noisy),
     },
