@@ -15,8 +15,8 @@
 // Both gateways are loaded at the same time, each offered the same fixed rate (BENCH_RATE requests per
 // second over its 32 connections), below what either can take. This machine's speed drifts by ±20 % over
 // tens of seconds (the host's other guests), and a gateway's CPU per exchange with it, so two gateways
-// measured one after the other differ by more than the effect measured; measured at once, the drift falls on
-// both alike. At a fixed rate both do the same work per second: loaded as hard as it goes instead, a
+// measured one after the other differ by more than the effect measured; measured at once, what slows the whole
+// machine falls on both alike (what slows one core still spreads the rounds: quote their median). At a fixed rate both do the same work per second: loaded as hard as it goes instead, a
 // gateway's CPU per exchange falls as its throughput rises (more exchanges share each event-loop turn, each
 // log write, each outbox flush), so a faster run would look cheaper. `rate_held` says whether each run got
 // the rate it was offered; BENCH_RATE=0 loads both as hard as they go.
