@@ -8,6 +8,7 @@ export interface ProviderCheckOptions {
   readonly algorithms: readonly string[];
   /** Time budget of each request. Default 5 s. */
   readonly timeoutMs?: number;
+  /** Default {@link fetchOnceMore}. */
   readonly fetch?: typeof fetch;
 }
 
@@ -78,7 +79,7 @@ async function fetchJson(url: string, what: string, options: ProviderCheckOption
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   let res: Response;
   try {
-    res = await (options.fetch ?? fetch)(url, { signal: AbortSignal.timeout(timeoutMs), headers: { accept: 'application/json' } });
+    res = await (options.fetch ?? fetchOnceMore)(url, { signal: AbortSignal.timeout(timeoutMs), headers: { accept: 'application/json' } });
   } catch (cause) {
     const reason = (cause as Error)?.name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : fetchFailure(cause);
     throw new SluiceError('ERR_IDP_UNAVAILABLE', { message: `The identity provider cannot be reached: ${what} at ${url} cannot be fetched (${reason})`, details: { url }, cause });
@@ -147,3 +148,22 @@ function describeKey(key: unknown): string {
   if (k.use !== undefined && k.use !== 'sig') facts.push(`use ${String(k.use)}`);
   return `${parts[0]} (${facts.join(', ')})`;
 }
+
+/**
+ * `fetch`, tried once more at once when it fails on the network: a TypeError, not an HTTP status nor the
+ * time budget running out (the retry shares the first try's signal, so it never extends that budget).
+ * A keep-alive connection that the provider or a load balancer closed while it sat idle in the pool fails
+ * the next request sent on it ("other side closed"); undici drops that socket, so the second try dials a
+ * new connection and a provider that merely restarted is not reported unreachable. A provider that is
+ * really down fails the second try too, and that error surfaces as it would have. Every fetch of the
+ * provider goes through it (the start's check, `serve --check`, `/readyz`, the key set), so all say the same.
+ */
+export const fetchOnceMore: typeof fetch = async (input, init) => {
+  try {
+    return await fetch(input, init);
+  } catch (err) {
+    // Only reads are tried again: a request that changes something may have been received before it failed.
+    if (!(err instanceof TypeError) || init?.signal?.aborted || (init?.method ?? 'GET') !== 'GET') throw err;
+    return fetch(input, init);
+  }
+};

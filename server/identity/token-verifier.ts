@@ -3,7 +3,7 @@ import { SluiceError, type ErrorCode } from '../../shared/errors.js';
 import type { Config } from '../config/schema.js';
 import { parseDuration } from '../config/duration.js';
 import { rolesFor, type Principal } from './principal.js';
-import { checkIdentityProvider, discoverJwksUri } from './provider-check.js';
+import { checkIdentityProvider, discoverJwksUri, fetchOnceMore } from './provider-check.js';
 
 export interface TokenVerifierOptions {
   identity: Config['identity'];
@@ -40,7 +40,7 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
   const timeoutMs = options.timeoutMs ?? 5000;
   const algorithms = [...identity.algorithms];
   const clockTolerance = Math.round(parseDuration(identity.clock_tolerance) / 1000);
-  const provider = { issuer: identity.issuer, algorithms, timeoutMs, fetch: fetchOnceMore };
+  const provider = { issuer: identity.issuer, algorithms, timeoutMs };
   const now = options.now ?? Date.now;
   let jwks: Promise<ReturnType<typeof jose.createRemoteJWKSet>> | undefined;
   /** The key set's URL once discovered, so a failed key fetch can say where it went. */
@@ -125,23 +125,6 @@ export function createTokenVerifier(options: TokenVerifierOptions): TokenVerifie
     },
   };
 }
-
-/**
- * `fetch`, tried once more at once when it fails on the network: a TypeError, not an HTTP status nor the
- * time budget running out (the retry shares the first try's signal, so it never extends that budget).
- * A keep-alive connection that the provider or a load balancer closed while it sat idle in the pool fails
- * the next request sent on it ("other side closed"); undici drops that socket, so the second try dials a
- * new connection and a provider that merely restarted is not reported unreachable. A provider that is
- * really down fails the second try too, and that error surfaces as it would have.
- */
-const fetchOnceMore: typeof fetch = async (input, init) => {
-  try {
-    return await fetch(input, init);
-  } catch (err) {
-    if (!(err instanceof TypeError) || init?.signal?.aborted) throw err;
-    return fetch(input, init);
-  }
-};
 
 /**
  * Tokens whose signature and claims were checked, keyed by the token itself. A signature check costs far
