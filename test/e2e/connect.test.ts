@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { writeFile, mkdtemp } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
@@ -8,6 +8,7 @@ import type { RunningModelServer } from '../../server/demo/model-server.js';
 import { spawnConnect } from '../helpers/cli-connect.js';
 import { runCli } from '../helpers/cli-process.js';
 import { gatewayFixture, modelConnection, UPSTREAM_API_KEY, type TestGateway } from '../helpers/gateway.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const gateways = gatewayFixture();
 let gw: TestGateway;
@@ -116,7 +117,7 @@ describe('through /v1/proxy', () => {
 
 describe('sluice run', () => {
   it('runs the command with OPENAI_BASE_URL through the tunnel and exits with its exit code', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'sluice-run-'));
+    const dir = await tempDir('sluice-run-');
     const script = join(dir, 'script.mjs');
     await writeFile(
       script,

@@ -1,16 +1,17 @@
-import { mkdtemp, readdir, readFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { runCli, spawnCli } from '../helpers/cli-process.js';
 import { portInUse } from '../helpers/loopback.js';
 import { approveDevice } from '../helpers/oidc.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const COMPLETE_URL = /(http:\/\/127\.0\.0\.1:\d+\/\S*user_code=\S+)/;
 
 describe('sluice demo', () => {
   it('is ready in under 10 s, and login plus whoami work against it from other processes', async () => {
-    const data = await mkdtemp(join(tmpdir(), 'sluice-demo-data-'));
+    // The demo's signing key goes beside its data directory (`data-keys`): both inside one temp directory.
+    const data = join(await tempDir('sluice-demo-data-'), 'data');
     const started = Date.now();
     const demo = spawnCli(['demo', '--listen', '127.0.0.1:0', '--data', data, '--json']);
     onTestFinished(() => demo.kill('SIGKILL'));
@@ -35,7 +36,7 @@ describe('sluice demo', () => {
     const check = await runCli(['serve', '--config', info.config_file, '--check'], { env: { SLUICE_MASTER_KEY: masterKey } });
     expect(check.code, check.stderr).toBe(0);
 
-    const config = await mkdtemp(join(tmpdir(), 'sluice-demo-cli-'));
+    const config = await tempDir('sluice-demo-cli-');
     const env = { XDG_CONFIG_HOME: config, SLUICE_TOKEN_STORE: 'file', SLUICE_DEVICE_POLL_INTERVAL: '0.2' };
     const login = spawnCli(['login', '--gateway', info.gateway, '--no-browser'], { env });
     onTestFinished(() => login.kill('SIGKILL'));
@@ -48,7 +49,7 @@ describe('sluice demo', () => {
     expect(JSON.parse(whoami.stdout)).toMatchObject({ sub: 'bob', groups: ['ml-eng', 'ml-leads'], roles: ['reviewer'] });
 
     const ci = await runCli(['login', '--client-credentials', '--gateway', info.gateway, '--json'], {
-      env: { ...env, XDG_CONFIG_HOME: await mkdtemp(join(tmpdir(), 'sluice-demo-ci-')), SLUICE_CLIENT_ID: info.ci_client.clientId, SLUICE_CLIENT_SECRET: info.ci_client.clientSecret },
+      env: { ...env, XDG_CONFIG_HOME: await tempDir('sluice-demo-ci-'), SLUICE_CLIENT_ID: info.ci_client.clientId, SLUICE_CLIENT_SECRET: info.ci_client.clientSecret },
     });
     expect(ci.code).toBe(0);
 
@@ -57,7 +58,8 @@ describe('sluice demo', () => {
   });
 
   it('prints the commands to try next and where its data lives', async () => {
-    const demo = spawnCli(['demo', '--listen', '127.0.0.1:0']);
+    // Without --data the demo makes its data directory under the temp directory: this test's own.
+    const demo = spawnCli(['demo', '--listen', '127.0.0.1:0'], { env: { TMPDIR: await tempDir('sluice-demo-tmp-') } });
     onTestFinished(() => demo.kill('SIGKILL'));
     const out = await demo.waitForOutput(/Ctrl-C stops the demo/);
     expect(out).toMatch(/npx sluice login --gateway http:\/\/127\.0\.0\.1:\d+/);
@@ -68,7 +70,7 @@ describe('sluice demo', () => {
 
   it('fails on a port in use with ERR_LISTEN_FAILED (exit 2) before it writes a data directory or keys', async () => {
     const port = await portInUse();
-    const parent = await mkdtemp(join(tmpdir(), 'sluice-demo-busy-'));
+    const parent = await tempDir('sluice-demo-busy-');
     const r = await runCli(['demo', '--listen', `127.0.0.1:${port}`, '--data', join(parent, 'data')]);
     expect(r.code).toBe(2);
     expect(r.stderr).toBe(`sluice: Cannot listen on 127.0.0.1:${port}: address in use: stop what holds it, or choose another address with --listen (EADDRINUSE) (ERR_LISTEN_FAILED)\n`);

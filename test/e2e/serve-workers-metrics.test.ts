@@ -4,8 +4,7 @@
  * (and audits) every worker.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { startModelServer } from '../../server/demo/model-server.js';
@@ -16,6 +15,7 @@ import { freePort } from '../helpers/loopback.js';
 import { completeOnNewConnection } from '../helpers/new-connection-request.js';
 import { signToken } from '../helpers/oidc.js';
 import { postgresFixture } from '../helpers/postgres.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const postgres = postgresFixture();
 // Only its identity provider: the gateway under test is the spawned binary.
@@ -37,7 +37,7 @@ describe('sluice serve --workers with metrics_listen', () => {
     onTestFinished(() => model.close());
     const port = await freePort();
     const metricsPort = await freePort();
-    const dir = await mkdtemp(join(tmpdir(), 'sluice-workers-metrics-'));
+    const dir = await tempDir('sluice-workers-metrics-');
     const file = join(dir, 'sluice.yaml');
     await writeFile(
       file,

@@ -4,8 +4,7 @@
  * streamed answer in flight to its end before exiting 0; and the refusal of several workers on SQLite.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import OpenAI from 'openai';
 import { describe, expect, it, onTestFinished } from 'vitest';
@@ -17,13 +16,14 @@ import { freePort } from '../helpers/loopback.js';
 import { requestOnNewConnection } from '../helpers/new-connection-request.js';
 import { signToken } from '../helpers/oidc.js';
 import { postgresFixture } from '../helpers/postgres.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const postgres = postgresFixture();
 // Only its identity provider: the gateways under test are the spawned binaries.
 const gateways = gatewayFixture();
 
 async function configFile(text: string): Promise<string> {
-  const dir = await mkdtemp(join(tmpdir(), 'sluice-workers-'));
+  const dir = await tempDir('sluice-workers-');
   const file = join(dir, 'sluice.yaml');
   await writeFile(file, text.replaceAll('DIR', dir));
   return file;

@@ -1,8 +1,8 @@
-import { mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { runCliInProcess, type InProcessResult } from '../helpers/cli-in-process.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 /** The warnings `--check` gives about policies (it may warn about other things, such as an unreachable IdP). */
 function policyWarnings(stderr: string): string {
@@ -18,7 +18,7 @@ function sluice(args: string[]): Promise<InProcessResult> {
 }
 
 async function files(entries: Record<string, string>): Promise<Record<string, string>> {
-  const dir = await mkdtemp(join(tmpdir(), 'sluice-check-'));
+  const dir = await tempDir('sluice-check-');
   const paths: Record<string, string> = {};
   for (const [name, text] of Object.entries(entries)) {
     paths[name] = join(dir, name);

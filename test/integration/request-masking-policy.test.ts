@@ -5,7 +5,7 @@
  * `sluice mask test --request` shows, offline, what would leave and the placeholder map.
  */
 import { once } from 'node:events';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { connect, createServer as createTcpServer, type AddressInfo, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -259,6 +259,7 @@ it('a rule with mask_request refuses a tcp stream, on the record, before connect
 
 describe('sluice mask test --request', () => {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-mask-request-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
   const config = join(dir, 'sluice.yaml');
   writeFileSync(
     config,

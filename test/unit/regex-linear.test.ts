@@ -4,8 +4,7 @@
  * `\d+\s?\d+\s?\d+\s?\d+\s?(?:EUR|USD)` over 40 s on 300 digits on V8's backtracking engine, and both
  * passed `serve --check`; what RE2 cannot run (look-around, back-references) is refused at load.
  */
-import { mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { compileProfile } from '../../server/masking/compiled-profile.js';
@@ -15,6 +14,7 @@ import { TextChannel } from '../../server/masking/text-masker.js';
 import { compileCel, createPolicyEnvironment, isCompileProblem, type PolicyActivation } from '../../server/policy/cel-expression.js';
 import { runCliInProcess } from '../helpers/cli-in-process.js';
 import { configProblems } from '../helpers/config-problems.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const POLYNOMIAL = 'a*a*a*a*b';
 const AMOUNT = '\\d+\\s?\\d+\\s?\\d+\\s?\\d+\\s?(?:EUR|USD)';
@@ -127,7 +127,7 @@ describe('CEL matches() runs on RE2', () => {
 
 describe('sluice serve --check', () => {
   it('refuses a regex rule and a matches() pattern RE2 cannot run, and accepts the ones that hung before (exit 2, then 0)', async () => {
-    const dir = await mkdtemp(join(tmpdir(), 'sluice-regex-'));
+    const dir = await tempDir('sluice-regex-');
     const write = async (name: string, regex: string, when: string) => {
       const file = join(dir, name);
       await writeFile(
