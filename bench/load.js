@@ -58,7 +58,8 @@ export function summarize(samples) {
 /**
  * One autocannon run. Returns latency percentiles (ms, 2xx only), throughput (2xx per second) and every
  * kind of failure autocannon counts: socket errors, timeouts, non-2xx answers, body mismatches. `rate`
- * (requests per second over all connections) offers a fixed load instead of as much as the target takes.
+ * (requests per second over all connections) caps the load instead of sending as much as the target takes:
+ * autocannon's `overallRate`, a count per second that its connections send at the start of each second.
  */
 export function httpLoad({ url, method = 'POST', headers, body, connections, seconds, expectBody, timeoutSeconds = 10, rate }) {
   return new Promise((resolve, reject) => {

@@ -12,14 +12,15 @@
 // The figure is the gateway process's CPU time (user + system, /proc) per exchange, not latency or rps:
 // on 2 shared cores those move with whatever else runs. Target: at most 5 % added.
 //
-// Both gateways are loaded at the same time, each offered the same fixed rate (BENCH_RATE requests per
-// second over its 32 connections), below what either can take. This machine's speed drifts by ±20 % over
-// tens of seconds (the host's other guests), and a gateway's CPU per exchange with it, so two gateways
-// measured one after the other differ by more than the effect measured; measured at once, what slows the whole
-// machine falls on both alike (what slows one core still spreads the rounds: quote their median). At a fixed rate both do the same work per second: loaded as hard as it goes instead, a
-// gateway's CPU per exchange falls as its throughput rises (more exchanges share each event-loop turn, each
-// log write, each outbox flush), so a faster run would look cheaper. `rate_held` says whether each run got
-// the rate it was offered; BENCH_RATE=0 loads both as hard as they go.
+// Both gateways are loaded at the same time, each offered the same rate (BENCH_RATE requests per second over
+// its 32 connections), below what either can take. This machine's speed drifts by ±20 % over tens of seconds
+// (the host's other guests), and a gateway's CPU per exchange with it, so two gateways measured one after the
+// other differ by more than the effect measured; measured at once, what slows the whole machine falls on both
+// alike (what slows one core still spreads the rounds: quote their median). At the same rate both do the same
+// work per second: loaded as hard as it goes instead, a gateway's CPU per exchange falls as its throughput
+// rises (more exchanges share each event-loop turn, each log write, each outbox flush), so a faster run would
+// look cheaper. The rate is autocannon's per-second cap: each second's requests leave at its start.
+// `rate_held` says whether each run got the rate it was offered; BENCH_RATE=0 loads both as hard as they go.
 //
 // Env: BENCH_SECONDS (5) per round, BENCH_WARMUP_SECONDS (2), BENCH_GATEWAY_LOG_LEVEL (info),
 // BENCH_MAX_SECONDS (300, hard stop), BENCH_RATE (1000 requests/s to each gateway; 0 = closed loop),
@@ -218,7 +219,10 @@ async function main() {
   // Each round's own ratio: both gateways ran at once, so whatever the machine did then fell on both.
   const roundPcts = [];
   for (let index = 1; index <= settings.rounds; index++) {
-    const usOf = (name) => runs.find((r) => r.round === index && r.gateway === name).us_per_exchange;
+    const usOf = (name) => {
+      const run = runs.find((r) => r.round === index && r.gateway === name);
+      return run.gateway_cpu_us / run.requests;
+    };
     roundPcts.push(round1((usOf('observed') / usOf('plain') - 1) * 100));
   }
   const medianPct = [...roundPcts].sort((a, b) => a - b)[Math.floor((roundPcts.length - 1) / 2)];

@@ -43,7 +43,8 @@ const SMALL_OUTPUT_CHUNK = 2 * 1024;
  * A small body's compressor window: 16 KiB instead of zlib's 32 KiB, so each record's compressor sets up half
  * the window and chain table (0.4–0.8 µs less per record, 2–3%, and 64 KiB less memory per compressor). The
  * bytes are the same: the dictionary (4,449 bytes) and a body of at most SMALL_BODY_MAX stay within the
- * distance a 16 KiB window reaches, so every match a 32 KiB window would take is still taken. A reader
+ * distance a 16 KiB window reaches (16 KiB − 262 bytes), so every match a 32 KiB window would take is still
+ * taken; a larger dictionary or SMALL_BODY_MAX past that would still be read, in a few more bytes. A reader
  * inflates with a 32 KiB window, which reads a smaller window's stream.
  *
  * Most of the rest of the fixed cost is not in these options: loading the dictionary hashes every byte of it
