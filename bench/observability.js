@@ -43,7 +43,6 @@ const ADDED_PCT_MAX = 5;
 /** Above this much CPU (percent of one core) used by other processes, a run is called noisy, as in run.js. */
 const NOISY_PCT = 25;
 const OBSERVE = ['both', 'metrics', 'sink'];
-const round1 = (x) => round(x, 1);
 
 const settings = {
   seconds: envNumber('BENCH_SECONDS', 5, { min: 1, max: 120 }),
@@ -168,7 +167,7 @@ async function main() {
     const elapsedS = Math.max(plain.duration_s, observed.duration_s);
     const ours = Object.values(delta).reduce((n, us) => n + us, 0);
     // CPU used by processes that are not part of this bench (other jobs on the machine): noise.
-    const otherPct = machineBefore !== undefined && machineAfter !== undefined ? round1(Math.max(0, (100 * (machineAfter - machineBefore - ours)) / (elapsedS * 1e6))) : null;
+    const otherPct = machineBefore !== undefined && machineAfter !== undefined ? round(Math.max(0, (100 * (machineAfter - machineBefore - ours)) / (elapsedS * 1e6)), 1) : null;
     for (const [name, r] of [['plain', plain], ['observed', observed]]) {
       runs.push({
         round: index,
@@ -179,10 +178,10 @@ async function main() {
         p99: r.p99,
         errors: r.errors,
         gateway_cpu_us: Math.round(delta[name]),
-        us_per_exchange: r.requests ? round1(delta[name] / r.requests) : null,
-        gateway_util_pct: round1((100 * delta[name]) / (r.duration_s * 1e6)),
-        loadgen_util_pct: round1((100 * delta.loadgen) / (elapsedS * 1e6)),
-        upstream_util_pct: round1((100 * delta.upstream) / (elapsedS * 1e6)),
+        us_per_exchange: r.requests ? round(delta[name] / r.requests, 1) : null,
+        gateway_util_pct: round((100 * delta[name]) / (r.duration_s * 1e6), 1),
+        loadgen_util_pct: round((100 * delta.loadgen) / (elapsedS * 1e6), 1),
+        upstream_util_pct: round((100 * delta.upstream) / (elapsedS * 1e6), 1),
         other_processes_util_pct: otherPct,
         noisy: otherPct !== null && otherPct > NOISY_PCT,
         ...(name === 'observed' ? { scrapes } : {}),
@@ -223,7 +222,7 @@ async function main() {
       const run = runs.find((r) => r.round === index && r.gateway === name);
       return run.gateway_cpu_us / run.requests;
     };
-    roundPcts.push(round1((usOf('observed') / usOf('plain') - 1) * 100));
+    roundPcts.push(round((usOf('observed') / usOf('plain') - 1) * 100, 1));
   }
   const medianPct = [...roundPcts].sort((a, b) => a - b)[Math.floor((roundPcts.length - 1) / 2)];
   const errorTotal = runs.reduce((n, r) => n + r.errors.total, 0);
