@@ -25,7 +25,8 @@ export function splitAuditDocs(text: string): string[] {
 /**
  * The oldest rows of one sink holding at most `limit` events together, always at least the first: the
  * running sum over the sink's first `limit` rows (each holds one event or more, so no more are needed).
- * `$sink` and `$limit` are the placeholders each backend rewrites.
+ * `$sink` and `$limit` are the placeholders PostgreSQL's claim rewrites; SQLite picks the same rows with
+ * {@link rowsWithin}.
  */
 export const CLAIM_ROWS_SQL = `
   SELECT seq, docs FROM audit_outbox WHERE seq IN (
@@ -34,6 +35,17 @@ export const CLAIM_ROWS_SQL = `
       FROM (SELECT seq, events FROM audit_outbox WHERE sink = $sink ORDER BY seq LIMIT $limit) AS head
     ) AS running WHERE upto <= $limit OR upto = events
   ) ORDER BY seq`;
+
+/**
+ * The rows a claim takes from a sink's head (its oldest rows, in seq order): those whose running sum of
+ * events stays within `limit`, and always the first, as CLAIM_ROWS_SQL picks them.
+ */
+export function rowsWithin<R extends { readonly events: number }>(head: readonly R[], limit: number): R[] {
+  let upto = 0;
+  let taken = 0;
+  while (taken < head.length && (taken === 0 || upto + head[taken]!.events <= limit)) upto += head[taken++]!.events;
+  return head.slice(0, taken);
+}
 
 /** The oldest rows (any sink) to remove so that at least `$excess` events go: those with fewer than that before them. */
 export const OLDEST_ROWS_SQL = `
