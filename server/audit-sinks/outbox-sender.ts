@@ -7,7 +7,7 @@ import { retryDelay } from './retry-delay.js';
 
 /** What a sender needs of the store. */
 export interface AuditOutboxReader {
-  claimAuditBatch(sink: string, holder: string, at: number, leaseMs: number, limit: number): Promise<AuditOutboxRow[] | undefined>;
+  claimAuditBatch(sink: string, holder: string, at: number, leaseMs: number, limit: number, delivered?: readonly number[]): Promise<AuditOutboxRow[] | undefined>;
   ackAuditEvents(sink: string, seqs: readonly number[]): Promise<void>;
 }
 
@@ -55,7 +55,9 @@ export interface OutboxSender {
  * Sends one sink's events from the outbox, oldest first, one batch at a time: at least once (a batch is
  * acked only after the sink has it, so a crash between the two sends it again) and in outbox order (a
  * failed batch is retried whole before anything after it). Each claim renews the sink's lease, so while
- * one replica sends, the others wait.
+ * one replica sends, the others wait. A delivered batch is acked by the next claim, in its transaction,
+ * which comes at most `lingerMs` later (or at `stop`): one transaction per batch fewer, at the price of a
+ * crash in that window sending the batch again.
  */
 export function startOutboxSender(options: OutboxSenderOptions): OutboxSender {
   const pollMs = options.pollMs ?? 1000;
@@ -67,6 +69,8 @@ export function startOutboxSender(options: OutboxSenderOptions): OutboxSender {
   let timer: NodeJS.Timeout | undefined;
   let wakeable = false;
   let resume: (() => void) | undefined;
+  /** Seqs of the last batch delivered, acked with the next claim. */
+  let delivered: number[] = [];
 
   /** Resolves after `ms`, or sooner when woken (then to true). */
   const pause = (ms: number, canWake: boolean): Promise<boolean> =>
@@ -90,8 +94,10 @@ export function startOutboxSender(options: OutboxSenderOptions): OutboxSender {
   async function step(): Promise<[number, boolean]> {
     let rows: AuditOutboxRow[] | undefined;
     try {
-      rows = await options.outbox.claimAuditBatch(options.name, options.holder, options.clock.now(), leaseMs, options.batch);
+      rows = await options.outbox.claimAuditBatch(options.name, options.holder, options.clock.now(), leaseMs, options.batch, delivered);
+      delivered = [];
     } catch (err) {
+      // A delivered batch not acked yet stays so: the next claim acks it.
       options.log?.warn({ sink: options.name, err: (err as Error).message }, 'the audit outbox cannot be read');
       return [pollMs, false];
     }
@@ -113,13 +119,7 @@ export function startOutboxSender(options: OutboxSenderOptions): OutboxSender {
     if (attempt > 0) options.log?.warn({ sink: options.name, attempts: attempt + 1 }, 'audit events are delivered again');
     attempt = 0;
     options.onResult?.('delivered', docs.length);
-    try {
-      await options.outbox.ackAuditEvents(options.name, rows.map((r) => r.seq));
-    } catch (err) {
-      // Sent but not acked: the batch goes again (at least once), after the store is back.
-      options.log?.warn({ sink: options.name, err: (err as Error).message }, 'delivered audit events could not be marked delivered; they will be sent again');
-      return [pollMs, false];
-    }
+    delivered = rows.map((r) => r.seq);
     // A claim takes whole rows (one per flush of the emitter), so one that found more waiting than it
     // could take still comes back short of `batch` when the next row did not fit: over half a batch says
     // events are arriving faster than the linger would gather them, so go on at once. Less says the
@@ -148,6 +148,12 @@ export function startOutboxSender(options: OutboxSenderOptions): OutboxSender {
       stopped = true;
       resume?.();
       await running;
+      if (delivered.length > 0) {
+        await options.outbox.ackAuditEvents(options.name, delivered).catch((err: Error) => {
+          // Sent but not acked: the batch goes again (at least once) from whichever replica sends next.
+          options.log?.warn({ sink: options.name, err: err.message }, 'delivered audit events could not be marked delivered; they will be sent again');
+        });
+      }
       await options.sink.close();
     },
   };

@@ -4,6 +4,8 @@ import { inTransaction, query } from './postgres-pool.js';
 import { auditSinkLease, CLAIM_ROWS_SQL, joinAuditDocs, OLDEST_ROWS_SQL, splitAuditDocs } from './audit-outbox-rows.js';
 import type { AuditOutboxEntry, AuditOutboxRow } from './store.js';
 
+const ACK_SQL = 'DELETE FROM audit_outbox WHERE sink = $1 AND seq = ANY($2::bigint[])';
+
 /**
  * The audit outbox in PostgreSQL (rows as in SQLite: one per run of events for one sink). Appends hold a transaction-level advisory lock from their insert to
  * their commit, so rows commit in the order of their `seq` across replicas: a sender that has read up to
@@ -35,8 +37,9 @@ export class PostgresAuditOutbox {
     });
   }
 
-  claim(sink: string, holder: string, at: number, leaseMs: number, limit: number): Promise<AuditOutboxRow[] | undefined> {
+  claim(sink: string, holder: string, at: number, leaseMs: number, limit: number, delivered: readonly number[]): Promise<AuditOutboxRow[] | undefined> {
     return inTransaction(this.#pool, async (client) => {
+      if (delivered.length > 0) await client.query(ACK_SQL, [sink, [...delivered]]);
       const { rowCount } = await client.query(
         `INSERT INTO leases (name, holder, expires_at) VALUES ($1, $2, $3)
          ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
@@ -51,7 +54,7 @@ export class PostgresAuditOutbox {
 
   async ack(sink: string, seqs: readonly number[]): Promise<void> {
     if (seqs.length === 0) return;
-    await query(this.#pool, 'DELETE FROM audit_outbox WHERE sink = $1 AND seq = ANY($2::bigint[])', [sink, [...seqs]]);
+    await query(this.#pool, ACK_SQL, [sink, [...seqs]]);
   }
 
   async depth(sink?: string): Promise<number> {

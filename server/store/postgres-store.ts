@@ -353,8 +353,8 @@ export class PostgresStore implements Store {
     return this.#auditOutbox.append(entries, max);
   }
 
-  claimAuditBatch(sink: string, holder: string, at: number, leaseMs: number, limit: number): Promise<AuditOutboxRow[] | undefined> {
-    return this.#auditOutbox.claim(sink, holder, at, leaseMs, limit);
+  claimAuditBatch(sink: string, holder: string, at: number, leaseMs: number, limit: number, delivered: readonly number[] = []): Promise<AuditOutboxRow[] | undefined> {
+    return this.#auditOutbox.claim(sink, holder, at, leaseMs, limit, delivered);
   }
 
   ackAuditEvents(sink: string, seqs: readonly number[]): Promise<void> {

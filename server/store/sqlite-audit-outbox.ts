@@ -63,9 +63,10 @@ export class SqliteAuditOutbox {
       .immediate();
   }
 
-  claim(sink: string, holder: string, at: number, leaseMs: number, limit: number): AuditOutboxRow[] | undefined {
+  claim(sink: string, holder: string, at: number, leaseMs: number, limit: number, delivered: readonly number[]): AuditOutboxRow[] | undefined {
     return this.#db
       .transaction((): AuditOutboxRow[] | undefined => {
+        this.ack(sink, delivered);
         if (this.#lease.run({ name: auditSinkLease(sink), holder, until: at + leaseMs, at }).changes === 0) return undefined;
         // A row's seq and events; a sink's first `limit` rows hold at least `limit` events (each holds one or more).
         const head = this.#head.all(sink, limit).map(([seq, events]) => ({ seq, events }));

@@ -396,8 +396,8 @@ export class SqliteStore implements Store {
     return this.#auditOutbox.append(entries, max);
   }
 
-  async claimAuditBatch(sink: string, holder: string, at: number, leaseMs: number, limit: number): Promise<AuditOutboxRow[] | undefined> {
-    return this.#auditOutbox.claim(sink, holder, at, leaseMs, limit);
+  async claimAuditBatch(sink: string, holder: string, at: number, leaseMs: number, limit: number, delivered: readonly number[] = []): Promise<AuditOutboxRow[] | undefined> {
+    return this.#auditOutbox.claim(sink, holder, at, leaseMs, limit, delivered);
   }
 
   async ackAuditEvents(sink: string, seqs: readonly number[]): Promise<void> {

@@ -374,9 +374,11 @@ export interface Store {
    * `audit-sink:<sink>`) and reads the sink's oldest rows holding at most `limit` events together (always at
    * least one row, whatever its size), in one transaction: of replicas claiming at once exactly one gets
    * rows, so no two send one batch at the same time. Undefined when another holder has the lease; rows in
-   * append order otherwise (none when the sink is caught up).
+   * append order otherwise (none when the sink is caught up). `delivered` (seqs of `sink`, as `ackAuditEvents`
+   * takes them) are removed first in the same transaction, whether or not the lease is still held: a sender
+   * acks one batch with the claim of the next rather than paying a transaction of its own.
    */
-  claimAuditBatch(sink: string, holder: string, at: number, leaseMs: number, limit: number): Promise<AuditOutboxRow[] | undefined>;
+  claimAuditBatch(sink: string, holder: string, at: number, leaseMs: number, limit: number, delivered?: readonly number[]): Promise<AuditOutboxRow[] | undefined>;
   /** Removes delivered rows of `sink`; rows already gone (dropped at the cap) are ignored. */
   ackAuditEvents(sink: string, seqs: readonly number[]): Promise<void>;
   /** Events waiting in the outbox for `sink`, or for every sink when it is absent. */

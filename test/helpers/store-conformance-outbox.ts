@@ -71,6 +71,23 @@ export function describeAuditOutboxConformance(openStores: OpenStores): void {
       expect(await store.claimAuditBatch('file', winner, T0 + 11 + LEASE, LEASE, 10)).toEqual([]);
     });
 
+    it('acks the batch delivered before with the next claim, of its sink only, even when the lease has passed to another holder', async () => {
+      const { store, peer } = await openStores();
+      await store.appendAuditEvents([run('siem', 0, 2), run('file', 100, 1), run('siem', 2, 2)], ROOMY);
+      const first = await store.claimAuditBatch('siem', 'r1', T0, LEASE, 2);
+      expect(numbers(first)).toEqual([0, 1]);
+      const fileSeqs = (await store.claimAuditBatch('file', 'r1', T0, LEASE, 10))!.map((r) => r.seq);
+      // The next claim removes what the first delivered and reads on from there; seqs of another sink are ignored.
+      const second = await store.claimAuditBatch('siem', 'r1', T0 + 1, LEASE, 10, [...first!.map((r) => r.seq), ...fileSeqs]);
+      expect(numbers(second)).toEqual([2, 3]);
+      expect(await store.auditOutboxDepth('siem')).toBe(2);
+      expect(await store.auditOutboxDepth('file')).toBe(1);
+      // Refused the lease (it lapsed and another replica took it), the claim still removes what this holder delivered.
+      expect(numbers(await peer.claimAuditBatch('siem', 'r2', T0 + 1 + LEASE, LEASE, 10))).toEqual([2, 3]);
+      expect(await store.claimAuditBatch('siem', 'r1', T0 + 2 + LEASE, LEASE, 10, second!.map((r) => r.seq))).toBeUndefined();
+      expect(await peer.auditOutboxDepth('siem')).toBe(0);
+    });
+
     it('drops the oldest rows past the cap in events, whatever their sink, and says how many events went', async () => {
       const { store, peer } = await openStores();
       expect(await store.appendAuditEvents([run('siem', 0, 3), run('file', 0, 2)], 10)).toBe(0);

@@ -115,6 +115,20 @@ describe('outbox sender', () => {
     expect(await store.auditOutboxDepth('s')).toBe(0);
   });
 
+  it('acks a delivered batch with its next claim, or when it stops, so nothing delivered is left to send again', async () => {
+    const store = new SqliteStore({ file: ':memory:' });
+    onTestFinished(() => store.close());
+    await appendRow(store, 0, 10);
+    const deliveries: string[][] = [];
+    const sender = startTestSender(store, deliveries, { lingerMs: 3_600_000, pollMs: 3_600_000 });
+    await vi.waitFor(() => expect(deliveries.flat()).toHaveLength(10), { timeout: 5000 });
+    // Delivered, lingering for the next claim, which would ack it: still in the outbox.
+    expect(await store.auditOutboxDepth('s')).toBe(10);
+    await sender.stop();
+    expect(await store.auditOutboxDepth('s')).toBe(0);
+    expect(deliveries).toHaveLength(1);
+  });
+
   it('woken from idle by appends, lets the rows gather for one delivery rather than sending each as it comes', async () => {
     const store = new SqliteStore({ file: ':memory:' });
     onTestFinished(() => store.close());
