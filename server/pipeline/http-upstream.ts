@@ -42,12 +42,20 @@ function someTrailers(trailers: IncomingHttpHeaders | null | undefined): trailer
  * One request through undici's low-level `dispatch`: the response goes from the upstream socket to the
  * frames with no stream of its own, and the upstream is paused whenever the frames ask (the caller's side
  * is full) until they resume it.
+ *
+ * undici hands over a chunked body one HTTP chunk at a time, all of one socket read in one go: an answer
+ * streamed in a burst (a model that writes its tokens faster than they travel) arrives as a hundred
+ * chunks in two or three reads. The chunks of one read go to the frames together, once that read is
+ * parsed, so masking, recording and the write to the caller run once per read rather than once per chunk.
+ * What arrives paced (a token at a time) is one chunk per read and goes on as it did.
  */
 class HttpUpstreamCall implements Dispatcher.DispatchHandler, UpstreamCall {
   readonly #o: UpstreamCallOptions;
   readonly #route: UpstreamRoute;
   #controller: Dispatcher.DispatchController | null = null;
   #aborted = false;
+  /** Chunks of the socket read being parsed, passed on together once it is (see the class comment). */
+  #read: Buffer[] | null = null;
 
   constructor(options: UpstreamCallOptions, route: UpstreamRoute) {
     this.#o = options;
@@ -113,16 +121,33 @@ class HttpUpstreamCall implements Dispatcher.DispatchHandler, UpstreamCall {
     }
   }
 
-  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+  onResponseData(_controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (this.#aborted) return;
+    if (this.#read !== null) {
+      this.#read.push(chunk);
+      return;
+    }
+    this.#read = [chunk];
+    // undici parses a read in one synchronous run; a microtask comes after all of it.
+    queueMicrotask(() => this.#passRead());
+  }
+
+  /** Passes on the chunks gathered from one socket read, pausing the upstream when the frames are full. */
+  #passRead(): void {
+    const read = this.#read;
+    this.#read = null;
+    if (read === null || this.#aborted) return;
     try {
-      if (!this.#o.frames.data(chunk)) controller.pause();
+      if (!this.#o.frames.data(read.length === 1 ? read[0]! : Buffer.concat(read))) this.#controller?.pause();
     } catch (err) {
       this.#o.fail(err);
     }
   }
 
   onResponseEnd(_controller: Dispatcher.DispatchController, trailers: IncomingHttpHeaders): void {
+    if (this.#aborted) return;
+    // The last read's chunks come before the end, in the run that parsed them.
+    this.#passRead();
     if (this.#aborted) return;
     try {
       this.#o.frames.end(someTrailers(trailers) ? trailers : undefined);
@@ -132,6 +157,8 @@ class HttpUpstreamCall implements Dispatcher.DispatchHandler, UpstreamCall {
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+    // What arrived before the failure goes on first, as it would have chunk by chunk.
+    this.#passRead();
     this.#o.fail(upstreamError(error, this.#o.exchange.connection.name));
   }
 }

@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
+import { connect, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import Fastify from 'fastify';
@@ -11,6 +12,7 @@ import { registerProxyRoutes, upstreamPathOf } from '../../server/api/proxy-rout
 import { connectionSchema, type ConnectionConfig } from '../../server/config/schema.js';
 import type { Principal } from '../../server/identity/principal.js';
 import { createExchangeHandler } from '../../server/pipeline/run-exchange.js';
+import { listenOnLoopback } from '../helpers/loopback.js';
 import { tempDir } from '../helpers/temp-dir.js';
 import { startTestUpstream, type TestUpstream } from '../helpers/upstream.js';
 
@@ -25,7 +27,7 @@ async function startUpstream(): Promise<TestUpstream> {
 }
 
 /** A fastify app with only the proxy route; authentication is faked (it is tested on its own elsewhere). */
-async function startGateway(upstream: TestUpstream, fields: Record<string, unknown> = {}): Promise<string> {
+async function startGateway(upstream: { readonly url: string }, fields: Record<string, unknown> = {}): Promise<string> {
   const connections: ConnectionConfig[] = [
     connectionSchema.parse({ name: 'llm', type: 'http', upstream: upstream.url, allow_groups: ['ml-eng'], headers: { authorization: 'Bearer upstream-secret' }, ...fields }),
     connectionSchema.parse({ name: 'secret-llm', type: 'http', upstream: upstream.url, allow_groups: ['finance'] }),
@@ -102,6 +104,56 @@ describe('ANY /v1/proxy/:connection/*', () => {
 
     expect(createHash('sha256').update(stdout).digest('hex')).toBe(createHash('sha256').update(body).digest('hex'));
     expect(upstream.requests[0]!.url).toBe('/echo?q=1');
+  });
+
+  it('passes the events of one upstream read on together, and a paced event as soon as it arrives', async () => {
+    // An upstream that writes 40 SSE events in one socket write, then one more once the caller has the 40.
+    let sendLast: () => void = () => undefined;
+    const upstreamServer = createServer((socket: Socket) => {
+      socket.once('data', () => {
+        const chunk = (text: string): string => `${Buffer.byteLength(text).toString(16)}\r\n${text}\r\n`;
+        const burst = Array.from({ length: 40 }, (_, n) => chunk(`data: {"n":${n}}\n\n`)).join('');
+        socket.write(`HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n${burst}`);
+        sendLast = () => socket.end(`${chunk('data: {"n":40}\n\n')}0\r\n\r\n`);
+      });
+    });
+    const port = await listenOnLoopback(upstreamServer);
+    onTestFinished(() => void upstreamServer.close());
+    const gw = new URL(await startGateway({ url: `http://127.0.0.1:${port}` }));
+
+    // A raw client, so the chunks the gateway sends are seen as they are framed.
+    const client = connect(Number(gw.port), gw.hostname);
+    onTestFinished(() => void client.destroy());
+    client.write('GET /v1/proxy/llm/v1/events HTTP/1.1\r\nhost: gw\r\nauthorization: Bearer agent-token\r\nconnection: close\r\n\r\n');
+    let raw = '';
+    const chunksWhenEvents = new Map<number, number>();
+    await new Promise<void>((resolve, reject) => {
+      client.on('error', reject);
+      client.on('data', (data: Buffer) => {
+        raw += data.toString('latin1');
+        const bodyAt = raw.indexOf('\r\n\r\n');
+        if (bodyAt === -1) return;
+        // The body's chunks so far: each a hex size line and that many bytes.
+        const bodies: string[] = [];
+        for (let at = bodyAt + 4; ; ) {
+          const eol = raw.indexOf('\r\n', at);
+          if (eol === -1) break;
+          const size = parseInt(raw.slice(at, eol), 16);
+          if (size === 0 || raw.length < eol + 2 + size + 2) break;
+          bodies.push(raw.slice(eol + 2, eol + 2 + size));
+          at = eol + 2 + size + 2;
+        }
+        const events = bodies.join('').split('\n\n').length - 1;
+        if (!chunksWhenEvents.has(events)) chunksWhenEvents.set(events, bodies.length);
+        if (events === 40) sendLast();
+        if (events === 41) resolve();
+      });
+    });
+    expect(raw).toMatch(/^HTTP\/1\.1 200/);
+    // The burst reached the caller in as few chunks as the upstream's reads, not one per event.
+    expect(chunksWhenEvents.get(40)).toBeLessThanOrEqual(2);
+    // The last event was only written once the caller had the first 40: it was not held back for more.
+    expect(chunksWhenEvents.get(41)).toBe(chunksWhenEvents.get(40)! + 1);
   });
 
   it('answers 401 without a token, in the OpenAI error shape', async () => {
