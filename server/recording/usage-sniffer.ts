@@ -16,12 +16,16 @@ const NEWLINE = 0x0a;
 const USAGE = Buffer.from('"usage":{');
 const FINISH = Buffer.from('"finish_reason":"');
 const MODEL = Buffer.from('"model":"');
+/** What a line must hold to be parsed; the model's (first) only while the model is unknown. */
+const NEEDLES = [MODEL, USAGE, FINISH] as const;
 
 /**
  * Picks model, token usage and finish reason out of an OpenAI-style response body as it streams, with
  * bounded memory: a JSON body is kept up to 1 MiB and parsed once at the end; an SSE stream is split
  * into lines and only the `data:` lines that can hold a fact (the first with a model, any with usage or
- * a finish reason) are parsed.
+ * a finish reason) are parsed. The lines wholly inside a chunk are not looked at one by one: each needle
+ * is searched for across them, and only a line where one is found is read, so a chunk of a hundred events
+ * (a burst) costs a few searches rather than a few per event.
  */
 export class UsageSniffer {
   readonly #mode: 'json' | 'sse' | 'off';
@@ -48,12 +52,45 @@ export class UsageSniffer {
       this.#bytes += chunk.length;
     } else if (this.#mode === 'sse') {
       let start = 0;
-      for (let nl = chunk.indexOf(NEWLINE); nl >= 0; nl = chunk.indexOf(NEWLINE, start)) {
-        // The blank line after each event holds nothing: no view of it is made.
-        if (nl > start || this.#parts.length > 0 || this.#skippingLine) this.#line(chunk.subarray(start, nl));
-        start = nl + 1;
+      const first = chunk.indexOf(NEWLINE);
+      if (first === -1) {
+        this.#partial(chunk);
+        return;
       }
-      if (start < chunk.length) this.#partial(chunk.subarray(start));
+      // A line begun in an earlier chunk ends at the first line break: read as one with what came before.
+      if (this.#parts.length > 0 || this.#skippingLine) {
+        this.#line(chunk.subarray(0, first));
+        start = first + 1;
+      }
+      const end = chunk.lastIndexOf(NEWLINE) + 1;
+      if (end > start) this.#wholeLines(chunk, start, end);
+      if (end < chunk.length) this.#partial(chunk.subarray(end));
+    }
+  }
+
+  /**
+   * Reads, in order, the lines in `chunk[from, to)` (whole lines, `to` just after a line break) that hold a
+   * needle. Each needle's next place is searched for once and kept until the reading passes it, so a
+   * needle found nowhere costs one search of the chunk.
+   */
+  #wholeLines(chunk: Buffer, from: number, to: number): void {
+    // Each needle's next place at or after `at`: -2 not searched yet, -1 none before `to`.
+    const hits = [-2, -2, -2];
+    for (let at = from; at < to; ) {
+      let hit = -1;
+      for (let n = this.#facts.model === undefined ? 0 : 1; n < NEEDLES.length; n++) {
+        let h = hits[n]!;
+        if (h === -2 || (h !== -1 && h < at)) {
+          h = chunk.indexOf(NEEDLES[n]!, at);
+          if (h >= to) h = -1;
+          hits[n] = h;
+        }
+        if (h !== -1 && (hit === -1 || h < hit)) hit = h;
+      }
+      if (hit === -1) return;
+      const lineEnd = chunk.indexOf(NEWLINE, hit);
+      this.#line(chunk.subarray(Math.max(from, chunk.lastIndexOf(NEWLINE, hit) + 1), lineEnd));
+      at = lineEnd + 1;
     }
   }
 

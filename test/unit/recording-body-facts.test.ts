@@ -52,6 +52,24 @@ describe('usage sniffer', () => {
     expect(byByte.result()).toEqual(expected);
   });
 
+  it('reads a burst of events in one chunk as it reads them one by one: a model line that does not parse hides no later one', () => {
+    const event = (o: object) => `data: ${JSON.stringify(o)}\n\n`;
+    const lines = [
+      'data: {"model":"cut-off\n\n',
+      ...Array.from({ length: 50 }, (_, n) => event({ model: n === 0 ? 'm3' : 'later', choices: [{ delta: { content: `w${n}` }, finish_reason: null }] })),
+      event({ choices: [{ delta: {}, finish_reason: 'stop' }], usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } }),
+      event({ choices: [], usage: { prompt_tokens: 7, completion_tokens: 50, total_tokens: 57 } }),
+      'data: [DONE]\n\n',
+    ];
+    const burst = new UsageSniffer('text/event-stream');
+    burst.push(Buffer.from(lines.join('')));
+    const oneByOne = new UsageSniffer('text/event-stream');
+    for (const line of lines) oneByOne.push(Buffer.from(line));
+    const expected = { model: 'm3', finish_reason: 'stop', usage: { prompt_tokens: 7, completion_tokens: 50, total_tokens: 57 } };
+    expect(burst.result()).toEqual(expected);
+    expect(oneByOne.result()).toEqual(expected);
+  });
+
   it('gives up on a JSON answer beyond its bound instead of holding it', () => {
     const s = new UsageSniffer('application/json');
     s.push(Buffer.from('{"model":"big","pad":"'));
