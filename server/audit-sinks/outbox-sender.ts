@@ -56,8 +56,8 @@ export interface OutboxSender {
  * acked only after the sink has it, so a crash between the two sends it again) and in outbox order (a
  * failed batch is retried whole before anything after it). Each claim renews the sink's lease, so while
  * one replica sends, the others wait. A delivered batch is acked by the next claim, in its transaction,
- * which comes at most `lingerMs` later (or at `stop`): one transaction per batch fewer, at the price of a
- * crash in that window sending the batch again.
+ * which normally comes within `lingerMs` (after `pollMs` while the store cannot be reached), or at `stop`:
+ * one transaction per batch fewer, at the price of a crash in that window sending the batch again.
  */
 export function startOutboxSender(options: OutboxSenderOptions): OutboxSender {
   const pollMs = options.pollMs ?? 1000;

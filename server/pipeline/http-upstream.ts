@@ -41,7 +41,8 @@ function someTrailers(trailers: IncomingHttpHeaders | null | undefined): trailer
 /**
  * One request through undici's low-level `dispatch`: the response goes from the upstream socket to the
  * frames with no stream of its own, and the upstream is paused whenever the frames ask (the caller's side
- * is full) until they resume it.
+ * is full) until they resume it. undici stops reading at the next chunk after a pause, so a full caller is
+ * given at most the rest of the socket read at hand.
  *
  * undici hands over a chunked body one HTTP chunk at a time, all of one socket read in one go: an answer
  * streamed in a burst (a model that writes its tokens faster than they travel) arrives as a hundred
@@ -129,16 +130,20 @@ class HttpUpstreamCall implements Dispatcher.DispatchHandler, UpstreamCall {
     }
     this.#read = [chunk];
     // undici parses a read in one synchronous run; a microtask comes after all of it.
-    queueMicrotask(() => this.#passRead());
+    queueMicrotask(() => this.#passRead(false));
   }
 
-  /** Passes on the chunks gathered from one socket read, pausing the upstream when the frames are full. */
-  #passRead(): void {
+  /**
+   * Passes on the chunks gathered from one socket read, pausing the upstream when the frames are full,
+   * unless the response is over (`last`): a call paused after its end would be resumed later through a
+   * socket undici may have handed to another request.
+   */
+  #passRead(last: boolean): void {
     const read = this.#read;
     this.#read = null;
     if (read === null || this.#aborted) return;
     try {
-      if (!this.#o.frames.data(read.length === 1 ? read[0]! : Buffer.concat(read))) this.#controller?.pause();
+      if (!this.#o.frames.data(read.length === 1 ? read[0]! : Buffer.concat(read)) && !last) this.#controller?.pause();
     } catch (err) {
       this.#o.fail(err);
     }
@@ -147,7 +152,7 @@ class HttpUpstreamCall implements Dispatcher.DispatchHandler, UpstreamCall {
   onResponseEnd(_controller: Dispatcher.DispatchController, trailers: IncomingHttpHeaders): void {
     if (this.#aborted) return;
     // The last read's chunks come before the end, in the run that parsed them.
-    this.#passRead();
+    this.#passRead(true);
     if (this.#aborted) return;
     try {
       this.#o.frames.end(someTrailers(trailers) ? trailers : undefined);
@@ -158,7 +163,7 @@ class HttpUpstreamCall implements Dispatcher.DispatchHandler, UpstreamCall {
 
   onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
     // What arrived before the failure goes on first, as it would have chunk by chunk.
-    this.#passRead();
+    this.#passRead(true);
     this.#o.fail(upstreamError(error, this.#o.exchange.connection.name));
   }
 }
