@@ -3,7 +3,8 @@
 // The bench runs it beside the gateway as the `bare` path, so the figures show how much of the gap to
 // a direct connection any Node proxy pays on this machine and how much is sluice's own work.
 //
-// `/plain/…` goes to the fast upstream, `/stream/…` to the model server. Config (the two upstream URLs, and
+// `/plain/…` goes to the fast upstream, `/stream/…` to the model server; an upstream URL with a path puts it in
+// front of the forwarded one (bench/bare-chain.js chains two proxies that way). Config (the two upstream URLs, and
 // `connections`: sockets per upstream, 64 unless given) arrives over IPC, as the gateway's does. The
 // capacity part raises `connections` to its stream count: a long streamed answer holds its socket, so a
 // smaller pool would queue streams in the reference path that the gateway (no per-upstream cap) serves at once.
@@ -21,15 +22,20 @@ function forwardable(headers) {
 }
 
 await serveFromParent(async ({ upstreams, connections = 64 }) => {
-  const pools = new Map(Object.entries(upstreams).map(([route, url]) => [route, new Pool(url, { connections })]));
+  const routes = new Map(
+    Object.entries(upstreams).map(([route, url]) => {
+      const { origin, pathname } = new URL(url);
+      return [route, { pool: new Pool(origin, { connections }), prefix: pathname.replace(/\/$/, '') }];
+    }),
+  );
   const server = createServer((req, res) => {
     const slash = req.url.indexOf('/', 1);
-    const pool = pools.get(req.url.slice(1, slash === -1 ? undefined : slash));
-    if (pool === undefined || slash === -1) {
+    const route = routes.get(req.url.slice(1, slash === -1 ? undefined : slash));
+    if (route === undefined || slash === -1) {
       res.writeHead(404).end();
       return;
     }
-    pool.request({ path: req.url.slice(slash), method: req.method, headers: forwardable(req.headers), body: req }).then(
+    route.pool.request({ path: route.prefix + req.url.slice(slash), method: req.method, headers: forwardable(req.headers), body: req }).then(
       ({ statusCode, headers, body }) => {
         res.writeHead(statusCode, forwardable(headers));
         pipeline(body, res, () => undefined);
@@ -44,7 +50,7 @@ await serveFromParent(async ({ upstreams, connections = 64 }) => {
     close: async () => {
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
-      await Promise.all([...pools.values()].map((p) => p.close()));
+      await Promise.all([...routes.values()].map((r) => r.pool.close()));
     },
   };
 });

@@ -6,6 +6,8 @@
 // each path in turn:
 //
 //   bare       bench/bare-proxy.js: node:http in, an undici pool out, nothing else (the reference)
+//   bare_2hops two bare proxies in a row (bench/bare-chain.js): the least any path with the tunnel's two
+//              hops costs; a reference too, no target applies to it
 //   proxy      POST /v1/proxy/llm-stream/v1/chat/completions on the gateway (bench/gateway.js, startGateway)
 //   tunnel     `sluice connect llm-stream` (a CLI process) → WebSocket → the same gateway
 //   workers_2  the proxy route of `sluice serve --workers 2` (the real binary, on PostgreSQL: several
@@ -21,7 +23,7 @@
 // the workers' tree, PostgreSQL apart), its ratio to bare, TTFB and inter-token gap percentiles, the gap p99
 // added to bare's, errors, and the streams one core holds at the nominal pace (1e6 / (µs per token × 50)).
 //
-// Env: BENCH_CAPACITY_N ("200,500"), BENCH_CAPACITY_PATHS ("bare,proxy,tunnel,workers_2"), BENCH_SECONDS
+// Env: BENCH_CAPACITY_N ("200,500"), BENCH_CAPACITY_PATHS ("bare,bare_2hops,proxy,tunnel,workers_2"), BENCH_SECONDS
 // (10) per window, BENCH_WARMUP_SECONDS (3) after the ramp, BENCH_GATEWAY_LOG_LEVEL (info),
 // BENCH_CONNECT_TIMEOUT_SECONDS (30), BENCH_MAX_SECONDS (900, hard stop), BENCH_PROFILE=1 (--cpu-prof for
 // the single-process gateway; top functions in `profiles`, work dir kept), BENCH_OUT=file.
@@ -35,6 +37,7 @@ import { PII_DETECTORS, PII_PROFILES } from './pii-profile.js';
 import { DEMO_PII } from '../dist/server/demo/model-server.js';
 import { AUDIENCE, startBenchIdentity } from './identity.js';
 import { machineInfo, round } from './load.js';
+import { startBareChain } from './bare-chain.js';
 import { summarizeProfile } from './profile-top.js';
 import {
   envNumber,
@@ -57,7 +60,9 @@ const BENCH = fileURLToPath(new URL('.', import.meta.url));
 /** replicas.js's child modes: `--postgres` (the tests' PostgreSQL launcher) and `--serve` (`sluice serve` under a guard). */
 const REPLICAS = join(BENCH, 'replicas.js');
 
-const PATHS = ['bare', 'proxy', 'tunnel', 'workers_2'];
+const PATHS = ['bare', 'bare_2hops', 'proxy', 'tunnel', 'workers_2'];
+/** The references: their figures explain the others', no target applies to them. */
+const REFERENCE_PATHS = new Set(['bare', 'bare_2hops']);
 /** What the capacity target names: token events per answer and the upstream's pause between two. */
 const TOKENS = 100;
 const TOKEN_MS = 20;
@@ -322,15 +327,14 @@ async function main() {
   const single = settings.paths.filter((p) => p !== 'workers_2');
   if (single.length > 0) {
     const roots = { ...baseRoots };
-    let bare;
+    let bareChain = [];
     let gateway;
     let tunnel;
     try {
-      if (single.includes('bare')) {
-        bare = forkChild('bare', join(BENCH, 'bare-proxy.js'), [], { logFile: join(scratch.dir, 'bare.log') });
-        bare.child.send({ type: 'config', config: { upstreams: { stream: up.modelUrl }, connections: maxStreams } });
-        bare.url = (await waitForReady(bare, 'bare proxy', 20_000)).url;
-        roots.bare = bare.child.pid;
+      if (single.includes('bare') || single.includes('bare_2hops')) {
+        bareChain = await startBareChain({ upstreams: { stream: up.modelUrl }, hops: single.includes('bare_2hops') ? 2 : 1, connections: maxStreams, logDir: scratch.dir });
+        roots.bare = bareChain[0].entry.child.pid;
+        if (bareChain[1]) roots.bare2 = bareChain[1].entry.child.pid;
       }
       if (single.includes('proxy') || single.includes('tunnel')) {
         const dir = join(scratch.dir, 'data');
@@ -346,10 +350,11 @@ async function main() {
         roots.gateway = gateway.child.pid;
         log(`gateway at ${gateway.url}`);
       }
-      if (bare) {
-        const target = { url: `${bare.url}/stream${chatPath}`, headers: { authorization: `Bearer ${up.modelKey}` } };
-        answers.bare = await sanity('bare', target, false);
-        await measureAll('bare', target, roots, ['bare']);
+      for (const [path, hop, proxying] of [['bare', bareChain[0], ['bare']], ['bare_2hops', bareChain[1], ['bare', 'bare2']]]) {
+        if (!single.includes(path)) continue;
+        const target = { url: `${hop.url}/stream${chatPath}`, headers: { authorization: `Bearer ${up.modelKey}` } };
+        answers[path] = await sanity(path, target, false);
+        await measureAll(path, target, roots, proxying);
       }
       if (single.includes('proxy')) {
         const target = proxyTarget(gateway.url);
@@ -387,7 +392,7 @@ async function main() {
     } finally {
       if (tunnel) await stopTunnel(tunnel);
       if (gateway) await stopChild(gateway); // writes its profile on exit
-      if (bare) await stopChild(bare);
+      for (const hop of bareChain.reverse()) await stopChild(hop.entry);
     }
     if (settings.profile && gateway) {
       const dir = join(scratch.dir, 'profiles', 'gateway');
@@ -457,7 +462,7 @@ async function main() {
   const pass = {};
   let totalErrors = 0;
   for (const row of Object.values(results)) for (const r of Object.values(row)) totalErrors += (r.errors?.total ?? 0) + (r.warmup_errors ?? 0);
-  for (const path of settings.paths.filter((p) => p !== 'bare')) {
+  for (const path of settings.paths.filter((p) => !REFERENCE_PATHS.has(p))) {
     const rows = settings.streams.map((n) => results[`n${n}`][path]);
     // null: the path (or bare) has no figure here; its `error` says why.
     pass[`${path}_cpu_ratio`] = rows.every((r) => ok(r) && r.ratio_to_bare !== undefined) ? rows.every((r) => r.ratio_to_bare <= TARGETS.cpu_ratio_to_bare_max) : null;
@@ -488,6 +493,7 @@ async function main() {
         loadgen: 'child per measurement (bench/stream-clients.js: node:http keep-alive, one socket per stream)',
         upstream: 'child (bench/upstream.js)',
         bare: 'child (bench/bare-proxy.js, pool sized to the largest N)',
+        bare2: 'bare_2hops only: a second bare proxy in front of the first (bench/bare-chain.js)',
         gateway: 'child (bench/gateway.js)',
         cli: 'tunnel only: bench/cli-guard.js and its sluice connect',
         serve: 'workers_2 only: replicas.js --serve guard, serve primary and 2 workers',

@@ -18,7 +18,8 @@
 // request (`cpu.<process>.us_per_req`) is reported next to every figure so the two can be told apart.
 //
 // Env: BENCH_SECONDS (5) per measurement, BENCH_WARMUP_SECONDS (2) before each, BENCH_PATHS
-// (direct,bare,proxy,tunnel; bare = a minimal Node proxy, bench/bare-proxy.js, no target applies to it),
+// (direct,bare,bare_2hops,proxy,tunnel; bare = a minimal Node proxy, bench/bare-proxy.js; bare_2hops = two
+// of them in a row, the least a path with the tunnel's two hops costs; no target applies to either),
 // BENCH_MEASURES (latency_c1,throughput_c32,stream_c8), BENCH_CHUNKS (100),
 // BENCH_CHUNK_DELAY_MS (0), BENCH_GATEWAY_LOG_LEVEL (info), BENCH_CONNECT_TIMEOUT_SECONDS (30),
 // BENCH_NOISY_RETRIES (1), BENCH_MAX_SECONDS (900, hard stop), BENCH_PROFILE=1 (CPU profiles of gateway
@@ -31,6 +32,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { httpLoad, machineInfo, round, streamLoad } from './load.js';
+import { startBareChain } from './bare-chain.js';
 import { summarizeProfile } from './profile-top.js';
 import { AUDIENCE, startBenchIdentity } from './identity.js';
 import { FAST_ANSWER_PII, PII_DETECTORS, PII_PROFILES } from './pii-profile.js';
@@ -39,12 +41,14 @@ import { CLI, startTunnel as startTunnelProcess, stopTunnel } from './tunnel.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BENCH = fileURLToPath(new URL('.', import.meta.url));
+/** The references: bare proxies that explain the product's figures; no target applies to them. */
+const REFERENCE_PATHS = ['bare', 'bare_2hops'];
 
 
 const settings = {
   seconds: envNumber('BENCH_SECONDS', 5, { min: 1, max: 300 }),
   warmupSeconds: envNumber('BENCH_WARMUP_SECONDS', 2, { min: 0, max: 60 }),
-  paths: (process.env.BENCH_PATHS ?? 'direct,bare,proxy,tunnel').split(',').map((p) => p.trim()).filter(Boolean),
+  paths: (process.env.BENCH_PATHS ?? 'direct,bare,bare_2hops,proxy,tunnel').split(',').map((p) => p.trim()).filter(Boolean),
   chunks: envNumber('BENCH_CHUNKS', 100, { min: 1, max: 10_000 }),
   chunkDelayMs: envNumber('BENCH_CHUNK_DELAY_MS', 0, { min: 0, max: 1000 }),
   gatewayLogLevel: process.env.BENCH_GATEWAY_LOG_LEVEL ?? 'info',
@@ -58,7 +62,7 @@ const settings = {
   masking: process.env.BENCH_MASKING ?? 'pii',
   connections: { latency: 1, throughput: 32, stream: 8 },
 };
-for (const p of settings.paths) if (!['direct', 'bare', 'proxy', 'tunnel'].includes(p)) throw new Error(`unknown path in BENCH_PATHS: ${p}`);
+for (const p of settings.paths) if (!['direct', ...REFERENCE_PATHS, 'proxy', 'tunnel'].includes(p)) throw new Error(`unknown path in BENCH_PATHS: ${p}`);
 if (!settings.paths.includes('direct')) settings.paths.unshift('direct'); // every ratio needs it
 if (!['pii', 'none'].includes(settings.masking)) throw new Error('BENCH_MASKING must be pii or none');
 for (const m of settings.measures) if (!['latency_c1', 'throughput_c32', 'stream_c8'].includes(m)) throw new Error(`unknown measurement in BENCH_MEASURES: ${m}`);
@@ -70,7 +74,7 @@ for (const m of settings.measures) if (!['latency_c1', 'throughput_c32', 'stream
  */
 const TARGETS = { cpu_ratio_to_bare_max: 2.5, tunnel_added_p50_ms_max: 0.3 };
 /** The processes whose CPU is the cost of a path: what a team runs for it (the load and the upstream are not). */
-const PATH_PROCESSES = { bare: ['bare'], proxy: ['gateway'], tunnel: ['gateway', 'cli'] };
+const PATH_PROCESSES = { bare: ['bare'], bare_2hops: ['bare', 'bare2'], proxy: ['gateway'], tunnel: ['gateway', 'cli'] };
 const CHAT_BODY = JSON.stringify({ model: 'bench', messages: [{ role: 'user', content: 'Say hello.' }], stream: false });
 const STREAM_BODY = JSON.stringify({ model: 'demo-echo', messages: [{ role: 'user', content: 'Say hello.' }], stream: true });
 
@@ -266,16 +270,10 @@ async function main() {
   }
   log(`gateway at ${gw.url} (log ${gatewayLog})`);
 
-  // The floor: a minimal Node reverse proxy to the same upstreams (only when the bare path is measured).
-  let bare = null;
-  if (settings.paths.includes('bare')) {
-    const entry = forkChild('bare', join(BENCH, 'bare-proxy.js'), [], { logFile: join(tmp, 'bare.log') });
-    entry.child.send({ type: 'config', config: { upstreams: { plain: up.fastUrl, stream: up.modelUrl } } });
-    const ready = await waitForMessage(entry, (m) => m?.type === 'ready' || m?.type === 'error', 20_000, 'bare proxy ready');
-    if (ready.type === 'error') throw new Error(`bare proxy failed to start: ${ready.message}`);
-    bare = { entry, url: ready.url };
-    log(`bare proxy at ${bare.url}`);
-  }
+  // The floor: a minimal Node reverse proxy to the same upstreams, and two in a row (only when measured).
+  const bareHops = settings.paths.includes('bare_2hops') ? 2 : settings.paths.includes('bare') ? 1 : 0;
+  const [bare = null, bare2 = null] = bareHops > 0 ? await startBareChain({ upstreams: { plain: up.fastUrl, stream: up.modelUrl }, hops: bareHops, logDir: tmp }) : [];
+  if (bare) log(`bare proxy at ${bare.url}${bare2 ? `, a second hop in front of it at ${bare2.url}` : ''}`);
 
   let statsSeq = 0;
   const upstreamStats = async () => {
@@ -308,12 +306,14 @@ async function main() {
       direct: { url: `${up.fastUrl}/v1/chat/completions`, headers: { authorization: `Bearer ${up.fastKey}` } },
       proxy: { url: `${gw.url}/v1/proxy/llm/v1/chat/completions`, headers: { authorization: `Bearer ${token}` } },
       bare: bare && { url: `${bare.url}/plain/v1/chat/completions`, headers: { authorization: `Bearer ${up.fastKey}` } },
+      bare_2hops: bare2 && { url: `${bare2.url}/plain/v1/chat/completions`, headers: { authorization: `Bearer ${up.fastKey}` } },
       tunnel: null, // filled once `sluice connect llm` is up
     },
     stream: {
       direct: { url: `${up.modelUrl}/v1/chat/completions`, headers: { authorization: `Bearer ${up.modelKey}` } },
       proxy: { url: `${gw.url}/v1/proxy/llm-stream/v1/chat/completions`, headers: { authorization: `Bearer ${token}` } },
       bare: bare && { url: `${bare.url}/stream/v1/chat/completions`, headers: { authorization: `Bearer ${up.modelKey}` } },
+      bare_2hops: bare2 && { url: `${bare2.url}/stream/v1/chat/completions`, headers: { authorization: `Bearer ${up.modelKey}` } },
       tunnel: null,
     },
   };
@@ -396,7 +396,10 @@ async function main() {
         continue;
       }
       const target = targets[kind][path];
-      const pids = path === 'tunnel' ? { ...basePids, cli: tunnel.pid } : path === 'bare' ? { ...basePids, bare: bare.entry.child.pid } : basePids;
+      // Every measurement counts the base processes; a path's own (CLI, bare proxies) join them.
+      const own = { cli: tunnel?.pid, bare: bare?.entry.child.pid, bare2: bare2?.entry.child.pid };
+      const pids = { ...basePids };
+      for (const name of PATH_PROCESSES[path] ?? []) if (own[name] !== undefined) pids[name] = own[name];
       try {
         results[section][path] = await measure(`${label} ${path}`, pids, (seconds) => runOne(target, seconds), countOf, probes[kind]);
         if (path === 'tunnel' && tunnel.exit) results[section][path].error = `${tunnel.exit} during the measurement`;
@@ -458,8 +461,8 @@ async function main() {
       for (const d of r?.discarded_attempts ?? []) totalErrors += d.errors?.total ?? 0;
     }
   }
-  // The bare proxy is a reference, not a product path: no target applies to it.
-  for (const path of settings.paths.filter((p) => p !== 'direct' && p !== 'bare')) {
+  // The bare proxies are references, not product paths: no target applies to them.
+  for (const path of settings.paths.filter((p) => p !== 'direct' && !REFERENCE_PATHS.includes(p))) {
     // null: the path was to be measured here but has no figure (it failed; its `error` says why).
     // A ratio needs the bare proxy measured beside the path: without it, null.
     for (const measure of settings.measures) {
@@ -512,7 +515,8 @@ async function main() {
         upstream: 'child process (fixed-answer server + demo model server)',
         gateway: 'child process (startGateway)',
         cli: 'child process (node bin/sluice.js connect), tunnel path only',
-        bare: 'child process (bench/bare-proxy.js: node:http + undici pool, nothing else), bare path only',
+        bare: 'child process (bench/bare-proxy.js: node:http + undici pool, nothing else), bare paths only',
+        bare2: 'bare_2hops only: a second bare proxy in front of the first (bench/bare-chain.js)',
       },
     },
     results,

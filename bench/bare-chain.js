@@ -1,0 +1,27 @@
+// The reference paths: bench/bare-proxy.js alone (`bare`), and two of them in a row (`bare_2hops`: the second
+// forwards to the first). The tunnel carries each call over two hops (the CLI, then the gateway), so no
+// implementation of it costs less than two proxies do: `bare_2hops` measures that floor in the same run.
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { forkChild, waitForReady } from './procs.js';
+
+const BARE_PROXY = fileURLToPath(new URL('./bare-proxy.js', import.meta.url));
+
+/**
+ * Starts `hops` bare proxies (1 or 2) for `upstreams` (route → URL). Resolves with each one's `{ entry, url }`,
+ * the first hop first; a caller sends to the last, which reaches a route through every hop before it.
+ */
+export async function startBareChain({ upstreams, hops, connections, logDir }) {
+  const chain = [];
+  let routes = upstreams;
+  for (let hop = 1; hop <= hops; hop += 1) {
+    const name = hop === 1 ? 'bare' : `bare${hop}`;
+    const entry = forkChild(name, BARE_PROXY, [], { logFile: join(logDir, `${name}.log`) });
+    entry.child.send({ type: 'config', config: { upstreams: routes, ...(connections === undefined ? {} : { connections }) } });
+    const { url } = await waitForReady(entry, `bare proxy (hop ${hop})`, 20_000);
+    chain.push({ entry, url });
+    // The next hop forwards each route to this one, under the same name.
+    routes = Object.fromEntries(Object.keys(upstreams).map((route) => [route, `${url}/${route}`]));
+  }
+  return chain;
+}
