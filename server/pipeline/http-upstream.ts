@@ -41,8 +41,9 @@ function someTrailers(trailers: IncomingHttpHeaders | null | undefined): trailer
 /**
  * One request through undici's low-level `dispatch`: the response goes from the upstream socket to the
  * frames with no stream of its own, and the upstream is paused whenever the frames ask (the caller's side
- * is full) until they resume it. undici stops reading at the next chunk after a pause, so a full caller is
- * given at most the rest of the socket read at hand.
+ * is full) until they resume it. A pause takes effect at undici's next chunk, so a full caller is given at most
+ * the read at hand and one chunk more. Once the response is over, a resume goes nowhere: undici's resume is
+ * the socket's, which by then may carry another request, paused by its own caller.
  *
  * undici hands over a chunked body one HTTP chunk at a time, all of one socket read in one go: an answer
  * streamed in a burst (a model that writes its tokens faster than they travel) arrives as a hundred
@@ -55,6 +56,8 @@ class HttpUpstreamCall implements Dispatcher.DispatchHandler, UpstreamCall {
   readonly #route: UpstreamRoute;
   #controller: Dispatcher.DispatchController | null = null;
   #aborted = false;
+  /** The response has ended or failed. */
+  #over = false;
   /** Chunks of the socket read being parsed, passed on together once it is (see the class comment). */
   #read: Buffer[] | null = null;
 
@@ -81,7 +84,9 @@ class HttpUpstreamCall implements Dispatcher.DispatchHandler, UpstreamCall {
       this.#o.fail(err);
       return;
     }
-    frames.resumeWith(() => this.#controller?.resume());
+    frames.resumeWith(() => {
+      if (!this.#over) this.#controller?.resume();
+    });
     pool.dispatch(
       {
         origin: target.origin,
@@ -130,29 +135,26 @@ class HttpUpstreamCall implements Dispatcher.DispatchHandler, UpstreamCall {
     }
     this.#read = [chunk];
     // undici parses a read in one synchronous run; a microtask comes after all of it.
-    queueMicrotask(() => this.#passRead(false));
+    queueMicrotask(() => this.#passRead());
   }
 
-  /**
-   * Passes on the chunks gathered from one socket read, pausing the upstream when the frames are full,
-   * unless the response is over (`last`): a call paused after its end would be resumed later through a
-   * socket undici may have handed to another request.
-   */
-  #passRead(last: boolean): void {
+  /** Passes on the chunks gathered from one socket read, pausing the upstream when the frames are full. */
+  #passRead(): void {
     const read = this.#read;
     this.#read = null;
     if (read === null || this.#aborted) return;
     try {
-      if (!this.#o.frames.data(read.length === 1 ? read[0]! : Buffer.concat(read)) && !last) this.#controller?.pause();
+      if (!this.#o.frames.data(read.length === 1 ? read[0]! : Buffer.concat(read))) this.#controller?.pause();
     } catch (err) {
       this.#o.fail(err);
     }
   }
 
   onResponseEnd(_controller: Dispatcher.DispatchController, trailers: IncomingHttpHeaders): void {
+    this.#over = true;
     if (this.#aborted) return;
     // The last read's chunks come before the end, in the run that parsed them.
-    this.#passRead(true);
+    this.#passRead();
     if (this.#aborted) return;
     try {
       this.#o.frames.end(someTrailers(trailers) ? trailers : undefined);
@@ -162,8 +164,9 @@ class HttpUpstreamCall implements Dispatcher.DispatchHandler, UpstreamCall {
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+    this.#over = true;
     // What arrived before the failure goes on first, as it would have chunk by chunk.
-    this.#passRead(true);
+    this.#passRead();
     this.#o.fail(upstreamError(error, this.#o.exchange.connection.name));
   }
 }
