@@ -353,8 +353,12 @@ async function main() {
       for (const [path, hop, proxying] of [['bare', bareChain[0], ['bare']], ['bare_2hops', bareChain[1], ['bare', 'bare2']]]) {
         if (!single.includes(path)) continue;
         const target = { url: `${hop.url}/stream${chatPath}`, headers: { authorization: `Bearer ${up.modelKey}` } };
-        answers[path] = await sanity(path, target, false);
-        await measureAll(path, target, roots, proxying);
+        try {
+          answers[path] = await sanity(path, target, false);
+          await measureAll(path, target, roots, proxying);
+        } catch (err) {
+          failAll(path, err);
+        }
       }
       if (single.includes('proxy')) {
         const target = proxyTarget(gateway.url);
