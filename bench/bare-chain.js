@@ -1,6 +1,6 @@
 // The reference paths: bench/bare-proxy.js alone (`bare`), and two of them in a row (`bare_2hops`: the second
-// forwards to the first). The tunnel carries each call over two hops (the CLI, then the gateway), so no
-// implementation of it costs less than two proxies do: `bare_2hops` measures that floor in the same run.
+// forwards to the first). A call through the tunnel crosses two processes and two loopback connections (the
+// CLI, then the gateway); `bare_2hops` is the simplest Node path of that shape, measured in the same run.
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { forkChild, waitForReady } from './procs.js';

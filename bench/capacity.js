@@ -6,8 +6,8 @@
 // each path in turn:
 //
 //   bare       bench/bare-proxy.js: node:http in, an undici pool out, nothing else (the reference)
-//   bare_2hops two bare proxies in a row (bench/bare-chain.js): the least any path with the tunnel's two
-//              hops costs; a reference too, no target applies to it
+//   bare_2hops two bare proxies in a row (bench/bare-chain.js): the simplest path with the tunnel's two hops;
+//              a reference too, no target applies to it
 //   proxy      POST /v1/proxy/llm-stream/v1/chat/completions on the gateway (bench/gateway.js, startGateway)
 //   tunnel     `sluice connect llm-stream` (a CLI process) → WebSocket → the same gateway
 //   workers_2  the proxy route of `sluice serve --workers 2` (the real binary, on PostgreSQL: several

@@ -19,7 +19,7 @@
 //
 // Env: BENCH_SECONDS (5) per measurement, BENCH_WARMUP_SECONDS (2) before each, BENCH_PATHS
 // (direct,bare,bare_2hops,proxy,tunnel; bare = a minimal Node proxy, bench/bare-proxy.js; bare_2hops = two
-// of them in a row, the least a path with the tunnel's two hops costs; no target applies to either),
+// of them in a row, the simplest path with the tunnel's two hops; no target applies to either),
 // BENCH_MEASURES (latency_c1,throughput_c32,stream_c8), BENCH_CHUNKS (100),
 // BENCH_CHUNK_DELAY_MS (0), BENCH_GATEWAY_LOG_LEVEL (info), BENCH_CONNECT_TIMEOUT_SECONDS (30),
 // BENCH_NOISY_RETRIES (1), BENCH_MAX_SECONDS (900, hard stop), BENCH_PROFILE=1 (CPU profiles of gateway
