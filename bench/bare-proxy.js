@@ -37,6 +37,12 @@ await serveFromParent(async ({ upstreams, connections = 64 }) => {
     }
     route.pool.request({ path: route.prefix + req.url.slice(slash), method: req.method, headers: forwardable(req.headers), body: req }).then(
       ({ statusCode, headers, body }) => {
+        // The caller left while the upstream answered (a load generator ending its window): newer Node refuses
+        // to pipe to a closed response, with an exception that would end this process.
+        if (res.destroyed) {
+          body.on('error', () => undefined).destroy();
+          return;
+        }
         res.writeHead(statusCode, forwardable(headers));
         pipeline(body, res, () => undefined);
       },

@@ -438,10 +438,11 @@ async function main() {
     const row = results[`n${n}`];
     for (const path of settings.paths.filter((p) => p !== 'bare')) {
       const r = row[path];
-      if (!ok(r) || !ok(row.bare)) continue;
+      // A window in which no token arrived has no figures to compare (nulls), so no ratio and no gap: `pass` is then null.
+      if (!ok(r) || !ok(row.bare) || !r.cpu_us_per_token || !row.bare.cpu_us_per_token) continue;
       r.ratio_to_bare = round(r.cpu_us_per_token / row.bare.cpu_us_per_token, 2);
-      r.added_gap_p99_ms = round(r.gap_ms.p99 - row.bare.gap_ms.p99, 1);
-      r.added_ttfb_p50_ms = round(r.ttfb_ms.p50 - row.bare.ttfb_ms.p50, 1);
+      if (r.gap_ms.p99 !== null && row.bare.gap_ms.p99 !== null) r.added_gap_p99_ms = round(r.gap_ms.p99 - row.bare.gap_ms.p99, 1);
+      if (r.ttfb_ms.p50 !== null && row.bare.ttfb_ms.p50 !== null) r.added_ttfb_p50_ms = round(r.ttfb_ms.p50 - row.bare.ttfb_ms.p50, 1);
     }
   }
 

@@ -437,11 +437,14 @@ async function main() {
       const r = section[path];
       if (!ok(r)) continue;
       // µs of CPU per exchange of the path's own processes, and its ratio to the bare proxy's in the same measurement.
-      r.cpu_us_per_exchange = round(PATH_PROCESSES[path].reduce((sum, name) => sum + (r.cpu?.[name]?.us_per_req ?? 0), 0), 1);
+      // null when a process has no figure (no exchange succeeded): its errors say why.
+      const perProcess = PATH_PROCESSES[path].map((name) => r.cpu?.[name]?.us_per_req);
+      r.cpu_us_per_exchange = perProcess.every((us) => typeof us === 'number') ? round(perProcess.reduce((sum, us) => sum + us, 0), 1) : null;
       const bare = section.bare;
-      if (path !== 'bare' && ok(bare) && bare.cpu_us_per_exchange > 0) r.cpu_ratio_to_bare = round(r.cpu_us_per_exchange / bare.cpu_us_per_exchange);
+      if (path !== 'bare' && r.cpu_us_per_exchange !== null && ok(bare) && bare.cpu_us_per_exchange > 0) r.cpu_ratio_to_bare = round(r.cpu_us_per_exchange / bare.cpu_us_per_exchange);
     }
-    if (ok(lat[path]) && ok(lat.direct)) {
+    // A path with no successful request has no latency to compare (null p50), not a negative one.
+    if (ok(lat[path]) && ok(lat.direct) && lat[path].p50 !== null && lat.direct.p50 !== null) {
       lat[path].added_p50_ms = round(lat[path].p50 - lat.direct.p50);
       lat[path].added_p99_ms = round(lat[path].p99 - lat.direct.p99);
     }
@@ -449,7 +452,7 @@ async function main() {
     if (path !== 'bare' && ok(thr[path]) && ok(thr.bare)) thr[path].ratio_to_bare = round(thr.bare.rps ? thr[path].rps / thr.bare.rps : null);
     if (ok(str[path]) && ok(str.direct)) {
       str[path].ratio_to_direct = round(str.direct.answers_per_s ? str[path].answers_per_s / str.direct.answers_per_s : null);
-      str[path].added_ttfb_p50_ms = round(str[path].ttfb.p50 - str.direct.ttfb.p50);
+      if (str[path].ttfb.p50 !== null && str.direct.ttfb.p50 !== null) str[path].added_ttfb_p50_ms = round(str[path].ttfb.p50 - str.direct.ttfb.p50);
     }
   }
 
