@@ -7,11 +7,16 @@ import { forkChild, waitForReady } from './procs.js';
 
 const BARE_PROXY = fileURLToPath(new URL('./bare-proxy.js', import.meta.url));
 
+/** The reference paths: their figures explain the product's, no target applies to them. */
+export const REFERENCE_PATHS = Object.freeze(['bare', 'bare_2hops']);
+
 /**
- * Starts `hops` bare proxies (1 or 2) for `upstreams` (route → URL). Resolves with each one's `{ entry, url }`,
- * the first hop first; a caller sends to the last, which reaches a route through every hop before it.
+ * Starts the bare proxies the measured `paths` need (none, one, or two for `bare_2hops`) for `upstreams`
+ * (route → URL). Resolves with each one's `{ entry, url }`, the first hop first; a caller sends to the last,
+ * which reaches a route through every hop before it.
  */
-export async function startBareChain({ upstreams, hops, connections, logDir }) {
+export async function startBareChain({ paths, upstreams, connections, logDir }) {
+  const hops = paths.includes('bare_2hops') ? 2 : paths.includes('bare') ? 1 : 0;
   const chain = [];
   let routes = upstreams;
   for (let hop = 1; hop <= hops; hop += 1) {

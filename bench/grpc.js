@@ -16,7 +16,7 @@ import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { AUDIENCE, startBenchIdentity } from './identity.js';
-import { round } from './load.js';
+import { difference, round } from './load.js';
 import { envNumber, forkChild, freePort, killAllHard, log, stopAll, waitForMessage, waitForReady } from './procs.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -169,7 +169,7 @@ async function main() {
   for (const name of ['listen', 'tunnel']) {
     const p = paths[name];
     if (p.error !== undefined) continue;
-    p.unary_c1.added_p50_ms = round(p.unary_c1.p50 - direct.unary_c1.p50, 3);
+    p.unary_c1.added_p50_ms = difference(p.unary_c1.p50, direct.unary_c1.p50);
     p.unary_c32.ratio_to_direct = round(p.unary_c32.calls_per_s / direct.unary_c32.calls_per_s, 3);
     p.stream_ttfm.added_ttfm_p50_ms = round(p.stream_ttfm.ttfm.p50 - direct.stream_ttfm.ttfm.p50, 3);
   }

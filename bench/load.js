@@ -23,6 +23,11 @@ export function percentile(sorted, p) {
   return sorted[rank];
 }
 
+/** `a − b`, rounded; null when either is missing (a measurement in which nothing arrived has null percentiles). */
+export function difference(a, b, digits = 3) {
+  return a === null || a === undefined || b === null || b === undefined ? null : round(a - b, digits);
+}
+
 export function round(value, digits = 3) {
   if (value === null || value === undefined || !Number.isFinite(value)) return null;
   const f = 10 ** digits;

@@ -91,7 +91,7 @@ if (process.argv[2] === '--gateway-off') {
 // Parent mode: the bench.
 
 async function runBench() {
-  const { httpLoad, round, streamLoad } = await import('./load.js');
+  const { difference, httpLoad, round, streamLoad } = await import('./load.js');
   const { envNumber, forkChild, freePort, guardRun, log, runMain, stopChild, waitForMessage, waitForReady } = await import('./procs.js');
 
   const settings = {
@@ -372,8 +372,8 @@ async function runBench() {
       latencyOut[v] = pick(latency[v]);
       streamOut[v] = { complete: stream[v].complete, ttfb: stream[v].ttfb, answers: stream[v].answers, bytes_per_answer: stream[v].bytes_per_answer, errors: stream[v].errors };
       if (v !== 'off') {
-        latencyOut[v].added_p50_ms = round(latency[v].p50 - latency.off.p50);
-        latencyOut[v].added_p99_ms = round(latency[v].p99 - latency.off.p99);
+        latencyOut[v].added_p50_ms = difference(latency[v].p50, latency.off.p50);
+        latencyOut[v].added_p99_ms = difference(latency[v].p99, latency.off.p99);
         streamOut[v].added_complete_p50_ms = round(stream[v].complete.p50 - stream.off.complete.p50);
       }
     }

@@ -132,7 +132,7 @@ function runServeGuard([configFile, workers, logLevel]) {
 // Parent mode: the bench.
 
 async function runBench() {
-  const { httpLoad, machineInfo, round } = await import('./load.js');
+  const { difference, httpLoad, machineInfo, round } = await import('./load.js');
   const { AUDIENCE, startBenchIdentity } = await import('./identity.js');
 
   const settings = {
@@ -296,7 +296,7 @@ async function runBench() {
     const ok = (r) => r && r.error === undefined;
     const lat = results.latency_c1;
     const thr = results.throughput_c32;
-    for (const key of ['sqlite', 'postgres']) if (ok(lat[key]) && ok(lat.direct)) lat[key].added_p50_ms = round(lat[key].p50 - lat.direct.p50);
+    for (const key of ['sqlite', 'postgres']) if (ok(lat[key]) && ok(lat.direct)) lat[key].added_p50_ms = difference(lat[key].p50, lat.direct.p50);
     for (const key of ['workers_1', 'workers_2']) if (ok(thr[key]) && ok(thr.direct)) thr[key].ratio_to_direct = round(thr.direct.rps ? thr[key].rps / thr.direct.rps : null);
     if (ok(thr.workers_1) && ok(thr.workers_2)) thr.workers_2.ratio_to_workers_1 = round(thr.workers_1.rps ? thr.workers_2.rps / thr.workers_1.rps : null);
     const summary = {

@@ -31,8 +31,8 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { httpLoad, machineInfo, round, streamLoad } from './load.js';
-import { startBareChain } from './bare-chain.js';
+import { difference, httpLoad, machineInfo, round, streamLoad } from './load.js';
+import { REFERENCE_PATHS, startBareChain } from './bare-chain.js';
 import { summarizeProfile } from './profile-top.js';
 import { AUDIENCE, startBenchIdentity } from './identity.js';
 import { FAST_ANSWER_PII, PII_DETECTORS, PII_PROFILES } from './pii-profile.js';
@@ -41,8 +41,6 @@ import { CLI, startTunnel as startTunnelProcess, stopTunnel } from './tunnel.js'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BENCH = fileURLToPath(new URL('.', import.meta.url));
-/** The references: bare proxies that explain the product's figures; no target applies to them. */
-const REFERENCE_PATHS = ['bare', 'bare_2hops'];
 
 
 const settings = {
@@ -271,8 +269,7 @@ async function main() {
   log(`gateway at ${gw.url} (log ${gatewayLog})`);
 
   // The floor: a minimal Node reverse proxy to the same upstreams, and two in a row (only when measured).
-  const bareHops = settings.paths.includes('bare_2hops') ? 2 : settings.paths.includes('bare') ? 1 : 0;
-  const [bare = null, bare2 = null] = bareHops > 0 ? await startBareChain({ upstreams: { plain: up.fastUrl, stream: up.modelUrl }, hops: bareHops, logDir: tmp }) : [];
+  const [bare = null, bare2 = null] = await startBareChain({ paths: settings.paths, upstreams: { plain: up.fastUrl, stream: up.modelUrl }, logDir: tmp });
   if (bare) log(`bare proxy at ${bare.url}${bare2 ? `, a second hop in front of it at ${bare2.url}` : ''}`);
 
   let statsSeq = 0;
@@ -443,16 +440,16 @@ async function main() {
       const bare = section.bare;
       if (path !== 'bare' && r.cpu_us_per_exchange !== null && ok(bare) && bare.cpu_us_per_exchange > 0) r.cpu_ratio_to_bare = round(r.cpu_us_per_exchange / bare.cpu_us_per_exchange);
     }
-    // A path with no successful request has no latency to compare (null p50), not a negative one.
-    if (ok(lat[path]) && ok(lat.direct) && lat[path].p50 !== null && lat.direct.p50 !== null) {
-      lat[path].added_p50_ms = round(lat[path].p50 - lat.direct.p50);
-      lat[path].added_p99_ms = round(lat[path].p99 - lat.direct.p99);
+    // A path with no successful request has no latency to compare (null), not a negative one.
+    if (ok(lat[path]) && ok(lat.direct)) {
+      lat[path].added_p50_ms = difference(lat[path].p50, lat.direct.p50);
+      lat[path].added_p99_ms = difference(lat[path].p99, lat.direct.p99);
     }
     if (ok(thr[path]) && ok(thr.direct)) thr[path].ratio_to_direct = round(thr.direct.rps ? thr[path].rps / thr.direct.rps : null);
     if (path !== 'bare' && ok(thr[path]) && ok(thr.bare)) thr[path].ratio_to_bare = round(thr.bare.rps ? thr[path].rps / thr.bare.rps : null);
     if (ok(str[path]) && ok(str.direct)) {
       str[path].ratio_to_direct = round(str.direct.answers_per_s ? str[path].answers_per_s / str.direct.answers_per_s : null);
-      if (str[path].ttfb.p50 !== null && str.direct.ttfb.p50 !== null) str[path].added_ttfb_p50_ms = round(str[path].ttfb.p50 - str.direct.ttfb.p50);
+      str[path].added_ttfb_p50_ms = difference(str[path].ttfb.p50, str.direct.ttfb.p50);
     }
   }
 
@@ -473,7 +470,7 @@ async function main() {
       pass[`${path}_${measure}_cpu_ratio`] = ok(r) && r.cpu_ratio_to_bare !== undefined ? r.cpu_ratio_to_bare <= TARGETS.cpu_ratio_to_bare_max : null;
     }
     if (path === 'tunnel' && settings.measures.includes('latency_c1')) {
-      pass.tunnel_added_p50 = ok(lat.tunnel) && lat.tunnel.added_p50_ms !== undefined ? lat.tunnel.added_p50_ms <= TARGETS.tunnel_added_p50_ms_max : null;
+      pass.tunnel_added_p50 = ok(lat.tunnel) && lat.tunnel.added_p50_ms != null ? lat.tunnel.added_p50_ms <= TARGETS.tunnel_added_p50_ms_max : null;
     }
   }
   pass.no_errors = totalErrors === 0;

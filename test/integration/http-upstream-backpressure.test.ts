@@ -1,4 +1,5 @@
 import { createServer, type Socket } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it, onTestFinished, vi } from 'vitest';
 import { connectionSchema, type HttpConnectionConfig } from '../../server/config/schema.js';
 import type { Exchange } from '../../server/pipeline/exchange.js';
@@ -7,7 +8,6 @@ import type { ResponseFrames } from '../../server/pipeline/response-frames.js';
 import { createUpstreamPools } from '../../server/pipeline/upstream-pools.js';
 import { listenOnLoopback } from '../helpers/loopback.js';
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const HEAD = 'HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ntransfer-encoding: chunked\r\n\r\n';
 const chunk = (text: string) => `${text.length.toString(16)}\r\n${text}\r\n`;
 
