@@ -1,6 +1,6 @@
 import type { AuditOutboxEntry } from '../store/store.js';
 import { auditEventIds } from './audit-event.js';
-import { sinkTakes, type AuditEventKind, type AuditSinkConfig } from './audit-sinks-config.js';
+import { DEFAULT_AUDIT_FLUSH_MS, sinkTakes, type AuditEventKind, type AuditSinkConfig } from './audit-sinks-config.js';
 
 /** What the emitter writes to: the store's outbox. */
 export interface AuditOutboxWriter {
@@ -21,7 +21,7 @@ export interface AuditEventsOptions {
   readonly outboxMax: number;
   /** Events waiting in memory for the outbox at most; past it the oldest is dropped. Default 10000. */
   readonly maxQueued?: number;
-  /** How long an event waits in memory before its batch is written. Default 25 ms. */
+  /** How long an event waits in memory before its batch is written. Default {@link DEFAULT_AUDIT_FLUSH_MS}. */
   readonly flushIntervalMs?: number;
   /** Events written in one append at most. Default 1000. */
   readonly maxBatch?: number;
@@ -36,7 +36,7 @@ export interface AuditEventsOptions {
 /**
  * The gateway's one audit emitter, passed to every place an audited thing happens. `emit` costs the data
  * path one push to a bounded array: appending to the outbox happens off the hot path, every
- * `flushIntervalMs` (25 ms by default), in one transaction per batch. What a crash loses is what is in that array.
+ * `flushIntervalMs` (100 ms by default), in one transaction per batch. What a crash loses is what is in that array.
  */
 export interface AuditEvents {
   /** Whether any sink is configured; when not, `emit` does nothing. */
@@ -79,10 +79,7 @@ interface QueuedEvent {
 export function createAuditEvents(options: AuditEventsOptions): AuditEvents {
   if (options.sinks.length === 0) return NO_AUDIT_EVENTS;
   const maxQueued = options.maxQueued ?? 10_000;
-  // Each flush is one transaction, and its row one claim, send and ack per sink: every one costs about the
-  // same whatever it carries (at 3000 exchanges/s, 5 ms made 200 commits and about 50 deliveries a second).
-  // 25 ms gathers rows near a sink's default batch, at the price of a crash losing 25 ms of events, not 5.
-  const flushIntervalMs = options.flushIntervalMs ?? 25;
+  const flushIntervalMs = options.flushIntervalMs ?? DEFAULT_AUDIT_FLUSH_MS;
   const maxBatch = options.maxBatch ?? 1000;
   const now = options.now ?? Date.now;
   const queue: QueuedEvent[] = [];

@@ -14,30 +14,49 @@ type FileSinkConfig = Extract<AuditSinkConfig, { type: 'file' }>;
 const SYNCED_WRITES: number | undefined = fsConstants.O_DSYNC;
 const APPEND_FLAGS = SYNCED_WRITES === undefined ? 'a' : fsConstants.O_WRONLY | fsConstants.O_APPEND | fsConstants.O_CREAT | SYNCED_WRITES;
 
+/** Options of {@link createFileSink}; defaults are resolved here. */
+export interface FileSinkOptions {
+  /**
+   * How often at most a batch looks whether `path` is still the file held (one `stat`, a trip to the thread
+   * pool that cost about as much as the batch's write). Default 1000 ms: batches within a second of a move
+   * still go to the moved file, whole, as they would to any daemon's log until it reopens.
+   */
+  readonly checkPathEveryMs?: number;
+  readonly now?: () => number;
+}
+
 /**
  * JSON lines appended to a file, synced before the batch counts as delivered. Before a batch would take
  * the file past `max_bytes` it is rotated: `path.<keep-1>` becomes `path.<keep>` (the oldest goes),
  * …, `path` becomes `path.1`. A batch never straddles two files. Files are created 0600: the events name
  * users and connections. The file stays open between batches; it is opened again when a batch finds
- * `path` is no longer the file held (moved or deleted by logrotate or a person), and after any failure.
+ * `path` is no longer the file held (moved or deleted by logrotate or a person; looked at most once every
+ * `checkPathEveryMs`), and after any failure.
  */
-export function createFileSink(config: FileSinkConfig): AuditSink {
+export function createFileSink(config: FileSinkConfig, options: FileSinkOptions = {}): AuditSink {
   const path = config.path;
-  let open: { handle: FileHandle; ino: number; size: number } | undefined;
+  const checkPathEveryMs = options.checkPathEveryMs ?? 1000;
+  const now = options.now ?? Date.now;
+  let open: { handle: FileHandle; ino: number; size: number; checkedAt: number } | undefined;
   const release = async (): Promise<void> => {
     const held = open;
     open = undefined;
     await held?.handle.close().catch(() => undefined);
   };
-  const current = async (): Promise<{ handle: FileHandle; ino: number; size: number }> => {
+  const current = async (): Promise<{ handle: FileHandle; ino: number; size: number; checkedAt: number }> => {
     if (open !== undefined) {
-      const now = await stat(path).catch(() => undefined);
-      if (now?.ino === open.ino) return open;
+      const at = now();
+      if (at - open.checkedAt < checkPathEveryMs) return open;
+      const held = await stat(path).catch(() => undefined);
+      if (held?.ino === open.ino) {
+        open.checkedAt = at;
+        return open;
+      }
       await release();
     }
     const handle = await openForAppend(path);
     const st = await handle.stat();
-    open = { handle, ino: st.ino, size: st.size };
+    open = { handle, ino: st.ino, size: st.size, checkedAt: now() };
     return open;
   };
   const sendDocs = async (docs: readonly string[]): Promise<void> => {

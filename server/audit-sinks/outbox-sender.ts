@@ -28,7 +28,7 @@ export interface OutboxSenderOptions {
   readonly pollMs?: number;
   /**
    * After a batch that was not full, or a wake from idle, how long events gather before the next claim.
-   * Default 50 ms. Under load this is what makes batches large: every claim, send and ack costs the same
+   * Default 200 ms (the audit system passes twice `audit.flush_interval`). Under load this is what makes batches large: every claim, send and ack costs the same
    * whether it carries one event or a hundred, and the events wait in the durable outbox meanwhile, not in
    * memory.
    */
@@ -61,7 +61,7 @@ export interface OutboxSender {
  */
 export function startOutboxSender(options: OutboxSenderOptions): OutboxSender {
   const pollMs = options.pollMs ?? 1000;
-  const lingerMs = options.lingerMs ?? 50;
+  const lingerMs = options.lingerMs ?? 200;
   const leaseMs = Math.max(30_000, options.timeoutMs * 3);
   const random = options.random ?? Math.random;
   let stopped = false;

@@ -27,6 +27,9 @@ export class SqliteAuditOutbox {
   readonly #head: Database.Statement<[string, number], [number, number]>;
   readonly #docsOf: Database.Statement<[number], string>;
   readonly #ack: Database.Statement<[string, string]>;
+  // The transactions are made once too: better-sqlite3 builds a wrapper per `transaction()` call.
+  readonly #append: Database.Transaction<(rows: readonly (readonly [string, number, string])[], max: number) => number>;
+  readonly #claim: Database.Transaction<(sink: string, holder: string, at: number, leaseMs: number, limit: number, delivered: readonly number[]) => AuditOutboxRow[] | undefined>;
 
   constructor(db: Database.Database) {
     this.#db = db;
@@ -43,36 +46,36 @@ export class SqliteAuditOutbox {
     this.#docsOf = db.prepare<[number], string>('SELECT docs FROM audit_outbox WHERE seq = ?').pluck();
     // One statement per ack whatever its size: the seqs arrive as one JSON array.
     this.#ack = db.prepare('DELETE FROM audit_outbox WHERE sink = ? AND seq IN (SELECT value FROM json_each(?))');
+    this.#append = db.transaction((rows, max) => {
+      for (let from = 0; from < rows.length; from += INSERT_CHUNK) {
+        const chunk = rows.slice(from, from + INSERT_CHUNK);
+        // Rows of one multi-row INSERT take their AUTOINCREMENT seq in the order of its VALUES.
+        this.#insertOf(chunk.length).run(...chunk.flat());
+      }
+      const excess = this.#total.get()!.n - max;
+      if (excess <= 0) return 0;
+      const oldest = this.#oldest.all({ excess });
+      this.#delete.run(JSON.stringify(oldest.map((r) => r.seq)));
+      return oldest.reduce((n, r) => n + r.events, 0);
+    });
+    this.#claim = db.transaction((sink, holder, at, leaseMs, limit, delivered) => {
+      this.ack(sink, delivered);
+      if (this.#lease.run({ name: auditSinkLease(sink), holder, until: at + leaseMs, at }).changes === 0) return undefined;
+      // A row's seq and events; a sink's first `limit` rows hold at least `limit` events (each holds one or more).
+      const head = this.#head.all(sink, limit).map(([seq, events]) => ({ seq, events }));
+      return rowsWithin(head, limit).map(({ seq }) => ({ seq, sink, docs: splitAuditDocs(this.#docsOf.get(seq)!) }));
+    });
   }
 
   append(entries: readonly AuditOutboxEntry[], max: number): number {
-    const rows = entries.map((e) => [e.sink, e.docs.length, joinAuditDocs(e.docs)] as const);
-    return this.#db
-      .transaction((): number => {
-        for (let from = 0; from < rows.length; from += INSERT_CHUNK) {
-          const chunk = rows.slice(from, from + INSERT_CHUNK);
-          // Rows of one multi-row INSERT take their AUTOINCREMENT seq in the order of its VALUES.
-          this.#insertOf(chunk.length).run(...chunk.flat());
-        }
-        const excess = this.#total.get()!.n - max;
-        if (excess <= 0) return 0;
-        const oldest = this.#oldest.all({ excess });
-        this.#delete.run(JSON.stringify(oldest.map((r) => r.seq)));
-        return oldest.reduce((n, r) => n + r.events, 0);
-      })
-      .immediate();
+    return this.#append.immediate(
+      entries.map((e) => [e.sink, e.docs.length, joinAuditDocs(e.docs)] as const),
+      max,
+    );
   }
 
   claim(sink: string, holder: string, at: number, leaseMs: number, limit: number, delivered: readonly number[]): AuditOutboxRow[] | undefined {
-    return this.#db
-      .transaction((): AuditOutboxRow[] | undefined => {
-        this.ack(sink, delivered);
-        if (this.#lease.run({ name: auditSinkLease(sink), holder, until: at + leaseMs, at }).changes === 0) return undefined;
-        // A row's seq and events; a sink's first `limit` rows hold at least `limit` events (each holds one or more).
-        const head = this.#head.all(sink, limit).map(([seq, events]) => ({ seq, events }));
-        return rowsWithin(head, limit).map(({ seq }) => ({ seq, sink, docs: splitAuditDocs(this.#docsOf.get(seq)!) }));
-      })
-      .immediate();
+    return this.#claim.immediate(sink, holder, at, leaseMs, limit, delivered);
   }
 
   ack(sink: string, seqs: readonly number[]): void {

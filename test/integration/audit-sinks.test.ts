@@ -183,11 +183,11 @@ describe('audit sinks', () => {
     onTestFinished(() => http.close());
     http.failing = true;
     const gw = await gateways.start({
-      config: { metrics_listen: '127.0.0.1:0', audit: { outbox_max: 5, sinks: [{ name: 'hook', type: 'webhook', url: `${http.url}/hook`, events: ['identity.*'], ...FAST_RETRY }] } },
+      config: { metrics_listen: '127.0.0.1:0', audit: { outbox_max: 5, flush_interval: '25ms', sinks: [{ name: 'hook', type: 'webhook', url: `${http.url}/hook`, events: ['identity.*'], ...FAST_RETRY }] } },
     });
     for (let i = 0; i < 12; i++) {
       await fetch(`${gw.url}/v1/me`, { headers: { authorization: `Bearer bad-${i}` } });
-      // One append per event (the emitter writes every 25 ms), so the cap is met event by event.
+      // One append per event (the emitter writes every 25 ms here), so the cap is met event by event.
       await new Promise((r) => setTimeout(r, 60));
     }
     await vi.waitFor(async () => expect((await gw.app.metrics!.scrape()).body).toContain('sluice_audit_events_dropped_total{from="outbox"} 7'), { timeout: 5000 });

@@ -22,7 +22,16 @@ describe('audit sinks config', () => {
     expect(auditSinkSchema.safeParse({ ...hook, events: ['review.maybe'] }).success).toBe(false);
     expect(auditSinkSchema.safeParse({ ...hook, events: ['review.*', 'identity.failure'] }).success).toBe(true);
     expect(auditSinkSchema.safeParse({ ...hook, token: 'x' }).success).toBe(false);
-    expect(auditSinkSettings(sinks.parse({}))).toEqual({ sinks: [], outboxMax: 100_000 });
+    expect(auditSinkSettings(sinks.parse({}))).toEqual({ sinks: [], outboxMax: 100_000, flushIntervalMs: 100 });
+  });
+
+  it('reads flush_interval as a duration of at most 10s', () => {
+    expect(auditSinkSettings(sinks.parse({ flush_interval: '25ms' })).flushIntervalMs).toBe(25);
+    expect(auditSinkSettings(sinks.parse({ flush_interval: '0ms' })).flushIntervalMs).toBe(0);
+    const tooLong = sinks.safeParse({ flush_interval: '11s' });
+    expect(tooLong.success).toBe(false);
+    expect(tooLong.error?.issues[0]?.message).toMatch(/at most 10s/);
+    expect(sinks.safeParse({ flush_interval: 'soon' }).success).toBe(false);
   });
 });
 
@@ -40,23 +49,29 @@ describe('file sink', () => {
     expect(older.map((e) => e.id)).toEqual([event(10).id, event(110).id]);
   });
 
-  it('keeps its file open between batches, yet follows the path when the file is moved or deleted under it', async () => {
+  it('keeps its file open between batches, yet follows the path when the file is moved or deleted under it, looking once a second', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'sluice-audit-file-'));
     onTestFinished(() => rm(dir, { recursive: true, force: true }));
     const path = join(dir, 'audit.jsonl');
-    const sink = createFileSink(auditSinkSchema.parse({ name: 'f', type: 'file', path }) as Extract<z.output<typeof auditSinkSchema>, { type: 'file' }>);
+    let clock = 1_000_000;
+    const sink = createFileSink(auditSinkSchema.parse({ name: 'f', type: 'file', path }) as Extract<z.output<typeof auditSinkSchema>, { type: 'file' }>, { now: () => clock });
     onTestFinished(() => sink.close());
     const ids = async (file: string): Promise<string[]> => (await readFile(file, 'utf8')).trim().split('\n').map((l) => (JSON.parse(l) as AuditEvent).id);
     await sink.send([event(1)]);
     await sink.send([event(2)]);
-    // logrotate's way: move the file aside; the next batch starts a new file at the path, not the moved one.
+    // logrotate's way: move the file aside. Within the second since the path was last looked at, a batch
+    // still goes to the file held (moved, nothing lost); the first batch after it starts a new file at the path.
     await rename(path, `${path}.rotated`);
+    clock += 999;
     await sink.send([event(3)]);
-    expect(await ids(`${path}.rotated`)).toEqual([event(1).id, event(2).id]);
-    expect(await ids(path)).toEqual([event(3).id]);
-    await rm(path);
+    clock += 1;
     await sink.send([event(4)]);
+    expect(await ids(`${path}.rotated`)).toEqual([event(1).id, event(2).id, event(3).id]);
     expect(await ids(path)).toEqual([event(4).id]);
+    await rm(path);
+    clock += 1000;
+    await sink.send([event(5)]);
+    expect(await ids(path)).toEqual([event(5).id]);
   });
 });
 

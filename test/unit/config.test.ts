@@ -28,6 +28,21 @@ describe('config', () => {
     expect(Object.isFrozen(cfg.identity)).toBe(true);
   });
 
+  it('reports a bounded duration that is no duration as a problem, not a crash', () => {
+    const text = `${base}
+replica:
+  heartbeat_interval: soon
+audit:
+  flush_interval: 2 seconds
+`;
+    const { code, problems } = problemsOf(() => parseConfigText(text, { source: 'sluice.yaml' }));
+    expect(code).toBe('ERR_CONFIG_INVALID');
+    expect(problems.sort()).toEqual([
+      'audit.flush_interval: must be a duration such as 500ms, 30s, 10m, 2h or 7d',
+      'replica.heartbeat_interval: must be a duration such as 500ms, 30s, 10m, 2h or 7d',
+    ]);
+  });
+
   it('lists every problem with its path', () => {
     const text = `${base}
 roles:
