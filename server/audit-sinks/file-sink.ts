@@ -14,6 +14,14 @@ type FileSinkConfig = Extract<AuditSinkConfig, { type: 'file' }>;
 const SYNCED_WRITES: number | undefined = fsConstants.O_DSYNC;
 const APPEND_FLAGS = SYNCED_WRITES === undefined ? 'a' : fsConstants.O_WRONLY | fsConstants.O_APPEND | fsConstants.O_CREAT | SYNCED_WRITES;
 
+/** The file a sink holds open: its inode (to notice a move), its size (to rotate) and when its path was last looked at. */
+interface HeldFile {
+  readonly handle: FileHandle;
+  readonly ino: number;
+  size: number;
+  checkedAt: number;
+}
+
 /** Options of {@link createFileSink}; defaults are resolved here. */
 export interface FileSinkOptions {
   /**
@@ -37,13 +45,13 @@ export function createFileSink(config: FileSinkConfig, options: FileSinkOptions 
   const path = config.path;
   const checkPathEveryMs = options.checkPathEveryMs ?? 1000;
   const now = options.now ?? Date.now;
-  let open: { handle: FileHandle; ino: number; size: number; checkedAt: number } | undefined;
+  let open: HeldFile | undefined;
   const release = async (): Promise<void> => {
     const held = open;
     open = undefined;
     await held?.handle.close().catch(() => undefined);
   };
-  const current = async (): Promise<{ handle: FileHandle; ino: number; size: number; checkedAt: number }> => {
+  const current = async (): Promise<HeldFile> => {
     if (open !== undefined) {
       const at = now();
       if (at - open.checkedAt < checkPathEveryMs) return open;

@@ -3,6 +3,7 @@ import type { AuditOutboxRow } from '../store/store.js';
 import type { AuditEvent } from './audit-event.js';
 import { AuditDeliveryError, type AuditSink } from './audit-sink.js';
 import type { AuditLog } from './audit-events.js';
+import { DEFAULT_AUDIT_FLUSH_MS } from './audit-sinks-config.js';
 import { retryDelay } from './retry-delay.js';
 
 /** What a sender needs of the store. */
@@ -28,9 +29,9 @@ export interface OutboxSenderOptions {
   readonly pollMs?: number;
   /**
    * After a batch that was not full, or a wake from idle, how long events gather before the next claim.
-   * Default 200 ms (the audit system passes twice `audit.flush_interval`). Under load this is what makes batches large: every claim, send and ack costs the same
-   * whether it carries one event or a hundred, and the events wait in the durable outbox meanwhile, not in
-   * memory.
+   * Default twice `audit.flush_interval`'s default, as the audit system passes it for the configured one.
+   * Under load this is what makes batches large: every claim, send and ack costs the same whether it carries
+   * one event or a hundred, and the events wait in the durable outbox meanwhile, not in memory.
    */
   readonly lingerMs?: number;
   /** What lease times are measured by. */
@@ -61,7 +62,7 @@ export interface OutboxSender {
  */
 export function startOutboxSender(options: OutboxSenderOptions): OutboxSender {
   const pollMs = options.pollMs ?? 1000;
-  const lingerMs = options.lingerMs ?? 200;
+  const lingerMs = options.lingerMs ?? 2 * DEFAULT_AUDIT_FLUSH_MS;
   const leaseMs = Math.max(30_000, options.timeoutMs * 3);
   const random = options.random ?? Math.random;
   let stopped = false;
