@@ -1,4 +1,4 @@
-import type { FastifyRequest } from 'fastify';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import { recordableTarget } from './recording/credential-redaction.js';
 
 /** The `req` of an access log line (a type, not an interface: pino's serializer type wants an index signature). */
@@ -25,3 +25,16 @@ export function loggedRequest(req: FastifyRequest): LoggedRequest {
     remotePort: req.socket?.remotePort,
   };
 }
+
+/** The `res` of an access log line: the status, never a header (`set-cookie` and its kind stay out). */
+export function loggedResponse(reply: Pick<FastifyReply, 'statusCode'>): { statusCode: number } {
+  return { statusCode: reply.statusCode };
+}
+
+/**
+ * The serializers every gateway logger gets, over any a caller's logger names: what a line shows of `req`
+ * and `res` is built here, field by field, so no header (`authorization`, `cookie`, `set-cookie`) can reach
+ * a log. That is the guarantee a redaction of those paths would give, without pino's redaction copying and
+ * rewriting every line that has a `req` (about 6 µs per request).
+ */
+export const LOG_SERIALIZERS = Object.freeze({ req: loggedRequest, res: loggedResponse });

@@ -6,8 +6,8 @@ import type { Config } from './config/schema.js';
 import { createAuthenticate } from './identity/authenticate.js';
 import { createTokenVerifier, type TokenVerifier } from './identity/token-verifier.js';
 import { createReadiness } from './readiness.js';
-import { loggedRequest } from './access-log-request.js';
-import { defaultLogDestination } from './turn-log-destination.js';
+import { LOG_SERIALIZERS } from './access-log-request.js';
+import { defaultLogDestination } from './batched-log-destination.js';
 import type { GatewayDeps } from './gateway-deps.js';
 import { registerSystemRoutes } from './api/system-routes.js';
 import { registerMeRoutes } from './api/me-routes.js';
@@ -89,14 +89,6 @@ export interface BuildAppOptions {
   worker?: number;
 }
 
-/** Paths a log line must never carry: credentials in any header. */
-export const LOG_REDACT = [
-  'req.headers.authorization',
-  'req.headers.cookie',
-  'req.headers["proxy-authorization"]',
-  'res.headers["set-cookie"]',
-];
-
 /**
  * One access line per request — fastify's "request completed", carrying what its "incoming request" line
  * said — instead of two: under load a log line costs as much as a pipeline stage. A WebSocket upgrade,
@@ -118,10 +110,10 @@ class AccessLog extends LogController {
 export async function buildApp(options: BuildAppOptions): Promise<FastifyInstance> {
   const { config } = options;
   const logger: FastifyServerOptions['logger'] =
-    options.logger === undefined ? { level: 'info', redact: LOG_REDACT } : options.logger;
+    options.logger === undefined ? { level: 'info' } : options.logger;
   const app = Fastify({
-    // The request serializer is ours even over a caller's: no logger may print a credential from a query string.
-    logger: typeof logger === 'object' && logger !== null ? { redact: LOG_REDACT, stream: defaultLogDestination(logger), ...logger, serializers: { ...logger.serializers, req: loggedRequest } } : logger,
+    // The request and response serializers are ours even over a caller's: no logger may print a header or a credential from a query string.
+    logger: typeof logger === 'object' && logger !== null ? { stream: defaultLogDestination(logger), ...logger, serializers: { ...logger.serializers, ...LOG_SERIALIZERS } } : logger,
     // randomUUID draws from a cached pool: no syscall per request, unlike randomBytes.
     genReqId: () => `req_${randomUUID().replaceAll('-', '')}`,
     requestIdHeader: false,

@@ -101,6 +101,29 @@ describe('the access log', () => {
 
     for (const secret of ['SECRET-api-key-4711', 'T-access-token-0815', 'T-tunnel-token-2342']) expect(gw.text()).not.toContain(secret);
   });
+  it('never holds a header, even with a logger whose own serializers would print them all', async () => {
+    const raw: string[] = [];
+    const gw = await gateways.start({
+      ...configFor(await storageDir(), { master_key: newKey() }),
+      app: {
+        logger: {
+          level: 'info',
+          stream: { write: (line: string) => void raw.push(line) },
+          // A caller's logger that would print every header of requests and replies: the gateway's own serializers stand.
+          serializers: { req: (req: { headers: unknown }) => ({ headers: req.headers }), res: (reply: { getHeaders(): unknown }) => ({ headers: reply.getHeaders() }) },
+        },
+      },
+    });
+    const jwt = await token('alice');
+    const res = await fetch(`${gw.url}/v1/proxy/llm/describe`, { headers: { authorization: `Bearer ${jwt}`, cookie: 'session=COOKIE-SECRET-9931', 'proxy-authorization': 'Basic PROXY-SECRET-7' } });
+    expect(res.status).toBe(200);
+    await res.arrayBuffer();
+    const line = await waitFor(() => raw.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.msg === 'request completed' && (l.req as { url?: string }).url === '/v1/proxy/llm/describe'));
+    expect(line.req).toEqual({ method: 'GET', url: '/v1/proxy/llm/describe', host: expect.any(String), remoteAddress: '127.0.0.1', remotePort: expect.any(Number) });
+    expect(line.res).toEqual({ statusCode: 200 });
+    const text = raw.join('');
+    for (const secret of [jwt, 'COOKIE-SECRET-9931', 'PROXY-SECRET-7', 'upstream-secret']) expect(text).not.toContain(secret);
+  });
 });
 
 describe('files under storage.dir', () => {

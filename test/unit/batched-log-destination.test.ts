@@ -1,16 +1,17 @@
 /**
- * The gateway's default log destination: the lines of one event-loop turn leave together, in order, after the
- * turn; a process that exits mid-turn still writes them; a logger that names its own destination keeps it.
+ * The gateway's default log destination: the lines of a linger leave together, in order, after it (or at once
+ * past a size); a process that exits while lines wait still writes them; a logger that names its own
+ * destination keeps it.
  */
 import { spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { join } from 'node:path';
-import { setImmediate as nextTurn } from 'node:timers/promises';
+import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { buildApp } from '../../server/app.js';
 import { parseConfigText } from '../../server/config/load.js';
-import { createTurnLogDestination, defaultLogDestination } from '../../server/turn-log-destination.js';
+import { createBatchedLogDestination, defaultLogDestination } from '../../server/batched-log-destination.js';
 import { jsonLines } from '../helpers/log-lines.js';
 import { tempDir } from '../helpers/temp-dir.js';
 import { PROJECT_ROOT } from '../helpers/tsx-script.js';
@@ -50,31 +51,51 @@ async function exitingGateway(logger: string, dir: string, end = 'process.exit(0
 }
 
 describe('the turn log destination', () => {
-  it('writes the lines of one turn together, in order, once the turn is over', async () => {
-    const dir = await tempDir('sluice-turn-log-');
+  it('writes the lines of one linger together, in order, once it is over', async () => {
+    const dir = await tempDir('sluice-log-');
     const file = join(dir, 'log');
     const fd = openSync(file, 'a');
     onTestFinished(() => closeSync(fd));
-    const log = createTurnLogDestination({ fd });
+    const log = createBatchedLogDestination({ fd, lingerMs: 40 });
 
     for (const n of [1, 2, 3]) log.write(`{"n":${n}}\n`);
-    // Nothing leaves while the turn runs: one write at its end carries them all.
-    expect(readFileSync(file, 'utf8')).toBe('');
+    // Nothing leaves while the linger runs, not even after a turn: one write at its end carries them all.
     await nextTurn();
+    expect(readFileSync(file, 'utf8')).toBe('');
+    await sleep(80);
     expect(readFileSync(file, 'utf8')).toBe('{"n":1}\n{"n":2}\n{"n":3}\n');
 
     log.write('{"n":4}\n');
     log.write('{"n":5}\n');
     expect(readFileSync(file, 'utf8')).toBe('{"n":1}\n{"n":2}\n{"n":3}\n');
-    // A shutdown writes what is pending without waiting for the turn.
+    // A shutdown writes what is pending without waiting for the linger.
     log.flushSync();
     expect(readFileSync(file, 'utf8')).toBe('{"n":1}\n{"n":2}\n{"n":3}\n{"n":4}\n{"n":5}\n');
-    await nextTurn();
+    await sleep(80);
     expect(readFileSync(file, 'utf8').split('\n').filter(Boolean)).toHaveLength(5);
   });
 
+  it('writes at once what passes the size it may hold, and once a turn with no linger', async () => {
+    const dir = await tempDir('sluice-log-');
+    const file = join(dir, 'log');
+    const fd = openSync(file, 'a');
+    onTestFinished(() => closeSync(fd));
+    const held = createBatchedLogDestination({ fd, lingerMs: 60_000, maxPending: 20 });
+    held.write('{"n":1}\n');
+    expect(readFileSync(file, 'utf8')).toBe('');
+    // 16 then 24 characters: the second line takes the pending lines past 20, and both leave in that call.
+    held.write('{"n":2,"x":"abcdefgh"}\n');
+    expect(readFileSync(file, 'utf8')).toBe('{"n":1}\n{"n":2,"x":"abcdefgh"}\n');
+
+    const turn = createBatchedLogDestination({ fd, lingerMs: 0 });
+    turn.write('{"n":3}\n');
+    expect(readFileSync(file, 'utf8')).not.toContain('"n":3');
+    await nextTurn();
+    expect(readFileSync(file, 'utf8')).toContain('{"n":3}\n');
+  });
+
   it('loses no line when the process exits in the turn that logged it', async () => {
-    const dir = await tempDir('sluice-turn-log-');
+    const dir = await tempDir('sluice-log-');
     const { code, stdout, stderr } = await exitingGateway(`{ level: 'info' }`, dir);
     expect(code, stderr).toBe(0);
     const lines = jsonLines(stdout);
@@ -83,8 +104,15 @@ describe('the turn log destination', () => {
     expect(lines[1]).toMatchObject({ status: 200 });
   });
 
+  it('writes waiting lines when the process ends on its own, without waiting out the linger', async () => {
+    const dir = await tempDir('sluice-log-');
+    const { code, stdout, stderr } = await exitingGateway(`{ level: 'info' }`, dir, 'await app.close();');
+    expect(code, stderr).toBe(0);
+    expect(jsonLines(stdout).map((l) => l.msg)).toEqual(['request completed', 'last']);
+  });
+
   it('leaves a file the logger names to pino: the lines go there, not to stdout', async () => {
-    const dir = await tempDir('sluice-turn-log-');
+    const dir = await tempDir('sluice-log-');
     const file = join(dir, 'gateway.log');
     // pino opens a named file asynchronously, so this process ends on its own rather than mid-turn.
     const { code, stdout, stderr } = await exitingGateway(`{ level: 'info', file: ${JSON.stringify(file)} }`, dir, 'await app.close();');
@@ -94,7 +122,7 @@ describe('the turn log destination', () => {
   });
 
   it('leaves a stream the logger names to pino: every line reaches it as pino writes it', async () => {
-    const dir = await tempDir('sluice-turn-log-');
+    const dir = await tempDir('sluice-log-');
     const lines: string[] = [];
     const app = await buildApp({
       config: parseConfigText(`${CONFIG}storage:\n  dir: ${join(dir, 'data')}\n`),
@@ -122,7 +150,7 @@ describe('the turn log destination', () => {
   });
 
   it('leaves a stdout pipe to pino: a reader that stops reading does not stop the gateway', async () => {
-    const dir = await tempDir('sluice-turn-log-');
+    const dir = await tempDir('sluice-log-');
     // About 1 MB of lines, far past what the pipe and this side's buffer hold while nobody reads, then a 10 ms
     // timer: with synchronous writes to the full pipe the timer would wait for the reader, which waits for it.
     const script = `${gatewayScript(`{ level: 'info' }`, dir)}
