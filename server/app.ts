@@ -109,8 +109,9 @@ class AccessLog extends LogController {
 /** Build the gateway: plugins and routes registered, never listening (callers `listen` or `inject`). */
 export async function buildApp(options: BuildAppOptions): Promise<FastifyInstance> {
   const { config } = options;
+  // `true` is fastify's own defaults, without our serializers: it gets the same as no option at all.
   const logger: FastifyServerOptions['logger'] =
-    options.logger === undefined ? { level: 'info' } : options.logger;
+    options.logger === undefined || options.logger === true ? { level: 'info' } : options.logger;
   const app = Fastify({
     // The request and response serializers are ours even over a caller's: no logger may print a header or a credential from a query string.
     logger: typeof logger === 'object' && logger !== null ? { stream: defaultLogDestination(logger), ...logger, serializers: { ...logger.serializers, ...LOG_SERIALIZERS } } : logger,

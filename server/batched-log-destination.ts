@@ -15,7 +15,7 @@ export interface BatchedLogDestinationOptions {
   readonly fd?: number;
   /** How long a line waits for others before they leave together. Default 50 ms; 0 writes once per event-loop turn. */
   readonly lingerMs?: number;
-  /** Pending lines past this many characters leave at once, whatever the linger. Default 64 KiB. */
+  /** Pending lines past this many characters (UTF-16 units, not bytes) leave at once, whatever the linger. Default 64 Ki. */
   readonly maxPending?: number;
 }
 
@@ -27,8 +27,9 @@ const DEFAULTS: Required<BatchedLogDestinationOptions> = { fd: 1, lingerMs: 50, 
  * costs more than the line: a thread woken, a completion event and an extra loop turn for every request;
  * a synchronous write per request still costs about as much as the line's JSON (a system call each, at
  * one request in flight). Lines still pending when the process exits (process.exit, an uncaught exception,
- * an event loop with nothing left) are written from its `exit` event, so none is lost there; a process
- * killed outright loses at most the last `lingerMs` of lines. Meant for a descriptor that never waits for a
+ * an event loop with nothing left) are written from its `exit` event, so none is lost there, and a
+ * warning, error or fatal line is written at once; a process killed outright (SIGKILL, out of memory) loses
+ * at most the last `lingerMs` of info and debug lines. Meant for a descriptor that never waits for a
  * reader (a regular file, see `defaultLogDestination`): a write to a full pipe would hold the event loop
  * until the reader came back.
  */
@@ -55,7 +56,9 @@ export function createBatchedLogDestination(options: BatchedLogDestinationOption
   return {
     write(line) {
       pending += line;
-      if (pending.length >= maxPending) return flush();
+      // A warning or worse leaves at once, with what waited before it: such a line is often a process's
+      // last, and a kill or a crash that skips `exit` would otherwise take it along.
+      if (pending.length >= maxPending || isWarningOrWorse(line)) return flush();
       if (timer !== undefined) return;
       if (lingerMs === 0) timer = setImmediate(flush);
       else {
@@ -71,6 +74,15 @@ export function createBatchedLogDestination(options: BatchedLogDestinationOption
       cb?.();
     },
   };
+}
+
+const LEVEL_PREFIX = '{"level":';
+const WARN = pino.levels.values.warn!;
+
+/** Whether a line pino wrote has a numeric level of a warning or worse (warn, error, fatal): `{"level":40,…`. */
+function isWarningOrWorse(line: string): boolean {
+  if (!line.startsWith(LEVEL_PREFIX)) return false;
+  return Number(line.slice(LEVEL_PREFIX.length, line.indexOf(',', LEVEL_PREFIX.length))) >= WARN;
 }
 
 /** True when something replaced stdout's `write` (a test capturing output): pino then writes through it, and so do we. */

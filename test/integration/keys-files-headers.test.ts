@@ -110,7 +110,7 @@ describe('the access log', () => {
           level: 'info',
           stream: { write: (line: string) => void raw.push(line) },
           // A caller's logger that would print every header of requests and replies: the gateway's own serializers stand.
-          serializers: { req: (req: { headers: unknown }) => ({ headers: req.headers }), res: (reply: { getHeaders(): unknown }) => ({ headers: reply.getHeaders() }) },
+          serializers: { req: (req: { headers: unknown }) => ({ headers: req.headers }), res: (reply: { getHeaders?(): unknown }) => ({ headers: reply.getHeaders?.() }) },
         },
       },
     });
