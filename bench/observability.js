@@ -35,7 +35,7 @@ import { fileURLToPath } from 'node:url';
 import { AUDIENCE, startBenchIdentity } from './identity.js';
 import { httpLoad, round } from './load.js';
 import { summarizeProfile } from './profile-top.js';
-import { cpuDelta, cpuSnapshot, envNumber, forkChild, freePort, guardRun, log, machineBusyMicros, runMain, stopChild, waitForMessage, waitForReady } from './procs.js';
+import { cpuDelta, cpuSnapshot, envNumber, forkChild, freePort, guardRun, log, machineBusyMicros, mainThreadCpuMicros, runMain, stopChild, waitForMessage, waitForReady } from './procs.js';
 
 const BENCH = fileURLToPath(new URL('.', import.meta.url));
 const CONNECTIONS = 32;
@@ -157,11 +157,14 @@ async function main() {
         }, 1000)
       : undefined;
     const pids = { plain: gateways.plain.entry.child.pid, observed: gateways.observed.entry.child.pid, upstream: upstream.child.pid, loadgen: process.pid };
+    const loops = () => ({ plain: mainThreadCpuMicros(pids.plain), observed: mainThreadCpuMicros(pids.observed) });
     const before = cpuSnapshot(pids);
+    const loopsBefore = loops();
     const machineBefore = machineBusyMicros();
     const [plain, observed] = await Promise.all([load('plain', settings.seconds), load('observed', settings.seconds)]);
     const machineAfter = machineBusyMicros();
     const delta = cpuDelta(before, cpuSnapshot(pids));
+    const loopDelta = cpuDelta(loopsBefore, loops());
     if (scraper) clearInterval(scraper);
     observedRequests += observed.requests + observed.errors.total;
     const elapsedS = Math.max(plain.duration_s, observed.duration_s);
@@ -179,6 +182,8 @@ async function main() {
         errors: r.errors,
         gateway_cpu_us: Math.round(delta[name]),
         us_per_exchange: r.requests ? round(delta[name] / r.requests, 1) : null,
+        event_loop_cpu_us: Math.round(loopDelta[name]),
+        event_loop_us_per_exchange: r.requests ? round(loopDelta[name] / r.requests, 1) : null,
         gateway_util_pct: round((100 * delta[name]) / (r.duration_s * 1e6), 1),
         loadgen_util_pct: round((100 * delta.loadgen) / (elapsedS * 1e6), 1),
         upstream_util_pct: round((100 * delta.upstream) / (elapsedS * 1e6), 1),
@@ -210,9 +215,15 @@ async function main() {
   for (const name of ['plain', 'observed']) {
     const mine = runs.filter((r) => r.gateway === name);
     const us = mine.reduce((n, r) => n + r.gateway_cpu_us, 0);
+    const loopUs = mine.reduce((n, r) => n + r.event_loop_cpu_us, 0);
     const requests = mine.reduce((n, r) => n + r.requests, 0);
     // The sums, not a mean of ratios: a longer or busier run weighs what it measured.
-    per[name] = { us_per_exchange: round(us / requests, 1), requests, rps_mean: round(mine.reduce((n, r) => n + r.rps, 0) / mine.length, 1) };
+    per[name] = {
+      us_per_exchange: round(us / requests, 1),
+      event_loop_us_per_exchange: round(loopUs / requests, 1),
+      requests,
+      rps_mean: round(mine.reduce((n, r) => n + r.rps, 0) / mine.length, 1),
+    };
   }
   const ratio = per.observed.us_per_exchange / per.plain.us_per_exchange;
   // Each round's own ratio: both gateways ran at once, so whatever the machine did then fell on both.
@@ -244,7 +255,7 @@ async function main() {
         ...(withSink ? ['audit.sinks [{type: file}]'] : []),
       ].join(' '),
       gateway_log_level: settings.logLevel,
-      cpu: 'user + system time of the gateway process (/proc/<pid>/stat) over the measurement, per exchange answered 2xx with the expected body',
+      cpu: 'user + system time of the gateway process (/proc/<pid>/stat) over the measurement, per exchange answered 2xx with the expected body; event_loop_*: its main thread alone (/proc/<pid>/task/<pid>/stat)',
     },
     results: {
       runs,
@@ -254,6 +265,8 @@ async function main() {
       added_pct: round((ratio - 1) * 100, 1),
       rounds_added_pct: roundPcts,
       median_round_added_pct: medianPct,
+      // The same for the event loop alone: what the data path waits for, apart from helper threads.
+      event_loop_added_pct: round((per.observed.event_loop_us_per_exchange / per.plain.event_loop_us_per_exchange - 1) * 100, 1),
       check: {
         exchanges_counted_by_metrics: exchangesCounted,
         exchanges_sent_to_observed: observedRequests,

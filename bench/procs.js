@@ -265,8 +265,13 @@ export function cpuMicros(pid) {
     const { user, system } = process.cpuUsage();
     return user + system;
   }
+  return statCpuMicros(`/proc/${pid}/stat`);
+}
+
+/** User + system CPU microseconds in a `/proc` stat file (a process's or one thread's); undefined once it is gone. */
+function statCpuMicros(path) {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const stat = readFileSync(path, 'utf8');
     // Fields after the command name (which may contain spaces) start at field 3; utime/stime are 14/15.
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     const ticks = Number(fields[11]) + Number(fields[12]);
@@ -274,6 +279,14 @@ export function cpuMicros(pid) {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * CPU microseconds (user + system) of `pid`'s main thread only: for Node, its event loop, where the data path
+ * runs; the rest of the process's time is V8's helper threads (collection) and libuv's pool (file I/O).
+ */
+export function mainThreadCpuMicros(pid) {
+  return statCpuMicros(`/proc/${pid}/task/${pid}/stat`);
 }
 
 /** Snapshot of CPU time for named pids; `cpuDelta(a, b)` turns two snapshots into microseconds per name. */
