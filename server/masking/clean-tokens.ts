@@ -2,6 +2,9 @@
 export const CLEAN_MAX_ENTRIES = 4096;
 export const CLEAN_MAX_LENGTH = 64;
 
+/** A control character: JSON allows it in a string only escaped, so a raw one is never spelled by the table. */
+export const CONTROL_CHARACTER = /[\x00-\x1f]/;
+
 /** Slots of the table a token is looked for in before the set (a power of two). */
 const FRONT_SLOTS = 256;
 
@@ -24,8 +27,8 @@ export class CleanTokens {
 
   /**
    * The remembered token spelled by `text` from `start` to `end`, compared where it stands (no copy of
-   * it is made), or undefined. Only the table is looked in, which holds no token with a backslash:
-   * a token found is written in JSON exactly as it reads.
+   * it is made), or undefined. Only the table is looked in, which holds no token with a backslash or a
+   * control character: a token found is written in JSON exactly as it reads, and is a string JSON allows.
    */
   spelledAt(text: string, start: number, end: number): string | undefined {
     const n = end - start;
@@ -42,7 +45,7 @@ export class CleanTokens {
     // Kept as a copy: a token cut from a body can be a slice that keeps the whole body alive.
     const copy = JSON.parse(JSON.stringify(token)) as string;
     this.#set.add(copy);
-    if (!copy.includes('\\')) this.#front[frontSlot(copy)] = copy;
+    if (!copy.includes('\\') && !CONTROL_CHARACTER.test(copy)) this.#front[frontSlot(copy)] = copy;
   }
 }
 

@@ -11,7 +11,7 @@ import {
   scanJsonTokens,
   scanJsonTokensAsync,
 } from './json-token-body-masker.js';
-import { maskJsonLikeText, maskJsonLikeTextAsync } from './json-token-masker.js';
+import { InvalidJsonText, maskJsonLikeText, maskJsonLikeTextAsync } from './json-token-masker.js';
 import type { MaskingCounter } from './masking-summary.js';
 import { MASK_STEP_CHARS, TurnClock } from './text-masker.js';
 
@@ -19,7 +19,8 @@ import { MASK_STEP_CHARS, TurnClock } from './text-masker.js';
  * Collects a JSON body up to the profile's `max_json_body`, then parses, masks and re-serializes it
  * (the original bytes when nothing was masked); object keys and numbers are masked too, and a repeated
  * key has every candidate masked. A profile of text rules only needs no parsed document: its bodies
- * are masked token by token, unchanged tokens keeping their bytes. Invalid JSON is masked as text (string escapes decoded), never passed
+ * are masked token by token, unchanged tokens keeping their bytes, and not parsed at all (the token walk
+ * refuses what JSON.parse refuses). Invalid JSON is masked as text (string escapes decoded), never passed
  * raw. A body over the limit is masked token by token as it streams, staying valid JSON, unless the
  * profile has `json_paths` or selectors, which need the parsed document: the body is then refused.
  */
@@ -49,12 +50,21 @@ export class JsonBodyMasker implements BodyMasker {
 
   /** Masks a whole body at once, nothing written before; `text` is its UTF-8 text when the caller has decoded it. */
   maskWhole(body: Buffer, text = body.toString('utf8')): string | Buffer {
-    const parsed = parseJson(text);
-    if (parsed === NOT_JSON) {
-      const masked = maskJsonLikeText(text, this.#profile, this.#counter);
-      return masked === text ? body : masked;
+    if (textRulesOnly(this.#profile)) {
+      // No parse: the token walk refuses what JSON.parse refuses, so a body it reads whole is JSON. Its counts
+      // are kept apart until then: a body that turns out not to be JSON is masked again, as text.
+      const trial = this.#counter.trial();
+      try {
+        const masked = maskEveryCandidate(text, body, this.#profile, trial);
+        this.#counter.commit(trial);
+        return masked;
+      } catch (err) {
+        if (!(err instanceof InvalidJsonText)) throw err;
+        return this.#maskAsText(body, text);
+      }
     }
-    if (textRulesOnly(this.#profile)) return maskEveryCandidate(text, body, this.#profile, this.#counter);
+    const parsed = parseJson(text);
+    if (parsed === NOT_JSON) return this.#maskAsText(body, text);
     const scan = scanJsonTokens(text, this.#profile);
     if (scan.duplicateKey) return maskEveryCandidate(text, body, this.#profile, this.#counter);
     const result = maskJson(parsed, this.#profile, this.#counter);
@@ -78,19 +88,38 @@ export class JsonBodyMasker implements BodyMasker {
     if (body.length <= MASK_STEP_CHARS) return this.maskWhole(body, text);
     const clock = new TurnClock();
     text ??= body.toString('utf8');
+    if (textRulesOnly(this.#profile)) {
+      // As in maskWhole: the token walk is the check that the body is JSON.
+      const trial = this.#counter.trial();
+      try {
+        const masked = await maskEveryCandidateAsync(text, body, this.#profile, trial, clock);
+        this.#counter.commit(trial);
+        return masked;
+      } catch (err) {
+        if (!(err instanceof InvalidJsonText)) throw err;
+        return this.#maskAsTextAsync(body, text, clock);
+      }
+    }
     // Native parsing is linear and fast (a few ms per MiB); the masking after it is what is sliced.
     const parsed = parseJson(text);
-    if (parsed === NOT_JSON) {
-      const masked = await maskJsonLikeTextAsync(text, this.#profile, this.#counter, clock);
-      return masked === text ? body : masked;
-    }
+    if (parsed === NOT_JSON) return this.#maskAsTextAsync(body, text, clock);
     await clock.pause();
-    if (textRulesOnly(this.#profile)) return maskEveryCandidateAsync(text, body, this.#profile, this.#counter, clock);
     const scan = await scanJsonTokensAsync(text, this.#profile, clock);
     if (scan.duplicateKey) return maskEveryCandidateAsync(text, body, this.#profile, this.#counter, clock);
     const result = await maskJsonAsync(parsed, this.#profile, this.#counter, {}, clock);
     await clock.pause();
     return finishParsedJsonAsync(text, body, result, scan, this.#profile, this.#counter, clock);
+  }
+
+  /** A body that is not JSON, masked as text (string escapes decoded); the original bytes when nothing changed. */
+  #maskAsText(body: Buffer, text: string): string | Buffer {
+    const masked = maskJsonLikeText(text, this.#profile, this.#counter);
+    return masked === text ? body : masked;
+  }
+
+  async #maskAsTextAsync(body: Buffer, text: string, clock: TurnClock): Promise<string | Buffer> {
+    const masked = await maskJsonLikeTextAsync(text, this.#profile, this.#counter, clock);
+    return masked === text ? body : masked;
   }
 
   /** Keeps `chunk`; past the limit, switches to text masking and returns every byte held so far. */

@@ -136,7 +136,7 @@ function isAscii(text: string): boolean {
  */
 export function finishParsedJson(raw: string, body: Buffer, masked: JsonMaskResult, scan: JsonTokenScan, profile: CompiledProfile, counter: MaskingCounter): string | Buffer {
   if (!masked.changed) {
-    for (const e of scan.counts.entries()) for (let i = 0; i < e.count; i++) counter.add(e.entity, e.rule);
+    counter.commit(scan.counts);
     return scan.changed ? scan.output : body;
   }
   const text = JSON.stringify(masked.value);

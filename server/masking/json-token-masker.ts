@@ -1,4 +1,4 @@
-import { CLEAN_MAX_LENGTH, CleanTokens } from './clean-tokens.js';
+import { CLEAN_MAX_LENGTH, CleanTokens, CONTROL_CHARACTER } from './clean-tokens.js';
 import { labelOf, type CompiledProfile, type JsonRuleEntry } from './compiled-profile.js';
 import type { MaskingCounter } from './masking-summary.js';
 import { replacementFor } from './replacement.js';
@@ -70,6 +70,39 @@ const NEEDS_ESCAPE = /["\\\x00-\x1f\ud800-\udfff]/;
 const isWhitespace = (c: number): boolean => c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
 const isNumberChar = (c: number): boolean => (c >= 0x30 && c <= 0x39) || c === 0x2b || c === 0x2d || c === 0x2e || c === 0x65 || c === 0x45;
 const isLetter = (c: number): boolean => c >= 0x61 && c <= 0x7a;
+
+/**
+ * What may come next between tokens, as JSON's grammar has it: the walk refuses what JSON.parse refuses
+ * (a missing or extra comma or colon, a key that is not a string), so a text it reads whole is one JSON
+ * document and a caller needs no parse of its own to know it.
+ */
+const enum Next {
+  /** A value: at the start, after a colon, after a comma in an array. */
+  Value,
+  /** A value or `]`: just after `[`. */
+  ValueOrClose,
+  /** A key: after a comma in an object. */
+  Key,
+  /** A key or `}`: just after `{`. */
+  KeyOrClose,
+  /** The colon after a key. */
+  Colon,
+  /** A comma or the container's close after a value; nothing but whitespace after the top-level value. */
+  AfterValue,
+}
+
+/** The text a string literal's raw content (between its quotes) reads as. Throws InvalidJsonText. */
+function decodedString(raw: string): string {
+  if (!raw.includes('\\')) {
+    if (CONTROL_CHARACTER.test(raw)) throw new InvalidJsonText('control character in a string');
+    return raw;
+  }
+  try {
+    return JSON.parse(`"${raw}"`) as string;
+  } catch {
+    throw new InvalidJsonText('invalid string escape');
+  }
+}
 
 /**
  * The keys of one open object, to tell a repeated one: most objects have a few keys, compared at once
@@ -154,7 +187,7 @@ export class JsonTokenMasker {
   readonly #stack: boolean[] = [];
   /** Per open object, the keys seen (duplicate detection; see KeysSeen). */
   readonly #keys: KeysSeen[] = [];
-  #expectKey = false;
+  #next: Next = Next.Value;
   #stringIsKey = false;
   /** The key of the value being read, when it sits in an object. */
   #key: string | undefined;
@@ -315,42 +348,57 @@ export class JsonTokenMasker {
       for (; i < n; i++) {
         c = text.charCodeAt(i);
         if (isWhitespace(c)) continue;
+        const next = this.#next;
         if (c === 0x7b || c === 0x5b) {
           const object = c === 0x7b;
+          if (next !== Next.Value && next !== Next.ValueOrClose) throw unexpected(c, i);
           this.#beforeValue();
           this.#openContainer();
           this.#stack.push(object);
           if (object) this.#keys.push(new KeysSeen());
-          this.#expectKey = object;
+          this.#next = object ? Next.KeyOrClose : Next.ValueOrClose;
         } else if (c === 0x7d || c === 0x5d) {
+          const object = c === 0x7d;
+          if (next !== Next.AfterValue && next !== (object ? Next.KeyOrClose : Next.ValueOrClose)) throw unexpected(c, i);
           const wasObject = this.#stack.pop();
-          if (wasObject === undefined || wasObject !== (c === 0x7d)) throw new InvalidJsonText(`unexpected ${String.fromCharCode(c)}`);
+          if (wasObject === undefined || wasObject !== object) throw unexpected(c, i);
           if (wasObject) this.#keys.pop();
           if (this.#forced !== null && this.#stack.length < this.#forced.depth) this.#forced = null;
-          this.#expectKey = false;
+          this.#next = Next.AfterValue;
         } else if (c === 0x2c) {
-          this.#expectKey = this.#stack[this.#stack.length - 1] === true;
+          if (next !== Next.AfterValue || this.#stack.length === 0) throw unexpected(c, i);
+          this.#next = this.#stack[this.#stack.length - 1] === true ? Next.Key : Next.Value;
         } else if (c === 0x3a) {
-          this.#expectKey = false;
+          if (next !== Next.Colon) throw unexpected(c, i);
+          this.#next = Next.Value;
         } else {
           break;
         }
       }
       if (i === n) break;
       tokenStart = i;
+      const next = this.#next;
+      const key = next === Next.Key || next === Next.KeyOrClose;
+      if (!key && next !== Next.Value && next !== Next.ValueOrClose) throw unexpected(c, i);
       if (c === 0x22) {
-        this.#stringIsKey = this.#expectKey;
-        if (!this.#stringIsKey) this.#beforeValue();
+        this.#stringIsKey = key;
+        if (!key) this.#beforeValue();
+        // The token's own end cannot be followed by anything else, so what it allows next is set now.
+        this.#next = key ? Next.Colon : Next.AfterValue;
         this.#state = 'string';
         i++;
+      } else if (key) {
+        throw unexpected(c, i);
       } else if (c === 0x2d || (c >= 0x30 && c <= 0x39)) {
         this.#beforeValue();
+        this.#next = Next.AfterValue;
         this.#state = 'number';
       } else if (isLetter(c)) {
         this.#beforeValue();
+        this.#next = Next.AfterValue;
         this.#state = 'literal';
       } else {
-        throw new InvalidJsonText(`unexpected character at ${i}`);
+        throw unexpected(c, i);
       }
     }
     // The end of this text: all of it is decided but a token still being read.
@@ -408,7 +456,6 @@ export class JsonTokenMasker {
   #cleanString(known: string): void {
     if (this.#stringIsKey) {
       this.#stringIsKey = false;
-      this.#expectKey = false;
       const keys = this.#keys[this.#keys.length - 1];
       if (keys !== undefined && !keys.add(known)) this.#sawDuplicate = true;
       this.#key = known;
@@ -420,15 +467,9 @@ export class JsonTokenMasker {
 
   /** A string token as written out (AS_RECEIVED: as it came), or a LongToken for the walk's driver to mask. */
   #stringToken(raw: string): string | LongToken | typeof AS_RECEIVED {
-    let decoded: string;
-    try {
-      decoded = raw.includes('\\') ? (JSON.parse(`"${raw}"`) as string) : raw;
-    } catch {
-      throw new InvalidJsonText('invalid string escape');
-    }
+    const decoded = decodedString(raw);
     if (this.#stringIsKey) {
       this.#stringIsKey = false;
-      this.#expectKey = false;
       const keys = this.#keys[this.#keys.length - 1];
       if (keys !== undefined && !keys.add(decoded)) this.#sawDuplicate = true;
       this.#key = decoded;
@@ -486,19 +527,14 @@ export class JsonTokenMasker {
       // A json_keys value is replaced whole: its replacement is written now, the rest of it never.
       out = rule === undefined ? '"' : JSON.stringify(rule).slice(0, -1);
       this.#stringIsKey = false;
-      this.#expectKey = false;
     }
     const cut = closing ? this.#pending.length : completeEscapes(this.#pending);
     const raw = this.#pending.slice(0, cut);
     this.#pending = this.#pending.slice(cut);
     const { channel, replaced } = this.#stream;
+    // Read even when its value is replaced: a string JSON would not read is refused either way.
+    const decoded = decodedString(raw);
     if (!replaced) {
-      let decoded: string;
-      try {
-        decoded = raw.includes('\\') ? (JSON.parse(`"${raw}"`) as string) : raw;
-      } catch {
-        throw new InvalidJsonText('invalid string escape');
-      }
       const masked = this.#profile.text.empty ? decoded : channel.push(decoded) + (closing ? channel.end() : '');
       out += JSON.stringify(masked).slice(1, -1);
     }
@@ -693,6 +729,11 @@ function completeEscapes(raw: string): number {
 }
 
 /** The index of the quote that closes a string whose raw text so far is `before`, from `at`; -1 when none. */
+/** The error for character `c` at `i` where the grammar does not allow it. */
+function unexpected(c: number, i: number): InvalidJsonText {
+  return new InvalidJsonText(`unexpected ${JSON.stringify(String.fromCharCode(c))} at ${i}`);
+}
+
 function closingQuote(text: string, at: number, before: string): number {
   let from = at;
   for (;;) {

@@ -18,7 +18,27 @@ export class MaskingCounter {
    * Per-exchange state of the maskers that count here (each one's budget of costly checks), kept beside
    * the counts so it is dropped with them: owners and their state, in turn. An exchange has one or two.
    */
-  readonly #state: unknown[] = [];
+  readonly #state: unknown[];
+
+  /** `state`: the per-exchange state to share (a trial's, see `trial`); a new counter's own by default. */
+  constructor(state: unknown[] = []) {
+    this.#state = state;
+  }
+
+  /**
+   * A counter for a pass that may be thrown away (a body read as JSON that turns out not to be one): counts
+   * of its own, so a discarded pass counts nothing, and this counter's per-exchange state, so the pass spends
+   * the exchange's budgets. `commit` adds its counts here.
+   */
+  trial(): MaskingCounter {
+    return new MaskingCounter(this.#state);
+  }
+
+  /** Adds the counts of `trial` (one of this counter's trials, or any other counter) to this counter's. */
+  commit(trial: MaskingCounter): void {
+    for (const e of trial.#few) this.add(e.entity, e.rule, e.count);
+    if (trial.#counts !== null) for (const byEntity of trial.#counts.values()) for (const e of byEntity.values()) this.add(e.entity, e.rule, e.count);
+  }
 
   /** What `owner` keeps for this exchange, made by `create` on first use. */
   stateOf<T>(owner: object, create: new () => T): T {
@@ -29,19 +49,19 @@ export class MaskingCounter {
     return made;
   }
 
-  add(entity: string, rule: string): void {
+  add(entity: string, rule: string, count = 1): void {
     // An exchange counts a few kinds of value: they are looked for in a short list before the maps.
     const few = this.#few;
     for (let i = 0; i < few.length; i++) {
       const e = few[i]!;
       if (e.rule === rule && e.entity === entity) {
-        e.count++;
+        e.count += count;
         return;
       }
     }
     // The list never shrinks: a pair only goes to the maps once it is full.
     if (few.length < FEW_KINDS) {
-      few.push({ entity, rule, count: 1 });
+      few.push({ entity, rule, count });
       return;
     }
     const counts = (this.#counts ??= new Map());
@@ -51,8 +71,8 @@ export class MaskingCounter {
       counts.set(rule, byEntity);
     }
     const hit = byEntity.get(entity);
-    if (hit === undefined) byEntity.set(entity, { entity, rule, count: 1 });
-    else hit.count++;
+    if (hit === undefined) byEntity.set(entity, { entity, rule, count });
+    else hit.count += count;
   }
 
   /** Total replacements so far. */
