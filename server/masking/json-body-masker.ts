@@ -52,7 +52,9 @@ export class JsonBodyMasker implements BodyMasker {
   maskWhole(body: Buffer, text = body.toString('utf8')): string | Buffer {
     if (textRulesOnly(this.#profile)) {
       // No parse: the token walk refuses what JSON.parse refuses, so a body it reads whole is JSON. Its counts
-      // are kept apart until then: a body that turns out not to be JSON is masked again, as text.
+      // are kept apart until then: a body that turns out not to be JSON is masked again, as text, and counted
+      // once. The text pass starts with what the walk spent of the exchange's budget of costly checks (phone
+      // numbers): past that budget a candidate is masked without its check, so a spent budget masks more, not less.
       const trial = this.#counter.trial();
       try {
         const masked = maskEveryCandidate(text, body, this.#profile, trial);
@@ -89,7 +91,8 @@ export class JsonBodyMasker implements BodyMasker {
     const clock = new TurnClock();
     text ??= body.toString('utf8');
     if (textRulesOnly(this.#profile)) {
-      // As in maskWhole: the token walk is the check that the body is JSON.
+      // As in maskWhole: the token walk is the check that the body is JSON. Its counts join the exchange's once
+      // it has read the body whole: an exchange cut off in the middle of a large body's walk counts none of them.
       const trial = this.#counter.trial();
       try {
         const masked = await maskEveryCandidateAsync(text, body, this.#profile, trial, clock);

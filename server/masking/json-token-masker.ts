@@ -728,12 +728,12 @@ function completeEscapes(raw: string): number {
   return safe;
 }
 
-/** The index of the quote that closes a string whose raw text so far is `before`, from `at`; -1 when none. */
 /** The error for character `c` at `i` where the grammar does not allow it. */
 function unexpected(c: number, i: number): InvalidJsonText {
   return new InvalidJsonText(`unexpected ${JSON.stringify(String.fromCharCode(c))} at ${i}`);
 }
 
+/** The index of the quote that closes a string whose raw text so far is `before`, from `at`; -1 when none. */
 function closingQuote(text: string, at: number, before: string): number {
   let from = at;
   for (;;) {
