@@ -192,7 +192,6 @@ export class JsonTokenMasker {
   /** The key of the value being read, when it sits in an object. */
   #key: string | undefined;
   #sawDuplicate = false;
-  #seenRoot = false;
   /** Keys and integers the text rules left alone (only short ones are kept). */
   readonly #clean: CleanTokens;
   readonly #ascii: boolean;
@@ -352,7 +351,6 @@ export class JsonTokenMasker {
         if (c === 0x7b || c === 0x5b) {
           const object = c === 0x7b;
           if (next !== Next.Value && next !== Next.ValueOrClose) throw unexpected(c, i);
-          this.#beforeValue();
           this.#openContainer();
           this.#stack.push(object);
           if (object) this.#keys.push(new KeysSeen());
@@ -382,7 +380,6 @@ export class JsonTokenMasker {
       if (!key && next !== Next.Value && next !== Next.ValueOrClose) throw unexpected(c, i);
       if (c === 0x22) {
         this.#stringIsKey = key;
-        if (!key) this.#beforeValue();
         // The token's own end cannot be followed by anything else, so what it allows next is set now.
         this.#next = key ? Next.Colon : Next.AfterValue;
         this.#state = 'string';
@@ -390,11 +387,9 @@ export class JsonTokenMasker {
       } else if (key) {
         throw unexpected(c, i);
       } else if (c === 0x2d || (c >= 0x30 && c <= 0x39)) {
-        this.#beforeValue();
         this.#next = Next.AfterValue;
         this.#state = 'number';
       } else if (isLetter(c)) {
-        this.#beforeValue();
         this.#next = Next.AfterValue;
         this.#state = 'literal';
       } else {
@@ -420,7 +415,8 @@ export class JsonTokenMasker {
       const written = typeof token === 'object' ? (yield token)! : token;
       out = written === AS_RECEIVED ? scalar : written;
     }
-    if (this.#state !== 'out' || this.#stack.length > 0 || !this.#seenRoot) throw new InvalidJsonText('unfinished JSON text');
+    // Whole when the top-level value has ended: a second one was refused where it began (`Next.AfterValue`).
+    if (this.#state !== 'out' || this.#stack.length > 0 || this.#next !== Next.AfterValue) throw new InvalidJsonText('unfinished JSON text');
     return out;
   }
 
@@ -431,14 +427,6 @@ export class JsonTokenMasker {
     if (this.#forced !== null || key === undefined || this.#profile.jsonKeys.size === 0) return;
     const rule = this.#profile.jsonKeys.get(key.toLowerCase());
     if (rule !== undefined) this.#forced = { rule, depth: this.#stack.length + 1 };
-  }
-
-  /** A value starts; only one value may stand at the top level. */
-  #beforeValue(): void {
-    if (this.#stack.length === 0) {
-      if (this.#seenRoot) throw new InvalidJsonText('more than one JSON value');
-      this.#seenRoot = true;
-    }
   }
 
   /**
