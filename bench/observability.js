@@ -157,14 +157,14 @@ async function main() {
         }, 1000)
       : undefined;
     const pids = { plain: gateways.plain.entry.child.pid, observed: gateways.observed.entry.child.pid, upstream: upstream.child.pid, loadgen: process.pid };
-    const loops = () => ({ plain: mainThreadCpuMicros(pids.plain), observed: mainThreadCpuMicros(pids.observed) });
+    const gatewayPids = { plain: pids.plain, observed: pids.observed };
     const before = cpuSnapshot(pids);
-    const loopsBefore = loops();
+    const loopsBefore = cpuSnapshot(gatewayPids, mainThreadCpuMicros);
     const machineBefore = machineBusyMicros();
     const [plain, observed] = await Promise.all([load('plain', settings.seconds), load('observed', settings.seconds)]);
     const machineAfter = machineBusyMicros();
     const delta = cpuDelta(before, cpuSnapshot(pids));
-    const loopDelta = cpuDelta(loopsBefore, loops());
+    const loopDelta = cpuDelta(loopsBefore, cpuSnapshot(gatewayPids, mainThreadCpuMicros));
     if (scraper) clearInterval(scraper);
     observedRequests += observed.requests + observed.errors.total;
     const elapsedS = Math.max(plain.duration_s, observed.duration_s);

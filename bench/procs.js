@@ -289,10 +289,13 @@ export function mainThreadCpuMicros(pid) {
   return statCpuMicros(`/proc/${pid}/task/${pid}/stat`);
 }
 
-/** Snapshot of CPU time for named pids; `cpuDelta(a, b)` turns two snapshots into microseconds per name. */
-export function cpuSnapshot(pids) {
+/**
+ * Snapshot of CPU time for named pids (`read`: a whole process's by default, or `mainThreadCpuMicros`);
+ * `cpuDelta(a, b)` turns two snapshots into microseconds per name.
+ */
+export function cpuSnapshot(pids, read = cpuMicros) {
   const snap = {};
-  for (const [name, pid] of Object.entries(pids)) if (pid !== undefined) snap[name] = cpuMicros(pid);
+  for (const [name, pid] of Object.entries(pids)) if (pid !== undefined) snap[name] = read(pid);
   return snap;
 }
 
