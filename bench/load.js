@@ -3,6 +3,7 @@
 //  - `httpLoad`: autocannon, closed loop, N keep-alive connections. autocannon's histogram keeps whole
 //    milliseconds, too coarse for a 1 ms budget, so each response's exact duration (its 'response'
 //    event, from hrtime) is collected and the percentiles are computed here.
+//  - `pacedLoad`: a fixed rate spread evenly over N keep-alive connections (node:http), the same figures.
 //  - `streamLoad`: SSE answers over node:http keep-alive sockets, N loops in parallel; per answer the
 //    time to the first body byte and to the end, and whether it arrived whole (ends with [DONE]).
 //  - `openStreams`: the same kind of loops, open-ended and measured in windows (`mark()`), with the gap
@@ -120,6 +121,79 @@ export function httpLoad({ url, method = 'POST', headers, body, connections, sec
   });
 }
 
+/**
+ * `rate` requests a second spread evenly over time: `connections` keep-alive sockets, each sending its next
+ * request `connections / rate` seconds after its previous one was due (socket i starting `i / rate` after
+ * the first), so a request leaves every `1 / rate` seconds. A request whose time comes while its socket still
+ * waits for the answer before it leaves as soon as that answer is in (`late` counts those), so the offered
+ * rate is kept while the target keeps up and the load degrades to a closed loop when it does not. Unlike
+ * autocannon's `overallRate`, which sends each second's requests at its start, nothing arrives in bursts:
+ * a burst a second made two gateways loaded side by side contend for the cores at the same moments, and
+ * their CPU per exchange moved by ±20 % from one five-second round to the next.
+ *
+ * Returns what `httpLoad` returns (2xx answers with `expectBody` as `requests`), and `late`.
+ */
+export async function pacedLoad({ url, headers, body, connections, seconds, expectBody, rate, timeoutMs = 10_000 }) {
+  const agent = new Agent({ keepAlive: true, maxSockets: connections, maxFreeSockets: connections });
+  const payload = Buffer.from(body);
+  const allHeaders = { ...headers, 'content-length': payload.length };
+  const durations = [];
+  const statusCounts = {};
+  const errors = { non2xx: 0, socket: 0, timeouts: 0, mismatches: 0, resets: 0 };
+  let good = 0;
+  let late = 0;
+  let firstError;
+  const started = performance.now();
+  const deadline = started + seconds * 1000;
+  const spacingMs = (connections * 1000) / rate;
+
+  const one = async () => {
+    const t0 = performance.now();
+    const [kind, detail] = await requestOnce({ url, agent, headers: allHeaders, payload, timeoutMs }, (res, finish) => {
+      statusCounts[res.statusCode] = (statusCounts[res.statusCode] ?? 0) + 1;
+      const parts = [];
+      res.on('data', (chunk) => parts.push(chunk));
+      res.on('end', () => {
+        const text = Buffer.concat(parts).toString();
+        if (res.statusCode < 200 || res.statusCode >= 300) return finish('non2xx', `HTTP ${res.statusCode}: ${text.slice(0, 300)}`);
+        if (expectBody !== undefined && text !== expectBody) return finish('mismatches', `unexpected body ${JSON.stringify(text.slice(0, 120))}`);
+        good += 1;
+        if (durations.length < MAX_SAMPLES) durations.push(performance.now() - t0);
+        finish('ok');
+      });
+    });
+    if (kind !== 'ok') {
+      errors[kind] += 1;
+      firstError ??= detail;
+    }
+  };
+
+  const loop = async (index) => {
+    let due = started + (index * 1000) / rate;
+    while (due < deadline) {
+      const wait = due - performance.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      else if (wait < -1) late += 1;
+      await one();
+      due += spacingMs;
+    }
+  };
+  await Promise.all(Array.from({ length: connections }, (_, i) => loop(i)));
+  const elapsedS = (performance.now() - started) / 1000;
+  agent.destroy();
+  errors.total = errors.non2xx + errors.socket + errors.timeouts + errors.mismatches;
+  return {
+    ...summarize(durations),
+    requests: good,
+    duration_s: round(elapsedS, 2),
+    rps: round(good / elapsedS, 1),
+    late,
+    errors,
+    status_counts: statusCounts,
+    ...(firstError ? { first_error: firstError } : {}),
+  };
+}
+
 const DONE_MARK = Buffer.from('data: [DONE]\n\n');
 const EVENT_MARK = Buffer.from('data: ');
 
@@ -153,54 +227,44 @@ export async function streamLoad({ url, headers, body, connections, seconds, min
   const started = performance.now();
   const deadline = started + seconds * 1000;
 
-  const one = () =>
-    new Promise((resolve) => {
-      const t0 = performance.now();
-      let settled = false;
-      const finish = (kind, detail) => {
-        if (settled) return;
-        settled = true;
-        if (kind !== 'ok') {
-          errors[kind] += 1;
-          firstError ??= detail;
-        }
-        resolve();
-      };
-      const req = request(url, { method: 'POST', agent, headers: allHeaders }, (res) => {
-        statusCounts[res.statusCode] = (statusCounts[res.statusCode] ?? 0) + 1;
-        const parts = [];
-        let first = -1;
-        res.on('data', (chunk) => {
-          if (first < 0) first = performance.now();
-          reads += 1;
-          parts.push(chunk);
-        });
-        res.on('end', () => {
-          const end = performance.now();
-          const all = Buffer.concat(parts);
-          if (res.statusCode < 200 || res.statusCode >= 300) {
-            finish('non2xx', `HTTP ${res.statusCode}: ${all.subarray(0, 300).toString()}`);
-            return;
-          }
-          const n = countOccurrences(all, EVENT_MARK);
-          const whole = all.length >= DONE_MARK.length && all.subarray(all.length - DONE_MARK.length).equals(DONE_MARK);
-          if (!whole || n < minEvents) {
-            finish('incomplete', `answer with ${n} events, ends ${JSON.stringify(all.subarray(-40).toString())}`);
-            return;
-          }
-          events += n;
-          bytes += all.length;
-          if (ttfb.length < MAX_SAMPLES) {
-            ttfb.push(first - t0);
-            total.push(end - t0);
-          }
-          finish('ok');
-        });
-        finishOnResponseError(res, finish);
+  const one = async () => {
+    const t0 = performance.now();
+    const [kind, detail] = await requestOnce({ url, agent, headers: allHeaders, payload, timeoutMs }, (res, finish) => {
+      statusCounts[res.statusCode] = (statusCounts[res.statusCode] ?? 0) + 1;
+      const parts = [];
+      let first = -1;
+      res.on('data', (chunk) => {
+        if (first < 0) first = performance.now();
+        reads += 1;
+        parts.push(chunk);
       });
-      finishOnRequestError(req, finish, timeoutMs);
-      req.end(payload);
+      res.on('end', () => {
+        const end = performance.now();
+        const all = Buffer.concat(parts);
+        if (res.statusCode < 200 || res.statusCode >= 300) {
+          finish('non2xx', `HTTP ${res.statusCode}: ${all.subarray(0, 300).toString()}`);
+          return;
+        }
+        const n = countOccurrences(all, EVENT_MARK);
+        const whole = all.length >= DONE_MARK.length && all.subarray(all.length - DONE_MARK.length).equals(DONE_MARK);
+        if (!whole || n < minEvents) {
+          finish('incomplete', `answer with ${n} events, ends ${JSON.stringify(all.subarray(-40).toString())}`);
+          return;
+        }
+        events += n;
+        bytes += all.length;
+        if (ttfb.length < MAX_SAMPLES) {
+          ttfb.push(first - t0);
+          total.push(end - t0);
+        }
+        finish('ok');
+      });
     });
+    if (kind !== 'ok') {
+      errors[kind] += 1;
+      firstError ??= detail;
+    }
+  };
 
   const loop = async () => {
     for (let i = 0; i < MAX_ANSWERS_PER_LOOP && performance.now() < deadline; i += 1) await one();
@@ -381,6 +445,28 @@ export function openStreams({ url, headers, body, streams, minEvents, gapEvents,
 function finishOnResponseError(res, finish) {
   res.on('error', (err) => finish('socket', String(err)));
   res.on('aborted', () => finish('socket', 'response aborted'));
+}
+
+/**
+ * One POST of `payload` over `agent`. `onResponse(res, finish)` reads the answer and calls `finish('ok')` or
+ * `finish(kind, detail)`; a socket error or no answer within `timeoutMs` finishes it too. Resolves to the first
+ * `[kind, detail]`.
+ */
+function requestOnce({ url, agent, headers, payload, timeoutMs }, onResponse) {
+  return new Promise((resolve) => {
+    let settled = false;
+    const finish = (kind, detail) => {
+      if (settled) return;
+      settled = true;
+      resolve([kind, detail]);
+    };
+    const req = request(url, { method: 'POST', agent, headers }, (res) => {
+      onResponse(res, finish);
+      finishOnResponseError(res, finish);
+    });
+    finishOnRequestError(req, finish, timeoutMs);
+    req.end(payload);
+  });
 }
 
 /** A request's failures: no answer within `timeoutMs` (the request is then destroyed), or a socket error. */

@@ -16,24 +16,30 @@
 // its 32 connections), below what either can take. This machine's speed drifts by ±20 % over tens of seconds
 // (the host's other guests), and a gateway's CPU per exchange with it, so two gateways measured one after the
 // other differ by more than the effect measured; measured at once, what slows the whole machine falls on both
-// alike (what slows one core still spreads the rounds: quote their median). At the same rate both do the same
-// work per second: loaded as hard as it goes instead, a gateway's CPU per exchange falls as its throughput
-// rises (more exchanges share each event-loop turn, each log write, each outbox flush), so a faster run would
-// look cheaper. The rate is autocannon's per-second cap: each second's requests leave at its start.
-// `rate_held` says whether each run got the rate it was offered; BENCH_RATE=0 loads both as hard as they go.
+// alike. At the same rate both do the same work per second: loaded as hard as it goes instead, a gateway's
+// CPU per exchange falls as its throughput rises (more exchanges share each event-loop turn, each log write,
+// each outbox flush), so a faster run would look cheaper. The rate is spread evenly (load.js `pacedLoad`):
+// autocannon's per-second cap sends each second's requests at its start, and two gateways hit by a burst at
+// the same moment each second moved by ±20 % from round to round. Each round starts both gateways afresh: a
+// process keeps a bias of its own for its life (how V8 happened to compile it, where its heap fell), and two
+// gateways of one configuration side by side differed by −2 to +4 % for a whole run; new processes every
+// round make that one more thing the rounds' median evens out (BENCH_OBSERVE=none measures exactly that:
+// both gateways plain). `rate_held` says whether each run got the rate it was offered; BENCH_RATE=0 loads
+// both as hard as they go (autocannon, closed loop).
 //
-// Env: BENCH_SECONDS (5) per round, BENCH_WARMUP_SECONDS (2), BENCH_GATEWAY_LOG_LEVEL (info),
+// Env: BENCH_SECONDS (5) per round, BENCH_WARMUP_SECONDS (2, in every round), BENCH_GATEWAY_LOG_LEVEL (info),
 // BENCH_MAX_SECONDS (300, hard stop), BENCH_RATE (1000 requests/s to each gateway; 0 = closed loop),
-// BENCH_OUT=file, BENCH_OBSERVE=both|metrics|sink (both: what the observed gateway turns on, to tell the two
-// costs apart), BENCH_ROUNDS (3; each round's ratio is reported, and their median), BENCH_PROFILE=1 (CPU
-// profiles of both gateways, summarised in `profiles` and kept in the work dir).
+// BENCH_OUT=file, BENCH_OBSERVE=both|metrics|sink|none (both: what the observed gateway turns on; metrics or
+// sink turns on only that half, to tell the two costs apart; none: the observed gateway is plain too),
+// BENCH_ROUNDS (7; each round's ratio is reported, and their median), BENCH_PROFILE=1 (CPU profiles of both
+// gateways, summarised in `profiles` and kept in the work dir).
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AUDIENCE, startBenchIdentity } from './identity.js';
-import { httpLoad, round } from './load.js';
+import { httpLoad, pacedLoad, round } from './load.js';
 import { summarizeProfile } from './profile-top.js';
 import { cpuDelta, cpuSnapshot, envNumber, forkChild, freePort, guardRun, log, machineBusyMicros, mainThreadCpuMicros, runMain, stopChild, waitForMessage, waitForReady } from './procs.js';
 
@@ -42,7 +48,7 @@ const CONNECTIONS = 32;
 const ADDED_PCT_MAX = 5;
 /** Above this much CPU (percent of one core) used by other processes, a run is called noisy, as in run.js. */
 const NOISY_PCT = 25;
-const OBSERVE = ['both', 'metrics', 'sink'];
+const OBSERVE = ['both', 'metrics', 'sink', 'none'];
 
 const settings = {
   seconds: envNumber('BENCH_SECONDS', 5, { min: 1, max: 120 }),
@@ -51,14 +57,14 @@ const settings = {
   logLevel: process.env.BENCH_GATEWAY_LOG_LEVEL ?? 'info',
   observe: process.env.BENCH_OBSERVE ?? 'both',
   profile: process.env.BENCH_PROFILE === '1',
-  rounds: envNumber('BENCH_ROUNDS', 3, { min: 1, max: 20 }),
+  rounds: envNumber('BENCH_ROUNDS', 7, { min: 1, max: 20 }),
   rate: envNumber('BENCH_RATE', 1000, { min: 0, max: 100_000 }),
 };
 /** A run that answered less than this share of the offered rate was not loaded as the other one was. */
 const RATE_HELD_SHARE = 0.95;
 if (!OBSERVE.includes(settings.observe)) throw new Error(`BENCH_OBSERVE must be one of ${OBSERVE.join(', ')}`);
-const withMetrics = settings.observe !== 'sink';
-const withSink = settings.observe !== 'metrics';
+const withMetrics = settings.observe === 'both' || settings.observe === 'metrics';
+const withSink = settings.observe === 'both' || settings.observe === 'sink';
 const CHAT_BODY = JSON.stringify({ model: 'bench', messages: [{ role: 'user', content: 'Say hello.' }], stream: false });
 
 let idp;
@@ -102,51 +108,56 @@ async function main() {
 
   const auditPath = join(scratch.dir, 'audit', 'audit.jsonl');
   mkdirSync(join(scratch.dir, 'audit'), { mode: 0o700 });
-  const metricsPort = await freePort();
-  const metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
   const baseConfig = (dir) => ({
     listen: '127.0.0.1:0',
     identity: { issuer: idp.issuer, audience: AUDIENCE, cli_client_id: 'sluice-cli', groups_claim: 'groups' },
     storage: { dir, master_key: randomBytes(32).toString('base64') },
     connections: [{ name: 'llm', type: 'http', upstream: up.fastUrl, headers: { authorization: `Bearer ${up.fastKey}` }, allow_groups: ['ml-eng'] }],
   });
-  const configs = {
-    plain: baseConfig(join(scratch.dir, 'data-plain')),
-    observed: {
-      ...baseConfig(join(scratch.dir, 'data-observed')),
-      ...(withMetrics ? { metrics_listen: `127.0.0.1:${metricsPort}` } : {}),
-      ...(withSink ? { audit: { sinks: [{ name: 'local', type: 'file', path: auditPath }] } } : {}),
-    },
+
+  /** Both gateways of one round, in new processes with new data directories; the observed one's sink appends to the one audit file. */
+  const startGateways = async (index) => {
+    const metricsUrl = `http://127.0.0.1:${await freePort()}/metrics`;
+    const configs = {
+      plain: baseConfig(join(scratch.dir, `data-plain-${index}`)),
+      observed: {
+        ...baseConfig(join(scratch.dir, `data-observed-${index}`)),
+        ...(withMetrics ? { metrics_listen: new URL(metricsUrl).host } : {}),
+        ...(withSink ? { audit: { sinks: [{ name: 'local', type: 'file', path: auditPath }] } } : {}),
+      },
+    };
+    const gateways = {};
+    await Promise.all(
+      Object.entries(configs).map(async ([name, config]) => {
+        mkdirSync(config.storage.dir, { mode: 0o700 });
+        const entry = forkChild(`gateway-${name}`, join(BENCH, 'gateway.js'), [], {
+          logFile: join(scratch.dir, `gateway-${name}-${index}.log`),
+          execArgv: settings.profile ? ['--cpu-prof', `--cpu-prof-dir=${join(scratch.dir, 'profiles', name)}`] : [],
+          env: { ...process.env, BENCH_GATEWAY_LOG_LEVEL: settings.logLevel },
+        });
+        entry.child.send({ type: 'config', config });
+        const ready = await waitForReady(entry, `gateway ${name}`, 30_000);
+        gateways[name] = { entry, url: ready.url };
+      }),
+    );
+    return { gateways, metricsUrl };
   };
 
-  const gateways = {};
-  for (const [name, config] of Object.entries(configs)) {
-    mkdirSync(config.storage.dir, { mode: 0o700 });
-    const entry = forkChild(`gateway-${name}`, join(BENCH, 'gateway.js'), [], {
-      logFile: join(scratch.dir, `gateway-${name}.log`),
-      execArgv: settings.profile ? ['--cpu-prof', `--cpu-prof-dir=${join(scratch.dir, 'profiles', name)}`] : [],
-      env: { ...process.env, BENCH_GATEWAY_LOG_LEVEL: settings.logLevel },
-    });
-    entry.child.send({ type: 'config', config });
-    const ready = await waitForReady(entry, `gateway ${name}`, 30_000);
-    gateways[name] = { entry, url: ready.url };
-    log(`gateway ${name} at ${ready.url}`);
-  }
-
   const headers = { 'content-type': 'application/json', authorization: `Bearer ${bearer}` };
-  const load = (name, seconds) =>
-    httpLoad({ url: `${gateways[name].url}/v1/proxy/llm/v1/chat/completions`, headers, body: CHAT_BODY, connections: CONNECTIONS, seconds, expectBody: up.answer, rate: settings.rate });
-
-  if (settings.warmupSeconds > 0) {
-    log('warm-up of both gateways');
-    await Promise.all([load('plain', settings.warmupSeconds), load('observed', settings.warmupSeconds)]);
-  }
-  // The observed gateway must really count and really write events, or the comparison means nothing.
-  const exchangesBefore = withMetrics ? metricSum(await scrape(metricsUrl), 'sluice_exchanges_total', 'via="proxy"') : 0;
+  const load = (gateway, seconds) =>
+    (settings.rate > 0 ? pacedLoad : httpLoad)({ url: `${gateway.url}/v1/proxy/llm/v1/chat/completions`, headers, body: CHAT_BODY, connections: CONNECTIONS, seconds, expectBody: up.answer, rate: settings.rate });
 
   const runs = [];
   let observedRequests = 0;
+  // The observed gateway must really count and really write events, or the comparison means nothing.
+  let exchangesCounted = withMetrics ? 0 : null;
   for (let index = 1; index <= settings.rounds; index++) {
+    const { gateways, metricsUrl } = await startGateways(index);
+    if (settings.warmupSeconds > 0) {
+      log(`round ${index}: warm-up of both gateways`);
+      await Promise.all([load(gateways.plain, settings.warmupSeconds), load(gateways.observed, settings.warmupSeconds)]);
+    }
+    const exchangesBefore = withMetrics ? metricSum(await scrape(metricsUrl), 'sluice_exchanges_total', 'via="proxy"') : 0;
     log(`round ${index}: measuring both gateways together for ${settings.seconds}s at c=${CONNECTIONS} each`);
     // Scraped as Prometheus would (more often than its usual 15 s), so the listener's cost is in the figure.
     let scrapes = 0;
@@ -161,11 +172,14 @@ async function main() {
     const before = cpuSnapshot(pids);
     const loopsBefore = cpuSnapshot(gatewayPids, mainThreadCpuMicros);
     const machineBefore = machineBusyMicros();
-    const [plain, observed] = await Promise.all([load('plain', settings.seconds), load('observed', settings.seconds)]);
+    const [plain, observed] = await Promise.all([load(gateways.plain, settings.seconds), load(gateways.observed, settings.seconds)]);
     const machineAfter = machineBusyMicros();
     const delta = cpuDelta(before, cpuSnapshot(pids));
     const loopDelta = cpuDelta(loopsBefore, cpuSnapshot(gatewayPids, mainThreadCpuMicros));
     if (scraper) clearInterval(scraper);
+    if (withMetrics) exchangesCounted += metricSum(await scrape(metricsUrl), 'sluice_exchanges_total', 'via="proxy"') - exchangesBefore;
+    // A clean stop writes the audit queue to the outbox; the sender stops after the batch it is sending.
+    await Promise.all(Object.values(gateways).map((g) => stopChild(g.entry, 10_000)));
     observedRequests += observed.requests + observed.errors.total;
     const elapsedS = Math.max(plain.duration_s, observed.duration_s);
     const ours = Object.values(delta).reduce((n, us) => n + us, 0);
@@ -180,6 +194,7 @@ async function main() {
         p50: r.p50,
         p99: r.p99,
         errors: r.errors,
+        ...(r.late === undefined ? {} : { late: r.late }),
         gateway_cpu_us: Math.round(delta[name]),
         us_per_exchange: r.requests ? round(delta[name] / r.requests, 1) : null,
         event_loop_cpu_us: Math.round(loopDelta[name]),
@@ -195,14 +210,11 @@ async function main() {
     }
   }
 
-  const exchangesCounted = withMetrics ? metricSum(await scrape(metricsUrl), 'sluice_exchanges_total', 'via="proxy"') - exchangesBefore : null;
-  // A clean stop writes the audit queue to the outbox and the sender delivers what is left.
-  for (const g of Object.values(gateways)) await stopChild(g.entry, 10_000);
   const auditEvents = auditLines(auditPath);
   const exchangeEvents = auditEvents.filter((l) => JSON.parse(l).kind === 'exchange').length;
   const profiles = {};
   if (settings.profile) {
-    for (const name of Object.keys(gateways)) {
+    for (const name of ['plain', 'observed']) {
       const dir = join(scratch.dir, 'profiles', name);
       profiles[name] = readdirSync(dir)
         .filter((f) => f.endsWith('.cpuprofile'))

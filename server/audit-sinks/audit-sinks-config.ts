@@ -76,6 +76,12 @@ const syslogSink = z.strictObject({
 const fileSink = z.strictObject({
   ...sinkCommon,
   type: z.literal('file'),
+  /**
+   * A file takes a batch of any size in one synced write, and that write (not the bytes) is what a delivery
+   * costs: a larger default lets a sender that fell behind (a busy disk makes each sync take tens of
+   * milliseconds) catch up ten times as fast, where a batch of 100 kept it to 100 events per sync.
+   */
+  batch: sinkCommon.batch.removeDefault().default(1000),
   /** JSON lines appended here; rotated to `path.1` … `path.<keep>` once it reaches `max_bytes`. */
   path: z.string().min(1),
   max_bytes: z.number().int().min(1024).default(100 * 1024 * 1024),

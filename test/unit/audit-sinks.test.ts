@@ -25,6 +25,14 @@ describe('audit sinks config', () => {
     expect(auditSinkSettings(sinks.parse({}))).toEqual({ sinks: [], outboxMax: 100_000, flushIntervalMs: 100 });
   });
 
+  it('gives a file sink batches of 1000 by default and the others 100; a batch given is kept', () => {
+    expect(auditSinkSchema.parse({ name: 'f', type: 'file', path: '/var/log/sluice/audit.jsonl' }).batch).toBe(1000);
+    expect(auditSinkSchema.parse({ name: 'f', type: 'file', path: '/var/log/sluice/audit.jsonl', batch: 50 }).batch).toBe(50);
+    expect(auditSinkSchema.parse({ name: 'h', type: 'webhook', url: 'https://x.example/h' }).batch).toBe(100);
+    expect(auditSinkSchema.parse({ name: 's', type: 'syslog', host: 'siem', port: 6514 }).batch).toBe(100);
+    expect(auditSinkSchema.safeParse({ name: 'f', type: 'file', path: '/x', batch: 10_001 }).success).toBe(false);
+  });
+
   it('reads flush_interval as a duration of at most 10s', () => {
     expect(auditSinkSettings(sinks.parse({ flush_interval: '25ms' })).flushIntervalMs).toBe(25);
     expect(auditSinkSettings(sinks.parse({ flush_interval: '0ms' })).flushIntervalMs).toBe(0);
@@ -129,6 +137,36 @@ describe('outbox sender', () => {
     expect(deliveries.flat().map((d) => (JSON.parse(d) as AuditEvent).id)).toEqual(Array.from({ length: 1200 }, (_, n) => event(n).id));
     // The last batch is acked by the claim after it, a turn after its delivery.
     await vi.waitFor(async () => expect(await store.auditOutboxDepth('s')).toBe(0), { timeout: 2_000 });
+  });
+
+  it('catches up on a backlog for a file sink a thousand events a synced write, at its default batch', async () => {
+    const store = new SqliteStore({ file: ':memory:' });
+    onTestFinished(() => store.close());
+    // What the emitter leaves behind a sender that fell behind: rows of one flush each.
+    for (let r = 0; r < 20; r++) await appendRow(store, r * 60, 60);
+    const dir = await mkdtemp(join(tmpdir(), 'sluice-audit-backlog-'));
+    onTestFinished(() => rm(dir, { recursive: true, force: true }));
+    const config = auditSinkSchema.parse({ name: 's', type: 'file', path: join(dir, 'audit.jsonl') }) as Extract<z.output<typeof auditSinkSchema>, { type: 'file' }>;
+    const file = createFileSink(config);
+    const writes: number[] = [];
+    const sender = startOutboxSender({
+      name: 's',
+      sink: { ...file, sendDocs: (docs) => (writes.push(docs.length), file.sendDocs!(docs)) },
+      outbox: store,
+      holder: 'r1',
+      batch: config.batch,
+      timeoutMs: 10_000,
+      retryDelayMs: 1000,
+      maxRetryDelayMs: 1000,
+      lingerMs: 3_600_000,
+      clock: systemClock,
+    });
+    onTestFinished(() => sender.stop());
+    await vi.waitFor(async () => expect((await readFile(config.path, 'utf8')).split('\n').filter(Boolean)).toHaveLength(1200), { timeout: 10_000 });
+    // Whole rows up to 1000 events a claim: 16 rows, then the other 4. A batch of 100 took one row of 60 a write.
+    expect(writes).toEqual([960, 240]);
+    const ids = (await readFile(config.path, 'utf8')).split('\n').filter(Boolean).map((line) => (JSON.parse(line) as AuditEvent).id);
+    expect(ids).toEqual(Array.from({ length: 1200 }, (_, n) => event(n).id));
   });
 
   it('acks a delivered batch with its next claim, or when it stops, so nothing delivered is left to send again', async () => {
