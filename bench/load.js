@@ -122,14 +122,16 @@ export function httpLoad({ url, method = 'POST', headers, body, connections, sec
 }
 
 /**
- * `rate` requests a second spread evenly over time: `connections` keep-alive sockets, each sending its next
- * request `connections / rate` seconds after its previous one was due (socket i starting `i / rate` after
- * the first), so a request leaves every `1 / rate` seconds. A request whose time comes while its socket still
- * waits for the answer before it leaves as soon as that answer is in (`late` counts those), so the offered
- * rate is kept while the target keeps up and the load degrades to a closed loop when it does not. Unlike
- * autocannon's `overallRate`, which sends each second's requests at its start, nothing arrives in bursts:
- * a burst a second made two gateways loaded side by side contend for the cores at the same moments, and
- * their CPU per exchange moved by ±20 % from one five-second round to the next.
+ * `rate` requests a second spread evenly over time: `connections` request loops over a keep-alive agent of
+ * as many sockets, each loop sending its next request `connections / rate` seconds after its previous one was
+ * due (loop i starting `i / rate` after the first), so a request leaves every `1 / rate` seconds. A request
+ * whose time has passed (its loop still waited for the answer before, or the generator stalled) leaves at
+ * once (`late` counts those); one later than a whole spacing makes its loop's later times count from then,
+ * so nothing is sent in a burst to catch up: a target slower than the rate gets fewer requests (`rps` tells),
+ * and the run ends at `seconds`.
+ * Unlike autocannon's `overallRate`, which sends each second's requests at its start, nothing arrives in
+ * bursts: a burst a second made two gateways loaded side by side contend for the cores at the same moments,
+ * and their CPU per exchange moved by ±20 % from one five-second round to the next.
  *
  * Returns what `httpLoad` returns (2xx answers with `expectBody` as `requests`), and `late`.
  */
@@ -171,9 +173,16 @@ export async function pacedLoad({ url, headers, body, connections, seconds, expe
   const loop = async (index) => {
     let due = started + (index * 1000) / rate;
     while (due < deadline) {
-      const wait = due - performance.now();
-      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-      else if (wait < -1) late += 1;
+      const now = performance.now();
+      if (now >= deadline) break;
+      if (due > now) await new Promise((r) => setTimeout(r, due - now));
+      else if (now - due > 1) {
+        // Late (the answer before came after this request's time, or the generator itself stalled): sent now.
+        // Later than a whole spacing, the slots missed are skipped rather than sent back to back, so a stall
+        // never becomes a burst; less late, the loop keeps its times and so the rate.
+        late += 1;
+        if (now - due > spacingMs) due = now;
+      }
       await one();
       due += spacingMs;
     }
