@@ -135,8 +135,9 @@ export function httpLoad({ url, method = 'POST', headers, body, connections, sec
  *
  * Returns what `httpLoad` returns (2xx answers with `expectBody` as `requests`), and `late`.
  */
-export async function pacedLoad({ url, headers, body, connections, seconds, expectBody, rate, timeoutMs = 10_000 }) {
-  const agent = new Agent({ keepAlive: true, maxSockets: connections, maxFreeSockets: connections });
+export async function pacedLoad({ url, headers, body, connections, seconds, expectBody, rate, timeoutMs = 10_000, agent: given }) {
+  // A caller's agent (`keepAgent`) keeps its sockets open across runs; else one for this run.
+  const agent = given ?? keepAgent(connections);
   const payload = Buffer.from(body);
   const allHeaders = { ...headers, 'content-length': payload.length };
   const durations = [];
@@ -189,7 +190,7 @@ export async function pacedLoad({ url, headers, body, connections, seconds, expe
   };
   await Promise.all(Array.from({ length: connections }, (_, i) => loop(i)));
   const elapsedS = (performance.now() - started) / 1000;
-  agent.destroy();
+  if (given === undefined) agent.destroy();
   errors.total = errors.non2xx + errors.socket + errors.timeouts + errors.mismatches;
   return {
     ...summarize(durations),
@@ -454,6 +455,11 @@ export function openStreams({ url, headers, body, streams, minEvents, gapEvents,
 function finishOnResponseError(res, finish) {
   res.on('error', (err) => finish('socket', String(err)));
   res.on('aborted', () => finish('socket', 'response aborted'));
+}
+
+/** A keep-alive agent of `connections` sockets, for loads that share their connections across runs. */
+export function keepAgent(connections) {
+  return new Agent({ keepAlive: true, maxSockets: connections, maxFreeSockets: connections });
 }
 
 /**

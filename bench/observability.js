@@ -25,21 +25,23 @@
 // gateways of one configuration side by side differed by −2 to +4 % for a whole run; new processes every
 // round make that one more thing the rounds' median evens out (BENCH_OBSERVE=none measures exactly that:
 // both gateways plain). `rate_held` says whether each run got the rate it was offered; BENCH_RATE=0 loads
-// both as hard as they go (autocannon, closed loop).
+// both as hard as they go (autocannon, closed loop). BENCH_MODE=turns loads them a second each in turn
+// instead, the machine never running both at once: each gateway is then idle half the window, and what its
+// timers and senders do while it idles counts towards its exchanges.
 //
 // Env: BENCH_SECONDS (5) per round, BENCH_WARMUP_SECONDS (2, in every round), BENCH_GATEWAY_LOG_LEVEL (info),
 // BENCH_MAX_SECONDS (300, hard stop), BENCH_RATE (1000 requests/s to each gateway; 0 = closed loop),
 // BENCH_OUT=file, BENCH_OBSERVE=both|metrics|sink|none (both: what the observed gateway turns on; metrics or
 // sink turns on only that half, to tell the two costs apart; none: the observed gateway is plain too),
-// BENCH_ROUNDS (11; each round's ratio is reported, and their median), BENCH_PROFILE=1 (CPU profiles of both
-// gateways, summarised in `profiles` and kept in the work dir).
+// BENCH_ROUNDS (11; each round's ratio is reported, and their median), BENCH_MODE=together|turns (together),
+// BENCH_PROFILE=1 (CPU profiles of both gateways, summarised in `profiles` and kept in the work dir).
 import { randomBytes } from 'node:crypto';
 import { closeSync, fstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { AUDIENCE, startBenchIdentity } from './identity.js';
-import { httpLoad, pacedLoad, round } from './load.js';
+import { httpLoad, keepAgent, pacedLoad, round } from './load.js';
 import { summarizeProfile } from './profile-top.js';
 import { cpuDelta, cpuSnapshot, envNumber, forkChild, freePort, guardRun, log, machineBusyMicros, mainThreadCpuMicros, runMain, stopChild, waitForMessage, waitForReady } from './procs.js';
 
@@ -59,9 +61,14 @@ const settings = {
   profile: process.env.BENCH_PROFILE === '1',
   rounds: envNumber('BENCH_ROUNDS', 11, { min: 1, max: 30 }),
   rate: envNumber('BENCH_RATE', 1000, { min: 0, max: 100_000 }),
+  mode: process.env.BENCH_MODE ?? 'together',
 };
+/** How long the window goes on after the last second of load in turns: longer than the audit flush and the sender's linger. */
+const SETTLE_MS = 500;
 /** A run that answered less than this share of the offered rate was not loaded as the other one was. */
 const RATE_HELD_SHARE = 0.95;
+if (!['turns', 'together'].includes(settings.mode)) throw new Error('BENCH_MODE must be turns or together');
+if (settings.mode === 'turns' && settings.rate === 0) throw new Error('BENCH_MODE=turns needs a rate (BENCH_RATE > 0)');
 if (!OBSERVE.includes(settings.observe)) throw new Error(`BENCH_OBSERVE must be one of ${OBSERVE.join(', ')}`);
 const withMetrics = settings.observe === 'both' || settings.observe === 'metrics';
 const withSink = settings.observe === 'both' || settings.observe === 'sink';
@@ -85,6 +92,24 @@ function metricSum(text, name, match = '') {
     sum += Number(line.slice(line.lastIndexOf(' ') + 1));
   }
   return sum;
+}
+
+/** Loads of one gateway merged: counts summed, `p50`/`p99` the median of the loads' own. */
+function mergeLoads(loads) {
+  const sum = (pick) => loads.reduce((n, l) => n + pick(l), 0);
+  const median = (pick) => [...loads.map(pick)].sort((a, b) => a - b)[Math.floor((loads.length - 1) / 2)];
+  const durationS = sum((l) => l.duration_s);
+  const errors = {};
+  for (const key of Object.keys(loads[0].errors)) errors[key] = sum((l) => l.errors[key]);
+  return {
+    requests: sum((l) => l.requests),
+    duration_s: round(durationS, 2),
+    rps: round(sum((l) => l.requests) / durationS, 1),
+    p50: median((l) => l.p50),
+    p99: median((l) => l.p99),
+    late: sum((l) => l.late ?? 0),
+    errors,
+  };
 }
 
 /** Exchanges a load answered, well or not: each is one the gateway saw through, so one `exchange` event. */
@@ -183,8 +208,33 @@ async function main() {
   };
 
   const headers = { 'content-type': 'application/json', authorization: `Bearer ${bearer}` };
-  const load = (gateway, seconds) =>
-    (settings.rate > 0 ? pacedLoad : httpLoad)({ url: `${gateway.url}/v1/proxy/llm/v1/chat/completions`, headers, body: CHAT_BODY, connections: CONNECTIONS, seconds, expectBody: up.answer, rate: settings.rate });
+  const load = (gateway, seconds, agent) =>
+    (settings.rate > 0 ? pacedLoad : httpLoad)({ url: `${gateway.url}/v1/proxy/llm/v1/chat/completions`, headers, body: CHAT_BODY, connections: CONNECTIONS, seconds, expectBody: up.answer, rate: settings.rate, ...(agent === undefined ? {} : { agent }) });
+
+  /**
+   * Loads the two gateways one second each in turn, `settings.seconds` times each (which goes first alternates),
+   * over keep-alive connections kept for the window; returns each one's loads merged. Each gateway's CPU is
+   * read over the whole window, its idle seconds included: what its timers and senders do meanwhile is its own.
+   */
+  const inTurns = async (gateways, index) => {
+    const agents = { plain: keepAgent(CONNECTIONS), observed: keepAgent(CONNECTIONS) };
+    const slices = { plain: [], observed: [] };
+    try {
+      // Strictly in turns, so every second of each starts after a second of the other (caches cold alike); the
+      // first goes first in odd rounds and second in even ones. Alternating pairs (P O, O P, …) gave one
+      // gateway more seconds straight after its own and measured two plain gateways 3 % apart.
+      const order = index % 2 === 1 ? ['plain', 'observed'] : ['observed', 'plain'];
+      for (let s = 0; s < 2 * settings.seconds; s++) {
+        const name = order[s % 2];
+        slices[name].push(await load(gateways[name], 1, agents[name]));
+      }
+      // What the last second left to do (a log flush, an outbox flush, a sender's delivery) is done in the window.
+      await new Promise((r) => setTimeout(r, SETTLE_MS));
+    } finally {
+      for (const agent of Object.values(agents)) agent.destroy();
+    }
+    return [mergeLoads(slices.plain), mergeLoads(slices.observed)];
+  };
 
   const runs = [];
   let observedRequests = 0;
@@ -215,13 +265,14 @@ async function main() {
       }
       const exchangesBefore = withMetrics ? metricSum(await scrape(metricsUrl), 'sluice_exchanges_total', 'via="proxy"') : 0;
       const scrapesBefore = scrapes;
-      log(`round ${index}: measuring both gateways together for ${settings.seconds}s at c=${CONNECTIONS} each`);
+      log(`round ${index}: measuring both gateways ${settings.mode === 'together' ? 'together' : 'in turns of a second'} for ${settings.seconds}s each at c=${CONNECTIONS}`);
       const pids = { plain: gateways.plain.entry.child.pid, observed: gateways.observed.entry.child.pid, upstream: upstream.child.pid, loadgen: process.pid };
       const gatewayPids = { plain: pids.plain, observed: pids.observed };
       const before = cpuSnapshot(pids);
       const loopsBefore = cpuSnapshot(gatewayPids, mainThreadCpuMicros);
       const machineBefore = machineBusyMicros();
-      const [plain, observed] = await Promise.all([load(gateways.plain, settings.seconds), load(gateways.observed, settings.seconds)]);
+      const windowStarted = performance.now();
+      const [plain, observed] = settings.mode === 'together' ? await Promise.all([load(gateways.plain, settings.seconds), load(gateways.observed, settings.seconds)]) : await inTurns(gateways, index);
       const machineAfter = machineBusyMicros();
       const delta = cpuDelta(before, cpuSnapshot(pids));
       const loopDelta = cpuDelta(loopsBefore, cpuSnapshot(gatewayPids, mainThreadCpuMicros));
@@ -236,7 +287,7 @@ async function main() {
         auditRounds.push({ round: index, expected, delivered });
       }
       observedRequests += observed.requests + observed.errors.total;
-      const elapsedS = Math.max(plain.duration_s, observed.duration_s);
+      const elapsedS = (performance.now() - windowStarted) / 1000;
       const ours = Object.values(delta).reduce((n, us) => n + us, 0);
       // CPU used by processes that are not part of this bench (other jobs on the machine): noise.
       const otherPct = machineBefore !== undefined && machineAfter !== undefined ? round(Math.max(0, (100 * (machineAfter - machineBefore - ours)) / (elapsedS * 1e6)), 1) : null;
@@ -254,7 +305,7 @@ async function main() {
           us_per_exchange: r.requests ? round(delta[name] / r.requests, 1) : null,
           event_loop_cpu_us: Math.round(loopDelta[name]),
           event_loop_us_per_exchange: r.requests ? round(loopDelta[name] / r.requests, 1) : null,
-          gateway_util_pct: round((100 * delta[name]) / (r.duration_s * 1e6), 1),
+          gateway_util_pct: round((100 * delta[name]) / (elapsedS * 1e6), 1),
           loadgen_util_pct: round((100 * delta.loadgen) / (elapsedS * 1e6), 1),
           upstream_util_pct: round((100 * delta.upstream) / (elapsedS * 1e6), 1),
           other_processes_util_pct: otherPct,
@@ -316,7 +367,11 @@ async function main() {
       rate_rps: settings.rate || 'as fast as answered',
       route: 'POST /v1/proxy/llm/v1/chat/completions, bearer JWT, fixed-answer upstream',
       rounds: settings.rounds,
-      measured: 'both gateways loaded at the same time in each round, each at the rate',
+      mode: settings.mode,
+      measured:
+        settings.mode === 'together'
+          ? 'both gateways loaded at the same time in each round, each at the rate'
+          : 'the gateways loaded a second each in turn, each second at the rate; CPU over the whole window',
       plain: 'startGateway, recording on (defaults), no metrics_listen, no audit.sinks',
       observe: settings.observe,
       observed: [
