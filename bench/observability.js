@@ -212,8 +212,8 @@ async function main() {
     (settings.rate > 0 ? pacedLoad : httpLoad)({ url: `${gateway.url}/v1/proxy/llm/v1/chat/completions`, headers, body: CHAT_BODY, connections: CONNECTIONS, seconds, expectBody: up.answer, rate: settings.rate, ...(agent === undefined ? {} : { agent }) });
 
   /**
-   * Loads the two gateways one second each in turn, `settings.seconds` times each (which goes first alternates),
-   * over keep-alive connections kept for the window; returns each one's loads merged. Each gateway's CPU is
+   * Loads the two gateways one second each in turn, `settings.seconds` times each (round `index` says which goes
+   * first), over keep-alive connections kept for the window; returns each one's loads merged. Each gateway's CPU is
    * read over the whole window, its idle seconds included: what its timers and senders do meanwhile is its own.
    */
   const inTurns = async (gateways, index) => {
@@ -274,6 +274,7 @@ async function main() {
       const windowStarted = performance.now();
       const [plain, observed] = settings.mode === 'together' ? await Promise.all([load(gateways.plain, settings.seconds), load(gateways.observed, settings.seconds)]) : await inTurns(gateways, index);
       const machineAfter = machineBusyMicros();
+      const elapsedS = (performance.now() - windowStarted) / 1000;
       const delta = cpuDelta(before, cpuSnapshot(pids));
       const loopDelta = cpuDelta(loopsBefore, cpuSnapshot(gatewayPids, mainThreadCpuMicros));
       clearInterval(scraper);
@@ -287,7 +288,6 @@ async function main() {
         auditRounds.push({ round: index, expected, delivered });
       }
       observedRequests += observed.requests + observed.errors.total;
-      const elapsedS = (performance.now() - windowStarted) / 1000;
       const ours = Object.values(delta).reduce((n, us) => n + us, 0);
       // CPU used by processes that are not part of this bench (other jobs on the machine): noise.
       const otherPct = machineBefore !== undefined && machineAfter !== undefined ? round(Math.max(0, (100 * (machineAfter - machineBefore - ours)) / (elapsedS * 1e6)), 1) : null;
