@@ -27,13 +27,16 @@ const eventPattern = z.string().refine(
   { message: `must be *, one of ${AUDIT_EVENT_KINDS.join(', ')}, or a family such as review.*` },
 );
 
+/** Events sent in one delivery at most: the sinks' `batch`, whose default is each type's own. */
+const batchSize = z.number().int().min(1).max(10_000);
+
 const sinkCommon = {
   /** Names the sink in the outbox, its lease, metrics and logs; renaming a sink leaves its undelivered events behind. */
   name: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'must be 1-64 letters, digits, ".", "_" or "-"'),
   /** Kinds this sink receives; default every kind. */
   events: z.array(eventPattern).min(1).default(['*']),
-  /** Events sent in one delivery at most. */
-  batch: z.number().int().min(1).max(10_000).default(100),
+  /** Events sent in one delivery at most: a receiver's payload is what bounds it. */
+  batch: batchSize.default(100),
   /** How long one delivery may take before it counts as failed. */
   timeout: duration.default('10s'),
   /** First delay after a failed delivery; it doubles (with jitter) up to `max_retry_delay`. */
@@ -81,7 +84,7 @@ const fileSink = z.strictObject({
    * costs: a larger default lets a sender that fell behind (a busy disk makes each sync take tens of
    * milliseconds) catch up ten times as fast, where a batch of 100 kept it to 100 events per sync.
    */
-  batch: sinkCommon.batch.removeDefault().default(1000),
+  batch: batchSize.default(1000),
   /** JSON lines appended here; rotated to `path.1` … `path.<keep>` once it reaches `max_bytes`. */
   path: z.string().min(1),
   max_bytes: z.number().int().min(1024).default(100 * 1024 * 1024),
