@@ -223,7 +223,7 @@ function countOccurrences(buf, needle) {
  * that ends with `data: [DONE]` carrying at least `minEvents` SSE events.
  */
 export async function streamLoad({ url, headers, body, connections, seconds, minEvents, timeoutMs = 15_000 }) {
-  const agent = new Agent({ keepAlive: true, maxSockets: connections, maxFreeSockets: connections });
+  const agent = keepAgent(connections);
   const payload = Buffer.from(body);
   const allHeaders = { ...headers, 'content-type': 'application/json', 'content-length': payload.length, accept: 'text/event-stream' };
   const ttfb = [];
@@ -323,7 +323,7 @@ const NEWLINE = 0x0a;
  * than 1 ms after the one before), `errors`, `in_flight`, `window_s`.
  */
 export function openStreams({ url, headers, body, streams, minEvents, gapEvents, staggerMs = 0, timeoutMs = 60_000 }) {
-  const agent = new Agent({ keepAlive: true, maxSockets: streams, maxFreeSockets: streams });
+  const agent = keepAgent(streams);
   const payload = Buffer.from(body);
   const allHeaders = { ...headers, 'content-type': 'application/json', 'content-length': payload.length, accept: 'text/event-stream' };
   let stopping = false;
@@ -457,7 +457,7 @@ function finishOnResponseError(res, finish) {
   res.on('aborted', () => finish('socket', 'response aborted'));
 }
 
-/** A keep-alive agent of `connections` sockets, for loads that share their connections across runs. */
+/** The keep-alive agent of `connections` sockets each node:http load sends over (a caller's, to keep them across loads). */
 export function keepAgent(connections) {
   return new Agent({ keepAlive: true, maxSockets: connections, maxFreeSockets: connections });
 }

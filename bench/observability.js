@@ -263,7 +263,9 @@ async function main() {
         const [, observedWarmup] = await Promise.all([load(gateways.plain, settings.warmupSeconds), load(gateways.observed, settings.warmupSeconds)]);
         warmed = answered(observedWarmup);
       }
-      const exchangesBefore = withMetrics ? metricSum(await scrape(metricsUrl), 'sluice_exchanges_total', 'via="proxy"') : 0;
+      /** The proxy exchanges the observed gateway has counted since it started. */
+      const exchangesSeen = async () => metricSum(await scrape(metricsUrl), 'sluice_exchanges_total', 'via="proxy"');
+      const exchangesBefore = withMetrics ? await exchangesSeen() : 0;
       const scrapesBefore = scrapes;
       log(`round ${index}: measuring both gateways ${settings.mode === 'together' ? 'together' : 'in turns of a second'} for ${settings.seconds}s each at c=${CONNECTIONS}`);
       const pids = { plain: gateways.plain.entry.child.pid, observed: gateways.observed.entry.child.pid, upstream: upstream.child.pid, loadgen: process.pid };
@@ -279,7 +281,7 @@ async function main() {
       const loopDelta = cpuDelta(loopsBefore, cpuSnapshot(gatewayPids, mainThreadCpuMicros));
       clearInterval(scraper);
       // The gateway is new each round, so its counter holds the warm-up's exchanges too: all its audit file should get.
-      const exchangesAfter = withMetrics ? metricSum(await scrape(metricsUrl), 'sluice_exchanges_total', 'via="proxy"') : undefined;
+      const exchangesAfter = withMetrics ? await exchangesSeen() : undefined;
       if (withMetrics) exchangesCounted += exchangesAfter - exchangesBefore;
       if (audit !== undefined) {
         // Waited for before the stop: a stop leaves what the sender had not taken yet in this round's outbox.
