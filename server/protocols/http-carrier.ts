@@ -77,6 +77,8 @@ export class HttpCarrier implements Carrier {
   #readAhead: Promise<ReadAheadBody> | undefined;
   /** A sized answer being rewritten, held until its end (see `WHOLE_ANSWER_MAX_BYTES`); null when none is held. */
   #whole: { readonly status: number; readonly headers: string[]; readonly chunks: Buffer[]; bytes: number } | null = null;
+  /** A body chunk or the end has been written to the response, taking a head not yet sent along. */
+  #bodyWritten = false;
 
   constructor(
     req: IncomingMessage,
@@ -166,20 +168,33 @@ export class HttpCarrier implements Carrier {
       return;
     }
     res.writeHead(head.status, headers);
-    // A streamed body (SSE, chunked, masked) must reach the caller's SDK at once; a sized one carries the
-    // head in its first write, one packet fewer.
-    if (head.rewrite !== undefined || !sized) res.flushHeaders();
+    // A streamed body (SSE, chunked, masked) must reach the caller's SDK without waiting for its first byte,
+    // which may be seconds away (a model thinking); a sized one carries the head in its first write, one
+    // packet fewer. A streamed head waits for the end of the turn: the body's first chunk, usually parsed
+    // from the same upstream read, takes it along in one write (one system call and one wake-up of the
+    // caller fewer), and when no chunk came the head goes alone, as the tunnel's frames do (mux.ts).
+    if (head.rewrite !== undefined || !sized) setImmediate(this.#flushLoneHead);
   }
+
+  /** Sends the head of a streamed answer when no body chunk or end has taken it along during its turn. */
+  readonly #flushLoneHead = (): void => {
+    const res = this.#res;
+    if (!this.#bodyWritten && !res.destroyed) res.flushHeaders();
+  };
 
   data(chunk: Buffer): boolean {
     const whole = this.#whole;
-    if (whole === null) return this.#res.write(chunk);
+    if (whole === null) {
+      this.#bodyWritten = true;
+      return this.#res.write(chunk);
+    }
     whole.chunks.push(chunk);
     whole.bytes += chunk.length;
     return whole.bytes <= WHOLE_ANSWER_MAX_BYTES || this.#sendHeld();
   }
 
   end(trailers?: IncomingHttpHeaders, last?: Buffer): void {
+    this.#bodyWritten = true;
     const whole = this.#whole;
     // Trailers need the chunked framing: an answer that brings them goes out as it would have unheld.
     if (whole !== null && trailers === undefined) {

@@ -3,7 +3,8 @@
  * credential) leaves the gateway whole: held to its end, then sent with its new Content-Length, as the
  * upstream sent it, rather than chunked in a write for its head, its body and its last chunk each. Bounded:
  * a longer one streams chunked. And held means held: nothing of it reaches the caller before its end is on
- * record.
+ * record. A streamed answer's head, which waits for the end of its turn to go out with the first chunk, still
+ * goes out alone when no chunk comes.
  */
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
@@ -21,6 +22,7 @@ import type { SessionRecorder } from '../../server/pipeline/recorder.js';
 import { createExchangeHandler } from '../../server/pipeline/run-exchange.js';
 import { WHOLE_ANSWER_MAX_BYTES } from '../../server/protocols/http-carrier.js';
 import { createHttpProtocol } from '../../server/protocols/http.js';
+import { until } from '../helpers/gateway.js';
 import { recordedEvents, type RecordedEvent } from '../helpers/recorded-events.js';
 
 const configPath = fileURLToPath(new URL('../fixtures/masking/sluice.yaml', import.meta.url));
@@ -155,4 +157,52 @@ describe('a sized answer that masking rewrites', () => {
     expect(events.map((e) => e.type)).toContain('exchange.response');
     expect(events.find((e) => e.type === 'exchange.error')).toMatchObject({ afterResponseHead: true });
   });
+});
+
+/**
+ * An upstream that answers with an event stream's head at once and its one event only when `release` is
+ * called, as a model does that thinks before its first token.
+ */
+async function thinkingUpstream(): Promise<{ url: string; release: () => void }> {
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  const server: HttpServer = createHttpServer((req, res) => {
+    req.resume();
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    res.flushHeaders();
+    void released.then(() => res.end('data: {"choices":[{"delta":{"content":"Mail jane.doe@example.com"}}]}\n\ndata: [DONE]\n\n'));
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  onTestFinished(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, release };
+}
+
+describe("a streamed answer's head", () => {
+  for (const masking of [['pii'], []]) {
+    it(`reaches the caller before the first event does, however long that takes (${masking.length === 0 ? 'no masking profile' : 'masked'})`, async () => {
+      const { recorder } = recordedEvents();
+      const upstream = await thinkingUpstream();
+      const port = await startGateway(upstream.url, masking, recorder);
+      const socket: Socket = connect(port, '127.0.0.1');
+      onTestFinished(() => void socket.destroy());
+      await once(socket, 'connect');
+      let received = Buffer.alloc(0);
+      socket.on('data', (c: Buffer) => (received = Buffer.concat([received, c])));
+      socket.write('POST /v1/chat/completions HTTP/1.1\r\nHost: llm\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}');
+
+      // The upstream holds its first event until the caller has the head: a head that waits for it times out here.
+      await until(() => received.includes('\r\n\r\n'), 'the head');
+      const head = received.toString('latin1');
+      expect(head).toMatch(/^HTTP\/1\.1 200 /);
+      expect(head).toMatch(/\r\ncontent-type: text\/event-stream\r\n/i);
+      expect(head.endsWith('\r\n\r\n')).toBe(true);
+
+      upstream.release();
+      await once(socket, 'close');
+      const answer = parseAnswer(received);
+      expect(answer.body).toContain('data: [DONE]');
+      expect(answer.body.includes('jane.doe@example.com')).toBe(masking.length === 0);
+    });
+  }
 });
