@@ -97,7 +97,7 @@ function metricSum(text, name, match = '') {
 /** Loads of one gateway merged: counts summed, `p50`/`p99` the median of the loads' own. */
 function mergeLoads(loads) {
   const sum = (pick) => loads.reduce((n, l) => n + pick(l), 0);
-  const median = (pick) => [...loads.map(pick)].sort((a, b) => a - b)[Math.floor((loads.length - 1) / 2)];
+  const median = (pick) => loads.map(pick).sort((a, b) => a - b)[Math.floor((loads.length - 1) / 2)];
   const durationS = sum((l) => l.duration_s);
   const errors = {};
   for (const key of Object.keys(loads[0].errors)) errors[key] = sum((l) => l.errors[key]);

@@ -173,14 +173,14 @@ export class HttpCarrier implements Carrier {
     // packet fewer. A streamed head waits for the end of the turn: the body's first chunk, usually parsed
     // from the same upstream read, takes it along in one write (one system call and one wake-up of the
     // caller fewer), and when no chunk came the head goes alone, as the tunnel's frames do (mux.ts).
-    if (head.rewrite !== undefined || !sized) setImmediate(this.#flushLoneHead);
+    if (head.rewrite !== undefined || !sized) setImmediate(() => this.#flushLoneHead());
   }
 
   /** Sends the head of a streamed answer when no body chunk or end has taken it along during its turn. */
-  readonly #flushLoneHead = (): void => {
+  #flushLoneHead(): void {
     const res = this.#res;
     if (!this.#bodyWritten && !res.destroyed) res.flushHeaders();
-  };
+  }
 
   data(chunk: Buffer): boolean {
     const whole = this.#whole;
